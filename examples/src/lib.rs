@@ -1,0 +1,1 @@
+//! Example programs of mc, one binary each (`cargo run -p mc-examples --bin NAME`).

@@ -1,0 +1,28 @@
+//! # mc: multicore work with processes
+//!
+//! A master process forks workers; workers share typed values in
+//! shared-memory heaps with a garbage collector, synchronise with
+//! process-shared locks, and pass values through zero-copy mailboxes. A
+//! safe Rust re-design of OCaml's Netmulticore: misuse that crashes there
+//! does not compile here, or returns an `Err`.
+//!
+//! The parts:
+//!
+//! - [`value`]: the [`Shared`] trait and `#[derive(Shared)]`: ordinary Rust
+//!   values copied into shared memory and read in place;
+//! - [`pool`]: shared memory pools, mapped at the same address in every
+//!   process, growing on demand;
+//! - [`heap`]: garbage-collected heaps of shared values inside pools;
+//! - [`sync`]: futex-based locks that work between processes.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+pub mod sync;
+pub mod value;
+
+pub use mc_macros::{process, Shared};
+pub use value::{Repr, Shared};
+
+#[doc(hidden)]
+pub mod __private;

@@ -1,0 +1,4 @@
+//! Process-shared synchronisation on futexes.
+
+pub(crate) mod futex;
+pub mod raw;

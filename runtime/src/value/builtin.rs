@@ -1,0 +1,766 @@
+//! `Shared` for numbers, `bool`, `char`, `()`, `String`, `Vec`, `Box`,
+//! `Option`, tuples and arrays, and their shared representations.
+
+use std::fmt;
+use std::marker::{PhantomData, PhantomPinned};
+use std::mem::{align_of, size_of, MaybeUninit};
+use std::pin::Pin;
+use std::ptr;
+
+use super::copy::{CopyError, Invalid, Tracer, Validator, Writer};
+use super::fingerprint::{fingerprint_combine, fingerprint_str};
+use super::Shared;
+
+#[cfg(not(target_pointer_width = "64"))]
+compile_error!("mc supports 64-bit targets only");
+
+/// Makes a pointer-carrying representation `!Send`, `!Sync` and `!Unpin`.
+type Anchored = (PhantomData<*const ()>, PhantomPinned);
+
+const ANCHORED: Anchored = (PhantomData, PhantomPinned);
+
+macro_rules! pod {
+    ($($t:ty),*) => {$(
+        // SAFETY: numbers are plain bytes: `Repr` is `Self`, every bit
+        // pattern is valid, there are no pointers.
+        unsafe impl Shared for $t {
+            type Repr = $t;
+            const FINGERPRINT: u64 = fingerprint_str(stringify!($t));
+            const HAS_POINTERS: bool = false;
+            const IS_POD: bool = true;
+            #[inline]
+            fn to_repr(&self, _w: &mut Writer<'_>) -> Result<$t, CopyError> { Ok(*self) }
+            #[inline]
+            fn repr_to_repr(src: &$t, _w: &mut Writer<'_>) -> Result<$t, CopyError> { Ok(*src) }
+            #[inline]
+            fn from_repr(src: &$t) -> $t { *src }
+            #[inline]
+            fn trace(_src: &$t, _t: &mut Tracer<'_>) {}
+            #[inline]
+            unsafe fn validate(_src: *const $t, _v: &mut Validator<'_>) -> Result<(), Invalid> {
+                Ok(())
+            }
+        }
+    )*};
+}
+
+pod!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64, ());
+
+// SAFETY: `bool` has no pointers; `validate` checks the byte.
+unsafe impl Shared for bool {
+    type Repr = bool;
+    const FINGERPRINT: u64 = fingerprint_str("bool");
+    const HAS_POINTERS: bool = false;
+    fn to_repr(&self, _w: &mut Writer<'_>) -> Result<bool, CopyError> {
+        Ok(*self)
+    }
+    fn repr_to_repr(src: &bool, _w: &mut Writer<'_>) -> Result<bool, CopyError> {
+        Ok(*src)
+    }
+    fn from_repr(src: &bool) -> bool {
+        *src
+    }
+    fn trace(_src: &bool, _t: &mut Tracer<'_>) {}
+    unsafe fn validate(src: *const bool, _v: &mut Validator<'_>) -> Result<(), Invalid> {
+        // SAFETY: the caller guarantees one readable byte at `src`.
+        let b = unsafe { ptr::read(src as *const u8) };
+        if b > 1 {
+            return Err(Invalid::BadBool(b));
+        }
+        Ok(())
+    }
+}
+
+// SAFETY: `char` has no pointers; `validate` checks the scalar value.
+unsafe impl Shared for char {
+    type Repr = char;
+    const FINGERPRINT: u64 = fingerprint_str("char");
+    const HAS_POINTERS: bool = false;
+    fn to_repr(&self, _w: &mut Writer<'_>) -> Result<char, CopyError> {
+        Ok(*self)
+    }
+    fn repr_to_repr(src: &char, _w: &mut Writer<'_>) -> Result<char, CopyError> {
+        Ok(*src)
+    }
+    fn from_repr(src: &char) -> char {
+        *src
+    }
+    fn trace(_src: &char, _t: &mut Tracer<'_>) {}
+    unsafe fn validate(src: *const char, _v: &mut Validator<'_>) -> Result<(), Invalid> {
+        // SAFETY: the caller guarantees four readable bytes at `src`.
+        let c = unsafe { ptr::read_unaligned(src as *const u32) };
+        if char::from_u32(c).is_none() {
+            return Err(Invalid::BadChar(c));
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// String
+
+/// The shared representation of `String`: an immutable UTF-8 string in
+/// shared memory. Read it as a `&str` (it derefs to `str`); replace it with
+/// the mutator.
+#[repr(C)]
+pub struct SString {
+    ptr: usize,
+    len: usize,
+    _anchor: Anchored,
+}
+
+impl SString {
+    /// The string.
+    #[inline]
+    pub fn as_str(&self) -> &str {
+        if self.len == 0 {
+            return "";
+        }
+        // SAFETY: an `SString` only exists in target memory written by the
+        // copier (or validated): `ptr` points to `len` bytes of UTF-8 that
+        // live as long as the value is reachable, which the guard that lent
+        // `&self` ensures.
+        unsafe {
+            std::str::from_utf8_unchecked(std::slice::from_raw_parts(
+                self.ptr as *const u8,
+                self.len,
+            ))
+        }
+    }
+
+    pub(crate) fn empty() -> Self {
+        SString { ptr: 0, len: 0, _anchor: ANCHORED }
+    }
+
+    pub(crate) fn write(s: &str, w: &mut Writer<'_>) -> Result<SString, CopyError> {
+        if s.is_empty() {
+            return Ok(SString::empty());
+        }
+        let (p, addr) = w.alloc_array::<u8>(s.len())?;
+        // SAFETY: `p` is fresh memory for `s.len()` bytes.
+        unsafe { ptr::copy_nonoverlapping(s.as_ptr(), p.as_ptr(), s.len()) };
+        Ok(SString { ptr: addr, len: s.len(), _anchor: ANCHORED })
+    }
+}
+
+impl std::ops::Deref for SString {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for SString {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Debug for SString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for SString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self.as_str(), f)
+    }
+}
+
+impl PartialEq for SString {
+    fn eq(&self, other: &SString) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+impl Eq for SString {}
+impl PartialEq<str> for SString {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+impl PartialEq<&str> for SString {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+impl PartialEq<String> for SString {
+    fn eq(&self, other: &String) -> bool {
+        self.as_str() == other
+    }
+}
+impl std::hash::Hash for SString {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state)
+    }
+}
+
+// SAFETY: the bytes are allocated through the writer, traced as a leaf and
+// validated (range and UTF-8); `SString` is anchored.
+unsafe impl Shared for String {
+    type Repr = SString;
+    const FINGERPRINT: u64 = fingerprint_str("String");
+    const HAS_POINTERS: bool = true;
+    fn to_repr(&self, w: &mut Writer<'_>) -> Result<SString, CopyError> {
+        SString::write(self, w)
+    }
+    fn repr_to_repr(src: &SString, w: &mut Writer<'_>) -> Result<SString, CopyError> {
+        SString::write(src.as_str(), w)
+    }
+    fn from_repr(src: &SString) -> String {
+        src.as_str().to_owned()
+    }
+    fn trace(src: &SString, t: &mut Tracer<'_>) {
+        if src.len > 0 {
+            t.visit_leaf(src.ptr);
+        }
+    }
+    unsafe fn validate(src: *const SString, v: &mut Validator<'_>) -> Result<(), Invalid> {
+        // SAFETY: the caller guarantees `src` is readable for an `SString`;
+        // its fields are plain integers, valid for any bytes.
+        let (p, len) = unsafe { (ptr::read(ptr::addr_of!((*src).ptr)), ptr::read(ptr::addr_of!((*src).len))) };
+        if len == 0 {
+            return Ok(());
+        }
+        v.check(p, len, 1)?;
+        // SAFETY: the range was checked to lie inside the validator's region.
+        let bytes = unsafe { std::slice::from_raw_parts(p as *const u8, len) };
+        std::str::from_utf8(bytes).map_err(|_| Invalid::BadUtf8)?;
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Vec
+
+/// The shared representation of `Vec<T>`: an array in shared memory. Read
+/// it as a slice (it derefs to `[R]`); change elements in place through
+/// [`SVec::get_pin`] / [`SVec::iter_pin`] inside a modification.
+#[repr(C)]
+pub struct SVec<R> {
+    ptr: usize,
+    len: usize,
+    cap: usize,
+    _elem: PhantomData<R>,
+    _anchor: Anchored,
+}
+
+impl<R> SVec<R> {
+    /// The elements.
+    #[inline]
+    pub fn as_slice(&self) -> &[R] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: an `SVec` only exists in target memory written by the
+        // copier (or validated): `ptr` points to `len` initialised elements
+        // that live as long as the vector is reachable.
+        unsafe { std::slice::from_raw_parts(self.ptr as *const R, self.len) }
+    }
+
+    /// The number of elements.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are no elements.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The number of elements the array has room for without reallocation.
+    #[inline]
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
+    /// The element at `i`, pinned for modification.
+    pub fn get_pin(self: Pin<&mut Self>, i: usize) -> Option<Pin<&mut R>> {
+        if i >= self.len {
+            return None;
+        }
+        // SAFETY: element `i` is initialised and exclusively reachable
+        // through this vector (shared values form trees), so the exclusive
+        // borrow of the vector extends to it; elements never move while
+        // pinned in shared memory.
+        unsafe { Some(Pin::new_unchecked(&mut *(self.ptr as *mut R).add(i))) }
+    }
+
+    /// All elements, pinned for modification.
+    pub fn iter_pin(self: Pin<&mut Self>) -> impl Iterator<Item = Pin<&mut R>> {
+        let (p, len) = (self.ptr as *mut R, self.len);
+        (0..len).map(move |i| {
+            // SAFETY: as in `get_pin`; each index is yielded once, so the
+            // exclusive borrows do not overlap.
+            unsafe { Pin::new_unchecked(&mut *p.add(i)) }
+        })
+    }
+
+    /// The elements as a mutable slice, for element types that can move
+    /// freely (numbers and other pointer-free representations).
+    pub fn as_mut_slice(self: Pin<&mut Self>) -> &mut [R]
+    where
+        R: Unpin,
+    {
+        if self.len == 0 {
+            return &mut [];
+        }
+        // SAFETY: as in `get_pin`; `R: Unpin`, so handing out `&mut R` does
+        // not break pinning.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr as *mut R, self.len) }
+    }
+
+    pub(crate) fn raw_parts(&self) -> (usize, usize, usize) {
+        (self.ptr, self.len, self.cap)
+    }
+
+    /// # Safety
+    ///
+    /// The parts must describe an allocation of `cap` elements at `ptr`
+    /// (target address) whose first `len` are initialised.
+    pub(crate) unsafe fn from_raw_parts(ptr: usize, len: usize, cap: usize) -> Self {
+        SVec { ptr, len, cap, _elem: PhantomData, _anchor: ANCHORED }
+    }
+
+    /// # Safety
+    ///
+    /// The vector's allocation must have room for `len` elements, all
+    /// initialised.
+    pub(crate) unsafe fn set_len(self: Pin<&mut Self>, len: usize) {
+        // SAFETY: only an integer field is changed; nothing moves.
+        unsafe { self.get_unchecked_mut().len = len };
+    }
+}
+
+impl<R> std::ops::Deref for SVec<R> {
+    type Target = [R];
+    fn deref(&self) -> &[R] {
+        self.as_slice()
+    }
+}
+
+impl<R: fmt::Debug> fmt::Debug for SVec<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.as_slice()).finish()
+    }
+}
+
+impl<R: PartialEq> PartialEq for SVec<R> {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+fn write_slice<T: Shared>(src: &[T], w: &mut Writer<'_>) -> Result<SVec<T::Repr>, CopyError> {
+    let n = src.len();
+    if n == 0 {
+        // SAFETY: an empty vector owns no allocation.
+        return Ok(unsafe { SVec::from_raw_parts(0, 0, 0) });
+    }
+    let (p, addr) = w.alloc_array::<T::Repr>(n)?;
+    if T::IS_POD {
+        // SAFETY: for POD types `Repr` is `Self` (same size), so the `n`
+        // source elements are exactly the bytes of the destination.
+        unsafe {
+            ptr::copy_nonoverlapping(src.as_ptr() as *const u8, p.as_ptr() as *mut u8, n * size_of::<T>())
+        };
+    } else {
+        for (i, x) in src.iter().enumerate() {
+            let r = x.to_repr(w)?;
+            // SAFETY: `p` has room for `n` elements and `i < n`.
+            unsafe { p.as_ptr().add(i).write(r) };
+        }
+    }
+    // SAFETY: all `n` elements were initialised above.
+    Ok(unsafe { SVec::from_raw_parts(addr, n, n) })
+}
+
+fn write_repr_slice<T: Shared>(src: &[T::Repr], w: &mut Writer<'_>) -> Result<SVec<T::Repr>, CopyError> {
+    let n = src.len();
+    if n == 0 {
+        // SAFETY: an empty vector owns no allocation.
+        return Ok(unsafe { SVec::from_raw_parts(0, 0, 0) });
+    }
+    let (p, addr) = w.alloc_array::<T::Repr>(n)?;
+    if T::IS_POD {
+        // SAFETY: POD representations are plain bytes; `p` has room for `n`.
+        unsafe { ptr::copy_nonoverlapping(src.as_ptr(), p.as_ptr(), n) };
+    } else {
+        for (i, x) in src.iter().enumerate() {
+            let r = T::repr_to_repr(x, w)?;
+            // SAFETY: `p` has room for `n` elements and `i < n`.
+            unsafe { p.as_ptr().add(i).write(r) };
+        }
+    }
+    // SAFETY: all `n` elements were initialised above.
+    Ok(unsafe { SVec::from_raw_parts(addr, n, n) })
+}
+
+fn read_slice<T: Shared>(src: &[T::Repr]) -> Vec<T> {
+    if T::IS_POD {
+        let mut out = Vec::<T>::with_capacity(src.len());
+        // SAFETY: POD representations are `Self`; `out` has room for
+        // `src.len()` elements, which are initialised by the copy.
+        unsafe {
+            ptr::copy_nonoverlapping(src.as_ptr() as *const T, out.as_mut_ptr(), src.len());
+            out.set_len(src.len());
+        }
+        out
+    } else {
+        src.iter().map(T::from_repr).collect()
+    }
+}
+
+/// # Safety
+///
+/// `p` must be readable for `n` elements, inside the validator's region
+/// (already checked).
+unsafe fn validate_elems<T: Shared>(p: usize, n: usize, v: &mut Validator<'_>) -> Result<(), Invalid> {
+    if T::IS_POD || n == 0 {
+        return Ok(());
+    }
+    v.enter()?;
+    for i in 0..n {
+        // SAFETY: element `i < n` lies in the checked range.
+        unsafe { T::validate((p as *const T::Repr).add(i), v)? };
+    }
+    v.leave();
+    Ok(())
+}
+
+// SAFETY: the array is allocated through the writer, traced with its length
+// and validated (range, then every element); `SVec` is anchored.
+unsafe impl<T: Shared> Shared for Vec<T> {
+    type Repr = SVec<T::Repr>;
+    const FINGERPRINT: u64 = fingerprint_combine(&[fingerprint_str("Vec"), T::FINGERPRINT]);
+    const HAS_POINTERS: bool = true;
+    fn to_repr(&self, w: &mut Writer<'_>) -> Result<Self::Repr, CopyError> {
+        write_slice(self, w)
+    }
+    fn repr_to_repr(src: &Self::Repr, w: &mut Writer<'_>) -> Result<Self::Repr, CopyError> {
+        write_repr_slice::<T>(src.as_slice(), w)
+    }
+    fn from_repr(src: &Self::Repr) -> Self {
+        read_slice(src.as_slice())
+    }
+    fn trace(src: &Self::Repr, t: &mut Tracer<'_>) {
+        if src.cap > 0 {
+            t.visit::<T>(src.ptr, src.len);
+        }
+    }
+    unsafe fn validate(src: *const Self::Repr, v: &mut Validator<'_>) -> Result<(), Invalid> {
+        // SAFETY: `src` is readable (caller); the fields are integers.
+        let (p, len) = unsafe { (ptr::read(ptr::addr_of!((*src).ptr)), ptr::read(ptr::addr_of!((*src).len))) };
+        if len == 0 {
+            return Ok(());
+        }
+        v.check_array::<T::Repr>(p, len)?;
+        // SAFETY: the elements' range was just checked.
+        unsafe { validate_elems::<T>(p, len, v) }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Box
+
+/// The shared representation of `Box<T>`: a pointer to a value in shared
+/// memory. Derefs to the value; [`SBox::project`] pins it for modification.
+#[repr(C)]
+pub struct SBox<R> {
+    ptr: usize,
+    _elem: PhantomData<R>,
+    _anchor: Anchored,
+}
+
+impl<R> SBox<R> {
+    /// The boxed value, pinned for modification.
+    pub fn project(self: Pin<&mut Self>) -> Pin<&mut R> {
+        // SAFETY: the boxed value is exclusively owned by this box (shared
+        // values form trees) and never moves.
+        unsafe { Pin::new_unchecked(&mut *(self.ptr as *mut R)) }
+    }
+}
+
+impl<R> std::ops::Deref for SBox<R> {
+    type Target = R;
+    fn deref(&self) -> &R {
+        // SAFETY: an `SBox` only exists in target memory written by the
+        // copier (or validated): `ptr` points to a valid `R` that lives as
+        // long as the box is reachable.
+        unsafe { &*(self.ptr as *const R) }
+    }
+}
+
+impl<R: fmt::Debug> fmt::Debug for SBox<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl<R: PartialEq> PartialEq for SBox<R> {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+fn write_box<R>(r: R, w: &mut Writer<'_>) -> Result<SBox<R>, CopyError> {
+    let (p, addr) = w.alloc_array::<R>(1)?;
+    // SAFETY: `p` is fresh memory for one `R`.
+    unsafe { p.as_ptr().write(r) };
+    Ok(SBox { ptr: addr, _elem: PhantomData, _anchor: ANCHORED })
+}
+
+// SAFETY: the value is allocated through the writer, traced and validated
+// through the pointer; `SBox` is anchored.
+unsafe impl<T: Shared> Shared for Box<T> {
+    type Repr = SBox<T::Repr>;
+    const FINGERPRINT: u64 = fingerprint_combine(&[fingerprint_str("Box"), T::FINGERPRINT]);
+    const HAS_POINTERS: bool = true;
+    fn to_repr(&self, w: &mut Writer<'_>) -> Result<Self::Repr, CopyError> {
+        let r = (**self).to_repr(w)?;
+        write_box(r, w)
+    }
+    fn repr_to_repr(src: &Self::Repr, w: &mut Writer<'_>) -> Result<Self::Repr, CopyError> {
+        let r = T::repr_to_repr(src, w)?;
+        write_box(r, w)
+    }
+    fn from_repr(src: &Self::Repr) -> Self {
+        Box::new(T::from_repr(src))
+    }
+    fn trace(src: &Self::Repr, t: &mut Tracer<'_>) {
+        if size_of::<T::Repr>() > 0 {
+            t.visit::<T>(src.ptr, 1);
+        }
+    }
+    unsafe fn validate(src: *const Self::Repr, v: &mut Validator<'_>) -> Result<(), Invalid> {
+        // SAFETY: `src` is readable (caller); the field is an integer.
+        let p = unsafe { ptr::read(ptr::addr_of!((*src).ptr)) };
+        v.check_array::<T::Repr>(p, 1)?;
+        v.enter()?;
+        // SAFETY: the pointee's range was just checked.
+        unsafe { T::validate(p as *const T::Repr, v)? };
+        v.leave();
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Option
+
+/// The shared representation of `Option<T>`.
+#[repr(C, u8)]
+#[derive(Debug, PartialEq)]
+pub enum SOption<R> {
+    /// No value.
+    None,
+    /// A value.
+    Some(R),
+}
+
+impl<R> SOption<R> {
+    /// `Option<&R>`.
+    pub fn as_ref(&self) -> Option<&R> {
+        match self {
+            SOption::None => None,
+            SOption::Some(r) => Some(r),
+        }
+    }
+
+    /// Whether there is a value.
+    pub fn is_some(&self) -> bool {
+        matches!(self, SOption::Some(_))
+    }
+
+    /// Whether there is no value.
+    pub fn is_none(&self) -> bool {
+        matches!(self, SOption::None)
+    }
+
+    /// The value, pinned for modification.
+    pub fn project(self: Pin<&mut Self>) -> Option<Pin<&mut R>> {
+        // SAFETY: structural pinning: the payload is never moved out of a
+        // pinned `SOption` (no safe API does, and `SOption` has no `Drop`).
+        unsafe {
+            match self.get_unchecked_mut() {
+                SOption::None => None,
+                SOption::Some(r) => Some(Pin::new_unchecked(r)),
+            }
+        }
+    }
+}
+
+// SAFETY: delegates to `T`; `validate` checks the tag before the payload,
+// whose offset follows the `repr(C, u8)` layout (the payload union starts at
+// the tag size rounded up to the payload's alignment).
+unsafe impl<T: Shared> Shared for Option<T> {
+    type Repr = SOption<T::Repr>;
+    const FINGERPRINT: u64 = fingerprint_combine(&[fingerprint_str("Option"), T::FINGERPRINT]);
+    const HAS_POINTERS: bool = T::HAS_POINTERS;
+    fn to_repr(&self, w: &mut Writer<'_>) -> Result<Self::Repr, CopyError> {
+        Ok(match self {
+            None => SOption::None,
+            Some(x) => SOption::Some(x.to_repr(w)?),
+        })
+    }
+    fn repr_to_repr(src: &Self::Repr, w: &mut Writer<'_>) -> Result<Self::Repr, CopyError> {
+        Ok(match src {
+            SOption::None => SOption::None,
+            SOption::Some(x) => SOption::Some(T::repr_to_repr(x, w)?),
+        })
+    }
+    fn from_repr(src: &Self::Repr) -> Self {
+        src.as_ref().map(T::from_repr)
+    }
+    fn trace(src: &Self::Repr, t: &mut Tracer<'_>) {
+        if let SOption::Some(x) = src {
+            T::trace(x, t);
+        }
+    }
+    unsafe fn validate(src: *const Self::Repr, v: &mut Validator<'_>) -> Result<(), Invalid> {
+        // SAFETY: `src` is readable (caller); the tag is its first byte.
+        let tag = unsafe { ptr::read(src as *const u8) };
+        match tag {
+            0 => Ok(()),
+            1 => {
+                let off = align_of::<T::Repr>();
+                // SAFETY: the payload lies inside the readable `SOption`.
+                unsafe { T::validate((src as *const u8).add(off) as *const T::Repr, v) }
+            }
+            t => Err(Invalid::BadTag { ty: "Option", tag: t as u32 }),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Tuples
+
+macro_rules! tuple {
+    ($name:ident: $($t:ident $i:tt),+) => {
+        /// The shared representation of a tuple.
+        #[repr(C)]
+        #[derive(Debug, PartialEq)]
+        pub struct $name<$($t),+>($(pub $t),+);
+
+        impl<$($t),+> $name<$($t),+> {
+            /// The fields, pinned for modification.
+            #[allow(clippy::unused_unit)]
+            pub fn project(self: Pin<&mut Self>) -> ($(Pin<&mut $t>,)+) {
+                // SAFETY: structural pinning of every field: the tuple has
+                // no `Drop` and no API moves a field out of a pinned tuple.
+                unsafe {
+                    let this = self.get_unchecked_mut();
+                    ($(Pin::new_unchecked(&mut this.$i),)+)
+                }
+            }
+        }
+
+        // SAFETY: delegates every field to its own implementation; field
+        // offsets come from `offset_of!` on the `repr(C)` struct.
+        unsafe impl<$($t: Shared),+> Shared for ($($t,)+) {
+            type Repr = $name<$($t::Repr),+>;
+            const FINGERPRINT: u64 = fingerprint_combine(&[fingerprint_str(stringify!($name)), $($t::FINGERPRINT),+]);
+            const HAS_POINTERS: bool = false $(|| $t::HAS_POINTERS)+;
+            fn to_repr(&self, w: &mut Writer<'_>) -> Result<Self::Repr, CopyError> {
+                Ok($name($(self.$i.to_repr(w)?),+))
+            }
+            fn repr_to_repr(src: &Self::Repr, w: &mut Writer<'_>) -> Result<Self::Repr, CopyError> {
+                Ok($name($($t::repr_to_repr(&src.$i, w)?),+))
+            }
+            fn from_repr(src: &Self::Repr) -> Self {
+                ($($t::from_repr(&src.$i),)+)
+            }
+            fn trace(src: &Self::Repr, t: &mut Tracer<'_>) {
+                $($t::trace(&src.$i, t);)+
+            }
+            unsafe fn validate(src: *const Self::Repr, v: &mut Validator<'_>) -> Result<(), Invalid> {
+                $(
+                    // SAFETY: the field lies inside the readable tuple.
+                    unsafe { $t::validate(ptr::addr_of!((*src).$i), v)? };
+                )+
+                Ok(())
+            }
+        }
+    };
+}
+
+tuple!(Tuple1: A 0);
+tuple!(Tuple2: A 0, B 1);
+tuple!(Tuple3: A 0, B 1, C 2);
+tuple!(Tuple4: A 0, B 1, C 2, D 3);
+tuple!(Tuple5: A 0, B 1, C 2, D 3, E 4);
+tuple!(Tuple6: A 0, B 1, C 2, D 3, E 4, F 5);
+
+// ---------------------------------------------------------------------------
+// Arrays
+
+/// The element at `i` of a pinned array, pinned.
+pub fn array_get_pin<R, const N: usize>(a: Pin<&mut [R; N]>, i: usize) -> Option<Pin<&mut R>> {
+    if i >= N {
+        return None;
+    }
+    // SAFETY: structural pinning of array elements.
+    unsafe { Some(Pin::new_unchecked(&mut a.get_unchecked_mut()[i])) }
+}
+
+fn collect_array<R, const N: usize>(
+    mut f: impl FnMut(usize) -> Result<R, CopyError>,
+) -> Result<[R; N], CopyError> {
+    let mut out: [MaybeUninit<R>; N] = [const { MaybeUninit::uninit() }; N];
+    for (i, slot) in out.iter_mut().enumerate() {
+        slot.write(f(i)?);
+    }
+    // SAFETY: every element was initialised; `[MaybeUninit<R>; N]` and
+    // `[R; N]` have the same layout. (On error, the initialised elements
+    // are forgotten, which is fine: representations have no `Drop`.)
+    Ok(unsafe { ptr::read(&out as *const [MaybeUninit<R>; N] as *const [R; N]) })
+}
+
+// SAFETY: delegates every element to `T`.
+unsafe impl<T: Shared, const N: usize> Shared for [T; N] {
+    type Repr = [T::Repr; N];
+    const FINGERPRINT: u64 =
+        fingerprint_combine(&[fingerprint_str("array"), T::FINGERPRINT, N as u64]);
+    const HAS_POINTERS: bool = T::HAS_POINTERS;
+    const IS_POD: bool = T::IS_POD;
+    fn to_repr(&self, w: &mut Writer<'_>) -> Result<Self::Repr, CopyError> {
+        collect_array(|i| self[i].to_repr(w))
+    }
+    fn repr_to_repr(src: &Self::Repr, w: &mut Writer<'_>) -> Result<Self::Repr, CopyError> {
+        collect_array(|i| T::repr_to_repr(&src[i], w))
+    }
+    fn from_repr(src: &Self::Repr) -> Self {
+        std::array::from_fn(|i| T::from_repr(&src[i]))
+    }
+    fn trace(src: &Self::Repr, t: &mut Tracer<'_>) {
+        if T::HAS_POINTERS {
+            for x in src {
+                T::trace(x, t);
+            }
+        }
+    }
+    unsafe fn validate(src: *const Self::Repr, v: &mut Validator<'_>) -> Result<(), Invalid> {
+        // SAFETY: the array is readable (caller), so are its elements.
+        unsafe { validate_elems::<T>(src as usize, N, v) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::roundtrip_local;
+
+    #[test]
+    fn builtins_roundtrip() {
+        let v: (u8, i64, f64, bool, char, String) = (1, -2, 3.5, true, 'é', "héllo".into());
+        assert_eq!(roundtrip_local(&v).unwrap(), v);
+        let v: Vec<Option<Box<String>>> = vec![None, Some(Box::new("x".into())), Some(Box::new(String::new()))];
+        assert_eq!(roundtrip_local(&v).unwrap(), v);
+        let v: [Vec<u32>; 3] = [vec![], vec![1, 2], vec![3]];
+        assert_eq!(roundtrip_local(&v).unwrap(), v);
+        let v: Vec<f64> = (0..1000).map(|i| i as f64 * 0.5).collect();
+        assert_eq!(roundtrip_local(&v).unwrap(), v);
+        let v = Box::new(());
+        assert_eq!(roundtrip_local(&v).unwrap(), v);
+    }
+}

@@ -1,0 +1,364 @@
+//! The value copier's moving parts: where copies are written ([`Writer`]),
+//! how the garbage collector walks them ([`Tracer`]) and how untrusted
+//! copies are checked ([`Validator`]).
+
+use std::alloc::Layout;
+use std::fmt;
+use std::ptr::NonNull;
+
+use super::Shared;
+
+/// A place that copied values are written to: a heap, a camlbox slot, a
+/// scratch arena.
+///
+/// # Safety
+///
+/// `allocate` must return memory that is valid for writes of
+/// `layout.size()` bytes, aligned to `layout.align()`, not used by anything
+/// else, and that stays valid as long as the copied value is reachable in
+/// the target; the returned address must be where readers of the target see
+/// that memory (equal to the local pointer unless the target is mapped at
+/// another address in its reader), and must be aligned to `layout.align()`.
+pub unsafe trait Allocate {
+    /// Reserves memory for `layout`; returns the local pointer and the
+    /// address at which readers of the target will see it.
+    fn allocate(&mut self, layout: Layout) -> Result<(NonNull<u8>, usize), CopyError>;
+}
+
+/// The destination of a deep copy, handed to [`Shared::to_repr`].
+///
+/// A `Writer` can only be made with `unsafe` ([`Writer::new`]): the values
+/// produced with it carry raw addresses and are meaningful only once written
+/// to the target.
+pub struct Writer<'a> {
+    alloc: &'a mut dyn Allocate,
+}
+
+impl<'a> Writer<'a> {
+    /// Makes a writer that allocates in `alloc`.
+    ///
+    /// # Safety
+    ///
+    /// Every representation produced with this writer must be written to
+    /// memory of the same target (or dropped without being used): it holds
+    /// addresses valid only there.
+    pub unsafe fn new(alloc: &'a mut dyn Allocate) -> Self {
+        Writer { alloc }
+    }
+
+    /// Allocates target memory for `layout`. Zero-sized layouts take no
+    /// memory and get a dangling, aligned address.
+    pub fn alloc(&mut self, layout: Layout) -> Result<(NonNull<u8>, usize), CopyError> {
+        if layout.size() == 0 {
+            let addr = layout.align();
+            // SAFETY: `align` is a power of two, hence non-zero.
+            let ptr = unsafe { NonNull::new_unchecked(addr as *mut u8) };
+            return Ok((ptr, addr));
+        }
+        self.alloc.allocate(layout)
+    }
+
+    /// Allocates room for `n` values of `R`.
+    pub fn alloc_array<R>(&mut self, n: usize) -> Result<(NonNull<R>, usize), CopyError> {
+        let layout = Layout::array::<R>(n).map_err(|_| CopyError::Overflow)?;
+        let (p, addr) = self.alloc(layout)?;
+        Ok((p.cast(), addr))
+    }
+}
+
+/// Why a copy into shared memory failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CopyError {
+    /// The target has no room for an allocation of `requested` bytes.
+    OutOfSpace {
+        /// The size of the allocation that failed.
+        requested: usize,
+    },
+    /// A size computation overflowed (a value too large for any target).
+    Overflow,
+}
+
+impl fmt::Display for CopyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CopyError::OutOfSpace { requested } => {
+                write!(f, "no room left in the target for {requested} bytes")
+            }
+            CopyError::Overflow => write!(f, "the value is too large to be copied"),
+        }
+    }
+}
+
+impl std::error::Error for CopyError {}
+
+/// The GC's view of a heap during marking.
+///
+/// # Safety
+///
+/// `mark` must return `true` only for an address that is the start of a
+/// live allocation of the heap (so that tracing it is sound), and must
+/// return `true` at most once per allocation per collection.
+pub unsafe trait Mark {
+    /// Marks the allocation starting at `addr`; returns whether it was
+    /// unmarked and belongs to the heap.
+    fn mark(&mut self, addr: usize) -> bool;
+}
+
+type TraceFn = unsafe fn(usize, usize, &mut Tracer<'_>);
+
+struct Work {
+    addr: usize,
+    len: usize,
+    f: TraceFn,
+}
+
+/// Walks the pointers of shared values for the garbage collector, with an
+/// explicit work list (no recursion, whatever the depth of the value).
+pub struct Tracer<'a> {
+    marker: &'a mut dyn Mark,
+    stack: Vec<Work>,
+}
+
+/// # Safety
+///
+/// `addr` must be the address of `len` valid, consecutive `T::Repr` values.
+unsafe fn trace_array<T: Shared>(addr: usize, len: usize, t: &mut Tracer<'_>) {
+    let base = addr as *const T::Repr;
+    for i in 0..len {
+        // SAFETY: by this function's contract, `base.add(i)` for `i < len`
+        // points to a valid `T::Repr`.
+        let r = unsafe { &*base.add(i) };
+        T::trace(r, t);
+    }
+}
+
+impl<'a> Tracer<'a> {
+    /// Makes a tracer that marks through `marker`.
+    ///
+    /// # Safety
+    ///
+    /// Every value handed to the tracer (by [`Tracer::root`] and, through
+    /// `trace`, by the values themselves) must be a valid representation
+    /// whose pointers the marker accepts only when they are live.
+    pub unsafe fn new(marker: &'a mut dyn Mark) -> Self {
+        Tracer { marker, stack: Vec::new() }
+    }
+
+    /// Traces a root value and everything reachable from it.
+    pub fn root<T: Shared>(&mut self, root: &T::Repr) {
+        T::trace(root, self);
+        self.drain();
+    }
+
+    /// Marks the allocation at `addr`, which holds `len` values of `T`, and
+    /// schedules their tracing.
+    pub fn visit<T: Shared>(&mut self, addr: usize, len: usize) {
+        if self.marker.mark(addr) && T::HAS_POINTERS && len > 0 {
+            self.stack.push(Work { addr, len, f: trace_array::<T> });
+        }
+    }
+
+    /// Marks an allocation that holds no pointers (string bytes, numbers).
+    pub fn visit_leaf(&mut self, addr: usize) {
+        self.marker.mark(addr);
+    }
+
+    /// Processes the work list until it is empty.
+    pub fn drain(&mut self) {
+        while let Some(w) = self.stack.pop() {
+            // SAFETY: work items are pushed by `visit` only after the marker
+            // accepted `w.addr` as a live allocation holding `w.len` values
+            // of the type `w.f` was instantiated with (the `Tracer::new`
+            // contract and `Shared::trace`'s).
+            unsafe { (w.f)(w.addr, w.len, self) };
+        }
+    }
+}
+
+/// Why a shared value failed validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invalid {
+    /// A pointer or a range lies outside the region.
+    OutOfRegion {
+        /// The address found.
+        addr: usize,
+        /// The length of the range it starts.
+        len: usize,
+    },
+    /// A pointer is not aligned for its type.
+    Misaligned {
+        /// The address found.
+        addr: usize,
+        /// The alignment required.
+        align: usize,
+    },
+    /// An enum tag that names no variant.
+    BadTag {
+        /// The type.
+        ty: &'static str,
+        /// The tag found.
+        tag: u32,
+    },
+    /// A `bool` byte other than 0 or 1.
+    BadBool(u8),
+    /// A `char` that is not a Unicode scalar value.
+    BadChar(u32),
+    /// String bytes that are not UTF-8.
+    BadUtf8,
+    /// The value nests deeper than the validator allows.
+    TooDeep,
+    /// The value's pointers cover more bytes than the region holds
+    /// (overlapping or cyclic pointers).
+    Overlapping,
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Invalid::OutOfRegion { addr, len } => {
+                write!(f, "range {addr:#x}+{len} lies outside the message region")
+            }
+            Invalid::Misaligned { addr, align } => {
+                write!(f, "pointer {addr:#x} is not aligned to {align}")
+            }
+            Invalid::BadTag { ty, tag } => write!(f, "tag {tag} names no variant of {ty}"),
+            Invalid::BadBool(b) => write!(f, "byte {b} is not a bool"),
+            Invalid::BadChar(c) => write!(f, "{c:#x} is not a char"),
+            Invalid::BadUtf8 => write!(f, "string bytes are not UTF-8"),
+            Invalid::TooDeep => write!(f, "the value nests too deeply"),
+            Invalid::Overlapping => {
+                write!(f, "the value's pointers overlap or form a cycle")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+/// Checks shared values written by someone else: every pointer must lie in
+/// one region, be aligned, and the pointed-to bytes, all together, must fit
+/// in the region (which rules out cycles and overlapping aliases).
+pub struct Validator<'a> {
+    start: usize,
+    end: usize,
+    budget: usize,
+    depth: u32,
+    _region: std::marker::PhantomData<&'a [u8]>,
+}
+
+/// The deepest nesting a validator accepts.
+pub const MAX_VALIDATION_DEPTH: u32 = 1024;
+
+impl<'a> Validator<'a> {
+    /// A validator for values whose pointers must lie in `region` (the
+    /// addresses as the reader sees them).
+    pub fn new(region: &'a [u8]) -> Self {
+        let start = region.as_ptr() as usize;
+        Validator {
+            start,
+            end: start + region.len(),
+            budget: region.len(),
+            depth: 0,
+            _region: std::marker::PhantomData,
+        }
+    }
+
+    /// Checks a range of `size` bytes at `addr` with alignment `align`, and
+    /// charges it to the budget.
+    pub fn check(&mut self, addr: usize, size: usize, align: usize) -> Result<(), Invalid> {
+        if size == 0 {
+            if addr == 0 || addr % align != 0 {
+                return Err(Invalid::Misaligned { addr, align });
+            }
+            return Ok(());
+        }
+        if addr % align != 0 {
+            return Err(Invalid::Misaligned { addr, align });
+        }
+        let end = addr.checked_add(size).ok_or(Invalid::OutOfRegion { addr, len: size })?;
+        if addr < self.start || end > self.end {
+            return Err(Invalid::OutOfRegion { addr, len: size });
+        }
+        self.budget = self.budget.checked_sub(size).ok_or(Invalid::Overlapping)?;
+        Ok(())
+    }
+
+    /// Checks `n` values of `R` at `addr`.
+    pub fn check_array<R>(&mut self, addr: usize, n: usize) -> Result<(), Invalid> {
+        let size = std::mem::size_of::<R>()
+            .checked_mul(n)
+            .ok_or(Invalid::OutOfRegion { addr, len: usize::MAX })?;
+        self.check(addr, size, std::mem::align_of::<R>())
+    }
+
+    /// Enters a nested pointer (bounded depth).
+    pub fn enter(&mut self) -> Result<(), Invalid> {
+        self.depth += 1;
+        if self.depth > MAX_VALIDATION_DEPTH {
+            return Err(Invalid::TooDeep);
+        }
+        Ok(())
+    }
+
+    /// Leaves a nested pointer.
+    pub fn leave(&mut self) {
+        self.depth -= 1;
+    }
+
+    /// Validates a whole value of `T` whose inline part is at `addr`
+    /// (charged to the budget too).
+    pub fn value<T: Shared>(&mut self, addr: usize) -> Result<(), Invalid> {
+        self.check_array::<T::Repr>(addr, 1)?;
+        // SAFETY: the range was just checked to lie inside the region, which
+        // is readable for the validator's lifetime.
+        unsafe { T::validate(addr as *const T::Repr, self) }
+    }
+}
+
+/// A process-local growable arena, used to measure and to round-trip values.
+pub(crate) struct LocalArena {
+    blocks: Vec<Vec<u64>>,
+    pub(crate) used: usize,
+}
+
+impl LocalArena {
+    pub(crate) fn new() -> Self {
+        LocalArena { blocks: Vec::new(), used: 0 }
+    }
+}
+
+// SAFETY: every allocation is a fresh, 8-aligned (or over-aligned by
+// padding) block owned by the arena and never handed out twice; the local
+// address is also the target address.
+unsafe impl Allocate for LocalArena {
+    fn allocate(&mut self, layout: Layout) -> Result<(NonNull<u8>, usize), CopyError> {
+        let padded = layout.size().checked_add(layout.align()).ok_or(CopyError::Overflow)?;
+        let words = padded.div_ceil(8);
+        let mut block = vec![0u64; words];
+        let base = block.as_mut_ptr() as usize;
+        let addr = base.next_multiple_of(layout.align());
+        self.blocks.push(block);
+        self.used += layout.size().next_multiple_of(layout.align().max(8));
+        // SAFETY: `addr` lies inside the live block just pushed (non-null).
+        Ok((unsafe { NonNull::new_unchecked(addr as *mut u8) }, addr))
+    }
+}
+
+pub(crate) fn local_roundtrip<T: Shared>(value: &T) -> Result<T, CopyError> {
+    let mut arena = LocalArena::new();
+    // SAFETY: the representation is only read while `arena` is alive, and
+    // the arena's target addresses are local addresses.
+    let mut w = unsafe { Writer::new(&mut arena) };
+    let repr = value.to_repr(&mut w)?;
+    Ok(T::from_repr(&repr))
+}
+
+pub(crate) fn count_bytes<T: Shared>(value: &T) -> usize {
+    let mut arena = LocalArena::new();
+    // SAFETY: the representation is dropped without being read.
+    let mut w = unsafe { Writer::new(&mut arena) };
+    // A local arena only fails on overflow, in which case the count so far
+    // is the best answer.
+    let _ = value.to_repr(&mut w);
+    arena.used
+}
