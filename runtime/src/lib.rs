@@ -18,11 +18,15 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod heap;
+pub mod pool;
 pub mod segment;
 pub mod sync;
 pub mod value;
 
+pub use heap::{Heap, HeapDescr, HeapError, HeapOptions, HeapStats, Mutator, PinGuard, ReadGuard};
 pub use mc_macros::{process, Shared};
+pub use pool::{Pool, PoolDescr, PoolError, PoolOptions, PoolStats};
 pub use value::{Repr, Shared};
 
 #[doc(hidden)]

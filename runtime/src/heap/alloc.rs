@@ -1,0 +1,661 @@
+//! The heap allocator and the mark & sweep collector, written over plain
+//! memory handed out by a [`ChunkSource`] so that they can be tested inside
+//! one process (and under Miri) without shared memory.
+//!
+//! # Layout
+//!
+//! A heap is a list of *chunks*. A chunk starts with a [`ChunkHeader`] and is
+//! followed by *blocks*, each starting with an 8-byte header word: the
+//! block's size in bytes (a multiple of 8, header included) with flag bits
+//! in the low three bits ([`MARK`], [`FREE`]). A value's address is its
+//! block's address + 8. Blocks are formatted up to the chunk's `top`; the
+//! space above `top` is the bump area (used in the current chunk only).
+//!
+//! Free blocks of up to [`SMALL_MAX`] bytes sit on exact-size free lists,
+//! larger ones on one first-fit list; the first word after a free block's
+//! header links to the next free block.
+//!
+//! The collector never moves values. It runs only when the heap's write
+//! lock is held and no modification is under way, so every value seen or
+//! added during a modification stays alive until the modification ends.
+
+use std::alloc::Layout;
+use std::ptr::NonNull;
+
+use crate::value::{Allocate, CopyError, Mark};
+
+/// Header flag: the block was reached by the current collection.
+pub(crate) const MARK: u64 = 1;
+/// Header flag: the block is free.
+pub(crate) const FREE: u64 = 2;
+const FLAGS: u64 = 7;
+
+/// Free blocks up to this size (header included) have exact-size lists.
+pub(crate) const SMALL_MAX: usize = 512;
+const N_SMALL: usize = SMALL_MAX / 8 + 1;
+
+const CHUNK_MAGIC: u64 = u64::from_le_bytes(*b"mc-chnk\x01");
+
+/// Where a heap gets its chunks from (a pool, or plain memory in tests).
+pub(crate) trait ChunkSource {
+    /// Memory for a chunk of `size` bytes (a multiple of the page size),
+    /// 8-aligned, zeroed or not.
+    fn get(&mut self, size: usize) -> Result<usize, CopyError>;
+    /// Gives a chunk back.
+    fn put(&mut self, addr: usize, size: usize);
+}
+
+/// The start of every chunk.
+#[repr(C)]
+pub(crate) struct ChunkHeader {
+    magic: u64,
+    next: usize,
+    size: usize,
+    top: usize,
+}
+
+const CHUNK_HDR: usize = std::mem::size_of::<ChunkHeader>();
+
+/// The allocator's state; lives in the heap header in shared memory and is
+/// only touched with the heap's write lock held.
+#[repr(C)]
+pub(crate) struct AllocState {
+    /// First chunk (0: none).
+    chunks: usize,
+    /// The chunk holding the heap header, never given back.
+    home: usize,
+    /// The current bump chunk (0: none).
+    cur: usize,
+    chunk_size: usize,
+    n_chunks: usize,
+    chunk_bytes: usize,
+    /// Bytes in allocated blocks (headers included).
+    pub(crate) live_bytes: usize,
+    /// Bytes in free blocks (on lists or not).
+    pub(crate) free_bytes: usize,
+    pub(crate) allocated_since_gc: usize,
+    pub(crate) live_after_gc: usize,
+    pub(crate) gc_runs: u64,
+    pub(crate) last_gc_nanos: u64,
+    small: [usize; N_SMALL],
+    large: usize,
+}
+
+/// The allocator's figures.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct AllocStats {
+    pub(crate) live_bytes: usize,
+    pub(crate) free_bytes: usize,
+    pub(crate) chunks: usize,
+    pub(crate) chunk_bytes: usize,
+    pub(crate) allocated_since_gc: usize,
+    pub(crate) gc_runs: u64,
+    pub(crate) last_gc_nanos: u64,
+}
+
+#[inline]
+fn hdr(block: usize) -> *mut u64 {
+    block as *mut u64
+}
+
+/// # Safety
+///
+/// `block` must be a formatted block of a live chunk.
+#[inline]
+unsafe fn read_hdr(block: usize) -> u64 {
+    // SAFETY: per the contract.
+    unsafe { *hdr(block) }
+}
+
+/// # Safety
+///
+/// `block..block+8` must be memory of a live chunk.
+#[inline]
+unsafe fn write_hdr(block: usize, v: u64) {
+    // SAFETY: per the contract.
+    unsafe { *hdr(block) = v }
+}
+
+impl AllocState {
+    /// A state with no chunks, which will take chunks of `chunk_size` bytes.
+    pub(crate) fn new(chunk_size: usize) -> Self {
+        AllocState {
+            chunks: 0,
+            home: 0,
+            cur: 0,
+            chunk_size,
+            n_chunks: 0,
+            chunk_bytes: 0,
+            live_bytes: 0,
+            free_bytes: 0,
+            allocated_since_gc: 0,
+            live_after_gc: 0,
+            gc_runs: 0,
+            last_gc_nanos: 0,
+            small: [0; N_SMALL],
+            large: 0,
+        }
+    }
+
+    /// Adopts memory `[addr, addr+size)` as the first chunk, never given
+    /// back (it holds the heap header, which lies before `addr`).
+    ///
+    /// # Safety
+    ///
+    /// The memory must be valid, 8-aligned, owned by this heap for its whole
+    /// life, and at least `CHUNK_HDR + 16` bytes.
+    pub(crate) unsafe fn adopt_home(&mut self, addr: usize, size: usize) {
+        // SAFETY: per the contract.
+        unsafe { self.link_chunk(addr, size) };
+        self.home = addr;
+        self.cur = addr;
+    }
+
+    /// # Safety
+    ///
+    /// As for `adopt_home`.
+    unsafe fn link_chunk(&mut self, addr: usize, size: usize) {
+        let c = addr as *mut ChunkHeader;
+        // SAFETY: the chunk's first bytes are ours (contract).
+        unsafe { c.write(ChunkHeader { magic: CHUNK_MAGIC, next: self.chunks, size, top: addr + CHUNK_HDR }) };
+        self.chunks = addr;
+        self.n_chunks += 1;
+        self.chunk_bytes += size;
+    }
+
+    pub(crate) fn stats(&self) -> AllocStats {
+        AllocStats {
+            live_bytes: self.live_bytes,
+            free_bytes: self.free_bytes + self.bump_room(),
+            chunks: self.n_chunks,
+            chunk_bytes: self.chunk_bytes,
+            allocated_since_gc: self.allocated_since_gc,
+            gc_runs: self.gc_runs,
+            last_gc_nanos: self.last_gc_nanos,
+        }
+    }
+
+    fn bump_room(&self) -> usize {
+        if self.cur == 0 {
+            return 0;
+        }
+        // SAFETY: `cur` is a live chunk of this heap.
+        let c = unsafe { &*(self.cur as *const ChunkHeader) };
+        self.cur + c.size - c.top
+    }
+
+    /// Allocates a value of `layout`; returns its address.
+    pub(crate) fn alloc(&mut self, layout: Layout, src: &mut dyn ChunkSource) -> Result<usize, CopyError> {
+        let align = layout.align().max(8);
+        let body = layout.size().checked_next_multiple_of(8).ok_or(CopyError::Overflow)?;
+        let slack = align - 8;
+        let need = body.checked_add(8 + slack).ok_or(CopyError::Overflow)?.max(16);
+        let block = self.alloc_block(need, src)?;
+        let mut start = block;
+        if slack > 0 {
+            let pad = (align - ((block + 8) % align)) % align;
+            if pad > 0 {
+                // SAFETY: `block` is a fresh block of `need > pad` bytes; the
+                // pad becomes its own free block (a filler when 8 bytes).
+                unsafe {
+                    write_hdr(block, pad as u64 | FREE);
+                    write_hdr(block + pad, (need - pad) as u64);
+                }
+                self.live_bytes -= pad;
+                self.free_bytes += pad;
+                start = block + pad;
+            }
+        }
+        Ok(start + 8)
+    }
+
+    fn alloc_block(&mut self, need: usize, src: &mut dyn ChunkSource) -> Result<usize, CopyError> {
+        // Exact-size free list.
+        if need <= SMALL_MAX {
+            let head = self.small[need / 8];
+            if head != 0 {
+                // SAFETY: list entries are free blocks of `need` bytes in live
+                // chunks; their first payload word links the list.
+                unsafe {
+                    self.small[need / 8] = *((head + 8) as *const usize);
+                    write_hdr(head, need as u64);
+                }
+                self.took(need);
+                return Ok(head);
+            }
+        }
+        // Bump in the current chunk.
+        if self.cur != 0 {
+            // SAFETY: `cur` is a live chunk of this heap.
+            let c = unsafe { &mut *(self.cur as *mut ChunkHeader) };
+            if c.top + need <= self.cur + c.size {
+                let b = c.top;
+                c.top += need;
+                // SAFETY: `b..b+need` is unformatted room of the chunk.
+                unsafe { write_hdr(b, need as u64) };
+                self.live_bytes += need;
+                self.allocated_since_gc += need;
+                return Ok(b);
+            }
+        }
+        // First fit on the large list (and on larger small lists).
+        if let Some(b) = self.take_fit(need) {
+            return Ok(b);
+        }
+        // A new chunk.
+        let size = if need + CHUNK_HDR > self.chunk_size {
+            (need + CHUNK_HDR).next_multiple_of(crate::pool::PAGE_SIZE)
+        } else {
+            self.chunk_size
+        };
+        let addr = src.get(size)?;
+        self.retire_cur();
+        // SAFETY: the source hands out fresh memory of `size` bytes.
+        unsafe { self.link_chunk(addr, size) };
+        self.cur = addr;
+        self.alloc_block(need, src)
+    }
+
+    fn took(&mut self, need: usize) {
+        self.free_bytes -= need;
+        self.live_bytes += need;
+        self.allocated_since_gc += need;
+    }
+
+    /// Turns the rest of the current bump chunk into a free block.
+    fn retire_cur(&mut self) {
+        if self.cur == 0 {
+            return;
+        }
+        // SAFETY: `cur` is a live chunk of this heap.
+        let c = unsafe { &mut *(self.cur as *mut ChunkHeader) };
+        let room = self.cur + c.size - c.top;
+        if room >= 8 {
+            let b = c.top;
+            c.top += room;
+            // SAFETY: `b..b+room` is unformatted room of the chunk.
+            unsafe { self.push_free(b, room) };
+        }
+        self.cur = 0;
+    }
+
+    /// # Safety
+    ///
+    /// `b..b+size` must be a block of a live chunk that nothing uses.
+    unsafe fn push_free(&mut self, b: usize, size: usize) {
+        // SAFETY: per the contract.
+        unsafe {
+            write_hdr(b, size as u64 | FREE);
+            if size >= 16 {
+                let list = if size <= SMALL_MAX { &mut self.small[size / 8] } else { &mut self.large };
+                *((b + 8) as *mut usize) = *list;
+                *list = b;
+            }
+        }
+        self.free_bytes += size;
+    }
+
+    fn take_fit(&mut self, need: usize) -> Option<usize> {
+        // Larger small classes first (cheap), then the large list.
+        let mut found = None;
+        for class in (need / 8 + 2)..N_SMALL {
+            let head = self.small[class];
+            if head != 0 {
+                // SAFETY: a list entry, as in `alloc_block`.
+                self.small[class] = unsafe { *((head + 8) as *const usize) };
+                found = Some((head, class * 8));
+                break;
+            }
+        }
+        if found.is_none() {
+            let mut prev: *mut usize = &mut self.large;
+            // SAFETY: walks the large list, whose entries are free blocks in
+            // live chunks with a link in their first payload word.
+            unsafe {
+                while *prev != 0 {
+                    let b = *prev;
+                    let size = (read_hdr(b) & !FLAGS) as usize;
+                    if size >= need && (size == need || size >= need + 16) {
+                        *prev = *((b + 8) as *const usize);
+                        found = Some((b, size));
+                        break;
+                    }
+                    prev = (b + 8) as *mut usize;
+                }
+            }
+        }
+        let (b, size) = found?;
+        self.free_bytes -= size;
+        if size > need {
+            // SAFETY: the tail of a free block we own.
+            unsafe { self.push_free(b + need, size - need) };
+        }
+        // SAFETY: `b` is now an allocated block of `need` bytes.
+        unsafe { write_hdr(b, need as u64) };
+        self.live_bytes += need;
+        self.allocated_since_gc += need;
+        Some(b)
+    }
+
+    /// Sweeps after marking: unmarked blocks become free, adjacent free
+    /// blocks merge, empty chunks go back to the source; free lists are
+    /// rebuilt.
+    ///
+    /// # Safety
+    ///
+    /// Every live value must have been marked since the last sweep, and no
+    /// reference into unmarked blocks may be used afterwards.
+    pub(crate) unsafe fn sweep(&mut self, src: &mut dyn ChunkSource) {
+        self.small = [0; N_SMALL];
+        self.large = 0;
+        self.free_bytes = 0;
+        self.live_bytes = 0;
+        let mut prev_link: *mut usize = &mut self.chunks;
+        // SAFETY: walks the chunk list; each chunk's blocks are formatted
+        // up to `top` (the contract of this allocator).
+        unsafe {
+            while *prev_link != 0 {
+                let chunk = *prev_link;
+                let c = &mut *(chunk as *mut ChunkHeader);
+                let next = c.next;
+                let start = chunk + CHUNK_HDR;
+                let mut b = start;
+                let mut run = 0usize; // start of the current free run (0: none)
+                let mut any_live = false;
+                let mut runs: Vec<(usize, usize)> = Vec::new();
+                while b < c.top {
+                    let h = read_hdr(b);
+                    let size = (h & !FLAGS) as usize;
+                    debug_assert!(size >= 8 && b + size <= c.top, "corrupt heap block at {b:#x}");
+                    if size < 8 || b + size > c.top {
+                        break;
+                    }
+                    if h & MARK != 0 && h & FREE == 0 {
+                        write_hdr(b, h & !MARK);
+                        self.live_bytes += size;
+                        any_live = true;
+                        if run != 0 {
+                            runs.push((run, b - run));
+                            run = 0;
+                        }
+                    } else if run == 0 {
+                        run = b;
+                    }
+                    b += size;
+                }
+                if run != 0 {
+                    runs.push((run, c.top - run));
+                }
+                if !any_live && chunk != self.home {
+                    // Empty: unlink and give back.
+                    *prev_link = next;
+                    self.n_chunks -= 1;
+                    self.chunk_bytes -= c.size;
+                    if self.cur == chunk {
+                        self.cur = 0;
+                    }
+                    let size = c.size;
+                    c.magic = 0;
+                    src.put(chunk, size);
+                    continue;
+                }
+                for (i, &(r, len)) in runs.iter().enumerate() {
+                    if i + 1 == runs.len() && r + len == c.top && chunk == self.cur {
+                        // The run under the bump area extends the bump area.
+                        c.top = r;
+                    } else {
+                        self.push_free(r, len);
+                    }
+                }
+                prev_link = &mut c.next;
+            }
+        }
+        self.allocated_since_gc = 0;
+        self.live_after_gc = self.live_bytes;
+        self.gc_runs += 1;
+    }
+
+    /// Whether a collection is due: at least as much allocated since the
+    /// last one as was live after it (and a few chunks' worth).
+    pub(crate) fn gc_due(&self) -> bool {
+        self.allocated_since_gc >= self.live_after_gc.max(4 * self.chunk_size)
+    }
+
+    /// Gives every chunk back (the heap is being destroyed).
+    ///
+    /// # Safety
+    ///
+    /// Nothing in the heap may be used afterwards.
+    pub(crate) unsafe fn release_all(&mut self, src: &mut dyn ChunkSource) {
+        let mut chunk = self.chunks;
+        while chunk != 0 {
+            // SAFETY: walks the chunk list (contract).
+            let (next, size) = unsafe {
+                let c = &mut *(chunk as *mut ChunkHeader);
+                c.magic = 0;
+                (c.next, c.size)
+            };
+            if chunk != self.home {
+                src.put(chunk, size);
+            }
+            chunk = next;
+        }
+        self.chunks = 0;
+        self.cur = 0;
+        self.n_chunks = 0;
+        self.chunk_bytes = 0;
+    }
+}
+
+/// Marks heap blocks for the collector.
+pub(crate) struct Marker {
+    /// The address range values can lie in (the pool's data area).
+    pub(crate) lo: usize,
+    pub(crate) hi: usize,
+}
+
+// SAFETY: `mark` accepts only 8-aligned addresses inside the heap's memory
+// range whose block header is an allocated (non-free) block, and sets the
+// mark bit so that each block is accepted once per collection. Values in a
+// heap only point to blocks of the same heap (the copier allocates every
+// pointee in the heap it writes to), which makes the header check sound.
+unsafe impl Mark for Marker {
+    fn mark(&mut self, addr: usize) -> bool {
+        if addr < self.lo + 8 || addr >= self.hi || addr % 8 != 0 {
+            return false;
+        }
+        let b = addr - 8;
+        // SAFETY: `b` lies inside the heap's mapped range (checked above)
+        // and, by the heap invariant, is a block header.
+        unsafe {
+            let h = read_hdr(b);
+            if h & (MARK | FREE) != 0 {
+                return false;
+            }
+            write_hdr(b, h | MARK);
+        }
+        true
+    }
+}
+
+/// A [`ChunkSource`] over a pool.
+pub(crate) struct PoolSource<'a> {
+    pub(crate) pool: &'a crate::pool::Pool,
+    pub(crate) last_error: Option<crate::pool::PoolError>,
+}
+
+impl ChunkSource for PoolSource<'_> {
+    fn get(&mut self, size: usize) -> Result<usize, CopyError> {
+        self.pool.alloc_pages(size).map_err(|e| {
+            let requested = size;
+            self.last_error = Some(e);
+            CopyError::OutOfSpace { requested }
+        })
+    }
+    fn put(&mut self, addr: usize, size: usize) {
+        self.pool.free_pages(addr, size);
+    }
+}
+
+/// Allocates copied values in a heap.
+pub(crate) struct HeapWriter<'a> {
+    pub(crate) state: &'a mut AllocState,
+    pub(crate) src: &'a mut dyn ChunkSource,
+}
+
+// SAFETY: every allocation is a fresh block of the heap, aligned as
+// requested, live until the next collection (which never runs while a
+// writer exists: writers exist only inside modifications); the heap is
+// mapped at the same address in every process, so the target address is the
+// local one.
+unsafe impl Allocate for HeapWriter<'_> {
+    fn allocate(&mut self, layout: Layout) -> Result<(NonNull<u8>, usize), CopyError> {
+        let a = self.state.alloc(layout, self.src)?;
+        // SAFETY: `alloc` never returns 0.
+        Ok((unsafe { NonNull::new_unchecked(a as *mut u8) }, a))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::value::{Shared, Tracer, Writer};
+
+    /// Chunks carved from one big local buffer; counts what is out.
+    pub(crate) struct VecSource {
+        buf: Vec<u64>,
+        next: usize,
+        free: Vec<(usize, usize)>,
+        pub(crate) out: usize,
+        limit: usize,
+    }
+
+    impl VecSource {
+        pub(crate) fn new(bytes: usize) -> Self {
+            VecSource { buf: vec![0; bytes / 8], next: 0, free: Vec::new(), out: 0, limit: bytes }
+        }
+        pub(crate) fn range(&self) -> (usize, usize) {
+            let lo = self.buf.as_ptr() as usize;
+            (lo, lo + self.buf.len() * 8)
+        }
+    }
+
+    impl ChunkSource for VecSource {
+        fn get(&mut self, size: usize) -> Result<usize, CopyError> {
+            if let Some(i) = self.free.iter().position(|&(_, s)| s == size) {
+                self.out += size;
+                return Ok(self.free.swap_remove(i).0);
+            }
+            if self.next + size > self.limit {
+                return Err(CopyError::OutOfSpace { requested: size });
+            }
+            let a = self.buf.as_ptr() as usize + self.next;
+            self.next += size;
+            self.out += size;
+            Ok(a)
+        }
+        fn put(&mut self, addr: usize, size: usize) {
+            self.out -= size;
+            self.free.push((addr, size));
+        }
+    }
+
+    /// A heap over local memory: allocator + root slot.
+    pub(crate) struct TestHeap {
+        pub(crate) src: VecSource,
+        pub(crate) st: AllocState,
+    }
+
+    impl TestHeap {
+        pub(crate) fn new(bytes: usize, chunk: usize) -> Self {
+            TestHeap { src: VecSource::new(bytes), st: AllocState::new(chunk) }
+        }
+
+        pub(crate) fn put<T: Shared>(&mut self, v: &T) -> Result<usize, CopyError> {
+            let mut w = HeapWriter { state: &mut self.st, src: &mut self.src };
+            // SAFETY: the representation is written into the heap at once.
+            let mut wr = unsafe { Writer::new(&mut w) };
+            let r = v.to_repr(&mut wr)?;
+            let (p, a) = wr.alloc_array::<T::Repr>(1)?;
+            // SAFETY: fresh memory for one value.
+            unsafe { p.as_ptr().write(r) };
+            Ok(a)
+        }
+
+        pub(crate) fn gc<T: Shared>(&mut self, roots: &[usize]) {
+            let (lo, hi) = self.src.range();
+            let mut m = Marker { lo, hi };
+            // SAFETY: the roots are live values of `T` in this heap.
+            let mut t = unsafe { Tracer::new(&mut m) };
+            for &r in roots {
+                t.visit::<T>(r, 1);
+            }
+            t.drain();
+            // SAFETY: everything reachable from the roots was marked.
+            unsafe { self.st.sweep(&mut self.src) };
+        }
+
+        pub(crate) fn get<T: Shared>(&self, addr: usize) -> T {
+            // SAFETY: `addr` is a live value of `T` in this heap.
+            T::from_repr(unsafe { &*(addr as *const T::Repr) })
+        }
+    }
+
+    #[test]
+    fn alloc_reuses_after_gc() {
+        let mut h = TestHeap::new(4 << 20, 64 * 1024);
+        let keep = h.put(&vec!["keep".to_string(); 10]).unwrap();
+        for i in 0..10_000 {
+            h.put(&format!("garbage {i}")).unwrap();
+        }
+        let before = h.st.stats();
+        assert!(before.chunks > 1);
+        h.gc::<Vec<String>>(&[keep]);
+        let after = h.st.stats();
+        assert_eq!(h.get::<Vec<String>>(keep), vec!["keep".to_string(); 10]);
+        assert!(after.chunks < before.chunks, "{after:?} vs {before:?}");
+        assert!(after.live_bytes < 1024, "{after:?}");
+        // Space is reused: another round of garbage does not grow the heap much.
+        for i in 0..10_000 {
+            h.put(&format!("garbage {i}")).unwrap();
+        }
+        h.gc::<Vec<String>>(&[keep]);
+        assert_eq!(h.get::<Vec<String>>(keep), vec!["keep".to_string(); 10]);
+        assert!(h.src.out <= 2 * 64 * 1024, "{} bytes of chunks out", h.src.out);
+    }
+
+    #[test]
+    fn over_aligned_values() {
+        let mut h = TestHeap::new(1 << 20, 64 * 1024);
+        let mut addrs = Vec::new();
+        for i in 0..100u128 {
+            let a = h.put(&Box::new(i)).unwrap();
+            addrs.push(a);
+            let _ = h.put(&(i as u8)).unwrap();
+        }
+        for (i, &a) in addrs.iter().enumerate() {
+            assert_eq!(*h.get::<Box<u128>>(a), i as u128);
+        }
+        h.gc::<Box<u128>>(&addrs);
+        for (i, &a) in addrs.iter().enumerate() {
+            assert_eq!(*h.get::<Box<u128>>(a), i as u128);
+        }
+    }
+
+    #[test]
+    fn big_values_get_their_own_chunk() {
+        let mut h = TestHeap::new(8 << 20, 64 * 1024);
+        let big = vec![7u8; 1 << 20];
+        let a = h.put(&big).unwrap();
+        assert_eq!(h.get::<Vec<u8>>(a), big);
+        h.gc::<Vec<u8>>(&[]);
+        assert_eq!(h.src.out, 0, "the big chunk went back");
+    }
+
+    #[test]
+    fn out_of_space_is_an_error() {
+        let mut h = TestHeap::new(256 * 1024, 64 * 1024);
+        let err = h.put(&vec![0u8; 1 << 20]).unwrap_err();
+        assert!(matches!(err, CopyError::OutOfSpace { .. }));
+    }
+}

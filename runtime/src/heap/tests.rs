@@ -1,0 +1,151 @@
+use super::*;
+
+fn pool() -> Pool {
+    Pool::create(64 << 20).unwrap()
+}
+
+#[test]
+fn create_read_copy() {
+    let pool = pool();
+    let v = (String::from("hello"), vec![1u64, 2, 3], Some(Box::new(7i32)));
+    let heap = Heap::create(&pool, &v).unwrap();
+    {
+        let g = heap.read().unwrap();
+        assert_eq!(g.0.as_str(), "hello");
+        assert_eq!(g.1.as_slice(), &[1, 2, 3]);
+        assert_eq!(**g.2.as_ref().unwrap(), 7);
+    }
+    assert_eq!(heap.copy().unwrap(), v);
+}
+
+#[test]
+fn modify_in_place_and_gc() {
+    let pool = pool();
+    let heap = Heap::create(&pool, &(String::new(), 0u64)).unwrap();
+    for i in 0..10_000u64 {
+        heap.modify(|m, root| {
+            let (s, n) = root.project();
+            *n.get_mut() = i;
+            m.set(s, &format!("value number {i}"))
+        })
+        .unwrap()
+        .unwrap();
+    }
+    let st = heap.stats().unwrap();
+    assert!(st.gc_runs > 0, "{st:?}");
+    heap.gc().unwrap();
+    let st = heap.stats().unwrap();
+    assert!(st.live_bytes < 256, "{st:?}");
+    assert_eq!(heap.copy().unwrap(), ("value number 9999".to_string(), 9999));
+}
+
+#[test]
+fn reentrancy_is_an_error() {
+    let pool = pool();
+    let heap = Heap::create(&pool, &1u32).unwrap();
+    let g = heap.read().unwrap();
+    assert!(matches!(heap.modify(|_, _| ()), Err(HeapError::Reentrant)));
+    assert!(matches!(heap.read(), Err(HeapError::Reentrant)));
+    drop(g);
+    let other = Heap::create(&pool, &2u32).unwrap();
+    heap.modify(|_, _| {
+        assert!(matches!(other.modify(|_, _| ()), Err(HeapError::Reentrant)));
+        assert!(matches!(heap.read(), Err(HeapError::Reentrant)));
+        assert_eq!(other.copy().unwrap(), 2);
+    })
+    .unwrap();
+}
+
+#[test]
+fn pins_keep_old_values() {
+    let pool = pool();
+    let heap = Heap::create(&pool, &vec![String::from("old"); 3]).unwrap();
+    let p = heap.pin().unwrap();
+    heap.assign(&vec![String::from("new")]).unwrap();
+    heap.modify(|m, root| m.push(root, &String::from("more"))).unwrap().unwrap();
+    for _ in 0..3 {
+        heap.gc().unwrap();
+    }
+    assert_eq!(p.len(), 3);
+    assert!(p.iter().all(|s| s == "old"));
+    assert_eq!(heap.stats().unwrap().pinned, 1);
+    drop(p);
+    assert_eq!(heap.copy().unwrap(), vec!["new".to_string(), "more".to_string()]);
+    // A modification while the current value is pinned works on a copy.
+    let p = heap.pin().unwrap();
+    heap.modify(|m, root| m.set_str(root.get_pin(0).unwrap(), "changed")).unwrap().unwrap();
+    assert_eq!(p[0], "new");
+    drop(p);
+    assert_eq!(heap.copy().unwrap()[0], "changed");
+}
+
+#[test]
+fn swap_and_add() {
+    let pool = pool();
+    let heap = Heap::create(&pool, &(String::from("one"), String::from("two"))).unwrap();
+    heap.modify(|m, root| {
+        let (a, b) = root.project();
+        m.swap(a, b);
+    })
+    .unwrap();
+    assert_eq!(heap.copy().unwrap(), ("two".into(), "one".into()));
+    heap.modify(|m, root| -> Result<(), HeapError> {
+        let (a, _) = root.project();
+        let fresh = m.add(&String::from("three"))?;
+        m.swap(a, fresh);
+        Ok(())
+    })
+    .unwrap()
+    .unwrap();
+    assert_eq!(heap.copy().unwrap(), ("three".into(), "one".into()));
+}
+
+#[test]
+fn descriptors_types_and_destroy() {
+    let pool = pool();
+    let heap = Heap::create(&pool, &String::from("x")).unwrap();
+    let d = heap.descr();
+    let again = d.open().unwrap();
+    assert_eq!(again.copy().unwrap(), "x");
+    heap.set_pool_root();
+    assert_eq!(Heap::<String>::open_root(&pool).unwrap().copy().unwrap(), "x");
+    assert!(matches!(Heap::<u64>::open_root(&pool), Err(HeapError::WrongType { .. })));
+    heap.destroy().unwrap();
+    assert!(matches!(again.copy(), Err(HeapError::Destroyed)));
+    assert!(matches!(d.open(), Err(HeapError::Destroyed)));
+    assert!(matches!(Heap::<String>::open_root(&pool), Err(HeapError::NoRootHeap)));
+    assert_eq!(pool.stats().used, 0);
+}
+
+#[test]
+fn out_of_memory_is_an_error() {
+    let pool = Pool::create(1 << 20).unwrap();
+    let heap = Heap::create(&pool, &Vec::<u8>::new()).unwrap();
+    let err = heap.assign(&vec![0u8; 4 << 20]).unwrap_err();
+    assert!(matches!(err, HeapError::OutOfMemory { .. }), "{err}");
+    assert_eq!(heap.copy().unwrap(), Vec::<u8>::new());
+    // The heap still works.
+    heap.assign(&vec![1u8; 1000]).unwrap();
+    assert_eq!(heap.copy().unwrap().len(), 1000);
+    let err = Heap::create(&pool, &vec![0u8; 4 << 20]).unwrap_err();
+    assert!(matches!(err, HeapError::OutOfMemory { .. }), "{err}");
+}
+
+#[test]
+fn push_pop() {
+    let pool = pool();
+    let heap = Heap::create(&pool, &Vec::<String>::new()).unwrap();
+    heap.modify(|m, mut root| -> Result<(), HeapError> {
+        for i in 0..1000 {
+            m.push(root.as_mut(), &i.to_string())?;
+        }
+        assert_eq!(m.pop::<String>(root.as_mut()).as_deref(), Some("999"));
+        m.truncate(root, 500);
+        Ok(())
+    })
+    .unwrap()
+    .unwrap();
+    let v = heap.copy().unwrap();
+    assert_eq!(v.len(), 500);
+    assert_eq!(v[499], "499");
+}

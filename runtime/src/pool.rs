@@ -1,0 +1,710 @@
+//! Shared memory pools: segments mapped at the same address in every
+//! process, managed as pages, growing on demand inside a reserved range.
+//!
+//! A pool reserves its maximum size of address space when it is created and
+//! records the address in its header. Forked children inherit the mapping;
+//! any other process (a worker started before the pool existed, or an
+//! unrelated program) [attaches](Pool::attach) by name and maps the segment
+//! at the recorded address, or gets [`PoolError::AddressInUse`].
+//!
+//! Memory is reserved with `fallocate` before it is handed out, so running
+//! out of memory is [`PoolError::OutOfMemory`], never SIGBUS.
+//!
+//! ```
+//! let pool = mc::Pool::create(16 << 20)?; // up to 16 MiB
+//! let heap = mc::Heap::create(&pool, &vec![1u32, 2, 3])?;
+//! assert_eq!(heap.copy()?, vec![1, 2, 3]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::fmt;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use serde::{Deserialize, Serialize};
+
+use crate::segment::{self, SegmentError, SegmentHeader, SegmentKind};
+use crate::sync::raw::{LockError, RawRwLock};
+
+/// The page size pools are managed in.
+pub const PAGE_SIZE: usize = 4096;
+
+/// The smallest maximum size a pool accepts.
+pub const MIN_POOL_SIZE: usize = 64 * 1024;
+
+const COMMIT_STEP: u64 = 1 << 20;
+
+/// The pool's own header, after the segment header.
+#[repr(C)]
+struct PoolHeader {
+    seg: SegmentHeader,
+    base: u64,
+    total_size: u64,
+    n_pages: u64,
+    bitmap_offset: u64,
+    data_offset: u64,
+    committed: AtomicU64,
+    used_pages: AtomicU64,
+    hint: AtomicU64,
+    root_heap: AtomicU64,
+    root_fingerprint: AtomicU64,
+    lock: RawRwLock,
+}
+
+/// Why a pool operation failed.
+#[derive(Debug)]
+pub enum PoolError {
+    /// The pool (or the machine's shared memory) has no room for the
+    /// request.
+    OutOfMemory {
+        /// Bytes requested.
+        requested: usize,
+        /// Bytes still free in the pool (the machine may have less).
+        available: usize,
+    },
+    /// The requested maximum size is too small or too large.
+    BadSize {
+        /// The size given.
+        size: usize,
+        /// What is accepted.
+        reason: &'static str,
+    },
+    /// A segment with that name exists already.
+    Exists(String),
+    /// No segment with that name exists.
+    NotFound(String),
+    /// The segment is not a pool, or not an mc segment at all.
+    NotAPool(String, SegmentError),
+    /// The pool's recorded address range is already used in this process.
+    AddressInUse {
+        /// The pool's name.
+        name: String,
+        /// The recorded address.
+        addr: usize,
+        /// The range's size.
+        size: usize,
+    },
+    /// The process that owns the pool has ended: it is stale.
+    OwnerDead {
+        /// The pool's name.
+        name: String,
+        /// The owner's pid.
+        pid: u32,
+    },
+    /// A pool name must be 1 to 200 characters, without `/` or NUL.
+    BadName(String),
+    /// The pool's lock failed (a holder died).
+    Lock(LockError),
+    /// A system call failed.
+    Io(&'static str, io::Error),
+}
+
+impl fmt::Display for PoolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PoolError::OutOfMemory { requested, available } => write!(
+                f,
+                "out of pool memory: {requested} bytes requested, {available} free in the pool \
+                 (create the pool larger, or free memory in /dev/shm)"
+            ),
+            PoolError::BadSize { size, reason } => write!(f, "bad pool size {size}: {reason}"),
+            PoolError::Exists(n) => {
+                write!(f, "a segment named {n:?} exists already (remove it or pick another name)")
+            }
+            PoolError::NotFound(n) => write!(f, "no pool named {n:?}"),
+            PoolError::NotAPool(n, e) => write!(f, "{n:?} is not an mc pool: {e}"),
+            PoolError::AddressInUse { name, addr, size } => write!(
+                f,
+                "cannot attach pool {name:?}: its address range {addr:#x}+{size:#x} is already \
+                 in use in this process (attach earlier, before other large mappings)"
+            ),
+            PoolError::OwnerDead { name, pid } => write!(
+                f,
+                "pool {name:?} belongs to process {pid}, which has ended; remove it with \
+                 mc::segment::remove_stale() or `mcctl clean`"
+            ),
+            PoolError::BadName(n) => {
+                write!(f, "bad pool name {n:?}: use 1 to 200 characters, without '/' or NUL")
+            }
+            PoolError::Lock(e) => write!(f, "pool lock: {e}"),
+            PoolError::Io(what, e) => write!(f, "{what}: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for PoolError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            PoolError::Io(_, e) => Some(e),
+            PoolError::NotAPool(_, e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Options for creating a pool.
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    max_size: usize,
+    name: Option<String>,
+}
+
+impl PoolOptions {
+    /// A pool of at most `max_size` bytes (rounded up to whole pages).
+    pub fn new(max_size: usize) -> Self {
+        PoolOptions { max_size, name: None }
+    }
+
+    /// Gives the pool a name, so that unrelated processes can
+    /// [attach](Pool::attach) to it. The segment is `mc.pool.<name>`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Creates the pool.
+    pub fn create(self) -> Result<Pool, PoolError> {
+        Pool::create_with(self)
+    }
+}
+
+pub(crate) struct PoolInner {
+    name: String,
+    fd: OwnedFd,
+    base: usize,
+    total: usize,
+    creator: Option<u32>,
+    keep: std::sync::atomic::AtomicBool,
+}
+
+// SAFETY: the mapping is shared memory accessed only through atomics and
+// locks in it; the handle's own fields are immutable.
+unsafe impl Send for PoolInner {}
+// SAFETY: as above.
+unsafe impl Sync for PoolInner {}
+
+impl Drop for PoolInner {
+    fn drop(&mut self) {
+        // SAFETY: the range was mapped by this handle and nothing borrows
+        // from it any more (every borrower holds an `Arc` to this inner).
+        unsafe { libc::munmap(self.base as *mut libc::c_void, self.total) };
+        if self.creator == Some(std::process::id()) && !self.keep.load(Ordering::Relaxed) {
+            let _ = segment::shm_unlink(&self.name);
+        }
+    }
+}
+
+static REGISTRY: Mutex<Vec<Weak<PoolInner>>> = Mutex::new(Vec::new());
+
+/// A shared memory pool mapped in this process. Cheap to clone (all clones
+/// share one mapping); the mapping goes when the last clone is dropped.
+///
+/// The process that creates a pool owns its name: when its last handle is
+/// dropped the segment is unlinked (processes that have it mapped keep
+/// using it). [`Pool::persist`] keeps the segment after the creator ends.
+#[derive(Clone)]
+pub struct Pool {
+    inner: Arc<PoolInner>,
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("name", &self.inner.name)
+            .field("base", &format_args!("{:#x}", self.inner.base))
+            .field("size", &self.inner.total)
+            .finish()
+    }
+}
+
+/// A pool's name, to pass to other processes (serde).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PoolDescr {
+    /// The segment name.
+    pub name: String,
+}
+
+impl PoolDescr {
+    /// The pool, from this process's mappings or attached now.
+    pub fn open(&self) -> Result<Pool, PoolError> {
+        Pool::attach_segment(&self.name)
+    }
+}
+
+/// A pool's figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// The maximum size of the data area, in bytes.
+    pub max_size: usize,
+    /// Bytes handed out (heap chunks).
+    pub used: usize,
+    /// Bytes free for allocation.
+    pub free: usize,
+    /// Bytes of memory reserved so far (header and data).
+    pub committed: usize,
+}
+
+fn io_err(what: &'static str) -> impl FnOnce(io::Error) -> PoolError {
+    move |e| PoolError::Io(what, e)
+}
+
+impl Pool {
+    /// Creates an anonymous pool of at most `max_size` bytes. Forked
+    /// children inherit it; other processes can attach by
+    /// [`name`](Pool::name).
+    pub fn create(max_size: usize) -> Result<Pool, PoolError> {
+        PoolOptions::new(max_size).create()
+    }
+
+    /// Creates a named pool (segment `mc.pool.<name>`).
+    pub fn create_named(name: &str, max_size: usize) -> Result<Pool, PoolError> {
+        PoolOptions::new(max_size).name(name).create()
+    }
+
+    fn create_with(o: PoolOptions) -> Result<Pool, PoolError> {
+        if o.max_size < MIN_POOL_SIZE {
+            return Err(PoolError::BadSize { size: o.max_size, reason: "at least 64 KiB" });
+        }
+        if o.max_size > (1usize << 44) {
+            return Err(PoolError::BadSize { size: o.max_size, reason: "at most 16 TiB" });
+        }
+        let data_size = o.max_size.next_multiple_of(PAGE_SIZE);
+        let n_pages = data_size / PAGE_SIZE;
+        let bitmap_offset = std::mem::size_of::<PoolHeader>().next_multiple_of(64);
+        let bitmap_bytes = n_pages.div_ceil(64) * 8;
+        let data_offset = (bitmap_offset + bitmap_bytes).next_multiple_of(PAGE_SIZE);
+        let total = data_offset + data_size;
+        let name = match &o.name {
+            Some(n) => {
+                if n.is_empty() || n.contains('/') || n.contains('\0') || n.len() > 200 {
+                    return Err(PoolError::BadName(n.clone()));
+                }
+                format!("{}pool.{n}", segment::NAME_PREFIX)
+            }
+            None => segment::fresh_name(SegmentKind::Pool),
+        };
+        let fd = segment::shm_create(&name).map_err(|e| {
+            if e.kind() == io::ErrorKind::AlreadyExists {
+                PoolError::Exists(name.clone())
+            } else {
+                PoolError::Io("shm_open", e)
+            }
+        })?;
+        let cleanup = |e: PoolError| {
+            let _ = segment::shm_unlink(&name);
+            e
+        };
+        // SAFETY: plain syscall on a valid descriptor.
+        if unsafe { libc::ftruncate(fd.as_raw_fd(), total as libc::off_t) } != 0 {
+            return Err(cleanup(PoolError::Io("ftruncate", io::Error::last_os_error())));
+        }
+        segment::reserve(&fd, 0, data_offset as u64).map_err(|e| {
+            cleanup(if e.raw_os_error() == Some(libc::ENOSPC) {
+                PoolError::OutOfMemory { requested: data_offset, available: 0 }
+            } else {
+                PoolError::Io("fallocate", e)
+            })
+        })?;
+        // SAFETY: mapping a fresh shared object we own; the kernel picks
+        // the address.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                total,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_NORESERVE,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(cleanup(PoolError::Io("mmap", io::Error::last_os_error())));
+        }
+        let header = PoolHeader {
+            seg: SegmentHeader::new(SegmentKind::Pool, total as u64, 0),
+            base: base as u64,
+            total_size: total as u64,
+            n_pages: n_pages as u64,
+            bitmap_offset: bitmap_offset as u64,
+            data_offset: data_offset as u64,
+            committed: AtomicU64::new(data_offset as u64),
+            used_pages: AtomicU64::new(0),
+            hint: AtomicU64::new(0),
+            root_heap: AtomicU64::new(0),
+            root_fingerprint: AtomicU64::new(0),
+            lock: RawRwLock::new(),
+        };
+        // SAFETY: the first `data_offset` bytes are mapped and reserved;
+        // the header fits in them (bitmap_offset >= size_of header). The
+        // bitmap is zero (fresh object).
+        unsafe { (base as *mut PoolHeader).write(header) };
+        let inner = Arc::new(PoolInner {
+            name,
+            fd,
+            base: base as usize,
+            total,
+            creator: Some(std::process::id()),
+            keep: std::sync::atomic::AtomicBool::new(false),
+        });
+        register(&inner);
+        Ok(Pool { inner })
+    }
+
+    /// Attaches to the pool created (by any process of this user) with
+    /// [`Pool::create_named`] under `name`.
+    pub fn attach(name: &str) -> Result<Pool, PoolError> {
+        Pool::attach_segment(&format!("{}pool.{name}", segment::NAME_PREFIX))
+    }
+
+    /// Attaches to a pool by its full segment name ([`Pool::name`]).
+    /// Returns the existing mapping when this process has one.
+    pub fn attach_segment(seg_name: &str) -> Result<Pool, PoolError> {
+        if let Some(inner) = lookup(seg_name) {
+            return Ok(Pool { inner });
+        }
+        let fd = segment::shm_open(seg_name).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                PoolError::NotFound(seg_name.to_owned())
+            } else {
+                PoolError::Io("shm_open", e)
+            }
+        })?;
+        let seg = segment::read_header(&fd).map_err(|e| PoolError::NotAPool(seg_name.to_owned(), e))?;
+        if seg.kind != SegmentKind::Pool as u32 {
+            return Err(PoolError::NotAPool(seg_name.to_owned(), SegmentError::NotMc));
+        }
+        if !seg.owner_alive() {
+            return Err(PoolError::OwnerDead { name: seg_name.to_owned(), pid: seg.owner_pid });
+        }
+        let mut raw = [0u8; std::mem::size_of::<PoolHeader>()];
+        // SAFETY: reading into a live local buffer of its own size.
+        let n = unsafe { libc::pread(fd.as_raw_fd(), raw.as_mut_ptr().cast(), raw.len(), 0) };
+        if n != raw.len() as isize {
+            return Err(PoolError::NotAPool(seg_name.to_owned(), SegmentError::NotMc));
+        }
+        let base = u64::from_ne_bytes(raw[64..72].try_into().expect("8 bytes")) as usize;
+        let total = u64::from_ne_bytes(raw[72..80].try_into().expect("8 bytes")) as usize;
+        if total as u64 != seg.size || base % PAGE_SIZE != 0 || base == 0 {
+            return Err(PoolError::NotAPool(seg_name.to_owned(), SegmentError::NotMc));
+        }
+        // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping;
+        // it fails (or, on old kernels, returns another address) instead.
+        let p = unsafe {
+            libc::mmap(
+                base as *mut libc::c_void,
+                total,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_NORESERVE | libc::MAP_FIXED_NOREPLACE,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EEXIST) {
+                return Err(PoolError::AddressInUse { name: seg_name.to_owned(), addr: base, size: total });
+            }
+            return Err(PoolError::Io("mmap", e));
+        }
+        if p as usize != base {
+            // SAFETY: unmapping the range this call just mapped.
+            unsafe { libc::munmap(p, total) };
+            return Err(PoolError::AddressInUse { name: seg_name.to_owned(), addr: base, size: total });
+        }
+        let inner = Arc::new(PoolInner { name: seg_name.to_owned(), fd, base, total, creator: None, keep: std::sync::atomic::AtomicBool::new(true) });
+        register(&inner);
+        Ok(Pool { inner })
+    }
+
+    /// Removes the pool's name: no process can attach any more; processes
+    /// that have it mapped keep working until they drop it.
+    pub fn unlink(&self) -> Result<(), PoolError> {
+        segment::shm_unlink(&self.inner.name).map_err(io_err("shm_unlink"))
+    }
+
+    /// Removes a pool segment by its full name (see [`Pool::name`]).
+    pub fn remove(seg_name: &str) -> Result<(), PoolError> {
+        segment::shm_unlink(seg_name).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                PoolError::NotFound(seg_name.to_owned())
+            } else {
+                PoolError::Io("shm_unlink", e)
+            }
+        })
+    }
+
+    /// Keeps the segment after its creator's handles are dropped (it is then
+    /// removed by [`Pool::unlink`], [`Pool::remove`], or as stale once its
+    /// owner process has ended).
+    pub fn persist(&self) {
+        self.inner.keep.store(true, Ordering::Relaxed);
+    }
+
+    /// The segment name (`mc.pool.…`), which [`Pool::attach_segment`] takes.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// A serde-able descriptor naming this pool.
+    pub fn descr(&self) -> PoolDescr {
+        PoolDescr { name: self.inner.name.clone() }
+    }
+
+    fn header(&self) -> &PoolHeader {
+        // SAFETY: the header lies at the start of the live mapping.
+        unsafe { &*(self.inner.base as *const PoolHeader) }
+    }
+
+    /// The address the pool is mapped at (the same in every process).
+    pub fn base(&self) -> usize {
+        self.inner.base
+    }
+
+    /// Whether `addr..addr+len` lies inside this pool's data area.
+    pub fn contains(&self, addr: usize, len: usize) -> bool {
+        let h = self.header();
+        let start = self.inner.base + h.data_offset as usize;
+        addr >= start && addr.checked_add(len).is_some_and(|e| e <= self.inner.base + self.inner.total)
+    }
+
+    /// Whether `addr..addr+len` lies inside memory of this pool that is
+    /// backed (safe to read without risking SIGBUS).
+    pub fn contains_committed(&self, addr: usize, len: usize) -> bool {
+        let committed = self.header().committed.load(Ordering::Acquire) as usize;
+        self.contains(addr, len) && addr + len <= self.inner.base + committed
+    }
+
+    /// The size of the pool's whole mapping (header included).
+    pub fn mapped_size(&self) -> usize {
+        self.inner.total
+    }
+
+    /// The pool's figures.
+    pub fn stats(&self) -> PoolStats {
+        let h = self.header();
+        let used = h.used_pages.load(Ordering::Relaxed) as usize * PAGE_SIZE;
+        let max = h.n_pages as usize * PAGE_SIZE;
+        PoolStats {
+            max_size: max,
+            used,
+            free: max - used,
+            committed: h.committed.load(Ordering::Relaxed) as usize,
+        }
+    }
+
+    fn bitmap(&self) -> &[AtomicU64] {
+        let h = self.header();
+        // SAFETY: the bitmap lies inside the reserved header area, right
+        // after the header, with `n_pages.div_ceil(64)` words.
+        unsafe {
+            std::slice::from_raw_parts(
+                (self.inner.base + h.bitmap_offset as usize) as *const AtomicU64,
+                (h.n_pages as usize).div_ceil(64),
+            )
+        }
+    }
+
+    /// Allocates `size` bytes (rounded up to pages) of reserved memory;
+    /// returns its address.
+    pub(crate) fn alloc_pages(&self, size: usize) -> Result<usize, PoolError> {
+        let n = size.div_ceil(PAGE_SIZE).max(1);
+        let h = self.header();
+        let first = {
+            h.lock.write(None).map_err(PoolError::Lock)?;
+            let r = find_run(self.bitmap(), h.n_pages as usize, n, h.hint.load(Ordering::Relaxed) as usize);
+            if let Some(first) = r {
+                set_run(self.bitmap(), first, n, true);
+                h.used_pages.fetch_add(n as u64, Ordering::Relaxed);
+                h.hint.store((first + n) as u64, Ordering::Relaxed);
+            }
+            // SAFETY: taken just above.
+            unsafe { h.lock.unlock_write() };
+            r
+        };
+        let Some(first) = first else {
+            return Err(PoolError::OutOfMemory { requested: n * PAGE_SIZE, available: self.stats().free });
+        };
+        let offset = h.data_offset + (first * PAGE_SIZE) as u64;
+        let end = offset + (n * PAGE_SIZE) as u64;
+        if let Err(e) = self.commit(end) {
+            self.free_pages(self.inner.base + offset as usize, n * PAGE_SIZE);
+            return Err(e);
+        }
+        Ok(self.inner.base + offset as usize)
+    }
+
+    fn commit(&self, end: u64) -> Result<(), PoolError> {
+        let h = self.header();
+        let committed = h.committed.load(Ordering::Acquire);
+        if end <= committed {
+            return Ok(());
+        }
+        let target = end.next_multiple_of(COMMIT_STEP).min(h.total_size).max(end);
+        let from = committed;
+        match segment::reserve(&self.inner.fd, from, target - from) {
+            Ok(()) => {}
+            Err(_) if target > end => {
+                // The rounded-up range does not fit: try exactly what is needed.
+                segment::reserve(&self.inner.fd, from, end - from).map_err(|e| self.commit_error(e, end - from))?;
+                h.committed.fetch_max(end, Ordering::AcqRel);
+                return Ok(());
+            }
+            Err(e) => return Err(self.commit_error(e, target - from)),
+        }
+        h.committed.fetch_max(target, Ordering::AcqRel);
+        Ok(())
+    }
+
+    fn commit_error(&self, e: io::Error, len: u64) -> PoolError {
+        if e.raw_os_error() == Some(libc::ENOSPC) || e.raw_os_error() == Some(libc::ENOMEM) {
+            PoolError::OutOfMemory { requested: len as usize, available: self.stats().free }
+        } else {
+            PoolError::Io("fallocate", e)
+        }
+    }
+
+    /// Returns pages to the pool.
+    pub(crate) fn free_pages(&self, addr: usize, size: usize) {
+        let n = size.div_ceil(PAGE_SIZE).max(1);
+        let h = self.header();
+        let first = (addr - self.inner.base - h.data_offset as usize) / PAGE_SIZE;
+        // A failed lock (dead holder) leaks the pages rather than risking
+        // the bitmap.
+        if h.lock.write(None).is_ok() {
+            set_run(self.bitmap(), first, n, false);
+            h.used_pages.fetch_sub(n as u64, Ordering::Relaxed);
+            if (first as u64) < h.hint.load(Ordering::Relaxed) {
+                h.hint.store(first as u64, Ordering::Relaxed);
+            }
+            // SAFETY: taken just above.
+            unsafe { h.lock.unlock_write() };
+        }
+    }
+
+    pub(crate) fn root_heap(&self) -> (usize, u64) {
+        let h = self.header();
+        (h.root_heap.load(Ordering::Acquire) as usize, h.root_fingerprint.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn set_root_heap(&self, addr: usize, fingerprint: u64) {
+        let h = self.header();
+        h.root_fingerprint.store(fingerprint, Ordering::Release);
+        h.root_heap.store(addr as u64, Ordering::Release);
+    }
+}
+
+fn register(inner: &Arc<PoolInner>) {
+    let mut reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+    reg.retain(|w| w.strong_count() > 0);
+    reg.push(Arc::downgrade(inner));
+}
+
+fn lookup(name: &str) -> Option<Arc<PoolInner>> {
+    let reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+    reg.iter().filter_map(Weak::upgrade).find(|p| p.name == name)
+}
+
+/// Finds a run of `n` clear bits, searching from `hint` and wrapping.
+fn find_run(bits: &[AtomicU64], total: usize, n: usize, hint: usize) -> Option<usize> {
+    if n > total {
+        return None;
+    }
+    let hint = if hint + n > total { 0 } else { hint };
+    let search = |from: usize, to: usize| -> Option<usize> {
+        let mut i = from;
+        let mut run = 0;
+        let mut start = from;
+        while i < to {
+            let w = bits[i / 64].load(Ordering::Relaxed);
+            if i % 64 == 0 && w == u64::MAX {
+                run = 0;
+                i += 64;
+                start = i;
+                continue;
+            }
+            if i % 64 == 0 && w == 0 && run + 64 <= n {
+                run += 64;
+                i += 64;
+                if run == n {
+                    return Some(start);
+                }
+                continue;
+            }
+            if w & (1 << (i % 64)) == 0 {
+                run += 1;
+                if run == n {
+                    return Some(start);
+                }
+            } else {
+                run = 0;
+                start = i + 1;
+            }
+            i += 1;
+        }
+        None
+    };
+    search(hint, total).or_else(|| search(0, (hint + n).min(total)))
+}
+
+fn set_run(bits: &[AtomicU64], first: usize, n: usize, value: bool) {
+    for i in first..first + n {
+        let mask = 1u64 << (i % 64);
+        if value {
+            bits[i / 64].fetch_or(mask, Ordering::Relaxed);
+        } else {
+            bits[i / 64].fetch_and(!mask, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bitmap(n: usize) -> Vec<AtomicU64> {
+        (0..n.div_ceil(64)).map(|_| AtomicU64::new(0)).collect()
+    }
+
+    #[test]
+    fn runs() {
+        let b = bitmap(200);
+        assert_eq!(find_run(&b, 200, 10, 0), Some(0));
+        set_run(&b, 0, 10, true);
+        assert_eq!(find_run(&b, 200, 10, 0), Some(10));
+        set_run(&b, 10, 100, true);
+        assert_eq!(find_run(&b, 200, 90, 0), Some(110));
+        assert_eq!(find_run(&b, 200, 91, 0), None);
+        set_run(&b, 0, 5, false);
+        assert_eq!(find_run(&b, 200, 5, 150), Some(150));
+        assert_eq!(find_run(&b, 200, 5, 195), Some(0));
+        set_run(&b, 110, 90, true);
+        assert_eq!(find_run(&b, 200, 6, 0), None);
+    }
+
+    #[test]
+    fn create_alloc_free() {
+        let pool = Pool::create(1 << 20).unwrap();
+        let a = pool.alloc_pages(64 * 1024).unwrap();
+        assert!(pool.contains(a, 64 * 1024));
+        assert_eq!(pool.stats().used, 64 * 1024);
+        // SAFETY: the pages were just allocated and reserved.
+        unsafe { std::ptr::write_bytes(a as *mut u8, 7, 64 * 1024) };
+        let err = pool.alloc_pages(2 << 20).unwrap_err();
+        assert!(matches!(err, PoolError::OutOfMemory { .. }), "{err}");
+        pool.free_pages(a, 64 * 1024);
+        assert_eq!(pool.stats().used, 0);
+        let name = pool.name().to_owned();
+        assert!(std::path::Path::new(&format!("/dev/shm/{name}")).exists());
+        drop(pool);
+        assert!(!std::path::Path::new(&format!("/dev/shm/{name}")).exists());
+    }
+
+    #[test]
+    fn bad_sizes_and_names() {
+        assert!(matches!(Pool::create(100), Err(PoolError::BadSize { .. })));
+        assert!(Pool::create_named("a/b", 1 << 20).is_err());
+        assert!(matches!(Pool::attach("no-such-pool-here"), Err(PoolError::NotFound(_))));
+    }
+}
