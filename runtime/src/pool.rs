@@ -678,7 +678,8 @@ mod tests {
         assert_eq!(find_run(&b, 200, 91, 0), None);
         set_run(&b, 0, 5, false);
         assert_eq!(find_run(&b, 200, 5, 150), Some(150));
-        assert_eq!(find_run(&b, 200, 5, 195), Some(0));
+        assert_eq!(find_run(&b, 200, 5, 195), Some(195));
+        assert_eq!(find_run(&b, 200, 5, 197), Some(0));
         set_run(&b, 110, 90, true);
         assert_eq!(find_run(&b, 200, 6, 0), None);
     }
