@@ -35,7 +35,7 @@ enum Shape {
 #[derive(Shared, Debug, Clone, PartialEq)]
 struct Pair<T: Clone>
 where
-    T: PartialEq,
+    Vec<T>: PartialEq,
 {
     a: T,
     b: Vec<T>,
@@ -291,12 +291,12 @@ fn fingerprints() {
 
 #[test]
 fn flags() {
-    assert!(<Job as Shared>::HAS_POINTERS);
-    assert!(!<Point as Shared>::HAS_POINTERS);
-    assert!(!<Unit as Shared>::HAS_POINTERS);
-    assert!(<Shape as Shared>::HAS_POINTERS);
-    assert!(<Pair<u8> as Shared>::HAS_POINTERS);
-    assert!(!<Point as Shared>::IS_POD);
+    const { assert!(<Job as Shared>::HAS_POINTERS) };
+    const { assert!(!<Point as Shared>::HAS_POINTERS) };
+    const { assert!(!<Unit as Shared>::HAS_POINTERS) };
+    const { assert!(<Shape as Shared>::HAS_POINTERS) };
+    const { assert!(<Pair<u8> as Shared>::HAS_POINTERS) };
+    const { assert!(!<Point as Shared>::IS_POD) };
 }
 
 #[test]
@@ -586,4 +586,33 @@ proptest! {
         let back = <(Job, Vec<Shape>) as Shared>::from_repr(root::<(Job, Vec<Shape>)>(&buf, off));
         prop_assert_eq!(back, v);
     }
+}
+
+/// Raw identifiers as field names.
+#[derive(Shared, Debug, Clone, PartialEq)]
+struct Keywords {
+    r#type: u8,
+    r#match: String,
+}
+
+#[test]
+fn raw_identifiers() {
+    roundtrip(&Keywords {
+        r#type: 1,
+        r#match: "m".into(),
+    });
+    assert_eq!(
+        format!(
+            "{:?}",
+            root::<Keywords>(
+                &region(&Keywords {
+                    r#type: 1,
+                    r#match: "m".into()
+                })
+                .0,
+                0
+            )
+        ),
+        "Keywords { type: 1, match: \"m\" }"
+    );
 }

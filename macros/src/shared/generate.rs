@@ -4,10 +4,15 @@
 //!
 //! 1. a field check (`const _: () = { .. }`): one marker type per field,
 //!    named after it, and a function whose `where` clause requires
-//!    `FieldTy: SharedField<marker>` for every field. A field whose type is
-//!    not `Shared` fails this clause first (where-clauses are checked
-//!    before bodies), with the message of
-//!    `mc::__private::SharedField`, which names the field;
+//!    `FieldTy: mc::__private::SharedField<marker>` for every field,
+//!    spanned on the field type. A field whose type is not `Shared` fails
+//!    this clause first (where-clauses are checked before bodies), with the
+//!    `#[diagnostic::on_unimplemented]` message of `SharedField`, which
+//!    names the field and says what to use instead. (The diagnostic
+//!    attribute cannot be generated here: tool attributes do not resolve
+//!    under `#![no_implicit_prelude]`.) The compiler prints the marker
+//!    with its path (`_::value`) when another item has the same name;
+//!    the error still points at the field;
 //! 2. the twin type `SharedJob` (`#[repr(C)]`, or `#[repr(C, u8)]` /
 //!    `#[repr(C, u16)]` for enums), at item level so users can name it;
 //! 3. the projection type `SharedJobMut<'a>` (not for unit structs and
@@ -56,6 +61,7 @@
 
 use proc_macro2::{Literal, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{parse_quote, GenericParam, Generics, Ident, Lifetime, LifetimeParam};
 
@@ -151,25 +157,50 @@ impl<'c, 'a> Gen<'c, 'a> {
     fn field_check(&self) -> TokenStream {
         let (impl_generics, _, _) = self.generics.split_for_impl();
         let user = self.user_predicates();
+        let owners: Vec<(Option<&Ident>, &Fields<'_>)> = match &self.c.data {
+            Data::Struct(fields) => vec![(None, fields)],
+            Data::Enum(variants) => variants
+                .iter()
+                .map(|v| (Some(v.ident), &v.fields))
+                .collect(),
+        };
         let mut markers = Vec::new();
         let mut preds = Vec::new();
         let mut seen = std::collections::HashSet::new();
-        for (i, f) in self.c.all_fields().into_iter().enumerate() {
-            let mut marker = f.marker.clone();
-            if !seen.insert(marker.to_string()) {
-                marker = format_ident!("{}__{}", marker, i);
-                seen.insert(marker.to_string());
-            }
+        let fields = owners
+            .iter()
+            .flat_map(|(v, fields)| fields.list.iter().map(move |f| (v, f)));
+        for (i, (variant, f)) in fields.enumerate() {
+            let name = match (&f.member, variant) {
+                (syn::Member::Named(ident), None) => ident.unraw().to_string(),
+                (syn::Member::Unnamed(index), None) => format!("field_{}", index.index),
+                (member, Some(v)) => format!("{}_{}", v, Field::member_name(member)),
+            };
+            let name = if seen.insert(name.clone()) {
+                name
+            } else {
+                format!("{name}_{i}")
+            };
+            // Spanned on the field type's last token, so that the predicate
+            // below covers the whole type (its first token starts it).
+            let marker = match syn::parse_str::<Ident>(&name) {
+                Ok(_) => Ident::new(&name, end_span(f)),
+                // A keyword field (`r#type`).
+                Err(_) => Ident::new_raw(&name, end_span(f)),
+            };
+            markers.push(quote!(#[allow(non_camel_case_types)] enum #marker {}));
             let ty = &f.ty;
-            let span = f.original.ty.span();
-            markers.push(quote_spanned!(span=> #[allow(non_camel_case_types)] enum #marker {}));
-            preds.push(quote_spanned!(span=> #ty: ::mc::__private::SharedField<#marker>));
+            preds.push(quote_spanned!(end_span(f)=> #ty: ::mc::__private::SharedField<#marker>));
         }
         quote! {
             #[doc(hidden)]
             const _: () = {
                 #(#markers)*
-                #[allow(dead_code, clippy::extra_unused_type_parameters)]
+                #[allow(
+                    dead_code,
+                    clippy::extra_unused_type_parameters,
+                    clippy::multiple_bound_locations
+                )]
                 fn __mc_check_fields #impl_generics () where #user #(#preds,)* {}
             };
         }
@@ -730,6 +761,22 @@ impl<'c, 'a> Gen<'c, 'a> {
     }
 }
 
+/// The span of the last token of the field's type (with the span of the
+/// first token, tokens can cover the whole type: stable proc macros cannot
+/// join spans).
+fn end_span(f: &Field<'_>) -> Span {
+    let last = f.original.ty.to_token_stream().into_iter().last();
+    last.map_or_else(|| f.original.ty.span(), |t| t.span())
+}
+
+/// `<Ty as ::mc::Shared>::Repr`, spanned on the whole field type.
+fn repr_of(f: &Field<'_>) -> TokenStream {
+    let ty = &f.ty;
+    let open = quote_spanned!(f.original.ty.span()=> <);
+    let rest = quote_spanned!(end_span(f)=> as ::mc::Shared>::Repr);
+    quote!(#open #ty #rest)
+}
+
 /// `u8`, or `u16` for enums with more than 256 variants.
 fn tag_type(variants: usize) -> TokenStream {
     if variants <= 256 {
@@ -756,14 +803,13 @@ fn pattern(fields: &Fields<'_>) -> TokenStream {
 /// The twin's fields: `{ vis name: Repr<T>, .. }` or `(vis Repr<T>, ..)`.
 fn fields_def(fields: &Fields<'_>, with_vis: bool) -> TokenStream {
     let items = fields.list.iter().map(|f| {
-        let ty = &f.ty;
         let docs = docs(&f.original.attrs);
         let vis = if with_vis {
             f.vis.to_token_stream()
         } else {
             TokenStream::new()
         };
-        let repr = quote_spanned!(f.original.ty.span()=> <#ty as ::mc::Shared>::Repr);
+        let repr = repr_of(f);
         match &f.original.ident {
             Some(name) => quote!(#(#docs)* #vis #name: #repr),
             None => quote!(#(#docs)* #vis #repr),

@@ -49,10 +49,6 @@ pub(crate) struct Field<'a> {
     /// be used in the twin type and in free items).
     pub(crate) ty: Type,
     pub(crate) original: &'a syn::Field,
-    /// The marker type that names the field in "not `Shared`" errors:
-    /// the field name, `field_0` for tuple fields, `Variant_field` for
-    /// fields of enum variants.
-    pub(crate) marker: Ident,
     /// A binding for the field in `match` patterns.
     pub(crate) binding: Ident,
 }
@@ -60,8 +56,13 @@ pub(crate) struct Field<'a> {
 impl Field<'_> {
     /// The field's name as shown to users: `name` or `0`.
     pub(crate) fn display_name(&self) -> String {
-        match &self.member {
-            Member::Named(ident) => ident.to_string(),
+        Self::member_name(&self.member)
+    }
+
+    /// `name` (without `r#`) or `0`.
+    pub(crate) fn member_name(member: &Member) -> String {
+        match member {
+            Member::Named(ident) => syn::ext::IdentExt::unraw(ident).to_string(),
             Member::Unnamed(index) => index.index.to_string(),
         }
     }
@@ -82,7 +83,7 @@ impl<'a> Container<'a> {
         };
         let data = match &input.data {
             syn::Data::Struct(data) => {
-                Data::Struct(Fields::from_ast(&data.fields, None, &self_ty, errors))
+                Data::Struct(Fields::from_ast(&data.fields, &self_ty, errors))
             }
             syn::Data::Enum(data) => Data::Enum(
                 data.variants
@@ -91,12 +92,7 @@ impl<'a> Container<'a> {
                         reject_shared_attrs(&variant.attrs, "variants", errors);
                         Variant {
                             ident: &variant.ident,
-                            fields: Fields::from_ast(
-                                &variant.fields,
-                                Some(&variant.ident),
-                                &self_ty,
-                                errors,
-                            ),
+                            fields: Fields::from_ast(&variant.fields, &self_ty, errors),
                             original: variant,
                         }
                     })
@@ -130,12 +126,7 @@ impl<'a> Container<'a> {
 }
 
 impl<'a> Fields<'a> {
-    fn from_ast(
-        fields: &'a syn::Fields,
-        variant: Option<&Ident>,
-        self_ty: &TokenStream,
-        errors: &mut Errors,
-    ) -> Self {
+    fn from_ast(fields: &'a syn::Fields, self_ty: &TokenStream, errors: &mut Errors) -> Self {
         let style = match fields {
             syn::Fields::Named(_) => Style::Named,
             syn::Fields::Unnamed(_) => Style::Tuple,
@@ -153,14 +144,6 @@ impl<'a> Fields<'a> {
                         span: field.ty_span(),
                     }),
                 };
-                let marker = match (variant, &field.ident) {
-                    (None, Some(ident)) => ident.clone(),
-                    (None, None) => format_ident!("field_{}", i),
-                    (Some(v), Some(ident)) => {
-                        format_ident!("{}_{}", v, syn::ext::IdentExt::unraw(ident))
-                    }
-                    (Some(v), None) => format_ident!("{}_{}", v, i),
-                };
                 let ty = replace_self(field.ty.to_token_stream(), self_ty);
                 let ty = syn::parse2(ty).unwrap_or_else(|_| field.ty.clone());
                 Field {
@@ -168,7 +151,6 @@ impl<'a> Fields<'a> {
                     vis: &field.vis,
                     ty,
                     original: field,
-                    marker,
                     binding: format_ident!("__mc_f{}", i),
                 }
             })
