@@ -616,3 +616,105 @@ fn raw_identifiers() {
         "Keywords { type: 1, match: \"m\" }"
     );
 }
+
+/// Fieldless enums are `repr(u8)`.
+#[derive(Shared, Debug, Clone, Copy, PartialEq)]
+enum Level {
+    Low,
+    Mid,
+    High,
+}
+
+/// A generic enum with data: the layout model is generic too.
+#[derive(Shared, Debug, Clone, PartialEq)]
+enum Maybe<T: Clone> {
+    No,
+    Yes(T, u8),
+    Both { a: T, b: Vec<T> },
+}
+
+/// More than 256 variants: a `u16` tag.
+#[rustfmt::skip]
+#[derive(Shared, Debug, Clone, PartialEq)]
+enum Wide { V0(u8), V1, V2, V3, V4, V5, V6, V7(u16), V8, V9, V10, V11, V12, V13, V14(u32), V15, V16, V17, V18, V19, V20, V21(u64), V22, V23, V24, V25, V26, V27, V28(u8), V29, V30, V31, V32, V33, V34, V35(u16), V36, V37, V38, V39, V40, V41, V42(u32), V43, V44, V45, V46, V47, V48, V49(u64), V50, V51, V52, V53, V54, V55, V56(u8), V57, V58, V59, V60, V61, V62, V63(u16), V64, V65, V66, V67, V68, V69, V70(u32), V71, V72, V73, V74, V75, V76, V77(u64), V78, V79, V80, V81, V82, V83, V84(u8), V85, V86, V87, V88, V89, V90, V91(u16), V92, V93, V94, V95, V96, V97, V98(u32), V99, V100, V101, V102, V103, V104, V105(u64), V106, V107, V108, V109, V110, V111, V112(u8), V113, V114, V115, V116, V117, V118, V119(u16), V120, V121, V122, V123, V124, V125, V126(u32), V127, V128, V129, V130, V131, V132, V133(u64), V134, V135, V136, V137, V138, V139, V140(u8), V141, V142, V143, V144, V145, V146, V147(u16), V148, V149, V150, V151, V152, V153, V154(u32), V155, V156, V157, V158, V159, V160, V161(u64), V162, V163, V164, V165, V166, V167, V168(u8), V169, V170, V171, V172, V173, V174, V175(u16), V176, V177, V178, V179, V180, V181, V182(u32), V183, V184, V185, V186, V187, V188, V189(u64), V190, V191, V192, V193, V194, V195, V196(u8), V197, V198, V199, V200, V201, V202, V203(u16), V204, V205, V206, V207, V208, V209, V210(u32), V211, V212, V213, V214, V215, V216, V217(u64), V218, V219, V220, V221, V222, V223, V224(u8), V225, V226, V227, V228, V229, V230, V231(u16), V232, V233, V234, V235, V236, V237, V238(u32), V239, V240, V241, V242, V243, V244, V245(u64), V246, V247, V248, V249, V250, V251, V252(u8), V253, V254, V255, V256, V257, V258, V259(u16), V260, V261, V262, V263, V264, V265, V266(u32), V267, V268, V269, V270, V271, V272, V273(u64), V274, V275, V276, V277, V278, V279, V280(u8), V281, V282, V283, V284, V285, V286, V287(u16), V288, V289, V290, V291, V292, V293, V294(u32), V295, V296, V297, V298, V299 }
+
+#[test]
+fn fieldless_generic_and_wide_enums() {
+    for l in [Level::Low, Level::Mid, Level::High] {
+        roundtrip(&l);
+        region(&l);
+    }
+    assert_eq!(std::mem::size_of::<SharedLevel>(), 1);
+    let (mut buf, off) = region(&Level::High);
+    buf[off] = 3;
+    assert_eq!(
+        validate_region::<Level>(&buf, off),
+        Err(Invalid::BadTag {
+            ty: "Level",
+            tag: 3
+        })
+    );
+
+    for m in [
+        Maybe::No,
+        Maybe::Yes("y".to_string(), 2),
+        Maybe::Both {
+            a: "a".into(),
+            b: vec!["b".into()],
+        },
+    ] {
+        roundtrip(&m);
+        region(&m);
+    }
+    for m in [
+        Maybe::Yes(u128::MAX, 1),
+        Maybe::Both {
+            a: 3,
+            b: vec![4, 5],
+        },
+    ] {
+        roundtrip(&m);
+        region(&m);
+    }
+    // `bool` payload after a `u8`: a corrupted bool is found through the
+    // generic layout model.
+    let (mut buf, off) = region(&Maybe::Yes(true, 9));
+    let b = match root::<Maybe<bool>>(&buf, off) {
+        SharedMaybe::Yes(b, _) => b as *const bool as usize - buf.as_ptr() as usize,
+        _ => unreachable!(),
+    };
+    buf[b] = 3;
+    assert_eq!(
+        validate_region::<Maybe<bool>>(&buf, off),
+        Err(Invalid::BadBool(3))
+    );
+
+    assert_eq!(
+        std::mem::size_of::<SharedWide>(),
+        2 * std::mem::size_of::<u64>()
+    );
+    for w in [
+        Wide::V0(0),
+        Wide::V1,
+        Wide::V7(1),
+        Wide::V14(2),
+        Wide::V21(3),
+        Wide::V28(4),
+        Wide::V299,
+        Wide::V294(5),
+    ] {
+        roundtrip(&w);
+        region(&w);
+    }
+    let (mut buf, off) = region(&Wide::V299);
+    buf[off..off + 2].copy_from_slice(&300u16.to_ne_bytes());
+    assert_eq!(
+        validate_region::<Wide>(&buf, off),
+        Err(Invalid::BadTag {
+            ty: "Wide",
+            tag: 300
+        })
+    );
+    buf[off..off + 2].copy_from_slice(&299u16.to_ne_bytes());
+    assert_eq!(validate_region::<Wide>(&buf, off), Ok(()));
+}
