@@ -18,8 +18,10 @@
 //! 3. the projection type `SharedJobMut<'a>` (not for unit structs and
 //!    enums without data);
 //! 4. inside `const _: () = { .. }`: the `Shared` impl, the pinning guards
-//!    (`MustNotImplDrop`, a conditional `Unpin`), `project()`, `Debug`, and
-//!    for enums the layout model used by `validate`.
+//!    (`MustNotImplDrop`, a conditional `Unpin`), `project()`, `Debug`
+//!    (printing like `derive(Debug)` on the original type, bounded on the
+//!    type parameters' representations), and for enums the layout model
+//!    used by `validate`.
 //!
 //! All paths are absolute (`::mc::..`, `::core::..`) so the output compiles
 //! without the user's imports or prelude.
@@ -41,15 +43,18 @@
 //!   without creating a reference (the bytes may be invalid); the field lies
 //!   inside the `size_of::<Repr>()` bytes the caller guarantees readable, so
 //!   the field's `validate` contract holds.
-//! - enum `validate`: the tag is the first field of a `repr(C, uN)` enum
-//!   (RFC 2195), and the twin is at least as aligned as the tag, so reading
-//!   it is a read of plain integer bytes inside the readable range. Once the
+//! - enum `validate`: the tag is the first field of a `repr(C, uN)` (or
+//!   `repr(uN)`, without data) enum (RFC 2195), so reading it (unaligned:
+//!   `validate` does not require alignment) is a read of plain integer
+//!   bytes inside the readable range. Once the
 //!   tag names a variant, the payload starts at
 //!   `offset_of!(Layout, payload)` where `Layout` is the `repr(C)`
 //!   `struct { tag, payload: union { one repr(C) struct per variant } }`
 //!   that RFC 2195 defines as the enum's layout, and a field at the
 //!   `offset_of!` of that field in its variant's struct. No reference to the
-//!   enum is ever created before its fields are validated.
+//!   enum is ever created before its fields are validated. (The test
+//!   `enum_layout_model_matches_the_compiler` in `runtime/tests/derive.rs`
+//!   checks the model against the compiler's layout.)
 //! - `project()`: structural pinning. It is sound because (guard 1) the
 //!   twin has no `Drop` impl that could move a field out of a pinned value
 //!   (`MustNotImplDrop` makes a user `Drop` impl a conflict), (guard 2) the
@@ -546,7 +551,7 @@ impl<'c, 'a> Gen<'c, 'a> {
             quote!(match src { #(#trace,)* }),
             quote! {
                 // SAFETY: see the module docs ("enum `validate`").
-                let tag = unsafe { ::core::ptr::read(src.cast::<#tag_ty>()) };
+                let tag = unsafe { ::core::ptr::read_unaligned(src.cast::<#tag_ty>()) };
                 match tag {
                     #(#validate)*
                     _ => {
