@@ -32,6 +32,13 @@ where
     b: ::std::vec::Vec<T>,
 }
 
+#[derive(::mc::Shared, ::core::fmt::Debug, ::core::clone::Clone, ::core::cmp::PartialEq)]
+enum Maybe<T: ::core::clone::Clone> {
+    No,
+    Yes(T, u8),
+    Both { a: T, b: ::std::vec::Vec<T> },
+}
+
 #[derive(::mc::Shared)]
 struct Tuple(u8, ::std::string::String);
 
@@ -58,4 +65,6 @@ fn hygienic_derives_work() {
         b: ::std::vec![2],
     };
     ::std::assert_eq!(::mc::value::roundtrip_local(&pair).unwrap(), pair);
+    let maybe = Maybe::Both { a: 1u16, b: ::std::vec![2, 3] };
+    ::std::assert_eq!(::mc::value::roundtrip_local(&maybe).unwrap(), maybe);
 }

@@ -11,7 +11,6 @@ fn swap(a: Pin<&mut SharedJob>, b: Pin<&mut SharedJob>) {
 }
 
 fn take(a: Pin<&mut SharedJob>, b: SharedJob) -> SharedJob {
-    let mut a = a;
     std::mem::replace(&mut *a, b)
 }
 
