@@ -65,6 +65,9 @@ fn hygienic_derives_work() {
         b: ::std::vec![2],
     };
     ::std::assert_eq!(::mc::value::roundtrip_local(&pair).unwrap(), pair);
-    let maybe = Maybe::Both { a: 1u16, b: ::std::vec![2, 3] };
+    let maybe = Maybe::Both {
+        a: 1u16,
+        b: ::std::vec![2, 3],
+    };
     ::std::assert_eq!(::mc::value::roundtrip_local(&maybe).unwrap(), maybe);
 }
