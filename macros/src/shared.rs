@@ -66,3 +66,71 @@ impl Errors {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::expand;
+
+    fn run(src: &str) -> Result<String, String> {
+        let input: syn::DeriveInput = syn::parse_str(src).unwrap();
+        expand(input).map(|t| t.to_string()).map_err(|e| {
+            e.into_iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+    }
+
+    #[test]
+    fn accepts_every_shape() {
+        for src in [
+            "struct A { x: u8, r#type: String }",
+            "pub(crate) struct B(pub u8, Vec<Self>);",
+            "struct C;",
+            "struct D {}",
+            "enum E { A, B(u8), C { x: Option<Box<Self>> } }",
+            "enum F { A, B }",
+            "struct G<T: Clone, U = u8> where T: Copy { t: T, u: Vec<U> }",
+            "#[shared(repr = Other)] struct H { x: u8 }",
+        ] {
+            assert!(run(src).is_ok(), "{src}: {:?}", run(src));
+        }
+        assert!(run("#[shared(repr = Other)] struct H { x: u8 }")
+            .unwrap()
+            .contains("struct Other"));
+    }
+
+    #[test]
+    fn self_becomes_the_type() {
+        let out =
+            run("struct L<T> { next: Option<Box<Self>>, n: <Self as X>::Y, m: Self::Z, t: T }")
+                .unwrap();
+        assert!(out.contains("Option < Box < L < T > > >"), "{out}");
+        assert!(out.contains("< L < T > as X > :: Y"), "{out}");
+        assert!(out.contains("< L < T > > :: Z"), "{out}");
+    }
+
+    #[test]
+    fn reports_all_errors_at_once() {
+        let errors = run(
+            "#[shared(bogus, repr = A, repr = B)] enum E<'a, const N: usize> { X = 1, Y(&'a u8) }",
+        )
+        .unwrap_err();
+        for expected in [
+            "unknown `shared` attribute `bogus`",
+            "lifetime parameters",
+            "const generic parameters",
+            "explicit discriminants",
+        ] {
+            assert!(
+                errors.contains(expected),
+                "missing {expected:?} in {errors}"
+            );
+        }
+        assert!(run("union U { a: u8 }").unwrap_err().contains("unions"));
+        assert!(run("enum V {}").unwrap_err().contains("without variants"));
+        assert!(run("struct S { #[shared(x)] a: u8 }")
+            .unwrap_err()
+            .contains("no options"));
+    }
+}

@@ -141,7 +141,7 @@ impl<'a> Fields<'a> {
                     Some(ident) => Member::Named(ident.clone()),
                     None => Member::Unnamed(syn::Index {
                         index: i as u32,
-                        span: field.ty_span(),
+                        span: syn::spanned::Spanned::span(&field.ty),
                     }),
                 };
                 let ty = replace_self(field.ty.to_token_stream(), self_ty);
@@ -156,16 +156,6 @@ impl<'a> Fields<'a> {
             })
             .collect();
         Fields { style, list }
-    }
-}
-
-trait TySpan {
-    fn ty_span(&self) -> proc_macro2::Span;
-}
-
-impl TySpan for syn::Field {
-    fn ty_span(&self) -> proc_macro2::Span {
-        syn::spanned::Spanned::span(&self.ty)
     }
 }
 
