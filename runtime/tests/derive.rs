@@ -286,6 +286,19 @@ fn fingerprints() {
         y: u64,
     }
     assert_ne!(<P1 as Shared>::FINGERPRINT, <P2 as Shared>::FINGERPRINT);
+    // Behind pointers (which use the shallow fingerprint) too.
+    assert_ne!(
+        <Vec<Pair<u8>> as Shared>::FINGERPRINT,
+        <Vec<Pair<u16>> as Shared>::FINGERPRINT
+    );
+    assert_ne!(
+        <Box<Maybe<u8>> as Shared>::FINGERPRINT,
+        <Box<Maybe<i8>> as Shared>::FINGERPRINT
+    );
+    assert_ne!(
+        <Vec<Tree> as Shared>::FINGERPRINT,
+        <Vec<Forest> as Shared>::FINGERPRINT
+    );
     assert_ne!(<P1 as Shared>::FINGERPRINT, <P3 as Shared>::FINGERPRINT);
 }
 

@@ -374,8 +374,9 @@ impl<'c, 'a> Gen<'c, 'a> {
     /// `FINGERPRINT` (`deep`) or `SHALLOW_FINGERPRINT`: the kind and name of
     /// the type, then every variant name and field count, every field name
     /// and, for the deep one, every field type's fingerprint (for the
-    /// shallow one, the field type as written, so that pointer types can
-    /// use it without recursing into recursive types).
+    /// shallow one, the field type as written, then the type arguments'
+    /// fingerprints, so that pointer types can use it without recursing
+    /// into recursive types).
     fn fingerprint(&self, deep: bool) -> TokenStream {
         let c = self.c;
         let name = self.name_str();
@@ -420,7 +421,20 @@ impl<'c, 'a> Gen<'c, 'a> {
                 parts
             }
         };
-        quote!(::mc::__private::fingerprint_combine(&[#(#parts),*]))
+        // The shallow fingerprint shows field types as written (`T`), so it
+        // adds the type arguments' fingerprints: `Vec<Pair<u8>>` and
+        // `Vec<Pair<u16>>` must differ. (No recursion: a type argument is
+        // a smaller type than the type itself.)
+        let type_args = self.generics.type_params().map(|p| {
+            let t = &p.ident;
+            quote!(<#t as ::mc::Shared>::FINGERPRINT)
+        });
+        let type_args: Vec<TokenStream> = if deep {
+            Vec::new()
+        } else {
+            type_args.collect()
+        };
+        quote!(::mc::__private::fingerprint_combine(&[#(#parts,)* #(#type_args),*]))
     }
 
     fn struct_methods(
