@@ -27,7 +27,9 @@ mod copy;
 mod fingerprint;
 
 pub use builtin::{array_get_pin, SBox, SOption, SString, SVec, Tuple1, Tuple2, Tuple3, Tuple4, Tuple5, Tuple6};
-pub use copy::{copy_into_region, validate_region, Allocate, CopyError, Invalid, Tracer, Validator, Writer};
+pub use copy::{
+    copy_into_region, validate_region, Allocate, CopyError, Invalid, Tracer, Validator, Writer,
+};
 pub use fingerprint::{fingerprint_combine, fingerprint_str};
 
 /// The shared representation of `T`.
