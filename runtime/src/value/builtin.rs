@@ -312,6 +312,7 @@ impl<R> SVec<R> {
         unsafe { std::slice::from_raw_parts_mut(self.ptr as *mut R, self.len) }
     }
 
+    #[allow(dead_code)] // for the heap's mutator
     pub(crate) fn raw_parts(&self) -> (usize, usize, usize) {
         (self.ptr, self.len, self.cap)
     }
@@ -328,6 +329,7 @@ impl<R> SVec<R> {
     ///
     /// The vector's allocation must have room for `len` elements, all
     /// initialised.
+    #[allow(dead_code)] // for the heap's mutator
     pub(crate) unsafe fn set_len(self: Pin<&mut Self>, len: usize) {
         // SAFETY: only an integer field is changed; nothing moves.
         unsafe { self.get_unchecked_mut().len = len };
@@ -364,7 +366,7 @@ fn write_slice<T: Shared>(src: &[T], w: &mut Writer<'_>) -> Result<SVec<T::Repr>
         // SAFETY: for POD types `Repr` is `Self` (same size), so the `n`
         // source elements are exactly the bytes of the destination.
         unsafe {
-            ptr::copy_nonoverlapping(src.as_ptr() as *const u8, p.as_ptr() as *mut u8, n * size_of::<T>())
+            ptr::copy_nonoverlapping(src.as_ptr() as *const u8, p.as_ptr() as *mut u8, std::mem::size_of_val(src))
         };
     } else {
         for (i, x) in src.iter().enumerate() {
@@ -434,7 +436,7 @@ unsafe fn validate_elems<T: Shared>(p: usize, n: usize, v: &mut Validator<'_>) -
 // and validated (range, then every element); `SVec` is anchored.
 unsafe impl<T: Shared> Shared for Vec<T> {
     type Repr = SVec<T::Repr>;
-    const FINGERPRINT: u64 = fingerprint_combine(&[fingerprint_str("Vec"), T::FINGERPRINT]);
+    const FINGERPRINT: u64 = fingerprint_combine(&[fingerprint_str("Vec"), T::SHALLOW_FINGERPRINT]);
     const HAS_POINTERS: bool = true;
     fn to_repr(&self, w: &mut Writer<'_>) -> Result<Self::Repr, CopyError> {
         write_slice(self, w)
@@ -516,7 +518,7 @@ fn write_box<R>(r: R, w: &mut Writer<'_>) -> Result<SBox<R>, CopyError> {
 // through the pointer; `SBox` is anchored.
 unsafe impl<T: Shared> Shared for Box<T> {
     type Repr = SBox<T::Repr>;
-    const FINGERPRINT: u64 = fingerprint_combine(&[fingerprint_str("Box"), T::FINGERPRINT]);
+    const FINGERPRINT: u64 = fingerprint_combine(&[fingerprint_str("Box"), T::SHALLOW_FINGERPRINT]);
     const HAS_POINTERS: bool = true;
     fn to_repr(&self, w: &mut Writer<'_>) -> Result<Self::Repr, CopyError> {
         let r = (**self).to_repr(w)?;

@@ -315,6 +315,100 @@ impl<'a> Validator<'a> {
     }
 }
 
+/// Bump-allocates inside one byte region; target addresses are the local
+/// addresses (the region is read where it is written).
+struct RegionAlloc<'a> {
+    base: NonNull<u8>,
+    len: usize,
+    next: usize,
+    _region: std::marker::PhantomData<&'a mut [u8]>,
+}
+
+impl<'a> RegionAlloc<'a> {
+    fn new(buf: &'a mut [u8]) -> Self {
+        let len = buf.len();
+        // SAFETY: a slice's pointer is never null (dangling but non-null
+        // when empty).
+        let base = unsafe { NonNull::new_unchecked(buf.as_mut_ptr()) };
+        RegionAlloc {
+            base,
+            len,
+            next: 0,
+            _region: std::marker::PhantomData,
+        }
+    }
+}
+
+// SAFETY: allocations are disjoint, increasing ranges of the borrowed
+// region (so valid for writes and used by nothing else while the borrow
+// lasts), aligned as requested; the returned address is the local one.
+unsafe impl Allocate for RegionAlloc<'_> {
+    fn allocate(&mut self, layout: Layout) -> Result<(NonNull<u8>, usize), CopyError> {
+        let base = self.base.as_ptr() as usize;
+        let addr = base
+            .checked_add(self.next)
+            .and_then(|a| a.checked_next_multiple_of(layout.align()))
+            .ok_or(CopyError::Overflow)?;
+        let offset = addr - base;
+        let end = offset
+            .checked_add(layout.size())
+            .ok_or(CopyError::Overflow)?;
+        if end > self.len {
+            return Err(CopyError::OutOfSpace {
+                requested: layout.size(),
+            });
+        }
+        self.next = end;
+        // SAFETY: `offset <= end <= len`: the pointer stays inside (or one
+        // past the end of) the region, and is derived from its base.
+        let ptr = unsafe { self.base.add(offset) };
+        Ok((ptr, addr))
+    }
+}
+
+/// Deep-copies `value` into `buf`, which becomes a self-contained image:
+/// the root representation comes first (at the first offset suitably
+/// aligned for it, which is returned), followed by everything it points to.
+/// Pointers are the addresses of `buf` itself, so the image is meant to be
+/// read in place, after [`validate_region`] if it can have been changed by
+/// someone else.
+///
+/// Fails with [`CopyError::OutOfSpace`] when `buf` is too small; part of
+/// `buf` may then have been written.
+#[doc(hidden)]
+pub fn copy_into_region<T: Shared>(value: &T, buf: &mut [u8]) -> Result<usize, CopyError> {
+    let base = buf.as_ptr() as usize;
+    let mut alloc = RegionAlloc::new(buf);
+    let (root, addr) = alloc.allocate(Layout::new::<T::Repr>())?;
+    let repr = {
+        // SAFETY: the representation is written into the region right
+        // below, and the region's target addresses are its local addresses.
+        let mut w = unsafe { Writer::new(&mut alloc) };
+        value.to_repr(&mut w)?
+    };
+    // SAFETY: `root` was allocated for one `T::Repr` inside the region.
+    unsafe { root.cast::<T::Repr>().as_ptr().write(repr) };
+    Ok(addr - base)
+}
+
+/// Checks that `buf` holds a well-formed value of `T` whose root
+/// representation starts at `root_offset` (as written by
+/// [`copy_into_region`]): every pointer must lie inside `buf`, be aligned,
+/// and the pointed-to ranges must not overlap; tags, `bool`s, `char`s and
+/// UTF-8 are checked. After `Ok(())`, the root may be read in place as a
+/// `&T::Repr`.
+#[doc(hidden)]
+pub fn validate_region<T: Shared>(buf: &[u8], root_offset: usize) -> Result<(), Invalid> {
+    let size = std::mem::size_of::<T::Repr>();
+    let addr = (buf.as_ptr() as usize)
+        .checked_add(root_offset)
+        .ok_or(Invalid::OutOfRegion {
+            addr: root_offset,
+            len: size,
+        })?;
+    Validator::new(buf).value::<T>(addr)
+}
+
 /// A process-local growable arena, used to measure and to round-trip values.
 pub(crate) struct LocalArena {
     blocks: Vec<Vec<u64>>,

@@ -27,7 +27,10 @@ mod copy;
 mod fingerprint;
 
 pub use builtin::{array_get_pin, SBox, SOption, SString, SVec, Tuple1, Tuple2, Tuple3, Tuple4, Tuple5, Tuple6};
-pub use copy::{Allocate, CopyError, Invalid, Mark, Tracer, Validator, Writer};
+pub use copy::{
+    copy_into_region, validate_region, Allocate, CopyError, Invalid, Mark, Tracer, Validator,
+    Writer,
+};
 pub use fingerprint::{fingerprint_combine, fingerprint_str};
 
 /// The shared representation of `T`.
@@ -84,6 +87,13 @@ pub unsafe trait Shared: Sized + 'static {
     /// sizes), recorded in heaps and camlboxes so that a process opening one
     /// with another type gets an error instead of garbage.
     const FINGERPRINT: u64;
+
+    /// A fingerprint that does not look into other derived types (it uses
+    /// their field types as written instead). Pointer types (`Box`, `Vec`)
+    /// combine their element's `SHALLOW_FINGERPRINT`, so that recursive
+    /// types (`struct Tree { children: Vec<Tree> }`) have a finite
+    /// [`FINGERPRINT`](Shared::FINGERPRINT). Defaults to `FINGERPRINT`.
+    const SHALLOW_FINGERPRINT: u64 = Self::FINGERPRINT;
 
     /// Whether `Repr` contains pointers (the GC and the validator skip
     /// values without).

@@ -1,0 +1,5 @@
+// An enum without variants has no values to share.
+#[derive(mc::Shared)]
+enum Never {}
+
+fn main() {}
