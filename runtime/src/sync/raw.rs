@@ -38,8 +38,10 @@ mod rwlock;
 mod semaphore;
 
 pub use condvar::{CondvarWait, RawCondvar};
+pub(crate) use mutex::CopyHold as MutexCopyHold;
 pub use mutex::RawMutex;
-pub use rwlock::RawRwLock;
+pub(crate) use rwlock::CopyHold as RwLockCopyHold;
+pub use rwlock::{RawRwLock, READER_SLOTS};
 pub use semaphore::RawSemaphore;
 
 /// How a lock was acquired.

@@ -288,6 +288,40 @@ impl RawMutex {
         Ok(())
     }
 
+    /// Takes the lock even when it is not recoverable, to copy the data
+    /// out; release with [`release_copy`](Self::release_copy), which puts
+    /// back the state found.
+    pub(crate) fn lock_for_copy(&self) -> Result<CopyHold, LockError> {
+        loop {
+            match self.lock() {
+                Ok(Acquired::Clean) => return Ok(CopyHold::Clean),
+                Ok(Acquired::OwnerDied) => return Ok(CopyHold::Inconsistent),
+                Err(LockError::Poisoned) => {
+                    let w = self.word.load(Ordering::Relaxed);
+                    let held = current_tid() | INCONSISTENT | (w & WAITERS);
+                    if w & TID_MASK == NOT_RECOVERABLE
+                        && self
+                            .word
+                            .compare_exchange(w, held, Ordering::Acquire, Ordering::Relaxed)
+                            .is_ok()
+                    {
+                        return Ok(CopyHold::Poisoned);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Releases a hold from [`lock_for_copy`](Self::lock_for_copy).
+    pub(crate) fn release_copy(&self, hold: CopyHold) {
+        let r = match hold {
+            CopyHold::Clean | CopyHold::Poisoned => self.unlock(),
+            CopyHold::Inconsistent => self.abandon(),
+        };
+        debug_assert_eq!(r, Ok(()));
+    }
+
     /// Whether the lock is not recoverable (see [`unlock`](Self::unlock)).
     pub fn is_poisoned(&self) -> bool {
         self.word.load(Ordering::Relaxed) & TID_MASK == NOT_RECOVERABLE
@@ -345,6 +379,17 @@ impl RawMutex {
             futex::wake(&self.word, u32::MAX);
         }
     }
+}
+
+/// What [`RawMutex::lock_for_copy`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CopyHold {
+    /// A consistent lock.
+    Clean,
+    /// A dead holder's lock, still to be repaired.
+    Inconsistent,
+    /// A lock that is not recoverable.
+    Poisoned,
 }
 
 #[cfg(test)]
@@ -477,6 +522,9 @@ mod tests {
         assert_eq!(m.lock(), Ok(Acquired::OwnerDied));
         m.poison().unwrap();
         assert_eq!(m.lock(), Err(LockError::Poisoned));
+        assert_eq!(m.lock_for_copy(), Ok(CopyHold::Poisoned));
+        m.release_copy(CopyHold::Poisoned);
+        assert!(m.is_poisoned());
         assert!(m.clear_poison());
         assert!(!m.clear_poison());
         assert_eq!(m.lock(), Ok(Acquired::Clean));

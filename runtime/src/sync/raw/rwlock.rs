@@ -589,6 +589,52 @@ impl RawRwLock {
         Ok(())
     }
 
+    /// Holds the lock for reading even when it is poisoned, to copy the
+    /// data out; release with [`release_copy`](Self::release_copy), which
+    /// puts back the state found. A poisoned lock is held exclusively then.
+    pub(crate) fn lock_for_copy(&self) -> Result<CopyHold, LockError> {
+        let tid = current_tid();
+        loop {
+            match self.read(None) {
+                Ok(_) => return Ok(CopyHold::Read),
+                Err(LockError::Poisoned) => {}
+                Err(e) => return Err(e),
+            }
+            match self.write(None) {
+                Ok(Acquired::Clean) => return Ok(CopyHold::Write),
+                Ok(Acquired::OwnerDied) => return Ok(CopyHold::Inconsistent),
+                Err(LockError::Poisoned) => {}
+                Err(e) => return Err(e),
+            }
+            if self.find_own(tid).is_some() {
+                return Err(LockError::Deadlock);
+            }
+            let s = self.state.load(SeqCst);
+            if s & TID_MASK == NOT_RECOVERABLE
+                && self
+                    .state
+                    .compare_exchange(s, tid | INCONSISTENT | (s & WAITERS), SeqCst, SeqCst)
+                    .is_ok()
+            {
+                // Without a deadline and without a read hold of our own,
+                // draining cannot fail.
+                let r = self.drain_readers(tid, None, Acquired::OwnerDied);
+                debug_assert!(r.is_ok());
+                return Ok(CopyHold::Poisoned);
+            }
+        }
+    }
+
+    /// Releases a hold from [`lock_for_copy`](Self::lock_for_copy).
+    pub(crate) fn release_copy(&self, hold: CopyHold) {
+        let r = match hold {
+            CopyHold::Read => self.unlock_read_checked(),
+            CopyHold::Write | CopyHold::Poisoned => self.unlock_write_checked(),
+            CopyHold::Inconsistent => self.abandon_write(),
+        };
+        debug_assert_eq!(r, Ok(()));
+    }
+
     /// Whether readers are refused: the lock is not recoverable, or a
     /// writer died and no writer repaired the data yet.
     pub fn is_poisoned(&self) -> bool {
@@ -612,6 +658,19 @@ impl RawRwLock {
             }
         }
     }
+}
+
+/// What [`RawRwLock::lock_for_copy`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CopyHold {
+    /// Held shared.
+    Read,
+    /// Held exclusively, consistent.
+    Write,
+    /// Held exclusively after a writer died, still to be repaired.
+    Inconsistent,
+    /// Held exclusively, not recoverable.
+    Poisoned,
 }
 
 #[cfg(test)]
@@ -673,6 +732,9 @@ mod tests {
         assert!(l.is_poisoned());
         assert_eq!(l.read(None), Err(LockError::Poisoned));
         assert_eq!(l.write(None), Err(LockError::Poisoned));
+        assert_eq!(l.lock_for_copy(), Ok(CopyHold::Poisoned));
+        l.release_copy(CopyHold::Poisoned);
+        assert_eq!(l.read(None), Err(LockError::Poisoned));
         assert!(l.clear_poison());
         assert_eq!(l.write(None), Ok(Acquired::Clean));
         l.abandon_write().unwrap();
