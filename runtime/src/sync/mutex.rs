@@ -229,9 +229,16 @@ impl<T: ?Sized + fmt::Debug> fmt::Debug for MutexGuard<'_, T> {
 /// modification ([`SMutexGuard::as_pin`]); it also derefs mutably when the
 /// data is `Unpin` (numbers, plain structs):
 ///
-/// ```ignore
-/// let mut g = heap_guard.counter.lock()?; // counter: SMutex<u64>
-/// *g += 1;
+/// ```
+/// use mc::sync::{LockError, SMutex};
+///
+/// // `counter` is a field of a value read in place from a heap.
+/// fn bump(counter: &SMutex<u64>) -> Result<u64, LockError> {
+///     let mut g = counter.lock()?;
+///     g.mark_consistent(); // a counter is consistent even after a crash
+///     *g += 1;
+///     Ok(*g)
+/// }
 /// ```
 ///
 /// Data that carries pointers into the heap is `!Unpin`: it can be modified
