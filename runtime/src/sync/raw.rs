@@ -33,6 +33,8 @@
 //! waits for the new thread to exit (a delay, never a double hold).
 
 mod condvar;
+#[cfg(test)]
+mod model;
 mod mutex;
 mod rwlock;
 mod semaphore;
