@@ -10,7 +10,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
-use mc::sync::{Condvar, LockError, Mutex, RwLock};
+use mc::sync::{Barrier, Condvar, LockError, Mutex, RwLock, Semaphore};
 
 /// Places `value` in a fresh anonymous shared mapping (inherited by
 /// children made later) and leaks it.
@@ -434,6 +434,79 @@ fn killed_waiter_does_not_swallow_notify() -> Result<String, String> {
     ))
 }
 
+struct Phases {
+    barrier: Barrier,
+    arrived: AtomicU64,
+    leaders: AtomicU64,
+}
+
+fn barrier_three_processes() -> Result<String, String> {
+    const ROUNDS: u64 = 2_000;
+    let p = shared(Phases {
+        barrier: Barrier::new(3),
+        arrived: AtomicU64::new(0),
+        leaders: AtomicU64::new(0),
+    });
+    let start = Instant::now();
+    let pids: Vec<_> = (0..3)
+        .map(|_| {
+            fork_child(|| {
+                for round in 0..ROUNDS {
+                    p.arrived.fetch_add(1, SeqCst);
+                    if p.barrier
+                        .wait_timeout(Duration::from_secs(10))
+                        .expect("barrier")
+                    {
+                        p.leaders.fetch_add(1, SeqCst);
+                    }
+                    // Everybody of this round has arrived, nobody of the next.
+                    let a = p.arrived.load(SeqCst);
+                    if a < 3 * (round + 1) || a > 3 * (round + 2) {
+                        return 5;
+                    }
+                    p.barrier
+                        .wait_timeout(Duration::from_secs(10))
+                        .expect("barrier");
+                }
+                0
+            })
+        })
+        .collect();
+    for pid in pids {
+        expect_exit_ok(pid, Duration::from_secs(60))?;
+    }
+    let l = p.leaders.load(SeqCst);
+    ensure(l == ROUNDS, || format!("{l} leaders for {ROUNDS} rounds"))?;
+    Ok(format!(
+        "3 processes x {ROUNDS} rounds in {:?}",
+        start.elapsed()
+    ))
+}
+
+fn semaphore_ping_pong() -> Result<String, String> {
+    const ROUNDS: u32 = 20_000;
+    let s = shared([Semaphore::new(0), Semaphore::new(0)]);
+    let start = Instant::now();
+    let child = fork_child(|| {
+        for _ in 0..ROUNDS {
+            if s[0].wait_timeout(Duration::from_secs(10)).is_err() || s[1].post().is_err() {
+                return 6;
+            }
+        }
+        0
+    });
+    for i in 0..ROUNDS {
+        s[0].post().map_err(|e| e.to_string())?;
+        s[1].wait_timeout(Duration::from_secs(10))
+            .map_err(|e| format!("round {i}: {e}"))?;
+    }
+    expect_exit_ok(child, Duration::from_secs(10))?;
+    ensure(s[0].value() == 0 && s[1].value() == 0, || {
+        "counts left over".into()
+    })?;
+    Ok(format!("{ROUNDS} round trips in {:?}", start.elapsed()))
+}
+
 type Scenario = fn() -> Result<String, String>;
 
 fn main() {
@@ -449,6 +522,8 @@ fn main() {
             "killed_waiter_does_not_swallow_notify",
             killed_waiter_does_not_swallow_notify,
         ),
+        ("barrier_three_processes", barrier_three_processes),
+        ("semaphore_ping_pong", semaphore_ping_pong),
     ];
     let filter: Vec<String> = std::env::args()
         .skip(1)

@@ -4,10 +4,11 @@
 //!
 //! - [`raw`]: lock words with no data ([`RawMutex`](raw::RawMutex),
 //!   [`RawRwLock`](raw::RawRwLock), [`RawSemaphore`](raw::RawSemaphore),
-//!   [`RawCondvar`](raw::RawCondvar)), `#[repr(C)]`, `const`-constructible,
+//!   [`RawCondvar`](raw::RawCondvar), [`RawBarrier`](raw::RawBarrier)),
+//!   `#[repr(C)]`, `const`-constructible,
 //!   placeable anywhere in shared memory;
 //! - typed locks that own their data, as in `std`: [`Mutex`], [`RwLock`],
-//!   [`Semaphore`], [`Condvar`]. They work on any memory several processes
+//!   [`Semaphore`], [`Condvar`], [`Barrier`]. They work on any memory several processes
 //!   map (a `Mutex<u64>` in a `MAP_SHARED` mapping made before `fork`), and
 //!   implement [`Shared`](crate::Shared), so they can be fields of values in
 //!   shared heaps, where they are represented by [`SMutex`] and [`SRwLock`]
@@ -47,6 +48,7 @@
 //! assert_eq!(bump(&COUNTER), Ok(1));
 //! ```
 
+mod barrier;
 mod condvar;
 pub(crate) mod futex;
 mod mutex;
@@ -55,6 +57,7 @@ mod rwlock;
 mod semaphore;
 mod shared;
 
+pub use barrier::Barrier;
 pub use condvar::{Condvar, WaitTimeoutResult};
 pub use mutex::{CondvarGuard, Mutex, MutexGuard, SMutex, SMutexGuard};
 pub use raw::{Acquired, LockError};

@@ -32,6 +32,7 @@
 //! should a dead holder's id be reused before a waiter looks, the waiter
 //! waits for the new thread to exit (a delay, never a double hold).
 
+mod barrier;
 mod condvar;
 #[cfg(test)]
 mod model;
@@ -39,6 +40,7 @@ mod mutex;
 mod rwlock;
 mod semaphore;
 
+pub use barrier::RawBarrier;
 pub use condvar::{CondvarWait, RawCondvar};
 pub(crate) use mutex::CopyHold as MutexCopyHold;
 pub use mutex::RawMutex;

@@ -1,8 +1,8 @@
 //! `Shared` for the locks: copying a lock into shared memory makes a fresh,
 //! unlocked lock around a copy of the data (a semaphore keeps its count).
 
-use super::raw::{MutexCopyHold, RawMutex, RawRwLock, RawSemaphore, RwLockCopyHold};
-use super::{Condvar, Mutex, RwLock, SMutex, SRwLock, Semaphore};
+use super::raw::{MutexCopyHold, RawBarrier, RawMutex, RawRwLock, RawSemaphore, RwLockCopyHold};
+use super::{Barrier, Condvar, Mutex, RwLock, SMutex, SRwLock, Semaphore};
 use crate::value::{
     fingerprint_combine, fingerprint_str, CopyError, Invalid, Tracer, Validator, Writer,
 };
@@ -167,6 +167,37 @@ unsafe impl Shared for Condvar {
     }
 }
 
+// SAFETY: a barrier is two integers, no pointers; every bit pattern is
+// memory-safe (a size out of range is clamped when waiting).
+unsafe impl Shared for Barrier {
+    type Repr = Barrier;
+    const FINGERPRINT: u64 = fingerprint_str("Barrier");
+    const HAS_POINTERS: bool = false;
+
+    fn to_repr(&self, _w: &mut Writer<'_>) -> Result<Barrier, CopyError> {
+        Ok(fresh_barrier(self))
+    }
+
+    fn repr_to_repr(src: &Barrier, _w: &mut Writer<'_>) -> Result<Barrier, CopyError> {
+        Ok(fresh_barrier(src))
+    }
+
+    fn from_repr(src: &Barrier) -> Barrier {
+        fresh_barrier(src)
+    }
+
+    fn trace(_src: &Barrier, _t: &mut Tracer<'_>) {}
+
+    unsafe fn validate(_src: *const Barrier, _v: &mut Validator<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
+}
+
+/// A barrier for as many participants as `b`, nobody arrived.
+fn fresh_barrier(b: &Barrier) -> Barrier {
+    Barrier::new(b.participants().clamp(1, RawBarrier::MAX))
+}
+
 // Layout facts the representations rely on.
 const _: () = {
     assert!(std::mem::size_of::<RawMutex>() == 4);
@@ -202,6 +233,7 @@ mod tests {
         let s = Semaphore::new(3);
         assert_eq!(roundtrip_local(&s).unwrap().value(), 3);
         let _c: Condvar = roundtrip_local(&Condvar::new()).unwrap();
+        assert_eq!(roundtrip_local(&Barrier::new(4)).unwrap().participants(), 4);
     }
 
     #[test]
