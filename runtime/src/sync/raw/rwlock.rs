@@ -757,7 +757,7 @@ mod tests {
         assert_eq!(l.reader_count(), 1);
         let t = Instant::now();
         assert_eq!(l.write(Some(Duration::from_secs(5))), Ok(Acquired::Clean));
-        assert!(t.elapsed() < Duration::from_millis(200));
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
         l.unlock_write_checked().unwrap();
         assert_eq!(l.reader_count(), 0);
     }
