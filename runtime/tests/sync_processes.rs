@@ -434,6 +434,128 @@ fn killed_waiter_does_not_swallow_notify() -> Result<String, String> {
     ))
 }
 
+/// CLOCK_MONOTONIC in ns: comparable between processes.
+fn mono_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: writes the time into a live local.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+struct Relay {
+    m: Mutex<u64>,
+    l: RwLock<u64>,
+    /// 1 when the holder holds, 2 when the waiter is about to wait.
+    stage: AtomicU32,
+    /// When the waiter got the lock (CLOCK_MONOTONIC ns), 0 before.
+    got_at: AtomicU64,
+    /// What the waiter saw: 1 = owner died, 2 = clean.
+    seen: AtomicU32,
+}
+
+/// A holder process is killed while a waiter process is already blocked;
+/// the waiter takes the lock over. Then the taker is killed too before it
+/// repairs: the next locker sees the death again.
+fn blocked_waiter_takes_over() -> Result<String, String> {
+    const TRIALS: usize = 20;
+    let r = shared(Relay {
+        m: Mutex::new(0),
+        l: RwLock::new(0),
+        stage: AtomicU32::new(0),
+        got_at: AtomicU64::new(0),
+        seen: AtomicU32::new(0),
+    });
+    let mut lat = Vec::new();
+    for trial in 0..TRIALS {
+        let rw = trial % 2 == 1; // odd trials: a reader holds, a writer waits
+        r.stage.store(0, SeqCst);
+        r.got_at.store(0, SeqCst);
+        r.seen.store(0, SeqCst);
+        let holder = fork_child(|| {
+            if rw {
+                std::mem::forget(r.l.read().expect("read"));
+            } else {
+                std::mem::forget(r.m.lock().expect("lock"));
+            }
+            r.stage.store(1, SeqCst);
+            linger()
+        });
+        wait_for(Duration::from_secs(10), || r.stage.load(SeqCst) == 1)?;
+        let waiter = fork_child(|| {
+            r.stage.store(2, SeqCst);
+            let died = if rw {
+                let g = r.l.write_timeout(Duration::from_secs(5)).expect("write");
+                let d = g.owner_died();
+                drop(g);
+                d
+            } else {
+                let mut g = r.m.lock_timeout(Duration::from_secs(5)).expect("lock");
+                let d = g.owner_died();
+                g.mark_consistent();
+                d
+            };
+            r.got_at.store(mono_ns(), SeqCst);
+            r.seen.store(if died { 1 } else { 2 }, SeqCst);
+            0
+        });
+        wait_for(Duration::from_secs(10), || r.stage.load(SeqCst) == 2)?;
+        // Let the waiter get to sleep in the kernel.
+        std::thread::sleep(Duration::from_millis(30));
+        ensure(r.got_at.load(SeqCst) == 0, || {
+            format!("trial {trial}: waiter got a held lock")
+        })?;
+        let killed_at = mono_ns();
+        kill(holder);
+        expect_exit_ok(waiter, Duration::from_secs(10))
+            .map_err(|e| format!("trial {trial}: {e}"))?;
+        let dt = Duration::from_nanos(r.got_at.load(SeqCst) - killed_at);
+        // A dead mutex holder is reported; a dead reader is not.
+        let expect = if rw { 2 } else { 1 };
+        ensure(r.seen.load(SeqCst) == expect, || {
+            format!("trial {trial}: waiter saw {}", r.seen.load(SeqCst))
+        })?;
+        ensure(dt < Duration::from_millis(100), || {
+            format!("trial {trial}: took over after {dt:?}")
+        })?;
+        lat.push(dt);
+        wait_child(holder, Duration::from_secs(10))?;
+    }
+    // The taker dies too, before repairing: the death is reported again.
+    let holder = fork_child(|| {
+        std::mem::forget(r.m.lock().expect("lock"));
+        r.stage.store(3, SeqCst);
+        linger()
+    });
+    wait_for(Duration::from_secs(10), || r.stage.load(SeqCst) == 3)?;
+    kill(holder);
+    let taker = fork_child(|| {
+        let g = r.m.lock_timeout(Duration::from_secs(5)).expect("lock");
+        if !g.owner_died() {
+            return 7;
+        }
+        std::mem::forget(g);
+        r.stage.store(4, SeqCst);
+        linger()
+    });
+    wait_for(Duration::from_secs(10), || r.stage.load(SeqCst) == 4)?;
+    kill(taker);
+    let g =
+        r.m.lock_timeout(Duration::from_secs(5))
+            .map_err(|e| e.to_string())?;
+    ensure(g.owner_died(), || "second death not reported".into())?;
+    drop(g);
+    ensure(r.m.is_poisoned(), || {
+        "not poisoned after an unrepaired takeover".into()
+    })?;
+    wait_child(holder, Duration::from_secs(10))?;
+    wait_child(taker, Duration::from_secs(10))?;
+    let max = lat.iter().max().copied().unwrap_or_default();
+    Ok(format!("{TRIALS} trials (mutex and rwlock), kill to takeover at most {max:?}; a dying taker hands the death on"))
+}
+
 struct Phases {
     barrier: Barrier,
     arrived: AtomicU64,
@@ -522,6 +644,7 @@ fn main() {
             "killed_waiter_does_not_swallow_notify",
             killed_waiter_does_not_swallow_notify,
         ),
+        ("blocked_waiter_takes_over", blocked_waiter_takes_over),
         ("barrier_three_processes", barrier_three_processes),
         ("semaphore_ping_pong", semaphore_ping_pong),
     ];
