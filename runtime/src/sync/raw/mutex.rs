@@ -481,7 +481,11 @@ mod tests {
         });
         let t = Instant::now();
         assert_eq!(m.lock(), Ok(Acquired::OwnerDied));
-        assert!(t.elapsed() < Duration::from_millis(500), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            t.elapsed()
+        );
         // Unlocking without mark_consistent poisons.
         m.unlock().unwrap();
         assert!(m.is_poisoned());
