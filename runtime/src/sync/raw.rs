@@ -36,6 +36,8 @@ mod barrier;
 mod condvar;
 #[cfg(test)]
 mod model;
+#[cfg(test)]
+mod model_rwlock;
 mod mutex;
 mod rwlock;
 mod semaphore;
