@@ -14,6 +14,9 @@
 //! The model mirrors `lock_slow` and `unlock` step for step (spinning is a
 //! repeated load and adds no behaviour).
 
+// Threads are numbered: indexing by thread number is the point.
+#![allow(clippy::needless_range_loop)]
+
 use std::collections::HashSet;
 
 const WAITERS: u32 = 1 << 31;

@@ -15,6 +15,9 @@
 //! Each reader has its own slot (claiming a free slot among several is a
 //! CAS on that slot and adds no interleavings of interest).
 
+// Threads are numbered: indexing by thread number is the point.
+#![allow(clippy::needless_range_loop)]
+
 use std::collections::HashSet;
 
 const WAITERS: u32 = 1 << 31;
