@@ -142,8 +142,9 @@ pub(crate) fn current_tid() -> u32 {
 /// zombie/dead (`Z`/`X`: a SIGKILLed process whose parent has not yet
 /// called `waitpid`, or a main thread that exited while its process lives
 /// on). `/proc/<tid>` resolves the ids of all threads, not only of thread
-/// group leaders, unlike `kill(tid, 0)` (which on recent kernels looks up
-/// thread groups only and would call a live non-leader thread dead).
+/// group leaders. `kill(tid, 0)` is not enough: it succeeds for a zombie,
+/// and a SIGKILLed holder stays a zombie until its parent reaps it — the
+/// parent may well be the process waiting for the lock.
 ///
 /// When `/proc` is not mounted nothing can be concluded and every thread
 /// counts as alive (lockers then wait for the holder instead of taking the
