@@ -3,6 +3,7 @@
 use std::ops::DerefMut;
 use std::time::{Duration, Instant};
 
+use super::mutex::sealed::Token;
 use super::mutex::CondvarGuard;
 use super::raw::{LockError, RawCondvar};
 
@@ -63,9 +64,9 @@ impl Condvar {
         mut guard: G,
         timeout: Option<Duration>,
     ) -> Result<(G, bool), LockError> {
-        match self.raw.wait(guard.raw_mutex(), timeout) {
+        match self.raw.wait(guard.raw_mutex(Token(())), timeout) {
             Ok(w) => {
-                guard.set_owner_died(w.acquired.owner_died());
+                guard.set_owner_died(w.acquired.owner_died(), Token(()));
                 Ok((guard, w.timed_out))
             }
             Err(e) => {

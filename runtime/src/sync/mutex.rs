@@ -49,6 +49,15 @@ type NotSend = PhantomData<*const ()>;
 /// assert_eq!(*m.lock()?, 1);
 /// # Ok::<(), mc::sync::LockError>(())
 /// ```
+///
+/// The lock word is not reachable from safe code (its safe `unlock` could
+/// otherwise release the lock under a live guard):
+///
+/// ```compile_fail
+/// let m = mc::sync::Mutex::new(0u64);
+/// let _g = m.lock().unwrap();
+/// m.raw().unlock().unwrap();
+/// ```
 #[repr(C)]
 pub struct Mutex<T: ?Sized> {
     raw: RawMutex,
@@ -129,8 +138,8 @@ impl<T: ?Sized> Mutex<T> {
         self.data.get_mut()
     }
 
-    /// The lock word.
-    pub fn raw(&self) -> &RawMutex {
+    /// The lock word. Not public: safe code could unlock it under a guard.
+    pub(crate) fn raw(&self) -> &RawMutex {
         &self.raw
     }
 
@@ -317,8 +326,8 @@ impl<R> SMutex<R> {
         self.raw.clear_poison()
     }
 
-    /// The lock word.
-    pub fn raw(&self) -> &RawMutex {
+    /// The lock word. Not public: safe code could unlock it under a guard.
+    pub(crate) fn raw(&self) -> &RawMutex {
         &self.raw
     }
 }
@@ -404,34 +413,41 @@ impl<R: fmt::Debug> fmt::Debug for SMutexGuard<'_, R> {
     }
 }
 
-/// Guards that a [`Condvar`](super::Condvar) can wait with.
+/// Guards that a [`Condvar`](super::Condvar) can wait with:
+/// [`MutexGuard`] and [`SMutexGuard`] (sealed).
 pub trait CondvarGuard: sealed::Sealed {
+    /// The guard's lock word. The token, which only this crate can make,
+    /// keeps safe code from reaching the word (and unlocking it under the
+    /// guard).
     #[doc(hidden)]
-    fn raw_mutex(&self) -> &RawMutex;
+    fn raw_mutex(&self, token: sealed::Token) -> &RawMutex;
+    /// Records how the lock was re-acquired after a wait.
     #[doc(hidden)]
-    fn set_owner_died(&mut self, died: bool);
+    fn set_owner_died(&mut self, died: bool, token: sealed::Token);
 }
 
-mod sealed {
+pub(crate) mod sealed {
+    /// Proof of being inside this crate.
+    pub struct Token(pub(crate) ());
     pub trait Sealed {}
     impl<T: ?Sized> Sealed for super::MutexGuard<'_, T> {}
     impl<R> Sealed for super::SMutexGuard<'_, R> {}
 }
 
 impl<T: ?Sized> CondvarGuard for MutexGuard<'_, T> {
-    fn raw_mutex(&self) -> &RawMutex {
+    fn raw_mutex(&self, _: sealed::Token) -> &RawMutex {
         &self.mutex.raw
     }
-    fn set_owner_died(&mut self, died: bool) {
+    fn set_owner_died(&mut self, died: bool, _: sealed::Token) {
         self.died = died;
     }
 }
 
 impl<R> CondvarGuard for SMutexGuard<'_, R> {
-    fn raw_mutex(&self) -> &RawMutex {
+    fn raw_mutex(&self, _: sealed::Token) -> &RawMutex {
         &self.mutex.raw
     }
-    fn set_owner_died(&mut self, died: bool) {
+    fn set_owner_died(&mut self, died: bool, _: sealed::Token) {
         self.died = died;
     }
 }

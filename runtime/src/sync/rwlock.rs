@@ -132,8 +132,9 @@ impl<T: ?Sized> RwLock<T> {
         self.data.get_mut()
     }
 
-    /// The lock words.
-    pub fn raw(&self) -> &RawRwLock {
+    /// The lock words. Not public: safe code could unlock them under a
+    /// guard.
+    pub(crate) fn raw(&self) -> &RawRwLock {
         &self.raw
     }
 
@@ -338,8 +339,9 @@ impl<R> SRwLock<R> {
         self.raw.clear_poison()
     }
 
-    /// The lock words.
-    pub fn raw(&self) -> &RawRwLock {
+    /// The lock words. Not public: safe code could unlock them under a
+    /// guard.
+    pub(crate) fn raw(&self) -> &RawRwLock {
         &self.raw
     }
 }

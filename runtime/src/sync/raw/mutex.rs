@@ -31,6 +31,11 @@ const NOT_RECOVERABLE: u32 = TID_MASK;
 /// same holder it checks whether that thread is alive and takes a dead
 /// holder's lock over with a CAS, returning [`Acquired::OwnerDied`].
 ///
+/// `unlock` is safe because a raw mutex protects no data of its own. A type
+/// that guards data with one (like [`Mutex`](crate::sync::Mutex)) must keep
+/// it private: safe code holding `&RawMutex` could release a lock a guard
+/// relies on.
+///
 /// Errors are checked: locking a mutex the calling thread holds returns
 /// [`LockError::Deadlock`], unlocking one it does not hold returns
 /// [`LockError::NotOwner`]. Ownership is per thread (TID), so a lock must

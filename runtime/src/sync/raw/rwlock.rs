@@ -56,6 +56,11 @@ pub const READER_SLOTS: usize = 64;
 /// (readers do not modify).
 ///
 /// Holds are per thread (TID): release a lock from the thread that took it.
+///
+/// The checked unlocks ([`unlock_read_checked`](Self::unlock_read_checked),
+/// [`unlock_write_checked`](Self::unlock_write_checked)) are safe because a
+/// raw lock protects no data of its own; a type that guards data with one
+/// must keep it private.
 #[repr(C)]
 pub struct RawRwLock {
     state: AtomicU32,
