@@ -126,7 +126,9 @@ fn load_tid() -> u32 {
 }
 
 /// The calling thread's kernel thread id (cached; refreshed after `fork`
-/// through a `pthread_atfork` child handler).
+/// through a `pthread_atfork` child handler, so children must be made with
+/// `fork(3)` — a raw `clone` syscall that then runs Rust code would keep
+/// the parent's id).
 #[inline]
 pub(crate) fn current_tid() -> u32 {
     match TID.try_with(|t| t.get()) {
