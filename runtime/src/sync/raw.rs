@@ -1,29 +1,92 @@
-//! Raw process-shared locks: plain words in shared memory, no data.
+//! Raw process-shared locks: plain `#[repr(C)]` words in shared memory,
+//! protecting no data of their own.
+//!
+//! Each type is a few `AtomicU32`s with a `const fn new()`, so it can be
+//! placed anywhere in memory that several processes map (an anonymous
+//! `MAP_SHARED` mapping inherited across `fork`, a segment, a heap value);
+//! the processes may map it at different addresses. Waiting uses shared
+//! futexes: spin briefly, then sleep in the kernel.
+//!
+//! # Robustness
+//!
+//! Lock words record the kernel thread id (TID) of their holders. A waiter
+//! never sleeps longer than a 10 ms slice at a time; when a lock is still
+//! held after a slice it checks whether the holder thread is still alive
+//! (through `/proc/<tid>/stat`: gone, zombie or dead means dead) and, if not,
+//! takes the lock over. A crashed holder — SIGKILL included — is therefore
+//! noticed within a few slices, without the kernel's robust-futex list
+//! (which glibc owns, one per thread).
+//!
+//! After a takeover the new holder learns [`Acquired::OwnerDied`]. It may
+//! repair the data and call `mark_consistent`; if it releases the lock
+//! without doing so the lock becomes *not recoverable*, and every later
+//! acquisition returns [`LockError::Poisoned`] until someone calls
+//! `clear_poison`. If the new holder dies too, the next one gets
+//! `OwnerDied` again. These are the POSIX robust-mutex rules
+//! (`EOWNERDEAD`, `pthread_mutex_consistent`, `ENOTRECOVERABLE`).
+//!
+//! Limits: ids are those of the PID namespace of the process that locks;
+//! all processes sharing a lock must be in the same PID namespace and see
+//! each other in `/proc` (no `hidepid` across users). Linux hands out ids
+//! cyclically, so an id is reused only after the whole id space went round;
+//! should a dead holder's id be reused before a waiter looks, the waiter
+//! waits for the new thread to exit (a delay, never a double hold).
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+mod barrier;
+mod condvar;
+#[cfg(test)]
+mod model;
+#[cfg(test)]
+mod model_rwlock;
+mod mutex;
+mod rwlock;
+mod semaphore;
 
-use super::futex;
+pub use barrier::RawBarrier;
+pub use condvar::{CondvarWait, RawCondvar};
+pub(crate) use mutex::CopyHold as MutexCopyHold;
+pub use mutex::RawMutex;
+pub(crate) use rwlock::CopyHold as RwLockCopyHold;
+pub use rwlock::{RawRwLock, READER_SLOTS};
+pub use semaphore::RawSemaphore;
 
 /// How a lock was acquired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Acquired {
     /// The previous holder released it normally.
     Clean,
-    /// The previous holder died while holding it: the protected data may be
-    /// inconsistent.
+    /// The previous holder died (or panicked) while holding it: the
+    /// protected data may be inconsistent. Repair it and call
+    /// `mark_consistent` before releasing, or the lock becomes poisoned.
     OwnerDied,
 }
 
-/// Why a lock was not acquired.
+impl Acquired {
+    /// Whether the previous holder died while holding the lock.
+    pub fn owner_died(self) -> bool {
+        self == Acquired::OwnerDied
+    }
+}
+
+/// Why a lock was not acquired (or released).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LockError {
     /// The timeout passed.
     Timeout,
     /// A `try_` acquisition found the lock taken.
     WouldBlock,
-    /// A holder died and nobody declared the data consistent.
+    /// A holder died and nobody declared the data consistent: the lock is
+    /// not recoverable until `clear_poison`. (For a reader of a
+    /// [`RawRwLock`]: a writer died and no writer has repaired the data
+    /// yet.)
     Poisoned,
+    /// The calling thread already holds the lock: waiting would never end.
+    Deadlock,
+    /// The calling thread does not hold the lock it tried to release or
+    /// use.
+    NotOwner,
+    /// A semaphore's count would exceed [`RawSemaphore::MAX`].
+    Overflow,
 }
 
 impl std::fmt::Display for LockError {
@@ -32,113 +95,11 @@ impl std::fmt::Display for LockError {
             LockError::Timeout => write!(f, "timed out waiting for the lock"),
             LockError::WouldBlock => write!(f, "the lock is taken"),
             LockError::Poisoned => write!(f, "the lock is poisoned: a holder died"),
+            LockError::Deadlock => write!(f, "the calling thread already holds the lock"),
+            LockError::NotOwner => write!(f, "the calling thread does not hold the lock"),
+            LockError::Overflow => write!(f, "the semaphore count would overflow"),
         }
     }
 }
 
 impl std::error::Error for LockError {}
-
-const WRITER: u32 = 1 << 31;
-
-/// A reader/writer lock word usable from any process that maps it.
-#[repr(C)]
-pub struct RawRwLock {
-    state: AtomicU32,
-    waiters: AtomicU32,
-}
-
-impl Default for RawRwLock {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl RawRwLock {
-    /// An unlocked lock.
-    pub const fn new() -> Self {
-        RawRwLock { state: AtomicU32::new(0), waiters: AtomicU32::new(0) }
-    }
-
-    fn wait(&self, seen: u32, deadline: Option<Instant>) -> Result<(), LockError> {
-        let timeout = match deadline {
-            Some(d) => {
-                let now = Instant::now();
-                if now >= d {
-                    return Err(LockError::Timeout);
-                }
-                Some(d - now)
-            }
-            None => None,
-        };
-        self.waiters.fetch_add(1, Ordering::SeqCst);
-        futex::wait(&self.state, seen, timeout);
-        self.waiters.fetch_sub(1, Ordering::SeqCst);
-        Ok(())
-    }
-
-    /// Takes the lock shared.
-    pub fn read(&self, timeout: Option<Duration>) -> Result<Acquired, LockError> {
-        let deadline = timeout.map(|t| Instant::now() + t);
-        let mut spins = 0;
-        loop {
-            let s = self.state.load(Ordering::Relaxed);
-            if s & WRITER == 0 {
-                if self.state.compare_exchange_weak(s, s + 1, Ordering::Acquire, Ordering::Relaxed).is_ok() {
-                    return Ok(Acquired::Clean);
-                }
-                continue;
-            }
-            if spins < 100 {
-                spins += 1;
-                std::hint::spin_loop();
-                continue;
-            }
-            self.wait(s, deadline)?;
-        }
-    }
-
-    /// Takes the lock exclusively.
-    pub fn write(&self, timeout: Option<Duration>) -> Result<Acquired, LockError> {
-        let deadline = timeout.map(|t| Instant::now() + t);
-        let mut spins = 0;
-        loop {
-            let s = self.state.load(Ordering::Relaxed);
-            if s == 0 {
-                if self.state.compare_exchange_weak(0, WRITER, Ordering::Acquire, Ordering::Relaxed).is_ok() {
-                    return Ok(Acquired::Clean);
-                }
-                continue;
-            }
-            if spins < 100 {
-                spins += 1;
-                std::hint::spin_loop();
-                continue;
-            }
-            self.wait(s, deadline)?;
-        }
-    }
-
-    /// Releases a shared hold.
-    ///
-    /// # Safety
-    ///
-    /// The caller must hold the lock shared.
-    pub unsafe fn unlock_read(&self) {
-        let prev = self.state.fetch_sub(1, Ordering::SeqCst);
-        if prev == 1 && self.waiters.load(Ordering::SeqCst) > 0 {
-            futex::wake(&self.state, u32::MAX);
-        }
-    }
-
-    /// Releases the exclusive hold.
-    ///
-    /// # Safety
-    ///
-    /// The caller must hold the lock exclusively.
-    pub unsafe fn unlock_write(&self) {
-        self.state.swap(0, Ordering::SeqCst);
-        if self.waiters.load(Ordering::SeqCst) > 0 {
-            futex::wake(&self.state, u32::MAX);
-        }
-    }
-}

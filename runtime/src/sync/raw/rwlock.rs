@@ -1,0 +1,826 @@
+//! The robust process-shared reader/writer lock.
+
+use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+use std::time::{Duration, Instant};
+
+use super::super::futex::{self, current_tid, thread_alive, SLICE, SPIN_LIMIT, TID_MASK};
+use super::{Acquired, LockError};
+
+/// Set while some locker may be asleep on the state word.
+const WAITERS: u32 = 1 << 31;
+/// A writer died; no writer has declared the data consistent since.
+const INCONSISTENT: u32 = 1 << 30;
+/// The writer field of a lock that is not recoverable (never a real TID).
+const NOT_RECOVERABLE: u32 = TID_MASK;
+/// Writer field or inconsistency: either keeps new readers out.
+const NO_READERS: u32 = TID_MASK | INCONSISTENT;
+
+/// How many threads can hold a [`RawRwLock`] shared at once; more readers
+/// wait for a free slot.
+pub const READER_SLOTS: usize = 64;
+
+/// A robust reader/writer lock usable from any process that maps it.
+///
+/// # Layout
+///
+/// ```text
+/// state:   [WAITERS:1][INCONSISTENT:1][writer TID:30]  (futex for lockers)
+/// drain:   counter bumped by readers leaving while a writer waits (futex)
+/// readers: [TID; 64]                                  one slot per reader
+/// ```
+///
+/// A reader claims a free slot (CAS 0 → its TID), then checks that no
+/// writer is recorded in `state`; a writer records its TID in `state`, then
+/// waits until every slot is empty. Both sides write first and read second
+/// with sequentially consistent operations, so at least one sees the other.
+/// There is no reader count: the slots are the only record, so a reader that
+/// dies at any point leaves exactly its slot behind, and a writer that has
+/// waited a 10 ms slice checks the TIDs in the busy slots and clears the
+/// slots of dead threads. A dead reader therefore delays writers by a few
+/// slices at most.
+///
+/// **Writer preference**: a writer takes the `state` word before waiting for
+/// readers, and readers that find a writer there back out and wait, so a
+/// stream of readers cannot starve writers. Read locks are not recursive: a
+/// thread that holds a read lock and asks for another while a writer waits
+/// gets [`LockError::Deadlock`] instead of hanging.
+///
+/// **A writer dies** (noticed by any waiter after a slice): the lock becomes
+/// free and *inconsistent*. Readers then get [`LockError::Poisoned`] (the
+/// data may be half-written and a reader cannot repair it); the next writer
+/// gets [`Acquired::OwnerDied`], repairs, calls
+/// [`mark_consistent`](Self::mark_consistent) and releases, after which
+/// readers proceed. A writer that releases without `mark_consistent` makes
+/// the lock not recoverable: every lock returns [`LockError::Poisoned`]
+/// until [`clear_poison`](Self::clear_poison). A dead reader never poisons
+/// (readers do not modify).
+///
+/// Holds are per thread (TID): release a lock from the thread that took it.
+///
+/// The checked unlocks ([`unlock_read_checked`](Self::unlock_read_checked),
+/// [`unlock_write_checked`](Self::unlock_write_checked)) are safe because a
+/// raw lock protects no data of its own; a type that guards data with one
+/// must keep it private.
+#[repr(C)]
+pub struct RawRwLock {
+    state: AtomicU32,
+    drain: AtomicU32,
+    readers: [AtomicU32; READER_SLOTS],
+}
+
+impl Default for RawRwLock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for RawRwLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.state.load(SeqCst);
+        f.debug_struct("RawRwLock")
+            .field("writer", &(s & TID_MASK))
+            .field("inconsistent", &(s & INCONSISTENT != 0))
+            .field("readers", &self.reader_count())
+            .finish()
+    }
+}
+
+#[inline]
+fn home(tid: u32) -> usize {
+    (tid.wrapping_mul(0x9E37_79B9) >> 26) as usize % READER_SLOTS
+}
+
+impl RawRwLock {
+    /// An unlocked lock.
+    pub const fn new() -> Self {
+        RawRwLock {
+            state: AtomicU32::new(0),
+            drain: AtomicU32::new(0),
+            readers: [const { AtomicU32::new(0) }; READER_SLOTS],
+        }
+    }
+
+    #[inline]
+    fn claim_slot(&self, tid: u32) -> Option<usize> {
+        let h = home(tid);
+        (0..READER_SLOTS)
+            .map(|k| (h + k) % READER_SLOTS)
+            .find(|&i| {
+                let r = &self.readers[i];
+                r.load(SeqCst) == 0 && r.compare_exchange(0, tid, SeqCst, SeqCst).is_ok()
+            })
+    }
+
+    #[inline]
+    fn find_own(&self, tid: u32) -> Option<usize> {
+        let h = home(tid);
+        (0..READER_SLOTS)
+            .map(|k| (h + k) % READER_SLOTS)
+            .find(|&i| self.readers[i].load(SeqCst) == tid)
+    }
+
+    #[inline]
+    fn release_slot(&self, i: usize) {
+        self.readers[i].store(0, SeqCst);
+        if self.state.load(SeqCst) & TID_MASK != 0 {
+            // A writer may be waiting for the readers to leave.
+            self.drain.fetch_add(1, SeqCst);
+            futex::wake(&self.drain, u32::MAX);
+        }
+    }
+
+    /// Clears the slots of readers that died; returns whether any was.
+    fn reap_dead_readers(&self) -> bool {
+        let mut reaped = false;
+        for r in &self.readers {
+            let v = r.load(SeqCst);
+            if v != 0 && !thread_alive(v) && r.compare_exchange(v, 0, SeqCst, SeqCst).is_ok() {
+                reaped = true;
+            }
+        }
+        reaped
+    }
+
+    /// Frees the state word of a writer that died (recorded in `s`).
+    fn writer_died(&self, s: u32) {
+        if self
+            .state
+            .compare_exchange(s, INCONSISTENT, SeqCst, SeqCst)
+            .is_ok()
+            && s & WAITERS != 0
+        {
+            futex::wake(&self.state, u32::MAX);
+        }
+    }
+
+    /// The number of threads holding the lock shared (a snapshot).
+    pub fn reader_count(&self) -> usize {
+        self.readers.iter().filter(|r| r.load(SeqCst) != 0).count()
+    }
+
+    /// Whether a writer holds (or is acquiring) the lock.
+    pub fn is_write_locked(&self) -> bool {
+        let w = self.state.load(SeqCst) & TID_MASK;
+        w != 0 && w != NOT_RECOVERABLE
+    }
+
+    // ------------------------------------------------------------------
+    // Readers
+
+    /// Takes the lock shared, waiting at most `timeout` (`None`: as long as
+    /// it takes, but never for a dead holder).
+    ///
+    /// Returns `Ok(Acquired::Clean)` (readers never see `OwnerDied`:
+    /// while a dead writer's data is unrepaired they get
+    /// [`LockError::Poisoned`]); [`LockError::Deadlock`] if this thread
+    /// holds the lock exclusively, or shared while a writer waits.
+    #[inline]
+    pub fn read(&self, timeout: Option<Duration>) -> Result<Acquired, LockError> {
+        let tid = current_tid();
+        if self.state.load(SeqCst) & NO_READERS == 0 {
+            if let Some(i) = self.claim_slot(tid) {
+                if self.state.load(SeqCst) & NO_READERS == 0 {
+                    return Ok(Acquired::Clean);
+                }
+                self.release_slot(i);
+            }
+        }
+        self.read_slow(tid, timeout)
+    }
+
+    /// Takes the lock shared if that needs no waiting
+    /// ([`LockError::WouldBlock`] otherwise).
+    pub fn try_read(&self) -> Result<Acquired, LockError> {
+        let tid = current_tid();
+        let mut reaped = false;
+        loop {
+            let s = self.state.load(SeqCst);
+            let owner = s & TID_MASK;
+            if owner == NOT_RECOVERABLE || (owner == 0 && s & INCONSISTENT != 0) {
+                return Err(LockError::Poisoned);
+            }
+            if owner == tid {
+                return Err(LockError::Deadlock);
+            }
+            if owner != 0 {
+                if thread_alive(owner) {
+                    return Err(LockError::WouldBlock);
+                }
+                self.writer_died(s);
+                continue;
+            }
+            match self.claim_slot(tid) {
+                Some(i) => {
+                    if self.state.load(SeqCst) & NO_READERS == 0 {
+                        return Ok(Acquired::Clean);
+                    }
+                    self.release_slot(i);
+                }
+                None if !reaped => {
+                    self.reap_dead_readers();
+                    reaped = true;
+                }
+                None => return Err(LockError::WouldBlock),
+            }
+        }
+    }
+
+    #[cold]
+    fn read_slow(&self, tid: u32, timeout: Option<Duration>) -> Result<Acquired, LockError> {
+        let deadline = futex::deadline(timeout);
+        let mut spins = 0;
+        let mut checked_own = false;
+        let mut watched = (0u32, Instant::now());
+        loop {
+            let s = self.state.load(SeqCst);
+            let owner = s & TID_MASK;
+            if owner == NOT_RECOVERABLE || (owner == 0 && s & INCONSISTENT != 0) {
+                return Err(LockError::Poisoned);
+            }
+            if owner == tid {
+                return Err(LockError::Deadlock);
+            }
+            if owner == 0 {
+                if let Some(i) = self.claim_slot(tid) {
+                    if self.state.load(SeqCst) & NO_READERS == 0 {
+                        return Ok(Acquired::Clean);
+                    }
+                    self.release_slot(i);
+                    continue;
+                }
+                // Every slot is busy: poll for a free one, reclaiming the
+                // slots of dead readers now and then.
+                let Some(slice) = futex::next_slice(deadline) else {
+                    return Err(LockError::Timeout);
+                };
+                let seq = self.drain.load(SeqCst);
+                futex::wait(&self.drain, seq, Some(slice.min(Duration::from_millis(1))));
+                if watched.1.elapsed() >= SLICE {
+                    self.reap_dead_readers();
+                    watched.1 = Instant::now();
+                }
+                continue;
+            }
+            // A writer holds the lock or waits for readers to leave.
+            if !checked_own {
+                if self.find_own(tid).is_some() {
+                    return Err(LockError::Deadlock);
+                }
+                checked_own = true;
+            }
+            if spins < SPIN_LIMIT && s & WAITERS == 0 {
+                spins += 1;
+                std::hint::spin_loop();
+                continue;
+            }
+            if s & WAITERS == 0
+                && self
+                    .state
+                    .compare_exchange(s, s | WAITERS, SeqCst, SeqCst)
+                    .is_err()
+            {
+                continue;
+            }
+            if watched.0 != owner {
+                watched = (owner, Instant::now());
+            }
+            let Some(slice) = futex::next_slice(deadline) else {
+                return Err(LockError::Timeout);
+            };
+            futex::wait(&self.state, s | WAITERS, Some(slice));
+            if watched.1.elapsed() >= SLICE {
+                let cur = self.state.load(SeqCst);
+                if cur & TID_MASK == owner {
+                    if !thread_alive(owner) {
+                        self.writer_died(cur);
+                    }
+                    watched.1 = Instant::now();
+                }
+            }
+        }
+    }
+
+    /// Releases a shared hold of the calling thread
+    /// ([`LockError::NotOwner`] if it has none).
+    #[inline]
+    pub fn unlock_read_checked(&self) -> Result<(), LockError> {
+        match self.find_own(current_tid()) {
+            Some(i) => {
+                self.release_slot(i);
+                Ok(())
+            }
+            None => Err(LockError::NotOwner),
+        }
+    }
+
+    /// Releases a shared hold.
+    ///
+    /// # Safety
+    ///
+    /// The calling thread must hold the lock shared (if it does not, the
+    /// call does nothing; see [`unlock_read_checked`](Self::unlock_read_checked)).
+    #[inline]
+    pub unsafe fn unlock_read(&self) {
+        let r = self.unlock_read_checked();
+        debug_assert_eq!(r, Ok(()), "unlock_read without a read hold");
+    }
+
+    // ------------------------------------------------------------------
+    // Writers
+
+    #[inline]
+    fn no_readers(&self) -> bool {
+        // Branch-free: 64 plain loads (SeqCst loads are plain moves on x86)
+        // OR-ed together.
+        self.readers.iter().fold(0, |acc, r| acc | r.load(SeqCst)) == 0
+    }
+
+    /// Takes the lock exclusively, waiting at most `timeout` (`None`: as
+    /// long as it takes, but never for a dead holder).
+    ///
+    /// Returns [`Acquired::OwnerDied`] when the last writer died (or
+    /// panicked) holding it; [`LockError::Poisoned`] when the lock is not
+    /// recoverable; [`LockError::Deadlock`] when this thread holds it
+    /// (exclusively or shared).
+    #[inline]
+    pub fn write(&self, timeout: Option<Duration>) -> Result<Acquired, LockError> {
+        let tid = current_tid();
+        if self.state.compare_exchange(0, tid, SeqCst, SeqCst).is_ok() {
+            if self.no_readers() {
+                return Ok(Acquired::Clean);
+            }
+            return self.drain_readers(tid, futex::deadline(timeout), Acquired::Clean);
+        }
+        self.write_slow(tid, timeout)
+    }
+
+    /// Takes the lock exclusively if that needs no waiting
+    /// ([`LockError::WouldBlock`] otherwise).
+    pub fn try_write(&self) -> Result<Acquired, LockError> {
+        let tid = current_tid();
+        let acq = loop {
+            let s = self.state.load(SeqCst);
+            let owner = s & TID_MASK;
+            if owner == NOT_RECOVERABLE {
+                return Err(LockError::Poisoned);
+            }
+            if owner == tid {
+                return Err(LockError::Deadlock);
+            }
+            if owner == 0 {
+                if self
+                    .state
+                    .compare_exchange(s, tid | s, SeqCst, SeqCst)
+                    .is_ok()
+                {
+                    break if s & INCONSISTENT != 0 {
+                        Acquired::OwnerDied
+                    } else {
+                        Acquired::Clean
+                    };
+                }
+                continue;
+            }
+            if thread_alive(owner) {
+                return Err(LockError::WouldBlock);
+            }
+            if self
+                .state
+                .compare_exchange(s, tid | INCONSISTENT | (s & WAITERS), SeqCst, SeqCst)
+                .is_ok()
+            {
+                break Acquired::OwnerDied;
+            }
+        };
+        if self.no_readers() || (self.reap_dead_readers() && self.no_readers()) {
+            return Ok(acq);
+        }
+        let own = self.find_own(tid).is_some();
+        self.back_out(acq);
+        Err(if own {
+            LockError::Deadlock
+        } else {
+            LockError::WouldBlock
+        })
+    }
+
+    #[cold]
+    fn write_slow(&self, tid: u32, timeout: Option<Duration>) -> Result<Acquired, LockError> {
+        let deadline = futex::deadline(timeout);
+        let mut spins = 0;
+        let mut slept = 0;
+        let mut watched = (0u32, Instant::now());
+        loop {
+            let s = self.state.load(SeqCst);
+            let owner = s & TID_MASK;
+            if owner == NOT_RECOVERABLE {
+                return Err(LockError::Poisoned);
+            }
+            if owner == tid {
+                return Err(LockError::Deadlock);
+            }
+            if owner == 0 {
+                if self
+                    .state
+                    .compare_exchange(s, tid | s | slept, SeqCst, SeqCst)
+                    .is_ok()
+                {
+                    let acq = if s & INCONSISTENT != 0 {
+                        Acquired::OwnerDied
+                    } else {
+                        Acquired::Clean
+                    };
+                    return self.drain_readers(tid, deadline, acq);
+                }
+                continue;
+            }
+            if spins < SPIN_LIMIT && s & WAITERS == 0 {
+                spins += 1;
+                std::hint::spin_loop();
+                continue;
+            }
+            if s & WAITERS == 0
+                && self
+                    .state
+                    .compare_exchange(s, s | WAITERS, SeqCst, SeqCst)
+                    .is_err()
+            {
+                continue;
+            }
+            slept = WAITERS;
+            if watched.0 != owner {
+                watched = (owner, Instant::now());
+            }
+            let Some(slice) = futex::next_slice(deadline) else {
+                return Err(LockError::Timeout);
+            };
+            futex::wait(&self.state, s | WAITERS, Some(slice));
+            if watched.1.elapsed() >= SLICE {
+                let cur = self.state.load(SeqCst);
+                if cur & TID_MASK == owner {
+                    if !thread_alive(owner)
+                        && self
+                            .state
+                            .compare_exchange(cur, tid | INCONSISTENT | WAITERS, SeqCst, SeqCst)
+                            .is_ok()
+                    {
+                        return self.drain_readers(tid, deadline, Acquired::OwnerDied);
+                    }
+                    watched.1 = Instant::now();
+                }
+            }
+        }
+    }
+
+    /// With the writer field held, waits until no reader is left.
+    fn drain_readers(
+        &self,
+        tid: u32,
+        deadline: Option<Instant>,
+        acq: Acquired,
+    ) -> Result<Acquired, LockError> {
+        let mut spins = 0;
+        let mut since = Instant::now();
+        loop {
+            let seq = self.drain.load(SeqCst);
+            let mut busy = false;
+            for r in &self.readers {
+                match r.load(SeqCst) {
+                    0 => {}
+                    v if v == tid => {
+                        self.back_out(acq);
+                        return Err(LockError::Deadlock);
+                    }
+                    _ => busy = true,
+                }
+            }
+            if !busy {
+                return Ok(acq);
+            }
+            if spins < SPIN_LIMIT {
+                spins += 1;
+                std::hint::spin_loop();
+                continue;
+            }
+            let Some(slice) = futex::next_slice(deadline) else {
+                self.back_out(acq);
+                return Err(LockError::Timeout);
+            };
+            futex::wait(&self.drain, seq, Some(slice));
+            if since.elapsed() >= SLICE {
+                self.reap_dead_readers();
+                since = Instant::now();
+            }
+        }
+    }
+
+    /// Gives the writer field back after a failed acquisition (the data was
+    /// not touched, so an inconsistency found on taking it stays).
+    fn back_out(&self, acq: Acquired) {
+        self.release_write(if acq == Acquired::OwnerDied {
+            INCONSISTENT
+        } else {
+            0
+        });
+    }
+
+    #[inline]
+    fn release_write(&self, new: u32) {
+        let prev = self.state.swap(new, SeqCst);
+        if prev & WAITERS != 0 {
+            futex::wake(&self.state, u32::MAX);
+        }
+    }
+
+    #[inline]
+    fn check_writer(&self) -> Result<u32, LockError> {
+        let s = self.state.load(SeqCst);
+        if s & TID_MASK != current_tid() {
+            return Err(LockError::NotOwner);
+        }
+        Ok(s)
+    }
+
+    /// Releases the exclusive hold of the calling thread
+    /// ([`LockError::NotOwner`] if it has none). After
+    /// [`Acquired::OwnerDied`] without [`mark_consistent`](Self::mark_consistent)
+    /// the lock becomes not recoverable.
+    #[inline]
+    pub fn unlock_write_checked(&self) -> Result<(), LockError> {
+        let s = self.check_writer()?;
+        self.release_write(if s & INCONSISTENT != 0 {
+            NOT_RECOVERABLE
+        } else {
+            0
+        });
+        Ok(())
+    }
+
+    /// Releases the exclusive hold.
+    ///
+    /// # Safety
+    ///
+    /// The calling thread must hold the lock exclusively (if it does not,
+    /// the call does nothing; see
+    /// [`unlock_write_checked`](Self::unlock_write_checked)).
+    #[inline]
+    pub unsafe fn unlock_write(&self) {
+        let r = self.unlock_write_checked();
+        debug_assert_eq!(r, Ok(()), "unlock_write without the write hold");
+    }
+
+    /// Declares the data consistent after [`Acquired::OwnerDied`]; the
+    /// calling thread must hold the lock exclusively.
+    pub fn mark_consistent(&self) -> Result<(), LockError> {
+        let s = self.check_writer()?;
+        if s & INCONSISTENT != 0 {
+            self.state.fetch_and(!INCONSISTENT, SeqCst);
+        }
+        Ok(())
+    }
+
+    /// Releases the exclusive hold leaving the data marked inconsistent, as
+    /// if the writer had died: readers get [`LockError::Poisoned`] and the
+    /// next writer [`Acquired::OwnerDied`]. Used when a write is abandoned
+    /// half-way (a panic).
+    pub fn abandon_write(&self) -> Result<(), LockError> {
+        self.check_writer()?;
+        self.release_write(INCONSISTENT);
+        Ok(())
+    }
+
+    /// Releases the exclusive hold and makes the lock not recoverable.
+    pub fn poison(&self) -> Result<(), LockError> {
+        self.check_writer()?;
+        self.release_write(NOT_RECOVERABLE);
+        Ok(())
+    }
+
+    /// Holds the lock for reading even when it is poisoned, to copy the
+    /// data out; release with [`release_copy`](Self::release_copy), which
+    /// puts back the state found. A poisoned lock is held exclusively then.
+    pub(crate) fn lock_for_copy(&self) -> Result<CopyHold, LockError> {
+        let tid = current_tid();
+        loop {
+            match self.read(None) {
+                Ok(_) => return Ok(CopyHold::Read),
+                Err(LockError::Poisoned) => {}
+                Err(e) => return Err(e),
+            }
+            match self.write(None) {
+                Ok(Acquired::Clean) => return Ok(CopyHold::Write),
+                Ok(Acquired::OwnerDied) => return Ok(CopyHold::Inconsistent),
+                Err(LockError::Poisoned) => {}
+                Err(e) => return Err(e),
+            }
+            if self.find_own(tid).is_some() {
+                return Err(LockError::Deadlock);
+            }
+            let s = self.state.load(SeqCst);
+            if s & TID_MASK == NOT_RECOVERABLE
+                && self
+                    .state
+                    .compare_exchange(s, tid | INCONSISTENT | (s & WAITERS), SeqCst, SeqCst)
+                    .is_ok()
+            {
+                // Without a deadline and without a read hold of our own,
+                // draining cannot fail.
+                let r = self.drain_readers(tid, None, Acquired::OwnerDied);
+                debug_assert!(r.is_ok());
+                return Ok(CopyHold::Poisoned);
+            }
+        }
+    }
+
+    /// Releases a hold from [`lock_for_copy`](Self::lock_for_copy).
+    pub(crate) fn release_copy(&self, hold: CopyHold) {
+        let r = match hold {
+            CopyHold::Read => self.unlock_read_checked(),
+            CopyHold::Write | CopyHold::Poisoned => self.unlock_write_checked(),
+            CopyHold::Inconsistent => self.abandon_write(),
+        };
+        debug_assert_eq!(r, Ok(()));
+    }
+
+    /// Whether readers are refused: the lock is not recoverable, or a
+    /// writer died and no writer repaired the data yet.
+    pub fn is_poisoned(&self) -> bool {
+        let s = self.state.load(SeqCst);
+        let owner = s & TID_MASK;
+        owner == NOT_RECOVERABLE || (owner == 0 && s & INCONSISTENT != 0)
+    }
+
+    /// Makes a poisoned lock usable again (free and consistent), for
+    /// whoever knows the data is fine. Returns whether it was poisoned.
+    pub fn clear_poison(&self) -> bool {
+        loop {
+            let s = self.state.load(SeqCst);
+            let owner = s & TID_MASK;
+            if !(owner == NOT_RECOVERABLE || (owner == 0 && s & INCONSISTENT != 0)) {
+                return false;
+            }
+            if self.state.compare_exchange(s, 0, SeqCst, SeqCst).is_ok() {
+                futex::wake(&self.state, u32::MAX);
+                return true;
+            }
+        }
+    }
+}
+
+/// What [`RawRwLock::lock_for_copy`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CopyHold {
+    /// Held shared.
+    Read,
+    /// Held exclusively, consistent.
+    Write,
+    /// Held exclusively after a writer died, still to be repaired.
+    Inconsistent,
+    /// Held exclusively, not recoverable.
+    Poisoned,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU64;
+
+    #[test]
+    fn readers_share_writers_exclude() {
+        let l = RawRwLock::new();
+        assert_eq!(l.read(None), Ok(Acquired::Clean));
+        assert_eq!(l.reader_count(), 1);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                assert_eq!(l.try_write(), Err(LockError::WouldBlock));
+                assert_eq!(
+                    l.write(Some(Duration::from_millis(20))),
+                    Err(LockError::Timeout)
+                );
+                assert_eq!(l.read(None), Ok(Acquired::Clean));
+                assert_eq!(l.reader_count(), 2);
+                assert_eq!(l.try_write(), Err(LockError::Deadlock));
+                l.unlock_read_checked().unwrap();
+            });
+        });
+        // Recursive read with a writer waiting: refused, not a hang.
+        std::thread::scope(|s| {
+            let w = s.spawn(|| l.write(Some(Duration::from_secs(5))));
+            while !l.is_write_locked() {
+                std::thread::yield_now();
+            }
+            assert_eq!(l.read(None), Err(LockError::Deadlock));
+            l.unlock_read_checked().unwrap();
+            assert_eq!(w.join().unwrap(), Ok(Acquired::Clean));
+        });
+        // The writer thread exited holding the lock: it died.
+        assert_eq!(l.read(None), Err(LockError::Poisoned));
+        assert_eq!(l.write(None), Ok(Acquired::OwnerDied));
+        assert_eq!(l.write(None), Err(LockError::Deadlock));
+        assert_eq!(l.read(None), Err(LockError::Deadlock));
+        l.mark_consistent().unwrap();
+        l.unlock_write_checked().unwrap();
+        assert_eq!(l.unlock_write_checked(), Err(LockError::NotOwner));
+        assert_eq!(l.read(None), Ok(Acquired::Clean));
+        assert_eq!(l.write(None), Err(LockError::Deadlock));
+        // SAFETY: held shared by this thread.
+        unsafe { l.unlock_read() };
+    }
+
+    #[test]
+    fn unrepaired_writer_death_poisons() {
+        let l = RawRwLock::new();
+        std::thread::scope(|s| {
+            s.spawn(|| l.write(None).unwrap());
+        });
+        assert_eq!(l.write(None), Ok(Acquired::OwnerDied));
+        // SAFETY: held exclusively by this thread.
+        unsafe { l.unlock_write() };
+        assert!(l.is_poisoned());
+        assert_eq!(l.read(None), Err(LockError::Poisoned));
+        assert_eq!(l.write(None), Err(LockError::Poisoned));
+        assert_eq!(l.lock_for_copy(), Ok(CopyHold::Poisoned));
+        l.release_copy(CopyHold::Poisoned);
+        assert_eq!(l.read(None), Err(LockError::Poisoned));
+        assert!(l.clear_poison());
+        assert_eq!(l.write(None), Ok(Acquired::Clean));
+        l.abandon_write().unwrap();
+        assert_eq!(l.try_read(), Err(LockError::Poisoned));
+        assert_eq!(l.try_write(), Ok(Acquired::OwnerDied));
+        l.mark_consistent().unwrap();
+        l.unlock_write_checked().unwrap();
+        assert_eq!(l.try_read(), Ok(Acquired::Clean));
+        l.unlock_read_checked().unwrap();
+    }
+
+    #[test]
+    fn dead_reader_does_not_block_writers() {
+        let l = RawRwLock::new();
+        std::thread::scope(|s| {
+            s.spawn(|| l.read(None).unwrap());
+        });
+        assert_eq!(l.reader_count(), 1);
+        let t = Instant::now();
+        assert_eq!(l.write(Some(Duration::from_secs(5))), Ok(Acquired::Clean));
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+        l.unlock_write_checked().unwrap();
+        assert_eq!(l.reader_count(), 0);
+    }
+
+    #[test]
+    fn more_readers_than_slots() {
+        let l = RawRwLock::new();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            let n = READER_SLOTS + 8;
+            let hs: Vec<_> = (0..n)
+                .map(|_| {
+                    let tx = tx.clone();
+                    let l = &l;
+                    s.spawn(move || {
+                        l.read(Some(Duration::from_secs(10))).unwrap();
+                        std::thread::sleep(Duration::from_millis(20));
+                        tx.send(()).unwrap();
+                        l.unlock_read_checked().unwrap();
+                    })
+                })
+                .collect();
+            for h in hs {
+                h.join().unwrap();
+            }
+        });
+        assert_eq!(rx.try_iter().count(), READER_SLOTS + 8);
+        assert_eq!(l.reader_count(), 0);
+    }
+
+    #[test]
+    fn mixed_stress_counts_exactly() {
+        let l = RawRwLock::new();
+        let a = AtomicU64::new(0);
+        let b = AtomicU64::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    for _ in 0..50_000 {
+                        assert_eq!(l.write(None), Ok(Acquired::Clean));
+                        // Two non-atomic-looking updates that readers must see together.
+                        let v = a.load(SeqCst);
+                        a.store(v + 1, SeqCst);
+                        b.store(v + 1, SeqCst);
+                        l.unlock_write_checked().unwrap();
+                    }
+                });
+            }
+            for _ in 0..2 {
+                s.spawn(|| {
+                    for _ in 0..50_000 {
+                        assert_eq!(l.read(None), Ok(Acquired::Clean));
+                        assert_eq!(a.load(SeqCst), b.load(SeqCst));
+                        l.unlock_read_checked().unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(a.load(SeqCst), 100_000);
+    }
+}
