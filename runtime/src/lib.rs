@@ -13,16 +13,22 @@
 //! - [`pool`]: shared memory pools, mapped at the same address in every
 //!   process, growing on demand;
 //! - [`heap`]: garbage-collected heaps of shared values inside pools;
-//! - [`sync`]: futex-based locks that work between processes.
+//! - [`sync`]: futex-based locks that work between processes;
+//! - [`process`]: the master ([`run`]), `#[mc::process]` definitions with
+//!   start and join, and the [`resources`] table.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod process;
 pub mod segment;
 pub mod sync;
 pub mod value;
 
 pub use mc_macros::{process, Shared};
+pub use process::{
+    cleanup, resources, run, Outcome, Pid, ProcessError, ProcessId, RunReport, StartOptions,
+};
 pub use value::{Repr, Shared};
 
 #[doc(hidden)]

@@ -1,0 +1,335 @@
+//! The control channel between the master and a worker: one
+//! `socketpair(AF_UNIX, SOCK_STREAM)` per worker, made at fork time, carrying
+//! postcard-encoded messages, each framed by a 4-byte little-endian length.
+//!
+//! A worker sends one [`Request`] at a time and waits for its [`Reply`]
+//! (except [`Request::Done`], which has no reply). The master answers every
+//! request in order; a blocking join is answered when the result is there
+//! (or the join's deadline passes), so the worker simply waits for the
+//! reply.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use serde::{Deserialize, Serialize};
+
+use super::resources::{ResourceInfo, ResourceKind};
+
+/// The largest frame accepted (1 GiB): a longer length prefix means a broken
+/// stream, not a message.
+pub(crate) const MAX_FRAME: usize = 1 << 30;
+
+/// How a joiner waits.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) enum JoinMode {
+    /// Wait until the process ends.
+    Block,
+    /// Answer at once (`NotYet` when still running).
+    Poll,
+    /// Wait at most this many milliseconds.
+    Timeout(u64),
+}
+
+/// Which resources a new worker inherits.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) enum WireInherit {
+    /// Every resource the starting process uses.
+    All,
+    /// None.
+    Nothing,
+    /// These ids.
+    Only(Vec<u64>),
+}
+
+/// How a process ended, as stored by the master.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) enum WireOutcome {
+    /// The body returned this postcard-encoded value.
+    Returned(Vec<u8>),
+    /// The body panicked with this message.
+    Panicked(String),
+    /// The process died from a signal that means it failed by itself.
+    Aborted(i32),
+    /// The process was terminated by a signal from outside.
+    Killed(i32),
+    /// The process exited with this code without returning.
+    Exited(i32),
+}
+
+/// What a worker asks the master.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum Request {
+    /// Start a process of a definition (address of its `DefinitionInfo`
+    /// in the common executable image, and its id) with this argument.
+    Start {
+        /// Address of the definition's `DefinitionInfo`.
+        def_addr: u64,
+        /// The definition's id.
+        def_id: u64,
+        /// The postcard-encoded argument.
+        arg: Vec<u8>,
+        /// Resource inheritance.
+        inherit: WireInherit,
+    },
+    /// Join a process.
+    Join {
+        /// The process.
+        pid: u64,
+        /// The definition the joiner expects.
+        def_id: u64,
+        /// How to wait.
+        mode: JoinMode,
+    },
+    /// How a process is doing (without taking its result).
+    Status {
+        /// The process.
+        pid: u64,
+    },
+    /// Send a signal to a process.
+    Kill {
+        /// The process.
+        pid: u64,
+        /// The signal.
+        signal: i32,
+    },
+    /// Stop keeping results of a definition.
+    ReleaseJoinPoint {
+        /// The definition's id.
+        def_id: u64,
+    },
+    /// Register an existing object.
+    Manage {
+        /// Its kind.
+        kind: ResourceKind,
+        /// Its name.
+        name: String,
+    },
+    /// Look a resource up (the caller becomes a user).
+    Lookup {
+        /// The resource.
+        id: u64,
+    },
+    /// The caller no longer uses a resource.
+    Release {
+        /// The resource.
+        id: u64,
+    },
+    /// The caller's body finished (no reply).
+    Done(WireOutcome),
+}
+
+/// Errors the master reports.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) enum WireError {
+    NoSuchProcess(u64),
+    AlreadyJoined(u64),
+    WrongDefinition(u64),
+    JoinPointReleased(u64),
+    BadDefinition,
+    NoSuchResource(u64),
+    Fork(i32),
+    Io(String),
+}
+
+/// The master's answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum Reply {
+    /// Done.
+    Ok,
+    /// The new process's id.
+    Started(u64),
+    /// The process ended so.
+    Outcome(WireOutcome),
+    /// Still running (poll) / deadline passed (timeout).
+    NotYet,
+    /// `None`: running.
+    Status(Option<WireOutcome>),
+    /// A resource.
+    Resource(ResourceInfo),
+    /// Refused.
+    Err(WireError),
+}
+
+/// Encodes a message as a frame: length (u32 LE) then postcard bytes.
+pub(crate) fn encode<T: Serialize>(msg: &T) -> io::Result<Vec<u8>> {
+    let mut buf = postcard::to_extend(msg, vec![0u8; 4]).map_err(io::Error::other)?;
+    let len = buf.len() - 4;
+    if len > MAX_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "control message larger than 1 GiB",
+        ));
+    }
+    buf[..4].copy_from_slice(&(len as u32).to_le_bytes());
+    Ok(buf)
+}
+
+/// Decodes a frame's body.
+pub(crate) fn decode<'a, T: Deserialize<'a>>(body: &'a [u8]) -> io::Result<T> {
+    postcard::from_bytes(body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Makes a connected pair of stream sockets (close-on-exec).
+pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: `fds` is a live array of two descriptors for the kernel to fill.
+    let r = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just created and are owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Writes all of `buf` (blocking), without raising SIGPIPE.
+pub(crate) fn send_all(fd: &OwnedFd, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        // SAFETY: `buf` is a live slice; `fd` is an open socket.
+        let n = unsafe {
+            libc::send(
+                fd.as_raw_fd(),
+                buf.as_ptr().cast(),
+                buf.len(),
+                libc::MSG_NOSIGNAL,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        buf = &buf[n as usize..];
+    }
+    Ok(())
+}
+
+/// Reads exactly `buf.len()` bytes (blocking); `UnexpectedEof` when the
+/// peer closed.
+fn recv_exact(fd: &OwnedFd, mut buf: &mut [u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        // SAFETY: `buf` is a live, writable slice; `fd` is an open socket.
+        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        buf = &mut buf[n as usize..];
+    }
+    Ok(())
+}
+
+/// Reads one frame's body (blocking).
+pub(crate) fn recv_frame(fd: &OwnedFd) -> io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    recv_exact(fd, &mut len)?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "control frame too long",
+        ));
+    }
+    let mut body = vec![0u8; len];
+    recv_exact(fd, &mut body)?;
+    Ok(body)
+}
+
+/// Reads whatever is available without blocking into `buf`; returns
+/// `Ok(false)` when the peer closed the connection.
+pub(crate) fn recv_available(fd: &OwnedFd, buf: &mut Vec<u8>) -> io::Result<bool> {
+    let mut chunk = [0u8; 64 * 1024];
+    loop {
+        // SAFETY: `chunk` is a live local buffer; `fd` is an open socket.
+        let n = unsafe {
+            libc::recv(
+                fd.as_raw_fd(),
+                chunk.as_mut_ptr().cast(),
+                chunk.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::Interrupted => continue,
+                io::ErrorKind::WouldBlock => return Ok(true),
+                _ => return Err(e),
+            }
+        }
+        if n == 0 {
+            return Ok(false);
+        }
+        buf.extend_from_slice(&chunk[..n as usize]);
+    }
+}
+
+/// Takes one complete frame body off the front of `buf`, if there is one.
+pub(crate) fn take_frame(buf: &mut Vec<u8>) -> io::Result<Option<Vec<u8>>> {
+    if buf.len() < 4 {
+        return Ok(None);
+    }
+    let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    if len > MAX_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "control frame too long",
+        ));
+    }
+    if buf.len() < 4 + len {
+        return Ok(None);
+    }
+    let body = buf[4..4 + len].to_vec();
+    buf.drain(..4 + len);
+    Ok(Some(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip() {
+        let (a, b) = socketpair().unwrap();
+        let msg = Request::Start {
+            def_addr: 1,
+            def_id: 2,
+            arg: vec![7; 100_000],
+            inherit: WireInherit::Only(vec![3]),
+        };
+        let frame = encode(&msg).unwrap();
+        let t = std::thread::spawn(move || send_all(&a, &frame).unwrap());
+        let body = recv_frame(&b).unwrap();
+        t.join().unwrap();
+        match decode::<Request>(&body).unwrap() {
+            Request::Start { arg, .. } => assert_eq!(arg, vec![7; 100_000]),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn partial_frames_wait() {
+        let frame = encode(&Reply::Started(5)).unwrap();
+        let mut buf = frame[..3].to_vec();
+        assert!(take_frame(&mut buf).unwrap().is_none());
+        buf.extend_from_slice(&frame[3..]);
+        buf.extend_from_slice(&frame);
+        assert!(take_frame(&mut buf).unwrap().is_some());
+        assert!(take_frame(&mut buf).unwrap().is_some());
+        assert!(buf.is_empty());
+    }
+}

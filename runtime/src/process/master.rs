@@ -1,0 +1,692 @@
+//! The master: `run`, the fork of itself for every worker, the poll loop
+//! over the control sockets and pidfds, stored results and reaping.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::control::{self, JoinMode, Reply, Request, WireError, WireInherit, WireOutcome};
+use super::resources::{self, Table};
+use super::{worker, DefinitionInfo, Outcome, ProcessError, ProcessId, Signal, DEF_MAGIC};
+use crate::segment;
+
+/// The master of the current run (pid, start time), inherited by workers;
+/// 0 outside runs. Names of temp files and semaphores carry it, so that
+/// [`cleanup`] can tell which ones a dead master left.
+static MASTER_PID: AtomicU64 = AtomicU64::new(0);
+static MASTER_START: AtomicU64 = AtomicU64::new(0);
+
+pub(crate) fn master_tag() -> (u64, u64) {
+    (
+        MASTER_PID.load(Ordering::Relaxed),
+        MASTER_START.load(Ordering::Relaxed),
+    )
+}
+
+/// What [`run`] reports when the first process has finished.
+#[derive(Debug)]
+pub struct RunReport<R> {
+    /// How the first process ended (with its result).
+    pub outcome: Outcome<R>,
+    /// Workers still running when the first process ended; the master
+    /// killed them (`SIGKILL`) and reaped them.
+    pub killed: Vec<ProcessId>,
+    /// Workers that ended but whose results were never joined.
+    pub unjoined: Vec<ProcessId>,
+    /// How many workers the run started, the first process included.
+    pub started: u64,
+}
+
+impl<R> RunReport<R> {
+    /// The first process's result, if it returned.
+    pub fn returned(self) -> Option<R> {
+        self.outcome.returned()
+    }
+}
+
+/// Turns the calling process into the master, runs `first` as the first
+/// process (in a worker forked from the master), and returns when it has
+/// finished. Workers still running then are killed and listed in the
+/// report; every resource left in the resource table is deleted.
+///
+/// At startup, segments left by masters that died are removed (see
+/// [`cleanup`]), and the master becomes the owner of every segment the
+/// workers create (see [`segment::set_owner`]).
+///
+/// Fails with [`ProcessError::MultiThreaded`] when the process has more
+/// than one thread (forking it would copy locks held by the other threads),
+/// and with [`ProcessError::AlreadyRunning`] inside a worker.
+///
+/// Netmulticore calls this `startup`.
+///
+/// ```no_run
+/// let report = mc::run(|| 6 * 7).expect("run");
+/// assert_eq!(report.returned(), Some(42));
+/// ```
+#[doc(alias = "startup")]
+pub fn run<F, R>(first: F) -> Result<RunReport<R>, ProcessError>
+where
+    F: FnOnce() -> R,
+    R: Serialize + DeserializeOwned,
+{
+    if worker::in_worker() {
+        return Err(ProcessError::AlreadyRunning);
+    }
+    let threads = std::fs::read_dir("/proc/self/task")?.count();
+    if threads > 1 {
+        return Err(ProcessError::MultiThreaded { threads });
+    }
+    let _ = segment::remove_stale();
+    let _ = resources::remove_stale_objects();
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    segment::set_owner(me as u32);
+    MASTER_PID.store(me as u64, Ordering::Relaxed);
+    MASTER_START.store(
+        segment::process_start_time(me as u32).unwrap_or(0),
+        Ordering::Relaxed,
+    );
+    // Buffered output would be written again by every worker.
+    {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+    }
+    let mut master = Master {
+        pid: me,
+        next_id: 1,
+        procs: BTreeMap::new(),
+        table: Table::default(),
+        released_defs: HashSet::new(),
+        image: image_ranges()?,
+    };
+    let first = master
+        .spawn(0, &WireInherit::Nothing, 0, move || {
+            postcard::to_allocvec(&first()).map_err(|e| format!("cannot encode the result: {e}"))
+        })
+        .map_err(WireError::into_error)?;
+    master.serve(first);
+    let report = master.finish(first);
+    MASTER_PID.store(0, Ordering::Relaxed);
+    Ok(RunReport {
+        outcome: report.0.decode()?,
+        killed: report.1,
+        unjoined: report.2,
+        started: report.3,
+    })
+}
+
+/// Removes what masters that died left behind: mc shared memory segments
+/// whose owner is dead ([`segment::remove_stale`]), and the temp files and
+/// named semaphores created through [`resources`] by such masters' runs.
+/// Returns the names removed. [`run`] does this at startup.
+pub fn cleanup() -> io::Result<Vec<String>> {
+    let mut removed = segment::remove_stale()?;
+    removed.extend(resources::remove_stale_objects()?);
+    Ok(removed)
+}
+
+struct Proc {
+    def_id: u64,
+    os_pid: libc::pid_t,
+    conn: Option<OwnedFd>,
+    rbuf: Vec<u8>,
+    pidfd: Option<OwnedFd>,
+    reaped: bool,
+    outcome: Option<WireOutcome>,
+    joined: bool,
+    discard: bool,
+    waiters: Vec<(u64, Option<Instant>)>,
+}
+
+struct Master {
+    pid: libc::pid_t,
+    next_id: u64,
+    procs: BTreeMap<u64, Proc>,
+    table: Table,
+    released_defs: HashSet<u64>,
+    /// File-backed mappings of this program: (start, end, executable).
+    image: Vec<(usize, usize, bool)>,
+}
+
+fn image_ranges() -> io::Result<Vec<(usize, usize, bool)>> {
+    let maps = std::fs::read_to_string("/proc/self/maps")?;
+    let mut out = Vec::new();
+    for line in maps.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
+            continue;
+        };
+        let path = f.nth(3).unwrap_or("");
+        if !path.starts_with('/') {
+            continue;
+        }
+        let Some((a, b)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) else {
+            continue;
+        };
+        out.push((a, b, perms.contains('x')));
+    }
+    Ok(out)
+}
+
+fn pidfd_open(pid: libc::pid_t) -> Option<OwnedFd> {
+    // SAFETY: plain syscall; returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: the descriptor was just created and is owned by nobody else.
+    Some(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+fn wait_status_outcome(status: libc::c_int) -> WireOutcome {
+    if libc::WIFEXITED(status) {
+        WireOutcome::Exited(libc::WEXITSTATUS(status))
+    } else {
+        let sig = libc::WTERMSIG(status);
+        if Signal(sig).is_crash() {
+            WireOutcome::Aborted(sig)
+        } else {
+            WireOutcome::Killed(sig)
+        }
+    }
+}
+
+/// The outcome without the returned bytes (kept after a join, for
+/// `status`).
+fn cause_of(o: &WireOutcome) -> WireOutcome {
+    match o {
+        WireOutcome::Returned(_) => WireOutcome::Returned(Vec::new()),
+        other => other.clone(),
+    }
+}
+
+impl Master {
+    fn in_image(&self, addr: usize, len: usize, exec: bool) -> bool {
+        self.image
+            .iter()
+            .any(|&(a, b, x)| addr >= a && addr.saturating_add(len) <= b && (x || !exec))
+    }
+
+    /// The definition a start request names, if `addr` is the address of a
+    /// `DefinitionInfo` in this program's image with id `id`.
+    fn definition(&self, addr: u64, id: u64) -> Option<&'static DefinitionInfo> {
+        let addr = addr as usize;
+        let size = std::mem::size_of::<DefinitionInfo>();
+        if addr % std::mem::align_of::<DefinitionInfo>() != 0 || !self.in_image(addr, size, false) {
+            return None;
+        }
+        // SAFETY: every process of the run is a fork of this master, so the
+        // program image is mapped at the same addresses everywhere, and the
+        // address names `size` aligned, mapped bytes of that image; the
+        // requester (our own worker code) sends the address of a `static
+        // DefinitionInfo`. Magic and id are checked before anything else is
+        // used.
+        let info = unsafe { &*(addr as *const DefinitionInfo) };
+        if info.magic != DEF_MAGIC || info.id != id || !self.in_image(info.entry as usize, 1, true)
+        {
+            return None;
+        }
+        Some(info)
+    }
+
+    /// Forks a worker that runs `body`; `starter` (0: the master) passes
+    /// resources on as `inherit` says.
+    fn spawn(
+        &mut self,
+        starter: u64,
+        inherit: &WireInherit,
+        def_id: u64,
+        body: impl FnOnce() -> Result<Vec<u8>, String>,
+    ) -> Result<u64, WireError> {
+        let (mine, theirs) = control::socketpair().map_err(|e| WireError::Io(e.to_string()))?;
+        let id = self.next_id;
+        // SAFETY: `run` checked that the master has one thread, and the
+        // master starts none, so the child is a complete copy that may do
+        // anything.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(WireError::Fork(
+                io::Error::last_os_error().raw_os_error().unwrap_or(0),
+            ));
+        }
+        if pid == 0 {
+            // The child: close the master's ends of every other worker's
+            // socket and pidfd (dropping the copied table closes them).
+            drop(mine);
+            drop(std::mem::take(&mut self.procs));
+            worker::child_main(theirs, id, self.pid, body);
+        }
+        drop(theirs);
+        self.next_id += 1;
+        self.procs.insert(
+            id,
+            Proc {
+                def_id,
+                os_pid: pid,
+                conn: Some(mine),
+                rbuf: Vec::new(),
+                pidfd: pidfd_open(pid),
+                reaped: false,
+                outcome: None,
+                joined: false,
+                discard: self.released_defs.contains(&def_id),
+                waiters: Vec::new(),
+            },
+        );
+        if starter != 0 {
+            self.table.inherit(starter, id, inherit);
+        }
+        Ok(id)
+    }
+
+    fn serve(&mut self, first: u64) {
+        let mut fds: Vec<libc::pollfd> = Vec::new();
+        let mut who: Vec<(u64, bool)> = Vec::new();
+        loop {
+            match self.procs.get(&first) {
+                Some(p) if p.reaped => break,
+                None => break,
+                _ => {}
+            }
+            fds.clear();
+            who.clear();
+            let mut no_pidfd = false;
+            let mut deadline: Option<Instant> = None;
+            for (&id, p) in &self.procs {
+                if let Some(c) = &p.conn {
+                    fds.push(libc::pollfd {
+                        fd: c.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    });
+                    who.push((id, false));
+                }
+                if let Some(pf) = &p.pidfd {
+                    fds.push(libc::pollfd {
+                        fd: pf.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    });
+                    who.push((id, true));
+                } else if !p.reaped {
+                    no_pidfd = true;
+                }
+                for &(_, d) in &p.waiters {
+                    if let Some(d) = d {
+                        deadline = Some(deadline.map_or(d, |x: Instant| x.min(d)));
+                    }
+                }
+            }
+            let mut timeout: i32 = -1;
+            if let Some(d) = deadline {
+                let left = d.saturating_duration_since(Instant::now());
+                timeout = left.as_millis().min(i32::MAX as u128) as i32 + 1;
+            }
+            if no_pidfd && (timeout < 0 || timeout > 20) {
+                timeout = 20;
+            }
+            // SAFETY: `fds` is a live array of `fds.len()` pollfd entries.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+            if n > 0 {
+                for (i, f) in fds.iter().enumerate() {
+                    if f.revents == 0 {
+                        continue;
+                    }
+                    let (id, is_pidfd) = who[i];
+                    if is_pidfd {
+                        self.reap(id, false);
+                    } else {
+                        self.read_conn(id);
+                    }
+                }
+            }
+            if no_pidfd {
+                let ids: Vec<u64> = self
+                    .procs
+                    .iter()
+                    .filter(|(_, p)| !p.reaped && p.pidfd.is_none())
+                    .map(|(&i, _)| i)
+                    .collect();
+                for id in ids {
+                    self.reap(id, false);
+                }
+            }
+            self.expire(Instant::now());
+        }
+    }
+
+    /// Reads what a worker sent and handles complete requests.
+    fn read_conn(&mut self, id: u64) {
+        let mut frames = Vec::new();
+        {
+            let Some(p) = self.procs.get_mut(&id) else {
+                return;
+            };
+            let Some(c) = &p.conn else { return };
+            let open = matches!(control::recv_available(c, &mut p.rbuf), Ok(true));
+            loop {
+                match control::take_frame(&mut p.rbuf) {
+                    Ok(Some(f)) => frames.push(f),
+                    Ok(None) => break,
+                    Err(_) => {
+                        p.rbuf.clear();
+                        p.conn = None;
+                        break;
+                    }
+                }
+            }
+            if !open {
+                p.conn = None;
+            }
+        }
+        for f in frames {
+            match control::decode::<Request>(&f) {
+                Ok(req) => self.handle(id, req),
+                Err(_) => {
+                    if let Some(p) = self.procs.get_mut(&id) {
+                        p.conn = None;
+                    }
+                }
+            }
+        }
+    }
+
+    fn reply(&mut self, to: u64, reply: &Reply) {
+        let Some(p) = self.procs.get_mut(&to) else {
+            return;
+        };
+        let Some(c) = &p.conn else { return };
+        let ok = control::encode(reply)
+            .and_then(|f| control::send_all(c, &f))
+            .is_ok();
+        if !ok {
+            p.conn = None;
+        }
+    }
+
+    fn handle(&mut self, from: u64, req: Request) {
+        match req {
+            Request::Start {
+                def_addr,
+                def_id,
+                arg,
+                inherit,
+            } => {
+                let r = match self.definition(def_addr, def_id) {
+                    None => Reply::Err(WireError::BadDefinition),
+                    Some(info) => {
+                        match self.spawn(from, &inherit, def_id, move || (info.entry)(&arg)) {
+                            Ok(id) => Reply::Started(id),
+                            Err(e) => Reply::Err(e),
+                        }
+                    }
+                };
+                self.reply(from, &r);
+            }
+            Request::Join { pid, def_id, mode } => {
+                let r = self.join(from, pid, def_id, mode);
+                if let Some(r) = r {
+                    self.reply(from, &r);
+                }
+            }
+            Request::Status { pid } => {
+                let r = match self.procs.get(&pid) {
+                    Some(p) => Reply::Status(p.outcome.as_ref().map(cause_of)),
+                    None => Reply::Err(WireError::NoSuchProcess(pid)),
+                };
+                self.reply(from, &r);
+            }
+            Request::Kill { pid, signal } => {
+                let r = match self.procs.get(&pid) {
+                    None => Reply::Err(WireError::NoSuchProcess(pid)),
+                    Some(p) => {
+                        if !p.reaped {
+                            signal_proc(p, signal);
+                        }
+                        Reply::Ok
+                    }
+                };
+                self.reply(from, &r);
+            }
+            Request::ReleaseJoinPoint { def_id } => {
+                self.released_defs.insert(def_id);
+                let mut notify = Vec::new();
+                for (&id, p) in self.procs.iter_mut() {
+                    if p.def_id == def_id {
+                        p.discard = true;
+                        if let Some(o) = &p.outcome {
+                            p.outcome = Some(cause_of(o));
+                        }
+                        notify.extend(p.waiters.drain(..).map(|(w, _)| (w, id)));
+                    }
+                }
+                for (w, id) in notify {
+                    self.reply(w, &Reply::Err(WireError::JoinPointReleased(id)));
+                }
+                self.reply(from, &Reply::Ok);
+            }
+            Request::Manage { kind, name } => {
+                let info = self.table.manage(kind, name, from);
+                self.reply(from, &Reply::Resource(info));
+            }
+            Request::Lookup { id } => {
+                let r = match self.table.lookup(id, from) {
+                    Some(info) => Reply::Resource(info),
+                    None => Reply::Err(WireError::NoSuchResource(id)),
+                };
+                self.reply(from, &r);
+            }
+            Request::Release { id } => {
+                let r = if self.table.release(id, from) {
+                    Reply::Ok
+                } else {
+                    Reply::Err(WireError::NoSuchResource(id))
+                };
+                self.reply(from, &r);
+            }
+            Request::Done(outcome) => {
+                if let Some(p) = self.procs.get_mut(&from) {
+                    if p.outcome.is_none() {
+                        p.outcome = Some(if p.discard {
+                            cause_of(&outcome)
+                        } else {
+                            outcome
+                        });
+                    }
+                }
+                self.deliver(from);
+            }
+        }
+    }
+
+    /// Answers a join at once, or records the joiner and returns `None`.
+    fn join(&mut self, from: u64, pid: u64, def_id: u64, mode: JoinMode) -> Option<Reply> {
+        let Some(p) = self.procs.get_mut(&pid) else {
+            return Some(Reply::Err(WireError::NoSuchProcess(pid)));
+        };
+        if p.def_id != def_id || pid == from {
+            return Some(Reply::Err(WireError::WrongDefinition(pid)));
+        }
+        if p.discard {
+            return Some(Reply::Err(WireError::JoinPointReleased(pid)));
+        }
+        if p.joined {
+            return Some(Reply::Err(WireError::AlreadyJoined(pid)));
+        }
+        if let Some(o) = &mut p.outcome {
+            p.joined = true;
+            let cause = cause_of(o);
+            return Some(Reply::Outcome(std::mem::replace(o, cause)));
+        }
+        match mode {
+            JoinMode::Poll | JoinMode::Timeout(0) => Some(Reply::NotYet),
+            JoinMode::Block => {
+                p.waiters.push((from, None));
+                None
+            }
+            JoinMode::Timeout(ms) => {
+                let d = Instant::now().checked_add(Duration::from_millis(ms));
+                p.waiters.push((from, d));
+                None
+            }
+        }
+    }
+
+    /// Hands a known outcome to the first waiter; later waiters learn that
+    /// it was already joined.
+    fn deliver(&mut self, id: u64) {
+        let Some(p) = self.procs.get_mut(&id) else {
+            return;
+        };
+        if p.outcome.is_none() || p.waiters.is_empty() {
+            return;
+        }
+        let waiters = std::mem::take(&mut p.waiters);
+        let o = p.outcome.as_mut().expect("checked above");
+        let cause = cause_of(o);
+        let full = std::mem::replace(o, cause);
+        p.joined = true;
+        let mut first = Some(full);
+        for (w, _) in waiters {
+            match first.take() {
+                Some(o) => self.reply(w, &Reply::Outcome(o)),
+                None => self.reply(w, &Reply::Err(WireError::AlreadyJoined(id))),
+            }
+        }
+    }
+
+    /// Answers joins whose deadline passed.
+    fn expire(&mut self, now: Instant) {
+        let mut late = Vec::new();
+        for p in self.procs.values_mut() {
+            p.waiters.retain(|&(w, d)| match d {
+                Some(d) if d <= now => {
+                    late.push(w);
+                    false
+                }
+                _ => true,
+            });
+        }
+        for w in late {
+            self.reply(w, &Reply::NotYet);
+        }
+    }
+
+    /// Reaps a worker that ended (`block`: wait for it).
+    fn reap(&mut self, id: u64, block: bool) {
+        let Some(p) = self.procs.get(&id) else { return };
+        if p.reaped {
+            return;
+        }
+        let os_pid = p.os_pid;
+        let mut status: libc::c_int = 0;
+        loop {
+            let flags = if block { 0 } else { libc::WNOHANG };
+            // SAFETY: `status` is a live local; `os_pid` is our child.
+            let r = unsafe { libc::waitpid(os_pid, &mut status, flags) };
+            if r == os_pid {
+                break;
+            }
+            if r < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            if r == 0 {
+                return;
+            }
+            // ECHILD: nothing to wait for (should not happen); treat as gone.
+            status = libc::SIGKILL;
+            break;
+        }
+        // Whatever the worker sent before it ended (its outcome) first.
+        self.read_conn(id);
+        let Some(p) = self.procs.get_mut(&id) else {
+            return;
+        };
+        p.reaped = true;
+        p.pidfd = None;
+        p.conn = None;
+        p.rbuf = Vec::new();
+        if p.outcome.is_none() {
+            p.outcome = Some(wait_status_outcome(status));
+        }
+        self.table.release_all(id);
+        for q in self.procs.values_mut() {
+            q.waiters.retain(|&(w, _)| w != id);
+        }
+        self.deliver(id);
+    }
+
+    /// Ends the run: kills and reaps the workers still running, deletes
+    /// every resource left. Returns the first process's outcome, the
+    /// killed, the unjoined, and the number started.
+    fn finish(mut self, first: u64) -> (WireOutcome, Vec<ProcessId>, Vec<ProcessId>, u64) {
+        let running: Vec<u64> = self
+            .procs
+            .iter()
+            .filter(|(_, p)| !p.reaped)
+            .map(|(&i, _)| i)
+            .collect();
+        for &id in &running {
+            if let Some(p) = self.procs.get(&id) {
+                signal_proc(p, libc::SIGKILL);
+            }
+        }
+        for &id in &running {
+            self.reap(id, true);
+        }
+        let unjoined = self
+            .procs
+            .iter()
+            .filter(|(&i, p)| {
+                i != first
+                    && !running.contains(&i)
+                    && !p.joined
+                    && !p.discard
+                    && p.outcome.is_some()
+            })
+            .map(|(&i, _)| ProcessId(i))
+            .collect();
+        self.table.delete_all();
+        let outcome = self
+            .procs
+            .get_mut(&first)
+            .and_then(|p| p.outcome.take())
+            .unwrap_or(WireOutcome::Killed(libc::SIGKILL));
+        (
+            outcome,
+            running.into_iter().map(ProcessId).collect(),
+            unjoined,
+            self.next_id - 1,
+        )
+    }
+}
+
+fn signal_proc(p: &Proc, signal: i32) {
+    if let Some(pf) = &p.pidfd {
+        // SAFETY: plain syscall on a pidfd we own; a null siginfo is allowed.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                pf.as_raw_fd(),
+                signal,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+        if r == 0 {
+            return;
+        }
+    }
+    // SAFETY: plain syscall; the child is not reaped yet, so its pid is
+    // still ours.
+    unsafe { libc::kill(p.os_pid, signal) };
+}

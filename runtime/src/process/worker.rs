@@ -1,0 +1,113 @@
+//! The worker side: what a freshly forked worker does before and after its
+//! body, and the client end of the control channel.
+
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Mutex;
+
+use super::control::{self, Reply, Request, WireOutcome};
+use super::ProcessError;
+
+/// The control connection of this worker (`None` outside workers).
+struct Ctx {
+    fd: OwnedFd,
+    id: u64,
+}
+
+/// Requests from several threads of one worker are serialised by this
+/// lock (a blocking join holds it until its reply comes).
+static CONTROL: Mutex<Option<Ctx>> = Mutex::new(None);
+
+fn control() -> std::sync::MutexGuard<'static, Option<Ctx>> {
+    CONTROL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Whether this process is a worker of a run.
+pub(crate) fn in_worker() -> bool {
+    control().is_some()
+}
+
+/// This worker's process id.
+pub(crate) fn self_id() -> Option<u64> {
+    control().as_ref().map(|c| c.id)
+}
+
+/// Sends a request to the master and waits for the reply.
+pub(crate) fn request(req: &Request) -> Result<Reply, ProcessError> {
+    let guard = control();
+    let ctx = guard.as_ref().ok_or(ProcessError::NotInWorker)?;
+    let frame = control::encode(req)?;
+    control::send_all(&ctx.fd, &frame).map_err(gone)?;
+    let body = control::recv_frame(&ctx.fd).map_err(gone)?;
+    Ok(control::decode(&body)?)
+}
+
+fn gone(e: std::io::Error) -> ProcessError {
+    match e.kind() {
+        std::io::ErrorKind::UnexpectedEof
+        | std::io::ErrorKind::BrokenPipe
+        | std::io::ErrorKind::ConnectionReset => ProcessError::MasterGone,
+        _ => ProcessError::Io(e),
+    }
+}
+
+/// The message of a caught panic.
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_string()
+    }
+}
+
+/// Runs in the child right after `fork`: ties its life to the master's,
+/// installs the control connection, runs `body` catching panics, sends the
+/// outcome, and ends the process with `_exit` (so the master's destructors
+/// and `atexit` handlers never run here).
+pub(crate) fn child_main(
+    fd: OwnedFd,
+    id: u64,
+    master_pid: libc::pid_t,
+    body: impl FnOnce() -> Result<Vec<u8>, String>,
+) -> ! {
+    // SAFETY: plain prctl call; PR_SET_PDEATHSIG takes a signal number.
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    // If the master died before the prctl, no signal will come.
+    // SAFETY: getppid has no preconditions.
+    if unsafe { libc::getppid() } != master_pid {
+        // SAFETY: _exit ends the process at once; nothing is left to run.
+        unsafe { libc::_exit(1) };
+    }
+    *control() = Some(Ctx { fd, id });
+    let outcome = match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(bytes)) => WireOutcome::Returned(bytes),
+        Ok(Err(msg)) => WireOutcome::Panicked(msg),
+        Err(p) => WireOutcome::Panicked(panic_message(&*p)),
+    };
+    finish(outcome)
+}
+
+/// Sends the outcome to the master and exits.
+fn finish(outcome: WireOutcome) -> ! {
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    if let Some(ctx) = control().take() {
+        if let Ok(frame) = control::encode(&Request::Done(outcome)) {
+            let _ = control::send_all(&ctx.fd, &frame);
+        }
+    }
+    // SAFETY: _exit ends the process without running the master's atexit
+    // handlers or destructors copied by fork; output was flushed above.
+    unsafe { libc::_exit(0) }
+}
