@@ -45,7 +45,7 @@ pub(crate) enum WireInherit {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub(crate) enum WireOutcome {
     /// The body returned this postcard-encoded value.
-    Returned(Vec<u8>),
+    Returned(#[serde(with = "bytes")] Vec<u8>),
     /// The body panicked with this message.
     Panicked(String),
     /// The process died from a signal that means it failed by itself.
@@ -67,6 +67,7 @@ pub(crate) enum Request {
         /// The definition's id.
         def_id: u64,
         /// The postcard-encoded argument.
+        #[serde(with = "bytes")]
         arg: Vec<u8>,
         /// Resource inheritance.
         inherit: WireInherit,
@@ -148,6 +149,48 @@ pub(crate) enum Reply {
     Resource(ResourceInfo),
     /// Refused.
     Err(WireError),
+}
+
+/// Byte buffers as serde bytes (one length and a copy), not as a sequence
+/// of numbers.
+mod bytes {
+    use serde::de::{Deserializer, Error, SeqAccess, Visitor};
+    use serde::Serializer;
+    use std::fmt;
+
+    pub(crate) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    struct BytesVisitor;
+
+    impl<'de> Visitor<'de> for BytesVisitor {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("bytes")
+        }
+
+        fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+
+        fn visit_byte_buf<E: Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            let mut v = Vec::new();
+            while let Some(b) = seq.next_element()? {
+                v.push(b);
+            }
+            Ok(v)
+        }
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        d.deserialize_byte_buf(BytesVisitor)
+    }
 }
 
 /// Encodes a message as a frame: length (u32 LE) then postcard bytes.
