@@ -6,15 +6,16 @@
 //!
 //! For `fn name(arg: A) -> R` it generates, next to the untouched `fn`:
 //!
-//! - a hidden marker type `__mc_process_name` implementing
-//!   `mc::process::Definition` (inside `const _: () = { … }`), with a
-//!   `static` `DefinitionInfo` whose address the start requests carry;
 //! - `mod name` (a module lives in the type namespace, so it does not clash
-//!   with the `fn`) with `start`, `start_with`, `join`, `join_outcome`,
+//!   with the `fn`) holding the marker type `name::Definition`, whose
+//!   `mc::process::Definition` impl (inside `const _: () = { … }`, in the
+//!   item's own scope, so the user's types resolve as written) has a
+//!   `static` `DefinitionInfo` whose address the start requests carry;
+//! - in `mod name`: `start`, `start_with`, `join`, `join_outcome`,
 //!   `join_timeout`, `try_join`, `release_join_point` and the typed `Pid`.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned};
+use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{FnArg, Item, ItemFn, ReturnType, Type};
 
@@ -123,7 +124,13 @@ fn validate(f: &ItemFn, errors: &mut Vec<syn::Error>) -> Option<Type> {
                 "a method cannot be a process: write a free `fn name(arg: A) -> R`",
             )),
             FnArg::Typed(t) if i == 0 => {
-                if let Type::ImplTrait(_) = &*t.ty {
+                if let Type::Reference(_) = &*t.ty {
+                    errors.push(syn::Error::new_spanned(
+                        &t.ty,
+                        "the argument of a process must be owned: a reference cannot reach \
+                         another process; use an owned type (`String`, `Vec<T>`, ...)",
+                    ));
+                } else if let Type::ImplTrait(_) = &*t.ty {
                     errors.push(syn::Error::new_spanned(
                         &t.ty,
                         "the argument of a process needs a concrete type, not `impl Trait`",
@@ -151,6 +158,12 @@ fn validate(f: &ItemFn, errors: &mut Vec<syn::Error>) -> Option<Type> {
                 ty,
                 "the result of a process needs a concrete type, not `impl Trait`",
             ));
+        } else if let Type::Reference(_) = &**ty {
+            errors.push(syn::Error::new_spanned(
+                ty,
+                "the result of a process must be owned: a reference cannot leave the process; \
+                 use an owned type (`String`, `Vec<T>`, ...)",
+            ));
         }
     }
     arg_ty
@@ -159,7 +172,6 @@ fn validate(f: &ItemFn, errors: &mut Vec<syn::Error>) -> Option<Type> {
 fn generate(f: &ItemFn, arg_ty: &Type) -> TokenStream {
     let vis = &f.vis;
     let name = &f.sig.ident;
-    let marker = format_ident!("__mc_process_{}", name);
     let out_ty = match &f.sig.output {
         ReturnType::Default => quote!(()),
         ReturnType::Type(_, ty) => quote!(#ty),
@@ -169,30 +181,17 @@ fn generate(f: &ItemFn, arg_ty: &Type) -> TokenStream {
         ReturnType::Type(_, ty) => ty.span(),
     };
     let name_str = name.to_string();
-    let arg_check = quote_spanned! {arg_ty.span()=>
-        ::mc::process::__macro_support::assert_arg::<#arg_ty>();
-    };
-    let out_check = quote_spanned! {out_span=>
-        ::mc::process::__macro_support::assert_result::<#out_ty>();
-    };
+    let arg_assoc = quote_spanned! {arg_ty.span()=> type Arg = #arg_ty; };
+    let out_assoc = quote_spanned! {out_span=> type Output = #out_ty; };
     let mod_doc = format!(
         "The process definition of [`{name_str}`](fn@{name_str}): start it with \
          [`start`]({name_str}::start), join it with [`join`]({name_str}::join)."
     );
     quote! {
-        #[doc(hidden)]
-        #[allow(non_camel_case_types)]
-        #vis struct #marker;
-
         const _: () = {
-            const _: () = {
-                #arg_check
-                #out_check
-            };
-
-            impl ::mc::process::Definition for #marker {
-                type Arg = #arg_ty;
-                type Output = #out_ty;
+            impl ::mc::process::Definition for #name::Definition {
+                #arg_assoc
+                #out_assoc
                 const NAME: &'static str =
                     ::core::concat!(::core::module_path!(), "::", #name_str);
                 fn run(arg: #arg_ty) -> #out_ty {
@@ -200,7 +199,7 @@ fn generate(f: &ItemFn, arg_ty: &Type) -> TokenStream {
                 }
                 fn info() -> &'static ::mc::process::DefinitionInfo {
                     static INFO: ::mc::process::DefinitionInfo =
-                        ::mc::process::DefinitionInfo::of::<#marker>();
+                        ::mc::process::DefinitionInfo::of::<#name::Definition>();
                     &INFO
                 }
             }
@@ -208,8 +207,10 @@ fn generate(f: &ItemFn, arg_ty: &Type) -> TokenStream {
 
         #[doc = #mod_doc]
         #vis mod #name {
-            /// The definition's marker type.
-            pub type Definition = super::#marker;
+            /// The definition's marker type (implements
+            /// `mc::process::Definition`).
+            #[derive(Debug, Clone, Copy)]
+            pub struct Definition;
             /// The argument type.
             pub type Arg = <Definition as ::mc::process::Definition>::Arg;
             /// The result type.

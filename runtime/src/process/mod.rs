@@ -470,9 +470,9 @@ impl StartOptions {
 /// than this trait.
 pub trait Definition: Sized + 'static {
     /// The argument type.
-    type Arg: Serialize + DeserializeOwned;
+    type Arg: __macro_support::ProcessArg;
     /// The result type.
-    type Output: Serialize + DeserializeOwned;
+    type Output: __macro_support::ProcessResult;
     /// The definition's path (`module::name`).
     const NAME: &'static str;
     /// Runs the body.
@@ -692,10 +692,4 @@ pub mod __macro_support {
     )]
     pub trait ProcessResult: Serialize + DeserializeOwned {}
     impl<T: Serialize + DeserializeOwned> ProcessResult for T {}
-
-    /// Asserts at compile time that `T` can be a process argument.
-    pub const fn assert_arg<T: ProcessArg>() {}
-
-    /// Asserts at compile time that `T` can be a process result.
-    pub const fn assert_result<T: ProcessResult>() {}
 }
