@@ -1,1 +1,109 @@
-fn main() {}
+//! Start + join round trip of a trivial process, against baselines measured
+//! in the same run: raw `fork` + `waitpid`, `std::thread::spawn` + `join`,
+//! and `procspawn::spawn` + `join` (which re-executes the binary).
+//!
+//! `cargo bench -p mc-benches --bench process`. Plain `Instant` loops. The
+//! mc loop and its baselines run inside the first process, in alternating
+//! rounds, so that a machine busy with other work slows them alike; the
+//! figures are medians over the rounds, printed with their ratios.
+
+use std::time::{Duration, Instant};
+
+#[mc::process]
+fn trivial(x: u64) -> u64 {
+    x + 1
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Time per operation of one round of `n` operations.
+fn round(n: u64, mut f: impl FnMut(u64)) -> Duration {
+    let t = Instant::now();
+    for i in 0..n {
+        f(i);
+    }
+    t.elapsed() / n as u32
+}
+
+fn raw_fork(i: u64) {
+    // SAFETY: the calling process is single-threaded; the child only calls
+    // `_exit`.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: ends the child at once.
+        unsafe { libc::_exit((i & 1) as i32) };
+    }
+    assert!(pid > 0, "fork failed");
+    let mut status = 0;
+    // SAFETY: `status` is a live local; `pid` is our child.
+    let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert_eq!(r, pid);
+}
+
+fn mc_start_join(i: u64) {
+    let p = trivial::start(i).expect("start");
+    assert_eq!(trivial::join(p).expect("join"), Some(i + 1));
+}
+
+fn thread_spawn_join(i: u64) {
+    let h = std::thread::spawn(move || i + 1);
+    assert_eq!(h.join().unwrap(), i + 1);
+}
+
+fn procspawn_join(i: u64) {
+    let h = procspawn::spawn(i, |i| i + 1);
+    assert_eq!(h.join().unwrap(), i + 1);
+}
+
+fn main() {
+    procspawn::init();
+    let rounds = 9;
+    let n = 200;
+    let only = std::env::var("MC_BENCH_ONLY").ok();
+
+    let report = mc::run(|| {
+        let (mut fork, mut mc, mut thread) = (Vec::new(), Vec::new(), Vec::new());
+        for r in 0..=rounds {
+            let f = round(n, raw_fork);
+            let m = round(n, mc_start_join);
+            let t = round(n, thread_spawn_join);
+            // Round 0 warms up.
+            if r > 0 {
+                fork.push(f);
+                mc.push(m);
+                thread.push(t);
+            }
+        }
+        (median(fork), median(mc), median(thread))
+    })
+    .expect("mc::run");
+    let (fork, mc, thread) = report
+        .returned()
+        .expect("the benchmark's first process failed");
+    let procspawn = if only.is_none() {
+        median((0..5).map(|_| round(20, procspawn_join)).collect())
+    } else {
+        Duration::ZERO
+    };
+
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let r = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+    println!("process start + join round trip (median per operation, {rounds} rounds of {n}):");
+    println!("  raw fork + waitpid        {:>10.1} µs", us(fork));
+    println!("  mc start + join           {:>10.1} µs", us(mc));
+    println!("  std::thread spawn + join  {:>10.1} µs", us(thread));
+    println!("  procspawn spawn + join    {:>10.1} µs", us(procspawn));
+    println!("ratios:");
+    println!(
+        "  mc / raw fork + waitpid   {:>10.2}x (target <= 2)",
+        r(mc, fork)
+    );
+    println!("  mc / std::thread          {:>10.2}x", r(mc, thread));
+    println!(
+        "  procspawn / mc            {:>10.2}x (target > 1)",
+        r(procspawn, mc)
+    );
+}

@@ -119,6 +119,24 @@ pub(crate) enum Request {
     Done(WireOutcome),
 }
 
+/// What the master tells a spare worker (the first message on its
+/// socket).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum Command {
+    /// Become process `id` and run this definition with this argument.
+    Run {
+        /// The process id.
+        id: u64,
+        /// Address of the definition's `DefinitionInfo`.
+        def_addr: u64,
+        /// The definition's id.
+        def_id: u64,
+        /// The postcard-encoded argument.
+        #[serde(with = "bytes")]
+        arg: Vec<u8>,
+    },
+}
+
 /// Errors the master reports.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub(crate) enum WireError {
@@ -294,15 +312,23 @@ pub(crate) fn recv_frame(fd: &OwnedFd) -> io::Result<Vec<u8>> {
 
 /// Reads whatever is available without blocking into `buf`; returns
 /// `Ok(false)` when the peer closed the connection.
+///
+/// Reads straight into the buffer's spare room (no large stack buffer: the
+/// master writes as few distinct pages as it can, since each page it
+/// touches after a fork is a copy-on-write fault).
 pub(crate) fn recv_available(fd: &OwnedFd, buf: &mut Vec<u8>) -> io::Result<bool> {
-    let mut chunk = [0u8; 64 * 1024];
     loop {
-        // SAFETY: `chunk` is a live local buffer; `fd` is an open socket.
+        if buf.capacity() - buf.len() < 512 {
+            buf.reserve(buf.len().max(4096));
+        }
+        let spare = buf.spare_capacity_mut();
+        // SAFETY: `spare` is writable memory owned by `buf`, `spare.len()`
+        // bytes long; `fd` is an open socket.
         let n = unsafe {
             libc::recv(
                 fd.as_raw_fd(),
-                chunk.as_mut_ptr().cast(),
-                chunk.len(),
+                spare.as_mut_ptr().cast(),
+                spare.len(),
                 libc::MSG_DONTWAIT,
             )
         };
@@ -317,12 +343,15 @@ pub(crate) fn recv_available(fd: &OwnedFd, buf: &mut Vec<u8>) -> io::Result<bool
         if n == 0 {
             return Ok(false);
         }
-        buf.extend_from_slice(&chunk[..n as usize]);
+        // SAFETY: the kernel initialised the first `n` spare bytes.
+        unsafe { buf.set_len(buf.len() + n as usize) };
     }
 }
 
-/// Takes one complete frame body off the front of `buf`, if there is one.
-pub(crate) fn take_frame(buf: &mut Vec<u8>) -> io::Result<Option<Vec<u8>>> {
+/// Decodes one complete frame off the front of `buf`, if there is one.
+pub(crate) fn take_message<T: serde::de::DeserializeOwned>(
+    buf: &mut Vec<u8>,
+) -> io::Result<Option<T>> {
     if buf.len() < 4 {
         return Ok(None);
     }
@@ -336,9 +365,13 @@ pub(crate) fn take_frame(buf: &mut Vec<u8>) -> io::Result<Option<Vec<u8>>> {
     if buf.len() < 4 + len {
         return Ok(None);
     }
-    let body = buf[4..4 + len].to_vec();
-    buf.drain(..4 + len);
-    Ok(Some(body))
+    let msg = decode(&buf[4..4 + len])?;
+    if buf.len() == 4 + len {
+        buf.clear();
+    } else {
+        buf.drain(..4 + len);
+    }
+    Ok(Some(msg))
 }
 
 #[cfg(test)]
@@ -368,11 +401,31 @@ mod tests {
     fn partial_frames_wait() {
         let frame = encode(&Reply::Started(5)).unwrap();
         let mut buf = frame[..3].to_vec();
-        assert!(take_frame(&mut buf).unwrap().is_none());
+        assert!(take_message::<Reply>(&mut buf).unwrap().is_none());
         buf.extend_from_slice(&frame[3..]);
         buf.extend_from_slice(&frame);
-        assert!(take_frame(&mut buf).unwrap().is_some());
-        assert!(take_frame(&mut buf).unwrap().is_some());
+        assert!(matches!(
+            take_message::<Reply>(&mut buf).unwrap(),
+            Some(Reply::Started(5))
+        ));
+        assert!(matches!(
+            take_message::<Reply>(&mut buf).unwrap(),
+            Some(Reply::Started(5))
+        ));
         assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn available_bytes_are_read() {
+        let (a, b) = socketpair().unwrap();
+        let frame = encode(&Request::Done(WireOutcome::Returned(vec![1; 10_000]))).unwrap();
+        send_all(&a, &frame).unwrap();
+        drop(a);
+        let mut buf = Vec::new();
+        assert!(!recv_available(&b, &mut buf).unwrap());
+        match take_message::<Request>(&mut buf).unwrap() {
+            Some(Request::Done(WireOutcome::Returned(v))) => assert_eq!(v, vec![1; 10_000]),
+            other => panic!("{other:?}"),
+        }
     }
 }

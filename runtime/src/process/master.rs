@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::control::{self, JoinMode, Reply, Request, WireError, WireInherit, WireOutcome};
+use super::control::{
+    self, Command, JoinMode, Reply, Request, WireError, WireInherit, WireOutcome,
+};
 use super::resources::{self, Table};
 use super::{worker, DefinitionInfo, Outcome, ProcessError, ProcessId, Signal, DEF_MAGIC};
 use crate::segment;
@@ -99,6 +101,8 @@ where
     }
     let mut master = Master {
         pid: me,
+        spare: None,
+        want_spare: false,
         next_id: 1,
         procs: BTreeMap::new(),
         table: Table::default(),
@@ -106,7 +110,7 @@ where
         image: image_ranges()?,
     };
     let first = master
-        .spawn(0, &WireInherit::Nothing, 0, move || {
+        .spawn_first(move || {
             postcard::to_allocvec(&first()).map_err(|e| format!("cannot encode the result: {e}"))
         })
         .map_err(WireError::into_error)?;
@@ -144,8 +148,33 @@ struct Proc {
     waiters: Vec<(u64, Option<Instant>)>,
 }
 
+/// A pre-forked worker waiting for its definition and argument.
+struct Spare {
+    os_pid: libc::pid_t,
+    conn: OwnedFd,
+    pidfd: Option<OwnedFd>,
+}
+
+impl Spare {
+    fn kill_and_reap(self) {
+        // SAFETY: plain syscalls on our own unreaped child.
+        unsafe { libc::kill(self.os_pid, libc::SIGKILL) };
+        let mut status = 0;
+        loop {
+            // SAFETY: as above; `status` is a live local.
+            let r = unsafe { libc::waitpid(self.os_pid, &mut status, 0) };
+            if r >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+                break;
+            }
+        }
+    }
+}
+
 struct Master {
     pid: libc::pid_t,
+    spare: Option<Spare>,
+    /// Whether definitions were started (then a spare is kept ready).
+    want_spare: bool,
     next_id: u64,
     procs: BTreeMap<u64, Proc>,
     table: Table,
@@ -238,17 +267,14 @@ impl Master {
         Some(info)
     }
 
-    /// Forks a worker that runs `body`; `starter` (0: the master) passes
-    /// resources on as `inherit` says.
-    fn spawn(
+    /// Forks a child of the master; the child closes the master's
+    /// descriptors and runs `child` with its end of a new control socket.
+    /// Returns the child's pid and the master's end.
+    fn fork_child(
         &mut self,
-        starter: u64,
-        inherit: &WireInherit,
-        def_id: u64,
-        body: impl FnOnce() -> Result<Vec<u8>, String>,
-    ) -> Result<u64, WireError> {
+        child: impl FnOnce(OwnedFd, libc::pid_t) -> std::convert::Infallible,
+    ) -> Result<(libc::pid_t, OwnedFd, Option<OwnedFd>), WireError> {
         let (mine, theirs) = control::socketpair().map_err(|e| WireError::Io(e.to_string()))?;
-        let id = self.next_id;
         // SAFETY: `run` checked that the master has one thread, and the
         // master starts none, so the child is a complete copy that may do
         // anything.
@@ -260,21 +286,50 @@ impl Master {
         }
         if pid == 0 {
             // The child: close the master's ends of every other worker's
-            // socket and pidfd (dropping the copied table closes them).
+            // socket and pidfd. The copied tables are forgotten rather than
+            // dropped: freeing them would only write to copy-on-write pages.
             drop(mine);
-            drop(std::mem::take(&mut self.procs));
-            worker::child_main(theirs, id, self.pid, body);
+            let spare = self.spare.as_ref().map(|s| (&s.conn, &s.pidfd));
+            let fds = self
+                .procs
+                .values()
+                .flat_map(|p| p.conn.iter().chain(p.pidfd.iter()))
+                .chain(
+                    spare
+                        .into_iter()
+                        .flat_map(|(c, p)| std::iter::once(c).chain(p.iter())),
+                );
+            for fd in fds {
+                // SAFETY: the descriptor belongs to the copied tables,
+                // which are forgotten below, so it is never used or closed
+                // again.
+                unsafe { libc::close(fd.as_raw_fd()) };
+            }
+            std::mem::forget(std::mem::take(&mut self.procs));
+            std::mem::forget(self.spare.take());
+            match child(theirs, self.pid) {}
         }
         drop(theirs);
+        Ok((pid, mine, pidfd_open(pid)))
+    }
+
+    fn insert_proc(
+        &mut self,
+        starter: u64,
+        inherit: &WireInherit,
+        def_id: u64,
+        (os_pid, conn, pidfd): (libc::pid_t, OwnedFd, Option<OwnedFd>),
+    ) -> u64 {
+        let id = self.next_id;
         self.next_id += 1;
         self.procs.insert(
             id,
             Proc {
                 def_id,
-                os_pid: pid,
-                conn: Some(mine),
+                os_pid,
+                conn: Some(conn),
                 rbuf: Vec::new(),
-                pidfd: pidfd_open(pid),
+                pidfd,
                 reaped: false,
                 outcome: None,
                 joined: false,
@@ -285,7 +340,62 @@ impl Master {
         if starter != 0 {
             self.table.inherit(starter, id, inherit);
         }
-        Ok(id)
+        id
+    }
+
+    /// Forks the first process, which runs `body`.
+    fn spawn_first(
+        &mut self,
+        body: impl FnOnce() -> Result<Vec<u8>, String>,
+    ) -> Result<u64, WireError> {
+        let id = self.next_id;
+        let child = self.fork_child(move |fd, master| worker::child_main(fd, id, master, body))?;
+        Ok(self.insert_proc(0, &WireInherit::Nothing, 0, child))
+    }
+
+    /// Forks a spare worker: a copy of the master that waits for the
+    /// definition and argument it will run. Forking ahead of the start
+    /// request takes the fork off the path from `start` to the result.
+    fn fork_spare(&mut self) -> Result<Spare, WireError> {
+        let (os_pid, conn, pidfd) = self.fork_child(worker::spare_main)?;
+        Ok(Spare {
+            os_pid,
+            conn,
+            pidfd,
+        })
+    }
+
+    /// Starts a process of a definition in the spare worker (forking one
+    /// when there is none).
+    fn start_def(
+        &mut self,
+        starter: u64,
+        inherit: &WireInherit,
+        info: &'static DefinitionInfo,
+        arg: Vec<u8>,
+    ) -> Result<u64, WireError> {
+        self.want_spare = true;
+        let id = self.next_id;
+        let cmd = Command::Run {
+            id,
+            def_addr: info as *const DefinitionInfo as u64,
+            def_id: info.id,
+            arg,
+        };
+        let frame = control::encode(&cmd).map_err(|e| WireError::Io(e.to_string()))?;
+        for _ in 0..2 {
+            let spare = match self.spare.take() {
+                Some(s) => s,
+                None => self.fork_spare()?,
+            };
+            if control::send_all(&spare.conn, &frame).is_ok() {
+                let child = (spare.os_pid, spare.conn, spare.pidfd);
+                return Ok(self.insert_proc(starter, inherit, info.id, child));
+            }
+            // The spare is gone (killed from outside): reap it, try anew.
+            spare.kill_and_reap();
+        }
+        Err(WireError::Io("cannot start a worker".into()))
     }
 
     fn serve(&mut self, first: u64) {
@@ -327,6 +437,17 @@ impl Master {
                 }
             }
             let mut timeout: i32 = -1;
+            if self.want_spare && self.spare.is_none() {
+                // Fork the next spare when nothing else is waiting.
+                // SAFETY: `fds` is a live array of `fds.len()` entries.
+                let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 0) };
+                if n == 0 {
+                    self.spare = self.fork_spare().ok();
+                    if self.spare.is_none() {
+                        self.want_spare = false;
+                    }
+                }
+            }
             if let Some(d) = deadline {
                 let left = d.saturating_duration_since(Instant::now());
                 timeout = left.as_millis().min(i32::MAX as u128) as i32 + 1;
@@ -366,37 +487,34 @@ impl Master {
 
     /// Reads what a worker sent and handles complete requests.
     fn read_conn(&mut self, id: u64) {
-        let mut frames = Vec::new();
-        {
-            let Some(p) = self.procs.get_mut(&id) else {
-                return;
-            };
-            let Some(c) = &p.conn else { return };
-            let open = matches!(control::recv_available(c, &mut p.rbuf), Ok(true));
-            loop {
-                match control::take_frame(&mut p.rbuf) {
-                    Ok(Some(f)) => frames.push(f),
-                    Ok(None) => break,
+        loop {
+            let req = {
+                let Some(p) = self.procs.get_mut(&id) else {
+                    return;
+                };
+                let Some(c) = &p.conn else { return };
+                let open = matches!(control::recv_available(c, &mut p.rbuf), Ok(true));
+                match control::take_message::<Request>(&mut p.rbuf) {
+                    Ok(Some(req)) => {
+                        if !open {
+                            p.conn = None;
+                        }
+                        req
+                    }
+                    Ok(None) => {
+                        if !open {
+                            p.conn = None;
+                        }
+                        return;
+                    }
                     Err(_) => {
-                        p.rbuf.clear();
+                        p.rbuf = Vec::new();
                         p.conn = None;
-                        break;
+                        return;
                     }
                 }
-            }
-            if !open {
-                p.conn = None;
-            }
-        }
-        for f in frames {
-            match control::decode::<Request>(&f) {
-                Ok(req) => self.handle(id, req),
-                Err(_) => {
-                    if let Some(p) = self.procs.get_mut(&id) {
-                        p.conn = None;
-                    }
-                }
-            }
+            };
+            self.handle(id, req);
         }
     }
 
@@ -423,12 +541,10 @@ impl Master {
             } => {
                 let r = match self.definition(def_addr, def_id) {
                     None => Reply::Err(WireError::BadDefinition),
-                    Some(info) => {
-                        match self.spawn(from, &inherit, def_id, move || (info.entry)(&arg)) {
-                            Ok(id) => Reply::Started(id),
-                            Err(e) => Reply::Err(e),
-                        }
-                    }
+                    Some(info) => match self.start_def(from, &inherit, info, arg) {
+                        Ok(id) => Reply::Started(id),
+                        Err(e) => Reply::Err(e),
+                    },
                 };
                 self.reply(from, &r);
             }
@@ -629,6 +745,9 @@ impl Master {
     /// every resource left. Returns the first process's outcome, the
     /// killed, the unjoined, and the number started.
     fn finish(mut self, first: u64) -> (WireOutcome, Vec<ProcessId>, Vec<ProcessId>, u64) {
+        if let Some(s) = self.spare.take() {
+            s.kill_and_reap();
+        }
         let running: Vec<u64> = self
             .procs
             .iter()

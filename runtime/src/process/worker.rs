@@ -6,8 +6,8 @@ use std::os::fd::OwnedFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Mutex;
 
-use super::control::{self, Reply, Request, WireOutcome};
-use super::ProcessError;
+use super::control::{self, Command, Reply, Request, WireOutcome};
+use super::{DefinitionInfo, ProcessError};
 
 /// The control connection of this worker (`None` outside workers).
 struct Ctx {
@@ -63,16 +63,9 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// Runs in the child right after `fork`: ties its life to the master's,
-/// installs the control connection, runs `body` catching panics, sends the
-/// outcome, and ends the process with `_exit` (so the master's destructors
-/// and `atexit` handlers never run here).
-pub(crate) fn child_main(
-    fd: OwnedFd,
-    id: u64,
-    master_pid: libc::pid_t,
-    body: impl FnOnce() -> Result<Vec<u8>, String>,
-) -> ! {
+/// Ties the child's life to the master's: `SIGKILL` when the master dies,
+/// and an exit now if it already died before the `prctl`.
+fn die_with_master(master_pid: libc::pid_t) {
     // SAFETY: plain prctl call; PR_SET_PDEATHSIG takes a signal number.
     unsafe {
         libc::prctl(
@@ -89,6 +82,58 @@ pub(crate) fn child_main(
         // SAFETY: _exit ends the process at once; nothing is left to run.
         unsafe { libc::_exit(1) };
     }
+}
+
+/// Runs in a spare worker right after `fork`: waits for the definition and
+/// argument to run, then runs them as [`child_main`] does. Exits quietly
+/// when the master closes the connection first.
+pub(crate) fn spare_main(fd: OwnedFd, master_pid: libc::pid_t) -> std::convert::Infallible {
+    die_with_master(master_pid);
+    let cmd = control::recv_frame(&fd).and_then(|body| control::decode::<Command>(&body));
+    let Ok(Command::Run {
+        id,
+        def_addr,
+        def_id,
+        arg,
+    }) = cmd
+    else {
+        // SAFETY: _exit ends the process at once; nothing is left to run.
+        unsafe { libc::_exit(0) }
+    };
+    let body = move || {
+        let info = def_addr as *const DefinitionInfo;
+        // SAFETY: the master validated the address (a `DefinitionInfo` in
+        // the program image, which this fork of the master shares) before
+        // sending it.
+        let info = unsafe { &*info };
+        if info.id != def_id {
+            return Err("process definition mismatch".to_string());
+        }
+        (info.entry)(&arg)
+    };
+    run_as(fd, id, body)
+}
+
+/// Runs in the child right after `fork`: ties its life to the master's,
+/// then runs `body` as process `id` (see [`run_as`]).
+pub(crate) fn child_main(
+    fd: OwnedFd,
+    id: u64,
+    master_pid: libc::pid_t,
+    body: impl FnOnce() -> Result<Vec<u8>, String>,
+) -> std::convert::Infallible {
+    die_with_master(master_pid);
+    run_as(fd, id, body)
+}
+
+/// Installs the control connection, runs `body` catching panics, sends the
+/// outcome, and ends the process with `_exit` (so the master's destructors
+/// and `atexit` handlers never run here).
+fn run_as(
+    fd: OwnedFd,
+    id: u64,
+    body: impl FnOnce() -> Result<Vec<u8>, String>,
+) -> std::convert::Infallible {
     *control() = Some(Ctx { fd, id });
     let outcome = match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(bytes)) => WireOutcome::Returned(bytes),
