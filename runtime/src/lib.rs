@@ -14,7 +14,7 @@
 //!   process, growing on demand;
 //! - [`heap`]: garbage-collected heaps of shared values inside pools;
 //! - [`sync`]: futex-based locks that work between processes;
-//! - [`process`]: the master ([`run`]), `#[mc::process]` definitions with
+//! - [`process`](mod@process): the master ([`run`]), `#[mc::process]` definitions with
 //!   start and join, and the [`resources`] table.
 
 #![deny(unsafe_op_in_unsafe_fn)]

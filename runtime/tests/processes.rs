@@ -16,6 +16,7 @@ use mc::resources::{self, NamedSemaphore, ShmBlock, TempFile};
 use mc::{Outcome, ProcessError, StartOptions};
 
 type TestResult = Result<(), String>;
+type Scenario = (&'static str, fn() -> TestResult);
 
 macro_rules! ensure {
     ($cond:expr, $($msg:tt)+) => {
@@ -630,7 +631,7 @@ fn main() {
         return;
     }
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let scenarios: &[(&str, fn() -> TestResult)] = &[
+    let scenarios: &[Scenario] = &[
         ("tutorial_result_is_2", tutorial_result_is_2),
         ("create_join_sum_385", create_join_sum_385),
         ("crash_outcomes", crash_outcomes),

@@ -272,7 +272,7 @@ impl Master {
     /// Returns the child's pid and the master's end.
     fn fork_child(
         &mut self,
-        child: impl FnOnce(OwnedFd, libc::pid_t) -> std::convert::Infallible,
+        child: impl FnOnce(OwnedFd, libc::pid_t),
     ) -> Result<(libc::pid_t, OwnedFd, Option<OwnedFd>), WireError> {
         let (mine, theirs) = control::socketpair().map_err(|e| WireError::Io(e.to_string()))?;
         // SAFETY: `run` checked that the master has one thread, and the
@@ -307,7 +307,10 @@ impl Master {
             }
             std::mem::forget(std::mem::take(&mut self.procs));
             std::mem::forget(self.spare.take());
-            match child(theirs, self.pid) {}
+            child(theirs, self.pid);
+            // `child` never returns; should it, end the child here.
+            // SAFETY: _exit ends the process at once.
+            unsafe { libc::_exit(127) };
         }
         drop(theirs);
         Ok((pid, mine, pidfd_open(pid)))
@@ -357,7 +360,7 @@ impl Master {
     /// definition and argument it will run. Forking ahead of the start
     /// request takes the fork off the path from `start` to the result.
     fn fork_spare(&mut self) -> Result<Spare, WireError> {
-        let (os_pid, conn, pidfd) = self.fork_child(worker::spare_main)?;
+        let (os_pid, conn, pidfd) = self.fork_child(|fd, master| worker::spare_main(fd, master))?;
         Ok(Spare {
             os_pid,
             conn,
@@ -452,7 +455,7 @@ impl Master {
                 let left = d.saturating_duration_since(Instant::now());
                 timeout = left.as_millis().min(i32::MAX as u128) as i32 + 1;
             }
-            if no_pidfd && (timeout < 0 || timeout > 20) {
+            if no_pidfd && !(0..=20).contains(&timeout) {
                 timeout = 20;
             }
             // SAFETY: `fds` is a live array of `fds.len()` pollfd entries.

@@ -87,8 +87,9 @@ fn die_with_master(master_pid: libc::pid_t) {
 /// Runs in a spare worker right after `fork`: waits for the definition and
 /// argument to run, then runs them as [`child_main`] does. Exits quietly
 /// when the master closes the connection first.
-pub(crate) fn spare_main(fd: OwnedFd, master_pid: libc::pid_t) -> std::convert::Infallible {
+pub(crate) fn spare_main(fd: OwnedFd, master_pid: libc::pid_t) -> ! {
     die_with_master(master_pid);
+    warm_up();
     let cmd = control::recv_frame(&fd).and_then(|body| control::decode::<Command>(&body));
     let Ok(Command::Run {
         id,
@@ -114,6 +115,24 @@ pub(crate) fn spare_main(fd: OwnedFd, master_pid: libc::pid_t) -> std::convert::
     run_as(fd, id, body)
 }
 
+/// Writes, while the spare waits for work, to the memory every process
+/// body writes (stack, allocator, output and control statics), so that the
+/// copy-on-write faults this costs are paid before the start request
+/// rather than between it and the result.
+#[inline(never)]
+fn warm_up() {
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    drop(control());
+    let mut stack = [0u8; 32 * 1024];
+    for i in (0..stack.len()).step_by(1024) {
+        stack[i] = 1;
+    }
+    std::hint::black_box(&mut stack);
+    let heap: Vec<Vec<u8>> = (0..12).map(|i| Vec::with_capacity(16 << i)).collect();
+    std::hint::black_box(&heap);
+}
+
 /// Runs in the child right after `fork`: ties its life to the master's,
 /// then runs `body` as process `id` (see [`run_as`]).
 pub(crate) fn child_main(
@@ -121,7 +140,7 @@ pub(crate) fn child_main(
     id: u64,
     master_pid: libc::pid_t,
     body: impl FnOnce() -> Result<Vec<u8>, String>,
-) -> std::convert::Infallible {
+) -> ! {
     die_with_master(master_pid);
     run_as(fd, id, body)
 }
@@ -129,11 +148,7 @@ pub(crate) fn child_main(
 /// Installs the control connection, runs `body` catching panics, sends the
 /// outcome, and ends the process with `_exit` (so the master's destructors
 /// and `atexit` handlers never run here).
-fn run_as(
-    fd: OwnedFd,
-    id: u64,
-    body: impl FnOnce() -> Result<Vec<u8>, String>,
-) -> std::convert::Infallible {
+fn run_as(fd: OwnedFd, id: u64, body: impl FnOnce() -> Result<Vec<u8>, String>) -> ! {
     *control() = Some(Ctx { fd, id });
     let outcome = match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(bytes)) => WireOutcome::Returned(bytes),
