@@ -613,6 +613,9 @@ impl Master {
                 self.reply(from, &r);
             }
             Request::Done(outcome) => {
+                // The body is over: what it used is released now, before
+                // its result can reach a joiner.
+                self.table.release_all(from);
                 if let Some(p) = self.procs.get_mut(&from) {
                     if p.outcome.is_none() {
                         p.outcome = Some(if p.discard {
