@@ -590,13 +590,10 @@ fn sigkill_of_master_leaves_nothing() -> TestResult {
         "workers still running after SIGKILL of the master: {pids:?}"
     );
     let removed = mc::cleanup().map_err(err)?;
-    ensure!(
-        removed.contains(&block),
-        "cleanup removed {removed:?}, not {block}"
-    );
+    // (Another run started meanwhile may have removed it first.)
     ensure!(
         mc::segment::shm_open(&block).is_err(),
-        "block still there after cleanup"
+        "block {block} still there after cleanup (removed {removed:?})"
     );
     Ok(())
 }
