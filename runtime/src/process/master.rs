@@ -1,7 +1,7 @@
 //! The master: `run`, the fork of itself for every worker, the poll loop
 //! over the control sockets and pidfds, stored results and reaping.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -101,6 +101,7 @@ where
     }
     let mut master = Master {
         pid: me,
+        live: BTreeSet::new(),
         spare: None,
         want_spare: false,
         next_id: 1,
@@ -172,6 +173,8 @@ impl Spare {
 
 struct Master {
     pid: libc::pid_t,
+    /// Processes not reaped yet (those the loop watches).
+    live: BTreeSet<u64>,
     spare: Option<Spare>,
     /// Whether definitions were started (then a spare is kept ready).
     want_spare: bool,
@@ -291,8 +294,9 @@ impl Master {
             drop(mine);
             let spare = self.spare.as_ref().map(|s| (&s.conn, &s.pidfd));
             let fds = self
-                .procs
-                .values()
+                .live
+                .iter()
+                .filter_map(|id| self.procs.get(id))
                 .flat_map(|p| p.conn.iter().chain(p.pidfd.iter()))
                 .chain(
                     spare
@@ -325,6 +329,7 @@ impl Master {
     ) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
+        self.live.insert(id);
         self.procs.insert(
             id,
             Proc {
@@ -414,7 +419,10 @@ impl Master {
             who.clear();
             let mut no_pidfd = false;
             let mut deadline: Option<Instant> = None;
-            for (&id, p) in &self.procs {
+            for &id in &self.live {
+                let Some(p) = self.procs.get(&id) else {
+                    continue;
+                };
                 if let Some(c) = &p.conn {
                     fds.push(libc::pollfd {
                         fd: c.as_raw_fd(),
@@ -475,10 +483,10 @@ impl Master {
             }
             if no_pidfd {
                 let ids: Vec<u64> = self
-                    .procs
+                    .live
                     .iter()
-                    .filter(|(_, p)| !p.reaped && p.pidfd.is_none())
-                    .map(|(&i, _)| i)
+                    .copied()
+                    .filter(|i| self.procs.get(i).is_some_and(|p| p.pidfd.is_none()))
                     .collect();
                 for id in ids {
                     self.reap(id, false);
@@ -689,7 +697,10 @@ impl Master {
     /// Answers joins whose deadline passed.
     fn expire(&mut self, now: Instant) {
         let mut late = Vec::new();
-        for p in self.procs.values_mut() {
+        for id in &self.live {
+            let Some(p) = self.procs.get_mut(id) else {
+                continue;
+            };
             p.waiters.retain(|&(w, d)| match d {
                 Some(d) if d <= now => {
                     late.push(w);
@@ -740,9 +751,12 @@ impl Master {
         if p.outcome.is_none() {
             p.outcome = Some(wait_status_outcome(status));
         }
+        self.live.remove(&id);
         self.table.release_all(id);
-        for q in self.procs.values_mut() {
-            q.waiters.retain(|&(w, _)| w != id);
+        for q in &self.live {
+            if let Some(q) = self.procs.get_mut(q) {
+                q.waiters.retain(|&(w, _)| w != id);
+            }
         }
         self.deliver(id);
     }
@@ -754,12 +768,7 @@ impl Master {
         if let Some(s) = self.spare.take() {
             s.kill_and_reap();
         }
-        let running: Vec<u64> = self
-            .procs
-            .iter()
-            .filter(|(_, p)| !p.reaped)
-            .map(|(&i, _)| i)
-            .collect();
+        let running: Vec<u64> = self.live.iter().copied().collect();
         for &id in &running {
             if let Some(p) = self.procs.get(&id) {
                 signal_proc(p, libc::SIGKILL);
