@@ -144,6 +144,7 @@ pub(crate) enum WireError {
     AlreadyJoined(u64),
     WrongDefinition(u64),
     JoinPointReleased(u64),
+    JoinSelf(u64),
     BadDefinition,
     NoSuchResource(u64),
     Fork(i32),

@@ -643,7 +643,10 @@ impl Master {
         let Some(p) = self.procs.get_mut(&pid) else {
             return Some(Reply::Err(WireError::NoSuchProcess(pid)));
         };
-        if p.def_id != def_id || pid == from {
+        if pid == from {
+            return Some(Reply::Err(WireError::JoinSelf(pid)));
+        }
+        if p.def_id != def_id {
             return Some(Reply::Err(WireError::WrongDefinition(pid)));
         }
         if p.discard {

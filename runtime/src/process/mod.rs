@@ -307,6 +307,8 @@ pub enum ProcessError {
     /// Results of this process's definition are not kept
     /// (`release_join_point` was called).
     JoinPointReleased(ProcessId),
+    /// A process tried to join itself (it would wait forever).
+    JoinSelf(ProcessId),
     /// `join_timeout` gave up; the process is still running and can be
     /// joined later.
     Timeout(ProcessId),
@@ -365,6 +367,7 @@ impl fmt::Display for ProcessError {
                     "results of {p}'s definition are not kept (join point released)"
                 )
             }
+            ProcessError::JoinSelf(p) => write!(f, "{p} cannot join itself"),
             ProcessError::Timeout(p) => write!(f, "timed out waiting for {p}"),
             ProcessError::MasterGone => write!(f, "the master is gone"),
             ProcessError::BadDefinition => {
@@ -410,6 +413,7 @@ impl WireError {
             WireError::AlreadyJoined(p) => ProcessError::AlreadyJoined(ProcessId(p)),
             WireError::WrongDefinition(p) => ProcessError::WrongDefinition(ProcessId(p)),
             WireError::JoinPointReleased(p) => ProcessError::JoinPointReleased(ProcessId(p)),
+            WireError::JoinSelf(p) => ProcessError::JoinSelf(ProcessId(p)),
             WireError::BadDefinition => ProcessError::BadDefinition,
             WireError::NoSuchResource(r) => ProcessError::NoSuchResource(ResourceId(r)),
             WireError::Fork(e) => ProcessError::Fork(e),
