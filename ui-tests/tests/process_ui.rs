@@ -5,4 +5,5 @@
 fn process_ui() {
     let t = trybuild::TestCases::new();
     t.compile_fail("tests/ui/process_*.rs");
+    t.pass("tests/pass/process_*.rs");
 }
