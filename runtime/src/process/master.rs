@@ -496,36 +496,36 @@ impl Master {
         }
     }
 
-    /// Reads what a worker sent and handles complete requests.
+    /// Reads what a worker sent and handles every complete request (also
+    /// those that arrived just before the worker closed its end).
     fn read_conn(&mut self, id: u64) {
+        let open = {
+            let Some(p) = self.procs.get_mut(&id) else {
+                return;
+            };
+            let Some(c) = &p.conn else { return };
+            matches!(control::recv_available(c, &mut p.rbuf), Ok(true))
+        };
         loop {
-            let req = {
-                let Some(p) = self.procs.get_mut(&id) else {
+            let Some(p) = self.procs.get_mut(&id) else {
+                return;
+            };
+            let req = match control::take_message::<Request>(&mut p.rbuf) {
+                Ok(Some(req)) => req,
+                Ok(None) => break,
+                Err(_) => {
+                    // A broken stream: stop listening to it.
+                    p.rbuf = Vec::new();
+                    p.conn = None;
                     return;
-                };
-                let Some(c) = &p.conn else { return };
-                let open = matches!(control::recv_available(c, &mut p.rbuf), Ok(true));
-                match control::take_message::<Request>(&mut p.rbuf) {
-                    Ok(Some(req)) => {
-                        if !open {
-                            p.conn = None;
-                        }
-                        req
-                    }
-                    Ok(None) => {
-                        if !open {
-                            p.conn = None;
-                        }
-                        return;
-                    }
-                    Err(_) => {
-                        p.rbuf = Vec::new();
-                        p.conn = None;
-                        return;
-                    }
                 }
             };
             self.handle(id, req);
+        }
+        if !open {
+            if let Some(p) = self.procs.get_mut(&id) {
+                p.conn = None;
+            }
         }
     }
 
