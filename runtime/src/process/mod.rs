@@ -40,6 +40,36 @@
 //! Workers die with the master (`PR_SET_PDEATHSIG`), and when the first
 //! process ends the master kills the workers still running and reports
 //! them in [`RunReport`].
+//!
+//! # How it works
+//!
+//! - Each worker talks to the master over its own `socketpair(AF_UNIX,
+//!   SOCK_STREAM)`, made at fork time (no socket directory), carrying
+//!   postcard messages framed by a 4-byte length. A worker sends one request
+//!   at a time and waits for the answer; requests from several threads of
+//!   one worker are serialised (a blocking join holds the line until it is
+//!   answered).
+//! - The master is single-threaded: one `poll` over the workers' sockets and
+//!   pidfds. It runs no user code, so it never blocks on user work; joins
+//!   wait in the joining worker, and the master answers them when the
+//!   result arrives (or their deadline passes).
+//! - The master keeps one *spare* worker forked ahead of time, waiting for
+//!   the definition and argument of the next start, so the `fork` is not
+//!   between a start request and the process running. A spare is, like
+//!   every worker, a copy of the master as it was when `run` was called.
+//! - A definition is named in a start request by the address of its
+//!   `static` description, valid in every process of the run because each
+//!   is a fork of the master; the master checks that the address lies in
+//!   the program image and carries the expected magic and id.
+//! - A worker catches panics in its body (the message becomes
+//!   [`Outcome::Panicked`]), sends its outcome, flushes stdout and ends with
+//!   `_exit`, so destructors and `atexit` handlers copied from the master
+//!   never run in it. Workers that die otherwise get their cause from the
+//!   wait status ([`Outcome::Aborted`], [`Outcome::Killed`],
+//!   [`Outcome::Exited`]). The master reaps every child.
+//! - Results are stored in the master until the first join takes them; the
+//!   cause (without the value) is kept for [`status`]. Results of a
+//!   definition whose join point was released are dropped on arrival.
 
 mod control;
 mod master;
