@@ -101,6 +101,7 @@ where
     }
     let mut master = Master {
         pid: me,
+        scratch: Vec::with_capacity(64 * 1024),
         live: BTreeSet::new(),
         spare: None,
         want_spare: false,
@@ -173,6 +174,8 @@ impl Spare {
 
 struct Master {
     pid: libc::pid_t,
+    /// The buffer requests are read into.
+    scratch: Vec<u8>,
     /// Processes not reaped yet (those the loop watches).
     live: BTreeSet<u64>,
     spare: Option<Spare>,
@@ -498,35 +501,49 @@ impl Master {
 
     /// Reads what a worker sent and handles every complete request (also
     /// those that arrived just before the worker closed its end).
+    ///
+    /// Bytes are read into one buffer the master reuses for every worker
+    /// (each page the master writes after a fork costs a copy-on-write
+    /// fault); only a partial message is kept with its worker.
     fn read_conn(&mut self, id: u64) {
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
         let open = {
             let Some(p) = self.procs.get_mut(&id) else {
+                self.scratch = buf;
                 return;
             };
-            let Some(c) = &p.conn else { return };
-            matches!(control::recv_available(c, &mut p.rbuf), Ok(true))
+            let Some(c) = &p.conn else {
+                self.scratch = buf;
+                return;
+            };
+            buf.append(&mut p.rbuf);
+            matches!(control::recv_available(c, &mut buf), Ok(true))
         };
+        let mut broken = false;
         loop {
-            let Some(p) = self.procs.get_mut(&id) else {
-                return;
-            };
-            let req = match control::take_message::<Request>(&mut p.rbuf) {
-                Ok(Some(req)) => req,
+            match control::take_message::<Request>(&mut buf) {
+                Ok(Some(req)) => self.handle(id, req),
                 Ok(None) => break,
                 Err(_) => {
-                    // A broken stream: stop listening to it.
-                    p.rbuf = Vec::new();
-                    p.conn = None;
-                    return;
+                    broken = true;
+                    break;
                 }
-            };
-            self.handle(id, req);
-        }
-        if !open {
-            if let Some(p) = self.procs.get_mut(&id) {
-                p.conn = None;
             }
         }
+        if let Some(p) = self.procs.get_mut(&id) {
+            if broken || !open {
+                // Closed, or a broken stream: stop listening to it.
+                p.conn = None;
+            } else if !buf.is_empty() {
+                p.rbuf.extend_from_slice(&buf);
+            }
+        }
+        buf.clear();
+        if buf.capacity() > 1 << 20 {
+            buf = Vec::new();
+        }
+        self.scratch = buf;
     }
 
     fn reply(&mut self, to: u64, reply: &Reply) {
