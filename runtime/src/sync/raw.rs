@@ -56,10 +56,7 @@ impl Default for RawRwLock {
 impl RawRwLock {
     /// An unlocked lock.
     pub const fn new() -> Self {
-        RawRwLock {
-            state: AtomicU32::new(0),
-            waiters: AtomicU32::new(0),
-        }
+        RawRwLock { state: AtomicU32::new(0), waiters: AtomicU32::new(0) }
     }
 
     fn wait(&self, seen: u32, deadline: Option<Instant>) -> Result<(), LockError> {
@@ -86,11 +83,7 @@ impl RawRwLock {
         loop {
             let s = self.state.load(Ordering::Relaxed);
             if s & WRITER == 0 {
-                if self
-                    .state
-                    .compare_exchange_weak(s, s + 1, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-                {
+                if self.state.compare_exchange_weak(s, s + 1, Ordering::Acquire, Ordering::Relaxed).is_ok() {
                     return Ok(Acquired::Clean);
                 }
                 continue;
@@ -111,11 +104,7 @@ impl RawRwLock {
         loop {
             let s = self.state.load(Ordering::Relaxed);
             if s == 0 {
-                if self
-                    .state
-                    .compare_exchange_weak(0, WRITER, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-                {
+                if self.state.compare_exchange_weak(0, WRITER, Ordering::Acquire, Ordering::Relaxed).is_ok() {
                     return Ok(Acquired::Clean);
                 }
                 continue;

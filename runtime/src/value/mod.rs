@@ -26,9 +26,7 @@ mod builtin;
 mod copy;
 mod fingerprint;
 
-pub use builtin::{
-    array_get_pin, SBox, SOption, SString, SVec, Tuple1, Tuple2, Tuple3, Tuple4, Tuple5, Tuple6,
-};
+pub use builtin::{array_get_pin, SBox, SOption, SString, SVec, Tuple1, Tuple2, Tuple3, Tuple4, Tuple5, Tuple6};
 pub use copy::{Allocate, CopyError, Invalid, Tracer, Validator, Writer};
 pub use fingerprint::{fingerprint_combine, fingerprint_str};
 
