@@ -63,7 +63,18 @@ fn main() {
     procspawn::init();
     let rounds = 9;
     let n = 200;
+    // `MC_BENCH_ONLY=mc` runs the mc loop alone (for profiling); any other
+    // value skips procspawn.
     let only = std::env::var("MC_BENCH_ONLY").ok();
+    if only.as_deref() == Some("mc") {
+        let report = mc::run(|| stats((0..rounds).map(|_| round(n, mc_start_join)).collect()))
+            .expect("mc::run");
+        let (med, min) = report
+            .returned()
+            .expect("the benchmark's first process failed");
+        println!("mc start + join: median {med:?}, best {min:?}");
+        return;
+    }
 
     let report = mc::run(|| {
         let (mut fork, mut mc, mut thread) = (Vec::new(), Vec::new(), Vec::new());
