@@ -438,6 +438,34 @@ fn outside_a_run_is_an_error() -> TestResult {
     })
 }
 
+fn user_forked_child_is_not_a_worker() -> TestResult {
+    in_run(|| {
+        // SAFETY: the first process is single-threaded here; the child only
+        // makes one request attempt and calls `_exit`.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let ok = matches!(square::start(1), Err(ProcessError::NotInWorker))
+                && process::self_id().is_none();
+            // SAFETY: ends the child at once.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY: `pid` is our child; `status` is a live local.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        ensure!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "a child forked by user code could use the worker's connection"
+        );
+        // The worker's own connection still works.
+        let p = square::start(4).map_err(err)?;
+        ensure!(
+            square::join(p).map_err(err)? == Some(16),
+            "worker after the fork"
+        );
+        Ok(())
+    })
+}
+
 fn multithreaded_master_is_refused() -> TestResult {
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let t = std::thread::spawn(move || rx.recv());
@@ -660,6 +688,10 @@ fn main() {
         (
             "sigkill_of_master_leaves_nothing",
             sigkill_of_master_leaves_nothing,
+        ),
+        (
+            "user_forked_child_is_not_a_worker",
+            user_forked_child_is_not_a_worker,
         ),
         // Last: it starts a thread in this process.
         (

@@ -13,6 +13,16 @@ use super::{DefinitionInfo, ProcessError};
 struct Ctx {
     fd: OwnedFd,
     id: u64,
+    /// The OS pid of the worker: a process forked by user code inside a
+    /// worker shares the socket but is not the worker.
+    os_pid: libc::pid_t,
+}
+
+impl Ctx {
+    fn mine(&self) -> bool {
+        // SAFETY: getpid has no preconditions.
+        self.os_pid == unsafe { libc::getpid() }
+    }
 }
 
 /// Requests from several threads of one worker are serialised by this
@@ -25,18 +35,21 @@ fn control() -> std::sync::MutexGuard<'static, Option<Ctx>> {
 
 /// Whether this process is a worker of a run.
 pub(crate) fn in_worker() -> bool {
-    control().is_some()
+    control().as_ref().is_some_and(Ctx::mine)
 }
 
 /// This worker's process id.
 pub(crate) fn self_id() -> Option<u64> {
-    control().as_ref().map(|c| c.id)
+    control().as_ref().filter(|c| c.mine()).map(|c| c.id)
 }
 
 /// Sends a request to the master and waits for the reply.
 pub(crate) fn request(req: &Request) -> Result<Reply, ProcessError> {
     let guard = control();
-    let ctx = guard.as_ref().ok_or(ProcessError::NotInWorker)?;
+    let ctx = guard
+        .as_ref()
+        .filter(|c| c.mine())
+        .ok_or(ProcessError::NotInWorker)?;
     let frame = control::encode(req)?;
     control::send_all(&ctx.fd, &frame).map_err(gone)?;
     let body = control::recv_frame(&ctx.fd).map_err(gone)?;
@@ -149,7 +162,9 @@ pub(crate) fn child_main(
 /// outcome, and ends the process with `_exit` (so the master's destructors
 /// and `atexit` handlers never run here).
 fn run_as(fd: OwnedFd, id: u64, body: impl FnOnce() -> Result<Vec<u8>, String>) -> ! {
-    *control() = Some(Ctx { fd, id });
+    // SAFETY: getpid has no preconditions.
+    let os_pid = unsafe { libc::getpid() };
+    *control() = Some(Ctx { fd, id, os_pid });
     let outcome = match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(bytes)) => WireOutcome::Returned(bytes),
         Ok(Err(msg)) => WireOutcome::Panicked(msg),
