@@ -1,6 +1,7 @@
 //! Start + join round trip of a trivial process, against baselines measured
-//! in the same run: raw `fork` + `waitpid`, `std::thread::spawn` + `join`,
-//! and `procspawn::spawn` + `join` (which re-executes the binary).
+//! in the same run: raw `fork` + `waitpid` (the child exits at once), raw
+//! `fork` with the result sent back through a pipe, `std::thread::spawn` +
+//! `join`, and `procspawn::spawn` + `join` (which re-executes the binary).
 //!
 //! `cargo bench -p mc-benches --bench process`. Plain `Instant` loops. The
 //! mc loop and its baselines run inside the first process, in alternating
@@ -44,6 +45,37 @@ fn raw_fork(i: u64) {
     assert_eq!(r, pid);
 }
 
+/// Raw `fork`, the child sends `i + 1` back through a pipe: what a process
+/// with a result needs at the least.
+fn raw_fork_pipe(i: u64) {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` is a live array of two descriptors for the kernel.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: the calling process is single-threaded; the child only
+    // writes to the pipe and calls `_exit`.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let v = (i + 1).to_le_bytes();
+        // SAFETY: writes 8 bytes from a live local; then ends the child.
+        unsafe {
+            libc::write(fds[1], v.as_ptr().cast(), 8);
+            libc::_exit(0);
+        }
+    }
+    assert!(pid > 0, "fork failed");
+    let mut v = [0u8; 8];
+    // SAFETY: closes our copy of the write end; reads 8 bytes into a live
+    // local; closes the read end; reaps our child.
+    unsafe {
+        libc::close(fds[1]);
+        assert_eq!(libc::read(fds[0], v.as_mut_ptr().cast(), 8), 8);
+        libc::close(fds[0]);
+        let mut status = 0;
+        assert_eq!(libc::waitpid(pid, &mut status, 0), pid);
+    }
+    assert_eq!(u64::from_le_bytes(v), i + 1);
+}
+
 fn mc_start_join(i: u64) {
     let p = trivial::start(i).expect("start");
     assert_eq!(trivial::join(p).expect("join"), Some(i + 1));
@@ -77,22 +109,24 @@ fn main() {
     }
 
     let report = mc::run(|| {
-        let (mut fork, mut mc, mut thread) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut fork, mut pipe, mut mc, mut thread) = (vec![], vec![], vec![], vec![]);
         for r in 0..=rounds {
             let f = round(n, raw_fork);
+            let p = round(n, raw_fork_pipe);
             let m = round(n, mc_start_join);
             let t = round(n, thread_spawn_join);
             // Round 0 warms up.
             if r > 0 {
                 fork.push(f);
+                pipe.push(p);
                 mc.push(m);
                 thread.push(t);
             }
         }
-        (stats(fork), stats(mc), stats(thread))
+        (stats(fork), stats(pipe), stats(mc), stats(thread))
     })
     .expect("mc::run");
-    let (fork, mc, thread) = report
+    let (fork, pipe, mc, thread) = report
         .returned()
         .expect("the benchmark's first process failed");
     let procspawn = if only.is_none() {
@@ -107,6 +141,7 @@ fn main() {
     println!("                               median        best");
     for (name, (med, min)) in [
         ("raw fork + waitpid      ", fork),
+        ("fork + pipe + waitpid   ", pipe),
         ("mc start + join         ", mc),
         ("std::thread spawn + join", thread),
         ("procspawn spawn + join  ", procspawn),
@@ -118,6 +153,11 @@ fn main() {
         "  mc / raw fork + waitpid  {:>6.2}x  {:>6.2}x (target <= 2)",
         r(mc.0, fork.0),
         r(mc.1, fork.1)
+    );
+    println!(
+        "  mc / fork + pipe         {:>6.2}x  {:>6.2}x",
+        r(mc.0, pipe.0),
+        r(mc.1, pipe.1)
     );
     println!(
         "  mc / std::thread         {:>6.2}x  {:>6.2}x",
