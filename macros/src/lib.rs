@@ -35,7 +35,9 @@ use proc_macro::TokenStream;
 #[proc_macro_derive(Shared, attributes(shared))]
 pub fn derive_shared(input: TokenStream) -> TokenStream {
     let input = syn::parse_macro_input!(input as syn::DeriveInput);
-    shared::expand(input).unwrap_or_else(syn::Error::into_compile_error).into()
+    shared::expand(input)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
 }
 
 /// Turns `fn name(arg: A) -> R` into a process definition: `name::start`,

@@ -13,13 +13,16 @@
 //! - [`pool`]: shared memory pools, mapped at the same address in every
 //!   process, growing on demand;
 //! - [`heap`]: garbage-collected heaps of shared values inside pools;
-//! - [`sync`]: futex-based locks that work between processes.
+//! - [`sync`]: futex-based locks that work between processes;
+//! - [`process`](mod@process): the master ([`run`]), `#[mc::process]` definitions with
+//!   start and join, and the [`resources`] table.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
 pub mod heap;
 pub mod pool;
+pub mod process;
 pub mod segment;
 pub mod sync;
 pub mod value;
@@ -27,6 +30,9 @@ pub mod value;
 pub use heap::{Heap, HeapDescr, HeapError, HeapOptions, HeapStats, Mutator, PinGuard, ReadGuard};
 pub use mc_macros::{process, Shared};
 pub use pool::{Pool, PoolDescr, PoolError, PoolOptions, PoolStats};
+pub use process::{
+    cleanup, resources, run, Outcome, Pid, ProcessError, ProcessId, RunReport, StartOptions,
+};
 pub use value::{Repr, Shared};
 
 #[doc(hidden)]

@@ -104,14 +104,20 @@ pub enum PoolError {
 impl fmt::Display for PoolError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PoolError::OutOfMemory { requested, available } => write!(
+            PoolError::OutOfMemory {
+                requested,
+                available,
+            } => write!(
                 f,
                 "out of pool memory: {requested} bytes requested, {available} free in the pool \
                  (create the pool larger, or free memory in /dev/shm)"
             ),
             PoolError::BadSize { size, reason } => write!(f, "bad pool size {size}: {reason}"),
             PoolError::Exists(n) => {
-                write!(f, "a segment named {n:?} exists already (remove it or pick another name)")
+                write!(
+                    f,
+                    "a segment named {n:?} exists already (remove it or pick another name)"
+                )
             }
             PoolError::NotFound(n) => write!(f, "no pool named {n:?}"),
             PoolError::NotAPool(n, e) => write!(f, "{n:?} is not an mc pool: {e}"),
@@ -126,7 +132,10 @@ impl fmt::Display for PoolError {
                  mc::segment::remove_stale() or `mcctl clean`"
             ),
             PoolError::BadName(n) => {
-                write!(f, "bad pool name {n:?}: use 1 to 200 characters, without '/' or NUL")
+                write!(
+                    f,
+                    "bad pool name {n:?}: use 1 to 200 characters, without '/' or NUL"
+                )
             }
             PoolError::Lock(e) => write!(f, "pool lock: {e}"),
             PoolError::Io(what, e) => write!(f, "{what}: {e}"),
@@ -154,7 +163,10 @@ pub struct PoolOptions {
 impl PoolOptions {
     /// A pool of at most `max_size` bytes (rounded up to whole pages).
     pub fn new(max_size: usize) -> Self {
-        PoolOptions { max_size, name: None }
+        PoolOptions {
+            max_size,
+            name: None,
+        }
     }
 
     /// Gives the pool a name, so that unrelated processes can
@@ -265,10 +277,16 @@ impl Pool {
 
     fn create_with(o: PoolOptions) -> Result<Pool, PoolError> {
         if o.max_size < MIN_POOL_SIZE {
-            return Err(PoolError::BadSize { size: o.max_size, reason: "at least 64 KiB" });
+            return Err(PoolError::BadSize {
+                size: o.max_size,
+                reason: "at least 64 KiB",
+            });
         }
         if o.max_size > (1usize << 44) {
-            return Err(PoolError::BadSize { size: o.max_size, reason: "at most 16 TiB" });
+            return Err(PoolError::BadSize {
+                size: o.max_size,
+                reason: "at most 16 TiB",
+            });
         }
         let data_size = o.max_size.next_multiple_of(PAGE_SIZE);
         let n_pages = data_size / PAGE_SIZE;
@@ -298,11 +316,17 @@ impl Pool {
         };
         // SAFETY: plain syscall on a valid descriptor.
         if unsafe { libc::ftruncate(fd.as_raw_fd(), total as libc::off_t) } != 0 {
-            return Err(cleanup(PoolError::Io("ftruncate", io::Error::last_os_error())));
+            return Err(cleanup(PoolError::Io(
+                "ftruncate",
+                io::Error::last_os_error(),
+            )));
         }
         segment::reserve(&fd, 0, data_offset as u64).map_err(|e| {
             cleanup(if e.raw_os_error() == Some(libc::ENOSPC) {
-                PoolError::OutOfMemory { requested: data_offset, available: 0 }
+                PoolError::OutOfMemory {
+                    requested: data_offset,
+                    available: 0,
+                }
             } else {
                 PoolError::Io("fallocate", e)
             })
@@ -371,23 +395,36 @@ impl Pool {
                 PoolError::Io("shm_open", e)
             }
         })?;
-        let seg = segment::read_header(&fd).map_err(|e| PoolError::NotAPool(seg_name.to_owned(), e))?;
+        let seg =
+            segment::read_header(&fd).map_err(|e| PoolError::NotAPool(seg_name.to_owned(), e))?;
         if seg.kind != SegmentKind::Pool as u32 {
-            return Err(PoolError::NotAPool(seg_name.to_owned(), SegmentError::NotMc));
+            return Err(PoolError::NotAPool(
+                seg_name.to_owned(),
+                SegmentError::NotMc,
+            ));
         }
         if !seg.owner_alive() {
-            return Err(PoolError::OwnerDead { name: seg_name.to_owned(), pid: seg.owner_pid });
+            return Err(PoolError::OwnerDead {
+                name: seg_name.to_owned(),
+                pid: seg.owner_pid,
+            });
         }
         let mut raw = [0u8; std::mem::size_of::<PoolHeader>()];
         // SAFETY: reading into a live local buffer of its own size.
         let n = unsafe { libc::pread(fd.as_raw_fd(), raw.as_mut_ptr().cast(), raw.len(), 0) };
         if n != raw.len() as isize {
-            return Err(PoolError::NotAPool(seg_name.to_owned(), SegmentError::NotMc));
+            return Err(PoolError::NotAPool(
+                seg_name.to_owned(),
+                SegmentError::NotMc,
+            ));
         }
         let base = u64::from_ne_bytes(raw[64..72].try_into().expect("8 bytes")) as usize;
         let total = u64::from_ne_bytes(raw[72..80].try_into().expect("8 bytes")) as usize;
         if total as u64 != seg.size || base % PAGE_SIZE != 0 || base == 0 {
-            return Err(PoolError::NotAPool(seg_name.to_owned(), SegmentError::NotMc));
+            return Err(PoolError::NotAPool(
+                seg_name.to_owned(),
+                SegmentError::NotMc,
+            ));
         }
         // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping;
         // it fails (or, on old kernels, returns another address) instead.
@@ -404,16 +441,31 @@ impl Pool {
         if p == libc::MAP_FAILED {
             let e = io::Error::last_os_error();
             if e.raw_os_error() == Some(libc::EEXIST) {
-                return Err(PoolError::AddressInUse { name: seg_name.to_owned(), addr: base, size: total });
+                return Err(PoolError::AddressInUse {
+                    name: seg_name.to_owned(),
+                    addr: base,
+                    size: total,
+                });
             }
             return Err(PoolError::Io("mmap", e));
         }
         if p as usize != base {
             // SAFETY: unmapping the range this call just mapped.
             unsafe { libc::munmap(p, total) };
-            return Err(PoolError::AddressInUse { name: seg_name.to_owned(), addr: base, size: total });
+            return Err(PoolError::AddressInUse {
+                name: seg_name.to_owned(),
+                addr: base,
+                size: total,
+            });
         }
-        let inner = Arc::new(PoolInner { name: seg_name.to_owned(), fd, base, total, creator: None, keep: std::sync::atomic::AtomicBool::new(true) });
+        let inner = Arc::new(PoolInner {
+            name: seg_name.to_owned(),
+            fd,
+            base,
+            total,
+            creator: None,
+            keep: std::sync::atomic::AtomicBool::new(true),
+        });
         register(&inner);
         Ok(Pool { inner })
     }
@@ -449,7 +501,9 @@ impl Pool {
 
     /// A serde-able descriptor naming this pool.
     pub fn descr(&self) -> PoolDescr {
-        PoolDescr { name: self.inner.name.clone() }
+        PoolDescr {
+            name: self.inner.name.clone(),
+        }
     }
 
     fn header(&self) -> &PoolHeader {
@@ -466,7 +520,10 @@ impl Pool {
     pub fn contains(&self, addr: usize, len: usize) -> bool {
         let h = self.header();
         let start = self.inner.base + h.data_offset as usize;
-        addr >= start && addr.checked_add(len).is_some_and(|e| e <= self.inner.base + self.inner.total)
+        addr >= start
+            && addr
+                .checked_add(len)
+                .is_some_and(|e| e <= self.inner.base + self.inner.total)
     }
 
     /// Whether `addr..addr+len` lies inside memory of this pool that is
@@ -513,7 +570,12 @@ impl Pool {
         let h = self.header();
         let first = {
             h.lock.write(None).map_err(PoolError::Lock)?;
-            let r = find_run(self.bitmap(), h.n_pages as usize, n, h.hint.load(Ordering::Relaxed) as usize);
+            let r = find_run(
+                self.bitmap(),
+                h.n_pages as usize,
+                n,
+                h.hint.load(Ordering::Relaxed) as usize,
+            );
             if let Some(first) = r {
                 set_run(self.bitmap(), first, n, true);
                 h.used_pages.fetch_add(n as u64, Ordering::Relaxed);
@@ -524,7 +586,10 @@ impl Pool {
             r
         };
         let Some(first) = first else {
-            return Err(PoolError::OutOfMemory { requested: n * PAGE_SIZE, available: self.stats().free });
+            return Err(PoolError::OutOfMemory {
+                requested: n * PAGE_SIZE,
+                available: self.stats().free,
+            });
         };
         let offset = h.data_offset + (first * PAGE_SIZE) as u64;
         let end = offset + (n * PAGE_SIZE) as u64;
@@ -547,7 +612,8 @@ impl Pool {
             Ok(()) => {}
             Err(_) if target > end => {
                 // The rounded-up range does not fit: try exactly what is needed.
-                segment::reserve(&self.inner.fd, from, end - from).map_err(|e| self.commit_error(e, end - from))?;
+                segment::reserve(&self.inner.fd, from, end - from)
+                    .map_err(|e| self.commit_error(e, end - from))?;
                 h.committed.fetch_max(end, Ordering::AcqRel);
                 return Ok(());
             }
@@ -559,7 +625,10 @@ impl Pool {
 
     fn commit_error(&self, e: io::Error, len: u64) -> PoolError {
         if e.raw_os_error() == Some(libc::ENOSPC) || e.raw_os_error() == Some(libc::ENOMEM) {
-            PoolError::OutOfMemory { requested: len as usize, available: self.stats().free }
+            PoolError::OutOfMemory {
+                requested: len as usize,
+                available: self.stats().free,
+            }
         } else {
             PoolError::Io("fallocate", e)
         }
@@ -585,7 +654,10 @@ impl Pool {
 
     pub(crate) fn root_heap(&self) -> (usize, u64) {
         let h = self.header();
-        (h.root_heap.load(Ordering::Acquire) as usize, h.root_fingerprint.load(Ordering::Acquire))
+        (
+            h.root_heap.load(Ordering::Acquire) as usize,
+            h.root_fingerprint.load(Ordering::Acquire),
+        )
     }
 
     pub(crate) fn set_root_heap(&self, addr: usize, fingerprint: u64) {
@@ -603,7 +675,9 @@ fn register(inner: &Arc<PoolInner>) {
 
 fn lookup(name: &str) -> Option<Arc<PoolInner>> {
     let reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
-    reg.iter().filter_map(Weak::upgrade).find(|p| p.name == name)
+    reg.iter()
+        .filter_map(Weak::upgrade)
+        .find(|p| p.name == name)
 }
 
 /// Finds a run of `n` clear bits, searching from `hint` and wrapping.
@@ -706,6 +780,9 @@ mod tests {
     fn bad_sizes_and_names() {
         assert!(matches!(Pool::create(100), Err(PoolError::BadSize { .. })));
         assert!(Pool::create_named("a/b", 1 << 20).is_err());
-        assert!(matches!(Pool::attach("no-such-pool-here"), Err(PoolError::NotFound(_))));
+        assert!(matches!(
+            Pool::attach("no-such-pool-here"),
+            Err(PoolError::NotFound(_))
+        ));
     }
 }

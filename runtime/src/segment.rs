@@ -110,7 +110,10 @@ impl SegmentHeader {
             return Err(SegmentError::NotMc);
         }
         if self.version != FORMAT_VERSION {
-            return Err(SegmentError::Version { found: self.version, expected: FORMAT_VERSION });
+            return Err(SegmentError::Version {
+                found: self.version,
+                expected: FORMAT_VERSION,
+            });
         }
         SegmentKind::from_u32(self.kind).ok_or(SegmentError::NotMc)
     }
@@ -190,7 +193,9 @@ pub fn process_alive(pid: u32, start: u64) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return false;
     };
-    let Some(close) = stat.rfind(')') else { return false };
+    let Some(close) = stat.rfind(')') else {
+        return false;
+    };
     let mut fields = stat[close + 2..].split_whitespace();
     let state = fields.next().unwrap_or("X");
     if state == "Z" || state == "X" {
@@ -203,8 +208,12 @@ pub fn process_alive(pid: u32, start: u64) -> bool {
 }
 
 fn c_name(name: &str) -> io::Result<CString> {
-    CString::new(format!("/{name}"))
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "segment name contains a NUL byte"))
+    CString::new(format!("/{name}")).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "segment name contains a NUL byte",
+        )
+    })
 }
 
 /// Creates a new shared memory object, mode 0600; fails if it exists.
@@ -212,7 +221,11 @@ pub fn shm_create(name: &str) -> io::Result<OwnedFd> {
     let c = c_name(name)?;
     // SAFETY: `c` is a valid NUL-terminated string.
     let fd = unsafe {
-        libc::shm_open(c.as_ptr(), libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC, 0o600)
+        libc::shm_open(
+            c.as_ptr(),
+            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
+            0o600,
+        )
     };
     if fd < 0 {
         return Err(io::Error::last_os_error());
@@ -252,7 +265,9 @@ pub fn shm_unlink(name: &str) -> io::Result<()> {
 pub fn reserve(fd: &OwnedFd, offset: u64, len: u64) -> io::Result<()> {
     loop {
         // SAFETY: plain syscall on a valid descriptor.
-        let r = unsafe { libc::fallocate(fd.as_raw_fd(), 0, offset as libc::off_t, len as libc::off_t) };
+        let r = unsafe {
+            libc::fallocate(fd.as_raw_fd(), 0, offset as libc::off_t, len as libc::off_t)
+        };
         if r == 0 {
             return Ok(());
         }
@@ -346,7 +361,12 @@ pub fn fresh_name(kind: SegmentKind) -> String {
     let mut r = 0u64;
     // SAFETY: writes at most 8 bytes into a live local.
     unsafe { libc::getrandom((&mut r as *mut u64).cast(), 8, libc::GRND_NONBLOCK) };
-    format!("{NAME_PREFIX}{}.{}.{n}.{:08x}", kind.name(), std::process::id(), r as u32)
+    format!(
+        "{NAME_PREFIX}{}.{}.{n}.{:08x}",
+        kind.name(),
+        std::process::id(),
+        r as u32
+    )
 }
 
 #[cfg(test)]

@@ -157,7 +157,14 @@ impl AllocState {
     unsafe fn link_chunk(&mut self, addr: usize, size: usize) {
         let c = addr as *mut ChunkHeader;
         // SAFETY: the chunk's first bytes are ours (contract).
-        unsafe { c.write(ChunkHeader { magic: CHUNK_MAGIC, next: self.chunks, size, top: addr + CHUNK_HDR }) };
+        unsafe {
+            c.write(ChunkHeader {
+                magic: CHUNK_MAGIC,
+                next: self.chunks,
+                size,
+                top: addr + CHUNK_HDR,
+            })
+        };
         self.chunks = addr;
         self.n_chunks += 1;
         self.chunk_bytes += size;
@@ -185,11 +192,21 @@ impl AllocState {
     }
 
     /// Allocates a value of `layout`; returns its address.
-    pub(crate) fn alloc(&mut self, layout: Layout, src: &mut dyn ChunkSource) -> Result<usize, CopyError> {
+    pub(crate) fn alloc(
+        &mut self,
+        layout: Layout,
+        src: &mut dyn ChunkSource,
+    ) -> Result<usize, CopyError> {
         let align = layout.align().max(8);
-        let body = layout.size().checked_next_multiple_of(8).ok_or(CopyError::Overflow)?;
+        let body = layout
+            .size()
+            .checked_next_multiple_of(8)
+            .ok_or(CopyError::Overflow)?;
         let slack = align - 8;
-        let need = body.checked_add(8 + slack).ok_or(CopyError::Overflow)?.max(16);
+        let need = body
+            .checked_add(8 + slack)
+            .ok_or(CopyError::Overflow)?
+            .max(16);
         let block = self.alloc_block(need, src)?;
         let mut start = block;
         if slack > 0 {
@@ -287,7 +304,11 @@ impl AllocState {
         unsafe {
             write_hdr(b, size as u64 | FREE);
             if size >= 16 {
-                let list = if size <= SMALL_MAX { &mut self.small[size / 8] } else { &mut self.large };
+                let list = if size <= SMALL_MAX {
+                    &mut self.small[size / 8]
+                } else {
+                    &mut self.large
+                };
                 *((b + 8) as *mut usize) = *list;
                 *list = b;
             }
@@ -366,7 +387,10 @@ impl AllocState {
                 while b < c.top {
                     let h = read_hdr(b);
                     let size = (h & !FLAGS) as usize;
-                    debug_assert!(size >= 8 && b + size <= c.top, "corrupt heap block at {b:#x}");
+                    debug_assert!(
+                        size >= 8 && b + size <= c.top,
+                        "corrupt heap block at {b:#x}"
+                    );
                     if size < 8 || b + size > c.top {
                         break;
                     }
@@ -532,7 +556,13 @@ pub(crate) mod tests {
 
     impl VecSource {
         pub(crate) fn new(bytes: usize) -> Self {
-            VecSource { buf: vec![0; bytes / 8], next: 0, free: Vec::new(), out: 0, limit: bytes }
+            VecSource {
+                buf: vec![0; bytes / 8],
+                next: 0,
+                free: Vec::new(),
+                out: 0,
+                limit: bytes,
+            }
         }
         pub(crate) fn range(&self) -> (usize, usize) {
             let lo = self.buf.as_ptr() as usize;
@@ -568,11 +598,17 @@ pub(crate) mod tests {
 
     impl TestHeap {
         pub(crate) fn new(bytes: usize, chunk: usize) -> Self {
-            TestHeap { src: VecSource::new(bytes), st: AllocState::new(chunk) }
+            TestHeap {
+                src: VecSource::new(bytes),
+                st: AllocState::new(chunk),
+            }
         }
 
         pub(crate) fn put<T: Shared>(&mut self, v: &T) -> Result<usize, CopyError> {
-            let mut w = HeapWriter { state: &mut self.st, src: &mut self.src };
+            let mut w = HeapWriter {
+                state: &mut self.st,
+                src: &mut self.src,
+            };
             // SAFETY: the representation is written into the heap at once.
             let mut wr = unsafe { Writer::new(&mut w) };
             let r = v.to_repr(&mut wr)?;
@@ -621,7 +657,11 @@ pub(crate) mod tests {
         }
         h.gc::<Vec<String>>(&[keep]);
         assert_eq!(h.get::<Vec<String>>(keep), vec!["keep".to_string(); 10]);
-        assert!(h.src.out <= 2 * 64 * 1024, "{} bytes of chunks out", h.src.out);
+        assert!(
+            h.src.out <= 2 * 64 * 1024,
+            "{} bytes of chunks out",
+            h.src.out
+        );
     }
 
     #[test]

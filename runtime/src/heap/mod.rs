@@ -123,7 +123,10 @@ pub enum HeapError {
 impl fmt::Display for HeapError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            HeapError::OutOfMemory { requested, available } => write!(
+            HeapError::OutOfMemory {
+                requested,
+                available,
+            } => write!(
                 f,
                 "out of pool memory: the heap needs {requested} more bytes, the pool has \
                  {available} free (make the pool larger)"
@@ -149,7 +152,10 @@ impl fmt::Display for HeapError {
             HeapError::Destroyed => write!(f, "the heap was destroyed"),
             HeapError::NoRootHeap => write!(f, "the pool has no root heap"),
             HeapError::TooManyPins => {
-                write!(f, "too many values pinned at once ({N_PINS}): drop some pin guards")
+                write!(
+                    f,
+                    "too many values pinned at once ({N_PINS}): drop some pin guards"
+                )
             }
             HeapError::Lock(e) => write!(f, "heap lock: {e}"),
         }
@@ -169,7 +175,13 @@ impl std::error::Error for HeapError {
 impl From<PoolError> for HeapError {
     fn from(e: PoolError) -> Self {
         match e {
-            PoolError::OutOfMemory { requested, available } => HeapError::OutOfMemory { requested, available },
+            PoolError::OutOfMemory {
+                requested,
+                available,
+            } => HeapError::OutOfMemory {
+                requested,
+                available,
+            },
             e => HeapError::Pool(e),
         }
     }
@@ -208,7 +220,9 @@ pub struct HeapOptions {
 
 impl Default for HeapOptions {
     fn default() -> Self {
-        HeapOptions { chunk_size: DEFAULT_CHUNK_SIZE }
+        HeapOptions {
+            chunk_size: DEFAULT_CHUNK_SIZE,
+        }
     }
 }
 
@@ -260,7 +274,12 @@ pub struct Heap<T: Shared> {
 
 impl<T: Shared> Clone for Heap<T> {
     fn clone(&self) -> Self {
-        Heap { pool: self.pool.clone(), hdr: self.hdr, id: self.id, _t: PhantomData }
+        Heap {
+            pool: self.pool.clone(),
+            hdr: self.hdr,
+            id: self.id,
+            _t: PhantomData,
+        }
     }
 }
 
@@ -297,13 +316,22 @@ pub struct HeapDescr<T: Shared> {
 
 impl<T: Shared> Clone for HeapDescr<T> {
     fn clone(&self) -> Self {
-        HeapDescr { pool: self.pool.clone(), addr: self.addr, id: self.id, fingerprint: self.fingerprint, _t: PhantomData }
+        HeapDescr {
+            pool: self.pool.clone(),
+            addr: self.addr,
+            id: self.id,
+            fingerprint: self.fingerprint,
+            _t: PhantomData,
+        }
     }
 }
 
 impl<T: Shared> fmt::Debug for HeapDescr<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HeapDescr").field("pool", &self.pool).field("addr", &format_args!("{:#x}", self.addr)).finish()
+        f.debug_struct("HeapDescr")
+            .field("pool", &self.pool)
+            .field("addr", &format_args!("{:#x}", self.addr))
+            .finish()
     }
 }
 
@@ -343,7 +371,9 @@ impl<T: Shared> Heap<T> {
     /// Creates a heap with options.
     pub fn create_with(pool: &Pool, value: &T, opts: HeapOptions) -> Result<Heap<T>, HeapError> {
         let hdr_size = size_of::<HeapHeader>().next_multiple_of(64);
-        let home = opts.chunk_size.max((hdr_size + 4096).next_multiple_of(PAGE_SIZE));
+        let home = opts
+            .chunk_size
+            .max((hdr_size + 4096).next_multiple_of(PAGE_SIZE));
         let addr = pool.alloc_pages(home)?;
         let header = HeapHeader {
             magic: AtomicU64::new(HEAP_MAGIC),
@@ -362,14 +392,23 @@ impl<T: Shared> Heap<T> {
         // than the header; the home chunk follows the header inside it.
         unsafe {
             (addr as *mut HeapHeader).write(header);
-            (*(*(addr as *const HeapHeader)).alloc.get()).adopt_home(addr + hdr_size, home - hdr_size);
+            (*(*(addr as *const HeapHeader)).alloc.get())
+                .adopt_home(addr + hdr_size, home - hdr_size);
         }
-        let heap = Heap { pool: pool.clone(), hdr: addr, id: (unsafe_header(addr)).id, _t: PhantomData };
+        let heap = Heap {
+            pool: pool.clone(),
+            hdr: addr,
+            id: (unsafe_header(addr)).id,
+            _t: PhantomData,
+        };
         let root = {
             let h = heap.header();
             // SAFETY: nobody else knows the heap yet: exclusive access.
             let state = unsafe { &mut *h.alloc.get() };
-            let mut src = PoolSource { pool, last_error: None };
+            let mut src = PoolSource {
+                pool,
+                last_error: None,
+            };
             let r = write_boxed(value, state, &mut src);
             r.map_err(|e| heap_error(e, src.last_error))
         };
@@ -391,7 +430,10 @@ impl<T: Shared> Heap<T> {
             return Err(HeapError::NotAHeap);
         }
         if descr.fingerprint != T::FINGERPRINT {
-            return Err(HeapError::WrongType { expected: T::FINGERPRINT, found: descr.fingerprint });
+            return Err(HeapError::WrongType {
+                expected: T::FINGERPRINT,
+                found: descr.fingerprint,
+            });
         }
         Heap::open_at(pool, descr.addr as usize, Some(descr.id))
     }
@@ -402,15 +444,27 @@ impl<T: Shared> Heap<T> {
         }
         let h = unsafe_header(addr);
         if h.magic.load(Ordering::Acquire) != HEAP_MAGIC {
-            return Err(if id.is_some() { HeapError::Destroyed } else { HeapError::NotAHeap });
+            return Err(if id.is_some() {
+                HeapError::Destroyed
+            } else {
+                HeapError::NotAHeap
+            });
         }
         if id.is_some_and(|id| id != h.id) {
             return Err(HeapError::Destroyed);
         }
         if h.fingerprint != T::FINGERPRINT {
-            return Err(HeapError::WrongType { expected: T::FINGERPRINT, found: h.fingerprint });
+            return Err(HeapError::WrongType {
+                expected: T::FINGERPRINT,
+                found: h.fingerprint,
+            });
         }
-        Ok(Heap { pool: pool.clone(), hdr: addr, id: h.id, _t: PhantomData })
+        Ok(Heap {
+            pool: pool.clone(),
+            hdr: addr,
+            id: h.id,
+            _t: PhantomData,
+        })
     }
 
     /// Makes this heap the pool's root heap, which other processes find
@@ -427,7 +481,10 @@ impl<T: Shared> Heap<T> {
             return Err(HeapError::NoRootHeap);
         }
         if fp != T::FINGERPRINT {
-            return Err(HeapError::WrongType { expected: T::FINGERPRINT, found: fp });
+            return Err(HeapError::WrongType {
+                expected: T::FINGERPRINT,
+                found: fp,
+            });
         }
         Heap::open_at(pool, addr, None)
     }
@@ -507,7 +564,11 @@ impl<T: Shared> Heap<T> {
         let h = self.lock_shared()?;
         hold(self.hdr);
         let root = h.root.load(Ordering::Acquire);
-        Ok(ReadGuard { heap: self, root, _t: PhantomData })
+        Ok(ReadGuard {
+            heap: self,
+            root,
+            _t: PhantomData,
+        })
     }
 
     /// Pins the current root value: the guard reads it without holding the
@@ -520,7 +581,12 @@ impl<T: Shared> Heap<T> {
         // SAFETY: taken in `lock_shared`.
         unsafe { h.lock.unlock_read() };
         let slot = r.ok_or(HeapError::TooManyPins)?;
-        Ok(PinGuard { heap: self, root, slot, _t: PhantomData })
+        Ok(PinGuard {
+            heap: self,
+            root,
+            slot,
+            _t: PhantomData,
+        })
     }
 
     /// Copies the root value out.
@@ -535,21 +601,32 @@ impl<T: Shared> Heap<T> {
     ///
     /// Fails with [`HeapError::Reentrant`] when called inside another
     /// modification or while this thread holds a guard of this heap.
-    pub fn modify<R>(&self, f: impl FnOnce(&Mutator<'_>, Pin<&mut T::Repr>) -> R) -> Result<R, HeapError> {
+    pub fn modify<R>(
+        &self,
+        f: impl FnOnce(&Mutator<'_>, Pin<&mut T::Repr>) -> R,
+    ) -> Result<R, HeapError> {
         let h = self.lock_exclusive()?;
         let _lock = WriteLock::new(self.hdr, h);
         h.dirty.store(1, Ordering::Release);
-        let mut src = PoolSource { pool: &self.pool, last_error: None };
+        let mut src = PoolSource {
+            pool: &self.pool,
+            last_error: None,
+        };
         // A pinned root is never changed in place: work on a copy.
         let mut root = h.root.load(Ordering::Acquire);
         if pinned(&h.pins, root) {
             // SAFETY: exclusive lock held; `root` is a live `T::Repr`.
             let state = unsafe { &mut *h.alloc.get() };
-            let copy = write_boxed_repr::<T>(unsafe { &*(root as *const T::Repr) }, state, &mut src);
+            let copy =
+                write_boxed_repr::<T>(unsafe { &*(root as *const T::Repr) }, state, &mut src);
             root = copy.map_err(|e| heap_error(e, src.last_error.take()))?;
             h.root.store(root, Ordering::Release);
         }
-        let m = Mutator { pool: &self.pool, h, _not_sync: PhantomData };
+        let m = Mutator {
+            pool: &self.pool,
+            h,
+            _not_sync: PhantomData,
+        };
         // SAFETY: the root value lives in the heap, is not pinned by anyone
         // (checked above, and new pins wait for the lock), and this thread
         // has the only exclusive access (lock + no nested modification).
@@ -572,10 +649,14 @@ impl<T: Shared> Heap<T> {
         let h = self.lock_exclusive()?;
         let _lock = WriteLock::new(self.hdr, h);
         h.dirty.store(1, Ordering::Release);
-        let mut src = PoolSource { pool: &self.pool, last_error: None };
+        let mut src = PoolSource {
+            pool: &self.pool,
+            last_error: None,
+        };
         // SAFETY: exclusive lock held.
         let state = unsafe { &mut *h.alloc.get() };
-        let root = write_boxed(value, state, &mut src).map_err(|e| heap_error(e, src.last_error.take()))?;
+        let root = write_boxed(value, state, &mut src)
+            .map_err(|e| heap_error(e, src.last_error.take()))?;
         h.root.store(root, Ordering::Release);
         if state.gc_due() {
             self.collect(h);
@@ -597,7 +678,10 @@ impl<T: Shared> Heap<T> {
     /// Mark & sweep. The exclusive lock must be held.
     fn collect(&self, h: &HeapHeader) {
         let start = Instant::now();
-        let mut marker = Marker { lo: self.pool.base(), hi: self.pool.base() + self.pool.mapped_size() };
+        let mut marker = Marker {
+            lo: self.pool.base(),
+            hi: self.pool.base() + self.pool.mapped_size(),
+        };
         {
             // SAFETY: the root and every pinned value are live `T::Repr`s of
             // this heap, whose pointers lead only into this heap.
@@ -613,7 +697,10 @@ impl<T: Shared> Heap<T> {
         }
         // SAFETY: exclusive lock held; everything reachable was marked.
         let state = unsafe { &mut *h.alloc.get() };
-        let mut src = PoolSource { pool: &self.pool, last_error: None };
+        let mut src = PoolSource {
+            pool: &self.pool,
+            last_error: None,
+        };
         // SAFETY: marking is complete; unmarked blocks are unreachable.
         unsafe { state.sweep(&mut src) };
         state.last_gc_nanos = start.elapsed().as_nanos() as u64;
@@ -624,7 +711,11 @@ impl<T: Shared> Heap<T> {
         let h = self.lock_shared()?;
         // SAFETY: shared lock held: no writer changes the allocator.
         let s = unsafe { &*h.alloc.get() }.stats();
-        let pinned = h.pins.iter().filter(|p| p.load(Ordering::Relaxed) & PIN_COUNT_MASK != 0).count();
+        let pinned = h
+            .pins
+            .iter()
+            .filter(|p| p.load(Ordering::Relaxed) & PIN_COUNT_MASK != 0)
+            .count();
         let owner_deaths = h.owner_deaths.load(Ordering::Relaxed);
         // SAFETY: taken in `lock_shared`.
         unsafe { h.lock.unlock_read() };
@@ -665,7 +756,10 @@ impl<T: Shared> Heap<T> {
         if self.pool.root_heap().0 == self.hdr {
             self.pool.set_root_heap(0, 0);
         }
-        let mut src = PoolSource { pool: &self.pool, last_error: None };
+        let mut src = PoolSource {
+            pool: &self.pool,
+            last_error: None,
+        };
         // SAFETY: the heap is unreachable (magic cleared or never published).
         unsafe { (*h.alloc.get()).release_all(&mut src) };
         h.magic.store(0, Ordering::Release);
@@ -683,12 +777,19 @@ fn unsafe_header<'a>(addr: usize) -> &'a HeapHeader {
 fn heap_error(e: CopyError, pool: Option<PoolError>) -> HeapError {
     match (e, pool) {
         (_, Some(p)) => p.into(),
-        (CopyError::OutOfSpace { requested }, None) => HeapError::OutOfMemory { requested, available: 0 },
+        (CopyError::OutOfSpace { requested }, None) => HeapError::OutOfMemory {
+            requested,
+            available: 0,
+        },
         (CopyError::Overflow, None) => HeapError::TooLarge,
     }
 }
 
-fn write_boxed<T: Shared>(value: &T, state: &mut AllocState, src: &mut PoolSource<'_>) -> Result<usize, CopyError> {
+fn write_boxed<T: Shared>(
+    value: &T,
+    state: &mut AllocState,
+    src: &mut PoolSource<'_>,
+) -> Result<usize, CopyError> {
     let mut w = HeapWriter { state, src };
     // SAFETY: the representation is written into the heap at once.
     let mut wr = unsafe { Writer::new(&mut w) };
@@ -731,15 +832,22 @@ fn pin_add(pins: &[AtomicU64; N_PINS], addr: usize) -> Option<usize> {
         let mut retry = false;
         for (i, p) in pins.iter().enumerate() {
             let v = p.load(Ordering::Acquire);
-            if v >> PIN_COUNT_BITS == key && v & PIN_COUNT_MASK != 0 && v & PIN_COUNT_MASK < PIN_COUNT_MASK {
-                if p.compare_exchange(v, v + 1, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            if v >> PIN_COUNT_BITS == key
+                && v & PIN_COUNT_MASK != 0
+                && v & PIN_COUNT_MASK < PIN_COUNT_MASK
+            {
+                if p.compare_exchange(v, v + 1, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
                     return Some(i);
                 }
                 retry = true;
             }
         }
         for (i, p) in pins.iter().enumerate() {
-            if p.compare_exchange(0, pack(addr, 1), Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            if p.compare_exchange(0, pack(addr, 1), Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
                 return Some(i);
             }
         }
@@ -870,12 +978,21 @@ pub struct Mutator<'h> {
 }
 
 impl<'h> Mutator<'h> {
-    fn write<R>(&self, f: impl FnOnce(&mut Writer<'_>) -> Result<R, CopyError>) -> Result<R, HeapError> {
+    fn write<R>(
+        &self,
+        f: impl FnOnce(&mut Writer<'_>) -> Result<R, CopyError>,
+    ) -> Result<R, HeapError> {
         // SAFETY: the exclusive lock is held for the mutator's life and no
         // other mutator call is running (calls do not nest).
         let state = unsafe { &mut *self.h.alloc.get() };
-        let mut src = PoolSource { pool: self.pool, last_error: None };
-        let mut w = HeapWriter { state, src: &mut src };
+        let mut src = PoolSource {
+            pool: self.pool,
+            last_error: None,
+        };
+        let mut w = HeapWriter {
+            state,
+            src: &mut src,
+        };
         // SAFETY: every representation made with this writer is written
         // into this heap by the callers below.
         let mut wr = unsafe { Writer::new(&mut w) };
@@ -899,7 +1016,11 @@ impl<'h> Mutator<'h> {
 
     /// Replaces the value at `place` with a deep copy of a shared value
     /// (from this heap, another heap or a camlbox).
-    pub fn set_from<V: Shared>(&self, place: Pin<&mut V::Repr>, src: &V::Repr) -> Result<(), HeapError> {
+    pub fn set_from<V: Shared>(
+        &self,
+        place: Pin<&mut V::Repr>,
+        src: &V::Repr,
+    ) -> Result<(), HeapError> {
         let r = self.write(|w| V::repr_to_repr(src, w))?;
         set_pinned(place, r);
         Ok(())
@@ -932,7 +1053,11 @@ impl<'h> Mutator<'h> {
 
     /// Appends a copy of `value` to a vector of the heap (amortised O(1):
     /// the array is reallocated with twice the room when full).
-    pub fn push<V: Shared>(&self, vec: Pin<&mut SVec<V::Repr>>, value: &V) -> Result<(), HeapError> {
+    pub fn push<V: Shared>(
+        &self,
+        vec: Pin<&mut SVec<V::Repr>>,
+        value: &V,
+    ) -> Result<(), HeapError> {
         let (ptr, len, cap) = vec.raw_parts();
         let r = self.write(|w| value.to_repr(w))?;
         if len < cap {

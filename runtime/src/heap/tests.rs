@@ -7,7 +7,11 @@ fn pool() -> Pool {
 #[test]
 fn create_read_copy() {
     let pool = pool();
-    let v = (String::from("hello"), vec![1u64, 2, 3], Some(Box::new(7i32)));
+    let v = (
+        String::from("hello"),
+        vec![1u64, 2, 3],
+        Some(Box::new(7i32)),
+    );
     let heap = Heap::create(&pool, &v).unwrap();
     {
         let g = heap.read().unwrap();
@@ -36,7 +40,10 @@ fn modify_in_place_and_gc() {
     heap.gc().unwrap();
     let st = heap.stats().unwrap();
     assert!(st.live_bytes < 256, "{st:?}");
-    assert_eq!(heap.copy().unwrap(), ("value number 9999".to_string(), 9999));
+    assert_eq!(
+        heap.copy().unwrap(),
+        ("value number 9999".to_string(), 9999)
+    );
 }
 
 #[test]
@@ -62,7 +69,9 @@ fn pins_keep_old_values() {
     let heap = Heap::create(&pool, &vec![String::from("old"); 3]).unwrap();
     let p = heap.pin().unwrap();
     heap.assign(&vec![String::from("new")]).unwrap();
-    heap.modify(|m, root| m.push(root, &String::from("more"))).unwrap().unwrap();
+    heap.modify(|m, root| m.push(root, &String::from("more")))
+        .unwrap()
+        .unwrap();
     for _ in 0..3 {
         heap.gc().unwrap();
     }
@@ -70,10 +79,15 @@ fn pins_keep_old_values() {
     assert!(p.iter().all(|s| s == "old"));
     assert_eq!(heap.stats().unwrap().pinned, 1);
     drop(p);
-    assert_eq!(heap.copy().unwrap(), vec!["new".to_string(), "more".to_string()]);
+    assert_eq!(
+        heap.copy().unwrap(),
+        vec!["new".to_string(), "more".to_string()]
+    );
     // A modification while the current value is pinned works on a copy.
     let p = heap.pin().unwrap();
-    heap.modify(|m, root| m.set_str(root.get_pin(0).unwrap(), "changed")).unwrap().unwrap();
+    heap.modify(|m, root| m.set_str(root.get_pin(0).unwrap(), "changed"))
+        .unwrap()
+        .unwrap();
     assert_eq!(p[0], "new");
     drop(p);
     assert_eq!(heap.copy().unwrap()[0], "changed");
@@ -108,12 +122,21 @@ fn descriptors_types_and_destroy() {
     let again = d.open().unwrap();
     assert_eq!(again.copy().unwrap(), "x");
     heap.set_pool_root();
-    assert_eq!(Heap::<String>::open_root(&pool).unwrap().copy().unwrap(), "x");
-    assert!(matches!(Heap::<u64>::open_root(&pool), Err(HeapError::WrongType { .. })));
+    assert_eq!(
+        Heap::<String>::open_root(&pool).unwrap().copy().unwrap(),
+        "x"
+    );
+    assert!(matches!(
+        Heap::<u64>::open_root(&pool),
+        Err(HeapError::WrongType { .. })
+    ));
     heap.destroy().unwrap();
     assert!(matches!(again.copy(), Err(HeapError::Destroyed)));
     assert!(matches!(d.open(), Err(HeapError::Destroyed)));
-    assert!(matches!(Heap::<String>::open_root(&pool), Err(HeapError::NoRootHeap)));
+    assert!(matches!(
+        Heap::<String>::open_root(&pool),
+        Err(HeapError::NoRootHeap)
+    ));
     assert_eq!(pool.stats().used, 0);
 }
 

@@ -44,7 +44,23 @@ macro_rules! pod {
     )*};
 }
 
-pod!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64, ());
+pod!(
+    u8,
+    u16,
+    u32,
+    u64,
+    u128,
+    usize,
+    i8,
+    i16,
+    i32,
+    i64,
+    i128,
+    isize,
+    f32,
+    f64,
+    ()
+);
 
 // SAFETY: `bool` has no pointers; `validate` checks the byte.
 unsafe impl Shared for bool {
@@ -129,7 +145,11 @@ impl SString {
     }
 
     pub(crate) fn empty() -> Self {
-        SString { ptr: 0, len: 0, _anchor: ANCHORED }
+        SString {
+            ptr: 0,
+            len: 0,
+            _anchor: ANCHORED,
+        }
     }
 
     pub(crate) fn write(s: &str, w: &mut Writer<'_>) -> Result<SString, CopyError> {
@@ -139,7 +159,11 @@ impl SString {
         let (p, addr) = w.alloc_array::<u8>(s.len())?;
         // SAFETY: `p` is fresh memory for `s.len()` bytes.
         unsafe { ptr::copy_nonoverlapping(s.as_ptr(), p.as_ptr(), s.len()) };
-        Ok(SString { ptr: addr, len: s.len(), _anchor: ANCHORED })
+        Ok(SString {
+            ptr: addr,
+            len: s.len(),
+            _anchor: ANCHORED,
+        })
     }
 }
 
@@ -218,7 +242,12 @@ unsafe impl Shared for String {
     unsafe fn validate(src: *const SString, v: &mut Validator<'_>) -> Result<(), Invalid> {
         // SAFETY: the caller guarantees `src` is readable for an `SString`;
         // its fields are plain integers, valid for any bytes.
-        let (p, len) = unsafe { (ptr::read(ptr::addr_of!((*src).ptr)), ptr::read(ptr::addr_of!((*src).len))) };
+        let (p, len) = unsafe {
+            (
+                ptr::read(ptr::addr_of!((*src).ptr)),
+                ptr::read(ptr::addr_of!((*src).len)),
+            )
+        };
         if len == 0 {
             return Ok(());
         }
@@ -322,7 +351,13 @@ impl<R> SVec<R> {
     /// The parts must describe an allocation of `cap` elements at `ptr`
     /// (target address) whose first `len` are initialised.
     pub(crate) unsafe fn from_raw_parts(ptr: usize, len: usize, cap: usize) -> Self {
-        SVec { ptr, len, cap, _elem: PhantomData, _anchor: ANCHORED }
+        SVec {
+            ptr,
+            len,
+            cap,
+            _elem: PhantomData,
+            _anchor: ANCHORED,
+        }
     }
 
     /// # Safety
@@ -366,7 +401,11 @@ fn write_slice<T: Shared>(src: &[T], w: &mut Writer<'_>) -> Result<SVec<T::Repr>
         // SAFETY: for POD types `Repr` is `Self` (same size), so the `n`
         // source elements are exactly the bytes of the destination.
         unsafe {
-            ptr::copy_nonoverlapping(src.as_ptr() as *const u8, p.as_ptr() as *mut u8, std::mem::size_of_val(src))
+            ptr::copy_nonoverlapping(
+                src.as_ptr() as *const u8,
+                p.as_ptr() as *mut u8,
+                std::mem::size_of_val(src),
+            )
         };
     } else {
         for (i, x) in src.iter().enumerate() {
@@ -379,7 +418,10 @@ fn write_slice<T: Shared>(src: &[T], w: &mut Writer<'_>) -> Result<SVec<T::Repr>
     Ok(unsafe { SVec::from_raw_parts(addr, n, n) })
 }
 
-fn write_repr_slice<T: Shared>(src: &[T::Repr], w: &mut Writer<'_>) -> Result<SVec<T::Repr>, CopyError> {
+fn write_repr_slice<T: Shared>(
+    src: &[T::Repr],
+    w: &mut Writer<'_>,
+) -> Result<SVec<T::Repr>, CopyError> {
     let n = src.len();
     if n == 0 {
         // SAFETY: an empty vector owns no allocation.
@@ -419,7 +461,11 @@ fn read_slice<T: Shared>(src: &[T::Repr]) -> Vec<T> {
 ///
 /// `p` must be readable for `n` elements, inside the validator's region
 /// (already checked).
-unsafe fn validate_elems<T: Shared>(p: usize, n: usize, v: &mut Validator<'_>) -> Result<(), Invalid> {
+unsafe fn validate_elems<T: Shared>(
+    p: usize,
+    n: usize,
+    v: &mut Validator<'_>,
+) -> Result<(), Invalid> {
     if T::IS_POD || n == 0 {
         return Ok(());
     }
@@ -454,7 +500,12 @@ unsafe impl<T: Shared> Shared for Vec<T> {
     }
     unsafe fn validate(src: *const Self::Repr, v: &mut Validator<'_>) -> Result<(), Invalid> {
         // SAFETY: `src` is readable (caller); the fields are integers.
-        let (p, len) = unsafe { (ptr::read(ptr::addr_of!((*src).ptr)), ptr::read(ptr::addr_of!((*src).len))) };
+        let (p, len) = unsafe {
+            (
+                ptr::read(ptr::addr_of!((*src).ptr)),
+                ptr::read(ptr::addr_of!((*src).len)),
+            )
+        };
         if len == 0 {
             return Ok(());
         }
@@ -511,7 +562,11 @@ fn write_box<R>(r: R, w: &mut Writer<'_>) -> Result<SBox<R>, CopyError> {
     let (p, addr) = w.alloc_array::<R>(1)?;
     // SAFETY: `p` is fresh memory for one `R`.
     unsafe { p.as_ptr().write(r) };
-    Ok(SBox { ptr: addr, _elem: PhantomData, _anchor: ANCHORED })
+    Ok(SBox {
+        ptr: addr,
+        _elem: PhantomData,
+        _anchor: ANCHORED,
+    })
 }
 
 // SAFETY: the value is allocated through the writer, traced and validated
@@ -630,7 +685,10 @@ unsafe impl<T: Shared> Shared for Option<T> {
                 // SAFETY: the payload lies inside the readable `SOption`.
                 unsafe { T::validate((src as *const u8).add(off) as *const T::Repr, v) }
             }
-            t => Err(Invalid::BadTag { ty: "Option", tag: t as u32 }),
+            t => Err(Invalid::BadTag {
+                ty: "Option",
+                tag: t as u32,
+            }),
         }
     }
 }
@@ -756,7 +814,11 @@ mod tests {
     fn builtins_roundtrip() {
         let v: (u8, i64, f64, bool, char, String) = (1, -2, 3.5, true, 'é', "héllo".into());
         assert_eq!(roundtrip_local(&v).unwrap(), v);
-        let v: Vec<Option<Box<String>>> = vec![None, Some(Box::new("x".into())), Some(Box::new(String::new()))];
+        let v: Vec<Option<Box<String>>> = vec![
+            None,
+            Some(Box::new("x".into())),
+            Some(Box::new(String::new())),
+        ];
         assert_eq!(roundtrip_local(&v).unwrap(), v);
         let v: [Vec<u32>; 3] = [vec![], vec![1, 2], vec![3]];
         assert_eq!(roundtrip_local(&v).unwrap(), v);

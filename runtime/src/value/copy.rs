@@ -141,7 +141,10 @@ impl<'a> Tracer<'a> {
     /// `trace`, by the values themselves) must be a valid representation
     /// whose pointers the marker accepts only when they are live.
     pub unsafe fn new(marker: &'a mut dyn Mark) -> Self {
-        Tracer { marker, stack: Vec::new() }
+        Tracer {
+            marker,
+            stack: Vec::new(),
+        }
     }
 
     /// Traces a root value and everything reachable from it.
@@ -154,7 +157,11 @@ impl<'a> Tracer<'a> {
     /// schedules their tracing.
     pub fn visit<T: Shared>(&mut self, addr: usize, len: usize) {
         if self.marker.mark(addr) && T::HAS_POINTERS && len > 0 {
-            self.stack.push(Work { addr, len, f: trace_array::<T> });
+            self.stack.push(Work {
+                addr,
+                len,
+                f: trace_array::<T>,
+            });
         }
     }
 
@@ -275,7 +282,9 @@ impl<'a> Validator<'a> {
         if addr % align != 0 {
             return Err(Invalid::Misaligned { addr, align });
         }
-        let end = addr.checked_add(size).ok_or(Invalid::OutOfRegion { addr, len: size })?;
+        let end = addr
+            .checked_add(size)
+            .ok_or(Invalid::OutOfRegion { addr, len: size })?;
         if addr < self.start || end > self.end {
             return Err(Invalid::OutOfRegion { addr, len: size });
         }
@@ -287,7 +296,10 @@ impl<'a> Validator<'a> {
     pub fn check_array<R>(&mut self, addr: usize, n: usize) -> Result<(), Invalid> {
         let size = std::mem::size_of::<R>()
             .checked_mul(n)
-            .ok_or(Invalid::OutOfRegion { addr, len: usize::MAX })?;
+            .ok_or(Invalid::OutOfRegion {
+                addr,
+                len: usize::MAX,
+            })?;
         self.check(addr, size, std::mem::align_of::<R>())
     }
 
@@ -417,7 +429,10 @@ pub(crate) struct LocalArena {
 
 impl LocalArena {
     pub(crate) fn new() -> Self {
-        LocalArena { blocks: Vec::new(), used: 0 }
+        LocalArena {
+            blocks: Vec::new(),
+            used: 0,
+        }
     }
 }
 
@@ -426,7 +441,10 @@ impl LocalArena {
 // address is also the target address.
 unsafe impl Allocate for LocalArena {
     fn allocate(&mut self, layout: Layout) -> Result<(NonNull<u8>, usize), CopyError> {
-        let padded = layout.size().checked_add(layout.align()).ok_or(CopyError::Overflow)?;
+        let padded = layout
+            .size()
+            .checked_add(layout.align())
+            .ok_or(CopyError::Overflow)?;
         let words = padded.div_ceil(8);
         let mut block = vec![0u64; words];
         let base = block.as_mut_ptr() as usize;

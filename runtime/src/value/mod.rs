@@ -26,7 +26,9 @@ mod builtin;
 mod copy;
 mod fingerprint;
 
-pub use builtin::{array_get_pin, SBox, SOption, SString, SVec, Tuple1, Tuple2, Tuple3, Tuple4, Tuple5, Tuple6};
+pub use builtin::{
+    array_get_pin, SBox, SOption, SString, SVec, Tuple1, Tuple2, Tuple3, Tuple4, Tuple5, Tuple6,
+};
 pub use copy::{
     copy_into_region, validate_region, Allocate, CopyError, Invalid, Mark, Tracer, Validator,
     Writer,

@@ -1,0 +1,846 @@
+//! The master: `run`, the fork of itself for every worker, the poll loop
+//! over the control sockets and pidfds, stored results and reaping.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::control::{
+    self, Command, JoinMode, Reply, Request, WireError, WireInherit, WireOutcome,
+};
+use super::resources::{self, Table};
+use super::{worker, DefinitionInfo, Outcome, ProcessError, ProcessId, Signal, DEF_MAGIC};
+use crate::segment;
+
+/// The master of the current run (pid, start time), inherited by workers;
+/// 0 outside runs. Names of temp files and semaphores carry it, so that
+/// [`cleanup`] can tell which ones a dead master left.
+static MASTER_PID: AtomicU64 = AtomicU64::new(0);
+static MASTER_START: AtomicU64 = AtomicU64::new(0);
+
+pub(crate) fn master_tag() -> (u64, u64) {
+    (
+        MASTER_PID.load(Ordering::Relaxed),
+        MASTER_START.load(Ordering::Relaxed),
+    )
+}
+
+/// What [`run`] reports when the first process has finished.
+#[derive(Debug)]
+pub struct RunReport<R> {
+    /// How the first process ended (with its result).
+    pub outcome: Outcome<R>,
+    /// Workers still running when the first process ended; the master
+    /// killed them (`SIGKILL`) and reaped them.
+    pub killed: Vec<ProcessId>,
+    /// Workers that ended but whose results were never joined.
+    pub unjoined: Vec<ProcessId>,
+    /// How many workers the run started, the first process included.
+    pub started: u64,
+}
+
+impl<R> RunReport<R> {
+    /// The first process's result, if it returned.
+    pub fn returned(self) -> Option<R> {
+        self.outcome.returned()
+    }
+}
+
+/// Turns the calling process into the master, runs `first` as the first
+/// process (in a worker forked from the master), and returns when it has
+/// finished. Workers still running then are killed and listed in the
+/// report; every resource left in the resource table is deleted.
+///
+/// At startup, segments left by masters that died are removed (see
+/// [`cleanup`]), and the master becomes the owner of every segment the
+/// workers create (see [`segment::set_owner`]).
+///
+/// Fails with [`ProcessError::MultiThreaded`] when the process has more
+/// than one thread (forking it would copy locks held by the other threads),
+/// and with [`ProcessError::AlreadyRunning`] inside a worker.
+///
+/// Netmulticore calls this `startup`.
+///
+/// ```no_run
+/// let report = mc::run(|| 6 * 7).expect("run");
+/// assert_eq!(report.returned(), Some(42));
+/// ```
+#[doc(alias = "startup")]
+pub fn run<F, R>(first: F) -> Result<RunReport<R>, ProcessError>
+where
+    F: FnOnce() -> R,
+    R: Serialize + DeserializeOwned,
+{
+    if worker::in_worker() {
+        return Err(ProcessError::AlreadyRunning);
+    }
+    let threads = std::fs::read_dir("/proc/self/task")?.count();
+    if threads > 1 {
+        return Err(ProcessError::MultiThreaded { threads });
+    }
+    let _ = segment::remove_stale();
+    let _ = resources::remove_stale_objects();
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    segment::set_owner(me as u32);
+    MASTER_PID.store(me as u64, Ordering::Relaxed);
+    MASTER_START.store(
+        segment::process_start_time(me as u32).unwrap_or(0),
+        Ordering::Relaxed,
+    );
+    // Buffered output would be written again by every worker.
+    {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+    }
+    let mut master = Master {
+        pid: me,
+        scratch: Vec::with_capacity(64 * 1024),
+        live: BTreeSet::new(),
+        spare: None,
+        want_spare: false,
+        next_id: 1,
+        procs: BTreeMap::new(),
+        table: Table::default(),
+        released_defs: HashSet::new(),
+        image: image_ranges()?,
+    };
+    let first = master
+        .spawn_first(move || {
+            postcard::to_allocvec(&first()).map_err(|e| format!("cannot encode the result: {e}"))
+        })
+        .map_err(WireError::into_error)?;
+    master.serve(first);
+    let report = master.finish(first);
+    MASTER_PID.store(0, Ordering::Relaxed);
+    Ok(RunReport {
+        outcome: report.0.decode()?,
+        killed: report.1,
+        unjoined: report.2,
+        started: report.3,
+    })
+}
+
+/// Removes what masters that died left behind: mc shared memory segments
+/// whose owner is dead ([`segment::remove_stale`]), and the temp files and
+/// named semaphores created through [`resources`] by such masters' runs.
+/// Returns the names removed. [`run`] does this at startup.
+pub fn cleanup() -> io::Result<Vec<String>> {
+    let mut removed = segment::remove_stale()?;
+    removed.extend(resources::remove_stale_objects()?);
+    Ok(removed)
+}
+
+struct Proc {
+    def_id: u64,
+    os_pid: libc::pid_t,
+    conn: Option<OwnedFd>,
+    rbuf: Vec<u8>,
+    pidfd: Option<OwnedFd>,
+    reaped: bool,
+    outcome: Option<WireOutcome>,
+    joined: bool,
+    discard: bool,
+    waiters: Vec<(u64, Option<Instant>)>,
+}
+
+/// A pre-forked worker waiting for its definition and argument.
+struct Spare {
+    os_pid: libc::pid_t,
+    conn: OwnedFd,
+    pidfd: Option<OwnedFd>,
+}
+
+impl Spare {
+    fn kill_and_reap(self) {
+        // SAFETY: plain syscalls on our own unreaped child.
+        unsafe { libc::kill(self.os_pid, libc::SIGKILL) };
+        let mut status = 0;
+        loop {
+            // SAFETY: as above; `status` is a live local.
+            let r = unsafe { libc::waitpid(self.os_pid, &mut status, 0) };
+            if r >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+                break;
+            }
+        }
+    }
+}
+
+struct Master {
+    pid: libc::pid_t,
+    /// The buffer requests are read into.
+    scratch: Vec<u8>,
+    /// Processes not reaped yet (those the loop watches).
+    live: BTreeSet<u64>,
+    spare: Option<Spare>,
+    /// Whether definitions were started (then a spare is kept ready).
+    want_spare: bool,
+    next_id: u64,
+    procs: BTreeMap<u64, Proc>,
+    table: Table,
+    released_defs: HashSet<u64>,
+    /// File-backed mappings of this program: (start, end, executable).
+    image: Vec<(usize, usize, bool)>,
+}
+
+fn image_ranges() -> io::Result<Vec<(usize, usize, bool)>> {
+    let maps = std::fs::read_to_string("/proc/self/maps")?;
+    let mut out = Vec::new();
+    for line in maps.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
+            continue;
+        };
+        let path = f.nth(3).unwrap_or("");
+        if !path.starts_with('/') {
+            continue;
+        }
+        let Some((a, b)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) else {
+            continue;
+        };
+        out.push((a, b, perms.contains('x')));
+    }
+    Ok(out)
+}
+
+fn pidfd_open(pid: libc::pid_t) -> Option<OwnedFd> {
+    // SAFETY: plain syscall; returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: the descriptor was just created and is owned by nobody else.
+    Some(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+fn wait_status_outcome(status: libc::c_int) -> WireOutcome {
+    if libc::WIFEXITED(status) {
+        WireOutcome::Exited(libc::WEXITSTATUS(status))
+    } else {
+        let sig = libc::WTERMSIG(status);
+        if Signal(sig).is_crash() {
+            WireOutcome::Aborted(sig)
+        } else {
+            WireOutcome::Killed(sig)
+        }
+    }
+}
+
+/// The outcome without the returned bytes (kept after a join, for
+/// `status`).
+fn cause_of(o: &WireOutcome) -> WireOutcome {
+    match o {
+        WireOutcome::Returned(_) => WireOutcome::Returned(Vec::new()),
+        other => other.clone(),
+    }
+}
+
+impl Master {
+    fn in_image(&self, addr: usize, len: usize, exec: bool) -> bool {
+        self.image
+            .iter()
+            .any(|&(a, b, x)| addr >= a && addr.saturating_add(len) <= b && (x || !exec))
+    }
+
+    /// The definition a start request names, if `addr` is the address of a
+    /// `DefinitionInfo` in this program's image with id `id`.
+    fn definition(&self, addr: u64, id: u64) -> Option<&'static DefinitionInfo> {
+        let addr = addr as usize;
+        let size = std::mem::size_of::<DefinitionInfo>();
+        if addr % std::mem::align_of::<DefinitionInfo>() != 0 || !self.in_image(addr, size, false) {
+            return None;
+        }
+        // SAFETY: every process of the run is a fork of this master, so the
+        // program image is mapped at the same addresses everywhere, and the
+        // address names `size` aligned, mapped bytes of that image; the
+        // requester (our own worker code) sends the address of a `static
+        // DefinitionInfo`. Magic and id are checked before anything else is
+        // used.
+        let info = unsafe { &*(addr as *const DefinitionInfo) };
+        if info.magic != DEF_MAGIC || info.id != id || !self.in_image(info.entry as usize, 1, true)
+        {
+            return None;
+        }
+        Some(info)
+    }
+
+    /// Forks a child of the master; the child closes the master's
+    /// descriptors and runs `child` with its end of a new control socket.
+    /// Returns the child's pid and the master's end.
+    fn fork_child(
+        &mut self,
+        child: impl FnOnce(OwnedFd, libc::pid_t),
+    ) -> Result<(libc::pid_t, OwnedFd, Option<OwnedFd>), WireError> {
+        let (mine, theirs) = control::socketpair().map_err(|e| WireError::Io(e.to_string()))?;
+        // SAFETY: `run` checked that the master has one thread, and the
+        // master starts none, so the child is a complete copy that may do
+        // anything.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(WireError::Fork(
+                io::Error::last_os_error().raw_os_error().unwrap_or(0),
+            ));
+        }
+        if pid == 0 {
+            // The child: close the master's ends of every other worker's
+            // socket and pidfd. The copied tables are forgotten rather than
+            // dropped: freeing them would only write to copy-on-write pages.
+            drop(mine);
+            let spare = self.spare.as_ref().map(|s| (&s.conn, &s.pidfd));
+            let fds = self
+                .live
+                .iter()
+                .filter_map(|id| self.procs.get(id))
+                .flat_map(|p| p.conn.iter().chain(p.pidfd.iter()))
+                .chain(
+                    spare
+                        .into_iter()
+                        .flat_map(|(c, p)| std::iter::once(c).chain(p.iter())),
+                );
+            for fd in fds {
+                // SAFETY: the descriptor belongs to the copied tables,
+                // which are forgotten below, so it is never used or closed
+                // again.
+                unsafe { libc::close(fd.as_raw_fd()) };
+            }
+            std::mem::forget(std::mem::take(&mut self.procs));
+            std::mem::forget(self.spare.take());
+            child(theirs, self.pid);
+            // `child` never returns; should it, end the child here.
+            // SAFETY: _exit ends the process at once.
+            unsafe { libc::_exit(127) };
+        }
+        drop(theirs);
+        Ok((pid, mine, pidfd_open(pid)))
+    }
+
+    fn insert_proc(
+        &mut self,
+        starter: u64,
+        inherit: &WireInherit,
+        def_id: u64,
+        (os_pid, conn, pidfd): (libc::pid_t, OwnedFd, Option<OwnedFd>),
+    ) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.live.insert(id);
+        self.procs.insert(
+            id,
+            Proc {
+                def_id,
+                os_pid,
+                conn: Some(conn),
+                rbuf: Vec::new(),
+                pidfd,
+                reaped: false,
+                outcome: None,
+                joined: false,
+                discard: self.released_defs.contains(&def_id),
+                waiters: Vec::new(),
+            },
+        );
+        if starter != 0 {
+            self.table.inherit(starter, id, inherit);
+        }
+        id
+    }
+
+    /// Forks the first process, which runs `body`.
+    fn spawn_first(
+        &mut self,
+        body: impl FnOnce() -> Result<Vec<u8>, String>,
+    ) -> Result<u64, WireError> {
+        let id = self.next_id;
+        let child = self.fork_child(move |fd, master| worker::child_main(fd, id, master, body))?;
+        Ok(self.insert_proc(0, &WireInherit::Nothing, 0, child))
+    }
+
+    /// Forks a spare worker: a copy of the master that waits for the
+    /// definition and argument it will run. Forking ahead of the start
+    /// request takes the fork off the path from `start` to the result.
+    fn fork_spare(&mut self) -> Result<Spare, WireError> {
+        let (os_pid, conn, pidfd) = self.fork_child(|fd, master| worker::spare_main(fd, master))?;
+        Ok(Spare {
+            os_pid,
+            conn,
+            pidfd,
+        })
+    }
+
+    /// Starts a process of a definition in the spare worker (forking one
+    /// when there is none).
+    fn start_def(
+        &mut self,
+        starter: u64,
+        inherit: &WireInherit,
+        info: &'static DefinitionInfo,
+        arg: Vec<u8>,
+    ) -> Result<u64, WireError> {
+        self.want_spare = true;
+        let id = self.next_id;
+        let cmd = Command::Run {
+            id,
+            def_addr: info as *const DefinitionInfo as u64,
+            def_id: info.id,
+            arg,
+        };
+        let frame = control::encode(&cmd).map_err(|e| WireError::Io(e.to_string()))?;
+        for _ in 0..2 {
+            let spare = match self.spare.take() {
+                Some(s) => s,
+                None => self.fork_spare()?,
+            };
+            if control::send_all(&spare.conn, &frame).is_ok() {
+                let child = (spare.os_pid, spare.conn, spare.pidfd);
+                return Ok(self.insert_proc(starter, inherit, info.id, child));
+            }
+            // The spare is gone (killed from outside): reap it, try anew.
+            spare.kill_and_reap();
+        }
+        Err(WireError::Io("cannot start a worker".into()))
+    }
+
+    fn serve(&mut self, first: u64) {
+        let mut fds: Vec<libc::pollfd> = Vec::new();
+        let mut who: Vec<(u64, bool)> = Vec::new();
+        loop {
+            match self.procs.get(&first) {
+                Some(p) if p.reaped => break,
+                None => break,
+                _ => {}
+            }
+            fds.clear();
+            who.clear();
+            let mut no_pidfd = false;
+            let mut deadline: Option<Instant> = None;
+            for &id in &self.live {
+                let Some(p) = self.procs.get(&id) else {
+                    continue;
+                };
+                if let Some(c) = &p.conn {
+                    fds.push(libc::pollfd {
+                        fd: c.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    });
+                    who.push((id, false));
+                }
+                if let Some(pf) = &p.pidfd {
+                    fds.push(libc::pollfd {
+                        fd: pf.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    });
+                    who.push((id, true));
+                } else if !p.reaped {
+                    no_pidfd = true;
+                }
+                for &(_, d) in &p.waiters {
+                    if let Some(d) = d {
+                        deadline = Some(deadline.map_or(d, |x: Instant| x.min(d)));
+                    }
+                }
+            }
+            let mut timeout: i32 = -1;
+            if self.want_spare && self.spare.is_none() {
+                // Fork the next spare when nothing else is waiting.
+                // SAFETY: `fds` is a live array of `fds.len()` entries.
+                let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 0) };
+                if n == 0 {
+                    self.spare = self.fork_spare().ok();
+                    if self.spare.is_none() {
+                        self.want_spare = false;
+                    }
+                }
+            }
+            if let Some(d) = deadline {
+                let left = d.saturating_duration_since(Instant::now());
+                timeout = left.as_millis().min(i32::MAX as u128) as i32 + 1;
+            }
+            if no_pidfd && !(0..=20).contains(&timeout) {
+                timeout = 20;
+            }
+            // SAFETY: `fds` is a live array of `fds.len()` pollfd entries.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+            if n > 0 {
+                for (i, f) in fds.iter().enumerate() {
+                    if f.revents == 0 {
+                        continue;
+                    }
+                    let (id, is_pidfd) = who[i];
+                    if is_pidfd {
+                        self.reap(id, false);
+                    } else {
+                        self.read_conn(id);
+                    }
+                }
+            }
+            if no_pidfd {
+                let ids: Vec<u64> = self
+                    .live
+                    .iter()
+                    .copied()
+                    .filter(|i| self.procs.get(i).is_some_and(|p| p.pidfd.is_none()))
+                    .collect();
+                for id in ids {
+                    self.reap(id, false);
+                }
+            }
+            self.expire(Instant::now());
+        }
+    }
+
+    /// Reads what a worker sent and handles every complete request (also
+    /// those that arrived just before the worker closed its end).
+    ///
+    /// Bytes are read into one buffer the master reuses for every worker
+    /// (each page the master writes after a fork costs a copy-on-write
+    /// fault); only a partial message is kept with its worker.
+    fn read_conn(&mut self, id: u64) {
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
+        let open = {
+            let Some(p) = self.procs.get_mut(&id) else {
+                self.scratch = buf;
+                return;
+            };
+            let Some(c) = &p.conn else {
+                self.scratch = buf;
+                return;
+            };
+            buf.append(&mut p.rbuf);
+            matches!(control::recv_available(c, &mut buf), Ok(true))
+        };
+        let mut broken = false;
+        loop {
+            match control::take_message::<Request>(&mut buf) {
+                Ok(Some(req)) => self.handle(id, req),
+                Ok(None) => break,
+                Err(_) => {
+                    broken = true;
+                    break;
+                }
+            }
+        }
+        if let Some(p) = self.procs.get_mut(&id) {
+            if broken || !open {
+                // Closed, or a broken stream: stop listening to it.
+                p.conn = None;
+            } else if !buf.is_empty() {
+                p.rbuf.extend_from_slice(&buf);
+            }
+        }
+        buf.clear();
+        if buf.capacity() > 1 << 20 {
+            buf = Vec::new();
+        }
+        self.scratch = buf;
+    }
+
+    fn reply(&mut self, to: u64, reply: &Reply) {
+        let Some(p) = self.procs.get_mut(&to) else {
+            return;
+        };
+        let Some(c) = &p.conn else { return };
+        let ok = control::encode(reply)
+            .and_then(|f| control::send_all(c, &f))
+            .is_ok();
+        if !ok {
+            p.conn = None;
+        }
+    }
+
+    fn handle(&mut self, from: u64, req: Request) {
+        match req {
+            Request::Start {
+                def_addr,
+                def_id,
+                arg,
+                inherit,
+            } => {
+                let r = match self.definition(def_addr, def_id) {
+                    None => Reply::Err(WireError::BadDefinition),
+                    Some(info) => match self.start_def(from, &inherit, info, arg) {
+                        Ok(id) => Reply::Started(id),
+                        Err(e) => Reply::Err(e),
+                    },
+                };
+                self.reply(from, &r);
+            }
+            Request::Join { pid, def_id, mode } => {
+                let r = self.join(from, pid, def_id, mode);
+                if let Some(r) = r {
+                    self.reply(from, &r);
+                }
+            }
+            Request::Status { pid } => {
+                let r = match self.procs.get(&pid) {
+                    Some(p) => Reply::Status(p.outcome.as_ref().map(cause_of)),
+                    None => Reply::Err(WireError::NoSuchProcess(pid)),
+                };
+                self.reply(from, &r);
+            }
+            Request::Kill { pid, signal } => {
+                let r = match self.procs.get(&pid) {
+                    None => Reply::Err(WireError::NoSuchProcess(pid)),
+                    Some(p) => {
+                        if !p.reaped {
+                            signal_proc(p, signal);
+                        }
+                        Reply::Ok
+                    }
+                };
+                self.reply(from, &r);
+            }
+            Request::ReleaseJoinPoint { def_id } => {
+                self.released_defs.insert(def_id);
+                let mut notify = Vec::new();
+                for (&id, p) in self.procs.iter_mut() {
+                    if p.def_id == def_id {
+                        p.discard = true;
+                        if let Some(o) = &p.outcome {
+                            p.outcome = Some(cause_of(o));
+                        }
+                        notify.extend(p.waiters.drain(..).map(|(w, _)| (w, id)));
+                    }
+                }
+                for (w, id) in notify {
+                    self.reply(w, &Reply::Err(WireError::JoinPointReleased(id)));
+                }
+                self.reply(from, &Reply::Ok);
+            }
+            Request::Manage { kind, name } => {
+                let info = self.table.manage(kind, name, from);
+                self.reply(from, &Reply::Resource(info));
+            }
+            Request::Lookup { id } => {
+                let r = match self.table.lookup(id, from) {
+                    Some(info) => Reply::Resource(info),
+                    None => Reply::Err(WireError::NoSuchResource(id)),
+                };
+                self.reply(from, &r);
+            }
+            Request::Release { id } => {
+                let r = if self.table.release(id, from) {
+                    Reply::Ok
+                } else {
+                    Reply::Err(WireError::NoSuchResource(id))
+                };
+                self.reply(from, &r);
+            }
+            Request::Done(outcome) => {
+                // The body is over: what it used is released now, before
+                // its result can reach a joiner.
+                self.table.release_all(from);
+                if let Some(p) = self.procs.get_mut(&from) {
+                    if p.outcome.is_none() {
+                        p.outcome = Some(if p.discard {
+                            cause_of(&outcome)
+                        } else {
+                            outcome
+                        });
+                    }
+                }
+                self.deliver(from);
+            }
+        }
+    }
+
+    /// Answers a join at once, or records the joiner and returns `None`.
+    fn join(&mut self, from: u64, pid: u64, def_id: u64, mode: JoinMode) -> Option<Reply> {
+        let Some(p) = self.procs.get_mut(&pid) else {
+            return Some(Reply::Err(WireError::NoSuchProcess(pid)));
+        };
+        if pid == from {
+            return Some(Reply::Err(WireError::JoinSelf(pid)));
+        }
+        if p.def_id != def_id {
+            return Some(Reply::Err(WireError::WrongDefinition(pid)));
+        }
+        if p.discard {
+            return Some(Reply::Err(WireError::JoinPointReleased(pid)));
+        }
+        if p.joined {
+            return Some(Reply::Err(WireError::AlreadyJoined(pid)));
+        }
+        if let Some(o) = &mut p.outcome {
+            p.joined = true;
+            let cause = cause_of(o);
+            return Some(Reply::Outcome(std::mem::replace(o, cause)));
+        }
+        match mode {
+            JoinMode::Poll | JoinMode::Timeout(0) => Some(Reply::NotYet),
+            JoinMode::Block => {
+                p.waiters.push((from, None));
+                None
+            }
+            JoinMode::Timeout(ms) => {
+                let d = Instant::now().checked_add(Duration::from_millis(ms));
+                p.waiters.push((from, d));
+                None
+            }
+        }
+    }
+
+    /// Hands a known outcome to the first waiter; later waiters learn that
+    /// it was already joined.
+    fn deliver(&mut self, id: u64) {
+        let Some(p) = self.procs.get_mut(&id) else {
+            return;
+        };
+        if p.outcome.is_none() || p.waiters.is_empty() {
+            return;
+        }
+        let waiters = std::mem::take(&mut p.waiters);
+        let o = p.outcome.as_mut().expect("checked above");
+        let cause = cause_of(o);
+        let full = std::mem::replace(o, cause);
+        p.joined = true;
+        let mut first = Some(full);
+        for (w, _) in waiters {
+            match first.take() {
+                Some(o) => self.reply(w, &Reply::Outcome(o)),
+                None => self.reply(w, &Reply::Err(WireError::AlreadyJoined(id))),
+            }
+        }
+    }
+
+    /// Answers joins whose deadline passed.
+    fn expire(&mut self, now: Instant) {
+        let mut late = Vec::new();
+        for id in &self.live {
+            let Some(p) = self.procs.get_mut(id) else {
+                continue;
+            };
+            p.waiters.retain(|&(w, d)| match d {
+                Some(d) if d <= now => {
+                    late.push(w);
+                    false
+                }
+                _ => true,
+            });
+        }
+        for w in late {
+            self.reply(w, &Reply::NotYet);
+        }
+    }
+
+    /// Reaps a worker that ended (`block`: wait for it).
+    fn reap(&mut self, id: u64, block: bool) {
+        let Some(p) = self.procs.get(&id) else { return };
+        if p.reaped {
+            return;
+        }
+        let os_pid = p.os_pid;
+        let mut status: libc::c_int = 0;
+        loop {
+            let flags = if block { 0 } else { libc::WNOHANG };
+            // SAFETY: `status` is a live local; `os_pid` is our child.
+            let r = unsafe { libc::waitpid(os_pid, &mut status, flags) };
+            if r == os_pid {
+                break;
+            }
+            if r < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            if r == 0 {
+                return;
+            }
+            // ECHILD: nothing to wait for (should not happen); treat as gone.
+            status = libc::SIGKILL;
+            break;
+        }
+        // Whatever the worker sent before it ended (its outcome) first.
+        self.read_conn(id);
+        let Some(p) = self.procs.get_mut(&id) else {
+            return;
+        };
+        p.reaped = true;
+        p.pidfd = None;
+        p.conn = None;
+        p.rbuf = Vec::new();
+        if p.outcome.is_none() {
+            p.outcome = Some(wait_status_outcome(status));
+        }
+        self.live.remove(&id);
+        self.table.release_all(id);
+        for q in &self.live {
+            if let Some(q) = self.procs.get_mut(q) {
+                q.waiters.retain(|&(w, _)| w != id);
+            }
+        }
+        self.deliver(id);
+    }
+
+    /// Ends the run: kills and reaps the workers still running, deletes
+    /// every resource left. Returns the first process's outcome, the
+    /// killed, the unjoined, and the number started.
+    fn finish(mut self, first: u64) -> (WireOutcome, Vec<ProcessId>, Vec<ProcessId>, u64) {
+        if let Some(s) = self.spare.take() {
+            s.kill_and_reap();
+        }
+        let running: Vec<u64> = self.live.iter().copied().collect();
+        for &id in &running {
+            if let Some(p) = self.procs.get(&id) {
+                signal_proc(p, libc::SIGKILL);
+            }
+        }
+        for &id in &running {
+            self.reap(id, true);
+        }
+        let unjoined = self
+            .procs
+            .iter()
+            .filter(|(&i, p)| {
+                i != first
+                    && !running.contains(&i)
+                    && !p.joined
+                    && !p.discard
+                    && p.outcome.is_some()
+            })
+            .map(|(&i, _)| ProcessId(i))
+            .collect();
+        self.table.delete_all();
+        let outcome = self
+            .procs
+            .get_mut(&first)
+            .and_then(|p| p.outcome.take())
+            .unwrap_or(WireOutcome::Killed(libc::SIGKILL));
+        (
+            outcome,
+            running.into_iter().map(ProcessId).collect(),
+            unjoined,
+            self.next_id - 1,
+        )
+    }
+}
+
+fn signal_proc(p: &Proc, signal: i32) {
+    if let Some(pf) = &p.pidfd {
+        // SAFETY: plain syscall on a pidfd we own; a null siginfo is allowed.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                pf.as_raw_fd(),
+                signal,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+        if r == 0 {
+            return;
+        }
+    }
+    // SAFETY: plain syscall; the child is not reaped yet, so its pid is
+    // still ours.
+    unsafe { libc::kill(p.os_pid, signal) };
+}

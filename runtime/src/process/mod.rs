@@ -1,0 +1,729 @@
+//! Processes: the master, process definitions, start and join, and the
+//! resource table.
+//!
+//! [`run`] turns the calling process into the **master**. The master keeps
+//! the [resource table](resources), forks every worker, stores results until
+//! they are joined and reaps its children; it runs no user code itself. The
+//! closure given to [`run`] is the *first process*: it runs in a worker, and
+//! `run` returns when it has finished.
+//!
+//! A process definition is a plain `fn` marked `#[mc::process]`:
+//!
+//! ```no_run
+//! #[mc::process]
+//! fn square(x: u64) -> u64 {
+//!     x * x
+//! }
+//!
+//! let report = mc::run(|| {
+//!     let pid = square::start(7).expect("start");
+//!     square::join(pid).expect("join")
+//! })
+//! .expect("run");
+//! assert_eq!(report.outcome.returned(), Some(Some(49)));
+//! ```
+//!
+//! `square::start` sends a start request to the master, which forks
+//! **itself**: every worker is a copy of the master as it was when `run` was
+//! called, whichever process asked for it (so a global variable set by the
+//! starter is not seen by the started process). The argument and the result
+//! travel as [postcard](https://docs.rs/postcard)-encoded bytes, so they are
+//! `serde` types.
+//!
+//! Process ids ([`ProcessId`], and the typed [`Pid<D>`] that `start`
+//! returns) are unique within a run and are never OS pids. Only the first
+//! join of a process gets its result; a later join returns
+//! [`ProcessError::AlreadyJoined`]. When a join gives `None` (the body
+//! panicked, aborted, was killed or exited), [`status`] tells why; or use
+//! `join_outcome`, which returns the whole [`Outcome`].
+//!
+//! Workers die with the master (`PR_SET_PDEATHSIG`), and when the first
+//! process ends the master kills the workers still running and reports
+//! them in [`RunReport`].
+//!
+//! # How it works
+//!
+//! - Each worker talks to the master over its own `socketpair(AF_UNIX,
+//!   SOCK_STREAM)`, made at fork time (no socket directory), carrying
+//!   postcard messages framed by a 4-byte length. A worker sends one request
+//!   at a time and waits for the answer; requests from several threads of
+//!   one worker are serialised (a blocking join holds the line until it is
+//!   answered).
+//! - The master is single-threaded: one `poll` over the workers' sockets and
+//!   pidfds. It runs no user code, so it never blocks on user work; joins
+//!   wait in the joining worker, and the master answers them when the
+//!   result arrives (or their deadline passes).
+//! - The master keeps one *spare* worker forked ahead of time, waiting for
+//!   the definition and argument of the next start, so the `fork` is not
+//!   between a start request and the process running. A spare is, like
+//!   every worker, a copy of the master as it was when `run` was called.
+//! - A definition is named in a start request by the address of its
+//!   `static` description, valid in every process of the run because each
+//!   is a fork of the master; the master checks that the address lies in
+//!   the program image and carries the expected magic and id.
+//! - A worker catches panics in its body (the message becomes
+//!   [`Outcome::Panicked`]), sends its outcome, flushes stdout and ends with
+//!   `_exit`, so destructors and `atexit` handlers copied from the master
+//!   never run in it. Workers that die otherwise get their cause from the
+//!   wait status ([`Outcome::Aborted`], [`Outcome::Killed`],
+//!   [`Outcome::Exited`]). The master reaps every child.
+//! - Results are stored in the master until the first join takes them; the
+//!   cause (without the value) is kept for [`status`]. Results of a
+//!   definition whose join point was released are dropped on arrival.
+
+mod control;
+mod master;
+pub mod resources;
+mod worker;
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use control::{JoinMode, Reply, Request, WireError, WireInherit, WireOutcome};
+pub use master::{cleanup, run, RunReport};
+use resources::ResourceId;
+
+/// A process id: unique within one [`run`], never reused, and not an OS
+/// pid. Process ids can be sent to other processes (they are `serde`
+/// types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ProcessId(u64);
+
+impl ProcessId {
+    /// The number of this id (the first process is 1).
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for ProcessId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "process #{}", self.0)
+    }
+}
+
+/// The id of a process started from definition `D` (the marker type that
+/// `#[mc::process]` generates). Joining it through another definition's
+/// `join` is a type error.
+pub struct Pid<D> {
+    id: ProcessId,
+    _def: PhantomData<fn() -> D>,
+}
+
+impl<D> Pid<D> {
+    /// The untyped id.
+    pub fn id(self) -> ProcessId {
+        self.id
+    }
+
+    fn new(id: u64) -> Pid<D> {
+        Pid {
+            id: ProcessId(id),
+            _def: PhantomData,
+        }
+    }
+}
+
+impl<D> Clone for Pid<D> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<D> Copy for Pid<D> {}
+impl<D> PartialEq for Pid<D> {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+impl<D> Eq for Pid<D> {}
+impl<D> Hash for Pid<D> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.id.hash(state)
+    }
+}
+impl<D: Definition> fmt::Debug for Pid<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Pid<{}>({})", D::NAME, self.id.0)
+    }
+}
+impl<D> fmt::Display for Pid<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.id.fmt(f)
+    }
+}
+impl<D> From<Pid<D>> for ProcessId {
+    fn from(p: Pid<D>) -> ProcessId {
+        p.id
+    }
+}
+impl<D> Serialize for Pid<D> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.id.serialize(s)
+    }
+}
+impl<'de, D> Deserialize<'de> for Pid<D> {
+    fn deserialize<De: Deserializer<'de>>(d: De) -> Result<Self, De::Error> {
+        Ok(Pid {
+            id: ProcessId::deserialize(d)?,
+            _def: PhantomData,
+        })
+    }
+}
+
+/// A signal number, shown by name (`SIGKILL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Signal(pub i32);
+
+impl Signal {
+    /// `SIGKILL`.
+    pub const KILL: Signal = Signal(libc::SIGKILL);
+    /// `SIGTERM`.
+    pub const TERM: Signal = Signal(libc::SIGTERM);
+    /// `SIGABRT`.
+    pub const ABRT: Signal = Signal(libc::SIGABRT);
+
+    /// The signal's name, e.g. `"SIGKILL"` (`"SIG?"` when unknown).
+    pub fn name(self) -> &'static str {
+        match self.0 {
+            libc::SIGHUP => "SIGHUP",
+            libc::SIGINT => "SIGINT",
+            libc::SIGQUIT => "SIGQUIT",
+            libc::SIGILL => "SIGILL",
+            libc::SIGTRAP => "SIGTRAP",
+            libc::SIGABRT => "SIGABRT",
+            libc::SIGBUS => "SIGBUS",
+            libc::SIGFPE => "SIGFPE",
+            libc::SIGKILL => "SIGKILL",
+            libc::SIGUSR1 => "SIGUSR1",
+            libc::SIGSEGV => "SIGSEGV",
+            libc::SIGUSR2 => "SIGUSR2",
+            libc::SIGPIPE => "SIGPIPE",
+            libc::SIGALRM => "SIGALRM",
+            libc::SIGTERM => "SIGTERM",
+            libc::SIGSYS => "SIGSYS",
+            libc::SIGXCPU => "SIGXCPU",
+            libc::SIGXFSZ => "SIGXFSZ",
+            _ => "SIG?",
+        }
+    }
+
+    /// Whether the signal's default action is to dump core, i.e. it means
+    /// the program failed by itself (`SIGABRT`, `SIGSEGV`, `SIGBUS`, ...).
+    pub fn is_crash(self) -> bool {
+        matches!(
+            self.0,
+            libc::SIGABRT
+                | libc::SIGSEGV
+                | libc::SIGBUS
+                | libc::SIGILL
+                | libc::SIGFPE
+                | libc::SIGQUIT
+                | libc::SIGSYS
+                | libc::SIGTRAP
+                | libc::SIGXCPU
+                | libc::SIGXFSZ
+        )
+    }
+}
+
+impl fmt::Display for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.name(), self.0)
+    }
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome<R> {
+    /// The body returned this value.
+    Returned(R),
+    /// The body panicked with this message.
+    Panicked(String),
+    /// The process died from a signal meaning it failed by itself
+    /// ([`Signal::is_crash`]: `abort()`, a segmentation fault, ...).
+    Aborted(Signal),
+    /// The process was terminated by another signal (`SIGKILL`,
+    /// `SIGTERM`, ...).
+    Killed(Signal),
+    /// The process called `exit` with this code instead of returning.
+    Exited(i32),
+}
+
+impl<R> Outcome<R> {
+    /// The returned value, if the body returned.
+    pub fn returned(self) -> Option<R> {
+        match self {
+            Outcome::Returned(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// Whether the body returned.
+    pub fn is_returned(&self) -> bool {
+        matches!(self, Outcome::Returned(_))
+    }
+
+    /// The outcome without the value.
+    pub fn cause(&self) -> Outcome<()> {
+        match self {
+            Outcome::Returned(_) => Outcome::Returned(()),
+            Outcome::Panicked(m) => Outcome::Panicked(m.clone()),
+            Outcome::Aborted(s) => Outcome::Aborted(*s),
+            Outcome::Killed(s) => Outcome::Killed(*s),
+            Outcome::Exited(c) => Outcome::Exited(*c),
+        }
+    }
+}
+
+impl<R> fmt::Display for Outcome<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Returned(_) => write!(f, "returned"),
+            Outcome::Panicked(m) => write!(f, "panicked: {m}"),
+            Outcome::Aborted(s) => write!(f, "aborted by {s}"),
+            Outcome::Killed(s) => write!(f, "killed by {s}"),
+            Outcome::Exited(c) => write!(f, "exited with code {c}"),
+        }
+    }
+}
+
+impl WireOutcome {
+    fn decode<R: DeserializeOwned>(self) -> Result<Outcome<R>, ProcessError> {
+        Ok(match self {
+            WireOutcome::Returned(bytes) => Outcome::Returned(
+                postcard::from_bytes(&bytes).map_err(|e| ProcessError::Decode(e.to_string()))?,
+            ),
+            WireOutcome::Panicked(m) => Outcome::Panicked(m),
+            WireOutcome::Aborted(s) => Outcome::Aborted(Signal(s)),
+            WireOutcome::Killed(s) => Outcome::Killed(Signal(s)),
+            WireOutcome::Exited(c) => Outcome::Exited(c),
+        })
+    }
+
+    fn status(self) -> Outcome<()> {
+        match self {
+            WireOutcome::Returned(_) => Outcome::Returned(()),
+            other => other.decode::<()>().unwrap_or(Outcome::Returned(())),
+        }
+    }
+}
+
+/// Why a process operation failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ProcessError {
+    /// [`run`] was called in a process with more than one thread: forking
+    /// it would copy locks held by the other threads.
+    MultiThreaded {
+        /// The number of threads found in `/proc/self/task`.
+        threads: usize,
+    },
+    /// [`run`] was called inside a worker (there is one master per run).
+    AlreadyRunning,
+    /// A process operation was called outside the processes of a [`run`].
+    NotInWorker,
+    /// No such process in this run.
+    NoSuchProcess(ProcessId),
+    /// The result of this process was already taken by an earlier join.
+    AlreadyJoined(ProcessId),
+    /// The process was started from another definition (possible only
+    /// with an id forged through deserialization).
+    WrongDefinition(ProcessId),
+    /// Results of this process's definition are not kept
+    /// (`release_join_point` was called).
+    JoinPointReleased(ProcessId),
+    /// A process tried to join itself (it would wait forever).
+    JoinSelf(ProcessId),
+    /// `join_timeout` gave up; the process is still running and can be
+    /// joined later.
+    Timeout(ProcessId),
+    /// The master is gone (the run is over).
+    MasterGone,
+    /// The master refused the process definition (not a static definition
+    /// of this program).
+    BadDefinition,
+    /// No such resource (never registered, or already deleted).
+    NoSuchResource(ResourceId),
+    /// The resource exists but is of another kind.
+    WrongKind {
+        /// The resource.
+        id: ResourceId,
+        /// Its kind.
+        found: resources::ResourceKind,
+        /// The kind asked for.
+        expected: resources::ResourceKind,
+    },
+    /// The argument or the result could not be encoded.
+    Encode(String),
+    /// The argument or the result could not be decoded.
+    Decode(String),
+    /// `fork` failed with this errno.
+    Fork(i32),
+    /// A system call failed.
+    Io(std::io::Error),
+}
+
+impl fmt::Display for ProcessError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProcessError::MultiThreaded { threads } => write!(
+                f,
+                "mc::run needs a single-threaded process, but this one has {threads} threads; \
+                 call it before starting threads (or start them in workers)"
+            ),
+            ProcessError::AlreadyRunning => {
+                write!(
+                    f,
+                    "mc::run called inside a worker: there is one master per run"
+                )
+            }
+            ProcessError::NotInWorker => write!(
+                f,
+                "process operations work only inside mc::run (in the first process or a worker)"
+            ),
+            ProcessError::NoSuchProcess(p) => write!(f, "no {p} in this run"),
+            ProcessError::AlreadyJoined(p) => write!(f, "{p} was already joined"),
+            ProcessError::WrongDefinition(p) => {
+                write!(f, "{p} was started from another process definition")
+            }
+            ProcessError::JoinPointReleased(p) => {
+                write!(
+                    f,
+                    "results of {p}'s definition are not kept (join point released)"
+                )
+            }
+            ProcessError::JoinSelf(p) => write!(f, "{p} cannot join itself"),
+            ProcessError::Timeout(p) => write!(f, "timed out waiting for {p}"),
+            ProcessError::MasterGone => write!(f, "the master is gone"),
+            ProcessError::BadDefinition => {
+                write!(f, "not a process definition of this program")
+            }
+            ProcessError::NoSuchResource(r) => write!(f, "no resource {r}"),
+            ProcessError::WrongKind {
+                id,
+                found,
+                expected,
+            } => {
+                write!(f, "resource {id} is a {found:?}, not a {expected:?}")
+            }
+            ProcessError::Encode(e) => write!(f, "cannot encode: {e}"),
+            ProcessError::Decode(e) => write!(f, "cannot decode: {e}"),
+            ProcessError::Fork(e) => {
+                write!(f, "fork failed: {}", std::io::Error::from_raw_os_error(*e))
+            }
+            ProcessError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for ProcessError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ProcessError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<std::io::Error> for ProcessError {
+    fn from(e: std::io::Error) -> Self {
+        ProcessError::Io(e)
+    }
+}
+
+impl WireError {
+    fn into_error(self) -> ProcessError {
+        match self {
+            WireError::NoSuchProcess(p) => ProcessError::NoSuchProcess(ProcessId(p)),
+            WireError::AlreadyJoined(p) => ProcessError::AlreadyJoined(ProcessId(p)),
+            WireError::WrongDefinition(p) => ProcessError::WrongDefinition(ProcessId(p)),
+            WireError::JoinPointReleased(p) => ProcessError::JoinPointReleased(ProcessId(p)),
+            WireError::JoinSelf(p) => ProcessError::JoinSelf(ProcessId(p)),
+            WireError::BadDefinition => ProcessError::BadDefinition,
+            WireError::NoSuchResource(r) => ProcessError::NoSuchResource(ResourceId(r)),
+            WireError::Fork(e) => ProcessError::Fork(e),
+            WireError::Io(m) => ProcessError::Io(std::io::Error::other(m)),
+        }
+    }
+}
+
+/// Options of a start: which resources the new process inherits.
+///
+/// By default it inherits every resource the starting process uses (as in
+/// Netmulticore 3.5 and later): the new process counts as a user of each,
+/// so they are not deleted while it runs.
+#[derive(Debug, Clone)]
+pub struct StartOptions {
+    inherit: WireInherit,
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        StartOptions {
+            inherit: WireInherit::All,
+        }
+    }
+}
+
+impl StartOptions {
+    /// The default options: inherit all resources the starter uses.
+    pub fn new() -> StartOptions {
+        StartOptions::default()
+    }
+
+    /// Inherit every resource the starter uses (the default).
+    pub fn inherit_all(mut self) -> StartOptions {
+        self.inherit = WireInherit::All;
+        self
+    }
+
+    /// Inherit nothing.
+    pub fn inherit_none(mut self) -> StartOptions {
+        self.inherit = WireInherit::Nothing;
+        self
+    }
+
+    /// Inherit this resource (and those named by earlier `inherit` calls)
+    /// only.
+    pub fn inherit(mut self, id: ResourceId) -> StartOptions {
+        match &mut self.inherit {
+            WireInherit::Only(ids) => ids.push(id.0),
+            _ => self.inherit = WireInherit::Only(vec![id.0]),
+        }
+        self
+    }
+}
+
+/// A process definition. `#[mc::process]` implements it for a hidden marker
+/// type; use the generated module (`name::start`, `name::join`, ...) rather
+/// than this trait.
+pub trait Definition: Sized + 'static {
+    /// The argument type.
+    type Arg: __macro_support::ProcessArg;
+    /// The result type.
+    type Output: __macro_support::ProcessResult;
+    /// The definition's path (`module::name`).
+    const NAME: &'static str;
+    /// Runs the body.
+    fn run(arg: Self::Arg) -> Self::Output;
+    /// The definition's static description. It must be a `static` item
+    /// (the master checks that it lies in the program image).
+    #[doc(hidden)]
+    fn info() -> &'static DefinitionInfo;
+}
+
+/// The static description of a process definition; its address is what a
+/// start request names, which is valid in every process of a run because
+/// each is a fork of the master.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct DefinitionInfo {
+    magic: u64,
+    id: u64,
+    name: &'static str,
+    entry: fn(&[u8]) -> Result<Vec<u8>, String>,
+}
+
+const DEF_MAGIC: u64 = 0x6d63_2d64_6566_2d31; // "mc-def-1"
+
+/// FNV-1a of a string, usable in constants.
+const fn fnv1a(s: &str) -> u64 {
+    let b = s.as_bytes();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut i = 0;
+    while i < b.len() {
+        h ^= b[i] as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+        i += 1;
+    }
+    h
+}
+
+fn entry<D: Definition>(arg: &[u8]) -> Result<Vec<u8>, String> {
+    let arg: D::Arg = postcard::from_bytes(arg)
+        .map_err(|e| format!("cannot decode the argument of {}: {e}", D::NAME))?;
+    let out = D::run(arg);
+    postcard::to_allocvec(&out).map_err(|e| format!("cannot encode the result of {}: {e}", D::NAME))
+}
+
+impl DefinitionInfo {
+    /// The description of `D`; put it in a `static`.
+    pub const fn of<D: Definition>() -> DefinitionInfo {
+        DefinitionInfo {
+            magic: DEF_MAGIC,
+            id: fnv1a(D::NAME),
+            name: D::NAME,
+            entry: entry::<D>,
+        }
+    }
+
+    /// The definition's path.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+fn encode_arg<T: Serialize>(arg: &T) -> Result<Vec<u8>, ProcessError> {
+    postcard::to_allocvec(arg).map_err(|e| ProcessError::Encode(e.to_string()))
+}
+
+fn unexpected(r: Reply) -> ProcessError {
+    ProcessError::Io(std::io::Error::other(format!(
+        "unexpected reply from the master: {r:?}"
+    )))
+}
+
+/// Starts a process of definition `D` with `arg` (what `name::start` does).
+pub fn start<D: Definition>(arg: D::Arg) -> Result<Pid<D>, ProcessError> {
+    start_with::<D>(arg, StartOptions::default())
+}
+
+/// Starts a process of definition `D` with `arg` and options (what
+/// `name::start_with` does).
+pub fn start_with<D: Definition>(arg: D::Arg, opts: StartOptions) -> Result<Pid<D>, ProcessError> {
+    let info = D::info();
+    let req = Request::Start {
+        def_addr: info as *const DefinitionInfo as u64,
+        def_id: info.id,
+        arg: encode_arg(&arg)?,
+        inherit: opts.inherit,
+    };
+    match worker::request(&req)? {
+        Reply::Started(id) => Ok(Pid::new(id)),
+        Reply::Err(e) => Err(e.into_error()),
+        r => Err(unexpected(r)),
+    }
+}
+
+fn join_raw<D: Definition>(
+    pid: Pid<D>,
+    mode: JoinMode,
+) -> Result<Option<WireOutcome>, ProcessError> {
+    let req = Request::Join {
+        pid: pid.id.0,
+        def_id: D::info().id,
+        mode,
+    };
+    match worker::request(&req)? {
+        Reply::Outcome(o) => Ok(Some(o)),
+        Reply::NotYet => Ok(None),
+        Reply::Err(e) => Err(e.into_error()),
+        r => Err(unexpected(r)),
+    }
+}
+
+/// Waits for the process and returns how it ended, with its result (what
+/// `name::join_outcome` does). Only the first join gets the outcome.
+pub fn join_outcome<D: Definition>(pid: Pid<D>) -> Result<Outcome<D::Output>, ProcessError> {
+    match join_raw(pid, JoinMode::Block)? {
+        Some(o) => o.decode(),
+        None => Err(ProcessError::MasterGone),
+    }
+}
+
+/// Waits for the process and returns its result; `None` when it did not
+/// return (see [`status`] for why). What `name::join` does.
+pub fn join<D: Definition>(pid: Pid<D>) -> Result<Option<D::Output>, ProcessError> {
+    Ok(join_outcome(pid)?.returned())
+}
+
+/// Like [`join`], but gives up with [`ProcessError::Timeout`] after
+/// `timeout` (the process can still be joined later).
+pub fn join_timeout<D: Definition>(
+    pid: Pid<D>,
+    timeout: Duration,
+) -> Result<Option<D::Output>, ProcessError> {
+    let ms = timeout.as_millis().min(u64::MAX as u128) as u64;
+    match join_raw(pid, JoinMode::Timeout(ms))? {
+        Some(o) => Ok(o.decode::<D::Output>()?.returned()),
+        None => Err(ProcessError::Timeout(pid.id)),
+    }
+}
+
+/// Joins without waiting: `Ok(None)` while the process runs, otherwise its
+/// outcome (which this call takes, as a join does).
+pub fn try_join<D: Definition>(pid: Pid<D>) -> Result<Option<Outcome<D::Output>>, ProcessError> {
+    match join_raw(pid, JoinMode::Poll)? {
+        Some(o) => Ok(Some(o.decode()?)),
+        None => Ok(None),
+    }
+}
+
+/// From now on, results of processes of definition `D` are not kept by
+/// the master (results already stored are dropped); joining them returns
+/// [`ProcessError::JoinPointReleased`].
+pub fn release_join_point<D: Definition>() -> Result<(), ProcessError> {
+    match worker::request(&Request::ReleaseJoinPoint {
+        def_id: D::info().id,
+    })? {
+        Reply::Ok => Ok(()),
+        Reply::Err(e) => Err(e.into_error()),
+        r => Err(unexpected(r)),
+    }
+}
+
+/// How a process is doing, without taking its result: `None` while it runs,
+/// otherwise how it ended (also after it was joined, so this gives the cause
+/// when a join returned `None`).
+pub fn status(pid: impl Into<ProcessId>) -> Result<Option<Outcome<()>>, ProcessError> {
+    let pid = pid.into();
+    match worker::request(&Request::Status { pid: pid.0 })? {
+        Reply::Status(s) => Ok(s.map(WireOutcome::status)),
+        Reply::Err(e) => Err(e.into_error()),
+        r => Err(unexpected(r)),
+    }
+}
+
+/// Sends `signal` to a running process (nothing happens when it has
+/// ended).
+pub fn kill(pid: impl Into<ProcessId>, signal: Signal) -> Result<(), ProcessError> {
+    let pid = pid.into();
+    match worker::request(&Request::Kill {
+        pid: pid.0,
+        signal: signal.0,
+    })? {
+        Reply::Ok => Ok(()),
+        Reply::Err(e) => Err(e.into_error()),
+        r => Err(unexpected(r)),
+    }
+}
+
+/// The id of the calling process, if it is a worker (the first process
+/// included).
+pub fn self_id() -> Option<ProcessId> {
+    worker::self_id().map(ProcessId)
+}
+
+/// Items used by the code `#[mc::process]` generates. Not public API.
+#[doc(hidden)]
+pub mod __macro_support {
+    use serde::de::DeserializeOwned;
+    use serde::Serialize;
+
+    /// Implemented by every type that can be a process argument.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot be the argument of a process: it must implement serde's \
+                   `Serialize` and `Deserialize` (owned)",
+        label = "not `Serialize + DeserializeOwned`",
+        note = "the argument travels to the new process as bytes; derive serde's traits, or pass \
+                an id (a `ResourceId`, a `Pid`) instead of a handle, reference or closure"
+    )]
+    pub trait ProcessArg: Serialize + DeserializeOwned {}
+    impl<T: Serialize + DeserializeOwned> ProcessArg for T {}
+
+    /// Implemented by every type that can be a process result.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot be the result of a process: it must implement serde's \
+                   `Serialize` and `Deserialize` (owned)",
+        label = "not `Serialize + DeserializeOwned`",
+        note = "the result travels back to the master as bytes; derive serde's traits, or return \
+                an id (a `ResourceId`) instead of a handle, reference or closure"
+    )]
+    pub trait ProcessResult: Serialize + DeserializeOwned {}
+    impl<T: Serialize + DeserializeOwned> ProcessResult for T {}
+}

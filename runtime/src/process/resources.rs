@@ -1,0 +1,692 @@
+//! The resource table: the master's record of the named objects a run uses
+//! (pools, shared memory blocks, temp files, named semaphores, fork and
+//! join points; camlboxes), and who uses each.
+//!
+//! Every process of a run can register an object ([`manage`]), look one up
+//! by id ([`lookup`], which makes the caller a user) and release it
+//! ([`release`]). The creator counts as a user. When the last user is gone
+//! the object is deleted (`shm_unlink`, `unlink`, `sem_unlink`). A worker
+//! that ends releases everything it used; when the master ends, everything
+//! left is deleted. A started process inherits (becomes a user of) the
+//! resources its starter uses, unless [`StartOptions`](super::StartOptions)
+//! say otherwise.
+//!
+//! Handles ([`TempFile`], [`ShmBlock`], [`NamedSemaphore`]) belong to the
+//! process that opened them; to share an object, send its [`ResourceId`]
+//! (a `serde` type) and open it on the other side:
+//!
+//! ```no_run
+//! use mc::resources::{self, ShmBlock};
+//! use std::sync::atomic::Ordering;
+//!
+//! #[mc::process]
+//! fn reader(id: mc::resources::ResourceId) -> u8 {
+//!     let block = ShmBlock::open(id).expect("open");
+//!     block.bytes()[0].load(Ordering::Relaxed)
+//! }
+//!
+//! let report = mc::run(|| {
+//!     let block = resources::create_shm_block(4096).expect("create");
+//!     block.bytes()[0].store(42, Ordering::Relaxed);
+//!     let pid = reader::start(block.id()).expect("start");
+//!     reader::join(pid).expect("join")
+//! })
+//! .expect("run");
+//! assert_eq!(report.returned(), Some(Some(42)));
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::CString;
+use std::fmt;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+use super::control::{Reply, Request, WireInherit};
+use super::{master, unexpected, worker, ProcessError};
+use crate::segment::{self, SegmentHeader, SegmentKind};
+
+/// The id of a resource in the master's table. Unique within a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ResourceId(pub(crate) u64);
+
+impl ResourceId {
+    /// The number of this id.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for ResourceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// What a resource is, which says how it is deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ResourceKind {
+    /// A memory pool: a shared memory segment (`shm_unlink`).
+    Pool,
+    /// A plain shared memory block (`shm_unlink`).
+    ShmBlock,
+    /// A camlbox segment (`shm_unlink`).
+    Camlbox,
+    /// A file (`unlink`); the name is its path.
+    TempFile,
+    /// A named POSIX semaphore (`sem_unlink`); the name starts with `/`.
+    Semaphore,
+    /// A fork point (nothing to delete).
+    ForkPoint,
+    /// A join point (nothing to delete).
+    JoinPoint,
+}
+
+/// A resource as the table records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceInfo {
+    /// Its id.
+    pub id: ResourceId,
+    /// Its kind.
+    pub kind: ResourceKind,
+    /// Its name: a shared memory object's name (without `/`), a path, or a
+    /// semaphore name.
+    pub name: String,
+}
+
+struct Entry {
+    info: ResourceInfo,
+    users: BTreeSet<u64>,
+}
+
+/// The master's table.
+#[derive(Default)]
+pub(crate) struct Table {
+    next: u64,
+    entries: BTreeMap<u64, Entry>,
+}
+
+impl Table {
+    pub(crate) fn manage(&mut self, kind: ResourceKind, name: String, user: u64) -> ResourceInfo {
+        self.next += 1;
+        let info = ResourceInfo {
+            id: ResourceId(self.next),
+            kind,
+            name,
+        };
+        self.entries.insert(
+            self.next,
+            Entry {
+                info: info.clone(),
+                users: BTreeSet::from([user]),
+            },
+        );
+        info
+    }
+
+    pub(crate) fn lookup(&mut self, id: u64, user: u64) -> Option<ResourceInfo> {
+        let e = self.entries.get_mut(&id)?;
+        e.users.insert(user);
+        Some(e.info.clone())
+    }
+
+    /// Removes `user` from the users; deletes the object when none is
+    /// left. `false` when there is no such resource.
+    pub(crate) fn release(&mut self, id: u64, user: u64) -> bool {
+        let Some(e) = self.entries.get_mut(&id) else {
+            return false;
+        };
+        e.users.remove(&user);
+        if e.users.is_empty() {
+            if let Some(e) = self.entries.remove(&id) {
+                destroy(&e.info);
+            }
+        }
+        true
+    }
+
+    pub(crate) fn release_all(&mut self, user: u64) {
+        let ids: Vec<u64> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.users.contains(&user))
+            .map(|(&i, _)| i)
+            .collect();
+        for id in ids {
+            self.release(id, user);
+        }
+    }
+
+    pub(crate) fn inherit(&mut self, from: u64, to: u64, which: &WireInherit) {
+        for (id, e) in self.entries.iter_mut() {
+            let yes = match which {
+                WireInherit::All => e.users.contains(&from),
+                WireInherit::Nothing => false,
+                WireInherit::Only(ids) => ids.contains(id),
+            };
+            if yes {
+                e.users.insert(to);
+            }
+        }
+    }
+
+    pub(crate) fn delete_all(&mut self) {
+        for (_, e) in std::mem::take(&mut self.entries) {
+            destroy(&e.info);
+        }
+    }
+}
+
+fn destroy(info: &ResourceInfo) {
+    match info.kind {
+        ResourceKind::Pool | ResourceKind::ShmBlock | ResourceKind::Camlbox => {
+            let _ = segment::shm_unlink(&info.name);
+        }
+        ResourceKind::TempFile => {
+            let _ = std::fs::remove_file(&info.name);
+        }
+        ResourceKind::Semaphore => {
+            if let Ok(c) = CString::new(info.name.as_str()) {
+                // SAFETY: `c` is a valid NUL-terminated string.
+                unsafe { libc::sem_unlink(c.as_ptr()) };
+            }
+        }
+        ResourceKind::ForkPoint | ResourceKind::JoinPoint => {}
+    }
+}
+
+fn resource_reply(r: Reply) -> Result<ResourceInfo, ProcessError> {
+    match r {
+        Reply::Resource(info) => Ok(info),
+        Reply::Err(e) => Err(e.into_error()),
+        r => Err(unexpected(r)),
+    }
+}
+
+/// Hands an existing object to the resource table; the caller becomes its
+/// first user. It is deleted when its last user releases it or ends, and
+/// at the end of the run at the latest.
+pub fn manage(kind: ResourceKind, name: impl Into<String>) -> Result<ResourceId, ProcessError> {
+    let r = worker::request(&Request::Manage {
+        kind,
+        name: name.into(),
+    })?;
+    Ok(resource_reply(r)?.id)
+}
+
+/// Looks a resource up; the caller becomes one of its users (release it
+/// with [`release`] when done, or it stays until the caller ends).
+pub fn lookup(id: ResourceId) -> Result<ResourceInfo, ProcessError> {
+    resource_reply(worker::request(&Request::Lookup { id: id.0 })?)
+}
+
+/// The caller no longer uses the resource; when it was the last user, the
+/// object is deleted.
+pub fn release(id: ResourceId) -> Result<(), ProcessError> {
+    match worker::request(&Request::Release { id: id.0 })? {
+        Reply::Ok => Ok(()),
+        Reply::Err(e) => Err(e.into_error()),
+        r => Err(unexpected(r)),
+    }
+}
+
+fn lookup_kind(id: ResourceId, expected: ResourceKind) -> Result<ResourceInfo, ProcessError> {
+    let info = lookup(id)?;
+    if info.kind != expected {
+        let _ = release(id);
+        return Err(ProcessError::WrongKind {
+            id,
+            found: info.kind,
+            expected,
+        });
+    }
+    Ok(info)
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh name `mc.<what>.<master pid>.<master start>.<pid>.<n>.<random>`
+/// for objects whose names carry no header: [`cleanup`](super::cleanup)
+/// finds those of dead masters by the name.
+fn tagged_name(what: &str) -> String {
+    let (mpid, mstart) = master::master_tag();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut r = 0u32;
+    // SAFETY: writes at most 4 bytes into a live local.
+    unsafe { libc::getrandom((&mut r as *mut u32).cast(), 4, libc::GRND_NONBLOCK) };
+    format!(
+        "mc.{what}.{mpid}.{mstart}.{}.{n}.{r:08x}",
+        std::process::id()
+    )
+}
+
+/// Whether a tagged name belongs to a master that is no longer running.
+fn tag_is_stale(name: &str, what: &str) -> bool {
+    let Some(rest) = name.strip_prefix(&format!("mc.{what}.")) else {
+        return false;
+    };
+    let mut f = rest.split('.');
+    let (Some(Ok(pid)), Some(Ok(start))) = (
+        f.next().map(str::parse::<u32>),
+        f.next().map(str::parse::<u64>),
+    ) else {
+        return false;
+    };
+    !segment::process_alive(pid, start)
+}
+
+/// Removes temp files and named semaphores created through this module by
+/// masters that are no longer running.
+pub(crate) fn remove_stale_objects() -> io::Result<Vec<String>> {
+    let mut removed = Vec::new();
+    if let Ok(dir) = std::fs::read_dir(std::env::temp_dir()) {
+        for e in dir.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if tag_is_stale(&name, "tmp") && std::fs::remove_file(e.path()).is_ok() {
+                removed.push(e.path().display().to_string());
+            }
+        }
+    }
+    for e in std::fs::read_dir(segment::SHM_DIR)?.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(sem) = name.strip_prefix("sem.") {
+            if tag_is_stale(sem, "sem") {
+                let c = CString::new(format!("/{sem}")).map_err(io::Error::other)?;
+                // SAFETY: `c` is a valid NUL-terminated string.
+                if unsafe { libc::sem_unlink(c.as_ptr()) } == 0 {
+                    removed.push(name);
+                }
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// A temporary file in the resource table (deleted when its last user is
+/// gone).
+#[derive(Debug, Clone)]
+pub struct TempFile {
+    id: ResourceId,
+    path: PathBuf,
+}
+
+/// Creates an empty temporary file (mode 0600, in [`std::env::temp_dir`])
+/// and registers it; the caller is its first user.
+///
+/// ```no_run
+/// mc::run(|| {
+///     let f = mc::resources::create_temp_file().expect("temp file");
+///     std::fs::write(f.path(), b"hello").expect("write");
+/// })
+/// .expect("run");
+/// ```
+pub fn create_temp_file() -> Result<TempFile, ProcessError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if !worker::in_worker() {
+        return Err(ProcessError::NotInWorker);
+    }
+    let path = std::env::temp_dir().join(tagged_name("tmp"));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)?;
+    match manage(ResourceKind::TempFile, path.to_string_lossy().into_owned()) {
+        Ok(id) => Ok(TempFile { id, path }),
+        Err(e) => {
+            let _ = std::fs::remove_file(&path);
+            Err(e)
+        }
+    }
+}
+
+impl TempFile {
+    /// Looks up a temp file by id (the caller becomes a user).
+    pub fn open(id: ResourceId) -> Result<TempFile, ProcessError> {
+        let info = lookup_kind(id, ResourceKind::TempFile)?;
+        Ok(TempFile {
+            id,
+            path: PathBuf::from(info.name),
+        })
+    }
+
+    /// Its id.
+    pub fn id(&self) -> ResourceId {
+        self.id
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Releases it (see [`release`]).
+    pub fn release(self) -> Result<(), ProcessError> {
+        release(self.id)
+    }
+}
+
+/// A plain POSIX shared memory block (a segment of kind
+/// [`SegmentKind::Block`]), mapped in this process. Its bytes are seen
+/// through atomics, which makes sharing them with other processes sound.
+pub struct ShmBlock {
+    id: ResourceId,
+    name: String,
+    ptr: *mut u8,
+    map_len: usize,
+    len: usize,
+}
+
+// SAFETY: the mapping is shared memory accessed only through atomics; the
+// handle can move and be shared between threads like `&[AtomicU8]`.
+unsafe impl Send for ShmBlock {}
+// SAFETY: as above.
+unsafe impl Sync for ShmBlock {}
+
+impl fmt::Debug for ShmBlock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShmBlock")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+const HEADER: usize = std::mem::size_of::<SegmentHeader>();
+
+/// Creates a shared memory block of `size` usable bytes (after a
+/// [`SegmentHeader`]; memory reserved up front, so touching it never raises
+/// `SIGBUS`) and registers it; the caller is its first user.
+pub fn create_shm_block(size: usize) -> Result<ShmBlock, ProcessError> {
+    if !worker::in_worker() {
+        return Err(ProcessError::NotInWorker);
+    }
+    let name = segment::fresh_name(SegmentKind::Block);
+    let fd = segment::shm_create(&name)?;
+    let total = (HEADER + size) as u64;
+    let made = (|| -> io::Result<ShmBlock> {
+        // SAFETY: plain syscall on a valid descriptor.
+        if unsafe { libc::ftruncate(fd.as_raw_fd(), total as libc::off_t) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        segment::reserve(&fd, 0, total)?;
+        let header = SegmentHeader::new(SegmentKind::Block, total, 0);
+        // SAFETY: writes 64 bytes from a live header into the object.
+        let n = unsafe {
+            libc::pwrite(
+                fd.as_raw_fd(),
+                (&header as *const SegmentHeader).cast(),
+                HEADER,
+                0,
+            )
+        };
+        if n != HEADER as isize {
+            return Err(io::Error::last_os_error());
+        }
+        map_block(ResourceId(0), name.clone(), &fd, total as usize)
+    })();
+    let mut block = match made {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = segment::shm_unlink(&name);
+            return Err(e.into());
+        }
+    };
+    match manage(ResourceKind::ShmBlock, name.clone()) {
+        Ok(id) => {
+            block.id = id;
+            Ok(block)
+        }
+        Err(e) => {
+            let _ = segment::shm_unlink(&name);
+            Err(e)
+        }
+    }
+}
+
+fn map_block(id: ResourceId, name: String, fd: &OwnedFd, total: usize) -> io::Result<ShmBlock> {
+    // SAFETY: maps `total` bytes of a shared object we hold open; the
+    // kernel picks the address.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            total,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd.as_raw_fd(),
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(ShmBlock {
+        id,
+        name,
+        ptr: p.cast(),
+        map_len: total,
+        len: total - HEADER,
+    })
+}
+
+impl ShmBlock {
+    /// Looks up a block by id and maps it (the caller becomes a user).
+    pub fn open(id: ResourceId) -> Result<ShmBlock, ProcessError> {
+        let info = lookup_kind(id, ResourceKind::ShmBlock)?;
+        let fd = segment::shm_open(&info.name)?;
+        let header = segment::read_header(&fd)
+            .map_err(|e| ProcessError::Io(io::Error::new(io::ErrorKind::InvalidData, e)))?;
+        Ok(map_block(id, info.name, &fd, header.size as usize)?)
+    }
+
+    /// Its id.
+    pub fn id(&self) -> ResourceId {
+        self.id
+    }
+
+    /// The shared memory object's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The number of usable bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the block has no usable bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The usable bytes, as atomics.
+    pub fn bytes(&self) -> &[AtomicU8] {
+        // SAFETY: the mapping is live while `self` is, is `len` bytes long
+        // after the header, and `AtomicU8` has the size and alignment of
+        // `u8`; other processes touch it only through atomics or raw
+        // pointers.
+        unsafe { std::slice::from_raw_parts(self.ptr.add(HEADER).cast::<AtomicU8>(), self.len) }
+    }
+
+    /// A pointer to the first usable byte (for shared structures built on
+    /// the block; accesses must be synchronised between processes).
+    pub fn as_ptr(&self) -> *mut u8 {
+        // SAFETY: `HEADER` bytes into a mapping at least that long.
+        unsafe { self.ptr.add(HEADER) }
+    }
+
+    /// Releases it (see [`release`]) and unmaps it.
+    pub fn release(self) -> Result<(), ProcessError> {
+        release(self.id)
+    }
+}
+
+impl Drop for ShmBlock {
+    fn drop(&mut self) {
+        // SAFETY: unmaps the mapping this handle made; no reference into it
+        // outlives `self` (`bytes` borrows `self`).
+        unsafe { libc::munmap(self.ptr.cast(), self.map_len) };
+    }
+}
+
+/// A named POSIX semaphore (`sem_open`), opened in this process.
+pub struct NamedSemaphore {
+    id: ResourceId,
+    name: String,
+    sem: *mut libc::sem_t,
+}
+
+// SAFETY: POSIX semaphores may be used from any thread.
+unsafe impl Send for NamedSemaphore {}
+// SAFETY: as above.
+unsafe impl Sync for NamedSemaphore {}
+
+impl fmt::Debug for NamedSemaphore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NamedSemaphore")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+fn sem_open(name: &str, create: Option<u32>) -> io::Result<*mut libc::sem_t> {
+    let c = CString::new(name).map_err(io::Error::other)?;
+    // SAFETY: `c` is a valid NUL-terminated string; with O_CREAT the mode
+    // and initial value are passed as the variadic arguments.
+    let sem = unsafe {
+        match create {
+            Some(v) => libc::sem_open(
+                c.as_ptr(),
+                libc::O_CREAT | libc::O_EXCL,
+                0o600 as libc::c_uint,
+                v,
+            ),
+            None => libc::sem_open(c.as_ptr(), 0),
+        }
+    };
+    if sem == libc::SEM_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(sem)
+}
+
+/// Creates a named semaphore with value `initial` and registers it; the
+/// caller is its first user.
+///
+/// ```no_run
+/// mc::run(|| {
+///     let s = mc::resources::create_semaphore(1).expect("semaphore");
+///     s.wait().expect("wait");
+///     s.post().expect("post");
+/// })
+/// .expect("run");
+/// ```
+pub fn create_semaphore(initial: u32) -> Result<NamedSemaphore, ProcessError> {
+    if !worker::in_worker() {
+        return Err(ProcessError::NotInWorker);
+    }
+    let name = format!("/{}", tagged_name("sem"));
+    let sem = sem_open(&name, Some(initial))?;
+    let unlink = |name: &str| {
+        if let Ok(c) = CString::new(name) {
+            // SAFETY: `c` is a valid NUL-terminated string.
+            unsafe { libc::sem_unlink(c.as_ptr()) };
+        }
+    };
+    match manage(ResourceKind::Semaphore, name.clone()) {
+        Ok(id) => Ok(NamedSemaphore { id, name, sem }),
+        Err(e) => {
+            unlink(&name);
+            // SAFETY: `sem` was opened above and is not used after this.
+            unsafe { libc::sem_close(sem) };
+            Err(e)
+        }
+    }
+}
+
+impl NamedSemaphore {
+    /// Looks up a semaphore by id and opens it (the caller becomes a user).
+    pub fn open(id: ResourceId) -> Result<NamedSemaphore, ProcessError> {
+        let info = lookup_kind(id, ResourceKind::Semaphore)?;
+        let sem = sem_open(&info.name, None)?;
+        Ok(NamedSemaphore {
+            id,
+            name: info.name,
+            sem,
+        })
+    }
+
+    /// Its id.
+    pub fn id(&self) -> ResourceId {
+        self.id
+    }
+
+    /// Its name (starting with `/`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Increments the value.
+    pub fn post(&self) -> io::Result<()> {
+        // SAFETY: `sem` is open while `self` lives.
+        if unsafe { libc::sem_post(self.sem) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Waits until the value is positive, then decrements it.
+    pub fn wait(&self) -> io::Result<()> {
+        loop {
+            // SAFETY: `sem` is open while `self` lives.
+            if unsafe { libc::sem_wait(self.sem) } == 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+
+    /// Decrements the value if it is positive; `false` otherwise.
+    pub fn try_wait(&self) -> io::Result<bool> {
+        // SAFETY: `sem` is open while `self` lives.
+        if unsafe { libc::sem_trywait(self.sem) } == 0 {
+            return Ok(true);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::WouldBlock {
+            return Ok(false);
+        }
+        Err(e)
+    }
+
+    /// The current value.
+    pub fn value(&self) -> io::Result<i32> {
+        let mut v = 0;
+        // SAFETY: `sem` is open while `self` lives; `v` is a live local.
+        if unsafe { libc::sem_getvalue(self.sem, &mut v) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(v)
+    }
+
+    /// Releases it (see [`release`]) and closes it.
+    pub fn release(self) -> Result<(), ProcessError> {
+        release(self.id)
+    }
+}
+
+impl Drop for NamedSemaphore {
+    fn drop(&mut self) {
+        // SAFETY: closes the handle this value opened; it is not used after.
+        unsafe { libc::sem_close(self.sem) };
+    }
+}
