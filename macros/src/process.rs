@@ -171,6 +171,7 @@ fn validate(f: &ItemFn, errors: &mut Vec<syn::Error>) -> Option<Type> {
 
 fn generate(f: &ItemFn, arg_ty: &Type) -> TokenStream {
     let vis = &f.vis;
+    let inner = inner_visibility(vis);
     let name = &f.sig.ident;
     let out_ty = match &f.sig.output {
         ReturnType::Default => quote!(()),
@@ -210,23 +211,23 @@ fn generate(f: &ItemFn, arg_ty: &Type) -> TokenStream {
             /// The definition's marker type (implements
             /// `mc::process::Definition`).
             #[derive(Debug, Clone, Copy)]
-            pub struct Definition;
+            #inner struct Definition;
             /// The argument type.
-            pub type Arg = <Definition as ::mc::process::Definition>::Arg;
+            #inner type Arg = <Definition as ::mc::process::Definition>::Arg;
             /// The result type.
-            pub type Output = <Definition as ::mc::process::Definition>::Output;
+            #inner type Output = <Definition as ::mc::process::Definition>::Output;
             /// The id of a process of this definition.
-            pub type Pid = ::mc::process::Pid<Definition>;
+            #inner type Pid = ::mc::process::Pid<Definition>;
 
             /// Starts a process running this definition with `arg`; it
             /// inherits every resource the caller uses.
-            pub fn start(arg: Arg) -> ::core::result::Result<Pid, ::mc::ProcessError> {
+            #inner fn start(arg: Arg) -> ::core::result::Result<Pid, ::mc::ProcessError> {
                 ::mc::process::start::<Definition>(arg)
             }
 
             /// Starts a process running this definition with `arg` and
             /// `options`.
-            pub fn start_with(
+            #inner fn start_with(
                 arg: Arg,
                 options: ::mc::StartOptions,
             ) -> ::core::result::Result<Pid, ::mc::ProcessError> {
@@ -236,14 +237,14 @@ fn generate(f: &ItemFn, arg_ty: &Type) -> TokenStream {
             /// Waits for the process; its result, or `None` when it did not
             /// return (`mc::process::status` tells why). Only the first join
             /// gets the result.
-            pub fn join(
+            #inner fn join(
                 pid: Pid,
             ) -> ::core::result::Result<::core::option::Option<Output>, ::mc::ProcessError> {
                 ::mc::process::join::<Definition>(pid)
             }
 
             /// Waits for the process; how it ended, with its result.
-            pub fn join_outcome(
+            #inner fn join_outcome(
                 pid: Pid,
             ) -> ::core::result::Result<::mc::Outcome<Output>, ::mc::ProcessError> {
                 ::mc::process::join_outcome::<Definition>(pid)
@@ -251,7 +252,7 @@ fn generate(f: &ItemFn, arg_ty: &Type) -> TokenStream {
 
             /// Like `join`, but gives up with `ProcessError::Timeout` after
             /// `timeout`.
-            pub fn join_timeout(
+            #inner fn join_timeout(
                 pid: Pid,
                 timeout: ::core::time::Duration,
             ) -> ::core::result::Result<::core::option::Option<Output>, ::mc::ProcessError> {
@@ -259,7 +260,7 @@ fn generate(f: &ItemFn, arg_ty: &Type) -> TokenStream {
             }
 
             /// Joins without waiting: `None` while the process runs.
-            pub fn try_join(
+            #inner fn try_join(
                 pid: Pid,
             ) -> ::core::result::Result<
                 ::core::option::Option<::mc::Outcome<Output>>,
@@ -269,8 +270,26 @@ fn generate(f: &ItemFn, arg_ty: &Type) -> TokenStream {
             }
 
             /// Results of this definition are no longer kept.
-            pub fn release_join_point() -> ::core::result::Result<(), ::mc::ProcessError> {
+            #inner fn release_join_point() -> ::core::result::Result<(), ::mc::ProcessError> {
                 ::mc::process::release_join_point::<Definition>()
+            }
+        }
+    }
+}
+
+/// The visibility, inside `mod name`, that makes an item exactly as visible
+/// as the function `name` is outside it.
+fn inner_visibility(vis: &syn::Visibility) -> TokenStream {
+    match vis {
+        syn::Visibility::Public(_) => quote!(pub),
+        syn::Visibility::Inherited => quote!(pub(super)),
+        syn::Visibility::Restricted(r) => {
+            let path = &r.path;
+            let first = path.segments.first().map(|s| s.ident.to_string());
+            match first.as_deref() {
+                Some("crate") => quote!(pub(in #path)),
+                Some("self") if path.segments.len() == 1 => quote!(pub(super)),
+                _ => quote!(pub(in super::#path)),
             }
         }
     }

@@ -37,3 +37,8 @@ pub use value::{Repr, Shared};
 
 #[doc(hidden)]
 pub mod __private;
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

@@ -390,6 +390,34 @@ fn report_lists_killed_and_unjoined() -> TestResult {
     Ok(())
 }
 
+#[mc::process]
+fn pool_reader(id: resources::ResourceId) -> (u64, String) {
+    // A worker started before the pool existed would attach it here; this
+    // one inherited the mapping, and `open_pool` returns it.
+    let pool = resources::open_pool(id).expect("open pool");
+    let heap = mc::Heap::<u64>::open_root(&pool).expect("open root");
+    (heap.copy().expect("copy"), pool.name().to_owned())
+}
+
+fn pools_in_the_resource_table() -> TestResult {
+    let report = mc::run(|| -> Result<String, String> {
+        let (pool, id) = resources::create_pool(1 << 20).map_err(err)?;
+        let heap = mc::Heap::create(&pool, &99u64).map_err(err)?;
+        heap.set_pool_root();
+        let p = pool_reader::start(id).map_err(err)?;
+        let (v, name) = pool_reader::join(p).map_err(err)?.ok_or("reader failed")?;
+        ensure!(v == 99 && name == pool.name(), "reader saw {v} in {name}");
+        Ok(pool.name().to_owned())
+    })
+    .map_err(err)?;
+    let name = report.returned().ok_or("first process failed")??;
+    ensure!(
+        !std::path::Path::new(&format!("/dev/shm/{name}")).exists(),
+        "pool segment {name} left behind"
+    );
+    Ok(())
+}
+
 fn first_process_panic_is_reported() -> TestResult {
     let report = mc::run(|| -> u32 { panic!("first gave up") }).map_err(err)?;
     ensure!(
@@ -685,6 +713,7 @@ fn main() {
         ),
         ("outside_a_run_is_an_error", outside_a_run_is_an_error),
         ("resources_lifecycle", resources_lifecycle),
+        ("pools_in_the_resource_table", pools_in_the_resource_table),
         (
             "sigkill_of_master_leaves_nothing",
             sigkill_of_master_leaves_nothing,

@@ -1,5 +1,6 @@
-//! Compile-fail tests: every `tests/ui/*.rs` must fail to compile with
-//! exactly the diagnostics recorded in its `.stderr` file.
+//! Compile-fail tests: every `tests/ui/*.rs` documents one misuse (its first
+//! line says which) and must fail to compile with exactly the diagnostics
+//! recorded in its `.stderr` file; every `tests/pass/*.rs` must compile.
 //!
 //! The `.stderr` files belong to the toolchain pinned in
 //! `rust-toolchain.toml`. Regenerate them with
@@ -9,4 +10,5 @@
 fn ui() {
     let t = trybuild::TestCases::new();
     t.compile_fail("tests/ui/*.rs");
+    t.pass("tests/pass/*.rs");
 }

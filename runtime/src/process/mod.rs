@@ -362,6 +362,8 @@ pub enum ProcessError {
     Encode(String),
     /// The argument or the result could not be decoded.
     Decode(String),
+    /// A pool could not be created or attached.
+    Pool(crate::pool::PoolError),
     /// `fork` failed with this errno.
     Fork(i32),
     /// A system call failed.
@@ -416,6 +418,7 @@ impl fmt::Display for ProcessError {
             ProcessError::Fork(e) => {
                 write!(f, "fork failed: {}", std::io::Error::from_raw_os_error(*e))
             }
+            ProcessError::Pool(e) => write!(f, "{e}"),
             ProcessError::Io(e) => write!(f, "{e}"),
         }
     }

@@ -306,6 +306,51 @@ pub(crate) fn remove_stale_objects() -> io::Result<Vec<String>> {
     Ok(removed)
 }
 
+/// Creates a pool of at most `max_size` bytes and registers it: the master
+/// deletes its segment when the last process using it is gone (or when the
+/// run ends). Processes started afterwards inherit the mapping; any other
+/// process of the run opens it with [`open_pool`].
+///
+/// ```no_run
+/// #[mc::process]
+/// fn reader(d: mc::HeapDescr<u64>) -> u64 {
+///     d.open().expect("open").copy().expect("copy")
+/// }
+///
+/// mc::run(|| {
+///     let (pool, _id) = mc::resources::create_pool(1 << 20).expect("pool");
+///     let heap = mc::Heap::create(&pool, &42u64).expect("heap");
+///     let pid = reader::start(heap.descr()).expect("start");
+///     assert_eq!(reader::join(pid).expect("join"), Some(42));
+/// })
+/// .expect("run");
+/// ```
+pub fn create_pool(max_size: usize) -> Result<(crate::Pool, ResourceId), ProcessError> {
+    if !worker::in_worker() {
+        return Err(ProcessError::NotInWorker);
+    }
+    let pool = crate::Pool::create(max_size).map_err(ProcessError::Pool)?;
+    // The table deletes the segment; the creating handle must not.
+    pool.persist();
+    let id = manage(ResourceKind::Pool, pool.name())?;
+    Ok((pool, id))
+}
+
+/// Opens a pool of the resource table (see [`create_pool`]), mapping it at
+/// its address if this process has not mapped it yet; the caller becomes a
+/// user.
+pub fn open_pool(id: ResourceId) -> Result<crate::Pool, ProcessError> {
+    let info = lookup(id)?;
+    if info.kind != ResourceKind::Pool {
+        return Err(ProcessError::WrongKind {
+            id,
+            found: info.kind,
+            expected: ResourceKind::Pool,
+        });
+    }
+    crate::Pool::attach_segment(&info.name).map_err(ProcessError::Pool)
+}
+
 /// A temporary file in the resource table (deleted when its last user is
 /// gone).
 #[derive(Debug, Clone)]
