@@ -27,9 +27,11 @@ pub mod segment;
 pub mod sync;
 pub mod value;
 
-pub use heap::{Heap, HeapDescr, HeapError, HeapOptions, HeapStats, Mutator, PinGuard, ReadGuard};
+pub use heap::{
+    Heap, HeapDescr, HeapError, HeapOptions, HeapReport, HeapStats, Mutator, PinGuard, ReadGuard,
+};
 pub use mc_macros::{process, Shared};
-pub use pool::{Pool, PoolDescr, PoolError, PoolOptions, PoolStats};
+pub use pool::{Pool, PoolDescr, PoolError, PoolOptions, PoolReport, PoolStats};
 pub use process::{
     cleanup, resources, run, Outcome, Pid, ProcessError, ProcessId, RunReport, StartOptions,
 };

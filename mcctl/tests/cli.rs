@@ -1,0 +1,105 @@
+//! Runs the `mcctl` binary against real segments. `harness = false`: the
+//! test forks, so it runs in one thread.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn mcctl(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mcctl"))
+        .args(args)
+        .output()
+        .expect("run mcctl");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+fn check(name: &str, ok: bool, failures: &mut Vec<String>, detail: &str) {
+    if ok {
+        println!("test {name} ... ok");
+    } else {
+        println!("test {name} ... FAILED\n{detail}");
+        failures.push(name.to_owned());
+    }
+}
+
+fn main() {
+    let mut failures = Vec::new();
+    let tag = format!("mcctl-test-{}", std::process::id());
+
+    // A live pool with a root heap.
+    let pool = mc::Pool::create_named(&tag, 4 << 20).expect("pool");
+    let heap = mc::Heap::create(&pool, &vec![String::from("hello"); 100]).expect("heap");
+    heap.set_pool_root();
+    let (ok, out) = mcctl(&["list"]);
+    check(
+        "list_shows_the_pool",
+        ok && out.contains(pool.name()) && out.contains("alive"),
+        &mut failures,
+        &out,
+    );
+    let (ok, out) = mcctl(&["show", &tag]);
+    check(
+        "show_reports_heaps",
+        ok && out.contains("(root heap)") && out.contains("live") && out.contains("1 chunks"),
+        &mut failures,
+        &out,
+    );
+    let (ok, out) = mcctl(&["show", "no-such-pool-anywhere"]);
+    check(
+        "show_unknown_is_an_error",
+        !ok && out.contains("no pool named"),
+        &mut failures,
+        &out,
+    );
+
+    // A stale pool: created by a child that exits without removing it.
+    let stale = format!("{tag}-stale");
+    // SAFETY: the test is single-threaded (harness = false); the child only
+    // creates a pool and leaves with `_exit`.
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        let code = match mc::Pool::create_named(&stale, 1 << 20) {
+            Ok(p) => {
+                p.persist();
+                0
+            }
+            Err(_) => 1,
+        };
+        // SAFETY: leaving the child without running the parent's destructors.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        // SAFETY: plain waitpid on our child.
+        let r = unsafe { libc::waitpid(child, &mut status, libc::WNOHANG) };
+        if r == child || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let stale_seg = format!("mc.pool.{stale}");
+    let (ok, out) = mcctl(&["clean", "--dry-run"]);
+    check(
+        "dry_run_names_the_stale_pool",
+        ok && out.contains(&stale_seg),
+        &mut failures,
+        &out,
+    );
+    let (ok, out) = mcctl(&["clean"]);
+    let gone = !std::path::Path::new(&format!("/dev/shm/{stale_seg}")).exists();
+    check(
+        "clean_removes_only_stale_pools",
+        ok && gone && std::path::Path::new(&format!("/dev/shm/{}", pool.name())).exists(),
+        &mut failures,
+        &out,
+    );
+
+    drop(heap);
+    drop(pool);
+    println!("{} passed, {} failed", 5 - failures.len(), failures.len());
+    if !failures.is_empty() {
+        std::process::exit(1);
+    }
+}
