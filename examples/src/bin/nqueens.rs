@@ -1,0 +1,167 @@
+//! N-queens, Netmulticore's showcase: count the solutions of the N-queens
+//! puzzle sequentially and with several parallel designs, and print a table
+//! of counts, times and speedups over the sequential run.
+//!
+//! ```text
+//! nqueens [N] [--workers W] [--variants seq,rayon,mc,...]
+//! ```
+//!
+//! Variants:
+//! - `seq`: one process, one thread;
+//! - `rayon`: threads (rayon's work stealing), for comparison;
+//! - `mc`: worker processes each count their share of the tasks and return
+//!   the count through their join.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use mc_examples::nqueens::{self, Task};
+
+#[mc::process]
+fn count_worker(job: (usize, Vec<Task>)) -> u64 {
+    let (n, tasks) = job;
+    tasks.into_iter().map(|t| nqueens::count_task(n, t)).sum()
+}
+
+struct Options {
+    n: usize,
+    workers: usize,
+    variants: Vec<String>,
+}
+
+const ALL: &[&str] = &["seq", "rayon", "mc"];
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: nqueens [N] [--workers W] [--variants {}]",
+        ALL.join(",")
+    );
+    std::process::exit(2)
+}
+
+fn parse() -> Options {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut o = Options {
+        n: 14,
+        workers: cores,
+        variants: ALL.iter().map(|s| s.to_string()).collect(),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--workers" => {
+                o.workers = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| usage())
+            }
+            "--variants" => {
+                o.variants = args
+                    .next()
+                    .unwrap_or_else(|| usage())
+                    .split(',')
+                    .map(str::to_owned)
+                    .collect();
+                if o.variants.iter().any(|v| !ALL.contains(&v.as_str())) {
+                    usage();
+                }
+            }
+            "-h" | "--help" => usage(),
+            n => {
+                o.n = n
+                    .parse()
+                    .ok()
+                    .filter(|n| (4..=20).contains(n))
+                    .unwrap_or_else(|| usage())
+            }
+        }
+    }
+    o.workers = o.workers.max(1);
+    o
+}
+
+fn run_variant(name: &str, o: &Options) -> Result<u64, String> {
+    let n = o.n;
+    match name {
+        "seq" => Ok(nqueens::count_sequential(n)),
+        "rayon" => {
+            use rayon::prelude::*;
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(o.workers)
+                .build()
+                .map_err(|e| e.to_string())?;
+            Ok(pool.install(|| {
+                nqueens::tasks(n)
+                    .into_par_iter()
+                    .map(|t| nqueens::count_task(n, t))
+                    .sum()
+            }))
+        }
+        "mc" => {
+            let all = nqueens::tasks(n);
+            let pids = (0..o.workers)
+                .map(|w| {
+                    count_worker::start((n, nqueens::share(&all, w, o.workers)))
+                        .map_err(|e| e.to_string())
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut total = 0;
+            for p in pids {
+                total += count_worker::join(p)
+                    .map_err(|e| e.to_string())?
+                    .ok_or("a worker failed")?;
+            }
+            Ok(total)
+        }
+        other => Err(format!("unknown variant {other}")),
+    }
+}
+
+fn main() {
+    let o = parse();
+    let report = mc::run(move || -> Result<(), String> {
+        println!("N-queens, N = {}, {} workers", o.n, o.workers);
+        let mut rows: Vec<(String, u64, Duration)> = Vec::new();
+        for v in &o.variants {
+            eprint!("  running {v:<8}…");
+            let _ = std::io::stderr().flush();
+            let t = Instant::now();
+            let count = run_variant(v, &o)?;
+            let d = t.elapsed();
+            eprintln!(" {count} solutions in {:.3} s", d.as_secs_f64());
+            rows.push((v.clone(), count, d));
+        }
+        let seq = rows.iter().find(|r| r.0 == "seq").map(|r| r.2);
+        println!();
+        println!(
+            "{:<8} {:>12} {:>10} {:>9}",
+            "variant", "solutions", "time (s)", "speedup"
+        );
+        for (v, c, d) in &rows {
+            let speedup = seq.map_or("-".to_owned(), |s| {
+                format!("{:.2}x", s.as_secs_f64() / d.as_secs_f64())
+            });
+            println!("{v:<8} {c:>12} {:>10.3} {speedup:>9}", d.as_secs_f64());
+        }
+        let expected = rows[0].1;
+        if rows.iter().any(|r| r.1 != expected) {
+            return Err("the variants disagree".into());
+        }
+        Ok(())
+    });
+    match report.map(|r| r.outcome) {
+        Ok(mc::Outcome::Returned(Ok(()))) => println!("nqueens: ok"),
+        Ok(mc::Outcome::Returned(Err(e))) => {
+            eprintln!("nqueens: {e}");
+            std::process::exit(1);
+        }
+        Ok(other) => {
+            eprintln!("nqueens: the first process ended: {other}");
+            std::process::exit(1);
+        }
+        Err(e) => {
+            eprintln!("nqueens: {e}");
+            std::process::exit(1);
+        }
+    }
+}
