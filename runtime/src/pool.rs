@@ -20,7 +20,7 @@
 use std::fmt;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use serde::{Deserialize, Serialize};
@@ -44,14 +44,48 @@ struct PoolHeader {
     total_size: u64,
     n_pages: u64,
     bitmap_offset: u64,
+    owners_offset: u64,
     data_offset: u64,
     committed: AtomicU64,
     used_pages: AtomicU64,
     hint: AtomicU64,
     root_heap: AtomicU64,
     root_fingerprint: AtomicU64,
+    next_tag: AtomicU32,
     lock: RawRwLock,
 }
+
+/// Where the parts of a pool segment lie; a function of the page count
+/// only, so that attaching processes can check the recorded header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Layout {
+    n_pages: usize,
+    bitmap_offset: usize,
+    owners_offset: usize,
+    data_offset: usize,
+    total: usize,
+}
+
+impl Layout {
+    fn new(n_pages: usize) -> Layout {
+        let bitmap_offset = std::mem::size_of::<PoolHeader>().next_multiple_of(64);
+        let owners_offset = (bitmap_offset + n_pages.div_ceil(64) * 8).next_multiple_of(64);
+        let data_offset = (owners_offset + n_pages * 4).next_multiple_of(PAGE_SIZE);
+        Layout {
+            n_pages,
+            bitmap_offset,
+            owners_offset,
+            data_offset,
+            total: data_offset + n_pages * PAGE_SIZE,
+        }
+    }
+}
+
+/// Page owner entries: the owning heap's tag, with [`OWNER_HEADER`] set on
+/// the first page of a heap header.
+pub(crate) const OWNER_HEADER: u32 = 1 << 31;
+/// The tag part of a page owner entry.
+pub(crate) const OWNER_TAG: u32 = !OWNER_HEADER;
 
 /// Why a pool operation failed.
 #[derive(Debug)]
@@ -187,6 +221,7 @@ pub(crate) struct PoolInner {
     fd: OwnedFd,
     base: usize,
     total: usize,
+    layout: Layout,
     creator: Option<u32>,
     keep: std::sync::atomic::AtomicBool,
 }
@@ -288,12 +323,14 @@ impl Pool {
                 reason: "at most 16 TiB",
             });
         }
-        let data_size = o.max_size.next_multiple_of(PAGE_SIZE);
-        let n_pages = data_size / PAGE_SIZE;
-        let bitmap_offset = std::mem::size_of::<PoolHeader>().next_multiple_of(64);
-        let bitmap_bytes = n_pages.div_ceil(64) * 8;
-        let data_offset = (bitmap_offset + bitmap_bytes).next_multiple_of(PAGE_SIZE);
-        let total = data_offset + data_size;
+        let n_pages = o.max_size.div_ceil(PAGE_SIZE);
+        let layout = Layout::new(n_pages);
+        let (bitmap_offset, owners_offset, data_offset, total) = (
+            layout.bitmap_offset,
+            layout.owners_offset,
+            layout.data_offset,
+            layout.total,
+        );
         let name = match &o.name {
             Some(n) => {
                 if n.is_empty() || n.contains('/') || n.contains('\0') || n.len() > 200 {
@@ -352,12 +389,14 @@ impl Pool {
             total_size: total as u64,
             n_pages: n_pages as u64,
             bitmap_offset: bitmap_offset as u64,
+            owners_offset: owners_offset as u64,
             data_offset: data_offset as u64,
             committed: AtomicU64::new(data_offset as u64),
             used_pages: AtomicU64::new(0),
             hint: AtomicU64::new(0),
             root_heap: AtomicU64::new(0),
             root_fingerprint: AtomicU64::new(0),
+            next_tag: AtomicU32::new(1),
             lock: RawRwLock::new(),
         };
         // SAFETY: the first `data_offset` bytes are mapped and reserved;
@@ -369,6 +408,7 @@ impl Pool {
             fd,
             base: base as usize,
             total,
+            layout,
             creator: Some(std::process::id()),
             keep: std::sync::atomic::AtomicBool::new(false),
         });
@@ -418,14 +458,9 @@ impl Pool {
                 SegmentError::NotMc,
             ));
         }
-        let base = u64::from_ne_bytes(raw[64..72].try_into().expect("8 bytes")) as usize;
-        let total = u64::from_ne_bytes(raw[72..80].try_into().expect("8 bytes")) as usize;
-        if total as u64 != seg.size || base % PAGE_SIZE != 0 || base == 0 {
-            return Err(PoolError::NotAPool(
-                seg_name.to_owned(),
-                SegmentError::NotMc,
-            ));
-        }
+        let (base, layout) = checked_layout(&raw, &seg)
+            .ok_or_else(|| PoolError::NotAPool(seg_name.to_owned(), SegmentError::NotMc))?;
+        let total = layout.total;
         // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping;
         // it fails (or, on old kernels, returns another address) instead.
         let p = unsafe {
@@ -463,6 +498,7 @@ impl Pool {
             fd,
             base,
             total,
+            layout,
             creator: None,
             keep: std::sync::atomic::AtomicBool::new(true),
         });
@@ -518,8 +554,7 @@ impl Pool {
 
     /// Whether `addr..addr+len` lies inside this pool's data area.
     pub fn contains(&self, addr: usize, len: usize) -> bool {
-        let h = self.header();
-        let start = self.inner.base + h.data_offset as usize;
+        let start = self.inner.base + self.inner.layout.data_offset;
         addr >= start
             && addr
                 .checked_add(len)
@@ -542,62 +577,114 @@ impl Pool {
     pub fn stats(&self) -> PoolStats {
         let h = self.header();
         let used = h.used_pages.load(Ordering::Relaxed) as usize * PAGE_SIZE;
-        let max = h.n_pages as usize * PAGE_SIZE;
+        let max = self.inner.layout.n_pages * PAGE_SIZE;
         PoolStats {
             max_size: max,
             used,
-            free: max - used,
+            free: max.saturating_sub(used),
             committed: h.committed.load(Ordering::Relaxed) as usize,
         }
     }
 
     fn bitmap(&self) -> &[AtomicU64] {
-        let h = self.header();
-        // SAFETY: the bitmap lies inside the reserved header area, right
-        // after the header, with `n_pages.div_ceil(64)` words.
+        let l = &self.inner.layout;
+        // SAFETY: the bitmap lies inside the reserved header area with
+        // `n_pages.div_ceil(64)` words (the layout was computed or checked
+        // when the pool was created or attached).
         unsafe {
             std::slice::from_raw_parts(
-                (self.inner.base + h.bitmap_offset as usize) as *const AtomicU64,
-                (h.n_pages as usize).div_ceil(64),
+                (self.inner.base + l.bitmap_offset) as *const AtomicU64,
+                l.n_pages.div_ceil(64),
             )
         }
     }
 
-    /// Allocates `size` bytes (rounded up to pages) of reserved memory;
-    /// returns its address.
-    pub(crate) fn alloc_pages(&self, size: usize) -> Result<usize, PoolError> {
+    fn owners(&self) -> &[AtomicU32] {
+        let l = &self.inner.layout;
+        // SAFETY: the owner table lies inside the reserved header area with
+        // `n_pages` entries (layout checked as for the bitmap).
+        unsafe {
+            std::slice::from_raw_parts(
+                (self.inner.base + l.owners_offset) as *const AtomicU32,
+                l.n_pages,
+            )
+        }
+    }
+
+    /// The owner entry of the page holding `addr` (0 when free or outside
+    /// the data area).
+    pub(crate) fn page_owner(&self, addr: usize) -> u32 {
+        let start = self.inner.base + self.inner.layout.data_offset;
+        if addr < start {
+            return 0;
+        }
+        self.owners()
+            .get((addr - start) / PAGE_SIZE)
+            .map_or(0, |o| o.load(Ordering::Acquire))
+    }
+
+    /// A fresh tag for a heap of this pool (never 0).
+    pub(crate) fn new_tag(&self) -> u32 {
+        loop {
+            let t = self.header().next_tag.fetch_add(1, Ordering::Relaxed) & OWNER_TAG;
+            if t != 0 {
+                return t;
+            }
+        }
+    }
+
+    fn lock(&self) -> Result<(), PoolError> {
+        let h = self.header();
+        match h.lock.write(None) {
+            // A holder that died left at worst some pages marked used
+            // (a leak, never a double allocation): carry on.
+            Ok(crate::sync::raw::Acquired::OwnerDied) => {
+                let _ = h.lock.mark_consistent();
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(PoolError::Lock(e)),
+        }
+    }
+
+    /// Allocates `size` bytes (rounded up to pages) of reserved memory for
+    /// the owner `owner` (a heap tag, possibly with [`OWNER_HEADER`] for the
+    /// first page); returns its address.
+    pub(crate) fn alloc_pages(&self, size: usize, owner: u32) -> Result<usize, PoolError> {
         let n = size.div_ceil(PAGE_SIZE).max(1);
         let h = self.header();
-        let first = {
-            h.lock.write(None).map_err(PoolError::Lock)?;
-            let r = find_run(
-                self.bitmap(),
-                h.n_pages as usize,
-                n,
-                h.hint.load(Ordering::Relaxed) as usize,
-            );
-            if let Some(first) = r {
-                set_run(self.bitmap(), first, n, true);
-                h.used_pages.fetch_add(n as u64, Ordering::Relaxed);
-                h.hint.store((first + n) as u64, Ordering::Relaxed);
-            }
-            // SAFETY: taken just above.
-            unsafe { h.lock.unlock_write() };
-            r
-        };
-        let Some(first) = first else {
+        self.lock()?;
+        let r = find_run(
+            self.bitmap(),
+            self.inner.layout.n_pages,
+            n,
+            h.hint.load(Ordering::Relaxed) as usize,
+        );
+        if let Some(first) = r {
+            set_run(self.bitmap(), first, n, true);
+            h.used_pages.fetch_add(n as u64, Ordering::Relaxed);
+            h.hint.store((first + n) as u64, Ordering::Relaxed);
+        }
+        // SAFETY: taken by `lock` just above.
+        unsafe { h.lock.unlock_write() };
+        let Some(first) = r else {
             return Err(PoolError::OutOfMemory {
                 requested: n * PAGE_SIZE,
                 available: self.stats().free,
             });
         };
-        let offset = h.data_offset + (first * PAGE_SIZE) as u64;
-        let end = offset + (n * PAGE_SIZE) as u64;
-        if let Err(e) = self.commit(end) {
-            self.free_pages(self.inner.base + offset as usize, n * PAGE_SIZE);
+        let offset = self.inner.layout.data_offset + first * PAGE_SIZE;
+        let end = offset + n * PAGE_SIZE;
+        if let Err(e) = self.commit(end as u64) {
+            self.free_pages(self.inner.base + offset, n * PAGE_SIZE);
             return Err(e);
         }
-        Ok(self.inner.base + offset as usize)
+        let owners = self.owners();
+        for (i, o) in owners[first..first + n].iter().enumerate() {
+            let v = if i == 0 { owner } else { owner & OWNER_TAG };
+            o.store(v, Ordering::Release);
+        }
+        Ok(self.inner.base + offset)
     }
 
     fn commit(&self, end: u64) -> Result<(), PoolError> {
@@ -606,7 +693,10 @@ impl Pool {
         if end <= committed {
             return Ok(());
         }
-        let target = end.next_multiple_of(COMMIT_STEP).min(h.total_size).max(end);
+        let target = end
+            .next_multiple_of(COMMIT_STEP)
+            .min(self.inner.total as u64)
+            .max(end);
         let from = committed;
         match segment::reserve(&self.inner.fd, from, target - from) {
             Ok(()) => {}
@@ -638,16 +728,18 @@ impl Pool {
     pub(crate) fn free_pages(&self, addr: usize, size: usize) {
         let n = size.div_ceil(PAGE_SIZE).max(1);
         let h = self.header();
-        let first = (addr - self.inner.base - h.data_offset as usize) / PAGE_SIZE;
-        // A failed lock (dead holder) leaks the pages rather than risking
-        // the bitmap.
-        if h.lock.write(None).is_ok() {
+        let first = (addr - self.inner.base - self.inner.layout.data_offset) / PAGE_SIZE;
+        for o in &self.owners()[first..first + n] {
+            o.store(0, Ordering::Release);
+        }
+        // A failed lock leaks the pages rather than risking the bitmap.
+        if self.lock().is_ok() {
             set_run(self.bitmap(), first, n, false);
             h.used_pages.fetch_sub(n as u64, Ordering::Relaxed);
             if (first as u64) < h.hint.load(Ordering::Relaxed) {
                 h.hint.store(first as u64, Ordering::Relaxed);
             }
-            // SAFETY: taken just above.
+            // SAFETY: taken by `lock` just above.
             unsafe { h.lock.unlock_write() };
         }
     }
@@ -771,19 +863,34 @@ pub fn inspect(seg_name: &str) -> Result<PoolReport, PoolError> {
             SegmentError::NotMc,
         ));
     }
-    // SAFETY: the bitmap lies inside the committed header area (checked).
-    let bits = unsafe {
-        std::slice::from_raw_parts(
-            (base + h.bitmap_offset as usize) as *const AtomicU64,
-            n_pages.div_ceil(64),
-        )
-    };
     let used = h.used_pages.load(Ordering::Relaxed) as usize * PAGE_SIZE;
     let max = n_pages * PAGE_SIZE;
     let heap_size = crate::heap::header_size();
+    let layout = Layout::new(n_pages);
+    if layout.owners_offset != h.owners_offset as usize
+        || layout.owners_offset + n_pages * 4 > committed
+    {
+        return Err(PoolError::NotAPool(
+            seg_name.to_owned(),
+            SegmentError::NotMc,
+        ));
+    }
+    // SAFETY: the owner table lies inside the committed header area
+    // (checked just above).
+    let owners = unsafe {
+        std::slice::from_raw_parts((base + layout.owners_offset) as *const AtomicU32, n_pages)
+    };
+    let owner_of = |a: usize| -> u32 {
+        if a < data {
+            return 0;
+        }
+        owners
+            .get((a - data) / PAGE_SIZE)
+            .map_or(0, |o| o.load(Ordering::Relaxed))
+    };
     let mut heaps = Vec::new();
-    for page in 0..n_pages {
-        if bits[page / 64].load(Ordering::Relaxed) & (1 << (page % 64)) == 0 {
+    for (page, owner) in owners.iter().enumerate() {
+        if owner.load(Ordering::Relaxed) & OWNER_HEADER == 0 {
             continue;
         }
         let addr = data + page * PAGE_SIZE;
@@ -792,7 +899,7 @@ pub fn inspect(seg_name: &str) -> Result<PoolReport, PoolError> {
         }
         // SAFETY: an allocated page inside the committed range, read-only.
         let bytes = unsafe { std::slice::from_raw_parts(addr as *const u8, heap_size) };
-        if let Some(r) = crate::heap::inspect_header(addr, bytes) {
+        if let Some(r) = crate::heap::inspect_header(addr, bytes, &owner_of) {
             heaps.push(r);
         }
     }
@@ -810,6 +917,29 @@ pub fn inspect(seg_name: &str) -> Result<PoolReport, PoolError> {
         root_heap: (root != 0).then_some(root),
         heaps,
     })
+}
+
+/// Reads the base address and layout recorded in a pool header and checks
+/// them against the segment header and against each other.
+fn checked_layout(raw: &[u8], seg: &SegmentHeader) -> Option<(usize, Layout)> {
+    let word = |i: usize| -> u64 { u64::from_ne_bytes(raw[i..i + 8].try_into().expect("8 bytes")) };
+    // Offsets of `base`, `total_size`, `n_pages`, `bitmap_offset`,
+    // `owners_offset`, `data_offset` in `PoolHeader` (after the 64-byte
+    // segment header).
+    let (base, total, n_pages) = (word(64) as usize, word(72) as usize, word(80) as usize);
+    let (bitmap, owners, data) = (word(88) as usize, word(96) as usize, word(104) as usize);
+    if n_pages == 0 || n_pages > (1 << 32) {
+        return None;
+    }
+    let l = Layout::new(n_pages);
+    let ok = total as u64 == seg.size
+        && l.total == total
+        && l.bitmap_offset == bitmap
+        && l.owners_offset == owners
+        && l.data_offset == data
+        && base % PAGE_SIZE == 0
+        && base != 0;
+    ok.then_some((base, l))
 }
 
 fn register(inner: &Arc<PoolInner>) {
@@ -906,15 +1036,18 @@ mod tests {
     #[test]
     fn create_alloc_free() {
         let pool = Pool::create(1 << 20).unwrap();
-        let a = pool.alloc_pages(64 * 1024).unwrap();
+        let a = pool.alloc_pages(64 * 1024, 5).unwrap();
+        assert_eq!(pool.page_owner(a), 5);
+        assert_eq!(pool.page_owner(a + 64 * 1024 - 1), 5);
         assert!(pool.contains(a, 64 * 1024));
         assert_eq!(pool.stats().used, 64 * 1024);
         // SAFETY: the pages were just allocated and reserved.
         unsafe { std::ptr::write_bytes(a as *mut u8, 7, 64 * 1024) };
-        let err = pool.alloc_pages(2 << 20).unwrap_err();
+        let err = pool.alloc_pages(2 << 20, 5).unwrap_err();
         assert!(matches!(err, PoolError::OutOfMemory { .. }), "{err}");
         pool.free_pages(a, 64 * 1024);
         assert_eq!(pool.stats().used, 0);
+        assert_eq!(pool.page_owner(a), 0);
         let name = pool.name().to_owned();
         assert!(std::path::Path::new(&format!("/dev/shm/{name}")).exists());
         drop(pool);

@@ -731,3 +731,36 @@ fn fieldless_generic_and_wide_enums() {
     buf[off..off + 2].copy_from_slice(&299u16.to_ne_bytes());
     assert_eq!(validate_region::<Wide>(&buf, off), Ok(()));
 }
+
+mod fp_a {
+    pub type F = u64;
+    #[derive(mc::Shared)]
+    pub struct Inner {
+        pub g: F,
+    }
+}
+
+mod fp_b {
+    pub type F = String;
+    #[derive(mc::Shared)]
+    pub struct Inner {
+        pub g: F,
+    }
+}
+
+#[test]
+fn same_names_in_other_modules_differ() {
+    use mc::Shared;
+    assert_ne!(
+        <Vec<fp_a::Inner> as Shared>::FINGERPRINT,
+        <Vec<fp_b::Inner> as Shared>::FINGERPRINT
+    );
+    assert_ne!(
+        <Box<fp_a::Inner> as Shared>::FINGERPRINT,
+        <Box<fp_b::Inner> as Shared>::FINGERPRINT
+    );
+    assert_ne!(
+        <fp_a::Inner as Shared>::FINGERPRINT,
+        <fp_b::Inner as Shared>::FINGERPRINT
+    );
+}

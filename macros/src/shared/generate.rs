@@ -390,8 +390,14 @@ impl<'c, 'a> Gen<'c, 'a> {
                     let ty_part = if deep {
                         quote_spanned!(f.original.ty.span()=> <#ty as ::mc::Shared>::FINGERPRINT)
                     } else {
+                        // The type as written can name different types in
+                        // different scopes (aliases): add its layout.
                         let written = f.original.ty.to_token_stream().to_string();
-                        quote!(::mc::__private::fingerprint_str(#written))
+                        quote!(::mc::__private::fingerprint_combine(&[
+                            ::mc::__private::fingerprint_str(#written),
+                            ::core::mem::size_of::<<#ty as ::mc::Shared>::Repr>() as u64,
+                            ::core::mem::align_of::<<#ty as ::mc::Shared>::Repr>() as u64,
+                        ]))
                     };
                     [quote!(::mc::__private::fingerprint_str(#fname)), ty_part]
                 })
@@ -432,7 +438,12 @@ impl<'c, 'a> Gen<'c, 'a> {
         let type_args: Vec<TokenStream> = if deep {
             Vec::new()
         } else {
-            type_args.collect()
+            // Same-named types of different modules differ by their path.
+            let mut v = vec![quote!(::mc::__private::fingerprint_str(
+                ::core::module_path!()
+            ))];
+            v.extend(type_args);
+            v
         };
         quote!(::mc::__private::fingerprint_combine(&[#(#parts,)* #(#type_args),*]))
     }

@@ -62,8 +62,6 @@ const CHUNK_HDR: usize = std::mem::size_of::<ChunkHeader>();
 pub(crate) struct AllocState {
     /// First chunk (0: none).
     chunks: usize,
-    /// The chunk holding the heap header, never given back.
-    home: usize,
     /// The current bump chunk (0: none).
     cur: usize,
     chunk_size: usize,
@@ -121,7 +119,6 @@ impl AllocState {
     pub(crate) fn new(chunk_size: usize) -> Self {
         AllocState {
             chunks: 0,
-            home: 0,
             cur: 0,
             chunk_size,
             n_chunks: 0,
@@ -137,23 +134,10 @@ impl AllocState {
         }
     }
 
-    /// Adopts memory `[addr, addr+size)` as the first chunk, never given
-    /// back (it holds the heap header, which lies before `addr`).
-    ///
     /// # Safety
     ///
-    /// The memory must be valid, 8-aligned, owned by this heap for its whole
-    /// life, and at least `CHUNK_HDR + 16` bytes.
-    pub(crate) unsafe fn adopt_home(&mut self, addr: usize, size: usize) {
-        // SAFETY: per the contract.
-        unsafe { self.link_chunk(addr, size) };
-        self.home = addr;
-        self.cur = addr;
-    }
-
-    /// # Safety
-    ///
-    /// As for `adopt_home`.
+    /// The memory must be valid, 8-aligned, owned by this heap for as long
+    /// as it is linked, and at least `CHUNK_HDR + 16` bytes.
     unsafe fn link_chunk(&mut self, addr: usize, size: usize) {
         let c = addr as *mut ChunkHeader;
         // SAFETY: the chunk's first bytes are ours (contract).
@@ -171,9 +155,20 @@ impl AllocState {
     }
 
     pub(crate) fn stats(&self) -> AllocStats {
+        self.stats_checked(|_| true)
+    }
+
+    /// The figures, following the current chunk's address only if
+    /// `trusted` accepts it (an inspector reads untrusted copies).
+    pub(crate) fn stats_checked(&self, trusted: impl Fn(usize) -> bool) -> AllocStats {
+        let bump = if self.cur != 0 && trusted(self.cur) {
+            self.bump_room()
+        } else {
+            0
+        };
         AllocStats {
             live_bytes: self.live_bytes,
-            free_bytes: self.free_bytes + self.bump_room(),
+            free_bytes: self.free_bytes + bump,
             chunks: self.n_chunks,
             chunk_bytes: self.chunk_bytes,
             allocated_since_gc: self.allocated_since_gc,
@@ -188,7 +183,7 @@ impl AllocState {
         }
         // SAFETY: `cur` is a live chunk of this heap.
         let c = unsafe { &*(self.cur as *const ChunkHeader) };
-        self.cur + c.size - c.top
+        (self.cur + c.size).saturating_sub(c.top)
     }
 
     /// Allocates a value of `layout`; returns its address.
@@ -410,7 +405,7 @@ impl AllocState {
                 if run != 0 {
                     runs.push((run, c.top - run));
                 }
-                if !any_live && chunk != self.home {
+                if !any_live {
                     // Empty: unlink and give back.
                     *prev_link = next;
                     self.n_chunks -= 1;
@@ -459,9 +454,7 @@ impl AllocState {
                 c.magic = 0;
                 (c.next, c.size)
             };
-            if chunk != self.home {
-                src.put(chunk, size);
-            }
+            src.put(chunk, size);
             chunk = next;
         }
         self.chunks = 0;
@@ -472,25 +465,25 @@ impl AllocState {
 }
 
 /// Marks heap blocks for the collector.
-pub(crate) struct Marker {
-    /// The address range values can lie in (the pool's data area).
-    pub(crate) lo: usize,
-    pub(crate) hi: usize,
+pub(crate) struct Marker<'a> {
+    /// Whether an address lies in a chunk of this heap.
+    pub(crate) owns: &'a dyn Fn(usize) -> bool,
 }
 
-// SAFETY: `mark` accepts only 8-aligned addresses inside the heap's memory
-// range whose block header is an allocated (non-free) block, and sets the
-// mark bit so that each block is accepted once per collection. Values in a
-// heap only point to blocks of the same heap (the copier allocates every
-// pointee in the heap it writes to), which makes the header check sound.
-unsafe impl Mark for Marker {
+// SAFETY: `mark` accepts only 8-aligned addresses whose block header lies
+// in a chunk of this heap (the pool's page owner table says so; user data
+// cannot change it) and is an allocated (non-free) block, and sets the mark
+// bit so that each block is accepted once per collection. Values in a heap
+// only point to blocks of the same heap: the copier allocates every pointee
+// in the heap it writes to, and the mutator refuses places of other heaps.
+unsafe impl Mark for Marker<'_> {
     fn mark(&mut self, addr: usize) -> bool {
-        if addr < self.lo + 8 || addr >= self.hi || addr % 8 != 0 {
+        if addr < 8 || addr % 8 != 0 || !(self.owns)(addr - 8) {
             return false;
         }
         let b = addr - 8;
-        // SAFETY: `b` lies inside the heap's mapped range (checked above)
-        // and, by the heap invariant, is a block header.
+        // SAFETY: `b` lies in a chunk of this heap (checked above) and, by
+        // the heap invariant, is a block header.
         unsafe {
             let h = read_hdr(b);
             if h & (MARK | FREE) != 0 {
@@ -505,12 +498,14 @@ unsafe impl Mark for Marker {
 /// A [`ChunkSource`] over a pool.
 pub(crate) struct PoolSource<'a> {
     pub(crate) pool: &'a crate::pool::Pool,
+    /// The heap's tag, recorded as the pages' owner.
+    pub(crate) tag: u32,
     pub(crate) last_error: Option<crate::pool::PoolError>,
 }
 
 impl ChunkSource for PoolSource<'_> {
     fn get(&mut self, size: usize) -> Result<usize, CopyError> {
-        self.pool.alloc_pages(size).map_err(|e| {
+        self.pool.alloc_pages(size, self.tag).map_err(|e| {
             let requested = size;
             self.last_error = Some(e);
             CopyError::OutOfSpace { requested }
@@ -620,7 +615,8 @@ pub(crate) mod tests {
 
         pub(crate) fn gc<T: Shared>(&mut self, roots: &[usize]) {
             let (lo, hi) = self.src.range();
-            let mut m = Marker { lo, hi };
+            let owns = move |a: usize| a >= lo && a < hi;
+            let mut m = Marker { owns: &owns };
             // SAFETY: the roots are live values of `T` in this heap.
             let mut t = unsafe { Tracer::new(&mut m) };
             for &r in roots {

@@ -48,7 +48,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use self::alloc::{AllocState, HeapWriter, Marker, PoolSource};
-use crate::pool::{Pool, PoolError, PAGE_SIZE};
+use crate::pool::{Pool, PoolError, OWNER_HEADER, OWNER_TAG, PAGE_SIZE};
 use crate::sync::raw::{Acquired, LockError, RawRwLock};
 use crate::value::{CopyError, SString, SVec, Shared, Tracer, Writer};
 
@@ -57,6 +57,8 @@ use crate::value::{CopyError, SString, SVec, Shared, Tracer, Writer};
 pub const DEFAULT_CHUNK_SIZE: usize = 64 * 1024;
 
 const HEAP_MAGIC: u64 = u64::from_le_bytes(*b"mc-heap\x01");
+/// The magic of a destroyed heap's header page, which is never reused.
+const TOMBSTONE: u64 = u64::from_le_bytes(*b"mc-dead\x01");
 const N_PINS: usize = 128;
 const PIN_COUNT_BITS: u32 = 20;
 const PIN_COUNT_MASK: u64 = (1 << PIN_COUNT_BITS) - 1;
@@ -74,7 +76,9 @@ struct HeapHeader {
     poisoned: AtomicU32,
     owner_deaths: AtomicU32,
     root: AtomicUsize,
-    home_pages: usize,
+    /// The heap's tag: the owner of its pages in the pool's table.
+    tag: u32,
+    header_bytes: usize,
     alloc: UnsafeCell<AllocState>,
     pins: [AtomicU64; N_PINS],
 }
@@ -116,6 +120,12 @@ pub enum HeapError {
     NoRootHeap,
     /// Too many distinct values are pinned at once.
     TooManyPins,
+    /// The heap cannot be destroyed while values of it are pinned (this
+    /// many pinned values).
+    Pinned(usize),
+    /// A mutator was handed a place that is not in its heap (a local value,
+    /// or a value of another heap).
+    ForeignPlace,
     /// The heap's lock failed.
     Lock(LockError),
 }
@@ -157,6 +167,15 @@ impl fmt::Display for HeapError {
                     "too many values pinned at once ({N_PINS}): drop some pin guards"
                 )
             }
+            HeapError::Pinned(n) => write!(
+                f,
+                "{n} values of the heap are pinned: drop the pin guards before destroying it"
+            ),
+            HeapError::ForeignPlace => write!(
+                f,
+                "the place given to the mutator is not in the heap being modified: values of \
+                 other heaps and local values are copied in with `set`/`set_from`, not written to"
+            ),
             HeapError::Lock(e) => write!(f, "heap lock: {e}"),
         }
     }
@@ -370,11 +389,9 @@ impl<T: Shared> Heap<T> {
 
     /// Creates a heap with options.
     pub fn create_with(pool: &Pool, value: &T, opts: HeapOptions) -> Result<Heap<T>, HeapError> {
-        let hdr_size = size_of::<HeapHeader>().next_multiple_of(64);
-        let home = opts
-            .chunk_size
-            .max((hdr_size + 4096).next_multiple_of(PAGE_SIZE));
-        let addr = pool.alloc_pages(home)?;
+        let header_bytes = size_of::<HeapHeader>().next_multiple_of(PAGE_SIZE);
+        let tag = pool.new_tag();
+        let addr = pool.alloc_pages(header_bytes, tag | OWNER_HEADER)?;
         let header = HeapHeader {
             magic: AtomicU64::new(HEAP_MAGIC),
             id: random_id(),
@@ -384,21 +401,18 @@ impl<T: Shared> Heap<T> {
             poisoned: AtomicU32::new(0),
             owner_deaths: AtomicU32::new(0),
             root: AtomicUsize::new(0),
-            home_pages: home,
+            tag,
+            header_bytes,
             alloc: UnsafeCell::new(AllocState::new(opts.chunk_size)),
             pins: [const { AtomicU64::new(0) }; N_PINS],
         };
-        // SAFETY: `addr` is fresh, reserved pool memory of `home` bytes, more
-        // than the header; the home chunk follows the header inside it.
-        unsafe {
-            (addr as *mut HeapHeader).write(header);
-            (*(*(addr as *const HeapHeader)).alloc.get())
-                .adopt_home(addr + hdr_size, home - hdr_size);
-        }
+        // SAFETY: `addr` is fresh, reserved pool memory of `header_bytes`
+        // bytes, enough for the header.
+        unsafe { (addr as *mut HeapHeader).write(header) };
         let heap = Heap {
             pool: pool.clone(),
             hdr: addr,
-            id: (unsafe_header(addr)).id,
+            id: unsafe_header(addr).id,
             _t: PhantomData,
         };
         let root = {
@@ -407,6 +421,7 @@ impl<T: Shared> Heap<T> {
             let state = unsafe { &mut *h.alloc.get() };
             let mut src = PoolSource {
                 pool,
+                tag,
                 last_error: None,
             };
             let r = write_boxed(value, state, &mut src);
@@ -418,7 +433,9 @@ impl<T: Shared> Heap<T> {
                 Ok(heap)
             }
             Err(e) => {
-                heap.free_everything();
+                // Never published: the header pages can go back too.
+                heap.release_chunks();
+                pool.free_pages(addr, header_bytes);
                 Err(e)
             }
         }
@@ -439,10 +456,20 @@ impl<T: Shared> Heap<T> {
     }
 
     fn open_at(pool: &Pool, addr: usize, id: Option<u64>) -> Result<Heap<T>, HeapError> {
-        if addr % 64 != 0 || !pool.contains_committed(addr, size_of::<HeapHeader>()) {
+        // Only the pool's page owner table, which user values cannot
+        // write, says where heap headers are: a forged descriptor cannot
+        // make arbitrary pool memory pass for a heap.
+        let owner = pool.page_owner(addr);
+        if addr % PAGE_SIZE != 0
+            || owner & OWNER_HEADER == 0
+            || !pool.contains_committed(addr, size_of::<HeapHeader>())
+        {
             return Err(HeapError::NotAHeap);
         }
         let h = unsafe_header(addr);
+        if h.tag != owner & OWNER_TAG {
+            return Err(HeapError::NotAHeap);
+        }
         if h.magic.load(Ordering::Acquire) != HEAP_MAGIC {
             return Err(if id.is_some() {
                 HeapError::Destroyed
@@ -520,14 +547,54 @@ impl<T: Shared> Heap<T> {
         Ok(h)
     }
 
+    /// Takes the heap's lock exclusively, recovering from a holder that
+    /// died: if it died in the middle of a change (`dirty`), the heap is
+    /// poisoned for good; otherwise the death is only counted.
+    fn acquire_write(&self, h: &HeapHeader) -> Result<(), HeapError> {
+        for _ in 0..3 {
+            match h.lock.write(None) {
+                Ok(Acquired::Clean) => return Ok(()),
+                Ok(Acquired::OwnerDied) => {
+                    if h.dirty.swap(0, Ordering::AcqRel) != 0 {
+                        h.poisoned.store(1, Ordering::Release);
+                    } else {
+                        h.owner_deaths.fetch_add(1, Ordering::Relaxed);
+                    }
+                    // The heap's own flag says what state it is in; the lock
+                    // itself is fine again.
+                    let _ = h.lock.mark_consistent();
+                    return Ok(());
+                }
+                Err(LockError::Poisoned) => {
+                    // Only a writer that dies (readers are then refused)
+                    // or an unlock without `mark_consistent` (never done
+                    // here) poisons the lock; take it over.
+                    h.lock.clear_poison();
+                }
+                Err(e) => return Err(HeapError::Lock(e)),
+            }
+        }
+        Err(HeapError::Lock(LockError::Poisoned))
+    }
+
     fn lock_shared(&self) -> Result<&HeapHeader, HeapError> {
         let h = self.check()?;
         if held(self.hdr) {
             return Err(HeapError::Reentrant);
         }
-        match h.lock.read(None) {
-            Ok(_) => {}
-            Err(e) => return Err(HeapError::Lock(e)),
+        let mut tries = 0;
+        loop {
+            match h.lock.read(None) {
+                Ok(_) => break,
+                Err(LockError::Poisoned) if tries < 3 => {
+                    // A writer died: take the lock once to judge the heap.
+                    tries += 1;
+                    self.acquire_write(h)?;
+                    // SAFETY: taken just above.
+                    unsafe { h.lock.unlock_write() };
+                }
+                Err(e) => return Err(HeapError::Lock(e)),
+            }
         }
         if let Err(e) = self.check() {
             // SAFETY: taken just above.
@@ -542,14 +609,7 @@ impl<T: Shared> Heap<T> {
         if held(self.hdr) || MODIFYING.with(Cell::get) {
             return Err(HeapError::Reentrant);
         }
-        let acquired = h.lock.write(None).map_err(HeapError::Lock)?;
-        if acquired == Acquired::OwnerDied {
-            if h.dirty.load(Ordering::Acquire) != 0 {
-                h.poisoned.store(1, Ordering::Release);
-            } else {
-                h.owner_deaths.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        self.acquire_write(h)?;
         if let Err(e) = self.check() {
             // SAFETY: taken just above.
             unsafe { h.lock.unlock_write() };
@@ -577,7 +637,7 @@ impl<T: Shared> Heap<T> {
     pub fn pin(&self) -> Result<PinGuard<'_, T>, HeapError> {
         let h = self.lock_shared()?;
         let root = h.root.load(Ordering::Acquire);
-        let r = pin_add(&h.pins, root);
+        let r = pin_add(&h.pins, root - self.pool.base());
         // SAFETY: taken in `lock_shared`.
         unsafe { h.lock.unlock_read() };
         let slot = r.ok_or(HeapError::TooManyPins)?;
@@ -610,11 +670,12 @@ impl<T: Shared> Heap<T> {
         h.dirty.store(1, Ordering::Release);
         let mut src = PoolSource {
             pool: &self.pool,
+            tag: h.tag,
             last_error: None,
         };
         // A pinned root is never changed in place: work on a copy.
         let mut root = h.root.load(Ordering::Acquire);
-        if pinned(&h.pins, root) {
+        if pinned(&h.pins, root - self.pool.base()) {
             // SAFETY: exclusive lock held: nobody else touches the allocator.
             let state = unsafe { &mut *h.alloc.get() };
             // SAFETY: `root` is the heap's live root value.
@@ -652,6 +713,7 @@ impl<T: Shared> Heap<T> {
         h.dirty.store(1, Ordering::Release);
         let mut src = PoolSource {
             pool: &self.pool,
+            tag: h.tag,
             last_error: None,
         };
         // SAFETY: exclusive lock held.
@@ -679,10 +741,9 @@ impl<T: Shared> Heap<T> {
     /// Mark & sweep. The exclusive lock must be held.
     fn collect(&self, h: &HeapHeader) {
         let start = Instant::now();
-        let mut marker = Marker {
-            lo: self.pool.base(),
-            hi: self.pool.base() + self.pool.mapped_size(),
-        };
+        let (pool, tag) = (&self.pool, h.tag);
+        let owns = move |a: usize| pool.page_owner(a) == tag;
+        let mut marker = Marker { owns: &owns };
         {
             // SAFETY: the root and every pinned value are live `T::Repr`s of
             // this heap, whose pointers lead only into this heap.
@@ -691,7 +752,7 @@ impl<T: Shared> Heap<T> {
             for p in &h.pins {
                 let v = p.load(Ordering::Acquire);
                 if v & PIN_COUNT_MASK != 0 {
-                    t.visit::<T>(((v >> PIN_COUNT_BITS) << 3) as usize, 1);
+                    t.visit::<T>(self.pool.base() + ((v >> PIN_COUNT_BITS) << 3) as usize, 1);
                 }
             }
             t.drain();
@@ -700,6 +761,7 @@ impl<T: Shared> Heap<T> {
         let state = unsafe { &mut *h.alloc.get() };
         let mut src = PoolSource {
             pool: &self.pool,
+            tag: h.tag,
             last_error: None,
         };
         // SAFETY: marking is complete; unmarked blocks are unreachable.
@@ -733,9 +795,11 @@ impl<T: Shared> Heap<T> {
         })
     }
 
-    /// Destroys the heap: its memory goes back to the pool. Every handle
-    /// and descriptor of it then gives [`HeapError::Destroyed`]. Works on
-    /// a poisoned heap too.
+    /// Destroys the heap: its memory goes back to the pool (all but the
+    /// page of its header, which stays as a tombstone so that every handle
+    /// and descriptor of the heap then gives [`HeapError::Destroyed`]).
+    /// Works on a poisoned heap too. Fails with [`HeapError::Pinned`] while
+    /// pin guards of the heap exist.
     pub fn destroy(self) -> Result<(), HeapError> {
         let h = self.header();
         if h.magic.load(Ordering::Acquire) != HEAP_MAGIC || h.id != self.id {
@@ -744,27 +808,35 @@ impl<T: Shared> Heap<T> {
         if held(self.hdr) || MODIFYING.with(Cell::get) {
             return Err(HeapError::Reentrant);
         }
-        h.lock.write(None).map_err(HeapError::Lock)?;
-        h.magic.store(0, Ordering::Release);
-        // SAFETY: taken just above; the magic is cleared, so nobody enters.
-        unsafe { h.lock.unlock_write() };
-        self.free_everything();
-        Ok(())
-    }
-
-    fn free_everything(&self) {
-        let h = self.header();
+        self.acquire_write(h)?;
+        let _lock = WriteLock::new(self.hdr, h);
+        let pinned = h
+            .pins
+            .iter()
+            .filter(|p| p.load(Ordering::Acquire) & PIN_COUNT_MASK != 0)
+            .count();
+        if pinned > 0 {
+            return Err(HeapError::Pinned(pinned));
+        }
+        h.magic.store(TOMBSTONE, Ordering::Release);
         if self.pool.root_heap().0 == self.hdr {
             self.pool.set_root_heap(0, 0);
         }
+        self.release_chunks();
+        Ok(())
+    }
+
+    /// Gives every chunk back to the pool (not the header pages).
+    fn release_chunks(&self) {
+        let h = self.header();
         let mut src = PoolSource {
             pool: &self.pool,
+            tag: h.tag,
             last_error: None,
         };
-        // SAFETY: the heap is unreachable (magic cleared or never published).
+        // SAFETY: the heap is unreachable (tombstoned under the exclusive
+        // lock, or never published).
         unsafe { (*h.alloc.get()).release_all(&mut src) };
-        h.magic.store(0, Ordering::Release);
-        self.pool.free_pages(self.hdr, h.home_pages);
     }
 }
 
@@ -789,7 +861,11 @@ pub(crate) fn header_size() -> usize {
 
 /// Reads a heap header from a copy of its bytes (`addr` is where the heap
 /// lives in its pool). `None` when the bytes are not a heap header.
-pub(crate) fn inspect_header(addr: usize, bytes: &[u8]) -> Option<HeapReport> {
+pub(crate) fn inspect_header(
+    addr: usize,
+    bytes: &[u8],
+    owner_of: &dyn Fn(usize) -> u32,
+) -> Option<HeapReport> {
     if bytes.len() < size_of::<HeapHeader>() || bytes[..8] != HEAP_MAGIC.to_le_bytes() {
         return None;
     }
@@ -805,7 +881,14 @@ pub(crate) fn inspect_header(addr: usize, bytes: &[u8]) -> Option<HeapReport> {
         );
         copy.assume_init()
     };
-    let s = h.alloc.into_inner().stats();
+    if owner_of(addr) != h.tag | OWNER_HEADER {
+        return None;
+    }
+    // Follow the current chunk's address only into this heap's pages.
+    let s = h
+        .alloc
+        .into_inner()
+        .stats_checked(|cur| owner_of(cur) == h.tag);
     let pinned = h
         .pins
         .iter()
@@ -844,6 +927,7 @@ fn heap_error(e: CopyError, pool: Option<PoolError>) -> HeapError {
             available: 0,
         },
         (CopyError::Overflow, None) => HeapError::TooLarge,
+        (CopyError::Locked, None) => HeapError::Lock(LockError::Deadlock),
     }
 }
 
@@ -877,6 +961,8 @@ fn write_boxed_repr<T: Shared>(
     Ok(a)
 }
 
+/// A pin entry: the pinned value's offset in the pool (8-aligned, below
+/// 2^44, so 41 bits) and a 20-bit count.
 fn pack(addr: usize, count: u64) -> u64 {
     ((addr as u64 >> 3) << PIN_COUNT_BITS) | count
 }
@@ -1049,6 +1135,7 @@ impl<'h> Mutator<'h> {
         let state = unsafe { &mut *self.h.alloc.get() };
         let mut src = PoolSource {
             pool: self.pool,
+            tag: self.h.tag,
             last_error: None,
         };
         let mut w = HeapWriter {
@@ -1062,8 +1149,27 @@ impl<'h> Mutator<'h> {
         r.map_err(|e| heap_error(e, src.last_error.take()))
     }
 
+    /// Checks that a place lies in this heap: local values (which safe
+    /// code can build for pointer-free variants) and values of other heaps
+    /// must never receive this heap's pointers, nor be swapped with its
+    /// values, or the collector would free what they point to.
+    fn check_place<R>(&self, place: &R) -> Result<(), HeapError> {
+        let size = size_of::<R>();
+        if size == 0 {
+            return Ok(());
+        }
+        let addr = place as *const R as usize;
+        let tag = self.h.tag;
+        if self.pool.page_owner(addr) == tag && self.pool.page_owner(addr + size - 1) == tag {
+            Ok(())
+        } else {
+            Err(HeapError::ForeignPlace)
+        }
+    }
+
     /// Replaces the value at `place` with a copy of `value`.
     pub fn set<V: Shared>(&self, place: Pin<&mut V::Repr>, value: &V) -> Result<(), HeapError> {
+        self.check_place(&*place)?;
         let r = self.write(|w| value.to_repr(w))?;
         set_pinned(place, r);
         Ok(())
@@ -1071,6 +1177,7 @@ impl<'h> Mutator<'h> {
 
     /// Replaces the string at `place` with a copy of `s`.
     pub fn set_str(&self, place: Pin<&mut SString>, s: &str) -> Result<(), HeapError> {
+        self.check_place(&*place)?;
         let r = self.write(|w| SString::write(s, w))?;
         set_pinned(place, r);
         Ok(())
@@ -1083,6 +1190,7 @@ impl<'h> Mutator<'h> {
         place: Pin<&mut V::Repr>,
         src: &V::Repr,
     ) -> Result<(), HeapError> {
+        self.check_place(&*place)?;
         let r = self.write(|w| V::repr_to_repr(src, w))?;
         set_pinned(place, r);
         Ok(())
@@ -1105,13 +1213,15 @@ impl<'h> Mutator<'h> {
         Ok(unsafe { Pin::new_unchecked(&mut *(addr as *mut V::Repr)) })
     }
 
-    /// Exchanges two values of the heap.
-    pub fn swap<R>(&self, a: Pin<&mut R>, b: Pin<&mut R>) {
-        // SAFETY: both places are exclusively borrowed, distinct, and in
-        // this heap (only one modification runs per thread and pinned
-        // pointer-carrying representations cannot cross threads); swapping
-        // moves no value out of the heap.
-        unsafe { std::ptr::swap(a.get_unchecked_mut(), b.get_unchecked_mut()) }
+    /// Exchanges two values of the heap. Fails with
+    /// [`HeapError::ForeignPlace`] when either is not in this heap.
+    pub fn swap<R>(&self, a: Pin<&mut R>, b: Pin<&mut R>) -> Result<(), HeapError> {
+        self.check_place(&*a)?;
+        self.check_place(&*b)?;
+        // SAFETY: both places are exclusively borrowed, hence distinct, and
+        // lie in this heap (checked), so swapping moves no value out of it.
+        unsafe { std::ptr::swap(a.get_unchecked_mut(), b.get_unchecked_mut()) };
+        Ok(())
     }
 
     /// Appends a copy of `value` to a vector of the heap (amortised O(1):
@@ -1121,6 +1231,7 @@ impl<'h> Mutator<'h> {
         vec: Pin<&mut SVec<V::Repr>>,
         value: &V,
     ) -> Result<(), HeapError> {
+        self.check_place(&*vec)?;
         let (ptr, len, cap) = vec.raw_parts();
         let r = self.write(|w| value.to_repr(w))?;
         if len < cap {

@@ -99,15 +99,15 @@ fn swap_and_add() {
     let heap = Heap::create(&pool, &(String::from("one"), String::from("two"))).unwrap();
     heap.modify(|m, root| {
         let (a, b) = root.project();
-        m.swap(a, b);
+        m.swap(a, b)
     })
+    .unwrap()
     .unwrap();
     assert_eq!(heap.copy().unwrap(), ("two".into(), "one".into()));
     heap.modify(|m, root| -> Result<(), HeapError> {
         let (a, _) = root.project();
         let fresh = m.add(&String::from("three"))?;
-        m.swap(a, fresh);
-        Ok(())
+        m.swap(a, fresh)
     })
     .unwrap()
     .unwrap();
@@ -137,7 +137,8 @@ fn descriptors_types_and_destroy() {
         Heap::<String>::open_root(&pool),
         Err(HeapError::NoRootHeap)
     ));
-    assert_eq!(pool.stats().used, 0);
+    // Only the destroyed heap's header page stays, as a tombstone.
+    assert_eq!(pool.stats().used, PAGE_SIZE);
 }
 
 #[test]
@@ -171,4 +172,77 @@ fn push_pop() {
     let v = heap.copy().unwrap();
     assert_eq!(v.len(), 500);
     assert_eq!(v[499], "499");
+}
+
+#[test]
+fn places_outside_the_heap_are_refused() {
+    use crate::value::{SOption, SString};
+    let pool = pool();
+    let heap = Heap::create(&pool, &Some(String::from("in the heap"))).unwrap();
+    // A local, pointer-free value of a pointer-carrying type.
+    let mut local = Box::pin(SOption::<SString>::None);
+    let r = heap.modify(|m, _| m.set::<Option<String>>(local.as_mut(), &Some("x".into())));
+    assert!(matches!(r, Ok(Err(HeapError::ForeignPlace))), "{r:?}");
+    let r = heap.modify(|m, root| m.swap(root, local.as_mut()));
+    assert!(matches!(r, Ok(Err(HeapError::ForeignPlace))), "{r:?}");
+    assert!(local.is_none());
+    // A place in another heap.
+    let other = Heap::create(&pool, &Some(String::from("other"))).unwrap();
+    let r = heap.modify(|m, mine| {
+        other
+            .modify(|_, theirs| m.swap(mine, theirs))
+            .map(|r| r.is_err())
+    });
+    assert!(
+        matches!(r, Ok(Err(HeapError::Reentrant))),
+        "nested modifications are refused"
+    );
+    assert_eq!(heap.copy().unwrap().as_deref(), Some("in the heap"));
+    assert_eq!(other.copy().unwrap().as_deref(), Some("other"));
+}
+
+#[test]
+fn destroy_waits_for_pins_and_leaves_a_tombstone() {
+    let pool = pool();
+    let heap = Heap::create(&pool, &String::from("pinned")).unwrap();
+    let p = heap.pin().unwrap();
+    assert!(matches!(heap.clone().destroy(), Err(HeapError::Pinned(1))));
+    assert_eq!(p.as_str(), "pinned");
+    drop(p);
+    let d = heap.descr();
+    heap.clone().destroy().unwrap();
+    // The header page is never reused: new heaps go elsewhere.
+    let again = Heap::create(&pool, &String::from("new")).unwrap();
+    assert_ne!(again.descr().addr, d.addr);
+    assert!(matches!(heap.copy(), Err(HeapError::Destroyed)));
+    assert!(matches!(d.open(), Err(HeapError::Destroyed)));
+}
+
+#[test]
+fn forged_descriptors_are_refused() {
+    let pool = pool();
+    // A value whose bytes look like a heap header, at a page boundary.
+    let mut words = vec![0u64; 4096];
+    words[0] = HEAP_MAGIC;
+    let heap = Heap::create(&pool, &words).unwrap();
+    let addr = {
+        let g = heap.read().unwrap();
+        g.as_slice().as_ptr() as usize
+    };
+    for a in [
+        addr,
+        addr.next_multiple_of(PAGE_SIZE),
+        heap.hdr + 8,
+        pool.base(),
+    ] {
+        let forged = HeapDescr::<String> {
+            pool: pool.name().to_owned(),
+            addr: a as u64,
+            id: 1,
+            fingerprint: String::FINGERPRINT,
+            _t: PhantomData,
+        };
+        assert!(matches!(forged.open(), Err(HeapError::NotAHeap)), "{a:#x}");
+    }
+    words.clear();
 }

@@ -2,48 +2,55 @@
 //! unlocked lock around a copy of the data (a semaphore keeps its count).
 
 use super::raw::{MutexCopyHold, RawBarrier, RawMutex, RawRwLock, RawSemaphore, RwLockCopyHold};
-use super::{Barrier, Condvar, Mutex, RwLock, SMutex, SRwLock, Semaphore};
+use super::{Barrier, Condvar, LockError, Mutex, RwLock, SMutex, SRwLock, Semaphore};
 use crate::value::{
     fingerprint_combine, fingerprint_str, CopyError, Invalid, Tracer, Validator, Writer,
 };
 use crate::Shared;
 
 /// Runs `f` on the data behind `raw`, holding the lock (even a poisoned
-/// one, whose state is put back afterwards).
-///
-/// # Panics
-///
-/// If the calling thread holds the lock (copying would deadlock).
-fn with_mutex<R, X>(raw: &RawMutex, data: *const R, f: impl FnOnce(&R) -> X) -> X {
+/// one, whose state is put back afterwards). Fails when the calling thread
+/// holds the lock (waiting would deadlock).
+fn with_mutex<R, X>(
+    raw: &RawMutex,
+    data: *const R,
+    f: impl FnOnce(&R) -> X,
+) -> Result<X, LockError> {
     struct Release<'a>(&'a RawMutex, MutexCopyHold);
     impl Drop for Release<'_> {
         fn drop(&mut self) {
             self.0.release_copy(self.1);
         }
     }
-    let hold = match raw.lock_for_copy() {
-        Ok(h) => h,
-        Err(e) => panic!("cannot copy a Mutex: {e}"),
-    };
+    let hold = raw.lock_for_copy()?;
     let _release = Release(raw, hold);
     // SAFETY: the lock is held, so nobody else accesses the data.
-    f(unsafe { &*data })
+    Ok(f(unsafe { &*data }))
 }
 
 /// [`with_mutex`] for reader/writer locks.
-fn with_rwlock<R, X>(raw: &RawRwLock, data: *const R, f: impl FnOnce(&R) -> X) -> X {
+fn with_rwlock<R, X>(
+    raw: &RawRwLock,
+    data: *const R,
+    f: impl FnOnce(&R) -> X,
+) -> Result<X, LockError> {
     struct Release<'a>(&'a RawRwLock, RwLockCopyHold);
     impl Drop for Release<'_> {
         fn drop(&mut self) {
             self.0.release_copy(self.1);
         }
     }
-    let hold = match raw.lock_for_copy() {
-        Ok(h) => h,
-        Err(e) => panic!("cannot copy an RwLock: {e}"),
-    };
+    let hold = raw.lock_for_copy()?;
     let _release = Release(raw, hold);
     // SAFETY: the lock is held (at least shared), so nobody writes.
+    Ok(f(unsafe { &*data }))
+}
+
+/// Copying out a lock that the calling thread holds reads the data as that
+/// thread left it (nobody else can change it meanwhile).
+fn read_own<R, X>(data: *const R, f: impl FnOnce(&R) -> X) -> X {
+    // SAFETY: the calling thread holds the lock, so no other thread or
+    // process writes the data while this thread runs `f`.
     f(unsafe { &*data })
 }
 
@@ -59,15 +66,22 @@ unsafe impl<T: Shared> Shared for Mutex<T> {
     const HAS_POINTERS: bool = T::HAS_POINTERS;
 
     fn to_repr(&self, w: &mut Writer<'_>) -> Result<Self::Repr, CopyError> {
-        with_mutex(self.raw(), self.data_ptr(), |d| d.to_repr(w)).map(SMutex::from_data)
+        with_mutex(self.raw(), self.data_ptr(), |d| d.to_repr(w))
+            .map_err(|_| CopyError::Locked)?
+            .map(SMutex::from_data)
     }
 
     fn repr_to_repr(src: &Self::Repr, w: &mut Writer<'_>) -> Result<Self::Repr, CopyError> {
-        with_mutex(src.raw(), src.data_ptr(), |d| T::repr_to_repr(d, w)).map(SMutex::from_data)
+        with_mutex(src.raw(), src.data_ptr(), |d| T::repr_to_repr(d, w))
+            .map_err(|_| CopyError::Locked)?
+            .map(SMutex::from_data)
     }
 
     fn from_repr(src: &Self::Repr) -> Self {
-        Mutex::new(with_mutex(src.raw(), src.data_ptr(), T::from_repr))
+        Mutex::new(
+            with_mutex(src.raw(), src.data_ptr(), T::from_repr)
+                .unwrap_or_else(|_| read_own(src.data_ptr(), T::from_repr)),
+        )
     }
 
     fn trace(src: &Self::Repr, t: &mut Tracer<'_>) {
@@ -92,15 +106,22 @@ unsafe impl<T: Shared> Shared for RwLock<T> {
     const HAS_POINTERS: bool = T::HAS_POINTERS;
 
     fn to_repr(&self, w: &mut Writer<'_>) -> Result<Self::Repr, CopyError> {
-        with_rwlock(self.raw(), self.data_ptr(), |d| d.to_repr(w)).map(SRwLock::from_data)
+        with_rwlock(self.raw(), self.data_ptr(), |d| d.to_repr(w))
+            .map_err(|_| CopyError::Locked)?
+            .map(SRwLock::from_data)
     }
 
     fn repr_to_repr(src: &Self::Repr, w: &mut Writer<'_>) -> Result<Self::Repr, CopyError> {
-        with_rwlock(src.raw(), src.data_ptr(), |d| T::repr_to_repr(d, w)).map(SRwLock::from_data)
+        with_rwlock(src.raw(), src.data_ptr(), |d| T::repr_to_repr(d, w))
+            .map_err(|_| CopyError::Locked)?
+            .map(SRwLock::from_data)
     }
 
     fn from_repr(src: &Self::Repr) -> Self {
-        RwLock::new(with_rwlock(src.raw(), src.data_ptr(), T::from_repr))
+        RwLock::new(
+            with_rwlock(src.raw(), src.data_ptr(), T::from_repr)
+                .unwrap_or_else(|_| read_own(src.data_ptr(), T::from_repr)),
+        )
     }
 
     fn trace(src: &Self::Repr, t: &mut Tracer<'_>) {
@@ -262,11 +283,12 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "cannot copy a Mutex")]
-    fn copying_a_mutex_held_by_this_thread_panics() {
+    fn copying_a_mutex_held_by_this_thread_is_an_error() {
         let m = Mutex::new(1u8);
-        let _g = m.lock().unwrap();
-        let _ = roundtrip_local(&m);
+        let g = m.lock().unwrap();
+        assert_eq!(roundtrip_local(&m).err(), Some(CopyError::Locked));
+        drop(g);
+        assert_eq!(*roundtrip_local(&m).unwrap().lock().unwrap(), 1);
     }
 
     #[test]

@@ -76,6 +76,9 @@ pub enum CopyError {
     },
     /// A size computation overflowed (a value too large for any target).
     Overflow,
+    /// The value holds a lock that the calling thread holds: copying it
+    /// would wait for ever.
+    Locked,
 }
 
 impl fmt::Display for CopyError {
@@ -85,6 +88,10 @@ impl fmt::Display for CopyError {
                 write!(f, "no room left in the target for {requested} bytes")
             }
             CopyError::Overflow => write!(f, "the value is too large to be copied"),
+            CopyError::Locked => write!(
+                f,
+                "the value holds a lock that this thread holds: release it before copying"
+            ),
         }
     }
 }
@@ -250,6 +257,10 @@ pub struct Validator<'a> {
     end: usize,
     budget: usize,
     depth: u32,
+    /// The ranges checked so far (start → end), which must not overlap:
+    /// the copier never writes two pointers to the same memory, and an
+    /// image that does could alias a lock word with string bytes.
+    ranges: std::collections::BTreeMap<usize, usize>,
     _region: std::marker::PhantomData<&'a [u8]>,
 }
 
@@ -266,6 +277,7 @@ impl<'a> Validator<'a> {
             end: start + region.len(),
             budget: region.len(),
             depth: 0,
+            ranges: std::collections::BTreeMap::new(),
             _region: std::marker::PhantomData,
         }
     }
@@ -289,11 +301,27 @@ impl<'a> Validator<'a> {
             return Err(Invalid::OutOfRegion { addr, len: size });
         }
         self.budget = self.budget.checked_sub(size).ok_or(Invalid::Overlapping)?;
+        if let Some((_, &prev_end)) = self.ranges.range(..=addr).next_back() {
+            if prev_end > addr {
+                return Err(Invalid::Overlapping);
+            }
+        }
+        if let Some((&next, _)) = self.ranges.range(addr..).next() {
+            if next < end {
+                return Err(Invalid::Overlapping);
+            }
+        }
+        self.ranges.insert(addr, end);
         Ok(())
     }
 
     /// Checks `n` values of `R` at `addr`.
     pub fn check_array<R>(&mut self, addr: usize, n: usize) -> Result<(), Invalid> {
+        if std::mem::size_of::<R>() == 0 {
+            // Zero-sized elements take no room, but each costs a step of
+            // validation and copy-out: bound their number by the region.
+            self.budget = self.budget.checked_sub(n).ok_or(Invalid::Overlapping)?;
+        }
         let size = std::mem::size_of::<R>()
             .checked_mul(n)
             .ok_or(Invalid::OutOfRegion {
@@ -473,4 +501,51 @@ pub(crate) fn count_bytes<T: Shared>(value: &T) -> usize {
     // is the best answer.
     let _ = value.to_repr(&mut w);
     arena.used
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn region() -> Vec<u64> {
+        vec![0u64; 512]
+    }
+
+    fn bytes(buf: &mut [u64]) -> &mut [u8] {
+        // SAFETY: reinterpreting a `u64` buffer as bytes (same memory).
+        unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u8>(), buf.len() * 8) }
+    }
+
+    #[test]
+    fn overlapping_pointers_are_refused() {
+        let mut buf = region();
+        let b = bytes(&mut buf);
+        let v = vec![String::from("abcdefgh"), String::from("ijklmnop")];
+        let root = copy_into_region(&v, b).unwrap();
+        assert_eq!(validate_region::<Vec<String>>(b, root), Ok(()));
+        // Make the second string point at the first one's bytes.
+        let base = b.as_ptr() as usize;
+        let root_words = (root) / 8;
+        let array = buf[root_words] as usize; // SVec.ptr
+        let elems = (array - base) / 8;
+        buf[elems + 2] = buf[elems];
+        let b = bytes(&mut buf);
+        assert_eq!(
+            validate_region::<Vec<String>>(b, root),
+            Err(Invalid::Overlapping)
+        );
+    }
+
+    #[test]
+    fn zero_sized_elements_are_bounded() {
+        let mut buf = region();
+        let b = bytes(&mut buf);
+        let root = copy_into_region(&vec![(); 3], b).unwrap();
+        assert_eq!(validate_region::<Vec<()>>(b, root), Ok(()));
+        let root_words = root / 8;
+        buf[root_words + 1] = u64::MAX; // len
+        let b = bytes(&mut buf);
+        assert!(validate_region::<Vec<((),)>>(b, root).is_err());
+        assert!(validate_region::<Vec<()>>(b, root).is_err());
+    }
 }
