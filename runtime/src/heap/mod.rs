@@ -75,6 +75,10 @@ struct HeapHeader {
     dirty: AtomicU32,
     poisoned: AtomicU32,
     owner_deaths: AtomicU32,
+    /// Set once a lock has been copied into the heap: pins are refused
+    /// from then on (a modification copies a pinned root, and a copied lock
+    /// is another lock).
+    has_locks: AtomicU32,
     root: AtomicUsize,
     /// The heap's tag: the owner of its pages in the pool's table.
     tag: u32,
@@ -120,6 +124,10 @@ pub enum HeapError {
     NoRootHeap,
     /// Too many distinct values are pinned at once.
     TooManyPins,
+    /// The heap holds locks (`mc::sync` types), whose values cannot be
+    /// pinned: a modification works on a copy of a pinned value, and a
+    /// copied lock would be another lock. Read under a guard instead.
+    PinWithLocks,
     /// The heap cannot be destroyed while values of it are pinned (this
     /// many pinned values).
     Pinned(usize),
@@ -170,6 +178,11 @@ impl fmt::Display for HeapError {
             HeapError::Pinned(n) => write!(
                 f,
                 "{n} values of the heap are pinned: drop the pin guards before destroying it"
+            ),
+            HeapError::PinWithLocks => write!(
+                f,
+                "values of a heap that holds locks cannot be pinned (a modification would copy \
+                 them, and a copied lock is another lock): use read() and lock through the guard"
             ),
             HeapError::ForeignPlace => write!(
                 f,
@@ -400,6 +413,7 @@ impl<T: Shared> Heap<T> {
             dirty: AtomicU32::new(0),
             poisoned: AtomicU32::new(0),
             owner_deaths: AtomicU32::new(0),
+            has_locks: AtomicU32::new(0),
             root: AtomicUsize::new(0),
             tag,
             header_bytes,
@@ -424,7 +438,7 @@ impl<T: Shared> Heap<T> {
                 tag,
                 last_error: None,
             };
-            let r = write_boxed(value, state, &mut src);
+            let r = write_boxed(value, state, &mut src, &h.has_locks);
             r.map_err(|e| heap_error(e, src.last_error))
         };
         match root {
@@ -636,6 +650,13 @@ impl<T: Shared> Heap<T> {
     /// the collector keeps the pinned value until the guard is dropped.
     pub fn pin(&self) -> Result<PinGuard<'_, T>, HeapError> {
         let h = self.lock_shared()?;
+        // Locks are copied in only under the exclusive lock: checked under
+        // the shared lock, the answer holds until the pin is registered.
+        if h.has_locks.load(Ordering::Acquire) != 0 {
+            // SAFETY: taken in `lock_shared`.
+            unsafe { h.lock.unlock_read() };
+            return Err(HeapError::PinWithLocks);
+        }
         let root = h.root.load(Ordering::Acquire);
         let r = pin_add(&h.pins, root - self.pool.base());
         // SAFETY: taken in `lock_shared`.
@@ -680,7 +701,7 @@ impl<T: Shared> Heap<T> {
             let state = unsafe { &mut *h.alloc.get() };
             // SAFETY: `root` is the heap's live root value.
             let old = unsafe { &*(root as *const T::Repr) };
-            let copy = write_boxed_repr::<T>(old, state, &mut src);
+            let copy = write_boxed_repr::<T>(old, state, &mut src, &h.has_locks);
             root = copy.map_err(|e| heap_error(e, src.last_error.take()))?;
             h.root.store(root, Ordering::Release);
         }
@@ -718,7 +739,7 @@ impl<T: Shared> Heap<T> {
         };
         // SAFETY: exclusive lock held.
         let state = unsafe { &mut *h.alloc.get() };
-        let root = write_boxed(value, state, &mut src)
+        let root = write_boxed(value, state, &mut src, &h.has_locks)
             .map_err(|e| heap_error(e, src.last_error.take()))?;
         h.root.store(root, Ordering::Release);
         if state.gc_due() {
@@ -935,6 +956,7 @@ fn write_boxed<T: Shared>(
     value: &T,
     state: &mut AllocState,
     src: &mut PoolSource<'_>,
+    locks: &AtomicU32,
 ) -> Result<usize, CopyError> {
     let mut w = HeapWriter { state, src };
     // SAFETY: the representation is written into the heap at once.
@@ -943,6 +965,9 @@ fn write_boxed<T: Shared>(
     let (p, a) = wr.alloc_array::<T::Repr>(1)?;
     // SAFETY: fresh heap memory for one value.
     unsafe { p.as_ptr().write(r) };
+    if wr.wrote_lock() {
+        locks.store(1, Ordering::Release);
+    }
     Ok(a)
 }
 
@@ -950,6 +975,7 @@ fn write_boxed_repr<T: Shared>(
     value: &T::Repr,
     state: &mut AllocState,
     src: &mut PoolSource<'_>,
+    locks: &AtomicU32,
 ) -> Result<usize, CopyError> {
     let mut w = HeapWriter { state, src };
     // SAFETY: the representation is written into the heap at once.
@@ -958,6 +984,9 @@ fn write_boxed_repr<T: Shared>(
     let (p, a) = wr.alloc_array::<T::Repr>(1)?;
     // SAFETY: fresh heap memory for one value.
     unsafe { p.as_ptr().write(r) };
+    if wr.wrote_lock() {
+        locks.store(1, Ordering::Release);
+    }
     Ok(a)
 }
 
@@ -1146,6 +1175,9 @@ impl<'h> Mutator<'h> {
         // into this heap by the callers below.
         let mut wr = unsafe { Writer::new(&mut w) };
         let r = f(&mut wr);
+        if wr.wrote_lock() {
+            self.h.has_locks.store(1, Ordering::Release);
+        }
         r.map_err(|e| heap_error(e, src.last_error.take()))
     }
 

@@ -246,3 +246,26 @@ fn forged_descriptors_are_refused() {
     }
     words.clear();
 }
+
+#[test]
+fn heaps_with_locks_refuse_pins() {
+    let pool = pool();
+    let heap = Heap::create(&pool, &(crate::sync::Mutex::new(0u64), 1u8)).unwrap();
+    assert!(matches!(heap.pin(), Err(HeapError::PinWithLocks)));
+    {
+        let g = heap.read().unwrap();
+        *g.0.lock().unwrap() += 1;
+    }
+    let plain = Heap::create(&pool, &Some(0u64)).unwrap();
+    let _p = plain.pin().unwrap();
+    // A lock copied in later makes the heap refuse new pins too.
+    let later = Heap::create(&pool, &Vec::<crate::sync::Mutex<u8>>::new()).unwrap();
+    let p = later.pin().unwrap();
+    drop(p);
+    later
+        .modify(|m, v| m.push(v, &crate::sync::Mutex::new(1u8)))
+        .unwrap()
+        .unwrap();
+    assert!(matches!(later.pin(), Err(HeapError::PinWithLocks)));
+    assert_eq!(*heap.copy().unwrap().0.lock().unwrap(), 1);
+}

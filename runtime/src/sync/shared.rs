@@ -66,12 +66,14 @@ unsafe impl<T: Shared> Shared for Mutex<T> {
     const HAS_POINTERS: bool = T::HAS_POINTERS;
 
     fn to_repr(&self, w: &mut Writer<'_>) -> Result<Self::Repr, CopyError> {
+        w.note_lock();
         with_mutex(self.raw(), self.data_ptr(), |d| d.to_repr(w))
             .map_err(|_| CopyError::Locked)?
             .map(SMutex::from_data)
     }
 
     fn repr_to_repr(src: &Self::Repr, w: &mut Writer<'_>) -> Result<Self::Repr, CopyError> {
+        w.note_lock();
         with_mutex(src.raw(), src.data_ptr(), |d| T::repr_to_repr(d, w))
             .map_err(|_| CopyError::Locked)?
             .map(SMutex::from_data)
@@ -106,12 +108,14 @@ unsafe impl<T: Shared> Shared for RwLock<T> {
     const HAS_POINTERS: bool = T::HAS_POINTERS;
 
     fn to_repr(&self, w: &mut Writer<'_>) -> Result<Self::Repr, CopyError> {
+        w.note_lock();
         with_rwlock(self.raw(), self.data_ptr(), |d| d.to_repr(w))
             .map_err(|_| CopyError::Locked)?
             .map(SRwLock::from_data)
     }
 
     fn repr_to_repr(src: &Self::Repr, w: &mut Writer<'_>) -> Result<Self::Repr, CopyError> {
+        w.note_lock();
         with_rwlock(src.raw(), src.data_ptr(), |d| T::repr_to_repr(d, w))
             .map_err(|_| CopyError::Locked)?
             .map(SRwLock::from_data)
@@ -143,11 +147,13 @@ unsafe impl Shared for Semaphore {
     const FINGERPRINT: u64 = fingerprint_str("Semaphore");
     const HAS_POINTERS: bool = false;
 
-    fn to_repr(&self, _w: &mut Writer<'_>) -> Result<Semaphore, CopyError> {
+    fn to_repr(&self, w: &mut Writer<'_>) -> Result<Semaphore, CopyError> {
+        w.note_lock();
         Ok(Semaphore::new(self.value().min(RawSemaphore::MAX)))
     }
 
-    fn repr_to_repr(src: &Semaphore, _w: &mut Writer<'_>) -> Result<Semaphore, CopyError> {
+    fn repr_to_repr(src: &Semaphore, w: &mut Writer<'_>) -> Result<Semaphore, CopyError> {
+        w.note_lock();
         Ok(Semaphore::new(src.value().min(RawSemaphore::MAX)))
     }
 
@@ -169,11 +175,13 @@ unsafe impl Shared for Condvar {
     const FINGERPRINT: u64 = fingerprint_str("Condvar");
     const HAS_POINTERS: bool = false;
 
-    fn to_repr(&self, _w: &mut Writer<'_>) -> Result<Condvar, CopyError> {
+    fn to_repr(&self, w: &mut Writer<'_>) -> Result<Condvar, CopyError> {
+        w.note_lock();
         Ok(Condvar::new())
     }
 
-    fn repr_to_repr(_src: &Condvar, _w: &mut Writer<'_>) -> Result<Condvar, CopyError> {
+    fn repr_to_repr(_src: &Condvar, w: &mut Writer<'_>) -> Result<Condvar, CopyError> {
+        w.note_lock();
         Ok(Condvar::new())
     }
 
@@ -195,11 +203,13 @@ unsafe impl Shared for Barrier {
     const FINGERPRINT: u64 = fingerprint_str("Barrier");
     const HAS_POINTERS: bool = false;
 
-    fn to_repr(&self, _w: &mut Writer<'_>) -> Result<Barrier, CopyError> {
+    fn to_repr(&self, w: &mut Writer<'_>) -> Result<Barrier, CopyError> {
+        w.note_lock();
         Ok(fresh_barrier(self))
     }
 
-    fn repr_to_repr(src: &Barrier, _w: &mut Writer<'_>) -> Result<Barrier, CopyError> {
+    fn repr_to_repr(src: &Barrier, w: &mut Writer<'_>) -> Result<Barrier, CopyError> {
+        w.note_lock();
         Ok(fresh_barrier(src))
     }
 

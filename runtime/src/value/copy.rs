@@ -32,6 +32,7 @@ pub unsafe trait Allocate {
 /// to the target.
 pub struct Writer<'a> {
     alloc: &'a mut dyn Allocate,
+    wrote_lock: bool,
 }
 
 impl<'a> Writer<'a> {
@@ -43,7 +44,22 @@ impl<'a> Writer<'a> {
     /// memory of the same target (or dropped without being used): it holds
     /// addresses valid only there.
     pub unsafe fn new(alloc: &'a mut dyn Allocate) -> Self {
-        Writer { alloc }
+        Writer {
+            alloc,
+            wrote_lock: false,
+        }
+    }
+
+    /// Records that a lock was written (the `mc::sync` types call it): a
+    /// heap holding locks refuses pins, because a modification copies
+    /// pinned values and a copied lock is another lock.
+    pub fn note_lock(&mut self) {
+        self.wrote_lock = true;
+    }
+
+    /// Whether a lock was written with this writer.
+    pub fn wrote_lock(&self) -> bool {
+        self.wrote_lock
     }
 
     /// Allocates target memory for `layout`. Zero-sized layouts take no
