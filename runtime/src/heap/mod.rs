@@ -525,9 +525,21 @@ impl<T: Shared> Heap<T> {
         if held(self.hdr) {
             return Err(HeapError::Reentrant);
         }
-        match h.lock.read(None) {
-            Ok(_) => {}
-            Err(e) => return Err(HeapError::Lock(e)),
+        loop {
+            match h.lock.read(None) {
+                Ok(_) => break,
+                // A writer died holding the lock and nobody has looked at
+                // the heap since: take the lock exclusively to find out
+                // whether the heap is consistent, then read again.
+                Err(LockError::Poisoned) => {
+                    let acquired = h.lock.write(None).map_err(HeapError::Lock)?;
+                    self.after_write_lock(h, acquired);
+                    // SAFETY: taken just above.
+                    unsafe { h.lock.unlock_write() };
+                    self.check()?;
+                }
+                Err(e) => return Err(HeapError::Lock(e)),
+            }
         }
         if let Err(e) = self.check() {
             // SAFETY: taken just above.
@@ -543,19 +555,31 @@ impl<T: Shared> Heap<T> {
             return Err(HeapError::Reentrant);
         }
         let acquired = h.lock.write(None).map_err(HeapError::Lock)?;
-        if acquired == Acquired::OwnerDied {
-            if h.dirty.load(Ordering::Acquire) != 0 {
-                h.poisoned.store(1, Ordering::Release);
-            } else {
-                h.owner_deaths.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        self.after_write_lock(h, acquired);
         if let Err(e) = self.check() {
             // SAFETY: taken just above.
             unsafe { h.lock.unlock_write() };
             return Err(e);
         }
         Ok(h)
+    }
+
+    /// Handles a writer's death found when taking the exclusive lock: the
+    /// heap is poisoned when the dead writer was in the middle of a change
+    /// (`dirty`), counted in `owner_deaths` otherwise. Either way the lock
+    /// itself is declared consistent, so that it keeps working: the heap's
+    /// `poisoned` flag, checked after every acquisition, is what refuses
+    /// access to a damaged heap (and `destroy` can still take the lock).
+    fn after_write_lock(&self, h: &HeapHeader, acquired: Acquired) {
+        if acquired == Acquired::OwnerDied {
+            if h.dirty.load(Ordering::Acquire) != 0 {
+                h.poisoned.store(1, Ordering::Release);
+            } else {
+                h.owner_deaths.fetch_add(1, Ordering::Relaxed);
+            }
+            let r = h.lock.mark_consistent();
+            debug_assert_eq!(r, Ok(()));
+        }
     }
 
     /// Reads the root value in place under the heap's shared lock. Writers
@@ -743,7 +767,16 @@ impl<T: Shared> Heap<T> {
         if held(self.hdr) || MODIFYING.with(Cell::get) {
             return Err(HeapError::Reentrant);
         }
-        h.lock.write(None).map_err(HeapError::Lock)?;
+        let acquired = match h.lock.write(None) {
+            Ok(a) => a,
+            // Not recoverable (poisoned by hand): the heap goes anyway.
+            Err(LockError::Poisoned) => {
+                h.lock.clear_poison();
+                h.lock.write(None).map_err(HeapError::Lock)?
+            }
+            Err(e) => return Err(HeapError::Lock(e)),
+        };
+        self.after_write_lock(h, acquired);
         h.magic.store(0, Ordering::Release);
         // SAFETY: taken just above; the magic is cleared, so nobody enters.
         unsafe { h.lock.unlock_write() };
