@@ -135,7 +135,10 @@ fn tour() -> Result<(), Box<dyn std::error::Error>> {
     }
     heap.modify(|m, root| m.set::<Phase>(root.project().phase, &Phase::Done(99.5)))??;
     let after = heap.stats()?;
-    println!("   done: {} collections ran on their own meanwhile.", after.gc_runs - before.gc_runs);
+    println!(
+        "   done: {} collections ran on their own meanwhile.",
+        after.gc_runs - before.gc_runs
+    );
 
     println!();
     println!("5. The figures, before and after an explicit collection:");
@@ -160,10 +163,23 @@ fn tour() -> Result<(), Box<dyn std::error::Error>> {
         }
         h
     };
-    check(value.title == format!("resize images, round {}", n - 1), "title")?;
-    check(value.tags == vec!["batch".to_string(), format!("round-{}", (n - 1) % 7)], "tags")?;
+    check(
+        value.title == format!("resize images, round {}", n - 1),
+        "title",
+    )?;
+    check(
+        value.tags == vec!["batch".to_string(), format!("round-{}", (n - 1) % 7)],
+        "tags",
+    )?;
     check(value.owner.as_deref() == Some("grace"), "owner")?;
-    check(value.limits == Limits { low: 0, high: 10 + n as i64 - 1 }, "limits")?;
+    check(
+        value.limits
+            == Limits {
+                low: 0,
+                high: 10 + n as i64 - 1,
+            },
+        "limits",
+    )?;
     check(value.phase == Phase::Done(99.5), "phase")?;
     check(value.history == expected_history, "history")?;
     let live_data = mc::value::deep_size(&value) + size_of::<Repr<Job>>();
