@@ -150,7 +150,10 @@ impl fmt::Display for HeapError {
             ),
             HeapError::NotAHeap => write!(f, "the descriptor does not lead to a heap of this pool"),
             HeapError::Destroyed => write!(f, "the heap was destroyed"),
-            HeapError::NoRootHeap => write!(f, "the pool has no root heap"),
+            HeapError::NoRootHeap => write!(
+                f,
+                "the pool has no root heap: the creator must call Heap::set_pool_root first"
+            ),
             HeapError::TooManyPins => {
                 write!(
                     f,
@@ -1127,16 +1130,55 @@ impl<'h> Mutator<'h> {
             return None;
         }
         let v = V::from_repr(&vec.as_slice()[len - 1]);
+        let mut vec = vec;
         // SAFETY: shrinking keeps the remaining elements initialised.
-        unsafe { vec.set_len(len - 1) };
+        unsafe { vec.as_mut().set_len(len - 1) };
+        self.shrink(vec);
         Some(v)
     }
 
-    /// Shortens a vector of the heap to `len` elements.
+    /// Shortens a vector of the heap to `len` elements. When fewer than a
+    /// quarter of its room stays used, the elements move to a smaller
+    /// array (the old one becomes garbage), so that the heap's memory stays
+    /// proportional to what is reachable.
     pub fn truncate<R>(&self, vec: Pin<&mut SVec<R>>, len: usize) {
         if len < vec.len() {
+            let mut vec = vec;
             // SAFETY: shrinking keeps the remaining elements initialised.
-            unsafe { vec.set_len(len) };
+            unsafe { vec.as_mut().set_len(len) };
+            self.shrink(vec);
+        }
+    }
+
+    /// Moves the elements of a vector that uses less than a quarter of its
+    /// room to an array twice their number (none when empty). Keeps the
+    /// vector as it is when the heap cannot allocate.
+    fn shrink<R>(&self, vec: Pin<&mut SVec<R>>) {
+        let (ptr, len, cap) = vec.raw_parts();
+        if cap <= 4 || len > cap / 4 {
+            return;
+        }
+        let (addr, new_cap) = if len == 0 {
+            (0, 0)
+        } else {
+            let new_cap = (2 * len).max(4);
+            match self.write(|w| w.alloc_array::<R>(new_cap)) {
+                // SAFETY: moves the `len` elements bitwise into the fresh
+                // array; the old array becomes garbage and nothing else
+                // refers to its elements (the vector is exclusively
+                // borrowed).
+                Ok((p, addr)) => unsafe {
+                    std::ptr::copy_nonoverlapping(ptr as *const R, p.as_ptr(), len);
+                    (addr, new_cap)
+                },
+                Err(_) => return,
+            }
+        };
+        // SAFETY: publishes the new array (or an empty vector); moves
+        // nothing out of the heap.
+        unsafe {
+            let place = vec.get_unchecked_mut();
+            std::ptr::write(place, SVec::from_raw_parts(addr, len, new_cap));
         }
     }
 
