@@ -73,8 +73,11 @@ fn item() -> impl Strategy<Value = Item> {
 }
 
 fn root() -> impl Strategy<Value = Root> {
-    (text(), any::<u64>(), prop::collection::vec(item(), 0..6))
-        .prop_map(|(title, n, items)| Root { title, n, items })
+    (text(), any::<u64>(), prop::collection::vec(item(), 0..6)).prop_map(|(title, n, items)| Root {
+        title,
+        n,
+        items,
+    })
 }
 
 /// Live data of a value as the allocator sees it: its deep size plus the
@@ -435,7 +438,9 @@ fn open_root_with_another_type() {
     heap.set_pool_root();
     let e = Heap::<u64>::open_root(&pool).unwrap_err();
     assert!(matches!(e, HeapError::WrongType { .. }), "{e:?}");
-    assert!(e.to_string().contains("open it with the type it was created with"));
+    assert!(e
+        .to_string()
+        .contains("open it with the type it was created with"));
     assert_eq!(
         Heap::<String>::open_root(&pool).unwrap().copy().unwrap(),
         "a string"
@@ -468,7 +473,10 @@ fn pool_too_small_for_the_value() {
     assert_eq!(pool.stats().used, 0);
     // ... and a value too large for what is left inside a modification.
     let heap = Heap::create(&pool, &Vec::<u64>::new()).unwrap();
-    let e = heap.modify(|m, r| m.set::<Vec<u64>>(r, &big)).unwrap().unwrap_err();
+    let e = heap
+        .modify(|m, r| m.set::<Vec<u64>>(r, &big))
+        .unwrap()
+        .unwrap_err();
     assert!(matches!(e, HeapError::OutOfMemory { .. }), "{e:?}");
     assert_eq!(heap.copy().unwrap(), Vec::<u64>::new());
 }

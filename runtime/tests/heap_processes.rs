@@ -287,7 +287,9 @@ fn killed_while_pinning() -> Result<String, String> {
         ensure(p.note.as_str() == "round 999", || "pin".into())
     })?;
     let s = heap.stats().map_err(|e| e.to_string())?;
-    ensure(s.pinned == 1, || format!("{} values pinned, expected the leaked one", s.pinned))?;
+    ensure(s.pinned == 1, || {
+        format!("{} values pinned, expected the leaked one", s.pinned)
+    })?;
     heap.destroy().map_err(|e| e.to_string())?;
     ensure(pool.stats().used == 0, || "destroy left chunks".into())?;
     Ok(format!("leaked pins: {}, heap works", s.pinned))
@@ -393,9 +395,10 @@ fn other_format_version() -> Result<String, String> {
     let res = match &r {
         Err(PoolError::NotAPool(_, mc::segment::SegmentError::Version { found: 99, .. })) => {
             let msg = r.as_ref().unwrap_err().to_string();
-            ensure(msg.contains("version 99") && msg.contains("recreate"), || {
-                format!("message: {msg}")
-            })
+            ensure(
+                msg.contains("version 99") && msg.contains("recreate"),
+                || format!("message: {msg}"),
+            )
             .map(|()| msg)
         }
         other => Err(format!("expected a version error, got {other:?}")),
@@ -435,7 +438,9 @@ fn address_in_use() -> Result<String, String> {
             Err(e) => e,
             Ok(_) => return Err("attached over a taken range".into()),
         };
-        ensure(matches!(e, PoolError::AddressInUse { .. }), || format!("{e:?}"))?;
+        ensure(matches!(e, PoolError::AddressInUse { .. }), || {
+            format!("{e:?}")
+        })?;
         let msg = e.to_string();
         ensure(msg.contains("attach earlier"), || format!("message: {msg}"))?;
         // SAFETY: unmaps the page mapped above.
