@@ -20,6 +20,15 @@
 //! arguments). Netmulticore's crash — a value read, made unreachable,
 //! collected inside `add`, then used — cannot be written.
 //!
+//! # When a process dies
+//!
+//! - inside a modification (or a collection): the heap is *poisoned*; every
+//!   later access returns [`HeapError::Poisoned`], and [`Heap::destroy`]
+//!   still works;
+//! - holding a [`ReadGuard`]: writers are delayed by a few milliseconds at
+//!   most (the lock clears the slots of dead readers);
+//! - holding a [`PinGuard`]: the pin leaks (see [`Heap::pin`]).
+//!
 //! ```
 //! use std::pin::Pin;
 //! let pool = mc::Pool::create(16 << 20)?;
@@ -601,6 +610,11 @@ impl<T: Shared> Heap<T> {
     /// Pins the current root value: the guard reads it without holding the
     /// lock, writers go on (a modification then works on a fresh copy), and
     /// the collector keeps the pinned value until the guard is dropped.
+    ///
+    /// A process that dies holding a pin guard leaks the pin: nobody can
+    /// tell that its holder is gone, so the pinned value stays in the heap
+    /// (counted in [`HeapStats::pinned`]) until the heap is destroyed. The
+    /// heap keeps working; only that value's memory is not reclaimed.
     pub fn pin(&self) -> Result<PinGuard<'_, T>, HeapError> {
         let h = self.lock_shared()?;
         let root = h.root.load(Ordering::Acquire);
@@ -644,8 +658,10 @@ impl<T: Shared> Heap<T> {
         if pinned(&h.pins, root) {
             // SAFETY: exclusive lock held; `root` is a live `T::Repr`.
             let state = unsafe { &mut *h.alloc.get() };
-            let copy =
-                write_boxed_repr::<T>(unsafe { &*(root as *const T::Repr) }, state, &mut src);
+            // SAFETY: `root` is the live root value of this heap; the
+            // exclusive lock keeps it unchanged while it is copied.
+            let current = unsafe { &*(root as *const T::Repr) };
+            let copy = write_boxed_repr::<T>(current, state, &mut src);
             root = copy.map_err(|e| heap_error(e, src.last_error.take()))?;
             h.root.store(root, Ordering::Release);
         }
@@ -1064,6 +1080,9 @@ impl<'h> Mutator<'h> {
 
     /// Copies `value` into the heap, unlinked: link it with
     /// [`Mutator::swap`] before the modification ends, or it is garbage.
+    // Each call returns a fresh allocation that nothing else refers to, so
+    // the exclusive borrows handed out never overlap.
+    #[allow(clippy::mut_from_ref)]
     pub fn add<V: Shared>(&self, value: &V) -> Result<Pin<&mut V::Repr>, HeapError> {
         let addr = self.write(|w| {
             let r = value.to_repr(w)?;
