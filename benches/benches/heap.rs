@@ -45,6 +45,36 @@ fn median_ns(iters: u64, mut f: impl FnMut(u64)) -> f64 {
     t[RUNS / 2]
 }
 
+/// Times a baseline and a candidate in alternation (`PAIRS` pairs after a
+/// warm-up of each), so that load from other processes hits both alike.
+/// Returns the median ns per iteration of each and the median of the
+/// per-pair ratios baseline / candidate.
+fn paired(iters: u64, mut base: impl FnMut(u64), mut cand: impl FnMut(u64)) -> (f64, f64, f64) {
+    const PAIRS: usize = 21;
+    base(iters.div_ceil(4));
+    cand(iters.div_ceil(4));
+    let time = |f: &mut dyn FnMut(u64)| {
+        let s = Instant::now();
+        f(iters);
+        s.elapsed().as_nanos() as f64 / iters as f64
+    };
+    let mut b = Vec::with_capacity(PAIRS);
+    let mut c = Vec::with_capacity(PAIRS);
+    let mut r = Vec::with_capacity(PAIRS);
+    for _ in 0..PAIRS {
+        let tb = time(&mut base);
+        let tc = time(&mut cand);
+        b.push(tb);
+        c.push(tc);
+        r.push(tb / tc);
+    }
+    let med = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    (med(b), med(c), med(r))
+}
+
 /// Median of `RUNS` figures returned by `f`, after one warm-up call.
 fn median_timed(mut f: impl FnMut() -> f64) -> f64 {
     f();
@@ -69,19 +99,22 @@ fn copy_vs_postcard() {
     let pool = Pool::create(256 << 20).expect("pool");
     let heap = Heap::create(&pool, &value).expect("heap");
 
-    let postcard = median_ns(200, |n| {
-        for _ in 0..n {
-            let bytes = postcard::to_allocvec(black_box(&value)).expect("serialize");
-            let back: Vec<Rec> = postcard::from_bytes(&bytes).expect("deserialize");
-            black_box(back);
-        }
-    });
-    let mc_round = median_ns(200, |n| {
-        for _ in 0..n {
-            heap.assign(black_box(&value)).expect("assign");
-            black_box(heap.copy().expect("copy"));
-        }
-    });
+    let (postcard, mc_round, round_ratio) = paired(
+        50,
+        |n| {
+            for _ in 0..n {
+                let bytes = postcard::to_allocvec(black_box(&value)).expect("serialize");
+                let back: Vec<Rec> = postcard::from_bytes(&bytes).expect("deserialize");
+                black_box(back);
+            }
+        },
+        |n| {
+            for _ in 0..n {
+                heap.assign(black_box(&value)).expect("assign");
+                black_box(heap.copy().expect("copy"));
+            }
+        },
+    );
     let copy_in = median_ns(200, |n| {
         for _ in 0..n {
             heap.assign(black_box(&value)).expect("assign");
@@ -125,13 +158,13 @@ fn copy_vs_postcard() {
     assert_eq!(heap.copy().expect("copy"), value);
     let us = |ns: f64| ns / 1000.0;
     println!(
-        "postcard serialize + deserialize     {:>8.1} µs   (baseline)",
+        "postcard serialize + deserialize     {:>8.1} µs   (baseline; ratios: median of 21 alternated pairs)",
         us(postcard)
     );
     println!(
         "mc copy in (assign) + copy out       {:>8.1} µs   {:.2}x faster than postcard",
         us(mc_round),
-        postcard / mc_round
+        round_ratio
     );
     println!(
         "  copy in (assign, GC amortised)     {:>8.1} µs",
@@ -161,22 +194,25 @@ fn small_allocations() {
     println!();
     println!("## 2. Small allocations: Mutator::add(&0u64) vs Box::new(0u64) + drop");
     const N: u64 = 200_000;
-    let boxed = median_ns(N, |n| {
-        for i in 0..n {
-            black_box(Box::new(black_box(i)));
-        }
-    });
     let pool = Pool::create(1 << 30).expect("pool");
     let heap = Heap::create(&pool, &0u64).expect("heap");
-    let add = median_ns(N, |n| {
-        heap.modify(|m, _| {
+    let (boxed, add, add_ratio) = paired(
+        N,
+        |n| {
             for i in 0..n {
-                black_box(m.add(black_box(&i)).expect("add"));
+                black_box(Box::new(black_box(i)));
             }
-        })
-        .expect("modify");
-        heap.gc().expect("gc");
-    });
+        },
+        |n| {
+            heap.modify(|m, _| {
+                for i in 0..n {
+                    black_box(m.add(black_box(&i)).expect("add"));
+                }
+            })
+            .expect("modify");
+            heap.gc().expect("gc");
+        },
+    );
     // The same, timing the allocations only.
     let add_only = median_timed(|| {
         let t = Instant::now();
@@ -190,13 +226,15 @@ fn small_allocations() {
         heap.gc().expect("gc");
         dt.as_nanos() as f64 / N as f64
     });
-    println!("Box::new(0u64) + drop                {boxed:>8.1} ns   (baseline)");
     println!(
-        "m.add(&0u64), incl. collecting them  {add:>8.1} ns   {:.2}x Box::new",
-        add / boxed
+        "Box::new(0u64) + drop                {boxed:>8.1} ns   (baseline; ratio: median of 21 alternated pairs)"
     );
     println!(
-        "m.add(&0u64), allocation only        {add_only:>8.1} ns   {:.2}x Box::new",
+        "m.add(&0u64), incl. collecting them  {add:>8.1} ns   {:.2}x Box::new",
+        1.0 / add_ratio
+    );
+    println!(
+        "m.add(&0u64), allocation only        {add_only:>8.1} ns   {:.2}x Box::new (median)",
         add_only / boxed
     );
     heap.destroy().expect("destroy");
