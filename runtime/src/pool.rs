@@ -154,7 +154,10 @@ impl fmt::Display for PoolError {
                 )
             }
             PoolError::NotFound(n) => write!(f, "no pool named {n:?}"),
-            PoolError::NotAPool(n, e) => write!(f, "{n:?} is not an mc pool: {e}"),
+            PoolError::NotAPool(n, e) => write!(
+                f,
+                "{n:?} is not an mc pool: {e} (remove it or pick another name)"
+            ),
             PoolError::AddressInUse { name, addr, size } => write!(
                 f,
                 "cannot attach pool {name:?}: its address range {addr:#x}+{size:#x} is already \

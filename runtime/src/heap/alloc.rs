@@ -76,6 +76,9 @@ pub(crate) struct AllocState {
     pub(crate) gc_runs: u64,
     pub(crate) last_gc_nanos: u64,
     small: [usize; N_SMALL],
+    /// Bit `c` is clear when `small[c]` is empty (set: maybe not empty),
+    /// so that finding a larger class with free blocks is one bit scan.
+    small_bits: u128,
     large: usize,
 }
 
@@ -130,6 +133,7 @@ impl AllocState {
             gc_runs: 0,
             last_gc_nanos: 0,
             small: [0; N_SMALL],
+            small_bits: 0,
             large: 0,
         }
     }
@@ -300,6 +304,7 @@ impl AllocState {
             write_hdr(b, size as u64 | FREE);
             if size >= 16 {
                 let list = if size <= SMALL_MAX {
+                    self.small_bits |= 1 << (size / 8);
                     &mut self.small[size / 8]
                 } else {
                     &mut self.large
@@ -314,7 +319,15 @@ impl AllocState {
     fn take_fit(&mut self, need: usize) -> Option<usize> {
         // Larger small classes first (cheap), then the large list.
         let mut found = None;
-        for class in (need / 8 + 2)..N_SMALL {
+        let first = need / 8 + 2;
+        let mut bits = if first < N_SMALL {
+            self.small_bits & (u128::MAX << first)
+        } else {
+            0
+        };
+        while bits != 0 {
+            let class = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
             let head = self.small[class];
             if head != 0 {
                 // SAFETY: a list entry, as in `alloc_block`.
@@ -322,6 +335,7 @@ impl AllocState {
                 found = Some((head, class * 8));
                 break;
             }
+            self.small_bits &= !(1 << class);
         }
         if found.is_none() {
             let mut prev: *mut usize = &mut self.large;
@@ -363,6 +377,7 @@ impl AllocState {
     /// reference into unmarked blocks may be used afterwards.
     pub(crate) unsafe fn sweep(&mut self, src: &mut dyn ChunkSource) {
         self.small = [0; N_SMALL];
+        self.small_bits = 0;
         self.large = 0;
         self.free_bytes = 0;
         self.live_bytes = 0;

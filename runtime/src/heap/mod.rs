@@ -20,6 +20,16 @@
 //! arguments). Netmulticore's crash — a value read, made unreachable,
 //! collected inside `add`, then used — cannot be written.
 //!
+//! # When a process dies
+//!
+//! - inside a modification (or a collection): the heap is *poisoned*; every
+//!   later access returns [`HeapError::Poisoned`], and [`Heap::destroy`]
+//!   still works;
+//! - holding a [`ReadGuard`]: writers are delayed by a few milliseconds at
+//!   most (the lock clears the slots of dead readers);
+//! - holding a [`PinGuard`]: its pins are reclaimed by the next collection
+//!   (or [`Heap::destroy`]), which finds their process gone.
+//!
 //! ```
 //! use std::pin::Pin;
 //! let pool = mc::Pool::create(16 << 20)?;
@@ -84,7 +94,7 @@ struct HeapHeader {
     tag: u32,
     header_bytes: usize,
     alloc: UnsafeCell<AllocState>,
-    pins: [AtomicU64; N_PINS],
+    pins: [PinSlot; N_PINS],
 }
 
 /// Why a heap operation failed.
@@ -168,7 +178,10 @@ impl fmt::Display for HeapError {
             ),
             HeapError::NotAHeap => write!(f, "the descriptor does not lead to a heap of this pool"),
             HeapError::Destroyed => write!(f, "the heap was destroyed"),
-            HeapError::NoRootHeap => write!(f, "the pool has no root heap"),
+            HeapError::NoRootHeap => write!(
+                f,
+                "the pool has no root heap: the creator must call Heap::set_pool_root first"
+            ),
             HeapError::TooManyPins => {
                 write!(
                     f,
@@ -418,7 +431,7 @@ impl<T: Shared> Heap<T> {
             tag,
             header_bytes,
             alloc: UnsafeCell::new(AllocState::new(opts.chunk_size)),
-            pins: [const { AtomicU64::new(0) }; N_PINS],
+            pins: [const { PinSlot::new() }; N_PINS],
         };
         // SAFETY: `addr` is fresh, reserved pool memory of `header_bytes`
         // bytes, enough for the header.
@@ -648,6 +661,12 @@ impl<T: Shared> Heap<T> {
     /// Pins the current root value: the guard reads it without holding the
     /// lock, writers go on (a modification then works on a fresh copy), and
     /// the collector keeps the pinned value until the guard is dropped.
+    ///
+    /// Pins are recorded with the pinning process: when a process dies
+    /// holding pin guards, the next collection (or [`Heap::destroy`]) finds
+    /// it gone and drops its pins.
+    ///
+    /// Heaps that hold locks refuse pins ([`HeapError::PinWithLocks`]).
     pub fn pin(&self) -> Result<PinGuard<'_, T>, HeapError> {
         let h = self.lock_shared()?;
         // Locks are copied in only under the exclusive lock: checked under
@@ -770,8 +789,9 @@ impl<T: Shared> Heap<T> {
             // this heap, whose pointers lead only into this heap.
             let mut t = unsafe { Tracer::new(&mut marker) };
             t.visit::<T>(h.root.load(Ordering::Acquire), 1);
+            reclaim_dead_pins(&h.pins);
             for p in &h.pins {
-                let v = p.load(Ordering::Acquire);
+                let v = p.v.load(Ordering::Acquire);
                 if v & PIN_COUNT_MASK != 0 {
                     t.visit::<T>(self.pool.base() + ((v >> PIN_COUNT_BITS) << 3) as usize, 1);
                 }
@@ -798,7 +818,7 @@ impl<T: Shared> Heap<T> {
         let pinned = h
             .pins
             .iter()
-            .filter(|p| p.load(Ordering::Relaxed) & PIN_COUNT_MASK != 0)
+            .filter(|p| p.v.load(Ordering::Relaxed) & PIN_COUNT_MASK != 0)
             .count();
         let owner_deaths = h.owner_deaths.load(Ordering::Relaxed);
         // SAFETY: taken in `lock_shared`.
@@ -831,10 +851,11 @@ impl<T: Shared> Heap<T> {
         }
         self.acquire_write(h)?;
         let _lock = WriteLock::new(self.hdr, h);
+        reclaim_dead_pins(&h.pins);
         let pinned = h
             .pins
             .iter()
-            .filter(|p| p.load(Ordering::Acquire) & PIN_COUNT_MASK != 0)
+            .filter(|p| p.v.load(Ordering::Acquire) & PIN_COUNT_MASK != 0)
             .count();
         if pinned > 0 {
             return Err(HeapError::Pinned(pinned));
@@ -913,7 +934,7 @@ pub(crate) fn inspect_header(
     let pinned = h
         .pins
         .iter()
-        .filter(|p| p.load(Ordering::Relaxed) & PIN_COUNT_MASK != 0)
+        .filter(|p| p.v.load(Ordering::Relaxed) & PIN_COUNT_MASK != 0)
         .count();
     Some(HeapReport {
         addr,
@@ -996,51 +1017,99 @@ fn pack(addr: usize, count: u64) -> u64 {
     ((addr as u64 >> 3) << PIN_COUNT_BITS) | count
 }
 
-fn pinned(pins: &[AtomicU64; N_PINS], addr: usize) -> bool {
+fn pinned(pins: &[PinSlot; N_PINS], addr: usize) -> bool {
+    let key = addr as u64 >> 3;
     pins.iter().any(|p| {
-        let v = p.load(Ordering::Acquire);
-        v & PIN_COUNT_MASK != 0 && v >> PIN_COUNT_BITS == (addr as u64 >> 3)
+        let v = p.v.load(Ordering::Acquire);
+        v & PIN_COUNT_MASK != 0 && v >> PIN_COUNT_BITS == key
     })
 }
 
-fn pin_add(pins: &[AtomicU64; N_PINS], addr: usize) -> Option<usize> {
-    let key = addr as u64 >> 3;
-    loop {
-        let mut retry = false;
-        for (i, p) in pins.iter().enumerate() {
-            let v = p.load(Ordering::Acquire);
-            if v >> PIN_COUNT_BITS == key
-                && v & PIN_COUNT_MASK != 0
-                && v & PIN_COUNT_MASK < PIN_COUNT_MASK
-            {
-                if p.compare_exchange(v, v + 1, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
-                {
-                    return Some(i);
-                }
-                retry = true;
-            }
-        }
-        for (i, p) in pins.iter().enumerate() {
-            if p.compare_exchange(0, pack(addr, 1), Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-            {
-                return Some(i);
-            }
-        }
-        if !retry {
-            return None;
+/// One slot of the pin table: a pinned value and how many pins this
+/// process holds on it, plus the process, so that the pins of a process
+/// that died can be reclaimed.
+#[repr(C)]
+struct PinSlot {
+    v: AtomicU64,
+    pid: AtomicU32,
+    _pad: u32,
+}
+
+impl PinSlot {
+    const fn new() -> Self {
+        PinSlot {
+            v: AtomicU64::new(0),
+            pid: AtomicU32::new(0),
+            _pad: 0,
         }
     }
 }
 
-fn pin_remove(p: &AtomicU64) {
-    let mut v = p.load(Ordering::Acquire);
+/// Pins the value at pool offset `addr` for this process; returns the slot.
+fn pin_add(pins: &[PinSlot; N_PINS], addr: usize) -> Option<usize> {
+    let key = addr as u64 >> 3;
+    let me = std::process::id();
+    // This process's slot for the value, if any (only this process changes
+    // a slot whose pid is its own, apart from reclaiming after its death).
+    for (i, p) in pins.iter().enumerate() {
+        if p.pid.load(Ordering::Acquire) != me {
+            continue;
+        }
+        let mut v = p.v.load(Ordering::Acquire);
+        while v >> PIN_COUNT_BITS == key
+            && v & PIN_COUNT_MASK != 0
+            && v & PIN_COUNT_MASK < PIN_COUNT_MASK
+        {
+            match p
+                .v
+                .compare_exchange_weak(v, v + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Some(i),
+                Err(cur) => v = cur,
+            }
+        }
+    }
+    // A free slot: claim it by its pid, then publish the pin.
+    for (i, p) in pins.iter().enumerate() {
+        if p.pid
+            .compare_exchange(0, me, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            p.v.store(pack(addr, 1), Ordering::Release);
+            return Some(i);
+        }
+    }
+    None
+}
+
+fn pin_remove(p: &PinSlot) {
+    let mut v = p.v.load(Ordering::Acquire);
     loop {
-        let next = if v & PIN_COUNT_MASK <= 1 { 0 } else { v - 1 };
-        match p.compare_exchange_weak(v, next, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => return,
+        let last = v & PIN_COUNT_MASK <= 1;
+        let next = if last { 0 } else { v - 1 };
+        match p
+            .v
+            .compare_exchange_weak(v, next, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => {
+                if last {
+                    p.pid.store(0, Ordering::Release);
+                }
+                return;
+            }
             Err(cur) => v = cur,
+        }
+    }
+}
+
+/// Frees the pin slots of processes that have ended. Called with the
+/// heap's exclusive lock held (no pin is being added meanwhile).
+fn reclaim_dead_pins(pins: &[PinSlot; N_PINS]) {
+    for p in pins {
+        let pid = p.pid.load(Ordering::Acquire);
+        if pid != 0 && !crate::segment::process_alive(pid, 0) {
+            p.v.store(0, Ordering::Release);
+            p.pid.store(0, Ordering::Release);
         }
     }
 }
@@ -1300,16 +1369,55 @@ impl<'h> Mutator<'h> {
             return None;
         }
         let v = V::from_repr(&vec.as_slice()[len - 1]);
+        let mut vec = vec;
         // SAFETY: shrinking keeps the remaining elements initialised.
-        unsafe { vec.set_len(len - 1) };
+        unsafe { vec.as_mut().set_len(len - 1) };
+        self.shrink(vec);
         Some(v)
     }
 
-    /// Shortens a vector of the heap to `len` elements.
+    /// Shortens a vector of the heap to `len` elements. When fewer than a
+    /// quarter of its room stays used, the elements move to a smaller
+    /// array (the old one becomes garbage), so that the heap's memory stays
+    /// proportional to what is reachable.
     pub fn truncate<R>(&self, vec: Pin<&mut SVec<R>>, len: usize) {
         if len < vec.len() {
+            let mut vec = vec;
             // SAFETY: shrinking keeps the remaining elements initialised.
-            unsafe { vec.set_len(len) };
+            unsafe { vec.as_mut().set_len(len) };
+            self.shrink(vec);
+        }
+    }
+
+    /// Moves the elements of a vector that uses less than a quarter of its
+    /// room to an array twice their number (none when empty). Keeps the
+    /// vector as it is when the heap cannot allocate.
+    fn shrink<R>(&self, vec: Pin<&mut SVec<R>>) {
+        let (ptr, len, cap) = vec.raw_parts();
+        if cap <= 4 || len > cap / 4 {
+            return;
+        }
+        let (addr, new_cap) = if len == 0 {
+            (0, 0)
+        } else {
+            let new_cap = (2 * len).max(4);
+            match self.write(|w| w.alloc_array::<R>(new_cap)) {
+                // SAFETY: moves the `len` elements bitwise into the fresh
+                // array; the old array becomes garbage and nothing else
+                // refers to its elements (the vector is exclusively
+                // borrowed).
+                Ok((p, addr)) => unsafe {
+                    std::ptr::copy_nonoverlapping(ptr as *const R, p.as_ptr(), len);
+                    (addr, new_cap)
+                },
+                Err(_) => return,
+            }
+        };
+        // SAFETY: publishes the new array (or an empty vector); moves
+        // nothing out of the heap.
+        unsafe {
+            let place = vec.get_unchecked_mut();
+            std::ptr::write(place, SVec::from_raw_parts(addr, len, new_cap));
         }
     }
 

@@ -1,0 +1,308 @@
+//! Heap benchmarks, each against a baseline measured in the same run.
+//!
+//! 1. Copy a `Vec` of 1,000 records into a heap and out again, vs `postcard`
+//!    serialize + deserialize of the same value; and reading in place
+//!    (summing a field through a read guard), which copies nothing.
+//! 2. Small allocations: `Mutator::add(&0u64)` vs `Box::new(0u64)` + drop.
+//! 3. Garbage collection: mark & sweep throughput in MB of live data per
+//!    second, on a tree of records.
+//!
+//! Run: `cargo bench -p mc-benches --bench heap`. Each figure is the median
+//! of several runs after a warm-up.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use mc::{Heap, Pool};
+use serde::{Deserialize, Serialize};
+
+#[derive(mc::Shared, Serialize, Deserialize, Debug, Clone, PartialEq)]
+struct Rec {
+    name: String,
+    values: Vec<f64>,
+}
+
+#[derive(mc::Shared, Debug, Clone, PartialEq)]
+struct Node {
+    name: String,
+    children: Vec<Node>,
+}
+
+const RUNS: usize = 9;
+
+/// Median time per iteration of `f(iters)` over `RUNS` runs after one
+/// warm-up run, in ns.
+fn median_ns(iters: u64, mut f: impl FnMut(u64)) -> f64 {
+    f(iters.div_ceil(4));
+    let mut t: Vec<f64> = (0..RUNS)
+        .map(|_| {
+            let s = Instant::now();
+            f(iters);
+            s.elapsed().as_nanos() as f64 / iters as f64
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[RUNS / 2]
+}
+
+/// Times a baseline and a candidate in alternation (`PAIRS` pairs after a
+/// warm-up of each), so that load from other processes hits both alike.
+/// Returns the median ns per iteration of each and the median of the
+/// per-pair ratios baseline / candidate.
+fn paired(iters: u64, mut base: impl FnMut(u64), mut cand: impl FnMut(u64)) -> (f64, f64, f64) {
+    const PAIRS: usize = 21;
+    base(iters.div_ceil(4));
+    cand(iters.div_ceil(4));
+    let time = |f: &mut dyn FnMut(u64)| {
+        let s = Instant::now();
+        f(iters);
+        s.elapsed().as_nanos() as f64 / iters as f64
+    };
+    let mut b = Vec::with_capacity(PAIRS);
+    let mut c = Vec::with_capacity(PAIRS);
+    let mut r = Vec::with_capacity(PAIRS);
+    for _ in 0..PAIRS {
+        let tb = time(&mut base);
+        let tc = time(&mut cand);
+        b.push(tb);
+        c.push(tc);
+        r.push(tb / tc);
+    }
+    let med = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    (med(b), med(c), med(r))
+}
+
+/// Median of `RUNS` figures returned by `f`, after one warm-up call.
+fn median_timed(mut f: impl FnMut() -> f64) -> f64 {
+    f();
+    let mut t: Vec<f64> = (0..RUNS).map(|_| f()).collect();
+    t.sort_by(f64::total_cmp);
+    t[RUNS / 2]
+}
+
+fn records(n: usize) -> Vec<Rec> {
+    (0..n)
+        .map(|i| Rec {
+            name: format!("record-{i:06}-ab"),
+            values: (0..8).map(|k| (i * 8 + k) as f64 * 0.25).collect(),
+        })
+        .collect()
+}
+
+fn copy_vs_postcard() {
+    println!("## 1. Copy into a heap and out vs postcard (1,000 records: 16-char name, 8 f64)");
+    let value = records(1000);
+    assert_eq!(value[0].name.len(), 16);
+    let pool = Pool::create(256 << 20).expect("pool");
+    let heap = Heap::create(&pool, &value).expect("heap");
+
+    let (postcard, mc_round, round_ratio) = paired(
+        50,
+        |n| {
+            for _ in 0..n {
+                let bytes = postcard::to_allocvec(black_box(&value)).expect("serialize");
+                let back: Vec<Rec> = postcard::from_bytes(&bytes).expect("deserialize");
+                black_box(back);
+            }
+        },
+        |n| {
+            for _ in 0..n {
+                heap.assign(black_box(&value)).expect("assign");
+                black_box(heap.copy().expect("copy"));
+            }
+        },
+    );
+    let copy_in = median_ns(200, |n| {
+        for _ in 0..n {
+            heap.assign(black_box(&value)).expect("assign");
+        }
+    });
+    let copy_out = median_ns(200, |n| {
+        for _ in 0..n {
+            black_box(heap.copy().expect("copy"));
+        }
+    });
+    let ser = median_ns(200, |n| {
+        for _ in 0..n {
+            black_box(postcard::to_allocvec(black_box(&value)).expect("serialize"));
+        }
+    });
+    let bytes = postcard::to_allocvec(&value).expect("serialize");
+    let de = median_ns(200, |n| {
+        for _ in 0..n {
+            let back: Vec<Rec> = postcard::from_bytes(black_box(&bytes)).expect("deserialize");
+            black_box(back);
+        }
+    });
+    let clone = median_ns(200, |n| {
+        for _ in 0..n {
+            black_box(black_box(&value).clone());
+        }
+    });
+    let read_sum = median_ns(2000, |n| {
+        for _ in 0..n {
+            let g = heap.read().expect("read");
+            let s: f64 = g.iter().map(|r| r.values[0]).sum();
+            black_box(s);
+        }
+    });
+    let local_sum = median_ns(2000, |n| {
+        for _ in 0..n {
+            let s: f64 = black_box(&value).iter().map(|r| r.values[0]).sum();
+            black_box(s);
+        }
+    });
+    assert_eq!(heap.copy().expect("copy"), value);
+    let us = |ns: f64| ns / 1000.0;
+    println!(
+        "postcard serialize + deserialize     {:>8.1} µs   (baseline; ratios: median of 21 alternated pairs)",
+        us(postcard)
+    );
+    println!(
+        "mc copy in (assign) + copy out       {:>8.1} µs   {:.2}x faster than postcard",
+        us(mc_round),
+        round_ratio
+    );
+    println!(
+        "  copy in (assign, GC amortised)     {:>8.1} µs",
+        us(copy_in)
+    );
+    println!(
+        "  copy out                           {:>8.1} µs",
+        us(copy_out)
+    );
+    println!(
+        "  (postcard serialize {:.1} µs, deserialize {:.1} µs; a local clone {:.1} µs)",
+        us(ser),
+        us(de),
+        us(clone)
+    );
+    println!(
+        "read in place: sum a field (guard)   {:>8.2} µs   {:.0}x less than copying out; \
+         {:.2}x a local Vec",
+        us(read_sum),
+        copy_out / read_sum,
+        read_sum / local_sum
+    );
+    heap.destroy().expect("destroy");
+}
+
+fn small_allocations() {
+    println!();
+    println!("## 2. Small allocations: Mutator::add(&0u64) vs Box::new(0u64) + drop");
+    const N: u64 = 200_000;
+    let pool = Pool::create(1 << 30).expect("pool");
+    let heap = Heap::create(&pool, &0u64).expect("heap");
+    let (boxed, add, add_ratio) = paired(
+        N,
+        |n| {
+            for i in 0..n {
+                black_box(Box::new(black_box(i)));
+            }
+        },
+        |n| {
+            heap.modify(|m, _| {
+                for i in 0..n {
+                    black_box(m.add(black_box(&i)).expect("add"));
+                }
+            })
+            .expect("modify");
+            heap.gc().expect("gc");
+        },
+    );
+    // The same, timing the allocations only.
+    let add_only = median_timed(|| {
+        let t = Instant::now();
+        heap.modify(|m, _| {
+            for i in 0..N {
+                black_box(m.add(black_box(&i)).expect("add"));
+            }
+        })
+        .expect("modify");
+        let dt = t.elapsed();
+        heap.gc().expect("gc");
+        dt.as_nanos() as f64 / N as f64
+    });
+    println!(
+        "Box::new(0u64) + drop                {boxed:>8.1} ns   (baseline; ratio: median of 21 alternated pairs)"
+    );
+    println!(
+        "m.add(&0u64), incl. collecting them  {add:>8.1} ns   {:.2}x Box::new",
+        1.0 / add_ratio
+    );
+    println!(
+        "m.add(&0u64), allocation only        {add_only:>8.1} ns   {:.2}x Box::new (median)",
+        add_only / boxed
+    );
+    heap.destroy().expect("destroy");
+}
+
+fn tree(depth: u32, fan: usize, id: &mut u64) -> Node {
+    *id += 1;
+    let name = format!("node {id:>12}");
+    let children = if depth == 0 {
+        Vec::new()
+    } else {
+        (0..fan).map(|_| tree(depth - 1, fan, id)).collect()
+    };
+    Node { name, children }
+}
+
+fn gc_throughput() {
+    println!();
+    println!("## 3. GC mark & sweep throughput on a tree of records");
+    let mut id = 0;
+    let forest: Vec<Node> = (0..8).map(|_| tree(6, 4, &mut id)).collect();
+    let pool = Pool::create(1 << 30).expect("pool");
+    let heap = Heap::create(&pool, &forest).expect("heap");
+    heap.gc().expect("gc");
+    let s = heap.stats().expect("stats");
+    let live = s.live_bytes as f64;
+    // Each collection marks the whole tree and sweeps every chunk.
+    let full = median_ns(10, |n| {
+        for _ in 0..n {
+            heap.gc().expect("gc");
+        }
+    });
+    // With garbage to free: replace half the tree before each collection.
+    let half: Vec<Node> = forest[..4].to_vec();
+    let sweep_garbage = median_timed(|| {
+        heap.modify(|m, r| {
+            let mut r = r;
+            for (i, node) in half.iter().enumerate() {
+                let place = r.as_mut().get_pin(i).expect("node");
+                m.set::<Node>(place, node).expect("set");
+            }
+        })
+        .expect("modify");
+        let t = Instant::now();
+        heap.gc().expect("gc");
+        t.elapsed().as_nanos() as f64
+    });
+    let mb = live / 1e6;
+    println!("live data {:.1} MB ({} nodes, {} chunks)", mb, id, s.chunks);
+    println!(
+        "collection, nothing to free          {:>8.2} ms   {:>6.0} MB/s",
+        full / 1e6,
+        mb / (full / 1e9)
+    );
+    println!(
+        "collection, half the tree garbage    {:>8.2} ms   {:>6.0} MB/s of live data",
+        sweep_garbage / 1e6,
+        mb / (sweep_garbage / 1e9)
+    );
+    heap.destroy().expect("destroy");
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    println!("# mc heap benchmarks ({} runs each, median)", RUNS);
+    copy_vs_postcard();
+    small_allocations();
+    gc_throughput();
+}

@@ -1,0 +1,505 @@
+//! Multi-process tests of heaps: processes killed with SIGKILL inside a
+//! modification, holding a read guard, holding a pin, or in the middle of
+//! a GC-heavy loop; and bad input that needs a fresh mapping (a segment of
+//! another format version, a pool whose address range is taken).
+//!
+//! Children are made with `fork` from this single-threaded `main`; every
+//! wait is bounded (a child that does not finish in time is killed and the
+//! scenario fails). Accesses that could hang if the heap's robustness were
+//! broken run in a child with a deadline.
+//!
+//! Prints one line per scenario and `N passed, M failed` last; exits with a
+//! non-zero status on any failure. Arguments filter scenarios by name.
+
+use std::os::unix::fs::FileExt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+use std::time::{Duration, Instant};
+
+use mc::{Heap, HeapError, Pool, PoolError};
+
+/// Places `value` in a fresh anonymous shared mapping (inherited by
+/// children made later) and leaks it.
+fn shared<T>(value: T) -> &'static T {
+    let len = std::mem::size_of::<T>().max(1);
+    // SAFETY: a fresh anonymous mapping; no existing memory is affected.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(p, libc::MAP_FAILED, "mmap failed");
+    let p = p.cast::<T>();
+    // SAFETY: the mapping is page-aligned, large enough, writable and never
+    // unmapped, so the reference stays valid for the whole run.
+    unsafe {
+        p.write(value);
+        &*p
+    }
+}
+
+/// Forks a child that runs `f` and exits with its status (1 on panic).
+fn fork_child(f: impl FnOnce() -> i32) -> libc::pid_t {
+    // SAFETY: the test main is single-threaded when it forks; the child only
+    // runs `f` and leaves with `_exit`.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let code = catch_unwind(AssertUnwindSafe(f)).unwrap_or(1);
+        // SAFETY: ends the child without running the parent's exit handlers.
+        unsafe { libc::_exit(code) };
+    }
+    pid
+}
+
+/// Waits for `pid` at most `timeout`; kills it on timeout. Returns the raw
+/// wait status.
+fn wait_child(pid: libc::pid_t, timeout: Duration) -> Result<i32, String> {
+    let start = Instant::now();
+    loop {
+        let mut status = 0;
+        // SAFETY: waits for our own child without blocking.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            return Ok(status);
+        }
+        if r < 0 {
+            return Err(format!(
+                "waitpid({pid}) failed: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        if start.elapsed() > timeout {
+            kill(pid);
+            let _ = wait_child(pid, Duration::from_secs(5));
+            return Err(format!("child {pid} did not finish within {timeout:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn kill(pid: libc::pid_t) {
+    // SAFETY: signals our own child.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+}
+
+/// Kills `pid` and reaps it.
+fn kill_and_reap(pid: libc::pid_t) -> Result<(), String> {
+    kill(pid);
+    let status = wait_child(pid, Duration::from_secs(10))?;
+    ensure(
+        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL,
+        || format!("child {pid} was not killed (status {status:#x})"),
+    )
+}
+
+/// Runs `f` in a child, at most `timeout`: a hang becomes an error.
+fn in_child(timeout: Duration, f: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
+    let pid = fork_child(|| match f() {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("child: {e}");
+            1
+        }
+    });
+    let status = wait_child(pid, timeout)?;
+    ensure(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        || format!("the child's check failed (status {status:#x}, see stderr)"),
+    )
+}
+
+/// Polls (with short sleeps) until `cond` holds, at most `timeout`.
+fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> Result<(), String> {
+    let start = Instant::now();
+    while !cond() {
+        if start.elapsed() > timeout {
+            return Err(format!("condition not reached within {timeout:?}"));
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    Ok(())
+}
+
+fn ensure(cond: bool, msg: impl FnOnce() -> String) -> Result<(), String> {
+    if cond {
+        Ok(())
+    } else {
+        Err(msg())
+    }
+}
+
+/// Sleeps until killed (bounded, in case nobody does).
+fn linger() {
+    std::thread::sleep(Duration::from_secs(30));
+}
+
+fn poisoned<T: std::fmt::Debug>(what: &str, r: Result<T, HeapError>) -> Result<(), String> {
+    match r {
+        Err(HeapError::Poisoned) => Ok(()),
+        other => Err(format!("{what}: expected Err(Poisoned), got {other:?}")),
+    }
+}
+
+#[derive(mc::Shared, Debug, Clone, PartialEq)]
+struct Pair {
+    a: u64,
+    b: u64,
+    note: String,
+}
+
+fn pair() -> Pair {
+    Pair {
+        a: 0,
+        b: 0,
+        note: "start".into(),
+    }
+}
+
+// ---------------------------------------------------------------------------
+
+/// A writer killed inside `modify` poisons the heap: every access is
+/// `Err(Poisoned)`, whichever comes first (a reader or a writer), and
+/// `destroy` still works.
+fn killed_in_modify_poisons() -> Result<String, String> {
+    let mut detail = Vec::new();
+    for first in ["read", "modify"] {
+        let pool = Pool::create(16 << 20).map_err(|e| e.to_string())?;
+        let heap = Heap::create(&pool, &pair()).map_err(|e| e.to_string())?;
+        let flag = shared(AtomicU32::new(0));
+        let h = heap.clone();
+        let pid = fork_child(move || {
+            let _ = h.modify(|m, r| {
+                let p = r.project();
+                *p.a.get_mut() += 1; // half-way: `b` is not updated
+                let _ = m.set_str(p.note, "half");
+                flag.store(1, SeqCst);
+                linger();
+            });
+            2
+        });
+        wait_for(Duration::from_secs(10), || flag.load(SeqCst) == 1)?;
+        kill_and_reap(pid)?;
+        let t = Instant::now();
+        in_child(Duration::from_secs(10), || {
+            if first == "read" {
+                poisoned("read", heap.read().map(|_| ()))?;
+            } else {
+                poisoned("modify", heap.modify(|_, _| ()))?;
+            }
+            poisoned("read", heap.read().map(|_| ()))?;
+            poisoned("pin", heap.pin().map(|_| ()))?;
+            poisoned("copy", heap.copy())?;
+            poisoned("modify", heap.modify(|_, _| ()))?;
+            poisoned("assign", heap.assign(&pair()))?;
+            poisoned("gc", heap.gc())?;
+            poisoned("stats", heap.stats())?;
+            // Opening gives a handle; using it is refused.
+            let opened = heap.descr().open().map_err(|e| e.to_string())?;
+            poisoned("read through a new handle", opened.read().map(|_| ()))?;
+            let msg = HeapError::Poisoned.to_string();
+            ensure(msg.contains("destroy it"), || format!("message: {msg}"))
+        })?;
+        detail.push(format!("{first} first: poisoned in {:?}", t.elapsed()));
+        // The parent sees the same.
+        poisoned("read in parent", heap.read().map(|_| ()))?;
+        heap.destroy().map_err(|e| format!("destroy: {e}"))?;
+        ensure(pool.stats().used == mc::pool::PAGE_SIZE, || {
+            "destroy left chunks".into()
+        })?;
+        // The pool is fine: a new heap works.
+        let again = Heap::create(&pool, &pair()).map_err(|e| e.to_string())?;
+        ensure(again.copy().map_err(|e| e.to_string())? == pair(), || {
+            "new heap".into()
+        })?;
+    }
+    Ok(detail.join("; "))
+}
+
+/// A process killed while holding a read guard does not block writers.
+fn killed_reader_does_not_block_writers() -> Result<String, String> {
+    let pool = Pool::create(16 << 20).map_err(|e| e.to_string())?;
+    let heap = Heap::create(&pool, &pair()).map_err(|e| e.to_string())?;
+    let flag = shared(AtomicU32::new(0));
+    let h = heap.clone();
+    let pid = fork_child(move || {
+        let g = h.read();
+        flag.store(1, SeqCst);
+        linger();
+        drop(g);
+        2
+    });
+    wait_for(Duration::from_secs(10), || flag.load(SeqCst) == 1)?;
+    kill_and_reap(pid)?;
+    let t = Instant::now();
+    in_child(Duration::from_secs(5), || {
+        heap.modify(|_, r| {
+            let p = r.project();
+            *p.a.get_mut() = 7;
+            *p.b.get_mut() = 7;
+        })
+        .map_err(|e| format!("modify: {e}"))
+    })?;
+    let dt = t.elapsed();
+    let v = heap.copy().map_err(|e| e.to_string())?;
+    ensure((v.a, v.b) == (7, 7), || format!("value {v:?}"))?;
+    let s = heap.stats().map_err(|e| e.to_string())?;
+    ensure(s.owner_deaths == 0, || "a reader's death counted".into())?;
+    heap.destroy().map_err(|e| e.to_string())?;
+    Ok(format!("writer went on after {dt:?}"))
+}
+
+/// A process killed while holding a pin: its pin is reclaimed by the next
+/// collection (pin slots record their process), and the heap keeps working.
+fn killed_while_pinning() -> Result<String, String> {
+    let pool = Pool::create(16 << 20).map_err(|e| e.to_string())?;
+    let heap = Heap::create(&pool, &pair()).map_err(|e| e.to_string())?;
+    let flag = shared(AtomicU32::new(0));
+    let h = heap.clone();
+    let pid = fork_child(move || {
+        let g = h.pin();
+        flag.store(1, SeqCst);
+        linger();
+        drop(g);
+        2
+    });
+    wait_for(Duration::from_secs(10), || flag.load(SeqCst) == 1)?;
+    kill_and_reap(pid)?;
+    in_child(Duration::from_secs(10), || {
+        for i in 0..1000u64 {
+            heap.modify(|m, r| {
+                let p = r.project();
+                *p.a.get_mut() = i;
+                *p.b.get_mut() = i;
+                m.set_str(p.note, &format!("round {i}"))
+            })
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        }
+        heap.gc().map_err(|e| e.to_string())?;
+        let v = heap.copy().map_err(|e| e.to_string())?;
+        ensure((v.a, v.b) == (999, 999), || format!("value {v:?}"))?;
+        let p = heap.pin().map_err(|e| e.to_string())?;
+        ensure(p.note.as_str() == "round 999", || "pin".into())
+    })?;
+    // The dead process's pin was reclaimed by the first collection.
+    let s = heap.stats().map_err(|e| e.to_string())?;
+    ensure(s.pinned == 0, || {
+        format!(
+            "{} values pinned, expected the dead process's pin reclaimed",
+            s.pinned
+        )
+    })?;
+    heap.destroy().map_err(|e| e.to_string())?;
+    ensure(pool.stats().used == mc::pool::PAGE_SIZE, || {
+        "destroy left chunks".into()
+    })?;
+    Ok("the dead process's pin was reclaimed, heap works".into())
+}
+
+/// SIGKILL at random moments of a loop that allocates, assigns and
+/// collects: the next user gets `Ok` or `Err(Poisoned)` in bounded time,
+/// never a hang, and an `Ok` heap holds a consistent value.
+fn killed_in_gc_heavy_loop() -> Result<String, String> {
+    const TRIALS: u64 = 20;
+    let (mut ok, mut poisoned_n) = (0, 0);
+    for trial in 0..TRIALS {
+        let pool = Pool::create(64 << 20).map_err(|e| e.to_string())?;
+        let heap = Heap::create_with(&pool, &pair(), mc::HeapOptions::new().chunk_size(8192))
+            .map_err(|e| e.to_string())?;
+        let flag = shared(AtomicU32::new(0));
+        let h = heap.clone();
+        let pid = fork_child(move || {
+            for i in 0u64.. {
+                let r = h.modify(|m, r| -> Result<(), HeapError> {
+                    let p = r.project();
+                    for k in 0..20 {
+                        m.add(&vec![format!("garbage {k}"); 4])?;
+                    }
+                    *p.a.get_mut() = i;
+                    m.set_str(p.note, &format!("round {i}"))?;
+                    *p.b.get_mut() = i;
+                    Ok(())
+                });
+                if !matches!(r, Ok(Ok(()))) {
+                    return 3;
+                }
+                if i % 7 == 0 && h.gc().is_err() {
+                    return 3;
+                }
+                if i % 11 == 0
+                    && h.assign(&Pair {
+                        a: i,
+                        b: i,
+                        note: format!("round {i}"),
+                    })
+                    .is_err()
+                {
+                    return 3;
+                }
+                flag.store(1, SeqCst);
+                // In odd trials, time outside any modification too, so
+                // that kills land between modifications as well as inside.
+                if trial % 2 == 1 {
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+            }
+            0
+        });
+        wait_for(Duration::from_secs(10), || flag.load(SeqCst) == 1)?;
+        std::thread::sleep(Duration::from_micros(500 + trial * 731 % 5000));
+        kill_and_reap(pid)?;
+        let outcome = shared(AtomicU32::new(0));
+        in_child(Duration::from_secs(10), || match heap.modify(|_, _| ()) {
+            Ok(()) => {
+                let v = heap.copy().map_err(|e| e.to_string())?;
+                ensure(v.a == v.b && v.note == format!("round {}", v.a), || {
+                    format!("inconsistent value {v:?}")
+                })?;
+                heap.gc().map_err(|e| e.to_string())?;
+                outcome.store(1, SeqCst);
+                Ok(())
+            }
+            Err(HeapError::Poisoned) => {
+                outcome.store(2, SeqCst);
+                Ok(())
+            }
+            Err(e) => Err(format!("trial {trial}: {e}")),
+        })?;
+        match outcome.load(SeqCst) {
+            1 => ok += 1,
+            2 => poisoned_n += 1,
+            o => return Err(format!("trial {trial}: outcome {o}")),
+        }
+        heap.destroy().map_err(|e| format!("destroy: {e}"))?;
+    }
+    Ok(format!("{TRIALS} kills: {ok} Ok, {poisoned_n} Poisoned"))
+}
+
+/// A segment of another format version is refused with a message that
+/// says what to do.
+fn other_format_version() -> Result<String, String> {
+    let name = format!("version-test-{}", std::process::id());
+    let pool = Pool::create_named(&name, 1 << 20).map_err(|e| e.to_string())?;
+    let seg = pool.name().to_owned();
+    pool.persist();
+    drop(pool);
+    let patch = |v: u32| -> Result<(), String> {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(format!("/dev/shm/{seg}"))
+            .map_err(|e| e.to_string())?;
+        f.write_all_at(&v.to_ne_bytes(), 8)
+            .map_err(|e| e.to_string())
+    };
+    patch(99)?;
+    let r = Pool::attach(&name);
+    let res = match &r {
+        Err(PoolError::NotAPool(_, mc::segment::SegmentError::Version { found: 99, .. })) => {
+            let msg = r.as_ref().unwrap_err().to_string();
+            ensure(
+                msg.contains("version 99") && msg.contains("recreate"),
+                || format!("message: {msg}"),
+            )
+            .map(|()| msg)
+        }
+        other => Err(format!("expected a version error, got {other:?}")),
+    };
+    // Restored, the pool attaches again.
+    patch(mc::segment::FORMAT_VERSION)?;
+    let again = Pool::attach(&name).map_err(|e| format!("attach after restore: {e}"));
+    let _ = Pool::remove(&seg);
+    again?;
+    res
+}
+
+/// A pool whose recorded address range is taken in this process gives
+/// `AddressInUse`, and attaches once the range is free.
+fn address_in_use() -> Result<String, String> {
+    let name = format!("addr-test-{}", std::process::id());
+    let pool = Pool::create_named(&name, 1 << 20).map_err(|e| e.to_string())?;
+    let seg = pool.name().to_owned();
+    let base = pool.base();
+    pool.persist();
+    drop(pool);
+    let r = in_child(Duration::from_secs(10), || {
+        // SAFETY: maps one fresh page at a free address; never replaces a
+        // mapping (MAP_FIXED_NOREPLACE).
+        let p = unsafe {
+            libc::mmap(
+                base as *mut libc::c_void,
+                4096,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+                -1,
+                0,
+            )
+        };
+        ensure(p as usize == base, || "could not take the range".into())?;
+        let e = match Pool::attach(&name) {
+            Err(e) => e,
+            Ok(_) => return Err("attached over a taken range".into()),
+        };
+        ensure(matches!(e, PoolError::AddressInUse { .. }), || {
+            format!("{e:?}")
+        })?;
+        let msg = e.to_string();
+        ensure(msg.contains("attach earlier"), || format!("message: {msg}"))?;
+        // SAFETY: unmaps the page mapped above.
+        unsafe { libc::munmap(p, 4096) };
+        let pool = Pool::attach(&name).map_err(|e| format!("attach once free: {e}"))?;
+        ensure(pool.base() == base, || "another address".into())
+    });
+    let _ = Pool::remove(&seg);
+    r?;
+    Ok(format!("range {base:#x} taken → AddressInUse"))
+}
+
+type Scenario = fn() -> Result<String, String>;
+
+fn main() {
+    let scenarios: &[(&str, Scenario)] = &[
+        ("killed_in_modify_poisons", killed_in_modify_poisons),
+        (
+            "killed_reader_does_not_block_writers",
+            killed_reader_does_not_block_writers,
+        ),
+        ("killed_while_pinning", killed_while_pinning),
+        ("killed_in_gc_heavy_loop", killed_in_gc_heavy_loop),
+        ("other_format_version", other_format_version),
+        ("address_in_use", address_in_use),
+    ];
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let (mut passed, mut failed) = (0, 0);
+    for (name, f) in scenarios {
+        if !filter.is_empty() && !filter.iter().any(|p| name.contains(p.as_str())) {
+            continue;
+        }
+        match catch_unwind(f) {
+            Ok(Ok(detail)) => {
+                passed += 1;
+                println!("ok     {name}: {detail}");
+            }
+            Ok(Err(e)) => {
+                failed += 1;
+                println!("FAILED {name}: {e}");
+            }
+            Err(_) => {
+                failed += 1;
+                println!("FAILED {name}: panicked");
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}
