@@ -172,7 +172,8 @@ fn hashtbl_concurrent() -> Result<String, String> {
                 let t = d.open().expect("open");
                 for i in 0..N {
                     t.add(&format!("p{p}-{i}"), &i).expect("add");
-                    t.replace(&format!("shared-{}", i % SHARED), &p).expect("replace");
+                    t.replace(&format!("shared-{}", i % SHARED), &p)
+                        .expect("replace");
                     t.modify_value(&"count".to_string(), |_, v| *v.get_mut() += 1)
                         .expect("modify")
                         .expect("count bound");
@@ -193,7 +194,9 @@ fn hashtbl_concurrent() -> Result<String, String> {
     let dups = (0..N).filter(|i| i % 7 == 0).count() as u64;
     let want = P * N + SHARED + 1 + P * dups;
     let len = t.len().map_err(te)?;
-    ensure(len as u64 == want, || format!("{len} bindings, expected {want}"))?;
+    ensure(len as u64 == want, || {
+        format!("{len} bindings, expected {want}")
+    })?;
     let count = t.find_copy(&"count".to_string()).map_err(te)?;
     ensure(count == Some(P * N), || format!("count {count:?}"))?;
     for p in 0..P {
@@ -210,7 +213,10 @@ fn hashtbl_concurrent() -> Result<String, String> {
         let v = t.find_all_copy(&format!("shared-{s}")).map_err(te)?;
         ensure(v.len() == 1 && v[0] < P, || format!("shared-{s}: {v:?}"))?;
     }
-    Ok(format!("{len} bindings, {} buckets", t.buckets().map_err(te)?))
+    Ok(format!(
+        "{len} bindings, {} buckets",
+        t.buckets().map_err(te)?
+    ))
 }
 
 /// A child opening the descriptor of a destroyed structure, and a child
@@ -330,12 +336,17 @@ fn buffer_pipe() -> Result<String, String> {
     let r2 = wait_child(consumer, TIMEOUT);
     r1?;
     r2?;
-    ensure(b.start().map_err(|e| e.to_string())? == TOTAL, || "start".into())?;
+    ensure(b.start().map_err(|e| e.to_string())? == TOTAL, || {
+        "start".into()
+    })?;
     Ok(format!("{TOTAL} bytes through a {MAX}-byte buffer"))
 }
 
 fn main() {
-    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     let scenarios: &[(&str, fn() -> Result<String, String>)] = &[
         ("queue_stress", queue_stress),
         ("hashtbl_concurrent", hashtbl_concurrent),
