@@ -342,12 +342,14 @@ fn buffer_pipe() -> Result<String, String> {
     Ok(format!("{TOTAL} bytes through a {MAX}-byte buffer"))
 }
 
+type Scenario = fn() -> Result<String, String>;
+
 fn main() {
     let filter: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let scenarios: &[(&str, fn() -> Result<String, String>)] = &[
+    let scenarios: &[(&str, Scenario)] = &[
         ("queue_stress", queue_stress),
         ("hashtbl_concurrent", hashtbl_concurrent),
         ("destroyed_structure", destroyed_structure),

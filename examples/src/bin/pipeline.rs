@@ -63,7 +63,7 @@ fn producer(arg: (SBufferDescr<Pipe>, u64, usize)) -> u64 {
             max - b.len().expect("len")
         };
         let n = (room.min((total - sent) as usize)) & !7;
-        let off = (sent as usize) % PATTERN & !7;
+        let off = ((sent as usize) % PATTERN) & !7;
         let piece = &pattern[off..off + n];
         ck = checksum(ck, piece);
         b.push_bytes(piece).expect("append");

@@ -615,10 +615,11 @@ impl<T: Shared> Heap<T> {
         // A pinned root is never changed in place: work on a copy.
         let mut root = h.root.load(Ordering::Acquire);
         if pinned(&h.pins, root) {
-            // SAFETY: exclusive lock held; `root` is a live `T::Repr`.
+            // SAFETY: exclusive lock held: nobody else touches the allocator.
             let state = unsafe { &mut *h.alloc.get() };
-            let copy =
-                write_boxed_repr::<T>(unsafe { &*(root as *const T::Repr) }, state, &mut src);
+            // SAFETY: `root` is the heap's live root value.
+            let old = unsafe { &*(root as *const T::Repr) };
+            let copy = write_boxed_repr::<T>(old, state, &mut src);
             root = copy.map_err(|e| heap_error(e, src.last_error.take()))?;
             h.root.store(root, Ordering::Release);
         }
@@ -1026,20 +1027,9 @@ impl<'h> Mutator<'h> {
         Ok(())
     }
 
-    /// Replaces the optional value at `place` with `Some` of a copy of
-    /// `value` (without first building an `Option<V>` locally).
-    pub fn set_some<V: Shared>(
-        &self,
-        place: Pin<&mut SOption<V::Repr>>,
-        value: &V,
-    ) -> Result<(), HeapError> {
-        let r = self.write(|w| value.to_repr(w))?;
-        set_pinned(place, SOption::Some(r));
-        Ok(())
-    }
-
     /// Copies `value` into the heap, unlinked: link it with
     /// [`Mutator::swap`] before the modification ends, or it is garbage.
+    #[allow(clippy::mut_from_ref)] // each call returns a fresh, distinct value
     pub fn add<V: Shared>(&self, value: &V) -> Result<Pin<&mut V::Repr>, HeapError> {
         let addr = self.write(|w| {
             let r = value.to_repr(w)?;
@@ -1095,6 +1085,18 @@ impl<'h> Mutator<'h> {
             let place = vec.get_unchecked_mut();
             std::ptr::write(place, SVec::from_raw_parts(addr, len + 1, new_cap));
         }
+        Ok(())
+    }
+
+    /// Replaces the optional value at `place` with `Some` of a copy of
+    /// `value` (without first building an `Option<V>` locally).
+    pub fn set_some<V: Shared>(
+        &self,
+        place: Pin<&mut SOption<V::Repr>>,
+        value: &V,
+    ) -> Result<(), HeapError> {
+        let r = self.write(|w| value.to_repr(w))?;
+        set_pinned(place, SOption::Some(r));
         Ok(())
     }
 

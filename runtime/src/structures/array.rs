@@ -187,6 +187,11 @@ structure_common!(
 
 type MatrixRepr<E> = Tuple3<usize, usize, SVec<<E as Shared>::Repr>>;
 
+type MData<E> = (usize, usize, Vec<E>);
+type MRef<'a, E> = Ref<ReadGuard<'a, MData<E>>, <E as Shared>::Repr>;
+type MPinned<'a, E> = Ref<PinGuard<'a, MData<E>>, <E as Shared>::Repr>;
+type MRow<'a, E> = Ref<ReadGuard<'a, MData<E>>, [<E as Shared>::Repr]>;
+
 fn melem<E: Shared>(t: &MatrixRepr<E>, l: [usize; 2]) -> &E::Repr {
     &t.2[l[0]]
 }
@@ -273,22 +278,14 @@ impl<E: Shared, H: Shared> SMatrix<E, H> {
 
     /// The element at row `r`, column `c`, in place under the shared lock
     /// (`get_ro`).
-    pub fn get(
-        &self,
-        r: usize,
-        c: usize,
-    ) -> Result<Ref<ReadGuard<'_, (usize, usize, Vec<E>)>, E::Repr>> {
+    pub fn get(&self, r: usize, c: usize) -> Result<MRef<'_, E>> {
         let g = self.parts.data.read()?;
         let i = Self::index(&g, r, c)?;
         Ok(Ref::new(g, [i, 0], melem::<E>))
     }
 
     /// The element at `(r, c)`, pinned (`get_p`; see [`SArray::get_pinned`]).
-    pub fn get_pinned(
-        &self,
-        r: usize,
-        c: usize,
-    ) -> Result<Ref<PinGuard<'_, (usize, usize, Vec<E>)>, E::Repr>> {
+    pub fn get_pinned(&self, r: usize, c: usize) -> Result<MPinned<'_, E>> {
         let g = self.parts.data.pin()?;
         let i = Self::index(&g, r, c)?;
         Ok(Ref::new(g, [i, 0], melem::<E>))
@@ -311,7 +308,7 @@ impl<E: Shared, H: Shared> SMatrix<E, H> {
     }
 
     /// Row `r` as a slice, in place under the shared lock.
-    pub fn row(&self, r: usize) -> Result<Ref<ReadGuard<'_, (usize, usize, Vec<E>)>, [E::Repr]>> {
+    pub fn row(&self, r: usize) -> Result<MRow<'_, E>> {
         let g = self.parts.data.read()?;
         bounds(r, g.0)?;
         fn row<E: Shared>(t: &MatrixRepr<E>, l: [usize; 2]) -> &[E::Repr] {

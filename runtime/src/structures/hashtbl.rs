@@ -256,6 +256,9 @@ type TData<K, V> = (Vec<(Vec<K>, Vec<V>)>, usize);
 type Bucket<K, V> = Tuple2<SVec<<K as Shared>::Repr>, SVec<<V as Shared>::Repr>>;
 type TRepr<K, V> = Tuple2<SVec<Bucket<K, V>>, usize>;
 
+type Found<'a, K, V> = Ref<ReadGuard<'a, TData<K, V>>, <V as Shared>::Repr>;
+type FoundPinned<'a, K, V> = Ref<PinGuard<'a, TData<K, V>>, <V as Shared>::Repr>;
+
 /// A shared hash table from `K` to `V` with a header `H`.
 ///
 /// As in Netmulticore (and OCaml's `Hashtbl`), a key can have several
@@ -401,7 +404,7 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
 
     /// The most recent value bound to `k`, in place under the shared lock
     /// (`find_ro`).
-    pub fn find(&self, k: &K) -> Result<Option<Ref<ReadGuard<'_, TData<K, V>>, V::Repr>>> {
+    pub fn find(&self, k: &K) -> Result<Option<Found<'_, K, V>>> {
         let g = self.parts.data.read()?;
         let (b, i) = locate::<K, V>(&g, k);
         Ok(i.map(|i| Ref::new(g, [b, i], value_at::<K, V>)))
@@ -409,7 +412,7 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
 
     /// The most recent value bound to `k`, pinned (`find_p`; see
     /// [`SArray::get_pinned`](crate::SArray::get_pinned) for the cost).
-    pub fn find_pinned(&self, k: &K) -> Result<Option<Ref<PinGuard<'_, TData<K, V>>, V::Repr>>> {
+    pub fn find_pinned(&self, k: &K) -> Result<Option<FoundPinned<'_, K, V>>> {
         let g = self.parts.data.pin()?;
         let (b, i) = locate::<K, V>(&g, k);
         Ok(i.map(|i| Ref::new(g, [b, i], value_at::<K, V>)))

@@ -11,6 +11,9 @@ use crate::value::{SOption, SVec, Shared, Tuple3};
 type QData<E> = (Vec<Option<E>>, usize, usize);
 type QRepr<E> = Tuple3<SVec<SOption<<E as Shared>::Repr>>, usize, usize>;
 
+type Front<'a, E> = Ref<ReadGuard<'a, QData<E>>, <E as Shared>::Repr>;
+type FrontPinned<'a, E> = Ref<PinGuard<'a, QData<E>>, <E as Shared>::Repr>;
+
 /// A shared FIFO queue of `E` with a header `H`: a ring buffer of slots
 /// that doubles when full, so `push` and `pop` are amortised O(1) and
 /// [`len`](SQueue::len) is O(1). A popped slot is emptied at once, so its
@@ -105,7 +108,7 @@ impl<E: Shared, H: Shared> SQueue<E, H> {
 
     /// The front element in place, under the shared lock (`top_ro`);
     /// `None` when the queue is empty.
-    pub fn peek(&self) -> Result<Option<Ref<ReadGuard<'_, QData<E>>, E::Repr>>> {
+    pub fn peek(&self) -> Result<Option<Front<'_, E>>> {
         let g = self.parts.data.read()?;
         if g.2 == 0 {
             return Ok(None);
@@ -115,7 +118,7 @@ impl<E: Shared, H: Shared> SQueue<E, H> {
 
     /// The front element, pinned (`top_p`; see
     /// [`SArray::get_pinned`](crate::SArray::get_pinned) for the cost).
-    pub fn peek_pinned(&self) -> Result<Option<Ref<PinGuard<'_, QData<E>>, E::Repr>>> {
+    pub fn peek_pinned(&self) -> Result<Option<FrontPinned<'_, E>>> {
         let g = self.parts.data.pin()?;
         if g.2 == 0 {
             return Ok(None);
