@@ -411,3 +411,77 @@ fn big_hashtbl_resizes() {
     }
     assert_eq!(t.len().unwrap(), 5000);
 }
+
+type BigKey = (String, u32, Option<char>, Vec<i16>);
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Composite keys: hashing the local key and its shared copy agree, and
+    /// equality between them is exact.
+    #[test]
+    fn composite_keys(keys in proptest::collection::vec(
+        ("[a-c]{0,3}", 0..3u32, proptest::option::of(proptest::char::range('a', 'c')),
+         proptest::collection::vec(-2..2i16, 0..3)),
+        1..60)) {
+        let pool = pool();
+        let t = SHashtbl::<BigKey, usize>::with_buckets(&pool, &(), 7).unwrap();
+        let mut model: HashMap<BigKey, Vec<usize>> = HashMap::new();
+        for (i, k) in keys.iter().enumerate() {
+            t.add(k, &i).unwrap();
+            model.entry(k.clone()).or_default().push(i);
+        }
+        for (k, vs) in &model {
+            let want: Vec<usize> = vs.iter().rev().copied().collect();
+            prop_assert_eq!(t.find_all_copy(k).unwrap(), want);
+        }
+        let mut other = keys[0].clone();
+        other.1 += 10;
+        prop_assert!(!t.contains_key(&other).unwrap());
+        prop_assert_eq!(t.len().unwrap(), keys.len());
+    }
+}
+
+#[test]
+fn pins_keep_old_values_while_writers_go_on() {
+    let pool = pool();
+    let a = SArray::create(&pool, &(), &["a".to_string(), "b".to_string()]).unwrap();
+    let p = a.get_pinned(1).unwrap();
+    a.set(1, &"B".to_string()).unwrap();
+    a.grow(4, &"z".to_string()).unwrap();
+    assert_eq!(p.as_str(), "b");
+    drop(p);
+    a.gc().unwrap();
+    assert_eq!(a.to_vec().unwrap(), ["a", "B", "z", "z"]);
+
+    let q = SQueue::<String>::create(&pool, &()).unwrap();
+    for i in 0..10 {
+        q.push(&i.to_string()).unwrap();
+    }
+    let front = q.peek_pinned().unwrap().unwrap();
+    assert_eq!(q.pop_copy().unwrap().as_deref(), Some("0"));
+    q.push(&"10".to_string()).unwrap();
+    assert_eq!(front.as_str(), "0");
+    drop(front);
+    q.gc().unwrap();
+    let want: Vec<String> = (1..=10).map(|i| i.to_string()).collect();
+    assert_eq!(q.to_vec().unwrap(), want);
+
+    let t = SHashtbl::<u32, String>::create(&pool, &()).unwrap();
+    t.add(&1, &"one".to_string()).unwrap();
+    let f = t.find_pinned(&1).unwrap().unwrap();
+    t.replace(&1, &"uno".to_string()).unwrap();
+    assert_eq!(f.as_str(), "one");
+    drop(f);
+    assert_eq!(t.find_copy(&1).unwrap().as_deref(), Some("uno"));
+
+    // A buffer whose blocks were copied (pinned root) keeps working.
+    let b = SBuffer::with_block_size(&pool, &(), 64).unwrap();
+    b.push_bytes(&[1; 100]).unwrap();
+    {
+        let _v = b.read().unwrap();
+    }
+    b.push_bytes(&[2; 100]).unwrap();
+    b.delete_head(150).unwrap();
+    assert_eq!(b.sub(150, 50).unwrap(), vec![2; 50]);
+}
