@@ -7,7 +7,7 @@
 //!    threads.
 //! 2. `SQueue<u64>` push/pop throughput from a producer process to a
 //!    consumer process vs a `crossbeam-channel` (unbounded) between two
-//!    threads.
+//!    threads (also with batches of 64: `extend` / `pop_many`).
 //!
 //! Run: `cargo bench -p mc-benches --bench structures`. Prints operations
 //! per second and ratios (mc / baseline; below 1 means mc is slower).
@@ -190,6 +190,43 @@ fn queue_mc(pool: &Pool, n: u64) -> f64 {
     n as f64 / secs
 }
 
+/// As [`queue_mc`], with batches of `batch` items per push and pop.
+fn queue_mc_batched(pool: &Pool, n: u64, batch: u64) -> f64 {
+    let q = SQueue::<u64>::create(pool, &()).expect("queue");
+    let go = shared(AtomicU32::new(0));
+    let qp = q.clone();
+    let producer = fork_child(go, move || {
+        let mut i = 0;
+        while i < n {
+            let k = batch.min(n - i);
+            let items: Vec<u64> = (i..i + k).collect();
+            qp.extend(&items).expect("extend");
+            i += k;
+        }
+    });
+    let qc = q.clone();
+    let consumer = fork_child(go, move || {
+        let mut next = 0;
+        while next < n {
+            let got = qc.pop_many(batch as usize).expect("pop_many");
+            if got.is_empty() {
+                std::thread::yield_now();
+            }
+            for v in got {
+                assert_eq!(v, next, "FIFO order");
+                next += 1;
+            }
+        }
+    });
+    let start = Instant::now();
+    go.store(1, Ordering::Release);
+    wait(producer);
+    wait(consumer);
+    let secs = start.elapsed().as_secs_f64();
+    q.destroy().expect("destroy");
+    n as f64 / secs
+}
+
 fn queue_crossbeam(n: u64) -> f64 {
     let (tx, rx) = crossbeam_channel::unbounded::<u64>();
     let start = Instant::now();
@@ -237,8 +274,14 @@ fn main() {
 
     println!("SQueue<u64> push/pop, producer → consumer");
     let q = median(runs, || queue_mc(&pool, n_q));
+    let qb = median(runs, || queue_mc_batched(&pool, n_q, 64));
     let c = median(runs, || queue_crossbeam(n_q));
     println!("  mc SQueue, 2 processes         {:>12.0} items/s", q);
+    println!("  mc SQueue, batches of 64       {:>12.0} items/s", qb);
     println!("  crossbeam-channel, 2 threads   {:>12.0} items/s", c);
-    println!("  ratio mc/crossbeam: {:.3}", q / c);
+    println!(
+        "  ratio mc/crossbeam: {:.3}   batched: {:.3}",
+        q / c,
+        qb / c
+    );
 }

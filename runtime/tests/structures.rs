@@ -82,6 +82,7 @@ enum QueueOp {
     Push(String),
     PopCopy,
     PopWith,
+    PopMany(usize),
     Peek,
     Clear,
     Gc,
@@ -92,6 +93,7 @@ fn queue_op() -> impl Strategy<Value = QueueOp> {
         6 => "[a-z]{0,10}".prop_map(QueueOp::Push),
         3 => Just(QueueOp::PopCopy),
         2 => Just(QueueOp::PopWith),
+        1 => (0..6usize).prop_map(QueueOp::PopMany),
         2 => Just(QueueOp::Peek),
         1 => Just(QueueOp::Gc),
         1 => Just(QueueOp::Clear).prop_filter("rare", |_| true),
@@ -116,6 +118,11 @@ proptest! {
                 QueueOp::PopWith => {
                     let got = q.pop_with(|s| s.as_str().to_owned()).unwrap();
                     prop_assert_eq!(got, model.pop_front());
+                }
+                QueueOp::PopMany(k) => {
+                    let n = k.min(model.len());
+                    let want: Vec<String> = model.drain(..n).collect();
+                    prop_assert_eq!(q.pop_many(k).unwrap(), want);
                 }
                 QueueOp::Peek => {
                     prop_assert_eq!(q.peek().unwrap().map(|r| r.as_str().to_owned()), model.front().cloned());

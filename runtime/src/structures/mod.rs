@@ -73,8 +73,8 @@
 //! | `access` | [`SBuffer::read`] ([`BufferView::chunks`]) |
 //! | `length` / `start` / `delete_hd` / `clear` | [`SBuffer::len`] / [`SBuffer::start`] / [`SBuffer::delete_head`] / [`SBuffer::clear`] |
 //! | `Netmcore_queue.create pool h` | [`SQueue::create`] |
-//! | `push x q` | [`SQueue::push`] |
-//! | `pop_p q f` / `pop_c q` | [`SQueue::pop_with`] / [`SQueue::pop_copy`] |
+//! | `push x q` | [`SQueue::push`], [`SQueue::extend`] (several at once) |
+//! | `pop_p q f` / `pop_c q` | [`SQueue::pop_with`] / [`SQueue::pop_copy`], [`SQueue::pop_many`] |
 //! | `top_p q f` / `top_c q` | [`SQueue::peek`] / [`SQueue::peek_copy`] |
 //! | `length` / `is_empty` / `clear` | [`SQueue::len`] / [`SQueue::is_empty`] / [`SQueue::clear`] |
 //! | `iter` / `fold` | [`SQueue::read`] ([`QueueView::iter`]), [`SQueue::to_vec`] |

@@ -106,6 +106,25 @@ impl<E: Shared, H: Shared> SQueue<E, H> {
         })
     }
 
+    /// Removes up to `max` elements from the front in one modification and
+    /// returns copies of them, front first (cheaper than `max` calls of
+    /// [`pop_copy`](Self::pop_copy) when several processes share the queue).
+    pub fn pop_many(&self, max: usize) -> Result<Vec<E>> {
+        self.parts.modify_try(|m, t| {
+            let k = max.min(t.2);
+            let out: Vec<E> = (0..k).map(|i| E::from_repr(slot::<E>(&t, i))).collect();
+            let (mut slots, mut head, mut len) = t.project();
+            let cap = slots.len();
+            for i in 0..k {
+                let place = slots.as_mut().get_pin((*head + i) % cap).expect("slot");
+                m.set::<Option<E>>(place, &None)?;
+            }
+            *len.as_mut().get_mut() -= k;
+            *head.as_mut().get_mut() = if *len == 0 { 0 } else { (*head + k) % cap };
+            Ok(out)
+        })
+    }
+
     /// The front element in place, under the shared lock (`top_ro`);
     /// `None` when the queue is empty.
     pub fn peek(&self) -> Result<Option<Front<'_, E>>> {
