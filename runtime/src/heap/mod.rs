@@ -1130,11 +1130,22 @@ impl<'h> Mutator<'h> {
     /// Appends copies of `values` to a vector of the heap, reallocating at
     /// most once; numbers and other plain-data types are copied with one
     /// `memcpy` into the vector's spare room.
+    ///
+    /// ```
+    /// let pool = mc::Pool::create(16 << 20)?;
+    /// let heap = mc::Heap::create(&pool, &Vec::<u8>::new())?;
+    /// heap.modify(|m, v| m.extend_from_slice(v, b"bytes"))??;
+    /// assert_eq!(heap.read()?.as_slice(), b"bytes");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn extend_from_slice<V: Shared>(
         &self,
         mut vec: Pin<&mut SVec<V::Repr>>,
         values: &[V],
     ) -> Result<(), HeapError> {
+        if values.is_empty() {
+            return Ok(());
+        }
         self.reserve(vec.as_mut(), values.len())?;
         let (ptr, len, _) = vec.raw_parts();
         let dst = ptr as *mut V::Repr;
