@@ -219,6 +219,42 @@ fn hashtbl_concurrent() -> Result<String, String> {
     ))
 }
 
+/// Four processes set their own elements of one array while it grows,
+/// and read whole-array snapshots; every element ends as its owner set it.
+fn array_concurrent() -> Result<String, String> {
+    const P: usize = 4;
+    const N: usize = 4_000;
+    let pool = pool();
+    let a = SArray::<u64>::make(&pool, &(), 16, &0).map_err(|e| e.to_string())?;
+    let pids: Vec<_> = (0..P)
+        .map(|p| {
+            let a = a.clone();
+            fork_child(move || {
+                for i in (p..N).step_by(P) {
+                    // Grow first (idempotent), then set: elements never
+                    // move back or get lost while others grow the array.
+                    a.grow(i + 1, &0).expect("grow");
+                    a.set(i, &(i as u64 * 10 + 1)).expect("set");
+                    if i % 97 == 0 {
+                        let g = a.read().expect("read");
+                        if g[i] != i as u64 * 10 + 1 {
+                            return 3;
+                        }
+                    }
+                }
+                0
+            })
+        })
+        .collect();
+    wait_all(pids)?;
+    let v = a.to_vec().map_err(|e| e.to_string())?;
+    ensure(v.len() == N, || format!("length {}", v.len()))?;
+    for (i, x) in v.iter().enumerate() {
+        ensure(*x == i as u64 * 10 + 1, || format!("element {i} is {x}"))?;
+    }
+    Ok(format!("{N} elements"))
+}
+
 /// A child opening the descriptor of a destroyed structure, and a child
 /// holding a handle when the parent destroys it, both get `Destroyed`.
 fn destroyed_structure() -> Result<String, String> {
@@ -352,6 +388,7 @@ fn main() {
     let scenarios: &[(&str, Scenario)] = &[
         ("queue_stress", queue_stress),
         ("hashtbl_concurrent", hashtbl_concurrent),
+        ("array_concurrent", array_concurrent),
         ("destroyed_structure", destroyed_structure),
         ("buffer_pipe", buffer_pipe),
     ];
