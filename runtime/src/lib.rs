@@ -15,7 +15,9 @@
 //! - [`heap`]: garbage-collected heaps of shared values inside pools;
 //! - [`sync`]: futex-based locks that work between processes;
 //! - [`process`](mod@process): the master ([`run`]), `#[mc::process]` definitions with
-//!   start and join, and the [`resources`] table.
+//!   start and join, and the [`resources`] table;
+//! - [`structures`]: shared references, arrays, matrices, byte buffers,
+//!   queues and hash tables built on heaps.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
@@ -24,6 +26,7 @@ pub mod heap;
 pub mod pool;
 pub mod process;
 pub mod segment;
+pub mod structures;
 pub mod sync;
 pub mod value;
 
@@ -34,6 +37,10 @@ pub use mc_macros::{process, Shared};
 pub use pool::{Pool, PoolDescr, PoolError, PoolOptions, PoolReport, PoolStats};
 pub use process::{
     cleanup, resources, run, Outcome, Pid, ProcessError, ProcessId, RunReport, StartOptions,
+};
+pub use structures::{
+    SArray, SArrayDescr, SBuffer, SBufferDescr, SHashtbl, SHashtblDescr, SMatrix, SMatrixDescr,
+    SQueue, SQueueDescr, SRef, SRefDescr, SharedKey, StructureError,
 };
 pub use value::{Repr, Shared};
 

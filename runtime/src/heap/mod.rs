@@ -60,7 +60,7 @@ use serde::{Deserialize, Serialize};
 use self::alloc::{AllocState, HeapWriter, Marker, PoolSource};
 use crate::pool::{Pool, PoolError, OWNER_HEADER, OWNER_TAG, PAGE_SIZE};
 use crate::sync::raw::{Acquired, LockError, RawRwLock};
-use crate::value::{CopyError, SString, SVec, Shared, Tracer, Writer};
+use crate::value::{CopyError, SOption, SString, SVec, Shared, Tracer, Writer};
 
 /// The default chunk size: heaps grow and shrink in chunks of this many
 /// bytes taken from their pool.
@@ -1357,6 +1357,92 @@ impl<'h> Mutator<'h> {
             p.as_ptr().add(len).write(r);
             let place = vec.get_unchecked_mut();
             std::ptr::write(place, SVec::from_raw_parts(addr, len + 1, new_cap));
+        }
+        Ok(())
+    }
+
+    /// Replaces the optional value at `place` with `Some` of a copy of
+    /// `value` (without first building an `Option<V>` locally).
+    pub fn set_some<V: Shared>(
+        &self,
+        place: Pin<&mut SOption<V::Repr>>,
+        value: &V,
+    ) -> Result<(), HeapError> {
+        let r = self.write(|w| value.to_repr(w))?;
+        set_pinned(place, SOption::Some(r));
+        Ok(())
+    }
+
+    /// Makes room in a vector of the heap for at least `additional` more
+    /// elements without reallocation (the elements are moved bitwise into a
+    /// fresh array when the current one is too small; the old array becomes
+    /// garbage).
+    pub fn reserve<R>(&self, vec: Pin<&mut SVec<R>>, additional: usize) -> Result<(), HeapError> {
+        let (ptr, len, cap) = vec.raw_parts();
+        let need = len.checked_add(additional).ok_or(HeapError::TooLarge)?;
+        if need <= cap {
+            return Ok(());
+        }
+        let new_cap = need.max(cap * 2).max(4);
+        let (p, addr) = self.write(|w| w.alloc_array::<R>(new_cap))?;
+        // SAFETY: moves the `len` elements bitwise into the fresh array (the
+        // vector is exclusively borrowed, so nothing else refers to them),
+        // then publishes the new array.
+        unsafe {
+            if len > 0 {
+                std::ptr::copy_nonoverlapping(ptr as *const R, p.as_ptr(), len);
+            }
+            std::ptr::write(
+                vec.get_unchecked_mut(),
+                SVec::from_raw_parts(addr, len, new_cap),
+            );
+        }
+        Ok(())
+    }
+
+    /// Appends copies of `values` to a vector of the heap, reallocating at
+    /// most once; numbers and other plain-data types are copied with one
+    /// `memcpy` into the vector's spare room.
+    ///
+    /// ```
+    /// let pool = mc::Pool::create(16 << 20)?;
+    /// let heap = mc::Heap::create(&pool, &Vec::<u8>::new())?;
+    /// heap.modify(|m, v| m.extend_from_slice(v, b"bytes"))??;
+    /// assert_eq!(heap.read()?.as_slice(), b"bytes");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn extend_from_slice<V: Shared>(
+        &self,
+        mut vec: Pin<&mut SVec<V::Repr>>,
+        values: &[V],
+    ) -> Result<(), HeapError> {
+        if values.is_empty() {
+            return Ok(());
+        }
+        self.reserve(vec.as_mut(), values.len())?;
+        let (ptr, len, _) = vec.raw_parts();
+        let dst = ptr as *mut V::Repr;
+        if V::IS_POD {
+            // SAFETY: room for `values.len()` more elements was reserved;
+            // for plain-data types `Repr` is `V` and a byte copy is a copy.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    values.as_ptr() as *const V::Repr,
+                    dst.add(len),
+                    values.len(),
+                );
+                vec.set_len(len + values.len());
+            }
+            return Ok(());
+        }
+        for (i, v) in values.iter().enumerate() {
+            let r = self.write(|w| v.to_repr(w))?;
+            // SAFETY: room was reserved; slot `len + i` is uninitialised
+            // and the length grows only over initialised slots.
+            unsafe {
+                dst.add(len + i).write(r);
+                vec.as_mut().set_len(len + i + 1);
+            }
         }
         Ok(())
     }

@@ -1,0 +1,287 @@
+//! Shared structure benchmarks, each against a baseline measured in the
+//! same run.
+//!
+//! 1. `SHashtbl<u64, u64>` operations per second (10 % add, 10 % remove,
+//!    30 % replace, 50 % find) from 1 and 2 processes vs
+//!    `std::collections::HashMap` behind a `std::sync::Mutex` from 1 and 2
+//!    threads.
+//! 2. `SQueue<u64>` push/pop throughput from a producer process to a
+//!    consumer process vs a `crossbeam-channel` (unbounded) between two
+//!    threads (also with batches of 64: `extend` / `pop_many`).
+//!
+//! Run: `cargo bench -p mc-benches --bench structures`. Prints operations
+//! per second and ratios (mc / baseline; below 1 means mc is slower).
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use mc::{Pool, SHashtbl, SQueue};
+
+const KEYS: u64 = 10_000;
+
+/// Places `value` in a fresh anonymous shared mapping and leaks it.
+fn shared<T>(value: T) -> &'static T {
+    let len = std::mem::size_of::<T>().max(1);
+    // SAFETY: a fresh anonymous mapping; no existing memory is affected.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(p, libc::MAP_FAILED, "mmap failed");
+    let p = p.cast::<T>();
+    // SAFETY: the mapping is page-aligned, large enough, writable and never
+    // unmapped.
+    unsafe {
+        p.write(value);
+        &*p
+    }
+}
+
+/// Forks a child that waits for `go`, runs `f` and exits.
+fn fork_child(go: &'static AtomicU32, f: impl FnOnce()) -> libc::pid_t {
+    // SAFETY: the bench main is single-threaded when it forks (every thread
+    // of the baselines was joined); the child leaves with `_exit`.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        while go.load(Ordering::Acquire) == 0 {
+            std::hint::spin_loop();
+        }
+        f();
+        // SAFETY: ends the child without running the parent's exit handlers.
+        unsafe { libc::_exit(0) };
+    }
+    pid
+}
+
+fn wait(pid: libc::pid_t) {
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "child failed"
+    );
+}
+
+/// A cheap deterministic sequence of (operation, key).
+fn op(seed: u64, i: u64) -> (u64, u64) {
+    let x = (seed ^ i).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    ((x >> 60) % 10, (x >> 20) % KEYS)
+}
+
+fn table_ops(t: &SHashtbl<u64, u64>, seed: u64, n: u64) {
+    for i in 0..n {
+        let (o, k) = op(seed, i);
+        match o {
+            0 => t.add(&k, &i).expect("add"),
+            1 => {
+                t.remove(&k).expect("remove");
+            }
+            2..=4 => t.replace(&k, &i).expect("replace"),
+            _ => {
+                black_box(t.find_copy(&k).expect("find"));
+            }
+        }
+    }
+}
+
+fn map_ops(t: &Mutex<HashMap<u64, Vec<u64>>>, seed: u64, n: u64) {
+    for i in 0..n {
+        let (o, k) = op(seed, i);
+        let mut g = t.lock().expect("lock");
+        match o {
+            0 => g.entry(k).or_default().push(i),
+            1 => {
+                if let Some(v) = g.get_mut(&k) {
+                    v.pop();
+                }
+            }
+            2..=4 => {
+                let v = g.entry(k).or_default();
+                match v.last_mut() {
+                    Some(x) => *x = i,
+                    None => v.push(i),
+                }
+            }
+            _ => {
+                black_box(g.get(&k).and_then(|v| v.last().copied()));
+            }
+        }
+    }
+}
+
+fn fill_table(t: &SHashtbl<u64, u64>) {
+    for k in 0..KEYS {
+        t.replace(&k, &k).expect("fill");
+    }
+}
+
+fn hashtbl_mc(pool: &Pool, workers: u64, n: u64) -> f64 {
+    let t = SHashtbl::<u64, u64>::create(pool, &()).expect("table");
+    fill_table(&t);
+    let go = shared(AtomicU32::new(0));
+    let pids: Vec<_> = (0..workers)
+        .map(|w| {
+            let t = t.clone();
+            fork_child(go, move || table_ops(&t, w + 1, n))
+        })
+        .collect();
+    let start = Instant::now();
+    go.store(1, Ordering::Release);
+    pids.into_iter().for_each(wait);
+    let secs = start.elapsed().as_secs_f64();
+    t.destroy().expect("destroy");
+    (workers * n) as f64 / secs
+}
+
+fn hashtbl_std(threads: u64, n: u64) -> f64 {
+    let t = Mutex::new(HashMap::new());
+    for k in 0..KEYS {
+        t.lock().expect("lock").insert(k, vec![k]);
+    }
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for w in 0..threads {
+            let t = &t;
+            s.spawn(move || map_ops(t, w + 1, n));
+        }
+    });
+    (threads * n) as f64 / start.elapsed().as_secs_f64()
+}
+
+fn queue_mc(pool: &Pool, n: u64) -> f64 {
+    let q = SQueue::<u64>::create(pool, &()).expect("queue");
+    let go = shared(AtomicU32::new(0));
+    let qp = q.clone();
+    let producer = fork_child(go, move || {
+        for i in 0..n {
+            qp.push(&i).expect("push");
+        }
+    });
+    let qc = q.clone();
+    let consumer = fork_child(go, move || {
+        let mut next = 0;
+        while next < n {
+            match qc.pop_copy().expect("pop") {
+                Some(v) => {
+                    assert_eq!(v, next, "FIFO order");
+                    next += 1;
+                }
+                None => std::thread::yield_now(),
+            }
+        }
+    });
+    let start = Instant::now();
+    go.store(1, Ordering::Release);
+    wait(producer);
+    wait(consumer);
+    let secs = start.elapsed().as_secs_f64();
+    q.destroy().expect("destroy");
+    n as f64 / secs
+}
+
+/// As [`queue_mc`], with batches of `batch` items per push and pop.
+fn queue_mc_batched(pool: &Pool, n: u64, batch: u64) -> f64 {
+    let q = SQueue::<u64>::create(pool, &()).expect("queue");
+    let go = shared(AtomicU32::new(0));
+    let qp = q.clone();
+    let producer = fork_child(go, move || {
+        let mut i = 0;
+        while i < n {
+            let k = batch.min(n - i);
+            let items: Vec<u64> = (i..i + k).collect();
+            qp.extend(&items).expect("extend");
+            i += k;
+        }
+    });
+    let qc = q.clone();
+    let consumer = fork_child(go, move || {
+        let mut next = 0;
+        while next < n {
+            let got = qc.pop_many(batch as usize).expect("pop_many");
+            if got.is_empty() {
+                std::thread::yield_now();
+            }
+            for v in got {
+                assert_eq!(v, next, "FIFO order");
+                next += 1;
+            }
+        }
+    });
+    let start = Instant::now();
+    go.store(1, Ordering::Release);
+    wait(producer);
+    wait(consumer);
+    let secs = start.elapsed().as_secs_f64();
+    q.destroy().expect("destroy");
+    n as f64 / secs
+}
+
+fn queue_crossbeam(n: u64) -> f64 {
+    let (tx, rx) = crossbeam_channel::unbounded::<u64>();
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            for i in 0..n {
+                tx.send(i).expect("send");
+            }
+        });
+        s.spawn(move || {
+            for i in 0..n {
+                assert_eq!(rx.recv().expect("recv"), i);
+            }
+        });
+    });
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The median of `runs` runs of `f` (a rate).
+fn median(runs: usize, mut f: impl FnMut() -> f64) -> f64 {
+    let mut v: Vec<f64> = (0..runs).map(|_| f()).collect();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[runs / 2]
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let (n_tbl, n_q, runs) = if quick {
+        (20_000, 50_000, 1)
+    } else {
+        (300_000, 1_000_000, 3)
+    };
+    let pool = Pool::create(1 << 30).expect("pool");
+
+    println!("SHashtbl<u64, u64>, mix 10% add / 10% remove / 30% replace / 50% find, {KEYS} keys");
+    let m1 = median(runs, || hashtbl_mc(&pool, 1, n_tbl));
+    let m2 = median(runs, || hashtbl_mc(&pool, 2, n_tbl));
+    let s1 = median(runs, || hashtbl_std(1, n_tbl));
+    let s2 = median(runs, || hashtbl_std(2, n_tbl));
+    println!("  mc SHashtbl, 1 process    {:>12.0} ops/s", m1);
+    println!("  mc SHashtbl, 2 processes  {:>12.0} ops/s", m2);
+    println!("  std Mutex<HashMap>, 1 thread  {:>12.0} ops/s", s1);
+    println!("  std Mutex<HashMap>, 2 threads {:>12.0} ops/s", s2);
+    println!("  ratio mc/std, 1: {:.3}   2: {:.3}", m1 / s1, m2 / s2);
+
+    println!("SQueue<u64> push/pop, producer → consumer");
+    let q = median(runs, || queue_mc(&pool, n_q));
+    let qb = median(runs, || queue_mc_batched(&pool, n_q, 64));
+    let c = median(runs, || queue_crossbeam(n_q));
+    println!("  mc SQueue, 2 processes         {:>12.0} items/s", q);
+    println!("  mc SQueue, batches of 64       {:>12.0} items/s", qb);
+    println!("  crossbeam-channel, 2 threads   {:>12.0} items/s", c);
+    println!(
+        "  ratio mc/crossbeam: {:.3}   batched: {:.3}",
+        q / c,
+        qb / c
+    );
+}

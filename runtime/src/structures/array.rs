@@ -1,0 +1,342 @@
+//! `SArray` and `SMatrix` (Netmulticore's `Netmcore_array` and
+//! `Netmcore_matrix`).
+
+use std::pin::Pin;
+
+use super::{structure_common, Parts, Ref, Result, StructureError};
+use crate::heap::{HeapOptions, Mutator, PinGuard, ReadGuard};
+use crate::pool::Pool;
+use crate::value::{SVec, Shared, Tuple3};
+
+/// A shared array of `E` with a header `H`, growable with
+/// [`grow`](SArray::grow).
+///
+/// ```
+/// let pool = mc::Pool::create(16 << 20)?;
+/// let a = mc::SArray::create(&pool, &(), &[1u64, 2, 3])?;
+/// a.set(1, &20)?;
+/// assert_eq!(*a.get(1)?, 20);
+/// a.grow(5, &0)?;
+/// assert_eq!(a.to_vec()?, [1, 20, 3, 0, 0]);
+/// assert_eq!(a.read()?.iter().sum::<u64>(), 24);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct SArray<E: Shared, H: Shared = ()> {
+    parts: Parts<Vec<E>, H>,
+}
+
+structure_common!(SArray, SArrayDescr, [E: Shared], Vec<E>, "an [`SArray`]");
+
+fn elem<E: Shared>(v: &SVec<E::Repr>, l: [usize; 2]) -> &E::Repr {
+    &v[l[0]]
+}
+
+fn bounds(index: usize, len: usize) -> Result<()> {
+    if index < len {
+        Ok(())
+    } else {
+        Err(StructureError::OutOfBounds { index, len })
+    }
+}
+
+impl<E: Shared, H: Shared> SArray<E, H> {
+    /// Creates an array holding copies of `values` (`Netmcore_array.create`).
+    pub fn create(pool: &Pool, header: &H, values: &[E]) -> Result<Self> {
+        let a = SArray {
+            parts: Parts::create(pool, header, &Vec::new(), HeapOptions::new())?,
+        };
+        a.parts
+            .modify_try(|m, v| Ok(m.extend_from_slice(v, values)?))?;
+        Ok(a)
+    }
+
+    /// Creates an array of `n` copies of `value` (`make`).
+    pub fn make(pool: &Pool, header: &H, n: usize, value: &E) -> Result<Self> {
+        let a = SArray {
+            parts: Parts::create(pool, header, &Vec::new(), HeapOptions::new())?,
+        };
+        a.grow(n, value)?;
+        Ok(a)
+    }
+
+    /// Creates an array of `n` elements `f(0)`, ..., `f(n - 1)` (`init`).
+    pub fn init(pool: &Pool, header: &H, n: usize, mut f: impl FnMut(usize) -> E) -> Result<Self> {
+        let a = SArray {
+            parts: Parts::create(pool, header, &Vec::new(), HeapOptions::new())?,
+        };
+        a.parts.modify_try(|m, mut v| {
+            m.reserve(v.as_mut(), n)?;
+            for i in 0..n {
+                m.push(v.as_mut(), &f(i))?;
+            }
+            Ok(())
+        })?;
+        Ok(a)
+    }
+
+    /// The number of elements (`length`).
+    pub fn len(&self) -> Result<usize> {
+        Ok(self.parts.data.read()?.len())
+    }
+
+    /// Whether the array is empty.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// The element at `index`, in place under the shared lock (`get_ro`).
+    pub fn get(&self, index: usize) -> Result<Ref<ReadGuard<'_, Vec<E>>, E::Repr>> {
+        let g = self.parts.data.read()?;
+        bounds(index, g.len())?;
+        Ok(Ref::new(g, [index, 0], elem::<E>))
+    }
+
+    /// The element at `index`, pinned (`get_p`): no lock is held; the next
+    /// change of the array copies it first (see the [module
+    /// docs](crate::structures#access)).
+    pub fn get_pinned(&self, index: usize) -> Result<Ref<PinGuard<'_, Vec<E>>, E::Repr>> {
+        let g = self.parts.data.pin()?;
+        bounds(index, g.len())?;
+        Ok(Ref::new(g, [index, 0], elem::<E>))
+    }
+
+    /// A copy of the element at `index` (`get_c`).
+    pub fn get_copy(&self, index: usize) -> Result<E> {
+        let g = self.parts.data.read()?;
+        bounds(index, g.len())?;
+        Ok(E::from_repr(&g[index]))
+    }
+
+    /// Replaces the element at `index` with a copy of `value` (`set`).
+    pub fn set(&self, index: usize, value: &E) -> Result<()> {
+        self.parts.modify_try(|m, v| {
+            let len = v.len();
+            bounds(index, len)?;
+            let place = v.get_pin(index).expect("index checked");
+            Ok(m.set(place, value)?)
+        })
+    }
+
+    /// Grows the array to `n` elements, the new ones copies of `fill`
+    /// (`grow`); does nothing when it has `n` or more. Existing elements are
+    /// not copied again (at most one move of the element array).
+    pub fn grow(&self, n: usize, fill: &E) -> Result<()> {
+        self.parts.modify_try(|m, mut v| {
+            let len = v.len();
+            if n <= len {
+                return Ok(());
+            }
+            m.reserve(v.as_mut(), n - len)?;
+            for _ in len..n {
+                m.push(v.as_mut(), fill)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The whole array, in place under the shared lock (`deref`, made safe).
+    /// Derefs to [`SVec`], which derefs to a slice.
+    pub fn read(&self) -> Result<ReadGuard<'_, Vec<E>>> {
+        Ok(self.parts.data.read()?)
+    }
+
+    /// The whole array, pinned (see [`get_pinned`](Self::get_pinned)).
+    pub fn pin(&self) -> Result<PinGuard<'_, Vec<E>>> {
+        Ok(self.parts.data.pin()?)
+    }
+
+    /// A copy of the whole array.
+    pub fn to_vec(&self) -> Result<Vec<E>> {
+        Ok(self.parts.data.copy()?)
+    }
+
+    /// Changes the array under the exclusive lock: elements are changed in
+    /// place through [`SVec::get_pin`] / [`SVec::iter_pin`] /
+    /// [`SVec::as_mut_slice`] and the [`Mutator`].
+    pub fn modify<R>(
+        &self,
+        f: impl FnOnce(&Mutator<'_>, Pin<&mut SVec<E::Repr>>) -> R,
+    ) -> Result<R> {
+        self.parts.modify(f)
+    }
+}
+
+/// A shared matrix of `rows × cols` elements `E` (row-major), with a
+/// header `H`.
+///
+/// ```
+/// let pool = mc::Pool::create(16 << 20)?;
+/// let m = mc::SMatrix::init(&pool, &(), 2, 3, |r, c| (r * 10 + c) as i32)?;
+/// assert_eq!(m.dim()?, (2, 3));
+/// m.set(1, 2, &-1)?;
+/// assert_eq!(*m.get(1, 2)?, -1);
+/// assert_eq!(m.get_copy(0, 1)?, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct SMatrix<E: Shared, H: Shared = ()> {
+    parts: Parts<(usize, usize, Vec<E>), H>,
+}
+
+structure_common!(
+    SMatrix,
+    SMatrixDescr,
+    [E: Shared],
+    (usize, usize, Vec<E>),
+    "an [`SMatrix`]"
+);
+
+type MatrixRepr<E> = Tuple3<usize, usize, SVec<<E as Shared>::Repr>>;
+
+type MData<E> = (usize, usize, Vec<E>);
+type MRef<'a, E> = Ref<ReadGuard<'a, MData<E>>, <E as Shared>::Repr>;
+type MPinned<'a, E> = Ref<PinGuard<'a, MData<E>>, <E as Shared>::Repr>;
+type MRow<'a, E> = Ref<ReadGuard<'a, MData<E>>, [<E as Shared>::Repr]>;
+
+fn melem<E: Shared>(t: &MatrixRepr<E>, l: [usize; 2]) -> &E::Repr {
+    &t.2[l[0]]
+}
+
+impl<E: Shared, H: Shared> SMatrix<E, H> {
+    fn empty(pool: &Pool, header: &H, rows: usize, cols: usize) -> Result<Self> {
+        if rows.checked_mul(cols).is_none() {
+            return Err(StructureError::BadShape {
+                rows,
+                cols,
+                elements: 0,
+            });
+        }
+        Ok(SMatrix {
+            parts: Parts::create(pool, header, &(rows, cols, Vec::new()), HeapOptions::new())?,
+        })
+    }
+
+    /// Creates a matrix from `values` in row-major order; `values.len()`
+    /// must be `rows * cols` (`Netmcore_matrix.create`).
+    pub fn create(pool: &Pool, header: &H, rows: usize, cols: usize, values: &[E]) -> Result<Self> {
+        if rows.checked_mul(cols) != Some(values.len()) {
+            return Err(StructureError::BadShape {
+                rows,
+                cols,
+                elements: values.len(),
+            });
+        }
+        let mx = Self::empty(pool, header, rows, cols)?;
+        mx.parts.modify_try(|m, t| {
+            let (_, _, v) = t.project();
+            Ok(m.extend_from_slice(v, values)?)
+        })?;
+        Ok(mx)
+    }
+
+    /// Creates a matrix of copies of `value` (`make`).
+    pub fn make(pool: &Pool, header: &H, rows: usize, cols: usize, value: &E) -> Result<Self> {
+        let mx = Self::empty(pool, header, rows, cols)?;
+        mx.parts.modify_try(|m, t| {
+            let (_, _, mut v) = t.project();
+            m.reserve(v.as_mut(), rows * cols)?;
+            for _ in 0..rows * cols {
+                m.push(v.as_mut(), value)?;
+            }
+            Ok(())
+        })?;
+        Ok(mx)
+    }
+
+    /// Creates a matrix whose element `(r, c)` is `f(r, c)` (`init`).
+    pub fn init(
+        pool: &Pool,
+        header: &H,
+        rows: usize,
+        cols: usize,
+        mut f: impl FnMut(usize, usize) -> E,
+    ) -> Result<Self> {
+        let mx = Self::empty(pool, header, rows, cols)?;
+        mx.parts.modify_try(|m, t| {
+            let (_, _, mut v) = t.project();
+            m.reserve(v.as_mut(), rows * cols)?;
+            for r in 0..rows {
+                for c in 0..cols {
+                    m.push(v.as_mut(), &f(r, c))?;
+                }
+            }
+            Ok(())
+        })?;
+        Ok(mx)
+    }
+
+    /// `(rows, cols)` (`dim`).
+    pub fn dim(&self) -> Result<(usize, usize)> {
+        let g = self.parts.data.read()?;
+        Ok((g.0, g.1))
+    }
+
+    fn index(t: &MatrixRepr<E>, r: usize, c: usize) -> Result<usize> {
+        bounds(r, t.0)?;
+        bounds(c, t.1)?;
+        Ok(r * t.1 + c)
+    }
+
+    /// The element at row `r`, column `c`, in place under the shared lock
+    /// (`get_ro`).
+    pub fn get(&self, r: usize, c: usize) -> Result<MRef<'_, E>> {
+        let g = self.parts.data.read()?;
+        let i = Self::index(&g, r, c)?;
+        Ok(Ref::new(g, [i, 0], melem::<E>))
+    }
+
+    /// The element at `(r, c)`, pinned (`get_p`; see [`SArray::get_pinned`]).
+    pub fn get_pinned(&self, r: usize, c: usize) -> Result<MPinned<'_, E>> {
+        let g = self.parts.data.pin()?;
+        let i = Self::index(&g, r, c)?;
+        Ok(Ref::new(g, [i, 0], melem::<E>))
+    }
+
+    /// A copy of the element at `(r, c)` (`get_c`).
+    pub fn get_copy(&self, r: usize, c: usize) -> Result<E> {
+        let g = self.parts.data.read()?;
+        let i = Self::index(&g, r, c)?;
+        Ok(E::from_repr(&g.2[i]))
+    }
+
+    /// Replaces the element at `(r, c)` with a copy of `value` (`set`).
+    pub fn set(&self, r: usize, c: usize, value: &E) -> Result<()> {
+        self.parts.modify_try(|m, t| {
+            let i = Self::index(&t, r, c)?;
+            let (_, _, v) = t.project();
+            Ok(m.set(v.get_pin(i).expect("index checked"), value)?)
+        })
+    }
+
+    /// Row `r` as a slice, in place under the shared lock.
+    pub fn row(&self, r: usize) -> Result<MRow<'_, E>> {
+        let g = self.parts.data.read()?;
+        bounds(r, g.0)?;
+        fn row<E: Shared>(t: &MatrixRepr<E>, l: [usize; 2]) -> &[E::Repr] {
+            &t.2[l[0] * t.1..(l[0] + 1) * t.1]
+        }
+        Ok(Ref::new(g, [r, 0], row::<E>))
+    }
+
+    /// The whole matrix in place (row-major elements in field `.2`), under
+    /// the shared lock.
+    pub fn read(&self) -> Result<ReadGuard<'_, (usize, usize, Vec<E>)>> {
+        Ok(self.parts.data.read()?)
+    }
+
+    /// A copy of all elements, row-major.
+    pub fn to_vec(&self) -> Result<Vec<E>> {
+        let g = self.parts.data.read()?;
+        Ok(<Vec<E>>::from_repr(&g.2))
+    }
+
+    /// Changes the elements (row-major) in place under the exclusive lock.
+    pub fn modify<R>(
+        &self,
+        f: impl FnOnce(&Mutator<'_>, Pin<&mut SVec<E::Repr>>) -> R,
+    ) -> Result<R> {
+        self.parts.modify(|m, t| {
+            let (_, _, v) = t.project();
+            f(m, v)
+        })
+    }
+}

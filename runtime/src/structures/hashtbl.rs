@@ -1,0 +1,533 @@
+//! `SHashtbl`: a shared hash table with multiple bindings per key
+//! (Netmulticore's `Netmcore_hashtbl`).
+
+use std::hash::Hasher;
+use std::pin::Pin;
+
+use super::{remove_at, structure_common, Parts, Ref, Result};
+use crate::heap::{HeapOptions, Mutator, PinGuard, ReadGuard};
+use crate::pool::Pool;
+use crate::value::{SBox, SOption, SString, SVec, Shared, Tuple1, Tuple2, Tuple3, Tuple4};
+
+/// The number of buckets of a new table (as Netmulticore's).
+pub const INITIAL_BUCKETS: usize = 391;
+
+/// The deterministic hasher of shared tables: 64-bit FNV-1a. Every process
+/// computes the same hash for the same key (unlike `RandomState`).
+#[derive(Debug, Clone)]
+pub struct KeyHasher(u64);
+
+impl Default for KeyHasher {
+    fn default() -> Self {
+        KeyHasher(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl KeyHasher {
+    /// A fresh hasher.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        // A final avalanche, so that the low bits (the bucket) depend on
+        // every input byte.
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = self.0;
+        for &b in bytes {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+/// A key of an [`SHashtbl`]: a [`Shared`] type that can be hashed and
+/// compared both as a local value (the key looked up) and as its shared
+/// representation (the keys stored), consistently:
+/// `hash_local(k) == hash_repr(repr of k)` and `k.eq_repr(r)` exactly when
+/// `r` is a copy of a key equal to `k`.
+///
+/// Implemented for integers, `bool`, `char`, `()`, `String`, and `Option`,
+/// `Box`, `Vec` and tuples (up to 4) of keys. For a derived type, hash and
+/// compare the fields in the same order on both sides:
+///
+/// ```
+/// use mc::structures::{KeyHasher, SharedKey};
+/// use mc::Repr;
+///
+/// #[derive(mc::Shared, Clone, PartialEq, Debug)]
+/// struct Point { x: i32, y: i32 }
+///
+/// impl SharedKey for Point {
+///     fn hash_local(&self, h: &mut KeyHasher) {
+///         self.x.hash_local(h);
+///         self.y.hash_local(h);
+///     }
+///     fn hash_repr(r: &Repr<Self>, h: &mut KeyHasher) {
+///         i32::hash_repr(&r.x, h);
+///         i32::hash_repr(&r.y, h);
+///     }
+///     fn eq_repr(&self, r: &Repr<Self>) -> bool {
+///         self.x == r.x && self.y == r.y
+///     }
+/// }
+/// ```
+pub trait SharedKey: Shared {
+    /// Feeds the local key to `h`.
+    fn hash_local(&self, h: &mut KeyHasher);
+    /// Feeds a shared key to `h`, exactly as [`hash_local`](Self::hash_local)
+    /// would feed the equal local key.
+    fn hash_repr(r: &Self::Repr, h: &mut KeyHasher);
+    /// Whether the local key equals a shared one.
+    fn eq_repr(&self, r: &Self::Repr) -> bool;
+}
+
+macro_rules! int_key {
+    ($($t:ty),*) => {$(
+        impl SharedKey for $t {
+            fn hash_local(&self, h: &mut KeyHasher) {
+                h.write(&self.to_le_bytes());
+            }
+            fn hash_repr(r: &$t, h: &mut KeyHasher) {
+                h.write(&r.to_le_bytes());
+            }
+            fn eq_repr(&self, r: &$t) -> bool {
+                self == r
+            }
+        }
+    )*};
+}
+
+int_key!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize);
+
+impl SharedKey for bool {
+    fn hash_local(&self, h: &mut KeyHasher) {
+        h.write_u8(*self as u8);
+    }
+    fn hash_repr(r: &bool, h: &mut KeyHasher) {
+        h.write_u8(*r as u8);
+    }
+    fn eq_repr(&self, r: &bool) -> bool {
+        self == r
+    }
+}
+
+impl SharedKey for char {
+    fn hash_local(&self, h: &mut KeyHasher) {
+        h.write(&(*self as u32).to_le_bytes());
+    }
+    fn hash_repr(r: &char, h: &mut KeyHasher) {
+        h.write(&(*r as u32).to_le_bytes());
+    }
+    fn eq_repr(&self, r: &char) -> bool {
+        self == r
+    }
+}
+
+impl SharedKey for () {
+    fn hash_local(&self, _h: &mut KeyHasher) {}
+    fn hash_repr(_r: &(), _h: &mut KeyHasher) {}
+    fn eq_repr(&self, _r: &()) -> bool {
+        true
+    }
+}
+
+fn hash_bytes(b: &[u8], h: &mut KeyHasher) {
+    h.write(&(b.len() as u64).to_le_bytes());
+    h.write(b);
+}
+
+impl SharedKey for String {
+    fn hash_local(&self, h: &mut KeyHasher) {
+        hash_bytes(self.as_bytes(), h);
+    }
+    fn hash_repr(r: &SString, h: &mut KeyHasher) {
+        hash_bytes(r.as_bytes(), h);
+    }
+    fn eq_repr(&self, r: &SString) -> bool {
+        self.as_str() == r.as_str()
+    }
+}
+
+impl<T: SharedKey> SharedKey for Box<T> {
+    fn hash_local(&self, h: &mut KeyHasher) {
+        (**self).hash_local(h);
+    }
+    fn hash_repr(r: &SBox<T::Repr>, h: &mut KeyHasher) {
+        T::hash_repr(r, h);
+    }
+    fn eq_repr(&self, r: &SBox<T::Repr>) -> bool {
+        (**self).eq_repr(r)
+    }
+}
+
+impl<T: SharedKey> SharedKey for Option<T> {
+    fn hash_local(&self, h: &mut KeyHasher) {
+        match self {
+            None => h.write_u8(0),
+            Some(x) => {
+                h.write_u8(1);
+                x.hash_local(h);
+            }
+        }
+    }
+    fn hash_repr(r: &SOption<T::Repr>, h: &mut KeyHasher) {
+        match r {
+            SOption::None => h.write_u8(0),
+            SOption::Some(x) => {
+                h.write_u8(1);
+                T::hash_repr(x, h);
+            }
+        }
+    }
+    fn eq_repr(&self, r: &SOption<T::Repr>) -> bool {
+        match (self, r) {
+            (None, SOption::None) => true,
+            (Some(a), SOption::Some(b)) => a.eq_repr(b),
+            _ => false,
+        }
+    }
+}
+
+impl<T: SharedKey> SharedKey for Vec<T> {
+    fn hash_local(&self, h: &mut KeyHasher) {
+        h.write(&(self.len() as u64).to_le_bytes());
+        for x in self {
+            x.hash_local(h);
+        }
+    }
+    fn hash_repr(r: &SVec<T::Repr>, h: &mut KeyHasher) {
+        h.write(&(r.len() as u64).to_le_bytes());
+        for x in r.iter() {
+            T::hash_repr(x, h);
+        }
+    }
+    fn eq_repr(&self, r: &SVec<T::Repr>) -> bool {
+        self.len() == r.len() && self.iter().zip(r.iter()).all(|(a, b)| a.eq_repr(b))
+    }
+}
+
+macro_rules! tuple_key {
+    ($name:ident: $($t:ident $i:tt),+) => {
+        impl<$($t: SharedKey),+> SharedKey for ($($t,)+) {
+            fn hash_local(&self, h: &mut KeyHasher) {
+                $(self.$i.hash_local(h);)+
+            }
+            fn hash_repr(r: &$name<$($t::Repr),+>, h: &mut KeyHasher) {
+                $($t::hash_repr(&r.$i, h);)+
+            }
+            fn eq_repr(&self, r: &$name<$($t::Repr),+>) -> bool {
+                true $(&& self.$i.eq_repr(&r.$i))+
+            }
+        }
+    };
+}
+
+tuple_key!(Tuple1: A 0);
+tuple_key!(Tuple2: A 0, B 1);
+tuple_key!(Tuple3: A 0, B 1, C 2);
+tuple_key!(Tuple4: A 0, B 1, C 2, D 3);
+
+fn hash_local<K: SharedKey>(k: &K) -> u64 {
+    let mut h = KeyHasher::new();
+    k.hash_local(&mut h);
+    h.finish()
+}
+
+fn hash_repr<K: SharedKey>(k: &K::Repr) -> u64 {
+    let mut h = KeyHasher::new();
+    K::hash_repr(k, &mut h);
+    h.finish()
+}
+
+/// Buckets (keys and values of each chain, oldest binding first) and the
+/// number of bindings.
+type TData<K, V> = (Vec<(Vec<K>, Vec<V>)>, usize);
+type Bucket<K, V> = Tuple2<SVec<<K as Shared>::Repr>, SVec<<V as Shared>::Repr>>;
+type TRepr<K, V> = Tuple2<SVec<Bucket<K, V>>, usize>;
+
+type Found<'a, K, V> = Ref<ReadGuard<'a, TData<K, V>>, <V as Shared>::Repr>;
+type FoundPinned<'a, K, V> = Ref<PinGuard<'a, TData<K, V>>, <V as Shared>::Repr>;
+
+/// A shared hash table from `K` to `V` with a header `H`.
+///
+/// As in Netmulticore (and OCaml's `Hashtbl`), a key can have several
+/// bindings: [`add`](SHashtbl::add) keeps the earlier ones (visible to
+/// [`find_all_copy`](SHashtbl::find_all_copy)), [`find`](SHashtbl::find)
+/// sees the most recent, [`remove`](SHashtbl::remove) removes the most
+/// recent (uncovering the previous one), and
+/// [`replace`](SHashtbl::replace) changes the most recent (or adds one).
+///
+/// The table is an array of buckets (391 at first, `2n + 1` when there are
+/// more than two bindings per bucket), each a chain of keys and values;
+/// keys are hashed with the deterministic [`KeyHasher`] through
+/// [`SharedKey`], so every process finds them.
+///
+/// ```
+/// let pool = mc::Pool::create(16 << 20)?;
+/// let t = mc::SHashtbl::create(&pool, &())?;
+/// t.add(&"k".to_string(), &1u32)?;
+/// t.add(&"k".to_string(), &2)?;
+/// assert_eq!(t.find_copy(&"k".to_string())?, Some(2));
+/// assert_eq!(t.find_all_copy(&"k".to_string())?, [2, 1]);
+/// t.remove(&"k".to_string())?;
+/// assert_eq!(t.find(&"k".to_string())?.map(|v| *v), Some(1));
+/// t.replace(&"k".to_string(), &7)?;
+/// assert_eq!(t.len()?, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct SHashtbl<K: SharedKey, V: Shared, H: Shared = ()> {
+    parts: Parts<TData<K, V>, H>,
+}
+
+structure_common!(SHashtbl, SHashtblDescr, [K: SharedKey, V: Shared], TData<K, V>, "an [`SHashtbl`]");
+
+fn value_at<K: Shared, V: Shared>(t: &TRepr<K, V>, l: [usize; 2]) -> &V::Repr {
+    &t.0[l[0]].1[l[1]]
+}
+
+/// Where the most recent binding of `k` is: `(bucket, index in chain)`.
+fn locate<K: SharedKey, V: Shared>(t: &TRepr<K, V>, k: &K) -> (usize, Option<usize>) {
+    let n = t.0.len();
+    let b = (hash_local(k) % n as u64) as usize;
+    let keys = &t.0[b].0;
+    (b, keys.iter().rposition(|r| k.eq_repr(r)))
+}
+
+/// A table read in place under its shared lock ([`SHashtbl::read`]).
+pub struct TableView<'a, K: SharedKey, V: Shared> {
+    g: ReadGuard<'a, TData<K, V>>,
+}
+
+impl<K: SharedKey, V: Shared> TableView<'_, K, V> {
+    /// The number of bindings.
+    pub fn len(&self) -> usize {
+        self.g.1
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.g.1 == 0
+    }
+
+    /// Every binding, bucket by bucket (within a key, oldest first).
+    pub fn iter(&self) -> impl Iterator<Item = (&K::Repr, &V::Repr)> + '_ {
+        self.g.0.iter().flat_map(|b| b.0.iter().zip(b.1.iter()))
+    }
+
+    /// The most recent value bound to `k`.
+    pub fn get(&self, k: &K) -> Option<&V::Repr> {
+        let (b, i) = locate::<K, V>(&self.g, k);
+        i.map(|i| &self.g.0[b].1[i])
+    }
+}
+
+impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
+    /// Creates an empty table with [`INITIAL_BUCKETS`] buckets
+    /// (`Netmcore_hashtbl.create`).
+    pub fn create(pool: &Pool, header: &H) -> Result<Self> {
+        Self::with_buckets(pool, header, INITIAL_BUCKETS)
+    }
+
+    /// Creates an empty table with `n` buckets (at least 1).
+    pub fn with_buckets(pool: &Pool, header: &H, n: usize) -> Result<Self> {
+        let buckets: Vec<(Vec<K>, Vec<V>)> =
+            (0..n.max(1)).map(|_| (Vec::new(), Vec::new())).collect();
+        Ok(SHashtbl {
+            parts: Parts::create(pool, header, &(buckets, 0), HeapOptions::new())?,
+        })
+    }
+
+    /// Adds a binding of `k` to `v`, hiding (not removing) earlier bindings
+    /// of `k` (`add`).
+    pub fn add(&self, k: &K, v: &V) -> Result<()> {
+        self.parts.modify_try(|m, t| add::<K, V>(m, t, k, v))
+    }
+
+    /// Replaces the most recent binding of `k` with `v`, or adds one
+    /// (`replace`).
+    pub fn replace(&self, k: &K, v: &V) -> Result<()> {
+        self.parts.modify_try(|m, t| {
+            let (b, i) = locate::<K, V>(&t, k);
+            match i {
+                Some(i) => {
+                    let (buckets, _) = t.project();
+                    let (_, vals) = buckets.get_pin(b).expect("bucket").project();
+                    Ok(m.set(vals.get_pin(i).expect("binding"), v)?)
+                }
+                None => add::<K, V>(m, t, k, v),
+            }
+        })
+    }
+
+    /// Removes the most recent binding of `k`, uncovering the previous one
+    /// (`remove`). Returns whether there was one.
+    pub fn remove(&self, k: &K) -> Result<bool> {
+        self.parts.modify_try(|m, t| {
+            let (b, i) = locate::<K, V>(&t, k);
+            let Some(i) = i else { return Ok(false) };
+            let (buckets, size) = t.project();
+            let (keys, vals) = buckets.get_pin(b).expect("bucket").project();
+            remove_at(m, keys, i)?;
+            remove_at(m, vals, i)?;
+            *size.get_mut() -= 1;
+            Ok(true)
+        })
+    }
+
+    /// Changes the value of the most recent binding of `k` in place, under
+    /// the exclusive lock: an atomic read-modify-write. `None` when `k` is
+    /// not bound.
+    pub fn modify_value<R>(
+        &self,
+        k: &K,
+        f: impl FnOnce(&Mutator<'_>, Pin<&mut V::Repr>) -> R,
+    ) -> Result<Option<R>> {
+        self.parts.modify(|m, t| {
+            let (b, i) = locate::<K, V>(&t, k);
+            let i = i?;
+            let (buckets, _) = t.project();
+            let (_, vals) = buckets.get_pin(b).expect("bucket").project();
+            Some(f(m, vals.get_pin(i).expect("binding")))
+        })
+    }
+
+    /// The most recent value bound to `k`, in place under the shared lock
+    /// (`find_ro`).
+    pub fn find(&self, k: &K) -> Result<Option<Found<'_, K, V>>> {
+        let g = self.parts.data.read()?;
+        let (b, i) = locate::<K, V>(&g, k);
+        Ok(i.map(|i| Ref::new(g, [b, i], value_at::<K, V>)))
+    }
+
+    /// The most recent value bound to `k`, pinned (`find_p`; see
+    /// [`SArray::get_pinned`](crate::SArray::get_pinned) for the cost).
+    pub fn find_pinned(&self, k: &K) -> Result<Option<FoundPinned<'_, K, V>>> {
+        let g = self.parts.data.pin()?;
+        let (b, i) = locate::<K, V>(&g, k);
+        Ok(i.map(|i| Ref::new(g, [b, i], value_at::<K, V>)))
+    }
+
+    /// A copy of the most recent value bound to `k` (`find_c`).
+    pub fn find_copy(&self, k: &K) -> Result<Option<V>> {
+        let g = self.parts.data.read()?;
+        let (b, i) = locate::<K, V>(&g, k);
+        Ok(i.map(|i| V::from_repr(&g.0[b].1[i])))
+    }
+
+    /// Copies of every value bound to `k`, most recent first
+    /// (`find_all_c`).
+    pub fn find_all_copy(&self, k: &K) -> Result<Vec<V>> {
+        let g = self.parts.data.read()?;
+        let n = g.0.len();
+        let b = (hash_local(k) % n as u64) as usize;
+        let bucket = &g.0[b];
+        Ok(bucket
+            .0
+            .iter()
+            .zip(bucket.1.iter())
+            .rev()
+            .filter(|(kr, _)| k.eq_repr(kr))
+            .map(|(_, v)| V::from_repr(v))
+            .collect())
+    }
+
+    /// Whether `k` is bound (`mem`).
+    pub fn contains_key(&self, k: &K) -> Result<bool> {
+        let g = self.parts.data.read()?;
+        Ok(locate::<K, V>(&g, k).1.is_some())
+    }
+
+    /// The number of bindings (`length`).
+    pub fn len(&self) -> Result<usize> {
+        Ok(self.parts.data.read()?.1)
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// The number of buckets.
+    pub fn buckets(&self) -> Result<usize> {
+        Ok(self.parts.data.read()?.0.len())
+    }
+
+    /// The table in place under the shared lock, to iterate over (`iter`,
+    /// `fold`).
+    pub fn read(&self) -> Result<TableView<'_, K, V>> {
+        Ok(TableView {
+            g: self.parts.data.read()?,
+        })
+    }
+
+    /// Copies of every binding (within a key, oldest first).
+    pub fn to_vec(&self) -> Result<Vec<(K, V)>> {
+        let v = self.read()?;
+        Ok(v.iter()
+            .map(|(k, v)| (K::from_repr(k), V::from_repr(v)))
+            .collect())
+    }
+
+    /// Removes every binding (`clear`); the number of buckets stays.
+    pub fn clear(&self) -> Result<()> {
+        self.parts.modify(|m, t| {
+            let (buckets, size) = t.project();
+            for b in buckets.iter_pin() {
+                let (keys, vals) = b.project();
+                m.truncate(keys, 0);
+                m.truncate(vals, 0);
+            }
+            *size.get_mut() = 0;
+        })
+    }
+}
+
+fn add<K: SharedKey, V: Shared>(
+    m: &Mutator<'_>,
+    t: Pin<&mut TRepr<K, V>>,
+    k: &K,
+    v: &V,
+) -> Result<()> {
+    let (mut buckets, mut size) = t.project();
+    let n = buckets.len();
+    let b = (hash_local(k) % n as u64) as usize;
+    let (keys, vals) = buckets.as_mut().get_pin(b).expect("bucket").project();
+    m.push(keys, k)?;
+    m.push(vals, v)?;
+    *size.as_mut().get_mut() += 1;
+    if *size > 2 * n {
+        resize::<K, V>(m, buckets, 2 * n + 1)?;
+    }
+    Ok(())
+}
+
+/// Rehashes every binding into `n` buckets (order within a key kept).
+fn resize<K: SharedKey, V: Shared>(
+    m: &Mutator<'_>,
+    buckets: Pin<&mut SVec<Bucket<K, V>>>,
+    n: usize,
+) -> Result<()> {
+    let fresh: Vec<(Vec<K>, Vec<V>)> = (0..n).map(|_| (Vec::new(), Vec::new())).collect();
+    let mut new = m.add(&fresh)?;
+    for old in buckets.iter() {
+        for (kr, vr) in old.0.iter().zip(old.1.iter()) {
+            let b = (hash_repr::<K>(kr) % n as u64) as usize;
+            let (keys, vals) = new.as_mut().get_pin(b).expect("bucket").project();
+            m.push(keys, &K::from_repr(kr))?;
+            m.push(vals, &V::from_repr(vr))?;
+        }
+    }
+    m.swap(buckets, new)?;
+    Ok(())
+}

@@ -1,0 +1,468 @@
+//! Shared data structures: [`SRef`], [`SArray`], [`SMatrix`], [`SBuffer`],
+//! [`SQueue`] and [`SHashtbl`], Netmulticore's `Netmcore_ref`, `_array`,
+//! `_matrix`, `_buffer`, `_queue` and `_hashtbl`.
+//!
+//! Each structure lives in a garbage-collected [`Heap`] of a [`Pool`]; all
+//! but [`SRef`] also carry a user **header** of any [`Shared`] type `H`
+//! (`()` when unused), kept in a small heap of its own so that a process
+//! can wait on a lock or condition variable of the header while others
+//! change the data. A handle is opened in other processes from its typed,
+//! serde-able **descriptor** (`descr()` → send → `open()`); a descriptor of
+//! a [destroyed](SArray::destroy) structure gives
+//! [`HeapError::Destroyed`] wrapped in [`StructureError::Heap`].
+//!
+//! # Access
+//!
+//! As for heaps, each read comes in three flavours (Netmulticore's `_ro`,
+//! `_p`, `_c` suffixes):
+//!
+//! - **guard** (`get`, `read`, `find`, `peek`): a [`Ref`] or [`ReadGuard`](crate::ReadGuard)
+//!   that holds the data heap's shared lock; the reference borrows the
+//!   guard, so it cannot outlive it (Netmulticore's unsafe `_ro` made safe).
+//!   Writers wait while the guard lives: keep it short.
+//! - **pinned** (`get_pinned`, `pin`, `find_pinned`): the value is pinned
+//!   and no lock is held; writers go on. The heap never changes a pinned
+//!   root in place, so the *next* modification first copies the whole
+//!   structure: use pins for long reads, not in loops.
+//! - **copy** (`get_copy`, `find_copy`, `pop_copy`, ...): a local copy.
+//!
+//! Mutations copy values into the heap (a `&E` is copied in, never moved).
+//!
+//! # Concurrency
+//!
+//! Every operation takes the data heap's lock (shared for reads, exclusive
+//! for changes), so each single operation is atomic and safe to call from
+//! any number of processes at once. A **read-modify-write cycle** made of
+//! several operations (read a counter, then set it; `find` then `replace`;
+//! wait until a queue is non-empty, then pop) is not atomic: protect it
+//! with an [`mc::sync::Mutex`](crate::sync::Mutex) in the header (and a
+//! [`Condvar`](crate::sync::Condvar) to wait), as the `pipeline` example
+//! does. Alternatively use the structures' `modify` methods, which run a
+//! closure under the exclusive lock.
+//!
+//! Holding a guard of a structure and calling a changing operation of the
+//! same structure in the same thread fails with [`HeapError::Reentrant`]
+//! instead of deadlocking.
+//!
+//! # Netmulticore → mc
+//!
+//! | Netmulticore | mc |
+//! |---|---|
+//! | `Netmcore_ref.sref pool v` | [`SRef::new(&pool, &v)`](SRef::new) |
+//! | `Netmcore_ref.assign sr v` | [`SRef::assign`] |
+//! | `deref_ro sr` | [`SRef::read`] (a guard) |
+//! | `deref_p sr f` | [`SRef::pin`] (a guard) |
+//! | `deref_c sr` | [`SRef::copy`] |
+//! | `Netmcore_heap.modify (heap sr) f` | [`SRef::modify`] |
+//! | `descr_of_sref` / `sref_of_descr` | [`SRef::descr`] / [`SRefDescr::open`] |
+//! | `Netmcore_array.create pool h a` | [`SArray::create(&pool, &h, &a)`](SArray::create) |
+//! | `make pool n x h`, `init pool n f h` | [`SArray::make`], [`SArray::init`] |
+//! | `grow sa n x` | [`SArray::grow`] |
+//! | `set sa k x` | [`SArray::set`] |
+//! | `get_ro` / `get_p` / `get_c` | [`SArray::get`] / [`SArray::get_pinned`] / [`SArray::get_copy`] |
+//! | `length sa` | [`SArray::len`] |
+//! | `header sa` | [`SArray::header`], [`SArray::modify_header`] |
+//! | `deref sa` | [`SArray::read`] (the whole slice), [`SArray::to_vec`] |
+//! | `heap sa` + `Netmcore_heap.modify` | [`SArray::modify`] |
+//! | `Netmcore_matrix.create / make / init` | [`SMatrix::create`], [`SMatrix::make`], [`SMatrix::init`] |
+//! | `Netmcore_matrix.dim` | [`SMatrix::dim`] |
+//! | `Netmcore_matrix.get_ro / get_p / get_c / set` | [`SMatrix::get`] / [`SMatrix::get_pinned`] / [`SMatrix::get_copy`] / [`SMatrix::set`] |
+//! | `Netmcore_buffer.create pool bsize h` | [`SBuffer::create`] |
+//! | `add_string` / `add_sub_string` / `add_bytes` | [`SBuffer::push_bytes`] |
+//! | `sub` / `blit_to_bytes` / `blit_to_string` | [`SBuffer::sub`] / [`SBuffer::blit`] |
+//! | `access` | [`SBuffer::read`] ([`BufferView::chunks`]) |
+//! | `length` / `start` / `delete_hd` / `clear` | [`SBuffer::len`] / [`SBuffer::start`] / [`SBuffer::delete_head`] / [`SBuffer::clear`] |
+//! | `Netmcore_queue.create pool h` | [`SQueue::create`] |
+//! | `push x q` | [`SQueue::push`], [`SQueue::extend`] (several at once) |
+//! | `pop_p q f` / `pop_c q` | [`SQueue::pop_with`] / [`SQueue::pop_copy`], [`SQueue::pop_many`] |
+//! | `top_p q f` / `top_c q` | [`SQueue::peek`] / [`SQueue::peek_copy`] |
+//! | `length` / `is_empty` / `clear` | [`SQueue::len`] / [`SQueue::is_empty`] / [`SQueue::clear`] |
+//! | `iter` / `fold` | [`SQueue::read`] ([`QueueView::iter`]), [`SQueue::to_vec`] |
+//! | `Netmcore_hashtbl.create pool h` | [`SHashtbl::create`] |
+//! | `add` / `replace` / `remove` | [`SHashtbl::add`] / [`SHashtbl::replace`] / [`SHashtbl::remove`] |
+//! | `find_ro` / `find_p` / `find_c` | [`SHashtbl::find`] / [`SHashtbl::find_pinned`] / [`SHashtbl::find_copy`] |
+//! | `find_all_ro` / `find_all_p` / `find_all_c` | [`SHashtbl::find_all_copy`] |
+//! | `mem` / `length` / `clear` | [`SHashtbl::contains_key`] / [`SHashtbl::len`] / [`SHashtbl::clear`] |
+//! | `iter` / `fold` | [`SHashtbl::read`] ([`TableView::iter`]), [`SHashtbl::to_vec`] |
+//! | `header`, `heap`, `descr_of_*`, `*_of_descr` | `header()` / `modify_header()`, `modify()`, `descr()`, `open()` |
+//! | (pool memory freed by the GC) | `destroy()` gives all memory back at once |
+
+use std::fmt;
+use std::ops::Deref;
+use std::pin::Pin;
+
+use serde::{Deserialize, Serialize};
+
+use crate::heap::{Heap, HeapDescr, HeapError, HeapOptions, Mutator};
+use crate::pool::Pool;
+use crate::value::{SVec, Shared};
+
+mod array;
+mod buffer;
+mod hashtbl;
+mod queue;
+mod sref;
+
+pub use array::{SArray, SArrayDescr, SMatrix, SMatrixDescr};
+pub use buffer::{BufferView, SBuffer, SBufferDescr, DEFAULT_BLOCK_SIZE};
+pub use hashtbl::{KeyHasher, SHashtbl, SHashtblDescr, SharedKey, TableView, INITIAL_BUCKETS};
+pub use queue::{QueueView, SQueue, SQueueDescr};
+pub use sref::{SRef, SRefDescr};
+
+/// Why an operation on a shared structure failed.
+#[derive(Debug)]
+pub enum StructureError {
+    /// The heap operation failed (destroyed, poisoned, out of memory,
+    /// reentrant use, ...).
+    Heap(HeapError),
+    /// An index past the end.
+    OutOfBounds {
+        /// The index asked for.
+        index: usize,
+        /// The number of elements.
+        len: usize,
+    },
+    /// A range of a [`SBuffer`] outside its current contents.
+    BadRange {
+        /// The first position asked for.
+        pos: usize,
+        /// The number of bytes asked for.
+        len: usize,
+        /// The buffer's first position.
+        start: usize,
+        /// The buffer's end position (one past the last byte).
+        end: usize,
+    },
+    /// Matrix dimensions that do not fit the data.
+    BadShape {
+        /// Rows.
+        rows: usize,
+        /// Columns.
+        cols: usize,
+        /// Elements given.
+        elements: usize,
+    },
+}
+
+impl fmt::Display for StructureError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StructureError::Heap(e) => write!(f, "{e}"),
+            StructureError::OutOfBounds { index, len } => {
+                write!(f, "index {index} out of bounds (length {len})")
+            }
+            StructureError::BadRange {
+                pos,
+                len,
+                start,
+                end,
+            } => write!(
+                f,
+                "bytes {pos}..{} are not in the buffer (it holds {start}..{end})",
+                pos.saturating_add(*len)
+            ),
+            StructureError::BadShape {
+                rows,
+                cols,
+                elements,
+            } => write!(
+                f,
+                "a {rows}×{cols} matrix needs {} elements, got {elements}",
+                rows.saturating_mul(*cols)
+            ),
+        }
+    }
+}
+
+impl std::error::Error for StructureError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StructureError::Heap(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<HeapError> for StructureError {
+    fn from(e: HeapError) -> Self {
+        StructureError::Heap(e)
+    }
+}
+
+/// Results of structure operations.
+pub type Result<T, E = StructureError> = std::result::Result<T, E>;
+
+/// A reference into a structure, borrowed from a guard `G` (a
+/// [`ReadGuard`](crate::ReadGuard), which holds the shared lock, or a
+/// [`PinGuard`](crate::PinGuard), which pins the structure). Derefs to the
+/// element.
+pub struct Ref<G: Deref, R: ?Sized + 'static> {
+    guard: G,
+    loc: [usize; 2],
+    get: for<'x> fn(&'x G::Target, [usize; 2]) -> &'x R,
+}
+
+impl<G: Deref, R: ?Sized + 'static> Ref<G, R> {
+    fn new(guard: G, loc: [usize; 2], get: for<'x> fn(&'x G::Target, [usize; 2]) -> &'x R) -> Self {
+        Ref { guard, loc, get }
+    }
+}
+
+impl<G: Deref, R: ?Sized + 'static> Deref for Ref<G, R> {
+    type Target = R;
+    fn deref(&self) -> &R {
+        (self.get)(&*self.guard, self.loc)
+    }
+}
+
+impl<G: Deref, R: ?Sized + fmt::Debug + 'static> fmt::Debug for Ref<G, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+/// The chunk size of header heaps (small: headers are small).
+const HEADER_CHUNK: usize = 8 * 1024;
+
+/// A structure's two heaps: the header and the data.
+struct Parts<D: Shared, H: Shared> {
+    header: Heap<H>,
+    data: Heap<D>,
+}
+
+impl<D: Shared, H: Shared> Clone for Parts<D, H> {
+    fn clone(&self) -> Self {
+        Parts {
+            header: self.header.clone(),
+            data: self.data.clone(),
+        }
+    }
+}
+
+impl<D: Shared, H: Shared> Parts<D, H> {
+    fn create(pool: &Pool, header: &H, data: &D, opts: HeapOptions) -> Result<Self> {
+        let header = Heap::create_with(pool, header, HeapOptions::new().chunk_size(HEADER_CHUNK))?;
+        match Heap::create_with(pool, data, opts) {
+            Ok(data) => Ok(Parts { header, data }),
+            Err(e) => {
+                let _ = header.destroy();
+                Err(e.into())
+            }
+        }
+    }
+
+    fn descr(&self) -> PartsDescr<D, H> {
+        PartsDescr {
+            header: self.header.descr(),
+            data: self.data.descr(),
+        }
+    }
+
+    fn modify<R>(&self, f: impl FnOnce(&Mutator<'_>, Pin<&mut D::Repr>) -> R) -> Result<R> {
+        Ok(self.data.modify(f)?)
+    }
+
+    fn modify_try<R>(
+        &self,
+        f: impl FnOnce(&Mutator<'_>, Pin<&mut D::Repr>) -> Result<R>,
+    ) -> Result<R> {
+        self.data.modify(f)?
+    }
+
+    fn destroy(self) -> Result<()> {
+        let r = self.data.destroy();
+        let h = self.header.destroy();
+        r?;
+        h?;
+        Ok(())
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+struct PartsDescr<D: Shared, H: Shared> {
+    header: HeapDescr<H>,
+    data: HeapDescr<D>,
+}
+
+impl<D: Shared, H: Shared> Clone for PartsDescr<D, H> {
+    fn clone(&self) -> Self {
+        PartsDescr {
+            header: self.header.clone(),
+            data: self.data.clone(),
+        }
+    }
+}
+
+impl<D: Shared, H: Shared> PartialEq for PartsDescr<D, H> {
+    fn eq(&self, o: &Self) -> bool {
+        self.header == o.header && self.data == o.data
+    }
+}
+
+impl<D: Shared, H: Shared> fmt::Debug for PartsDescr<D, H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Descr")
+            .field("pool", &self.data.pool_name())
+            .field("header", &self.header)
+            .field("data", &self.data)
+            .finish()
+    }
+}
+
+impl<D: Shared, H: Shared> PartsDescr<D, H> {
+    fn open(&self) -> Result<Parts<D, H>> {
+        Ok(Parts {
+            header: self.header.open()?,
+            data: self.data.open()?,
+        })
+    }
+}
+
+/// Generates a structure's descriptor type and the methods every
+/// structure with a header has.
+macro_rules! structure_common {
+    (
+        $handle:ident, $descr:ident, [$($p:ident: $b:path),*], $data:ty, $what:literal
+    ) => {
+        #[doc = concat!("A serde-able descriptor of ", $what, ": pass it to another process and [open](", stringify!($descr), "::open) it there.")]
+        #[derive(serde::Serialize, serde::Deserialize)]
+        #[serde(bound = "")]
+        pub struct $descr<$($p: $b,)* H: $crate::Shared = ()> {
+            inner: $crate::structures::PartsDescr<$data, H>,
+        }
+
+        impl<$($p: $b,)* H: $crate::Shared> Clone for $descr<$($p,)* H> {
+            fn clone(&self) -> Self {
+                $descr { inner: self.inner.clone() }
+            }
+        }
+
+        impl<$($p: $b,)* H: $crate::Shared> PartialEq for $descr<$($p,)* H> {
+            fn eq(&self, o: &Self) -> bool {
+                self.inner == o.inner
+            }
+        }
+
+        impl<$($p: $b,)* H: $crate::Shared> std::fmt::Debug for $descr<$($p,)* H> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_tuple(stringify!($descr)).field(&self.inner).finish()
+            }
+        }
+
+        impl<$($p: $b,)* H: $crate::Shared> $descr<$($p,)* H> {
+            /// Opens the structure in this process (attaching its pool if
+            /// needed). Fails with [`HeapError::Destroyed`](crate::HeapError::Destroyed)
+            /// (in [`StructureError::Heap`](crate::structures::StructureError::Heap))
+            /// once the structure was destroyed.
+            pub fn open(&self) -> $crate::structures::Result<$handle<$($p,)* H>> {
+                Ok($handle { parts: self.inner.open()? })
+            }
+        }
+
+        impl<$($p: $b,)* H: $crate::Shared> Clone for $handle<$($p,)* H> {
+            fn clone(&self) -> Self {
+                $handle { parts: self.parts.clone() }
+            }
+        }
+
+        impl<$($p: $b,)* H: $crate::Shared> std::fmt::Debug for $handle<$($p,)* H> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($handle))
+                    .field("pool", &self.parts.data.pool().name())
+                    .finish_non_exhaustive()
+            }
+        }
+
+        impl<$($p: $b,)* H: $crate::Shared> $handle<$($p,)* H> {
+            /// A descriptor to pass to other processes.
+            pub fn descr(&self) -> $descr<$($p,)* H> {
+                $descr { inner: self.parts.descr() }
+            }
+
+            /// The header, read in place under its heap's shared lock. The
+            /// data can change meanwhile (it has its own lock), so a
+            /// process may wait on a [`Condvar`](crate::sync::Condvar) of
+            /// the header while others change the structure; header
+            /// [modifications](Self::modify_header) wait until the guard
+            /// is dropped.
+            pub fn header(&self) -> $crate::structures::Result<$crate::ReadGuard<'_, H>> {
+                Ok(self.parts.header.read()?)
+            }
+
+            /// A copy of the header.
+            pub fn header_copy(&self) -> $crate::structures::Result<H> {
+                Ok(self.parts.header.copy()?)
+            }
+
+            /// Changes the header under its heap's exclusive lock (locks in
+            /// the header are used through [`header`](Self::header)
+            /// instead).
+            pub fn modify_header<R>(
+                &self,
+                f: impl FnOnce(&$crate::Mutator<'_>, std::pin::Pin<&mut H::Repr>) -> R,
+            ) -> $crate::structures::Result<R> {
+                Ok(self.parts.header.modify(f)?)
+            }
+
+            /// The pool the structure lives in.
+            pub fn pool(&self) -> &$crate::Pool {
+                self.parts.data.pool()
+            }
+
+            /// Runs a garbage collection of the data heap now.
+            pub fn gc(&self) -> $crate::structures::Result<()> {
+                Ok(self.parts.data.gc()?)
+            }
+
+            /// The data heap's figures.
+            pub fn stats(&self) -> $crate::structures::Result<$crate::HeapStats> {
+                Ok(self.parts.data.stats()?)
+            }
+
+            /// Destroys the structure: its memory goes back to the pool, and
+            /// every handle and descriptor of it then fails with
+            /// [`HeapError::Destroyed`](crate::HeapError::Destroyed).
+            pub fn destroy(self) -> $crate::structures::Result<()> {
+                self.parts.destroy()
+            }
+        }
+    };
+}
+pub(crate) use structure_common;
+
+/// Removes the element at `i` of a vector of a heap, shifting the later
+/// ones down (order kept).
+fn remove_at<R>(m: &Mutator<'_>, mut vec: Pin<&mut SVec<R>>, i: usize) -> Result<(), HeapError> {
+    let n = vec.len();
+    if i >= n {
+        return Ok(());
+    }
+    {
+        let mut pins: Vec<Pin<&mut R>> = vec.as_mut().iter_pin().skip(i).collect();
+        for j in 0..pins.len() - 1 {
+            let (a, b) = pins.split_at_mut(j + 1);
+            m.swap(a[j].as_mut(), b[0].as_mut())?;
+        }
+    }
+    m.truncate(vec, n - 1);
+    Ok(())
+}
+
+/// Removes the first `k` elements of a vector of a heap (order kept).
+fn remove_front<R>(m: &Mutator<'_>, mut vec: Pin<&mut SVec<R>>, k: usize) -> Result<(), HeapError> {
+    let n = vec.len();
+    let k = k.min(n);
+    if k == 0 {
+        return Ok(());
+    }
+    {
+        let mut pins: Vec<Pin<&mut R>> = vec.as_mut().iter_pin().collect();
+        for j in k..n {
+            let (a, b) = pins.split_at_mut(j);
+            m.swap(a[j - k].as_mut(), b[0].as_mut())?;
+        }
+    }
+    m.truncate(vec, n - k);
+    Ok(())
+}

@@ -1,0 +1,230 @@
+//! `SQueue`: a shared FIFO queue (Netmulticore's `Netmcore_queue`).
+
+use std::pin::Pin;
+
+use super::{structure_common, Parts, Ref, Result};
+use crate::heap::{HeapOptions, Mutator, PinGuard, ReadGuard};
+use crate::pool::Pool;
+use crate::value::{SOption, SVec, Shared, Tuple3};
+
+/// `(ring of slots, index of the front, number of elements)`.
+type QData<E> = (Vec<Option<E>>, usize, usize);
+type QRepr<E> = Tuple3<SVec<SOption<<E as Shared>::Repr>>, usize, usize>;
+
+type Front<'a, E> = Ref<ReadGuard<'a, QData<E>>, <E as Shared>::Repr>;
+type FrontPinned<'a, E> = Ref<PinGuard<'a, QData<E>>, <E as Shared>::Repr>;
+
+/// A shared FIFO queue of `E` with a header `H`: a ring buffer of slots
+/// that doubles when full, so `push` and `pop` are amortised O(1) and
+/// [`len`](SQueue::len) is O(1). A popped slot is emptied at once, so its
+/// value becomes garbage.
+///
+/// ```
+/// let pool = mc::Pool::create(16 << 20)?;
+/// let q = mc::SQueue::create(&pool, &())?;
+/// q.push(&"a".to_string())?;
+/// q.push(&"b".to_string())?;
+/// assert_eq!(q.peek()?.as_deref().map(|s| s.as_str()), Some("a"));
+/// assert_eq!(q.pop_copy()?, Some("a".to_string()));
+/// assert_eq!(q.pop_with(|s| s.len())?, Some(1));
+/// assert!(q.is_empty()?);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct SQueue<E: Shared, H: Shared = ()> {
+    parts: Parts<QData<E>, H>,
+}
+
+structure_common!(SQueue, SQueueDescr, [E: Shared], QData<E>, "an [`SQueue`]");
+
+fn front<E: Shared>(t: &QRepr<E>, l: [usize; 2]) -> &E::Repr {
+    slot::<E>(t, l[0])
+}
+
+fn slot<E: Shared>(t: &QRepr<E>, i: usize) -> &E::Repr {
+    let cap = t.0.len();
+    t.0[(t.1 + i) % cap]
+        .as_ref()
+        .expect("queue invariant: occupied slot")
+}
+
+/// A queue read in place under its shared lock ([`SQueue::read`]).
+pub struct QueueView<'a, E: Shared> {
+    g: ReadGuard<'a, QData<E>>,
+}
+
+impl<E: Shared> QueueView<'_, E> {
+    /// The number of elements.
+    pub fn len(&self) -> usize {
+        self.g.2
+    }
+
+    /// Whether the queue is empty.
+    pub fn is_empty(&self) -> bool {
+        self.g.2 == 0
+    }
+
+    /// The elements, front first.
+    pub fn iter(&self) -> impl Iterator<Item = &E::Repr> + '_ {
+        (0..self.g.2).map(move |i| slot::<E>(&self.g, i))
+    }
+}
+
+impl<E: Shared, H: Shared> SQueue<E, H> {
+    /// Creates an empty queue (`Netmcore_queue.create`).
+    pub fn create(pool: &Pool, header: &H) -> Result<Self> {
+        Ok(SQueue {
+            parts: Parts::create(pool, header, &(Vec::new(), 0, 0), HeapOptions::new())?,
+        })
+    }
+
+    /// Appends a copy of `value` at the back (`push`).
+    pub fn push(&self, value: &E) -> Result<()> {
+        self.parts.modify_try(|m, t| push::<E>(m, t, value))
+    }
+
+    /// Removes the front element and returns a copy of it (`pop_c`);
+    /// `None` when the queue is empty.
+    pub fn pop_copy(&self) -> Result<Option<E>> {
+        self.pop_with(E::from_repr)
+    }
+
+    /// Removes the front element and runs `f` on it in place, under the
+    /// exclusive lock (`pop_p`); `None` when the queue is empty.
+    pub fn pop_with<R>(&self, f: impl FnOnce(&E::Repr) -> R) -> Result<Option<R>> {
+        self.parts.modify_try(|m, t| {
+            if t.2 == 0 {
+                return Ok(None);
+            }
+            let r = f(slot::<E>(&t, 0));
+            let (mut slots, mut head, mut len) = t.project();
+            let cap = slots.len();
+            let place = slots.as_mut().get_pin(*head).expect("front slot");
+            m.set::<Option<E>>(place, &None)?;
+            *len.as_mut().get_mut() -= 1;
+            *head.as_mut().get_mut() = if *len == 0 { 0 } else { (*head + 1) % cap };
+            Ok(Some(r))
+        })
+    }
+
+    /// Removes up to `max` elements from the front in one modification and
+    /// returns copies of them, front first (cheaper than `max` calls of
+    /// [`pop_copy`](Self::pop_copy) when several processes share the queue).
+    pub fn pop_many(&self, max: usize) -> Result<Vec<E>> {
+        self.parts.modify_try(|m, t| {
+            let k = max.min(t.2);
+            let out: Vec<E> = (0..k).map(|i| E::from_repr(slot::<E>(&t, i))).collect();
+            let (mut slots, mut head, mut len) = t.project();
+            let cap = slots.len();
+            for i in 0..k {
+                let place = slots.as_mut().get_pin((*head + i) % cap).expect("slot");
+                m.set::<Option<E>>(place, &None)?;
+            }
+            *len.as_mut().get_mut() -= k;
+            *head.as_mut().get_mut() = if *len == 0 { 0 } else { (*head + k) % cap };
+            Ok(out)
+        })
+    }
+
+    /// The front element in place, under the shared lock (`top_ro`);
+    /// `None` when the queue is empty.
+    pub fn peek(&self) -> Result<Option<Front<'_, E>>> {
+        let g = self.parts.data.read()?;
+        if g.2 == 0 {
+            return Ok(None);
+        }
+        Ok(Some(Ref::new(g, [0, 0], front::<E>)))
+    }
+
+    /// The front element, pinned (`top_p`; see
+    /// [`SArray::get_pinned`](crate::SArray::get_pinned) for the cost).
+    pub fn peek_pinned(&self) -> Result<Option<FrontPinned<'_, E>>> {
+        let g = self.parts.data.pin()?;
+        if g.2 == 0 {
+            return Ok(None);
+        }
+        Ok(Some(Ref::new(g, [0, 0], front::<E>)))
+    }
+
+    /// A copy of the front element (`top_c`).
+    pub fn peek_copy(&self) -> Result<Option<E>> {
+        let g = self.parts.data.read()?;
+        if g.2 == 0 {
+            return Ok(None);
+        }
+        Ok(Some(E::from_repr(slot::<E>(&g, 0))))
+    }
+
+    /// The number of elements (`length`), in O(1).
+    pub fn len(&self) -> Result<usize> {
+        Ok(self.parts.data.read()?.2)
+    }
+
+    /// Whether the queue is empty (`is_empty`).
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// The queue in place under the shared lock, to iterate over
+    /// (`iter`, `fold`).
+    pub fn read(&self) -> Result<QueueView<'_, E>> {
+        Ok(QueueView {
+            g: self.parts.data.read()?,
+        })
+    }
+
+    /// A copy of the elements, front first.
+    pub fn to_vec(&self) -> Result<Vec<E>> {
+        let v = self.read()?;
+        Ok(v.iter().map(E::from_repr).collect())
+    }
+
+    /// Removes every element (`clear`).
+    pub fn clear(&self) -> Result<()> {
+        self.parts.modify_try(|m, t| {
+            let (slots, head, len) = t.project();
+            m.set::<Vec<Option<E>>>(slots, &Vec::new())?;
+            *head.get_mut() = 0;
+            *len.get_mut() = 0;
+            Ok(())
+        })
+    }
+
+    /// Pushes every value of `values` in one modification.
+    pub fn extend<'v>(&self, values: impl IntoIterator<Item = &'v E>) -> Result<()> {
+        self.parts.modify_try(|m, mut t| {
+            for v in values {
+                push::<E>(m, t.as_mut(), v)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+fn push<E: Shared>(m: &Mutator<'_>, t: Pin<&mut QRepr<E>>, value: &E) -> Result<()> {
+    let (mut slots, head, len) = t.project();
+    let cap = slots.len();
+    let n = *len;
+    if n == cap {
+        // Full: double the ring, then move the wrapped part (slots
+        // 0..head) behind the old end so the elements are contiguous again.
+        let add = cap.max(4);
+        m.reserve(slots.as_mut(), add)?;
+        for _ in 0..add {
+            m.push::<Option<E>>(slots.as_mut(), &None)?;
+        }
+        let h = *head;
+        if h > 0 {
+            let mut pins: Vec<_> = slots.as_mut().iter_pin().collect();
+            let (lo, hi) = pins.split_at_mut(cap);
+            for i in 0..h {
+                m.swap(lo[i].as_mut(), hi[i].as_mut())?;
+            }
+        }
+    }
+    let cap = slots.len();
+    let i = (*head + n) % cap;
+    let place = slots.as_mut().get_pin(i).expect("slot in range");
+    m.set_some::<E>(place, value)?;
+    *len.get_mut() += 1;
+    Ok(())
+}

@@ -1,0 +1,494 @@
+//! Model-based tests of the shared structures: random operation sequences
+//! run against a structure and a `std` collection side by side, in one
+//! process.
+
+use std::collections::{HashMap, VecDeque};
+
+use mc::structures::StructureError;
+use mc::{HeapError, Pool, SArray, SBuffer, SHashtbl, SMatrix, SQueue, SRef};
+use proptest::prelude::*;
+
+fn pool() -> Pool {
+    Pool::create(256 << 20).expect("pool")
+}
+
+#[derive(Debug, Clone)]
+enum ArrayOp {
+    Set(usize, String),
+    Grow(usize, String),
+    Get(usize),
+    Gc,
+}
+
+fn array_op() -> impl Strategy<Value = ArrayOp> {
+    prop_oneof![
+        (0..40usize, "[a-z]{0,12}").prop_map(|(i, s)| ArrayOp::Set(i, s)),
+        (0..40usize, "[a-z]{0,5}").prop_map(|(n, s)| ArrayOp::Grow(n, s)),
+        (0..40usize).prop_map(ArrayOp::Get),
+        Just(ArrayOp::Gc),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn array_matches_vec(init in proptest::collection::vec("[a-z]{0,8}", 0..10),
+                         ops in proptest::collection::vec(array_op(), 0..60)) {
+        let pool = pool();
+        let a = SArray::create(&pool, &(), &init).unwrap();
+        let mut model = init.clone();
+        for op in ops {
+            match op {
+                ArrayOp::Set(i, s) => {
+                    let r = a.set(i, &s);
+                    if i < model.len() {
+                        r.unwrap();
+                        model[i] = s;
+                    } else {
+                        let is_oob = matches!(r, Err(StructureError::OutOfBounds { .. }));
+                        prop_assert!(is_oob);
+                    }
+                }
+                ArrayOp::Grow(n, s) => {
+                    a.grow(n, &s).unwrap();
+                    while model.len() < n {
+                        model.push(s.clone());
+                    }
+                }
+                ArrayOp::Get(i) => {
+                    if i < model.len() {
+                        prop_assert_eq!(a.get(i).unwrap().as_str().to_owned(), model[i].clone());
+                        prop_assert_eq!(a.get_pinned(i).unwrap().as_str().to_owned(), model[i].clone());
+                        prop_assert_eq!(a.get_copy(i).unwrap(), model[i].clone());
+                    } else {
+                        prop_assert!(a.get(i).is_err());
+                        prop_assert!(a.get_copy(i).is_err());
+                    }
+                }
+                ArrayOp::Gc => a.gc().unwrap(),
+            }
+            prop_assert_eq!(a.len().unwrap(), model.len());
+        }
+        prop_assert_eq!(a.to_vec().unwrap(), model.clone());
+        let b = a.descr().open().unwrap();
+        prop_assert_eq!(b.read().unwrap().len(), model.len());
+        a.destroy().unwrap();
+    }
+}
+
+#[derive(Debug, Clone)]
+enum QueueOp {
+    Push(String),
+    PopCopy,
+    PopWith,
+    PopMany(usize),
+    Peek,
+    Clear,
+    Gc,
+}
+
+fn queue_op() -> impl Strategy<Value = QueueOp> {
+    prop_oneof![
+        6 => "[a-z]{0,10}".prop_map(QueueOp::Push),
+        3 => Just(QueueOp::PopCopy),
+        2 => Just(QueueOp::PopWith),
+        1 => (0..6usize).prop_map(QueueOp::PopMany),
+        2 => Just(QueueOp::Peek),
+        1 => Just(QueueOp::Gc),
+        1 => Just(QueueOp::Clear).prop_filter("rare", |_| true),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn queue_matches_vecdeque(ops in proptest::collection::vec(queue_op(), 0..200)) {
+        let pool = pool();
+        let q = SQueue::<String>::create(&pool, &()).unwrap();
+        let mut model = VecDeque::new();
+        for op in ops {
+            match op {
+                QueueOp::Push(s) => {
+                    q.push(&s).unwrap();
+                    model.push_back(s);
+                }
+                QueueOp::PopCopy => prop_assert_eq!(q.pop_copy().unwrap(), model.pop_front()),
+                QueueOp::PopWith => {
+                    let got = q.pop_with(|s| s.as_str().to_owned()).unwrap();
+                    prop_assert_eq!(got, model.pop_front());
+                }
+                QueueOp::PopMany(k) => {
+                    let n = k.min(model.len());
+                    let want: Vec<String> = model.drain(..n).collect();
+                    prop_assert_eq!(q.pop_many(k).unwrap(), want);
+                }
+                QueueOp::Peek => {
+                    prop_assert_eq!(q.peek().unwrap().map(|r| r.as_str().to_owned()), model.front().cloned());
+                    prop_assert_eq!(q.peek_copy().unwrap(), model.front().cloned());
+                }
+                QueueOp::Clear => {
+                    q.clear().unwrap();
+                    model.clear();
+                }
+                QueueOp::Gc => q.gc().unwrap(),
+            }
+            prop_assert_eq!(q.len().unwrap(), model.len());
+            prop_assert_eq!(q.is_empty().unwrap(), model.is_empty());
+        }
+        let all: Vec<String> = model.iter().cloned().collect();
+        prop_assert_eq!(q.to_vec().unwrap(), all.clone());
+        let view: Vec<String> = q.read().unwrap().iter().map(|s| s.as_str().to_owned()).collect();
+        prop_assert_eq!(view, all);
+    }
+}
+
+#[derive(Debug, Clone)]
+enum TableOp {
+    Add(u16, String),
+    Replace(u16, String),
+    Remove(u16),
+    Find(u16),
+    ModifyLen(u16),
+    Clear,
+}
+
+fn table_op() -> impl Strategy<Value = TableOp> {
+    let k = 0..24u16;
+    prop_oneof![
+        6 => (k.clone(), "[a-z]{0,6}").prop_map(|(k, v)| TableOp::Add(k, v)),
+        3 => (k.clone(), "[a-z]{0,6}").prop_map(|(k, v)| TableOp::Replace(k, v)),
+        3 => k.clone().prop_map(TableOp::Remove),
+        4 => k.clone().prop_map(TableOp::Find),
+        1 => k.prop_map(TableOp::ModifyLen),
+        1 => Just(TableOp::Clear),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn hashtbl_matches_hashmap(buckets in 1..8usize, ops in proptest::collection::vec(table_op(), 0..200)) {
+        let pool = pool();
+        // String keys exercise shared-representation hashing and equality.
+        let t = SHashtbl::<String, String>::with_buckets(&pool, &(), buckets).unwrap();
+        let mut model: HashMap<String, Vec<String>> = HashMap::new();
+        for op in ops {
+            match op {
+                TableOp::Add(k, v) => {
+                    let k = k.to_string();
+                    t.add(&k, &v).unwrap();
+                    model.entry(k).or_default().push(v);
+                }
+                TableOp::Replace(k, v) => {
+                    let k = k.to_string();
+                    t.replace(&k, &v).unwrap();
+                    let e = model.entry(k).or_default();
+                    match e.last_mut() {
+                        Some(x) => *x = v,
+                        None => e.push(v),
+                    }
+                }
+                TableOp::Remove(k) => {
+                    let k = k.to_string();
+                    let had = model.get_mut(&k).and_then(|v| v.pop()).is_some();
+                    prop_assert_eq!(t.remove(&k).unwrap(), had);
+                }
+                TableOp::Find(k) => {
+                    let k = k.to_string();
+                    let want = model.get(&k).and_then(|v| v.last().cloned());
+                    prop_assert_eq!(t.find(&k).unwrap().map(|r| r.as_str().to_owned()), want.clone());
+                    prop_assert_eq!(t.find_pinned(&k).unwrap().map(|r| r.as_str().to_owned()), want.clone());
+                    prop_assert_eq!(t.find_copy(&k).unwrap(), want.clone());
+                    prop_assert_eq!(t.contains_key(&k).unwrap(), want.is_some());
+                    let all: Vec<String> = model.get(&k).map(|v| v.iter().rev().cloned().collect()).unwrap_or_default();
+                    prop_assert_eq!(t.find_all_copy(&k).unwrap(), all);
+                }
+                TableOp::ModifyLen(k) => {
+                    let k = k.to_string();
+                    let got = t.modify_value(&k, |m, v| {
+                        let n = v.len().to_string();
+                        m.set_str(v, &n).unwrap();
+                    }).unwrap();
+                    let want = model.get_mut(&k).and_then(|v| v.last_mut()).map(|x| {
+                        *x = x.len().to_string();
+                    });
+                    prop_assert_eq!(got.is_some(), want.is_some());
+                }
+                TableOp::Clear => {
+                    t.clear().unwrap();
+                    model.clear();
+                }
+            }
+            let n: usize = model.values().map(Vec::len).sum();
+            prop_assert_eq!(t.len().unwrap(), n);
+        }
+        let mut got = t.to_vec().unwrap();
+        let mut want: Vec<(String, String)> = model
+            .iter()
+            .flat_map(|(k, vs)| vs.iter().map(move |v| (k.clone(), v.clone())))
+            .collect();
+        got.sort();
+        want.sort();
+        prop_assert_eq!(got, want);
+    }
+}
+
+#[derive(Debug, Clone)]
+enum BufOp {
+    Push(Vec<u8>),
+    Delete(usize),
+    Sub(usize, usize),
+    Clear,
+}
+
+fn buf_op() -> impl Strategy<Value = BufOp> {
+    prop_oneof![
+        4 => proptest::collection::vec(any::<u8>(), 0..300).prop_map(BufOp::Push),
+        3 => (0..400usize).prop_map(BufOp::Delete),
+        3 => (0..500usize, 0..300usize).prop_map(|(p, l)| BufOp::Sub(p, l)),
+        1 => Just(BufOp::Clear),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn buffer_matches_vec(ops in proptest::collection::vec(buf_op(), 0..120)) {
+        let pool = pool();
+        // Small blocks: many block boundaries.
+        let b = SBuffer::with_block_size(&pool, &(), 64).unwrap();
+        let mut start = 0usize;
+        let mut model: VecDeque<u8> = VecDeque::new();
+        for op in ops {
+            match op {
+                BufOp::Push(bytes) => {
+                    let pos = b.push_bytes(&bytes).unwrap();
+                    prop_assert_eq!(pos, start + model.len());
+                    model.extend(bytes);
+                }
+                BufOp::Delete(n) => {
+                    let r = b.delete_head(n);
+                    if n <= model.len() {
+                        r.unwrap();
+                        model.drain(..n);
+                        start += n;
+                    } else {
+                        prop_assert!(r.is_err());
+                    }
+                }
+                BufOp::Sub(p, l) => {
+                    let pos = start.saturating_sub(50) + p;
+                    let r = b.sub(pos, l);
+                    if pos >= start && pos + l <= start + model.len() {
+                        let want: Vec<u8> = model.range(pos - start..pos - start + l).copied().collect();
+                        prop_assert_eq!(r.unwrap(), want.clone());
+                        let mut dst = vec![0u8; l];
+                        b.blit(pos, &mut dst).unwrap();
+                        prop_assert_eq!(dst, want);
+                    } else {
+                        let bad = matches!(r, Err(StructureError::BadRange { .. }));
+                        prop_assert!(bad);
+                    }
+                }
+                BufOp::Clear => {
+                    b.clear().unwrap();
+                    start += model.len();
+                    model.clear();
+                }
+            }
+            prop_assert_eq!(b.start().unwrap(), start);
+            prop_assert_eq!(b.len().unwrap(), model.len());
+        }
+        let all: Vec<u8> = model.iter().copied().collect();
+        prop_assert_eq!(b.sub(start, model.len()).unwrap(), all);
+    }
+}
+
+#[test]
+fn matrix_access() {
+    let pool = pool();
+    let m = SMatrix::init(&pool, &(), 3, 4, |r, c| format!("{r},{c}")).unwrap();
+    assert_eq!(m.dim().unwrap(), (3, 4));
+    assert_eq!(m.get(2, 3).unwrap().as_str(), "2,3");
+    m.set(1, 1, &"x".to_string()).unwrap();
+    assert_eq!(m.get_copy(1, 1).unwrap(), "x");
+    assert_eq!(m.get_pinned(1, 1).unwrap().as_str(), "x");
+    assert_eq!(m.row(1).unwrap().len(), 4);
+    assert!(matches!(
+        m.get(3, 0),
+        Err(StructureError::OutOfBounds { .. })
+    ));
+    assert!(matches!(
+        m.get(0, 4),
+        Err(StructureError::OutOfBounds { .. })
+    ));
+    let z = SMatrix::create(&pool, &(), 2, 2, &[1u8, 2, 3, 4]).unwrap();
+    assert_eq!(*z.get(1, 0).unwrap(), 3);
+    assert!(matches!(
+        SMatrix::create(&pool, &(), 2, 2, &[1u8]),
+        Err(StructureError::BadShape { .. })
+    ));
+    let k = SMatrix::make(&pool, &(), 2, 3, &7u32).unwrap();
+    assert_eq!(k.to_vec().unwrap(), [7; 6]);
+    k.modify(|_, v| v.as_mut_slice()[5] = 8).unwrap();
+    assert_eq!(*k.get(1, 2).unwrap(), 8);
+}
+
+#[test]
+fn sref_and_headers() {
+    let pool = pool();
+    let r = SRef::new(&pool, &vec![1u32, 2]).unwrap();
+    {
+        let p = r.pin().unwrap();
+        r.assign(&vec![3]).unwrap();
+        assert_eq!(p.as_slice(), [1, 2]);
+    }
+    assert_eq!(r.copy().unwrap(), [3]);
+    r.modify(|m, v| m.push(v, &4u32)).unwrap().unwrap();
+    assert_eq!(r.read().unwrap().as_slice(), [3, 4]);
+
+    let a = SArray::make(&pool, &(0u64, String::from("h")), 3, &1i8).unwrap();
+    assert_eq!(a.header().unwrap().1.as_str(), "h");
+    a.modify_header(|_, h| *h.project().0.get_mut() = 5)
+        .unwrap();
+    assert_eq!(a.header_copy().unwrap(), (5, "h".to_string()));
+}
+
+#[test]
+fn destroyed_descriptors_fail() {
+    let pool = pool();
+    let q = SQueue::<u32>::create(&pool, &()).unwrap();
+    let d = q.descr();
+    let q2 = d.open().unwrap();
+    q.destroy().unwrap();
+    assert!(matches!(
+        d.open(),
+        Err(StructureError::Heap(HeapError::Destroyed))
+    ));
+    assert!(matches!(
+        q2.push(&1),
+        Err(StructureError::Heap(HeapError::Destroyed))
+    ));
+    let r = SRef::new(&pool, &1u8).unwrap();
+    let rd = r.descr();
+    r.destroy().unwrap();
+    assert!(matches!(
+        rd.open(),
+        Err(StructureError::Heap(HeapError::Destroyed))
+    ));
+    let t = SHashtbl::<u32, u32>::create(&pool, &()).unwrap();
+    let td = t.descr();
+    let bytes = postcard::to_allocvec(&td).unwrap();
+    let td2: mc::SHashtblDescr<u32, u32> = postcard::from_bytes(&bytes).unwrap();
+    assert_eq!(td, td2);
+    t.destroy().unwrap();
+    assert!(matches!(
+        td2.open(),
+        Err(StructureError::Heap(HeapError::Destroyed))
+    ));
+}
+
+#[test]
+fn guard_then_modify_is_reentrant_not_deadlock() {
+    let pool = pool();
+    let a = SArray::create(&pool, &(), &[1u32]).unwrap();
+    let g = a.get(0).unwrap();
+    assert!(matches!(
+        a.set(0, &2),
+        Err(StructureError::Heap(HeapError::Reentrant))
+    ));
+    drop(g);
+    a.set(0, &2).unwrap();
+}
+
+#[test]
+fn big_hashtbl_resizes() {
+    let pool = pool();
+    let t = SHashtbl::<u64, u64>::create(&pool, &()).unwrap();
+    for i in 0..5000u64 {
+        t.add(&i, &(i * 2)).unwrap();
+    }
+    assert!(t.buckets().unwrap() > 391);
+    for i in 0..5000u64 {
+        assert_eq!(t.find_copy(&i).unwrap(), Some(i * 2));
+    }
+    assert_eq!(t.len().unwrap(), 5000);
+}
+
+type BigKey = (String, u32, Option<char>, Vec<i16>);
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Composite keys: hashing the local key and its shared copy agree, and
+    /// equality between them is exact.
+    #[test]
+    fn composite_keys(keys in proptest::collection::vec(
+        ("[a-c]{0,3}", 0..3u32, proptest::option::of(proptest::char::range('a', 'c')),
+         proptest::collection::vec(-2..2i16, 0..3)),
+        1..60)) {
+        let pool = pool();
+        let t = SHashtbl::<BigKey, usize>::with_buckets(&pool, &(), 7).unwrap();
+        let mut model: HashMap<BigKey, Vec<usize>> = HashMap::new();
+        for (i, k) in keys.iter().enumerate() {
+            t.add(k, &i).unwrap();
+            model.entry(k.clone()).or_default().push(i);
+        }
+        for (k, vs) in &model {
+            let want: Vec<usize> = vs.iter().rev().copied().collect();
+            prop_assert_eq!(t.find_all_copy(k).unwrap(), want);
+        }
+        let mut other = keys[0].clone();
+        other.1 += 10;
+        prop_assert!(!t.contains_key(&other).unwrap());
+        prop_assert_eq!(t.len().unwrap(), keys.len());
+    }
+}
+
+#[test]
+fn pins_keep_old_values_while_writers_go_on() {
+    let pool = pool();
+    let a = SArray::create(&pool, &(), &["a".to_string(), "b".to_string()]).unwrap();
+    let p = a.get_pinned(1).unwrap();
+    a.set(1, &"B".to_string()).unwrap();
+    a.grow(4, &"z".to_string()).unwrap();
+    assert_eq!(p.as_str(), "b");
+    drop(p);
+    a.gc().unwrap();
+    assert_eq!(a.to_vec().unwrap(), ["a", "B", "z", "z"]);
+
+    let q = SQueue::<String>::create(&pool, &()).unwrap();
+    for i in 0..10 {
+        q.push(&i.to_string()).unwrap();
+    }
+    let front = q.peek_pinned().unwrap().unwrap();
+    assert_eq!(q.pop_copy().unwrap().as_deref(), Some("0"));
+    q.push(&"10".to_string()).unwrap();
+    assert_eq!(front.as_str(), "0");
+    drop(front);
+    q.gc().unwrap();
+    let want: Vec<String> = (1..=10).map(|i| i.to_string()).collect();
+    assert_eq!(q.to_vec().unwrap(), want);
+
+    let t = SHashtbl::<u32, String>::create(&pool, &()).unwrap();
+    t.add(&1, &"one".to_string()).unwrap();
+    let f = t.find_pinned(&1).unwrap().unwrap();
+    t.replace(&1, &"uno".to_string()).unwrap();
+    assert_eq!(f.as_str(), "one");
+    drop(f);
+    assert_eq!(t.find_copy(&1).unwrap().as_deref(), Some("uno"));
+
+    // A buffer whose blocks were copied (pinned root) keeps working.
+    let b = SBuffer::with_block_size(&pool, &(), 64).unwrap();
+    b.push_bytes(&[1; 100]).unwrap();
+    {
+        let _v = b.read().unwrap();
+    }
+    b.push_bytes(&[2; 100]).unwrap();
+    b.delete_head(150).unwrap();
+    assert_eq!(b.sub(150, 50).unwrap(), vec![2; 50]);
+}

@@ -1,0 +1,420 @@
+//! Multi-process tests of `mc::structures`: structures created in a pool
+//! before `fork`, used by several children at once, checked by the parent.
+//! Every wait is bounded; a child that does not finish in time is killed
+//! and the scenario fails.
+//!
+//! Prints one line per scenario and `N passed, M failed` last; exits with a
+//! non-zero status on any failure. Arguments filter scenarios by name.
+
+use std::collections::{HashMap, HashSet};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+use mc::structures::StructureError;
+use mc::sync::{Condvar, Mutex};
+use mc::{HeapError, Pool, SArray, SBuffer, SHashtbl, SQueue};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Forks a child that runs `f` and exits with its status (1 on panic).
+fn fork_child(f: impl FnOnce() -> i32) -> libc::pid_t {
+    // SAFETY: the test main is single-threaded when it forks; the child only
+    // runs `f` and leaves with `_exit`.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let code = catch_unwind(AssertUnwindSafe(f)).unwrap_or(1);
+        // SAFETY: ends the child without running the parent's exit handlers.
+        unsafe { libc::_exit(code) };
+    }
+    pid
+}
+
+/// Waits for `pid` at most `timeout`; kills it on timeout.
+fn wait_child(pid: libc::pid_t, timeout: Duration) -> Result<(), String> {
+    let start = Instant::now();
+    loop {
+        let mut status = 0;
+        // SAFETY: waits for our own child without blocking.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            return if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+                Ok(())
+            } else {
+                Err(format!("child {pid} failed (wait status {status:#x})"))
+            };
+        }
+        if r < 0 {
+            return Err(format!("waitpid({pid}) failed"));
+        }
+        if start.elapsed() > timeout {
+            // SAFETY: signals our own child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let mut st = 0;
+            // SAFETY: reaps our own, now killed, child.
+            unsafe { libc::waitpid(pid, &mut st, 0) };
+            return Err(format!("child {pid} did not finish within {timeout:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn wait_all(pids: Vec<libc::pid_t>) -> Result<(), String> {
+    let mut err = Ok(());
+    for p in pids {
+        if let Err(e) = wait_child(p, TIMEOUT) {
+            err = Err(e);
+        }
+    }
+    err
+}
+
+fn ensure(cond: bool, msg: impl FnOnce() -> String) -> Result<(), String> {
+    if cond {
+        Ok(())
+    } else {
+        Err(msg())
+    }
+}
+
+fn pool() -> Pool {
+    Pool::create(512 << 20).expect("pool")
+}
+
+// ---------------------------------------------------------------------------
+
+/// Four processes push their own tagged values and pop concurrently; each
+/// records what it popped. Every value pushed is popped exactly once (by a
+/// child, or by the parent draining the rest), and each consumer sees each
+/// producer's values in order (FIFO).
+fn queue_stress() -> Result<String, String> {
+    const P: u64 = 4;
+    const N: u64 = 20_000;
+    let pool = pool();
+    let q = SQueue::<u64>::create(&pool, &()).map_err(|e| e.to_string())?;
+    let popped: Vec<SArray<u64>> = (0..P)
+        .map(|_| SArray::create(&pool, &(), &[]).expect("array"))
+        .collect();
+    let pids: Vec<_> = (0..P)
+        .map(|p| {
+            let q = q.clone();
+            let out = popped[p as usize].clone();
+            fork_child(move || {
+                let mut mine = Vec::new();
+                for i in 0..N {
+                    q.push(&(p << 32 | i)).expect("push");
+                    if i % 3 != 0 {
+                        if let Some(v) = q.pop_copy().expect("pop") {
+                            mine.push(v);
+                        }
+                    }
+                    if i % 1000 == 0 {
+                        let _ = q.pop_with(|v| mine.push(*v)).expect("pop_with");
+                    }
+                }
+                out.modify(|m, v| m.extend_from_slice(v, &mine))
+                    .expect("modify")
+                    .expect("record");
+                0
+            })
+        })
+        .collect();
+    wait_all(pids)?;
+    let mut all: Vec<u64> = Vec::new();
+    for a in &popped {
+        let got = a.to_vec().map_err(|e| e.to_string())?;
+        // FIFO per producer, as seen by one consumer.
+        let mut last: HashMap<u64, u64> = HashMap::new();
+        for &v in &got {
+            let (p, i) = (v >> 32, v & 0xffff_ffff);
+            if let Some(&prev) = last.get(&p) {
+                ensure(i > prev, || {
+                    format!("producer {p}: {i} popped after {prev}")
+                })?;
+            }
+            last.insert(p, i);
+        }
+        all.extend(got);
+    }
+    let by_children = all.len();
+    while let Some(v) = q.pop_copy().map_err(|e| e.to_string())? {
+        all.push(v);
+    }
+    ensure(all.len() as u64 == P * N, || {
+        format!("{} values popped, {} pushed", all.len(), P * N)
+    })?;
+    let set: HashSet<u64> = all.iter().copied().collect();
+    ensure(set.len() == all.len(), || "duplicates".into())?;
+    for p in 0..P {
+        for i in 0..N {
+            ensure(set.contains(&(p << 32 | i)), || format!("lost {p}/{i}"))?;
+        }
+    }
+    Ok(format!(
+        "{} values, {by_children} popped by the children",
+        P * N
+    ))
+}
+
+/// Four processes add their own keys, replace shared keys, and increment a
+/// shared counter with `modify_value` (an atomic read-modify-write).
+fn hashtbl_concurrent() -> Result<String, String> {
+    const P: u64 = 4;
+    const N: u64 = 3_000;
+    const SHARED: u64 = 50;
+    let pool = pool();
+    let t = SHashtbl::<String, u64>::create(&pool, &()).map_err(|e| e.to_string())?;
+    t.add(&"count".to_string(), &0).map_err(|e| e.to_string())?;
+    let pids: Vec<_> = (0..P)
+        .map(|p| {
+            let d = t.descr();
+            fork_child(move || {
+                let t = d.open().expect("open");
+                for i in 0..N {
+                    t.add(&format!("p{p}-{i}"), &i).expect("add");
+                    t.replace(&format!("shared-{}", i % SHARED), &p)
+                        .expect("replace");
+                    t.modify_value(&"count".to_string(), |_, v| *v.get_mut() += 1)
+                        .expect("modify")
+                        .expect("count bound");
+                    if i % 7 == 0 {
+                        // Add twice, remove once: one binding stays.
+                        let k = format!("dup{p}-{i}");
+                        t.add(&k, &1).expect("add");
+                        t.add(&k, &2).expect("add");
+                        t.remove(&k).expect("remove");
+                    }
+                }
+                0
+            })
+        })
+        .collect();
+    wait_all(pids)?;
+    let te = |e: StructureError| e.to_string();
+    let dups = (0..N).filter(|i| i % 7 == 0).count() as u64;
+    let want = P * N + SHARED + 1 + P * dups;
+    let len = t.len().map_err(te)?;
+    ensure(len as u64 == want, || {
+        format!("{len} bindings, expected {want}")
+    })?;
+    let count = t.find_copy(&"count".to_string()).map_err(te)?;
+    ensure(count == Some(P * N), || format!("count {count:?}"))?;
+    for p in 0..P {
+        for i in 0..N {
+            let v = t.find_all_copy(&format!("p{p}-{i}")).map_err(te)?;
+            ensure(v == [i], || format!("p{p}-{i}: {v:?}"))?;
+            if i % 7 == 0 {
+                let v = t.find_all_copy(&format!("dup{p}-{i}")).map_err(te)?;
+                ensure(v == [1], || format!("dup{p}-{i}: {v:?}"))?;
+            }
+        }
+    }
+    for s in 0..SHARED {
+        let v = t.find_all_copy(&format!("shared-{s}")).map_err(te)?;
+        ensure(v.len() == 1 && v[0] < P, || format!("shared-{s}: {v:?}"))?;
+    }
+    Ok(format!(
+        "{len} bindings, {} buckets",
+        t.buckets().map_err(te)?
+    ))
+}
+
+/// Four processes set their own elements of one array while it grows,
+/// and read whole-array snapshots; every element ends as its owner set it.
+fn array_concurrent() -> Result<String, String> {
+    const P: usize = 4;
+    const N: usize = 4_000;
+    let pool = pool();
+    let a = SArray::<u64>::make(&pool, &(), 16, &0).map_err(|e| e.to_string())?;
+    let pids: Vec<_> = (0..P)
+        .map(|p| {
+            let a = a.clone();
+            fork_child(move || {
+                for i in (p..N).step_by(P) {
+                    // Grow first (idempotent), then set: elements never
+                    // move back or get lost while others grow the array.
+                    a.grow(i + 1, &0).expect("grow");
+                    a.set(i, &(i as u64 * 10 + 1)).expect("set");
+                    if i % 97 == 0 {
+                        let g = a.read().expect("read");
+                        if g[i] != i as u64 * 10 + 1 {
+                            return 3;
+                        }
+                    }
+                }
+                0
+            })
+        })
+        .collect();
+    wait_all(pids)?;
+    let v = a.to_vec().map_err(|e| e.to_string())?;
+    ensure(v.len() == N, || format!("length {}", v.len()))?;
+    for (i, x) in v.iter().enumerate() {
+        ensure(*x == i as u64 * 10 + 1, || format!("element {i} is {x}"))?;
+    }
+    Ok(format!("{N} elements"))
+}
+
+/// A child opening the descriptor of a destroyed structure, and a child
+/// holding a handle when the parent destroys it, both get `Destroyed`.
+fn destroyed_structure() -> Result<String, String> {
+    let pool = pool();
+    let q = SQueue::<String>::create(&pool, &()).map_err(|e| e.to_string())?;
+    let d = q.descr();
+    let held = d.open().map_err(|e| e.to_string())?;
+    q.destroy().map_err(|e| e.to_string())?;
+    let pid = fork_child(move || {
+        let a = matches!(d.open(), Err(StructureError::Heap(HeapError::Destroyed)));
+        let b = matches!(
+            held.push(&"x".to_string()),
+            Err(StructureError::Heap(HeapError::Destroyed))
+        );
+        if a && b {
+            0
+        } else {
+            5
+        }
+    });
+    wait_child(pid, TIMEOUT)?;
+    Ok("Err(Destroyed) in the child".into())
+}
+
+#[derive(mc::Shared)]
+struct Pipe {
+    state: Mutex<bool>,
+    have_space: Condvar,
+    have_data: Condvar,
+}
+
+/// A bounded buffer between a producer and a consumer process, with the
+/// mutex and condition variables in the buffer's header; waits have
+/// timeouts.
+fn buffer_pipe() -> Result<String, String> {
+    const TOTAL: usize = 8 << 20;
+    const MAX: usize = 10_000;
+    let pool = pool();
+    let header = Pipe {
+        state: Mutex::new(false),
+        have_space: Condvar::new(),
+        have_data: Condvar::new(),
+    };
+    let b = SBuffer::with_block_size(&pool, &header, 4096).map_err(|e| e.to_string())?;
+    let byte = |i: usize| (i * 7 + i / 251) as u8;
+    let bp = b.clone();
+    let producer = fork_child(move || {
+        let h = bp.header().expect("header");
+        let mut sent = 0;
+        while sent < TOTAL {
+            let g = h.state.lock().expect("lock");
+            let (g, t) = h
+                .have_space
+                .wait_timeout_while(g, TIMEOUT, |_| bp.len().expect("len") >= MAX)
+                .expect("wait");
+            if t.timed_out() {
+                return 3;
+            }
+            let room = MAX - bp.len().expect("len");
+            drop(g);
+            let n = room.min(TOTAL - sent).min(3001);
+            let piece: Vec<u8> = (sent..sent + n).map(byte).collect();
+            let pos = bp.push_bytes(&piece).expect("push");
+            if pos != sent {
+                return 4;
+            }
+            sent += n;
+            let _g = h.state.lock().expect("lock");
+            h.have_data.notify_one();
+        }
+        *h.state.lock().expect("lock") = true;
+        h.have_data.notify_one();
+        0
+    });
+    let bc = b.clone();
+    let consumer = fork_child(move || {
+        let h = bc.header().expect("header");
+        let mut got = 0;
+        loop {
+            let g = h.state.lock().expect("lock");
+            let (g, t) = h
+                .have_data
+                .wait_timeout_while(g, TIMEOUT, |done| !*done && bc.len().expect("len") == 0)
+                .expect("wait");
+            if t.timed_out() {
+                return 3;
+            }
+            let done = *g;
+            drop(g);
+            let view = bc.read().expect("read");
+            let (start, n) = (view.start(), view.len());
+            if n == 0 && done {
+                return if got == TOTAL { 0 } else { 6 };
+            }
+            if start != got {
+                return 7;
+            }
+            let mut i = start;
+            for c in view.chunks(start, n).expect("chunks") {
+                for &x in c {
+                    if x != byte(i) {
+                        return 8;
+                    }
+                    i += 1;
+                }
+            }
+            drop(view);
+            bc.delete_head(n).expect("delete");
+            got += n;
+            let _g = h.state.lock().expect("lock");
+            h.have_space.notify_one();
+        }
+    });
+    let r1 = wait_child(producer, TIMEOUT);
+    let r2 = wait_child(consumer, TIMEOUT);
+    r1?;
+    r2?;
+    ensure(b.start().map_err(|e| e.to_string())? == TOTAL, || {
+        "start".into()
+    })?;
+    Ok(format!("{TOTAL} bytes through a {MAX}-byte buffer"))
+}
+
+type Scenario = fn() -> Result<String, String>;
+
+fn main() {
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let scenarios: &[(&str, Scenario)] = &[
+        ("queue_stress", queue_stress),
+        ("hashtbl_concurrent", hashtbl_concurrent),
+        ("array_concurrent", array_concurrent),
+        ("destroyed_structure", destroyed_structure),
+        ("buffer_pipe", buffer_pipe),
+    ];
+    let (mut passed, mut failed) = (0, 0);
+    for (name, f) in scenarios {
+        if !filter.is_empty() && !filter.iter().any(|x| name.contains(x.as_str())) {
+            continue;
+        }
+        let t = Instant::now();
+        match catch_unwind(f) {
+            Ok(Ok(msg)) => {
+                passed += 1;
+                println!("ok   {name} ({msg}; {:.2?})", t.elapsed());
+            }
+            Ok(Err(e)) => {
+                failed += 1;
+                println!("FAIL {name}: {e}");
+            }
+            Err(_) => {
+                failed += 1;
+                println!("FAIL {name}: panicked");
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}
