@@ -10,12 +10,74 @@
 //! - `seq`: one process, one thread;
 //! - `rayon`: threads (rayon's work stealing), for comparison;
 //! - `mc`: worker processes each count their share of the tasks and return
-//!   the count through their join.
+//!   the count through their join;
+//! - `sht`: workers store every solution (a board) in one shared hashtable
+//!   (`SHashtbl`); the count is the table's size;
+//! - `sht2`: the same with two hashtables (boards split by the first
+//!   queen's column), so that workers contend less.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use mc::structures::{SHashtbl, SHashtblDescr};
 use mc_examples::nqueens::{self, Task};
+
+type Boards = SHashtbl<Vec<u8>, (), ()>;
+type BoardsDescr = SHashtblDescr<Vec<u8>, (), ()>;
+
+/// Stores the solutions of its tasks in the tables (board → table by the
+/// first queen's column); returns how many it stored.
+#[mc::process]
+fn table_worker(job: (usize, Vec<Task>, Vec<BoardsDescr>)) -> Result<u64, String> {
+    let (n, tasks, descrs) = job;
+    let tables = descrs
+        .iter()
+        .map(|d| d.open())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let mut stored = 0u64;
+    let mut failed = None;
+    for t in tasks {
+        nqueens::solutions_of_task(n, t, &mut |board| {
+            if failed.is_some() {
+                return;
+            }
+            let table = &tables[board[0] as usize % tables.len()];
+            match table.add(&board.to_vec(), &()) {
+                Ok(()) => stored += 1,
+                Err(e) => failed = Some(e.to_string()),
+            }
+        });
+    }
+    failed.map_or(Ok(stored), Err)
+}
+
+fn run_tables(o: &Options, n_tables: usize) -> Result<u64, String> {
+    let n = o.n;
+    let pool = mc::Pool::create(4 << 30).map_err(|e| e.to_string())?;
+    let tables = (0..n_tables)
+        .map(|_| Boards::create(&pool, &()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let descrs: Vec<BoardsDescr> = tables.iter().map(|t| t.descr()).collect();
+    let all = nqueens::tasks(n);
+    let pids = (0..o.workers)
+        .map(|w| {
+            table_worker::start((n, nqueens::share(&all, w, o.workers), descrs.clone()))
+                .map_err(|e| e.to_string())
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    for p in pids {
+        table_worker::join(p)
+            .map_err(|e| e.to_string())?
+            .ok_or("a worker failed")??;
+    }
+    let mut total = 0;
+    for t in &tables {
+        total += t.len().map_err(|e| e.to_string())? as u64;
+    }
+    Ok(total)
+}
 
 #[mc::process]
 fn count_worker(job: (usize, Vec<Task>)) -> u64 {
@@ -29,7 +91,7 @@ struct Options {
     variants: Vec<String>,
 }
 
-const ALL: &[&str] = &["seq", "rayon", "mc"];
+const ALL: &[&str] = &["seq", "rayon", "mc", "sht", "sht2"];
 
 fn usage() -> ! {
     eprintln!(
@@ -113,6 +175,8 @@ fn run_variant(name: &str, o: &Options) -> Result<u64, String> {
             }
             Ok(total)
         }
+        "sht" => run_tables(o, 1),
+        "sht2" => run_tables(o, 2),
         other => Err(format!("unknown variant {other}")),
     }
 }

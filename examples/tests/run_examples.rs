@@ -1,0 +1,108 @@
+//! Runs every example program and checks its own verdict: the exit status
+//! and the line it prints when its checks pass. Each run has a deadline
+//! (the child is killed past it). `harness = false`: one thread, one
+//! example at a time, so that the examples' worker processes do not compete.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Case {
+    bin: &'static str,
+    path: &'static str,
+    args: &'static [&'static str],
+    expect: &'static [&'static str],
+}
+
+macro_rules! case {
+    ($bin:literal, [$($arg:literal),*], [$($line:literal),*]) => {
+        Case { bin: $bin, path: env!(concat!("CARGO_BIN_EXE_", $bin)), args: &[$($arg),*], expect: &[$($line),*] }
+    };
+}
+
+fn run(c: &Case) -> Result<(), String> {
+    let mut child = Command::new(c.path)
+        .args(c.args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(s) = child.try_wait().map_err(|e| e.to_string())? {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err("still running after 120 s: killed".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut out = String::new();
+    let mut err = String::new();
+    child.stdout.take().map(|mut s| s.read_to_string(&mut out));
+    child.stderr.take().map(|mut s| s.read_to_string(&mut err));
+    if !status.success() {
+        return Err(format!(
+            "exit status {status}\nstdout:\n{out}\nstderr:\n{err}"
+        ));
+    }
+    for line in c.expect {
+        if !out.lines().any(|l| l.trim() == *line) {
+            return Err(format!(
+                "no line {line:?} in the output:\n{out}\nstderr:\n{err}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn main() {
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let cases = [
+        case!("heap_tour", [], ["heap_tour: ok"]),
+        case!("heap_share", [], ["heap_share: ok"]),
+        case!("attach", [], ["attach: ok"]),
+        case!("counter", [], ["Counter: 400000"]),
+        case!("robust_lock", [], ["robust_lock: ok"]),
+        case!("tutorial_processes", [], ["Result: 2"]),
+        case!("create_join", [], ["Sum: 385"]),
+        case!("crash_join", [], ["crash_join: ok"]),
+        case!("tutorial_sref", [], ["Result: 3"]),
+        case!("swap", [], ["swap: ok"]),
+        case!("pipeline", ["--bytes", "67108864"], ["pipeline: ok"]),
+        case!("nqueens", ["8"], ["nqueens: ok"]),
+        case!(
+            "nqueens",
+            ["12", "--variants", "seq,mc,sht2"],
+            ["nqueens: ok"]
+        ),
+    ];
+    let (mut passed, mut failed) = (0, 0);
+    for c in &cases {
+        if filter.as_deref().is_some_and(|f| !c.bin.contains(f)) {
+            continue;
+        }
+        let t = Instant::now();
+        match run(c) {
+            Ok(()) => {
+                passed += 1;
+                println!(
+                    "test {} {} ... ok ({:.2?})",
+                    c.bin,
+                    c.args.join(" "),
+                    t.elapsed()
+                );
+            }
+            Err(e) => {
+                failed += 1;
+                println!("test {} {} ... FAILED\n{e}", c.bin, c.args.join(" "));
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}
