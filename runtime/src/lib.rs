@@ -47,6 +47,16 @@ pub use value::{Repr, Shared};
 #[doc(hidden)]
 pub mod __private;
 
+/// A walk through mc, from a first program to each part of the API.
+pub mod guide {
+    #![doc = include_str!("docs/guide.md")]
+}
+
+/// Every Netmulticore function and its mc counterpart.
+pub mod netmulticore {
+    #![doc = include_str!("docs/netmulticore.md")]
+}
+
 /// The README's example, compiled and run as a doctest.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
