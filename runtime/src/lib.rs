@@ -15,11 +15,13 @@
 //! - [`heap`]: garbage-collected heaps of shared values inside pools;
 //! - [`sync`]: futex-based locks that work between processes;
 //! - [`process`](mod@process): the master ([`run`]), `#[mc::process]` definitions with
-//!   start and join, and the [`resources`] table.
+//!   start and join, and the [`resources`] table;
+//! - [`camlbox`]: typed zero-copy mailboxes between processes.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod camlbox;
 pub mod heap;
 pub mod pool;
 pub mod process;
@@ -27,6 +29,7 @@ pub mod segment;
 pub mod sync;
 pub mod value;
 
+pub use camlbox::{Camlbox, CamlboxError, CamlboxId, Message, Sender};
 pub use heap::{Heap, HeapDescr, HeapError, HeapOptions, HeapStats, Mutator, PinGuard, ReadGuard};
 pub use mc_macros::{process, Shared};
 pub use pool::{Pool, PoolDescr, PoolError, PoolOptions, PoolStats};
@@ -37,3 +40,7 @@ pub use value::{Repr, Shared};
 
 #[doc(hidden)]
 pub mod __private;
+
+// Lets `#[derive(Shared)]` (which names `::mc`) be used in unit tests.
+#[cfg(test)]
+extern crate self as mc;
