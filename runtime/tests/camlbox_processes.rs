@@ -199,7 +199,6 @@ fn relocation_across_fork() -> Result<String, String> {
         for s in rx.wait_timeout(Duration::from_millis(100)) {
             let m = rx.get(s).map_err(|e| e.to_string())?;
             let v = m.to_value();
-            drop(m);
             ensure(v == payload(7, v.seq), || {
                 format!("corrupted message {v:?}")
             })?;
@@ -275,7 +274,6 @@ fn senders_killed_mid_send() -> Result<String, String> {
                 ensure(m.len() == SIZE && m.iter().all(|&b| b == 0xab), || {
                     "damaged message".into()
                 })?;
-                drop(m);
                 rx.delete(s);
                 received += 1;
             }

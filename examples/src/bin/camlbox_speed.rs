@@ -29,7 +29,6 @@ fn receive(count: u64) -> (u64, f64) {
         for slot in rx.wait() {
             let m = rx.get(slot).expect("a valid message");
             sum += m.as_slice().iter().sum::<u64>();
-            drop(m);
             rx.delete(slot);
             n += 1;
         }

@@ -272,6 +272,9 @@ fn valid_image(rx: &mut Camlbox<Doc>, tx: &Sender<Doc>) -> (Vec<u8>, usize) {
     (bytes, root)
 }
 
+/// A box, a valid message image and its root offset.
+type CorruptionState = (Camlbox<Doc>, Vec<u8>, usize);
+
 /// The number of cases each fuzz property runs.
 const FUZZ_CASES: u32 = 2_000;
 
@@ -301,7 +304,7 @@ proptest! {
     #[test]
     fn fuzz_single_byte_corruption(pos in any::<prop::sample::Index>(), byte in any::<u8>()) {
         thread_local! {
-            static STATE: std::cell::RefCell<Option<(Camlbox<Doc>, Vec<u8>, usize)>> =
+            static STATE: std::cell::RefCell<Option<CorruptionState>> =
                 const { std::cell::RefCell::new(None) };
         }
         STATE.with(|st| {
