@@ -145,6 +145,17 @@ impl From<ProcessError> for CamlboxError {
 
 /// The typed id of a camlbox: pass it to other processes of the family
 /// (it is serde-able) and make senders with [`CamlboxId::sender`].
+///
+/// The id carries the message type, so it cannot make a sender of another
+/// type; a process that opens the box by name with another type gets
+/// [`CamlboxError::WrongType`].
+///
+/// ```
+/// let (_rx, id) = mc::Camlbox::<(u32, String)>::create(2, 128).unwrap();
+/// let wire = postcard::to_allocvec(&id).unwrap();
+/// let back: mc::CamlboxId<(u32, String)> = postcard::from_bytes(&wire).unwrap();
+/// assert_eq!(back.name(), id.name());
+/// ```
 #[derive(Serialize, Deserialize)]
 #[serde(bound = "")]
 pub struct CamlboxId<T> {
@@ -440,6 +451,23 @@ impl<T: Shared> Camlbox<T> {
     /// Waits until messages arrive and returns the slots that became ready
     /// since the last call (spins briefly, then sleeps). Returns an empty
     /// list when a sender called [`Sender::wake`].
+    ///
+    /// Slots are listed in slot order, not in the order they were sent.
+    ///
+    /// ```
+    /// let (mut rx, id) = mc::Camlbox::<u64>::create(4, 64).unwrap();
+    /// let tx = id.sender().unwrap();
+    /// tx.send(&1).unwrap();
+    /// tx.send(&2).unwrap();
+    /// let slots = rx.wait();
+    /// let sum: u64 = slots.iter().map(|&s| rx.get_copy(s).unwrap()).sum();
+    /// assert_eq!(sum, 3);
+    /// for s in slots {
+    ///     rx.delete(s);
+    /// }
+    /// tx.wake();
+    /// assert!(rx.wait().is_empty());
+    /// ```
     pub fn wait(&mut self) -> Vec<usize> {
         self.wait_until(None)
     }
@@ -537,6 +565,20 @@ impl<T: Shared> Camlbox<T> {
     ///
     /// The returned guard borrows the receiver, so the slot cannot be
     /// deleted (nor the receiver wait) while the message is in use.
+    /// Validation walks the message once (a few nanoseconds for a small
+    /// message, about 1.5 µs for a vector of 100 strings); a malformed
+    /// message is [`CamlboxError::Invalid`] and can still be deleted.
+    ///
+    /// ```
+    /// let (mut rx, id) = mc::Camlbox::<Vec<String>>::create(1, 256).unwrap();
+    /// id.sender().unwrap().send(&vec!["a".into(), "b".into()]).unwrap();
+    /// let slot = rx.wait()[0];
+    /// let m = rx.get(slot).unwrap();
+    /// assert_eq!(m.len(), 2);
+    /// assert_eq!(m.as_slice()[1].as_str(), "b");
+    /// drop(m);
+    /// rx.delete(slot);
+    /// ```
     pub fn get(&self, slot: usize) -> Result<Message<'_, T>, CamlboxError> {
         let root = self.root(slot)?;
         // SAFETY: `root` points to a validated `T::Repr` inside the slot,
@@ -619,7 +661,27 @@ impl<T: Shared> Deref for Message<'_, T> {
 }
 
 /// The sending end of a camlbox of `T` messages. Senders can be cloned and
-/// shared between threads.
+/// shared between threads; each maps the box at its own address.
+///
+/// ```
+/// use std::time::Duration;
+/// use mc::camlbox::CamlboxError;
+///
+/// let (mut rx, id) = mc::Camlbox::<Vec<u64>>::create(1, 64).unwrap();
+/// let tx = id.sender().unwrap();
+/// tx.send(&vec![1, 2, 3]).unwrap();
+/// // The only slot is taken.
+/// assert!(matches!(tx.try_send(&vec![4]), Err(CamlboxError::Full)));
+/// assert!(matches!(
+///     tx.send_timeout(&vec![4], Duration::from_millis(1)),
+///     Err(CamlboxError::Timeout)
+/// ));
+/// // Too big for a slot: an error, and the slot is not lost.
+/// let slot = rx.wait()[0];
+/// rx.delete(slot);
+/// assert!(matches!(tx.send(&vec![0; 100]), Err(CamlboxError::TooBig { .. })));
+/// tx.try_send(&vec![4]).unwrap();
+/// ```
 pub struct Sender<T: Shared> {
     map: Arc<Mapping>,
     _type: PhantomData<fn(T) -> T>,
