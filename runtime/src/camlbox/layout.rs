@@ -39,9 +39,7 @@ pub(crate) struct BoxHeader {
     pub(crate) stride: u64,
     /// The address at which the receiver maps the segment.
     pub(crate) receiver_base: AtomicU64,
-    /// Senders spread their first claim attempt over the slots.
-    pub(crate) claim_hint: AtomicU32,
-    _pad0: [u32; 9],
+    _pad0: [u32; 10],
     // --- second cache line: the receiver's notification word.
     /// Incremented after a message becomes ready or on `wake`.
     pub(crate) notify: AtomicU32,
@@ -192,12 +190,11 @@ impl Region {
         self.slot_offset(i) + SLOT_HEADER
     }
 
-    /// Claims a free slot for the calling thread, without waiting. Each
-    /// attempt starts at a different slot, so concurrent senders try
-    /// different state words.
-    pub(crate) fn claim(&self, tid: u32) -> Option<usize> {
-        let h = self.header();
-        let start = h.claim_hint.fetch_add(1, Ordering::Relaxed) as usize;
+    /// Claims a free slot for the calling thread, without waiting, trying
+    /// the slots from `start` on (each sender keeps its own starting point,
+    /// so concurrent senders try different state words and share no
+    /// counter).
+    pub(crate) fn claim(&self, tid: u32, start: usize) -> Option<usize> {
         let mine = WRITING | (tid as u64) << 32;
         for k in 0..self.slots {
             let i = (start + k) % self.slots;

@@ -51,7 +51,7 @@ use std::marker::PhantomData;
 use std::ops::Deref;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::ptr::NonNull;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -684,6 +684,8 @@ impl<T: Shared> Deref for Message<'_, T> {
 /// ```
 pub struct Sender<T: Shared> {
     map: Arc<Mapping>,
+    /// Where the next claim starts: after the slot last claimed.
+    next: AtomicUsize,
     _type: PhantomData<fn(T) -> T>,
 }
 
@@ -691,6 +693,7 @@ impl<T: Shared> Clone for Sender<T> {
     fn clone(&self) -> Self {
         Sender {
             map: self.map.clone(),
+            next: AtomicUsize::new(self.next.load(Ordering::Relaxed).wrapping_add(7)),
             _type: PhantomData,
         }
     }
@@ -783,8 +786,11 @@ impl<T: Shared> Sender<T> {
                 return Err(CamlboxError::Segment(SegmentError::NotMc));
             }
         };
+        // Spread the senders' starting points over the slots.
+        let start = (futex::current_tid() as usize).wrapping_mul(0x9e37_79b9) >> 8;
         Ok(Sender {
             map: Arc::new(Mapping { region, len }),
+            next: AtomicUsize::new(start),
             _type: PhantomData,
         })
     }
@@ -826,22 +832,30 @@ impl<T: Shared> Sender<T> {
     pub fn try_send(&self, value: &T) -> Result<(), CamlboxError> {
         let r = &self.map.region;
         let (tid, _) = writer_identity();
-        let slot = match r.claim(tid) {
+        let slot = match self.claim_once(tid) {
             Some(s) => s,
             None => {
                 if r.reclaim_dead_writers() == 0 {
                     return Err(CamlboxError::Full);
                 }
-                r.claim(tid).ok_or(CamlboxError::Full)?
+                self.claim_once(tid).ok_or(CamlboxError::Full)?
             }
         };
         self.write(slot, value)
     }
 
+    /// One claim attempt from this sender's starting point.
+    fn claim_once(&self, tid: u32) -> Option<usize> {
+        let r = &self.map.region;
+        let slot = r.claim(tid, self.next.load(Ordering::Relaxed) % r.slots())?;
+        self.next.store(slot + 1, Ordering::Relaxed);
+        Some(slot)
+    }
+
     fn claim(&self, deadline: Option<Instant>) -> Result<usize, CamlboxError> {
         let r = &self.map.region;
         let (tid, _) = writer_identity();
-        if let Some(s) = r.claim(tid) {
+        if let Some(s) = self.claim_once(tid) {
             return Ok(s);
         }
         let spin_start = Instant::now();
@@ -854,7 +868,7 @@ impl<T: Shared> Sender<T> {
             if spins % 16 == 0 {
                 std::thread::yield_now();
             }
-            if let Some(s) = r.claim(tid) {
+            if let Some(s) = self.claim_once(tid) {
                 return Ok(s);
             }
         }
@@ -865,7 +879,7 @@ impl<T: Shared> Sender<T> {
             };
             h.free_waiters.fetch_add(1, Ordering::SeqCst);
             let seq = h.free_seq.load(Ordering::SeqCst);
-            if let Some(s) = r.claim(tid) {
+            if let Some(s) = self.claim_once(tid) {
                 h.free_waiters.fetch_sub(1, Ordering::SeqCst);
                 return Ok(s);
             }
@@ -874,7 +888,7 @@ impl<T: Shared> Sender<T> {
             if woken == futex::Wait::TimedOut {
                 r.reclaim_dead_writers();
             }
-            if let Some(s) = r.claim(tid) {
+            if let Some(s) = self.claim_once(tid) {
                 return Ok(s);
             }
         }
@@ -943,7 +957,7 @@ pub mod __test_support {
     pub fn claim_and_abandon<T: Shared>(tx: &Sender<T>) -> Option<usize> {
         let r = &tx.map.region;
         let (tid, start) = writer_identity();
-        let slot = r.claim(tid)?;
+        let slot = tx.claim_once(tid)?;
         r.slot(slot).writer_start.store(start, Ordering::Release);
         Some(slot)
     }
