@@ -14,7 +14,7 @@
 //! writer's slot can be reclaimed) or `READY` (complete; only the receiver
 //! touches it until it frees it).
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 use crate::segment::{self, SegmentHeader};
 use crate::sync::futex;
@@ -41,7 +41,8 @@ pub(crate) struct BoxHeader {
     pub(crate) receiver_base: AtomicU64,
     _pad0: [u32; 10],
     // --- second cache line: the receiver's notification word.
-    /// Incremented after a message becomes ready or on `wake`.
+    /// Incremented when a message becomes ready while the receiver sleeps,
+    /// and on `wake`.
     pub(crate) notify: AtomicU32,
     /// Non-zero while the receiver may sleep on `notify`.
     pub(crate) receiver_sleeping: AtomicU32,
@@ -49,7 +50,7 @@ pub(crate) struct BoxHeader {
     pub(crate) wake_requests: AtomicU32,
     _pad1: [u32; 13],
     // --- third cache line: senders waiting for a free slot.
-    /// Incremented whenever a slot becomes free.
+    /// Incremented when a slot becomes free while senders wait.
     pub(crate) free_seq: AtomicU32,
     /// The number of senders that may sleep on `free_seq`.
     pub(crate) free_waiters: AtomicU32,
@@ -215,9 +216,15 @@ impl Region {
         s.root_offset.store(root_offset as u32, Ordering::Relaxed);
         s.used.store(used as u32, Ordering::Relaxed);
         s.state.store(READY, Ordering::Release);
+        // Store-load ordering against the receiver's announcing its sleep
+        // (it sets `receiver_sleeping`, then rescans the slots): either it
+        // sees this slot ready, or this sees it sleeping and wakes it. The
+        // notification word is written only then, so a receiver that spins
+        // does not have its cache line taken away on every message.
+        fence(Ordering::SeqCst);
         let h = self.header();
-        h.notify.fetch_add(1, Ordering::SeqCst);
-        if h.receiver_sleeping.load(Ordering::SeqCst) != 0 {
+        if h.receiver_sleeping.load(Ordering::Relaxed) != 0 {
+            h.notify.fetch_add(1, Ordering::SeqCst);
             futex::wake(&h.notify, 1);
         }
     }
@@ -227,9 +234,18 @@ impl Region {
         let s = self.slot(i);
         s.writer_start.store(0, Ordering::Relaxed);
         s.state.store(FREE, Ordering::Release);
+        self.slot_freed();
+    }
+
+    /// Wakes the senders waiting for a free slot, if any. Store-load
+    /// ordering against a waiter (which counts itself in `free_waiters`,
+    /// then tries to claim): either it finds the slot free, or this sees it
+    /// waiting and wakes it.
+    fn slot_freed(&self) {
+        fence(Ordering::SeqCst);
         let h = self.header();
-        h.free_seq.fetch_add(1, Ordering::SeqCst);
-        if h.free_waiters.load(Ordering::SeqCst) != 0 {
+        if h.free_waiters.load(Ordering::Relaxed) != 0 {
+            h.free_seq.fetch_add(1, Ordering::SeqCst);
             futex::wake(&h.free_seq, u32::MAX);
         }
     }
@@ -264,11 +280,7 @@ impl Region {
                     .is_ok()
             {
                 s.writer_start.store(0, Ordering::Relaxed);
-                let h = self.header();
-                h.free_seq.fetch_add(1, Ordering::SeqCst);
-                if h.free_waiters.load(Ordering::SeqCst) != 0 {
-                    futex::wake(&h.free_seq, u32::MAX);
-                }
+                self.slot_freed();
                 n += 1;
             }
         }

@@ -518,7 +518,9 @@ impl<T: Shared> Camlbox<T> {
             let Some(slice) = futex::next_slice(deadline) else {
                 return out;
             };
+            // Announce the sleep, then rescan (see `Region::publish`).
             h.receiver_sleeping.store(1, Ordering::SeqCst);
+            std::sync::atomic::fence(Ordering::SeqCst);
             let seq = h.notify.load(Ordering::SeqCst);
             if take_wake() {
                 h.receiver_sleeping.store(0, Ordering::SeqCst);
@@ -877,7 +879,9 @@ impl<T: Shared> Sender<T> {
             let Some(slice) = futex::next_slice(deadline) else {
                 return Err(CamlboxError::Timeout);
             };
+            // Count ourselves as waiting, then retry (see `Region::free`).
             h.free_waiters.fetch_add(1, Ordering::SeqCst);
+            std::sync::atomic::fence(Ordering::SeqCst);
             let seq = h.free_seq.load(Ordering::SeqCst);
             if let Some(s) = self.claim_once(tid) {
                 h.free_waiters.fetch_sub(1, Ordering::SeqCst);
