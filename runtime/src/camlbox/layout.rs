@@ -5,9 +5,12 @@
 //! ```text
 //! 0      SegmentHeader (64 bytes: magic, kind Camlbox, T::FINGERPRINT)
 //! 64     BoxHeader (192 bytes: geometry, receiver base, futex words)
-//! 256    slot 0: SlotHeader (64 bytes) + data (msg_size rounded up to 64)
+//! 256    slot 0: SlotHeader (32 bytes) + data (msg_size), rounded up to 64
 //!        slot 1: ...
 //! ```
+//!
+//! A small message shares its cache line with the slot's state word, so
+//! that handing it over moves one cache line each way.
 //!
 //! A slot's state word holds `FREE`, `WRITING | tid << 32` (claimed by a
 //! sender with a compare-and-swap; the tid names the writer so that a dead
@@ -22,7 +25,7 @@ use crate::sync::futex;
 /// Bytes before the first slot.
 pub(crate) const SLOTS_OFFSET: usize = 256;
 /// Bytes of a slot's header.
-pub(crate) const SLOT_HEADER: usize = 64;
+pub(crate) const SLOT_HEADER: usize = 32;
 
 pub(crate) const FREE: u64 = 0;
 pub(crate) const WRITING: u64 = 1;
@@ -71,16 +74,17 @@ pub(crate) struct SlotHeader {
     pub(crate) root_offset: AtomicU32,
     /// Bytes of data used by the message.
     pub(crate) used: AtomicU32,
-    _pad: [u64; 5],
+    _pad: u64,
 }
 
 const _: () = assert!(std::mem::size_of::<SlotHeader>() == SLOT_HEADER);
 
-/// The bytes of a slot: `msg_size` rounded up to 64, plus its header.
+/// The bytes of a slot: its header plus `msg_size`, rounded up to 64 (so
+/// that slots do not share cache lines).
 pub(crate) fn stride(msg_size: usize) -> Option<usize> {
     msg_size
-        .checked_next_multiple_of(64)?
-        .checked_add(SLOT_HEADER)
+        .checked_add(SLOT_HEADER)?
+        .checked_next_multiple_of(64)
 }
 
 /// The total segment size for a geometry.

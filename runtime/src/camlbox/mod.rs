@@ -721,8 +721,9 @@ struct SlotAlloc {
 
 // SAFETY: allocations are disjoint, increasing ranges of the slot's data
 // (owned by the writing sender while the slot is claimed), aligned as
-// requested in the receiver's address space — and hence locally too, since
-// both mappings are page-aligned and the data is at the same offset in each.
+// requested in the receiver's address space — and hence locally too (for
+// alignments up to the page size), since both mappings are page-aligned and
+// the data is at the same offset in each.
 unsafe impl Allocate for SlotAlloc {
     fn allocate(&mut self, layout: Layout) -> Result<(NonNull<u8>, usize), CopyError> {
         let addr = self
@@ -739,9 +740,15 @@ unsafe impl Allocate for SlotAlloc {
                 requested: layout.size(),
             });
         }
-        self.next = end;
         // SAFETY: `offset <= end <= len`: inside (or one past) the slot.
-        Ok((unsafe { self.local.add(offset) }, addr))
+        let local = unsafe { self.local.add(offset) };
+        if (local.as_ptr() as usize) % layout.align() != 0 {
+            // Alignments above the page size cannot be honoured in both
+            // mappings.
+            return Err(CopyError::Overflow);
+        }
+        self.next = end;
+        Ok((local, addr))
     }
 }
 
