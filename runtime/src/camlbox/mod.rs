@@ -20,6 +20,12 @@
 //!   sender that dies while writing does not lose its slot (the receiver,
 //!   and senders that find the box full, reclaim it).
 //!
+//! Validation checks a message as it is when [`Camlbox::get`] is called. A
+//! process that ignores the slot protocol and rewrites a ready slot while
+//! the receiver reads it is outside what validation can catch (as with any
+//! shared memory writable by others): open boxes by name only to processes
+//! you trust not to do that.
+//!
 //! ```no_run
 //! #[mc::process]
 //! fn greeter(id: mc::CamlboxId<String>) {
