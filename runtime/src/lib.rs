@@ -18,10 +18,12 @@
 //!   start and join, and the [`resources`] table;
 //! - [`structures`]: shared references, arrays, matrices, byte buffers,
 //!   queues and hash tables built on heaps.
+//! - [`camlbox`]: typed zero-copy mailboxes between processes.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod camlbox;
 pub mod heap;
 pub mod pool;
 pub mod process;
@@ -30,6 +32,7 @@ pub mod structures;
 pub mod sync;
 pub mod value;
 
+pub use camlbox::{Camlbox, CamlboxError, CamlboxId, Message, Sender};
 pub use heap::{
     Heap, HeapDescr, HeapError, HeapOptions, HeapReport, HeapStats, Mutator, PinGuard, ReadGuard,
 };
@@ -61,3 +64,7 @@ pub mod netmulticore {
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
+
+// Lets `#[derive(Shared)]` (which names `::mc`) be used in unit tests.
+#[cfg(test)]
+extern crate self as mc;

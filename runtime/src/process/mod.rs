@@ -74,7 +74,7 @@
 mod control;
 mod master;
 pub mod resources;
-mod worker;
+pub(crate) mod worker;
 
 use std::fmt;
 use std::hash::{Hash, Hasher};

@@ -1,0 +1,557 @@
+//! Camlbox latency and throughput between two processes (parent and a
+//! forked child), against baselines measured in the same run: a raw atomic
+//! ping-pong (the hardware floor), pipes, Unix sockets, `ipc-channel` and
+//! `iceoryx2`.
+//!
+//! - Latency: `rounds` ping-pongs of a `u64`; one-way latency is half the
+//!   round trip. Both sides of every transport busy-poll where the
+//!   transport allows it (camlbox waits spin before they sleep; pipes,
+//!   sockets and ipc-channel block in the kernel).
+//! - Throughput: the child sends `count` `u64` messages, the parent
+//!   receives them; ns per message. Camlboxes use 10 slots of 512 bytes,
+//!   as in Netmulticore's `camlbox_speed`.
+//!
+//! Prints absolute figures and ratios; best of 3 runs each. Usage:
+//! `cargo bench -p mc-benches --bench camlbox [-- ROUNDS]`.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use mc::camlbox::Sender;
+use mc::Camlbox;
+
+/// Places `value` in a fresh anonymous shared mapping and leaks it.
+fn shared<T>(value: T) -> &'static T {
+    let len = std::mem::size_of::<T>().max(1);
+    // SAFETY: a fresh anonymous mapping; no existing memory is affected.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(p, libc::MAP_FAILED, "mmap failed");
+    let p = p.cast::<T>();
+    // SAFETY: the mapping is page-aligned, large enough, writable and never
+    // unmapped, so the reference stays valid for the whole run.
+    unsafe {
+        p.write(value);
+        &*p
+    }
+}
+
+fn fork_child(f: impl FnOnce()) -> libc::pid_t {
+    // SAFETY: this benchmark is single-threaded when it forks; the child
+    // runs `f` and leaves with `_exit`.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        f();
+        // SAFETY: ends the child without the parent's exit handlers.
+        unsafe { libc::_exit(0) };
+    }
+    pid
+}
+
+fn reap(pid: libc::pid_t) {
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "child failed"
+    );
+}
+
+/// Runs `child` in a forked process and `parent` here, timing `parent`;
+/// returns ns per `n`.
+fn timed(n: u64, parent: impl FnOnce(u64), child: impl FnOnce(u64)) -> f64 {
+    let pid = fork_child(|| child(n));
+    let t = Instant::now();
+    parent(n);
+    let dt = t.elapsed();
+    reap(pid);
+    dt.as_nanos() as f64 / n as f64
+}
+
+fn best(mut f: impl FnMut() -> f64) -> f64 {
+    (0..3).map(|_| f()).fold(f64::INFINITY, f64::min)
+}
+
+fn box_name(what: &str) -> String {
+    format!("bench-{what}-{}", std::process::id())
+}
+
+// --- raw atomics -----------------------------------------------------------
+
+struct Pair {
+    ping: AtomicU64,
+    _pad: [u64; 15],
+    pong: AtomicU64,
+}
+
+fn raw_latency(rounds: u64) -> f64 {
+    let p = shared(Pair {
+        ping: AtomicU64::new(0),
+        _pad: [0; 15],
+        pong: AtomicU64::new(0),
+    });
+    p.ping.store(0, Ordering::SeqCst);
+    p.pong.store(0, Ordering::SeqCst);
+    timed(
+        rounds,
+        |n| {
+            for i in 1..=n {
+                p.ping.store(i, Ordering::Release);
+                while p.pong.load(Ordering::Acquire) != i {
+                    std::hint::spin_loop();
+                }
+            }
+        },
+        |n| {
+            for i in 1..=n {
+                while p.ping.load(Ordering::Acquire) != i {
+                    std::hint::spin_loop();
+                }
+                p.pong.store(i, Ordering::Release);
+            }
+        },
+    ) / 2.0
+}
+
+/// Throughput of a single-producer single-consumer ring of `u64` in shared
+/// memory (10 entries, like the camlbox), busy-polling.
+fn raw_throughput(count: u64) -> f64 {
+    struct Ring {
+        head: AtomicU64,
+        _p1: [u64; 15],
+        tail: AtomicU64,
+        _p2: [u64; 15],
+        data: [AtomicU64; 10],
+    }
+    let r = shared(Ring {
+        head: AtomicU64::new(0),
+        _p1: [0; 15],
+        tail: AtomicU64::new(0),
+        _p2: [0; 15],
+        data: Default::default(),
+    });
+    r.head.store(0, Ordering::SeqCst);
+    r.tail.store(0, Ordering::SeqCst);
+    timed(
+        count,
+        |n| {
+            let mut sum = 0;
+            for i in 0..n {
+                while r.head.load(Ordering::Acquire) == i {
+                    std::hint::spin_loop();
+                }
+                sum += r.data[(i % 10) as usize].load(Ordering::Relaxed);
+                r.tail.store(i + 1, Ordering::Release);
+            }
+            assert_eq!(sum, n);
+        },
+        |n| {
+            for i in 0..n {
+                while i - r.tail.load(Ordering::Acquire) >= 10 {
+                    std::hint::spin_loop();
+                }
+                r.data[(i % 10) as usize].store(1, Ordering::Relaxed);
+                r.head.store(i + 1, Ordering::Release);
+            }
+        },
+    )
+}
+
+// --- camlbox ---------------------------------------------------------------
+
+fn camlbox_latency(rounds: u64) -> f64 {
+    let (a, b) = (box_name("a"), box_name("b"));
+    let (mut rx_a, _) = Camlbox::<u64>::create_named(&a, 1, 64).unwrap();
+    let (mut rx_b, _) = Camlbox::<u64>::create_named(&b, 1, 64).unwrap();
+    let tx_a = Sender::<u64>::open(&a).unwrap();
+    let tx_b = Sender::<u64>::open(&b).unwrap();
+    let ns = timed(
+        rounds,
+        |n| {
+            for i in 0..n {
+                tx_b.send(&i).unwrap();
+                let s = rx_a.wait();
+                assert_eq!(rx_a.get_copy(s[0]).unwrap(), i);
+                rx_a.delete(s[0]);
+            }
+        },
+        |n| {
+            for i in 0..n {
+                let s = rx_b.wait();
+                assert_eq!(rx_b.get_copy(s[0]).unwrap(), i);
+                rx_b.delete(s[0]);
+                tx_a.send(&i).unwrap();
+            }
+            std::mem::forget(rx_b);
+        },
+    );
+    ns / 2.0
+}
+
+fn camlbox_throughput<T: mc::Shared + Clone>(count: u64, msg: T, check: fn(&T) -> u64) -> f64 {
+    let name = box_name("tp");
+    let (mut rx, _) = Camlbox::<T>::create_named(&name, 10, 512).unwrap();
+    let tx = Sender::<T>::open(&name).unwrap();
+    let expect = check(&msg) * count;
+    timed(
+        count,
+        |n| {
+            let (mut got, mut sum) = (0, 0);
+            while got < n {
+                for s in rx.wait() {
+                    sum += check(&rx.get_copy(s).unwrap());
+                    rx.delete(s);
+                    got += 1;
+                }
+            }
+            assert_eq!(sum, expect);
+        },
+        |n| {
+            for _ in 0..n {
+                tx.send(&msg).unwrap();
+            }
+        },
+    )
+}
+
+// --- pipes and sockets -----------------------------------------------------
+
+fn stream_latency(rounds: u64, pair: impl Fn() -> (Box<dyn RW>, Box<dyn RW>)) -> f64 {
+    let (mut a, mut b) = pair();
+    timed(
+        rounds,
+        |n| {
+            let mut buf = [0u8; 8];
+            for i in 0..n {
+                a.send(&i.to_ne_bytes());
+                a.recv(&mut buf);
+                assert_eq!(u64::from_ne_bytes(buf), i);
+            }
+        },
+        |n| {
+            let mut buf = [0u8; 8];
+            for _ in 0..n {
+                b.recv(&mut buf);
+                b.send(&buf);
+            }
+        },
+    ) / 2.0
+}
+
+fn stream_throughput(count: u64, pair: impl Fn() -> (Box<dyn RW>, Box<dyn RW>)) -> f64 {
+    let (mut a, mut b) = pair();
+    timed(
+        count,
+        |n| {
+            let mut buf = [0u8; 8];
+            let mut sum = 0;
+            for _ in 0..n {
+                a.recv(&mut buf);
+                sum += u64::from_ne_bytes(buf);
+            }
+            assert_eq!(sum, n);
+        },
+        |n| {
+            for _ in 0..n {
+                b.send(&1u64.to_ne_bytes());
+            }
+        },
+    )
+}
+
+trait RW {
+    fn send(&mut self, b: &[u8]);
+    fn recv(&mut self, b: &mut [u8]);
+}
+
+impl RW for UnixStream {
+    fn send(&mut self, b: &[u8]) {
+        self.write_all(b).unwrap();
+    }
+    fn recv(&mut self, b: &mut [u8]) {
+        self.read_exact(b).unwrap();
+    }
+}
+
+/// Two pipes, one each way.
+struct PipePair {
+    r: std::fs::File,
+    w: std::fs::File,
+}
+
+impl RW for PipePair {
+    fn send(&mut self, b: &[u8]) {
+        self.w.write_all(b).unwrap();
+    }
+    fn recv(&mut self, b: &mut [u8]) {
+        self.r.read_exact(b).unwrap();
+    }
+}
+
+fn pipe() -> (std::fs::File, std::fs::File) {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: writes two descriptors into a live local array.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: fresh descriptors owned by nobody else.
+    unsafe {
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            std::fs::File::from_raw_fd(fds[1]),
+        )
+    }
+}
+
+fn pipes() -> (Box<dyn RW>, Box<dyn RW>) {
+    let (r1, w1) = pipe();
+    let (r2, w2) = pipe();
+    (
+        Box::new(PipePair { r: r1, w: w2 }),
+        Box::new(PipePair { r: r2, w: w1 }),
+    )
+}
+
+fn sockets() -> (Box<dyn RW>, Box<dyn RW>) {
+    let (a, b) = UnixStream::pair().unwrap();
+    (Box::new(a), Box::new(b))
+}
+
+// --- ipc-channel -----------------------------------------------------------
+
+fn ipc_latency(rounds: u64) -> f64 {
+    let (tx_a, rx_a) = ipc_channel::ipc::channel::<u64>().unwrap();
+    let (tx_b, rx_b) = ipc_channel::ipc::channel::<u64>().unwrap();
+    timed(
+        rounds,
+        |n| {
+            for i in 0..n {
+                tx_b.send(i).unwrap();
+                assert_eq!(rx_a.recv().unwrap(), i);
+            }
+        },
+        |n| {
+            for _ in 0..n {
+                let v = rx_b.recv().unwrap();
+                tx_a.send(v).unwrap();
+            }
+        },
+    ) / 2.0
+}
+
+fn ipc_throughput(count: u64) -> f64 {
+    let (tx, rx) = ipc_channel::ipc::channel::<u64>().unwrap();
+    timed(
+        count,
+        |n| {
+            let mut sum = 0;
+            for _ in 0..n {
+                sum += rx.recv().unwrap();
+            }
+            assert_eq!(sum, n);
+        },
+        |n| {
+            for _ in 0..n {
+                tx.send(1).unwrap();
+            }
+        },
+    )
+}
+
+// ---------------------------------------------------------------------------
+
+fn main() {
+    let rounds: u64 = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(100_000);
+    let count = rounds * 5;
+    println!("camlbox: {rounds} ping-pongs (latency), {count} messages (throughput); best of 3");
+
+    let mut lat: Vec<(&str, f64)> = vec![
+        ("raw atomic ping-pong", best(|| raw_latency(rounds))),
+        ("camlbox", best(|| camlbox_latency(rounds))),
+        ("pipe", best(|| stream_latency(rounds, pipes))),
+        ("unix socket", best(|| stream_latency(rounds, sockets))),
+        ("ipc-channel", best(|| ipc_latency(rounds))),
+    ];
+    lat.extend(iceoryx::latency(rounds).map(|ns| ("iceoryx2", ns)));
+    let floor = lat[0].1;
+    let cb = lat[1].1;
+    println!("(x floor: time relative to the raw atomic baseline; x camlbox: relative to camlbox)");
+    println!("\none-way latency of a u64 (ping-pong / 2):");
+    for (name, ns) in &lat {
+        println!(
+            "  {name:<22} {ns:9.0} ns   x{:6.2} floor   x{:6.2} camlbox",
+            ns / floor,
+            ns / cb
+        );
+    }
+
+    let mut tp: Vec<(&str, f64)> = vec![
+        ("raw atomic ring", best(|| raw_throughput(count))),
+        (
+            "camlbox u64",
+            best(|| camlbox_throughput(count, 1u64, |v| *v)),
+        ),
+        (
+            "camlbox vec![1,2,3]",
+            best(|| camlbox_throughput(count, vec![1u64, 2, 3], |v| v.iter().sum::<u64>() / 6)),
+        ),
+        ("pipe", best(|| stream_throughput(count, pipes))),
+        ("unix socket", best(|| stream_throughput(count, sockets))),
+        ("ipc-channel", best(|| ipc_throughput(count))),
+    ];
+    tp.extend(iceoryx::throughput(count).map(|ns| ("iceoryx2", ns)));
+    let floor = tp[0].1;
+    let cb = tp[1].1;
+    println!("\nthroughput, child -> parent (ns per message):");
+    for (name, ns) in &tp {
+        println!(
+            "  {name:<22} {ns:9.1} ns   x{:6.2} floor   x{:6.2} camlbox u64",
+            ns / floor,
+            ns / cb
+        );
+    }
+}
+
+/// iceoryx2 publish-subscribe of `u64`, busy-polling `receive` (its
+/// lowest-latency mode). Each process makes its own node after `fork`.
+mod iceoryx {
+    use iceoryx2::port::update_connections::UpdateConnections;
+    use iceoryx2::prelude::*;
+
+    type Pub = iceoryx2::port::publisher::Publisher<ipc::Service, u64, ()>;
+    type Sub = iceoryx2::port::subscriber::Subscriber<ipc::Service, u64, ()>;
+
+    fn ports(node: &Node<ipc::Service>, send: &str, recv: &str) -> (Pub, Sub) {
+        let open = |name: &str| {
+            node.service_builder(&name.try_into().unwrap())
+                .publish_subscribe::<u64>()
+                .enable_safe_overflow(false)
+                .subscriber_max_buffer_size(10)
+                .history_size(0)
+                .max_publishers(1)
+                .max_subscribers(1)
+                .open_or_create()
+                .unwrap()
+        };
+        let tx = open(send)
+            .publisher_builder()
+            .backpressure_strategy(BackpressureStrategy::RetryUntilDelivered)
+            .create()
+            .unwrap();
+        let rx = open(recv).subscriber_builder().create().unwrap();
+        (tx, rx)
+    }
+
+    fn recv(rx: &Sub) -> u64 {
+        loop {
+            if let Some(s) = rx.receive().unwrap() {
+                return *s;
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    fn connected(tx: &Pub) {
+        // Wait until the peer's subscriber is connected, so that nothing is
+        // sent into the void.
+        while tx.update_connections().is_ok() && tx.send_copy(u64::MAX).unwrap_or(0) == 0 {
+            std::thread::sleep(std::time::Duration::from_micros(100));
+        }
+    }
+
+    fn skip_hello(rx: &Sub) {
+        while recv(rx) != u64::MAX {}
+    }
+
+    fn names(what: &str) -> (String, String) {
+        let p = std::process::id();
+        (
+            format!("mc-bench/{p}/{what}/a"),
+            format!("mc-bench/{p}/{what}/b"),
+        )
+    }
+
+    /// One-way latency in ns, or `None` when iceoryx2 cannot run here.
+    pub fn latency(rounds: u64) -> Option<f64> {
+        set_log_level(LogLevel::Error);
+        let (a, b) = names("lat");
+        let ns = super::best(|| {
+            let loop_ns = std::cell::Cell::new(0.0);
+            super::timed(
+                rounds,
+                |n| {
+                    let node = NodeBuilder::new().create::<ipc::Service>().unwrap();
+                    let (tx, rx) = ports(&node, &b, &a);
+                    connected(&tx);
+                    skip_hello(&rx);
+                    let t = std::time::Instant::now();
+                    for i in 0..n {
+                        tx.send_copy(i).unwrap();
+                        assert_eq!(recv(&rx), i);
+                    }
+                    loop_ns.set(t.elapsed().as_nanos() as f64 / n as f64);
+                },
+                |n| {
+                    let node = NodeBuilder::new().create::<ipc::Service>().unwrap();
+                    let (tx, rx) = ports(&node, &a, &b);
+                    connected(&tx);
+                    skip_hello(&rx);
+                    for _ in 0..n {
+                        let v = recv(&rx);
+                        tx.send_copy(v).unwrap();
+                    }
+                },
+            );
+            loop_ns.get()
+        });
+        Some(ns / 2.0)
+    }
+
+    /// Throughput in ns per message, or `None` when iceoryx2 cannot run.
+    pub fn throughput(count: u64) -> Option<f64> {
+        let (a, b) = names("tp");
+        Some(super::best(|| {
+            let loop_ns = std::cell::Cell::new(0.0);
+            super::timed(
+                count,
+                |n| {
+                    let node = NodeBuilder::new().create::<ipc::Service>().unwrap();
+                    let (tx, rx) = ports(&node, &b, &a);
+                    connected(&tx);
+                    skip_hello(&rx);
+                    let t = std::time::Instant::now();
+                    let mut sum = 0;
+                    for _ in 0..n {
+                        sum += recv(&rx);
+                    }
+                    assert_eq!(sum, n);
+                    loop_ns.set(t.elapsed().as_nanos() as f64 / n as f64);
+                },
+                |n| {
+                    let node = NodeBuilder::new().create::<ipc::Service>().unwrap();
+                    let (tx, rx) = ports(&node, &a, &b);
+                    connected(&tx);
+                    skip_hello(&rx);
+                    for _ in 0..n {
+                        tx.send_copy(1).unwrap();
+                    }
+                },
+            );
+            loop_ns.get()
+        }))
+    }
+}

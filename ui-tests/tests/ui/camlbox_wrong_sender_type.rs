@@ -1,0 +1,9 @@
+// The id of a box of `String`s makes senders of `String`s only.
+use mc::camlbox::Sender;
+use mc::CamlboxId;
+
+fn sender_of_numbers(id: CamlboxId<String>) -> Sender<u64> {
+    id.sender().unwrap()
+}
+
+fn main() {}
