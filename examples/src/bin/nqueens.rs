@@ -14,13 +14,25 @@
 //! - `sht`: workers store every solution (a board) in one shared hashtable
 //!   (`SHashtbl`); the count is the table's size;
 //! - `sht2`: the same with two hashtables (boards split by the first
-//!   queen's column), so that workers contend less.
+//!   queen's column), so that workers contend less;
+//! - `mp`: workers send batches of boards through a camlbox to the first
+//!   process, which collects them in a local set;
+//! - `mp2`: two stages: workers send batches to two filter processes (by
+//!   the first queen's column), each collecting its half in a local set and
+//!   returning its count.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 use mc::structures::{SHashtbl, SHashtblDescr};
 use mc_examples::nqueens::{self, Task};
+
+/// Boards per camlbox message (Netmulticore's `n_max`).
+const BATCH: usize = 1000;
+
+/// A batch of boards, `n` bytes each, back to back; an empty batch says
+/// "this worker is done".
+type Batch = Vec<u8>;
 
 type Boards = SHashtbl<Vec<u8>, (), ()>;
 type BoardsDescr = SHashtblDescr<Vec<u8>, (), ()>;
@@ -50,6 +62,161 @@ fn table_worker(job: (usize, Vec<Task>, Vec<BoardsDescr>)) -> Result<u64, String
         });
     }
     failed.map_or(Ok(stored), Err)
+}
+
+/// Sends the solutions of its tasks in batches to the boxes (board → box
+/// by the first queen's column), then an empty batch to each box.
+#[mc::process]
+fn batch_worker(job: (usize, Vec<Task>, Vec<String>)) -> Result<u64, String> {
+    let (n, tasks, boxes) = job;
+    let senders = boxes
+        .iter()
+        .map(|name| mc::camlbox::Sender::<Batch>::open(name))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let mut batches: Vec<Batch> = vec![Vec::with_capacity(BATCH * n); senders.len()];
+    let mut sent = 0u64;
+    let mut failed = None;
+    let timeout = Duration::from_secs(60);
+    for t in tasks {
+        nqueens::solutions_of_task(n, t, &mut |board| {
+            if failed.is_some() {
+                return;
+            }
+            let k = board[0] as usize % senders.len();
+            batches[k].extend_from_slice(board);
+            sent += 1;
+            if batches[k].len() == BATCH * n {
+                if let Err(e) = senders[k].send_timeout(&batches[k], timeout) {
+                    failed = Some(e.to_string());
+                }
+                batches[k].clear();
+            }
+        });
+    }
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    for (s, b) in senders.iter().zip(&batches) {
+        if !b.is_empty() {
+            s.send_timeout(b, timeout).map_err(|e| e.to_string())?;
+        }
+        s.send_timeout(&Vec::new(), timeout)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(sent)
+}
+
+/// Receives batches until `workers` empty batches came; returns the number
+/// of distinct boards.
+fn collect(rx: &mut mc::Camlbox<Batch>, n: usize, workers: usize) -> Result<u64, String> {
+    let mut seen = std::collections::HashSet::new();
+    let mut done = 0;
+    while done < workers {
+        let slots = rx.wait_timeout(Duration::from_secs(60));
+        if slots.is_empty() {
+            return Err("no message for 60 s".into());
+        }
+        for slot in slots {
+            {
+                let msg = rx.get(slot).map_err(|e| e.to_string())?;
+                if msg.is_empty() {
+                    done += 1;
+                }
+                for board in msg.chunks(n) {
+                    // 5 bits per row: a board of up to 25 rows fits a u128.
+                    seen.insert(board.iter().fold(0u128, |k, &c| (k << 5) | c as u128));
+                }
+            }
+            rx.delete(slot);
+        }
+    }
+    Ok(seen.len() as u64)
+}
+
+/// The second stage of `mp2`: a filter process that creates its own box,
+/// announces its name, and collects what the workers send to it.
+#[mc::process]
+fn filter(job: (usize, usize, mc::CamlboxId<String>)) -> Result<u64, String> {
+    let (n, workers, announce) = job;
+    let (mut rx, id) =
+        mc::Camlbox::<Batch>::create(4 * n, BATCH * n + 256).map_err(|e| e.to_string())?;
+    announce
+        .sender()
+        .and_then(|tx| tx.send_timeout(&id.name().to_owned(), Duration::from_secs(60)))
+        .map_err(|e| e.to_string())?;
+    collect(&mut rx, n, workers)
+}
+
+fn run_mp2(o: &Options) -> Result<u64, String> {
+    let n = o.n;
+    let (mut names_rx, names_id) =
+        mc::Camlbox::<String>::create(2, 256).map_err(|e| e.to_string())?;
+    let filters = (0..2)
+        .map(|_| filter::start((n, o.workers, names_id.clone())).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut names = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while names.len() < 2 {
+        if Instant::now() > deadline {
+            return Err("the filters did not announce their boxes".into());
+        }
+        for slot in names_rx.wait_timeout(Duration::from_secs(1)) {
+            names.push(names_rx.get_copy(slot).map_err(|e| e.to_string())?);
+            names_rx.delete(slot);
+        }
+    }
+    let all = nqueens::tasks(n);
+    let workers = (0..o.workers)
+        .map(|w| {
+            batch_worker::start((n, nqueens::share(&all, w, o.workers), names.clone()))
+                .map_err(|e| e.to_string())
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut sent = 0;
+    for p in workers {
+        sent += batch_worker::join(p)
+            .map_err(|e| e.to_string())?
+            .ok_or("a worker failed")??;
+    }
+    let mut count = 0;
+    for p in filters {
+        count += filter::join(p)
+            .map_err(|e| e.to_string())?
+            .ok_or("a filter failed")??;
+    }
+    if sent != count {
+        return Err(format!("{sent} boards sent, {count} distinct received"));
+    }
+    Ok(count)
+}
+
+fn run_mp(o: &Options) -> Result<u64, String> {
+    let n = o.n;
+    let (mut rx, id) =
+        mc::Camlbox::<Batch>::create(4 * n, BATCH * n + 256).map_err(|e| e.to_string())?;
+    let all = nqueens::tasks(n);
+    let pids = (0..o.workers)
+        .map(|w| {
+            batch_worker::start((
+                n,
+                nqueens::share(&all, w, o.workers),
+                vec![id.name().to_owned()],
+            ))
+            .map_err(|e| e.to_string())
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let count = collect(&mut rx, n, o.workers)?;
+    let mut sent = 0;
+    for p in pids {
+        sent += batch_worker::join(p)
+            .map_err(|e| e.to_string())?
+            .ok_or("a worker failed")??;
+    }
+    if sent != count {
+        return Err(format!("{sent} boards sent, {count} distinct received"));
+    }
+    Ok(count)
 }
 
 fn run_tables(o: &Options, n_tables: usize) -> Result<u64, String> {
@@ -91,7 +258,7 @@ struct Options {
     variants: Vec<String>,
 }
 
-const ALL: &[&str] = &["seq", "rayon", "mc", "sht", "sht2"];
+const ALL: &[&str] = &["seq", "rayon", "mc", "sht", "sht2", "mp", "mp2"];
 
 fn usage() -> ! {
     eprintln!(
@@ -104,7 +271,7 @@ fn usage() -> ! {
 fn parse() -> Options {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut o = Options {
-        n: 14,
+        n: 15,
         workers: cores,
         variants: ALL.iter().map(|s| s.to_string()).collect(),
     };
@@ -177,6 +344,8 @@ fn run_variant(name: &str, o: &Options) -> Result<u64, String> {
         }
         "sht" => run_tables(o, 1),
         "sht2" => run_tables(o, 2),
+        "mp" => run_mp(o),
+        "mp2" => run_mp2(o),
         other => Err(format!("unknown variant {other}")),
     }
 }
