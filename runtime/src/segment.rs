@@ -190,11 +190,17 @@ pub fn process_alive(pid: u32, start: u64) -> bool {
     if pid == 0 {
         return false;
     }
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
+    let stat = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => s,
+        // Only a missing entry means the process is gone; any other error
+        // (out of file descriptors, of memory) says nothing, and declaring
+        // a live process dead could free what it still uses.
+        Err(e) => {
+            return e.kind() != io::ErrorKind::NotFound && e.raw_os_error() != Some(libc::ESRCH)
+        }
     };
     let Some(close) = stat.rfind(')') else {
-        return false;
+        return true;
     };
     let mut fields = stat[close + 2..].split_whitespace();
     let state = fields.next().unwrap_or("X");

@@ -215,11 +215,21 @@ impl Region {
     }
 
     /// Publishes a written message.
-    pub(crate) fn publish(&self, i: usize, root_offset: usize, used: usize) {
+    /// `mine` is the writer's claim (`WRITING | tid << 32`): a slot that is
+    /// no longer claimed by this writer is left alone.
+    pub(crate) fn publish(&self, i: usize, mine: u64, root_offset: usize, used: usize) {
         let s = self.slot(i);
+        if s.state.load(Ordering::Acquire) != mine {
+            return;
+        }
         s.root_offset.store(root_offset as u32, Ordering::Relaxed);
         s.used.store(used as u32, Ordering::Relaxed);
-        s.state.store(READY, Ordering::Release);
+        if s.state
+            .compare_exchange(mine, READY, Ordering::Release, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
         // Store-load ordering against the receiver's announcing its sleep
         // (it sets `receiver_sleeping`, then rescans the slots): either it
         // sees this slot ready, or this sees it sleeping and wakes it. The
@@ -230,6 +240,18 @@ impl Region {
         if h.receiver_sleeping.load(Ordering::Relaxed) != 0 {
             h.notify.fetch_add(1, Ordering::SeqCst);
             futex::wake(&h.notify, 1);
+        }
+    }
+
+    /// Gives up a slot this writer claimed (`mine`), if it still holds it.
+    pub(crate) fn free_own(&self, i: usize, mine: u64) {
+        let s = self.slot(i);
+        if s.state
+            .compare_exchange(mine, FREE, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            s.writer_start.store(0, Ordering::Relaxed);
+            self.slot_freed();
         }
     }
 

@@ -104,6 +104,12 @@ pub enum CamlboxError {
     },
     /// The geometry is invalid (zero slots, or too large).
     BadGeometry,
+    /// The calling process is not the box's receiver (a receiver is tied to
+    /// the process that created it; a forked copy cannot receive).
+    NotReceiver,
+    /// The message holds a lock that the sending thread holds: release it
+    /// before sending.
+    Locked,
     /// The segment is not a camlbox of this version.
     Segment(SegmentError),
     /// The resource table refused.
@@ -128,6 +134,15 @@ impl fmt::Display for CamlboxError {
                 "the camlbox stores another type (fingerprint {found:#x}, expected {expected:#x})"
             ),
             CamlboxError::BadGeometry => write!(f, "invalid number of slots or message size"),
+            CamlboxError::NotReceiver => write!(
+                f,
+                "this process is not the receiver of the camlbox (it was created in another \
+                 process): create the box in the process that receives"
+            ),
+            CamlboxError::Locked => write!(
+                f,
+                "the message holds a lock that this thread holds: release it before sending"
+            ),
             CamlboxError::Segment(e) => write!(f, "{e}"),
             CamlboxError::Process(e) => write!(f, "{e}"),
             CamlboxError::Io(e) => write!(f, "{e}"),
@@ -288,6 +303,13 @@ fn writer_identity() -> (u32, u64) {
 /// once (outside).
 pub struct Camlbox<T: Shared> {
     map: Mapping,
+    /// The process that created the box, the only one that may receive:
+    /// a copy made by `fork` (every worker is a fork of the master) must
+    /// not delete slots that the real receiver has borrowed.
+    owner: u32,
+    /// `!Sync`: one thread receives at a time, so that no thread validates
+    /// a slot (reading it as bytes) while another writes a lock in it.
+    _not_sync: PhantomData<Cell<()>>,
     resource: Option<ResourceId>,
     segment: String,
     /// Slots already returned by `wait` and not yet deleted.
@@ -401,6 +423,8 @@ impl<T: Shared> Camlbox<T> {
         };
         let rx = Camlbox {
             map,
+            owner: std::process::id(),
+            _not_sync: PhantomData,
             resource,
             segment: full,
             seen: vec![false; slots],
@@ -441,7 +465,18 @@ impl<T: Shared> Camlbox<T> {
     /// Frees the slots of senders that died while writing; returns how
     /// many. `wait` does this by itself while it sleeps.
     pub fn reclaim_dead_writers(&self) -> usize {
+        if !self.is_receiver() {
+            return 0;
+        }
         self.region().reclaim_dead_writers()
+    }
+
+    /// Whether the calling process is this box's receiver (the process
+    /// that created it). In any other process (a forked copy) `wait`
+    /// returns no slots, `get` fails with [`CamlboxError::NotReceiver`] and
+    /// `delete` does nothing.
+    pub fn is_receiver(&self) -> bool {
+        self.owner == std::process::id()
     }
 
     fn collect(&mut self, out: &mut Vec<usize>) {
@@ -486,6 +521,9 @@ impl<T: Shared> Camlbox<T> {
 
     fn wait_until(&mut self, deadline: Option<Instant>) -> Vec<usize> {
         let mut out = Vec::new();
+        if !self.is_receiver() {
+            return out;
+        }
         let r = self.map.region;
         let h = r.header();
         let take_wake = || {
@@ -546,6 +584,9 @@ impl<T: Shared> Camlbox<T> {
     }
 
     fn check_slot(&self, slot: usize) -> Result<(), CamlboxError> {
+        if !self.is_receiver() {
+            return Err(CamlboxError::NotReceiver);
+        }
         let r = self.region();
         if slot >= r.slots() || r.slot(slot).state.load(Ordering::Acquire) != READY {
             return Err(CamlboxError::NotReady(slot));
@@ -566,7 +607,10 @@ impl<T: Shared> Camlbox<T> {
         // it is ready (slot protocol), so it does not change while borrowed.
         let data = unsafe { std::slice::from_raw_parts(r.data(slot), used) };
         value::validate_region::<T>(data, root).map_err(CamlboxError::Invalid)?;
-        Ok(data.as_ptr().wrapping_add(root).cast())
+        // The root comes from the mapping's raw pointer, not from the byte
+        // slice used for validation (locks in the message are written
+        // through it).
+        Ok(r.data(slot).wrapping_add(root).cast_const().cast())
     }
 
     /// Borrows the message in `slot` in place, after validating it.
@@ -619,6 +663,10 @@ fn far_future() -> Instant {
 
 impl<T: Shared> Drop for Camlbox<T> {
     fn drop(&mut self) {
+        if !self.is_receiver() {
+            // A forked copy: the box belongs to the receiver's process.
+            return;
+        }
         match self.resource {
             Some(id) if worker::in_worker() => {
                 let _ = resources::release(id);
@@ -920,8 +968,16 @@ impl<T: Shared> Sender<T> {
             WRITING | (tid as u64) << 32
         );
         s.writer_start.store(start, Ordering::Release);
-        let target =
-            r.header().receiver_base.load(Ordering::Relaxed) as usize + r.data_offset(slot);
+        let mine = WRITING | (tid as u64) << 32;
+        // Any process that opened the box can overwrite the recorded base:
+        // a nonsensical one makes the message unreadable, never a panic.
+        let Some(target) = (r.header().receiver_base.load(Ordering::Relaxed) as usize)
+            .checked_add(r.data_offset(slot))
+            .filter(|t| t.checked_add(r.msg_size()).is_some())
+        else {
+            r.free_own(slot, mine);
+            return Err(CamlboxError::BadGeometry);
+        };
         // SAFETY: the slot's data is `msg_size` bytes inside our mapping.
         let local = unsafe { NonNull::new_unchecked(r.data(slot)) };
         let mut alloc = SlotAlloc {
@@ -946,11 +1002,15 @@ impl<T: Shared> Sender<T> {
         })();
         match result {
             Ok(root_offset) => {
-                r.publish(slot, root_offset, alloc.next);
+                r.publish(slot, mine, root_offset, alloc.next);
                 Ok(())
             }
+            Err(CopyError::Locked) => {
+                r.free_own(slot, mine);
+                Err(CamlboxError::Locked)
+            }
             Err(_) => {
-                r.free(slot);
+                r.free_own(slot, mine);
                 let needed = value::deep_size(value)
                     + std::mem::size_of::<T::Repr>()
                     + std::mem::align_of::<T::Repr>();

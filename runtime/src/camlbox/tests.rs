@@ -254,7 +254,7 @@ fn write_raw<T: Shared>(rx: &Camlbox<T>, bytes: &[u8], root_offset: usize) {
     // slot is free (the test owns it).
     unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), r.data(0), n) };
     r.slot(0).state.store(WRITING, Ordering::Relaxed);
-    r.publish(0, root_offset, n);
+    r.publish(0, WRITING, root_offset, n);
 }
 
 /// Copies a valid message into slot 0 and returns its bytes and root.
@@ -356,4 +356,28 @@ fn validation_cost() {
         (0..100).map(|i| i.to_string()).collect::<Vec<_>>(),
         "100 strings",
     );
+}
+
+/// A copy of the receiver in another process (every worker is a fork of the
+/// master) cannot receive: it would free slots the real receiver borrows.
+#[test]
+fn only_the_creating_process_receives() {
+    let (mut rx, id) = Camlbox::<u64>::create(2, 64).unwrap();
+    assert!(rx.is_receiver());
+    id.sender().unwrap().send(&5).unwrap();
+    let slot = rx.wait()[0];
+    // Pretend to be a forked copy.
+    rx.owner = rx.owner.wrapping_add(1);
+    assert!(matches!(rx.get(slot), Err(CamlboxError::NotReceiver)));
+    assert!(rx
+        .wait_timeout(std::time::Duration::from_millis(10))
+        .is_empty());
+    rx.delete(slot);
+    rx.owner = std::process::id();
+    assert_eq!(
+        rx.get_copy(slot).unwrap(),
+        5,
+        "the copy did not delete the slot"
+    );
+    rx.delete(slot);
 }

@@ -685,6 +685,7 @@ impl<T: Shared> Heap<T> {
             heap: self,
             root,
             slot,
+            pid: std::process::id(),
             _t: PhantomData,
         })
     }
@@ -1186,6 +1187,9 @@ pub struct PinGuard<'a, T: Shared> {
     heap: &'a Heap<T>,
     root: usize,
     slot: usize,
+    /// The pinning process: a copy of the guard in a forked child must not
+    /// drop the parent's pin.
+    pid: u32,
     _t: PhantomData<&'a T::Repr>,
 }
 
@@ -1201,7 +1205,9 @@ impl<T: Shared> Deref for PinGuard<'_, T> {
 
 impl<T: Shared> Drop for PinGuard<'_, T> {
     fn drop(&mut self) {
-        pin_remove(&self.heap.header().pins[self.slot]);
+        if std::process::id() == self.pid {
+            pin_remove(&self.heap.header().pins[self.slot]);
+        }
     }
 }
 
