@@ -492,3 +492,253 @@ fn pins_keep_old_values_while_writers_go_on() {
     b.delete_head(150).unwrap();
     assert_eq!(b.sub(150, 50).unwrap(), vec![2; 50]);
 }
+
+// Errors leave the structures as they were, and no argument panics.
+
+fn is_heap_err(r: &Result<impl std::fmt::Debug, StructureError>) -> bool {
+    matches!(r, Err(StructureError::Heap(_)))
+}
+
+#[test]
+fn hashtbl_out_of_memory_adds_nothing() {
+    let pool = Pool::create(1 << 20).unwrap();
+    let t = SHashtbl::<u64, String>::create(&pool, &()).unwrap();
+    let big = "v".repeat(40_000);
+    let mut added = 0u64;
+    let failed = loop {
+        match t.add(&added, &big) {
+            Ok(()) => added += 1,
+            Err(e) => break e,
+        }
+        assert!(added < 1000, "the pool never filled up");
+    };
+    assert!(matches!(failed, StructureError::Heap(_)), "{failed:?}");
+    assert_eq!(t.len().unwrap(), added as usize);
+    // The key whose value did not fit is not bound (and looking it up does
+    // not panic).
+    assert!(!t.contains_key(&added).unwrap());
+    assert_eq!(t.find_copy(&added).unwrap(), None);
+    assert!(t.find(&added).unwrap().is_none());
+    assert!(t.find_all_copy(&added).unwrap().is_empty());
+    assert!(!t.remove(&added).unwrap());
+    match t.replace(&added, &"small".to_string()) {
+        Ok(()) => {
+            assert_eq!(t.find_copy(&added).unwrap().as_deref(), Some("small"));
+            assert_eq!(t.len().unwrap(), added as usize + 1);
+            assert!(t.remove(&added).unwrap());
+        }
+        Err(_) => assert!(!t.contains_key(&added).unwrap()),
+    }
+    for k in 0..added {
+        assert_eq!(t.find_copy(&k).unwrap().map(|v| v.len()), Some(40_000));
+    }
+    assert_eq!(t.to_vec().unwrap().len(), t.len().unwrap());
+}
+
+#[test]
+fn hashtbl_failed_growth_keeps_the_binding_once() {
+    // One bucket: the table grows (a copy of every binding) at 3, 7, 15,
+    // ... bindings, and growing is what runs out of memory first.
+    let pool = Pool::create(1 << 20).unwrap();
+    let t = SHashtbl::<u64, u64>::with_buckets(&pool, &(), 1).unwrap();
+    let mut added = 0u64;
+    loop {
+        match t.add(&added, &added) {
+            Ok(()) => added += 1,
+            Err(e) => {
+                assert!(matches!(e, StructureError::Heap(_)), "{e:?}");
+                break;
+            }
+        }
+        assert!(added < 10_000_000, "the pool never filled up");
+    }
+    // Every successful add is there once; the failed one is not.
+    assert_eq!(t.len().unwrap(), added as usize);
+    assert!(!t.contains_key(&added).unwrap());
+    let step = (added / 500).max(1);
+    for k in (0..added).step_by(step as usize) {
+        assert_eq!(t.find_all_copy(&k).unwrap(), [k]);
+    }
+    assert_eq!(t.to_vec().unwrap().len(), added as usize);
+}
+
+#[test]
+fn huge_sizes_are_errors_not_panics() {
+    let pool = Pool::create(4 << 20).unwrap();
+    for n in [usize::MAX, usize::MAX / 2, 1 << 40] {
+        let r = SHashtbl::<u32, u32>::with_buckets(&pool, &(), n);
+        assert!(is_heap_err(&r), "{n}: {r:?}");
+        let r = SBuffer::with_block_size(&pool, &(), n);
+        assert!(is_heap_err(&r), "{n}: {r:?}");
+        let r = SArray::make(&pool, &(), n, &0u8);
+        assert!(is_heap_err(&r), "{n}: {r:?}");
+        let r = SArray::init(&pool, &(), n, |i| i as u8);
+        assert!(is_heap_err(&r), "{n}: {r:?}");
+    }
+    let b = SBuffer::with_block_size(&pool, &(), 64).unwrap();
+    b.push_bytes(b"hello").unwrap();
+    for (pos, len) in [
+        (0, usize::MAX / 2),
+        (0, usize::MAX),
+        (usize::MAX, 1),
+        (3, 1 << 40),
+    ] {
+        let r = b.sub(pos, len);
+        assert!(
+            matches!(r, Err(StructureError::BadRange { .. })),
+            "{pos} {len}: {r:?}"
+        );
+    }
+    assert_eq!(b.sub(0, 5).unwrap(), b"hello");
+    // Everything that failed gave its memory back.
+    let t = SHashtbl::<u32, u32>::with_buckets(&pool, &(), 1000).unwrap();
+    t.add(&1, &2).unwrap();
+    assert_eq!(t.buckets().unwrap(), 1000);
+}
+
+#[test]
+fn buffer_out_of_memory_appends_nothing() {
+    let pool = Pool::create(1 << 20).unwrap();
+    let b = SBuffer::with_block_size(&pool, &(), 4096).unwrap();
+    b.push_bytes(b"ab").unwrap();
+    let r = b.push_bytes(&vec![1u8; 2 << 20]);
+    assert!(is_heap_err(&r), "{r:?}");
+    assert_eq!((b.start().unwrap(), b.len().unwrap()), (0, 2));
+    // The blocks of the failed append were garbage: there is room again,
+    // and new bytes follow the old ones.
+    b.gc().unwrap();
+    assert_eq!(b.push_bytes(b"cd").unwrap(), 2);
+    assert_eq!(b.sub(0, 4).unwrap(), b"abcd");
+    let big = vec![7u8; 100_000];
+    assert_eq!(b.push_bytes(&big).unwrap(), 4);
+    assert_eq!(b.sub(4, 100_000).unwrap(), big);
+    assert_eq!(b.len().unwrap(), 100_004);
+}
+
+#[test]
+fn failed_destroy_keeps_the_structure_whole() {
+    let pool = pool();
+    let a = SArray::create(&pool, &"header".to_string(), &[1u32, 2, 3]).unwrap();
+    let d = a.descr();
+    let pin = a.get_pinned(1).unwrap();
+    let r = a.clone().destroy();
+    assert!(
+        matches!(r, Err(StructureError::Heap(HeapError::Pinned(_)))),
+        "{r:?}"
+    );
+    // Nothing was destroyed: header and data are both there.
+    assert_eq!(a.header_copy().unwrap(), "header");
+    assert_eq!(a.to_vec().unwrap(), [1, 2, 3]);
+    let other = d.open().unwrap();
+    assert_eq!(other.header_copy().unwrap(), "header");
+    drop(pin);
+
+    // A guard of the data heap held by this thread: reentrant, and again
+    // nothing is destroyed.
+    let g = a.read().unwrap();
+    let r = a.clone().destroy();
+    assert!(
+        matches!(r, Err(StructureError::Heap(HeapError::Reentrant))),
+        "{r:?}"
+    );
+    drop(g);
+    assert_eq!(a.header_copy().unwrap(), "header");
+
+    a.destroy().unwrap();
+    assert!(matches!(
+        d.open(),
+        Err(StructureError::Heap(HeapError::Destroyed))
+    ));
+    assert!(matches!(
+        other.header_copy(),
+        Err(StructureError::Heap(HeapError::Destroyed))
+    ));
+    assert!(matches!(
+        other.destroy(),
+        Err(StructureError::Heap(HeapError::Destroyed))
+    ));
+}
+
+#[test]
+fn matrix_modified_length_is_an_error_not_a_panic() {
+    let pool = pool();
+    let mx = SMatrix::init(&pool, &(), 3, 4, |r, c| (r * 10 + c) as u32).unwrap();
+    // Drop the last row and a half through `modify`.
+    mx.modify(|m, v| m.truncate(v, 6)).unwrap();
+    assert_eq!(mx.dim().unwrap(), (3, 4));
+    assert_eq!(mx.get_copy(1, 1).unwrap(), 11);
+    assert!(matches!(
+        mx.get_copy(2, 3),
+        Err(StructureError::OutOfBounds { .. })
+    ));
+    assert!(matches!(
+        mx.get(1, 2),
+        Err(StructureError::OutOfBounds { .. })
+    ));
+    assert!(matches!(
+        mx.get_pinned(2, 0),
+        Err(StructureError::OutOfBounds { .. })
+    ));
+    assert!(matches!(
+        mx.set(2, 0, &5),
+        Err(StructureError::OutOfBounds { .. })
+    ));
+    assert!(matches!(mx.row(1), Err(StructureError::BadShape { .. })));
+    assert_eq!(&*mx.row(0).unwrap(), &[0, 1, 2, 3]);
+    mx.set(1, 0, &99).unwrap();
+    assert_eq!(mx.to_vec().unwrap(), [0, 1, 2, 3, 99, 11]);
+}
+
+#[test]
+fn failed_fills_give_the_memory_back() {
+    let pool = Pool::create(4 << 20).unwrap();
+    let free = pool.stats().free;
+    let big = "x".repeat(100_000);
+    for _ in 0..3 {
+        assert!(is_heap_err(&SArray::make(&pool, &(), 100, &big)));
+        assert!(is_heap_err(&SArray::init(&pool, &(), 100, |_| big.clone())));
+        assert!(is_heap_err(&SArray::create(
+            &pool,
+            &(),
+            &vec![big.clone(); 100]
+        )));
+        assert!(is_heap_err(&SMatrix::make(&pool, &(), 10, 10, &big)));
+        assert!(is_heap_err(
+            &SMatrix::init(&pool, &(), 10, 10, |_, _| big.clone())
+        ));
+        assert!(is_heap_err(&SMatrix::create(
+            &pool,
+            &(),
+            10,
+            10,
+            &vec![big.clone(); 100]
+        )));
+        assert!(is_heap_err(&SArray::make(&pool, &(), 1 << 40, &0u64)));
+    }
+    // A destroyed heap keeps only its header page (a tombstone): 21
+    // failed structures of two heaps each.
+    let lost = free - pool.stats().free;
+    assert!(lost <= 3 * 7 * 2 * 8192, "{lost} bytes lost");
+    // The pool is still usable for structures that fit.
+    let a = SArray::make(&pool, &(), 10, &big).unwrap();
+    assert_eq!(a.len().unwrap(), 10);
+}
+
+#[test]
+fn failed_grow_and_extend_change_nothing() {
+    let pool = Pool::create(1 << 20).unwrap();
+    let big = "x".repeat(50_000);
+    let a = SArray::create(&pool, &(), &["a".to_string()]).unwrap();
+    assert!(is_heap_err(&a.grow(100, &big)));
+    assert_eq!(a.to_vec().unwrap(), ["a"]);
+    let q = SQueue::<String>::create(&pool, &()).unwrap();
+    q.push(&"first".to_string()).unwrap();
+    let many = vec![big.clone(); 100];
+    assert!(is_heap_err(&q.extend(&many)));
+    assert_eq!(q.to_vec().unwrap(), ["first"]);
+    a.gc().unwrap();
+    q.gc().unwrap();
+    q.extend(&[big.clone(), big.clone()]).unwrap();
+    assert_eq!(q.len().unwrap(), 3);
+    assert_eq!(q.pop_copy().unwrap().as_deref(), Some("first"));
+}

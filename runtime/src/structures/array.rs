@@ -3,7 +3,7 @@
 
 use std::pin::Pin;
 
-use super::{structure_common, Parts, Ref, Result, StructureError};
+use super::{pin_at, structure_common, Parts, Ref, Result, StructureError};
 use crate::heap::{HeapOptions, Mutator, PinGuard, ReadGuard};
 use crate::pool::Pool;
 use crate::value::{SVec, Shared, Tuple3};
@@ -40,38 +40,50 @@ fn bounds(index: usize, len: usize) -> Result<()> {
 }
 
 impl<E: Shared, H: Shared> SArray<E, H> {
-    /// Creates an array holding copies of `values` (`Netmcore_array.create`).
-    pub fn create(pool: &Pool, header: &H, values: &[E]) -> Result<Self> {
+    /// Creates an empty array, then fills it with `fill`; when filling
+    /// fails, both heaps are destroyed again.
+    fn filled(
+        pool: &Pool,
+        header: &H,
+        fill: impl FnOnce(&Mutator<'_>, Pin<&mut SVec<E::Repr>>) -> Result<()>,
+    ) -> Result<Self> {
         let a = SArray {
             parts: Parts::create(pool, header, &Vec::new(), HeapOptions::new())?,
         };
-        a.parts
-            .modify_try(|m, v| Ok(m.extend_from_slice(v, values)?))?;
-        Ok(a)
+        match a.parts.modify_try(fill) {
+            Ok(()) => Ok(a),
+            Err(e) => {
+                let _ = a.parts.destroy();
+                Err(e)
+            }
+        }
+    }
+
+    /// Creates an array holding copies of `values` (`Netmcore_array.create`).
+    pub fn create(pool: &Pool, header: &H, values: &[E]) -> Result<Self> {
+        Self::filled(pool, header, |m, v| Ok(m.extend_from_slice(v, values)?))
     }
 
     /// Creates an array of `n` copies of `value` (`make`).
     pub fn make(pool: &Pool, header: &H, n: usize, value: &E) -> Result<Self> {
-        let a = SArray {
-            parts: Parts::create(pool, header, &Vec::new(), HeapOptions::new())?,
-        };
-        a.grow(n, value)?;
-        Ok(a)
+        Self::filled(pool, header, |m, mut v| {
+            m.reserve(v.as_mut(), n)?;
+            for _ in 0..n {
+                m.push(v.as_mut(), value)?;
+            }
+            Ok(())
+        })
     }
 
     /// Creates an array of `n` elements `f(0)`, ..., `f(n - 1)` (`init`).
     pub fn init(pool: &Pool, header: &H, n: usize, mut f: impl FnMut(usize) -> E) -> Result<Self> {
-        let a = SArray {
-            parts: Parts::create(pool, header, &Vec::new(), HeapOptions::new())?,
-        };
-        a.parts.modify_try(|m, mut v| {
+        Self::filled(pool, header, |m, mut v| {
             m.reserve(v.as_mut(), n)?;
             for i in 0..n {
                 m.push(v.as_mut(), &f(i))?;
             }
             Ok(())
-        })?;
-        Ok(a)
+        })
     }
 
     /// The number of elements (`length`).
@@ -109,17 +121,14 @@ impl<E: Shared, H: Shared> SArray<E, H> {
 
     /// Replaces the element at `index` with a copy of `value` (`set`).
     pub fn set(&self, index: usize, value: &E) -> Result<()> {
-        self.parts.modify_try(|m, v| {
-            let len = v.len();
-            bounds(index, len)?;
-            let place = v.get_pin(index).expect("index checked");
-            Ok(m.set(place, value)?)
-        })
+        self.parts
+            .modify_try(|m, v| Ok(m.set(pin_at(v, index)?, value)?))
     }
 
     /// Grows the array to `n` elements, the new ones copies of `fill`
     /// (`grow`); does nothing when it has `n` or more. Existing elements are
-    /// not copied again (at most one move of the element array).
+    /// not copied again (at most one move of the element array). When the
+    /// pool is full, the array keeps its length.
     pub fn grow(&self, n: usize, fill: &E) -> Result<()> {
         self.parts.modify_try(|m, mut v| {
             let len = v.len();
@@ -128,7 +137,10 @@ impl<E: Shared, H: Shared> SArray<E, H> {
             }
             m.reserve(v.as_mut(), n - len)?;
             for _ in len..n {
-                m.push(v.as_mut(), fill)?;
+                if let Err(e) = m.push(v.as_mut(), fill) {
+                    m.truncate(v, len);
+                    return Err(e.into());
+                }
             }
             Ok(())
         })
@@ -197,7 +209,15 @@ fn melem<E: Shared>(t: &MatrixRepr<E>, l: [usize; 2]) -> &E::Repr {
 }
 
 impl<E: Shared, H: Shared> SMatrix<E, H> {
-    fn empty(pool: &Pool, header: &H, rows: usize, cols: usize) -> Result<Self> {
+    /// Creates an empty `rows × cols` matrix, then fills its elements with
+    /// `fill`; when filling fails, both heaps are destroyed again.
+    fn filled(
+        pool: &Pool,
+        header: &H,
+        rows: usize,
+        cols: usize,
+        fill: impl FnOnce(&Mutator<'_>, Pin<&mut SVec<E::Repr>>) -> Result<()>,
+    ) -> Result<Self> {
         if rows.checked_mul(cols).is_none() {
             return Err(StructureError::BadShape {
                 rows,
@@ -205,9 +225,16 @@ impl<E: Shared, H: Shared> SMatrix<E, H> {
                 elements: 0,
             });
         }
-        Ok(SMatrix {
+        let mx = SMatrix {
             parts: Parts::create(pool, header, &(rows, cols, Vec::new()), HeapOptions::new())?,
-        })
+        };
+        match mx.parts.modify_try(|m, t| fill(m, t.project().2)) {
+            Ok(()) => Ok(mx),
+            Err(e) => {
+                let _ = mx.parts.destroy();
+                Err(e)
+            }
+        }
     }
 
     /// Creates a matrix from `values` in row-major order; `values.len()`
@@ -220,26 +247,20 @@ impl<E: Shared, H: Shared> SMatrix<E, H> {
                 elements: values.len(),
             });
         }
-        let mx = Self::empty(pool, header, rows, cols)?;
-        mx.parts.modify_try(|m, t| {
-            let (_, _, v) = t.project();
+        Self::filled(pool, header, rows, cols, |m, v| {
             Ok(m.extend_from_slice(v, values)?)
-        })?;
-        Ok(mx)
+        })
     }
 
     /// Creates a matrix of copies of `value` (`make`).
     pub fn make(pool: &Pool, header: &H, rows: usize, cols: usize, value: &E) -> Result<Self> {
-        let mx = Self::empty(pool, header, rows, cols)?;
-        mx.parts.modify_try(|m, t| {
-            let (_, _, mut v) = t.project();
+        Self::filled(pool, header, rows, cols, |m, mut v| {
             m.reserve(v.as_mut(), rows * cols)?;
             for _ in 0..rows * cols {
                 m.push(v.as_mut(), value)?;
             }
             Ok(())
-        })?;
-        Ok(mx)
+        })
     }
 
     /// Creates a matrix whose element `(r, c)` is `f(r, c)` (`init`).
@@ -250,9 +271,7 @@ impl<E: Shared, H: Shared> SMatrix<E, H> {
         cols: usize,
         mut f: impl FnMut(usize, usize) -> E,
     ) -> Result<Self> {
-        let mx = Self::empty(pool, header, rows, cols)?;
-        mx.parts.modify_try(|m, t| {
-            let (_, _, mut v) = t.project();
+        Self::filled(pool, header, rows, cols, |m, mut v| {
             m.reserve(v.as_mut(), rows * cols)?;
             for r in 0..rows {
                 for c in 0..cols {
@@ -260,8 +279,7 @@ impl<E: Shared, H: Shared> SMatrix<E, H> {
                 }
             }
             Ok(())
-        })?;
-        Ok(mx)
+        })
     }
 
     /// `(rows, cols)` (`dim`).
@@ -270,10 +288,15 @@ impl<E: Shared, H: Shared> SMatrix<E, H> {
         Ok((g.0, g.1))
     }
 
+    /// The position of `(r, c)` in the elements. The elements may have
+    /// been made fewer than `rows * cols` through [`modify`](Self::modify):
+    /// such an element is [`StructureError::OutOfBounds`] too.
     fn index(t: &MatrixRepr<E>, r: usize, c: usize) -> Result<usize> {
         bounds(r, t.0)?;
         bounds(c, t.1)?;
-        Ok(r * t.1 + c)
+        let i = r * t.1 + c;
+        bounds(i, t.2.len())?;
+        Ok(i)
     }
 
     /// The element at row `r`, column `c`, in place under the shared lock
@@ -302,15 +325,23 @@ impl<E: Shared, H: Shared> SMatrix<E, H> {
     pub fn set(&self, r: usize, c: usize, value: &E) -> Result<()> {
         self.parts.modify_try(|m, t| {
             let i = Self::index(&t, r, c)?;
-            let (_, _, v) = t.project();
-            Ok(m.set(v.get_pin(i).expect("index checked"), value)?)
+            Ok(m.set(pin_at(t.project().2, i)?, value)?)
         })
     }
 
-    /// Row `r` as a slice, in place under the shared lock.
+    /// Row `r` as a slice, in place under the shared lock. Fails with
+    /// [`StructureError::BadShape`] when [`modify`](Self::modify) left too
+    /// few elements for the row.
     pub fn row(&self, r: usize) -> Result<MRow<'_, E>> {
         let g = self.parts.data.read()?;
         bounds(r, g.0)?;
+        if (r + 1) * g.1 > g.2.len() {
+            return Err(StructureError::BadShape {
+                rows: g.0,
+                cols: g.1,
+                elements: g.2.len(),
+            });
+        }
         fn row<E: Shared>(t: &MatrixRepr<E>, l: [usize; 2]) -> &[E::Repr] {
             &t.2[l[0] * t.1..(l[0] + 1) * t.1]
         }
@@ -330,6 +361,9 @@ impl<E: Shared, H: Shared> SMatrix<E, H> {
     }
 
     /// Changes the elements (row-major) in place under the exclusive lock.
+    /// Keep their number at `rows * cols`: accesses to elements made
+    /// missing fail with [`StructureError::OutOfBounds`] (or
+    /// [`StructureError::BadShape`] for [`row`](Self::row)).
     pub fn modify<R>(
         &self,
         f: impl FnOnce(&Mutator<'_>, Pin<&mut SVec<E::Repr>>) -> R,

@@ -1,8 +1,10 @@
 //! `SBuffer`: a shared byte buffer with eternal positions (Netmulticore's
 //! `Netmcore_buffer`).
 
-use super::{remove_front, structure_common, Parts, Result, StructureError};
-use crate::heap::{HeapOptions, ReadGuard};
+use std::pin::Pin;
+
+use super::{pin_at, remove_front, structure_common, Parts, Result, StructureError};
+use crate::heap::{HeapError, HeapOptions, Mutator, ReadGuard};
 use crate::pool::Pool;
 use crate::value::{SVec, Shared, Tuple5};
 
@@ -119,10 +121,20 @@ impl<H: Shared> SBuffer<H> {
     }
 
     /// Creates an empty buffer with blocks of `block_size` bytes (at least
-    /// 64).
+    /// 64). Fails with [`HeapError::OutOfMemory`] when a block would not fit
+    /// in the pool.
     pub fn with_block_size(pool: &Pool, header: &H, block_size: usize) -> Result<Self> {
         let bs = block_size.max(64);
-        let opts = HeapOptions::new().chunk_size((4 * bs).max(64 * 1024));
+        let stats = pool.stats();
+        if bs > stats.max_size {
+            return Err(HeapError::OutOfMemory {
+                requested: bs,
+                available: stats.free,
+            }
+            .into());
+        }
+        let chunk = bs.saturating_mul(4).min(stats.max_size).max(64 * 1024);
+        let opts = HeapOptions::new().chunk_size(chunk);
         Ok(SBuffer {
             parts: Parts::create(pool, header, &(Vec::new(), 0, 0, 0, bs), opts)?,
         })
@@ -130,31 +142,43 @@ impl<H: Shared> SBuffer<H> {
 
     /// Appends a copy of `bytes` (`add_bytes`, `add_string`,
     /// `add_sub_string`). Returns the position of the first byte added.
+    /// All the blocks needed are allocated before any byte is copied: when
+    /// the pool is full, the buffer is left as it was.
     pub fn push_bytes(&self, bytes: &[u8]) -> Result<usize> {
         self.parts.modify_try(|m, t| {
-            let (mut blocks, _, start, len, bs) = t.project();
+            let (mut blocks, _, start, mut len, bs) = t.project();
             let bs = *bs;
-            let mut rest = bytes;
-            while !rest.is_empty() {
-                let nb = blocks.len();
-                let room = if nb == 0 {
-                    0
-                } else {
-                    bs - blocks[nb - 1].len()
-                };
-                if room == 0 {
-                    m.push::<Vec<u8>>(blocks.as_mut(), &Vec::new())?;
-                    let last = blocks.as_mut().get_pin(nb).expect("just pushed");
-                    m.reserve(last, bs)?;
-                    continue;
-                }
-                let k = room.min(rest.len());
-                let last = blocks.as_mut().get_pin(nb - 1).expect("a block");
-                m.extend_from_slice::<u8>(last, &rest[..k])?;
-                rest = &rest[k..];
-            }
             let pos = *start + *len;
-            *len.get_mut() += bytes.len();
+            let new_len = len.checked_add(bytes.len()).ok_or(HeapError::TooLarge)?;
+            let nb = blocks.len();
+            let room = blocks.last().map_or(0, |b| bs.saturating_sub(b.len()));
+            let need = bytes.len().saturating_sub(room).div_ceil(bs);
+            if room > 0 && !bytes.is_empty() {
+                // The last block may have been copied without its spare
+                // room (a modification of a pinned buffer copies it).
+                m.reserve(pin_at(blocks.as_mut(), nb - 1)?, room.min(bytes.len()))?;
+            }
+            if need > 0 {
+                if let Err(e) = add_blocks(m, blocks.as_mut(), need, bs) {
+                    // Drop the blocks added so far (garbage now).
+                    m.truncate(blocks, nb);
+                    return Err(e.into());
+                }
+            }
+            // Copy: every block written to has its full room already, so
+            // nothing is allocated (and nothing can fail) from here on.
+            let mut rest = bytes;
+            let mut b = nb.saturating_sub(1);
+            while !rest.is_empty() {
+                let mut block = pin_at(blocks.as_mut(), b)?;
+                let k = bs.saturating_sub(block.len()).min(rest.len());
+                if k > 0 {
+                    m.extend_from_slice::<u8>(block.as_mut(), &rest[..k])?;
+                    rest = &rest[k..];
+                }
+                b += 1;
+            }
+            *len.as_mut().get_mut() = new_len;
             Ok(pos)
         })
     }
@@ -178,8 +202,10 @@ impl<H: Shared> SBuffer<H> {
     /// A copy of the bytes `pos..pos + len` (`sub`).
     pub fn sub(&self, pos: usize, len: usize) -> Result<Vec<u8>> {
         let g = self.parts.data.read()?;
+        // The range is checked before the copy is allocated.
+        let chunks = chunks(&g, pos, len)?;
         let mut out = Vec::with_capacity(len);
-        for c in chunks(&g, pos, len)? {
+        for c in chunks {
             out.extend_from_slice(c);
         }
         Ok(out)
@@ -223,8 +249,7 @@ impl<H: Shared> SBuffer<H> {
                 // Empty: keep the last block (with its room) for reuse.
                 if nb > 0 {
                     remove_front(m, blocks.as_mut(), nb - 1)?;
-                    let b = blocks.as_mut().get_pin(0).expect("one block");
-                    m.truncate(b, 0);
+                    m.truncate(pin_at(blocks.as_mut(), 0)?, 0);
                 }
                 *head.get_mut() = 0;
             } else {
@@ -249,10 +274,27 @@ impl<H: Shared> SBuffer<H> {
             let nb = blocks.len();
             if nb > 0 {
                 remove_front(m, blocks.as_mut(), nb - 1)?;
-                let b = blocks.as_mut().get_pin(0).expect("one block");
-                m.truncate(b, 0);
+                m.truncate(pin_at(blocks.as_mut(), 0)?, 0);
             }
             Ok(())
         })
     }
+}
+
+/// Appends `k` empty blocks, each with room for `bs` bytes. On error, some
+/// may have been added: the caller truncates them away.
+fn add_blocks(
+    m: &Mutator<'_>,
+    mut blocks: Pin<&mut SVec<SVec<u8>>>,
+    k: usize,
+    bs: usize,
+) -> Result<(), HeapError> {
+    m.reserve(blocks.as_mut(), k)?;
+    for _ in 0..k {
+        let nb = blocks.len();
+        m.push::<Vec<u8>>(blocks.as_mut(), &Vec::new())?;
+        let last = blocks.as_mut().get_pin(nb).ok_or(HeapError::TooLarge)?;
+        m.reserve(last, bs)?;
+    }
+    Ok(())
 }

@@ -4,8 +4,8 @@
 use std::hash::Hasher;
 use std::pin::Pin;
 
-use super::{remove_at, structure_common, Parts, Ref, Result};
-use crate::heap::{HeapOptions, Mutator, PinGuard, ReadGuard};
+use super::{pin_at, remove_at, structure_common, Parts, Ref, Result};
+use crate::heap::{HeapError, HeapOptions, Mutator, PinGuard, ReadGuard};
 use crate::pool::Pool;
 use crate::value::{SBox, SOption, SString, SVec, Shared, Tuple1, Tuple2, Tuple3, Tuple4};
 
@@ -339,13 +339,35 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
         Self::with_buckets(pool, header, INITIAL_BUCKETS)
     }
 
-    /// Creates an empty table with `n` buckets (at least 1).
+    /// Creates an empty table with `n` buckets (at least 1). Fails with
+    /// [`HeapError::OutOfMemory`] when the buckets cannot fit in the pool.
     pub fn with_buckets(pool: &Pool, header: &H, n: usize) -> Result<Self> {
-        let buckets: Vec<(Vec<K>, Vec<V>)> =
-            (0..n.max(1)).map(|_| (Vec::new(), Vec::new())).collect();
-        Ok(SHashtbl {
-            parts: Parts::create(pool, header, &(buckets, 0), HeapOptions::new())?,
-        })
+        let n = n.max(1);
+        let max_size = pool.stats().max_size;
+        if n > max_size / size_of::<Bucket<K, V>>() {
+            return Err(HeapError::OutOfMemory {
+                requested: n.saturating_mul(size_of::<Bucket<K, V>>()),
+                available: pool.stats().free,
+            }
+            .into());
+        }
+        let parts = Parts::create(pool, header, &(Vec::new(), 0), HeapOptions::new())?;
+        // The buckets are made in the heap (no local copy of them first).
+        let filled = parts.modify_try(|m, t| {
+            let (mut buckets, _) = t.project();
+            m.reserve(buckets.as_mut(), n)?;
+            for _ in 0..n {
+                m.push::<(Vec<K>, Vec<V>)>(buckets.as_mut(), &(Vec::new(), Vec::new()))?;
+            }
+            Ok(())
+        });
+        match filled {
+            Ok(()) => Ok(SHashtbl { parts }),
+            Err(e) => {
+                let _ = parts.destroy();
+                Err(e)
+            }
+        }
     }
 
     /// Adds a binding of `k` to `v`, hiding (not removing) earlier bindings
@@ -362,8 +384,8 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
             match i {
                 Some(i) => {
                     let (buckets, _) = t.project();
-                    let (_, vals) = buckets.get_pin(b).expect("bucket").project();
-                    Ok(m.set(vals.get_pin(i).expect("binding"), v)?)
+                    let (_, vals) = pin_at(buckets, b)?.project();
+                    Ok(m.set(pin_at(vals, i)?, v)?)
                 }
                 None => add::<K, V>(m, t, k, v),
             }
@@ -377,7 +399,7 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
             let (b, i) = locate::<K, V>(&t, k);
             let Some(i) = i else { return Ok(false) };
             let (buckets, size) = t.project();
-            let (keys, vals) = buckets.get_pin(b).expect("bucket").project();
+            let (keys, vals) = pin_at(buckets, b)?.project();
             remove_at(m, keys, i)?;
             remove_at(m, vals, i)?;
             *size.get_mut() -= 1;
@@ -393,12 +415,12 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
         k: &K,
         f: impl FnOnce(&Mutator<'_>, Pin<&mut V::Repr>) -> R,
     ) -> Result<Option<R>> {
-        self.parts.modify(|m, t| {
+        self.parts.modify_try(|m, t| {
             let (b, i) = locate::<K, V>(&t, k);
-            let i = i?;
+            let Some(i) = i else { return Ok(None) };
             let (buckets, _) = t.project();
-            let (_, vals) = buckets.get_pin(b).expect("bucket").project();
-            Some(f(m, vals.get_pin(i).expect("binding")))
+            let (_, vals) = pin_at(buckets, b)?.project();
+            Ok(Some(f(m, pin_at(vals, i)?)))
         })
     }
 
@@ -493,6 +515,8 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
     }
 }
 
+/// Adds a binding. Either the binding is added (and counted) or, on
+/// error, the table is left as it was.
 fn add<K: SharedKey, V: Shared>(
     m: &Mutator<'_>,
     t: Pin<&mut TRepr<K, V>>,
@@ -501,18 +525,32 @@ fn add<K: SharedKey, V: Shared>(
 ) -> Result<()> {
     let (mut buckets, mut size) = t.project();
     let n = buckets.len();
-    let b = (hash_local(k) % n as u64) as usize;
-    let (keys, vals) = buckets.as_mut().get_pin(b).expect("bucket").project();
-    m.push(keys, k)?;
-    m.push(vals, v)?;
-    *size.as_mut().get_mut() += 1;
-    if *size > 2 * n {
-        resize::<K, V>(m, buckets, 2 * n + 1)?;
+    // Grow before adding, once there are more than two bindings per
+    // bucket. A table that cannot grow (the pool is full) stays valid,
+    // only fuller: the binding is added all the same, and growing is tried
+    // again after `n` more bindings (not on every addition, each attempt
+    // costing a copy of the whole table).
+    let size_now = *size;
+    if size_now >= 2 * n && (size_now - 2 * n) % n == 0 {
+        let _ = resize::<K, V>(m, buckets.as_mut(), 2 * n + 1);
     }
+    let n = buckets.len();
+    let b = (hash_local(k) % n as u64) as usize;
+    let (mut keys, vals) = pin_at(buckets.as_mut(), b)?.project();
+    let chain = keys.len();
+    m.push(keys.as_mut(), k)?;
+    if let Err(e) = m.push(vals, v) {
+        // No key without its value: take the key back.
+        m.truncate(keys, chain);
+        return Err(e.into());
+    }
+    *size.as_mut().get_mut() += 1;
     Ok(())
 }
 
-/// Rehashes every binding into `n` buckets (order within a key kept).
+/// Rehashes every binding into `n` buckets (order within a key kept). The
+/// new buckets are built apart and swapped in at the end: on error the
+/// table is unchanged.
 fn resize<K: SharedKey, V: Shared>(
     m: &Mutator<'_>,
     buckets: Pin<&mut SVec<Bucket<K, V>>>,
@@ -523,7 +561,7 @@ fn resize<K: SharedKey, V: Shared>(
     for old in buckets.iter() {
         for (kr, vr) in old.0.iter().zip(old.1.iter()) {
             let b = (hash_repr::<K>(kr) % n as u64) as usize;
-            let (keys, vals) = new.as_mut().get_pin(b).expect("bucket").project();
+            let (keys, vals) = pin_at(new.as_mut(), b)?.project();
             m.push(keys, &K::from_repr(kr))?;
             m.push(vals, &V::from_repr(vr))?;
         }

@@ -269,12 +269,16 @@ impl<D: Shared, H: Shared> Parts<D, H> {
         self.data.modify(f)?
     }
 
+    /// Destroys the data heap, then the header heap. When the data heap
+    /// cannot be destroyed (pinned, reentrant use, ...) nothing is
+    /// destroyed, so the structure stays whole. A data heap destroyed
+    /// already (an earlier `destroy` whose header could not be destroyed)
+    /// counts as done: the header is destroyed now.
     fn destroy(self) -> Result<()> {
-        let r = self.data.destroy();
-        let h = self.header.destroy();
-        r?;
-        h?;
-        Ok(())
+        match self.data.destroy() {
+            Ok(()) | Err(HeapError::Destroyed) => Ok(self.header.destroy()?),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 
@@ -423,6 +427,9 @@ macro_rules! structure_common {
             /// Destroys the structure: its memory goes back to the pool, and
             /// every handle and descriptor of it then fails with
             /// [`HeapError::Destroyed`](crate::HeapError::Destroyed).
+            /// When it fails (values pinned, a guard of it held by this
+            /// thread, ...) the structure stays whole and usable through
+            /// its other handles and descriptors.
             pub fn destroy(self) -> $crate::structures::Result<()> {
                 self.parts.destroy()
             }
@@ -430,6 +437,14 @@ macro_rules! structure_common {
     };
 }
 pub(crate) use structure_common;
+
+/// The element at `i` of a vector of a heap, or
+/// [`StructureError::OutOfBounds`].
+fn pin_at<R>(vec: Pin<&mut SVec<R>>, i: usize) -> Result<Pin<&mut R>> {
+    let len = vec.len();
+    vec.get_pin(i)
+        .ok_or(StructureError::OutOfBounds { index: i, len })
+}
 
 /// Removes the element at `i` of a vector of a heap, shifting the later
 /// ones down (order kept).

@@ -2,7 +2,7 @@
 
 use std::pin::Pin;
 
-use super::{structure_common, Parts, Ref, Result};
+use super::{pin_at, structure_common, Parts, Ref, Result};
 use crate::heap::{HeapOptions, Mutator, PinGuard, ReadGuard};
 use crate::pool::Pool;
 use crate::value::{SOption, SVec, Shared, Tuple3};
@@ -98,8 +98,7 @@ impl<E: Shared, H: Shared> SQueue<E, H> {
             let r = f(slot::<E>(&t, 0));
             let (mut slots, mut head, mut len) = t.project();
             let cap = slots.len();
-            let place = slots.as_mut().get_pin(*head).expect("front slot");
-            m.set::<Option<E>>(place, &None)?;
+            m.set::<Option<E>>(pin_at(slots.as_mut(), *head)?, &None)?;
             *len.as_mut().get_mut() -= 1;
             *head.as_mut().get_mut() = if *len == 0 { 0 } else { (*head + 1) % cap };
             Ok(Some(r))
@@ -116,8 +115,7 @@ impl<E: Shared, H: Shared> SQueue<E, H> {
             let (mut slots, mut head, mut len) = t.project();
             let cap = slots.len();
             for i in 0..k {
-                let place = slots.as_mut().get_pin((*head + i) % cap).expect("slot");
-                m.set::<Option<E>>(place, &None)?;
+                m.set::<Option<E>>(pin_at(slots.as_mut(), (*head + i) % cap)?, &None)?;
             }
             *len.as_mut().get_mut() -= k;
             *head.as_mut().get_mut() = if *len == 0 { 0 } else { (*head + k) % cap };
@@ -189,11 +187,25 @@ impl<E: Shared, H: Shared> SQueue<E, H> {
         })
     }
 
-    /// Pushes every value of `values` in one modification.
+    /// Pushes every value of `values` in one modification: all of them,
+    /// or (on error) none.
     pub fn extend<'v>(&self, values: impl IntoIterator<Item = &'v E>) -> Result<()> {
         self.parts.modify_try(|m, mut t| {
+            let before = t.2;
             for v in values {
-                push::<E>(m, t.as_mut(), v)?;
+                if let Err(e) = push::<E>(m, t.as_mut(), v) {
+                    // Empty the slots filled so far (their values become
+                    // garbage) and restore the length.
+                    let (mut slots, head, mut len) = t.project();
+                    let cap = slots.len();
+                    for i in before..*len {
+                        if let Some(place) = slots.as_mut().get_pin((*head + i) % cap) {
+                            let _ = m.set::<Option<E>>(place, &None);
+                        }
+                    }
+                    *len.as_mut().get_mut() = before;
+                    return Err(e);
+                }
             }
             Ok(())
         })
@@ -223,8 +235,7 @@ fn push<E: Shared>(m: &Mutator<'_>, t: Pin<&mut QRepr<E>>, value: &E) -> Result<
     }
     let cap = slots.len();
     let i = (*head + n) % cap;
-    let place = slots.as_mut().get_pin(i).expect("slot in range");
-    m.set_some::<E>(place, value)?;
+    m.set_some::<E>(pin_at(slots.as_mut(), i)?, value)?;
     *len.get_mut() += 1;
     Ok(())
 }
