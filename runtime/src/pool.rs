@@ -951,11 +951,35 @@ fn register(inner: &Arc<PoolInner>) {
     reg.push(Arc::downgrade(inner));
 }
 
+/// The inode of an open descriptor (to tell a re-created segment of the
+/// same name from the one mapped).
+fn inode(fd: &OwnedFd) -> Option<u64> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `fstat` fills the local on success.
+    if unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // SAFETY: initialised by the successful `fstat`.
+    Some(unsafe { st.assume_init() }.st_ino)
+}
+
+/// A pool this process has mapped under `name`, unless another segment has
+/// taken the name since (removed and created again).
 fn lookup(name: &str) -> Option<Arc<PoolInner>> {
-    let reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
-    reg.iter()
-        .filter_map(Weak::upgrade)
-        .find(|p| p.name == name)
+    use std::os::unix::fs::MetadataExt;
+    let found = {
+        let reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+        reg.iter()
+            .filter_map(Weak::upgrade)
+            .find(|p| p.name == name)
+    }?;
+    match std::fs::metadata(format!("{}/{name}", segment::SHM_DIR)) {
+        // Another segment has the name now: the mapping is stale.
+        Ok(current) if Some(current.ino()) != inode(&found.fd) => None,
+        // The same segment, or the name was removed (the mapping still
+        // works for this process).
+        _ => Some(found),
+    }
 }
 
 /// Finds a run of `n` clear bits, searching from `hint` and wrapping.
