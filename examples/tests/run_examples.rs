@@ -78,6 +78,13 @@ fn main() {
             ["12", "--variants", "seq,mc,sht2"],
             ["nqueens: ok"]
         ),
+        // 2N = 400 meetings per game, spelled out on the total lines.
+        case!(
+            "chameneos",
+            ["200"],
+            ["blue + red -> yellow", "four zero zero"]
+        ),
+        case!("matrix_mult", ["2000"], ["matrix_mult: ok"]),
     ];
     let (mut passed, mut failed) = (0, 0);
     for c in &cases {

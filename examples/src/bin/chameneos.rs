@@ -229,9 +229,7 @@ fn play(n: u64, colors: &[u8]) -> Result<Game, String> {
 }
 
 const GAME1: [u8; 3] = [BLUE, RED, YELLOW];
-const GAME2: [u8; 10] = [
-    BLUE, RED, YELLOW, RED, YELLOW, BLUE, RED, YELLOW, RED, BLUE,
-];
+const GAME2: [u8; 10] = [BLUE, RED, YELLOW, RED, YELLOW, BLUE, RED, YELLOW, RED, BLUE];
 
 fn main() {
     let n: u64 = match std::env::args().nth(1) {
