@@ -3,17 +3,19 @@
 //! `unimult.ml`, whose README table (100,000 samples, 4 workers, a 2011
 //! Opteron) puts the break-even near 15×15.
 //!
-//! - One worker per core, each with its own request box; the first process
-//!   (the master) has a result box. The workers announce their boxes'
-//!   names on the result box when they start.
+//! - One worker per core (or `WORKERS`), each with its own request box;
+//!   the first process (the master) has a result box. The workers announce
+//!   their boxes' names on the result box when they start.
 //! - Messages are `#[derive(mc::Shared)]` enums holding the matrices as
-//!   `Vec<f64>` (row-major), copied straight into the box slots.
+//!   `Vec<f64>` (row-major), copied straight into the box slots. Workers
+//!   read requests, and the master reads results, in place in the slots;
+//!   both reuse their outgoing buffers.
 //! - Two parallel modes:
 //!   - `1/msg`: one product per message, as `manymult` does; every product
 //!     pays for a message each way;
 //!   - `batch`: several products per message, enough that a message carries
-//!     about 100,000 multiply-adds of work (800 products at 5×5, 4 at
-//!     30×30), so the per-message cost is amortised.
+//!     about 200,000 multiply-adds (at most 128 KiB of left factors: 655
+//!     products at 5×5, 8 at 30×30), so the per-message cost is amortised.
 //! - The master keeps at most `DEPTH` requests in flight per worker (less
 //!   than the worker's box holds), and the result box has room for all of
 //!   them, so neither side ever waits on a full box for long. Every wait is
@@ -23,9 +25,13 @@
 //!   agree (they are compared within 1e-9 relative).
 //!
 //! Times are for the products only (workers already started), as in
-//! Netmulticore's table.
+//! Netmulticore's table. Each measurement is repeated 3 times, the modes
+//! taking turns, and the best time is shown, which filters out most
+//! interference from other programs on a shared machine. The time the
+//! workers spent multiplying goes to stderr.
 //!
-//! Usage: `matrix_mult [SAMPLES]` (default 100,000 products per size, as in Netmulticore's table).
+//! Usage: `matrix_mult [SAMPLES [WORKERS]]` (default 30,000 products per
+//! size and measurement).
 
 use std::time::{Duration, Instant};
 
@@ -467,7 +473,7 @@ fn main() {
                 std::process::exit(2);
             }
         },
-        None => 40_000,
+        None => 30_000,
     };
     let workers: usize = match std::env::args().nth(2) {
         Some(a) => match a.parse() {
