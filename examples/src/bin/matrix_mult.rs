@@ -528,9 +528,31 @@ fn main() {
         ),
         ("batched messages", |r: &Row| r.batched),
     ] {
-        match rows.iter().find(|r| pick(r) < r.seq) {
-            Some(r) => println!("{mode}: parallel is faster from {0}x{0} on", r.n),
-            None => println!("{mode}: parallel is never faster here"),
+        let faster: Vec<String> = rows
+            .iter()
+            .filter(|r| pick(r) < r.seq)
+            .map(|r| format!("{0}x{0}", r.n))
+            .collect();
+        // Where parallelism pays: from the smallest size after which every
+        // size is faster in parallel.
+        let from = rows
+            .iter()
+            .rposition(|r| pick(r) >= r.seq)
+            .map_or(0, |i| i + 1);
+        if faster.is_empty() {
+            println!("{mode}: parallel is never faster here");
+        } else if from < rows.len() {
+            let n = rows[from].n;
+            println!(
+                "{mode}: parallel pays from {n}x{n} on (faster at {})",
+                faster.join(", ")
+            );
+        } else {
+            let n = rows.last().map_or(0, |r| r.n);
+            println!(
+                "{mode}: parallel is faster only at {} (not at {n}x{n})",
+                faster.join(", ")
+            );
         }
     }
     println!("matrix_mult: ok");
