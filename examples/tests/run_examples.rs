@@ -76,6 +76,13 @@ fn main() {
         case!("nqueens", ["12"], ["nqueens: ok"]),
         case!("tutorial_camlbox", [], ["Message: Hello world"]),
         case!("camlbox_speed", ["20000"], ["Sum: 120000"]),
+        // 2N = 400 meetings per game, spelled out on the total lines.
+        case!(
+            "chameneos",
+            ["200"],
+            ["blue + red -> yellow", "four zero zero"]
+        ),
+        case!("matrix_mult", ["500"], ["matrix_mult: ok"]),
     ];
     let (mut passed, mut failed) = (0, 0);
     for c in &cases {
