@@ -17,7 +17,7 @@
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mc::camlbox::Sender;
 use mc::Camlbox;
@@ -172,29 +172,42 @@ fn raw_throughput(count: u64) -> f64 {
 // --- camlbox ---------------------------------------------------------------
 
 fn camlbox_latency(rounds: u64) -> f64 {
+    // A receiver belongs to the process that created it: each side creates
+    // the box it receives on, and opens the other's by name.
     let (a, b) = (box_name("a"), box_name("b"));
     let (mut rx_a, _) = Camlbox::<u64>::create_named(&a, 1, 64).unwrap();
-    let (mut rx_b, _) = Camlbox::<u64>::create_named(&b, 1, 64).unwrap();
-    let tx_a = Sender::<u64>::open(&a).unwrap();
-    let tx_b = Sender::<u64>::open(&b).unwrap();
+    let limit = Duration::from_secs(30);
     let ns = timed(
         rounds,
         |n| {
+            let deadline = Instant::now() + limit;
+            let tx_b = loop {
+                match Sender::<u64>::open(&b) {
+                    Ok(tx) => break tx,
+                    Err(_) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_micros(100))
+                    }
+                    Err(e) => panic!("the child's box did not appear: {e}"),
+                }
+            };
             for i in 0..n {
-                tx_b.send(&i).unwrap();
-                let s = rx_a.wait();
+                tx_b.send_timeout(&i, limit).unwrap();
+                let s = rx_a.wait_timeout(limit);
+                assert!(!s.is_empty(), "no answer from the child");
                 assert_eq!(rx_a.get_copy(s[0]).unwrap(), i);
                 rx_a.delete(s[0]);
             }
         },
         |n| {
+            let (mut rx_b, _) = Camlbox::<u64>::create_named(&b, 1, 64).unwrap();
+            let tx_a = Sender::<u64>::open(&a).unwrap();
             for i in 0..n {
-                let s = rx_b.wait();
+                let s = rx_b.wait_timeout(limit);
+                assert!(!s.is_empty(), "no message from the parent");
                 assert_eq!(rx_b.get_copy(s[0]).unwrap(), i);
                 rx_b.delete(s[0]);
-                tx_a.send(&i).unwrap();
+                tx_a.send_timeout(&i, limit).unwrap();
             }
-            std::mem::forget(rx_b);
         },
     );
     ns / 2.0
@@ -210,7 +223,9 @@ fn camlbox_throughput<T: mc::Shared + Clone>(count: u64, msg: T, check: fn(&T) -
         |n| {
             let (mut got, mut sum) = (0, 0);
             while got < n {
-                for s in rx.wait() {
+                let slots = rx.wait_timeout(Duration::from_secs(30));
+                assert!(!slots.is_empty(), "no message for 30 s");
+                for s in slots {
                     sum += check(&rx.get_copy(s).unwrap());
                     rx.delete(s);
                     got += 1;
@@ -220,7 +235,7 @@ fn camlbox_throughput<T: mc::Shared + Clone>(count: u64, msg: T, check: fn(&T) -
         },
         |n| {
             for _ in 0..n {
-                tx.send(&msg).unwrap();
+                tx.send_timeout(&msg, Duration::from_secs(30)).unwrap();
             }
         },
     )
