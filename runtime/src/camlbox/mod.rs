@@ -423,7 +423,7 @@ impl<T: Shared> Camlbox<T> {
         };
         let rx = Camlbox {
             map,
-            owner: std::process::id(),
+            owner: futex::current_pid(),
             _not_sync: PhantomData,
             resource,
             segment: full,
@@ -476,7 +476,7 @@ impl<T: Shared> Camlbox<T> {
     /// returns no slots, `get` fails with [`CamlboxError::NotReceiver`] and
     /// `delete` does nothing.
     pub fn is_receiver(&self) -> bool {
-        self.owner == std::process::id()
+        self.owner == futex::current_pid()
     }
 
     fn collect(&mut self, out: &mut Vec<usize>) {

@@ -373,7 +373,7 @@ fn only_the_creating_process_receives() {
         .wait_timeout(std::time::Duration::from_millis(10))
         .is_empty());
     rx.delete(slot);
-    rx.owner = std::process::id();
+    rx.owner = crate::sync::futex::current_pid();
     assert_eq!(
         rx.get_copy(slot).unwrap(),
         5,

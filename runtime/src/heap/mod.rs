@@ -685,7 +685,7 @@ impl<T: Shared> Heap<T> {
             heap: self,
             root,
             slot,
-            pid: std::process::id(),
+            pid: crate::sync::futex::current_pid(),
             _t: PhantomData,
         })
     }
@@ -1049,7 +1049,7 @@ impl PinSlot {
 /// Pins the value at pool offset `addr` for this process; returns the slot.
 fn pin_add(pins: &[PinSlot; N_PINS], addr: usize) -> Option<usize> {
     let key = addr as u64 >> 3;
-    let me = std::process::id();
+    let me = crate::sync::futex::current_pid();
     // This process's slot for the value, if any (only this process changes
     // a slot whose pid is its own, apart from reclaiming after its death).
     for (i, p) in pins.iter().enumerate() {
@@ -1205,7 +1205,7 @@ impl<T: Shared> Deref for PinGuard<'_, T> {
 
 impl<T: Shared> Drop for PinGuard<'_, T> {
     fn drop(&mut self) {
-        if std::process::id() == self.pid {
+        if crate::sync::futex::current_pid() == self.pid {
             pin_remove(&self.heap.header().pins[self.slot]);
         }
     }

@@ -104,15 +104,45 @@ thread_local! {
 
 static ATFORK: Once = Once::new();
 
+/// The process id, cached (0: not known yet); cleared in the child of a
+/// `fork`, like the thread id.
+static PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 extern "C" fn forget_tid_in_child() {
     // The child of `fork` runs in a new thread with a new id.
     let _ = TID.try_with(|t| t.set(0));
+    PID.store(0, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The calling process's id, without a system call once known (refreshed
+/// after `fork` through the same `pthread_atfork` handler as
+/// [`current_tid`]).
+#[inline]
+pub(crate) fn current_pid() -> u32 {
+    let pid = PID.load(std::sync::atomic::Ordering::Relaxed);
+    if pid != 0 {
+        return pid;
+    }
+    load_pid()
+}
+
+#[cold]
+fn load_pid() -> u32 {
+    ATFORK.call_once(|| {
+        // SAFETY: registers a handler that only touches a thread-local and
+        // an atomic.
+        unsafe { libc::pthread_atfork(None, None, Some(forget_tid_in_child)) };
+    });
+    let pid = std::process::id();
+    PID.store(pid, std::sync::atomic::Ordering::Relaxed);
+    pid
 }
 
 #[cold]
 fn load_tid() -> u32 {
     ATFORK.call_once(|| {
-        // SAFETY: registers a handler that only touches a thread-local.
+        // SAFETY: registers a handler that only touches a thread-local and
+        // an atomic.
         unsafe { libc::pthread_atfork(None, None, Some(forget_tid_in_child)) };
     });
     // SAFETY: gettid has no preconditions.
