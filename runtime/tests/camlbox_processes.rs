@@ -7,65 +7,18 @@
 //! Prints one line per scenario and `N passed, M failed` last; exits with a
 //! non-zero status on any failure. Arguments filter scenarios by name.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::catch_unwind;
 use std::time::{Duration, Instant};
 
 use mc::camlbox::{CamlboxError, Sender};
 use mc::Camlbox;
 
-/// Forks a child that runs `f` and exits with its status (1 on panic).
-fn fork_child(f: impl FnOnce() -> i32) -> libc::pid_t {
-    // SAFETY: the test main is single-threaded when it forks; the child only
-    // runs `f` and leaves with `_exit`.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        let code = catch_unwind(AssertUnwindSafe(f)).unwrap_or(1);
-        // SAFETY: ends the child without running the parent's exit handlers.
-        unsafe { libc::_exit(code) };
-    }
-    pid
-}
+mod common;
+use common::{fork_child, wait_child, expect_exit_ok, kill};
 
-/// Waits for `pid` at most `timeout`; kills it on timeout. Returns the raw
-/// wait status.
-fn wait_child(pid: libc::pid_t, timeout: Duration) -> Result<i32, String> {
-    let start = Instant::now();
-    loop {
-        let mut status = 0;
-        // SAFETY: waits for our own child without blocking.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if r == pid {
-            return Ok(status);
-        }
-        if r < 0 {
-            return Err(format!(
-                "waitpid({pid}) failed: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        if start.elapsed() > timeout {
-            kill(pid);
-            let _ = wait_child(pid, Duration::from_secs(5));
-            return Err(format!("child {pid} did not finish within {timeout:?}"));
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
 
-fn expect_exit_ok(pid: libc::pid_t, timeout: Duration) -> Result<(), String> {
-    let status = wait_child(pid, timeout)?;
-    if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
-        Ok(())
-    } else {
-        Err(format!("child {pid} failed (wait status {status:#x})"))
-    }
-}
 
-fn kill(pid: libc::pid_t) {
-    // SAFETY: signals our own child.
-    unsafe { libc::kill(pid, libc::SIGKILL) };
-}
+
 
 fn ensure(cond: bool, msg: impl FnOnce() -> String) -> Result<(), String> {
     if cond {

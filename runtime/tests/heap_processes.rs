@@ -12,81 +12,18 @@
 //! non-zero status on any failure. Arguments filter scenarios by name.
 
 use std::os::unix::fs::FileExt;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::catch_unwind;
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use mc::{Heap, HeapError, Pool, PoolError};
 
-/// Places `value` in a fresh anonymous shared mapping (inherited by
-/// children made later) and leaks it.
-fn shared<T>(value: T) -> &'static T {
-    let len = std::mem::size_of::<T>().max(1);
-    // SAFETY: a fresh anonymous mapping; no existing memory is affected.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    assert_ne!(p, libc::MAP_FAILED, "mmap failed");
-    let p = p.cast::<T>();
-    // SAFETY: the mapping is page-aligned, large enough, writable and never
-    // unmapped, so the reference stays valid for the whole run.
-    unsafe {
-        p.write(value);
-        &*p
-    }
-}
+mod common;
+use common::{shared, fork_child, wait_child, kill};
 
-/// Forks a child that runs `f` and exits with its status (1 on panic).
-fn fork_child(f: impl FnOnce() -> i32) -> libc::pid_t {
-    // SAFETY: the test main is single-threaded when it forks; the child only
-    // runs `f` and leaves with `_exit`.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        let code = catch_unwind(AssertUnwindSafe(f)).unwrap_or(1);
-        // SAFETY: ends the child without running the parent's exit handlers.
-        unsafe { libc::_exit(code) };
-    }
-    pid
-}
 
-/// Waits for `pid` at most `timeout`; kills it on timeout. Returns the raw
-/// wait status.
-fn wait_child(pid: libc::pid_t, timeout: Duration) -> Result<i32, String> {
-    let start = Instant::now();
-    loop {
-        let mut status = 0;
-        // SAFETY: waits for our own child without blocking.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if r == pid {
-            return Ok(status);
-        }
-        if r < 0 {
-            return Err(format!(
-                "waitpid({pid}) failed: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        if start.elapsed() > timeout {
-            kill(pid);
-            let _ = wait_child(pid, Duration::from_secs(5));
-            return Err(format!("child {pid} did not finish within {timeout:?}"));
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
 
-fn kill(pid: libc::pid_t) {
-    // SAFETY: signals our own child.
-    unsafe { libc::kill(pid, libc::SIGKILL) };
-}
+
 
 /// Kills `pid` and reaps it.
 fn kill_and_reap(pid: libc::pid_t) -> Result<(), String> {
