@@ -14,11 +14,7 @@ use mc::camlbox::{CamlboxError, Sender};
 use mc::Camlbox;
 
 mod common;
-use common::{fork_child, wait_child, expect_exit_ok, kill};
-
-
-
-
+use common::{expect_exit_ok, fork_child, kill, wait_child};
 
 fn ensure(cond: bool, msg: impl FnOnce() -> String) -> Result<(), String> {
     if cond {

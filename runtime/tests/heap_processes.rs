@@ -19,11 +19,7 @@ use std::time::{Duration, Instant};
 use mc::{Heap, HeapError, Pool, PoolError};
 
 mod common;
-use common::{shared, fork_child, wait_child, kill};
-
-
-
-
+use common::{fork_child, kill, shared, wait_child};
 
 /// Kills `pid` and reaps it.
 fn kill_and_reap(pid: libc::pid_t) -> Result<(), String> {

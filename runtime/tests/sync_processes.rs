@@ -13,12 +13,7 @@ use std::time::{Duration, Instant};
 use mc::sync::{Barrier, Condvar, LockError, Mutex, RwLock, Semaphore};
 
 mod common;
-use common::{shared, fork_child, wait_child, expect_exit_ok, kill};
-
-
-
-
-
+use common::{expect_exit_ok, fork_child, kill, shared, wait_child};
 
 /// Polls (with short sleeps) until `cond` holds, at most `timeout`.
 fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> Result<(), String> {
