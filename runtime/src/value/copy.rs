@@ -276,8 +276,51 @@ pub struct Validator<'a> {
     /// The ranges checked so far (start → end), which must not overlap:
     /// the copier never writes two pointers to the same memory, and an
     /// image that does could alias a lock word with string bytes.
-    ranges: std::collections::BTreeMap<usize, usize>,
+    ranges: Ranges,
     _region: std::marker::PhantomData<&'a [u8]>,
+}
+
+/// Disjoint ranges `[start, end)`: a few inline (small messages, no
+/// allocation), a tree beyond that.
+#[derive(Default)]
+struct Ranges {
+    small: [(usize, usize); 8],
+    n: usize,
+    big: Option<std::collections::BTreeMap<usize, usize>>,
+}
+
+impl Ranges {
+    /// Adds `[start, end)`; `false` if it overlaps a range already there.
+    fn insert(&mut self, start: usize, end: usize) -> bool {
+        if let Some(big) = &mut self.big {
+            if big
+                .range(..=start)
+                .next_back()
+                .is_some_and(|(_, &e)| e > start)
+                || big.range(start..).next().is_some_and(|(&s, _)| s < end)
+            {
+                return false;
+            }
+            big.insert(start, end);
+            return true;
+        }
+        if self.small[..self.n]
+            .iter()
+            .any(|&(s, e)| s < end && start < e)
+        {
+            return false;
+        }
+        if self.n < self.small.len() {
+            self.small[self.n] = (start, end);
+            self.n += 1;
+        } else {
+            let mut big: std::collections::BTreeMap<usize, usize> =
+                self.small.iter().copied().collect();
+            big.insert(start, end);
+            self.big = Some(big);
+        }
+        true
+    }
 }
 
 /// The deepest nesting a validator accepts.
@@ -293,7 +336,7 @@ impl<'a> Validator<'a> {
             end: start + region.len(),
             budget: region.len(),
             depth: 0,
-            ranges: std::collections::BTreeMap::new(),
+            ranges: Ranges::default(),
             _region: std::marker::PhantomData,
         }
     }
@@ -317,17 +360,9 @@ impl<'a> Validator<'a> {
             return Err(Invalid::OutOfRegion { addr, len: size });
         }
         self.budget = self.budget.checked_sub(size).ok_or(Invalid::Overlapping)?;
-        if let Some((_, &prev_end)) = self.ranges.range(..=addr).next_back() {
-            if prev_end > addr {
-                return Err(Invalid::Overlapping);
-            }
+        if !self.ranges.insert(addr, end) {
+            return Err(Invalid::Overlapping);
         }
-        if let Some((&next, _)) = self.ranges.range(addr..).next() {
-            if next < end {
-                return Err(Invalid::Overlapping);
-            }
-        }
-        self.ranges.insert(addr, end);
         Ok(())
     }
 
@@ -545,6 +580,24 @@ mod tests {
         let array = buf[root_words] as usize; // SVec.ptr
         let elems = (array - base) / 8;
         buf[elems + 2] = buf[elems];
+        let b = bytes(&mut buf);
+        assert_eq!(
+            validate_region::<Vec<String>>(b, root),
+            Err(Invalid::Overlapping)
+        );
+    }
+
+    #[test]
+    fn overlaps_are_found_among_many_pointers() {
+        let mut buf = region();
+        let b = bytes(&mut buf);
+        let v: Vec<String> = (0..20).map(|i| format!("string number {i:02}")).collect();
+        let root = copy_into_region(&v, b).unwrap();
+        assert_eq!(validate_region::<Vec<String>>(b, root), Ok(()));
+        let base = b.as_ptr() as usize;
+        let elems = (buf[root / 8] as usize - base) / 8;
+        // Element 15 (past the inline ranges) aliases element 3's bytes.
+        buf[elems + 2 * 15] = buf[elems + 2 * 3];
         let b = bytes(&mut buf);
         assert_eq!(
             validate_region::<Vec<String>>(b, root),
