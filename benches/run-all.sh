@@ -15,6 +15,9 @@ tmp=$(mktemp)
 
 cargo build --release -p mc-benches --benches >&2
 
+# A hand-written summary between the markers below is kept across runs.
+summary=$(sed -n '/^<!-- summary -->$/,/^<!-- \/summary -->$/p' "$out" 2>/dev/null || true)
+
 {
   echo "# Benchmark results"
   echo
@@ -25,6 +28,10 @@ cargo build --release -p mc-benches --benches >&2
   echo "Machine: $(nproc) cores, CPU \"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')\","
   echo "$(free -g | awk '/Mem:/ {print $2}') GiB of memory, Linux $(uname -r)."
   echo "Load average when started: $(cut -d' ' -f1-3 /proc/loadavg)."
+  if [ -n "$summary" ]; then
+    echo
+    echo "$summary"
+  fi
   for b in "${benches[@]}"; do
     echo
     echo "## $b (\`cargo bench -p mc-benches --bench $b\`)"

@@ -387,6 +387,9 @@ fn ipc_throughput(count: u64) -> f64 {
 // ---------------------------------------------------------------------------
 
 fn main() {
+    // Spinning baselines have no timeouts of their own: never hang.
+    // SAFETY: plain syscall; SIGALRM's default action ends the process.
+    unsafe { libc::alarm(600) };
     let rounds: u64 = std::env::args()
         .skip(1)
         .find_map(|a| a.parse().ok())
@@ -472,9 +475,15 @@ mod iceoryx {
     }
 
     fn recv(rx: &Sub) -> u64 {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut spins = 0u32;
         loop {
             if let Some(s) = rx.receive().unwrap() {
                 return *s;
+            }
+            spins = spins.wrapping_add(1);
+            if spins.is_multiple_of(4096) && std::time::Instant::now() > deadline {
+                panic!("iceoryx2: no sample for 30 s (the peer died?)");
             }
             std::hint::spin_loop();
         }
@@ -483,7 +492,12 @@ mod iceoryx {
     fn connected(tx: &Pub) {
         // Wait until the peer's subscriber is connected, so that nothing is
         // sent into the void.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while tx.update_connections().is_ok() && tx.send_copy(u64::MAX).unwrap_or(0) == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "iceoryx2: the peer never connected"
+            );
             std::thread::sleep(std::time::Duration::from_micros(100));
         }
     }
