@@ -7,14 +7,13 @@
 //! Prints one line per scenario and `N passed, M failed` last; exits with a
 //! non-zero status on any failure. Arguments filter scenarios by name.
 
-use std::panic::catch_unwind;
 use std::time::{Duration, Instant};
 
 use mc::camlbox::{CamlboxError, Sender};
 use mc::Camlbox;
 
 mod common;
-use common::{expect_exit_ok, fork_child, kill, wait_child};
+use common::{expect_exit_ok, fork_child, kill, run_scenarios, wait_child, Scenario};
 
 fn ensure(cond: bool, msg: impl FnOnce() -> String) -> Result<(), String> {
     if cond {
@@ -306,8 +305,6 @@ fn wrong_type_across_processes() -> Result<String, String> {
     Ok("opening with another type fails".into())
 }
 
-type Scenario = fn() -> Result<String, String>;
-
 fn main() {
     let scenarios: &[(&str, Scenario)] = &[
         ("four_senders", four_senders),
@@ -317,32 +314,5 @@ fn main() {
         ("too_big_across_processes", too_big_across_processes),
         ("wrong_type_across_processes", wrong_type_across_processes),
     ];
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let (mut passed, mut failed) = (0, 0);
-    for (name, f) in scenarios {
-        if !filter.is_empty() && !filter.iter().any(|p| name.contains(p.as_str())) {
-            continue;
-        }
-        match catch_unwind(f) {
-            Ok(Ok(detail)) => {
-                passed += 1;
-                println!("ok     {name}: {detail}");
-            }
-            Ok(Err(e)) => {
-                failed += 1;
-                println!("FAILED {name}: {e}");
-            }
-            Err(_) => {
-                failed += 1;
-                println!("FAILED {name}: panicked");
-            }
-        }
-    }
-    println!("{passed} passed, {failed} failed");
-    if failed > 0 {
-        std::process::exit(1);
-    }
+    run_scenarios(scenarios);
 }

@@ -12,14 +12,13 @@
 //! non-zero status on any failure. Arguments filter scenarios by name.
 
 use std::os::unix::fs::FileExt;
-use std::panic::catch_unwind;
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use mc::{Heap, HeapError, Pool, PoolError};
 
 mod common;
-use common::{fork_child, kill, shared, wait_child};
+use common::{fork_child, kill, run_scenarios, shared, wait_child, Scenario};
 
 /// Kills `pid` and reaps it.
 fn kill_and_reap(pid: libc::pid_t) -> Result<(), String> {
@@ -393,8 +392,6 @@ fn address_in_use() -> Result<String, String> {
     Ok(format!("range {base:#x} taken → AddressInUse"))
 }
 
-type Scenario = fn() -> Result<String, String>;
-
 fn main() {
     let scenarios: &[(&str, Scenario)] = &[
         ("killed_in_modify_poisons", killed_in_modify_poisons),
@@ -407,32 +404,5 @@ fn main() {
         ("other_format_version", other_format_version),
         ("address_in_use", address_in_use),
     ];
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let (mut passed, mut failed) = (0, 0);
-    for (name, f) in scenarios {
-        if !filter.is_empty() && !filter.iter().any(|p| name.contains(p.as_str())) {
-            continue;
-        }
-        match catch_unwind(f) {
-            Ok(Ok(detail)) => {
-                passed += 1;
-                println!("ok     {name}: {detail}");
-            }
-            Ok(Err(e)) => {
-                failed += 1;
-                println!("FAILED {name}: {e}");
-            }
-            Err(_) => {
-                failed += 1;
-                println!("FAILED {name}: panicked");
-            }
-        }
-    }
-    println!("{passed} passed, {failed} failed");
-    if failed > 0 {
-        std::process::exit(1);
-    }
+    run_scenarios(scenarios);
 }

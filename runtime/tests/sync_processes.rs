@@ -6,14 +6,13 @@
 //! Prints one line per scenario and `N passed, M failed` last; exits with a
 //! non-zero status on any failure. Arguments filter scenarios by name.
 
-use std::panic::catch_unwind;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use mc::sync::{Barrier, Condvar, LockError, Mutex, RwLock, Semaphore};
 
 mod common;
-use common::{expect_exit_ok, fork_child, kill, shared, wait_child};
+use common::{expect_exit_ok, fork_child, kill, run_scenarios, shared, wait_child, Scenario};
 
 /// Polls (with short sleeps) until `cond` holds, at most `timeout`.
 fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> Result<(), String> {
@@ -553,8 +552,6 @@ fn semaphore_ping_pong() -> Result<String, String> {
     Ok(format!("{ROUNDS} round trips in {:?}", start.elapsed()))
 }
 
-type Scenario = fn() -> Result<String, String>;
-
 fn main() {
     let scenarios: &[(&str, Scenario)] = &[
         ("counter_four_processes", counter_four_processes),
@@ -572,32 +569,5 @@ fn main() {
         ("barrier_three_processes", barrier_three_processes),
         ("semaphore_ping_pong", semaphore_ping_pong),
     ];
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let (mut passed, mut failed) = (0, 0);
-    for (name, f) in scenarios {
-        if !filter.is_empty() && !filter.iter().any(|p| name.contains(p.as_str())) {
-            continue;
-        }
-        match catch_unwind(f) {
-            Ok(Ok(detail)) => {
-                passed += 1;
-                println!("ok     {name}: {detail}");
-            }
-            Ok(Err(e)) => {
-                failed += 1;
-                println!("FAILED {name}: {e}");
-            }
-            Err(_) => {
-                failed += 1;
-                println!("FAILED {name}: panicked");
-            }
-        }
-    }
-    println!("{passed} passed, {failed} failed");
-    if failed > 0 {
-        std::process::exit(1);
-    }
+    run_scenarios(scenarios);
 }

@@ -84,3 +84,40 @@ pub fn kill(pid: libc::pid_t) {
     // SAFETY: signals our own child.
     unsafe { libc::kill(pid, libc::SIGKILL) };
 }
+
+/// A named scenario: `Ok(detail)` or `Err(what went wrong)`.
+pub type Scenario = fn() -> Result<String, String>;
+
+/// Runs the scenarios whose names contain one of the command-line filters
+/// (all without filters), prints one line each and `N passed, N failed`,
+/// and exits non-zero if any failed or panicked.
+pub fn run_scenarios(scenarios: &[(&str, Scenario)]) {
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let (mut passed, mut failed) = (0, 0);
+    for (name, f) in scenarios {
+        if !filter.is_empty() && !filter.iter().any(|p| name.contains(p.as_str())) {
+            continue;
+        }
+        match catch_unwind(f) {
+            Ok(Ok(detail)) => {
+                passed += 1;
+                println!("ok     {name}: {detail}");
+            }
+            Ok(Err(e)) => {
+                failed += 1;
+                println!("FAILED {name}: {e}");
+            }
+            Err(_) => {
+                failed += 1;
+                println!("FAILED {name}: panicked");
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}
