@@ -130,8 +130,9 @@ fn nested_run(_: ()) -> bool {
 }
 
 #[mc::process]
-fn report_pid(_: ()) -> u32 {
-    std::process::id()
+fn report_pid(_: ()) -> (u32, u32) {
+    // SAFETY: getppid has no preconditions.
+    (std::process::id(), unsafe { libc::getppid() } as u32)
 }
 
 // ---------------------------------------------------------------------
@@ -351,19 +352,31 @@ fn nested_starts() -> TestResult {
 }
 
 fn workers_are_children_of_the_master() -> TestResult {
-    let master = std::process::id();
+    let caller = std::process::id();
     in_run(|| {
-        let p = report_pid::start(()).map_err(err)?;
-        let pid = report_pid::join(p).map_err(err)?.ok_or("failed")?;
-        ensure!(pid != master && pid != std::process::id(), "pid {pid}");
-        // SAFETY: getppid has no preconditions.
-        let ppid = unsafe { libc::getppid() } as u32;
+        // The first process is the caller itself.
         ensure!(
-            ppid == master,
-            "first process's parent {ppid} is not the master {master}"
+            std::process::id() == caller,
+            "first process is not the caller"
+        );
+        let p = report_pid::start(()).map_err(err)?;
+        let (pid, ppid) = report_pid::join(p).map_err(err)?.ok_or("failed")?;
+        ensure!(pid != caller, "worker pid {pid}");
+        // The worker's parent is the master, a child of the caller.
+        ensure!(ppid != caller, "worker {pid} is a child of the caller");
+        ensure!(
+            parent_of(ppid) == Some(caller),
+            "the master {ppid} is not a child of the caller {caller}"
         );
         Ok(())
     })
+}
+
+/// The parent of process `pid`, from `/proc/<pid>/stat`.
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn report_lists_killed_and_unjoined() -> TestResult {

@@ -67,6 +67,7 @@ use crate::process::resources::{self, ResourceId, ResourceKind};
 use crate::process::{worker, ProcessError};
 use crate::segment::{self, SegmentError, SegmentHeader, SegmentKind};
 use crate::sync::futex;
+use crate::sync::home::Home;
 use crate::value::{self, Allocate, CopyError, Invalid, Shared, Writer};
 use layout::{Region, READY, WRITING};
 
@@ -306,7 +307,7 @@ pub struct Camlbox<T: Shared> {
     /// The process that created the box, the only one that may receive:
     /// a copy made by `fork` (every worker is a fork of the master) must
     /// not delete slots that the real receiver has borrowed.
-    owner: u32,
+    owner: Home,
     /// `!Sync`: one thread receives at a time, so that no thread validates
     /// a slot (reading it as bytes) while another writes a lock in it.
     _not_sync: PhantomData<Cell<()>>,
@@ -423,7 +424,7 @@ impl<T: Shared> Camlbox<T> {
         };
         let rx = Camlbox {
             map,
-            owner: futex::current_pid(),
+            owner: Home::here(),
             _not_sync: PhantomData,
             resource,
             segment: full,
@@ -476,7 +477,7 @@ impl<T: Shared> Camlbox<T> {
     /// returns no slots, `get` fails with [`CamlboxError::NotReceiver`] and
     /// `delete` does nothing.
     pub fn is_receiver(&self) -> bool {
-        self.owner == futex::current_pid()
+        self.owner.is_here()
     }
 
     fn collect(&mut self, out: &mut Vec<usize>) {
@@ -637,7 +638,11 @@ impl<T: Shared> Camlbox<T> {
         // which stays mapped and unchanged while `self` is borrowed
         // (deleting takes `&mut self`).
         let repr = unsafe { &*root };
-        Ok(Message { repr, slot })
+        Ok(Message {
+            repr,
+            slot,
+            home: self.owner,
+        })
     }
 
     /// Copies the message in `slot` out (after validating it).
@@ -682,6 +687,12 @@ impl<T: Shared> Drop for Camlbox<T> {
 /// A message borrowed in place from a camlbox slot; dereferences to the
 /// shared representation of `T`.
 ///
+/// # Panics
+///
+/// Dereferencing panics in any process but the one that took the guard (a
+/// copy that `fork` made, through a static or a thread-local); such a copy
+/// releases nothing when dropped.
+///
 /// ```
 /// let (mut rx, id) = mc::Camlbox::<String>::create(1, 64).unwrap();
 /// id.sender().unwrap().send(&"hi".to_string()).unwrap();
@@ -695,6 +706,9 @@ impl<T: Shared> Drop for Camlbox<T> {
 pub struct Message<'a, T: Shared> {
     repr: &'a T::Repr,
     slot: usize,
+    /// The receiving process: in a copy made by `fork` the slot may be
+    /// deleted and rewritten at any time.
+    home: Home,
 }
 
 impl<T: Shared> Message<'_, T> {
@@ -705,13 +719,15 @@ impl<T: Shared> Message<'_, T> {
 
     /// Copies the message out.
     pub fn to_value(&self) -> T {
-        T::from_repr(self.repr)
+        T::from_repr(self)
     }
 }
 
 impl<T: Shared> Deref for Message<'_, T> {
     type Target = T::Repr;
+    #[inline]
     fn deref(&self) -> &T::Repr {
+        self.home.check("camlbox Message");
         self.repr
     }
 }

@@ -59,6 +59,8 @@ use serde::{Deserialize, Serialize};
 
 use self::alloc::{AllocState, HeapWriter, Marker, PoolSource};
 use crate::pool::{Pool, PoolError, OWNER_HEADER, OWNER_TAG, PAGE_SIZE};
+use crate::sync::futex::process_key;
+use crate::sync::home::Home;
 use crate::sync::raw::{Acquired, LockError, RawRwLock};
 use crate::value::{CopyError, SOption, SString, SVec, Shared, Tracer, Writer};
 
@@ -99,6 +101,7 @@ struct HeapHeader {
 
 /// Why a heap operation failed.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum HeapError {
     /// The pool has no room left for the heap to grow.
     OutOfMemory {
@@ -146,6 +149,9 @@ pub enum HeapError {
     ForeignPlace,
     /// The heap's lock failed.
     Lock(LockError),
+    /// The timeout passed before the heap's lock could be taken (another
+    /// process holds it: a long modification, or a stopped process).
+    Timeout,
 }
 
 impl fmt::Display for HeapError {
@@ -203,6 +209,11 @@ impl fmt::Display for HeapError {
                  other heaps and local values are copied in with `set`/`set_from`, not written to"
             ),
             HeapError::Lock(e) => write!(f, "heap lock: {e}"),
+            HeapError::Timeout => write!(
+                f,
+                "timed out waiting for the heap's lock: another process holds it (a long \
+                 modification, a guard kept alive, or a stopped process); retry later"
+            ),
         }
     }
 }
@@ -285,26 +296,44 @@ impl HeapOptions {
     }
 }
 
+// What this thread holds, to refuse a lock that would deadlock. Each entry
+// carries the process key: a child of `fork` inherits the forking thread's
+// thread-locals, but not its locks, so entries of another process are
+// ignored (and dropped at the next `hold`).
 thread_local! {
-    static HELD: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
-    static MODIFYING: Cell<bool> = const { Cell::new(false) };
+    /// Heaps (header addresses) whose lock this thread holds.
+    static HELD: RefCell<Vec<(usize, u64)>> = const { RefCell::new(Vec::new()) };
+    /// The process key while this thread runs a modification, else 0.
+    static MODIFYING: Cell<u64> = const { Cell::new(0) };
 }
 
 fn held(addr: usize) -> bool {
-    HELD.with(|h| h.borrow().contains(&addr))
+    let key = process_key();
+    HELD.with(|h| h.borrow().contains(&(addr, key)))
 }
 
 fn hold(addr: usize) {
-    HELD.with(|h| h.borrow_mut().push(addr));
+    let key = process_key();
+    HELD.with(|h| {
+        let mut h = h.borrow_mut();
+        h.retain(|&(_, k)| k == key);
+        h.push((addr, key));
+    });
 }
 
 fn release(addr: usize) {
+    let key = process_key();
     HELD.with(|h| {
         let mut h = h.borrow_mut();
-        if let Some(i) = h.iter().rposition(|&a| a == addr) {
+        if let Some(i) = h.iter().rposition(|&e| e == (addr, key)) {
             h.swap_remove(i);
         }
     });
+}
+
+/// Whether this thread (of this process) is inside a modification.
+fn modifying() -> bool {
+    MODIFYING.with(Cell::get) == process_key()
 }
 
 /// A handle on a heap whose root value has type `T`. Cheap to clone; the
@@ -577,9 +606,9 @@ impl<T: Shared> Heap<T> {
     /// Takes the heap's lock exclusively, recovering from a holder that
     /// died: if it died in the middle of a change (`dirty`), the heap is
     /// poisoned for good; otherwise the death is only counted.
-    fn acquire_write(&self, h: &HeapHeader) -> Result<(), HeapError> {
+    fn acquire_write(&self, h: &HeapHeader, deadline: Option<Instant>) -> Result<(), HeapError> {
         for _ in 0..3 {
-            match h.lock.write(None) {
+            match h.lock.write(left(deadline)) {
                 Ok(Acquired::Clean) => return Ok(()),
                 Ok(Acquired::OwnerDied) => {
                     if h.dirty.swap(0, Ordering::AcqRel) != 0 {
@@ -598,28 +627,30 @@ impl<T: Shared> Heap<T> {
                     // here) poisons the lock; take it over.
                     h.lock.clear_poison();
                 }
+                Err(LockError::Timeout) => return Err(HeapError::Timeout),
                 Err(e) => return Err(HeapError::Lock(e)),
             }
         }
         Err(HeapError::Lock(LockError::Poisoned))
     }
 
-    fn lock_shared(&self) -> Result<&HeapHeader, HeapError> {
+    fn lock_shared(&self, deadline: Option<Instant>) -> Result<&HeapHeader, HeapError> {
         let h = self.check()?;
         if held(self.hdr) {
             return Err(HeapError::Reentrant);
         }
         let mut tries = 0;
         loop {
-            match h.lock.read(None) {
+            match h.lock.read(left(deadline)) {
                 Ok(_) => break,
                 Err(LockError::Poisoned) if tries < 3 => {
                     // A writer died: take the lock once to judge the heap.
                     tries += 1;
-                    self.acquire_write(h)?;
+                    self.acquire_write(h, deadline)?;
                     // SAFETY: taken just above.
                     unsafe { h.lock.unlock_write() };
                 }
+                Err(LockError::Timeout) => return Err(HeapError::Timeout),
                 Err(e) => return Err(HeapError::Lock(e)),
             }
         }
@@ -631,12 +662,12 @@ impl<T: Shared> Heap<T> {
         Ok(h)
     }
 
-    fn lock_exclusive(&self) -> Result<&HeapHeader, HeapError> {
+    fn lock_exclusive(&self, deadline: Option<Instant>) -> Result<&HeapHeader, HeapError> {
         let h = self.check()?;
-        if held(self.hdr) || MODIFYING.with(Cell::get) {
+        if held(self.hdr) || modifying() {
             return Err(HeapError::Reentrant);
         }
-        self.acquire_write(h)?;
+        self.acquire_write(h, deadline)?;
         if let Err(e) = self.check() {
             // SAFETY: taken just above.
             unsafe { h.lock.unlock_write() };
@@ -648,12 +679,27 @@ impl<T: Shared> Heap<T> {
     /// Reads the root value in place under the heap's shared lock. Writers
     /// wait until the guard is dropped.
     pub fn read(&self) -> Result<ReadGuard<'_, T>, HeapError> {
-        let h = self.lock_shared()?;
+        self.read_until(None)
+    }
+
+    /// Like [`read`](Heap::read), but gives up with [`HeapError::Timeout`]
+    /// when the lock cannot be taken within `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As [`read`](Heap::read), and [`HeapError::Timeout`].
+    pub fn read_timeout(&self, timeout: Duration) -> Result<ReadGuard<'_, T>, HeapError> {
+        self.read_until(deadline_after(timeout))
+    }
+
+    fn read_until(&self, deadline: Option<Instant>) -> Result<ReadGuard<'_, T>, HeapError> {
+        let h = self.lock_shared(deadline)?;
         hold(self.hdr);
         let root = h.root.load(Ordering::Acquire);
         Ok(ReadGuard {
             heap: self,
             root,
+            home: Home::here(),
             _t: PhantomData,
         })
     }
@@ -668,7 +714,21 @@ impl<T: Shared> Heap<T> {
     ///
     /// Heaps that hold locks refuse pins ([`HeapError::PinWithLocks`]).
     pub fn pin(&self) -> Result<PinGuard<'_, T>, HeapError> {
-        let h = self.lock_shared()?;
+        self.pin_until(None)
+    }
+
+    /// Like [`pin`](Heap::pin), but gives up with [`HeapError::Timeout`]
+    /// when the lock cannot be taken within `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As [`pin`](Heap::pin), and [`HeapError::Timeout`].
+    pub fn pin_timeout(&self, timeout: Duration) -> Result<PinGuard<'_, T>, HeapError> {
+        self.pin_until(deadline_after(timeout))
+    }
+
+    fn pin_until(&self, deadline: Option<Instant>) -> Result<PinGuard<'_, T>, HeapError> {
+        let h = self.lock_shared(deadline)?;
         // Locks are copied in only under the exclusive lock: checked under
         // the shared lock, the answer holds until the pin is registered.
         if h.has_locks.load(Ordering::Acquire) != 0 {
@@ -685,7 +745,7 @@ impl<T: Shared> Heap<T> {
             heap: self,
             root,
             slot,
-            pid: crate::sync::futex::current_pid(),
+            home: Home::here(),
             _t: PhantomData,
         })
     }
@@ -693,6 +753,17 @@ impl<T: Shared> Heap<T> {
     /// Copies the root value out.
     pub fn copy(&self) -> Result<T, HeapError> {
         let g = self.read()?;
+        Ok(T::from_repr(&g))
+    }
+
+    /// Like [`copy`](Heap::copy), but gives up with [`HeapError::Timeout`]
+    /// when the lock cannot be taken within `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As [`read`](Heap::read), and [`HeapError::Timeout`].
+    pub fn copy_timeout(&self, timeout: Duration) -> Result<T, HeapError> {
+        let g = self.read_timeout(timeout)?;
         Ok(T::from_repr(&g))
     }
 
@@ -706,7 +777,30 @@ impl<T: Shared> Heap<T> {
         &self,
         f: impl FnOnce(&Mutator<'_>, Pin<&mut T::Repr>) -> R,
     ) -> Result<R, HeapError> {
-        let h = self.lock_exclusive()?;
+        self.modify_until(None, f)
+    }
+
+    /// Like [`modify`](Heap::modify), but gives up with
+    /// [`HeapError::Timeout`] (without calling `f`) when the lock cannot be
+    /// taken within `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As [`modify`](Heap::modify), and [`HeapError::Timeout`].
+    pub fn modify_timeout<R>(
+        &self,
+        timeout: Duration,
+        f: impl FnOnce(&Mutator<'_>, Pin<&mut T::Repr>) -> R,
+    ) -> Result<R, HeapError> {
+        self.modify_until(deadline_after(timeout), f)
+    }
+
+    fn modify_until<R>(
+        &self,
+        deadline: Option<Instant>,
+        f: impl FnOnce(&Mutator<'_>, Pin<&mut T::Repr>) -> R,
+    ) -> Result<R, HeapError> {
+        let h = self.lock_exclusive(deadline)?;
         let _lock = WriteLock::new(self.hdr, h);
         h.dirty.store(1, Ordering::Release);
         let mut src = PoolSource {
@@ -734,7 +828,7 @@ impl<T: Shared> Heap<T> {
         // (checked above, and new pins wait for the lock), and this thread
         // has the only exclusive access (lock + no nested modification).
         let root_ref = unsafe { Pin::new_unchecked(&mut *(root as *mut T::Repr)) };
-        MODIFYING.with(|m| m.set(true));
+        MODIFYING.with(|m| m.set(process_key()));
         let _flag = ModifyingFlag;
         let r = f(&m, root_ref);
         drop(_flag);
@@ -749,7 +843,22 @@ impl<T: Shared> Heap<T> {
     /// Replaces the root value with a copy of `value`. Pinned readers keep
     /// the old one.
     pub fn assign(&self, value: &T) -> Result<(), HeapError> {
-        let h = self.lock_exclusive()?;
+        self.assign_until(None, value)
+    }
+
+    /// Like [`assign`](Heap::assign), but gives up with
+    /// [`HeapError::Timeout`] when the lock cannot be taken within
+    /// `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As [`assign`](Heap::assign), and [`HeapError::Timeout`].
+    pub fn assign_timeout(&self, value: &T, timeout: Duration) -> Result<(), HeapError> {
+        self.assign_until(deadline_after(timeout), value)
+    }
+
+    fn assign_until(&self, deadline: Option<Instant>, value: &T) -> Result<(), HeapError> {
+        let h = self.lock_exclusive(deadline)?;
         let _lock = WriteLock::new(self.hdr, h);
         h.dirty.store(1, Ordering::Release);
         let mut src = PoolSource {
@@ -771,7 +880,21 @@ impl<T: Shared> Heap<T> {
 
     /// Runs a collection now.
     pub fn gc(&self) -> Result<(), HeapError> {
-        let h = self.lock_exclusive()?;
+        self.gc_until(None)
+    }
+
+    /// Like [`gc`](Heap::gc), but gives up with [`HeapError::Timeout`] when
+    /// the lock cannot be taken within `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As [`gc`](Heap::gc), and [`HeapError::Timeout`].
+    pub fn gc_timeout(&self, timeout: Duration) -> Result<(), HeapError> {
+        self.gc_until(deadline_after(timeout))
+    }
+
+    fn gc_until(&self, deadline: Option<Instant>) -> Result<(), HeapError> {
+        let h = self.lock_exclusive(deadline)?;
         let _lock = WriteLock::new(self.hdr, h);
         h.dirty.store(1, Ordering::Release);
         self.collect(h);
@@ -813,7 +936,7 @@ impl<T: Shared> Heap<T> {
 
     /// The heap's figures.
     pub fn stats(&self) -> Result<HeapStats, HeapError> {
-        let h = self.lock_shared()?;
+        let h = self.lock_shared(None)?;
         // SAFETY: shared lock held: no writer changes the allocator.
         let s = unsafe { &*h.alloc.get() }.stats();
         let pinned = h
@@ -847,10 +970,10 @@ impl<T: Shared> Heap<T> {
         if h.magic.load(Ordering::Acquire) != HEAP_MAGIC || h.id != self.id {
             return Err(HeapError::Destroyed);
         }
-        if held(self.hdr) || MODIFYING.with(Cell::get) {
+        if held(self.hdr) || modifying() {
             return Err(HeapError::Reentrant);
         }
-        self.acquire_write(h)?;
+        self.acquire_write(h, None)?;
         let _lock = WriteLock::new(self.hdr, h);
         reclaim_dead_pins(&h.pins);
         let pinned = h
@@ -953,6 +1076,18 @@ pub(crate) fn inspect_header(
             owner_deaths: h.owner_deaths.load(Ordering::Relaxed),
         },
     })
+}
+
+/// `now + timeout` (no deadline when that does not fit in an `Instant`).
+fn deadline_after(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
+}
+
+/// What is left before `deadline`, for a lock wait: `None` waits without
+/// end; a deadline that has passed still allows one attempt that does not
+/// wait.
+fn left(deadline: Option<Instant>) -> Option<Duration> {
+    deadline.map(|d| d.saturating_duration_since(Instant::now()))
 }
 
 fn unsafe_header<'a>(addr: usize) -> &'a HeapHeader {
@@ -1143,21 +1278,31 @@ struct ModifyingFlag;
 
 impl Drop for ModifyingFlag {
     fn drop(&mut self) {
-        MODIFYING.with(|m| m.set(false));
+        MODIFYING.with(|m| m.set(0));
     }
 }
 
 /// A read guard: the root value, under the heap's shared lock.
+///
+/// # Panics
+///
+/// Dereferencing panics in any process but the one that took the guard (a
+/// copy that `fork` made, through a static or a thread-local); such a copy
+/// releases nothing when dropped.
 pub struct ReadGuard<'a, T: Shared> {
     heap: &'a Heap<T>,
     root: usize,
+    /// The process that holds the lock: a copy made by `fork` is inert.
+    home: Home,
     // The lock is released by the thread that took it: `!Send`.
     _t: PhantomData<(&'a T::Repr, *const ())>,
 }
 
 impl<T: Shared> Deref for ReadGuard<'_, T> {
     type Target = T::Repr;
+    #[inline]
     fn deref(&self) -> &T::Repr {
+        self.home.check("heap ReadGuard");
         // SAFETY: the shared lock is held: the root value is live and no
         // writer changes it while the guard exists.
         unsafe { &*(self.root as *const T::Repr) }
@@ -1166,6 +1311,9 @@ impl<T: Shared> Deref for ReadGuard<'_, T> {
 
 impl<T: Shared> Drop for ReadGuard<'_, T> {
     fn drop(&mut self) {
+        if !self.home.is_here() {
+            return;
+        }
         release(self.heap.hdr);
         // SAFETY: the shared lock was taken by `read`.
         unsafe { self.heap.header().lock.unlock_read() };
@@ -1183,19 +1331,27 @@ where
 
 /// A pin guard: a root value kept alive (and unchanged) without holding
 /// the heap's lock.
+///
+/// # Panics
+///
+/// Dereferencing panics in any process but the one that took the guard (a
+/// copy that `fork` made, through a static or a thread-local); such a copy
+/// releases nothing when dropped.
 pub struct PinGuard<'a, T: Shared> {
     heap: &'a Heap<T>,
     root: usize,
     slot: usize,
-    /// The pinning process: a copy of the guard in a forked child must not
-    /// drop the parent's pin.
-    pid: u32,
+    /// The pinning process: a copy of the guard in a forked child neither
+    /// reads (the pin may be gone) nor drops the parent's pin.
+    home: Home,
     _t: PhantomData<&'a T::Repr>,
 }
 
 impl<T: Shared> Deref for PinGuard<'_, T> {
     type Target = T::Repr;
+    #[inline]
     fn deref(&self) -> &T::Repr {
+        self.home.check("heap PinGuard");
         // SAFETY: the value is pinned: the collector keeps it, and
         // modifications never change a pinned value in place (they copy it
         // first), so it is live and unchanged while the guard exists.
@@ -1205,7 +1361,7 @@ impl<T: Shared> Deref for PinGuard<'_, T> {
 
 impl<T: Shared> Drop for PinGuard<'_, T> {
     fn drop(&mut self) {
-        if crate::sync::futex::current_pid() == self.pid {
+        if self.home.is_here() {
             pin_remove(&self.heap.header().pins[self.slot]);
         }
     }

@@ -115,7 +115,8 @@ pub(crate) enum Request {
         /// The resource.
         id: u64,
     },
-    /// The caller's body finished (no reply).
+    /// The caller's body finished (no reply, except to the first process,
+    /// which gets [`Reply::Report`] once the run is over).
     Done(WireOutcome),
 }
 
@@ -168,6 +169,16 @@ pub(crate) enum Reply {
     Resource(ResourceInfo),
     /// Refused.
     Err(WireError),
+    /// The run is over (the answer to the first process's `Done`): the
+    /// workers the master killed, those never joined, how many started.
+    Report {
+        /// Processes still running when the first process ended.
+        killed: Vec<u64>,
+        /// Processes that ended and were never joined.
+        unjoined: Vec<u64>,
+        /// Processes started, the first included.
+        started: u64,
+    },
 }
 
 /// Byte buffers as serde bytes (one length and a copy), not as a sequence

@@ -4,11 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 use super::control::{
     self, Command, JoinMode, Reply, Request, WireError, WireInherit, WireOutcome,
@@ -33,7 +31,8 @@ pub(crate) fn master_tag() -> (u64, u64) {
 /// What [`run`] reports when the first process has finished.
 #[derive(Debug)]
 pub struct RunReport<R> {
-    /// How the first process ended (with its result).
+    /// How the first process ended: its result, or the message of its
+    /// panic.
     pub outcome: Outcome<R>,
     /// Workers still running when the first process ended; the master
     /// killed them (`SIGKILL`) and reaped them.
@@ -51,18 +50,34 @@ impl<R> RunReport<R> {
     }
 }
 
-/// Turns the calling process into the master, runs `first` as the first
-/// process (in a worker forked from the master), and returns when it has
-/// finished. Workers still running then are killed and listed in the
-/// report; every resource left in the resource table is deleted.
+/// The process id of the first process (the caller of [`run`]).
+const FIRST: u64 = 1;
+
+/// Runs `first` as the first process of a run of worker processes, and
+/// returns when it has finished. Workers still running then are killed and
+/// listed in the report; every resource left in the resource table is
+/// deleted.
+///
+/// The calling process *is* the first process: `first` runs right here, on
+/// the calling thread, and everything it captures stays with it (guards,
+/// pools, camlbox receivers and any other value keep their one owner).
+/// `run` forks the **master**, a copy of the calling process as it is at
+/// this moment, which keeps the resource table, forks every worker (each a
+/// copy of the master, so of the caller at the time of `run`), stores
+/// results until they are joined, and reaps its children. The master runs
+/// no user code and ends with the run.
+///
+/// A panic of `first` is caught and reported as [`Outcome::Panicked`].
 ///
 /// At startup, segments left by masters that died are removed (see
-/// [`cleanup`]), and the master becomes the owner of every segment the
-/// workers create (see [`segment::set_owner`]).
+/// [`cleanup`]), and the calling process becomes the owner of every
+/// segment the workers create (see [`segment::set_owner`]).
 ///
 /// Fails with [`ProcessError::MultiThreaded`] when the process has more
 /// than one thread (forking it would copy locks held by the other threads),
-/// and with [`ProcessError::AlreadyRunning`] inside a worker.
+/// with [`ProcessError::AlreadyRunning`] inside a worker or inside `first`,
+/// and with [`ProcessError::MasterGone`] when the master died during the
+/// run (its workers died with it).
 ///
 /// Netmulticore calls this `startup`.
 ///
@@ -74,7 +89,6 @@ impl<R> RunReport<R> {
 pub fn run<F, R>(first: F) -> Result<RunReport<R>, ProcessError>
 where
     F: FnOnce() -> R,
-    R: Serialize + DeserializeOwned,
 {
     if worker::in_worker() {
         return Err(ProcessError::AlreadyRunning);
@@ -88,43 +102,152 @@ where
     // SAFETY: getpid has no preconditions.
     let me = unsafe { libc::getpid() };
     segment::set_owner(me as u32);
-    MASTER_PID.store(me as u64, Ordering::Relaxed);
-    MASTER_START.store(
-        segment::process_start_time(me as u32).unwrap_or(0),
-        Ordering::Relaxed,
-    );
-    // Buffered output would be written again by every worker.
+    // Buffered output would be written again by the master's copy.
     {
         use std::io::Write;
         let _ = std::io::stdout().flush();
         let _ = std::io::stderr().flush();
     }
+    let image = image_ranges()?;
+    let (control_mine, control_master) = control::socketpair()?;
+    let (end_mine, end_master) = control::socketpair()?;
+    // SAFETY: the process has one thread (checked above), so the child is a
+    // complete copy; it becomes the master and leaves with `_exit`.
+    let master = unsafe { libc::fork() };
+    if master < 0 {
+        return Err(ProcessError::Fork(
+            io::Error::last_os_error().raw_os_error().unwrap_or(0),
+        ));
+    }
+    if master == 0 {
+        drop(control_mine);
+        drop(end_mine);
+        master_main(control_master, end_master, me, image);
+    }
+    drop(control_master);
+    drop(end_master);
+    MASTER_PID.store(master as u64, Ordering::Relaxed);
+    MASTER_START.store(
+        segment::process_start_time(master as u32).unwrap_or(0),
+        Ordering::Relaxed,
+    );
+    worker::enter_first(control_mine, FIRST);
+    let outcome = match catch_unwind(AssertUnwindSafe(first)) {
+        Ok(r) => Outcome::Returned(r),
+        Err(p) => Outcome::Panicked(worker::panic_message(&*p)),
+    };
+    let wire = match &outcome {
+        Outcome::Panicked(m) => WireOutcome::Panicked(m.clone()),
+        _ => WireOutcome::Returned(Vec::new()),
+    };
+    let report = end_of_run(&end_mine, &wire);
+    drop(end_mine);
+    reap_master(master);
+    // Requests still blocked in other threads have seen the master go.
+    worker::leave_first();
+    MASTER_PID.store(0, Ordering::Relaxed);
+    MASTER_START.store(0, Ordering::Relaxed);
+    let (killed, unjoined, started) = report?;
+    Ok(RunReport {
+        outcome,
+        killed: killed.into_iter().map(ProcessId).collect(),
+        unjoined: unjoined.into_iter().map(ProcessId).collect(),
+        started,
+    })
+}
+
+/// Tells the master that the first process has finished and waits for its
+/// report (it comes once every worker is reaped and every resource
+/// deleted).
+fn end_of_run(
+    end: &OwnedFd,
+    outcome: &WireOutcome,
+) -> Result<(Vec<u64>, Vec<u64>, u64), ProcessError> {
+    let gone = |_| ProcessError::MasterGone;
+    let frame = control::encode(&Request::Done(outcome.clone()))?;
+    control::send_all(end, &frame).map_err(gone)?;
+    let body = control::recv_frame(end).map_err(gone)?;
+    match control::decode::<Reply>(&body)? {
+        Reply::Report {
+            killed,
+            unjoined,
+            started,
+        } => Ok((killed, unjoined, started)),
+        r => Err(super::unexpected(r)),
+    }
+}
+
+/// Waits for the master to exit (it does once its report is sent, or
+/// when it fails).
+fn reap_master(pid: libc::pid_t) {
+    let mut status = 0;
+    loop {
+        // SAFETY: `pid` is our child; `status` is a live local.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            break;
+        }
+    }
+}
+
+/// The master's life: serve the run's requests until the first process
+/// (`parent`, the caller of [`run`]) has finished or died, kill and reap
+/// the workers left, delete the resources left, report, and exit. Never
+/// returns, and never runs the destructors of what it copied from the
+/// caller.
+fn master_main(
+    control: OwnedFd,
+    end: OwnedFd,
+    parent: libc::pid_t,
+    image: Vec<(usize, usize, bool)>,
+) -> ! {
+    // SAFETY: getpid and getppid have no preconditions.
+    let (me, ppid) = unsafe { (libc::getpid(), libc::getppid()) };
+    if ppid != parent {
+        // The caller died before the master started.
+        // SAFETY: _exit ends the process at once.
+        unsafe { libc::_exit(1) };
+    }
+    MASTER_PID.store(me as u64, Ordering::Relaxed);
+    MASTER_START.store(
+        segment::process_start_time(me as u32).unwrap_or(0),
+        Ordering::Relaxed,
+    );
     let mut master = Master {
         pid: me,
+        parent,
+        end: Some(end),
         scratch: Vec::with_capacity(64 * 1024),
         live: BTreeSet::new(),
         spare: None,
         want_spare: false,
-        next_id: 1,
+        next_id: FIRST,
         procs: BTreeMap::new(),
         table: Table::default(),
         released_defs: HashSet::new(),
-        image: image_ranges()?,
+        image,
     };
-    let first = master
-        .spawn_first(move || {
-            postcard::to_allocvec(&first()).map_err(|e| format!("cannot encode the result: {e}"))
-        })
-        .map_err(WireError::into_error)?;
-    master.serve(first);
-    let report = master.finish(first);
-    MASTER_PID.store(0, Ordering::Relaxed);
-    Ok(RunReport {
-        outcome: report.0.decode()?,
-        killed: report.1,
-        unjoined: report.2,
-        started: report.3,
-    })
+    let pidfd = pidfd_open(parent);
+    let id = master.insert_proc(0, &WireInherit::Nothing, 0, (parent, control, pidfd));
+    debug_assert_eq!(id, FIRST);
+    if let Some(p) = master.procs.get_mut(&FIRST) {
+        p.child = false;
+    }
+    master.serve();
+    let (killed, unjoined, started) = master.finish();
+    if let Some(end) = master.end.take() {
+        let report = Reply::Report {
+            killed,
+            unjoined,
+            started,
+        };
+        if let Ok(frame) = control::encode(&report) {
+            let _ = control::send_all(&end, &frame);
+        }
+    }
+    // SAFETY: _exit ends the process without running the destructors and
+    // `atexit` handlers copied from the caller.
+    unsafe { libc::_exit(0) }
 }
 
 /// Removes what masters that died left behind: mc shared memory segments
@@ -140,6 +263,9 @@ pub fn cleanup() -> io::Result<Vec<String>> {
 struct Proc {
     def_id: u64,
     os_pid: libc::pid_t,
+    /// Whether the master forked it (every process but the first, which is
+    /// the master's parent and is never waited for).
+    child: bool,
     conn: Option<OwnedFd>,
     rbuf: Vec<u8>,
     pidfd: Option<OwnedFd>,
@@ -174,6 +300,10 @@ impl Spare {
 
 struct Master {
     pid: libc::pid_t,
+    /// The first process: the caller of `run`, the master's parent.
+    parent: libc::pid_t,
+    /// The first process's end-of-run channel: its `Done`, then the report.
+    end: Option<OwnedFd>,
     /// The buffer requests are read into.
     scratch: Vec<u8>,
     /// Processes not reaped yet (those the loop watches).
@@ -296,16 +426,17 @@ impl Master {
             // dropped: freeing them would only write to copy-on-write pages.
             drop(mine);
             let spare = self.spare.as_ref().map(|s| (&s.conn, &s.pidfd));
-            let fds = self
-                .live
-                .iter()
-                .filter_map(|id| self.procs.get(id))
-                .flat_map(|p| p.conn.iter().chain(p.pidfd.iter()))
-                .chain(
-                    spare
-                        .into_iter()
-                        .flat_map(|(c, p)| std::iter::once(c).chain(p.iter())),
-                );
+            let fds = self.end.iter().chain(
+                self.live
+                    .iter()
+                    .filter_map(|id| self.procs.get(id))
+                    .flat_map(|p| p.conn.iter().chain(p.pidfd.iter()))
+                    .chain(
+                        spare
+                            .into_iter()
+                            .flat_map(|(c, p)| std::iter::once(c).chain(p.iter())),
+                    ),
+            );
             for fd in fds {
                 // SAFETY: the descriptor belongs to the copied tables,
                 // which are forgotten below, so it is never used or closed
@@ -314,6 +445,7 @@ impl Master {
             }
             std::mem::forget(std::mem::take(&mut self.procs));
             std::mem::forget(self.spare.take());
+            std::mem::forget(self.end.take());
             child(theirs, self.pid);
             // `child` never returns; should it, end the child here.
             // SAFETY: _exit ends the process at once.
@@ -338,6 +470,7 @@ impl Master {
             Proc {
                 def_id,
                 os_pid,
+                child: true,
                 conn: Some(conn),
                 rbuf: Vec::new(),
                 pidfd,
@@ -352,16 +485,6 @@ impl Master {
             self.table.inherit(starter, id, inherit);
         }
         id
-    }
-
-    /// Forks the first process, which runs `body`.
-    fn spawn_first(
-        &mut self,
-        body: impl FnOnce() -> Result<Vec<u8>, String>,
-    ) -> Result<u64, WireError> {
-        let id = self.next_id;
-        let child = self.fork_child(move |fd, master| worker::child_main(fd, id, master, body))?;
-        Ok(self.insert_proc(0, &WireInherit::Nothing, 0, child))
     }
 
     /// Forks a spare worker: a copy of the master that waits for the
@@ -409,19 +532,38 @@ impl Master {
         Err(WireError::Io("cannot start a worker".into()))
     }
 
-    fn serve(&mut self, first: u64) {
+    /// Whether the first process has finished (its `Done` arrived) or died.
+    fn first_over(&self) -> bool {
+        self.procs
+            .get(&FIRST)
+            .is_none_or(|p| p.reaped || p.outcome.is_some())
+    }
+
+    fn serve(&mut self) {
+        #[derive(Clone, Copy)]
+        enum Src {
+            Conn,
+            Pidfd,
+            End,
+        }
         let mut fds: Vec<libc::pollfd> = Vec::new();
-        let mut who: Vec<(u64, bool)> = Vec::new();
+        let mut who: Vec<(u64, Src)> = Vec::new();
         loop {
-            match self.procs.get(&first) {
-                Some(p) if p.reaped => break,
-                None => break,
-                _ => {}
+            if self.first_over() {
+                break;
             }
             fds.clear();
             who.clear();
             let mut no_pidfd = false;
             let mut deadline: Option<Instant> = None;
+            if let Some(e) = &self.end {
+                fds.push(libc::pollfd {
+                    fd: e.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+                who.push((FIRST, Src::End));
+            }
             for &id in &self.live {
                 let Some(p) = self.procs.get(&id) else {
                     continue;
@@ -432,7 +574,7 @@ impl Master {
                         events: libc::POLLIN,
                         revents: 0,
                     });
-                    who.push((id, false));
+                    who.push((id, Src::Conn));
                 }
                 if let Some(pf) = &p.pidfd {
                     fds.push(libc::pollfd {
@@ -440,7 +582,7 @@ impl Master {
                         events: libc::POLLIN,
                         revents: 0,
                     });
-                    who.push((id, true));
+                    who.push((id, Src::Pidfd));
                 } else if !p.reaped {
                     no_pidfd = true;
                 }
@@ -476,11 +618,10 @@ impl Master {
                     if f.revents == 0 {
                         continue;
                     }
-                    let (id, is_pidfd) = who[i];
-                    if is_pidfd {
-                        self.reap(id, false);
-                    } else {
-                        self.read_conn(id);
+                    match who[i] {
+                        (id, Src::Pidfd) => self.reap(id, true),
+                        (id, Src::Conn) => self.read_conn(id),
+                        (_, Src::End) => self.read_end(),
                     }
                 }
             }
@@ -496,6 +637,25 @@ impl Master {
                 }
             }
             self.expire(Instant::now());
+        }
+    }
+
+    /// Reads the first process's end-of-run message: its outcome, or the
+    /// end of the channel when it died.
+    fn read_end(&mut self) {
+        let Some(end) = &self.end else { return };
+        let msg = control::recv_frame(end).and_then(|b| control::decode::<Request>(&b));
+        match msg {
+            Ok(Request::Done(outcome)) => {
+                // What it sent on its control socket before comes first.
+                self.read_conn(FIRST);
+                self.handle(FIRST, Request::Done(outcome));
+            }
+            _ => {
+                // The caller died: nobody waits for the report.
+                self.end = None;
+                self.reap(FIRST, true);
+            }
         }
     }
 
@@ -734,30 +894,40 @@ impl Master {
         }
     }
 
-    /// Reaps a worker that ended (`block`: wait for it).
+    /// Reaps a worker that ended (`block`: wait for it). For the first
+    /// process, which is not the master's child, `block` means that it is
+    /// known to be gone; otherwise the master checks whether it still is
+    /// its parent.
     fn reap(&mut self, id: u64, block: bool) {
         let Some(p) = self.procs.get(&id) else { return };
         if p.reaped {
             return;
         }
         let os_pid = p.os_pid;
-        let mut status: libc::c_int = 0;
-        loop {
-            let flags = if block { 0 } else { libc::WNOHANG };
-            // SAFETY: `status` is a live local; `os_pid` is our child.
-            let r = unsafe { libc::waitpid(os_pid, &mut status, flags) };
-            if r == os_pid {
+        let mut status: libc::c_int = libc::SIGKILL;
+        if p.child {
+            loop {
+                let flags = if block { 0 } else { libc::WNOHANG };
+                // SAFETY: `status` is a live local; `os_pid` is our child.
+                let r = unsafe { libc::waitpid(os_pid, &mut status, flags) };
+                if r == os_pid {
+                    break;
+                }
+                if r < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                if r == 0 {
+                    return;
+                }
+                // ECHILD: nothing to wait for (should not happen); treat as gone.
+                status = libc::SIGKILL;
                 break;
             }
-            if r < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            if r == 0 {
+        } else {
+            // SAFETY: getppid has no preconditions.
+            if !block && unsafe { libc::getppid() } == self.parent {
                 return;
             }
-            // ECHILD: nothing to wait for (should not happen); treat as gone.
-            status = libc::SIGKILL;
-            break;
         }
         // Whatever the worker sent before it ended (its outcome) first.
         self.read_conn(id);
@@ -781,17 +951,42 @@ impl Master {
         self.deliver(id);
     }
 
-    /// Ends the run: kills and reaps the workers still running, deletes
-    /// every resource left. Returns the first process's outcome, the
-    /// killed, the unjoined, and the number started.
-    fn finish(mut self, first: u64) -> (WireOutcome, Vec<ProcessId>, Vec<ProcessId>, u64) {
+    /// Ends the run once the first process has finished: kills and reaps
+    /// the workers still running, waits for those whose body has finished
+    /// (they are on their way out, and are not reported as killed), and
+    /// deletes every resource left. Returns the killed, the unjoined, and
+    /// the number of processes started.
+    fn finish(&mut self) -> (Vec<u64>, Vec<u64>, u64) {
         if let Some(s) = self.spare.take() {
             s.kill_and_reap();
         }
-        let running: Vec<u64> = self.live.iter().copied().collect();
+        let (ending, running): (Vec<u64>, Vec<u64>) = self
+            .live
+            .iter()
+            .copied()
+            .filter(|&id| id != FIRST)
+            .partition(|id| self.procs.get(id).is_some_and(|p| p.outcome.is_some()));
         for &id in &running {
             if let Some(p) = self.procs.get(&id) {
                 signal_proc(p, libc::SIGKILL);
+            }
+        }
+        // A worker sends its outcome, then exits at once: give it a moment.
+        let grace = Instant::now() + Duration::from_secs(2);
+        for &id in &ending {
+            loop {
+                self.reap(id, false);
+                if self.procs.get(&id).is_none_or(|p| p.reaped) {
+                    break;
+                }
+                if Instant::now() >= grace {
+                    if let Some(p) = self.procs.get(&id) {
+                        signal_proc(p, libc::SIGKILL);
+                    }
+                    self.reap(id, true);
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1));
             }
         }
         for &id in &running {
@@ -801,26 +996,16 @@ impl Master {
             .procs
             .iter()
             .filter(|(&i, p)| {
-                i != first
+                i != FIRST
                     && !running.contains(&i)
                     && !p.joined
                     && !p.discard
                     && p.outcome.is_some()
             })
-            .map(|(&i, _)| ProcessId(i))
+            .map(|(&i, _)| i)
             .collect();
         self.table.delete_all();
-        let outcome = self
-            .procs
-            .get_mut(&first)
-            .and_then(|p| p.outcome.take())
-            .unwrap_or(WireOutcome::Killed(libc::SIGKILL));
-        (
-            outcome,
-            running.into_iter().map(ProcessId).collect(),
-            unjoined,
-            self.next_id - 1,
-        )
+        (running, unjoined, self.next_id - 1)
     }
 }
 

@@ -1,11 +1,12 @@
 //! Processes: the master, process definitions, start and join, and the
 //! resource table.
 //!
-//! [`run`] turns the calling process into the **master**. The master keeps
-//! the [resource table](resources), forks every worker, stores results until
-//! they are joined and reaps its children; it runs no user code itself. The
-//! closure given to [`run`] is the *first process*: it runs in a worker, and
-//! `run` returns when it has finished.
+//! [`run`] makes the calling process the *first process* of a run: the
+//! closure given to it runs right there, and `run` returns when it has
+//! finished. Before that, `run` forks the **master**, a copy of the caller,
+//! which keeps the [resource table](resources), forks every worker, stores
+//! results until they are joined and reaps its children; it runs no user
+//! code itself.
 //!
 //! A process definition is a plain `fn` marked `#[mc::process]`:
 //!
@@ -24,11 +25,32 @@
 //! ```
 //!
 //! `square::start` sends a start request to the master, which forks
-//! **itself**: every worker is a copy of the master as it was when `run` was
-//! called, whichever process asked for it (so a global variable set by the
-//! starter is not seen by the started process). The argument and the result
-//! travel as [postcard](https://docs.rs/postcard)-encoded bytes, so they are
-//! `serde` types.
+//! **itself**: every worker is a copy of the master, that is of the caller
+//! as it was when `run` was called, whichever process asked for it (so a
+//! global variable set by the starter is not seen by the started process).
+//! The argument and the result travel as
+//! [postcard](https://docs.rs/postcard)-encoded bytes, so they are `serde`
+//! types.
+//!
+//! # Values across a fork
+//!
+//! `fork` copies every value, but ownership does not follow: each value has
+//! one owner.
+//!
+//! - What the closure given to `run` captures stays with the caller, which
+//!   runs it: guards, pools and camlbox receivers moved in work as they did
+//!   before the call, and are released once, when the closure drops them.
+//! - Copies that other processes inherit (through statics, thread-locals
+//!   or the caller's stack, in the master and every worker) belong to
+//!   nobody there. A guard — heap [`ReadGuard`](crate::ReadGuard) and
+//!   [`PinGuard`](crate::PinGuard), the `mc::sync` guards, a camlbox
+//!   [`Message`](crate::Message) — knows the process that took it: a copy
+//!   in another process panics when it is read, and releases nothing when
+//!   dropped. A camlbox receiver receives only in the process that created
+//!   it.
+//! - Per-thread bookkeeping (which heaps a thread holds, whether it is
+//!   inside a modification) does not follow the fork either: a worker can
+//!   lock a heap that the caller held when it called `run`.
 //!
 //! Process ids ([`ProcessId`], and the typed [`Pid<D>`] that `start`
 //! returns) are unique within a run and are never OS pids. Only the first
@@ -61,6 +83,12 @@
 //!   `static` description, valid in every process of the run because each
 //!   is a fork of the master; the master checks that the address lies in
 //!   the program image and carries the expected magic and id.
+//! - The caller tells the master when its closure has finished (on a
+//!   channel of its own, so that threads of the caller blocked in a join
+//!   do not delay it); the master kills the workers still running, deletes
+//!   what is left in the resource table, reports, and exits. When the
+//!   caller dies, the master notices (a pidfd, else the end of the
+//!   channel) and cleans up the same way.
 //! - A worker catches panics in its body (the message becomes
 //!   [`Outcome::Panicked`]), sends its outcome, flushes stdout and ends with
 //!   `_exit`, so destructors and `atexit` handlers copied from the master

@@ -66,7 +66,7 @@ fn gone(e: std::io::Error) -> ProcessError {
 }
 
 /// The message of a caught panic.
-fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = p.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = p.downcast_ref::<String>() {
@@ -146,16 +146,18 @@ fn warm_up() {
     std::hint::black_box(&heap);
 }
 
-/// Runs in the child right after `fork`: ties its life to the master's,
-/// then runs `body` as process `id` (see [`run_as`]).
-pub(crate) fn child_main(
-    fd: OwnedFd,
-    id: u64,
-    master_pid: libc::pid_t,
-    body: impl FnOnce() -> Result<Vec<u8>, String>,
-) -> ! {
-    die_with_master(master_pid);
-    run_as(fd, id, body)
+/// Makes the calling process the first process of a run (id `id`), with
+/// its end of the control channel.
+pub(crate) fn enter_first(fd: OwnedFd, id: u64) {
+    // SAFETY: getpid has no preconditions.
+    let os_pid = unsafe { libc::getpid() };
+    *control() = Some(Ctx { fd, id, os_pid });
+}
+
+/// Ends the first process's part in the run (after the master has gone):
+/// process operations fail with [`ProcessError::NotInWorker`] again.
+pub(crate) fn leave_first() {
+    drop(control().take());
 }
 
 /// Installs the control connection, runs `body` catching panics, sends the

@@ -108,10 +108,63 @@ static ATFORK: Once = Once::new();
 /// `fork`, like the thread id.
 static PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
+/// The process key, made on first use (0: not made yet); cleared in the
+/// child of a `fork`. See [`process_key`].
+static KEY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 extern "C" fn forget_tid_in_child() {
     // The child of `fork` runs in a new thread with a new id.
     let _ = TID.try_with(|t| t.set(0));
     PID.store(0, std::sync::atomic::Ordering::Relaxed);
+    KEY.store(0, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn register_atfork() {
+    ATFORK.call_once(|| {
+        // SAFETY: registers a handler that only touches a thread-local and
+        // atomics.
+        unsafe { libc::pthread_atfork(None, None, Some(forget_tid_in_child)) };
+    });
+}
+
+/// A number that tells this process apart from every other process,
+/// including its own forked copies and a later process that reuses its
+/// pid: 64 random bits, made on first use and made afresh in the child of
+/// every `fork` (through the `pthread_atfork` handler that also refreshes
+/// [`current_pid`]). Never 0.
+///
+/// Guards record it: a guard copied into a child by `fork` finds another
+/// key there and refuses to act.
+#[inline]
+pub(crate) fn process_key() -> u64 {
+    let key = KEY.load(std::sync::atomic::Ordering::Relaxed);
+    if key != 0 {
+        return key;
+    }
+    make_process_key()
+}
+
+#[cold]
+fn make_process_key() -> u64 {
+    use std::sync::atomic::Ordering::Relaxed;
+    register_atfork();
+    let mut key = 0u64;
+    // SAFETY: writes at most 8 bytes into a live local.
+    let n = unsafe { libc::getrandom((&mut key as *mut u64).cast(), 8, libc::GRND_NONBLOCK) };
+    if n != 8 {
+        // No entropy yet (early boot): the pid and the clock still tell
+        // live processes apart.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        key = (u64::from(std::process::id()) << 32) ^ t.rotate_left(17);
+    }
+    key |= 1;
+    // Threads racing here agree on the first key stored.
+    match KEY.compare_exchange(0, key, Relaxed, Relaxed) {
+        Ok(_) => key,
+        Err(existing) => existing,
+    }
 }
 
 /// The calling process's id, without a system call once known (refreshed
@@ -128,11 +181,7 @@ pub(crate) fn current_pid() -> u32 {
 
 #[cold]
 fn load_pid() -> u32 {
-    ATFORK.call_once(|| {
-        // SAFETY: registers a handler that only touches a thread-local and
-        // an atomic.
-        unsafe { libc::pthread_atfork(None, None, Some(forget_tid_in_child)) };
-    });
+    register_atfork();
     let pid = std::process::id();
     PID.store(pid, std::sync::atomic::Ordering::Relaxed);
     pid
@@ -140,11 +189,7 @@ fn load_pid() -> u32 {
 
 #[cold]
 fn load_tid() -> u32 {
-    ATFORK.call_once(|| {
-        // SAFETY: registers a handler that only touches a thread-local and
-        // an atomic.
-        unsafe { libc::pthread_atfork(None, None, Some(forget_tid_in_child)) };
-    });
+    register_atfork();
     // SAFETY: gettid has no preconditions.
     let tid = unsafe { libc::gettid() } as u32;
     assert!(

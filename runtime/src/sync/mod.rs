@@ -51,6 +51,7 @@
 mod barrier;
 mod condvar;
 pub(crate) mod futex;
+pub(crate) mod home;
 mod mutex;
 pub mod raw;
 mod rwlock;

@@ -7,10 +7,14 @@ use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
 use std::time::Duration;
 
+use super::home::Home;
 use super::raw::{Acquired, LockError, RawMutex};
 
 /// Makes guards `!Send`: a lock is released by the thread that took it.
 type NotSend = PhantomData<*const ()>;
+
+const GUARD: &str = "MutexGuard";
+const SGUARD: &str = "SMutexGuard";
 
 /// A robust, process-shared mutual-exclusion lock that owns its data, like
 /// [`std::sync::Mutex`].
@@ -102,6 +106,7 @@ impl<T: ?Sized> Mutex<T> {
         MutexGuard {
             mutex: self,
             died: acquired.owner_died(),
+            home: Home::here(),
             _not_send: PhantomData,
         }
     }
@@ -162,10 +167,18 @@ impl<T: ?Sized + fmt::Debug> fmt::Debug for Mutex<T> {
 /// Access to the data of a locked [`Mutex`]; unlocks when dropped.
 ///
 /// `!Send`: the lock belongs to the thread that took it.
+///
+/// # Panics
+///
+/// Dereferencing panics in any process but the one that took the guard (a
+/// copy that `fork` made, through a static or a thread-local); such a copy
+/// releases nothing when dropped.
 #[must_use = "the lock is released at once if the guard is not kept"]
 pub struct MutexGuard<'a, T: ?Sized> {
     mutex: &'a Mutex<T>,
     died: bool,
+    /// The process that holds the lock: a copy made by `fork` is inert.
+    home: Home,
     _not_send: NotSend,
 }
 
@@ -182,6 +195,7 @@ impl<T: ?Sized> MutexGuard<'_, T> {
     /// Declares the data consistent after [`owner_died`](Self::owner_died)
     /// (no-op otherwise). Without it, releasing the lock poisons it.
     pub fn mark_consistent(&mut self) {
+        self.home.check(GUARD);
         let r = self.mutex.raw.mark_consistent();
         debug_assert_eq!(r, Ok(()));
     }
@@ -189,6 +203,7 @@ impl<T: ?Sized> MutexGuard<'_, T> {
     /// Releases the lock and makes it not recoverable (the data is beyond
     /// repair): every later lock returns [`LockError::Poisoned`].
     pub fn poison(self) {
+        self.home.check(GUARD);
         let r = self.mutex.raw.poison();
         debug_assert_eq!(r, Ok(()));
         std::mem::forget(self);
@@ -197,14 +212,18 @@ impl<T: ?Sized> MutexGuard<'_, T> {
 
 impl<T: ?Sized> Deref for MutexGuard<'_, T> {
     type Target = T;
+    #[inline]
     fn deref(&self) -> &T {
+        self.home.check(GUARD);
         // SAFETY: the guard holds the lock: no other access exists.
         unsafe { &*self.mutex.data.get() }
     }
 }
 
 impl<T: ?Sized> DerefMut for MutexGuard<'_, T> {
+    #[inline]
     fn deref_mut(&mut self) -> &mut T {
+        self.home.check(GUARD);
         // SAFETY: the guard holds the lock: no other access exists.
         unsafe { &mut *self.mutex.data.get() }
     }
@@ -212,8 +231,11 @@ impl<T: ?Sized> DerefMut for MutexGuard<'_, T> {
 
 impl<T: ?Sized> Drop for MutexGuard<'_, T> {
     fn drop(&mut self) {
-        // A guard moved to a forked child does not own the lock there:
-        // releasing then fails with NotOwner and leaves it alone.
+        if !self.home.is_here() {
+            // A copy made by `fork`: the lock belongs to the process that
+            // took it.
+            return;
+        }
         let _ = if std::thread::panicking() {
             self.mutex.raw.abandon()
         } else {
@@ -296,6 +318,7 @@ impl<R> SMutex<R> {
         SMutexGuard {
             mutex: self,
             died: acquired.owner_died(),
+            home: Home::here(),
             _not_send: PhantomData,
         }
     }
@@ -344,10 +367,18 @@ impl<R: fmt::Debug> fmt::Debug for SMutex<R> {
 }
 
 /// Access to the data of a locked [`SMutex`]; unlocks when dropped.
+///
+/// # Panics
+///
+/// Dereferencing panics in any process but the one that took the guard (a
+/// copy that `fork` made, through a static or a thread-local); such a copy
+/// releases nothing when dropped.
 #[must_use = "the lock is released at once if the guard is not kept"]
 pub struct SMutexGuard<'a, R> {
     mutex: &'a SMutex<R>,
     died: bool,
+    /// The process that holds the lock: a copy made by `fork` is inert.
+    home: Home,
     _not_send: NotSend,
 }
 
@@ -357,6 +388,7 @@ unsafe impl<R: Sync> Sync for SMutexGuard<'_, R> {}
 impl<R> SMutexGuard<'_, R> {
     /// The data, pinned for modification in place.
     pub fn as_pin(&mut self) -> Pin<&mut R> {
+        self.home.check(SGUARD);
         // SAFETY: the guard holds the lock, so this is the only access; the
         // data lives inside the `SMutex`, which only exists in target memory
         // (it has no public constructor) and is never moved from there.
@@ -370,12 +402,14 @@ impl<R> SMutexGuard<'_, R> {
 
     /// Declares the data consistent after [`owner_died`](Self::owner_died).
     pub fn mark_consistent(&mut self) {
+        self.home.check(SGUARD);
         let r = self.mutex.raw.mark_consistent();
         debug_assert_eq!(r, Ok(()));
     }
 
     /// Releases the lock and makes it not recoverable.
     pub fn poison(self) {
+        self.home.check(SGUARD);
         let r = self.mutex.raw.poison();
         debug_assert_eq!(r, Ok(()));
         std::mem::forget(self);
@@ -384,14 +418,18 @@ impl<R> SMutexGuard<'_, R> {
 
 impl<R> Deref for SMutexGuard<'_, R> {
     type Target = R;
+    #[inline]
     fn deref(&self) -> &R {
+        self.home.check(SGUARD);
         // SAFETY: the guard holds the lock: no other access exists.
         unsafe { &*self.mutex.data.get() }
     }
 }
 
 impl<R: Unpin> DerefMut for SMutexGuard<'_, R> {
+    #[inline]
     fn deref_mut(&mut self) -> &mut R {
+        self.home.check(SGUARD);
         // SAFETY: the guard holds the lock; `R: Unpin` may be moved.
         unsafe { &mut *self.mutex.data.get() }
     }
@@ -399,6 +437,9 @@ impl<R: Unpin> DerefMut for SMutexGuard<'_, R> {
 
 impl<R> Drop for SMutexGuard<'_, R> {
     fn drop(&mut self) {
+        if !self.home.is_here() {
+            return;
+        }
         let _ = if std::thread::panicking() {
             self.mutex.raw.abandon()
         } else {
@@ -436,6 +477,7 @@ pub(crate) mod sealed {
 
 impl<T: ?Sized> CondvarGuard for MutexGuard<'_, T> {
     fn raw_mutex(&self, _: sealed::Token) -> &RawMutex {
+        self.home.check(GUARD);
         &self.mutex.raw
     }
     fn set_owner_died(&mut self, died: bool, _: sealed::Token) {
@@ -445,6 +487,7 @@ impl<T: ?Sized> CondvarGuard for MutexGuard<'_, T> {
 
 impl<R> CondvarGuard for SMutexGuard<'_, R> {
     fn raw_mutex(&self, _: sealed::Token) -> &RawMutex {
+        self.home.check(SGUARD);
         &self.mutex.raw
     }
     fn set_owner_died(&mut self, died: bool, _: sealed::Token) {

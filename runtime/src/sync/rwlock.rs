@@ -8,6 +8,7 @@ use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
 use std::time::Duration;
 
+use super::home::Home;
 use super::raw::{Acquired, LockError, RawRwLock};
 
 type NotSend = PhantomData<*const ()>;
@@ -75,6 +76,7 @@ impl<T: ?Sized> RwLock<T> {
     fn read_guard(&self) -> RwLockReadGuard<'_, T> {
         RwLockReadGuard {
             lock: self,
+            home: Home::here(),
             _not_send: PhantomData,
         }
     }
@@ -83,6 +85,7 @@ impl<T: ?Sized> RwLock<T> {
         RwLockWriteGuard {
             lock: self,
             died: a.owner_died(),
+            home: Home::here(),
             _not_send: PhantomData,
         }
     }
@@ -155,9 +158,17 @@ impl<T: ?Sized + fmt::Debug> fmt::Debug for RwLock<T> {
 }
 
 /// Shared access to the data of an [`RwLock`]; unlocks when dropped.
+///
+/// # Panics
+///
+/// Dereferencing panics in any process but the one that took the guard (a
+/// copy that `fork` made, through a static or a thread-local); such a copy
+/// releases nothing when dropped.
 #[must_use = "the lock is released at once if the guard is not kept"]
 pub struct RwLockReadGuard<'a, T: ?Sized> {
     lock: &'a RwLock<T>,
+    /// The process that holds the lock: a copy made by `fork` is inert.
+    home: Home,
     _not_send: NotSend,
 }
 
@@ -166,7 +177,9 @@ unsafe impl<T: ?Sized + Sync> Sync for RwLockReadGuard<'_, T> {}
 
 impl<T: ?Sized> Deref for RwLockReadGuard<'_, T> {
     type Target = T;
+    #[inline]
     fn deref(&self) -> &T {
+        self.home.check("RwLockReadGuard");
         // SAFETY: the guard holds the lock shared: nobody writes.
         unsafe { &*self.lock.data.get() }
     }
@@ -174,6 +187,9 @@ impl<T: ?Sized> Deref for RwLockReadGuard<'_, T> {
 
 impl<T: ?Sized> Drop for RwLockReadGuard<'_, T> {
     fn drop(&mut self) {
+        if !self.home.is_here() {
+            return;
+        }
         let _ = self.lock.raw.unlock_read_checked();
     }
 }
@@ -185,10 +201,18 @@ impl<T: ?Sized + fmt::Debug> fmt::Debug for RwLockReadGuard<'_, T> {
 }
 
 /// Exclusive access to the data of an [`RwLock`]; unlocks when dropped.
+///
+/// # Panics
+///
+/// Dereferencing panics in any process but the one that took the guard (a
+/// copy that `fork` made, through a static or a thread-local); such a copy
+/// releases nothing when dropped.
 #[must_use = "the lock is released at once if the guard is not kept"]
 pub struct RwLockWriteGuard<'a, T: ?Sized> {
     lock: &'a RwLock<T>,
     died: bool,
+    /// The process that holds the lock: a copy made by `fork` is inert.
+    home: Home,
     _not_send: NotSend,
 }
 
@@ -203,12 +227,14 @@ impl<T: ?Sized> RwLockWriteGuard<'_, T> {
 
     /// Declares the data consistent after [`owner_died`](Self::owner_died).
     pub fn mark_consistent(&mut self) {
+        self.home.check("RwLockWriteGuard");
         let r = self.lock.raw.mark_consistent();
         debug_assert_eq!(r, Ok(()));
     }
 
     /// Releases the lock and makes it not recoverable.
     pub fn poison(self) {
+        self.home.check("RwLockWriteGuard");
         let r = self.lock.raw.poison();
         debug_assert_eq!(r, Ok(()));
         std::mem::forget(self);
@@ -217,14 +243,18 @@ impl<T: ?Sized> RwLockWriteGuard<'_, T> {
 
 impl<T: ?Sized> Deref for RwLockWriteGuard<'_, T> {
     type Target = T;
+    #[inline]
     fn deref(&self) -> &T {
+        self.home.check("RwLockWriteGuard");
         // SAFETY: the guard holds the lock exclusively.
         unsafe { &*self.lock.data.get() }
     }
 }
 
 impl<T: ?Sized> DerefMut for RwLockWriteGuard<'_, T> {
+    #[inline]
     fn deref_mut(&mut self) -> &mut T {
+        self.home.check("RwLockWriteGuard");
         // SAFETY: the guard holds the lock exclusively.
         unsafe { &mut *self.lock.data.get() }
     }
@@ -232,6 +262,9 @@ impl<T: ?Sized> DerefMut for RwLockWriteGuard<'_, T> {
 
 impl<T: ?Sized> Drop for RwLockWriteGuard<'_, T> {
     fn drop(&mut self) {
+        if !self.home.is_here() {
+            return;
+        }
         let _ = if std::thread::panicking() {
             self.lock.raw.abandon_write()
         } else {
@@ -287,6 +320,7 @@ impl<R> SRwLock<R> {
     fn read_guard(&self) -> SRwLockReadGuard<'_, R> {
         SRwLockReadGuard {
             lock: self,
+            home: Home::here(),
             _not_send: PhantomData,
         }
     }
@@ -295,6 +329,7 @@ impl<R> SRwLock<R> {
         SRwLockWriteGuard {
             lock: self,
             died: a.owner_died(),
+            home: Home::here(),
             _not_send: PhantomData,
         }
     }
@@ -358,9 +393,17 @@ impl<R: fmt::Debug> fmt::Debug for SRwLock<R> {
 }
 
 /// Shared access to the data of an [`SRwLock`].
+///
+/// # Panics
+///
+/// Dereferencing panics in any process but the one that took the guard (a
+/// copy that `fork` made, through a static or a thread-local); such a copy
+/// releases nothing when dropped.
 #[must_use = "the lock is released at once if the guard is not kept"]
 pub struct SRwLockReadGuard<'a, R> {
     lock: &'a SRwLock<R>,
+    /// The process that holds the lock: a copy made by `fork` is inert.
+    home: Home,
     _not_send: NotSend,
 }
 
@@ -369,7 +412,9 @@ unsafe impl<R: Sync> Sync for SRwLockReadGuard<'_, R> {}
 
 impl<R> Deref for SRwLockReadGuard<'_, R> {
     type Target = R;
+    #[inline]
     fn deref(&self) -> &R {
+        self.home.check("SRwLockReadGuard");
         // SAFETY: the guard holds the lock shared: nobody writes.
         unsafe { &*self.lock.data.get() }
     }
@@ -377,15 +422,26 @@ impl<R> Deref for SRwLockReadGuard<'_, R> {
 
 impl<R> Drop for SRwLockReadGuard<'_, R> {
     fn drop(&mut self) {
+        if !self.home.is_here() {
+            return;
+        }
         let _ = self.lock.raw.unlock_read_checked();
     }
 }
 
 /// Exclusive access to the data of an [`SRwLock`].
+///
+/// # Panics
+///
+/// Dereferencing panics in any process but the one that took the guard (a
+/// copy that `fork` made, through a static or a thread-local); such a copy
+/// releases nothing when dropped.
 #[must_use = "the lock is released at once if the guard is not kept"]
 pub struct SRwLockWriteGuard<'a, R> {
     lock: &'a SRwLock<R>,
     died: bool,
+    /// The process that holds the lock: a copy made by `fork` is inert.
+    home: Home,
     _not_send: NotSend,
 }
 
@@ -395,6 +451,7 @@ unsafe impl<R: Sync> Sync for SRwLockWriteGuard<'_, R> {}
 impl<R> SRwLockWriteGuard<'_, R> {
     /// The data, pinned for modification in place.
     pub fn as_pin(&mut self) -> Pin<&mut R> {
+        self.home.check("SRwLockWriteGuard");
         // SAFETY: the guard holds the lock exclusively; the data lives inside
         // the `SRwLock`, which only exists in target memory and never moves.
         unsafe { Pin::new_unchecked(&mut *self.lock.data.get()) }
@@ -407,12 +464,14 @@ impl<R> SRwLockWriteGuard<'_, R> {
 
     /// Declares the data consistent after [`owner_died`](Self::owner_died).
     pub fn mark_consistent(&mut self) {
+        self.home.check("SRwLockWriteGuard");
         let r = self.lock.raw.mark_consistent();
         debug_assert_eq!(r, Ok(()));
     }
 
     /// Releases the lock and makes it not recoverable.
     pub fn poison(self) {
+        self.home.check("SRwLockWriteGuard");
         let r = self.lock.raw.poison();
         debug_assert_eq!(r, Ok(()));
         std::mem::forget(self);
@@ -421,14 +480,18 @@ impl<R> SRwLockWriteGuard<'_, R> {
 
 impl<R> Deref for SRwLockWriteGuard<'_, R> {
     type Target = R;
+    #[inline]
     fn deref(&self) -> &R {
+        self.home.check("SRwLockWriteGuard");
         // SAFETY: the guard holds the lock exclusively.
         unsafe { &*self.lock.data.get() }
     }
 }
 
 impl<R: Unpin> DerefMut for SRwLockWriteGuard<'_, R> {
+    #[inline]
     fn deref_mut(&mut self) -> &mut R {
+        self.home.check("SRwLockWriteGuard");
         // SAFETY: the guard holds the lock exclusively; `R: Unpin`.
         unsafe { &mut *self.lock.data.get() }
     }
@@ -436,6 +499,9 @@ impl<R: Unpin> DerefMut for SRwLockWriteGuard<'_, R> {
 
 impl<R> Drop for SRwLockWriteGuard<'_, R> {
     fn drop(&mut self) {
+        if !self.home.is_here() {
+            return;
+        }
         let _ = if std::thread::panicking() {
             self.lock.raw.abandon_write()
         } else {

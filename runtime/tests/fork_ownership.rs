@@ -1,0 +1,557 @@
+//! Guards and handles across every fork point: what `mc::run`'s closure
+//! captures stays with its one owner (the caller, which is the first
+//! process), copies of guards that `fork` makes in other processes neither
+//! read nor release, and per-thread lock bookkeeping does not follow a fork.
+//!
+//! A plain program (`harness = false`): forking from the multi-threaded
+//! test harness is unsound.
+
+mod common;
+
+use std::cell::RefCell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Duration;
+
+use common::{expect_exit_ok, fork_child, run_scenarios, shared};
+use mc::sync::{LockError, Mutex, RwLock};
+use mc::{Camlbox, CamlboxId, Heap, HeapDescr, HeapError, Outcome, Pool};
+
+type Words = Vec<String>;
+
+fn err<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
+}
+
+macro_rules! ensure {
+    ($cond:expr, $($msg:tt)+) => {
+        if !$cond {
+            return Err(format!($($msg)+));
+        }
+    };
+}
+
+fn words(word: &str, n: usize) -> Words {
+    (0..n).map(|i| format!("{word}-{i}")).collect()
+}
+
+/// Runs `first` under `mc::run` and returns its own result.
+fn in_run<T>(first: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    match mc::run(first).map_err(err)?.outcome {
+        Outcome::Returned(r) => r,
+        other => Err(format!("first process: {other}")),
+    }
+}
+
+const SHORT: Duration = Duration::from_millis(100);
+
+// ---------------------------------------------------------------------
+// Process definitions.
+
+/// Replaces the root twice and collects in between, so that the memory of
+/// an unpinned old root is freed and overwritten.
+#[mc::process]
+fn reassign_and_collect(descr: HeapDescr<Words>) -> Result<(), String> {
+    let heap = descr.open().map_err(err)?;
+    heap.assign(&words("new", 100)).map_err(err)?;
+    heap.gc().map_err(err)?;
+    heap.assign(&words("newer", 300)).map_err(err)?;
+    heap.gc().map_err(err)
+}
+
+/// Tries to modify the heap within `SHORT`: the error, or "modified".
+#[mc::process]
+fn try_modify(descr: HeapDescr<Words>) -> String {
+    let heap = match descr.open() {
+        Ok(h) => h,
+        Err(e) => return format!("open: {e}"),
+    };
+    match heap.modify_timeout(SHORT, |_, _| ()) {
+        Ok(()) => "modified".into(),
+        Err(HeapError::Timeout) => "timeout".into(),
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+/// Reads the heap: its first word, or the error.
+#[mc::process]
+fn read_first(descr: HeapDescr<Words>) -> Result<String, String> {
+    let heap = descr.open().map_err(err)?;
+    let g = heap.read_timeout(Duration::from_secs(10)).map_err(err)?;
+    Ok(g.as_slice()
+        .first()
+        .map(|s| s.as_str().to_owned())
+        .unwrap_or_default())
+}
+
+/// Tries the mutex at `addr` (in memory every process of the run maps)
+/// within `SHORT`, and adds 1 when it gets it.
+#[mc::process]
+fn try_mutex(addr: usize) -> String {
+    // SAFETY: the scenario passes the address of a `Mutex<u64>` in a
+    // shared mapping made before the run, mapped in every process of it.
+    let m = unsafe { &*(addr as *const Mutex<u64>) };
+    match m.lock_timeout(SHORT) {
+        Ok(mut g) => {
+            *g += 1;
+            format!("locked {}", *g)
+        }
+        Err(LockError::Timeout) => "timeout".into(),
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+#[mc::process]
+fn send_words(id: CamlboxId<Words>) -> Result<(), String> {
+    id.sender()
+        .map_err(err)?
+        .send(&words("mail", 3))
+        .map_err(err)
+}
+
+// ---------------------------------------------------------------------
+// What `mc::run`'s closure captures stays with the caller.
+
+fn pin_guard_moved_into_run_keeps_its_value() -> Result<String, String> {
+    let pool = Pool::create(32 << 20).map_err(err)?;
+    let heap = Heap::create(&pool, &words("old", 100)).map_err(err)?;
+    let descr = heap.descr();
+    let pin = heap.pin().map_err(err)?;
+    in_run(move || {
+        let p = reassign_and_collect::start(descr).map_err(err)?;
+        reassign_and_collect::join(p)
+            .map_err(err)?
+            .ok_or("worker failed")??;
+        // The pin still holds the old root, collected by nobody.
+        ensure!(pin.len() == 100, "pinned length {}", pin.len());
+        for (i, w) in pin.as_slice().iter().enumerate() {
+            ensure!(w.as_str() == format!("old-{i}"), "pinned word {i}: {w:?}");
+        }
+        Ok(())
+    })?;
+    ensure!(
+        heap.copy().map_err(err)?[0] == "newer-0",
+        "the worker's value"
+    );
+    Ok("a pinned value moved into the run survived a worker's collection".into())
+}
+
+fn read_guard_moved_into_run_keeps_the_lock() -> Result<String, String> {
+    let pool = Pool::create(16 << 20).map_err(err)?;
+    let heap = Heap::create(&pool, &words("w", 3)).map_err(err)?;
+    let descr = heap.descr();
+    let guard = heap.read().map_err(err)?;
+    let d2 = descr.clone();
+    in_run(move || {
+        let p = try_modify::start(d2.clone()).map_err(err)?;
+        let r = try_modify::join(p).map_err(err)?.ok_or("worker failed")?;
+        ensure!(r == "timeout", "a writer got past the read guard: {r}");
+        ensure!(guard[1].as_str() == "w-1", "guard reads {:?}", &guard[1]);
+        drop(guard);
+        let p = try_modify::start(d2).map_err(err)?;
+        let r = try_modify::join(p).map_err(err)?.ok_or("worker failed")?;
+        ensure!(r == "modified", "after the guard: {r}");
+        Ok(())
+    })?;
+    let _ = descr;
+    Ok("writers waited for the read guard; the guard released the lock once".into())
+}
+
+fn mutex_guard_moved_into_run_keeps_the_lock() -> Result<String, String> {
+    let m: &'static Mutex<u64> = shared(Mutex::new(0));
+    let addr = m as *const Mutex<u64> as usize;
+    let mut guard = m.lock().map_err(err)?;
+    in_run(move || {
+        let p = try_mutex::start(addr).map_err(err)?;
+        let r = try_mutex::join(p).map_err(err)?.ok_or("worker failed")?;
+        ensure!(r == "timeout", "another process locked a held mutex: {r}");
+        *guard = 41;
+        drop(guard);
+        let p = try_mutex::start(addr).map_err(err)?;
+        let r = try_mutex::join(p).map_err(err)?.ok_or("worker failed")?;
+        ensure!(r == "locked 42", "after the guard: {r}");
+        Ok(())
+    })?;
+    ensure!(*m.lock().map_err(err)? == 42, "final value");
+    Ok("the mutex stayed locked while the first process held its guard".into())
+}
+
+fn last_pool_handle_moved_into_run_keeps_the_pool() -> Result<String, String> {
+    let pool = Pool::create(16 << 20).map_err(err)?;
+    let name = pool.name().to_owned();
+    let descr = {
+        let heap = Heap::create(&pool, &words("kept", 5)).map_err(err)?;
+        heap.descr()
+    };
+    in_run(move || {
+        let p = read_first::start(descr).map_err(err)?;
+        let r = read_first::join(p).map_err(err)?.ok_or("worker failed")?;
+        ensure!(r == Ok("kept-0".into()), "worker read {r:?}");
+        drop(pool);
+        Ok(())
+    })?;
+    ensure!(
+        !std::path::Path::new(&format!("/dev/shm/{name}")).exists(),
+        "the pool's segment outlived its last handle"
+    );
+    Ok("workers opened the pool; its last handle unlinked it once".into())
+}
+
+fn camlbox_receiver_moved_into_run_receives() -> Result<String, String> {
+    let (mut rx, id) = Camlbox::<Words>::create(2, 1024).map_err(err)?;
+    let seg = rx.segment_name().to_owned();
+    in_run(move || {
+        let p = send_words::start(id).map_err(err)?;
+        send_words::join(p).map_err(err)?.ok_or("worker failed")??;
+        let slots = rx.wait_timeout(Duration::from_secs(10));
+        ensure!(slots.len() == 1, "slots {slots:?}");
+        let got = rx.get_copy(slots[0]).map_err(err)?;
+        ensure!(got == words("mail", 3), "got {got:?}");
+        rx.delete(slots[0]);
+        Ok(())
+    })?;
+    ensure!(
+        !std::path::Path::new(&format!("/dev/shm/{seg}")).exists(),
+        "the box's segment outlived its receiver"
+    );
+    Ok("the receiver moved into the run received".into())
+}
+
+// ---------------------------------------------------------------------
+// Copies of guards in other processes are inert.
+
+/// One guard of every kind, leaked so that they can sit in a thread-local
+/// of the main thread, which `fork` copies into the master and every
+/// worker.
+struct Guards {
+    read: mc::ReadGuard<'static, Words>,
+    pin: mc::PinGuard<'static, Words>,
+    mutex: mc::sync::MutexGuard<'static, u64>,
+    rw_read: mc::sync::RwLockReadGuard<'static, u64>,
+    rw_write: mc::sync::RwLockWriteGuard<'static, u64>,
+    smutex: mc::sync::SMutexGuard<'static, u64>,
+    message: mc::Message<'static, Words>,
+}
+
+thread_local! {
+    static GUARDS: RefCell<Option<Guards>> = const { RefCell::new(None) };
+}
+
+/// The addresses and descriptors the checking workers need.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+struct Targets {
+    read_heap: HeapDescr<Words>,
+    pin_heap: HeapDescr<Words>,
+    lock_heap: HeapDescr<Mutex<u64>>,
+    mutex: usize,
+    rwlock: usize,
+}
+
+/// Tries every guard of the inherited copy; each must panic, naming
+/// itself and `fork`. Then drops them all (which must release nothing).
+#[mc::process]
+fn use_inherited_guards(_: ()) -> Vec<String> {
+    std::panic::set_hook(Box::new(|_| {}));
+    let mut bad = Vec::new();
+    let mut check = |what: &str, f: &dyn Fn(&Guards)| {
+        let r = GUARDS.with(|g| {
+            let g = g.borrow();
+            catch_unwind(AssertUnwindSafe(|| f(g.as_ref().expect("guards"))))
+        });
+        match r {
+            Ok(()) => bad.push(format!("{what}: read through a copy")),
+            Err(p) => {
+                let msg = p.downcast_ref::<String>().cloned().unwrap_or_default();
+                if !msg.contains("fork") {
+                    bad.push(format!("{what}: unexpected panic {msg:?}"));
+                }
+            }
+        }
+    };
+    check("ReadGuard", &|g| {
+        std::hint::black_box(g.read.len());
+    });
+    check("PinGuard", &|g| {
+        std::hint::black_box(g.pin.len());
+    });
+    check("MutexGuard", &|g| {
+        std::hint::black_box(*g.mutex);
+    });
+    check("RwLockReadGuard", &|g| {
+        std::hint::black_box(*g.rw_read);
+    });
+    check("RwLockWriteGuard", &|g| {
+        std::hint::black_box(*g.rw_write);
+    });
+    check("SMutexGuard", &|g| {
+        std::hint::black_box(*g.smutex);
+    });
+    check("Message", &|g| {
+        std::hint::black_box(g.message.len());
+    });
+    // Dropping the copies must release nothing.
+    GUARDS.with(|g| drop(g.borrow_mut().take()));
+    bad
+}
+
+/// Checks from a fresh worker that every lock is still held and the pin
+/// still counted: `"held"` or what is wrong.
+#[mc::process]
+fn locks_still_held(t: Targets) -> Vec<String> {
+    let mut bad = Vec::new();
+    let heap = t.read_heap.open().expect("open");
+    if !matches!(
+        heap.modify_timeout(SHORT, |_, _| ()),
+        Err(HeapError::Timeout)
+    ) {
+        bad.push("read lock released".to_string());
+    }
+    let pinned = t
+        .pin_heap
+        .open()
+        .expect("open")
+        .stats()
+        .expect("stats")
+        .pinned;
+    if pinned != 1 {
+        bad.push(format!("{pinned} pins"));
+    }
+    // SAFETY: addresses of a `Mutex<u64>` and an `RwLock<u64>` in a shared
+    // mapping made before the run.
+    let (m, rw) = unsafe {
+        (
+            &*(t.mutex as *const Mutex<u64>),
+            &*(t.rwlock as *const RwLock<u64>),
+        )
+    };
+    if m.lock_timeout(SHORT).err() != Some(LockError::Timeout) {
+        bad.push("mutex released".into());
+    }
+    if rw.write_timeout(SHORT).err() != Some(LockError::Timeout) {
+        bad.push("rwlock released".into());
+    }
+    let lock_heap = t.lock_heap.open().expect("open");
+    let g = lock_heap.read().expect("read");
+    if g.try_lock().err() != Some(LockError::WouldBlock) {
+        bad.push("smutex released".into());
+    }
+    bad
+}
+
+/// Checks from a fresh worker that every lock is free again.
+#[mc::process]
+fn locks_free(t: Targets) -> Vec<String> {
+    let mut bad = Vec::new();
+    let heap = t.read_heap.open().expect("open");
+    if let Err(e) = heap.modify_timeout(Duration::from_secs(10), |_, _| ()) {
+        bad.push(format!("heap: {e}"));
+    }
+    let pinned = t
+        .pin_heap
+        .open()
+        .expect("open")
+        .stats()
+        .expect("stats")
+        .pinned;
+    if pinned != 0 {
+        bad.push(format!("{pinned} pins left"));
+    }
+    // SAFETY: as in `locks_still_held`.
+    let (m, rw) = unsafe {
+        (
+            &*(t.mutex as *const Mutex<u64>),
+            &*(t.rwlock as *const RwLock<u64>),
+        )
+    };
+    if let Err(e) = m.lock_timeout(Duration::from_secs(10)) {
+        bad.push(format!("mutex: {e}"));
+    }
+    if let Err(e) = rw.write_timeout(Duration::from_secs(10)) {
+        bad.push(format!("rwlock: {e}"));
+    }
+    let lock_heap = t.lock_heap.open().expect("open");
+    let g = lock_heap.read().expect("read");
+    if let Err(e) = g.lock_timeout(Duration::from_secs(10)) {
+        bad.push(format!("smutex: {e}"));
+    }
+    bad
+}
+
+fn copies_of_guards_in_other_processes_are_inert() -> Result<String, String> {
+    let pool: &'static Pool = Box::leak(Box::new(Pool::create(32 << 20).map_err(err)?));
+    let read_heap: &'static Heap<Words> =
+        Box::leak(Box::new(Heap::create(pool, &words("r", 4)).map_err(err)?));
+    let pin_heap: &'static Heap<Words> =
+        Box::leak(Box::new(Heap::create(pool, &words("p", 4)).map_err(err)?));
+    let lock_heap: &'static Heap<Mutex<u64>> =
+        Box::leak(Box::new(Heap::create(pool, &Mutex::new(7)).map_err(err)?));
+    let mutex: &'static Mutex<u64> = shared(Mutex::new(1));
+    let rwlock: &'static RwLock<u64> = shared(RwLock::new(2));
+    let rwlock2: &'static RwLock<u64> = shared(RwLock::new(3));
+    let lock_view: &'static mc::ReadGuard<'static, Mutex<u64>> =
+        Box::leak(Box::new(lock_heap.read().map_err(err)?));
+    let (rx, id) = Camlbox::<Words>::create(1, 1024).map_err(err)?;
+    let rx: &'static mut Camlbox<Words> = Box::leak(Box::new(rx));
+    id.sender()
+        .map_err(err)?
+        .send(&words("m", 2))
+        .map_err(err)?;
+    let slot = rx.wait_timeout(Duration::from_secs(5));
+    ensure!(slot.len() == 1, "no message");
+    let rx: &'static Camlbox<Words> = rx;
+    let guards = Guards {
+        read: read_heap.read().map_err(err)?,
+        pin: pin_heap.pin().map_err(err)?,
+        mutex: mutex.lock().map_err(err)?,
+        rw_read: rwlock.read().map_err(err)?,
+        rw_write: rwlock2.write().map_err(err)?,
+        smutex: lock_view.lock().map_err(err)?,
+        message: rx.get(slot[0]).map_err(err)?,
+    };
+    GUARDS.with(|g| *g.borrow_mut() = Some(guards));
+    let targets = Targets {
+        read_heap: read_heap.descr(),
+        pin_heap: pin_heap.descr(),
+        lock_heap: lock_heap.descr(),
+        mutex: mutex as *const Mutex<u64> as usize,
+        rwlock: rwlock2 as *const RwLock<u64> as usize,
+    };
+    let t2 = targets.clone();
+    in_run(move || {
+        // Copies in a worker (forked from the master, which `run` forked):
+        let p = use_inherited_guards::start(()).map_err(err)?;
+        let bad = use_inherited_guards::join(p)
+            .map_err(err)?
+            .ok_or("worker failed")?;
+        ensure!(bad.is_empty(), "inherited guards: {bad:?}");
+        // Copies in a child forked by user code in the first process:
+        let pid = fork_child(|| {
+            std::panic::set_hook(Box::new(|_| {}));
+            let r = GUARDS.with(|g| {
+                catch_unwind(AssertUnwindSafe(|| {
+                    g.borrow().as_ref().map(|g| *g.mutex).unwrap_or(0)
+                }))
+            });
+            GUARDS.with(|g| drop(g.borrow_mut().take()));
+            i32::from(r.is_ok())
+        });
+        expect_exit_ok(pid, Duration::from_secs(30))?;
+        // Nothing was released by the copies.
+        let p = locks_still_held::start(t2.clone()).map_err(err)?;
+        let bad = locks_still_held::join(p)
+            .map_err(err)?
+            .ok_or("worker failed")?;
+        ensure!(bad.is_empty(), "after the copies were dropped: {bad:?}");
+        // The caller's own guards work, and release once.
+        GUARDS.with(|g| -> Result<(), String> {
+            let g = g.borrow();
+            let g = g.as_ref().ok_or("guards gone")?;
+            ensure!(g.read[0].as_str() == "r-0", "read");
+            ensure!(g.pin[3].as_str() == "p-3", "pin");
+            ensure!(
+                *g.mutex == 1 && *g.rw_read == 2 && *g.rw_write == 3,
+                "locks"
+            );
+            ensure!(*g.smutex == 7, "smutex");
+            ensure!(g.message[1].as_str() == "m-1", "message");
+            Ok(())
+        })?;
+        GUARDS.with(|g| drop(g.borrow_mut().take()));
+        let p = locks_free::start(t2).map_err(err)?;
+        let bad = locks_free::join(p).map_err(err)?.ok_or("worker failed")?;
+        ensure!(
+            bad.is_empty(),
+            "after the caller dropped its guards: {bad:?}"
+        );
+        Ok(())
+    })?;
+    ensure!(*mutex.lock().map_err(err)? == 1, "mutex value");
+    let _ = (targets, rx);
+    Ok(
+        "7 kinds of guards: copies in a worker and in a user fork refused and released nothing"
+            .into(),
+    )
+}
+
+// ---------------------------------------------------------------------
+// Per-thread lock bookkeeping does not follow a fork.
+
+#[mc::process]
+fn read_and_try_write(descr: HeapDescr<Words>) -> Vec<String> {
+    let heap = descr.open().expect("open");
+    let mut out = Vec::new();
+    match heap.read() {
+        Ok(g) => out.push(g[0].as_str().to_owned()),
+        Err(e) => out.push(format!("read: {e}")),
+    }
+    match heap.modify_timeout(SHORT, |_, _| ()) {
+        Err(HeapError::Timeout) => out.push("timeout".into()),
+        Ok(()) => out.push("modified".into()),
+        Err(e) => out.push(format!("modify: {e}")),
+    }
+    out
+}
+
+fn held_flags_do_not_follow_fork() -> Result<String, String> {
+    let pool = Pool::create(16 << 20).map_err(err)?;
+    let heap = Heap::create(&pool, &words("h", 2)).map_err(err)?;
+    let descr = heap.descr();
+    // The caller holds a read guard while the run forks the master (and
+    // the master every worker).
+    let guard = heap.read().map_err(err)?;
+    let r = in_run(|| {
+        let p = read_and_try_write::start(descr.clone()).map_err(err)?;
+        let out = read_and_try_write::join(p)
+            .map_err(err)?
+            .ok_or("worker failed")?;
+        // Same thread, same process: still refused, not a deadlock.
+        let again = heap.read().err();
+        Ok((out, again))
+    })?;
+    ensure!(guard[0].as_str() == "h-0", "guard");
+    ensure!(
+        r.0 == ["h-0", "timeout"],
+        "worker saw the caller's bookkeeping: {:?}",
+        r.0
+    );
+    ensure!(
+        matches!(r.1, Some(HeapError::Reentrant)),
+        "the caller's own second read: {:?}",
+        r.1
+    );
+    Ok("a worker reads a heap its master's caller holds; writers time out".into())
+}
+
+fn main() {
+    // SAFETY: alarm only arms a timer: a hung run ends the test.
+    unsafe { libc::alarm(300) };
+    run_scenarios(&[
+        (
+            "pin_guard_moved_into_run_keeps_its_value",
+            pin_guard_moved_into_run_keeps_its_value,
+        ),
+        (
+            "read_guard_moved_into_run_keeps_the_lock",
+            read_guard_moved_into_run_keeps_the_lock,
+        ),
+        (
+            "mutex_guard_moved_into_run_keeps_the_lock",
+            mutex_guard_moved_into_run_keeps_the_lock,
+        ),
+        (
+            "last_pool_handle_moved_into_run_keeps_the_pool",
+            last_pool_handle_moved_into_run_keeps_the_pool,
+        ),
+        (
+            "camlbox_receiver_moved_into_run_receives",
+            camlbox_receiver_moved_into_run_receives,
+        ),
+        (
+            "copies_of_guards_in_other_processes_are_inert",
+            copies_of_guards_in_other_processes_are_inert,
+        ),
+        (
+            "held_flags_do_not_follow_fork",
+            held_flags_do_not_follow_fork,
+        ),
+    ]);
+}
