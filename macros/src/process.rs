@@ -124,9 +124,9 @@ fn validate(f: &ItemFn, errors: &mut Vec<syn::Error>) -> Option<Type> {
                 "a method cannot be a process: write a free `fn name(arg: A) -> R`",
             )),
             FnArg::Typed(t) if i == 0 => {
-                if let Type::Reference(_) = &*t.ty {
+                if let Some(r) = find_reference(&t.ty) {
                     errors.push(syn::Error::new_spanned(
-                        &t.ty,
+                        r,
                         "the argument of a process must be owned: a reference cannot reach \
                          another process; use an owned type (`String`, `Vec<T>`, ...)",
                     ));
@@ -158,15 +158,43 @@ fn validate(f: &ItemFn, errors: &mut Vec<syn::Error>) -> Option<Type> {
                 ty,
                 "the result of a process needs a concrete type, not `impl Trait`",
             ));
-        } else if let Type::Reference(_) = &**ty {
+        } else if let Some(r) = find_reference(ty) {
             errors.push(syn::Error::new_spanned(
-                ty,
+                r,
                 "the result of a process must be owned: a reference cannot leave the process; \
                  use an owned type (`String`, `Vec<T>`, ...)",
             ));
         }
     }
     arg_ty
+}
+
+/// The first reference type anywhere inside `ty` (a tuple element, an array
+/// or slice element, a generic argument such as `Vec<&str>`).
+fn find_reference(ty: &Type) -> Option<&syn::TypeReference> {
+    match ty {
+        Type::Reference(r) => Some(r),
+        Type::Tuple(t) => t.elems.iter().find_map(find_reference),
+        Type::Array(a) => find_reference(&a.elem),
+        Type::Slice(s) => find_reference(&s.elem),
+        Type::Paren(p) => find_reference(&p.elem),
+        Type::Group(g) => find_reference(&g.elem),
+        Type::Path(p) => {
+            let in_qself = p.qself.as_ref().and_then(|q| find_reference(&q.ty));
+            in_qself.or_else(|| {
+                p.path.segments.iter().find_map(|seg| match &seg.arguments {
+                    syn::PathArguments::AngleBracketed(args) => {
+                        args.args.iter().find_map(|a| match a {
+                            syn::GenericArgument::Type(t) => find_reference(t),
+                            _ => None,
+                        })
+                    }
+                    _ => None,
+                })
+            })
+        }
+        _ => None,
+    }
 }
 
 fn generate(f: &ItemFn, arg_ty: &Type) -> TokenStream {

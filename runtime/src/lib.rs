@@ -39,7 +39,8 @@ pub use heap::{
 pub use mc_macros::{process, Shared};
 pub use pool::{Pool, PoolDescr, PoolError, PoolOptions, PoolReport, PoolStats};
 pub use process::{
-    cleanup, resources, run, Outcome, Pid, ProcessError, ProcessId, RunReport, StartOptions,
+    cleanup, resources, run, run_with, Outcome, Pid, ProcessError, ProcessId, RunOptions,
+    RunReport, StartOptions,
 };
 pub use structures::{
     SArray, SArrayDescr, SBuffer, SBufferDescr, SHashtbl, SHashtblDescr, SMatrix, SMatrixDescr,

@@ -276,6 +276,22 @@ pub struct PoolDescr {
     pub name: String,
 }
 
+impl crate::value::DescrParts for PoolDescr {
+    type Parts = String;
+    fn to_parts(&self) -> String {
+        self.name.clone()
+    }
+    fn from_parts(name: String) -> Self {
+        PoolDescr { name }
+    }
+}
+
+crate::value::descr::shared_descr!(
+    [] PoolDescr,
+    crate::value::fingerprint_str("mc::PoolDescr"),
+    crate::value::fingerprint_str("mc::PoolDescr")
+);
+
 impl PoolDescr {
     /// The pool, from this process's mappings or attached now.
     pub fn open(&self) -> Result<Pool, PoolError> {

@@ -284,6 +284,20 @@ pub fn reserve(fd: &OwnedFd, offset: u64, len: u64) -> io::Result<()> {
     }
 }
 
+/// The bytes free for shared memory segments (in [`SHM_DIR`]); 0 when
+/// unknown.
+pub fn shm_free_bytes() -> usize {
+    let path = std::ffi::CString::new(SHM_DIR).unwrap_or_default();
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
+    // SAFETY: `path` is NUL-terminated; `st` is a live, writable statvfs.
+    if unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) } != 0 {
+        return 0;
+    }
+    // SAFETY: statvfs succeeded and filled the struct.
+    let st = unsafe { st.assume_init() };
+    (st.f_bavail as u128 * st.f_frsize as u128).min(usize::MAX as u128) as usize
+}
+
 /// Reads the segment header of an open object (without mapping it).
 pub fn read_header(fd: &OwnedFd) -> Result<SegmentHeader, SegmentError> {
     let mut buf = [0u8; 64];

@@ -496,3 +496,62 @@ fn descriptor_of_a_destroyed_heap() {
     assert!(matches!(other.read(), Err(HeapError::Destroyed)));
     assert!(matches!(other.modify(|_, _| ()), Err(HeapError::Destroyed)));
 }
+
+/// Descriptors are shared values: a heap can hold the descriptors of other
+/// heaps, pools, camlboxes and structures, and they open what they name.
+#[derive(Shared, Debug, Clone, PartialEq)]
+struct Directory {
+    pool: mc::PoolDescr,
+    data: mc::HeapDescr<Vec<u64>>,
+    inbox: mc::CamlboxId<String>,
+    queue: mc::SQueueDescr<u64>,
+    sref: mc::SRefDescr<String>,
+}
+
+#[test]
+fn descriptors_are_shared_values() {
+    let pool = Pool::create(16 << 20).unwrap();
+    let data = Heap::create(&pool, &vec![4u64, 5, 6]).unwrap();
+    let (mut rx, inbox) = mc::Camlbox::<String>::create(1, 128).unwrap();
+    let queue = mc::SQueue::<u64>::create(&pool, &()).unwrap();
+    queue.push(&9).unwrap();
+    let sref = mc::SRef::new(&pool, &"hello".to_string()).unwrap();
+    let dir = Directory {
+        pool: pool.descr(),
+        data: data.descr(),
+        inbox,
+        queue: queue.descr(),
+        sref: sref.descr(),
+    };
+    let index = Heap::create(&pool, &dir).unwrap();
+    // Read in place: each field gives its descriptor back.
+    {
+        let g = index.read().unwrap();
+        assert_eq!(g.pool.get().open().unwrap().name(), pool.name());
+        assert_eq!(g.data.get().open().unwrap().copy().unwrap(), vec![4, 5, 6]);
+        g.inbox
+            .get()
+            .sender()
+            .unwrap()
+            .send(&"mail".into())
+            .unwrap();
+        assert_eq!(g.queue.get().open().unwrap().pop_copy().unwrap(), Some(9));
+        assert_eq!(g.sref.get().open().unwrap().copy().unwrap(), "hello");
+    }
+    let slot = rx.wait()[0];
+    assert_eq!(rx.get_copy(slot).unwrap(), "mail");
+    rx.delete(slot);
+    // Copied out whole.
+    assert_eq!(index.copy().unwrap(), dir);
+    // Through a camlbox (validated on receipt).
+    let (mut rx2, id2) = mc::Camlbox::<Directory>::create(1, 4096).unwrap();
+    id2.sender().unwrap().send(&dir).unwrap();
+    let slot = rx2.wait()[0];
+    assert_eq!(rx2.get_copy(slot).unwrap(), dir);
+    rx2.delete(slot);
+    // The element type is part of the type's fingerprint.
+    assert_ne!(
+        <mc::HeapDescr<u64> as Shared>::FINGERPRINT,
+        <mc::HeapDescr<u32> as Shared>::FINGERPRINT
+    );
+}

@@ -431,6 +431,59 @@ fn pools_in_the_resource_table() -> TestResult {
     Ok(())
 }
 
+/// The master keeps a bounded number of joined outcomes: the oldest are
+/// forgotten (and said to be), recent ones are exact.
+fn master_forgets_old_joined_outcomes() -> TestResult {
+    let opts = mc::RunOptions::new().keep_outcomes(20);
+    let report = mc::run_with(opts, || -> TestResult {
+        let mut pids = Vec::new();
+        for i in 0..60u64 {
+            let p = square::start(i).map_err(err)?;
+            ensure!(square::join(p).map_err(err)? == Some(i * i), "square {i}");
+            pids.push(p);
+        }
+        let p = panics::start("late".into()).map_err(err)?;
+        ensure!(panics::join(p).map_err(err)?.is_none(), "panics");
+        let old = pids[0];
+        let s = process::status(old);
+        ensure!(
+            matches!(s, Err(ProcessError::Forgotten(id)) if id == old.id()),
+            "status of a forgotten process: {s:?}"
+        );
+        ensure!(
+            s.unwrap_err().to_string().contains("keep_outcomes"),
+            "the error says what to do"
+        );
+        let r = square::join(old);
+        ensure!(
+            matches!(r, Err(ProcessError::AlreadyJoined(_))),
+            "join of a forgotten process: {r:?}"
+        );
+        process::kill(old, Signal::KILL).map_err(err)?;
+        let recent = pids[59];
+        let s = process::status(recent).map_err(err)?;
+        ensure!(s == Some(Outcome::Returned(())), "recent status: {s:?}");
+        let s = process::status(p).map_err(err)?;
+        ensure!(
+            s == Some(Outcome::Panicked("late".into())),
+            "panic cause kept: {s:?}"
+        );
+        let r = square::join(recent);
+        ensure!(
+            matches!(r, Err(ProcessError::AlreadyJoined(_))),
+            "second join: {r:?}"
+        );
+        let s = process::status(mc::ProcessId::from(pids[59]));
+        ensure!(s.is_ok(), "status: {s:?}");
+        Ok(())
+    })
+    .map_err(err)?;
+    match report.outcome {
+        Outcome::Returned(r) => r,
+        other => Err(format!("first process: {other}")),
+    }
+}
+
 fn first_process_panic_is_reported() -> TestResult {
     let report = mc::run(|| -> u32 { panic!("first gave up") }).map_err(err)?;
     ensure!(
@@ -719,6 +772,10 @@ fn main() {
         (
             "first_process_panic_is_reported",
             first_process_panic_is_reported,
+        ),
+        (
+            "master_forgets_old_joined_outcomes",
+            master_forgets_old_joined_outcomes,
         ),
         (
             "release_join_point_drops_results",

@@ -10,6 +10,8 @@ use super::Errors;
 /// The type being derived.
 pub(crate) struct Container<'a> {
     pub(crate) ident: &'a Ident,
+    /// The item's attributes (for `#[repr]`).
+    pub(crate) attrs: &'a [syn::Attribute],
     pub(crate) vis: &'a Visibility,
     pub(crate) generics: &'a Generics,
     /// The name of the shared representation (`Shared<Name>` unless
@@ -109,6 +111,7 @@ impl<'a> Container<'a> {
         };
         Some(Container {
             ident: &input.ident,
+            attrs: &input.attrs,
             vis: &input.vis,
             generics: &input.generics,
             repr_ident,

@@ -10,9 +10,42 @@ use super::Errors;
 pub(crate) const MAX_VARIANTS: usize = 1 << 16;
 
 pub(crate) fn check(container: &Container<'_>, errors: &mut Errors) {
+    check_repr(container, errors);
     check_generics(container, errors);
     if let Data::Enum(variants) = &container.data {
         check_variants(container, variants, errors);
+    }
+}
+
+/// The twin lays its fields out with `#[repr(C)]` and the runtime reads
+/// them through references, which a packed layout would leave unaligned;
+/// `#[repr(packed)]` (also `packed(N)`, alone or with `C`) is rejected on
+/// the `packed` token.
+///
+/// ```text
+/// #[derive(Shared)] #[repr(C, packed)] struct P { a: u8, b: u64 }   // error
+/// ```
+fn check_repr(container: &Container<'_>, errors: &mut Errors) {
+    for attr in container.attrs {
+        if !attr.path().is_ident("repr") {
+            continue;
+        }
+        let _ = attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("packed") {
+                errors.spanned(
+                    &meta.path,
+                    "#[derive(Shared)] does not support #[repr(packed)]: values are read in \
+                     place through references, which must be aligned; remove `packed` (the \
+                     shared representation chooses its own layout)",
+                );
+            }
+            if meta.input.peek(syn::token::Paren) {
+                let content;
+                syn::parenthesized!(content in meta.input);
+                let _: proc_macro2::TokenStream = content.parse()?;
+            }
+            Ok(())
+        });
     }
 }
 

@@ -105,6 +105,13 @@ pub enum CamlboxError {
     },
     /// The geometry is invalid (zero slots, or too large).
     BadGeometry,
+    /// The machine's shared memory (`/dev/shm`) has no room for the box.
+    OutOfMemory {
+        /// Bytes the box needs (all its slots and headers).
+        requested: usize,
+        /// Bytes still free in `/dev/shm`.
+        available: usize,
+    },
     /// The calling process is not the box's receiver (a receiver is tied to
     /// the process that created it; a forked copy cannot receive).
     NotReceiver,
@@ -135,6 +142,14 @@ impl fmt::Display for CamlboxError {
                 "the camlbox stores another type (fingerprint {found:#x}, expected {expected:#x})"
             ),
             CamlboxError::BadGeometry => write!(f, "invalid number of slots or message size"),
+            CamlboxError::OutOfMemory {
+                requested,
+                available,
+            } => write!(
+                f,
+                "out of shared memory: the camlbox needs {requested} bytes, {available} are free \
+                 in /dev/shm (use fewer or smaller slots, or free memory in /dev/shm)"
+            ),
             CamlboxError::NotReceiver => write!(
                 f,
                 "this process is not the receiver of the camlbox (it was created in another \
@@ -151,7 +166,16 @@ impl fmt::Display for CamlboxError {
     }
 }
 
-impl std::error::Error for CamlboxError {}
+impl std::error::Error for CamlboxError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CamlboxError::Invalid(e) => Some(e),
+            CamlboxError::Process(e) => Some(e),
+            CamlboxError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 impl From<io::Error> for CamlboxError {
     fn from(e: io::Error) -> Self {
@@ -186,6 +210,40 @@ pub struct CamlboxId<T> {
     #[serde(skip)]
     _type: PhantomData<fn(T) -> T>,
 }
+
+impl<T: Shared> crate::value::DescrParts for CamlboxId<T> {
+    type Parts = (Option<u64>, String);
+    fn to_parts(&self) -> Self::Parts {
+        (self.resource.map(ResourceId::get), self.name.clone())
+    }
+    fn from_parts((resource, name): Self::Parts) -> Self {
+        CamlboxId {
+            resource: resource.map(ResourceId),
+            name,
+            _type: PhantomData,
+        }
+    }
+}
+
+crate::value::descr::shared_descr!(
+    [T: Shared] CamlboxId<T>,
+    crate::value::fingerprint_combine(&[
+        crate::value::fingerprint_str("mc::CamlboxId"),
+        T::FINGERPRINT
+    ]),
+    crate::value::fingerprint_combine(&[
+        crate::value::fingerprint_str("mc::CamlboxId"),
+        T::SHALLOW_FINGERPRINT
+    ])
+);
+
+impl<T> PartialEq for CamlboxId<T> {
+    fn eq(&self, o: &Self) -> bool {
+        self.resource == o.resource && self.name == o.name
+    }
+}
+
+impl<T> Eq for CamlboxId<T> {}
 
 impl<T> Clone for CamlboxId<T> {
     fn clone(&self) -> Self {
@@ -408,6 +466,12 @@ impl<T: Shared> Camlbox<T> {
             Ok(m) => m,
             Err(e) => {
                 let _ = segment::shm_unlink(&full);
+                if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::ENOMEM)) {
+                    return Err(CamlboxError::OutOfMemory {
+                        requested: total,
+                        available: segment::shm_free_bytes(),
+                    });
+                }
                 return Err(e.into());
             }
         };

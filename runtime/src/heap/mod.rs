@@ -374,6 +374,34 @@ unsafe impl<T: Shared> Send for Heap<T> {}
 // SAFETY: as above; per-thread state (held locks) is thread-local.
 unsafe impl<T: Shared> Sync for Heap<T> {}
 
+impl<T: Shared> crate::value::DescrParts for HeapDescr<T> {
+    type Parts = (String, u64, u64, u64);
+    fn to_parts(&self) -> Self::Parts {
+        (self.pool.clone(), self.addr, self.id, self.fingerprint)
+    }
+    fn from_parts((pool, addr, id, fingerprint): Self::Parts) -> Self {
+        HeapDescr {
+            pool,
+            addr,
+            id,
+            fingerprint,
+            _t: PhantomData,
+        }
+    }
+}
+
+crate::value::descr::shared_descr!(
+    [T: Shared] HeapDescr<T>,
+    crate::value::fingerprint_combine(&[
+        crate::value::fingerprint_str("mc::HeapDescr"),
+        T::FINGERPRINT
+    ]),
+    crate::value::fingerprint_combine(&[
+        crate::value::fingerprint_str("mc::HeapDescr"),
+        T::SHALLOW_FINGERPRINT
+    ])
+);
+
 /// A serde-able reference to a heap, to pass to other processes, which
 /// [open](HeapDescr::open) it. A descriptor carries its type: opening it as
 /// a heap of another type does not compile.

@@ -148,6 +148,7 @@ pub(crate) enum WireError {
     JoinSelf(u64),
     BadDefinition,
     NoSuchResource(u64),
+    Forgotten(u64),
     Fork(i32),
     Io(String),
 }

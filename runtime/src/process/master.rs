@@ -53,6 +53,43 @@ impl<R> RunReport<R> {
 /// The process id of the first process (the caller of [`run`]).
 const FIRST: u64 = 1;
 
+/// How many outcomes of joined processes the master keeps by default (see
+/// [`RunOptions::keep_outcomes`]).
+pub const DEFAULT_KEEP_OUTCOMES: usize = 65_536;
+
+/// Options of a run ([`run_with`]).
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    keep_outcomes: usize,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            keep_outcomes: DEFAULT_KEEP_OUTCOMES,
+        }
+    }
+}
+
+impl RunOptions {
+    /// The default options.
+    pub fn new() -> RunOptions {
+        RunOptions::default()
+    }
+
+    /// How many processes that ended and were joined the master still
+    /// describes to [`status`](super::status) (default
+    /// [`DEFAULT_KEEP_OUTCOMES`]). The master forgets the oldest beyond
+    /// that, so that its memory does not grow with the number of processes
+    /// a run starts; their `status` is then
+    /// [`ProcessError::Forgotten`]. Processes still running, and those
+    /// whose result was not taken yet, are always kept.
+    pub fn keep_outcomes(mut self, n: usize) -> RunOptions {
+        self.keep_outcomes = n;
+        self
+    }
+}
+
 /// Runs `first` as the first process of a run of worker processes, and
 /// returns when it has finished. Workers still running then are killed and
 /// listed in the report; every resource left in the resource table is
@@ -90,6 +127,24 @@ pub fn run<F, R>(first: F) -> Result<RunReport<R>, ProcessError>
 where
     F: FnOnce() -> R,
 {
+    run_with(RunOptions::default(), first)
+}
+
+/// [`run`] with options.
+///
+/// ```no_run
+/// let opts = mc::RunOptions::new().keep_outcomes(1000);
+/// let report = mc::run_with(opts, || 6 * 7).expect("run");
+/// assert_eq!(report.returned(), Some(42));
+/// ```
+///
+/// # Errors
+///
+/// As [`run`].
+pub fn run_with<F, R>(opts: RunOptions, first: F) -> Result<RunReport<R>, ProcessError>
+where
+    F: FnOnce() -> R,
+{
     if worker::in_worker() {
         return Err(ProcessError::AlreadyRunning);
     }
@@ -122,7 +177,7 @@ where
     if master == 0 {
         drop(control_mine);
         drop(end_mine);
-        master_main(control_master, end_master, me, image);
+        master_main(control_master, end_master, me, image, opts.keep_outcomes);
     }
     drop(control_master);
     drop(end_master);
@@ -200,6 +255,7 @@ fn master_main(
     end: OwnedFd,
     parent: libc::pid_t,
     image: Vec<(usize, usize, bool)>,
+    keep: usize,
 ) -> ! {
     // SAFETY: getpid and getppid have no preconditions.
     let (me, ppid) = unsafe { (libc::getpid(), libc::getppid()) };
@@ -223,6 +279,8 @@ fn master_main(
         want_spare: false,
         next_id: FIRST,
         procs: BTreeMap::new(),
+        retired: BTreeMap::new(),
+        keep,
         table: Table::default(),
         released_defs: HashSet::new(),
         image,
@@ -276,6 +334,13 @@ struct Proc {
     waiters: Vec<(u64, Option<Instant>)>,
 }
 
+/// What the master keeps of a process that ended and was joined.
+struct Retired {
+    def_id: u64,
+    discard: bool,
+    cause: WireOutcome,
+}
+
 /// A pre-forked worker waiting for its definition and argument.
 struct Spare {
     os_pid: libc::pid_t,
@@ -313,6 +378,11 @@ struct Master {
     want_spare: bool,
     next_id: u64,
     procs: BTreeMap<u64, Proc>,
+    /// Processes that ended and were joined (or whose results are not
+    /// kept): what `status` and `join` still say of them. At most `keep`;
+    /// the oldest beyond that are forgotten.
+    retired: BTreeMap<u64, Retired>,
+    keep: usize,
     table: Table,
     released_defs: HashSet<u64>,
     /// File-backed mappings of this program: (start, end, executable).
@@ -743,21 +813,25 @@ impl Master {
                 }
             }
             Request::Status { pid } => {
-                let r = match self.procs.get(&pid) {
-                    Some(p) => Reply::Status(p.outcome.as_ref().map(cause_of)),
-                    None => Reply::Err(WireError::NoSuchProcess(pid)),
+                let r = match (self.procs.get(&pid), self.retired.get(&pid)) {
+                    (Some(p), _) => Reply::Status(p.outcome.as_ref().map(cause_of)),
+                    (None, Some(r)) => Reply::Status(Some(r.cause.clone())),
+                    (None, None) if self.was_started(pid) => Reply::Err(WireError::Forgotten(pid)),
+                    (None, None) => Reply::Err(WireError::NoSuchProcess(pid)),
                 };
                 self.reply(from, &r);
             }
             Request::Kill { pid, signal } => {
                 let r = match self.procs.get(&pid) {
-                    None => Reply::Err(WireError::NoSuchProcess(pid)),
                     Some(p) => {
                         if !p.reaped {
                             signal_proc(p, signal);
                         }
                         Reply::Ok
                     }
+                    // Ended long ago: nothing to do.
+                    None if self.was_started(pid) => Reply::Ok,
+                    None => Reply::Err(WireError::NoSuchProcess(pid)),
                 };
                 self.reply(from, &r);
             }
@@ -773,8 +847,12 @@ impl Master {
                         notify.extend(p.waiters.drain(..).map(|(w, _)| (w, id)));
                     }
                 }
+                let ids: Vec<u64> = notify.iter().map(|&(_, id)| id).collect();
                 for (w, id) in notify {
                     self.reply(w, &Reply::Err(WireError::JoinPointReleased(id)));
+                }
+                for id in ids {
+                    self.retire(id);
                 }
                 self.reply(from, &Reply::Ok);
             }
@@ -817,12 +895,19 @@ impl Master {
 
     /// Answers a join at once, or records the joiner and returns `None`.
     fn join(&mut self, from: u64, pid: u64, def_id: u64, mode: JoinMode) -> Option<Reply> {
-        let Some(p) = self.procs.get_mut(&pid) else {
-            return Some(Reply::Err(WireError::NoSuchProcess(pid)));
-        };
         if pid == from {
             return Some(Reply::Err(WireError::JoinSelf(pid)));
         }
+        let Some(p) = self.procs.get_mut(&pid) else {
+            return Some(Reply::Err(match self.retired.get(&pid) {
+                Some(r) if r.def_id != def_id => WireError::WrongDefinition(pid),
+                Some(r) if r.discard => WireError::JoinPointReleased(pid),
+                Some(_) => WireError::AlreadyJoined(pid),
+                None if !self.was_started(pid) => WireError::NoSuchProcess(pid),
+                None if self.released_defs.contains(&def_id) => WireError::JoinPointReleased(pid),
+                None => WireError::AlreadyJoined(pid),
+            }));
+        };
         if p.def_id != def_id {
             return Some(Reply::Err(WireError::WrongDefinition(pid)));
         }
@@ -835,7 +920,9 @@ impl Master {
         if let Some(o) = &mut p.outcome {
             p.joined = true;
             let cause = cause_of(o);
-            return Some(Reply::Outcome(std::mem::replace(o, cause)));
+            let reply = Reply::Outcome(std::mem::replace(o, cause));
+            self.retire(pid);
+            return Some(reply);
         }
         match mode {
             JoinMode::Poll | JoinMode::Timeout(0) => Some(Reply::NotYet),
@@ -949,6 +1036,43 @@ impl Master {
             }
         }
         self.deliver(id);
+        self.retire(id);
+    }
+
+    /// Whether `pid` names a process of this run (ended or not).
+    fn was_started(&self, pid: u64) -> bool {
+        (FIRST..self.next_id).contains(&pid)
+    }
+
+    /// Moves a process that was reaped and joined (or whose result is not
+    /// kept) to the retired ones, keeping only what `status` and `join`
+    /// need, and forgets the oldest retired beyond the limit: the master's
+    /// memory does not grow with the number of processes started.
+    fn retire(&mut self, id: u64) {
+        let done = self.procs.get(&id).is_some_and(|p| {
+            id != FIRST && p.reaped && (p.joined || p.discard) && p.waiters.is_empty()
+        });
+        if !done {
+            return;
+        }
+        let Some(p) = self.procs.remove(&id) else {
+            return;
+        };
+        let cause = p
+            .outcome
+            .as_ref()
+            .map_or(WireOutcome::Killed(libc::SIGKILL), cause_of);
+        self.retired.insert(
+            id,
+            Retired {
+                def_id: p.def_id,
+                discard: p.discard,
+                cause,
+            },
+        );
+        while self.retired.len() > self.keep {
+            self.retired.pop_first();
+        }
     }
 
     /// Ends the run once the first process has finished: kills and reaps

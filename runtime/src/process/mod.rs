@@ -113,7 +113,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use control::{JoinMode, Reply, Request, WireError, WireInherit, WireOutcome};
-pub use master::{cleanup, run, RunReport};
+pub use master::{cleanup, run, run_with, RunOptions, RunReport, DEFAULT_KEEP_OUTCOMES};
 use resources::ResourceId;
 
 /// A process id: unique within one [`run`], never reused, and not an OS
@@ -357,6 +357,10 @@ pub enum ProcessError {
     NotInWorker,
     /// No such process in this run.
     NoSuchProcess(ProcessId),
+    /// The process ended and was joined so long ago that the master no
+    /// longer keeps its outcome (see
+    /// [`RunOptions::keep_outcomes`](crate::RunOptions::keep_outcomes)).
+    Forgotten(ProcessId),
     /// The result of this process was already taken by an earlier join.
     AlreadyJoined(ProcessId),
     /// The process was started from another definition (possible only
@@ -417,6 +421,11 @@ impl fmt::Display for ProcessError {
                 "process operations work only inside mc::run (in the first process or a worker)"
             ),
             ProcessError::NoSuchProcess(p) => write!(f, "no {p} in this run"),
+            ProcessError::Forgotten(p) => write!(
+                f,
+                "{p} ended and was joined long ago: the master no longer keeps its outcome \
+                 (raise RunOptions::keep_outcomes to keep more)"
+            ),
             ProcessError::AlreadyJoined(p) => write!(f, "{p} was already joined"),
             ProcessError::WrongDefinition(p) => {
                 write!(f, "{p} was started from another process definition")
@@ -477,6 +486,7 @@ impl WireError {
             WireError::JoinSelf(p) => ProcessError::JoinSelf(ProcessId(p)),
             WireError::BadDefinition => ProcessError::BadDefinition,
             WireError::NoSuchResource(r) => ProcessError::NoSuchResource(ResourceId(r)),
+            WireError::Forgotten(p) => ProcessError::Forgotten(ProcessId(p)),
             WireError::Fork(e) => ProcessError::Fork(e),
             WireError::Io(m) => ProcessError::Io(std::io::Error::other(m)),
         }

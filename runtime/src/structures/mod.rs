@@ -314,6 +314,22 @@ impl<D: Shared, H: Shared> fmt::Debug for PartsDescr<D, H> {
     }
 }
 
+impl<D: Shared, H: Shared> crate::value::DescrParts for PartsDescr<D, H> {
+    type Parts = (
+        <HeapDescr<H> as crate::value::DescrParts>::Parts,
+        <HeapDescr<D> as crate::value::DescrParts>::Parts,
+    );
+    fn to_parts(&self) -> Self::Parts {
+        (self.header.to_parts(), self.data.to_parts())
+    }
+    fn from_parts((header, data): Self::Parts) -> Self {
+        PartsDescr {
+            header: HeapDescr::from_parts(header),
+            data: HeapDescr::from_parts(data),
+        }
+    }
+}
+
 impl<D: Shared, H: Shared> PartsDescr<D, H> {
     fn open(&self) -> Result<Parts<D, H>> {
         Ok(Parts {
@@ -341,6 +357,33 @@ macro_rules! structure_common {
                 $descr { inner: self.inner.clone() }
             }
         }
+
+        impl<$($p: $b,)* H: $crate::Shared> $crate::value::DescrParts for $descr<$($p,)* H> {
+            type Parts = (
+                <$crate::HeapDescr<H> as $crate::value::DescrParts>::Parts,
+                <$crate::HeapDescr<$data> as $crate::value::DescrParts>::Parts,
+            );
+            fn to_parts(&self) -> Self::Parts {
+                $crate::value::DescrParts::to_parts(&self.inner)
+            }
+            fn from_parts(parts: Self::Parts) -> Self {
+                $descr { inner: $crate::value::DescrParts::from_parts(parts) }
+            }
+        }
+
+        $crate::value::descr::shared_descr!(
+            [$($p: $b,)* H: $crate::Shared] $descr<$($p,)* H>,
+            $crate::value::fingerprint_combine(&[
+                $crate::value::fingerprint_str(concat!("mc::", stringify!($descr))),
+                <$data as $crate::Shared>::FINGERPRINT,
+                H::FINGERPRINT
+            ]),
+            $crate::value::fingerprint_combine(&[
+                $crate::value::fingerprint_str(concat!("mc::", stringify!($descr))),
+                <$data as $crate::Shared>::SHALLOW_FINGERPRINT,
+                H::SHALLOW_FINGERPRINT
+            ])
+        );
 
         impl<$($p: $b,)* H: $crate::Shared> PartialEq for $descr<$($p,)* H> {
             fn eq(&self, o: &Self) -> bool {

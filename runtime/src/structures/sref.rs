@@ -69,6 +69,30 @@ impl<T: Shared> fmt::Debug for SRefDescr<T> {
     }
 }
 
+impl<T: Shared> crate::value::DescrParts for SRefDescr<T> {
+    type Parts = <HeapDescr<T> as crate::value::DescrParts>::Parts;
+    fn to_parts(&self) -> Self::Parts {
+        crate::value::DescrParts::to_parts(&self.heap)
+    }
+    fn from_parts(parts: Self::Parts) -> Self {
+        SRefDescr {
+            heap: crate::value::DescrParts::from_parts(parts),
+        }
+    }
+}
+
+crate::value::descr::shared_descr!(
+    [T: Shared] SRefDescr<T>,
+    crate::value::fingerprint_combine(&[
+        crate::value::fingerprint_str("mc::SRefDescr"),
+        T::FINGERPRINT
+    ]),
+    crate::value::fingerprint_combine(&[
+        crate::value::fingerprint_str("mc::SRefDescr"),
+        T::SHALLOW_FINGERPRINT
+    ])
+);
+
 impl<T: Shared> SRefDescr<T> {
     /// Opens the reference in this process; fails with
     /// [`HeapError::Destroyed`](crate::HeapError::Destroyed) once it was

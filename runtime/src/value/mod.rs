@@ -24,6 +24,7 @@
 
 mod builtin;
 mod copy;
+pub(crate) mod descr;
 mod fingerprint;
 
 pub use builtin::{
@@ -33,6 +34,7 @@ pub use copy::{
     copy_into_region, validate_region, Allocate, CopyError, Invalid, Mark, Tracer, Validator,
     Writer,
 };
+pub use descr::{DescrParts, SDescr};
 pub use fingerprint::{fingerprint_combine, fingerprint_str};
 
 /// The shared representation of `T`.
