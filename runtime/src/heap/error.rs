@@ -1,0 +1,164 @@
+//! Why heap operations fail.
+
+use std::fmt;
+
+use super::N_PINS;
+use crate::pool::PoolError;
+use crate::sync::raw::LockError;
+use crate::value::CopyError;
+
+/// Why a heap operation failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum HeapError {
+    /// The pool has no room left for the heap to grow.
+    OutOfMemory {
+        /// Bytes requested from the pool.
+        requested: usize,
+        /// Bytes free in the pool.
+        available: usize,
+    },
+    /// A value too large to be copied.
+    TooLarge,
+    /// A pool operation failed.
+    Pool(PoolError),
+    /// This thread already holds this heap (a guard is alive) or is inside
+    /// a modification; waiting would deadlock.
+    Reentrant,
+    /// A process died in the middle of modifying the heap; its contents may
+    /// be inconsistent, so every access is refused until it is
+    /// [destroyed](Heap::destroy).
+    Poisoned,
+    /// The heap holds another type.
+    WrongType {
+        /// The fingerprint of the type asked for.
+        expected: u64,
+        /// The fingerprint recorded in the heap.
+        found: u64,
+    },
+    /// The descriptor does not lead to a heap (bad address, or another
+    /// pool).
+    NotAHeap,
+    /// The heap was destroyed.
+    Destroyed,
+    /// The pool has no root heap.
+    NoRootHeap,
+    /// Too many distinct values are pinned at once.
+    TooManyPins,
+    /// The heap holds locks (`mc::sync` types), whose values cannot be
+    /// pinned: a modification works on a copy of a pinned value, and a
+    /// copied lock would be another lock. Read under a guard instead.
+    PinWithLocks,
+    /// The heap cannot be destroyed while values of it are pinned (this
+    /// many pinned values).
+    Pinned(usize),
+    /// A mutator was handed a place that is not in its heap (a local value,
+    /// or a value of another heap).
+    ForeignPlace,
+    /// The heap's lock failed.
+    Lock(LockError),
+    /// The timeout passed before the heap's lock could be taken (another
+    /// process holds it: a long modification, or a stopped process).
+    Timeout,
+}
+
+impl fmt::Display for HeapError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HeapError::OutOfMemory {
+                requested,
+                available,
+            } => write!(
+                f,
+                "out of pool memory: the heap needs {requested} more bytes, the pool has \
+                 {available} free (make the pool larger)"
+            ),
+            HeapError::TooLarge => write!(f, "the value is too large to be copied"),
+            HeapError::Pool(e) => write!(f, "{e}"),
+            HeapError::Reentrant => write!(
+                f,
+                "this thread already holds this heap (a guard is alive) or is inside a \
+                 modification: drop the guard or finish the modification first"
+            ),
+            HeapError::Poisoned => write!(
+                f,
+                "the heap is poisoned: a process died while modifying it; destroy it and \
+                 rebuild it from a copy"
+            ),
+            HeapError::WrongType { expected, found } => write!(
+                f,
+                "the heap holds another type (fingerprint {found:#018x}, expected \
+                 {expected:#018x}): open it with the type it was created with"
+            ),
+            HeapError::NotAHeap => write!(f, "the descriptor does not lead to a heap of this pool"),
+            HeapError::Destroyed => write!(f, "the heap was destroyed"),
+            HeapError::NoRootHeap => write!(
+                f,
+                "the pool has no root heap: the creator must call Heap::set_pool_root first"
+            ),
+            HeapError::TooManyPins => {
+                write!(
+                    f,
+                    "too many values pinned at once ({N_PINS}): drop some pin guards"
+                )
+            }
+            HeapError::Pinned(n) => write!(
+                f,
+                "{n} values of the heap are pinned: drop the pin guards before destroying it"
+            ),
+            HeapError::PinWithLocks => write!(
+                f,
+                "values of a heap that holds locks cannot be pinned (a modification would copy \
+                 them, and a copied lock is another lock): use read() and lock through the guard"
+            ),
+            HeapError::ForeignPlace => write!(
+                f,
+                "the place given to the mutator is not in the heap being modified: values of \
+                 other heaps and local values are copied in with `set`/`set_from`, not written to"
+            ),
+            HeapError::Lock(e) => write!(f, "heap lock: {e}"),
+            HeapError::Timeout => write!(
+                f,
+                "timed out waiting for the heap's lock: another process holds it (a long \
+                 modification, a guard kept alive, or a stopped process); retry later"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for HeapError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            HeapError::Pool(e) => Some(e),
+            HeapError::Lock(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<PoolError> for HeapError {
+    fn from(e: PoolError) -> Self {
+        match e {
+            PoolError::OutOfMemory {
+                requested,
+                available,
+            } => HeapError::OutOfMemory {
+                requested,
+                available,
+            },
+            e => HeapError::Pool(e),
+        }
+    }
+}
+
+pub(super) fn heap_error(e: CopyError, pool: Option<PoolError>) -> HeapError {
+    match (e, pool) {
+        (_, Some(p)) => p.into(),
+        (CopyError::OutOfSpace { requested }, None) => HeapError::OutOfMemory {
+            requested,
+            available: 0,
+        },
+        (CopyError::Overflow, None) => HeapError::TooLarge,
+        (CopyError::Locked, None) => HeapError::Lock(LockError::Deadlock),
+    }
+}

@@ -1,0 +1,283 @@
+//! Guards and the bookkeeping behind them: the read and pin guards, the
+//! exclusive lock of a modification, the pin table, and which heaps each
+//! thread holds.
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use super::{Heap, HeapHeader, N_PINS, PIN_COUNT_BITS, PIN_COUNT_MASK};
+use crate::sync::futex::process_key;
+use crate::sync::home::Home;
+use crate::value::Shared;
+
+// What this thread holds, to refuse a lock that would deadlock. Each entry
+// carries the process key: a child of `fork` inherits the forking thread's
+// thread-locals, but not its locks, so entries of another process are
+// ignored (and dropped at the next `hold`).
+thread_local! {
+    /// Heaps (header addresses) whose lock this thread holds.
+    static HELD: RefCell<Vec<(usize, u64)>> = const { RefCell::new(Vec::new()) };
+    /// The process key while this thread runs a modification, else 0.
+    pub(super) static MODIFYING: Cell<u64> = const { Cell::new(0) };
+}
+
+pub(super) fn held(addr: usize) -> bool {
+    let key = process_key();
+    HELD.with(|h| h.borrow().contains(&(addr, key)))
+}
+
+pub(super) fn hold(addr: usize) {
+    let key = process_key();
+    HELD.with(|h| {
+        let mut h = h.borrow_mut();
+        h.retain(|&(_, k)| k == key);
+        h.push((addr, key));
+    });
+}
+
+pub(super) fn release(addr: usize) {
+    let key = process_key();
+    HELD.with(|h| {
+        let mut h = h.borrow_mut();
+        if let Some(i) = h.iter().rposition(|&e| e == (addr, key)) {
+            h.swap_remove(i);
+        }
+    });
+}
+
+/// Whether this thread (of this process) is inside a modification.
+pub(super) fn modifying() -> bool {
+    MODIFYING.with(Cell::get) == process_key()
+}
+
+/// A pin entry: the pinned value's offset in the pool (8-aligned, below
+/// 2^44, so 41 bits) and a 20-bit count.
+pub(super) fn pack(addr: usize, count: u64) -> u64 {
+    ((addr as u64 >> 3) << PIN_COUNT_BITS) | count
+}
+
+pub(super) fn pinned(pins: &[PinSlot; N_PINS], addr: usize) -> bool {
+    let key = addr as u64 >> 3;
+    pins.iter().any(|p| {
+        let v = p.v.load(Ordering::Acquire);
+        v & PIN_COUNT_MASK != 0 && v >> PIN_COUNT_BITS == key
+    })
+}
+
+/// One slot of the pin table: a pinned value and how many pins this
+/// process holds on it, plus the process, so that the pins of a process
+/// that died can be reclaimed.
+#[repr(C)]
+pub(super) struct PinSlot {
+    pub(super) v: AtomicU64,
+    pub(super) pid: AtomicU32,
+    _pad: u32,
+}
+
+impl PinSlot {
+    pub(super) const fn new() -> Self {
+        PinSlot {
+            v: AtomicU64::new(0),
+            pid: AtomicU32::new(0),
+            _pad: 0,
+        }
+    }
+}
+
+/// Pins the value at pool offset `addr` for this process; returns the slot.
+pub(super) fn pin_add(pins: &[PinSlot; N_PINS], addr: usize) -> Option<usize> {
+    let key = addr as u64 >> 3;
+    let me = crate::sync::futex::current_pid();
+    // This process's slot for the value, if any (only this process changes
+    // a slot whose pid is its own, apart from reclaiming after its death).
+    for (i, p) in pins.iter().enumerate() {
+        if p.pid.load(Ordering::Acquire) != me {
+            continue;
+        }
+        let mut v = p.v.load(Ordering::Acquire);
+        while v >> PIN_COUNT_BITS == key
+            && v & PIN_COUNT_MASK != 0
+            && v & PIN_COUNT_MASK < PIN_COUNT_MASK
+        {
+            match p
+                .v
+                .compare_exchange_weak(v, v + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Some(i),
+                Err(cur) => v = cur,
+            }
+        }
+    }
+    // A free slot: claim it by its pid, then publish the pin.
+    for (i, p) in pins.iter().enumerate() {
+        if p.pid
+            .compare_exchange(0, me, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            p.v.store(pack(addr, 1), Ordering::Release);
+            return Some(i);
+        }
+    }
+    None
+}
+
+pub(super) fn pin_remove(p: &PinSlot) {
+    let mut v = p.v.load(Ordering::Acquire);
+    loop {
+        let last = v & PIN_COUNT_MASK <= 1;
+        let next = if last { 0 } else { v - 1 };
+        match p
+            .v
+            .compare_exchange_weak(v, next, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => {
+                if last {
+                    p.pid.store(0, Ordering::Release);
+                }
+                return;
+            }
+            Err(cur) => v = cur,
+        }
+    }
+}
+
+/// Frees the pin slots of processes that have ended. Called with the
+/// heap's exclusive lock held (no pin is being added meanwhile).
+pub(super) fn reclaim_dead_pins(pins: &[PinSlot; N_PINS]) {
+    for p in pins {
+        let pid = p.pid.load(Ordering::Acquire);
+        if pid != 0 && !crate::segment::process_alive(pid, 0) {
+            p.v.store(0, Ordering::Release);
+            p.pid.store(0, Ordering::Release);
+        }
+    }
+}
+
+/// The exclusive lock, held by this thread until dropped.
+pub(super) struct WriteLock<'a> {
+    addr: usize,
+    h: &'a HeapHeader,
+}
+
+impl<'a> WriteLock<'a> {
+    pub(super) fn new(addr: usize, h: &'a HeapHeader) -> Self {
+        hold(addr);
+        WriteLock { addr, h }
+    }
+}
+
+impl Drop for WriteLock<'_> {
+    fn drop(&mut self) {
+        // A panic inside the modification leaves every value whole (each
+        // change is a complete write), so the heap stays consistent.
+        self.h.dirty.store(0, Ordering::Release);
+        release(self.addr);
+        // SAFETY: the exclusive lock was taken by `lock_exclusive`.
+        unsafe { self.h.lock.unlock_write() };
+    }
+}
+
+pub(super) struct ModifyingFlag;
+
+impl Drop for ModifyingFlag {
+    fn drop(&mut self) {
+        MODIFYING.with(|m| m.set(0));
+    }
+}
+
+/// A read guard: the root value, under the heap's shared lock.
+///
+/// # Panics
+///
+/// Dereferencing panics in any process but the one that took the guard (a
+/// copy that `fork` made, through a static or a thread-local); such a copy
+/// releases nothing when dropped.
+pub struct ReadGuard<'a, T: Shared> {
+    pub(super) heap: &'a Heap<T>,
+    pub(super) root: usize,
+    /// The process that holds the lock: a copy made by `fork` is inert.
+    pub(super) home: Home,
+    // The lock is released by the thread that took it: `!Send`.
+    pub(super) _t: PhantomData<(&'a T::Repr, *const ())>,
+}
+
+impl<T: Shared> Deref for ReadGuard<'_, T> {
+    type Target = T::Repr;
+    #[inline]
+    fn deref(&self) -> &T::Repr {
+        self.home.check("heap ReadGuard");
+        // SAFETY: the shared lock is held: the root value is live and no
+        // writer changes it while the guard exists.
+        unsafe { &*(self.root as *const T::Repr) }
+    }
+}
+
+impl<T: Shared> Drop for ReadGuard<'_, T> {
+    fn drop(&mut self) {
+        if !self.home.is_here() {
+            return;
+        }
+        release(self.heap.hdr);
+        // SAFETY: the shared lock was taken by `read`.
+        unsafe { self.heap.header().lock.unlock_read() };
+    }
+}
+
+impl<T: Shared> fmt::Debug for ReadGuard<'_, T>
+where
+    T::Repr: fmt::Debug,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+/// A pin guard: a root value kept alive (and unchanged) without holding
+/// the heap's lock.
+///
+/// # Panics
+///
+/// Dereferencing panics in any process but the one that took the guard (a
+/// copy that `fork` made, through a static or a thread-local); such a copy
+/// releases nothing when dropped.
+pub struct PinGuard<'a, T: Shared> {
+    pub(super) heap: &'a Heap<T>,
+    pub(super) root: usize,
+    pub(super) slot: usize,
+    /// The pinning process: a copy of the guard in a forked child neither
+    /// reads (the pin may be gone) nor drops the parent's pin.
+    pub(super) home: Home,
+    pub(super) _t: PhantomData<&'a T::Repr>,
+}
+
+impl<T: Shared> Deref for PinGuard<'_, T> {
+    type Target = T::Repr;
+    #[inline]
+    fn deref(&self) -> &T::Repr {
+        self.home.check("heap PinGuard");
+        // SAFETY: the value is pinned: the collector keeps it, and
+        // modifications never change a pinned value in place (they copy it
+        // first), so it is live and unchanged while the guard exists.
+        unsafe { &*(self.root as *const T::Repr) }
+    }
+}
+
+impl<T: Shared> Drop for PinGuard<'_, T> {
+    fn drop(&mut self) {
+        if self.home.is_here() {
+            pin_remove(&self.heap.header().pins[self.slot]);
+        }
+    }
+}
+
+impl<T: Shared> fmt::Debug for PinGuard<'_, T>
+where
+    T::Repr: fmt::Debug,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}

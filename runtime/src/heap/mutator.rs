@@ -1,0 +1,327 @@
+//! The mutator: how a modification changes a heap.
+
+use std::cell::Cell;
+use std::marker::PhantomData;
+use std::mem::size_of;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+
+use super::alloc::HeapWriter;
+use super::alloc::PoolSource;
+use super::error::heap_error;
+use super::{HeapError, HeapHeader};
+use crate::pool::Pool;
+use crate::value::{CopyError, SOption, SString, SVec, Shared, Writer};
+
+/// Changes a heap during [`Heap::modify`]: copies values in, swaps values,
+/// grows vectors. Everything it returns borrows it, so nothing can outlive
+/// the modification.
+pub struct Mutator<'h> {
+    pub(super) pool: &'h Pool,
+    pub(super) h: &'h HeapHeader,
+    pub(super) _not_sync: PhantomData<Cell<()>>,
+}
+
+impl<'h> Mutator<'h> {
+    fn write<R>(
+        &self,
+        f: impl FnOnce(&mut Writer<'_>) -> Result<R, CopyError>,
+    ) -> Result<R, HeapError> {
+        // SAFETY: the exclusive lock is held for the mutator's life and no
+        // other mutator call is running (calls do not nest).
+        let state = unsafe { &mut *self.h.alloc.get() };
+        let mut src = PoolSource {
+            pool: self.pool,
+            tag: self.h.tag,
+            last_error: None,
+        };
+        let mut w = HeapWriter {
+            state,
+            src: &mut src,
+        };
+        // SAFETY: every representation made with this writer is written
+        // into this heap by the callers below.
+        let mut wr = unsafe { Writer::new(&mut w) };
+        let r = f(&mut wr);
+        if wr.wrote_lock() {
+            self.h.has_locks.store(1, Ordering::Release);
+        }
+        r.map_err(|e| heap_error(e, src.last_error.take()))
+    }
+
+    /// Checks that a place lies in this heap: local values (which safe
+    /// code can build for pointer-free variants) and values of other heaps
+    /// must never receive this heap's pointers, nor be swapped with its
+    /// values, or the collector would free what they point to.
+    fn check_place<R>(&self, place: &R) -> Result<(), HeapError> {
+        let size = size_of::<R>();
+        if size == 0 {
+            return Ok(());
+        }
+        let addr = place as *const R as usize;
+        let tag = self.h.tag;
+        if self.pool.page_owner(addr) == tag && self.pool.page_owner(addr + size - 1) == tag {
+            Ok(())
+        } else {
+            Err(HeapError::ForeignPlace)
+        }
+    }
+
+    /// Replaces the value at `place` with a copy of `value`.
+    pub fn set<V: Shared>(&self, place: Pin<&mut V::Repr>, value: &V) -> Result<(), HeapError> {
+        self.check_place(&*place)?;
+        let r = self.write(|w| value.to_repr(w))?;
+        set_pinned(place, r);
+        Ok(())
+    }
+
+    /// Replaces the string at `place` with a copy of `s`.
+    pub fn set_str(&self, place: Pin<&mut SString>, s: &str) -> Result<(), HeapError> {
+        self.check_place(&*place)?;
+        let r = self.write(|w| SString::write(s, w))?;
+        set_pinned(place, r);
+        Ok(())
+    }
+
+    /// Replaces the value at `place` with a deep copy of a shared value
+    /// (from this heap, another heap or a camlbox).
+    pub fn set_from<V: Shared>(
+        &self,
+        place: Pin<&mut V::Repr>,
+        src: &V::Repr,
+    ) -> Result<(), HeapError> {
+        self.check_place(&*place)?;
+        let r = self.write(|w| V::repr_to_repr(src, w))?;
+        set_pinned(place, r);
+        Ok(())
+    }
+
+    /// Copies `value` into the heap, unlinked: link it with
+    /// [`Mutator::swap`] before the modification ends, or it is garbage.
+    #[allow(clippy::mut_from_ref)] // each call returns a fresh, distinct value
+    pub fn add<V: Shared>(&self, value: &V) -> Result<Pin<&mut V::Repr>, HeapError> {
+        let addr = self.write(|w| {
+            let r = value.to_repr(w)?;
+            let (p, a) = w.alloc_array::<V::Repr>(1)?;
+            // SAFETY: fresh heap memory for one value.
+            unsafe { p.as_ptr().write(r) };
+            Ok(a)
+        })?;
+        // SAFETY: a fresh value in the heap, reachable only through this
+        // reference, alive until the modification ends (no collection runs
+        // before), and never moved.
+        Ok(unsafe { Pin::new_unchecked(&mut *(addr as *mut V::Repr)) })
+    }
+
+    /// Exchanges two values of the heap. Fails with
+    /// [`HeapError::ForeignPlace`] when either is not in this heap.
+    pub fn swap<R>(&self, a: Pin<&mut R>, b: Pin<&mut R>) -> Result<(), HeapError> {
+        self.check_place(&*a)?;
+        self.check_place(&*b)?;
+        // SAFETY: both places are exclusively borrowed, hence distinct, and
+        // lie in this heap (checked), so swapping moves no value out of it.
+        unsafe { std::ptr::swap(a.get_unchecked_mut(), b.get_unchecked_mut()) };
+        Ok(())
+    }
+
+    /// Appends a copy of `value` to a vector of the heap (amortised O(1):
+    /// the array is reallocated with twice the room when full).
+    pub fn push<V: Shared>(
+        &self,
+        vec: Pin<&mut SVec<V::Repr>>,
+        value: &V,
+    ) -> Result<(), HeapError> {
+        self.check_place(&*vec)?;
+        let (ptr, len, cap) = vec.raw_parts();
+        let r = self.write(|w| value.to_repr(w))?;
+        if len < cap {
+            // SAFETY: the array has room at `len`; writing there does not
+            // touch initialised elements.
+            unsafe {
+                (ptr as *mut V::Repr).add(len).write(r);
+                vec.set_len(len + 1);
+            }
+            return Ok(());
+        }
+        let new_cap = (cap * 2).max(4);
+        let (p, addr) = self.write(|w| w.alloc_array::<V::Repr>(new_cap))?;
+        // SAFETY: moves the `len` elements bitwise into the fresh array
+        // (the old array becomes garbage; nothing else refers to its
+        // elements: the vector is exclusively borrowed), then writes the new
+        // element and publishes the new array.
+        unsafe {
+            if len > 0 {
+                std::ptr::copy_nonoverlapping(ptr as *const V::Repr, p.as_ptr(), len);
+            }
+            p.as_ptr().add(len).write(r);
+            let place = vec.get_unchecked_mut();
+            std::ptr::write(place, SVec::from_raw_parts(addr, len + 1, new_cap));
+        }
+        Ok(())
+    }
+
+    /// Replaces the optional value at `place` with `Some` of a copy of
+    /// `value` (without first building an `Option<V>` locally).
+    pub fn set_some<V: Shared>(
+        &self,
+        place: Pin<&mut SOption<V::Repr>>,
+        value: &V,
+    ) -> Result<(), HeapError> {
+        let r = self.write(|w| value.to_repr(w))?;
+        set_pinned(place, SOption::Some(r));
+        Ok(())
+    }
+
+    /// Makes room in a vector of the heap for at least `additional` more
+    /// elements without reallocation (the elements are moved bitwise into a
+    /// fresh array when the current one is too small; the old array becomes
+    /// garbage).
+    pub fn reserve<R>(&self, vec: Pin<&mut SVec<R>>, additional: usize) -> Result<(), HeapError> {
+        let (ptr, len, cap) = vec.raw_parts();
+        let need = len.checked_add(additional).ok_or(HeapError::TooLarge)?;
+        if need <= cap {
+            return Ok(());
+        }
+        let new_cap = need.max(cap * 2).max(4);
+        let (p, addr) = self.write(|w| w.alloc_array::<R>(new_cap))?;
+        // SAFETY: moves the `len` elements bitwise into the fresh array (the
+        // vector is exclusively borrowed, so nothing else refers to them),
+        // then publishes the new array.
+        unsafe {
+            if len > 0 {
+                std::ptr::copy_nonoverlapping(ptr as *const R, p.as_ptr(), len);
+            }
+            std::ptr::write(
+                vec.get_unchecked_mut(),
+                SVec::from_raw_parts(addr, len, new_cap),
+            );
+        }
+        Ok(())
+    }
+
+    /// Appends copies of `values` to a vector of the heap, reallocating at
+    /// most once; numbers and other plain-data types are copied with one
+    /// `memcpy` into the vector's spare room.
+    ///
+    /// ```
+    /// let pool = mc::Pool::create(16 << 20)?;
+    /// let heap = mc::Heap::create(&pool, &Vec::<u8>::new())?;
+    /// heap.modify(|m, v| m.extend_from_slice(v, b"bytes"))??;
+    /// assert_eq!(heap.read()?.as_slice(), b"bytes");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn extend_from_slice<V: Shared>(
+        &self,
+        mut vec: Pin<&mut SVec<V::Repr>>,
+        values: &[V],
+    ) -> Result<(), HeapError> {
+        if values.is_empty() {
+            return Ok(());
+        }
+        self.reserve(vec.as_mut(), values.len())?;
+        let (ptr, len, _) = vec.raw_parts();
+        let dst = ptr as *mut V::Repr;
+        if V::IS_POD {
+            // SAFETY: room for `values.len()` more elements was reserved;
+            // for plain-data types `Repr` is `V` and a byte copy is a copy.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    values.as_ptr() as *const V::Repr,
+                    dst.add(len),
+                    values.len(),
+                );
+                vec.set_len(len + values.len());
+            }
+            return Ok(());
+        }
+        for (i, v) in values.iter().enumerate() {
+            let r = self.write(|w| v.to_repr(w))?;
+            // SAFETY: room was reserved; slot `len + i` is uninitialised
+            // and the length grows only over initialised slots.
+            unsafe {
+                dst.add(len + i).write(r);
+                vec.as_mut().set_len(len + i + 1);
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the last element of a vector of the heap and returns a copy
+    /// of it.
+    pub fn pop<V: Shared>(&self, vec: Pin<&mut SVec<V::Repr>>) -> Option<V> {
+        let len = vec.len();
+        if len == 0 {
+            return None;
+        }
+        let v = V::from_repr(&vec.as_slice()[len - 1]);
+        let mut vec = vec;
+        // SAFETY: shrinking keeps the remaining elements initialised.
+        unsafe { vec.as_mut().set_len(len - 1) };
+        self.shrink(vec);
+        Some(v)
+    }
+
+    /// Shortens a vector of the heap to `len` elements. When fewer than a
+    /// quarter of its room stays used, the elements move to a smaller
+    /// array (the old one becomes garbage), so that the heap's memory stays
+    /// proportional to what is reachable.
+    pub fn truncate<R>(&self, vec: Pin<&mut SVec<R>>, len: usize) {
+        if len < vec.len() {
+            let mut vec = vec;
+            // SAFETY: shrinking keeps the remaining elements initialised.
+            unsafe { vec.as_mut().set_len(len) };
+            self.shrink(vec);
+        }
+    }
+
+    /// Moves the elements of a vector that uses less than a quarter of its
+    /// room to an array twice their number (none when empty). Keeps the
+    /// vector as it is when the heap cannot allocate.
+    fn shrink<R>(&self, vec: Pin<&mut SVec<R>>) {
+        let (ptr, len, cap) = vec.raw_parts();
+        if cap <= 4 || len > cap / 4 {
+            return;
+        }
+        let (addr, new_cap) = if len == 0 {
+            (0, 0)
+        } else {
+            let new_cap = (2 * len).max(4);
+            match self.write(|w| w.alloc_array::<R>(new_cap)) {
+                // SAFETY: moves the `len` elements bitwise into the fresh
+                // array; the old array becomes garbage and nothing else
+                // refers to its elements (the vector is exclusively
+                // borrowed).
+                Ok((p, addr)) => unsafe {
+                    std::ptr::copy_nonoverlapping(ptr as *const R, p.as_ptr(), len);
+                    (addr, new_cap)
+                },
+                Err(_) => return,
+            }
+        };
+        // SAFETY: publishes the new array (or an empty vector); moves
+        // nothing out of the heap.
+        unsafe {
+            let place = vec.get_unchecked_mut();
+            std::ptr::write(place, SVec::from_raw_parts(addr, len, new_cap));
+        }
+    }
+
+    /// Keeps `value` alive until the modification ends — which every value
+    /// seen during a modification is anyway, since the collector does not
+    /// run inside one. Kept for Netmulticore's `pin`.
+    pub fn pin<'a, R>(&self, value: &'a R) -> &'a R {
+        value
+    }
+
+    /// The heap's allocator figures so far.
+    pub fn live_bytes(&self) -> usize {
+        // SAFETY: exclusive lock held; read only.
+        unsafe { &*self.h.alloc.get() }.live_bytes
+    }
+}
+
+fn set_pinned<R>(place: Pin<&mut R>, r: R) {
+    // SAFETY: overwriting in place moves nothing out (representations have
+    // no `Drop`); the old value becomes garbage for the collector.
+    unsafe { std::ptr::write(place.get_unchecked_mut(), r) }
+}
