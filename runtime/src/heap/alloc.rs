@@ -21,6 +21,7 @@
 
 use std::alloc::Layout;
 use std::ptr::NonNull;
+use std::sync::atomic::{compiler_fence, Ordering};
 
 use crate::value::{Allocate, CopyError, Mark};
 
@@ -213,9 +214,13 @@ impl AllocState {
             if pad > 0 {
                 // SAFETY: `block` is a fresh block of `need > pad` bytes; the
                 // pad becomes its own free block (a filler when 8 bytes).
+                // The second header is written first: a process killed in
+                // between leaves `block` one whole block, never a header
+                // that points at unwritten bytes.
                 unsafe {
-                    write_hdr(block, pad as u64 | FREE);
                     write_hdr(block + pad, (need - pad) as u64);
+                    compiler_fence(Ordering::Release);
+                    write_hdr(block, pad as u64 | FREE);
                 }
                 self.live_bytes -= pad;
                 self.free_bytes += pad;
@@ -246,9 +251,13 @@ impl AllocState {
             let c = unsafe { &mut *(self.cur as *mut ChunkHeader) };
             if c.top + need <= self.cur + c.size {
                 let b = c.top;
-                c.top += need;
-                // SAFETY: `b..b+need` is unformatted room of the chunk.
+                // SAFETY: `b..b+need` is unformatted room of the chunk. The
+                // header is written before `top` covers it, so that blocks
+                // up to `top` are always formatted (what a collector that
+                // takes over after a kill walks).
                 unsafe { write_hdr(b, need as u64) };
+                compiler_fence(Ordering::Release);
+                c.top += need;
                 self.live_bytes += need;
                 self.allocated_since_gc += need;
                 return Ok(b);
@@ -288,8 +297,12 @@ impl AllocState {
         let room = self.cur + c.size - c.top;
         if room >= 8 {
             let b = c.top;
+            // SAFETY: `b..b+room` is unformatted room of the chunk; its
+            // header is written before `top` covers it (see `alloc_block`).
+            unsafe { write_hdr(b, room as u64 | FREE) };
+            compiler_fence(Ordering::Release);
             c.top += room;
-            // SAFETY: `b..b+room` is unformatted room of the chunk.
+            // SAFETY: now a formatted block of the chunk that nothing uses.
             unsafe { self.push_free(b, room) };
         }
         self.cur = 0;
@@ -381,6 +394,10 @@ impl AllocState {
         self.large = 0;
         self.free_bytes = 0;
         self.live_bytes = 0;
+        // Counted afresh: a sweep that takes over from a killed one finds
+        // the counters half-updated.
+        self.n_chunks = 0;
+        self.chunk_bytes = 0;
         let mut prev_link: *mut usize = &mut self.chunks;
         // SAFETY: walks the chunk list; each chunk's blocks are formatted
         // up to `top` (the contract of this allocator).
@@ -423,8 +440,6 @@ impl AllocState {
                 if !any_live {
                     // Empty: unlink and give back.
                     *prev_link = next;
-                    self.n_chunks -= 1;
-                    self.chunk_bytes -= c.size;
                     if self.cur == chunk {
                         self.cur = 0;
                     }
@@ -441,6 +456,8 @@ impl AllocState {
                         self.push_free(r, len);
                     }
                 }
+                self.n_chunks += 1;
+                self.chunk_bytes += c.size;
                 prev_link = &mut c.next;
             }
         }
@@ -449,34 +466,114 @@ impl AllocState {
         self.gc_runs += 1;
     }
 
+    /// Checks the chunk list and the blocks of every chunk, as a collector
+    /// that takes over after a killed process, or a validator of memory
+    /// that others could write, must before it trusts them: every chunk
+    /// lies in memory `owns` accepts (whole), has the chunk magic, a sane
+    /// size and `top`, and its blocks tile `start..top` exactly; the list
+    /// has no cycle (at most `max_chunks` chunks). Calls `block` with the
+    /// address and header of every block, in order.
+    ///
+    /// Reads only memory `owns` accepted (`owns(addr, len)`).
+    pub(crate) fn walk(
+        &self,
+        owns: &dyn Fn(usize, usize) -> bool,
+        max_chunks: usize,
+        mut block: impl FnMut(usize, u64),
+    ) -> Result<Vec<(usize, usize)>, Corrupt> {
+        let mut chunks = Vec::new();
+        let mut chunk = self.chunks;
+        while chunk != 0 {
+            if chunks.len() >= max_chunks {
+                return Err(Corrupt("the chunk list does not end"));
+            }
+            if chunk % 8 != 0 || !owns(chunk, CHUNK_HDR) {
+                return Err(Corrupt("a chunk lies outside the heap's pages"));
+            }
+            // SAFETY: `owns` accepted the chunk header's bytes: mapped,
+            // backed memory of this heap.
+            let c = unsafe { &*(chunk as *const ChunkHeader) };
+            let size = c.size;
+            if c.magic != CHUNK_MAGIC
+                || size < CHUNK_HDR + 16
+                || size % 8 != 0
+                || !owns(chunk, size)
+            {
+                return Err(Corrupt("a chunk header is damaged"));
+            }
+            let start = chunk + CHUNK_HDR;
+            let top = c.top;
+            if top < start || top > chunk + size || top % 8 != 0 {
+                return Err(Corrupt("a chunk's top is outside the chunk"));
+            }
+            let mut b = start;
+            while b < top {
+                // SAFETY: `b` lies in `start..top`, inside the chunk that
+                // `owns` accepted.
+                let h = unsafe { read_hdr(b) };
+                let bsize = (h & !FLAGS) as usize;
+                if bsize < 8 || bsize > top - b {
+                    return Err(Corrupt("a block header is damaged"));
+                }
+                block(b, h);
+                b += bsize;
+            }
+            chunks.push((chunk, size));
+            chunk = c.next;
+        }
+        if self.cur != 0 && !chunks.iter().any(|&(c, _)| c == self.cur) {
+            return Err(Corrupt("the current chunk is not in the list"));
+        }
+        Ok(chunks)
+    }
+
+    /// Clears the mark bit of every block (what a killed collection may
+    /// have left), so that a new collection marks from scratch.
+    ///
+    /// # Safety
+    ///
+    /// The heap's structure must be intact ([`AllocState::walk`] passed)
+    /// and nobody else may use the heap meanwhile.
+    pub(crate) unsafe fn clear_marks(&mut self) {
+        let mut chunk = self.chunks;
+        while chunk != 0 {
+            // SAFETY: walks the intact chunk list (contract).
+            let c = unsafe { &*(chunk as *const ChunkHeader) };
+            let mut b = chunk + CHUNK_HDR;
+            while b < c.top {
+                // SAFETY: a formatted block of the chunk (contract).
+                unsafe {
+                    let h = read_hdr(b);
+                    if h & MARK != 0 {
+                        write_hdr(b, h & !MARK);
+                    }
+                    b += (h & !FLAGS) as usize;
+                }
+            }
+            chunk = c.next;
+        }
+    }
+
     /// Whether a collection is due: at least as much allocated since the
     /// last one as was live after it (and a few chunks' worth).
     pub(crate) fn gc_due(&self) -> bool {
         self.allocated_since_gc >= self.live_after_gc.max(4 * self.chunk_size)
     }
+}
 
-    /// Gives every chunk back (the heap is being destroyed).
-    ///
-    /// # Safety
-    ///
-    /// Nothing in the heap may be used afterwards.
-    pub(crate) unsafe fn release_all(&mut self, src: &mut dyn ChunkSource) {
-        let mut chunk = self.chunks;
-        while chunk != 0 {
-            // SAFETY: walks the chunk list (contract).
-            let (next, size) = unsafe {
-                let c = &mut *(chunk as *mut ChunkHeader);
-                c.magic = 0;
-                (c.next, c.size)
-            };
-            src.put(chunk, size);
-            chunk = next;
-        }
-        self.chunks = 0;
-        self.cur = 0;
-        self.n_chunks = 0;
-        self.chunk_bytes = 0;
-    }
+/// The heap's memory does not have the allocator's structure (written by
+/// a process that did not follow the heap's protocol, or torn by a fault).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Corrupt(pub(crate) &'static str);
+
+/// Whether a block header says allocated (not free).
+pub(crate) fn is_allocated(h: u64) -> bool {
+    h & FREE == 0
+}
+
+/// The size of a block, header included.
+pub(crate) fn block_size(h: u64) -> usize {
+    (h & !FLAGS) as usize
 }
 
 /// Marks heap blocks for the collector.
@@ -520,7 +617,14 @@ pub(crate) struct PoolSource<'a> {
 
 impl ChunkSource for PoolSource<'_> {
     fn get(&mut self, size: usize) -> Result<usize, CopyError> {
-        self.pool.alloc_pages(size, self.tag).map_err(|e| {
+        let mut r = self.pool.alloc_pages(size, self.tag);
+        if matches!(r, Err(crate::pool::PoolError::OutOfMemory { .. }))
+            && super::recovery::scavenge(self.pool) > 0
+        {
+            // Pages of heaps that can never be used came back: try again.
+            r = self.pool.alloc_pages(size, self.tag);
+        }
+        r.map_err(|e| {
             let requested = size;
             self.last_error = Some(e);
             CopyError::OutOfSpace { requested }

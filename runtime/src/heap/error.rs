@@ -25,10 +25,14 @@ pub enum HeapError {
     /// This thread already holds this heap (a guard is alive) or is inside
     /// a modification; waiting would deadlock.
     Reentrant,
-    /// A process died in the middle of modifying the heap; its contents may
-    /// be inconsistent, so every access is refused until it is
-    /// [destroyed](Heap::destroy).
+    /// A modification panicked, or a process died in the middle of one
+    /// ([`Heap::poisoned`](super::Heap::poisoned) says which): every
+    /// access is refused until [`Heap::recover`](super::Heap::recover)
+    /// has checked the heap, or it is [destroyed](super::Heap::destroy).
     Poisoned,
+    /// The heap's memory is not well formed (written by a process that did
+    /// not follow the heap's protocol, or damaged): this part of it.
+    Corrupt(&'static str),
     /// The heap holds another type.
     WrongType {
         /// The fingerprint of the type asked for.
@@ -82,8 +86,14 @@ impl fmt::Display for HeapError {
             ),
             HeapError::Poisoned => write!(
                 f,
-                "the heap is poisoned: a process died while modifying it; destroy it and \
-                 rebuild it from a copy"
+                "the heap is poisoned: a modification panicked or its process died half-way; \
+                 call Heap::recover() to check the heap and use it as it was left, or destroy \
+                 it and rebuild it from a copy"
+            ),
+            HeapError::Corrupt(what) => write!(
+                f,
+                "the heap's memory is damaged ({what} is not well formed): destroy the heap \
+                 and rebuild it from a copy"
             ),
             HeapError::WrongType { expected, found } => write!(
                 f,

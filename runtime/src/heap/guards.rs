@@ -8,7 +8,9 @@ use std::marker::PhantomData;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use super::{Heap, HeapHeader, N_PINS, PIN_COUNT_BITS, PIN_COUNT_MASK};
+use super::{
+    Heap, HeapHeader, DIRTY_ALLOC, DIRTY_DATA, N_PINS, PIN_COUNT_BITS, PIN_COUNT_MASK, POISON_PANIC,
+};
 use crate::sync::futex::process_key;
 use crate::sync::home::Home;
 use crate::value::Shared;
@@ -171,8 +173,23 @@ impl<'a> WriteLock<'a> {
 
 impl Drop for WriteLock<'_> {
     fn drop(&mut self) {
-        // A panic inside the modification leaves every value whole (each
-        // change is a complete write), so the heap stays consistent.
+        if std::thread::panicking() {
+            // A panic inside a modification leaves every value whole (each
+            // change is a complete write), but the change may be half done:
+            // readers learn of it, as with a poisoned `std::sync::Mutex`.
+            match self.h.dirty.load(Ordering::Acquire) {
+                DIRTY_DATA => {
+                    let _ = self.h.poisoned.compare_exchange(
+                        0,
+                        POISON_PANIC,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    );
+                }
+                DIRTY_ALLOC => self.h.repair.store(1, Ordering::Release),
+                _ => {}
+            }
+        }
         self.h.dirty.store(0, Ordering::Release);
         release(self.addr);
         // SAFETY: the exclusive lock was taken by `lock_exclusive`.

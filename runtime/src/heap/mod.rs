@@ -49,6 +49,7 @@ mod descr;
 mod error;
 mod guards;
 mod mutator;
+mod recovery;
 
 pub use descr::HeapDescr;
 use error::heap_error;
@@ -59,6 +60,7 @@ use guards::{
 };
 pub use guards::{PinGuard, ReadGuard};
 pub use mutator::Mutator;
+pub use recovery::Poison;
 
 use std::cell::UnsafeCell;
 use std::fmt;
@@ -69,7 +71,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use self::alloc::{AllocState, HeapWriter, Marker, PoolSource};
-use crate::pool::{Pool, OWNER_HEADER, OWNER_TAG, PAGE_SIZE};
+use crate::pool::{Pool, PoolError, OWNER_HEADER, OWNER_TAG, PAGE_SIZE};
 use crate::sync::futex::process_key;
 use crate::sync::home::Home;
 use crate::sync::raw::{Acquired, LockError, RawRwLock};
@@ -79,10 +81,22 @@ use crate::value::{CopyError, Shared, Tracer, Writer};
 /// bytes taken from their pool.
 pub const DEFAULT_CHUNK_SIZE: usize = 64 * 1024;
 
-const HEAP_MAGIC: u64 = u64::from_le_bytes(*b"mc-heap\x01");
+const HEAP_MAGIC: u64 = u64::from_le_bytes(*b"mc-heap\x02");
 /// The magic of a destroyed heap's header page, which is never reused.
 const TOMBSTONE: u64 = u64::from_le_bytes(*b"mc-dead\x01");
 const N_PINS: usize = 128;
+
+/// `HeapHeader::dirty`: a modification is under way (values may be half
+/// changed).
+const DIRTY_DATA: u32 = 1;
+/// `HeapHeader::dirty`: the allocator or the collector is at work (values
+/// are whole; only the allocator's own state is in flux).
+const DIRTY_ALLOC: u32 = 2;
+/// `HeapHeader::poisoned`: a modification panicked.
+const POISON_PANIC: u32 = 1;
+/// `HeapHeader::poisoned`: a process died in a modification, or the heap's
+/// memory was found damaged.
+const POISON_DIED: u32 = 2;
 const PIN_COUNT_BITS: u32 = 20;
 const PIN_COUNT_MASK: u64 = (1 << PIN_COUNT_BITS) - 1;
 
@@ -93,15 +107,26 @@ struct HeapHeader {
     id: u64,
     fingerprint: u64,
     lock: RawRwLock,
-    /// Set while a modification or collection is under way; found set by
-    /// the next locker after a holder died, it poisons the heap.
+    /// What the holder of the exclusive lock is doing ([`DIRTY_DATA`],
+    /// [`DIRTY_ALLOC`], or 0). Found set by the next locker after a holder
+    /// died: `DIRTY_DATA` poisons the heap, `DIRTY_ALLOC` only asks for a
+    /// repair.
     dirty: AtomicU32,
+    /// 0, [`POISON_PANIC`] or [`POISON_DIED`].
     poisoned: AtomicU32,
     owner_deaths: AtomicU32,
     /// Set once a lock has been copied into the heap: pins are refused
     /// from then on (a modification copies a pinned root, and a copied lock
     /// is another lock).
     has_locks: AtomicU32,
+    /// Set when a holder died with the allocator's state in flux: the next
+    /// holder rebuilds it (marks, free lists, counters, lost pages) before
+    /// it allocates.
+    repair: AtomicU32,
+    /// The creating process while the heap is created and not yet
+    /// published (0 after): the pages of a heap whose creator died then
+    /// are reclaimed when the pool runs short.
+    creating: AtomicU32,
     root: AtomicUsize,
     /// The heap's tag: the owner of its pages in the pool's table.
     tag: u32,
@@ -218,7 +243,12 @@ impl<T: Shared> Heap<T> {
     pub fn create_with(pool: &Pool, value: &T, opts: HeapOptions) -> Result<Heap<T>, HeapError> {
         let header_bytes = size_of::<HeapHeader>().next_multiple_of(PAGE_SIZE);
         let tag = pool.new_tag();
-        let addr = pool.alloc_pages(header_bytes, tag | OWNER_HEADER)?;
+        let addr = match pool.alloc_pages(header_bytes, tag | OWNER_HEADER) {
+            Err(PoolError::OutOfMemory { .. }) if recovery::scavenge(pool) > 0 => {
+                pool.alloc_pages(header_bytes, tag | OWNER_HEADER)?
+            }
+            r => r?,
+        };
         let header = HeapHeader {
             magic: AtomicU64::new(HEAP_MAGIC),
             id: random_id(),
@@ -228,6 +258,8 @@ impl<T: Shared> Heap<T> {
             poisoned: AtomicU32::new(0),
             owner_deaths: AtomicU32::new(0),
             has_locks: AtomicU32::new(0),
+            repair: AtomicU32::new(0),
+            creating: AtomicU32::new(crate::sync::futex::current_pid()),
             root: AtomicUsize::new(0),
             tag,
             header_bytes,
@@ -258,12 +290,12 @@ impl<T: Shared> Heap<T> {
         match root {
             Ok(root) => {
                 heap.header().root.store(root, Ordering::Release);
+                heap.header().creating.store(0, Ordering::Release);
                 Ok(heap)
             }
             Err(e) => {
                 // Never published: the header pages can go back too.
-                heap.release_chunks();
-                pool.free_pages(addr, header_bytes);
+                heap.free_all_pages(false);
                 Err(e)
             }
         }
@@ -376,22 +408,43 @@ impl<T: Shared> Heap<T> {
     }
 
     /// Takes the heap's lock exclusively, recovering from a holder that
-    /// died: if it died in the middle of a change (`dirty`), the heap is
-    /// poisoned for good; otherwise the death is only counted.
-    fn acquire_write(&self, h: &HeapHeader, deadline: Option<Instant>) -> Result<(), HeapError> {
+    /// died: if it died in the middle of a modification (`DIRTY_DATA`), the
+    /// heap is poisoned; if it died while the allocator or the collector
+    /// was at work (`DIRTY_ALLOC`), the values are whole and only the
+    /// allocator's state needs rebuilding, which is done now when `repair`
+    /// (and the heap is not poisoned). Otherwise the death is only counted.
+    fn acquire_write(
+        &self,
+        h: &HeapHeader,
+        deadline: Option<Instant>,
+        repair: bool,
+    ) -> Result<(), HeapError> {
+        let mut taken = false;
         for _ in 0..3 {
             match h.lock.write(left(deadline)) {
-                Ok(Acquired::Clean) => return Ok(()),
+                Ok(Acquired::Clean) => {
+                    taken = true;
+                    break;
+                }
                 Ok(Acquired::OwnerDied) => {
-                    if h.dirty.swap(0, Ordering::AcqRel) != 0 {
-                        h.poisoned.store(1, Ordering::Release);
-                    } else {
-                        h.owner_deaths.fetch_add(1, Ordering::Relaxed);
+                    match h.dirty.swap(0, Ordering::AcqRel) {
+                        DIRTY_DATA => {
+                            h.poisoned.store(POISON_DIED, Ordering::Release);
+                            h.repair.store(1, Ordering::Release);
+                        }
+                        DIRTY_ALLOC => {
+                            h.repair.store(1, Ordering::Release);
+                            h.owner_deaths.fetch_add(1, Ordering::Relaxed);
+                        }
+                        _ => {
+                            h.owner_deaths.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
-                    // The heap's own flag says what state it is in; the lock
-                    // itself is fine again.
+                    // The heap's own flags say what state it is in; the
+                    // lock itself is fine again.
                     let _ = h.lock.mark_consistent();
-                    return Ok(());
+                    taken = true;
+                    break;
                 }
                 Err(LockError::Poisoned) => {
                     // Only a writer that dies (readers are then refused)
@@ -403,7 +456,17 @@ impl<T: Shared> Heap<T> {
                 Err(e) => return Err(HeapError::Lock(e)),
             }
         }
-        Err(HeapError::Lock(LockError::Poisoned))
+        if !taken {
+            return Err(HeapError::Lock(LockError::Poisoned));
+        }
+        if repair
+            && h.repair.load(Ordering::Acquire) != 0
+            && h.poisoned.load(Ordering::Acquire) == 0
+            && h.magic.load(Ordering::Acquire) == HEAP_MAGIC
+        {
+            self.repair_locked(h);
+        }
+        Ok(())
     }
 
     fn lock_shared(&self, deadline: Option<Instant>) -> Result<&HeapHeader, HeapError> {
@@ -418,7 +481,7 @@ impl<T: Shared> Heap<T> {
                 Err(LockError::Poisoned) if tries < 3 => {
                     // A writer died: take the lock once to judge the heap.
                     tries += 1;
-                    self.acquire_write(h, deadline)?;
+                    self.acquire_write(h, deadline, true)?;
                     // SAFETY: taken just above.
                     unsafe { h.lock.unlock_write() };
                 }
@@ -439,7 +502,7 @@ impl<T: Shared> Heap<T> {
         if held(self.hdr) || modifying() {
             return Err(HeapError::Reentrant);
         }
-        self.acquire_write(h, deadline)?;
+        self.acquire_write(h, deadline, true)?;
         if let Err(e) = self.check() {
             // SAFETY: taken just above.
             unsafe { h.lock.unlock_write() };
@@ -574,7 +637,7 @@ impl<T: Shared> Heap<T> {
     ) -> Result<R, HeapError> {
         let h = self.lock_exclusive(deadline)?;
         let _lock = WriteLock::new(self.hdr, h);
-        h.dirty.store(1, Ordering::Release);
+        h.dirty.store(DIRTY_DATA, Ordering::Release);
         let mut src = PoolSource {
             pool: &self.pool,
             tag: h.tag,
@@ -604,6 +667,8 @@ impl<T: Shared> Heap<T> {
         let _flag = ModifyingFlag;
         let r = f(&m, root_ref);
         drop(_flag);
+        // The change is complete: from here on only the collector works.
+        h.dirty.store(DIRTY_ALLOC, Ordering::Release);
         // SAFETY: exclusive lock held; no modification under way.
         if unsafe { &*h.alloc.get() }.gc_due() {
             self.collect(h);
@@ -632,7 +697,9 @@ impl<T: Shared> Heap<T> {
     fn assign_until(&self, deadline: Option<Instant>, value: &T) -> Result<(), HeapError> {
         let h = self.lock_exclusive(deadline)?;
         let _lock = WriteLock::new(self.hdr, h);
-        h.dirty.store(1, Ordering::Release);
+        // The new value is copied into fresh blocks and published by one
+        // store: the values seen by readers are whole throughout.
+        h.dirty.store(DIRTY_ALLOC, Ordering::Release);
         let mut src = PoolSource {
             pool: &self.pool,
             tag: h.tag,
@@ -668,7 +735,7 @@ impl<T: Shared> Heap<T> {
     fn gc_until(&self, deadline: Option<Instant>) -> Result<(), HeapError> {
         let h = self.lock_exclusive(deadline)?;
         let _lock = WriteLock::new(self.hdr, h);
-        h.dirty.store(1, Ordering::Release);
+        h.dirty.store(DIRTY_ALLOC, Ordering::Release);
         self.collect(h);
         h.dirty.store(0, Ordering::Release);
         Ok(())
@@ -745,7 +812,7 @@ impl<T: Shared> Heap<T> {
         if held(self.hdr) || modifying() {
             return Err(HeapError::Reentrant);
         }
-        self.acquire_write(h, None)?;
+        self.acquire_write(h, None, false)?;
         let _lock = WriteLock::new(self.hdr, h);
         reclaim_dead_pins(&h.pins);
         let pinned = h
@@ -760,21 +827,22 @@ impl<T: Shared> Heap<T> {
         if self.pool.root_heap().0 == self.hdr {
             self.pool.set_root_heap(0, 0);
         }
-        self.release_chunks();
+        self.free_all_pages(true);
         Ok(())
     }
 
-    /// Gives every chunk back to the pool (not the header pages).
-    fn release_chunks(&self) {
+    /// Gives every page of the heap back to the pool: its chunks, and the
+    /// pages a killed process took for it and never linked, found by the
+    /// heap's tag in the pool's owner table (the chunk list is not
+    /// followed: a destroyed heap may be a damaged one). With
+    /// `keep_header`, the header pages stay (as a tombstone).
+    fn free_all_pages(&self, keep_header: bool) {
         let h = self.header();
-        let mut src = PoolSource {
-            pool: &self.pool,
-            tag: h.tag,
-            last_error: None,
-        };
-        // SAFETY: the heap is unreachable (tombstoned under the exclusive
-        // lock, or never published).
-        unsafe { (*h.alloc.get()).release_all(&mut src) };
+        let header = (self.hdr, self.hdr + h.header_bytes);
+        let except = if keep_header { header } else { (0, 0) };
+        for (addr, len) in self.pool.pages_of(h.tag, except) {
+            self.pool.free_pages(addr, len);
+        }
     }
 }
 

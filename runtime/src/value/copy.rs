@@ -269,15 +269,27 @@ impl std::error::Error for Invalid {}
 /// one region, be aligned, and the pointed-to bytes, all together, must fit
 /// in the region (which rules out cycles and overlapping aliases).
 pub struct Validator<'a> {
-    start: usize,
-    end: usize,
+    region: Region<'a>,
     budget: usize,
     depth: u32,
     /// The ranges checked so far (start → end), which must not overlap:
     /// the copier never writes two pointers to the same memory, and an
     /// image that does could alias a lock word with string bytes.
     ranges: Ranges,
-    _region: std::marker::PhantomData<&'a [u8]>,
+}
+
+/// Where a validator accepts pointers.
+enum Region<'a> {
+    /// Anywhere inside one span of bytes (a camlbox message).
+    Span {
+        start: usize,
+        end: usize,
+        _bytes: std::marker::PhantomData<&'a [u8]>,
+    },
+    /// At the start of one of these blocks (payload start, payload end),
+    /// sorted and disjoint, and inside it (the allocated blocks of a heap:
+    /// its collector reads the header in front of every pointer).
+    Blocks(&'a [(usize, usize)]),
 }
 
 /// Disjoint ranges `[start, end)`: a few inline (small messages, no
@@ -332,12 +344,27 @@ impl<'a> Validator<'a> {
     pub fn new(region: &'a [u8]) -> Self {
         let start = region.as_ptr() as usize;
         Validator {
-            start,
-            end: start + region.len(),
+            region: Region::Span {
+                start,
+                end: start + region.len(),
+                _bytes: std::marker::PhantomData,
+            },
             budget: region.len(),
             depth: 0,
             ranges: Ranges::default(),
-            _region: std::marker::PhantomData,
+        }
+    }
+
+    /// A validator for values of a heap: every pointer must be the start
+    /// of one of `blocks` (payload start, payload end; sorted, disjoint,
+    /// readable for the validator's lifetime) and its range must lie
+    /// inside that block.
+    pub(crate) fn over_blocks(blocks: &'a [(usize, usize)]) -> Self {
+        Validator {
+            budget: blocks.iter().map(|&(s, e)| e - s).sum(),
+            region: Region::Blocks(blocks),
+            depth: 0,
+            ranges: Ranges::default(),
         }
     }
 
@@ -356,7 +383,15 @@ impl<'a> Validator<'a> {
         let end = addr
             .checked_add(size)
             .ok_or(Invalid::OutOfRegion { addr, len: size })?;
-        if addr < self.start || end > self.end {
+        let inside = match &self.region {
+            Region::Span {
+                start, end: stop, ..
+            } => addr >= *start && end <= *stop,
+            Region::Blocks(blocks) => blocks
+                .binary_search_by_key(&addr, |&(s, _)| s)
+                .is_ok_and(|i| end <= blocks[i].1),
+        };
+        if !inside {
             return Err(Invalid::OutOfRegion { addr, len: size });
         }
         self.budget = self.budget.checked_sub(size).ok_or(Invalid::Overlapping)?;

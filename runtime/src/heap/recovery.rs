@@ -1,0 +1,295 @@
+//! What happens after a failure: a collector that the next holder redoes
+//! when a process died in it, pages a killed process took and never linked,
+//! the validating check of a heap written by others, and `recover`.
+//!
+//! A process can die (be killed) at any instruction while it holds a
+//! heap's exclusive lock. What it was doing is recorded in the header
+//! (`dirty`):
+//!
+//! - allocating or collecting (`DIRTY_ALLOC`): every value is whole; only
+//!   the allocator's state (mark bits, free lists, counters, pages being
+//!   linked) may be half updated. The next holder *repairs*: it checks the
+//!   chunks, clears every mark, collects from scratch (which rebuilds the
+//!   free lists and counters) and gives back pages of the heap that no
+//!   chunk holds. The heap stays readable throughout.
+//! - modifying (`DIRTY_DATA`): values may be half changed, so the heap is
+//!   poisoned ([`Poison::Died`]) until [`Heap::recover`] has validated it.
+//!
+//! A panic inside a modification poisons the heap too ([`Poison::Panicked`]):
+//! every value is whole, but the change may be half done.
+
+use std::sync::atomic::Ordering;
+
+use super::alloc::Corrupt;
+use super::guards::{held, modifying, WriteLock};
+use super::{
+    Heap, HeapError, HeapHeader, HEAP_MAGIC, PIN_COUNT_BITS, PIN_COUNT_MASK, POISON_DIED,
+    POISON_PANIC, TOMBSTONE,
+};
+use crate::pool::{Pool, PAGE_SIZE};
+use crate::value::{Shared, Validator};
+
+/// Why a heap is poisoned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Poison {
+    /// A modification panicked: every value is whole, but the change it
+    /// made may be half done.
+    Panicked,
+    /// A process died in the middle of a modification (or the heap's
+    /// memory was found damaged): values may be half written.
+    Died,
+}
+
+impl<T: Shared> Heap<T> {
+    /// Whether the heap is poisoned, and why (`None`: it is not).
+    ///
+    /// # Errors
+    ///
+    /// [`HeapError::Destroyed`] when the heap was destroyed.
+    pub fn poisoned(&self) -> Result<Option<Poison>, HeapError> {
+        let h = self.header();
+        if h.magic.load(Ordering::Acquire) != HEAP_MAGIC || h.id != self.id {
+            return Err(HeapError::Destroyed);
+        }
+        Ok(match h.poisoned.load(Ordering::Acquire) {
+            0 => None,
+            POISON_PANIC => Some(Poison::Panicked),
+            _ => Some(Poison::Died),
+        })
+    }
+
+    /// Makes a poisoned heap usable again, with its values as the failed
+    /// modification left them (as `PoisonError::into_inner` does for a
+    /// `std::sync::Mutex`), after checking that they are well formed.
+    ///
+    /// Under the exclusive lock: [validates](Heap::validate) the whole
+    /// heap, then repairs the allocator's state (a full collection that
+    /// also gives back pages a killed process left unlinked), and clears
+    /// the poison. Returns why the heap was poisoned (`None` when it was
+    /// not; then nothing is done).
+    ///
+    /// ```
+    /// let pool = mc::Pool::create(16 << 20)?;
+    /// let heap = mc::Heap::create(&pool, &vec![1u64, 2])?;
+    /// let r = std::panic::catch_unwind(|| {
+    ///     heap.modify(|m, v| {
+    ///         m.push(v, &3u64).unwrap();
+    ///         panic!("half-way");
+    ///     })
+    /// });
+    /// assert!(r.is_err());
+    /// assert!(matches!(heap.read(), Err(mc::HeapError::Poisoned)));
+    /// assert_eq!(heap.recover()?, Some(mc::heap::Poison::Panicked));
+    /// assert_eq!(heap.copy()?, vec![1, 2, 3]); // as the modification left it
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`HeapError::Corrupt`] (the heap stays poisoned) when the values are
+    /// not well formed: destroy the heap and rebuild it;
+    /// [`HeapError::Destroyed`], [`HeapError::Reentrant`].
+    pub fn recover(&self) -> Result<Option<Poison>, HeapError> {
+        let h = self.header();
+        if h.magic.load(Ordering::Acquire) != HEAP_MAGIC || h.id != self.id {
+            return Err(HeapError::Destroyed);
+        }
+        if held(self.hdr) || modifying() {
+            return Err(HeapError::Reentrant);
+        }
+        self.acquire_write(h, None, false)?;
+        let _lock = WriteLock::new(self.hdr, h);
+        let was = self.poisoned()?;
+        if was.is_none() && h.repair.load(Ordering::Acquire) == 0 {
+            return Ok(None);
+        }
+        self.validate_locked(h)?;
+        self.repair_locked(h);
+        if h.poisoned.load(Ordering::Acquire) == POISON_DIED && was != Some(Poison::Died) {
+            // The repair found damage the validation did not cover.
+            return Err(HeapError::Corrupt("the chunk list"));
+        }
+        h.poisoned.store(0, Ordering::Release);
+        Ok(was)
+    }
+
+    /// Checks that the heap is well formed, as a heap written by processes
+    /// that are not trusted must be before it is read: the chunks lie in
+    /// the heap's own pages and their blocks tile them, and every pointer
+    /// of the root value and of every pinned value is the start of an
+    /// allocated block of this heap, within it, aligned, never shared
+    /// (no overlap, no cycle); tags, `bool`s, `char`s and UTF-8 are
+    /// checked as for a camlbox message. Runs under the shared lock.
+    ///
+    /// What it checks is the heap as it is during the call: a process that
+    /// ignores the heap's lock can still change it afterwards.
+    ///
+    /// # Errors
+    ///
+    /// [`HeapError::Corrupt`] naming what is damaged; the lock's errors
+    /// ([`HeapError::Poisoned`] for a poisoned heap: use
+    /// [`recover`](Heap::recover), which validates too).
+    pub fn validate(&self) -> Result<(), HeapError> {
+        let h = self.lock_shared(None)?;
+        let r = self.validate_locked(h);
+        // SAFETY: taken by `lock_shared` just above.
+        unsafe { h.lock.unlock_read() };
+        r
+    }
+
+    /// Whether `addr..addr+len` lies in committed memory of the pool whose
+    /// pages all belong to this heap's chunks (its tag, not its header).
+    fn in_chunks(&self, h: &HeapHeader, addr: usize, len: usize) -> bool {
+        if len == 0 || !self.pool.contains_committed(addr, len) {
+            return false;
+        }
+        let first = addr & !(PAGE_SIZE - 1);
+        let last = (addr + len - 1) & !(PAGE_SIZE - 1);
+        let header = self.hdr..self.hdr + h.header_bytes;
+        (first..=last)
+            .step_by(PAGE_SIZE)
+            .all(|p| !header.contains(&p) && self.pool.page_owner(p) == h.tag)
+    }
+
+    /// The most chunks the heap's pages can hold (bounds a chunk walk).
+    fn max_chunks(&self) -> usize {
+        self.pool.mapped_size() / PAGE_SIZE + 1
+    }
+
+    /// The validation of [`validate`](Heap::validate), with a lock held.
+    pub(super) fn validate_locked(&self, h: &HeapHeader) -> Result<(), HeapError> {
+        // SAFETY: a lock is held: nobody following the protocol changes
+        // the allocator's state; `walk` reads only memory it checked.
+        let state = unsafe { &*h.alloc.get() };
+        let owns = |a: usize, len: usize| self.in_chunks(h, a, len);
+        let mut blocks = Vec::new();
+        state
+            .walk(&owns, self.max_chunks(), |b, hdr| {
+                let size = super::alloc::block_size(hdr);
+                if super::alloc::is_allocated(hdr) && size > 8 {
+                    blocks.push((b + 8, b + size));
+                }
+            })
+            .map_err(|Corrupt(what)| HeapError::Corrupt(what))?;
+        // Blocks are walked chunk by chunk; sort them by address.
+        blocks.sort_unstable();
+        let root = h.root.load(Ordering::Acquire);
+        Validator::over_blocks(&blocks)
+            .value::<T>(root)
+            .map_err(|_| HeapError::Corrupt("the root value"))?;
+        for p in &h.pins {
+            let v = p.v.load(Ordering::Acquire);
+            if v & PIN_COUNT_MASK == 0 {
+                continue;
+            }
+            let addr = ((v >> PIN_COUNT_BITS) << 3) as usize;
+            let addr = self
+                .pool
+                .base()
+                .checked_add(addr)
+                .ok_or(HeapError::Corrupt("a pinned value"))?;
+            Validator::over_blocks(&blocks)
+                .value::<T>(addr)
+                .map_err(|_| HeapError::Corrupt("a pinned value"))?;
+        }
+        Ok(())
+    }
+
+    /// Rebuilds the allocator's state after a holder died while it was in
+    /// flux (the exclusive lock is held, the values are whole): checks the
+    /// chunks, clears every mark, collects from scratch, and gives back
+    /// the heap's pages that no chunk holds. A repair that is itself
+    /// killed is redone by the next holder. Damage found on the way
+    /// poisons the heap ([`Poison::Died`]).
+    pub(super) fn repair_locked(&self, h: &HeapHeader) {
+        h.dirty.store(super::DIRTY_ALLOC, Ordering::Release);
+        // SAFETY: the exclusive lock is held.
+        let state = unsafe { &mut *h.alloc.get() };
+        let owns = |a: usize, len: usize| self.in_chunks(h, a, len);
+        let chunks = match state.walk(&owns, self.max_chunks(), |_, _| {}) {
+            Ok(c) => c,
+            Err(_) => {
+                h.poisoned.store(POISON_DIED, Ordering::Release);
+                h.dirty.store(0, Ordering::Release);
+                return;
+            }
+        };
+        // SAFETY: the structure was checked just above; the lock is held.
+        unsafe { state.clear_marks() };
+        self.collect(h);
+        // Pages of the heap that no chunk holds (taken by a killed process
+        // before it linked them, or unlinked before it gave them back).
+        let chunks: Vec<(usize, usize)> = {
+            // The sweep may have given chunks back: walk again.
+            state
+                .walk(&owns, self.max_chunks(), |_, _| {})
+                .unwrap_or(chunks)
+        };
+        let header = (self.hdr, self.hdr + h.header_bytes);
+        for (addr, len) in self.pool.pages_of(h.tag, header) {
+            for (a, l) in outside(addr, len, &chunks) {
+                self.pool.free_pages(a, l);
+            }
+        }
+        h.repair.store(0, Ordering::Release);
+        h.dirty.store(0, Ordering::Release);
+    }
+}
+
+/// The parts of `addr..addr+len` (page-aligned) outside every chunk.
+fn outside(addr: usize, len: usize, chunks: &[(usize, usize)]) -> Vec<(usize, usize)> {
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    let mut p = addr;
+    while p < addr + len {
+        let inside = chunks.iter().any(|&(c, s)| p >= c && p < c + s);
+        if !inside {
+            match out.last_mut() {
+                Some((s, l)) if *s + *l == p => *l += PAGE_SIZE,
+                _ => out.push((p, PAGE_SIZE)),
+            }
+        }
+        p += PAGE_SIZE;
+    }
+    out
+}
+
+/// Gives back the pages of heaps that can never be used: heaps whose
+/// creator died before it published them, and pages a destroyed heap
+/// still owns (its destroyer was killed half-way). Live heaps are left
+/// alone (each repairs itself). Called when a pool runs short of pages;
+/// returns the bytes given back.
+pub(crate) fn scavenge(pool: &Pool) -> usize {
+    let header_bytes = std::mem::size_of::<HeapHeader>().next_multiple_of(PAGE_SIZE);
+    let mut freed = 0;
+    for (addr, tag) in pool.header_pages() {
+        if !pool.contains_committed(addr, std::mem::size_of::<HeapHeader>()) {
+            continue;
+        }
+        // SAFETY: the page owner table says a heap header starts here, in
+        // committed pool memory; only its atomic fields are read, and any
+        // bytes are valid for them.
+        let h = unsafe { &*(addr as *const HeapHeader) };
+        let keep_header = match h.magic.load(Ordering::Acquire) {
+            TOMBSTONE => true,
+            HEAP_MAGIC => {
+                let creator = h.creating.load(Ordering::Acquire);
+                if creator == 0 || crate::segment::process_alive(creator, 0) {
+                    continue;
+                }
+                false
+            }
+            _ => continue,
+        };
+        let except = if keep_header {
+            (addr, addr + header_bytes)
+        } else {
+            (0, 0)
+        };
+        for (a, l) in pool.pages_of(tag, except) {
+            pool.free_pages(a, l);
+            freed += l;
+        }
+    }
+    freed
+}

@@ -1,0 +1,324 @@
+//! Page allocation in a pool: the bitmap of used pages and the page owner
+//! table, changed together under the pool's lock.
+
+use std::io;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use super::{Pool, PoolError, COMMIT_STEP, OWNER_HEADER, OWNER_TAG, PAGE_SIZE};
+use crate::segment;
+
+impl Pool {
+    fn bitmap(&self) -> &[AtomicU64] {
+        let l = &self.inner.layout;
+        // SAFETY: the bitmap lies inside the reserved header area with
+        // `n_pages.div_ceil(64)` words (the layout was computed or checked
+        // when the pool was created or attached).
+        unsafe {
+            std::slice::from_raw_parts(
+                (self.inner.base + l.bitmap_offset) as *const AtomicU64,
+                l.n_pages.div_ceil(64),
+            )
+        }
+    }
+
+    fn owners(&self) -> &[AtomicU32] {
+        let l = &self.inner.layout;
+        // SAFETY: the owner table lies inside the reserved header area with
+        // `n_pages` entries (layout checked as for the bitmap).
+        unsafe {
+            std::slice::from_raw_parts(
+                (self.inner.base + l.owners_offset) as *const AtomicU32,
+                l.n_pages,
+            )
+        }
+    }
+
+    /// The owner entry of the page holding `addr` (0 when free or outside
+    /// the data area).
+    pub(crate) fn page_owner(&self, addr: usize) -> u32 {
+        let start = self.inner.base + self.inner.layout.data_offset;
+        if addr < start {
+            return 0;
+        }
+        self.owners()
+            .get((addr - start) / PAGE_SIZE)
+            .map_or(0, |o| o.load(Ordering::Acquire))
+    }
+
+    /// A fresh tag for a heap of this pool (never 0).
+    pub(crate) fn new_tag(&self) -> u32 {
+        loop {
+            let t = self.header().next_tag.fetch_add(1, Ordering::Relaxed) & OWNER_TAG;
+            if t != 0 {
+                return t;
+            }
+        }
+    }
+
+    /// Takes the pool's lock. When its last holder died inside, the
+    /// bitmap and the owner table may disagree on a few pages (the
+    /// holder was between the two): they are made to agree again first.
+    fn lock(&self) -> Result<(), PoolError> {
+        let h = self.header();
+        match h.lock.write(None) {
+            Ok(crate::sync::raw::Acquired::OwnerDied) => {
+                self.repair_page_table();
+                let _ = h.lock.mark_consistent();
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(PoolError::Lock(e)),
+        }
+    }
+
+    /// Makes the bitmap and the owner table agree, after a process died
+    /// changing them (the pool lock is held): a used page without an owner
+    /// was never handed out, and an owner on a free page was never
+    /// cleared. Recounts the used pages.
+    fn repair_page_table(&self) {
+        let h = self.header();
+        let bits = self.bitmap();
+        let owners = self.owners();
+        let mut used = 0u64;
+        for (i, o) in owners.iter().enumerate() {
+            let mask = 1u64 << (i % 64);
+            let bit = bits[i / 64].load(Ordering::Relaxed) & mask != 0;
+            let owned = o.load(Ordering::Relaxed) != 0;
+            match (bit, owned) {
+                (true, false) => {
+                    bits[i / 64].fetch_and(!mask, Ordering::Relaxed);
+                }
+                (false, true) => o.store(0, Ordering::Release),
+                (true, true) => used += 1,
+                (false, false) => {}
+            }
+        }
+        h.used_pages.store(used, Ordering::Relaxed);
+        h.hint.store(0, Ordering::Relaxed);
+    }
+
+    /// Allocates `size` bytes (rounded up to pages) of reserved memory for
+    /// the owner `owner` (a heap tag, possibly with [`OWNER_HEADER`] for the
+    /// first page); returns its address.
+    ///
+    /// The owner is recorded with the pages, under the pool's lock: pages
+    /// that a killed process took and never linked to its heap carry the
+    /// heap's tag, and the heap gives them back (when it repairs itself or
+    /// is destroyed).
+    ///
+    /// [`OWNER_HEADER`]: super::OWNER_HEADER
+    pub(crate) fn alloc_pages(&self, size: usize, owner: u32) -> Result<usize, PoolError> {
+        let n = size.div_ceil(PAGE_SIZE).max(1);
+        let h = self.header();
+        self.lock()?;
+        let r = find_run(
+            self.bitmap(),
+            self.inner.layout.n_pages,
+            n,
+            h.hint.load(Ordering::Relaxed) as usize,
+        );
+        if let Some(first) = r {
+            let owners = self.owners();
+            for (i, o) in owners[first..first + n].iter().enumerate() {
+                let v = if i == 0 { owner } else { owner & OWNER_TAG };
+                o.store(v, Ordering::Release);
+            }
+            let taken = set_run(self.bitmap(), first, n, true);
+            h.used_pages.fetch_add(taken as u64, Ordering::Relaxed);
+            h.hint.store((first + n) as u64, Ordering::Relaxed);
+        }
+        // SAFETY: taken by `lock` just above.
+        unsafe { h.lock.unlock_write() };
+        let Some(first) = r else {
+            return Err(PoolError::OutOfMemory {
+                requested: n * PAGE_SIZE,
+                available: self.stats().free,
+            });
+        };
+        let offset = self.inner.layout.data_offset + first * PAGE_SIZE;
+        let end = offset + n * PAGE_SIZE;
+        if let Err(e) = self.commit(end as u64) {
+            self.free_pages(self.inner.base + offset, n * PAGE_SIZE);
+            return Err(e);
+        }
+        Ok(self.inner.base + offset)
+    }
+
+    /// The first pages of heap headers: (address, heap tag).
+    pub(crate) fn header_pages(&self) -> Vec<(usize, u32)> {
+        let start = self.inner.base + self.inner.layout.data_offset;
+        self.owners()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, o)| {
+                let v = o.load(Ordering::Acquire);
+                (v & OWNER_HEADER != 0).then(|| (start + i * PAGE_SIZE, v & OWNER_TAG))
+            })
+            .collect()
+    }
+
+    /// The runs of pages (address, bytes) whose owner's tag is `tag`, in
+    /// address order, outside `except` (an address range).
+    pub(crate) fn pages_of(&self, tag: u32, except: (usize, usize)) -> Vec<(usize, usize)> {
+        let start = self.inner.base + self.inner.layout.data_offset;
+        let mut runs: Vec<(usize, usize)> = Vec::new();
+        for (i, o) in self.owners().iter().enumerate() {
+            let v = o.load(Ordering::Acquire);
+            if v == 0 || v & OWNER_TAG != tag {
+                continue;
+            }
+            let a = start + i * PAGE_SIZE;
+            if a >= except.0 && a < except.1 {
+                continue;
+            }
+            match runs.last_mut() {
+                Some((s, len)) if *s + *len == a => *len += PAGE_SIZE,
+                _ => runs.push((a, PAGE_SIZE)),
+            }
+        }
+        runs
+    }
+
+    fn commit(&self, end: u64) -> Result<(), PoolError> {
+        let h = self.header();
+        let committed = h.committed.load(Ordering::Acquire);
+        if end <= committed {
+            return Ok(());
+        }
+        let target = end
+            .next_multiple_of(COMMIT_STEP)
+            .min(self.inner.total as u64)
+            .max(end);
+        let from = committed;
+        match segment::reserve(&self.inner.fd, from, target - from) {
+            Ok(()) => {}
+            Err(_) if target > end => {
+                // The rounded-up range does not fit: try exactly what is needed.
+                segment::reserve(&self.inner.fd, from, end - from)
+                    .map_err(|e| self.commit_error(e, end - from))?;
+                h.committed.fetch_max(end, Ordering::AcqRel);
+                return Ok(());
+            }
+            Err(e) => return Err(self.commit_error(e, target - from)),
+        }
+        h.committed.fetch_max(target, Ordering::AcqRel);
+        Ok(())
+    }
+
+    fn commit_error(&self, e: io::Error, len: u64) -> PoolError {
+        if e.raw_os_error() == Some(libc::ENOSPC) || e.raw_os_error() == Some(libc::ENOMEM) {
+            PoolError::OutOfMemory {
+                requested: len as usize,
+                available: self.stats().free,
+            }
+        } else {
+            PoolError::Io("fallocate", e)
+        }
+    }
+
+    /// Returns pages to the pool (their owner entries and bits, together,
+    /// under the pool's lock).
+    pub(crate) fn free_pages(&self, addr: usize, size: usize) {
+        let n = size.div_ceil(PAGE_SIZE).max(1);
+        let h = self.header();
+        let first = (addr - self.inner.base - self.inner.layout.data_offset) / PAGE_SIZE;
+        // A failed lock leaks the pages rather than risking the bitmap.
+        if self.lock().is_ok() {
+            // Counted by the bits that were set: after a repair (a process
+            // died freeing these very pages) some may be free already.
+            let freed = set_run(self.bitmap(), first, n, false);
+            for o in &self.owners()[first..first + n] {
+                o.store(0, Ordering::Release);
+            }
+            h.used_pages.fetch_sub(freed as u64, Ordering::Relaxed);
+            if (first as u64) < h.hint.load(Ordering::Relaxed) {
+                h.hint.store(first as u64, Ordering::Relaxed);
+            }
+            // SAFETY: taken by `lock` just above.
+            unsafe { h.lock.unlock_write() };
+        }
+    }
+}
+
+fn find_run(bits: &[AtomicU64], total: usize, n: usize, hint: usize) -> Option<usize> {
+    if n > total {
+        return None;
+    }
+    let hint = if hint + n > total { 0 } else { hint };
+    let search = |from: usize, to: usize| -> Option<usize> {
+        let mut i = from;
+        let mut run = 0;
+        let mut start = from;
+        while i < to {
+            let w = bits[i / 64].load(Ordering::Relaxed);
+            if i % 64 == 0 && w == u64::MAX {
+                run = 0;
+                i += 64;
+                start = i;
+                continue;
+            }
+            if i % 64 == 0 && w == 0 && run + 64 <= n {
+                run += 64;
+                i += 64;
+                if run == n {
+                    return Some(start);
+                }
+                continue;
+            }
+            if w & (1 << (i % 64)) == 0 {
+                run += 1;
+                if run == n {
+                    return Some(start);
+                }
+            } else {
+                run = 0;
+                start = i + 1;
+            }
+            i += 1;
+        }
+        None
+    };
+    search(hint, total).or_else(|| search(0, (hint + n).min(total)))
+}
+
+/// Sets or clears the bits of pages `first..first + n`; returns how many
+/// changed.
+fn set_run(bits: &[AtomicU64], first: usize, n: usize, value: bool) -> usize {
+    let mut changed = 0;
+    for i in first..first + n {
+        let mask = 1u64 << (i % 64);
+        let old = if value {
+            bits[i / 64].fetch_or(mask, Ordering::Relaxed)
+        } else {
+            bits[i / 64].fetch_and(!mask, Ordering::Relaxed)
+        };
+        changed += usize::from((old & mask != 0) != value);
+    }
+    changed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bitmap(n: usize) -> Vec<AtomicU64> {
+        (0..n.div_ceil(64)).map(|_| AtomicU64::new(0)).collect()
+    }
+
+    #[test]
+    fn runs() {
+        let b = bitmap(200);
+        assert_eq!(find_run(&b, 200, 10, 0), Some(0));
+        set_run(&b, 0, 10, true);
+        assert_eq!(find_run(&b, 200, 10, 0), Some(10));
+        set_run(&b, 10, 100, true);
+        assert_eq!(find_run(&b, 200, 90, 0), Some(110));
+        assert_eq!(find_run(&b, 200, 91, 0), None);
+        set_run(&b, 0, 5, false);
+        assert_eq!(find_run(&b, 200, 5, 150), Some(150));
+        assert_eq!(find_run(&b, 200, 5, 195), Some(195));
+        assert_eq!(find_run(&b, 200, 5, 197), Some(0));
+        set_run(&b, 110, 90, true);
+        assert_eq!(find_run(&b, 200, 6, 0), None);
+    }
+}

@@ -1,0 +1,285 @@
+//! kill -9 at random moments, 100 trials per case: a process killed while
+//! it collects or allocates leaves a heap that stays readable and gives
+//! every page back when destroyed; a process killed inside a modification
+//! leaves a poisoned heap that `recover` checks and reopens (or refuses
+//! with a clear error), never a crash.
+//!
+//! A plain program (`harness = false`): forking from the multi-threaded
+//! test harness is unsound. `KILL_TRIALS` sets the number of trials.
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{fork_child, kill, run_scenarios, shared, wait_child};
+use mc::heap::Poison;
+use mc::{Heap, HeapError, HeapOptions, Pool};
+
+fn err<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
+}
+
+fn trials() -> usize {
+    std::env::var("KILL_TRIALS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100)
+}
+
+/// A small xorshift generator: the kill moments, reproducible per run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn words(n: usize, len: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{i:0len$}")).collect()
+}
+
+/// Forks a child that runs `work` in a loop (counting rounds in `rounds`),
+/// waits until it has done `warm` rounds, lets it run a random moment
+/// more, and kills it with SIGKILL.
+fn kill_during(
+    rng: &mut Rng,
+    rounds: &'static AtomicU64,
+    warm: u64,
+    work: impl Fn(),
+) -> Result<(), String> {
+    rounds.store(0, Ordering::SeqCst);
+    let pid = fork_child(|| loop {
+        work();
+        rounds.fetch_add(1, Ordering::SeqCst);
+    });
+    let start = Instant::now();
+    while rounds.load(Ordering::SeqCst) < warm {
+        if start.elapsed() > Duration::from_secs(30) {
+            kill(pid);
+            let _ = wait_child(pid, Duration::from_secs(5));
+            return Err("the child made no progress".into());
+        }
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    std::thread::sleep(Duration::from_micros(rng.next() % 3000));
+    kill(pid);
+    let status = wait_child(pid, Duration::from_secs(10))?;
+    if !(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL) {
+        return Err(format!("the child ended otherwise (status {status:#x})"));
+    }
+    Ok(())
+}
+
+/// Item: a process killed while it collects (or copies a value in with
+/// `assign`) leaves the heap readable, with every committed value.
+fn killed_collector_leaves_the_heap_readable() -> Result<String, String> {
+    let pool = Pool::create(256 << 20).map_err(err)?;
+    let value = words(3000, 24);
+    let heap = Heap::create(&pool, &value).map_err(err)?;
+    let rounds = shared(AtomicU64::new(0));
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut deaths = 0;
+    for trial in 0..trials() {
+        let h = heap.clone();
+        let v = value.clone();
+        kill_during(&mut rng, rounds, 1, move || {
+            h.gc().expect("gc");
+            h.assign(&v).expect("assign");
+        })?;
+        // Readable right away, whatever the kill interrupted.
+        let got = heap
+            .copy_timeout(Duration::from_secs(10))
+            .map_err(|e| format!("trial {trial}: {e}"))?;
+        if got != value {
+            return Err(format!("trial {trial}: the value changed"));
+        }
+        if heap.poisoned().map_err(err)?.is_some() {
+            return Err(format!("trial {trial}: poisoned by a collection"));
+        }
+        let stats = heap.stats().map_err(err)?;
+        deaths = stats.owner_deaths;
+        // And usable: the collector works again.
+        heap.gc_timeout(Duration::from_secs(10))
+            .map_err(|e| format!("trial {trial}: gc: {e}"))?;
+    }
+    heap.validate().map_err(err)?;
+    Ok(format!(
+        "{} kills, {deaths} inside the heap's lock, 0 unreadable",
+        trials()
+    ))
+}
+
+/// Item: pages a killed process took for a heap and never linked (or
+/// unlinked and never gave back) go back to the pool when the heap is
+/// destroyed.
+fn killed_allocator_leaks_no_pages() -> Result<String, String> {
+    let pool = Pool::create(64 << 20).map_err(err)?;
+    // What a destroyed heap keeps: its header page(s), as a tombstone.
+    let tombstone = {
+        let h = Heap::create(&pool, &0u64).map_err(err)?;
+        h.destroy().map_err(err)?;
+        pool.stats().used
+    };
+    let rounds = shared(AtomicU64::new(0));
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut inside = 0;
+    for trial in 0..trials() {
+        let opts = HeapOptions::new().chunk_size(8 * 1024);
+        let heap = Heap::create_with(&pool, &Vec::<String>::new(), opts).map_err(err)?;
+        let h = heap.clone();
+        let values: Vec<Vec<String>> = [1usize, 8, 3, 12].iter().map(|&n| words(n, 3000)).collect();
+        kill_during(&mut rng, rounds, 1, move || {
+            // Big values in small chunks: a new chunk every few values,
+            // and the collector gives them back.
+            for v in &values {
+                h.assign(v).expect("assign");
+            }
+            h.gc().expect("gc");
+        })?;
+        let v = heap
+            .copy_timeout(Duration::from_secs(10))
+            .map_err(|e| format!("trial {trial}: {e}"))?;
+        if v.iter().any(|w| w.len() != 3000) {
+            return Err(format!("trial {trial}: a damaged value"));
+        }
+        inside += heap.stats().map_err(err)?.owner_deaths;
+        heap.destroy()
+            .map_err(|e| format!("trial {trial}: destroy: {e}"))?;
+        let used = pool.stats().used;
+        let expected = tombstone * (trial + 2);
+        if used != expected {
+            return Err(format!(
+                "trial {trial}: {used} bytes of the pool used after destroy, expected {expected}"
+            ));
+        }
+    }
+    Ok(format!(
+        "{} kills, {inside} inside the heap's lock, no page lost",
+        trials()
+    ))
+}
+
+/// Item: a process killed inside a modification poisons the heap;
+/// `recover` validates it and gives the values back as they were left, or
+/// says that they are damaged; nothing crashes and the heap can always be
+/// destroyed.
+fn killed_modification_is_recovered() -> Result<String, String> {
+    let pool = Pool::create(256 << 20).map_err(err)?;
+    let rounds = shared(AtomicU64::new(0));
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let (mut poisoned, mut recovered, mut corrupt) = (0, 0, 0);
+    for trial in 0..trials() {
+        let heap = Heap::create(&pool, &words(100, 16)).map_err(err)?;
+        let h = heap.clone();
+        kill_during(&mut rng, rounds, 1, move || {
+            h.modify(|m, mut v| {
+                for i in 0..200 {
+                    m.push(v.as_mut(), &format!("{i:016}")).expect("push");
+                }
+                m.truncate(v, 100);
+            })
+            .expect("modify");
+        })?;
+        match heap.read_timeout(Duration::from_secs(10)) {
+            Ok(g) => {
+                if g.len() < 100 {
+                    return Err(format!("trial {trial}: {} words", g.len()));
+                }
+            }
+            Err(HeapError::Poisoned) => {
+                poisoned += 1;
+                if heap.poisoned().map_err(err)? != Some(Poison::Died) {
+                    return Err(format!("trial {trial}: poisoned, but not by a death"));
+                }
+                match heap.recover() {
+                    Ok(Some(Poison::Died)) => {
+                        recovered += 1;
+                        let v = heap.copy().map_err(err)?;
+                        if v.len() < 100 || v.iter().any(|w| w.len() != 16) {
+                            return Err(format!("trial {trial}: recovered words {v:?}"));
+                        }
+                        heap.validate().map_err(err)?;
+                        // Usable again.
+                        heap.modify(|m, v| m.push(v, &"again".to_string()))
+                            .map_err(err)?
+                            .map_err(err)?;
+                    }
+                    Err(HeapError::Corrupt(_)) => corrupt += 1,
+                    other => return Err(format!("trial {trial}: recover: {other:?}")),
+                }
+            }
+            Err(e) => return Err(format!("trial {trial}: read: {e}")),
+        }
+        heap.destroy()
+            .map_err(|e| format!("trial {trial}: destroy: {e}"))?;
+    }
+    Ok(format!(
+        "{} kills: {poisoned} inside a modification, {recovered} recovered, {corrupt} refused \
+         as damaged, 0 crashes",
+        trials()
+    ))
+}
+
+/// A modification that panics poisons the heap, as a panic under a
+/// `std::sync::Mutex` does; `recover` reopens it as it was left.
+fn panicking_modification_poisons() -> Result<String, String> {
+    let pool = Pool::create(16 << 20).map_err(err)?;
+    let heap = Heap::create(&pool, &words(3, 4)).map_err(err)?;
+    std::panic::set_hook(Box::new(|_| {}));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        heap.modify(|m, mut v| {
+            m.push(v.as_mut(), &"half".to_string()).expect("push");
+            panic!("half-way");
+        })
+    }));
+    let _ = std::panic::take_hook();
+    if r.is_ok() {
+        return Err("the modification did not panic".into());
+    }
+    let e = heap.read().err().ok_or("readers were not told")?;
+    if !matches!(e, HeapError::Poisoned) || !e.to_string().contains("recover") {
+        return Err(format!("read: {e}"));
+    }
+    if heap.poisoned().map_err(err)? != Some(Poison::Panicked) {
+        return Err("not poisoned by a panic".into());
+    }
+    if heap.recover().map_err(err)? != Some(Poison::Panicked) {
+        return Err("recover".into());
+    }
+    let v = heap.copy().map_err(err)?;
+    if v.len() != 4 || v[3] != "half" {
+        return Err(format!("after recover: {v:?}"));
+    }
+    if heap.recover().map_err(err)?.is_some() {
+        return Err("a second recover found something".into());
+    }
+    Ok("readers get Poisoned; recover gives the value as the panic left it".into())
+}
+
+fn main() {
+    // SAFETY: alarm only arms a timer: a hung run ends the test.
+    unsafe { libc::alarm(600) };
+    run_scenarios(&[
+        (
+            "panicking_modification_poisons",
+            panicking_modification_poisons,
+        ),
+        (
+            "killed_collector_leaves_the_heap_readable",
+            killed_collector_leaves_the_heap_readable,
+        ),
+        (
+            "killed_allocator_leaks_no_pages",
+            killed_allocator_leaks_no_pages,
+        ),
+        (
+            "killed_modification_is_recovered",
+            killed_modification_is_recovered,
+        ),
+    ]);
+}
