@@ -6,6 +6,9 @@
 //! 2. Small allocations: `Mutator::add(&0u64)` vs `Box::new(0u64)` + drop.
 //! 3. Garbage collection: mark & sweep throughput in MB of live data per
 //!    second, on a tree of records.
+//! 4. What validating a heap costs (the check run when a heap is opened in
+//!    a pool attached from an unrelated process), against copying the same
+//!    value out.
 //!
 //! Run: `cargo bench -p mc-benches --bench heap`. Each figure is the median
 //! of several runs after a warm-up.
@@ -297,6 +300,39 @@ fn gc_throughput() {
     heap.destroy().expect("destroy");
 }
 
+fn validation_cost() {
+    println!();
+    println!("## 4. Validating a heap (an untrusted open) vs copying it out (1,000 records)");
+    let value = records(1000);
+    let pool = Pool::create(256 << 20).expect("pool");
+    let heap = Heap::create(&pool, &value).expect("heap");
+    let (copy, validate, ratio) = paired(
+        100,
+        |n| {
+            for _ in 0..n {
+                black_box(heap.copy().expect("copy"));
+            }
+        },
+        |n| {
+            for _ in 0..n {
+                heap.validate().expect("validate");
+            }
+        },
+    );
+    let live = heap.stats().expect("stats").live_bytes as f64;
+    println!(
+        "copy out                             {:>8.1} µs   (baseline; ratio: median of 21 alternated pairs)",
+        copy / 1000.0
+    );
+    println!(
+        "validate (chunks, blocks, values)    {:>8.1} µs   {:.2}x the copy; {:.0} MB/s of live data",
+        validate / 1000.0,
+        1.0 / ratio,
+        live / 1e6 / (validate / 1e9)
+    );
+    heap.destroy().expect("destroy");
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -305,4 +341,5 @@ fn main() {
     copy_vs_postcard();
     small_allocations();
     gc_throughput();
+    validation_cost();
 }

@@ -25,6 +25,7 @@
 
 pub mod camlbox;
 pub mod heap;
+mod os;
 pub mod pool;
 pub mod process;
 pub mod segment;

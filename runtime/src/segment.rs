@@ -284,6 +284,41 @@ pub fn reserve(fd: &OwnedFd, offset: u64, len: u64) -> io::Result<()> {
     }
 }
 
+/// 64 random bits from the kernel (mixed with the clock and the pid when
+/// the kernel has no entropy yet), so that names cannot be guessed.
+fn random_u64() -> u64 {
+    let mut r = 0u64;
+    // SAFETY: writes at most 8 bytes into a live local.
+    let n = unsafe { libc::getrandom((&mut r as *mut u64).cast(), 8, libc::GRND_NONBLOCK) };
+    if n != 8 {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        r ^= t.rotate_left(29) ^ (u64::from(std::process::id()) << 40);
+    }
+    r
+}
+
+/// The size of an open object, in bytes.
+pub fn object_size(fd: &OwnedFd) -> io::Result<u64> {
+    // SAFETY: plain fstat into a live, zeroed local.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid descriptor and pointer to a live local.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st.st_size as u64)
+}
+
+/// Whether a segment belongs to the calling process's family: its owner
+/// (recorded at creation) is this process's segment owner, that is the
+/// caller of the same `mc::run`, or this very process.
+pub fn same_family(header: &SegmentHeader) -> bool {
+    let (pid, start) = owner();
+    header.owner_pid == pid
+        && (header.owner_start == start || header.owner_start == 0 || start == 0)
+}
+
 /// The bytes free for shared memory segments (in [`SHM_DIR`]); 0 when
 /// unknown.
 pub fn shm_free_bytes() -> usize {
@@ -378,14 +413,11 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 /// A fresh segment name `mc.<kind>.<pid>.<n>.<random>`.
 pub fn fresh_name(kind: SegmentKind) -> String {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mut r = 0u64;
-    // SAFETY: writes at most 8 bytes into a live local.
-    unsafe { libc::getrandom((&mut r as *mut u64).cast(), 8, libc::GRND_NONBLOCK) };
     format!(
-        "{NAME_PREFIX}{}.{}.{n}.{:08x}",
+        "{NAME_PREFIX}{}.{}.{n}.{:016x}",
         kind.name(),
         std::process::id(),
-        r as u32
+        random_u64()
     )
 }
 

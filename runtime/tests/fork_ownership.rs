@@ -232,8 +232,98 @@ struct Guards {
     message: mc::Message<'static, Words>,
 }
 
+/// One handle of every kind: handles (unlike guards) work in a forked
+/// copy, except a camlbox receiver, which receives only in its process.
+struct Handles {
+    pool: Pool,
+    heap: Heap<Words>,
+    rx: Camlbox<Words>,
+    tx: mc::camlbox::Sender<Words>,
+    queue: mc::SQueue<u64>,
+}
+
 thread_local! {
     static GUARDS: RefCell<Option<Guards>> = const { RefCell::new(None) };
+    static HANDLES: RefCell<Option<Handles>> = const { RefCell::new(None) };
+}
+
+/// Uses every inherited handle: what works in a copy, and the receiver's
+/// refusal.
+#[mc::process]
+fn use_inherited_handles(_: ()) -> Vec<String> {
+    let mut bad = Vec::new();
+    HANDLES.with(|h| {
+        let h = h.borrow();
+        let Some(h) = h.as_ref() else {
+            bad.push("no handles".to_string());
+            return;
+        };
+        if h.pool.stats().used == 0 {
+            bad.push("pool: nothing used".into());
+        }
+        match h.heap.copy() {
+            Ok(v) if v == words("h", 2) => {}
+            other => bad.push(format!("heap: {other:?}")),
+        }
+        if let Err(e) = h.tx.send(&words("from-worker", 1)) {
+            bad.push(format!("sender: {e}"));
+        }
+        if h.rx.is_receiver() || !matches!(h.rx.get(0), Err(mc::CamlboxError::NotReceiver)) {
+            bad.push("a forked copy of a receiver receives".into());
+        }
+        if let Err(e) = h.queue.push(&5) {
+            bad.push(format!("queue: {e}"));
+        }
+    });
+    // Dropping the copies must not take the objects away from their owner.
+    HANDLES.with(|h| drop(h.borrow_mut().take()));
+    bad
+}
+
+fn copies_of_handles_in_workers_work() -> Result<String, String> {
+    let pool = Pool::create(16 << 20).map_err(err)?;
+    let heap = Heap::create(&pool, &words("h", 2)).map_err(err)?;
+    let (rx, id) = Camlbox::<Words>::create(2, 1024).map_err(err)?;
+    let tx = id.sender().map_err(err)?;
+    let queue = mc::SQueue::<u64>::create(&pool, &()).map_err(err)?;
+    HANDLES.with(|h| {
+        *h.borrow_mut() = Some(Handles {
+            pool,
+            heap,
+            rx,
+            tx,
+            queue,
+        })
+    });
+    in_run(|| {
+        let p = use_inherited_handles::start(()).map_err(err)?;
+        let bad = use_inherited_handles::join(p)
+            .map_err(err)?
+            .ok_or("worker failed")?;
+        ensure!(bad.is_empty(), "inherited handles: {bad:?}");
+        HANDLES.with(|h| -> Result<(), String> {
+            let mut h = h.borrow_mut();
+            let h = h.as_mut().ok_or("handles gone")?;
+            let slots = h.rx.wait_timeout(Duration::from_secs(10));
+            ensure!(slots.len() == 1, "slots {slots:?}");
+            let got = h.rx.get_copy(slots[0]).map_err(err)?;
+            ensure!(got == words("from-worker", 1), "got {got:?}");
+            h.rx.delete(slots[0]);
+            ensure!(h.queue.pop_copy().map_err(err)? == Some(5), "queue");
+            ensure!(h.heap.copy().map_err(err)? == words("h", 2), "heap");
+            Ok(())
+        })
+    })?;
+    let seg = HANDLES.with(|h| {
+        let h = h.borrow_mut().take();
+        h.map(|h| h.rx.segment_name().to_owned())
+    });
+    let seg = seg.ok_or("handles gone")?;
+    ensure!(
+        !std::path::Path::new(&format!("/dev/shm/{seg}")).exists(),
+        "the box's segment outlived its receiver"
+    );
+    Ok("pool, heap, sender and queue work in a worker's copy; the receiver refuses".into())
 }
 
 /// The addresses and descriptors the checking workers need.
@@ -552,6 +642,10 @@ fn main() {
         (
             "held_flags_do_not_follow_fork",
             held_flags_do_not_follow_fork,
+        ),
+        (
+            "copies_of_handles_in_workers_work",
+            copies_of_handles_in_workers_work,
         ),
     ]);
 }

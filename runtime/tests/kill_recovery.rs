@@ -261,10 +261,77 @@ fn panicking_modification_poisons() -> Result<String, String> {
     Ok("readers get Poisoned; recover gives the value as the panic left it".into())
 }
 
+/// A process stopped (SIGSTOP) inside a modification holds the heap's
+/// lock: the `_timeout` accesses give up with `Timeout` instead of hanging.
+fn stopped_holder_gives_timeouts() -> Result<String, String> {
+    let pool = Pool::create(16 << 20).map_err(err)?;
+    let heap = Heap::create(&pool, &words(3, 4)).map_err(err)?;
+    let entered = shared(AtomicU64::new(0));
+    let h = heap.clone();
+    let pid = fork_child(move || {
+        let _ = h.modify(|_, _| {
+            entered.store(1, Ordering::SeqCst);
+            // SAFETY: stops this child until the parent kills it.
+            unsafe { libc::raise(libc::SIGSTOP) };
+        });
+        0
+    });
+    let start = Instant::now();
+    while entered.load(Ordering::SeqCst) == 0 {
+        if start.elapsed() > Duration::from_secs(30) {
+            kill(pid);
+            let _ = wait_child(pid, Duration::from_secs(5));
+            return Err("the child never entered the modification".into());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let short = Duration::from_millis(100);
+    let t = Instant::now();
+    let results = [
+        heap.read_timeout(short).err(),
+        heap.copy_timeout(short).err(),
+        heap.pin_timeout(short).err(),
+        heap.modify_timeout(short, |_, _| ()).err(),
+        heap.assign_timeout(&words(1, 1), short).err(),
+        heap.gc_timeout(short).err(),
+    ];
+    let waited = t.elapsed();
+    kill(pid);
+    wait_child(pid, Duration::from_secs(10))?;
+    if let Some(bad) = results
+        .iter()
+        .find(|r| !matches!(r, Some(HeapError::Timeout)))
+    {
+        return Err(format!("expected Timeout, got {bad:?}"));
+    }
+    if !results[0]
+        .as_ref()
+        .is_some_and(|e| e.to_string().contains("timed out"))
+    {
+        return Err("the error does not say what happened".into());
+    }
+    // The holder died inside the modification: poisoned, recoverable.
+    let r = heap.read_timeout(Duration::from_secs(10)).err();
+    if !matches!(r, Some(HeapError::Poisoned)) {
+        return Err(format!("after the kill: {r:?}"));
+    }
+    heap.recover().map_err(err)?;
+    if heap.copy().map_err(err)? != words(3, 4) {
+        return Err("value changed".into());
+    }
+    Ok(format!(
+        "6 accesses timed out in {waited:?} (100 ms each); recovered after the kill"
+    ))
+}
+
 fn main() {
     // SAFETY: alarm only arms a timer: a hung run ends the test.
     unsafe { libc::alarm(600) };
     run_scenarios(&[
+        (
+            "stopped_holder_gives_timeouts",
+            stopped_holder_gives_timeouts,
+        ),
         (
             "panicking_modification_poisons",
             panicking_modification_poisons,

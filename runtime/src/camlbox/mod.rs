@@ -118,6 +118,14 @@ pub enum CamlboxError {
     /// The message holds a lock that the sending thread holds: release it
     /// before sending.
     Locked,
+    /// Another process cut the box's segment short: what lay past the cut
+    /// is gone.
+    Truncated {
+        /// The segment's size now, in bytes (0 when unknown).
+        size: u64,
+        /// The size it must have.
+        expected: u64,
+    },
     /// The segment is not a camlbox of this version.
     Segment(SegmentError),
     /// The resource table refused.
@@ -158,6 +166,11 @@ impl fmt::Display for CamlboxError {
             CamlboxError::Locked => write!(
                 f,
                 "the message holds a lock that this thread holds: release it before sending"
+            ),
+            CamlboxError::Truncated { size, expected } => write!(
+                f,
+                "the camlbox's segment was cut short by another process ({size} bytes of \
+                 {expected}): its messages are lost; create a new box"
             ),
             CamlboxError::Segment(e) => write!(f, "{e}"),
             CamlboxError::Process(e) => write!(f, "{e}"),
@@ -301,6 +314,21 @@ fn segment_name(name: &str) -> String {
 struct Mapping {
     region: Region,
     len: usize,
+    /// Registration with the fault handler: a truncation of the segment by
+    /// another process is then an error, not a `SIGBUS`.
+    guard: Option<crate::os::fault::Guard>,
+}
+
+impl Mapping {
+    fn new(region: Region, len: usize) -> Mapping {
+        let guard = crate::os::fault::guard(region.base() as usize, len);
+        Mapping { region, len, guard }
+    }
+
+    /// Whether another process cut the segment short under this mapping.
+    fn truncated(&self) -> bool {
+        self.guard.as_ref().is_some_and(|g| g.truncated())
+    }
 }
 
 // SAFETY: the mapping is shared memory whose mutable parts are atomics or
@@ -312,6 +340,8 @@ unsafe impl Sync for Mapping {}
 
 impl Drop for Mapping {
     fn drop(&mut self) {
+        // Unregistered before the range is unmapped (and maybe reused).
+        drop(self.guard.take());
         // SAFETY: unmaps the mapping this handle made; every borrow of its
         // memory is tied to a handle that holds this mapping.
         unsafe { libc::munmap(self.region.base().cast(), self.len) };
@@ -460,7 +490,7 @@ impl<T: Shared> Camlbox<T> {
             // SAFETY: the first 64 bytes of the mapping hold the segment
             // header, which we own until the segment is published.
             unsafe { base.cast::<SegmentHeader>().write(header) };
-            Ok(Mapping { region, len: total })
+            Ok(Mapping::new(region, total))
         })();
         let map = match made {
             Ok(m) => m,
@@ -536,6 +566,24 @@ impl<T: Shared> Camlbox<T> {
         self.region().reclaim_dead_writers()
     }
 
+    /// Whether another process cut the box's segment short (a fault was
+    /// contained: the memory past the cut reads zeros in this process).
+    /// `wait` then returns no slots and `get` fails with
+    /// [`CamlboxError::Truncated`].
+    pub fn is_truncated(&self) -> bool {
+        self.map.truncated()
+    }
+
+    fn check_intact(&self) -> Result<(), CamlboxError> {
+        if self.map.truncated() {
+            return Err(CamlboxError::Truncated {
+                size: segment_size(&self.segment),
+                expected: self.map.len as u64,
+            });
+        }
+        Ok(())
+    }
+
     /// Whether the calling process is this box's receiver (the process
     /// that created it). In any other process (a forked copy) `wait`
     /// returns no slots, `get` fails with [`CamlboxError::NotReceiver`] and
@@ -586,7 +634,7 @@ impl<T: Shared> Camlbox<T> {
 
     fn wait_until(&mut self, deadline: Option<Instant>) -> Vec<usize> {
         let mut out = Vec::new();
-        if !self.is_receiver() {
+        if !self.is_receiver() || self.map.truncated() {
             return out;
         }
         let r = self.map.region;
@@ -605,7 +653,7 @@ impl<T: Shared> Camlbox<T> {
                 return out;
             }
             self.collect(&mut out);
-            if !out.is_empty() {
+            if !out.is_empty() || self.map.truncated() {
                 return out;
             }
             spins += 1;
@@ -642,6 +690,9 @@ impl<T: Shared> Camlbox<T> {
             }
             let woken = futex::wait(&h.notify, seq, Some(slice));
             h.receiver_sleeping.store(0, Ordering::SeqCst);
+            if self.map.truncated() {
+                return out;
+            }
             if woken == futex::Wait::TimedOut {
                 r.reclaim_dead_writers();
             }
@@ -652,8 +703,11 @@ impl<T: Shared> Camlbox<T> {
         if !self.is_receiver() {
             return Err(CamlboxError::NotReceiver);
         }
+        self.check_intact()?;
         let r = self.region();
         if slot >= r.slots() || r.slot(slot).state.load(Ordering::Acquire) != READY {
+            // Reading the state may have found the segment cut short.
+            self.check_intact()?;
             return Err(CamlboxError::NotReady(slot));
         }
         Ok(())
@@ -672,6 +726,9 @@ impl<T: Shared> Camlbox<T> {
         // it is ready (slot protocol), so it does not change while borrowed.
         let data = unsafe { std::slice::from_raw_parts(r.data(slot), used) };
         value::validate_region::<T>(data, root).map_err(CamlboxError::Invalid)?;
+        // A cut during validation: the bytes read may be zeros standing in
+        // for lost ones.
+        self.check_intact()?;
         // The root comes from the mapping's raw pointer, not from the byte
         // slice used for validation (locks in the message are written
         // through it).
@@ -724,6 +781,13 @@ impl<T: Shared> Camlbox<T> {
         self.seen[slot] = false;
         self.region().free(slot);
     }
+}
+
+/// The size of a segment by name (0 when it cannot be opened).
+fn segment_size(name: &str) -> u64 {
+    segment::shm_open(name)
+        .and_then(|fd| segment::object_size(&fd))
+        .unwrap_or(0)
 }
 
 fn far_future() -> Instant {
@@ -915,7 +979,10 @@ impl<T: Shared> Sender<T> {
         }
         let len = header.size as usize;
         if (st.st_size as u64) < header.size {
-            return Err(CamlboxError::Segment(SegmentError::NotMc));
+            return Err(CamlboxError::Truncated {
+                size: st.st_size as u64,
+                expected: header.size,
+            });
         }
         let base = map(&fd, len)?;
         // SAFETY: a page-aligned mapping of `len` bytes that stays mapped
@@ -932,7 +999,7 @@ impl<T: Shared> Sender<T> {
         // Spread the senders' starting points over the slots.
         let start = (futex::current_tid() as usize).wrapping_mul(0x9e37_79b9) >> 8;
         Ok(Sender {
-            map: Arc::new(Mapping { region, len }),
+            map: Arc::new(Mapping::new(region, len)),
             next: AtomicUsize::new(start),
             _type: PhantomData,
         })
@@ -996,6 +1063,7 @@ impl<T: Shared> Sender<T> {
     }
 
     fn claim(&self, deadline: Option<Instant>) -> Result<usize, CamlboxError> {
+        self.check_intact()?;
         let r = &self.map.region;
         let (tid, _) = writer_identity();
         if let Some(s) = self.claim_once(tid) {
@@ -1039,7 +1107,20 @@ impl<T: Shared> Sender<T> {
         }
     }
 
+    /// [`CamlboxError::Truncated`] when another process cut the segment
+    /// short under this sender's mapping.
+    fn check_intact(&self) -> Result<(), CamlboxError> {
+        if self.map.truncated() {
+            return Err(CamlboxError::Truncated {
+                size: 0,
+                expected: self.map.len as u64,
+            });
+        }
+        Ok(())
+    }
+
     fn write(&self, slot: usize, value: &T) -> Result<(), CamlboxError> {
+        self.check_intact()?;
         let r = &self.map.region;
         let (tid, start) = writer_identity();
         let s = r.slot(slot);
@@ -1083,7 +1164,9 @@ impl<T: Shared> Sender<T> {
         match result {
             Ok(root_offset) => {
                 r.publish(slot, mine, root_offset, alloc.next);
-                Ok(())
+                // Written to zero pages standing in for a cut segment: the
+                // message never reached the receiver.
+                self.check_intact()
             }
             Err(CopyError::Locked) => {
                 r.free_own(slot, mine);

@@ -160,20 +160,28 @@ impl AllocState {
     }
 
     pub(crate) fn stats(&self) -> AllocStats {
-        self.stats_checked(|_| true)
+        self.stats_with(|cur| {
+            // SAFETY: `cur` is a live chunk of this heap (the caller holds
+            // a lock of the heap).
+            let c = unsafe { &*(cur as *const ChunkHeader) };
+            Some((c.size, c.top))
+        })
     }
 
-    /// The figures, following the current chunk's address only if
-    /// `trusted` accepts it (an inspector reads untrusted copies).
-    pub(crate) fn stats_checked(&self, trusted: impl Fn(usize) -> bool) -> AllocStats {
-        let bump = if self.cur != 0 && trusted(self.cur) {
-            self.bump_room()
+    /// The figures, with the current chunk's size and top read by `chunk`
+    /// (an inspector reads copies of untrusted memory; `None` when it
+    /// cannot).
+    pub(crate) fn stats_with(&self, chunk: impl Fn(usize) -> Option<(usize, usize)>) -> AllocStats {
+        let bump = if self.cur != 0 {
+            chunk(self.cur).map_or(0, |(size, top)| {
+                (self.cur.saturating_add(size)).saturating_sub(top)
+            })
         } else {
             0
         };
         AllocStats {
             live_bytes: self.live_bytes,
-            free_bytes: self.free_bytes + bump,
+            free_bytes: self.free_bytes.saturating_add(bump),
             chunks: self.n_chunks,
             chunk_bytes: self.chunk_bytes,
             allocated_since_gc: self.allocated_since_gc,
@@ -182,13 +190,18 @@ impl AllocState {
         }
     }
 
-    fn bump_room(&self) -> usize {
-        if self.cur == 0 {
-            return 0;
+    /// The size and top recorded in a copy of a chunk header's bytes.
+    pub(crate) fn chunk_size_top(bytes: &[u8]) -> Option<(usize, usize)> {
+        if bytes.len() < CHUNK_HDR || bytes[..8] != CHUNK_MAGIC.to_le_bytes() {
+            return None;
         }
-        // SAFETY: `cur` is a live chunk of this heap.
-        let c = unsafe { &*(self.cur as *const ChunkHeader) };
-        (self.cur + c.size).saturating_sub(c.top)
+        // The fields in order: magic, next, size, top (`#[repr(C)]`).
+        let word = |i: usize| -> Option<usize> {
+            Some(usize::from_ne_bytes(
+                bytes.get(i * 8..i * 8 + 8)?.try_into().ok()?,
+            ))
+        };
+        Some((word(2)?, word(3)?))
     }
 
     /// Allocates a value of `layout`; returns its address.

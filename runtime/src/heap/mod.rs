@@ -302,6 +302,10 @@ impl<T: Shared> Heap<T> {
     }
 
     /// Opens the heap of `descr` in `pool`.
+    ///
+    /// A heap of a pool this process does not [trust](Pool::is_trusted)
+    /// (attached by name from an unrelated process) is
+    /// [validated](Heap::validate) before it is returned.
     pub fn open(pool: &Pool, descr: &HeapDescr<T>) -> Result<Heap<T>, HeapError> {
         if descr.pool != pool.name() {
             return Err(HeapError::NotAHeap);
@@ -346,12 +350,33 @@ impl<T: Shared> Heap<T> {
                 found: h.fingerprint,
             });
         }
-        Ok(Heap {
+        let heap = Heap {
             pool: pool.clone(),
             hdr: addr,
             id: h.id,
             _t: PhantomData,
-        })
+        };
+        if !pool.is_trusted() {
+            // Any process of the same user can write an attached pool's
+            // memory: check the heap before anything reads it in place.
+            heap.validate()?;
+        }
+        Ok(heap)
+    }
+
+    /// Opens a heap like [`Heap::open`], and [validates](Heap::validate)
+    /// it whatever the pool's trust: for heaps that processes outside the
+    /// family may have written.
+    ///
+    /// # Errors
+    ///
+    /// As [`Heap::open`], and [`HeapError::Corrupt`].
+    pub fn open_validated(pool: &Pool, descr: &HeapDescr<T>) -> Result<Heap<T>, HeapError> {
+        let heap = Heap::open(pool, descr)?;
+        if pool.is_trusted() {
+            heap.validate()?;
+        }
+        Ok(heap)
     }
 
     /// Makes this heap the pool's root heap, which other processes find
@@ -397,8 +422,12 @@ impl<T: Shared> Heap<T> {
     }
 
     fn check(&self) -> Result<&HeapHeader, HeapError> {
+        self.pool.check_intact()?;
         let h = self.header();
         if h.magic.load(Ordering::Acquire) != HEAP_MAGIC || h.id != self.id {
+            // Reading the header may itself have found the segment cut
+            // short (the fault was contained and the header reads zeros).
+            self.pool.check_intact()?;
             return Err(HeapError::Destroyed);
         }
         if h.poisoned.load(Ordering::Acquire) != 0 {
@@ -871,6 +900,7 @@ pub(crate) fn inspect_header(
     addr: usize,
     bytes: &[u8],
     owner_of: &dyn Fn(usize) -> u32,
+    read: &dyn Fn(usize, usize) -> Option<Vec<u8>>,
 ) -> Option<HeapReport> {
     if bytes.len() < size_of::<HeapHeader>() || bytes[..8] != HEAP_MAGIC.to_le_bytes() {
         return None;
@@ -890,11 +920,14 @@ pub(crate) fn inspect_header(
     if owner_of(addr) != h.tag | OWNER_HEADER {
         return None;
     }
-    // Follow the current chunk's address only into this heap's pages.
-    let s = h
-        .alloc
-        .into_inner()
-        .stats_checked(|cur| owner_of(cur) == h.tag);
+    // Follow the current chunk's address only into this heap's pages, and
+    // only through `read` (copies).
+    let s = h.alloc.into_inner().stats_with(|cur| {
+        if owner_of(cur) != h.tag {
+            return None;
+        }
+        AllocState::chunk_size_top(&read(cur, 32)?)
+    });
     let pinned = h
         .pins
         .iter()

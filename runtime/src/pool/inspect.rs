@@ -20,9 +20,11 @@ pub struct PoolReport {
 }
 
 /// Inspects a pool without taking any of its locks or changing anything:
-/// maps it read-only (at its recorded address, so that the heaps' internal
-/// addresses can be followed), and reports its figures and its heaps'.
-/// Figures read while other processes work may be a moment old.
+/// reads copies of its header, page owner table and heap headers with
+/// `pread` (never through a mapping, so a segment cut short by another
+/// process is an error or a short report, never `SIGBUS`), and reports its
+/// figures and its heaps'. Figures read while other processes work may be
+/// a moment old.
 pub fn inspect(seg_name: &str) -> Result<PoolReport, PoolError> {
     let c = std::ffi::CString::new(format!("/{seg_name}"))
         .map_err(|_| PoolError::BadName(seg_name.to_owned()))?;
@@ -54,99 +56,103 @@ pub fn inspect(seg_name: &str) -> Result<PoolReport, PoolError> {
             SegmentError::NotMc,
         ));
     }
-    let base = u64::from_ne_bytes(raw[64..72].try_into().expect("8 bytes")) as usize;
-    let total = u64::from_ne_bytes(raw[72..80].try_into().expect("8 bytes")) as usize;
+    let field = |i: usize| u64::from_ne_bytes(raw[i..i + 8].try_into().unwrap_or([0; 8]));
+    use std::mem::offset_of;
+    let base = field(offset_of!(PoolHeader, base)) as usize;
+    let total = field(offset_of!(PoolHeader, total_size)) as usize;
     if total as u64 != seg.size || base % PAGE_SIZE != 0 || base == 0 {
         return Err(PoolError::NotAPool(
             seg_name.to_owned(),
             SegmentError::NotMc,
         ));
     }
-    // SAFETY: a read-only shared mapping that replaces nothing.
-    let p = unsafe {
-        libc::mmap(
-            base as *mut libc::c_void,
-            total,
-            libc::PROT_READ,
-            libc::MAP_SHARED | libc::MAP_NORESERVE | libc::MAP_FIXED_NOREPLACE,
-            fd.as_raw_fd(),
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED || p as usize != base {
-        if p != libc::MAP_FAILED {
-            // SAFETY: unmapping what this call mapped.
-            unsafe { libc::munmap(p, total) };
-        }
-        return Err(PoolError::AddressInUse {
+    let size = segment::object_size(&fd).map_err(|e| PoolError::Io("fstat", e))?;
+    if size < total as u64 {
+        return Err(PoolError::Truncated {
             name: seg_name.to_owned(),
-            addr: base,
-            size: total,
+            size,
+            expected: total as u64,
         });
     }
-    struct Unmap(usize, usize);
-    impl Drop for Unmap {
-        fn drop(&mut self) {
-            // SAFETY: unmapping the inspector's own mapping; nothing
-            // borrowed from it outlives this function.
-            unsafe { libc::munmap(self.0 as *mut libc::c_void, self.1) };
+    // Everything is read with `pread` into local copies, never through a
+    // mapping: a segment cut short meanwhile gives short reads, not SIGBUS,
+    // and the pool's address range need not be free in this process.
+    let read = |addr: usize, len: usize| -> Option<Vec<u8>> {
+        let offset = addr.checked_sub(base)?;
+        if offset.checked_add(len)? > total {
+            return None;
         }
-    }
-    let _unmap = Unmap(base, total);
-    // SAFETY: the header lies at the start of the mapping (checked size).
-    let h = unsafe { &*(base as *const PoolHeader) };
-    let committed = (h.committed.load(Ordering::Acquire) as usize).min(total);
-    let n_pages = h.n_pages as usize;
-    let data = base + h.data_offset as usize;
-    if h.bitmap_offset as usize + n_pages.div_ceil(64) * 8 > committed
-        || h.data_offset as usize > total
-    {
-        return Err(PoolError::NotAPool(
-            seg_name.to_owned(),
-            SegmentError::NotMc,
-        ));
-    }
-    let used = h.used_pages.load(Ordering::Relaxed) as usize * PAGE_SIZE;
-    let max = n_pages * PAGE_SIZE;
-    let heap_size = crate::heap::header_size();
-    let layout = Layout::new(n_pages);
-    if layout.owners_offset != h.owners_offset as usize
-        || layout.owners_offset + n_pages * 4 > committed
-    {
-        return Err(PoolError::NotAPool(
-            seg_name.to_owned(),
-            SegmentError::NotMc,
-        ));
-    }
-    // SAFETY: the owner table lies inside the committed header area
-    // (checked just above).
-    let owners = unsafe {
-        std::slice::from_raw_parts((base + layout.owners_offset) as *const AtomicU32, n_pages)
+        let mut buf = vec![0u8; len];
+        let mut done = 0;
+        while done < len {
+            // SAFETY: reads into the live buffer's remaining bytes.
+            let n = unsafe {
+                libc::pread(
+                    fd.as_raw_fd(),
+                    buf[done..].as_mut_ptr().cast(),
+                    len - done,
+                    (offset + done) as libc::off_t,
+                )
+            };
+            if n <= 0 {
+                return None;
+            }
+            done += n as usize;
+        }
+        Some(buf)
     };
+    let (n_pages, bitmap_offset, owners_offset, data_offset) = (
+        field(offset_of!(PoolHeader, n_pages)) as usize,
+        field(offset_of!(PoolHeader, bitmap_offset)) as usize,
+        field(offset_of!(PoolHeader, owners_offset)) as usize,
+        field(offset_of!(PoolHeader, data_offset)) as usize,
+    );
+    let committed = (field(offset_of!(PoolHeader, committed)) as usize).min(total);
+    let used_pages = field(offset_of!(PoolHeader, used_pages)) as usize;
+    let root = field(offset_of!(PoolHeader, root_heap)) as usize;
+    let layout = Layout::new(n_pages);
+    if layout.owners_offset != owners_offset
+        || layout.bitmap_offset != bitmap_offset
+        || layout.data_offset != data_offset
+        || layout.total != total
+    {
+        return Err(PoolError::NotAPool(
+            seg_name.to_owned(),
+            SegmentError::NotMc,
+        ));
+    }
+    let owner_bytes = read(base + owners_offset, n_pages * 4)
+        .ok_or_else(|| PoolError::NotAPool(seg_name.to_owned(), SegmentError::NotMc))?;
+    let owners: Vec<u32> = owner_bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_ne_bytes(c.try_into().unwrap_or([0; 4])))
+        .collect();
+    let data = base + data_offset;
     let owner_of = |a: usize| -> u32 {
         if a < data {
             return 0;
         }
-        owners
-            .get((a - data) / PAGE_SIZE)
-            .map_or(0, |o| o.load(Ordering::Relaxed))
+        owners.get((a - data) / PAGE_SIZE).copied().unwrap_or(0)
     };
+    let heap_size = crate::heap::header_size();
     let mut heaps = Vec::new();
-    for (page, owner) in owners.iter().enumerate() {
-        if owner.load(Ordering::Relaxed) & OWNER_HEADER == 0 {
+    for (page, &owner) in owners.iter().enumerate() {
+        if owner & OWNER_HEADER == 0 {
             continue;
         }
         let addr = data + page * PAGE_SIZE;
         if addr + heap_size > base + committed {
             break;
         }
-        // SAFETY: an allocated page inside the committed range, read-only.
-        let bytes = unsafe { std::slice::from_raw_parts(addr as *const u8, heap_size) };
-        if let Some(r) = crate::heap::inspect_header(addr, bytes, &owner_of) {
+        let Some(bytes) = read(addr, heap_size) else {
+            continue;
+        };
+        if let Some(r) = crate::heap::inspect_header(addr, &bytes, &owner_of, &read) {
             heaps.push(r);
         }
     }
-    let root = h.root_heap.load(Ordering::Acquire) as usize;
+    let max = n_pages * PAGE_SIZE;
+    let used = (used_pages * PAGE_SIZE).min(max);
     Ok(PoolReport {
         name: seg_name.to_owned(),
         header: seg,

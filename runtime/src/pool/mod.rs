@@ -94,6 +94,7 @@ pub(crate) const OWNER_TAG: u32 = !OWNER_HEADER;
 
 /// Why a pool operation failed.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum PoolError {
     /// The pool (or the machine's shared memory) has no room for the
     /// request.
@@ -136,6 +137,16 @@ pub enum PoolError {
     BadName(String),
     /// The pool's lock failed (a holder died).
     Lock(LockError),
+    /// Another process cut the segment short (truncated its shared
+    /// memory object): the memory past the cut is gone.
+    Truncated {
+        /// The segment's name.
+        name: String,
+        /// Its size now, in bytes.
+        size: u64,
+        /// The size it must have.
+        expected: u64,
+    },
     /// A system call failed.
     Io(&'static str, io::Error),
 }
@@ -180,6 +191,16 @@ impl fmt::Display for PoolError {
                 )
             }
             PoolError::Lock(e) => write!(f, "pool lock: {e}"),
+            PoolError::Truncated {
+                name,
+                size,
+                expected,
+            } => write!(
+                f,
+                "pool {name:?} was cut short by another process ({size} bytes of {expected}): \
+                 what lay past the cut is lost; remove the segment (Pool::remove, `mcctl \
+                 clean`) and create the pool anew"
+            ),
             PoolError::Io(what, e) => write!(f, "{what}: {e}"),
         }
     }
@@ -232,6 +253,13 @@ pub(crate) struct PoolInner {
     layout: Layout,
     creator: Option<u32>,
     keep: std::sync::atomic::AtomicBool,
+    /// Whether the pool was created by this process family (see
+    /// [`Pool::is_trusted`]).
+    trusted: bool,
+    /// The mapping's registration with the fault handler (`None` when no
+    /// slot was free): a truncation by another process is then an error,
+    /// not a `SIGBUS`.
+    guard: Option<crate::os::fault::Guard>,
 }
 
 // SAFETY: the mapping is shared memory accessed only through atomics and
@@ -242,6 +270,8 @@ unsafe impl Sync for PoolInner {}
 
 impl Drop for PoolInner {
     fn drop(&mut self) {
+        // Unregistered before the range is unmapped (and maybe reused).
+        drop(self.guard.take());
         // SAFETY: the range was mapped by this handle and nothing borrows
         // from it any more (every borrower holds an `Arc` to this inner).
         unsafe { libc::munmap(self.base as *mut libc::c_void, self.total) };
@@ -435,6 +465,8 @@ impl Pool {
             layout,
             creator: Some(std::process::id()),
             keep: std::sync::atomic::AtomicBool::new(false),
+            trusted: true,
+            guard: crate::os::fault::guard(base as usize, total),
         });
         register(&inner);
         Ok(Pool { inner })
@@ -485,6 +517,14 @@ impl Pool {
         let (base, layout) = checked_layout(&raw, &seg)
             .ok_or_else(|| PoolError::NotAPool(seg_name.to_owned(), SegmentError::NotMc))?;
         let total = layout.total;
+        let size = segment::object_size(&fd).map_err(io_err("fstat"))?;
+        if size < total as u64 {
+            return Err(PoolError::Truncated {
+                name: seg_name.to_owned(),
+                size,
+                expected: total as u64,
+            });
+        }
         // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping;
         // it fails (or, on old kernels, returns another address) instead.
         let p = unsafe {
@@ -525,6 +565,8 @@ impl Pool {
             layout,
             creator: None,
             keep: std::sync::atomic::AtomicBool::new(true),
+            trusted: segment::same_family(&seg),
+            guard: crate::os::fault::guard(base, total),
         });
         register(&inner);
         Ok(Pool { inner })
@@ -552,6 +594,39 @@ impl Pool {
     /// owner process has ended).
     pub fn persist(&self) {
         self.inner.keep.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether this process trusts the pool's contents: it created the
+    /// pool, inherited it through `fork`, or attached a pool whose segment
+    /// belongs to the same process family (the same `mc::run`, or the same
+    /// process). A pool attached by name from an unrelated process is not
+    /// trusted: heaps opened in it are [validated](crate::Heap::validate)
+    /// first, since any process of the same user can write its memory.
+    pub fn is_trusted(&self) -> bool {
+        self.inner.trusted
+    }
+
+    /// Whether another process cut the segment short since it was mapped
+    /// (a fault past the cut was contained; the memory there reads zeros
+    /// in this process).
+    pub fn is_truncated(&self) -> bool {
+        self.inner.guard.as_ref().is_some_and(|g| g.truncated())
+    }
+
+    /// [`PoolError::Truncated`] when the pool [is truncated](Pool::is_truncated).
+    pub(crate) fn check_intact(&self) -> Result<(), PoolError> {
+        if self.is_truncated() {
+            return Err(self.truncated_error());
+        }
+        Ok(())
+    }
+
+    pub(crate) fn truncated_error(&self) -> PoolError {
+        PoolError::Truncated {
+            name: self.inner.name.clone(),
+            size: segment::object_size(&self.inner.fd).unwrap_or(0),
+            expected: self.inner.total as u64,
+        }
     }
 
     /// The segment name (`mc.pool.…`), which [`Pool::attach_segment`] takes.

@@ -185,6 +185,12 @@ impl Pool {
         if end <= committed {
             return Ok(());
         }
+        // Growing a segment that another process cut short would silently
+        // bring back zeros where data was: refuse.
+        let size = segment::object_size(&self.inner.fd).map_err(|e| PoolError::Io("fstat", e))?;
+        if size < self.inner.total as u64 || self.is_truncated() {
+            return Err(self.truncated_error());
+        }
         let target = end
             .next_multiple_of(COMMIT_STEP)
             .min(self.inner.total as u64)

@@ -288,8 +288,13 @@ enum Region<'a> {
     },
     /// At the start of one of these blocks (payload start, payload end),
     /// sorted and disjoint, and inside it (the allocated blocks of a heap:
-    /// its collector reads the header in front of every pointer).
-    Blocks(&'a [(usize, usize)]),
+    /// its collector reads the header in front of every pointer). Each
+    /// block may be reached once (`seen`, one bit a block): values are
+    /// trees.
+    Blocks {
+        blocks: &'a [(usize, usize)],
+        seen: Vec<u64>,
+    },
 }
 
 /// Disjoint ranges `[start, end)`: a few inline (small messages, no
@@ -362,7 +367,10 @@ impl<'a> Validator<'a> {
     pub(crate) fn over_blocks(blocks: &'a [(usize, usize)]) -> Self {
         Validator {
             budget: blocks.iter().map(|&(s, e)| e - s).sum(),
-            region: Region::Blocks(blocks),
+            region: Region::Blocks {
+                blocks,
+                seen: vec![0; blocks.len().div_ceil(64)],
+            },
             depth: 0,
             ranges: Ranges::default(),
         }
@@ -383,20 +391,31 @@ impl<'a> Validator<'a> {
         let end = addr
             .checked_add(size)
             .ok_or(Invalid::OutOfRegion { addr, len: size })?;
-        let inside = match &self.region {
+        match &mut self.region {
             Region::Span {
                 start, end: stop, ..
-            } => addr >= *start && end <= *stop,
-            Region::Blocks(blocks) => blocks
-                .binary_search_by_key(&addr, |&(s, _)| s)
-                .is_ok_and(|i| end <= blocks[i].1),
-        };
-        if !inside {
-            return Err(Invalid::OutOfRegion { addr, len: size });
-        }
-        self.budget = self.budget.checked_sub(size).ok_or(Invalid::Overlapping)?;
-        if !self.ranges.insert(addr, end) {
-            return Err(Invalid::Overlapping);
+            } => {
+                if addr < *start || end > *stop {
+                    return Err(Invalid::OutOfRegion { addr, len: size });
+                }
+                self.budget = self.budget.checked_sub(size).ok_or(Invalid::Overlapping)?;
+                if !self.ranges.insert(addr, end) {
+                    return Err(Invalid::Overlapping);
+                }
+            }
+            Region::Blocks { blocks, seen } => {
+                let i = match blocks.binary_search_by_key(&addr, |&(s, _)| s) {
+                    Ok(i) if end <= blocks[i].1 => i,
+                    _ => return Err(Invalid::OutOfRegion { addr, len: size }),
+                };
+                // Blocks are disjoint: a block reached once is a range
+                // that overlaps no other.
+                let (w, bit) = (i / 64, 1u64 << (i % 64));
+                if seen[w] & bit != 0 {
+                    return Err(Invalid::Overlapping);
+                }
+                seen[w] |= bit;
+            }
         }
         Ok(())
     }

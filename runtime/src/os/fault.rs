@@ -1,0 +1,229 @@
+//! Containing the faults of shared mappings whose object was cut short.
+//!
+//! When another process truncates a shared memory object, reading a mapped
+//! page past the new end raises `SIGBUS`, which kills the process. mc's
+//! mappings (pools, camlboxes) register their range here. The first time
+//! one is guarded, a `SIGBUS` handler is installed (once per process) that,
+//! for a fault inside a registered range, maps fresh zero pages over the
+//! rest of the range (privately: the object itself is not touched) and
+//! marks the range *truncated*; the faulting access then reads zeros
+//! instead of killing the process, and every later mc operation on the
+//! segment sees the mark and returns an error. Faults anywhere else go to
+//! the handler that was installed before (the standard library's, which
+//! reports stack overflows), or get the default action.
+//!
+//! Segments are also checked against their recorded size when they are
+//! opened and before they grow, so a truncation made before is a clean
+//! error without any fault.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, Once};
+
+/// How many ranges can be guarded at once (beyond that, a mapping is
+/// unguarded and a truncation kills the process, as without mc).
+const SLOTS: usize = 1024;
+
+struct Slot {
+    /// Start of the range (0: slot unused). Written last when a range is
+    /// registered and first when it is removed, so that the handler never
+    /// sees a start with a stale end.
+    start: AtomicUsize,
+    end: AtomicUsize,
+    truncated: AtomicBool,
+}
+
+#[allow(clippy::declare_interior_mutable_const)]
+const EMPTY: Slot = Slot {
+    start: AtomicUsize::new(0),
+    end: AtomicUsize::new(0),
+    truncated: AtomicBool::new(false),
+};
+
+static RANGES: [Slot; SLOTS] = [EMPTY; SLOTS];
+
+/// Serialises registrations (never taken by the handler).
+static REGISTER: Mutex<()> = Mutex::new(());
+
+static INSTALL: Once = Once::new();
+
+/// The `SIGBUS` action in place before ours, written once (inside
+/// `INSTALL`, before our handler can run) and only read afterwards.
+static PREVIOUS: PreviousAction = PreviousAction(std::cell::UnsafeCell::new(None));
+
+struct PreviousAction(std::cell::UnsafeCell<Option<libc::sigaction>>);
+
+// SAFETY: written once inside `INSTALL.call_once`, before the handler that
+// reads it is installed; read-only afterwards.
+unsafe impl Sync for PreviousAction {}
+
+/// A registered range; unregistered when dropped (drop it before
+/// unmapping the range).
+#[derive(Debug)]
+pub(crate) struct Guard {
+    slot: usize,
+}
+
+impl Guard {
+    /// Whether a fault inside the range found the object cut short (the
+    /// rest of the range now reads zeros in this process).
+    pub(crate) fn truncated(&self) -> bool {
+        RANGES[self.slot].truncated.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _l = REGISTER.lock().unwrap_or_else(|e| e.into_inner());
+        let s = &RANGES[self.slot];
+        s.start.store(0, Ordering::Release);
+        s.end.store(0, Ordering::Release);
+        s.truncated.store(false, Ordering::Release);
+    }
+}
+
+/// Guards `start..start + len` (a shared mapping of this process), or
+/// returns `None` when every slot is taken.
+pub(crate) fn guard(start: usize, len: usize) -> Option<Guard> {
+    INSTALL.call_once(install);
+    let _l = REGISTER.lock().unwrap_or_else(|e| e.into_inner());
+    let slot = RANGES
+        .iter()
+        .position(|s| s.start.load(Ordering::Acquire) == 0)?;
+    let s = &RANGES[slot];
+    s.truncated.store(false, Ordering::Release);
+    s.end.store(start + len, Ordering::Release);
+    s.start.store(start, Ordering::Release);
+    Some(Guard { slot })
+}
+
+fn install() {
+    // SAFETY: a zeroed `sigaction` is a valid value to fill in; the
+    // handler below only uses async-signal-safe calls (atomics, mmap,
+    // sigaction) and the previous action stored before it is installed.
+    unsafe {
+        let mut new: libc::sigaction = std::mem::zeroed();
+        let handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+            on_sigbus;
+        new.sa_sigaction = handler as libc::sighandler_t;
+        new.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+        libc::sigemptyset(&mut new.sa_mask);
+        let mut old: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(libc::SIGBUS, std::ptr::null(), &mut old) != 0 {
+            return;
+        }
+        *PREVIOUS.0.get() = Some(old);
+        libc::sigaction(libc::SIGBUS, &new, std::ptr::null_mut());
+    }
+}
+
+extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo for an SA_SIGINFO handler.
+    let addr = unsafe { (*info).si_addr() } as usize;
+    for s in &RANGES {
+        let start = s.start.load(Ordering::Acquire);
+        if start == 0 || addr < start {
+            continue;
+        }
+        let end = s.end.load(Ordering::Acquire);
+        if addr >= end {
+            continue;
+        }
+        let page = addr & !(crate::pool::PAGE_SIZE - 1);
+        // SAFETY: replaces pages of a range this process mapped (and still
+        // has registered) with private zero pages; MAP_FIXED over our own
+        // mapping of a truncated object is exactly what is wanted.
+        let p = unsafe {
+            libc::mmap(
+                page as *mut libc::c_void,
+                end - page,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+                -1,
+                0,
+            )
+        };
+        if p != libc::MAP_FAILED {
+            s.truncated.store(true, Ordering::Release);
+            return;
+        }
+        break;
+    }
+    // Not ours: what was there before.
+    // SAFETY: written before this handler was installed, read-only since.
+    let prev = unsafe { *PREVIOUS.0.get() };
+    if let Some(prev) = prev {
+        let h = prev.sa_sigaction;
+        if h != libc::SIG_DFL && h != libc::SIG_IGN {
+            if prev.sa_flags & libc::SA_SIGINFO != 0 {
+                // SAFETY: the previous handler was installed with
+                // SA_SIGINFO, so it has this signature.
+                let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+                    unsafe { std::mem::transmute(h) };
+                f(sig, info, ctx);
+            } else {
+                // SAFETY: a plain handler takes the signal number.
+                let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(h) };
+                f(sig);
+            }
+            return;
+        }
+    }
+    // The default action: restore it; returning re-runs the access, which
+    // faults again and ends the process as if no handler had been there.
+    // SAFETY: a zeroed sigaction with SIG_DFL is valid.
+    unsafe {
+        let mut dfl: libc::sigaction = std::mem::zeroed();
+        dfl.sa_sigaction = libc::SIG_DFL;
+        libc::sigaction(libc::SIGBUS, &dfl, std::ptr::null_mut());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cut_mapping_reads_zeros_and_says_so() {
+        // A shared object of 4 pages, mapped, then cut to 1 page.
+        let name = format!("/mc.test.fault.{}", std::process::id());
+        let c = std::ffi::CString::new(name).unwrap();
+        // SAFETY: plain calls on a fresh object of our own.
+        let (p, len) = unsafe {
+            let fd = libc::shm_open(
+                c.as_ptr(),
+                libc::O_RDWR | libc::O_CREAT | libc::O_EXCL,
+                0o600,
+            );
+            assert!(fd >= 0);
+            libc::shm_unlink(c.as_ptr());
+            let len = 4 * 4096;
+            assert_eq!(libc::ftruncate(fd, len as libc::off_t), 0);
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            );
+            assert_ne!(p, libc::MAP_FAILED);
+            (p as *mut u8).add(3 * 4096).write(7);
+            assert_eq!(libc::ftruncate(fd, 4096), 0);
+            libc::close(fd);
+            (p as *mut u8, len)
+        };
+        let g = guard(p as usize, len).expect("a slot");
+        assert!(!g.truncated());
+        // SAFETY: reads inside our own mapping; the page past the end is
+        // replaced by a zero page by the handler instead of killing us.
+        let v = unsafe { std::ptr::read_volatile(p.add(3 * 4096)) };
+        assert_eq!(v, 0);
+        assert!(g.truncated());
+        // The first page is still the object's.
+        // SAFETY: inside the mapping and inside the object.
+        unsafe { p.write(1) };
+        drop(g);
+        // SAFETY: unmapping our own mapping.
+        unsafe { libc::munmap(p.cast(), len) };
+    }
+}
