@@ -161,6 +161,7 @@ impl From<PoolError> for HeapError {
     }
 }
 
+#[cold]
 pub(super) fn heap_error(e: CopyError, pool: Option<PoolError>) -> HeapError {
     match (e, pool) {
         (_, Some(p)) => p.into(),

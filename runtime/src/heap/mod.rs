@@ -358,8 +358,13 @@ impl<T: Shared> Heap<T> {
         };
         if !pool.is_trusted() {
             // Any process of the same user can write an attached pool's
-            // memory: check the heap before anything reads it in place.
-            heap.validate()?;
+            // memory: check the heap before anything reads it in place. A
+            // poisoned heap is returned unchecked: nothing reads it before
+            // `recover`, which validates it.
+            match heap.validate() {
+                Ok(()) | Err(HeapError::Poisoned) => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok(heap)
     }
@@ -374,7 +379,10 @@ impl<T: Shared> Heap<T> {
     pub fn open_validated(pool: &Pool, descr: &HeapDescr<T>) -> Result<Heap<T>, HeapError> {
         let heap = Heap::open(pool, descr)?;
         if pool.is_trusted() {
-            heap.validate()?;
+            match heap.validate() {
+                Ok(()) | Err(HeapError::Poisoned) => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok(heap)
     }

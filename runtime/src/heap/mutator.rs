@@ -23,6 +23,7 @@ pub struct Mutator<'h> {
 }
 
 impl<'h> Mutator<'h> {
+    #[inline]
     fn write<R>(
         &self,
         f: impl FnOnce(&mut Writer<'_>) -> Result<R, CopyError>,
@@ -99,6 +100,7 @@ impl<'h> Mutator<'h> {
     /// Copies `value` into the heap, unlinked: link it with
     /// [`Mutator::swap`] before the modification ends, or it is garbage.
     #[allow(clippy::mut_from_ref)] // each call returns a fresh, distinct value
+    #[inline]
     pub fn add<V: Shared>(&self, value: &V) -> Result<Pin<&mut V::Repr>, HeapError> {
         let addr = self.write(|w| {
             let r = value.to_repr(w)?;
