@@ -284,21 +284,6 @@ pub fn reserve(fd: &OwnedFd, offset: u64, len: u64) -> io::Result<()> {
     }
 }
 
-/// 64 random bits from the kernel (mixed with the clock and the pid when
-/// the kernel has no entropy yet), so that names cannot be guessed.
-fn random_u64() -> u64 {
-    let mut r = 0u64;
-    // SAFETY: writes at most 8 bytes into a live local.
-    let n = unsafe { libc::getrandom((&mut r as *mut u64).cast(), 8, libc::GRND_NONBLOCK) };
-    if n != 8 {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        r ^= t.rotate_left(29) ^ (u64::from(std::process::id()) << 40);
-    }
-    r
-}
-
 /// The size of an open object, in bytes.
 pub fn object_size(fd: &OwnedFd) -> io::Result<u64> {
     // SAFETY: plain fstat into a live, zeroed local.
@@ -417,7 +402,7 @@ pub fn fresh_name(kind: SegmentKind) -> String {
         "{NAME_PREFIX}{}.{}.{n}.{:016x}",
         kind.name(),
         std::process::id(),
-        random_u64()
+        crate::os::random_u64()
     )
 }
 

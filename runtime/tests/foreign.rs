@@ -15,7 +15,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::time::Duration;
 
-use common::run_scenarios;
+use common::{run_scenarios, Rng};
 use mc::{Camlbox, CamlboxError, Heap, HeapError, Pool, PoolError};
 
 fn err<E: std::fmt::Display>(e: E) -> String {
@@ -178,21 +178,6 @@ fn a_cut_camlbox_is_an_error_for_both_ends() -> Result<String, String> {
 
 // ---------------------------------------------------------------------
 // Scribbles.
-
-/// A small xorshift generator (reproducible cases).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
 
 const CASES: usize = 10_000;
 

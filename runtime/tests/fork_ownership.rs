@@ -383,28 +383,43 @@ fn use_inherited_guards(_: ()) -> Vec<String> {
     bad
 }
 
-/// Checks from a fresh worker that every lock is still held and the pin
-/// still counted: `"held"` or what is wrong.
+/// What a fresh worker finds of the guards' objects: which locks it can
+/// take (within `SHORT`), and how many values of the pin heap are pinned.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Found {
+    heap: bool,
+    mutex: bool,
+    rwlock: bool,
+    smutex: bool,
+    pins: usize,
+}
+
+const HELD: Found = Found {
+    heap: false,
+    mutex: false,
+    rwlock: false,
+    smutex: false,
+    pins: 1,
+};
+
+const FREE: Found = Found {
+    heap: true,
+    mutex: true,
+    rwlock: true,
+    smutex: true,
+    pins: 0,
+};
+
 #[mc::process]
-fn locks_still_held(t: Targets) -> Vec<String> {
-    let mut bad = Vec::new();
+fn lock_states(t: Targets) -> Found {
     let heap = t.read_heap.open().expect("open");
-    if !matches!(
-        heap.modify_timeout(SHORT, |_, _| ()),
-        Err(HeapError::Timeout)
-    ) {
-        bad.push("read lock released".to_string());
-    }
-    let pinned = t
+    let pins = t
         .pin_heap
         .open()
         .expect("open")
         .stats()
         .expect("stats")
         .pinned;
-    if pinned != 1 {
-        bad.push(format!("{pinned} pins"));
-    }
     // SAFETY: addresses of a `Mutex<u64>` and an `RwLock<u64>` in a shared
     // mapping made before the run.
     let (m, rw) = unsafe {
@@ -413,57 +428,16 @@ fn locks_still_held(t: Targets) -> Vec<String> {
             &*(t.rwlock as *const RwLock<u64>),
         )
     };
-    if m.lock_timeout(SHORT).err() != Some(LockError::Timeout) {
-        bad.push("mutex released".into());
-    }
-    if rw.write_timeout(SHORT).err() != Some(LockError::Timeout) {
-        bad.push("rwlock released".into());
-    }
     let lock_heap = t.lock_heap.open().expect("open");
     let g = lock_heap.read().expect("read");
-    if g.try_lock().err() != Some(LockError::WouldBlock) {
-        bad.push("smutex released".into());
+    let smutex = g.lock_timeout(SHORT).is_ok();
+    Found {
+        heap: heap.modify_timeout(SHORT, |_, _| ()).is_ok(),
+        mutex: m.lock_timeout(SHORT).is_ok(),
+        rwlock: rw.write_timeout(SHORT).is_ok(),
+        smutex,
+        pins,
     }
-    bad
-}
-
-/// Checks from a fresh worker that every lock is free again.
-#[mc::process]
-fn locks_free(t: Targets) -> Vec<String> {
-    let mut bad = Vec::new();
-    let heap = t.read_heap.open().expect("open");
-    if let Err(e) = heap.modify_timeout(Duration::from_secs(10), |_, _| ()) {
-        bad.push(format!("heap: {e}"));
-    }
-    let pinned = t
-        .pin_heap
-        .open()
-        .expect("open")
-        .stats()
-        .expect("stats")
-        .pinned;
-    if pinned != 0 {
-        bad.push(format!("{pinned} pins left"));
-    }
-    // SAFETY: as in `locks_still_held`.
-    let (m, rw) = unsafe {
-        (
-            &*(t.mutex as *const Mutex<u64>),
-            &*(t.rwlock as *const RwLock<u64>),
-        )
-    };
-    if let Err(e) = m.lock_timeout(Duration::from_secs(10)) {
-        bad.push(format!("mutex: {e}"));
-    }
-    if let Err(e) = rw.write_timeout(Duration::from_secs(10)) {
-        bad.push(format!("rwlock: {e}"));
-    }
-    let lock_heap = t.lock_heap.open().expect("open");
-    let g = lock_heap.read().expect("read");
-    if let Err(e) = g.lock_timeout(Duration::from_secs(10)) {
-        bad.push(format!("smutex: {e}"));
-    }
-    bad
 }
 
 fn copies_of_guards_in_other_processes_are_inert() -> Result<String, String> {
@@ -526,11 +500,9 @@ fn copies_of_guards_in_other_processes_are_inert() -> Result<String, String> {
         });
         expect_exit_ok(pid, Duration::from_secs(30))?;
         // Nothing was released by the copies.
-        let p = locks_still_held::start(t2.clone()).map_err(err)?;
-        let bad = locks_still_held::join(p)
-            .map_err(err)?
-            .ok_or("worker failed")?;
-        ensure!(bad.is_empty(), "after the copies were dropped: {bad:?}");
+        let p = lock_states::start(t2.clone()).map_err(err)?;
+        let found = lock_states::join(p).map_err(err)?.ok_or("worker failed")?;
+        ensure!(found == HELD, "after the copies were dropped: {found:?}");
         // The caller's own guards work, and release once.
         GUARDS.with(|g| -> Result<(), String> {
             let g = g.borrow();
@@ -546,11 +518,11 @@ fn copies_of_guards_in_other_processes_are_inert() -> Result<String, String> {
             Ok(())
         })?;
         GUARDS.with(|g| drop(g.borrow_mut().take()));
-        let p = locks_free::start(t2).map_err(err)?;
-        let bad = locks_free::join(p).map_err(err)?.ok_or("worker failed")?;
+        let p = lock_states::start(t2).map_err(err)?;
+        let found = lock_states::join(p).map_err(err)?.ok_or("worker failed")?;
         ensure!(
-            bad.is_empty(),
-            "after the caller dropped its guards: {bad:?}"
+            found == FREE,
+            "after the caller dropped its guards: {found:?}"
         );
         Ok(())
     })?;

@@ -12,7 +12,7 @@ mod common;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{fork_child, kill, run_scenarios, shared, wait_child};
+use common::{fork_child, kill, run_scenarios, shared, wait_child, Rng};
 use mc::heap::Poison;
 use mc::{Heap, HeapError, HeapOptions, Pool};
 
@@ -25,18 +25,6 @@ fn trials() -> usize {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(100)
-}
-
-/// A small xorshift generator: the kill moments, reproducible per run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
 
 fn words(n: usize, len: usize) -> Vec<String> {

@@ -227,10 +227,7 @@ unsafe impl<T: Shared> Send for Heap<T> {}
 unsafe impl<T: Shared> Sync for Heap<T> {}
 
 fn random_id() -> u64 {
-    let mut r = 0u64;
-    // SAFETY: writes at most 8 bytes into a live local.
-    unsafe { libc::getrandom((&mut r as *mut u64).cast(), 8, 0) };
-    r | 1
+    crate::os::random_u64() | 1
 }
 
 impl<T: Shared> Heap<T> {

@@ -1,4 +1,22 @@
 //! Where mc meets the kernel beyond plain system calls: containing the
-//! faults of shared mappings whose object another process cut short.
+//! faults of shared mappings whose object another process cut short, and
+//! random values that other processes cannot guess.
 
 pub(crate) mod fault;
+
+/// 64 bits from the kernel's random source, for names and keys that other
+/// processes must not guess or share. When the kernel has no entropy yet
+/// (early boot), the clock and the pid are mixed in, so that live
+/// processes still get distinct values.
+pub(crate) fn random_u64() -> u64 {
+    let mut r = 0u64;
+    // SAFETY: writes at most 8 bytes into a live local.
+    let n = unsafe { libc::getrandom((&mut r as *mut u64).cast(), 8, libc::GRND_NONBLOCK) };
+    if n != 8 {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        r ^= t.rotate_left(29) ^ (u64::from(std::process::id()) << 40);
+    }
+    r
+}

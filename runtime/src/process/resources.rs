@@ -255,11 +255,9 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 fn tagged_name(what: &str) -> String {
     let (mpid, mstart) = master::master_tag();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mut r = 0u32;
-    // SAFETY: writes at most 4 bytes into a live local.
-    unsafe { libc::getrandom((&mut r as *mut u32).cast(), 4, libc::GRND_NONBLOCK) };
+    let r = crate::os::random_u64();
     format!(
-        "mc.{what}.{mpid}.{mstart}.{}.{n}.{r:08x}",
+        "mc.{what}.{mpid}.{mstart}.{}.{n}.{r:016x}",
         std::process::id()
     )
 }

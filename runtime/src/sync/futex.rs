@@ -148,18 +148,7 @@ pub(crate) fn process_key() -> u64 {
 fn make_process_key() -> u64 {
     use std::sync::atomic::Ordering::Relaxed;
     register_atfork();
-    let mut key = 0u64;
-    // SAFETY: writes at most 8 bytes into a live local.
-    let n = unsafe { libc::getrandom((&mut key as *mut u64).cast(), 8, libc::GRND_NONBLOCK) };
-    if n != 8 {
-        // No entropy yet (early boot): the pid and the clock still tell
-        // live processes apart.
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        key = (u64::from(std::process::id()) << 32) ^ t.rotate_left(17);
-    }
-    key |= 1;
+    let key = crate::os::random_u64() | 1;
     // Threads racing here agree on the first key stored.
     match KEY.compare_exchange(0, key, Relaxed, Relaxed) {
         Ok(_) => key,

@@ -121,3 +121,21 @@ pub fn run_scenarios(scenarios: &[(&str, Scenario)]) {
         std::process::exit(1);
     }
 }
+
+/// A small xorshift generator: random choices that a seed reproduces.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 bits.
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number below `n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
