@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 
+use super::layout::WRITING;
 use super::*;
 
 #[derive(mc::Shared, Debug, Clone, PartialEq)]

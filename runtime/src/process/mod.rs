@@ -102,6 +102,7 @@
 mod control;
 mod master;
 pub mod resources;
+mod run;
 pub(crate) mod worker;
 
 use std::fmt;
@@ -113,8 +114,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use control::{JoinMode, Reply, Request, WireError, WireInherit, WireOutcome};
-pub use master::{cleanup, run, run_with, RunOptions, RunReport, DEFAULT_KEEP_OUTCOMES};
 use resources::ResourceId;
+pub use run::{cleanup, run, run_with, RunOptions, RunReport, DEFAULT_KEEP_OUTCOMES};
 
 /// A process id: unique within one [`run`], never reused, and not an OS
 /// pid. Process ids can be sent to other processes (they are `serde`

@@ -46,7 +46,7 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use serde::{Deserialize, Serialize};
 
 use super::control::{Reply, Request, WireInherit};
-use super::{master, unexpected, worker, ProcessError};
+use super::{run, unexpected, worker, ProcessError};
 use crate::segment::{self, SegmentHeader, SegmentKind};
 
 /// The id of a resource in the master's table. Unique within a run.
@@ -253,7 +253,7 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 /// for objects whose names carry no header: [`cleanup`](super::cleanup)
 /// finds those of dead masters by the name.
 fn tagged_name(what: &str) -> String {
-    let (mpid, mstart) = master::master_tag();
+    let (mpid, mstart) = run::master_tag();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let r = crate::os::random_u64();
     format!(

@@ -1,0 +1,343 @@
+//! The sending end of a camlbox.
+
+use std::alloc::Layout;
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::os::fd::AsRawFd;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::layout::{Region, WRITING};
+use super::{far_future, map, segment_name, writer_identity, CamlboxError, Mapping, SPIN};
+use crate::segment::{self, SegmentError, SegmentKind};
+use crate::sync::futex;
+use crate::value::{self, Allocate, CopyError, Shared, Writer};
+
+/// The sending end of a camlbox of `T` messages. Senders can be cloned and
+/// shared between threads; each maps the box at its own address.
+///
+/// ```
+/// use std::time::Duration;
+/// use mc::camlbox::CamlboxError;
+///
+/// let (mut rx, id) = mc::Camlbox::<Vec<u64>>::create(1, 64).unwrap();
+/// let tx = id.sender().unwrap();
+/// tx.send(&vec![1, 2, 3]).unwrap();
+/// // The only slot is taken.
+/// assert!(matches!(tx.try_send(&vec![4]), Err(CamlboxError::Full)));
+/// assert!(matches!(
+///     tx.send_timeout(&vec![4], Duration::from_millis(1)),
+///     Err(CamlboxError::Timeout)
+/// ));
+/// // Too big for a slot: an error, and the slot is not lost.
+/// let slot = rx.wait()[0];
+/// rx.delete(slot);
+/// assert!(matches!(tx.send(&vec![0; 100]), Err(CamlboxError::TooBig { .. })));
+/// tx.try_send(&vec![4]).unwrap();
+/// ```
+pub struct Sender<T: Shared> {
+    pub(super) map: Arc<Mapping>,
+    /// Where the next claim starts: after the slot last claimed.
+    pub(super) next: AtomicUsize,
+    pub(super) _type: PhantomData<fn(T) -> T>,
+}
+
+impl<T: Shared> Clone for Sender<T> {
+    fn clone(&self) -> Self {
+        Sender {
+            map: self.map.clone(),
+            next: AtomicUsize::new(self.next.load(Ordering::Relaxed).wrapping_add(7)),
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T: Shared> fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sender")
+            .field("slots", &self.map.region.slots())
+            .field("msg_size", &self.map.region.msg_size())
+            .finish()
+    }
+}
+
+/// Bump-allocates inside one slot; target addresses are where the receiver
+/// sees the slot.
+struct SlotAlloc {
+    local: NonNull<u8>,
+    target: usize,
+    len: usize,
+    next: usize,
+}
+
+// SAFETY: allocations are disjoint, increasing ranges of the slot's data
+// (owned by the writing sender while the slot is claimed), aligned as
+// requested in the receiver's address space — and hence locally too (for
+// alignments up to the page size), since both mappings are page-aligned and
+// the data is at the same offset in each.
+unsafe impl Allocate for SlotAlloc {
+    fn allocate(&mut self, layout: Layout) -> Result<(NonNull<u8>, usize), CopyError> {
+        let addr = self
+            .target
+            .checked_add(self.next)
+            .and_then(|a| a.checked_next_multiple_of(layout.align()))
+            .ok_or(CopyError::Overflow)?;
+        let offset = addr - self.target;
+        let end = offset
+            .checked_add(layout.size())
+            .ok_or(CopyError::Overflow)?;
+        if end > self.len {
+            return Err(CopyError::OutOfSpace {
+                requested: layout.size(),
+            });
+        }
+        // SAFETY: `offset <= end <= len`: inside (or one past) the slot.
+        let local = unsafe { self.local.add(offset) };
+        if (local.as_ptr() as usize) % layout.align() != 0 {
+            // Alignments above the page size cannot be honoured in both
+            // mappings.
+            return Err(CopyError::Overflow);
+        }
+        self.next = end;
+        Ok((local, addr))
+    }
+}
+
+impl<T: Shared> Sender<T> {
+    /// Opens the box named `name` (as given to [`Camlbox::create_named`],
+    /// or [`CamlboxId::name`]); works from any process of the same user.
+    /// Fails with [`CamlboxError::WrongType`] if the box stores another
+    /// type.
+    pub fn open(name: &str) -> Result<Sender<T>, CamlboxError> {
+        Self::open_segment(&segment_name(name))
+    }
+
+    pub(super) fn open_segment(full: &str) -> Result<Sender<T>, CamlboxError> {
+        let fd = segment::shm_open(full)?;
+        let header = segment::read_header(&fd).map_err(CamlboxError::Segment)?;
+        if SegmentKind::from_u32(header.kind) != Some(SegmentKind::Camlbox) {
+            return Err(CamlboxError::Segment(SegmentError::NotMc));
+        }
+        if header.fingerprint != T::FINGERPRINT {
+            return Err(CamlboxError::WrongType {
+                expected: T::FINGERPRINT,
+                found: header.fingerprint,
+            });
+        }
+        // SAFETY: plain fstat into a live local.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: valid descriptor and pointer to a live local.
+        if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+            return Err(io::Error::last_os_error().into());
+        }
+        let len = header.size as usize;
+        if (st.st_size as u64) < header.size {
+            return Err(CamlboxError::Truncated {
+                size: st.st_size as u64,
+                expected: header.size,
+            });
+        }
+        let base = map(&fd, len)?;
+        // SAFETY: a page-aligned mapping of `len` bytes that stays mapped
+        // as long as the `Mapping` below; the geometry never changes after
+        // creation.
+        let region = match unsafe { Region::open(base, len) } {
+            Some(r) => r,
+            None => {
+                // SAFETY: unmaps the mapping just made.
+                unsafe { libc::munmap(base.cast(), len) };
+                return Err(CamlboxError::Segment(SegmentError::NotMc));
+            }
+        };
+        // Spread the senders' starting points over the slots.
+        let start = (futex::current_tid() as usize).wrapping_mul(0x9e37_79b9) >> 8;
+        Ok(Sender {
+            map: Arc::new(Mapping::new(region, len)),
+            next: AtomicUsize::new(start),
+            _type: PhantomData,
+        })
+    }
+
+    /// The number of slots.
+    pub fn capacity(&self) -> usize {
+        self.map.region.slots()
+    }
+
+    /// The bytes a message may take in a slot.
+    pub fn msg_size(&self) -> usize {
+        self.map.region.msg_size()
+    }
+
+    /// Interrupts the receiver's current (or next) `wait`, which returns an
+    /// empty list.
+    pub fn wake(&self) {
+        self.map.region.wake_receiver();
+    }
+
+    /// Sends `value`, waiting while the box is full.
+    ///
+    /// Fails with [`CamlboxError::TooBig`] if the value does not fit in a
+    /// slot (the slot is released at once).
+    pub fn send(&self, value: &T) -> Result<(), CamlboxError> {
+        let slot = self.claim(None)?;
+        self.write(slot, value)
+    }
+
+    /// Sends `value`, waiting at most `timeout` for a free slot.
+    pub fn send_timeout(&self, value: &T, timeout: Duration) -> Result<(), CamlboxError> {
+        let deadline = futex::deadline(Some(timeout)).unwrap_or_else(far_future);
+        let slot = self.claim(Some(deadline))?;
+        self.write(slot, value)
+    }
+
+    /// Sends `value` if a slot is free, or fails with
+    /// [`CamlboxError::Full`].
+    pub fn try_send(&self, value: &T) -> Result<(), CamlboxError> {
+        let r = &self.map.region;
+        let (tid, _) = writer_identity();
+        let slot = match self.claim_once(tid) {
+            Some(s) => s,
+            None => {
+                if r.reclaim_dead_writers() == 0 {
+                    return Err(CamlboxError::Full);
+                }
+                self.claim_once(tid).ok_or(CamlboxError::Full)?
+            }
+        };
+        self.write(slot, value)
+    }
+
+    /// One claim attempt from this sender's starting point.
+    pub(super) fn claim_once(&self, tid: u32) -> Option<usize> {
+        let r = &self.map.region;
+        let slot = r.claim(tid, self.next.load(Ordering::Relaxed) % r.slots())?;
+        self.next.store(slot + 1, Ordering::Relaxed);
+        Some(slot)
+    }
+
+    fn claim(&self, deadline: Option<Instant>) -> Result<usize, CamlboxError> {
+        self.check_intact()?;
+        let r = &self.map.region;
+        let (tid, _) = writer_identity();
+        if let Some(s) = self.claim_once(tid) {
+            return Ok(s);
+        }
+        let spin_start = Instant::now();
+        let mut spins = 0u32;
+        while spin_start.elapsed() < SPIN {
+            for _ in 0..32 {
+                std::hint::spin_loop();
+            }
+            spins += 1;
+            if spins % 16 == 0 {
+                std::thread::yield_now();
+            }
+            if let Some(s) = self.claim_once(tid) {
+                return Ok(s);
+            }
+        }
+        let h = r.header();
+        loop {
+            let Some(slice) = futex::next_slice(deadline) else {
+                return Err(CamlboxError::Timeout);
+            };
+            // Count ourselves as waiting, then retry (see `Region::free`).
+            h.free_waiters.fetch_add(1, Ordering::SeqCst);
+            std::sync::atomic::fence(Ordering::SeqCst);
+            let seq = h.free_seq.load(Ordering::SeqCst);
+            if let Some(s) = self.claim_once(tid) {
+                h.free_waiters.fetch_sub(1, Ordering::SeqCst);
+                return Ok(s);
+            }
+            let woken = futex::wait(&h.free_seq, seq, Some(slice));
+            h.free_waiters.fetch_sub(1, Ordering::SeqCst);
+            if woken == futex::Wait::TimedOut {
+                r.reclaim_dead_writers();
+            }
+            if let Some(s) = self.claim_once(tid) {
+                return Ok(s);
+            }
+        }
+    }
+
+    /// [`CamlboxError::Truncated`] when another process cut the segment
+    /// short under this sender's mapping.
+    fn check_intact(&self) -> Result<(), CamlboxError> {
+        if self.map.truncated() {
+            return Err(CamlboxError::Truncated {
+                size: 0,
+                expected: self.map.len as u64,
+            });
+        }
+        Ok(())
+    }
+
+    fn write(&self, slot: usize, value: &T) -> Result<(), CamlboxError> {
+        self.check_intact()?;
+        let r = &self.map.region;
+        let (tid, start) = writer_identity();
+        let s = r.slot(slot);
+        debug_assert_eq!(
+            s.state.load(Ordering::Relaxed),
+            WRITING | (tid as u64) << 32
+        );
+        s.writer_start.store(start, Ordering::Release);
+        let mine = WRITING | (tid as u64) << 32;
+        // Any process that opened the box can overwrite the recorded base:
+        // a nonsensical one makes the message unreadable, never a panic.
+        let Some(target) = (r.header().receiver_base.load(Ordering::Relaxed) as usize)
+            .checked_add(r.data_offset(slot))
+            .filter(|t| t.checked_add(r.msg_size()).is_some())
+        else {
+            r.free_own(slot, mine);
+            return Err(CamlboxError::BadGeometry);
+        };
+        // SAFETY: the slot's data is `msg_size` bytes inside our mapping.
+        let local = unsafe { NonNull::new_unchecked(r.data(slot)) };
+        let mut alloc = SlotAlloc {
+            local,
+            target,
+            len: r.msg_size(),
+            next: 0,
+        };
+        let result = (|| -> Result<usize, CopyError> {
+            let (root, addr) = alloc.allocate(Layout::new::<T::Repr>())?;
+            let repr = {
+                // SAFETY: the representation is written into this slot
+                // right below, and the allocator's target addresses are the
+                // receiver's addresses of this slot.
+                let mut w = unsafe { Writer::new(&mut alloc) };
+                value.to_repr(&mut w)?
+            };
+            // SAFETY: `root` was allocated for one `T::Repr` in the slot,
+            // which this sender owns while it is claimed.
+            unsafe { root.cast::<T::Repr>().as_ptr().write(repr) };
+            Ok(addr - target)
+        })();
+        match result {
+            Ok(root_offset) => {
+                r.publish(slot, mine, root_offset, alloc.next);
+                // Written to zero pages standing in for a cut segment: the
+                // message never reached the receiver.
+                self.check_intact()
+            }
+            Err(CopyError::Locked) => {
+                r.free_own(slot, mine);
+                Err(CamlboxError::Locked)
+            }
+            Err(_) => {
+                r.free_own(slot, mine);
+                let needed = value::deep_size(value)
+                    + std::mem::size_of::<T::Repr>()
+                    + std::mem::align_of::<T::Repr>();
+                Err(CamlboxError::TooBig {
+                    needed,
+                    capacity: r.msg_size(),
+                })
+            }
+        }
+    }
+}

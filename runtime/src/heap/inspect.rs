@@ -1,0 +1,86 @@
+//! What an inspector (`mcctl`) sees of a heap: figures read from a copy
+//! of its header, without locking.
+
+use std::mem::size_of;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::alloc::AllocState;
+use super::{HeapHeader, HeapStats, HEAP_MAGIC, PIN_COUNT_MASK};
+use crate::pool::OWNER_HEADER;
+
+/// What an inspector sees of a heap, read without locking (figures may be
+/// a moment old).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeapReport {
+    /// The heap's address (its descriptor's address).
+    pub addr: usize,
+    /// The fingerprint of the root type.
+    pub fingerprint: u64,
+    /// Whether a process died in the middle of modifying it.
+    pub poisoned: bool,
+    /// The heap's figures.
+    pub stats: HeapStats,
+}
+
+/// The size of a heap header (what [`inspect_header`] reads).
+pub(crate) fn header_size() -> usize {
+    size_of::<HeapHeader>()
+}
+
+/// Reads a heap header from a copy of its bytes (`addr` is where the heap
+/// lives in its pool). `None` when the bytes are not a heap header.
+pub(crate) fn inspect_header(
+    addr: usize,
+    bytes: &[u8],
+    owner_of: &dyn Fn(usize) -> u32,
+    read: &dyn Fn(usize, usize) -> Option<Vec<u8>>,
+) -> Option<HeapReport> {
+    if bytes.len() < size_of::<HeapHeader>() || bytes[..8] != HEAP_MAGIC.to_le_bytes() {
+        return None;
+    }
+    let mut copy = std::mem::MaybeUninit::<HeapHeader>::uninit();
+    // SAFETY: copies `size_of::<HeapHeader>()` bytes into the local; every
+    // field of the header (integers, atomics, the lock words, the allocator
+    // state of integers and arrays of integers) is valid for any bytes.
+    let h = unsafe {
+        std::ptr::copy_nonoverlapping(
+            bytes.as_ptr(),
+            copy.as_mut_ptr().cast::<u8>(),
+            size_of::<HeapHeader>(),
+        );
+        copy.assume_init()
+    };
+    if owner_of(addr) != h.tag | OWNER_HEADER {
+        return None;
+    }
+    // Follow the current chunk's address only into this heap's pages, and
+    // only through `read` (copies).
+    let s = h.alloc.into_inner().stats_with(|cur| {
+        if owner_of(cur) != h.tag {
+            return None;
+        }
+        AllocState::chunk_size_top(&read(cur, 32)?)
+    });
+    let pinned = h
+        .pins
+        .iter()
+        .filter(|p| p.v.load(Ordering::Relaxed) & PIN_COUNT_MASK != 0)
+        .count();
+    Some(HeapReport {
+        addr,
+        fingerprint: h.fingerprint,
+        poisoned: h.poisoned.load(Ordering::Relaxed) != 0,
+        stats: HeapStats {
+            live_bytes: s.live_bytes,
+            free_bytes: s.free_bytes,
+            chunks: s.chunks,
+            chunk_bytes: s.chunk_bytes,
+            allocated_since_gc: s.allocated_since_gc,
+            gc_runs: s.gc_runs,
+            last_gc: Duration::from_nanos(s.last_gc_nanos),
+            pinned,
+            owner_deaths: h.owner_deaths.load(Ordering::Relaxed),
+        },
+    })
+}
