@@ -13,7 +13,7 @@ use super::{HeapError, HeapHeader};
 use crate::pool::Pool;
 use crate::value::{CopyError, SOption, SString, SVec, Shared, Writer};
 
-/// Changes a heap during [`Heap::modify`]: copies values in, swaps values,
+/// Changes a heap during [`Heap::modify`](super::Heap::modify): copies values in, swaps values,
 /// grows vectors. Everything it returns borrows it, so nothing can outlive
 /// the modification.
 pub struct Mutator<'h> {
