@@ -133,6 +133,47 @@ fn a_cut_under_a_live_pool_is_contained() -> Result<String, String> {
     ))
 }
 
+/// A pool far larger than the machine's memory (its range is reserved, not
+/// backed): the zero pages that stand in for a cut must not need memory.
+fn a_cut_under_a_huge_pool_is_contained() -> Result<String, String> {
+    let pool = Pool::create(64 << 30).map_err(err)?;
+    let heap = Heap::create(&pool, &sample()).map_err(err)?;
+    truncate(pool.name(), 4096)?;
+    let first = heap.copy().err().ok_or("read a value past the cut")?;
+    if !pool.is_truncated() {
+        return Err(format!("not flagged: {first}"));
+    }
+    Ok(format!("64 GiB pool: {first}"))
+}
+
+/// The fault handler handles faults in mc's mappings only: a `SIGBUS`
+/// sent with `kill` has the fate it has in a program without mc (what the
+/// handler before mc's decides: the standard library's, here).
+fn a_sigbus_from_kill_is_left_alone() -> Result<String, String> {
+    let fate = |with_pool: bool| -> Result<i32, String> {
+        let pid = common::fork_child(move || {
+            let _pool = with_pool.then(|| Pool::create(1 << 20).expect("pool"));
+            for _ in 0..2 {
+                // SAFETY: signals this child itself.
+                unsafe { libc::kill(libc::getpid(), libc::SIGBUS) };
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            0
+        });
+        common::wait_child(pid, Duration::from_secs(10))
+    };
+    let without = fate(false)?;
+    let with = fate(true)?;
+    if with != without {
+        return Err(format!(
+            "wait status {with:#x} with mc's handler, {without:#x} without"
+        ));
+    }
+    Ok(format!(
+        "the same fate with and without mc (wait status {with:#x})"
+    ))
+}
+
 fn a_cut_camlbox_is_an_error_for_both_ends() -> Result<String, String> {
     let (mut rx, id) = Camlbox::<Doc>::create(4, 64 * 1024).map_err(err)?;
     let tx = id.sender().map_err(err)?;
@@ -141,7 +182,8 @@ fn a_cut_camlbox_is_an_error_for_both_ends() -> Result<String, String> {
     if slots.len() != 1 {
         return Err(format!("slots {slots:?}"));
     }
-    truncate(rx.segment_name(), 4096)?;
+    // Only the segment header is left: every slot is past the cut.
+    truncate(rx.segment_name(), 64)?;
     let got = rx.get_copy(slots[0]);
     if !matches!(got, Err(CamlboxError::Truncated { .. })) {
         return Err(format!("get after the cut: {got:?}"));
@@ -341,6 +383,14 @@ fn main() {
         (
             "a_cut_under_a_live_pool_is_contained",
             a_cut_under_a_live_pool_is_contained,
+        ),
+        (
+            "a_cut_under_a_huge_pool_is_contained",
+            a_cut_under_a_huge_pool_is_contained,
+        ),
+        (
+            "a_sigbus_from_kill_is_left_alone",
+            a_sigbus_from_kill_is_left_alone,
         ),
         (
             "a_cut_camlbox_is_an_error_for_both_ends",

@@ -484,6 +484,58 @@ fn master_forgets_old_joined_outcomes() -> TestResult {
     }
 }
 
+/// A worker that starts sleepers as fast as it can, recording every pid.
+#[mc::process]
+fn spawner(_: ()) -> u32 {
+    loop {
+        if let Ok(p) = sleep_and_print_pid::start(60_000) {
+            let _ = p;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Every process a run started is gone when `run` returns, and is listed
+/// as killed or unjoined: start requests still in flight when the first
+/// process ends do not start anything.
+fn no_process_outlives_the_run() -> TestResult {
+    for round in 0..5 {
+        let report = mc::run(|| {
+            for _ in 0..4 {
+                spawner::start(()).expect("start");
+            }
+            std::thread::sleep(Duration::from_millis(30));
+        })
+        .map_err(err)?;
+        let accounted = report.killed.len() + report.unjoined.len();
+        ensure!(
+            accounted as u64 == report.started - 1,
+            "round {round}: {} started besides the first, {} killed and {} unjoined",
+            report.started - 1,
+            report.killed.len(),
+            report.unjoined.len()
+        );
+        // No child of a master is left (the master is gone: its children
+        // would be orphans of this process's session).
+        let orphans = std::fs::read_dir("/proc")
+            .map_err(err)?
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|&pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| c.contains("processes"))
+                    && pid != std::process::id()
+                    && parent_of(pid) == Some(1)
+            })
+            .count();
+        ensure!(
+            orphans == 0,
+            "round {round}: {orphans} workers outlived the run"
+        );
+    }
+    Ok(())
+}
+
 fn first_process_panic_is_reported() -> TestResult {
     let report = mc::run(|| -> u32 { panic!("first gave up") }).map_err(err)?;
     ensure!(
@@ -777,6 +829,7 @@ fn main() {
             "master_forgets_old_joined_outcomes",
             master_forgets_old_joined_outcomes,
         ),
+        ("no_process_outlives_the_run", no_process_outlives_the_run),
         (
             "release_join_point_drops_results",
             release_join_point_drops_results,

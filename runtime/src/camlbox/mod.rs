@@ -190,20 +190,43 @@ fn segment_name(name: &str) -> String {
 struct Mapping {
     region: Region,
     len: usize,
+    /// The segment, to check its size on slow paths.
+    fd: OwnedFd,
     /// Registration with the fault handler: a truncation of the segment by
     /// another process is then an error, not a `SIGBUS`.
     guard: Option<crate::os::fault::Guard>,
 }
 
 impl Mapping {
-    fn new(region: Region, len: usize) -> Mapping {
+    fn new(region: Region, len: usize, fd: OwnedFd) -> Mapping {
         let guard = crate::os::fault::guard(region.base() as usize, len);
-        Mapping { region, len, guard }
+        Mapping {
+            region,
+            len,
+            fd,
+            guard,
+        }
     }
 
-    /// Whether another process cut the segment short under this mapping.
+    /// Whether a fault found the segment cut short under this mapping (a
+    /// load: cheap enough for every operation).
     fn truncated(&self) -> bool {
         self.guard.as_ref().is_some_and(|g| g.truncated())
+    }
+
+    /// Whether the segment is cut short, also when no access has faulted
+    /// yet (a cut inside a page reads zeros without faulting): a system
+    /// call, for the slow paths (nothing ready, nothing free).
+    fn cut_short(&self) -> bool {
+        self.truncated() || segment::object_size(&self.fd).is_ok_and(|size| size < self.len as u64)
+    }
+
+    /// The error for a segment cut short.
+    fn truncated_error(&self) -> CamlboxError {
+        CamlboxError::Truncated {
+            size: segment::object_size(&self.fd).unwrap_or(0),
+            expected: self.len as u64,
+        }
     }
 }
 
@@ -366,7 +389,7 @@ impl<T: Shared> Camlbox<T> {
             // SAFETY: the first 64 bytes of the mapping hold the segment
             // header, which we own until the segment is published.
             unsafe { base.cast::<SegmentHeader>().write(header) };
-            Ok(Mapping::new(region, total))
+            Ok(Mapping::new(region, total, fd.try_clone()?))
         })();
         let map = match made {
             Ok(m) => m,
@@ -452,10 +475,7 @@ impl<T: Shared> Camlbox<T> {
 
     fn check_intact(&self) -> Result<(), CamlboxError> {
         if self.map.truncated() {
-            return Err(CamlboxError::Truncated {
-                size: segment_size(&self.segment),
-                expected: self.map.len as u64,
-            });
+            return Err(self.map.truncated_error());
         }
         Ok(())
     }
@@ -533,7 +553,7 @@ impl<T: Shared> Camlbox<T> {
                 return out;
             }
             spins += 1;
-            if spins % 64 == 0 {
+            if spins.is_multiple_of(64) {
                 let now = Instant::now();
                 if deadline.is_some_and(|d| now >= d) {
                     return out;
@@ -541,7 +561,7 @@ impl<T: Shared> Camlbox<T> {
                 if now - spin_start >= SPIN {
                     break;
                 }
-                if spins % 1024 == 0 {
+                if spins.is_multiple_of(1024) {
                     std::thread::yield_now();
                 }
             }
@@ -570,6 +590,9 @@ impl<T: Shared> Camlbox<T> {
                 return out;
             }
             if woken == futex::Wait::TimedOut {
+                if self.map.cut_short() {
+                    return out;
+                }
                 r.reclaim_dead_writers();
             }
         }
@@ -582,8 +605,11 @@ impl<T: Shared> Camlbox<T> {
         self.check_intact()?;
         let r = self.region();
         if slot >= r.slots() || r.slot(slot).state.load(Ordering::Acquire) != READY {
-            // Reading the state may have found the segment cut short.
-            self.check_intact()?;
+            // Reading the state may have found the segment cut short (by a
+            // fault, or zeros past the end inside the last page).
+            if self.map.cut_short() {
+                return Err(self.map.truncated_error());
+            }
             return Err(CamlboxError::NotReady(slot));
         }
         Ok(())
@@ -657,13 +683,6 @@ impl<T: Shared> Camlbox<T> {
         self.seen[slot] = false;
         self.region().free(slot);
     }
-}
-
-/// The size of a segment by name (0 when it cannot be opened).
-fn segment_size(name: &str) -> u64 {
-    segment::shm_open(name)
-        .and_then(|fd| segment::object_size(&fd))
-        .unwrap_or(0)
 }
 
 fn far_future() -> Instant {

@@ -96,7 +96,7 @@ unsafe impl Allocate for SlotAlloc {
         }
         // SAFETY: `offset <= end <= len`: inside (or one past) the slot.
         let local = unsafe { self.local.add(offset) };
-        if (local.as_ptr() as usize) % layout.align() != 0 {
+        if !(local.as_ptr() as usize).is_multiple_of(layout.align()) {
             // Alignments above the page size cannot be honoured in both
             // mappings.
             return Err(CopyError::Overflow);
@@ -155,7 +155,7 @@ impl<T: Shared> Sender<T> {
         // Spread the senders' starting points over the slots.
         let start = (futex::current_tid() as usize).wrapping_mul(0x9e37_79b9) >> 8;
         Ok(Sender {
-            map: Arc::new(Mapping::new(region, len)),
+            map: Arc::new(Mapping::new(region, len, fd)),
             next: AtomicUsize::new(start),
             _type: PhantomData,
         })
@@ -202,6 +202,9 @@ impl<T: Shared> Sender<T> {
             Some(s) => s,
             None => {
                 if r.reclaim_dead_writers() == 0 {
+                    if self.map.cut_short() {
+                        return Err(self.map.truncated_error());
+                    }
                     return Err(CamlboxError::Full);
                 }
                 self.claim_once(tid).ok_or(CamlboxError::Full)?
@@ -232,7 +235,7 @@ impl<T: Shared> Sender<T> {
                 std::hint::spin_loop();
             }
             spins += 1;
-            if spins % 16 == 0 {
+            if spins.is_multiple_of(16) {
                 std::thread::yield_now();
             }
             if let Some(s) = self.claim_once(tid) {
@@ -255,6 +258,9 @@ impl<T: Shared> Sender<T> {
             let woken = futex::wait(&h.free_seq, seq, Some(slice));
             h.free_waiters.fetch_sub(1, Ordering::SeqCst);
             if woken == futex::Wait::TimedOut {
+                if self.map.cut_short() {
+                    return Err(self.map.truncated_error());
+                }
                 r.reclaim_dead_writers();
             }
             if let Some(s) = self.claim_once(tid) {
@@ -267,10 +273,7 @@ impl<T: Shared> Sender<T> {
     /// short under this sender's mapping.
     fn check_intact(&self) -> Result<(), CamlboxError> {
         if self.map.truncated() {
-            return Err(CamlboxError::Truncated {
-                size: 0,
-                expected: self.map.len as u64,
-            });
+            return Err(self.map.truncated_error());
         }
         Ok(())
     }

@@ -451,11 +451,14 @@ impl AllocState {
                     runs.push((run, c.top - run));
                 }
                 if !any_live {
-                    // Empty: unlink and give back.
-                    *prev_link = next;
+                    // Empty: forget it as the bump chunk, unlink it, give it
+                    // back (in this order, so that a kill in between never
+                    // leaves `cur` on a chunk that is not in the list).
                     if self.cur == chunk {
                         self.cur = 0;
                     }
+                    compiler_fence(Ordering::Release);
+                    *prev_link = next;
                     let size = c.size;
                     c.magic = 0;
                     src.put(chunk, size);
@@ -500,7 +503,7 @@ impl AllocState {
             if chunks.len() >= max_chunks {
                 return Err(Corrupt("the chunk list does not end"));
             }
-            if chunk % 8 != 0 || !owns(chunk, CHUNK_HDR) {
+            if !chunk.is_multiple_of(8) || !owns(chunk, CHUNK_HDR) {
                 return Err(Corrupt("a chunk lies outside the heap's pages"));
             }
             // SAFETY: `owns` accepted the chunk header's bytes: mapped,
@@ -538,6 +541,31 @@ impl AllocState {
             return Err(Corrupt("the current chunk is not in the list"));
         }
         Ok(chunks)
+    }
+
+    /// Forgets the current (bump) chunk when it is not in the chunk list
+    /// (what a process killed by an older build between unlinking it and
+    /// forgetting it could leave), walking only memory `owns` accepts.
+    pub(crate) fn forget_unlinked_cur(
+        &mut self,
+        owns: &dyn Fn(usize, usize) -> bool,
+        max_chunks: usize,
+    ) {
+        if self.cur == 0 {
+            return;
+        }
+        let mut chunk = self.chunks;
+        for _ in 0..max_chunks {
+            if chunk == 0 || !chunk.is_multiple_of(8) || !owns(chunk, CHUNK_HDR) {
+                break;
+            }
+            if chunk == self.cur {
+                return;
+            }
+            // SAFETY: `owns` accepted the chunk header's bytes.
+            chunk = unsafe { (*(chunk as *const ChunkHeader)).next };
+        }
+        self.cur = 0;
     }
 
     /// Clears the mark bit of every block (what a killed collection may
@@ -603,7 +631,7 @@ pub(crate) struct Marker<'a> {
 // in the heap it writes to, and the mutator refuses places of other heaps.
 unsafe impl Mark for Marker<'_> {
     fn mark(&mut self, addr: usize) -> bool {
-        if addr < 8 || addr % 8 != 0 || !(self.owns)(addr - 8) {
+        if addr < 8 || !addr.is_multiple_of(8) || !(self.owns)(addr - 8) {
             return false;
         }
         let b = addr - 8;
@@ -818,6 +846,29 @@ pub(crate) mod tests {
         assert_eq!(h.get::<Vec<u8>>(a), big);
         h.gc::<Vec<u8>>(&[]);
         assert_eq!(h.src.out, 0, "the big chunk went back");
+    }
+
+    #[test]
+    fn a_current_chunk_outside_the_list_is_forgotten() {
+        let mut h = TestHeap::new(1 << 20, 64 * 1024);
+        let keep = h.put(&vec![1u64; 10]).unwrap();
+        let (lo, hi) = h.src.range();
+        let owns = move |a: usize, len: usize| a >= lo && a + len <= hi;
+        assert!(h.st.walk(&owns, 100, |_, _| {}).is_ok());
+        // What a kill between unlinking the current chunk and forgetting
+        // it could leave: `cur` on memory that is not a chunk of the list.
+        let stray = h.src.get(64 * 1024).unwrap();
+        let linked = h.st.cur;
+        h.st.cur = stray;
+        assert!(h.st.walk(&owns, 100, |_, _| {}).is_err());
+        h.st.forget_unlinked_cur(&owns, 100);
+        assert_eq!(h.st.cur, 0);
+        assert!(h.st.walk(&owns, 100, |_, _| {}).is_ok());
+        // A linked current chunk stays.
+        h.st.cur = linked;
+        h.st.forget_unlinked_cur(&owns, 100);
+        assert_eq!(h.st.cur, linked);
+        assert_eq!(h.get::<Vec<u64>>(keep), vec![1; 10]);
     }
 
     #[test]

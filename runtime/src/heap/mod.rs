@@ -324,7 +324,7 @@ impl<T: Shared> Heap<T> {
         // write, says where heap headers are: a forged descriptor cannot
         // make arbitrary pool memory pass for a heap.
         let owner = pool.page_owner(addr);
-        if addr % PAGE_SIZE != 0
+        if !addr.is_multiple_of(PAGE_SIZE)
             || owner & OWNER_HEADER == 0
             || !pool.contains_committed(addr, size_of::<HeapHeader>())
         {
@@ -435,7 +435,7 @@ impl<T: Shared> Heap<T> {
         if h.magic.load(Ordering::Acquire) != HEAP_MAGIC || h.id != self.id {
             // Reading the header may itself have found the segment cut
             // short (the fault was contained and the header reads zeros).
-            self.pool.check_intact()?;
+            self.pool.check_size()?;
             return Err(HeapError::Destroyed);
         }
         if h.poisoned.load(Ordering::Acquire) != 0 {
@@ -516,9 +516,11 @@ impl<T: Shared> Heap<T> {
             match h.lock.read(left(deadline)) {
                 Ok(_) => break,
                 Err(LockError::Poisoned) if tries < 3 => {
-                    // A writer died: take the lock once to judge the heap.
+                    // A writer died: take the lock once to judge the heap
+                    // (a repair is left to the next writer: readers need
+                    // whole values, not the allocator's state).
                     tries += 1;
-                    self.acquire_write(h, deadline, true)?;
+                    self.acquire_write(h, deadline, false)?;
                     // SAFETY: taken just above.
                     unsafe { h.lock.unlock_write() };
                 }
@@ -877,9 +879,7 @@ impl<T: Shared> Heap<T> {
         let h = self.header();
         let header = (self.hdr, self.hdr + h.header_bytes);
         let except = if keep_header { header } else { (0, 0) };
-        for (addr, len) in self.pool.pages_of(h.tag, except) {
-            self.pool.free_pages(addr, len);
-        }
+        self.pool.free_pages_of(h.tag, except, &|_| false);
     }
 }
 

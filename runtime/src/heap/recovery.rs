@@ -207,6 +207,21 @@ impl<T: Shared> Heap<T> {
         // SAFETY: the exclusive lock is held.
         let state = unsafe { &mut *h.alloc.get() };
         let owns = |a: usize, len: usize| self.in_chunks(h, a, len);
+        // A sweep killed between unlinking the current chunk and forgetting
+        // it leaves `cur` on a chunk that is no longer the heap's.
+        state.forget_unlinked_cur(&owns, self.max_chunks());
+        // The collector follows the values' pointers: check them first.
+        if self.validate_locked(h).is_err() {
+            h.poisoned.store(POISON_DIED, Ordering::Release);
+            h.dirty.store(0, Ordering::Release);
+            return;
+        }
+        // SAFETY: the structure was checked just above; the lock is held.
+        unsafe { state.clear_marks() };
+        self.collect(h);
+        // Pages of the heap that no chunk holds (taken by a killed process
+        // before it linked them, or unlinked before it gave them back),
+        // freed under the pool's lock.
         let chunks = match state.walk(&owns, self.max_chunks(), |_, _| {}) {
             Ok(c) => c,
             Err(_) => {
@@ -215,81 +230,46 @@ impl<T: Shared> Heap<T> {
                 return;
             }
         };
-        // SAFETY: the structure was checked just above; the lock is held.
-        unsafe { state.clear_marks() };
-        self.collect(h);
-        // Pages of the heap that no chunk holds (taken by a killed process
-        // before it linked them, or unlinked before it gave them back).
-        let chunks: Vec<(usize, usize)> = {
-            // The sweep may have given chunks back: walk again.
-            state
-                .walk(&owns, self.max_chunks(), |_, _| {})
-                .unwrap_or(chunks)
-        };
         let header = (self.hdr, self.hdr + h.header_bytes);
-        for (addr, len) in self.pool.pages_of(h.tag, header) {
-            for (a, l) in outside(addr, len, &chunks) {
-                self.pool.free_pages(a, l);
-            }
-        }
+        self.pool.free_pages_of(h.tag, header, &|p| {
+            chunks.iter().any(|&(c, s)| p >= c && p < c + s)
+        });
         h.repair.store(0, Ordering::Release);
         h.dirty.store(0, Ordering::Release);
     }
-}
-
-/// The parts of `addr..addr+len` (page-aligned) outside every chunk.
-fn outside(addr: usize, len: usize, chunks: &[(usize, usize)]) -> Vec<(usize, usize)> {
-    let mut out: Vec<(usize, usize)> = Vec::new();
-    let mut p = addr;
-    while p < addr + len {
-        let inside = chunks.iter().any(|&(c, s)| p >= c && p < c + s);
-        if !inside {
-            match out.last_mut() {
-                Some((s, l)) if *s + *l == p => *l += PAGE_SIZE,
-                _ => out.push((p, PAGE_SIZE)),
-            }
-        }
-        p += PAGE_SIZE;
-    }
-    out
 }
 
 /// Gives back the pages of heaps that can never be used: heaps whose
 /// creator died before it published them, and pages a destroyed heap
 /// still owns (its destroyer was killed half-way). Live heaps are left
 /// alone (each repairs itself). Called when a pool runs short of pages;
-/// returns the bytes given back.
+/// returns the bytes given back. Everything is decided and freed under the
+/// pool's lock, and a header counts only when its recorded tag is the one
+/// the page owner table gives (a page just handed to a new heap may still
+/// hold an old header).
 pub(crate) fn scavenge(pool: &Pool) -> usize {
-    let header_bytes = std::mem::size_of::<HeapHeader>().next_multiple_of(PAGE_SIZE);
-    let mut freed = 0;
-    for (addr, tag) in pool.header_pages() {
+    pool.free_dead_owners(&|addr, tag| {
         if !pool.contains_committed(addr, std::mem::size_of::<HeapHeader>()) {
-            continue;
+            return None;
         }
         // SAFETY: the page owner table says a heap header starts here, in
-        // committed pool memory; only its atomic fields are read, and any
-        // bytes are valid for them.
+        // committed pool memory; only plain and atomic fields are read, and
+        // any bytes are valid for them.
         let h = unsafe { &*(addr as *const HeapHeader) };
-        let keep_header = match h.magic.load(Ordering::Acquire) {
-            TOMBSTONE => true,
+        if h.tag != tag {
+            return None;
+        }
+        match h.magic.load(Ordering::Acquire) {
+            TOMBSTONE => Some(true),
             HEAP_MAGIC => {
                 let creator = h.creating.load(Ordering::Acquire);
                 if creator == 0 || crate::segment::process_alive(creator, 0) {
-                    continue;
+                    None
+                } else {
+                    Some(false)
                 }
-                false
             }
-            _ => continue,
-        };
-        let except = if keep_header {
-            (addr, addr + header_bytes)
-        } else {
-            (0, 0)
-        };
-        for (a, l) in pool.pages_of(tag, except) {
-            pool.free_pages(a, l);
-            freed += l;
+            _ => None,
         }
-    }
-    freed
+    })
 }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::value::SVec;
 
 fn pool() -> Pool {
     Pool::create(64 << 20).unwrap()
@@ -268,4 +269,86 @@ fn heaps_with_locks_refuse_pins() {
         .unwrap();
     assert!(matches!(later.pin(), Err(HeapError::PinWithLocks)));
     assert_eq!(*heap.copy().unwrap().0.lock().unwrap(), 1);
+}
+
+/// The address of the root value's `SVec` fields (ptr, len, cap), for tests
+/// that damage a heap as a process that ignores its protocol could.
+fn vec_fields<T: Shared<Repr = SVec<R>>, R>(heap: &Heap<T>) -> *mut usize {
+    let g = heap.read().unwrap();
+    (&*g as *const SVec<R>).cast::<usize>().cast_mut()
+}
+
+#[test]
+fn validation_checks_a_vectors_capacity() {
+    let pool = pool();
+    let heap = Heap::create(&pool, &vec!["a".to_string(), "b".to_string()]).unwrap();
+    heap.validate().unwrap();
+    let f = vec_fields(&heap);
+    // SAFETY: the root `SVec`'s (ptr, len, cap) words in the heap, written
+    // while no guard is alive.
+    unsafe {
+        // No room for its length: the collector would not keep the array.
+        f.add(2).write(0);
+        assert!(matches!(heap.validate(), Err(HeapError::Corrupt(_))));
+        // More room than its block: a push would write past it.
+        f.add(2).write(1 << 20);
+        assert!(matches!(heap.validate(), Err(HeapError::Corrupt(_))));
+        f.add(2).write(2);
+    }
+    heap.validate().unwrap();
+    assert_eq!(heap.copy().unwrap(), ["a", "b"]);
+}
+
+#[test]
+fn validate_never_collects_unchecked_values() {
+    let pool = pool();
+    let heap = Heap::create(&pool, &vec![1u64, 2, 3]).unwrap();
+    let h = heap.header();
+    // A writer that died (a thread that never unlocks counts as one) with
+    // a repair pending, and a length that points far outside the heap.
+    let lock = &h.lock;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // Taken and never released: the thread ends holding it.
+            let _ = lock.write(None).unwrap();
+        });
+    });
+    h.dirty.store(DIRTY_ALLOC, Ordering::Release);
+    let f = vec_fields(&heap);
+    // SAFETY: as in `validation_checks_a_vectors_capacity`.
+    unsafe {
+        f.add(1).write(1 << 40);
+        f.add(2).write(1 << 40);
+    }
+    // The check reports the damage; nothing follows the bad length.
+    assert!(matches!(heap.validate(), Err(HeapError::Corrupt(_))));
+    // A writer repairs only after checking: it poisons instead.
+    assert!(matches!(heap.modify(|_, _| ()), Err(HeapError::Poisoned)));
+    assert_eq!(heap.poisoned().unwrap(), Some(Poison::Died));
+    assert!(matches!(heap.recover(), Err(HeapError::Corrupt(_))));
+    heap.destroy().unwrap();
+}
+
+#[test]
+fn scavenging_frees_only_heaps_whose_header_matches_the_owner_table() {
+    let pool = pool();
+    let used0 = pool.stats().used;
+    let heap = Heap::create(&pool, &vec![7u64; 10_000]).unwrap();
+    let used = pool.stats().used;
+    let h = heap.header();
+    // Unpublished by a creator that is gone (no pid is that large)...
+    h.creating
+        .store(crate::sync::futex::TID_MASK, Ordering::Release);
+    // ...but the header says another tag: a stale header in a page that
+    // was handed to another heap. Nothing is freed.
+    let tag = h.tag;
+    // SAFETY: the header is this test's; `tag` is a plain field.
+    unsafe { std::ptr::addr_of!(h.tag).cast_mut().write(tag ^ 1) };
+    assert_eq!(recovery::scavenge(&pool), 0);
+    assert_eq!(pool.stats().used, used);
+    // SAFETY: as above.
+    unsafe { std::ptr::addr_of!(h.tag).cast_mut().write(tag) };
+    // The header matches: the dead creator's heap goes back, header too.
+    assert_eq!(recovery::scavenge(&pool), used - used0);
+    assert_eq!(pool.stats().used, used0);
 }

@@ -24,16 +24,42 @@ use std::sync::{Mutex, Once};
 const SLOTS: usize = 1024;
 
 struct Slot {
-    /// Start of the range (0: slot unused). Written last when a range is
-    /// registered and first when it is removed, so that the handler never
-    /// sees a start with a stale end.
+    /// Odd while the slot is being changed; the handler reads `start` and
+    /// `end` between two equal, even readings (a seqlock), so it never
+    /// pairs the start of one range with the end of another.
+    gen: AtomicUsize,
+    /// Start of the range (0: slot unused).
     start: AtomicUsize,
     end: AtomicUsize,
     truncated: AtomicBool,
 }
 
+impl Slot {
+    /// Changes the range under the slot's sequence number.
+    fn set(&self, start: usize, end: usize) {
+        self.gen.fetch_add(1, Ordering::AcqRel);
+        self.truncated.store(false, Ordering::Release);
+        self.start.store(start, Ordering::Release);
+        self.end.store(end, Ordering::Release);
+        self.gen.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The range, if the slot holds a stable one.
+    fn range(&self) -> Option<(usize, usize)> {
+        let g1 = self.gen.load(Ordering::Acquire);
+        if g1 % 2 == 1 {
+            return None;
+        }
+        let start = self.start.load(Ordering::Acquire);
+        let end = self.end.load(Ordering::Acquire);
+        let g2 = self.gen.load(Ordering::Acquire);
+        (g1 == g2 && start != 0).then_some((start, end))
+    }
+}
+
 #[allow(clippy::declare_interior_mutable_const)]
 const EMPTY: Slot = Slot {
+    gen: AtomicUsize::new(0),
     start: AtomicUsize::new(0),
     end: AtomicUsize::new(0),
     truncated: AtomicBool::new(false),
@@ -74,10 +100,7 @@ impl Guard {
 impl Drop for Guard {
     fn drop(&mut self) {
         let _l = REGISTER.lock().unwrap_or_else(|e| e.into_inner());
-        let s = &RANGES[self.slot];
-        s.start.store(0, Ordering::Release);
-        s.end.store(0, Ordering::Release);
-        s.truncated.store(false, Ordering::Release);
+        RANGES[self.slot].set(0, 0);
     }
 }
 
@@ -89,10 +112,8 @@ pub(crate) fn guard(start: usize, len: usize) -> Option<Guard> {
     let slot = RANGES
         .iter()
         .position(|s| s.start.load(Ordering::Acquire) == 0)?;
-    let s = &RANGES[slot];
-    s.truncated.store(false, Ordering::Release);
-    s.end.store(start + len, Ordering::Release);
-    s.start.store(start, Ordering::Release);
+    // (Slots change only under `REGISTER`, so this one stays free.)
+    RANGES[slot].set(start, start + len);
     Some(Guard { slot })
 }
 
@@ -118,35 +139,39 @@ fn install() {
 
 extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     // SAFETY: the kernel passes a valid siginfo for an SA_SIGINFO handler.
-    let addr = unsafe { (*info).si_addr() } as usize;
-    for s in &RANGES {
-        let start = s.start.load(Ordering::Acquire);
-        if start == 0 || addr < start {
-            continue;
+    let (code, addr) = unsafe { ((*info).si_code, (*info).si_addr() as usize) };
+    // Only a fault carries a faulting address (a `kill -BUS` has a code of
+    // 0 or less).
+    if code > 0 {
+        for s in &RANGES {
+            let Some((start, end)) = s.range() else {
+                continue;
+            };
+            if addr < start || addr >= end {
+                continue;
+            }
+            let page = addr & !(crate::pool::PAGE_SIZE - 1);
+            // SAFETY: replaces pages of a range this process mapped (and
+            // still has registered) with private zero pages; MAP_FIXED over
+            // our own mapping of a truncated object is exactly what is
+            // wanted. MAP_NORESERVE: pools reserve far more than memory
+            // holds, and the zeros are only read.
+            let p = unsafe {
+                libc::mmap(
+                    page as *mut libc::c_void,
+                    end - page,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_NORESERVE,
+                    -1,
+                    0,
+                )
+            };
+            if p != libc::MAP_FAILED {
+                s.truncated.store(true, Ordering::Release);
+                return;
+            }
+            break;
         }
-        let end = s.end.load(Ordering::Acquire);
-        if addr >= end {
-            continue;
-        }
-        let page = addr & !(crate::pool::PAGE_SIZE - 1);
-        // SAFETY: replaces pages of a range this process mapped (and still
-        // has registered) with private zero pages; MAP_FIXED over our own
-        // mapping of a truncated object is exactly what is wanted.
-        let p = unsafe {
-            libc::mmap(
-                page as *mut libc::c_void,
-                end - page,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
-                -1,
-                0,
-            )
-        };
-        if p != libc::MAP_FAILED {
-            s.truncated.store(true, Ordering::Release);
-            return;
-        }
-        break;
     }
     // Not ours: what was there before.
     // SAFETY: written before this handler was installed, read-only since.
@@ -168,13 +193,17 @@ extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
             return;
         }
     }
-    // The default action: restore it; returning re-runs the access, which
-    // faults again and ends the process as if no handler had been there.
-    // SAFETY: a zeroed sigaction with SIG_DFL is valid.
+    // The default action: restore it and raise the signal again (it is
+    // blocked while this handler runs, and delivered when it returns), so
+    // that the process ends as if no handler had been there, whether the
+    // signal came from a fault or from `kill`.
+    // SAFETY: a zeroed sigaction with SIG_DFL is valid; raise is
+    // async-signal-safe.
     unsafe {
         let mut dfl: libc::sigaction = std::mem::zeroed();
         dfl.sa_sigaction = libc::SIG_DFL;
         libc::sigaction(libc::SIGBUS, &dfl, std::ptr::null_mut());
+        libc::raise(sig);
     }
 }
 

@@ -60,7 +60,7 @@ pub fn inspect(seg_name: &str) -> Result<PoolReport, PoolError> {
     use std::mem::offset_of;
     let base = field(offset_of!(PoolHeader, base)) as usize;
     let total = field(offset_of!(PoolHeader, total_size)) as usize;
-    if total as u64 != seg.size || base % PAGE_SIZE != 0 || base == 0 {
+    if total as u64 != seg.size || !base.is_multiple_of(PAGE_SIZE) || base == 0 {
         return Err(PoolError::NotAPool(
             seg_name.to_owned(),
             SegmentError::NotMc,

@@ -621,6 +621,17 @@ impl Pool {
         Ok(())
     }
 
+    /// Like [`check_intact`](Pool::check_intact), and also asks the
+    /// kernel for the segment's size (a cut inside a page reads zeros
+    /// without faulting): a system call, for slow paths.
+    pub(crate) fn check_size(&self) -> Result<(), PoolError> {
+        self.check_intact()?;
+        match segment::object_size(&self.inner.fd) {
+            Ok(size) if size < self.inner.total as u64 => Err(self.truncated_error()),
+            _ => Ok(()),
+        }
+    }
+
     pub(crate) fn truncated_error(&self) -> PoolError {
         PoolError::Truncated {
             name: self.inner.name.clone(),

@@ -144,39 +144,85 @@ impl Pool {
         Ok(self.inner.base + offset)
     }
 
-    /// The first pages of heap headers: (address, heap tag).
-    pub(crate) fn header_pages(&self) -> Vec<(usize, u32)> {
-        let start = self.inner.base + self.inner.layout.data_offset;
-        self.owners()
-            .iter()
-            .enumerate()
-            .filter_map(|(i, o)| {
-                let v = o.load(Ordering::Acquire);
-                (v & OWNER_HEADER != 0).then(|| (start + i * PAGE_SIZE, v & OWNER_TAG))
-            })
-            .collect()
+    /// Frees, under one hold of the pool's lock, every page whose owner's
+    /// tag is `tag`, outside `except` (an address range), for which
+    /// `keep(page address)` is false; returns the bytes freed. Owners are
+    /// read under the lock, so a page that changed hands meanwhile is never
+    /// freed for its old owner.
+    pub(crate) fn free_pages_of(
+        &self,
+        tag: u32,
+        except: (usize, usize),
+        keep: &dyn Fn(usize) -> bool,
+    ) -> usize {
+        if self.lock().is_err() {
+            return 0;
+        }
+        let freed = self.free_matching(&|addr, owner| {
+            owner & OWNER_TAG == tag && !(addr >= except.0 && addr < except.1) && !keep(addr)
+        });
+        // SAFETY: taken by `lock` just above.
+        unsafe { self.header().lock.unlock_write() };
+        freed
     }
 
-    /// The runs of pages (address, bytes) whose owner's tag is `tag`, in
-    /// address order, outside `except` (an address range).
-    pub(crate) fn pages_of(&self, tag: u32, except: (usize, usize)) -> Vec<(usize, usize)> {
+    /// Frees, under one hold of the pool's lock, the pages of owners that
+    /// `dead` declares dead. `dead(header page address, tag)` is asked
+    /// about every heap header page, under the lock (so that no page
+    /// changes hands while it looks); it answers `None` for a live owner,
+    /// `Some(true)` to free all but the header page (left as a tombstone),
+    /// `Some(false)` to free every page. Returns the bytes freed.
+    pub(crate) fn free_dead_owners(&self, dead: &dyn Fn(usize, u32) -> Option<bool>) -> usize {
+        if self.lock().is_err() {
+            return 0;
+        }
         let start = self.inner.base + self.inner.layout.data_offset;
-        let mut runs: Vec<(usize, usize)> = Vec::new();
+        // Tag → the tombstone page to keep (0: none).
+        let mut verdicts: Vec<(u32, usize)> = Vec::new();
         for (i, o) in self.owners().iter().enumerate() {
             let v = o.load(Ordering::Acquire);
-            if v == 0 || v & OWNER_TAG != tag {
+            if v & OWNER_HEADER == 0 {
                 continue;
             }
-            let a = start + i * PAGE_SIZE;
-            if a >= except.0 && a < except.1 {
-                continue;
-            }
-            match runs.last_mut() {
-                Some((s, len)) if *s + *len == a => *len += PAGE_SIZE,
-                _ => runs.push((a, PAGE_SIZE)),
+            let addr = start + i * PAGE_SIZE;
+            if let Some(keep_header) = dead(addr, v & OWNER_TAG) {
+                verdicts.push((v & OWNER_TAG, if keep_header { addr } else { 0 }));
             }
         }
-        runs
+        let freed = if verdicts.is_empty() {
+            0
+        } else {
+            self.free_matching(&|addr, owner| {
+                verdicts
+                    .iter()
+                    .any(|&(t, kept)| owner & OWNER_TAG == t && addr != kept)
+            })
+        };
+        // SAFETY: taken by `lock` just above.
+        unsafe { self.header().lock.unlock_write() };
+        freed
+    }
+
+    /// Frees every used page for which `matches(page address, owner)`;
+    /// the pool's lock must be held. Returns the bytes freed.
+    fn free_matching(&self, matches: &dyn Fn(usize, u32) -> bool) -> usize {
+        let h = self.header();
+        let start = self.inner.base + self.inner.layout.data_offset;
+        let bits = self.bitmap();
+        let mut freed = 0usize;
+        for (i, o) in self.owners().iter().enumerate() {
+            let v = o.load(Ordering::Acquire);
+            if v == 0 || !matches(start + i * PAGE_SIZE, v) {
+                continue;
+            }
+            freed += set_run(bits, i, 1, false);
+            o.store(0, Ordering::Release);
+            if (i as u64) < h.hint.load(Ordering::Relaxed) {
+                h.hint.store(i as u64, Ordering::Relaxed);
+            }
+        }
+        h.used_pages.fetch_sub(freed as u64, Ordering::Relaxed);
+        freed * PAGE_SIZE
     }
 
     fn commit(&self, end: u64) -> Result<(), PoolError> {
@@ -257,13 +303,13 @@ fn find_run(bits: &[AtomicU64], total: usize, n: usize, hint: usize) -> Option<u
         let mut start = from;
         while i < to {
             let w = bits[i / 64].load(Ordering::Relaxed);
-            if i % 64 == 0 && w == u64::MAX {
+            if i.is_multiple_of(64) && w == u64::MAX {
                 run = 0;
                 i += 64;
                 start = i;
                 continue;
             }
-            if i % 64 == 0 && w == 0 && run + 64 <= n {
+            if i.is_multiple_of(64) && w == 0 && run + 64 <= n {
                 run += 64;
                 i += 64;
                 if run == n {

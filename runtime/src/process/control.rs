@@ -149,6 +149,7 @@ pub(crate) enum WireError {
     BadDefinition,
     NoSuchResource(u64),
     Forgotten(u64),
+    RunOver,
     Fork(i32),
     Io(String),
 }

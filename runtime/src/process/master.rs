@@ -41,6 +41,7 @@ pub(super) fn master_main(
         pid: me,
         parent,
         end: Some(end),
+        finishing: false,
         scratch: Vec::with_capacity(64 * 1024),
         live: BTreeSet::new(),
         spare: None,
@@ -127,6 +128,9 @@ struct Master {
     parent: libc::pid_t,
     /// The first process's end-of-run channel: its `Done`, then the report.
     end: Option<OwnedFd>,
+    /// Set once the first process has finished: no process starts any more
+    /// (a start request still in a dying worker's socket is refused).
+    finishing: bool,
     /// The buffer requests are read into.
     scratch: Vec<u8>,
     /// Processes not reaped yet (those the loop watches).
@@ -214,7 +218,9 @@ impl Master {
     fn definition(&self, addr: u64, id: u64) -> Option<&'static DefinitionInfo> {
         let addr = addr as usize;
         let size = std::mem::size_of::<DefinitionInfo>();
-        if addr % std::mem::align_of::<DefinitionInfo>() != 0 || !self.in_image(addr, size, false) {
+        if !addr.is_multiple_of(std::mem::align_of::<DefinitionInfo>())
+            || !self.in_image(addr, size, false)
+        {
             return None;
         }
         // SAFETY: every process of the run is a fork of this master, so the
@@ -556,6 +562,7 @@ impl Master {
                 inherit,
             } => {
                 let r = match self.definition(def_addr, def_id) {
+                    _ if self.finishing => Reply::Err(WireError::RunOver),
                     None => Reply::Err(WireError::BadDefinition),
                     Some(info) => match self.start_def(from, &inherit, info, arg) {
                         Ok(id) => Reply::Started(id),
@@ -839,8 +846,22 @@ impl Master {
     /// deletes every resource left. Returns the killed, the unjoined, and
     /// the number of processes started.
     fn finish(&mut self) -> (Vec<u64>, Vec<u64>, u64) {
+        self.finishing = true;
+        self.want_spare = false;
         if let Some(s) = self.spare.take() {
             s.kill_and_reap();
+        }
+        // What the workers sent before the end (outcomes above all) first,
+        // so that a worker whose body has finished is not counted as
+        // killed.
+        let live: Vec<u64> = self
+            .live
+            .iter()
+            .copied()
+            .filter(|&id| id != FIRST)
+            .collect();
+        for id in live {
+            self.read_conn(id);
         }
         let (ending, running): (Vec<u64>, Vec<u64>) = self
             .live

@@ -377,6 +377,9 @@ pub enum ProcessError {
     Timeout(ProcessId),
     /// The master is gone (the run is over).
     MasterGone,
+    /// The first process has finished: the run is ending and starts no
+    /// more processes.
+    RunOver,
     /// The master refused the process definition (not a static definition
     /// of this program).
     BadDefinition,
@@ -440,6 +443,10 @@ impl fmt::Display for ProcessError {
             ProcessError::JoinSelf(p) => write!(f, "{p} cannot join itself"),
             ProcessError::Timeout(p) => write!(f, "timed out waiting for {p}"),
             ProcessError::MasterGone => write!(f, "the master is gone"),
+            ProcessError::RunOver => write!(
+                f,
+                "the run is over (its first process has finished): no process starts any more"
+            ),
             ProcessError::BadDefinition => {
                 write!(f, "not a process definition of this program")
             }
@@ -488,6 +495,7 @@ impl WireError {
             WireError::BadDefinition => ProcessError::BadDefinition,
             WireError::NoSuchResource(r) => ProcessError::NoSuchResource(ResourceId(r)),
             WireError::Forgotten(p) => ProcessError::Forgotten(ProcessId(p)),
+            WireError::RunOver => ProcessError::RunOver,
             WireError::Fork(e) => ProcessError::Fork(e),
             WireError::Io(m) => ProcessError::Io(std::io::Error::other(m)),
         }

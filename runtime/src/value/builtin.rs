@@ -494,23 +494,30 @@ unsafe impl<T: Shared> Shared for Vec<T> {
         read_slice(src.as_slice())
     }
     fn trace(src: &Self::Repr, t: &mut Tracer<'_>) {
-        if src.cap > 0 {
+        // A vector with room (`cap > 0`) owns its array, even when empty.
+        if src.cap > 0 || src.len > 0 {
             t.visit::<T>(src.ptr, src.len);
         }
     }
     unsafe fn validate(src: *const Self::Repr, v: &mut Validator<'_>) -> Result<(), Invalid> {
         // SAFETY: `src` is readable (caller); the fields are integers.
-        let (p, len) = unsafe {
+        let (p, len, cap) = unsafe {
             (
                 ptr::read(ptr::addr_of!((*src).ptr)),
                 ptr::read(ptr::addr_of!((*src).len)),
+                ptr::read(ptr::addr_of!((*src).cap)),
             )
         };
-        if len == 0 {
+        // The array is `cap` elements long, and writers fill it in place up
+        // to `cap`: all of it must lie where the pointer may lead.
+        if len > cap {
+            return Err(Invalid::BadLength { len, cap });
+        }
+        if cap == 0 {
             return Ok(());
         }
-        v.check_array::<T::Repr>(p, len)?;
-        // SAFETY: the elements' range was just checked.
+        v.check_array::<T::Repr>(p, cap)?;
+        // SAFETY: the array's range (`cap >= len` elements) was just checked.
         unsafe { validate_elems::<T>(p, len, v) }
     }
 }

@@ -207,6 +207,7 @@ impl<'a> Tracer<'a> {
 
 /// Why a shared value failed validation.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Invalid {
     /// A pointer or a range lies outside the region.
     OutOfRegion {
@@ -237,6 +238,13 @@ pub enum Invalid {
     BadUtf8,
     /// The value nests deeper than the validator allows.
     TooDeep,
+    /// A vector claims more elements than its array holds.
+    BadLength {
+        /// The length found.
+        len: usize,
+        /// The capacity found.
+        cap: usize,
+    },
     /// The value's pointers cover more bytes than the region holds
     /// (overlapping or cyclic pointers).
     Overlapping,
@@ -256,6 +264,9 @@ impl fmt::Display for Invalid {
             Invalid::BadChar(c) => write!(f, "{c:#x} is not a char"),
             Invalid::BadUtf8 => write!(f, "string bytes are not UTF-8"),
             Invalid::TooDeep => write!(f, "the value nests too deeply"),
+            Invalid::BadLength { len, cap } => {
+                write!(f, "a vector of length {len} has room for only {cap}")
+            }
             Invalid::Overlapping => {
                 write!(f, "the value's pointers overlap or form a cycle")
             }
@@ -380,12 +391,12 @@ impl<'a> Validator<'a> {
     /// charges it to the budget.
     pub fn check(&mut self, addr: usize, size: usize, align: usize) -> Result<(), Invalid> {
         if size == 0 {
-            if addr == 0 || addr % align != 0 {
+            if addr == 0 || !addr.is_multiple_of(align) {
                 return Err(Invalid::Misaligned { addr, align });
             }
             return Ok(());
         }
-        if addr % align != 0 {
+        if !addr.is_multiple_of(align) {
             return Err(Invalid::Misaligned { addr, align });
         }
         let end = addr
