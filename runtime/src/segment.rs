@@ -5,10 +5,11 @@
 //! `mc.<kind>.<rest>` (visible as `/dev/shm/mc.<kind>.<rest>`), created mode
 //! 0600, and begins with a [`SegmentHeader`].
 
-use std::ffi::CString;
 use std::fmt;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use crate::os::shm;
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -23,7 +24,7 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const NAME_PREFIX: &str = "mc.";
 
 /// The directory where POSIX shared memory objects are visible.
-pub const SHM_DIR: &str = "/dev/shm";
+pub const SHM_DIR: &str = shm::SHM_DIR;
 
 /// What a segment holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,121 +179,39 @@ fn owner() -> (u32, u64) {
 /// The start time of `pid` in clock ticks since boot (field 22 of
 /// `/proc/<pid>/stat`), if the process exists.
 pub fn process_start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may contain spaces.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    shm::process_start_time(pid)
 }
 
 /// Whether process `pid` runs and started at `start` (0: any start time).
 /// A zombie counts as dead.
 pub fn process_alive(pid: u32, start: u64) -> bool {
-    if pid == 0 {
-        return false;
-    }
-    let stat = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => s,
-        // Only a missing entry means the process is gone; any other error
-        // (out of file descriptors, of memory) says nothing, and declaring
-        // a live process dead could free what it still uses.
-        Err(e) => {
-            return e.kind() != io::ErrorKind::NotFound && e.raw_os_error() != Some(libc::ESRCH)
-        }
-    };
-    let Some(close) = stat.rfind(')') else {
-        return true;
-    };
-    let mut fields = stat[close + 2..].split_whitespace();
-    let state = fields.next().unwrap_or("X");
-    if state == "Z" || state == "X" {
-        return false;
-    }
-    if start == 0 {
-        return true;
-    }
-    fields.nth(18).and_then(|s| s.parse::<u64>().ok()) == Some(start)
-}
-
-fn c_name(name: &str) -> io::Result<CString> {
-    CString::new(format!("/{name}")).map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "segment name contains a NUL byte",
-        )
-    })
+    shm::process_alive(pid, start)
 }
 
 /// Creates a new shared memory object, mode 0600; fails if it exists.
 pub fn shm_create(name: &str) -> io::Result<OwnedFd> {
-    let c = c_name(name)?;
-    // SAFETY: `c` is a valid NUL-terminated string.
-    let fd = unsafe {
-        libc::shm_open(
-            c.as_ptr(),
-            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
-            0o600,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just opened and is owned by nobody else.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // The umask may have cleared bits but never adds any; make it exact.
-    // SAFETY: `fd` is a valid open descriptor.
-    unsafe { libc::fchmod(fd.as_raw_fd(), 0o600) };
-    Ok(fd)
+    shm::create(name)
 }
 
 /// Opens an existing shared memory object for reading and writing.
 pub fn shm_open(name: &str) -> io::Result<OwnedFd> {
-    let c = c_name(name)?;
-    // SAFETY: `c` is a valid NUL-terminated string.
-    let fd = unsafe { libc::shm_open(c.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just opened and is owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    shm::open(name, true)
 }
 
 /// Removes a shared memory object by name.
 pub fn shm_unlink(name: &str) -> io::Result<()> {
-    let c = c_name(name)?;
-    // SAFETY: `c` is a valid NUL-terminated string.
-    if unsafe { libc::shm_unlink(c.as_ptr()) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    shm::unlink(name)
 }
 
 /// Reserves backing memory for `len` bytes at `offset`, so that touching
 /// them never raises SIGBUS; fails with `ENOSPC` when memory is short.
 pub fn reserve(fd: &OwnedFd, offset: u64, len: u64) -> io::Result<()> {
-    loop {
-        // SAFETY: plain syscall on a valid descriptor.
-        let r = unsafe {
-            libc::fallocate(fd.as_raw_fd(), 0, offset as libc::off_t, len as libc::off_t)
-        };
-        if r == 0 {
-            return Ok(());
-        }
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EINTR) {
-            return Err(e);
-        }
-    }
+    shm::reserve(fd, offset, len)
 }
 
 /// The size of an open object, in bytes.
 pub fn object_size(fd: &OwnedFd) -> io::Result<u64> {
-    // SAFETY: plain fstat into a live, zeroed local.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: valid descriptor and pointer to a live local.
-    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(st.st_size as u64)
+    shm::size(fd)
 }
 
 /// Whether a segment belongs to the calling process's family: its owner
@@ -307,23 +226,13 @@ pub fn same_family(header: &SegmentHeader) -> bool {
 /// The bytes free for shared memory segments (in [`SHM_DIR`]); 0 when
 /// unknown.
 pub fn shm_free_bytes() -> usize {
-    let path = std::ffi::CString::new(SHM_DIR).unwrap_or_default();
-    let mut st = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
-    // SAFETY: `path` is NUL-terminated; `st` is a live, writable statvfs.
-    if unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) } != 0 {
-        return 0;
-    }
-    // SAFETY: statvfs succeeded and filled the struct.
-    let st = unsafe { st.assume_init() };
-    (st.f_bavail as u128 * st.f_frsize as u128).min(usize::MAX as u128) as usize
+    shm::free_bytes()
 }
 
 /// Reads the segment header of an open object (without mapping it).
 pub fn read_header(fd: &OwnedFd) -> Result<SegmentHeader, SegmentError> {
     let mut buf = [0u8; 64];
-    // SAFETY: reading into a live local buffer of 64 bytes.
-    let n = unsafe { libc::pread(fd.as_raw_fd(), buf.as_mut_ptr().cast(), 64, 0) };
-    if n != 64 {
+    if !matches!(shm::read_at(fd, &mut buf, 0), Ok(true)) {
         return Err(SegmentError::NotMc);
     }
     // SAFETY: `SegmentHeader` is 64 bytes of plain integers; any bytes are

@@ -155,6 +155,7 @@ impl Region {
         })
     }
 
+    #[cfg(test)]
     pub(crate) fn base(&self) -> *mut u8 {
         self.base
     }

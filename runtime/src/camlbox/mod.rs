@@ -59,7 +59,7 @@ use std::fmt;
 use std::io;
 use std::marker::PhantomData;
 use std::ops::Deref;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -193,18 +193,24 @@ struct Mapping {
     /// The segment, to check its size on slow paths.
     fd: OwnedFd,
     /// Registration with the fault handler: a truncation of the segment by
-    /// another process is then an error, not a `SIGBUS`.
+    /// another process is then an error, not a `SIGBUS`. (Fields drop in
+    /// order: the range is unregistered before it is unmapped.)
     guard: Option<crate::os::fault::Guard>,
+    /// The mapping itself, unmapped last; every borrow of its memory holds
+    /// this handle.
+    _map: crate::os::mapping::Mapping,
 }
 
 impl Mapping {
-    fn new(region: Region, len: usize, fd: OwnedFd) -> Mapping {
-        let guard = crate::os::fault::guard(region.base() as usize, len);
+    fn new(region: Region, map: crate::os::mapping::Mapping, fd: OwnedFd) -> Mapping {
+        let len = map.len();
+        let guard = crate::os::fault::guard(map.addr(), len);
         Mapping {
             region,
             len,
             fd,
             guard,
+            _map: map,
         }
     }
 
@@ -230,40 +236,16 @@ impl Mapping {
     }
 }
 
-// SAFETY: the mapping is shared memory whose mutable parts are atomics or
+// SAFETY: the region is shared memory whose mutable parts are atomics or
 // slot bytes owned (by the slot protocol) by one party at a time; the
 // handle itself may move between and be used from several threads.
 unsafe impl Send for Mapping {}
 // SAFETY: as above.
 unsafe impl Sync for Mapping {}
 
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // Unregistered before the range is unmapped (and maybe reused).
-        drop(self.guard.take());
-        // SAFETY: unmaps the mapping this handle made; every borrow of its
-        // memory is tied to a handle that holds this mapping.
-        unsafe { libc::munmap(self.region.base().cast(), self.len) };
-    }
-}
-
-fn map(fd: &OwnedFd, len: usize) -> io::Result<*mut u8> {
-    // SAFETY: maps `len` bytes of an object we hold open; the kernel picks
-    // the address.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            fd.as_raw_fd(),
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(p.cast())
+/// Maps `len` bytes of a box's segment where the kernel chooses.
+fn map(fd: &OwnedFd, len: usize) -> io::Result<crate::os::mapping::Mapping> {
+    crate::os::mapping::Mapping::shared(fd, len, false)
 }
 
 thread_local! {
@@ -371,12 +353,10 @@ impl<T: Shared> Camlbox<T> {
         let total = layout::total_size(slots, msg_size).ok_or(CamlboxError::BadGeometry)?;
         let fd = segment::shm_create(&full)?;
         let made = (|| -> io::Result<Mapping> {
-            // SAFETY: plain syscall on a valid descriptor.
-            if unsafe { libc::ftruncate(fd.as_raw_fd(), total as libc::off_t) } != 0 {
-                return Err(io::Error::last_os_error());
-            }
+            crate::os::shm::set_len(&fd, total as u64)?;
             segment::reserve(&fd, 0, total as u64)?;
-            let base = map(&fd, total)?;
+            let m = map(&fd, total)?;
+            let base = m.ptr().as_ptr();
             // SAFETY: a fresh, page-aligned, zero-filled mapping of `total`
             // bytes; nobody else can read it before the magic is written.
             let region = unsafe { Region::init(base, slots, msg_size) };
@@ -389,13 +369,16 @@ impl<T: Shared> Camlbox<T> {
             // SAFETY: the first 64 bytes of the mapping hold the segment
             // header, which we own until the segment is published.
             unsafe { base.cast::<SegmentHeader>().write(header) };
-            Ok(Mapping::new(region, total, fd.try_clone()?))
+            Ok(Mapping::new(region, m, fd.try_clone()?))
         })();
         let map = match made {
             Ok(m) => m,
             Err(e) => {
                 let _ = segment::shm_unlink(&full);
-                if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::ENOMEM)) {
+                if matches!(
+                    e.raw_os_error().map(nix::errno::Errno::from_raw),
+                    Some(nix::errno::Errno::ENOSPC | nix::errno::Errno::ENOMEM)
+                ) {
                     return Err(CamlboxError::OutOfMemory {
                         requested: total,
                         available: segment::shm_free_bytes(),

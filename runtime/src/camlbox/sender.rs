@@ -2,9 +2,7 @@
 
 use std::alloc::Layout;
 use std::fmt;
-use std::io;
 use std::marker::PhantomData;
-use std::os::fd::AsRawFd;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -127,35 +125,27 @@ impl<T: Shared> Sender<T> {
                 found: header.fingerprint,
             });
         }
-        // SAFETY: plain fstat into a live local.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: valid descriptor and pointer to a live local.
-        if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
-            return Err(io::Error::last_os_error().into());
-        }
+        let size = segment::object_size(&fd)?;
         let len = header.size as usize;
-        if (st.st_size as u64) < header.size {
+        if size < header.size {
             return Err(CamlboxError::Truncated {
-                size: st.st_size as u64,
+                size,
                 expected: header.size,
             });
         }
-        let base = map(&fd, len)?;
+        let m = map(&fd, len)?;
+        let base = m.ptr().as_ptr();
         // SAFETY: a page-aligned mapping of `len` bytes that stays mapped
         // as long as the `Mapping` below; the geometry never changes after
         // creation.
-        let region = match unsafe { Region::open(base, len) } {
-            Some(r) => r,
-            None => {
-                // SAFETY: unmaps the mapping just made.
-                unsafe { libc::munmap(base.cast(), len) };
-                return Err(CamlboxError::Segment(SegmentError::NotMc));
-            }
+        let Some(region) = (unsafe { Region::open(base, len) }) else {
+            // The mapping just made goes with `m`.
+            return Err(CamlboxError::Segment(SegmentError::NotMc));
         };
         // Spread the senders' starting points over the slots.
         let start = (futex::current_tid() as usize).wrapping_mul(0x9e37_79b9) >> 8;
         Ok(Sender {
-            map: Arc::new(Mapping::new(region, len, fd)),
+            map: Arc::new(Mapping::new(region, m, fd)),
             next: AtomicUsize::new(start),
             _type: PhantomData,
         })

@@ -3,6 +3,10 @@
 //! random values that other processes cannot guess.
 
 pub(crate) mod fault;
+pub(crate) mod futex;
+pub(crate) mod ids;
+pub(crate) mod mapping;
+pub(crate) mod shm;
 
 /// 64 bits from the kernel's random source, for names and keys that other
 /// processes must not guess or share. When the kernel has no entropy yet

@@ -26,20 +26,16 @@ pub struct PoolReport {
 /// figures and its heaps'. Figures read while other processes work may be
 /// a moment old.
 pub fn inspect(seg_name: &str) -> Result<PoolReport, PoolError> {
-    let c = std::ffi::CString::new(format!("/{seg_name}"))
-        .map_err(|_| PoolError::BadName(seg_name.to_owned()))?;
-    // SAFETY: `c` is a valid NUL-terminated string.
-    let fd = unsafe { libc::shm_open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC, 0) };
-    if fd < 0 {
-        let e = io::Error::last_os_error();
-        return Err(if e.kind() == io::ErrorKind::NotFound {
+    if seg_name.contains('\0') || seg_name.contains('/') {
+        return Err(PoolError::BadName(seg_name.to_owned()));
+    }
+    let fd = shm::open(seg_name, false).map_err(|e| {
+        if e.kind() == io::ErrorKind::NotFound {
             PoolError::NotFound(seg_name.to_owned())
         } else {
             PoolError::Io("shm_open", e)
-        });
-    }
-    // SAFETY: `fd` was just opened and is owned by nobody else.
-    let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        }
+    })?;
     let seg = segment::read_header(&fd).map_err(|e| PoolError::NotAPool(seg_name.to_owned(), e))?;
     if seg.kind != SegmentKind::Pool as u32 {
         return Err(PoolError::NotAPool(
@@ -48,9 +44,7 @@ pub fn inspect(seg_name: &str) -> Result<PoolReport, PoolError> {
         ));
     }
     let mut raw = [0u8; std::mem::size_of::<PoolHeader>()];
-    // SAFETY: reading into a live local buffer of its own size.
-    let n = unsafe { libc::pread(fd.as_raw_fd(), raw.as_mut_ptr().cast(), raw.len(), 0) };
-    if n != raw.len() as isize {
+    if !matches!(shm::read_at(&fd, &mut raw, 0), Ok(true)) {
         return Err(PoolError::NotAPool(
             seg_name.to_owned(),
             SegmentError::NotMc,
@@ -83,23 +77,7 @@ pub fn inspect(seg_name: &str) -> Result<PoolReport, PoolError> {
             return None;
         }
         let mut buf = vec![0u8; len];
-        let mut done = 0;
-        while done < len {
-            // SAFETY: reads into the live buffer's remaining bytes.
-            let n = unsafe {
-                libc::pread(
-                    fd.as_raw_fd(),
-                    buf[done..].as_mut_ptr().cast(),
-                    len - done,
-                    (offset + done) as libc::off_t,
-                )
-            };
-            if n <= 0 {
-                return None;
-            }
-            done += n as usize;
-        }
-        Some(buf)
+        matches!(shm::read_at(&fd, &mut buf, offset as u64), Ok(true)).then_some(buf)
     };
     let (n_pages, bitmap_offset, owners_offset, data_offset) = (
         field(offset_of!(PoolHeader, n_pages)) as usize,

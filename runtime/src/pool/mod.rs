@@ -19,12 +19,14 @@
 
 use std::fmt;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use serde::{Deserialize, Serialize};
 
+use crate::os::mapping::{FixedError, Mapping};
+use crate::os::shm;
 use crate::segment::{self, SegmentError, SegmentHeader, SegmentKind};
 use crate::sync::raw::{LockError, RawRwLock};
 
@@ -260,6 +262,8 @@ pub(crate) struct PoolInner {
     /// slot was free): a truncation by another process is then an error,
     /// not a `SIGBUS`.
     guard: Option<crate::os::fault::Guard>,
+    /// The mapping (unmapped when the last handle goes, after `guard`).
+    map: Mapping,
 }
 
 // SAFETY: the mapping is shared memory accessed only through atomics and
@@ -270,11 +274,10 @@ unsafe impl Sync for PoolInner {}
 
 impl Drop for PoolInner {
     fn drop(&mut self) {
-        // Unregistered before the range is unmapped (and maybe reused).
+        // Unregistered before the range is unmapped (by `map`'s drop, which
+        // runs after this: nothing borrows the memory any more, as every
+        // borrower holds an `Arc` to this inner).
         drop(self.guard.take());
-        // SAFETY: the range was mapped by this handle and nothing borrows
-        // from it any more (every borrower holds an `Arc` to this inner).
-        unsafe { libc::munmap(self.base as *mut libc::c_void, self.total) };
         if self.creator == Some(std::process::id()) && !self.keep.load(Ordering::Relaxed) {
             let _ = segment::shm_unlink(&self.name);
         }
@@ -347,6 +350,15 @@ pub struct PoolStats {
     pub committed: usize,
 }
 
+/// Whether an error says that memory (of the machine's shared memory) ran
+/// out.
+fn is_out_of_memory(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error().map(nix::errno::Errno::from_raw),
+        Some(nix::errno::Errno::ENOSPC | nix::errno::Errno::ENOMEM)
+    )
+}
+
 fn io_err(what: &'static str) -> impl FnOnce(io::Error) -> PoolError {
     move |e| PoolError::Io(what, e)
 }
@@ -405,15 +417,9 @@ impl Pool {
             let _ = segment::shm_unlink(&name);
             e
         };
-        // SAFETY: plain syscall on a valid descriptor.
-        if unsafe { libc::ftruncate(fd.as_raw_fd(), total as libc::off_t) } != 0 {
-            return Err(cleanup(PoolError::Io(
-                "ftruncate",
-                io::Error::last_os_error(),
-            )));
-        }
+        shm::set_len(&fd, total as u64).map_err(|e| cleanup(PoolError::Io("ftruncate", e)))?;
         segment::reserve(&fd, 0, data_offset as u64).map_err(|e| {
-            cleanup(if e.raw_os_error() == Some(libc::ENOSPC) {
+            cleanup(if is_out_of_memory(&e) {
                 PoolError::OutOfMemory {
                     requested: data_offset,
                     available: 0,
@@ -422,21 +428,9 @@ impl Pool {
                 PoolError::Io("fallocate", e)
             })
         })?;
-        // SAFETY: mapping a fresh shared object we own; the kernel picks
-        // the address.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                total,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_NORESERVE,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return Err(cleanup(PoolError::Io("mmap", io::Error::last_os_error())));
-        }
+        let map =
+            Mapping::shared(&fd, total, true).map_err(|e| cleanup(PoolError::Io("mmap", e)))?;
+        let base = map.addr();
         let header = PoolHeader {
             seg: SegmentHeader::new(SegmentKind::Pool, total as u64, 0),
             base: base as u64,
@@ -454,19 +448,20 @@ impl Pool {
             lock: RawRwLock::new(),
         };
         // SAFETY: the first `data_offset` bytes are mapped and reserved;
-        // the header fits in them (bitmap_offset >= size_of header). The
-        // bitmap is zero (fresh object).
-        unsafe { (base as *mut PoolHeader).write(header) };
+        // the header fits in them (bitmap_offset >= size_of header), and the
+        // mapping is page-aligned. The bitmap is zero (fresh object).
+        unsafe { map.ptr().cast::<PoolHeader>().write(header) };
         let inner = Arc::new(PoolInner {
             name,
             fd,
-            base: base as usize,
+            base,
             total,
             layout,
             creator: Some(std::process::id()),
             keep: std::sync::atomic::AtomicBool::new(false),
             trusted: true,
-            guard: crate::os::fault::guard(base as usize, total),
+            guard: crate::os::fault::guard(base, total),
+            map,
         });
         register(&inner);
         Ok(Pool { inner })
@@ -506,9 +501,7 @@ impl Pool {
             });
         }
         let mut raw = [0u8; std::mem::size_of::<PoolHeader>()];
-        // SAFETY: reading into a live local buffer of its own size.
-        let n = unsafe { libc::pread(fd.as_raw_fd(), raw.as_mut_ptr().cast(), raw.len(), 0) };
-        if n != raw.len() as isize {
+        if !matches!(shm::read_at(&fd, &mut raw, 0), Ok(true)) {
             return Err(PoolError::NotAPool(
                 seg_name.to_owned(),
                 SegmentError::NotMc,
@@ -525,38 +518,17 @@ impl Pool {
                 expected: total as u64,
             });
         }
-        // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping;
-        // it fails (or, on old kernels, returns another address) instead.
-        let p = unsafe {
-            libc::mmap(
-                base as *mut libc::c_void,
-                total,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_NORESERVE | libc::MAP_FIXED_NOREPLACE,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EEXIST) {
+        let map = match Mapping::fixed(&fd, base, total, true) {
+            Ok(m) => m,
+            Err(FixedError::InUse) => {
                 return Err(PoolError::AddressInUse {
                     name: seg_name.to_owned(),
                     addr: base,
                     size: total,
-                });
+                })
             }
-            return Err(PoolError::Io("mmap", e));
-        }
-        if p as usize != base {
-            // SAFETY: unmapping the range this call just mapped.
-            unsafe { libc::munmap(p, total) };
-            return Err(PoolError::AddressInUse {
-                name: seg_name.to_owned(),
-                addr: base,
-                size: total,
-            });
-        }
+            Err(FixedError::Io(e)) => return Err(PoolError::Io("mmap", e)),
+        };
         let inner = Arc::new(PoolInner {
             name: seg_name.to_owned(),
             fd,
@@ -567,6 +539,7 @@ impl Pool {
             keep: std::sync::atomic::AtomicBool::new(true),
             trusted: segment::same_family(&seg),
             guard: crate::os::fault::guard(base, total),
+            map,
         });
         register(&inner);
         Ok(Pool { inner })
@@ -654,7 +627,7 @@ impl Pool {
 
     fn header(&self) -> &PoolHeader {
         // SAFETY: the header lies at the start of the live mapping.
-        unsafe { &*(self.inner.base as *const PoolHeader) }
+        unsafe { self.inner.map.ptr().cast::<PoolHeader>().as_ref() }
     }
 
     /// The address the pool is mapped at (the same in every process).
@@ -743,13 +716,7 @@ fn register(inner: &Arc<PoolInner>) {
 /// The inode of an open descriptor (to tell a re-created segment of the
 /// same name from the one mapped).
 fn inode(fd: &OwnedFd) -> Option<u64> {
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: `fstat` fills the local on success.
-    if unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) } != 0 {
-        return None;
-    }
-    // SAFETY: initialised by the successful `fstat`.
-    Some(unsafe { st.assume_init() }.st_ino)
+    shm::inode(fd).ok()
 }
 
 /// A pool this process has mapped under `name`, unless another segment has

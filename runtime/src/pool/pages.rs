@@ -258,7 +258,7 @@ impl Pool {
     }
 
     fn commit_error(&self, e: io::Error, len: u64) -> PoolError {
-        if e.raw_os_error() == Some(libc::ENOSPC) || e.raw_os_error() == Some(libc::ENOMEM) {
+        if super::is_out_of_memory(&e) {
             PoolError::OutOfMemory {
                 requested: len as usize,
                 available: self.stats().free,
