@@ -59,9 +59,10 @@ impl SegmentKind {
     }
 }
 
-/// The first 64 bytes of every mc segment.
+/// The first 64 bytes of every mc segment. Plain integers (`Pod`): any 64
+/// bytes are a value, which [`SegmentHeader::check`] then judges.
 #[repr(C)]
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct SegmentHeader {
     /// [`SEGMENT_MAGIC`].
     pub magic: [u8; 8],
@@ -88,6 +89,11 @@ pub struct SegmentHeader {
 const _: () = assert!(std::mem::size_of::<SegmentHeader>() == 64);
 
 impl SegmentHeader {
+    /// The header's bytes, as written at the start of a segment.
+    pub fn as_bytes(&self) -> &[u8] {
+        bytemuck::bytes_of(self)
+    }
+
     /// A header for a new segment owned by the calling process's owner
     /// (see [`set_owner`]).
     pub fn new(kind: SegmentKind, size: u64, fingerprint: u64) -> SegmentHeader {
@@ -235,9 +241,7 @@ pub fn read_header(fd: &OwnedFd) -> Result<SegmentHeader, SegmentError> {
     if !matches!(shm::read_at(fd, &mut buf, 0), Ok(true)) {
         return Err(SegmentError::NotMc);
     }
-    // SAFETY: `SegmentHeader` is 64 bytes of plain integers; any bytes are
-    // a valid value (the magic is checked by the caller).
-    let h: SegmentHeader = unsafe { std::ptr::read_unaligned(buf.as_ptr().cast()) };
+    let h: SegmentHeader = bytemuck::pod_read_unaligned(&buf);
     h.check()?;
     Ok(h)
 }

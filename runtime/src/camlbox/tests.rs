@@ -386,13 +386,8 @@ fn only_the_creating_process_receives() {
 
 #[test]
 fn a_box_larger_than_shared_memory_is_out_of_memory_with_sizes() {
-    let path = std::ffi::CString::new(crate::segment::SHM_DIR).unwrap();
-    let mut st = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
-    // SAFETY: `path` is NUL-terminated; `st` is writable.
-    assert_eq!(unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) }, 0);
-    // SAFETY: statvfs succeeded.
-    let st = unsafe { st.assume_init() };
-    let fs_size = st.f_blocks as usize * st.f_frsize as usize;
+    let st = nix::sys::statvfs::statvfs(crate::segment::SHM_DIR).unwrap();
+    let fs_size = st.blocks() as usize * st.fragment_size() as usize;
     let msg_size = 1usize << 30;
     let slots = fs_size / msg_size + 2;
     let name = format!("t-oom-{}", std::process::id());

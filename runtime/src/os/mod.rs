@@ -6,7 +6,10 @@ pub(crate) mod fault;
 pub(crate) mod futex;
 pub(crate) mod ids;
 pub(crate) mod mapping;
+pub(crate) mod proc;
+pub(crate) mod sem;
 pub(crate) mod shm;
+pub(crate) mod socket;
 
 /// 64 bits from the kernel's random source, for names and keys that other
 /// processes must not guess or share. When the kernel has no entropy yet

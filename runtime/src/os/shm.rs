@@ -107,6 +107,22 @@ pub(crate) fn read_at(fd: &OwnedFd, buf: &mut [u8], offset: u64) -> io::Result<b
     Ok(true)
 }
 
+/// Writes all of `buf` at `offset`.
+pub(crate) fn write_at(fd: &OwnedFd, buf: &[u8], offset: u64) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        let at = i64::try_from(offset + done as u64)
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        match nix::sys::uio::pwrite(fd.as_fd(), &buf[done..], at) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => done += n,
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(io_err(e)),
+        }
+    }
+    Ok(())
+}
+
 /// The bytes free for shared memory objects; 0 when unknown.
 pub(crate) fn free_bytes() -> usize {
     match nix::sys::statvfs::statvfs(SHM_DIR) {

@@ -9,7 +9,7 @@
 //! reply.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::OwnedFd;
 
 use serde::{Deserialize, Serialize};
 
@@ -244,69 +244,8 @@ pub(crate) fn decode<'a, T: Deserialize<'a>>(body: &'a [u8]) -> io::Result<T> {
     postcard::from_bytes(body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
-/// Makes a connected pair of stream sockets (close-on-exec).
-pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0 as RawFd; 2];
-    // SAFETY: `fds` is a live array of two descriptors for the kernel to fill.
-    let r = unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: both descriptors were just created and are owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
-/// Writes all of `buf` (blocking), without raising SIGPIPE.
-pub(crate) fn send_all(fd: &OwnedFd, mut buf: &[u8]) -> io::Result<()> {
-    while !buf.is_empty() {
-        // SAFETY: `buf` is a live slice; `fd` is an open socket.
-        let n = unsafe {
-            libc::send(
-                fd.as_raw_fd(),
-                buf.as_ptr().cast(),
-                buf.len(),
-                libc::MSG_NOSIGNAL,
-            )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        buf = &buf[n as usize..];
-    }
-    Ok(())
-}
-
-/// Reads exactly `buf.len()` bytes (blocking); `UnexpectedEof` when the
-/// peer closed.
-fn recv_exact(fd: &OwnedFd, mut buf: &mut [u8]) -> io::Result<()> {
-    while !buf.is_empty() {
-        // SAFETY: `buf` is a live, writable slice; `fd` is an open socket.
-        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        buf = &mut buf[n as usize..];
-    }
-    Ok(())
-}
+use crate::os::socket::recv_exact;
+pub(crate) use crate::os::socket::{send_all, socketpair};
 
 /// Reads one frame's body (blocking).
 pub(crate) fn recv_frame(fd: &OwnedFd) -> io::Result<Vec<u8>> {
@@ -332,33 +271,12 @@ pub(crate) fn recv_frame(fd: &OwnedFd) -> io::Result<Vec<u8>> {
 /// touches after a fork is a copy-on-write fault).
 pub(crate) fn recv_available(fd: &OwnedFd, buf: &mut Vec<u8>) -> io::Result<bool> {
     loop {
-        if buf.capacity() - buf.len() < 512 {
-            buf.reserve(buf.len().max(4096));
+        match crate::os::socket::recv_into_spare(fd, buf) {
+            Ok(0) => return Ok(false),
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
+            Err(e) => return Err(e),
         }
-        let spare = buf.spare_capacity_mut();
-        // SAFETY: `spare` is writable memory owned by `buf`, `spare.len()`
-        // bytes long; `fd` is an open socket.
-        let n = unsafe {
-            libc::recv(
-                fd.as_raw_fd(),
-                spare.as_mut_ptr().cast(),
-                spare.len(),
-                libc::MSG_DONTWAIT,
-            )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            match e.kind() {
-                io::ErrorKind::Interrupted => continue,
-                io::ErrorKind::WouldBlock => return Ok(true),
-                _ => return Err(e),
-            }
-        }
-        if n == 0 {
-            return Ok(false);
-        }
-        // SAFETY: the kernel initialised the first `n` spare bytes.
-        unsafe { buf.set_len(buf.len() + n as usize) };
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use super::control::{
@@ -12,6 +12,8 @@ use super::control::{
 use super::resources::Table;
 use super::run::{set_master_tag, FIRST};
 use super::{worker, DefinitionInfo, Signal, DEF_MAGIC};
+use crate::os::proc::{self, Ended, Forked, RawPid};
+use crate::os::socket;
 use crate::segment;
 
 /// The master's life: serve the run's requests until the first process
@@ -22,16 +24,14 @@ use crate::segment;
 pub(super) fn master_main(
     control: OwnedFd,
     end: OwnedFd,
-    parent: libc::pid_t,
+    parent: RawPid,
     image: Vec<(usize, usize, bool)>,
     keep: usize,
 ) -> ! {
-    // SAFETY: getpid and getppid have no preconditions.
-    let (me, ppid) = unsafe { (libc::getpid(), libc::getppid()) };
+    let (me, ppid) = (proc::getpid(), proc::getppid());
     if ppid != parent {
         // The caller died before the master started.
-        // SAFETY: _exit ends the process at once.
-        unsafe { libc::_exit(1) };
+        proc::exit_now(1);
     }
     set_master_tag(
         me as u64,
@@ -54,7 +54,7 @@ pub(super) fn master_main(
         released_defs: HashSet::new(),
         image,
     };
-    let pidfd = pidfd_open(parent);
+    let pidfd = proc::pidfd_open(parent);
     let id = master.insert_proc(0, &WireInherit::Nothing, 0, (parent, control, pidfd));
     debug_assert_eq!(id, FIRST);
     if let Some(p) = master.procs.get_mut(&FIRST) {
@@ -72,14 +72,13 @@ pub(super) fn master_main(
             let _ = control::send_all(&end, &frame);
         }
     }
-    // SAFETY: _exit ends the process without running the destructors and
-    // `atexit` handlers copied from the caller.
-    unsafe { libc::_exit(0) }
+    // Without the destructors and `atexit` handlers copied from the caller.
+    proc::exit_now(0)
 }
 
 struct Proc {
     def_id: u64,
-    os_pid: libc::pid_t,
+    os_pid: RawPid,
     /// Whether the master forked it (every process but the first, which is
     /// the master's parent and is never waited for).
     child: bool,
@@ -102,30 +101,23 @@ struct Retired {
 
 /// A pre-forked worker waiting for its definition and argument.
 struct Spare {
-    os_pid: libc::pid_t,
+    os_pid: RawPid,
     conn: OwnedFd,
     pidfd: Option<OwnedFd>,
 }
 
 impl Spare {
     fn kill_and_reap(self) {
-        // SAFETY: plain syscalls on our own unreaped child.
-        unsafe { libc::kill(self.os_pid, libc::SIGKILL) };
-        let mut status = 0;
-        loop {
-            // SAFETY: as above; `status` is a live local.
-            let r = unsafe { libc::waitpid(self.os_pid, &mut status, 0) };
-            if r >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-                break;
-            }
-        }
+        // Our own unreaped child: its pid is still ours.
+        let _ = proc::kill(self.os_pid, proc::SIGKILL);
+        let _ = proc::wait(self.os_pid, true);
     }
 }
 
 struct Master {
-    pid: libc::pid_t,
+    pid: RawPid,
     /// The first process: the caller of `run`, the master's parent.
-    parent: libc::pid_t,
+    parent: RawPid,
     /// The first process's end-of-run channel: its `Done`, then the report.
     end: Option<OwnedFd>,
     /// Set once the first process has finished: no process starts any more
@@ -174,26 +166,11 @@ pub(super) fn image_ranges() -> io::Result<Vec<(usize, usize, bool)>> {
     Ok(out)
 }
 
-fn pidfd_open(pid: libc::pid_t) -> Option<OwnedFd> {
-    // SAFETY: plain syscall; returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: the descriptor was just created and is owned by nobody else.
-    Some(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
-
-fn wait_status_outcome(status: libc::c_int) -> WireOutcome {
-    if libc::WIFEXITED(status) {
-        WireOutcome::Exited(libc::WEXITSTATUS(status))
-    } else {
-        let sig = libc::WTERMSIG(status);
-        if Signal(sig).is_crash() {
-            WireOutcome::Aborted(sig)
-        } else {
-            WireOutcome::Killed(sig)
-        }
+fn ended_outcome(ended: Ended) -> WireOutcome {
+    match ended {
+        Ended::Exited(code) => WireOutcome::Exited(code),
+        Ended::Signaled(sig) if Signal(sig).is_crash() => WireOutcome::Aborted(sig),
+        Ended::Signaled(sig) => WireOutcome::Killed(sig),
     }
 }
 
@@ -242,51 +219,38 @@ impl Master {
     /// Returns the child's pid and the master's end.
     fn fork_child(
         &mut self,
-        child: impl FnOnce(OwnedFd, libc::pid_t),
-    ) -> Result<(libc::pid_t, OwnedFd, Option<OwnedFd>), WireError> {
+        child: impl FnOnce(OwnedFd, RawPid),
+    ) -> Result<(RawPid, OwnedFd, Option<OwnedFd>), WireError> {
         let (mine, theirs) = control::socketpair().map_err(|e| WireError::Io(e.to_string()))?;
         // SAFETY: `run` checked that the master has one thread, and the
         // master starts none, so the child is a complete copy that may do
         // anything.
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            return Err(WireError::Fork(
-                io::Error::last_os_error().raw_os_error().unwrap_or(0),
-            ));
-        }
-        if pid == 0 {
-            // The child: close the master's ends of every other worker's
-            // socket and pidfd. The copied tables are forgotten rather than
-            // dropped: freeing them would only write to copy-on-write pages.
-            drop(mine);
-            let spare = self.spare.as_ref().map(|s| (&s.conn, &s.pidfd));
-            let fds = self.end.iter().chain(
-                self.live
-                    .iter()
-                    .filter_map(|id| self.procs.get(id))
-                    .flat_map(|p| p.conn.iter().chain(p.pidfd.iter()))
-                    .chain(
-                        spare
-                            .into_iter()
-                            .flat_map(|(c, p)| std::iter::once(c).chain(p.iter())),
-                    ),
-            );
-            for fd in fds {
-                // SAFETY: the descriptor belongs to the copied tables,
-                // which are forgotten below, so it is never used or closed
-                // again.
-                unsafe { libc::close(fd.as_raw_fd()) };
+        let pid = match unsafe { proc::fork() } {
+            Err(e) => return Err(WireError::Fork(e.raw_os_error().unwrap_or(0))),
+            Ok(Forked::Parent(pid)) => pid,
+            Ok(Forked::Child) => {
+                // The child: close the master's ends of every other
+                // worker's socket and pidfd (taken out of the copied tables
+                // and dropped). The tables themselves are forgotten rather
+                // than dropped: freeing them would only write to
+                // copy-on-write pages.
+                drop(mine);
+                drop(self.end.take());
+                drop(self.spare.take());
+                for id in &self.live {
+                    if let Some(p) = self.procs.get_mut(id) {
+                        drop(p.conn.take());
+                        drop(p.pidfd.take());
+                    }
+                }
+                std::mem::forget(std::mem::take(&mut self.procs));
+                child(theirs, self.pid);
+                // `child` never returns; should it, end the child here.
+                proc::exit_now(127);
             }
-            std::mem::forget(std::mem::take(&mut self.procs));
-            std::mem::forget(self.spare.take());
-            std::mem::forget(self.end.take());
-            child(theirs, self.pid);
-            // `child` never returns; should it, end the child here.
-            // SAFETY: _exit ends the process at once.
-            unsafe { libc::_exit(127) };
-        }
+        };
         drop(theirs);
-        Ok((pid, mine, pidfd_open(pid)))
+        Ok((pid, mine, proc::pidfd_open(pid)))
     }
 
     fn insert_proc(
@@ -294,7 +258,7 @@ impl Master {
         starter: u64,
         inherit: &WireInherit,
         def_id: u64,
-        (os_pid, conn, pidfd): (libc::pid_t, OwnedFd, Option<OwnedFd>),
+        (os_pid, conn, pidfd): (RawPid, OwnedFd, Option<OwnedFd>),
     ) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
@@ -380,8 +344,9 @@ impl Master {
             Pidfd,
             End,
         }
-        let mut fds: Vec<libc::pollfd> = Vec::new();
+        let mut fds: Vec<RawFd> = Vec::new();
         let mut who: Vec<(u64, Src)> = Vec::new();
+        let mut ready: Vec<bool> = Vec::new();
         loop {
             if self.first_over() {
                 break;
@@ -391,11 +356,7 @@ impl Master {
             let mut no_pidfd = false;
             let mut deadline: Option<Instant> = None;
             if let Some(e) = &self.end {
-                fds.push(libc::pollfd {
-                    fd: e.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                });
+                fds.push(e.as_raw_fd());
                 who.push((FIRST, Src::End));
             }
             for &id in &self.live {
@@ -403,19 +364,11 @@ impl Master {
                     continue;
                 };
                 if let Some(c) = &p.conn {
-                    fds.push(libc::pollfd {
-                        fd: c.as_raw_fd(),
-                        events: libc::POLLIN,
-                        revents: 0,
-                    });
+                    fds.push(c.as_raw_fd());
                     who.push((id, Src::Conn));
                 }
                 if let Some(pf) = &p.pidfd {
-                    fds.push(libc::pollfd {
-                        fd: pf.as_raw_fd(),
-                        events: libc::POLLIN,
-                        revents: 0,
-                    });
+                    fds.push(pf.as_raw_fd());
                     who.push((id, Src::Pidfd));
                 } else if !p.reaped {
                     no_pidfd = true;
@@ -426,30 +379,27 @@ impl Master {
                     }
                 }
             }
-            let mut timeout: i32 = -1;
             if self.want_spare && self.spare.is_none() {
                 // Fork the next spare when nothing else is waiting.
-                // SAFETY: `fds` is a live array of `fds.len()` entries.
-                let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 0) };
-                if n == 0 {
+                let n = socket::poll_readable(&fds, Some(Duration::ZERO), &mut ready);
+                if matches!(n, Ok(0)) {
                     self.spare = self.fork_spare().ok();
                     if self.spare.is_none() {
                         self.want_spare = false;
                     }
                 }
             }
-            if let Some(d) = deadline {
-                let left = d.saturating_duration_since(Instant::now());
-                timeout = left.as_millis().min(i32::MAX as u128) as i32 + 1;
+            let mut timeout = deadline
+                .map(|d| d.saturating_duration_since(Instant::now()) + Duration::from_millis(1));
+            if no_pidfd {
+                // Without pidfds, look for ended children every 20 ms.
+                let slice = Duration::from_millis(20);
+                timeout = Some(timeout.map_or(slice, |t| t.min(slice)));
             }
-            if no_pidfd && !(0..=20).contains(&timeout) {
-                timeout = 20;
-            }
-            // SAFETY: `fds` is a live array of `fds.len()` pollfd entries.
-            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+            let n = socket::poll_readable(&fds, timeout, &mut ready).unwrap_or(0);
             if n > 0 {
-                for (i, f) in fds.iter().enumerate() {
-                    if f.revents == 0 {
+                for (i, &r) in ready.iter().enumerate() {
+                    if !r {
                         continue;
                     }
                     match who[i] {
@@ -756,30 +706,17 @@ impl Master {
             return;
         }
         let os_pid = p.os_pid;
-        let mut status: libc::c_int = libc::SIGKILL;
+        let mut ended = Ended::Signaled(proc::SIGKILL);
         if p.child {
-            loop {
-                let flags = if block { 0 } else { libc::WNOHANG };
-                // SAFETY: `status` is a live local; `os_pid` is our child.
-                let r = unsafe { libc::waitpid(os_pid, &mut status, flags) };
-                if r == os_pid {
-                    break;
-                }
-                if r < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                if r == 0 {
-                    return;
-                }
-                // ECHILD: nothing to wait for (should not happen); treat as gone.
-                status = libc::SIGKILL;
-                break;
+            match proc::wait(os_pid, block) {
+                Ok(Some(e)) => ended = e,
+                Ok(None) => return,
+                // ECHILD: nothing to wait for (should not happen); treat as
+                // gone.
+                Err(_) => {}
             }
-        } else {
-            // SAFETY: getppid has no preconditions.
-            if !block && unsafe { libc::getppid() } == self.parent {
-                return;
-            }
+        } else if !block && proc::getppid() == self.parent {
+            return;
         }
         // Whatever the worker sent before it ended (its outcome) first.
         self.read_conn(id);
@@ -791,7 +728,7 @@ impl Master {
         p.conn = None;
         p.rbuf = Vec::new();
         if p.outcome.is_none() {
-            p.outcome = Some(wait_status_outcome(status));
+            p.outcome = Some(ended_outcome(ended));
         }
         self.live.remove(&id);
         self.table.release_all(id);
@@ -826,7 +763,7 @@ impl Master {
         let cause = p
             .outcome
             .as_ref()
-            .map_or(WireOutcome::Killed(libc::SIGKILL), cause_of);
+            .map_or(WireOutcome::Killed(proc::SIGKILL), cause_of);
         self.retired.insert(
             id,
             Retired {
@@ -871,7 +808,7 @@ impl Master {
             .partition(|id| self.procs.get(id).is_some_and(|p| p.outcome.is_some()));
         for &id in &running {
             if let Some(p) = self.procs.get(&id) {
-                signal_proc(p, libc::SIGKILL);
+                signal_proc(p, proc::SIGKILL);
             }
         }
         // A worker sends its outcome, then exits at once: give it a moment.
@@ -884,7 +821,7 @@ impl Master {
                 }
                 if Instant::now() >= grace {
                     if let Some(p) = self.procs.get(&id) {
-                        signal_proc(p, libc::SIGKILL);
+                        signal_proc(p, proc::SIGKILL);
                     }
                     self.reap(id, true);
                     break;
@@ -914,21 +851,10 @@ impl Master {
 
 fn signal_proc(p: &Proc, signal: i32) {
     if let Some(pf) = &p.pidfd {
-        // SAFETY: plain syscall on a pidfd we own; a null siginfo is allowed.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                pf.as_raw_fd(),
-                signal,
-                std::ptr::null::<libc::siginfo_t>(),
-                0,
-            )
-        };
-        if r == 0 {
+        if proc::pidfd_send_signal(pf, signal) {
             return;
         }
     }
-    // SAFETY: plain syscall; the child is not reaped yet, so its pid is
-    // still ours.
-    unsafe { libc::kill(p.os_pid, signal) };
+    // Not reaped yet, so its pid is still ours.
+    let _ = proc::kill(p.os_pid, signal);
 }

@@ -210,53 +210,21 @@ pub struct Signal(pub i32);
 
 impl Signal {
     /// `SIGKILL`.
-    pub const KILL: Signal = Signal(libc::SIGKILL);
+    pub const KILL: Signal = Signal(crate::os::proc::SIGKILL);
     /// `SIGTERM`.
-    pub const TERM: Signal = Signal(libc::SIGTERM);
+    pub const TERM: Signal = Signal(crate::os::proc::SIGTERM);
     /// `SIGABRT`.
-    pub const ABRT: Signal = Signal(libc::SIGABRT);
+    pub const ABRT: Signal = Signal(crate::os::proc::SIGABRT);
 
     /// The signal's name, e.g. `"SIGKILL"` (`"SIG?"` when unknown).
     pub fn name(self) -> &'static str {
-        match self.0 {
-            libc::SIGHUP => "SIGHUP",
-            libc::SIGINT => "SIGINT",
-            libc::SIGQUIT => "SIGQUIT",
-            libc::SIGILL => "SIGILL",
-            libc::SIGTRAP => "SIGTRAP",
-            libc::SIGABRT => "SIGABRT",
-            libc::SIGBUS => "SIGBUS",
-            libc::SIGFPE => "SIGFPE",
-            libc::SIGKILL => "SIGKILL",
-            libc::SIGUSR1 => "SIGUSR1",
-            libc::SIGSEGV => "SIGSEGV",
-            libc::SIGUSR2 => "SIGUSR2",
-            libc::SIGPIPE => "SIGPIPE",
-            libc::SIGALRM => "SIGALRM",
-            libc::SIGTERM => "SIGTERM",
-            libc::SIGSYS => "SIGSYS",
-            libc::SIGXCPU => "SIGXCPU",
-            libc::SIGXFSZ => "SIGXFSZ",
-            _ => "SIG?",
-        }
+        crate::os::proc::signal_name(self.0)
     }
 
     /// Whether the signal's default action is to dump core, i.e. it means
     /// the program failed by itself (`SIGABRT`, `SIGSEGV`, `SIGBUS`, ...).
     pub fn is_crash(self) -> bool {
-        matches!(
-            self.0,
-            libc::SIGABRT
-                | libc::SIGSEGV
-                | libc::SIGBUS
-                | libc::SIGILL
-                | libc::SIGFPE
-                | libc::SIGQUIT
-                | libc::SIGSYS
-                | libc::SIGTRAP
-                | libc::SIGXCPU
-                | libc::SIGXFSZ
-        )
+        crate::os::proc::signal_is_crash(self.0)
     }
 }
 

@@ -36,10 +36,9 @@
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::CString;
 use std::fmt;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
@@ -47,6 +46,9 @@ use serde::{Deserialize, Serialize};
 
 use super::control::{Reply, Request, WireInherit};
 use super::{run, unexpected, worker, ProcessError};
+use crate::os::mapping::Mapping;
+use crate::os::sem::{self, NamedSem};
+use crate::os::shm;
 use crate::segment::{self, SegmentHeader, SegmentKind};
 
 /// The id of a resource in the master's table. Unique within a run.
@@ -190,10 +192,7 @@ fn destroy(info: &ResourceInfo) {
             let _ = std::fs::remove_file(&info.name);
         }
         ResourceKind::Semaphore => {
-            if let Ok(c) = CString::new(info.name.as_str()) {
-                // SAFETY: `c` is a valid NUL-terminated string.
-                unsafe { libc::sem_unlink(c.as_ptr()) };
-            }
+            let _ = sem::unlink(&info.name);
         }
         ResourceKind::ForkPoint | ResourceKind::JoinPoint => {}
     }
@@ -292,12 +291,8 @@ pub(crate) fn remove_stale_objects() -> io::Result<Vec<String>> {
     for e in std::fs::read_dir(segment::SHM_DIR)?.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if let Some(sem) = name.strip_prefix("sem.") {
-            if tag_is_stale(sem, "sem") {
-                let c = CString::new(format!("/{sem}")).map_err(io::Error::other)?;
-                // SAFETY: `c` is a valid NUL-terminated string.
-                if unsafe { libc::sem_unlink(c.as_ptr()) } == 0 {
-                    removed.push(name);
-                }
+            if tag_is_stale(sem, "sem") && sem::unlink(&format!("/{sem}")).is_ok() {
+                removed.push(name);
             }
         }
     }
@@ -419,16 +414,9 @@ impl TempFile {
 pub struct ShmBlock {
     id: ResourceId,
     name: String,
-    ptr: *mut u8,
-    map_len: usize,
+    map: Mapping,
     len: usize,
 }
-
-// SAFETY: the mapping is shared memory accessed only through atomics; the
-// handle can move and be shared between threads like `&[AtomicU8]`.
-unsafe impl Send for ShmBlock {}
-// SAFETY: as above.
-unsafe impl Sync for ShmBlock {}
 
 impl fmt::Debug for ShmBlock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -453,24 +441,10 @@ pub fn create_shm_block(size: usize) -> Result<ShmBlock, ProcessError> {
     let fd = segment::shm_create(&name)?;
     let total = (HEADER + size) as u64;
     let made = (|| -> io::Result<ShmBlock> {
-        // SAFETY: plain syscall on a valid descriptor.
-        if unsafe { libc::ftruncate(fd.as_raw_fd(), total as libc::off_t) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        shm::set_len(&fd, total)?;
         segment::reserve(&fd, 0, total)?;
         let header = SegmentHeader::new(SegmentKind::Block, total, 0);
-        // SAFETY: writes 64 bytes from a live header into the object.
-        let n = unsafe {
-            libc::pwrite(
-                fd.as_raw_fd(),
-                (&header as *const SegmentHeader).cast(),
-                HEADER,
-                0,
-            )
-        };
-        if n != HEADER as isize {
-            return Err(io::Error::last_os_error());
-        }
+        shm::write_at(&fd, header.as_bytes(), 0)?;
         map_block(ResourceId(0), name.clone(), &fd, total as usize)
     })();
     let mut block = match made {
@@ -493,26 +467,16 @@ pub fn create_shm_block(size: usize) -> Result<ShmBlock, ProcessError> {
 }
 
 fn map_block(id: ResourceId, name: String, fd: &OwnedFd, total: usize) -> io::Result<ShmBlock> {
-    // SAFETY: maps `total` bytes of a shared object we hold open; the
-    // kernel picks the address.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            total,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            fd.as_raw_fd(),
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
+    if total < HEADER {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "block too small",
+        ));
     }
     Ok(ShmBlock {
         id,
         name,
-        ptr: p.cast(),
-        map_len: total,
+        map: Mapping::shared(fd, total, false)?,
         len: total - HEADER,
     })
 }
@@ -553,14 +517,19 @@ impl ShmBlock {
         // after the header, and `AtomicU8` has the size and alignment of
         // `u8`; other processes touch it only through atomics or raw
         // pointers.
-        unsafe { std::slice::from_raw_parts(self.ptr.add(HEADER).cast::<AtomicU8>(), self.len) }
+        unsafe {
+            std::slice::from_raw_parts(
+                self.map.ptr().as_ptr().add(HEADER).cast::<AtomicU8>(),
+                self.len,
+            )
+        }
     }
 
     /// A pointer to the first usable byte (for shared structures built on
     /// the block; accesses must be synchronised between processes).
     pub fn as_ptr(&self) -> *mut u8 {
         // SAFETY: `HEADER` bytes into a mapping at least that long.
-        unsafe { self.ptr.add(HEADER) }
+        unsafe { self.map.ptr().as_ptr().add(HEADER) }
     }
 
     /// Releases it (see [`release`]) and unmaps it.
@@ -569,25 +538,12 @@ impl ShmBlock {
     }
 }
 
-impl Drop for ShmBlock {
-    fn drop(&mut self) {
-        // SAFETY: unmaps the mapping this handle made; no reference into it
-        // outlives `self` (`bytes` borrows `self`).
-        unsafe { libc::munmap(self.ptr.cast(), self.map_len) };
-    }
-}
-
 /// A named POSIX semaphore (`sem_open`), opened in this process.
 pub struct NamedSemaphore {
     id: ResourceId,
     name: String,
-    sem: *mut libc::sem_t,
+    sem: NamedSem,
 }
-
-// SAFETY: POSIX semaphores may be used from any thread.
-unsafe impl Send for NamedSemaphore {}
-// SAFETY: as above.
-unsafe impl Sync for NamedSemaphore {}
 
 impl fmt::Debug for NamedSemaphore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -596,27 +552,6 @@ impl fmt::Debug for NamedSemaphore {
             .field("name", &self.name)
             .finish()
     }
-}
-
-fn sem_open(name: &str, create: Option<u32>) -> io::Result<*mut libc::sem_t> {
-    let c = CString::new(name).map_err(io::Error::other)?;
-    // SAFETY: `c` is a valid NUL-terminated string; with O_CREAT the mode
-    // and initial value are passed as the variadic arguments.
-    let sem = unsafe {
-        match create {
-            Some(v) => libc::sem_open(
-                c.as_ptr(),
-                libc::O_CREAT | libc::O_EXCL,
-                0o600 as libc::c_uint,
-                v,
-            ),
-            None => libc::sem_open(c.as_ptr(), 0),
-        }
-    };
-    if sem == libc::SEM_FAILED {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(sem)
 }
 
 /// Creates a named semaphore with value `initial` and registers it; the
@@ -635,19 +570,11 @@ pub fn create_semaphore(initial: u32) -> Result<NamedSemaphore, ProcessError> {
         return Err(ProcessError::NotInWorker);
     }
     let name = format!("/{}", tagged_name("sem"));
-    let sem = sem_open(&name, Some(initial))?;
-    let unlink = |name: &str| {
-        if let Ok(c) = CString::new(name) {
-            // SAFETY: `c` is a valid NUL-terminated string.
-            unsafe { libc::sem_unlink(c.as_ptr()) };
-        }
-    };
+    let sem = NamedSem::create(&name, initial)?;
     match manage(ResourceKind::Semaphore, name.clone()) {
         Ok(id) => Ok(NamedSemaphore { id, name, sem }),
         Err(e) => {
-            unlink(&name);
-            // SAFETY: `sem` was opened above and is not used after this.
-            unsafe { libc::sem_close(sem) };
+            let _ = sem::unlink(&name);
             Err(e)
         }
     }
@@ -657,7 +584,7 @@ impl NamedSemaphore {
     /// Looks up a semaphore by id and opens it (the caller becomes a user).
     pub fn open(id: ResourceId) -> Result<NamedSemaphore, ProcessError> {
         let info = lookup_kind(id, ResourceKind::Semaphore)?;
-        let sem = sem_open(&info.name, None)?;
+        let sem = NamedSem::open(&info.name)?;
         Ok(NamedSemaphore {
             id,
             name: info.name,
@@ -677,59 +604,26 @@ impl NamedSemaphore {
 
     /// Increments the value.
     pub fn post(&self) -> io::Result<()> {
-        // SAFETY: `sem` is open while `self` lives.
-        if unsafe { libc::sem_post(self.sem) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        self.sem.post()
     }
 
     /// Waits until the value is positive, then decrements it.
     pub fn wait(&self) -> io::Result<()> {
-        loop {
-            // SAFETY: `sem` is open while `self` lives.
-            if unsafe { libc::sem_wait(self.sem) } == 0 {
-                return Ok(());
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
-            }
-        }
+        self.sem.wait()
     }
 
     /// Decrements the value if it is positive; `false` otherwise.
     pub fn try_wait(&self) -> io::Result<bool> {
-        // SAFETY: `sem` is open while `self` lives.
-        if unsafe { libc::sem_trywait(self.sem) } == 0 {
-            return Ok(true);
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() == io::ErrorKind::WouldBlock {
-            return Ok(false);
-        }
-        Err(e)
+        self.sem.try_wait()
     }
 
     /// The current value.
     pub fn value(&self) -> io::Result<i32> {
-        let mut v = 0;
-        // SAFETY: `sem` is open while `self` lives; `v` is a live local.
-        if unsafe { libc::sem_getvalue(self.sem, &mut v) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(v)
+        self.sem.value()
     }
 
     /// Releases it (see [`release`]) and closes it.
     pub fn release(self) -> Result<(), ProcessError> {
         release(self.id)
-    }
-}
-
-impl Drop for NamedSemaphore {
-    fn drop(&mut self) {
-        // SAFETY: closes the handle this value opened; it is not used after.
-        unsafe { libc::sem_close(self.sem) };
     }
 }

@@ -9,6 +9,7 @@ use super::control::{self, Reply, Request, WireOutcome};
 use super::master::{image_ranges, master_main};
 use super::resources;
 use super::{worker, Outcome, ProcessError, ProcessId};
+use crate::os::proc::{self, Forked};
 use crate::segment;
 
 /// The master of the current run (pid, start time), inherited by workers;
@@ -156,8 +157,7 @@ where
     }
     let _ = segment::remove_stale();
     let _ = resources::remove_stale_objects();
-    // SAFETY: getpid has no preconditions.
-    let me = unsafe { libc::getpid() };
+    let me = proc::getpid();
     segment::set_owner(me as u32);
     // Buffered output would be written again by the master's copy.
     {
@@ -170,17 +170,15 @@ where
     let (end_mine, end_master) = control::socketpair()?;
     // SAFETY: the process has one thread (checked above), so the child is a
     // complete copy; it becomes the master and leaves with `_exit`.
-    let master = unsafe { libc::fork() };
-    if master < 0 {
-        return Err(ProcessError::Fork(
-            io::Error::last_os_error().raw_os_error().unwrap_or(0),
-        ));
-    }
-    if master == 0 {
-        drop(control_mine);
-        drop(end_mine);
-        master_main(control_master, end_master, me, image, opts.keep_outcomes);
-    }
+    let master = match unsafe { proc::fork() } {
+        Err(e) => return Err(ProcessError::Fork(e.raw_os_error().unwrap_or(0))),
+        Ok(Forked::Parent(pid)) => pid,
+        Ok(Forked::Child) => {
+            drop(control_mine);
+            drop(end_mine);
+            master_main(control_master, end_master, me, image, opts.keep_outcomes);
+        }
+    };
     drop(control_master);
     drop(end_master);
     set_master_tag(
@@ -234,15 +232,9 @@ fn end_of_run(
 
 /// Waits for the master to exit (it does once its report is sent, or
 /// when it fails).
-fn reap_master(pid: libc::pid_t) {
-    let mut status = 0;
-    loop {
-        // SAFETY: `pid` is our child; `status` is a live local.
-        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if r >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-            break;
-        }
-    }
+fn reap_master(pid: proc::RawPid) {
+    // (ECHILD when the program reaps its children itself: nothing to do.)
+    let _ = proc::wait(pid, true);
 }
 
 /// Removes what masters that died left behind: mc shared memory segments

@@ -8,6 +8,7 @@ use std::sync::Mutex;
 
 use super::control::{self, Command, Reply, Request, WireOutcome};
 use super::{DefinitionInfo, ProcessError};
+use crate::os::proc::{self, RawPid};
 
 /// The control connection of this worker (`None` outside workers).
 struct Ctx {
@@ -15,13 +16,12 @@ struct Ctx {
     id: u64,
     /// The OS pid of the worker: a process forked by user code inside a
     /// worker shares the socket but is not the worker.
-    os_pid: libc::pid_t,
+    os_pid: RawPid,
 }
 
 impl Ctx {
     fn mine(&self) -> bool {
-        // SAFETY: getpid has no preconditions.
-        self.os_pid == unsafe { libc::getpid() }
+        self.os_pid == proc::getpid()
     }
 }
 
@@ -78,29 +78,18 @@ pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 
 /// Ties the child's life to the master's: `SIGKILL` when the master dies,
 /// and an exit now if it already died before the `prctl`.
-fn die_with_master(master_pid: libc::pid_t) {
-    // SAFETY: plain prctl call; PR_SET_PDEATHSIG takes a signal number.
-    unsafe {
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        )
-    };
+fn die_with_master(master_pid: RawPid) {
+    let _ = proc::die_with_parent();
     // If the master died before the prctl, no signal will come.
-    // SAFETY: getppid has no preconditions.
-    if unsafe { libc::getppid() } != master_pid {
-        // SAFETY: _exit ends the process at once; nothing is left to run.
-        unsafe { libc::_exit(1) };
+    if proc::getppid() != master_pid {
+        proc::exit_now(1);
     }
 }
 
 /// Runs in a spare worker right after `fork`: waits for the definition and
 /// argument to run, then runs them as [`child_main`] does. Exits quietly
 /// when the master closes the connection first.
-pub(crate) fn spare_main(fd: OwnedFd, master_pid: libc::pid_t) -> ! {
+pub(crate) fn spare_main(fd: OwnedFd, master_pid: RawPid) -> ! {
     die_with_master(master_pid);
     warm_up();
     let cmd = control::recv_frame(&fd).and_then(|body| control::decode::<Command>(&body));
@@ -111,8 +100,7 @@ pub(crate) fn spare_main(fd: OwnedFd, master_pid: libc::pid_t) -> ! {
         arg,
     }) = cmd
     else {
-        // SAFETY: _exit ends the process at once; nothing is left to run.
-        unsafe { libc::_exit(0) }
+        proc::exit_now(0)
     };
     let body = move || {
         let info = def_addr as *const DefinitionInfo;
@@ -149,8 +137,7 @@ fn warm_up() {
 /// Makes the calling process the first process of a run (id `id`), with
 /// its end of the control channel.
 pub(crate) fn enter_first(fd: OwnedFd, id: u64) {
-    // SAFETY: getpid has no preconditions.
-    let os_pid = unsafe { libc::getpid() };
+    let os_pid = proc::getpid();
     *control() = Some(Ctx { fd, id, os_pid });
 }
 
@@ -164,8 +151,7 @@ pub(crate) fn leave_first() {
 /// outcome, and ends the process with `_exit` (so the master's destructors
 /// and `atexit` handlers never run here).
 fn run_as(fd: OwnedFd, id: u64, body: impl FnOnce() -> Result<Vec<u8>, String>) -> ! {
-    // SAFETY: getpid has no preconditions.
-    let os_pid = unsafe { libc::getpid() };
+    let os_pid = proc::getpid();
     *control() = Some(Ctx { fd, id, os_pid });
     let outcome = match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(bytes)) => WireOutcome::Returned(bytes),
@@ -184,7 +170,7 @@ fn finish(outcome: WireOutcome) -> ! {
             let _ = control::send_all(&ctx.fd, &frame);
         }
     }
-    // SAFETY: _exit ends the process without running the master's atexit
-    // handlers or destructors copied by fork; output was flushed above.
-    unsafe { libc::_exit(0) }
+    // Without the master's atexit handlers or destructors copied by fork;
+    // output was flushed above.
+    proc::exit_now(0)
 }
