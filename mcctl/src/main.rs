@@ -90,7 +90,7 @@ fn show(name: &str) -> Result<(), String> {
     } else {
         format!("mc.pool.{name}")
     };
-    let r = mc::pool::inspect(&seg).map_err(|e| e.to_string())?;
+    let r = mc::inspect::inspect_pool(&seg).map_err(|e| e.to_string())?;
     println!("pool {}", r.name);
     println!(
         "  owner pid {} ({}), mapped at {:#x}",

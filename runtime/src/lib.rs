@@ -25,6 +25,7 @@
 
 pub mod camlbox;
 pub mod heap;
+pub mod inspect;
 mod os;
 pub mod pool;
 pub mod process;
@@ -37,8 +38,9 @@ pub use camlbox::{Camlbox, CamlboxError, CamlboxId, Message, Sender};
 pub use heap::{
     Heap, HeapDescr, HeapError, HeapOptions, HeapReport, HeapStats, Mutator, PinGuard, ReadGuard,
 };
+pub use inspect::PoolReport;
 pub use mc_macros::{process, Shared};
-pub use pool::{Pool, PoolDescr, PoolError, PoolOptions, PoolReport, PoolStats};
+pub use pool::{Pool, PoolDescr, PoolError, PoolOptions, PoolStats};
 pub use process::{
     cleanup, resources, run, run_with, Outcome, Pid, ProcessError, ProcessId, RunOptions,
     RunReport, StartOptions,

@@ -232,7 +232,7 @@ fn scribble_role(name: &str) -> Result<String, String> {
     if pool.is_trusted() {
         return Err("a pool attached by an unrelated process counts as trusted".into());
     }
-    let report = mc::pool::inspect(pool.name()).map_err(err)?;
+    let report = mc::inspect::inspect_pool(pool.name()).map_err(err)?;
     let heap = report.heaps.first().ok_or("no heap")?;
     let header = heap.addr;
     let end = pool.base() + report.stats.committed;

@@ -30,10 +30,7 @@ use crate::os::shm;
 use crate::segment::{self, SegmentError, SegmentHeader, SegmentKind};
 use crate::sync::raw::{LockError, RawRwLock};
 
-mod inspect;
 mod pages;
-
-pub use inspect::{inspect, PoolReport};
 
 /// The page size pools are managed in.
 pub const PAGE_SIZE: usize = 4096;
@@ -45,36 +42,36 @@ const COMMIT_STEP: u64 = 1 << 20;
 
 /// The pool's own header, after the segment header.
 #[repr(C)]
-struct PoolHeader {
-    seg: SegmentHeader,
-    base: u64,
-    total_size: u64,
-    n_pages: u64,
-    bitmap_offset: u64,
-    owners_offset: u64,
-    data_offset: u64,
-    committed: AtomicU64,
-    used_pages: AtomicU64,
-    hint: AtomicU64,
-    root_heap: AtomicU64,
-    root_fingerprint: AtomicU64,
-    next_tag: AtomicU32,
-    lock: RawRwLock,
+pub(crate) struct PoolHeader {
+    pub(crate) seg: SegmentHeader,
+    pub(crate) base: u64,
+    pub(crate) total_size: u64,
+    pub(crate) n_pages: u64,
+    pub(crate) bitmap_offset: u64,
+    pub(crate) owners_offset: u64,
+    pub(crate) data_offset: u64,
+    pub(crate) committed: AtomicU64,
+    pub(crate) used_pages: AtomicU64,
+    pub(crate) hint: AtomicU64,
+    pub(crate) root_heap: AtomicU64,
+    pub(crate) root_fingerprint: AtomicU64,
+    pub(crate) next_tag: AtomicU32,
+    pub(crate) lock: RawRwLock,
 }
 
 /// Where the parts of a pool segment lie; a function of the page count
 /// only, so that attaching processes can check the recorded header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Layout {
-    n_pages: usize,
-    bitmap_offset: usize,
-    owners_offset: usize,
-    data_offset: usize,
-    total: usize,
+pub(crate) struct Layout {
+    pub(crate) n_pages: usize,
+    pub(crate) bitmap_offset: usize,
+    pub(crate) owners_offset: usize,
+    pub(crate) data_offset: usize,
+    pub(crate) total: usize,
 }
 
 impl Layout {
-    fn new(n_pages: usize) -> Layout {
+    pub(crate) fn new(n_pages: usize) -> Layout {
         let bitmap_offset = std::mem::size_of::<PoolHeader>().next_multiple_of(64);
         let owners_offset = (bitmap_offset + n_pages.div_ceil(64) * 8).next_multiple_of(64);
         let data_offset = (owners_offset + n_pages * 4).next_multiple_of(PAGE_SIZE);

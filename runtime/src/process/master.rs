@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use super::control::{
     self, Command, JoinMode, Reply, Request, WireError, WireInherit, WireOutcome,
 };
-use super::resources::Table;
 use super::run::{set_master_tag, FIRST};
+use super::table::Table;
 use super::{worker, DefinitionInfo, Signal, DEF_MAGIC};
 use crate::os::proc::{self, Ended, Forked, RawPid};
 use crate::os::socket;

@@ -103,6 +103,7 @@ mod control;
 mod master;
 pub mod resources;
 mod run;
+mod table;
 pub(crate) mod worker;
 
 use std::fmt;

@@ -1,6 +1,13 @@
-//! Read-only views of pool segments, for `mcctl`.
+//! Read-only views of segments, for `mcctl`: a pool's figures and its
+//! heaps', read from copies of the segment, above both the pool and the
+//! heap modules.
 
-use super::*;
+use std::io;
+
+use crate::heap::HeapReport;
+use crate::os::shm;
+use crate::pool::{Layout, PoolError, PoolHeader, PoolStats, OWNER_HEADER, PAGE_SIZE};
+use crate::segment::{self, SegmentError, SegmentHeader, SegmentKind};
 
 /// What an inspector sees of a pool and its heaps.
 #[derive(Debug, Clone)]
@@ -16,7 +23,7 @@ pub struct PoolReport {
     /// The root heap's address, if any.
     pub root_heap: Option<usize>,
     /// Every heap found in the pool.
-    pub heaps: Vec<crate::heap::HeapReport>,
+    pub heaps: Vec<HeapReport>,
 }
 
 /// Inspects a pool without taking any of its locks or changing anything:
@@ -25,7 +32,7 @@ pub struct PoolReport {
 /// process is an error or a short report, never `SIGBUS`), and reports its
 /// figures and its heaps'. Figures read while other processes work may be
 /// a moment old.
-pub fn inspect(seg_name: &str) -> Result<PoolReport, PoolError> {
+pub fn inspect_pool(seg_name: &str) -> Result<PoolReport, PoolError> {
     if seg_name.contains('\0') || seg_name.contains('/') {
         return Err(PoolError::BadName(seg_name.to_owned()));
     }
