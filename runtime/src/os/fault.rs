@@ -150,7 +150,7 @@ extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
             if addr < start || addr >= end {
                 continue;
             }
-            let page = addr & !(crate::pool::PAGE_SIZE - 1);
+            let page = addr & !(super::PAGE_SIZE - 1);
             // SAFETY: replaces pages of a range this process mapped (and
             // still has registered) with private zero pages; MAP_FIXED over
             // our own mapping of a truncated object is exactly what is

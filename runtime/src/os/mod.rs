@@ -2,6 +2,10 @@
 //! faults of shared mappings whose object another process cut short, and
 //! random values that other processes cannot guess.
 
+/// The page size mc assumes (and checks: pools are managed in pages of
+/// this size).
+pub(crate) const PAGE_SIZE: usize = 4096;
+
 pub(crate) mod fault;
 pub(crate) mod futex;
 pub(crate) mod ids;

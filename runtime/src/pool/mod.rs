@@ -33,7 +33,7 @@ use crate::sync::raw::{LockError, RawRwLock};
 mod pages;
 
 /// The page size pools are managed in.
-pub const PAGE_SIZE: usize = 4096;
+pub const PAGE_SIZE: usize = crate::os::PAGE_SIZE;
 
 /// The smallest maximum size a pool accepts.
 pub const MIN_POOL_SIZE: usize = 64 * 1024;
