@@ -16,30 +16,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use mc::sync::{Condvar, Mutex, RwLock, Semaphore};
-
-/// Places `value` in a fresh anonymous shared mapping and leaks it.
-fn shared<T>(value: T) -> &'static mut T {
-    let len = std::mem::size_of::<T>().max(1);
-    // SAFETY: a fresh anonymous mapping; no existing memory is affected.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    assert_ne!(p, libc::MAP_FAILED, "mmap failed");
-    let p = p.cast::<T>();
-    // SAFETY: the mapping is page-aligned, large enough, writable and never
-    // unmapped.
-    unsafe {
-        p.write(value);
-        &mut *p
-    }
-}
+use mc_testkit::shared_mut as shared;
 
 /// Best time per iteration of `f(iters)` over `runs` runs, in ns.
 fn best_ns(runs: usize, iters: u64, mut f: impl FnMut(u64)) -> f64 {
@@ -164,27 +141,17 @@ fn uncontended() {
     }
 }
 
-fn fork_child(f: impl FnOnce()) -> libc::pid_t {
-    // SAFETY: this benchmark is single-threaded when it forks; the child
-    // runs `f` and leaves with `_exit`.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
+/// Forks a child that runs `f` (this benchmark is single-threaded when
+/// it forks).
+fn fork_child(f: impl FnOnce()) -> mc_testkit::ChildPid {
+    mc_testkit::fork_child(|| {
         f();
-        // SAFETY: ends the child without the parent's exit handlers.
-        unsafe { libc::_exit(0) };
-    }
-    pid
+        0
+    })
 }
 
-fn reap(pid: libc::pid_t) {
-    let mut status = 0;
-    // SAFETY: waits for our own child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "child failed"
-    );
+fn reap(pid: mc_testkit::ChildPid) {
+    mc_testkit::expect_exit_ok(pid, std::time::Duration::from_secs(600)).expect("child failed");
 }
 
 /// Round-trip time in ns of `rounds` ping-pongs: the child runs `pong`, the

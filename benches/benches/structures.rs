@@ -19,58 +19,25 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use mc::{Pool, SHashtbl, SQueue};
+use mc_testkit::shared;
 
 const KEYS: u64 = 10_000;
 
-/// Places `value` in a fresh anonymous shared mapping and leaks it.
-fn shared<T>(value: T) -> &'static T {
-    let len = std::mem::size_of::<T>().max(1);
-    // SAFETY: a fresh anonymous mapping; no existing memory is affected.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    assert_ne!(p, libc::MAP_FAILED, "mmap failed");
-    let p = p.cast::<T>();
-    // SAFETY: the mapping is page-aligned, large enough, writable and never
-    // unmapped.
-    unsafe {
-        p.write(value);
-        &*p
-    }
-}
-
-/// Forks a child that waits for `go`, runs `f` and exits.
-fn fork_child(go: &'static AtomicU32, f: impl FnOnce()) -> libc::pid_t {
-    // SAFETY: the bench main is single-threaded when it forks (every thread
-    // of the baselines was joined); the child leaves with `_exit`.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
+/// Forks a child that waits for `go`, runs `f` and exits (the bench main
+/// is single-threaded when it forks: every thread of the baselines was
+/// joined).
+fn fork_child(go: &'static AtomicU32, f: impl FnOnce()) -> mc_testkit::ChildPid {
+    mc_testkit::fork_child(|| {
         while go.load(Ordering::Acquire) == 0 {
             std::hint::spin_loop();
         }
         f();
-        // SAFETY: ends the child without running the parent's exit handlers.
-        unsafe { libc::_exit(0) };
-    }
-    pid
+        0
+    })
 }
 
-fn wait(pid: libc::pid_t) {
-    let mut status = 0;
-    // SAFETY: waits for our own child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "child failed"
-    );
+fn wait(pid: mc_testkit::ChildPid) {
+    mc_testkit::expect_exit_ok(pid, std::time::Duration::from_secs(600)).expect("child failed");
 }
 
 /// A cheap deterministic sequence of (operation, key).

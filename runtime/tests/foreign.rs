@@ -150,7 +150,7 @@ fn a_cut_under_a_huge_pool_is_contained() -> Result<String, String> {
 /// sent with `kill` has the fate it has in a program without mc (what the
 /// handler before mc's decides: the standard library's, here).
 fn a_sigbus_from_kill_is_left_alone() -> Result<String, String> {
-    let fate = |with_pool: bool| -> Result<i32, String> {
+    let fate = |with_pool: bool| -> Result<common::Ended, String> {
         let pid = common::fork_child(move || {
             let _pool = with_pool.then(|| Pool::create(1 << 20).expect("pool"));
             for _ in 0..2 {
@@ -165,13 +165,9 @@ fn a_sigbus_from_kill_is_left_alone() -> Result<String, String> {
     let without = fate(false)?;
     let with = fate(true)?;
     if with != without {
-        return Err(format!(
-            "wait status {with:#x} with mc's handler, {without:#x} without"
-        ));
+        return Err(format!("{with:?} with mc's handler, {without:?} without"));
     }
-    Ok(format!(
-        "the same fate with and without mc (wait status {with:#x})"
-    ))
+    Ok(format!("the same fate with and without mc ({with:?})"))
 }
 
 fn a_cut_camlbox_is_an_error_for_both_ends() -> Result<String, String> {
@@ -261,8 +257,8 @@ fn scribble_role(name: &str) -> Result<String, String> {
             // as a scribbling process would.
             unsafe {
                 match rng.below(4) {
-                    0 => (p as *mut u8).write(rng.next() as u8),
-                    1 => ((p & !7) as *mut u64).write_unaligned(rng.next()),
+                    0 => (p as *mut u8).write(rng.next_u64() as u8),
+                    1 => ((p & !7) as *mut u64).write_unaligned(rng.next_u64()),
                     2 => ((p & !7) as *mut u64)
                         .write_unaligned((header + rng.below(len)) as u64 & !7),
                     _ => ((p & !7) as *mut u64).write_unaligned(rng.below(1 << 20) as u64),
@@ -373,8 +369,8 @@ fn main() {
             }
         }
     }
-    // SAFETY: alarm only arms a timer: a hung run ends the test.
-    unsafe { libc::alarm(600) };
+    // A hung run ends the test (SIGALRM).
+    common::watchdog(600);
     run_scenarios(&[
         (
             "attaching_a_cut_pool_is_an_error",

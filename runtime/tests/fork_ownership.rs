@@ -584,8 +584,8 @@ fn held_flags_do_not_follow_fork() -> Result<String, String> {
 }
 
 fn main() {
-    // SAFETY: alarm only arms a timer: a hung run ends the test.
-    unsafe { libc::alarm(300) };
+    // A hung run ends the test (SIGALRM).
+    common::watchdog(300);
     run_scenarios(&[
         (
             "pin_guard_moved_into_run_keeps_its_value",

@@ -18,17 +18,18 @@ use std::time::{Duration, Instant};
 use mc::{Heap, HeapError, Pool, PoolError};
 
 mod common;
-use common::{fork_child, kill, run_scenarios, shared, wait_child, Scenario};
+use common::{fork_child, kill, run_scenarios, shared, wait_child, ChildPid, Ended, Scenario};
 
 /// Kills `pid` and reaps it.
-fn kill_and_reap(pid: libc::pid_t) -> Result<(), String> {
+fn kill_and_reap(pid: ChildPid) -> Result<(), String> {
     kill(pid);
-    let status = wait_child(pid, Duration::from_secs(10))?;
-    ensure(
-        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL,
-        || format!("child {pid} was not killed (status {status:#x})"),
-    )
+    let ended = wait_child(pid, Duration::from_secs(10))?;
+    ensure(ended == Ended::Signaled(SIGKILL), || {
+        format!("child {pid} was not killed ({ended:?})")
+    })
 }
+
+const SIGKILL: i32 = 9;
 
 /// Runs `f` in a child, at most `timeout`: a hang becomes an error.
 fn in_child(timeout: Duration, f: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
@@ -39,11 +40,10 @@ fn in_child(timeout: Duration, f: impl FnOnce() -> Result<(), String>) -> Result
             1
         }
     });
-    let status = wait_child(pid, timeout)?;
-    ensure(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        || format!("the child's check failed (status {status:#x}, see stderr)"),
-    )
+    let ended = wait_child(pid, timeout)?;
+    ensure(ended.ok(), || {
+        format!("the child's check failed ({ended:?}, see stderr)")
+    })
 }
 
 /// Polls (with short sleeps) until `cond` holds, at most `timeout`.

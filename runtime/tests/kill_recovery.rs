@@ -54,11 +54,11 @@ fn kill_during(
         }
         std::thread::sleep(Duration::from_micros(100));
     }
-    std::thread::sleep(Duration::from_micros(rng.next() % 3000));
+    std::thread::sleep(Duration::from_micros(rng.next_u64() % 3000));
     kill(pid);
     let status = wait_child(pid, Duration::from_secs(10))?;
-    if !(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL) {
-        return Err(format!("the child ended otherwise (status {status:#x})"));
+    if status != common::Ended::Signaled(9) {
+        return Err(format!("the child ended otherwise ({status:?})"));
     }
     Ok(())
 }
@@ -313,8 +313,8 @@ fn stopped_holder_gives_timeouts() -> Result<String, String> {
 }
 
 fn main() {
-    // SAFETY: alarm only arms a timer: a hung run ends the test.
-    unsafe { libc::alarm(600) };
+    // A hung run ends the test (SIGALRM).
+    common::watchdog(600);
     run_scenarios(&[
         (
             "stopped_holder_gives_timeouts",

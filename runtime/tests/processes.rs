@@ -11,6 +11,8 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+mod common;
+
 use mc::process::{self, Signal};
 use mc::resources::{self, NamedSemaphore, ShmBlock, TempFile};
 use mc::{Outcome, ProcessError, StartOptions};
@@ -586,20 +588,19 @@ fn outside_a_run_is_an_error() -> TestResult {
 
 fn user_forked_child_is_not_a_worker() -> TestResult {
     in_run(|| {
-        // SAFETY: the first process is single-threaded here; the child only
-        // makes one request attempt and calls `_exit`.
-        let pid = unsafe { libc::fork() };
-        if pid == 0 {
+        // The first process is single-threaded here; the child makes one
+        // request attempt and ends.
+        let pid = common::fork_child(|| {
             let ok = matches!(square::start(1), Err(ProcessError::NotInWorker))
                 && process::self_id().is_none();
-            // SAFETY: ends the child at once.
-            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
-        }
-        let mut status = 0;
-        // SAFETY: `pid` is our child; `status` is a live local.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
+            if ok {
+                0
+            } else {
+                1
+            }
+        });
         ensure!(
-            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            common::expect_exit_ok(pid, Duration::from_secs(30)).is_ok(),
             "a child forked by user code could use the worker's connection"
         );
         // The worker's own connection still works.
@@ -856,12 +857,11 @@ fn main() {
         if filter.as_deref().is_some_and(|flt| !name.contains(flt)) {
             continue;
         }
-        // SAFETY: alarm only arms a timer; a hung scenario ends the test.
-        unsafe { libc::alarm(120) };
+        // A hung scenario ends the test (SIGALRM).
+        common::watchdog(120);
         let t = Instant::now();
         let r = f();
-        // SAFETY: as above (disarms).
-        unsafe { libc::alarm(0) };
+        common::watchdog(0);
         match r {
             Ok(()) => {
                 passed += 1;

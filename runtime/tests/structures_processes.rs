@@ -7,7 +7,7 @@
 //! non-zero status on any failure. Arguments filter scenarios by name.
 
 use std::collections::{HashMap, HashSet};
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::catch_unwind;
 use std::time::{Duration, Instant};
 
 use mc::structures::StructureError;
@@ -16,50 +16,16 @@ use mc::{HeapError, Pool, SArray, SBuffer, SHashtbl, SQueue};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Forks a child that runs `f` and exits with its status (1 on panic).
-fn fork_child(f: impl FnOnce() -> i32) -> libc::pid_t {
-    // SAFETY: the test main is single-threaded when it forks; the child only
-    // runs `f` and leaves with `_exit`.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        let code = catch_unwind(AssertUnwindSafe(f)).unwrap_or(1);
-        // SAFETY: ends the child without running the parent's exit handlers.
-        unsafe { libc::_exit(code) };
-    }
-    pid
+mod common;
+use common::{expect_exit_ok, fork_child, ChildPid};
+
+/// Waits for `pid` at most `timeout` (killing it then), and requires exit
+/// code 0.
+fn wait_child(pid: ChildPid, timeout: Duration) -> Result<(), String> {
+    expect_exit_ok(pid, timeout)
 }
 
-/// Waits for `pid` at most `timeout`; kills it on timeout.
-fn wait_child(pid: libc::pid_t, timeout: Duration) -> Result<(), String> {
-    let start = Instant::now();
-    loop {
-        let mut status = 0;
-        // SAFETY: waits for our own child without blocking.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if r == pid {
-            return if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
-                Ok(())
-            } else {
-                Err(format!("child {pid} failed (wait status {status:#x})"))
-            };
-        }
-        if r < 0 {
-            return Err(format!("waitpid({pid}) failed"));
-        }
-        if start.elapsed() > timeout {
-            // SAFETY: signals our own child.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            let mut st = 0;
-            // SAFETY: reaps our own, now killed, child.
-            unsafe { libc::waitpid(pid, &mut st, 0) };
-            return Err(format!("child {pid} did not finish within {timeout:?}"));
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
-fn wait_all(pids: Vec<libc::pid_t>) -> Result<(), String> {
+fn wait_all(pids: Vec<ChildPid>) -> Result<(), String> {
     let mut err = Ok(());
     for p in pids {
         if let Err(e) = wait_child(p, TIMEOUT) {

@@ -1,0 +1,188 @@
+//! Helpers shared by mc's fork-based test programs (`harness = false`) and
+//! benchmarks: memory shared with forked children, forking, waits that are
+//! always bounded, a scenario runner, and a reproducible random source.
+//!
+//! Forking is only sound from a single-threaded process: the programs that
+//! use this crate run their scenarios one after the other on the main
+//! thread.
+
+use std::num::NonZeroUsize;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+use nix::sys::mman::{mmap_anonymous, MapFlags, ProtFlags};
+use nix::sys::signal::{kill as send_signal, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
+
+/// A child's process id.
+pub type ChildPid = i32;
+
+/// Places `value` in a fresh anonymous shared mapping (inherited by
+/// children forked later, so that they and this process see the same
+/// value) and leaks it.
+pub fn shared<T>(value: T) -> &'static T {
+    shared_mut(value)
+}
+
+/// Like [`shared`], mutably (for values that are themselves shared-memory
+/// primitives initialised in place).
+#[allow(clippy::mut_from_ref)]
+pub fn shared_mut<T>(value: T) -> &'static mut T {
+    let len = NonZeroUsize::new(std::mem::size_of::<T>().max(1)).expect("non-zero");
+    // SAFETY: a fresh anonymous mapping; no existing memory is affected.
+    let p = unsafe {
+        mmap_anonymous(
+            None,
+            len,
+            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+            MapFlags::MAP_SHARED,
+        )
+    }
+    .expect("mmap of a shared page");
+    let p = p.cast::<T>().as_ptr();
+    assert!(p.is_aligned(), "page-aligned mapping");
+    // SAFETY: the mapping is page-aligned, large enough, writable and never
+    // unmapped, so the reference stays valid for the whole run.
+    unsafe {
+        p.write(value);
+        &mut *p
+    }
+}
+
+/// Forks a child that runs `f` and exits with its status (1 on panic).
+pub fn fork_child(f: impl FnOnce() -> i32) -> ChildPid {
+    // SAFETY: the programs using this crate are single-threaded when they
+    // fork; the child only runs `f` and leaves with `_exit`.
+    match unsafe { fork() }.expect("fork") {
+        ForkResult::Parent { child } => child.as_raw(),
+        ForkResult::Child => {
+            let code = catch_unwind(AssertUnwindSafe(f)).unwrap_or(1);
+            exit_now(code)
+        }
+    }
+}
+
+/// Ends the calling process at once, without running the exit handlers
+/// and destructors copied from the parent.
+pub fn exit_now(code: i32) -> ! {
+    // Flush what the child printed first.
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: `_exit` has no preconditions and does not return.
+    unsafe { nix::libc::_exit(code) }
+}
+
+/// How a child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// It exited with this code.
+    Exited(i32),
+    /// This signal ended it.
+    Signaled(i32),
+}
+
+impl Ended {
+    /// Whether it exited with code 0.
+    pub fn ok(self) -> bool {
+        self == Ended::Exited(0)
+    }
+}
+
+/// Waits for `pid` at most `timeout`; kills it on timeout.
+pub fn wait_child(pid: ChildPid, timeout: Duration) -> Result<Ended, String> {
+    let start = Instant::now();
+    loop {
+        match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(Ended::Exited(code)),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(Ended::Signaled(sig as i32)),
+            Ok(_) => {}
+            Err(e) => return Err(format!("waitpid({pid}) failed: {e}")),
+        }
+        if start.elapsed() > timeout {
+            kill(pid);
+            let _ = wait_child(pid, Duration::from_secs(5));
+            return Err(format!("child {pid} did not finish within {timeout:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Waits for `pid` (at most `timeout`) and requires exit code 0.
+pub fn expect_exit_ok(pid: ChildPid, timeout: Duration) -> Result<(), String> {
+    match wait_child(pid, timeout)? {
+        e if e.ok() => Ok(()),
+        e => Err(format!("child {pid} failed ({e:?})")),
+    }
+}
+
+/// Sends `SIGKILL` to a child.
+pub fn kill(pid: ChildPid) {
+    let _ = send_signal(Pid::from_raw(pid), Signal::SIGKILL);
+}
+
+/// A named scenario: `Ok(detail)` or `Err(what went wrong)`.
+pub type Scenario = fn() -> Result<String, String>;
+
+/// Runs the scenarios whose names contain one of the command-line filters
+/// (all without filters), prints one line each and `N passed, N failed`,
+/// and exits non-zero if any failed or panicked.
+pub fn run_scenarios(scenarios: &[(&str, Scenario)]) {
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let (mut passed, mut failed) = (0, 0);
+    for (name, f) in scenarios {
+        if !filter.is_empty() && !filter.iter().any(|p| name.contains(p.as_str())) {
+            continue;
+        }
+        match catch_unwind(f) {
+            Ok(Ok(detail)) => {
+                passed += 1;
+                println!("ok     {name}: {detail}");
+            }
+            Ok(Err(e)) => {
+                failed += 1;
+                println!("FAILED {name}: {e}");
+            }
+            Err(_) => {
+                failed += 1;
+                println!("FAILED {name}: panicked");
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}
+
+/// Arms a watchdog: the process ends with `SIGALRM` after `seconds`, so
+/// that a hung test cannot hang CI (0 disarms it).
+pub fn watchdog(seconds: u32) {
+    if seconds == 0 {
+        nix::unistd::alarm::cancel();
+    } else {
+        nix::unistd::alarm::set(seconds);
+    }
+}
+
+/// A small xorshift generator: random choices that a seed reproduces.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number below `n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
+}
