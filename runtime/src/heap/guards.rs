@@ -26,20 +26,26 @@ thread_local! {
     pub(super) static MODIFYING: Cell<u64> = const { Cell::new(0) };
 }
 
+#[inline]
 pub(super) fn held(addr: usize) -> bool {
     let key = process_key();
     HELD.with(|h| h.borrow().contains(&(addr, key)))
 }
 
+#[inline]
 pub(super) fn hold(addr: usize) {
     let key = process_key();
     HELD.with(|h| {
         let mut h = h.borrow_mut();
-        h.retain(|&(_, k)| k == key);
+        // Entries of another process (inherited through `fork`) go.
+        if h.iter().any(|&(_, k)| k != key) {
+            h.retain(|&(_, k)| k == key);
+        }
         h.push((addr, key));
     });
 }
 
+#[inline]
 pub(super) fn release(addr: usize) {
     let key = process_key();
     HELD.with(|h| {
@@ -51,6 +57,7 @@ pub(super) fn release(addr: usize) {
 }
 
 /// Whether this thread (of this process) is inside a modification.
+#[inline]
 pub(super) fn modifying() -> bool {
     MODIFYING.with(Cell::get) == process_key()
 }

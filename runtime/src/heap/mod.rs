@@ -425,10 +425,12 @@ impl<T: Shared> Heap<T> {
         &self.pool
     }
 
+    #[inline]
     fn header(&self) -> &HeapHeader {
         unsafe_header(self.hdr)
     }
 
+    #[inline]
     fn check(&self) -> Result<&HeapHeader, HeapError> {
         self.pool.check_intact()?;
         let h = self.header();
@@ -507,7 +509,9 @@ impl<T: Shared> Heap<T> {
     }
 
     fn lock_shared(&self, deadline: Option<Instant>) -> Result<&HeapHeader, HeapError> {
-        let h = self.check()?;
+        // The heap's state is checked once the lock is held (a destroyed
+        // heap's header keeps a working lock: its page is a tombstone).
+        let h = self.header();
         if held(self.hdr) {
             return Err(HeapError::Reentrant);
         }

@@ -67,6 +67,10 @@ const EMPTY: Slot = Slot {
 
 static RANGES: [Slot; SLOTS] = [EMPTY; SLOTS];
 
+/// Set once any range of this process was found truncated: until then
+/// (almost always) the per-range checks are skipped with one load.
+static ANY_TRUNCATED: AtomicBool = AtomicBool::new(false);
+
 /// Serialises registrations (never taken by the handler).
 static REGISTER: Mutex<()> = Mutex::new(());
 
@@ -92,8 +96,9 @@ pub(crate) struct Guard {
 impl Guard {
     /// Whether a fault inside the range found the object cut short (the
     /// rest of the range now reads zeros in this process).
+    #[inline]
     pub(crate) fn truncated(&self) -> bool {
-        RANGES[self.slot].truncated.load(Ordering::Acquire)
+        ANY_TRUNCATED.load(Ordering::Acquire) && RANGES[self.slot].truncated.load(Ordering::Acquire)
     }
 }
 
@@ -168,6 +173,7 @@ extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
             };
             if p != libc::MAP_FAILED {
                 s.truncated.store(true, Ordering::Release);
+                ANY_TRUNCATED.store(true, Ordering::Release);
                 return;
             }
             break;

@@ -579,11 +579,13 @@ impl Pool {
     /// Whether another process cut the segment short since it was mapped
     /// (a fault past the cut was contained; the memory there reads zeros
     /// in this process).
+    #[inline]
     pub fn is_truncated(&self) -> bool {
         self.inner.guard.as_ref().is_some_and(|g| g.truncated())
     }
 
     /// [`PoolError::Truncated`] when the pool [is truncated](Pool::is_truncated).
+    #[inline]
     pub(crate) fn check_intact(&self) -> Result<(), PoolError> {
         if self.is_truncated() {
             return Err(self.truncated_error());
@@ -628,6 +630,7 @@ impl Pool {
     }
 
     /// The address the pool is mapped at (the same in every process).
+    #[inline]
     pub fn base(&self) -> usize {
         self.inner.base
     }
