@@ -224,7 +224,14 @@ const CASES: usize = 10_000;
 /// scribbles on the heap's pages; every open that succeeds is read
 /// completely. Prints the counts.
 fn scribble_role(name: &str) -> Result<String, String> {
-    let pool = Pool::attach(name).map_err(err)?;
+    let pool = match Pool::attach(name) {
+        Ok(p) => p,
+        Err(e @ PoolError::AddressInUse { .. }) => {
+            println!("{e}");
+            std::process::exit(ADDRESS_IN_USE)
+        }
+        Err(e) => return Err(err(e)),
+    };
     if pool.is_trusted() {
         return Err("a pool attached by an unrelated process counts as trusted".into());
     }
@@ -303,23 +310,36 @@ fn kind(e: &HeapError) -> String {
 }
 
 fn scribbled_heaps_never_crash_an_unrelated_reader() -> Result<String, String> {
-    let name = format!("foreign-scribble-{}", std::process::id());
-    let pool = Pool::create_named(&name, 8 << 20).map_err(err)?;
-    let heap = Heap::create(&pool, &sample()).map_err(err)?;
-    heap.set_pool_root();
-    // A pinned value: the pin table is checked too.
-    let _pin = heap.pin().map_err(err)?;
-    let (code, text) = foreign("scribble", &name)?;
-    if code != 0 {
-        return Err(format!("the unrelated reader ended with {code}: {text}"));
+    // The unrelated process maps the pool at the address recorded in it; in
+    // a process laid out otherwise (a sanitizer's shadow memory, say) that
+    // range can be taken, which `attach` reports: try another pool.
+    for attempt in 0..5 {
+        let name = format!("foreign-scribble-{}-{attempt}", std::process::id());
+        let pool = Pool::create_named(&name, 8 << 20).map_err(err)?;
+        let heap = Heap::create(&pool, &sample()).map_err(err)?;
+        heap.set_pool_root();
+        // A pinned value: the pin table is checked too.
+        let _pin = heap.pin().map_err(err)?;
+        let (code, text) = foreign("scribble", &name)?;
+        if code == ADDRESS_IN_USE {
+            continue;
+        }
+        if code != 0 {
+            return Err(format!("the unrelated reader ended with {code}: {text}"));
+        }
+        // The pool is whole again (the reader restored it) and still
+        // trusted here, in the creating process.
+        if heap.copy().map_err(err)? != sample() || !pool.is_trusted() {
+            return Err("the creator's view changed".into());
+        }
+        return Ok(text.trim().to_owned());
     }
-    // The pool is whole again (the reader restored it) and still trusted
-    // here, in the creating process.
-    if heap.copy().map_err(err)? != sample() || !pool.is_trusted() {
-        return Err("the creator's view changed".into());
-    }
-    Ok(text.trim().to_owned())
+    Err("the pool's address range was taken in the unrelated process five times".into())
 }
+
+/// The exit code of the scribbling process when the pool's address range
+/// is taken there.
+const ADDRESS_IN_USE: i32 = 3;
 
 // ---------------------------------------------------------------------
 // Names and modes.
