@@ -313,9 +313,13 @@ fn scribbled_heaps_never_crash_an_unrelated_reader() -> Result<String, String> {
     // The unrelated process maps the pool at the address recorded in it; in
     // a process laid out otherwise (a sanitizer's shadow memory, say) that
     // range can be taken, which `attach` reports: try another pool.
-    for attempt in 0..5 {
+    // Larger reservations land lower in the address space.
+    for (attempt, size) in [8usize << 20, 1 << 30, 64 << 30, 1 << 40, 4 << 40]
+        .into_iter()
+        .enumerate()
+    {
         let name = format!("foreign-scribble-{}-{attempt}", std::process::id());
-        let pool = Pool::create_named(&name, 8 << 20).map_err(err)?;
+        let pool = Pool::create_named(&name, size).map_err(err)?;
         let heap = Heap::create(&pool, &sample()).map_err(err)?;
         heap.set_pool_root();
         // A pinned value: the pin table is checked too.
