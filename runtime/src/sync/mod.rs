@@ -52,6 +52,7 @@ mod barrier;
 mod condvar;
 pub(crate) mod futex;
 pub(crate) mod home;
+mod lock;
 mod mutex;
 pub mod raw;
 mod rwlock;
@@ -60,9 +61,11 @@ mod shared;
 
 pub use barrier::Barrier;
 pub use condvar::{Condvar, WaitTimeoutResult};
+pub use lock::{InPlace, Lock, LockGuard, Owned, Placement};
 pub use mutex::{CondvarGuard, Mutex, MutexGuard, SMutex, SMutexGuard};
 pub use raw::{Acquired, LockError};
 pub use rwlock::{
-    RwLock, RwLockReadGuard, RwLockWriteGuard, SRwLock, SRwLockReadGuard, SRwLockWriteGuard,
+    LockReadGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, SRwLock, SRwLockReadGuard,
+    SRwLockWriteGuard,
 };
 pub use semaphore::Semaphore;

@@ -1,20 +1,11 @@
-//! [`Mutex`], which owns its data, and [`SMutex`], its shared representation.
+//! [`Mutex`], which owns its data, and [`SMutex`], its shared representation:
+//! both are a [`Lock`] on a [`RawMutex`].
 
-use std::cell::UnsafeCell;
 use std::fmt;
-use std::marker::PhantomData;
-use std::ops::{Deref, DerefMut};
-use std::pin::Pin;
 use std::time::Duration;
 
-use super::home::Home;
-use super::raw::{Acquired, LockError, RawMutex};
-
-/// Makes guards `!Send`: a lock is released by the thread that took it.
-type NotSend = PhantomData<*const ()>;
-
-const GUARD: &str = "MutexGuard";
-const SGUARD: &str = "SMutexGuard";
+use super::lock::{InPlace, Lock, LockGuard, Owned, Placement};
+use super::raw::{LockError, RawMutex};
 
 /// A robust, process-shared mutual-exclusion lock that owns its data, like
 /// [`std::sync::Mutex`].
@@ -62,195 +53,7 @@ const SGUARD: &str = "SMutexGuard";
 /// let _g = m.lock().unwrap();
 /// m.raw().unlock().unwrap();
 /// ```
-#[repr(C)]
-pub struct Mutex<T: ?Sized> {
-    raw: RawMutex,
-    data: UnsafeCell<T>,
-}
-
-// SAFETY: the mutex gives access to `T` to one thread at a time, so it may
-// be sent and shared when `T` may be sent (as `std::sync::Mutex`).
-unsafe impl<T: ?Sized + Send> Send for Mutex<T> {}
-// SAFETY: as above.
-unsafe impl<T: ?Sized + Send> Sync for Mutex<T> {}
-
-impl<T> Mutex<T> {
-    /// An unlocked mutex holding `value`.
-    pub const fn new(value: T) -> Self {
-        Mutex {
-            raw: RawMutex::new(),
-            data: UnsafeCell::new(value),
-        }
-    }
-
-    /// The data, consuming the mutex (whatever its lock state).
-    pub fn into_inner(self) -> T {
-        self.data.into_inner()
-    }
-}
-
-impl<T: Default> Default for Mutex<T> {
-    fn default() -> Self {
-        Mutex::new(T::default())
-    }
-}
-
-impl<T> From<T> for Mutex<T> {
-    fn from(value: T) -> Self {
-        Mutex::new(value)
-    }
-}
-
-impl<T: ?Sized> Mutex<T> {
-    fn guard(&self, acquired: Acquired) -> MutexGuard<'_, T> {
-        MutexGuard {
-            mutex: self,
-            died: acquired.owner_died(),
-            home: Home::here(),
-            _not_send: PhantomData,
-        }
-    }
-
-    /// Takes the lock, waiting as long as a live thread holds it.
-    pub fn lock(&self) -> Result<MutexGuard<'_, T>, LockError> {
-        self.raw.lock().map(|a| self.guard(a))
-    }
-
-    /// Takes the lock if no live thread holds it
-    /// ([`LockError::WouldBlock`] otherwise).
-    pub fn try_lock(&self) -> Result<MutexGuard<'_, T>, LockError> {
-        self.raw.try_lock().map(|a| self.guard(a))
-    }
-
-    /// Takes the lock, waiting at most `timeout` ([`LockError::Timeout`]).
-    pub fn lock_timeout(&self, timeout: Duration) -> Result<MutexGuard<'_, T>, LockError> {
-        self.raw.lock_timeout(timeout).map(|a| self.guard(a))
-    }
-
-    /// Whether the lock is poisoned: lockers get [`LockError::Poisoned`].
-    pub fn is_poisoned(&self) -> bool {
-        self.raw.is_poisoned()
-    }
-
-    /// Makes a poisoned lock usable again, declaring the data consistent.
-    /// Returns whether it was poisoned (or marked inconsistent).
-    pub fn clear_poison(&self) -> bool {
-        self.raw.clear_poison()
-    }
-
-    /// The data, through exclusive access to the mutex (no locking).
-    pub fn get_mut(&mut self) -> &mut T {
-        self.data.get_mut()
-    }
-
-    /// The lock word. Not public: safe code could unlock it under a guard.
-    pub(crate) fn raw(&self) -> &RawMutex {
-        &self.raw
-    }
-
-    pub(crate) fn data_ptr(&self) -> *mut T {
-        self.data.get()
-    }
-}
-
-impl<T: ?Sized + fmt::Debug> fmt::Debug for Mutex<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut d = f.debug_struct("Mutex");
-        match self.try_lock() {
-            Ok(g) => d.field("data", &&*g),
-            Err(e) => d.field("data", &format_args!("<{e}>")),
-        };
-        d.finish()
-    }
-}
-
-/// Access to the data of a locked [`Mutex`]; unlocks when dropped.
-///
-/// `!Send`: the lock belongs to the thread that took it.
-///
-/// # Panics
-///
-/// Dereferencing panics in any process but the one that took the guard (a
-/// copy that `fork` made, through a static or a thread-local); such a copy
-/// releases nothing when dropped.
-#[must_use = "the lock is released at once if the guard is not kept"]
-pub struct MutexGuard<'a, T: ?Sized> {
-    mutex: &'a Mutex<T>,
-    died: bool,
-    /// The process that holds the lock: a copy made by `fork` is inert.
-    home: Home,
-    _not_send: NotSend,
-}
-
-// SAFETY: sharing the guard only shares `&T`.
-unsafe impl<T: ?Sized + Sync> Sync for MutexGuard<'_, T> {}
-
-impl<T: ?Sized> MutexGuard<'_, T> {
-    /// Whether the previous holder died (or panicked) holding the lock: the
-    /// data may be inconsistent.
-    pub fn owner_died(&self) -> bool {
-        self.died
-    }
-
-    /// Declares the data consistent after [`owner_died`](Self::owner_died)
-    /// (no-op otherwise). Without it, releasing the lock poisons it.
-    pub fn mark_consistent(&mut self) {
-        self.home.check(GUARD);
-        let r = self.mutex.raw.mark_consistent();
-        debug_assert_eq!(r, Ok(()));
-    }
-
-    /// Releases the lock and makes it not recoverable (the data is beyond
-    /// repair): every later lock returns [`LockError::Poisoned`].
-    pub fn poison(self) {
-        self.home.check(GUARD);
-        let r = self.mutex.raw.poison();
-        debug_assert_eq!(r, Ok(()));
-        std::mem::forget(self);
-    }
-}
-
-impl<T: ?Sized> Deref for MutexGuard<'_, T> {
-    type Target = T;
-    #[inline]
-    fn deref(&self) -> &T {
-        self.home.check(GUARD);
-        // SAFETY: the guard holds the lock: no other access exists.
-        unsafe { &*self.mutex.data.get() }
-    }
-}
-
-impl<T: ?Sized> DerefMut for MutexGuard<'_, T> {
-    #[inline]
-    fn deref_mut(&mut self) -> &mut T {
-        self.home.check(GUARD);
-        // SAFETY: the guard holds the lock: no other access exists.
-        unsafe { &mut *self.mutex.data.get() }
-    }
-}
-
-impl<T: ?Sized> Drop for MutexGuard<'_, T> {
-    fn drop(&mut self) {
-        if !self.home.is_here() {
-            // A copy made by `fork`: the lock belongs to the process that
-            // took it.
-            return;
-        }
-        let _ = if std::thread::panicking() {
-            self.mutex.raw.abandon()
-        } else {
-            self.mutex.raw.unlock()
-        };
-    }
-}
-
-impl<T: ?Sized + fmt::Debug> fmt::Debug for MutexGuard<'_, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&**self, f)
-    }
-}
-
-// ---------------------------------------------------------------------------
+pub type Mutex<T> = Lock<RawMutex, T, Owned>;
 
 /// The shared representation of [`Mutex<T>`]: a robust lock word followed by
 /// the data, inside a heap (or another shared region).
@@ -284,173 +87,61 @@ impl<T: ?Sized + fmt::Debug> fmt::Debug for MutexGuard<'_, T> {
 /// while the heap is held exclusively, when no guard of any `SMutex` in it
 /// can exist); copying a value out ([`Shared::from_repr`](crate::Shared::from_repr))
 /// takes it.
-#[repr(C)]
-pub struct SMutex<R> {
-    raw: RawMutex,
-    data: UnsafeCell<R>,
-}
+pub type SMutex<R> = Lock<RawMutex, R, InPlace>;
 
-// SAFETY: one thread at a time gets access to `R`, which may be sent.
-unsafe impl<R: Send> Sync for SMutex<R> {}
+/// Access to the data of a locked [`Mutex`]; unlocks when dropped (see
+/// [`LockGuard`]).
+pub type MutexGuard<'a, T> = LockGuard<'a, RawMutex, T, Owned>;
 
-impl<R> SMutex<R> {
-    /// A fresh, unlocked lock around a representation (only meaningful once
-    /// written to its target memory).
-    pub(crate) fn from_data(data: R) -> Self {
-        SMutex {
-            raw: RawMutex::new(),
-            data: UnsafeCell::new(data),
-        }
-    }
+/// Access to the data of a locked [`SMutex`]; unlocks when dropped (see
+/// [`LockGuard`]). Derefs mutably when the data is `Unpin`; otherwise
+/// modify it through [`as_pin`](LockGuard::as_pin).
+pub type SMutexGuard<'a, R> = LockGuard<'a, RawMutex, R, InPlace>;
 
-    /// The data without locking (for the GC and the validator).
-    pub(crate) fn data_ptr(&self) -> *mut R {
-        self.data.get()
-    }
-
-    /// Where the data of the (possibly invalid) lock at `this` lies.
-    pub(crate) fn data_addr(this: *const Self) -> *const R {
-        // SAFETY: only computes a field address inside the same allocation.
-        unsafe { std::ptr::addr_of!((*this).data).cast() }
-    }
-
-    fn guard(&self, acquired: Acquired) -> SMutexGuard<'_, R> {
-        SMutexGuard {
-            mutex: self,
-            died: acquired.owner_died(),
-            home: Home::here(),
-            _not_send: PhantomData,
-        }
-    }
-
-    /// Takes the lock, waiting as long as a live thread holds it (see
-    /// [`Mutex::lock`]).
-    pub fn lock(&self) -> Result<SMutexGuard<'_, R>, LockError> {
+impl<T: ?Sized, P: Placement> Lock<RawMutex, T, P> {
+    /// Takes the lock, waiting as long as a live thread holds it.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::Poisoned`] when a holder died and nobody declared the
+    /// data consistent; [`LockError::Deadlock`] when the calling thread
+    /// holds the lock.
+    pub fn lock(&self) -> Result<LockGuard<'_, RawMutex, T, P>, LockError> {
         self.raw.lock().map(|a| self.guard(a))
     }
 
     /// Takes the lock if no live thread holds it.
-    pub fn try_lock(&self) -> Result<SMutexGuard<'_, R>, LockError> {
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::WouldBlock`] when a live thread holds it, and the
+    /// errors of [`lock`](Self::lock).
+    pub fn try_lock(&self) -> Result<LockGuard<'_, RawMutex, T, P>, LockError> {
         self.raw.try_lock().map(|a| self.guard(a))
     }
 
     /// Takes the lock, waiting at most `timeout`.
-    pub fn lock_timeout(&self, timeout: Duration) -> Result<SMutexGuard<'_, R>, LockError> {
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::Timeout`] when the timeout passes, and the errors of
+    /// [`lock`](Self::lock).
+    pub fn lock_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<LockGuard<'_, RawMutex, T, P>, LockError> {
         self.raw.lock_timeout(timeout).map(|a| self.guard(a))
-    }
-
-    /// Whether the lock is poisoned.
-    pub fn is_poisoned(&self) -> bool {
-        self.raw.is_poisoned()
-    }
-
-    /// Makes a poisoned lock usable again, declaring the data consistent.
-    pub fn clear_poison(&self) -> bool {
-        self.raw.clear_poison()
-    }
-
-    /// The lock word. Not public: safe code could unlock it under a guard.
-    pub(crate) fn raw(&self) -> &RawMutex {
-        &self.raw
     }
 }
 
-impl<R: fmt::Debug> fmt::Debug for SMutex<R> {
+impl<T: ?Sized + fmt::Debug, P: Placement> fmt::Debug for Lock<RawMutex, T, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut d = f.debug_struct("SMutex");
+        let mut d = f.debug_struct(Self::name());
         match self.try_lock() {
             Ok(g) => d.field("data", &&*g),
             Err(e) => d.field("data", &format_args!("<{e}>")),
         };
         d.finish()
-    }
-}
-
-/// Access to the data of a locked [`SMutex`]; unlocks when dropped.
-///
-/// # Panics
-///
-/// Dereferencing panics in any process but the one that took the guard (a
-/// copy that `fork` made, through a static or a thread-local); such a copy
-/// releases nothing when dropped.
-#[must_use = "the lock is released at once if the guard is not kept"]
-pub struct SMutexGuard<'a, R> {
-    mutex: &'a SMutex<R>,
-    died: bool,
-    /// The process that holds the lock: a copy made by `fork` is inert.
-    home: Home,
-    _not_send: NotSend,
-}
-
-// SAFETY: sharing the guard only shares `&R`.
-unsafe impl<R: Sync> Sync for SMutexGuard<'_, R> {}
-
-impl<R> SMutexGuard<'_, R> {
-    /// The data, pinned for modification in place.
-    pub fn as_pin(&mut self) -> Pin<&mut R> {
-        self.home.check(SGUARD);
-        // SAFETY: the guard holds the lock, so this is the only access; the
-        // data lives inside the `SMutex`, which only exists in target memory
-        // (it has no public constructor) and is never moved from there.
-        unsafe { Pin::new_unchecked(&mut *self.mutex.data.get()) }
-    }
-
-    /// Whether the previous holder died (or panicked) holding the lock.
-    pub fn owner_died(&self) -> bool {
-        self.died
-    }
-
-    /// Declares the data consistent after [`owner_died`](Self::owner_died).
-    pub fn mark_consistent(&mut self) {
-        self.home.check(SGUARD);
-        let r = self.mutex.raw.mark_consistent();
-        debug_assert_eq!(r, Ok(()));
-    }
-
-    /// Releases the lock and makes it not recoverable.
-    pub fn poison(self) {
-        self.home.check(SGUARD);
-        let r = self.mutex.raw.poison();
-        debug_assert_eq!(r, Ok(()));
-        std::mem::forget(self);
-    }
-}
-
-impl<R> Deref for SMutexGuard<'_, R> {
-    type Target = R;
-    #[inline]
-    fn deref(&self) -> &R {
-        self.home.check(SGUARD);
-        // SAFETY: the guard holds the lock: no other access exists.
-        unsafe { &*self.mutex.data.get() }
-    }
-}
-
-impl<R: Unpin> DerefMut for SMutexGuard<'_, R> {
-    #[inline]
-    fn deref_mut(&mut self) -> &mut R {
-        self.home.check(SGUARD);
-        // SAFETY: the guard holds the lock; `R: Unpin` may be moved.
-        unsafe { &mut *self.mutex.data.get() }
-    }
-}
-
-impl<R> Drop for SMutexGuard<'_, R> {
-    fn drop(&mut self) {
-        if !self.home.is_here() {
-            return;
-        }
-        let _ = if std::thread::panicking() {
-            self.mutex.raw.abandon()
-        } else {
-            self.mutex.raw.unlock()
-        };
-    }
-}
-
-impl<R: fmt::Debug> fmt::Debug for SMutexGuard<'_, R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&**self, f)
     }
 }
 
@@ -468,30 +159,17 @@ pub trait CondvarGuard: sealed::Sealed {
 }
 
 pub(crate) mod sealed {
-    /// Proof of being inside this crate.
-    pub struct Token(pub(crate) ());
+    pub use crate::sync::raw::sealed::Token;
     pub trait Sealed {}
-    impl<T: ?Sized> Sealed for super::MutexGuard<'_, T> {}
-    impl<R> Sealed for super::SMutexGuard<'_, R> {}
+    impl<T: ?Sized, P: super::Placement> Sealed for super::LockGuard<'_, super::RawMutex, T, P> {}
 }
 
-impl<T: ?Sized> CondvarGuard for MutexGuard<'_, T> {
+impl<T: ?Sized, P: Placement> CondvarGuard for LockGuard<'_, RawMutex, T, P> {
     fn raw_mutex(&self, _: sealed::Token) -> &RawMutex {
-        self.home.check(GUARD);
-        &self.mutex.raw
+        self.raw_lock()
     }
     fn set_owner_died(&mut self, died: bool, _: sealed::Token) {
-        self.died = died;
-    }
-}
-
-impl<R> CondvarGuard for SMutexGuard<'_, R> {
-    fn raw_mutex(&self, _: sealed::Token) -> &RawMutex {
-        self.home.check(SGUARD);
-        &self.mutex.raw
-    }
-    fn set_owner_died(&mut self, died: bool, _: sealed::Token) {
-        self.died = died;
+        LockGuard::set_owner_died(self, died);
     }
 }
 

@@ -34,6 +34,7 @@
 
 mod barrier;
 mod condvar;
+mod lock;
 #[cfg(test)]
 mod model;
 #[cfg(test)]
@@ -44,9 +45,9 @@ mod semaphore;
 
 pub use barrier::RawBarrier;
 pub use condvar::{CondvarWait, RawCondvar};
-pub(crate) use mutex::CopyHold as MutexCopyHold;
+pub(crate) use lock::sealed;
+pub use lock::RawLock;
 pub use mutex::RawMutex;
-pub(crate) use rwlock::CopyHold as RwLockCopyHold;
 pub use rwlock::{RawRwLock, READER_SLOTS};
 pub use semaphore::RawSemaphore;
 

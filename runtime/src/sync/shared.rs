@@ -1,8 +1,9 @@
 //! `Shared` for the locks: copying a lock into shared memory makes a fresh,
 //! unlocked lock around a copy of the data (a semaphore keeps its count).
 
-use super::raw::{MutexCopyHold, RawBarrier, RawMutex, RawRwLock, RawSemaphore, RwLockCopyHold};
-use super::{Barrier, Condvar, LockError, Mutex, RwLock, SMutex, SRwLock, Semaphore};
+use super::lock::{InPlace, Lock, Owned};
+use super::raw::{sealed::Token, RawBarrier, RawLock, RawMutex, RawSemaphore};
+use super::{Barrier, Condvar, LockError, SMutex, Semaphore};
 use crate::value::{
     fingerprint_combine, fingerprint_str, CopyError, Invalid, Tracer, Validator, Writer,
 };
@@ -11,38 +12,20 @@ use crate::Shared;
 /// Runs `f` on the data behind `raw`, holding the lock (even a poisoned
 /// one, whose state is put back afterwards). Fails when the calling thread
 /// holds the lock (waiting would deadlock).
-fn with_mutex<R, X>(
-    raw: &RawMutex,
+fn with_lock<L: RawLock, R, X>(
+    raw: &L,
     data: *const R,
     f: impl FnOnce(&R) -> X,
 ) -> Result<X, LockError> {
-    struct Release<'a>(&'a RawMutex, MutexCopyHold);
-    impl Drop for Release<'_> {
+    struct Release<'a, L: RawLock>(&'a L, super::raw::sealed::CopyHold);
+    impl<L: RawLock> Drop for Release<'_, L> {
         fn drop(&mut self) {
-            self.0.release_copy(self.1);
+            self.0.release_copy(self.1, Token(()));
         }
     }
-    let hold = raw.lock_for_copy()?;
+    let hold = raw.lock_for_copy(Token(()))?;
     let _release = Release(raw, hold);
-    // SAFETY: the lock is held, so nobody else accesses the data.
-    Ok(f(unsafe { &*data }))
-}
-
-/// [`with_mutex`] for reader/writer locks.
-fn with_rwlock<R, X>(
-    raw: &RawRwLock,
-    data: *const R,
-    f: impl FnOnce(&R) -> X,
-) -> Result<X, LockError> {
-    struct Release<'a>(&'a RawRwLock, RwLockCopyHold);
-    impl Drop for Release<'_> {
-        fn drop(&mut self) {
-            self.0.release_copy(self.1);
-        }
-    }
-    let hold = raw.lock_for_copy()?;
-    let _release = Release(raw, hold);
-    // SAFETY: the lock is held (at least shared), so nobody writes.
+    // SAFETY: the lock is held (at least shared), so nobody writes the data.
     Ok(f(unsafe { &*data }))
 }
 
@@ -54,34 +37,35 @@ fn read_own<R, X>(data: *const R, f: impl FnOnce(&R) -> X) -> X {
     f(unsafe { &*data })
 }
 
-// SAFETY: `SMutex<T::Repr>` holds a lock word (plain integers, any bit
-// pattern valid, no pointers) and `T::Repr`; every pointer of the value is
-// in the data, written by `T`, traced and validated by `T`. `SMutex` is
-// `!Unpin`, `!Send` and `!Sync` whenever `T::Repr` is (UnsafeCell and the
-// explicit `Sync` impl bounded by `R: Send` keep the data's auto traits),
-// has no `Drop` and no public constructor.
-unsafe impl<T: Shared> Shared for Mutex<T> {
-    type Repr = SMutex<T::Repr>;
-    const FINGERPRINT: u64 = fingerprint_combine(&[fingerprint_str("Mutex"), T::FINGERPRINT]);
+// SAFETY: `Lock<L, T::Repr, InPlace>` holds lock words (plain integers, any
+// bit pattern valid, no pointers) and `T::Repr`; every pointer of the value
+// is in the data, written by `T`, traced and validated by `T`. The lock in
+// place is `!Unpin`, `!Send` and `!Sync` whenever `T::Repr` is
+// (`UnsafeCell` and the explicit `Sync` impls bounded by the data's traits
+// keep them), has no `Drop` and no public constructor.
+unsafe impl<L: RawLock, T: Shared> Shared for Lock<L, T, Owned> {
+    type Repr = Lock<L, T::Repr, InPlace>;
+    const FINGERPRINT: u64 =
+        fingerprint_combine(&[fingerprint_str(L::NAMES.lock[0]), T::FINGERPRINT]);
     const HAS_POINTERS: bool = T::HAS_POINTERS;
 
     fn to_repr(&self, w: &mut Writer<'_>) -> Result<Self::Repr, CopyError> {
         w.note_lock();
-        with_mutex(self.raw(), self.data_ptr(), |d| d.to_repr(w))
+        with_lock(self.raw(), self.data_ptr(), |d| d.to_repr(w))
             .map_err(|_| CopyError::Locked)?
-            .map(SMutex::from_data)
+            .map(Lock::from_data)
     }
 
     fn repr_to_repr(src: &Self::Repr, w: &mut Writer<'_>) -> Result<Self::Repr, CopyError> {
         w.note_lock();
-        with_mutex(src.raw(), src.data_ptr(), |d| T::repr_to_repr(d, w))
+        with_lock(src.raw(), src.data_ptr(), |d| T::repr_to_repr(d, w))
             .map_err(|_| CopyError::Locked)?
-            .map(SMutex::from_data)
+            .map(Lock::from_data)
     }
 
     fn from_repr(src: &Self::Repr) -> Self {
-        Mutex::new(
-            with_mutex(src.raw(), src.data_ptr(), T::from_repr)
+        Lock::new(
+            with_lock(src.raw(), src.data_ptr(), T::from_repr)
                 .unwrap_or_else(|_| read_own(src.data_ptr(), T::from_repr)),
         )
     }
@@ -94,49 +78,9 @@ unsafe impl<T: Shared> Shared for Mutex<T> {
     }
 
     unsafe fn validate(src: *const Self::Repr, v: &mut Validator<'_>) -> Result<(), Invalid> {
-        // SAFETY: `src` is readable for the whole `SMutex` (caller), so for
-        // the data inside it; any lock word is memory-safe.
-        unsafe { T::validate(SMutex::data_addr(src), v) }
-    }
-}
-
-// SAFETY: as for `Mutex`: a lock (plain integers) plus `T::Repr`, all
-// pointers in the data and handled by `T`.
-unsafe impl<T: Shared> Shared for RwLock<T> {
-    type Repr = SRwLock<T::Repr>;
-    const FINGERPRINT: u64 = fingerprint_combine(&[fingerprint_str("RwLock"), T::FINGERPRINT]);
-    const HAS_POINTERS: bool = T::HAS_POINTERS;
-
-    fn to_repr(&self, w: &mut Writer<'_>) -> Result<Self::Repr, CopyError> {
-        w.note_lock();
-        with_rwlock(self.raw(), self.data_ptr(), |d| d.to_repr(w))
-            .map_err(|_| CopyError::Locked)?
-            .map(SRwLock::from_data)
-    }
-
-    fn repr_to_repr(src: &Self::Repr, w: &mut Writer<'_>) -> Result<Self::Repr, CopyError> {
-        w.note_lock();
-        with_rwlock(src.raw(), src.data_ptr(), |d| T::repr_to_repr(d, w))
-            .map_err(|_| CopyError::Locked)?
-            .map(SRwLock::from_data)
-    }
-
-    fn from_repr(src: &Self::Repr) -> Self {
-        RwLock::new(
-            with_rwlock(src.raw(), src.data_ptr(), T::from_repr)
-                .unwrap_or_else(|_| read_own(src.data_ptr(), T::from_repr)),
-        )
-    }
-
-    fn trace(src: &Self::Repr, t: &mut Tracer<'_>) {
-        // SAFETY: as for `Mutex`: the collector runs with the heap held
-        // exclusively, when no guard of this lock exists.
-        T::trace(unsafe { &*src.data_ptr() }, t)
-    }
-
-    unsafe fn validate(src: *const Self::Repr, v: &mut Validator<'_>) -> Result<(), Invalid> {
-        // SAFETY: `src` is readable for the whole `SRwLock` (caller).
-        unsafe { T::validate(SRwLock::data_addr(src), v) }
+        // SAFETY: `src` is readable for the whole lock (caller), so for the
+        // data inside it; any lock word is memory-safe.
+        unsafe { T::validate(Lock::data_addr(src), v) }
     }
 }
 
@@ -240,6 +184,7 @@ const _: () = {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sync::{Mutex, RwLock};
     use crate::value::roundtrip_local;
 
     #[test]

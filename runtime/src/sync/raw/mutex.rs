@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use super::super::futex::{self, current_tid, thread_alive, SLICE, SPIN_LIMIT, TID_MASK};
+use super::lock::sealed::CopyHold;
 use super::{Acquired, LockError};
 
 /// Set while some locker may be asleep on the word.
@@ -321,7 +322,7 @@ impl RawMutex {
     /// Releases a hold from [`lock_for_copy`](Self::lock_for_copy).
     pub(crate) fn release_copy(&self, hold: CopyHold) {
         let r = match hold {
-            CopyHold::Clean | CopyHold::Poisoned => self.unlock(),
+            CopyHold::Clean | CopyHold::Poisoned | CopyHold::Shared => self.unlock(),
             CopyHold::Inconsistent => self.abandon(),
         };
         debug_assert_eq!(r, Ok(()));
@@ -384,17 +385,6 @@ impl RawMutex {
             futex::wake(&self.word, u32::MAX);
         }
     }
-}
-
-/// What [`RawMutex::lock_for_copy`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CopyHold {
-    /// A consistent lock.
-    Clean,
-    /// A dead holder's lock, still to be repaired.
-    Inconsistent,
-    /// A lock that is not recoverable.
-    Poisoned,
 }
 
 #[cfg(test)]

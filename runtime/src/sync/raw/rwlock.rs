@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use super::super::futex::{self, current_tid, thread_alive, SLICE, SPIN_LIMIT, TID_MASK};
+use super::lock::sealed::CopyHold;
 use super::{Acquired, LockError};
 
 /// Set while some locker may be asleep on the state word.
@@ -603,12 +604,12 @@ impl RawRwLock {
         let tid = current_tid();
         loop {
             match self.read(None) {
-                Ok(_) => return Ok(CopyHold::Read),
+                Ok(_) => return Ok(CopyHold::Shared),
                 Err(LockError::Poisoned) => {}
                 Err(e) => return Err(e),
             }
             match self.write(None) {
-                Ok(Acquired::Clean) => return Ok(CopyHold::Write),
+                Ok(Acquired::Clean) => return Ok(CopyHold::Clean),
                 Ok(Acquired::OwnerDied) => return Ok(CopyHold::Inconsistent),
                 Err(LockError::Poisoned) => {}
                 Err(e) => return Err(e),
@@ -635,8 +636,8 @@ impl RawRwLock {
     /// Releases a hold from [`lock_for_copy`](Self::lock_for_copy).
     pub(crate) fn release_copy(&self, hold: CopyHold) {
         let r = match hold {
-            CopyHold::Read => self.unlock_read_checked(),
-            CopyHold::Write | CopyHold::Poisoned => self.unlock_write_checked(),
+            CopyHold::Shared => self.unlock_read_checked(),
+            CopyHold::Clean | CopyHold::Poisoned => self.unlock_write_checked(),
             CopyHold::Inconsistent => self.abandon_write(),
         };
         debug_assert_eq!(r, Ok(()));
@@ -665,19 +666,6 @@ impl RawRwLock {
             }
         }
     }
-}
-
-/// What [`RawRwLock::lock_for_copy`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CopyHold {
-    /// Held shared.
-    Read,
-    /// Held exclusively, consistent.
-    Write,
-    /// Held exclusively after a writer died, still to be repaired.
-    Inconsistent,
-    /// Held exclusively, not recoverable.
-    Poisoned,
 }
 
 #[cfg(test)]

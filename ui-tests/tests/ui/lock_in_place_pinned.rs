@@ -1,0 +1,11 @@
+// Data in an `SMutex` that is not `Unpin` (it carries heap pointers) is modified through `as_pin`, never by a plain `&mut`.
+use std::marker::PhantomPinned;
+
+fn replace(lock: &mc::sync::SMutex<PhantomPinned>) {
+    let mut g = lock.lock().unwrap();
+    *g = PhantomPinned;
+}
+
+fn main() {
+    let _ = replace;
+}
