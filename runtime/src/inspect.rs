@@ -6,7 +6,7 @@ use std::io;
 
 use crate::heap::HeapReport;
 use crate::os::shm;
-use crate::pool::{Layout, PoolError, PoolHeader, PoolStats, OWNER_HEADER, PAGE_SIZE};
+use crate::pool::{PoolError, PoolStats, OWNER_HEADER, PAGE_SIZE};
 use crate::segment::{self, SegmentError, SegmentHeader, SegmentKind};
 
 /// What an inspector sees of a pool and its heaps.
@@ -50,23 +50,10 @@ pub fn inspect_pool(seg_name: &str) -> Result<PoolReport, PoolError> {
             SegmentError::NotMc,
         ));
     }
-    let mut raw = [0u8; std::mem::size_of::<PoolHeader>()];
-    if !matches!(shm::read_at(&fd, &mut raw, 0), Ok(true)) {
-        return Err(PoolError::NotAPool(
-            seg_name.to_owned(),
-            SegmentError::NotMc,
-        ));
-    }
-    let field = |i: usize| u64::from_ne_bytes(raw[i..i + 8].try_into().unwrap_or([0; 8]));
-    use std::mem::offset_of;
-    let base = field(offset_of!(PoolHeader, base)) as usize;
-    let total = field(offset_of!(PoolHeader, total_size)) as usize;
-    if total as u64 != seg.size || !base.is_multiple_of(PAGE_SIZE) || base == 0 {
-        return Err(PoolError::NotAPool(
-            seg_name.to_owned(),
-            SegmentError::NotMc,
-        ));
-    }
+    let not_a_pool = || PoolError::NotAPool(seg_name.to_owned(), SegmentError::NotMc);
+    let h = crate::pool::read_header(&fd).ok_or_else(not_a_pool)?;
+    let (base, layout) = crate::pool::checked_layout(&h, &seg).ok_or_else(not_a_pool)?;
+    let total = layout.total;
     let size = segment::object_size(&fd).map_err(|e| PoolError::Io("fstat", e))?;
     if size < total as u64 {
         return Err(PoolError::Truncated {
@@ -86,33 +73,13 @@ pub fn inspect_pool(seg_name: &str) -> Result<PoolReport, PoolError> {
         let mut buf = vec![0u8; len];
         matches!(shm::read_at(&fd, &mut buf, offset as u64), Ok(true)).then_some(buf)
     };
-    let (n_pages, bitmap_offset, owners_offset, data_offset) = (
-        field(offset_of!(PoolHeader, n_pages)) as usize,
-        field(offset_of!(PoolHeader, bitmap_offset)) as usize,
-        field(offset_of!(PoolHeader, owners_offset)) as usize,
-        field(offset_of!(PoolHeader, data_offset)) as usize,
-    );
-    let committed = (field(offset_of!(PoolHeader, committed)) as usize).min(total);
-    let used_pages = field(offset_of!(PoolHeader, used_pages)) as usize;
-    let root = field(offset_of!(PoolHeader, root_heap)) as usize;
-    let layout = Layout::new(n_pages);
-    if layout.owners_offset != owners_offset
-        || layout.bitmap_offset != bitmap_offset
-        || layout.data_offset != data_offset
-        || layout.total != total
-    {
-        return Err(PoolError::NotAPool(
-            seg_name.to_owned(),
-            SegmentError::NotMc,
-        ));
-    }
-    let owner_bytes = read(base + owners_offset, n_pages * 4)
-        .ok_or_else(|| PoolError::NotAPool(seg_name.to_owned(), SegmentError::NotMc))?;
-    let owners: Vec<u32> = owner_bytes
-        .chunks_exact(4)
-        .map(|c| u32::from_ne_bytes(c.try_into().unwrap_or([0; 4])))
-        .collect();
-    let data = base + data_offset;
+    let committed = (h.committed.into_inner() as usize).min(total);
+    let used_pages = h.used_pages.into_inner() as usize;
+    let root = h.root_heap.into_inner() as usize;
+    let n_pages = layout.n_pages;
+    let owner_bytes = read(base + layout.owners_offset, n_pages * 4).ok_or_else(not_a_pool)?;
+    let owners: Vec<u32> = bytemuck::pod_collect_to_vec(&owner_bytes);
+    let data = base + layout.data_offset;
     let owner_of = |a: usize| -> u32 {
         if a < data {
             return 0;

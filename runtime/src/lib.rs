@@ -25,6 +25,7 @@
 
 pub mod camlbox;
 pub mod heap;
+mod in_shared;
 pub mod inspect;
 mod os;
 pub mod pool;

@@ -19,6 +19,7 @@
 
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
+use crate::in_shared::in_shared;
 use crate::segment::{self, SegmentHeader};
 use crate::sync::futex;
 
@@ -31,50 +32,61 @@ pub(crate) const FREE: u64 = 0;
 pub(crate) const WRITING: u64 = 1;
 pub(crate) const READY: u64 = 2;
 
-/// The box header, after the segment header.
-#[repr(C)]
-pub(crate) struct BoxHeader {
-    /// The number of slots.
-    pub(crate) slots: u32,
-    /// The usable bytes of a slot.
-    pub(crate) msg_size: u32,
-    /// Bytes from one slot to the next.
-    pub(crate) stride: u64,
-    /// The address at which the receiver maps the segment.
-    pub(crate) receiver_base: AtomicU64,
-    _pad0: [u32; 10],
-    // --- second cache line: the receiver's notification word.
-    /// Incremented when a message becomes ready while the receiver sleeps,
-    /// and on `wake`.
-    pub(crate) notify: AtomicU32,
-    /// Non-zero while the receiver may sleep on `notify`.
-    pub(crate) receiver_sleeping: AtomicU32,
-    /// Pending `wake` requests.
-    pub(crate) wake_requests: AtomicU32,
-    _pad1: [u32; 13],
-    // --- third cache line: senders waiting for a free slot.
-    /// Incremented when a slot becomes free while senders wait.
-    pub(crate) free_seq: AtomicU32,
-    /// The number of senders that may sleep on `free_seq`.
-    pub(crate) free_waiters: AtomicU32,
-    _pad2: [u32; 14],
+in_shared! {
+    /// The box header, after the segment header.
+    pub(crate) struct BoxHeader {
+        /// The number of slots.
+        pub(crate) slots: u32,
+        /// The usable bytes of a slot.
+        pub(crate) msg_size: u32,
+        /// Bytes from one slot to the next.
+        pub(crate) stride: u64,
+        /// The address at which the receiver maps the segment.
+        pub(crate) receiver_base: AtomicU64,
+        _pad0: [u32; 10],
+        // --- second cache line: the receiver's notification word.
+        /// Incremented when a message becomes ready while the receiver sleeps,
+        /// and on `wake`.
+        pub(crate) notify: AtomicU32,
+        /// Non-zero while the receiver may sleep on `notify`.
+        pub(crate) receiver_sleeping: AtomicU32,
+        /// Pending `wake` requests.
+        pub(crate) wake_requests: AtomicU32,
+        _pad1: [u32; 13],
+        // --- third cache line: senders waiting for a free slot.
+        /// Incremented when a slot becomes free while senders wait.
+        pub(crate) free_seq: AtomicU32,
+        /// The number of senders that may sleep on `free_seq`.
+        pub(crate) free_waiters: AtomicU32,
+        _pad2: [u32; 14],
+    }
+}
+
+in_shared! {
+    /// The start of a camlbox segment: the segment header, then the box
+    /// header; the slots follow.
+    pub(crate) struct BoxPrefix {
+        pub(crate) seg: SegmentHeader,
+        pub(crate) head: BoxHeader,
+    }
 }
 
 const _: () = assert!(std::mem::size_of::<BoxHeader>() == 192);
-const _: () = assert!(std::mem::size_of::<SegmentHeader>() + 192 == SLOTS_OFFSET);
+const _: () = assert!(std::mem::size_of::<BoxPrefix>() == SLOTS_OFFSET);
 
-/// The header of one slot.
-#[repr(C)]
-pub(crate) struct SlotHeader {
-    /// `FREE`, `WRITING | tid << 32` or `READY`.
-    pub(crate) state: AtomicU64,
-    /// The writer's thread start time (0 until written).
-    pub(crate) writer_start: AtomicU64,
-    /// Offset of the root representation in the slot's data.
-    pub(crate) root_offset: AtomicU32,
-    /// Bytes of data used by the message.
-    pub(crate) used: AtomicU32,
-    _pad: u64,
+in_shared! {
+    /// The header of one slot.
+    pub(crate) struct SlotHeader {
+        /// `FREE`, `WRITING | tid << 32` or `READY`.
+        pub(crate) state: AtomicU64,
+        /// The writer's thread start time (0 until written).
+        pub(crate) writer_start: AtomicU64,
+        /// Offset of the root representation in the slot's data.
+        pub(crate) root_offset: AtomicU32,
+        /// Bytes of data used by the message.
+        pub(crate) used: AtomicU32,
+        _pad: u64,
+    }
 }
 
 const _: () = assert!(std::mem::size_of::<SlotHeader>() == SLOT_HEADER);
@@ -112,14 +124,13 @@ impl Region {
     /// zero-filled and not yet seen by anybody else.
     pub(crate) unsafe fn init(base: *mut u8, slots: usize, msg_size: usize) -> Region {
         let stride = stride(msg_size).expect("geometry checked by the caller");
-        // SAFETY: the box header lies inside the region (caller's contract);
-        // zero bytes are a valid `BoxHeader`, whose plain fields we set.
-        unsafe {
-            let h = base.add(64).cast::<BoxHeader>();
-            (*h).slots = slots as u32;
-            (*h).msg_size = msg_size as u32;
-            (*h).stride = stride as u64;
-        }
+        // SAFETY: the prefix lies inside the region (caller's contract),
+        // which nobody else sees yet; zero bytes are a valid `BoxPrefix`,
+        // whose plain fields we set.
+        let h = unsafe { &mut (*base.cast::<BoxPrefix>()).head };
+        h.slots = slots as u32;
+        h.msg_size = msg_size as u32;
+        h.stride = stride as u64;
         Region {
             base,
             slots,
@@ -139,8 +150,9 @@ impl Region {
         if len < SLOTS_OFFSET {
             return None;
         }
-        // SAFETY: the box header lies inside the first `SLOTS_OFFSET` bytes.
-        let h = unsafe { &*base.add(64).cast::<BoxHeader>() };
+        // SAFETY: the prefix is the first `SLOTS_OFFSET` bytes, inside the
+        // region (caller's contract).
+        let h = unsafe { &(*base.cast::<BoxPrefix>()).head };
         let slots = h.slots as usize;
         let msg_size = h.msg_size as usize;
         let stride = stride(msg_size)?;
@@ -169,9 +181,10 @@ impl Region {
     }
 
     pub(crate) fn header(&self) -> &BoxHeader {
-        // SAFETY: the box header lies inside the region (constructors'
-        // contracts) and consists of atomics and fields that never change.
-        unsafe { &*self.base.add(64).cast::<BoxHeader>() }
+        // SAFETY: the prefix lies inside the region (constructors'
+        // contracts); the box header consists of atomics and fields that
+        // never change.
+        unsafe { &(*self.base.cast::<BoxPrefix>()).head }
     }
 
     fn slot_offset(&self, i: usize) -> usize {

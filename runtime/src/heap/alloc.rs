@@ -23,6 +23,7 @@ use std::alloc::Layout;
 use std::ptr::NonNull;
 use std::sync::atomic::{compiler_fence, Ordering};
 
+use crate::in_shared::in_shared;
 use crate::value::{Allocate, CopyError, Mark};
 
 /// Header flag: the block was reached by the current collection.
@@ -48,6 +49,7 @@ pub(crate) trait ChunkSource {
 
 /// The start of every chunk.
 #[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 pub(crate) struct ChunkHeader {
     magic: u64,
     next: usize,
@@ -56,31 +58,34 @@ pub(crate) struct ChunkHeader {
 }
 
 const CHUNK_HDR: usize = std::mem::size_of::<ChunkHeader>();
+const _: () = assert!(std::mem::size_of::<AllocState>() == 640);
 
-/// The allocator's state; lives in the heap header in shared memory and is
-/// only touched with the heap's write lock held.
-#[repr(C)]
-pub(crate) struct AllocState {
-    /// First chunk (0: none).
-    chunks: usize,
-    /// The current bump chunk (0: none).
-    cur: usize,
-    chunk_size: usize,
-    n_chunks: usize,
-    chunk_bytes: usize,
-    /// Bytes in allocated blocks (headers included).
-    pub(crate) live_bytes: usize,
-    /// Bytes in free blocks (on lists or not).
-    pub(crate) free_bytes: usize,
-    pub(crate) allocated_since_gc: usize,
-    pub(crate) live_after_gc: usize,
-    pub(crate) gc_runs: u64,
-    pub(crate) last_gc_nanos: u64,
-    small: [usize; N_SMALL],
-    /// Bit `c` is clear when `small[c]` is empty (set: maybe not empty),
-    /// so that finding a larger class with free blocks is one bit scan.
-    small_bits: u128,
-    large: usize,
+in_shared! {
+    /// The allocator's state; lives in the heap header in shared memory and is
+    /// only touched with the heap's write lock held.
+    pub(crate) struct AllocState {
+        /// First chunk (0: none).
+        chunks: usize,
+        /// The current bump chunk (0: none).
+        cur: usize,
+        chunk_size: usize,
+        n_chunks: usize,
+        chunk_bytes: usize,
+        /// Bytes in allocated blocks (headers included).
+        pub(crate) live_bytes: usize,
+        /// Bytes in free blocks (on lists or not).
+        pub(crate) free_bytes: usize,
+        pub(crate) allocated_since_gc: usize,
+        pub(crate) live_after_gc: usize,
+        pub(crate) gc_runs: u64,
+        pub(crate) last_gc_nanos: u64,
+        small: [usize; N_SMALL],
+        /// Bit `c` is clear when `small[c]` is empty (set: maybe not empty),
+        /// so that finding a larger class with free blocks is one bit scan.
+        small_bits: u128,
+        large: usize,
+        _pad: u64,
+    }
 }
 
 /// The allocator's figures.
@@ -136,6 +141,7 @@ impl AllocState {
             small: [0; N_SMALL],
             small_bits: 0,
             large: 0,
+            _pad: 0,
         }
     }
 
@@ -190,18 +196,13 @@ impl AllocState {
         }
     }
 
+    /// The bytes of a chunk header.
+    pub(crate) const CHUNK_HEADER_SIZE: usize = CHUNK_HDR;
+
     /// The size and top recorded in a copy of a chunk header's bytes.
     pub(crate) fn chunk_size_top(bytes: &[u8]) -> Option<(usize, usize)> {
-        if bytes.len() < CHUNK_HDR || bytes[..8] != CHUNK_MAGIC.to_le_bytes() {
-            return None;
-        }
-        // The fields in order: magic, next, size, top (`#[repr(C)]`).
-        let word = |i: usize| -> Option<usize> {
-            Some(usize::from_ne_bytes(
-                bytes.get(i * 8..i * 8 + 8)?.try_into().ok()?,
-            ))
-        };
-        Some((word(2)?, word(3)?))
+        let c: ChunkHeader = bytemuck::pod_read_unaligned(bytes.get(..CHUNK_HDR)?);
+        (c.magic == CHUNK_MAGIC).then_some((c.size, c.top))
     }
 
     /// Allocates a value of `layout`; returns its address.

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use super::{
     Heap, HeapHeader, DIRTY_ALLOC, DIRTY_DATA, N_PINS, PIN_COUNT_BITS, PIN_COUNT_MASK, POISON_PANIC,
 };
+use crate::in_shared::in_shared;
 use crate::sync::futex::process_key;
 use crate::sync::home::Home;
 use crate::value::Shared;
@@ -76,14 +77,15 @@ pub(super) fn pinned(pins: &[PinSlot; N_PINS], addr: usize) -> bool {
     })
 }
 
-/// One slot of the pin table: a pinned value and how many pins this
-/// process holds on it, plus the process, so that the pins of a process
-/// that died can be reclaimed.
-#[repr(C)]
-pub(super) struct PinSlot {
-    pub(super) v: AtomicU64,
-    pub(super) pid: AtomicU32,
-    _pad: u32,
+in_shared! {
+    /// One slot of the pin table: a pinned value and how many pins this
+    /// process holds on it, plus the process, so that the pins of a process
+    /// that died can be reclaimed.
+    pub(super) struct PinSlot {
+        pub(super) v: AtomicU64,
+        pub(super) pid: AtomicU32,
+        _pad: u32,
+    }
 }
 
 impl PinSlot {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::alloc::AllocState;
 use super::{HeapHeader, HeapStats, HEAP_MAGIC, PIN_COUNT_MASK};
+use crate::in_shared::read_copy;
 use crate::pool::OWNER_HEADER;
 
 /// What an inspector sees of a heap, read without locking (figures may be
@@ -36,21 +37,10 @@ pub(crate) fn inspect_header(
     owner_of: &dyn Fn(usize) -> u32,
     read: &dyn Fn(usize, usize) -> Option<Vec<u8>>,
 ) -> Option<HeapReport> {
-    if bytes.len() < size_of::<HeapHeader>() || bytes[..8] != HEAP_MAGIC.to_le_bytes() {
+    let h: HeapHeader = read_copy(bytes)?;
+    if h.magic.load(Ordering::Relaxed) != HEAP_MAGIC {
         return None;
     }
-    let mut copy = std::mem::MaybeUninit::<HeapHeader>::uninit();
-    // SAFETY: copies `size_of::<HeapHeader>()` bytes into the local; every
-    // field of the header (integers, atomics, the lock words, the allocator
-    // state of integers and arrays of integers) is valid for any bytes.
-    let h = unsafe {
-        std::ptr::copy_nonoverlapping(
-            bytes.as_ptr(),
-            copy.as_mut_ptr().cast::<u8>(),
-            size_of::<HeapHeader>(),
-        );
-        copy.assume_init()
-    };
     if owner_of(addr) != h.tag | OWNER_HEADER {
         return None;
     }
@@ -60,7 +50,7 @@ pub(crate) fn inspect_header(
         if owner_of(cur) != h.tag {
             return None;
         }
-        AllocState::chunk_size_top(&read(cur, 32)?)
+        AllocState::chunk_size_top(&read(cur, AllocState::CHUNK_HEADER_SIZE)?)
     });
     let pinned = h
         .pins

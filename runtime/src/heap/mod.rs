@@ -74,6 +74,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use self::alloc::{AllocState, HeapWriter, Marker, PoolSource};
+use crate::in_shared::in_shared;
 use crate::pool::{Pool, PoolError, OWNER_HEADER, OWNER_TAG, PAGE_SIZE};
 use crate::sync::futex::process_key;
 use crate::sync::home::Home;
@@ -103,40 +104,44 @@ const POISON_DIED: u32 = 2;
 const PIN_COUNT_BITS: u32 = 20;
 const PIN_COUNT_MASK: u64 = (1 << PIN_COUNT_BITS) - 1;
 
-/// A heap's header, at the start of its first chunk.
-#[repr(C)]
-struct HeapHeader {
-    magic: AtomicU64,
-    id: u64,
-    fingerprint: u64,
-    lock: RawRwLock,
-    /// What the holder of the exclusive lock is doing ([`DIRTY_DATA`],
-    /// [`DIRTY_ALLOC`], or 0). Found set by the next locker after a holder
-    /// died: `DIRTY_DATA` poisons the heap, `DIRTY_ALLOC` only asks for a
-    /// repair.
-    dirty: AtomicU32,
-    /// 0, [`POISON_PANIC`] or [`POISON_DIED`].
-    poisoned: AtomicU32,
-    owner_deaths: AtomicU32,
-    /// Set once a lock has been copied into the heap: pins are refused
-    /// from then on (a modification copies a pinned root, and a copied lock
-    /// is another lock).
-    has_locks: AtomicU32,
-    /// Set when a holder died with the allocator's state in flux: the next
-    /// holder rebuilds it (marks, free lists, counters, lost pages) before
-    /// it allocates.
-    repair: AtomicU32,
-    /// The creating process while the heap is created and not yet
-    /// published (0 after): the pages of a heap whose creator died then
-    /// are reclaimed when the pool runs short.
-    creating: AtomicU32,
-    root: AtomicUsize,
-    /// The heap's tag: the owner of its pages in the pool's table.
-    tag: u32,
-    header_bytes: usize,
-    alloc: UnsafeCell<AllocState>,
-    pins: [PinSlot; N_PINS],
+in_shared! {
+    /// A heap's header, at the start of its first chunk.
+    struct HeapHeader {
+        magic: AtomicU64,
+        id: u64,
+        fingerprint: u64,
+        lock: RawRwLock,
+        /// What the holder of the exclusive lock is doing ([`DIRTY_DATA`],
+        /// [`DIRTY_ALLOC`], or 0). Found set by the next locker after a holder
+        /// died: `DIRTY_DATA` poisons the heap, `DIRTY_ALLOC` only asks for a
+        /// repair.
+        dirty: AtomicU32,
+        /// 0, [`POISON_PANIC`] or [`POISON_DIED`].
+        poisoned: AtomicU32,
+        owner_deaths: AtomicU32,
+        /// Set once a lock has been copied into the heap: pins are refused
+        /// from then on (a modification copies a pinned root, and a copied lock
+        /// is another lock).
+        has_locks: AtomicU32,
+        /// Set when a holder died with the allocator's state in flux: the next
+        /// holder rebuilds it (marks, free lists, counters, lost pages) before
+        /// it allocates.
+        repair: AtomicU32,
+        /// The creating process while the heap is created and not yet
+        /// published (0 after): the pages of a heap whose creator died then
+        /// are reclaimed when the pool runs short.
+        creating: AtomicU32,
+        root: AtomicUsize,
+        /// The heap's tag: the owner of its pages in the pool's table.
+        tag: u32,
+        _pad: u32,
+        header_bytes: usize,
+        alloc: UnsafeCell<AllocState>,
+        pins: [PinSlot; N_PINS],
+    }
 }
+
+const _: () = assert!(std::mem::size_of::<HeapHeader>() == 3024);
 
 /// A heap's figures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -262,6 +267,7 @@ impl<T: Shared> Heap<T> {
             creating: AtomicU32::new(crate::sync::futex::current_pid()),
             root: AtomicUsize::new(0),
             tag,
+            _pad: 0,
             header_bytes,
             alloc: UnsafeCell::new(AllocState::new(opts.chunk_size)),
             pins: [const { PinSlot::new() }; N_PINS],

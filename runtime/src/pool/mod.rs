@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use serde::{Deserialize, Serialize};
 
+use crate::in_shared::{in_shared, read_copy};
 use crate::os::mapping::{FixedError, Mapping};
 use crate::os::shm;
 use crate::segment::{self, SegmentError, SegmentHeader, SegmentKind};
@@ -40,23 +41,27 @@ pub const MIN_POOL_SIZE: usize = 64 * 1024;
 
 const COMMIT_STEP: u64 = 1 << 20;
 
-/// The pool's own header, after the segment header.
-#[repr(C)]
-pub(crate) struct PoolHeader {
-    pub(crate) seg: SegmentHeader,
-    pub(crate) base: u64,
-    pub(crate) total_size: u64,
-    pub(crate) n_pages: u64,
-    pub(crate) bitmap_offset: u64,
-    pub(crate) owners_offset: u64,
-    pub(crate) data_offset: u64,
-    pub(crate) committed: AtomicU64,
-    pub(crate) used_pages: AtomicU64,
-    pub(crate) hint: AtomicU64,
-    pub(crate) root_heap: AtomicU64,
-    pub(crate) root_fingerprint: AtomicU64,
-    pub(crate) next_tag: AtomicU32,
-    pub(crate) lock: RawRwLock,
+in_shared! {
+    /// The pool's own header, after the segment header. The geometry
+    /// (`base` to `data_offset`) never changes after creation; the rest is
+    /// shared state.
+    pub(crate) struct PoolHeader {
+        pub(crate) seg: SegmentHeader,
+        pub(crate) base: u64,
+        pub(crate) total_size: u64,
+        pub(crate) n_pages: u64,
+        pub(crate) bitmap_offset: u64,
+        pub(crate) owners_offset: u64,
+        pub(crate) data_offset: u64,
+        pub(crate) committed: AtomicU64,
+        pub(crate) used_pages: AtomicU64,
+        pub(crate) hint: AtomicU64,
+        pub(crate) root_heap: AtomicU64,
+        pub(crate) root_fingerprint: AtomicU64,
+        pub(crate) next_tag: AtomicU32,
+        pub(crate) lock: RawRwLock,
+        _pad: u32,
+    }
 }
 
 /// Where the parts of a pool segment lie; a function of the page count
@@ -443,6 +448,7 @@ impl Pool {
             root_fingerprint: AtomicU64::new(0),
             next_tag: AtomicU32::new(1),
             lock: RawRwLock::new(),
+            _pad: 0,
         };
         // SAFETY: the first `data_offset` bytes are mapped and reserved;
         // the header fits in them (bitmap_offset >= size_of header), and the
@@ -497,14 +503,8 @@ impl Pool {
                 pid: seg.owner_pid,
             });
         }
-        let mut raw = [0u8; std::mem::size_of::<PoolHeader>()];
-        if !matches!(shm::read_at(&fd, &mut raw, 0), Ok(true)) {
-            return Err(PoolError::NotAPool(
-                seg_name.to_owned(),
-                SegmentError::NotMc,
-            ));
-        }
-        let (base, layout) = checked_layout(&raw, &seg)
+        let (base, layout) = read_header(&fd)
+            .and_then(|h| checked_layout(&h, &seg))
             .ok_or_else(|| PoolError::NotAPool(seg_name.to_owned(), SegmentError::NotMc))?;
         let total = layout.total;
         let size = segment::object_size(&fd).map_err(io_err("fstat"))?;
@@ -684,24 +684,29 @@ impl Pool {
     }
 }
 
-/// Reads the base address and layout recorded in a pool header and checks
-/// them against the segment header and against each other.
-fn checked_layout(raw: &[u8], seg: &SegmentHeader) -> Option<(usize, Layout)> {
-    let word = |i: usize| -> u64 { u64::from_ne_bytes(raw[i..i + 8].try_into().expect("8 bytes")) };
-    // Offsets of `base`, `total_size`, `n_pages`, `bitmap_offset`,
-    // `owners_offset`, `data_offset` in `PoolHeader` (after the 64-byte
-    // segment header).
-    let (base, total, n_pages) = (word(64) as usize, word(72) as usize, word(80) as usize);
-    let (bitmap, owners, data) = (word(88) as usize, word(96) as usize, word(104) as usize);
-    if n_pages == 0 || n_pages > (1 << 32) {
-        return None;
-    }
+/// A copy of the pool header of the segment open as `fd`, read with
+/// `pread` (no mapping); `None` when the segment is too short.
+pub(crate) fn read_header(fd: &OwnedFd) -> Option<PoolHeader> {
+    let mut raw = [0u8; std::mem::size_of::<PoolHeader>()];
+    matches!(shm::read_at(fd, &mut raw, 0), Ok(true))
+        .then(|| read_copy(&raw))
+        .flatten()
+}
+
+/// Reads the base address and layout recorded in (a copy of) a pool
+/// header and checks them against the segment header and against each
+/// other.
+pub(crate) fn checked_layout(h: &PoolHeader, seg: &SegmentHeader) -> Option<(usize, Layout)> {
+    let n_pages = usize::try_from(h.n_pages)
+        .ok()
+        .filter(|&n| n > 0 && n <= 1 << 32)?;
+    let base = usize::try_from(h.base).ok()?;
     let l = Layout::new(n_pages);
-    let ok = total as u64 == seg.size
-        && l.total == total
-        && l.bitmap_offset == bitmap
-        && l.owners_offset == owners
-        && l.data_offset == data
+    let ok = h.total_size == seg.size
+        && l.total as u64 == h.total_size
+        && l.bitmap_offset as u64 == h.bitmap_offset
+        && l.owners_offset as u64 == h.owners_offset
+        && l.data_offset as u64 == h.data_offset
         && base % PAGE_SIZE == 0
         && base != 0;
     ok.then_some((base, l))

@@ -9,34 +9,35 @@ use super::LockError;
 const COUNT: u32 = 0xFFFF;
 const GENERATION: u32 = 1 << 16;
 
-/// A reusable barrier for `n` threads (of any processes).
-///
-/// One word: `[generation:16][arrived:16]`, also the futex. The thread that
-/// completes a generation resets the count, advances the generation and
-/// wakes everybody; the others sleep until the generation changes.
-///
-/// # When a process dies
-///
-/// A barrier cannot know who is supposed to arrive: if a participant dies
-/// before arriving, the others wait for it. Use
-/// [`wait_timeout`](Self::wait_timeout) to bound that; a waiter that times
-/// out withdraws its arrival (unless the generation completed meanwhile, in
-/// which case the wait succeeds), so the barrier stays usable. A
-/// participant that dies after arriving counts as arrived.
-///
-/// ```
-/// use mc::sync::raw::RawBarrier;
-///
-/// let b = RawBarrier::new(2);
-/// std::thread::scope(|s| {
-///     s.spawn(|| b.wait());
-///     b.wait();
-/// });
-/// ```
-#[repr(C)]
-pub struct RawBarrier {
-    word: AtomicU32,
-    n: u32,
+crate::in_shared::in_shared! {
+    /// A reusable barrier for `n` threads (of any processes).
+    ///
+    /// One word: `[generation:16][arrived:16]`, also the futex. The thread that
+    /// completes a generation resets the count, advances the generation and
+    /// wakes everybody; the others sleep until the generation changes.
+    ///
+    /// # When a process dies
+    ///
+    /// A barrier cannot know who is supposed to arrive: if a participant dies
+    /// before arriving, the others wait for it. Use
+    /// [`wait_timeout`](Self::wait_timeout) to bound that; a waiter that times
+    /// out withdraws its arrival (unless the generation completed meanwhile, in
+    /// which case the wait succeeds), so the barrier stays usable. A
+    /// participant that dies after arriving counts as arrived.
+    ///
+    /// ```
+    /// use mc::sync::raw::RawBarrier;
+    ///
+    /// let b = RawBarrier::new(2);
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| b.wait());
+    ///     b.wait();
+    /// });
+    /// ```
+    pub struct RawBarrier {
+        word: AtomicU32,
+        n: u32,
+    }
 }
 
 impl std::fmt::Debug for RawBarrier {

@@ -16,42 +16,43 @@ pub struct CondvarWait {
     pub timed_out: bool,
 }
 
-/// A condition variable usable from any process that maps it, paired with a
-/// [`RawMutex`] at each wait.
-///
-/// # Design
-///
-/// `seq` is a sequence number and the futex word; `waiters` counts the
-/// threads that may be asleep (so that notifying nobody costs no syscall).
-/// A waiter reads `seq` while it holds the mutex, releases the mutex and
-/// sleeps on the futex *as long as `seq` still has that value*;
-/// `notify_one`/`notify_all` increment `seq`, then wake one/all sleepers.
-/// There are no per-waiter entries in shared memory (unlike Netmulticore's
-/// wait entries), so a waiter that dies leaves nothing behind but a `waiters`
-/// count one too high (a needless wake syscall per notify).
-///
-/// **No lost wake-ups.** A notify between the waiter's read of `seq` and its
-/// sleep changes `seq`, so the kernel refuses to put the waiter to sleep
-/// (`FUTEX_WAIT` compares the word atomically with queueing).
-///
-/// **A dead waiter does not swallow a wake-up.** A waiter killed while
-/// asleep is taken off the futex queue by the kernel and cannot be chosen
-/// by `FUTEX_WAKE`. One window remains: a waiter that `notify_one` has
-/// already dequeued and woken, killed before it runs. To cover it, sleepers
-/// never sleep longer than a 10 ms slice; after each slice a waiter compares
-/// `seq` with the value it read, and returns if it changed. Every live
-/// waiter that was waiting when the notify happened thus returns within one
-/// slice even if the woken one died: the notify can be late by a slice, never
-/// lost. (The cost is a possible extra spurious wake-up per waiter per slice
-/// while notifications go on, which condition variables allow anyway:
-/// callers re-check their predicate.)
-///
-/// The mutex is re-acquired before `wait` returns, whatever the timeout (as
-/// with `pthread_cond_timedwait`); a dead holder does not block that.
-#[repr(C)]
-pub struct RawCondvar {
-    seq: AtomicU32,
-    waiters: AtomicU32,
+crate::in_shared::in_shared! {
+    /// A condition variable usable from any process that maps it, paired with a
+    /// [`RawMutex`] at each wait.
+    ///
+    /// # Design
+    ///
+    /// `seq` is a sequence number and the futex word; `waiters` counts the
+    /// threads that may be asleep (so that notifying nobody costs no syscall).
+    /// A waiter reads `seq` while it holds the mutex, releases the mutex and
+    /// sleeps on the futex *as long as `seq` still has that value*;
+    /// `notify_one`/`notify_all` increment `seq`, then wake one/all sleepers.
+    /// There are no per-waiter entries in shared memory (unlike Netmulticore's
+    /// wait entries), so a waiter that dies leaves nothing behind but a `waiters`
+    /// count one too high (a needless wake syscall per notify).
+    ///
+    /// **No lost wake-ups.** A notify between the waiter's read of `seq` and its
+    /// sleep changes `seq`, so the kernel refuses to put the waiter to sleep
+    /// (`FUTEX_WAIT` compares the word atomically with queueing).
+    ///
+    /// **A dead waiter does not swallow a wake-up.** A waiter killed while
+    /// asleep is taken off the futex queue by the kernel and cannot be chosen
+    /// by `FUTEX_WAKE`. One window remains: a waiter that `notify_one` has
+    /// already dequeued and woken, killed before it runs. To cover it, sleepers
+    /// never sleep longer than a 10 ms slice; after each slice a waiter compares
+    /// `seq` with the value it read, and returns if it changed. Every live
+    /// waiter that was waiting when the notify happened thus returns within one
+    /// slice even if the woken one died: the notify can be late by a slice, never
+    /// lost. (The cost is a possible extra spurious wake-up per waiter per slice
+    /// while notifications go on, which condition variables allow anyway:
+    /// callers re-check their predicate.)
+    ///
+    /// The mutex is re-acquired before `wait` returns, whatever the timeout (as
+    /// with `pthread_cond_timedwait`); a dead holder does not block that.
+    pub struct RawCondvar {
+        seq: AtomicU32,
+        waiters: AtomicU32,
+    }
 }
 
 impl Default for RawCondvar {

@@ -15,45 +15,46 @@ const INCONSISTENT: u32 = 1 << 30;
 /// The owner field of a lock that is not recoverable (never a real TID).
 const NOT_RECOVERABLE: u32 = TID_MASK;
 
-/// A robust mutual-exclusion lock word usable from any process that maps
-/// it.
-///
-/// # Lock word
-///
-/// ```text
-///  31        30             29 .. 0
-/// [WAITERS][INCONSISTENT][owner TID, 0 = free, 2^30-1 = not recoverable]
-/// ```
-///
-/// Uncontended `lock` is one compare-and-swap (0 → TID); `unlock` is one
-/// load and one swap, plus a `FUTEX_WAKE` only when the waiters bit was
-/// set. A contended locker spins briefly, sets the waiters bit and sleeps on
-/// the shared futex in 10 ms slices; after each slice that ends with the
-/// same holder it checks whether that thread is alive and takes a dead
-/// holder's lock over with a CAS, returning [`Acquired::OwnerDied`].
-///
-/// `unlock` is safe because a raw mutex protects no data of its own. A type
-/// that guards data with one (like [`Mutex`](crate::sync::Mutex)) must keep
-/// it private: safe code holding `&RawMutex` could release a lock a guard
-/// relies on.
-///
-/// Errors are checked: locking a mutex the calling thread holds returns
-/// [`LockError::Deadlock`], unlocking one it does not hold returns
-/// [`LockError::NotOwner`]. Ownership is per thread (TID), so a lock must
-/// be released by the thread that took it.
-///
-/// ```
-/// use mc::sync::raw::{Acquired, LockError, RawMutex};
-///
-/// static M: RawMutex = RawMutex::new();
-/// assert_eq!(M.lock(), Ok(Acquired::Clean));
-/// assert_eq!(M.lock(), Err(LockError::Deadlock));
-/// assert_eq!(M.unlock(), Ok(()));
-/// assert_eq!(M.unlock(), Err(LockError::NotOwner));
-/// ```
-#[repr(C)]
-pub struct RawMutex {
-    word: AtomicU32,
+crate::in_shared::in_shared! {
+    /// A robust mutual-exclusion lock word usable from any process that maps
+    /// it.
+    ///
+    /// # Lock word
+    ///
+    /// ```text
+    ///  31        30             29 .. 0
+    /// [WAITERS][INCONSISTENT][owner TID, 0 = free, 2^30-1 = not recoverable]
+    /// ```
+    ///
+    /// Uncontended `lock` is one compare-and-swap (0 → TID); `unlock` is one
+    /// load and one swap, plus a `FUTEX_WAKE` only when the waiters bit was
+    /// set. A contended locker spins briefly, sets the waiters bit and sleeps on
+    /// the shared futex in 10 ms slices; after each slice that ends with the
+    /// same holder it checks whether that thread is alive and takes a dead
+    /// holder's lock over with a CAS, returning [`Acquired::OwnerDied`].
+    ///
+    /// `unlock` is safe because a raw mutex protects no data of its own. A type
+    /// that guards data with one (like [`Mutex`](crate::sync::Mutex)) must keep
+    /// it private: safe code holding `&RawMutex` could release a lock a guard
+    /// relies on.
+    ///
+    /// Errors are checked: locking a mutex the calling thread holds returns
+    /// [`LockError::Deadlock`], unlocking one it does not hold returns
+    /// [`LockError::NotOwner`]. Ownership is per thread (TID), so a lock must
+    /// be released by the thread that took it.
+    ///
+    /// ```
+    /// use mc::sync::raw::{Acquired, LockError, RawMutex};
+    ///
+    /// static M: RawMutex = RawMutex::new();
+    /// assert_eq!(M.lock(), Ok(Acquired::Clean));
+    /// assert_eq!(M.lock(), Err(LockError::Deadlock));
+    /// assert_eq!(M.unlock(), Ok(()));
+    /// assert_eq!(M.unlock(), Err(LockError::NotOwner));
+    /// ```
+    pub struct RawMutex {
+        word: AtomicU32,
+    }
 }
 
 impl Default for RawMutex {

@@ -20,53 +20,54 @@ const NO_READERS: u32 = TID_MASK | INCONSISTENT;
 /// wait for a free slot.
 pub const READER_SLOTS: usize = 64;
 
-/// A robust reader/writer lock usable from any process that maps it.
-///
-/// # Layout
-///
-/// ```text
-/// state:   [WAITERS:1][INCONSISTENT:1][writer TID:30]  (futex for lockers)
-/// drain:   counter bumped by readers leaving while a writer waits (futex)
-/// readers: [TID; 64]                                  one slot per reader
-/// ```
-///
-/// A reader claims a free slot (CAS 0 → its TID), then checks that no
-/// writer is recorded in `state`; a writer records its TID in `state`, then
-/// waits until every slot is empty. Both sides write first and read second
-/// with sequentially consistent operations, so at least one sees the other.
-/// There is no reader count: the slots are the only record, so a reader that
-/// dies at any point leaves exactly its slot behind, and a writer that has
-/// waited a 10 ms slice checks the TIDs in the busy slots and clears the
-/// slots of dead threads. A dead reader therefore delays writers by a few
-/// slices at most.
-///
-/// **Writer preference**: a writer takes the `state` word before waiting for
-/// readers, and readers that find a writer there back out and wait, so a
-/// stream of readers cannot starve writers. Read locks are not recursive: a
-/// thread that holds a read lock and asks for another while a writer waits
-/// gets [`LockError::Deadlock`] instead of hanging.
-///
-/// **A writer dies** (noticed by any waiter after a slice): the lock becomes
-/// free and *inconsistent*. Readers then get [`LockError::Poisoned`] (the
-/// data may be half-written and a reader cannot repair it); the next writer
-/// gets [`Acquired::OwnerDied`], repairs, calls
-/// [`mark_consistent`](Self::mark_consistent) and releases, after which
-/// readers proceed. A writer that releases without `mark_consistent` makes
-/// the lock not recoverable: every lock returns [`LockError::Poisoned`]
-/// until [`clear_poison`](Self::clear_poison). A dead reader never poisons
-/// (readers do not modify).
-///
-/// Holds are per thread (TID): release a lock from the thread that took it.
-///
-/// The checked unlocks ([`unlock_read_checked`](Self::unlock_read_checked),
-/// [`unlock_write_checked`](Self::unlock_write_checked)) are safe because a
-/// raw lock protects no data of its own; a type that guards data with one
-/// must keep it private.
-#[repr(C)]
-pub struct RawRwLock {
-    state: AtomicU32,
-    drain: AtomicU32,
-    readers: [AtomicU32; READER_SLOTS],
+crate::in_shared::in_shared! {
+    /// A robust reader/writer lock usable from any process that maps it.
+    ///
+    /// # Layout
+    ///
+    /// ```text
+    /// state:   [WAITERS:1][INCONSISTENT:1][writer TID:30]  (futex for lockers)
+    /// drain:   counter bumped by readers leaving while a writer waits (futex)
+    /// readers: [TID; 64]                                  one slot per reader
+    /// ```
+    ///
+    /// A reader claims a free slot (CAS 0 → its TID), then checks that no
+    /// writer is recorded in `state`; a writer records its TID in `state`, then
+    /// waits until every slot is empty. Both sides write first and read second
+    /// with sequentially consistent operations, so at least one sees the other.
+    /// There is no reader count: the slots are the only record, so a reader that
+    /// dies at any point leaves exactly its slot behind, and a writer that has
+    /// waited a 10 ms slice checks the TIDs in the busy slots and clears the
+    /// slots of dead threads. A dead reader therefore delays writers by a few
+    /// slices at most.
+    ///
+    /// **Writer preference**: a writer takes the `state` word before waiting for
+    /// readers, and readers that find a writer there back out and wait, so a
+    /// stream of readers cannot starve writers. Read locks are not recursive: a
+    /// thread that holds a read lock and asks for another while a writer waits
+    /// gets [`LockError::Deadlock`] instead of hanging.
+    ///
+    /// **A writer dies** (noticed by any waiter after a slice): the lock becomes
+    /// free and *inconsistent*. Readers then get [`LockError::Poisoned`] (the
+    /// data may be half-written and a reader cannot repair it); the next writer
+    /// gets [`Acquired::OwnerDied`], repairs, calls
+    /// [`mark_consistent`](Self::mark_consistent) and releases, after which
+    /// readers proceed. A writer that releases without `mark_consistent` makes
+    /// the lock not recoverable: every lock returns [`LockError::Poisoned`]
+    /// until [`clear_poison`](Self::clear_poison). A dead reader never poisons
+    /// (readers do not modify).
+    ///
+    /// Holds are per thread (TID): release a lock from the thread that took it.
+    ///
+    /// The checked unlocks ([`unlock_read_checked`](Self::unlock_read_checked),
+    /// [`unlock_write_checked`](Self::unlock_write_checked)) are safe because a
+    /// raw lock protects no data of its own; a type that guards data with one
+    /// must keep it private.
+    pub struct RawRwLock {
+        state: AtomicU32,
+        drain: AtomicU32,
+        readers: [AtomicU32; READER_SLOTS],
+    }
 }
 
 impl Default for RawRwLock {

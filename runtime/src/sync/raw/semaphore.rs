@@ -12,36 +12,37 @@ use super::super::futex;
 const SPIN: u32 = 10;
 use super::LockError;
 
-/// A counting semaphore usable from any process that maps it.
-///
-/// `value` is the count and the futex word; `waiters` counts the threads
-/// that may be asleep, so that [`post`](Self::post) skips the
-/// `FUTEX_WAKE` when nobody waits.
-///
-/// # When a process dies
-///
-/// A semaphore counts, it does not own: units taken by a process that dies
-/// are **not** given back (nothing records who took them), and a unit it
-/// was about to post is lost. Use a [`RawMutex`](super::RawMutex) when
-/// ownership matters. A waiter that dies leaves `waiters` one too high
-/// (later posts make a needless `FUTEX_WAKE` syscall, nothing worse), and a
-/// waiter killed right after a post woke it cannot swallow that post: the
-/// unit stays in `value` until someone decrements it, and sleepers re-check
-/// `value` at least every 10 ms.
-///
-/// ```
-/// use mc::sync::raw::{LockError, RawSemaphore};
-///
-/// let s = RawSemaphore::new(1);
-/// assert_eq!(s.try_wait(), Ok(()));
-/// assert_eq!(s.try_wait(), Err(LockError::WouldBlock));
-/// s.post().unwrap();
-/// assert_eq!(s.value(), 1);
-/// ```
-#[repr(C)]
-pub struct RawSemaphore {
-    value: AtomicU32,
-    waiters: AtomicU32,
+crate::in_shared::in_shared! {
+    /// A counting semaphore usable from any process that maps it.
+    ///
+    /// `value` is the count and the futex word; `waiters` counts the threads
+    /// that may be asleep, so that [`post`](Self::post) skips the
+    /// `FUTEX_WAKE` when nobody waits.
+    ///
+    /// # When a process dies
+    ///
+    /// A semaphore counts, it does not own: units taken by a process that dies
+    /// are **not** given back (nothing records who took them), and a unit it
+    /// was about to post is lost. Use a [`RawMutex`](super::RawMutex) when
+    /// ownership matters. A waiter that dies leaves `waiters` one too high
+    /// (later posts make a needless `FUTEX_WAKE` syscall, nothing worse), and a
+    /// waiter killed right after a post woke it cannot swallow that post: the
+    /// unit stays in `value` until someone decrements it, and sleepers re-check
+    /// `value` at least every 10 ms.
+    ///
+    /// ```
+    /// use mc::sync::raw::{LockError, RawSemaphore};
+    ///
+    /// let s = RawSemaphore::new(1);
+    /// assert_eq!(s.try_wait(), Ok(()));
+    /// assert_eq!(s.try_wait(), Err(LockError::WouldBlock));
+    /// s.post().unwrap();
+    /// assert_eq!(s.value(), 1);
+    /// ```
+    pub struct RawSemaphore {
+        value: AtomicU32,
+        waiters: AtomicU32,
+    }
 }
 
 impl Default for RawSemaphore {
