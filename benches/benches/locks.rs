@@ -199,15 +199,16 @@ fn handoff_once(rounds: u64) -> [f64; 5] {
     // POSIX sem_t.
     let a: *mut libc::sem_t = shared_sem();
     let b: *mut libc::sem_t = shared_sem();
-    let (a, b) = (a as usize, b as usize);
+    let (a, b) = (a.expose_provenance(), b.expose_provenance());
+    let sem = std::ptr::with_exposed_provenance_mut::<libc::sem_t>;
     let posix_sem = ping_pong(
         rounds,
         |n| {
             for _ in 0..n {
                 // SAFETY: initialised process-shared semaphores.
                 unsafe {
-                    libc::sem_post(a as *mut libc::sem_t);
-                    while libc::sem_wait(b as *mut libc::sem_t) != 0 {}
+                    libc::sem_post(sem(a));
+                    while libc::sem_wait(sem(b)) != 0 {}
                 }
             }
         },
@@ -215,8 +216,8 @@ fn handoff_once(rounds: u64) -> [f64; 5] {
             for _ in 0..n {
                 // SAFETY: as above.
                 unsafe {
-                    while libc::sem_wait(a as *mut libc::sem_t) != 0 {}
-                    libc::sem_post(b as *mut libc::sem_t);
+                    while libc::sem_wait(sem(a)) != 0 {}
+                    libc::sem_post(sem(b));
                 }
             }
         },
@@ -282,9 +283,9 @@ fn handoff_once(rounds: u64) -> [f64; 5] {
     });
     init_robust_mutex(&mut pp.m);
     init_shared_cond(&mut pp.cv);
-    let pp_addr = pp as *mut PthreadPair as usize;
+    let pp_addr = std::ptr::from_mut(pp).expose_provenance();
     let pturn = move |mine: u64, n: u64| {
-        let pp = pp_addr as *mut PthreadPair;
+        let pp = std::ptr::with_exposed_provenance_mut::<PthreadPair>(pp_addr);
         for _ in 0..n {
             // SAFETY: a process-shared mutex and condvar initialised in
             // place; `turn` is only touched under the mutex.

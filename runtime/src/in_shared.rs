@@ -117,6 +117,20 @@ pub(crate) fn read_copy<T: InShared>(bytes: &[u8]) -> Option<T> {
     Some(value)
 }
 
+/// The pointer for an address inside memory shared between processes.
+///
+/// Values in shared memory hold addresses as integers: another process
+/// wrote them, so they carry no provenance. The mappings they point into
+/// came from the kernel and had their provenance exposed when they were
+/// mapped (see `os::mapping`), and this is where an address picks it up
+/// again: the one place where an integer becomes a pointer. Dereferencing
+/// the result is `unsafe` and needs the usual proof that the address lies
+/// in a live mapping and holds a valid value.
+#[inline(always)]
+pub(crate) fn at<T>(addr: usize) -> *mut T {
+    std::ptr::with_exposed_provenance_mut(addr)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

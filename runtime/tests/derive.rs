@@ -174,7 +174,7 @@ fn region<T: Shared>(v: &T) -> (Vec<u8>, usize) {
 fn root<T: Shared>(buf: &[u8], off: usize) -> &Repr<T> {
     validate_region::<T>(buf, off).unwrap();
     // SAFETY: validated just above; the region outlives the reference.
-    unsafe { &*(buf.as_ptr().add(off) as *const Repr<T>) }
+    unsafe { &*buf.as_ptr().add(off).cast::<Repr<T>>() }
 }
 
 #[test]
@@ -347,7 +347,7 @@ fn projection_modifies_in_place() {
     {
         // SAFETY: the region was validated and is exclusively borrowed.
         let r = unsafe {
-            Pin::new_unchecked(&mut *(buf.as_mut_ptr().add(off) as *mut SharedEverything))
+            Pin::new_unchecked(&mut *buf.as_mut_ptr().add(off).cast::<SharedEverything>())
         };
         let p = r.project();
         *p.u32_.get_mut() = 42;
@@ -477,7 +477,7 @@ fn validation_rejects_bad_tags() {
 /// Where the compiler put `z` of `SharedAligned::E` (an offset in `buf`).
 fn offset_of_z(buf: &[u8], off: usize) -> usize {
     match root::<Aligned>(buf, off) {
-        SharedAligned::E { z, .. } => z as *const bool as usize - buf.as_ptr() as usize,
+        SharedAligned::E { z, .. } => std::ptr::from_ref(z).addr() - buf.as_ptr().addr(),
         _ => unreachable!(),
     }
 }
@@ -693,7 +693,7 @@ fn fieldless_generic_and_wide_enums() {
     // generic layout model.
     let (mut buf, off) = region(&Maybe::Yes(true, 9));
     let b = match root::<Maybe<bool>>(&buf, off) {
-        SharedMaybe::Yes(b, _) => b as *const bool as usize - buf.as_ptr() as usize,
+        SharedMaybe::Yes(b, _) => std::ptr::from_ref(b).addr() - buf.as_ptr().addr(),
         _ => unreachable!(),
     };
     buf[b] = 3;

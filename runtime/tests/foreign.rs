@@ -244,7 +244,8 @@ fn scribble_role(name: &str) -> Result<String, String> {
     let len = (end - header).min(4096 + heap.stats.live_bytes + 1024);
     let original: Vec<u8> = {
         // SAFETY: `header..end` is committed memory of the mapped pool.
-        unsafe { std::slice::from_raw_parts(header as *const u8, len) }.to_vec()
+        unsafe { std::slice::from_raw_parts(std::ptr::with_exposed_provenance::<u8>(header), len) }
+            .to_vec()
     };
     // The heap's lock words (in the first bytes of its header) are left
     // alone: a lock that looks held by a live thread blocks by design.
@@ -256,7 +257,13 @@ fn scribble_role(name: &str) -> Result<String, String> {
     let mut unchanged_ok = 0;
     for _ in 0..CASES {
         // SAFETY: restores the original bytes of the committed range.
-        unsafe { std::ptr::copy_nonoverlapping(original.as_ptr(), header as *mut u8, len) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                original.as_ptr(),
+                std::ptr::with_exposed_provenance_mut::<u8>(header),
+                len,
+            )
+        };
         for _ in 0..1 + rng.below(4) {
             let off = keep + rng.below(len - keep - 8);
             let p = header + off;
@@ -264,11 +271,13 @@ fn scribble_role(name: &str) -> Result<String, String> {
             // as a scribbling process would.
             unsafe {
                 match rng.below(4) {
-                    0 => (p as *mut u8).write(rng.next_u64() as u8),
-                    1 => ((p & !7) as *mut u64).write_unaligned(rng.next_u64()),
-                    2 => ((p & !7) as *mut u64)
+                    0 => std::ptr::with_exposed_provenance_mut::<u8>(p).write(rng.next_u64() as u8),
+                    1 => std::ptr::with_exposed_provenance_mut::<u64>(p & !7)
+                        .write_unaligned(rng.next_u64()),
+                    2 => std::ptr::with_exposed_provenance_mut::<u64>(p & !7)
                         .write_unaligned((header + rng.below(len)) as u64 & !7),
-                    _ => ((p & !7) as *mut u64).write_unaligned(rng.below(1 << 20) as u64),
+                    _ => std::ptr::with_exposed_provenance_mut::<u64>(p & !7)
+                        .write_unaligned(rng.below(1 << 20) as u64),
                 }
             }
         }
@@ -297,7 +306,13 @@ fn scribble_role(name: &str) -> Result<String, String> {
         }
     }
     // SAFETY: as above.
-    unsafe { std::ptr::copy_nonoverlapping(original.as_ptr(), header as *mut u8, len) };
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            original.as_ptr(),
+            std::ptr::with_exposed_provenance_mut::<u8>(header),
+            len,
+        )
+    };
     Ok(format!(
         "{CASES} cases: {opened} opened and read ({unchanged_ok} with the original value), \
          {refused} refused {reasons:?}"

@@ -89,7 +89,7 @@ fn read_first(descr: HeapDescr<Words>) -> Result<String, String> {
 fn try_mutex(addr: usize) -> String {
     // SAFETY: the scenario passes the address of a `Mutex<u64>` in a
     // shared mapping made before the run, mapped in every process of it.
-    let m = unsafe { &*(addr as *const Mutex<u64>) };
+    let m = unsafe { &*std::ptr::with_exposed_provenance::<Mutex<u64>>(addr) };
     match m.lock_timeout(SHORT) {
         Ok(mut g) => {
             *g += 1;
@@ -158,7 +158,7 @@ fn read_guard_moved_into_run_keeps_the_lock() -> Result<String, String> {
 
 fn mutex_guard_moved_into_run_keeps_the_lock() -> Result<String, String> {
     let m: &'static Mutex<u64> = shared(Mutex::new(0));
-    let addr = m as *const Mutex<u64> as usize;
+    let addr = std::ptr::from_ref(m).expose_provenance();
     let mut guard = m.lock().map_err(err)?;
     in_run(move || {
         let p = try_mutex::start(addr).map_err(err)?;
@@ -424,8 +424,8 @@ fn lock_states(t: Targets) -> Found {
     // mapping made before the run.
     let (m, rw) = unsafe {
         (
-            &*(t.mutex as *const Mutex<u64>),
-            &*(t.rwlock as *const RwLock<u64>),
+            &*std::ptr::with_exposed_provenance::<Mutex<u64>>(t.mutex),
+            &*std::ptr::with_exposed_provenance::<RwLock<u64>>(t.rwlock),
         )
     };
     let lock_heap = t.lock_heap.open().expect("open");
@@ -476,8 +476,8 @@ fn copies_of_guards_in_other_processes_are_inert() -> Result<String, String> {
         read_heap: read_heap.descr(),
         pin_heap: pin_heap.descr(),
         lock_heap: lock_heap.descr(),
-        mutex: mutex as *const Mutex<u64> as usize,
-        rwlock: rwlock2 as *const RwLock<u64> as usize,
+        mutex: std::ptr::from_ref(mutex).expose_provenance(),
+        rwlock: std::ptr::from_ref(rwlock2).expose_provenance(),
     };
     let t2 = targets.clone();
     in_run(move || {

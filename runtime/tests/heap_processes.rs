@@ -364,7 +364,7 @@ fn address_in_use() -> Result<String, String> {
         // mapping (MAP_FIXED_NOREPLACE).
         let p = unsafe {
             libc::mmap(
-                base as *mut libc::c_void,
+                std::ptr::without_provenance_mut::<libc::c_void>(base),
                 4096,
                 libc::PROT_READ,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,

@@ -94,7 +94,7 @@ unsafe impl Allocate for SlotAlloc {
         }
         // SAFETY: `offset <= end <= len`: inside (or one past) the slot.
         let local = unsafe { self.local.add(offset) };
-        if !(local.as_ptr() as usize).is_multiple_of(layout.align()) {
+        if !local.as_ptr().addr().is_multiple_of(layout.align()) {
             // Alignments above the page size cannot be honoured in both
             // mappings.
             return Err(CopyError::Overflow);

@@ -23,6 +23,7 @@ use std::alloc::Layout;
 use std::ptr::NonNull;
 use std::sync::atomic::{compiler_fence, Ordering};
 
+use crate::in_shared::at;
 use crate::in_shared::in_shared;
 use crate::value::{Allocate, CopyError, Mark};
 
@@ -102,7 +103,7 @@ pub(crate) struct AllocStats {
 
 #[inline]
 fn hdr(block: usize) -> *mut u64 {
-    block as *mut u64
+    at::<u64>(block)
 }
 
 /// # Safety
@@ -150,7 +151,7 @@ impl AllocState {
     /// The memory must be valid, 8-aligned, owned by this heap for as long
     /// as it is linked, and at least `CHUNK_HDR + 16` bytes.
     unsafe fn link_chunk(&mut self, addr: usize, size: usize) {
-        let c = addr as *mut ChunkHeader;
+        let c = at::<ChunkHeader>(addr);
         // SAFETY: the chunk's first bytes are ours (contract).
         unsafe {
             c.write(ChunkHeader {
@@ -169,7 +170,7 @@ impl AllocState {
         self.stats_with(|cur| {
             // SAFETY: `cur` is a live chunk of this heap (the caller holds
             // a lock of the heap).
-            let c = unsafe { &*(cur as *const ChunkHeader) };
+            let c = unsafe { &*at::<ChunkHeader>(cur) };
             Some((c.size, c.top))
         })
     }
@@ -252,7 +253,7 @@ impl AllocState {
                 // SAFETY: list entries are free blocks of `need` bytes in live
                 // chunks; their first payload word links the list.
                 unsafe {
-                    self.small[need / 8] = *((head + 8) as *const usize);
+                    self.small[need / 8] = *at::<usize>(head + 8);
                     write_hdr(head, need as u64);
                 }
                 self.took(need);
@@ -262,7 +263,7 @@ impl AllocState {
         // Bump in the current chunk.
         if self.cur != 0 {
             // SAFETY: `cur` is a live chunk of this heap.
-            let c = unsafe { &mut *(self.cur as *mut ChunkHeader) };
+            let c = unsafe { &mut *at::<ChunkHeader>(self.cur) };
             if c.top + need <= self.cur + c.size {
                 let b = c.top;
                 // SAFETY: `b..b+need` is unformatted room of the chunk. The
@@ -307,7 +308,7 @@ impl AllocState {
             return;
         }
         // SAFETY: `cur` is a live chunk of this heap.
-        let c = unsafe { &mut *(self.cur as *mut ChunkHeader) };
+        let c = unsafe { &mut *at::<ChunkHeader>(self.cur) };
         let room = self.cur + c.size - c.top;
         if room >= 8 {
             let b = c.top;
@@ -336,7 +337,7 @@ impl AllocState {
                 } else {
                     &mut self.large
                 };
-                *((b + 8) as *mut usize) = *list;
+                *at::<usize>(b + 8) = *list;
                 *list = b;
             }
         }
@@ -358,7 +359,7 @@ impl AllocState {
             let head = self.small[class];
             if head != 0 {
                 // SAFETY: a list entry, as in `alloc_block`.
-                self.small[class] = unsafe { *((head + 8) as *const usize) };
+                self.small[class] = unsafe { *at::<usize>(head + 8) };
                 found = Some((head, class * 8));
                 break;
             }
@@ -373,11 +374,11 @@ impl AllocState {
                     let b = *prev;
                     let size = (read_hdr(b) & !FLAGS) as usize;
                     if size >= need && (size == need || size >= need + 16) {
-                        *prev = *((b + 8) as *const usize);
+                        *prev = *at::<usize>(b + 8);
                         found = Some((b, size));
                         break;
                     }
-                    prev = (b + 8) as *mut usize;
+                    prev = at::<usize>(b + 8);
                 }
             }
         }
@@ -418,7 +419,7 @@ impl AllocState {
         unsafe {
             while *prev_link != 0 {
                 let chunk = *prev_link;
-                let c = &mut *(chunk as *mut ChunkHeader);
+                let c = &mut *at::<ChunkHeader>(chunk);
                 let next = c.next;
                 let start = chunk + CHUNK_HDR;
                 let mut b = start;
@@ -509,7 +510,7 @@ impl AllocState {
             }
             // SAFETY: `owns` accepted the chunk header's bytes: mapped,
             // backed memory of this heap.
-            let c = unsafe { &*(chunk as *const ChunkHeader) };
+            let c = unsafe { &*at::<ChunkHeader>(chunk) };
             let size = c.size;
             if c.magic != CHUNK_MAGIC
                 || size < CHUNK_HDR + 16
@@ -564,7 +565,7 @@ impl AllocState {
                 return;
             }
             // SAFETY: `owns` accepted the chunk header's bytes.
-            chunk = unsafe { (*(chunk as *const ChunkHeader)).next };
+            chunk = unsafe { (*at::<ChunkHeader>(chunk)).next };
         }
         self.cur = 0;
     }
@@ -580,7 +581,7 @@ impl AllocState {
         let mut chunk = self.chunks;
         while chunk != 0 {
             // SAFETY: walks the intact chunk list (contract).
-            let c = unsafe { &*(chunk as *const ChunkHeader) };
+            let c = unsafe { &*at::<ChunkHeader>(chunk) };
             let mut b = chunk + CHUNK_HDR;
             while b < c.top {
                 // SAFETY: a formatted block of the chunk (contract).
@@ -692,7 +693,7 @@ unsafe impl Allocate for HeapWriter<'_> {
     fn allocate(&mut self, layout: Layout) -> Result<(NonNull<u8>, usize), CopyError> {
         let a = self.state.alloc(layout, self.src)?;
         // SAFETY: `alloc` never returns 0.
-        Ok((unsafe { NonNull::new_unchecked(a as *mut u8) }, a))
+        Ok((unsafe { NonNull::new_unchecked(at::<u8>(a)) }, a))
     }
 }
 
@@ -721,7 +722,7 @@ pub(crate) mod tests {
             }
         }
         pub(crate) fn range(&self) -> (usize, usize) {
-            let lo = self.buf.as_ptr() as usize;
+            let lo = self.buf.as_ptr().addr();
             (lo, lo + self.buf.len() * 8)
         }
     }
@@ -735,7 +736,7 @@ pub(crate) mod tests {
             if self.next + size > self.limit {
                 return Err(CopyError::OutOfSpace { requested: size });
             }
-            let a = self.buf.as_ptr() as usize + self.next;
+            let a = self.buf.as_ptr().expose_provenance() + self.next;
             self.next += size;
             self.out += size;
             Ok(a)
@@ -790,7 +791,7 @@ pub(crate) mod tests {
 
         pub(crate) fn get<T: Shared>(&self, addr: usize) -> T {
             // SAFETY: `addr` is a live value of `T` in this heap.
-            T::from_repr(unsafe { &*(addr as *const T::Repr) })
+            T::from_repr(unsafe { &*at::<T::Repr>(addr) })
         }
     }
 

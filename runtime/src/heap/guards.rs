@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use super::{
     Heap, HeapHeader, DIRTY_ALLOC, DIRTY_DATA, N_PINS, PIN_COUNT_BITS, PIN_COUNT_MASK, POISON_PANIC,
 };
+use crate::in_shared::at;
 use crate::in_shared::in_shared;
 use crate::sync::futex::process_key;
 use crate::sync::home::Home;
@@ -237,7 +238,7 @@ impl<T: Shared> Deref for ReadGuard<'_, T> {
         self.home.check("heap ReadGuard");
         // SAFETY: the shared lock is held: the root value is live and no
         // writer changes it while the guard exists.
-        unsafe { &*(self.root as *const T::Repr) }
+        unsafe { &*at::<T::Repr>(self.root) }
     }
 }
 
@@ -287,7 +288,7 @@ impl<T: Shared> Deref for PinGuard<'_, T> {
         // SAFETY: the value is pinned: the collector keeps it, and
         // modifications never change a pinned value in place (they copy it
         // first), so it is live and unchanged while the guard exists.
-        unsafe { &*(self.root as *const T::Repr) }
+        unsafe { &*at::<T::Repr>(self.root) }
     }
 }
 

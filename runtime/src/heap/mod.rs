@@ -74,6 +74,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use self::alloc::{AllocState, HeapWriter, Marker, PoolSource};
+use crate::in_shared::at;
 use crate::in_shared::in_shared;
 use crate::pool::{Pool, PoolError, OWNER_HEADER, OWNER_TAG, PAGE_SIZE};
 use crate::sync::futex::process_key;
@@ -274,7 +275,7 @@ impl<T: Shared> Heap<T> {
         };
         // SAFETY: `addr` is fresh, reserved pool memory of `header_bytes`
         // bytes, enough for the header.
-        unsafe { (addr as *mut HeapHeader).write(header) };
+        unsafe { at::<HeapHeader>(addr).write(header) };
         let heap = Heap {
             pool: pool.clone(),
             hdr: addr,
@@ -698,7 +699,7 @@ impl<T: Shared> Heap<T> {
             // SAFETY: exclusive lock held: nobody else touches the allocator.
             let state = unsafe { &mut *h.alloc.get() };
             // SAFETY: `root` is the heap's live root value.
-            let old = unsafe { &*(root as *const T::Repr) };
+            let old = unsafe { &*at::<T::Repr>(root) };
             let copy = write_boxed_repr::<T>(old, state, &mut src, &h.has_locks);
             root = copy.map_err(|e| heap_error(e, src.last_error.take()))?;
             h.root.store(root, Ordering::Release);
@@ -711,7 +712,7 @@ impl<T: Shared> Heap<T> {
         // SAFETY: the root value lives in the heap, is not pinned by anyone
         // (checked above, and new pins wait for the lock), and this thread
         // has the only exclusive access (lock + no nested modification).
-        let root_ref = unsafe { Pin::new_unchecked(&mut *(root as *mut T::Repr)) };
+        let root_ref = unsafe { Pin::new_unchecked(&mut *at::<T::Repr>(root)) };
         MODIFYING.with(|m| m.set(process_key()));
         let _flag = ModifyingFlag;
         let r = f(&m, root_ref);
@@ -909,7 +910,7 @@ fn unsafe_header<'a>(addr: usize) -> &'a HeapHeader {
     // SAFETY: callers pass the address of a heap header inside a mapped
     // pool (created by this module or checked by `open_at`); pools stay
     // mapped as long as any handle exists.
-    unsafe { &*(addr as *const HeapHeader) }
+    unsafe { &*at::<HeapHeader>(addr) }
 }
 
 fn write_boxed<T: Shared>(

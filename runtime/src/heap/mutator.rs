@@ -10,6 +10,7 @@ use super::alloc::HeapWriter;
 use super::alloc::PoolSource;
 use super::error::heap_error;
 use super::{HeapError, HeapHeader};
+use crate::in_shared::at;
 use crate::pool::Pool;
 use crate::value::{CopyError, SOption, SString, SVec, Shared, Writer};
 
@@ -59,7 +60,7 @@ impl<'h> Mutator<'h> {
         if size == 0 {
             return Ok(());
         }
-        let addr = place as *const R as usize;
+        let addr = std::ptr::from_ref(place).addr();
         let tag = self.h.tag;
         if self.pool.page_owner(addr) == tag && self.pool.page_owner(addr + size - 1) == tag {
             Ok(())
@@ -112,7 +113,7 @@ impl<'h> Mutator<'h> {
         // SAFETY: a fresh value in the heap, reachable only through this
         // reference, alive until the modification ends (no collection runs
         // before), and never moved.
-        Ok(unsafe { Pin::new_unchecked(&mut *(addr as *mut V::Repr)) })
+        Ok(unsafe { Pin::new_unchecked(&mut *at::<V::Repr>(addr)) })
     }
 
     /// Exchanges two values of the heap. Fails with
@@ -140,7 +141,7 @@ impl<'h> Mutator<'h> {
             // SAFETY: the array has room at `len`; writing there does not
             // touch initialised elements.
             unsafe {
-                (ptr as *mut V::Repr).add(len).write(r);
+                at::<V::Repr>(ptr).add(len).write(r);
                 vec.set_len(len + 1);
             }
             return Ok(());
@@ -153,7 +154,7 @@ impl<'h> Mutator<'h> {
         // element and publishes the new array.
         unsafe {
             if len > 0 {
-                std::ptr::copy_nonoverlapping(ptr as *const V::Repr, p.as_ptr(), len);
+                std::ptr::copy_nonoverlapping(at::<V::Repr>(ptr), p.as_ptr(), len);
             }
             p.as_ptr().add(len).write(r);
             let place = vec.get_unchecked_mut();
@@ -191,7 +192,7 @@ impl<'h> Mutator<'h> {
         // then publishes the new array.
         unsafe {
             if len > 0 {
-                std::ptr::copy_nonoverlapping(ptr as *const R, p.as_ptr(), len);
+                std::ptr::copy_nonoverlapping(at::<R>(ptr), p.as_ptr(), len);
             }
             std::ptr::write(
                 vec.get_unchecked_mut(),
@@ -222,13 +223,13 @@ impl<'h> Mutator<'h> {
         }
         self.reserve(vec.as_mut(), values.len())?;
         let (ptr, len, _) = vec.raw_parts();
-        let dst = ptr as *mut V::Repr;
+        let dst = at::<V::Repr>(ptr);
         if V::IS_POD {
             // SAFETY: room for `values.len()` more elements was reserved;
             // for plain-data types `Repr` is `V` and a byte copy is a copy.
             unsafe {
                 std::ptr::copy_nonoverlapping(
-                    values.as_ptr() as *const V::Repr,
+                    values.as_ptr().cast::<V::Repr>(),
                     dst.add(len),
                     values.len(),
                 );
@@ -294,7 +295,7 @@ impl<'h> Mutator<'h> {
                 // refers to its elements (the vector is exclusively
                 // borrowed).
                 Ok((p, addr)) => unsafe {
-                    std::ptr::copy_nonoverlapping(ptr as *const R, p.as_ptr(), len);
+                    std::ptr::copy_nonoverlapping(at::<R>(ptr), p.as_ptr(), len);
                     (addr, new_cap)
                 },
                 Err(_) => return,

@@ -26,6 +26,7 @@ use super::{
     Heap, HeapError, HeapHeader, HEAP_MAGIC, PIN_COUNT_BITS, PIN_COUNT_MASK, POISON_DIED,
     POISON_PANIC, TOMBSTONE,
 };
+use crate::in_shared::at;
 use crate::pool::{Pool, PAGE_SIZE};
 use crate::value::{Shared, Validator};
 
@@ -255,7 +256,7 @@ pub(crate) fn scavenge(pool: &Pool) -> usize {
         // SAFETY: the page owner table says a heap header starts here, in
         // committed pool memory; only plain and atomic fields are read, and
         // any bytes are valid for them.
-        let h = unsafe { &*(addr as *const HeapHeader) };
+        let h = unsafe { &*at::<HeapHeader>(addr) };
         if h.tag != tag {
             return None;
         }

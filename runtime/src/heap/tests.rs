@@ -228,7 +228,7 @@ fn forged_descriptors_are_refused() {
     let heap = Heap::create(&pool, &words).unwrap();
     let addr = {
         let g = heap.read().unwrap();
-        g.as_slice().as_ptr() as usize
+        g.as_slice().as_ptr().addr()
     };
     for a in [
         addr,
@@ -275,7 +275,9 @@ fn heaps_with_locks_refuse_pins() {
 /// that damage a heap as a process that ignores its protocol could.
 fn vec_fields<T: Shared<Repr = SVec<R>>, R>(heap: &Heap<T>) -> *mut usize {
     let g = heap.read().unwrap();
-    (&*g as *const SVec<R>).cast::<usize>().cast_mut()
+    std::ptr::from_ref::<SVec<R>>(&*g)
+        .cast::<usize>()
+        .cast_mut()
 }
 
 #[test]

@@ -163,7 +163,7 @@ extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
             // holds, and the zeros are only read.
             let p = unsafe {
                 libc::mmap(
-                    page as *mut libc::c_void,
+                    std::ptr::without_provenance_mut::<libc::c_void>(page),
                     end - page,
                     libc::PROT_READ | libc::PROT_WRITE,
                     libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_NORESERVE,
@@ -242,12 +242,12 @@ mod tests {
                 0,
             );
             assert_ne!(p, libc::MAP_FAILED);
-            (p as *mut u8).add(3 * 4096).write(7);
+            p.cast::<u8>().add(3 * 4096).write(7);
             assert_eq!(libc::ftruncate(fd, 4096), 0);
             libc::close(fd);
-            (p as *mut u8, len)
+            (p.cast::<u8>(), len)
         };
-        let g = guard(p as usize, len).expect("a slot");
+        let g = guard(p.addr(), len).expect("a slot");
         assert!(!g.truncated());
         // SAFETY: reads inside our own mapping; the page past the end is
         // replaced by a zero page by the handler instead of killing us.

@@ -22,9 +22,7 @@ pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -
         tv_sec: d.as_secs().min(i32::MAX as u64) as libc::time_t,
         tv_nsec: d.subsec_nanos() as libc::c_long,
     });
-    let tsp = ts
-        .as_ref()
-        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    let tsp = ts.as_ref().map_or(std::ptr::null(), std::ptr::from_ref);
     // SAFETY: FUTEX_WAIT reads the aligned 32-bit word at a valid address;
     // the timespec pointer is null or points to a live local.
     let r = unsafe {

@@ -47,6 +47,15 @@ fn len_of(len: usize) -> io::Result<NonZeroUsize> {
 }
 
 impl Mapping {
+    /// A handle for a fresh mapping. Its provenance is exposed: values in
+    /// the mapping hold addresses into it as integers (other processes
+    /// wrote them), which become pointers again through
+    /// `in_shared::at`.
+    fn exposed(ptr: NonNull<u8>, len: usize) -> Mapping {
+        let _ = ptr.as_ptr().expose_provenance();
+        Mapping { ptr, len }
+    }
+
     /// Maps the first `len` bytes of `fd` where the kernel chooses.
     /// `noreserve`: reserve no swap for it (a range reserved for growth,
     /// backed later with `fallocate`).
@@ -64,7 +73,7 @@ impl Mapping {
             )
         }
         .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
-        Ok(Mapping { ptr: p.cast(), len })
+        Ok(Mapping::exposed(p.cast(), len))
     }
 
     /// Maps the first `len` bytes of `fd` at exactly `addr`, without
@@ -92,7 +101,7 @@ impl Mapping {
         };
         match r {
             Ok(p) => {
-                let m = Mapping { ptr: p.cast(), len };
+                let m = Mapping::exposed(p.cast(), len);
                 if m.addr() == addr {
                     Ok(m)
                 } else {

@@ -22,7 +22,7 @@ pub(crate) mod socket;
 pub(crate) fn random_u64() -> u64 {
     let mut r = 0u64;
     // SAFETY: writes at most 8 bytes into a live local.
-    let n = unsafe { libc::getrandom((&mut r as *mut u64).cast(), 8, libc::GRND_NONBLOCK) };
+    let n = unsafe { libc::getrandom(std::ptr::from_mut(&mut r).cast(), 8, libc::GRND_NONBLOCK) };
     if n != 8 {
         let t = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -757,7 +757,7 @@ mod tests {
         assert!(pool.contains(a, 64 * 1024));
         assert_eq!(pool.stats().used, 64 * 1024);
         // SAFETY: the pages were just allocated and reserved.
-        unsafe { std::ptr::write_bytes(a as *mut u8, 7, 64 * 1024) };
+        unsafe { std::ptr::write_bytes(crate::in_shared::at::<u8>(a), 7, 64 * 1024) };
         let err = pool.alloc_pages(2 << 20, 5).unwrap_err();
         assert!(matches!(err, PoolError::OutOfMemory { .. }), "{err}");
         pool.free_pages(a, 64 * 1024);

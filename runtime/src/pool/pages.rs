@@ -15,7 +15,12 @@ impl Pool {
         // when the pool was created or attached).
         unsafe {
             std::slice::from_raw_parts(
-                (self.inner.base + l.bitmap_offset) as *const AtomicU64,
+                self.inner
+                    .map
+                    .ptr()
+                    .as_ptr()
+                    .add(l.bitmap_offset)
+                    .cast::<AtomicU64>(),
                 l.n_pages.div_ceil(64),
             )
         }
@@ -27,7 +32,12 @@ impl Pool {
         // `n_pages` entries (layout checked as for the bitmap).
         unsafe {
             std::slice::from_raw_parts(
-                (self.inner.base + l.owners_offset) as *const AtomicU32,
+                self.inner
+                    .map
+                    .ptr()
+                    .as_ptr()
+                    .add(l.owners_offset)
+                    .cast::<AtomicU32>(),
                 l.n_pages,
             )
         }

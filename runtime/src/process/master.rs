@@ -206,7 +206,7 @@ impl Master {
         // requester (our own worker code) sends the address of a `static
         // DefinitionInfo`. Magic and id are checked before anything else is
         // used.
-        let info = unsafe { &*(addr as *const DefinitionInfo) };
+        let info = unsafe { &*std::ptr::with_exposed_provenance::<DefinitionInfo>(addr) };
         if info.magic != DEF_MAGIC || info.id != id || !self.in_image(info.entry as usize, 1, true)
         {
             return None;
@@ -310,7 +310,7 @@ impl Master {
         let id = self.next_id;
         let cmd = Command::Run {
             id,
-            def_addr: info as *const DefinitionInfo as u64,
+            def_addr: std::ptr::from_ref(info).expose_provenance() as u64,
             def_id: info.id,
             arg,
         };

@@ -607,7 +607,7 @@ pub fn start<D: Definition>(arg: D::Arg) -> Result<Pid<D>, ProcessError> {
 pub fn start_with<D: Definition>(arg: D::Arg, opts: StartOptions) -> Result<Pid<D>, ProcessError> {
     let info = D::info();
     let req = Request::Start {
-        def_addr: info as *const DefinitionInfo as u64,
+        def_addr: std::ptr::from_ref(info).expose_provenance() as u64,
         def_id: info.id,
         arg: encode_arg(&arg)?,
         inherit: opts.inherit,

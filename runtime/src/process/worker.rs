@@ -103,7 +103,7 @@ pub(crate) fn spare_main(fd: OwnedFd, master_pid: RawPid) -> ! {
         proc::exit_now(0)
     };
     let body = move || {
-        let info = def_addr as *const DefinitionInfo;
+        let info = std::ptr::with_exposed_provenance::<DefinitionInfo>(def_addr as usize);
         // SAFETY: the master validated the address (a `DefinitionInfo` in
         // the program image, which this fork of the master shares) before
         // sending it.

@@ -10,6 +10,7 @@ use std::ptr;
 use super::copy::{CopyError, Invalid, Tracer, Validator, Writer};
 use super::fingerprint::{fingerprint_combine, fingerprint_str};
 use super::Shared;
+use crate::in_shared::at;
 
 #[cfg(not(target_pointer_width = "64"))]
 compile_error!("mc supports 64-bit targets only");
@@ -79,7 +80,7 @@ unsafe impl Shared for bool {
     fn trace(_src: &bool, _t: &mut Tracer<'_>) {}
     unsafe fn validate(src: *const bool, _v: &mut Validator<'_>) -> Result<(), Invalid> {
         // SAFETY: the caller guarantees one readable byte at `src`.
-        let b = unsafe { ptr::read(src as *const u8) };
+        let b = unsafe { ptr::read(src.cast::<u8>()) };
         if b > 1 {
             return Err(Invalid::BadBool(b));
         }
@@ -104,7 +105,7 @@ unsafe impl Shared for char {
     fn trace(_src: &char, _t: &mut Tracer<'_>) {}
     unsafe fn validate(src: *const char, _v: &mut Validator<'_>) -> Result<(), Invalid> {
         // SAFETY: the caller guarantees four readable bytes at `src`.
-        let c = unsafe { ptr::read_unaligned(src as *const u32) };
+        let c = unsafe { ptr::read_unaligned(src.cast::<u32>()) };
         if char::from_u32(c).is_none() {
             return Err(Invalid::BadChar(c));
         }
@@ -137,10 +138,7 @@ impl SString {
         // live as long as the value is reachable, which the guard that lent
         // `&self` ensures.
         unsafe {
-            std::str::from_utf8_unchecked(std::slice::from_raw_parts(
-                self.ptr as *const u8,
-                self.len,
-            ))
+            std::str::from_utf8_unchecked(std::slice::from_raw_parts(at::<u8>(self.ptr), self.len))
         }
     }
 
@@ -253,7 +251,7 @@ unsafe impl Shared for String {
         }
         v.check(p, len, 1)?;
         // SAFETY: the range was checked to lie inside the validator's region.
-        let bytes = unsafe { std::slice::from_raw_parts(p as *const u8, len) };
+        let bytes = unsafe { std::slice::from_raw_parts(at::<u8>(p), len) };
         std::str::from_utf8(bytes).map_err(|_| Invalid::BadUtf8)?;
         Ok(())
     }
@@ -284,7 +282,7 @@ impl<R> SVec<R> {
         // SAFETY: an `SVec` only exists in target memory written by the
         // copier (or validated): `ptr` points to `len` initialised elements
         // that live as long as the vector is reachable.
-        unsafe { std::slice::from_raw_parts(self.ptr as *const R, self.len) }
+        unsafe { std::slice::from_raw_parts(at::<R>(self.ptr), self.len) }
     }
 
     /// The number of elements.
@@ -314,12 +312,12 @@ impl<R> SVec<R> {
         // through this vector (shared values form trees), so the exclusive
         // borrow of the vector extends to it; elements never move while
         // pinned in shared memory.
-        unsafe { Some(Pin::new_unchecked(&mut *(self.ptr as *mut R).add(i))) }
+        unsafe { Some(Pin::new_unchecked(&mut *at::<R>(self.ptr).add(i))) }
     }
 
     /// All elements, pinned for modification.
     pub fn iter_pin(self: Pin<&mut Self>) -> impl Iterator<Item = Pin<&mut R>> {
-        let (p, len) = (self.ptr as *mut R, self.len);
+        let (p, len) = (at::<R>(self.ptr), self.len);
         (0..len).map(move |i| {
             // SAFETY: as in `get_pin`; each index is yielded once, so the
             // exclusive borrows do not overlap.
@@ -338,7 +336,7 @@ impl<R> SVec<R> {
         }
         // SAFETY: as in `get_pin`; `R: Unpin`, so handing out `&mut R` does
         // not break pinning.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr as *mut R, self.len) }
+        unsafe { std::slice::from_raw_parts_mut(at::<R>(self.ptr), self.len) }
     }
 
     #[allow(dead_code)] // for the heap's mutator
@@ -402,8 +400,8 @@ fn write_slice<T: Shared>(src: &[T], w: &mut Writer<'_>) -> Result<SVec<T::Repr>
         // source elements are exactly the bytes of the destination.
         unsafe {
             ptr::copy_nonoverlapping(
-                src.as_ptr() as *const u8,
-                p.as_ptr() as *mut u8,
+                src.as_ptr().cast::<u8>(),
+                p.as_ptr().cast::<u8>(),
                 std::mem::size_of_val(src),
             )
         };
@@ -448,7 +446,7 @@ fn read_slice<T: Shared>(src: &[T::Repr]) -> Vec<T> {
         // SAFETY: POD representations are `Self`; `out` has room for
         // `src.len()` elements, which are initialised by the copy.
         unsafe {
-            ptr::copy_nonoverlapping(src.as_ptr() as *const T, out.as_mut_ptr(), src.len());
+            ptr::copy_nonoverlapping(src.as_ptr().cast::<T>(), out.as_mut_ptr(), src.len());
             out.set_len(src.len());
         }
         out
@@ -462,7 +460,7 @@ fn read_slice<T: Shared>(src: &[T::Repr]) -> Vec<T> {
 /// `p` must be readable for `n` elements, inside the validator's region
 /// (already checked).
 unsafe fn validate_elems<T: Shared>(
-    p: usize,
+    p: *const T::Repr,
     n: usize,
     v: &mut Validator<'_>,
 ) -> Result<(), Invalid> {
@@ -472,7 +470,7 @@ unsafe fn validate_elems<T: Shared>(
     v.enter()?;
     for i in 0..n {
         // SAFETY: element `i < n` lies in the checked range.
-        unsafe { T::validate((p as *const T::Repr).add(i), v)? };
+        unsafe { T::validate(p.add(i), v)? };
     }
     v.leave();
     Ok(())
@@ -518,7 +516,7 @@ unsafe impl<T: Shared> Shared for Vec<T> {
         }
         v.check_array::<T::Repr>(p, cap)?;
         // SAFETY: the array's range (`cap >= len` elements) was just checked.
-        unsafe { validate_elems::<T>(p, len, v) }
+        unsafe { validate_elems::<T>(at::<T::Repr>(p), len, v) }
     }
 }
 
@@ -539,7 +537,7 @@ impl<R> SBox<R> {
     pub fn project(self: Pin<&mut Self>) -> Pin<&mut R> {
         // SAFETY: the boxed value is exclusively owned by this box (shared
         // values form trees) and never moves.
-        unsafe { Pin::new_unchecked(&mut *(self.ptr as *mut R)) }
+        unsafe { Pin::new_unchecked(&mut *at::<R>(self.ptr)) }
     }
 }
 
@@ -549,7 +547,7 @@ impl<R> std::ops::Deref for SBox<R> {
         // SAFETY: an `SBox` only exists in target memory written by the
         // copier (or validated): `ptr` points to a valid `R` that lives as
         // long as the box is reachable.
-        unsafe { &*(self.ptr as *const R) }
+        unsafe { &*at::<R>(self.ptr) }
     }
 }
 
@@ -604,7 +602,7 @@ unsafe impl<T: Shared> Shared for Box<T> {
         v.check_array::<T::Repr>(p, 1)?;
         v.enter()?;
         // SAFETY: the pointee's range was just checked.
-        unsafe { T::validate(p as *const T::Repr, v)? };
+        unsafe { T::validate(at::<T::Repr>(p), v)? };
         v.leave();
         Ok(())
     }
@@ -684,13 +682,13 @@ unsafe impl<T: Shared> Shared for Option<T> {
     }
     unsafe fn validate(src: *const Self::Repr, v: &mut Validator<'_>) -> Result<(), Invalid> {
         // SAFETY: `src` is readable (caller); the tag is its first byte.
-        let tag = unsafe { ptr::read(src as *const u8) };
+        let tag = unsafe { ptr::read(src.cast::<u8>()) };
         match tag {
             0 => Ok(()),
             1 => {
                 let off = align_of::<T::Repr>();
                 // SAFETY: the payload lies inside the readable `SOption`.
-                unsafe { T::validate((src as *const u8).add(off) as *const T::Repr, v) }
+                unsafe { T::validate(src.cast::<u8>().add(off).cast::<T::Repr>(), v) }
             }
             t => Err(Invalid::BadTag {
                 ty: "Option",
@@ -781,7 +779,7 @@ fn collect_array<R, const N: usize>(
     // SAFETY: every element was initialised; `[MaybeUninit<R>; N]` and
     // `[R; N]` have the same layout. (On error, the initialised elements
     // are forgotten, which is fine: representations have no `Drop`.)
-    Ok(unsafe { ptr::read(&out as *const [MaybeUninit<R>; N] as *const [R; N]) })
+    Ok(unsafe { ptr::read(ptr::from_ref(&out).cast::<[R; N]>()) })
 }
 
 // SAFETY: delegates every element to `T`.
@@ -809,7 +807,7 @@ unsafe impl<T: Shared, const N: usize> Shared for [T; N] {
     }
     unsafe fn validate(src: *const Self::Repr, v: &mut Validator<'_>) -> Result<(), Invalid> {
         // SAFETY: the array is readable (caller), so are its elements.
-        unsafe { validate_elems::<T>(src as usize, N, v) }
+        unsafe { validate_elems::<T>(src.cast::<T::Repr>(), N, v) }
     }
 }
 

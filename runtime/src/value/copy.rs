@@ -7,6 +7,7 @@ use std::fmt;
 use std::ptr::NonNull;
 
 use super::Shared;
+use crate::in_shared::at;
 
 /// A place that copied values are written to: a heap, a camlbox slot, a
 /// scratch arena.
@@ -67,8 +68,10 @@ impl<'a> Writer<'a> {
     pub fn alloc(&mut self, layout: Layout) -> Result<(NonNull<u8>, usize), CopyError> {
         if layout.size() == 0 {
             let addr = layout.align();
-            // SAFETY: `align` is a power of two, hence non-zero.
-            let ptr = unsafe { NonNull::new_unchecked(addr as *mut u8) };
+            // SAFETY: `align` is a power of two, hence non-zero. Nothing
+            // is read or written through a zero-sized allocation, so the
+            // pointer needs no provenance.
+            let ptr = unsafe { NonNull::new_unchecked(std::ptr::without_provenance_mut(addr)) };
             return Ok((ptr, addr));
         }
         self.alloc.allocate(layout)
@@ -146,7 +149,7 @@ pub struct Tracer<'a> {
 ///
 /// `addr` must be the address of `len` valid, consecutive `T::Repr` values.
 unsafe fn trace_array<T: Shared>(addr: usize, len: usize, t: &mut Tracer<'_>) {
-    let base = addr as *const T::Repr;
+    let base = at::<T::Repr>(addr);
     for i in 0..len {
         // SAFETY: by this function's contract, `base.add(i)` for `i < len`
         // points to a valid `T::Repr`.
@@ -358,7 +361,7 @@ impl<'a> Validator<'a> {
     /// A validator for values whose pointers must lie in `region` (the
     /// addresses as the reader sees them).
     pub fn new(region: &'a [u8]) -> Self {
-        let start = region.as_ptr() as usize;
+        let start = region.as_ptr().expose_provenance();
         Validator {
             region: Region::Span {
                 start,
@@ -467,7 +470,7 @@ impl<'a> Validator<'a> {
         self.check_array::<T::Repr>(addr, 1)?;
         // SAFETY: the range was just checked to lie inside the region, which
         // is readable for the validator's lifetime.
-        unsafe { T::validate(addr as *const T::Repr, self) }
+        unsafe { T::validate(at::<T::Repr>(addr), self) }
     }
 }
 
@@ -500,7 +503,7 @@ impl<'a> RegionAlloc<'a> {
 // lasts), aligned as requested; the returned address is the local one.
 unsafe impl Allocate for RegionAlloc<'_> {
     fn allocate(&mut self, layout: Layout) -> Result<(NonNull<u8>, usize), CopyError> {
-        let base = self.base.as_ptr() as usize;
+        let base = self.base.as_ptr().expose_provenance();
         let addr = base
             .checked_add(self.next)
             .and_then(|a| a.checked_next_multiple_of(layout.align()))
@@ -533,7 +536,7 @@ unsafe impl Allocate for RegionAlloc<'_> {
 /// `buf` may then have been written.
 #[doc(hidden)]
 pub fn copy_into_region<T: Shared>(value: &T, buf: &mut [u8]) -> Result<usize, CopyError> {
-    let base = buf.as_ptr() as usize;
+    let base = buf.as_ptr().addr();
     let mut alloc = RegionAlloc::new(buf);
     let (root, addr) = alloc.allocate(Layout::new::<T::Repr>())?;
     let repr = {
@@ -556,7 +559,9 @@ pub fn copy_into_region<T: Shared>(value: &T, buf: &mut [u8]) -> Result<usize, C
 #[doc(hidden)]
 pub fn validate_region<T: Shared>(buf: &[u8], root_offset: usize) -> Result<(), Invalid> {
     let size = std::mem::size_of::<T::Repr>();
-    let addr = (buf.as_ptr() as usize)
+    let addr = buf
+        .as_ptr()
+        .expose_provenance()
         .checked_add(root_offset)
         .ok_or(Invalid::OutOfRegion {
             addr: root_offset,
@@ -591,12 +596,18 @@ unsafe impl Allocate for LocalArena {
             .ok_or(CopyError::Overflow)?;
         let words = padded.div_ceil(8);
         let mut block = vec![0u64; words];
-        let base = block.as_mut_ptr() as usize;
-        let addr = base.next_multiple_of(layout.align());
+        // The address is exposed: the representations written here hold
+        // it as an integer, read back through `in_shared::at`.
+        let ptr = block
+            .as_mut_ptr()
+            .cast::<u8>()
+            .map_addr(|a| a.next_multiple_of(layout.align()));
+        let addr = ptr.expose_provenance();
         self.blocks.push(block);
         self.used += layout.size().next_multiple_of(layout.align().max(8));
-        // SAFETY: `addr` lies inside the live block just pushed (non-null).
-        Ok((unsafe { NonNull::new_unchecked(addr as *mut u8) }, addr))
+        // SAFETY: `ptr` lies inside the live block just pushed (moving the
+        // `Vec` does not move its buffer), so it is not null.
+        Ok((unsafe { NonNull::new_unchecked(ptr) }, addr))
     }
 }
 
@@ -640,7 +651,7 @@ mod tests {
         let root = copy_into_region(&v, b).unwrap();
         assert_eq!(validate_region::<Vec<String>>(b, root), Ok(()));
         // Make the second string point at the first one's bytes.
-        let base = b.as_ptr() as usize;
+        let base = b.as_ptr().addr();
         let root_words = (root) / 8;
         let array = buf[root_words] as usize; // SVec.ptr
         let elems = (array - base) / 8;
@@ -659,7 +670,7 @@ mod tests {
         let v: Vec<String> = (0..20).map(|i| format!("string number {i:02}")).collect();
         let root = copy_into_region(&v, b).unwrap();
         assert_eq!(validate_region::<Vec<String>>(b, root), Ok(()));
-        let base = b.as_ptr() as usize;
+        let base = b.as_ptr().addr();
         let elems = (buf[root / 8] as usize - base) / 8;
         // Element 15 (past the inline ranges) aliases element 3's bytes.
         buf[elems + 2 * 15] = buf[elems + 2 * 3];
