@@ -8,7 +8,7 @@
 //!
 //! - `mod name` (a module lives in the type namespace, so it does not clash
 //!   with the `fn`) holding the marker type `name::Definition`, whose
-//!   `mc::process::Definition` impl (inside `const _: () = { … }`, in the
+//!   `mc::processes::Definition` impl (inside `const _: () = { … }`, in the
 //!   item's own scope, so the user's types resolve as written) has a
 //!   `static` `DefinitionInfo` whose address the start requests carry;
 //! - in `mod name`: `start`, `start_with`, `join`, `join_outcome`,
@@ -218,7 +218,7 @@ fn generate(f: &ItemFn, arg_ty: &Type) -> TokenStream {
     );
     quote! {
         const _: () = {
-            impl ::mc::process::Definition for #name::Definition {
+            impl ::mc::processes::Definition for #name::Definition {
                 #arg_assoc
                 #out_assoc
                 const NAME: &'static str =
@@ -226,9 +226,9 @@ fn generate(f: &ItemFn, arg_ty: &Type) -> TokenStream {
                 fn run(arg: #arg_ty) -> #out_ty {
                     #name(arg)
                 }
-                fn info() -> &'static ::mc::process::DefinitionInfo {
-                    static INFO: ::mc::process::DefinitionInfo =
-                        ::mc::process::DefinitionInfo::of::<#name::Definition>();
+                fn info() -> &'static ::mc::processes::DefinitionInfo {
+                    static INFO: ::mc::processes::DefinitionInfo =
+                        ::mc::processes::DefinitionInfo::of::<#name::Definition>();
                     &INFO
                 }
             }
@@ -237,20 +237,20 @@ fn generate(f: &ItemFn, arg_ty: &Type) -> TokenStream {
         #[doc = #mod_doc]
         #vis mod #name {
             /// The definition's marker type (implements
-            /// `mc::process::Definition`).
+            /// `mc::processes::Definition`).
             #[derive(Debug, Clone, Copy)]
             #inner struct Definition;
             /// The argument type.
-            #inner type Arg = <Definition as ::mc::process::Definition>::Arg;
+            #inner type Arg = <Definition as ::mc::processes::Definition>::Arg;
             /// The result type.
-            #inner type Output = <Definition as ::mc::process::Definition>::Output;
+            #inner type Output = <Definition as ::mc::processes::Definition>::Output;
             /// The id of a process of this definition.
-            #inner type Pid = ::mc::process::Pid<Definition>;
+            #inner type Pid = ::mc::processes::Pid<Definition>;
 
             /// Starts a process running this definition with `arg`; it
             /// inherits every resource the caller uses.
             #inner fn start(arg: Arg) -> ::core::result::Result<Pid, ::mc::ProcessError> {
-                ::mc::process::start::<Definition>(arg)
+                ::mc::processes::start::<Definition>(arg)
             }
 
             /// Starts a process running this definition with `arg` and
@@ -259,23 +259,23 @@ fn generate(f: &ItemFn, arg_ty: &Type) -> TokenStream {
                 arg: Arg,
                 options: ::mc::StartOptions,
             ) -> ::core::result::Result<Pid, ::mc::ProcessError> {
-                ::mc::process::start_with::<Definition>(arg, options)
+                ::mc::processes::start_with::<Definition>(arg, options)
             }
 
             /// Waits for the process; its result, or `None` when it did not
-            /// return (`mc::process::status` tells why). Only the first join
+            /// return (`mc::processes::status` tells why). Only the first join
             /// gets the result.
             #inner fn join(
                 pid: Pid,
             ) -> ::core::result::Result<::core::option::Option<Output>, ::mc::ProcessError> {
-                ::mc::process::join::<Definition>(pid)
+                ::mc::processes::join::<Definition>(pid)
             }
 
             /// Waits for the process; how it ended, with its result.
             #inner fn join_outcome(
                 pid: Pid,
             ) -> ::core::result::Result<::mc::Outcome<Output>, ::mc::ProcessError> {
-                ::mc::process::join_outcome::<Definition>(pid)
+                ::mc::processes::join_outcome::<Definition>(pid)
             }
 
             /// Like `join`, but gives up with `ProcessError::Timeout` after
@@ -284,7 +284,7 @@ fn generate(f: &ItemFn, arg_ty: &Type) -> TokenStream {
                 pid: Pid,
                 timeout: ::core::time::Duration,
             ) -> ::core::result::Result<::core::option::Option<Output>, ::mc::ProcessError> {
-                ::mc::process::join_timeout::<Definition>(pid, timeout)
+                ::mc::processes::join_timeout::<Definition>(pid, timeout)
             }
 
             /// Joins without waiting: `None` while the process runs.
@@ -294,12 +294,12 @@ fn generate(f: &ItemFn, arg_ty: &Type) -> TokenStream {
                 ::core::option::Option<::mc::Outcome<Output>>,
                 ::mc::ProcessError,
             > {
-                ::mc::process::try_join::<Definition>(pid)
+                ::mc::processes::try_join::<Definition>(pid)
             }
 
             /// Results of this definition are no longer kept.
             #inner fn release_join_point() -> ::core::result::Result<(), ::mc::ProcessError> {
-                ::mc::process::release_join_point::<Definition>()
+                ::mc::processes::release_join_point::<Definition>()
             }
         }
     }

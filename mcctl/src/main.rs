@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use mc::segment::{self, SegmentInfo};
+use mc::inspect::{self as segment, SegmentInfo};
 
 /// Administer mc shared-memory segments.
 #[derive(Parser)]

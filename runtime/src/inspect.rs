@@ -1,13 +1,19 @@
-//! Read-only views of segments, for `mcctl`: a pool's figures and its
-//! heaps', read from copies of the segment, above both the pool and the
-//! heap modules.
+//! Read-only views of mc's shared memory segments, for `mcctl` and for
+//! programs that watch their own: the segments in `/dev/shm` with their
+//! owners ([`list_segments`]), the removal of those whose owner died
+//! ([`remove_stale`]), and a pool's figures and its heaps'
+//! ([`inspect_pool`]), read from copies of the segment.
 
 use std::io;
 
 use crate::heap::HeapReport;
 use crate::os::shm;
 use crate::pool::{PoolError, PoolStats, OWNER_HEADER, PAGE_SIZE};
-use crate::segment::{self, SegmentError, SegmentHeader, SegmentKind};
+use crate::segment;
+pub use crate::segment::{
+    list_segments, remove_stale, SegmentError, SegmentHeader, SegmentInfo, SegmentKind,
+    FORMAT_VERSION, NAME_PREFIX, SEGMENT_MAGIC,
+};
 
 /// What an inspector sees of a pool and its heaps.
 #[derive(Debug, Clone)]

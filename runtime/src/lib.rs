@@ -14,7 +14,7 @@
 //!   process, growing on demand;
 //! - [`heap`]: garbage-collected heaps of shared values inside pools;
 //! - [`sync`]: futex-based locks that work between processes;
-//! - [`process`](mod@process): the master ([`run`]), `#[mc::process]` definitions with
+//! - [`processes`]: the master ([`run`]), `#[mc::process]` definitions with
 //!   start and join, and the [`resources`] table;
 //! - [`structures`]: shared references, arrays, matrices, byte buffers,
 //!   queues and hash tables built on heaps.
@@ -29,20 +29,20 @@ mod in_shared;
 pub mod inspect;
 mod os;
 pub mod pool;
-pub mod process;
-pub mod segment;
+pub mod processes;
+mod segment;
 pub mod structures;
 pub mod sync;
 pub mod value;
 
-pub use camlbox::{Camlbox, CamlboxError, CamlboxId, Message, Sender};
+pub use camlbox::{Camlbox, CamlboxDescr, CamlboxError, Message, Sender};
 pub use heap::{
     Heap, HeapDescr, HeapError, HeapOptions, HeapReport, HeapStats, Mutator, PinGuard, ReadGuard,
 };
 pub use inspect::PoolReport;
 pub use mc_macros::{process, Shared};
 pub use pool::{Pool, PoolDescr, PoolError, PoolOptions, PoolStats};
-pub use process::{
+pub use processes::{
     cleanup, resources, run, run_with, Outcome, Pid, ProcessError, ProcessId, RunOptions,
     RunReport, StartOptions,
 };

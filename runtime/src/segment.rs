@@ -95,8 +95,8 @@ impl SegmentHeader {
     }
 
     /// A header for a new segment owned by the calling process's owner
-    /// (see [`set_owner`]).
-    pub fn new(kind: SegmentKind, size: u64, fingerprint: u64) -> SegmentHeader {
+    /// (the master of a run, for its workers).
+    pub(crate) fn new(kind: SegmentKind, size: u64, fingerprint: u64) -> SegmentHeader {
         let (pid, start) = owner();
         SegmentHeader {
             magic: SEGMENT_MAGIC,
@@ -251,7 +251,7 @@ pub fn read_header(fd: &OwnedFd) -> Result<SegmentHeader, SegmentError> {
 pub struct SegmentInfo {
     /// The object's name (without the leading `/`).
     pub name: String,
-    /// The path under [`SHM_DIR`].
+    /// The path under `/dev/shm`.
     pub path: PathBuf,
     /// The header, if the object is a readable mc segment.
     pub header: Option<SegmentHeader>,

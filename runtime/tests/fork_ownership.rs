@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common::{expect_exit_ok, fork_child, run_scenarios, shared};
 use mc::sync::{LockError, Mutex, RwLock};
-use mc::{Camlbox, CamlboxId, Heap, HeapDescr, HeapError, Outcome, Pool};
+use mc::{Camlbox, CamlboxDescr, Heap, HeapDescr, HeapError, Outcome, Pool};
 
 type Words = Vec<String>;
 
@@ -101,7 +101,7 @@ fn try_mutex(addr: usize) -> String {
 }
 
 #[mc::process]
-fn send_words(id: CamlboxId<Words>) -> Result<(), String> {
+fn send_words(id: CamlboxDescr<Words>) -> Result<(), String> {
     id.sender()
         .map_err(err)?
         .send(&words("mail", 3))
@@ -228,7 +228,7 @@ struct Guards {
     mutex: mc::sync::MutexGuard<'static, u64>,
     rw_read: mc::sync::RwLockReadGuard<'static, u64>,
     rw_write: mc::sync::RwLockWriteGuard<'static, u64>,
-    smutex: mc::sync::SMutexGuard<'static, u64>,
+    smutex: mc::sync::SharedMutexGuard<'static, u64>,
     message: mc::Message<'static, Words>,
 }
 
@@ -372,7 +372,7 @@ fn use_inherited_guards(_: ()) -> Vec<String> {
     check("RwLockWriteGuard", &|g| {
         std::hint::black_box(*g.rw_write);
     });
-    check("SMutexGuard", &|g| {
+    check("SharedMutexGuard", &|g| {
         std::hint::black_box(*g.smutex);
     });
     check("Message", &|g| {

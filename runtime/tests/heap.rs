@@ -97,7 +97,7 @@ fn live_bound(data: usize) -> usize {
 /// deep size does not. Vectors double when full and shrink below a
 /// quarter, so this is bounded by a small multiple of the elements.
 fn vec_slack(r: &Repr<Root>) -> usize {
-    fn room<R>(v: &mc::value::SVec<R>) -> usize {
+    fn room<R>(v: &mc::value::SharedVec<R>) -> usize {
         (v.capacity() - v.len()) * size_of::<R>()
     }
     let mut n = room(&r.items);
@@ -503,7 +503,7 @@ fn descriptor_of_a_destroyed_heap() {
 struct Directory {
     pool: mc::PoolDescr,
     data: mc::HeapDescr<Vec<u64>>,
-    inbox: mc::CamlboxId<String>,
+    inbox: mc::CamlboxDescr<String>,
     queue: mc::SQueueDescr<u64>,
     sref: mc::SRefDescr<String>,
 }

@@ -332,7 +332,7 @@ fn other_format_version() -> Result<String, String> {
     patch(99)?;
     let r = Pool::attach(&name);
     let res = match &r {
-        Err(PoolError::NotAPool(_, mc::segment::SegmentError::Version { found: 99, .. })) => {
+        Err(PoolError::NotAPool(_, mc::inspect::SegmentError::Version { found: 99, .. })) => {
             let msg = r.as_ref().unwrap_err().to_string();
             ensure(
                 msg.contains("version 99") && msg.contains("recreate"),
@@ -343,7 +343,7 @@ fn other_format_version() -> Result<String, String> {
         other => Err(format!("expected a version error, got {other:?}")),
     };
     // Restored, the pool attaches again.
-    patch(mc::segment::FORMAT_VERSION)?;
+    patch(mc::inspect::FORMAT_VERSION)?;
     let again = Pool::attach(&name).map_err(|e| format!("attach after restore: {e}"));
     let _ = Pool::remove(&seg);
     again?;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use mc::process::{self, Signal};
+use mc::processes::{self, Signal};
 use mc::resources::{self, NamedSemaphore, ShmBlock, TempFile};
 use mc::{Outcome, ProcessError, StartOptions};
 
@@ -174,7 +174,7 @@ fn zombies_of(parent: u32) -> Vec<u32> {
 
 /// Segments owned by `pid`.
 fn segments_of(pid: u32) -> Vec<String> {
-    mc::segment::list_segments()
+    mc::inspect::list_segments()
         .unwrap_or_default()
         .into_iter()
         .filter(|s| s.header.is_some_and(|h| h.owner_pid == pid))
@@ -229,14 +229,14 @@ fn crash_outcomes() -> TestResult {
         let k = sleeps::start(60_000).map_err(err)?;
         let e = exits::start(3).map_err(err)?;
         let r = square::start(9).map_err(err)?;
-        process::kill(k, Signal::KILL).map_err(err)?;
+        processes::kill(k, Signal::KILL).map_err(err)?;
         let o = panics::join_outcome(p).map_err(err)?;
         ensure!(o == Outcome::Panicked("boom".into()), "panics: {o:?}");
         let o = aborts::join_outcome(a).map_err(err)?;
         ensure!(o == Outcome::Aborted(Signal::ABRT), "aborts: {o:?}");
         let o = sleeps::join(k).map_err(err)?;
         ensure!(o.is_none(), "killed: {o:?}");
-        let s = process::status(k).map_err(err)?;
+        let s = processes::status(k).map_err(err)?;
         ensure!(
             s == Some(Outcome::Killed(Signal::KILL)),
             "killed status: {s:?}"
@@ -250,7 +250,7 @@ fn crash_outcomes() -> TestResult {
             matches!(again, Err(ProcessError::AlreadyJoined(_))),
             "second join: {again:?}"
         );
-        let s = process::status(r).map_err(err)?;
+        let s = processes::status(r).map_err(err)?;
         ensure!(s == Some(Outcome::Returned(())), "status after join: {s:?}");
         Ok(())
     })
@@ -332,7 +332,7 @@ fn join_timeout_times_out() -> TestResult {
         let q = sleeps::start(10).map_err(err)?;
         let r = sleeps::join_timeout(q, Duration::from_secs(10)).map_err(err)?;
         ensure!(r == Some(10), "join_timeout on a short worker: {r:?}");
-        process::kill(p, Signal::TERM).map_err(err)?;
+        processes::kill(p, Signal::TERM).map_err(err)?;
         let o = sleeps::join_outcome(p).map_err(err)?;
         ensure!(o == Outcome::Killed(Signal::TERM), "after kill: {o:?}");
         Ok(())
@@ -386,7 +386,7 @@ fn report_lists_killed_and_unjoined() -> TestResult {
         let a = sleeps::start(60_000).unwrap();
         let b = square::start(3).unwrap();
         // Wait until b has ended, without joining it.
-        while process::status(b).unwrap().is_none() {
+        while processes::status(b).unwrap().is_none() {
             std::thread::sleep(Duration::from_millis(2));
         }
         (a.id(), b.id())
@@ -447,7 +447,7 @@ fn master_forgets_old_joined_outcomes() -> TestResult {
         let p = panics::start("late".into()).map_err(err)?;
         ensure!(panics::join(p).map_err(err)?.is_none(), "panics");
         let old = pids[0];
-        let s = process::status(old);
+        let s = processes::status(old);
         ensure!(
             matches!(s, Err(ProcessError::Forgotten(id)) if id == old.id()),
             "status of a forgotten process: {s:?}"
@@ -461,11 +461,11 @@ fn master_forgets_old_joined_outcomes() -> TestResult {
             matches!(r, Err(ProcessError::AlreadyJoined(_))),
             "join of a forgotten process: {r:?}"
         );
-        process::kill(old, Signal::KILL).map_err(err)?;
+        processes::kill(old, Signal::KILL).map_err(err)?;
         let recent = pids[59];
-        let s = process::status(recent).map_err(err)?;
+        let s = processes::status(recent).map_err(err)?;
         ensure!(s == Some(Outcome::Returned(())), "recent status: {s:?}");
-        let s = process::status(p).map_err(err)?;
+        let s = processes::status(p).map_err(err)?;
         ensure!(
             s == Some(Outcome::Panicked("late".into())),
             "panic cause kept: {s:?}"
@@ -475,7 +475,7 @@ fn master_forgets_old_joined_outcomes() -> TestResult {
             matches!(r, Err(ProcessError::AlreadyJoined(_))),
             "second join: {r:?}"
         );
-        let s = process::status(mc::ProcessId::from(pids[59]));
+        let s = processes::status(mc::ProcessId::from(pids[59]));
         ensure!(s.is_ok(), "status: {s:?}");
         Ok(())
     })
@@ -551,7 +551,7 @@ fn first_process_panic_is_reported() -> TestResult {
 fn release_join_point_drops_results() -> TestResult {
     in_run(|| {
         let p = square::start(5).map_err(err)?;
-        while process::status(p).map_err(err)?.is_none() {
+        while processes::status(p).map_err(err)?.is_none() {
             std::thread::sleep(Duration::from_millis(2));
         }
         square::release_join_point().map_err(err)?;
@@ -592,7 +592,7 @@ fn user_forked_child_is_not_a_worker() -> TestResult {
         // request attempt and ends.
         let pid = common::fork_child(|| {
             let ok = matches!(square::start(1), Err(ProcessError::NotInWorker))
-                && process::self_id().is_none();
+                && processes::self_id().is_none();
             if ok {
                 0
             } else {
@@ -644,8 +644,7 @@ fn resources_lifecycle() -> TestResult {
             .map_err(err)?
             .ok_or("make_block failed")?;
         ensure!(
-            wait_until(Duration::from_secs(5), || mc::segment::shm_open(&name)
-                .is_err()),
+            wait_until(Duration::from_secs(5), || !mc_testkit::shm_exists(&name)),
             "block of an ended worker not deleted: {name}"
         );
         // Created here, looked up by a worker that inherits it.
@@ -690,7 +689,7 @@ fn resources_lifecycle() -> TestResult {
         let n2 = b2.name().to_string();
         b2.release().map_err(err)?;
         ensure!(
-            mc::segment::shm_open(&n2).is_err(),
+            !mc_testkit::shm_exists(&n2),
             "block with no user not deleted"
         );
         // Inherited: the worker keeps it alive after the creator releases.
@@ -699,17 +698,16 @@ fn resources_lifecycle() -> TestResult {
         let n3 = b3.name().to_string();
         b3.release().map_err(err)?;
         ensure!(
-            mc::segment::shm_open(&n3).is_ok(),
+            mc_testkit::shm_exists(&n3),
             "inherited block deleted too early"
         );
-        process::kill(q, Signal::KILL).map_err(err)?;
+        processes::kill(q, Signal::KILL).map_err(err)?;
         sleeps::join(q).map_err(err)?;
         ensure!(
-            wait_until(Duration::from_secs(5), || mc::segment::shm_open(&n3)
-                .is_err()),
+            wait_until(Duration::from_secs(5), || !mc_testkit::shm_exists(&n3)),
             "block not deleted when its last user ended"
         );
-        process::kill(p, Signal::KILL).map_err(err)?;
+        processes::kill(p, Signal::KILL).map_err(err)?;
         Ok(())
     })?;
     let segs = segments_of(master);
@@ -752,13 +750,13 @@ fn sigkill_of_master_leaves_nothing() -> TestResult {
     let block = block.ok_or("no block name")?;
     ensure!(pids.len() == 4, "pids: {pids:?}");
     ensure!(
-        mc::segment::shm_open(&block).is_ok(),
+        mc_testkit::shm_exists(&block),
         "block missing before the kill"
     );
     child.kill().map_err(err)?;
     child.wait().map_err(err)?;
     let dead = wait_until(Duration::from_secs(10), || {
-        pids.iter().all(|&p| !mc::segment::process_alive(p, 0))
+        pids.iter().all(|&p| !mc_testkit::process_alive(p))
     });
     ensure!(
         dead,
@@ -767,7 +765,7 @@ fn sigkill_of_master_leaves_nothing() -> TestResult {
     let removed = mc::cleanup().map_err(err)?;
     // (Another run started meanwhile may have removed it first.)
     ensure!(
-        mc::segment::shm_open(&block).is_err(),
+        !mc_testkit::shm_exists(&block),
         "block {block} still there after cleanup (removed {removed:?})"
     );
     Ok(())

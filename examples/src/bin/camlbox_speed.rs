@@ -8,10 +8,10 @@
 
 use std::time::Instant;
 
-use mc::{Camlbox, CamlboxId};
+use mc::{Camlbox, CamlboxDescr};
 
 #[mc::process]
-fn sender(args: (CamlboxId<Vec<u64>>, u64)) {
+fn sender(args: (CamlboxDescr<Vec<u64>>, u64)) {
     let (id, count) = args;
     let tx = id.sender().expect("open the box");
     let msg = vec![1u64, 2, 3];

@@ -27,7 +27,7 @@
 use std::time::{Duration, Instant};
 
 use mc::camlbox::Sender;
-use mc::{Camlbox, CamlboxId};
+use mc::{Camlbox, CamlboxDescr};
 
 const BLUE: u8 = 0;
 const RED: u8 = 1;
@@ -101,7 +101,7 @@ fn receive_one<T: mc::Shared>(rx: &mut Camlbox<T>) -> Result<T, String> {
 /// The meeting place: pairs creatures until `n` meetings took place, then
 /// tells every creature that it faded. Returns the number of meetings.
 #[mc::process]
-fn meeting_place(args: (CamlboxId<String>, u64, u32)) -> Result<u64, String> {
+fn meeting_place(args: (CamlboxDescr<String>, u64, u32)) -> Result<u64, String> {
     let (hello, n, creatures) = args;
     let (mut rx, id) = Camlbox::<Request>::create(2 * creatures as usize, 256)
         .map_err(|e| format!("meeting place box: {e}"))?;

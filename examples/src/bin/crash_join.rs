@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use mc::process::{self, Signal};
+use mc::processes::{self, Signal};
 use mc::Outcome;
 
 #[mc::process]
@@ -34,7 +34,7 @@ fn check() -> Result<(), String> {
     let k = sleeps::start(60).map_err(|e| e.to_string())?;
     let r = returns::start(41).map_err(|e| e.to_string())?;
 
-    process::kill(k, Signal::KILL).map_err(|e| e.to_string())?;
+    processes::kill(k, Signal::KILL).map_err(|e| e.to_string())?;
 
     let op = panics::join_outcome(p).map_err(|e| e.to_string())?;
     println!("panics: {op}");
@@ -48,7 +48,7 @@ fn check() -> Result<(), String> {
     }
     // `join` gives None; `status` tells why.
     let ok = sleeps::join(k).map_err(|e| e.to_string())?;
-    let cause = process::status(k).map_err(|e| e.to_string())?;
+    let cause = processes::status(k).map_err(|e| e.to_string())?;
     println!("sleeps: {ok:?}, cause: {cause:?}");
     if ok.is_some() || cause != Some(Outcome::Killed(Signal::KILL)) {
         return Err(format!("sleeps: unexpected {ok:?} / {cause:?}"));

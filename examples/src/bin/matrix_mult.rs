@@ -36,7 +36,7 @@
 use std::time::{Duration, Instant};
 
 use mc::camlbox::Sender;
-use mc::{Camlbox, CamlboxId};
+use mc::{Camlbox, CamlboxDescr};
 
 const SIZES: [usize; 6] = [5, 10, 15, 20, 25, 30];
 /// Distinct input pairs per size.
@@ -140,7 +140,7 @@ fn max_floats() -> usize {
 }
 
 #[mc::process]
-fn worker(args: (CamlboxId<ToMaster>, u32)) -> Result<u64, String> {
+fn worker(args: (CamlboxDescr<ToMaster>, u32)) -> Result<u64, String> {
     let (master, me) = args;
     let tx = master
         .sender()

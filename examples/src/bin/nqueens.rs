@@ -137,7 +137,7 @@ fn collect(rx: &mut mc::Camlbox<Batch>, n: usize, workers: usize) -> Result<u64,
 /// The second stage of `mp2`: a filter process that creates its own box,
 /// announces its name, and collects what the workers send to it.
 #[mc::process]
-fn filter(job: (usize, usize, mc::CamlboxId<String>)) -> Result<u64, String> {
+fn filter(job: (usize, usize, mc::CamlboxDescr<String>)) -> Result<u64, String> {
     let (n, workers, announce) = job;
     let (mut rx, id) =
         mc::Camlbox::<Batch>::create(4 * n, BATCH * n + 256).map_err(|e| e.to_string())?;

@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use mc::process::{self, Signal};
+use mc::processes::{self, Signal};
 use mc::sync::Mutex;
 use mc::{Heap, HeapDescr, Outcome, Pool};
 
@@ -105,7 +105,7 @@ fn work() -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(1));
     }
     println!("master: the victim holds the lock mid-update; SIGKILL");
-    process::kill(v, Signal::KILL).map_err(|e| e.to_string())?;
+    processes::kill(v, Signal::KILL).map_err(|e| e.to_string())?;
     let outcome = victim::join_outcome(v).map_err(|e| e.to_string())?;
     println!("master: victim ended: {outcome}");
     if outcome != Outcome::Killed(Signal::KILL) {

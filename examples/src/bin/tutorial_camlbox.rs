@@ -2,10 +2,10 @@
 //! 100 bytes and starts Y with the box's id; Y sends "Hello world"; X waits
 //! for the message, copies it out, deletes the slot and prints it.
 
-use mc::{Camlbox, CamlboxId};
+use mc::{Camlbox, CamlboxDescr};
 
 #[mc::process]
-fn body_y(id: CamlboxId<String>) {
+fn body_y(id: CamlboxDescr<String>) {
     let tx = id.sender().expect("open the box");
     tx.send(&"Hello world".to_string()).expect("send");
 }

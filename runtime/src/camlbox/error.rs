@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io;
 
-use crate::process::ProcessError;
+use crate::processes::ProcessError;
 use crate::segment::SegmentError;
 use crate::value::Invalid;
 

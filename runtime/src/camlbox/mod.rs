@@ -2,7 +2,7 @@
 //!
 //! A [`Camlbox<T>`] is created by its single receiver with a fixed number of
 //! slots and a fixed maximum message size. Any number of [`Sender<T>`]s, in
-//! the same process family (from the box's [`CamlboxId`]) or in any process
+//! the same process family (from the box's [`CamlboxDescr`]) or in any process
 //! of the same user (by name), copy values straight into free slots; the
 //! receiver [`wait`](Camlbox::wait)s for them, reads them in place through a
 //! [`Message`] guard, copies them out, and [`delete`](Camlbox::delete)s them.
@@ -28,7 +28,7 @@
 //!
 //! ```no_run
 //! #[mc::process]
-//! fn greeter(id: mc::CamlboxId<String>) {
+//! fn greeter(id: mc::CamlboxDescr<String>) {
 //!     let tx = id.sender().expect("open box");
 //!     tx.send(&"Hello world".to_string()).expect("send");
 //! }
@@ -65,8 +65,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::process::resources::{self, ResourceId, ResourceKind};
-use crate::process::worker;
+use crate::processes::resources::{self, ResourceId, ResourceKind};
+use crate::processes::worker;
 use crate::segment::{self, SegmentHeader, SegmentKind};
 use crate::sync::futex;
 use crate::sync::home::Home;
@@ -79,7 +79,7 @@ use layout::{Region, READY};
 const SPIN: Duration = Duration::from_micros(100);
 
 /// The typed id of a camlbox: pass it to other processes of the family
-/// (it is serde-able) and make senders with [`CamlboxId::sender`].
+/// (it is serde-able) and make senders with [`CamlboxDescr::sender`].
 ///
 /// The id carries the message type, so it cannot make a sender of another
 /// type; a process that opens the box by name with another type gets
@@ -88,25 +88,25 @@ const SPIN: Duration = Duration::from_micros(100);
 /// ```
 /// let (_rx, id) = mc::Camlbox::<(u32, String)>::create(2, 128).unwrap();
 /// let wire = postcard::to_allocvec(&id).unwrap();
-/// let back: mc::CamlboxId<(u32, String)> = postcard::from_bytes(&wire).unwrap();
+/// let back: mc::CamlboxDescr<(u32, String)> = postcard::from_bytes(&wire).unwrap();
 /// assert_eq!(back.name(), id.name());
 /// ```
 #[derive(Serialize, Deserialize)]
 #[serde(bound = "")]
-pub struct CamlboxId<T> {
+pub struct CamlboxDescr<T> {
     resource: Option<ResourceId>,
     name: String,
     #[serde(skip)]
     _type: PhantomData<fn(T) -> T>,
 }
 
-impl<T: Shared> crate::value::DescrParts for CamlboxId<T> {
+impl<T: Shared> crate::value::DescrParts for CamlboxDescr<T> {
     type Parts = (Option<u64>, String);
     fn to_parts(&self) -> Self::Parts {
         (self.resource.map(ResourceId::get), self.name.clone())
     }
     fn from_parts((resource, name): Self::Parts) -> Self {
-        CamlboxId {
+        CamlboxDescr {
             resource: resource.map(ResourceId),
             name,
             _type: PhantomData,
@@ -115,28 +115,28 @@ impl<T: Shared> crate::value::DescrParts for CamlboxId<T> {
 }
 
 crate::value::descr::shared_descr!(
-    [T: Shared] CamlboxId<T>,
+    [T: Shared] CamlboxDescr<T>,
     crate::value::fingerprint_combine(&[
-        crate::value::fingerprint_str("mc::CamlboxId"),
+        crate::value::fingerprint_str("mc::CamlboxDescr"),
         T::FINGERPRINT
     ]),
     crate::value::fingerprint_combine(&[
-        crate::value::fingerprint_str("mc::CamlboxId"),
+        crate::value::fingerprint_str("mc::CamlboxDescr"),
         T::SHALLOW_FINGERPRINT
     ])
 );
 
-impl<T> PartialEq for CamlboxId<T> {
+impl<T> PartialEq for CamlboxDescr<T> {
     fn eq(&self, o: &Self) -> bool {
         self.resource == o.resource && self.name == o.name
     }
 }
 
-impl<T> Eq for CamlboxId<T> {}
+impl<T> Eq for CamlboxDescr<T> {}
 
-impl<T> Clone for CamlboxId<T> {
+impl<T> Clone for CamlboxDescr<T> {
     fn clone(&self) -> Self {
-        CamlboxId {
+        CamlboxDescr {
             resource: self.resource,
             name: self.name.clone(),
             _type: PhantomData,
@@ -144,16 +144,16 @@ impl<T> Clone for CamlboxId<T> {
     }
 }
 
-impl<T> fmt::Debug for CamlboxId<T> {
+impl<T> fmt::Debug for CamlboxDescr<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CamlboxId")
+        f.debug_struct("CamlboxDescr")
             .field("resource", &self.resource)
             .field("name", &self.name)
             .finish()
     }
 }
 
-impl<T: Shared> CamlboxId<T> {
+impl<T: Shared> CamlboxDescr<T> {
     /// The box's name (as given to [`Camlbox::create_named`], or the fresh
     /// name of an anonymous box), usable with [`Sender::open`].
     pub fn name(&self) -> &str {
@@ -313,7 +313,7 @@ impl<T: Shared> Camlbox<T> {
     pub fn create(
         slots: usize,
         msg_size: usize,
-    ) -> Result<(Camlbox<T>, CamlboxId<T>), CamlboxError> {
+    ) -> Result<(Camlbox<T>, CamlboxDescr<T>), CamlboxError> {
         let full = segment::fresh_name(SegmentKind::Camlbox);
         let prefix = segment_name("");
         let short = full[prefix.len()..].to_string();
@@ -337,7 +337,7 @@ impl<T: Shared> Camlbox<T> {
         name: &str,
         slots: usize,
         msg_size: usize,
-    ) -> Result<(Camlbox<T>, CamlboxId<T>), CamlboxError> {
+    ) -> Result<(Camlbox<T>, CamlboxDescr<T>), CamlboxError> {
         Self::create_inner(name.to_string(), segment_name(name), slots, msg_size)
     }
 
@@ -346,7 +346,7 @@ impl<T: Shared> Camlbox<T> {
         full: String,
         slots: usize,
         msg_size: usize,
-    ) -> Result<(Camlbox<T>, CamlboxId<T>), CamlboxError> {
+    ) -> Result<(Camlbox<T>, CamlboxDescr<T>), CamlboxError> {
         if slots == 0 || slots > u32::MAX as usize / 2 || msg_size > u32::MAX as usize / 2 {
             return Err(CamlboxError::BadGeometry);
         }
@@ -407,7 +407,7 @@ impl<T: Shared> Camlbox<T> {
             seen: vec![false; slots],
             _type: PhantomData,
         };
-        let id = CamlboxId {
+        let id = CamlboxDescr {
             resource,
             name: short,
             _type: PhantomData,

@@ -106,7 +106,7 @@ unsafe impl Allocate for SlotAlloc {
 
 impl<T: Shared> Sender<T> {
     /// Opens the box named `name` (as given to [`Camlbox::create_named`](super::Camlbox::create_named),
-    /// or [`CamlboxId::name`](super::CamlboxId::name)); works from any process of the same user.
+    /// or [`CamlboxDescr::name`](super::CamlboxDescr::name)); works from any process of the same user.
     /// Fails with [`CamlboxError::WrongType`] if the box stores another
     /// type.
     pub fn open(name: &str) -> Result<Sender<T>, CamlboxError> {

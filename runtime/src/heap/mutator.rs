@@ -12,7 +12,7 @@ use super::error::heap_error;
 use super::{HeapError, HeapHeader};
 use crate::in_shared::at;
 use crate::pool::Pool;
-use crate::value::{CopyError, SOption, SString, SVec, Shared, Writer};
+use crate::value::{CopyError, Shared, SharedOption, SharedString, SharedVec, Writer};
 
 /// Changes a heap during [`Heap::modify`](super::Heap::modify): copies values in, swaps values,
 /// grows vectors. Everything it returns borrows it, so nothing can outlive
@@ -78,9 +78,9 @@ impl<'h> Mutator<'h> {
     }
 
     /// Replaces the string at `place` with a copy of `s`.
-    pub fn set_str(&self, place: Pin<&mut SString>, s: &str) -> Result<(), HeapError> {
+    pub fn set_str(&self, place: Pin<&mut SharedString>, s: &str) -> Result<(), HeapError> {
         self.check_place(&*place)?;
-        let r = self.write(|w| SString::write(s, w))?;
+        let r = self.write(|w| SharedString::write(s, w))?;
         set_pinned(place, r);
         Ok(())
     }
@@ -131,7 +131,7 @@ impl<'h> Mutator<'h> {
     /// the array is reallocated with twice the room when full).
     pub fn push<V: Shared>(
         &self,
-        vec: Pin<&mut SVec<V::Repr>>,
+        vec: Pin<&mut SharedVec<V::Repr>>,
         value: &V,
     ) -> Result<(), HeapError> {
         self.check_place(&*vec)?;
@@ -158,7 +158,7 @@ impl<'h> Mutator<'h> {
             }
             p.as_ptr().add(len).write(r);
             let place = vec.get_unchecked_mut();
-            std::ptr::write(place, SVec::from_raw_parts(addr, len + 1, new_cap));
+            std::ptr::write(place, SharedVec::from_raw_parts(addr, len + 1, new_cap));
         }
         Ok(())
     }
@@ -167,11 +167,11 @@ impl<'h> Mutator<'h> {
     /// `value` (without first building an `Option<V>` locally).
     pub fn set_some<V: Shared>(
         &self,
-        place: Pin<&mut SOption<V::Repr>>,
+        place: Pin<&mut SharedOption<V::Repr>>,
         value: &V,
     ) -> Result<(), HeapError> {
         let r = self.write(|w| value.to_repr(w))?;
-        set_pinned(place, SOption::Some(r));
+        set_pinned(place, SharedOption::Some(r));
         Ok(())
     }
 
@@ -179,7 +179,11 @@ impl<'h> Mutator<'h> {
     /// elements without reallocation (the elements are moved bitwise into a
     /// fresh array when the current one is too small; the old array becomes
     /// garbage).
-    pub fn reserve<R>(&self, vec: Pin<&mut SVec<R>>, additional: usize) -> Result<(), HeapError> {
+    pub fn reserve<R>(
+        &self,
+        vec: Pin<&mut SharedVec<R>>,
+        additional: usize,
+    ) -> Result<(), HeapError> {
         let (ptr, len, cap) = vec.raw_parts();
         let need = len.checked_add(additional).ok_or(HeapError::TooLarge)?;
         if need <= cap {
@@ -196,7 +200,7 @@ impl<'h> Mutator<'h> {
             }
             std::ptr::write(
                 vec.get_unchecked_mut(),
-                SVec::from_raw_parts(addr, len, new_cap),
+                SharedVec::from_raw_parts(addr, len, new_cap),
             );
         }
         Ok(())
@@ -215,7 +219,7 @@ impl<'h> Mutator<'h> {
     /// ```
     pub fn extend_from_slice<V: Shared>(
         &self,
-        mut vec: Pin<&mut SVec<V::Repr>>,
+        mut vec: Pin<&mut SharedVec<V::Repr>>,
         values: &[V],
     ) -> Result<(), HeapError> {
         if values.is_empty() {
@@ -251,7 +255,7 @@ impl<'h> Mutator<'h> {
 
     /// Removes the last element of a vector of the heap and returns a copy
     /// of it.
-    pub fn pop<V: Shared>(&self, vec: Pin<&mut SVec<V::Repr>>) -> Option<V> {
+    pub fn pop<V: Shared>(&self, vec: Pin<&mut SharedVec<V::Repr>>) -> Option<V> {
         let len = vec.len();
         if len == 0 {
             return None;
@@ -268,7 +272,7 @@ impl<'h> Mutator<'h> {
     /// quarter of its room stays used, the elements move to a smaller
     /// array (the old one becomes garbage), so that the heap's memory stays
     /// proportional to what is reachable.
-    pub fn truncate<R>(&self, vec: Pin<&mut SVec<R>>, len: usize) {
+    pub fn truncate<R>(&self, vec: Pin<&mut SharedVec<R>>, len: usize) {
         if len < vec.len() {
             let mut vec = vec;
             // SAFETY: shrinking keeps the remaining elements initialised.
@@ -280,7 +284,7 @@ impl<'h> Mutator<'h> {
     /// Moves the elements of a vector that uses less than a quarter of its
     /// room to an array twice their number (none when empty). Keeps the
     /// vector as it is when the heap cannot allocate.
-    fn shrink<R>(&self, vec: Pin<&mut SVec<R>>) {
+    fn shrink<R>(&self, vec: Pin<&mut SharedVec<R>>) {
         let (ptr, len, cap) = vec.raw_parts();
         if cap <= 4 || len > cap / 4 {
             return;
@@ -305,7 +309,7 @@ impl<'h> Mutator<'h> {
         // nothing out of the heap.
         unsafe {
             let place = vec.get_unchecked_mut();
-            std::ptr::write(place, SVec::from_raw_parts(addr, len, new_cap));
+            std::ptr::write(place, SharedVec::from_raw_parts(addr, len, new_cap));
         }
     }
 

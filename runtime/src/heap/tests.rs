@@ -1,5 +1,5 @@
 use super::*;
-use crate::value::SVec;
+use crate::value::SharedVec;
 
 fn pool() -> Pool {
     Pool::create(64 << 20).unwrap()
@@ -177,11 +177,11 @@ fn push_pop() {
 
 #[test]
 fn places_outside_the_heap_are_refused() {
-    use crate::value::{SOption, SString};
+    use crate::value::{SharedOption, SharedString};
     let pool = pool();
     let heap = Heap::create(&pool, &Some(String::from("in the heap"))).unwrap();
     // A local, pointer-free value of a pointer-carrying type.
-    let mut local = Box::pin(SOption::<SString>::None);
+    let mut local = Box::pin(SharedOption::<SharedString>::None);
     let r = heap.modify(|m, _| m.set::<Option<String>>(local.as_mut(), &Some("x".into())));
     assert!(matches!(r, Ok(Err(HeapError::ForeignPlace))), "{r:?}");
     let r = heap.modify(|m, root| m.swap(root, local.as_mut()));
@@ -271,11 +271,11 @@ fn heaps_with_locks_refuse_pins() {
     assert_eq!(*heap.copy().unwrap().0.lock().unwrap(), 1);
 }
 
-/// The address of the root value's `SVec` fields (ptr, len, cap), for tests
+/// The address of the root value's `SharedVec` fields (ptr, len, cap), for tests
 /// that damage a heap as a process that ignores its protocol could.
-fn vec_fields<T: Shared<Repr = SVec<R>>, R>(heap: &Heap<T>) -> *mut usize {
+fn vec_fields<T: Shared<Repr = SharedVec<R>>, R>(heap: &Heap<T>) -> *mut usize {
     let g = heap.read().unwrap();
-    std::ptr::from_ref::<SVec<R>>(&*g)
+    std::ptr::from_ref::<SharedVec<R>>(&*g)
         .cast::<usize>()
         .cast_mut()
 }
@@ -286,7 +286,7 @@ fn validation_checks_a_vectors_capacity() {
     let heap = Heap::create(&pool, &vec!["a".to_string(), "b".to_string()]).unwrap();
     heap.validate().unwrap();
     let f = vec_fields(&heap);
-    // SAFETY: the root `SVec`'s (ptr, len, cap) words in the heap, written
+    // SAFETY: the root `SharedVec`'s (ptr, len, cap) words in the heap, written
     // while no guard is alive.
     unsafe {
         // No room for its length: the collector would not keep the array.

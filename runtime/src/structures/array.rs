@@ -6,7 +6,7 @@ use std::pin::Pin;
 use super::{pin_at, structure_common, Parts, Ref, Result, StructureError};
 use crate::heap::{HeapOptions, Mutator, PinGuard, ReadGuard};
 use crate::pool::Pool;
-use crate::value::{SVec, Shared, Tuple3};
+use crate::value::{Shared, SharedVec, Tuple3};
 
 /// A shared array of `E` with a header `H`, growable with
 /// [`grow`](SArray::grow).
@@ -27,7 +27,7 @@ pub struct SArray<E: Shared, H: Shared = ()> {
 
 structure_common!(SArray, SArrayDescr, [E: Shared], Vec<E>, "an [`SArray`]");
 
-fn elem<E: Shared>(v: &SVec<E::Repr>, l: [usize; 2]) -> &E::Repr {
+fn elem<E: Shared>(v: &SharedVec<E::Repr>, l: [usize; 2]) -> &E::Repr {
     &v[l[0]]
 }
 
@@ -45,7 +45,7 @@ impl<E: Shared, H: Shared> SArray<E, H> {
     fn filled(
         pool: &Pool,
         header: &H,
-        fill: impl FnOnce(&Mutator<'_>, Pin<&mut SVec<E::Repr>>) -> Result<()>,
+        fill: impl FnOnce(&Mutator<'_>, Pin<&mut SharedVec<E::Repr>>) -> Result<()>,
     ) -> Result<Self> {
         let a = SArray {
             parts: Parts::create(pool, header, &Vec::new(), HeapOptions::new())?,
@@ -147,7 +147,7 @@ impl<E: Shared, H: Shared> SArray<E, H> {
     }
 
     /// The whole array, in place under the shared lock (`deref`, made safe).
-    /// Derefs to [`SVec`], which derefs to a slice.
+    /// Derefs to [`SharedVec`], which derefs to a slice.
     pub fn read(&self) -> Result<ReadGuard<'_, Vec<E>>> {
         Ok(self.parts.data.read()?)
     }
@@ -163,11 +163,11 @@ impl<E: Shared, H: Shared> SArray<E, H> {
     }
 
     /// Changes the array under the exclusive lock: elements are changed in
-    /// place through [`SVec::get_pin`] / [`SVec::iter_pin`] /
-    /// [`SVec::as_mut_slice`] and the [`Mutator`].
+    /// place through [`SharedVec::get_pin`] / [`SharedVec::iter_pin`] /
+    /// [`SharedVec::as_mut_slice`] and the [`Mutator`].
     pub fn modify<R>(
         &self,
-        f: impl FnOnce(&Mutator<'_>, Pin<&mut SVec<E::Repr>>) -> R,
+        f: impl FnOnce(&Mutator<'_>, Pin<&mut SharedVec<E::Repr>>) -> R,
     ) -> Result<R> {
         self.parts.modify(f)
     }
@@ -197,7 +197,7 @@ structure_common!(
     "an [`SMatrix`]"
 );
 
-type MatrixRepr<E> = Tuple3<usize, usize, SVec<<E as Shared>::Repr>>;
+type MatrixRepr<E> = Tuple3<usize, usize, SharedVec<<E as Shared>::Repr>>;
 
 type MData<E> = (usize, usize, Vec<E>);
 type MRef<'a, E> = Ref<ReadGuard<'a, MData<E>>, <E as Shared>::Repr>;
@@ -216,7 +216,7 @@ impl<E: Shared, H: Shared> SMatrix<E, H> {
         header: &H,
         rows: usize,
         cols: usize,
-        fill: impl FnOnce(&Mutator<'_>, Pin<&mut SVec<E::Repr>>) -> Result<()>,
+        fill: impl FnOnce(&Mutator<'_>, Pin<&mut SharedVec<E::Repr>>) -> Result<()>,
     ) -> Result<Self> {
         if rows.checked_mul(cols).is_none() {
             return Err(StructureError::BadShape {
@@ -366,7 +366,7 @@ impl<E: Shared, H: Shared> SMatrix<E, H> {
     /// [`StructureError::BadShape`] for [`row`](Self::row)).
     pub fn modify<R>(
         &self,
-        f: impl FnOnce(&Mutator<'_>, Pin<&mut SVec<E::Repr>>) -> R,
+        f: impl FnOnce(&Mutator<'_>, Pin<&mut SharedVec<E::Repr>>) -> R,
     ) -> Result<R> {
         self.parts.modify(|m, t| {
             let (_, _, v) = t.project();

@@ -6,14 +6,14 @@ use std::pin::Pin;
 use super::{pin_at, remove_front, structure_common, Parts, Result, StructureError};
 use crate::heap::{HeapError, HeapOptions, Mutator, ReadGuard};
 use crate::pool::Pool;
-use crate::value::{SVec, Shared, Tuple5};
+use crate::value::{Shared, SharedVec, Tuple5};
 
 /// The default size of a buffer's blocks: 64 KiB.
 pub const DEFAULT_BLOCK_SIZE: usize = 64 * 1024;
 
 /// `(blocks, offset of the first byte in blocks[0], start, len, block size)`.
 type BufData = (Vec<Vec<u8>>, usize, usize, usize, usize);
-type BufRepr = Tuple5<SVec<SVec<u8>>, usize, usize, usize, usize>;
+type BufRepr = Tuple5<SharedVec<SharedVec<u8>>, usize, usize, usize, usize>;
 
 /// A shared byte buffer with a header `H`. Bytes are appended at the end
 /// and deleted from the head; every byte keeps its **eternal position**:
@@ -285,7 +285,7 @@ impl<H: Shared> SBuffer<H> {
 /// may have been added: the caller truncates them away.
 fn add_blocks(
     m: &Mutator<'_>,
-    mut blocks: Pin<&mut SVec<SVec<u8>>>,
+    mut blocks: Pin<&mut SharedVec<SharedVec<u8>>>,
     k: usize,
     bs: usize,
 ) -> Result<(), HeapError> {

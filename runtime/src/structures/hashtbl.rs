@@ -7,7 +7,9 @@ use std::pin::Pin;
 use super::{pin_at, remove_at, structure_common, Parts, Ref, Result};
 use crate::heap::{HeapError, HeapOptions, Mutator, PinGuard, ReadGuard};
 use crate::pool::Pool;
-use crate::value::{SBox, SOption, SString, SVec, Shared, Tuple1, Tuple2, Tuple3, Tuple4};
+use crate::value::{
+    Shared, SharedBox, SharedOption, SharedString, SharedVec, Tuple1, Tuple2, Tuple3, Tuple4,
+};
 
 /// The number of buckets of a new table (as Netmulticore's).
 pub const INITIAL_BUCKETS: usize = 391;
@@ -151,10 +153,10 @@ impl SharedKey for String {
     fn hash_local(&self, h: &mut KeyHasher) {
         hash_bytes(self.as_bytes(), h);
     }
-    fn hash_repr(r: &SString, h: &mut KeyHasher) {
+    fn hash_repr(r: &SharedString, h: &mut KeyHasher) {
         hash_bytes(r.as_bytes(), h);
     }
-    fn eq_repr(&self, r: &SString) -> bool {
+    fn eq_repr(&self, r: &SharedString) -> bool {
         self.as_str() == r.as_str()
     }
 }
@@ -163,10 +165,10 @@ impl<T: SharedKey> SharedKey for Box<T> {
     fn hash_local(&self, h: &mut KeyHasher) {
         (**self).hash_local(h);
     }
-    fn hash_repr(r: &SBox<T::Repr>, h: &mut KeyHasher) {
+    fn hash_repr(r: &SharedBox<T::Repr>, h: &mut KeyHasher) {
         T::hash_repr(r, h);
     }
-    fn eq_repr(&self, r: &SBox<T::Repr>) -> bool {
+    fn eq_repr(&self, r: &SharedBox<T::Repr>) -> bool {
         (**self).eq_repr(r)
     }
 }
@@ -181,19 +183,19 @@ impl<T: SharedKey> SharedKey for Option<T> {
             }
         }
     }
-    fn hash_repr(r: &SOption<T::Repr>, h: &mut KeyHasher) {
+    fn hash_repr(r: &SharedOption<T::Repr>, h: &mut KeyHasher) {
         match r {
-            SOption::None => h.write_u8(0),
-            SOption::Some(x) => {
+            SharedOption::None => h.write_u8(0),
+            SharedOption::Some(x) => {
                 h.write_u8(1);
                 T::hash_repr(x, h);
             }
         }
     }
-    fn eq_repr(&self, r: &SOption<T::Repr>) -> bool {
+    fn eq_repr(&self, r: &SharedOption<T::Repr>) -> bool {
         match (self, r) {
-            (None, SOption::None) => true,
-            (Some(a), SOption::Some(b)) => a.eq_repr(b),
+            (None, SharedOption::None) => true,
+            (Some(a), SharedOption::Some(b)) => a.eq_repr(b),
             _ => false,
         }
     }
@@ -206,13 +208,13 @@ impl<T: SharedKey> SharedKey for Vec<T> {
             x.hash_local(h);
         }
     }
-    fn hash_repr(r: &SVec<T::Repr>, h: &mut KeyHasher) {
+    fn hash_repr(r: &SharedVec<T::Repr>, h: &mut KeyHasher) {
         h.write(&(r.len() as u64).to_le_bytes());
         for x in r.iter() {
             T::hash_repr(x, h);
         }
     }
-    fn eq_repr(&self, r: &SVec<T::Repr>) -> bool {
+    fn eq_repr(&self, r: &SharedVec<T::Repr>) -> bool {
         self.len() == r.len() && self.iter().zip(r.iter()).all(|(a, b)| a.eq_repr(b))
     }
 }
@@ -253,8 +255,8 @@ fn hash_repr<K: SharedKey>(k: &K::Repr) -> u64 {
 /// Buckets (keys and values of each chain, oldest binding first) and the
 /// number of bindings.
 type TData<K, V> = (Vec<(Vec<K>, Vec<V>)>, usize);
-type Bucket<K, V> = Tuple2<SVec<<K as Shared>::Repr>, SVec<<V as Shared>::Repr>>;
-type TRepr<K, V> = Tuple2<SVec<Bucket<K, V>>, usize>;
+type Bucket<K, V> = Tuple2<SharedVec<<K as Shared>::Repr>, SharedVec<<V as Shared>::Repr>>;
+type TRepr<K, V> = Tuple2<SharedVec<Bucket<K, V>>, usize>;
 
 type Found<'a, K, V> = Ref<ReadGuard<'a, TData<K, V>>, <V as Shared>::Repr>;
 type FoundPinned<'a, K, V> = Ref<PinGuard<'a, TData<K, V>>, <V as Shared>::Repr>;
@@ -553,7 +555,7 @@ fn add<K: SharedKey, V: Shared>(
 /// table is unchanged.
 fn resize<K: SharedKey, V: Shared>(
     m: &Mutator<'_>,
-    buckets: Pin<&mut SVec<Bucket<K, V>>>,
+    buckets: Pin<&mut SharedVec<Bucket<K, V>>>,
     n: usize,
 ) -> Result<()> {
     let fresh: Vec<(Vec<K>, Vec<V>)> = (0..n).map(|_| (Vec::new(), Vec::new())).collect();

@@ -95,7 +95,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::heap::{Heap, HeapDescr, HeapError, HeapOptions, Mutator};
 use crate::pool::Pool;
-use crate::value::{SVec, Shared};
+use crate::value::{Shared, SharedVec};
 
 mod array;
 mod buffer;
@@ -483,7 +483,7 @@ pub(crate) use structure_common;
 
 /// The element at `i` of a vector of a heap, or
 /// [`StructureError::OutOfBounds`].
-fn pin_at<R>(vec: Pin<&mut SVec<R>>, i: usize) -> Result<Pin<&mut R>> {
+fn pin_at<R>(vec: Pin<&mut SharedVec<R>>, i: usize) -> Result<Pin<&mut R>> {
     let len = vec.len();
     vec.get_pin(i)
         .ok_or(StructureError::OutOfBounds { index: i, len })
@@ -491,7 +491,11 @@ fn pin_at<R>(vec: Pin<&mut SVec<R>>, i: usize) -> Result<Pin<&mut R>> {
 
 /// Removes the element at `i` of a vector of a heap, shifting the later
 /// ones down (order kept).
-fn remove_at<R>(m: &Mutator<'_>, mut vec: Pin<&mut SVec<R>>, i: usize) -> Result<(), HeapError> {
+fn remove_at<R>(
+    m: &Mutator<'_>,
+    mut vec: Pin<&mut SharedVec<R>>,
+    i: usize,
+) -> Result<(), HeapError> {
     let n = vec.len();
     if i >= n {
         return Ok(());
@@ -508,7 +512,11 @@ fn remove_at<R>(m: &Mutator<'_>, mut vec: Pin<&mut SVec<R>>, i: usize) -> Result
 }
 
 /// Removes the first `k` elements of a vector of a heap (order kept).
-fn remove_front<R>(m: &Mutator<'_>, mut vec: Pin<&mut SVec<R>>, k: usize) -> Result<(), HeapError> {
+fn remove_front<R>(
+    m: &Mutator<'_>,
+    mut vec: Pin<&mut SharedVec<R>>,
+    k: usize,
+) -> Result<(), HeapError> {
     let n = vec.len();
     let k = k.min(n);
     if k == 0 {

@@ -5,11 +5,11 @@ use std::pin::Pin;
 use super::{pin_at, structure_common, Parts, Ref, Result};
 use crate::heap::{HeapOptions, Mutator, PinGuard, ReadGuard};
 use crate::pool::Pool;
-use crate::value::{SOption, SVec, Shared, Tuple3};
+use crate::value::{Shared, SharedOption, SharedVec, Tuple3};
 
 /// `(ring of slots, index of the front, number of elements)`.
 type QData<E> = (Vec<Option<E>>, usize, usize);
-type QRepr<E> = Tuple3<SVec<SOption<<E as Shared>::Repr>>, usize, usize>;
+type QRepr<E> = Tuple3<SharedVec<SharedOption<<E as Shared>::Repr>>, usize, usize>;
 
 type Front<'a, E> = Ref<ReadGuard<'a, QData<E>>, <E as Shared>::Repr>;
 type FrontPinned<'a, E> = Ref<PinGuard<'a, QData<E>>, <E as Shared>::Repr>;

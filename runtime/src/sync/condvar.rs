@@ -19,7 +19,7 @@ impl WaitTimeoutResult {
 }
 
 /// A process-shared condition variable, used with a
-/// [`MutexGuard`](super::MutexGuard) or an [`SMutexGuard`](super::SMutexGuard).
+/// [`MutexGuard`](super::MutexGuard) or a [`SharedMutexGuard`](super::SharedMutexGuard).
 ///
 /// Built on [`RawCondvar`]: a sequence-number futex with no per-waiter state
 /// in shared memory; a waiter that dies can delay a notification by at most

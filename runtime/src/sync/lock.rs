@@ -4,8 +4,8 @@
 //! [`LockGuard`], its exclusive guard.
 //!
 //! The public names are aliases of these: [`Mutex`](super::Mutex),
-//! [`SMutex`](super::SMutex), [`RwLock`](super::RwLock),
-//! [`SRwLock`](super::SRwLock) and their guards.
+//! [`SharedMutex`](super::SharedMutex), [`RwLock`](super::RwLock),
+//! [`SharedRwLock`](super::SharedRwLock) and their guards.
 
 use std::cell::UnsafeCell;
 use std::fmt;
@@ -33,7 +33,7 @@ pub enum Owned {}
 
 /// The data is a shared representation that lives in a heap (or another
 /// shared region) and never moves: it is reached in place, pinned for
-/// modification ([`SMutex`](super::SMutex), [`SRwLock`](super::SRwLock)).
+/// modification ([`SharedMutex`](super::SharedMutex), [`SharedRwLock`](super::SharedRwLock)).
 #[derive(Debug)]
 pub enum InPlace {}
 
@@ -55,8 +55,8 @@ mod placement {
 /// (`#[repr(C)]`), whose data lives as `P` says.
 ///
 /// Use it through its aliases: [`Mutex`](super::Mutex) and
-/// [`RwLock`](super::RwLock) own their data; [`SMutex`](super::SMutex) and
-/// [`SRwLock`](super::SRwLock) are their shared representations inside
+/// [`RwLock`](super::RwLock) own their data; [`SharedMutex`](super::SharedMutex) and
+/// [`SharedRwLock`](super::SharedRwLock) are their shared representations inside
 /// heaps. The locking methods of each raw lock are on the aliases' pages.
 #[repr(C)]
 pub struct Lock<L, T: ?Sized, P> {
@@ -169,9 +169,9 @@ impl<L: RawLock, T: ?Sized, P: Placement> Lock<L, T, P> {
 /// Exclusive access to the data of a locked [`Lock`]; releases when dropped.
 ///
 /// The aliases [`MutexGuard`](super::MutexGuard),
-/// [`SMutexGuard`](super::SMutexGuard),
+/// [`SharedMutexGuard`](super::SharedMutexGuard),
 /// [`RwLockWriteGuard`](super::RwLockWriteGuard) and
-/// [`SRwLockWriteGuard`](super::SRwLockWriteGuard) name it. `!Send`: the
+/// [`SharedRwLockWriteGuard`](super::SharedRwLockWriteGuard) name it. `!Send`: the
 /// lock belongs to the thread that took it. A guard dropped while its thread
 /// panics leaves the data marked inconsistent: the next locker sees
 /// [`owner_died`](LockGuard::owner_died).

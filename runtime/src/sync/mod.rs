@@ -11,7 +11,7 @@
 //!   [`Semaphore`], [`Condvar`], [`Barrier`]. They work on any memory several processes
 //!   map (a `Mutex<u64>` in a `MAP_SHARED` mapping made before `fork`), and
 //!   implement [`Shared`](crate::Shared), so they can be fields of values in
-//!   shared heaps, where they are represented by [`SMutex`] and [`SRwLock`]
+//!   shared heaps, where they are represented by [`SharedMutex`] and [`SharedRwLock`]
 //!   (copying a lock in makes a fresh, unlocked one).
 //!
 //! All futex operations are shared (never `FUTEX_PRIVATE_FLAG`): processes
@@ -62,10 +62,10 @@ mod shared;
 pub use barrier::Barrier;
 pub use condvar::{Condvar, WaitTimeoutResult};
 pub use lock::{InPlace, Lock, LockGuard, Owned, Placement};
-pub use mutex::{CondvarGuard, Mutex, MutexGuard, SMutex, SMutexGuard};
+pub use mutex::{CondvarGuard, Mutex, MutexGuard, SharedMutex, SharedMutexGuard};
 pub use raw::{Acquired, LockError};
 pub use rwlock::{
-    LockReadGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, SRwLock, SRwLockReadGuard,
-    SRwLockWriteGuard,
+    LockReadGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, SharedRwLock, SharedRwLockReadGuard,
+    SharedRwLockWriteGuard,
 };
 pub use semaphore::Semaphore;

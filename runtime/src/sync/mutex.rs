@@ -1,4 +1,4 @@
-//! [`Mutex`], which owns its data, and [`SMutex`], its shared representation:
+//! [`Mutex`], which owns its data, and [`SharedMutex`], its shared representation:
 //! both are a [`Lock`] on a [`RawMutex`].
 
 use std::fmt;
@@ -14,7 +14,7 @@ use super::raw::{LockError, RawMutex};
 /// `Mutex<T>` works wherever several processes map the same memory: place
 /// one in a `MAP_SHARED` mapping before `fork`, or make it a field of a
 /// shared value (copying a `Mutex` into a heap makes a fresh, unlocked
-/// [`SMutex`]). For cross-process use `T` must not hold process-local
+/// [`SharedMutex`]). For cross-process use `T` must not hold process-local
 /// pointers (numbers, arrays, `#[repr(C)]` plain structs); in heaps, the
 /// [`Shared`](crate::Shared) machinery takes care of that.
 ///
@@ -59,15 +59,15 @@ pub type Mutex<T> = Lock<RawMutex, T, Owned>;
 /// the data, inside a heap (or another shared region).
 ///
 /// Lock it through a shared reference (e.g. from a heap read guard):
-/// [`SMutex::lock`] gives a guard that derefs to the data and pins it for
-/// modification ([`SMutexGuard::as_pin`]); it also derefs mutably when the
+/// [`SharedMutex::lock`] gives a guard that derefs to the data and pins it for
+/// modification ([`SharedMutexGuard::as_pin`]); it also derefs mutably when the
 /// data is `Unpin` (numbers, plain structs):
 ///
 /// ```
-/// use mc::sync::{LockError, SMutex};
+/// use mc::sync::{LockError, SharedMutex};
 ///
 /// // `counter` is a field of a value read in place from a heap.
-/// fn bump(counter: &SMutex<u64>) -> Result<u64, LockError> {
+/// fn bump(counter: &SharedMutex<u64>) -> Result<u64, LockError> {
 ///     let mut g = counter.lock()?;
 ///     g.mark_consistent(); // a counter is consistent even after a crash
 ///     *g += 1;
@@ -78,25 +78,25 @@ pub type Mutex<T> = Lock<RawMutex, T, Owned>;
 /// Data that carries pointers into the heap is `!Unpin`: it can be modified
 /// in place through `Pin<&mut R>` projections, never moved out.
 ///
-/// `SMutex<R>` is `Sync` when `R: Send`: threads of one process may share it
+/// `SharedMutex<R>` is `Sync` when `R: Send`: threads of one process may share it
 /// like any mutex. Pointer-carrying representations are neither `Send` nor
-/// `Sync`, and so is an `SMutex` holding one: such data is reached only
+/// `Sync`, and so is a `SharedMutex` holding one: such data is reached only
 /// through the guards of the heap that holds it.
 ///
 /// The garbage collector traces the data without taking this lock (it runs
-/// while the heap is held exclusively, when no guard of any `SMutex` in it
+/// while the heap is held exclusively, when no guard of any `SharedMutex` in it
 /// can exist); copying a value out ([`Shared::from_repr`](crate::Shared::from_repr))
 /// takes it.
-pub type SMutex<R> = Lock<RawMutex, R, InPlace>;
+pub type SharedMutex<R> = Lock<RawMutex, R, InPlace>;
 
 /// Access to the data of a locked [`Mutex`]; unlocks when dropped (see
 /// [`LockGuard`]).
 pub type MutexGuard<'a, T> = LockGuard<'a, RawMutex, T, Owned>;
 
-/// Access to the data of a locked [`SMutex`]; unlocks when dropped (see
+/// Access to the data of a locked [`SharedMutex`]; unlocks when dropped (see
 /// [`LockGuard`]). Derefs mutably when the data is `Unpin`; otherwise
 /// modify it through [`as_pin`](LockGuard::as_pin).
-pub type SMutexGuard<'a, R> = LockGuard<'a, RawMutex, R, InPlace>;
+pub type SharedMutexGuard<'a, R> = LockGuard<'a, RawMutex, R, InPlace>;
 
 impl<T: ?Sized, P: Placement> Lock<RawMutex, T, P> {
     /// Takes the lock, waiting as long as a live thread holds it.
@@ -146,7 +146,7 @@ impl<T: ?Sized + fmt::Debug, P: Placement> fmt::Debug for Lock<RawMutex, T, P> {
 }
 
 /// Guards that a [`Condvar`](super::Condvar) can wait with:
-/// [`MutexGuard`] and [`SMutexGuard`] (sealed).
+/// [`MutexGuard`] and [`SharedMutexGuard`] (sealed).
 pub trait CondvarGuard: sealed::Sealed {
     /// The guard's lock word. The token, which only this crate can make,
     /// keeps safe code from reaching the word (and unlocking it under the
@@ -249,13 +249,13 @@ mod tests {
 
     #[test]
     fn smutex_pins_and_derefs() {
-        let s = SMutex::from_data(7u64);
+        let s = SharedMutex::from_data(7u64);
         {
             let mut g = s.lock().unwrap();
             *g += 1;
             *g.as_pin() += 1;
         }
         assert_eq!(*s.lock().unwrap(), 9);
-        assert_eq!(format!("{s:?}"), "SMutex { data: 9 }");
+        assert_eq!(format!("{s:?}"), "SharedMutex { data: 9 }");
     }
 }

@@ -1,4 +1,4 @@
-//! [`RwLock`], which owns its data, and [`SRwLock`], its shared
+//! [`RwLock`], which owns its data, and [`SharedRwLock`], its shared
 //! representation: both are a [`Lock`] on a [`RawRwLock`]; with
 //! [`LockReadGuard`], their shared guard.
 
@@ -43,25 +43,25 @@ pub type RwLock<T> = Lock<RawRwLock, T, Owned>;
 /// words followed by the data, inside a heap (or another shared region).
 ///
 /// Read guards deref to the data; write guards also pin it for modification
-/// ([`SRwLockWriteGuard::as_pin`]) and deref mutably when it is `Unpin`. See
-/// [`SMutex`](super::SMutex) for `Send`/`Sync` and for how the collector
+/// ([`SharedRwLockWriteGuard::as_pin`]) and deref mutably when it is `Unpin`. See
+/// [`SharedMutex`](super::SharedMutex) for `Send`/`Sync` and for how the collector
 /// and the copier treat the lock.
-pub type SRwLock<R> = Lock<RawRwLock, R, InPlace>;
+pub type SharedRwLock<R> = Lock<RawRwLock, R, InPlace>;
 
 /// Exclusive access to the data of an [`RwLock`]; unlocks when dropped (see
 /// [`LockGuard`]).
 pub type RwLockWriteGuard<'a, T> = LockGuard<'a, RawRwLock, T, Owned>;
 
-/// Exclusive access to the data of an [`SRwLock`]; unlocks when dropped
+/// Exclusive access to the data of a [`SharedRwLock`]; unlocks when dropped
 /// (see [`LockGuard`]). Derefs mutably when the data is `Unpin`; otherwise
 /// modify it through [`as_pin`](LockGuard::as_pin).
-pub type SRwLockWriteGuard<'a, R> = LockGuard<'a, RawRwLock, R, InPlace>;
+pub type SharedRwLockWriteGuard<'a, R> = LockGuard<'a, RawRwLock, R, InPlace>;
 
 /// Shared access to the data of an [`RwLock`]; unlocks when dropped.
 pub type RwLockReadGuard<'a, T> = LockReadGuard<'a, T, Owned>;
 
-/// Shared access to the data of an [`SRwLock`]; unlocks when dropped.
-pub type SRwLockReadGuard<'a, R> = LockReadGuard<'a, R, InPlace>;
+/// Shared access to the data of a [`SharedRwLock`]; unlocks when dropped.
+pub type SharedRwLockReadGuard<'a, R> = LockReadGuard<'a, R, InPlace>;
 
 impl<T: ?Sized, P: Placement> Lock<RawRwLock, T, P> {
     fn read_guard(&self) -> LockReadGuard<'_, T, P> {
@@ -149,7 +149,7 @@ impl<T: ?Sized + fmt::Debug, P: Placement> fmt::Debug for Lock<RawRwLock, T, P> 
 }
 
 /// Shared access to the data of a reader/writer [`Lock`]; unlocks when
-/// dropped. The aliases [`RwLockReadGuard`] and [`SRwLockReadGuard`] name
+/// dropped. The aliases [`RwLockReadGuard`] and [`SharedRwLockReadGuard`] name
 /// it.
 ///
 /// # Panics
@@ -173,7 +173,7 @@ impl<T: ?Sized, P: Placement> Deref for LockReadGuard<'_, T, P> {
     #[inline]
     fn deref(&self) -> &T {
         self.home
-            .check(["RwLockReadGuard", "SRwLockReadGuard"][P::INDEX]);
+            .check(["RwLockReadGuard", "SharedRwLockReadGuard"][P::INDEX]);
         // SAFETY: the guard holds the lock shared: nobody writes.
         unsafe { &*self.lock.data.get() }
     }
@@ -229,7 +229,7 @@ mod tests {
 
     #[test]
     fn srwlock_pins() {
-        let s = SRwLock::from_data(1i64);
+        let s = SharedRwLock::from_data(1i64);
         *s.write().unwrap() += 1;
         *s.write_timeout(Duration::from_secs(1)).unwrap().as_pin() += 1;
         assert_eq!(*s.read().unwrap(), 3);

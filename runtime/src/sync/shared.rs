@@ -3,7 +3,7 @@
 
 use super::lock::{InPlace, Lock, Owned};
 use super::raw::{sealed::Token, RawBarrier, RawLock, RawMutex, RawSemaphore};
-use super::{Barrier, Condvar, LockError, SMutex, Semaphore};
+use super::{Barrier, Condvar, LockError, Semaphore, SharedMutex};
 use crate::value::{
     fingerprint_combine, fingerprint_str, CopyError, Invalid, Tracer, Validator, Writer,
 };
@@ -176,7 +176,7 @@ fn fresh_barrier(b: &Barrier) -> Barrier {
 // Layout facts the representations rely on.
 const _: () = {
     assert!(std::mem::size_of::<RawMutex>() == 4);
-    assert!(std::mem::size_of::<SMutex<u64>>() == 16);
+    assert!(std::mem::size_of::<SharedMutex<u64>>() == 16);
     assert!(std::mem::size_of::<Semaphore>() == 8);
     assert!(std::mem::size_of::<Condvar>() == 8);
 };

@@ -120,20 +120,20 @@ unsafe impl Shared for char {
 /// shared memory. Read it as a `&str` (it derefs to `str`); replace it with
 /// the mutator.
 #[repr(C)]
-pub struct SString {
+pub struct SharedString {
     ptr: usize,
     len: usize,
     _anchor: Anchored,
 }
 
-impl SString {
+impl SharedString {
     /// The string.
     #[inline]
     pub fn as_str(&self) -> &str {
         if self.len == 0 {
             return "";
         }
-        // SAFETY: an `SString` only exists in target memory written by the
+        // SAFETY: a `SharedString` only exists in target memory written by the
         // copier (or validated): `ptr` points to `len` bytes of UTF-8 that
         // live as long as the value is reachable, which the guard that lent
         // `&self` ensures.
@@ -143,21 +143,21 @@ impl SString {
     }
 
     pub(crate) fn empty() -> Self {
-        SString {
+        SharedString {
             ptr: 0,
             len: 0,
             _anchor: ANCHORED,
         }
     }
 
-    pub(crate) fn write(s: &str, w: &mut Writer<'_>) -> Result<SString, CopyError> {
+    pub(crate) fn write(s: &str, w: &mut Writer<'_>) -> Result<SharedString, CopyError> {
         if s.is_empty() {
-            return Ok(SString::empty());
+            return Ok(SharedString::empty());
         }
         let (p, addr) = w.alloc_array::<u8>(s.len())?;
         // SAFETY: `p` is fresh memory for `s.len()` bytes.
         unsafe { ptr::copy_nonoverlapping(s.as_ptr(), p.as_ptr(), s.len()) };
-        Ok(SString {
+        Ok(SharedString {
             ptr: addr,
             len: s.len(),
             _anchor: ANCHORED,
@@ -165,80 +165,80 @@ impl SString {
     }
 }
 
-impl std::ops::Deref for SString {
+impl std::ops::Deref for SharedString {
     type Target = str;
     fn deref(&self) -> &str {
         self.as_str()
     }
 }
 
-impl AsRef<str> for SString {
+impl AsRef<str> for SharedString {
     fn as_ref(&self) -> &str {
         self.as_str()
     }
 }
 
-impl fmt::Debug for SString {
+impl fmt::Debug for SharedString {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
-impl fmt::Display for SString {
+impl fmt::Display for SharedString {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self.as_str(), f)
     }
 }
 
-impl PartialEq for SString {
-    fn eq(&self, other: &SString) -> bool {
+impl PartialEq for SharedString {
+    fn eq(&self, other: &SharedString) -> bool {
         self.as_str() == other.as_str()
     }
 }
-impl Eq for SString {}
-impl PartialEq<str> for SString {
+impl Eq for SharedString {}
+impl PartialEq<str> for SharedString {
     fn eq(&self, other: &str) -> bool {
         self.as_str() == other
     }
 }
-impl PartialEq<&str> for SString {
+impl PartialEq<&str> for SharedString {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
     }
 }
-impl PartialEq<String> for SString {
+impl PartialEq<String> for SharedString {
     fn eq(&self, other: &String) -> bool {
         self.as_str() == other
     }
 }
-impl std::hash::Hash for SString {
+impl std::hash::Hash for SharedString {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         self.as_str().hash(state)
     }
 }
 
 // SAFETY: the bytes are allocated through the writer, traced as a leaf and
-// validated (range and UTF-8); `SString` is anchored.
+// validated (range and UTF-8); `SharedString` is anchored.
 unsafe impl Shared for String {
-    type Repr = SString;
+    type Repr = SharedString;
     const FINGERPRINT: u64 = fingerprint_str("String");
     const HAS_POINTERS: bool = true;
-    fn to_repr(&self, w: &mut Writer<'_>) -> Result<SString, CopyError> {
-        SString::write(self, w)
+    fn to_repr(&self, w: &mut Writer<'_>) -> Result<SharedString, CopyError> {
+        SharedString::write(self, w)
     }
-    fn repr_to_repr(src: &SString, w: &mut Writer<'_>) -> Result<SString, CopyError> {
-        SString::write(src.as_str(), w)
+    fn repr_to_repr(src: &SharedString, w: &mut Writer<'_>) -> Result<SharedString, CopyError> {
+        SharedString::write(src.as_str(), w)
     }
-    fn from_repr(src: &SString) -> String {
+    fn from_repr(src: &SharedString) -> String {
         src.as_str().to_owned()
     }
-    fn trace(src: &SString, t: &mut Tracer<'_>) {
+    fn trace(src: &SharedString, t: &mut Tracer<'_>) {
         if src.len > 0 {
             t.visit_leaf(src.ptr);
         }
     }
-    unsafe fn validate(src: *const SString, v: &mut Validator<'_>) -> Result<(), Invalid> {
-        // SAFETY: the caller guarantees `src` is readable for an `SString`;
+    unsafe fn validate(src: *const SharedString, v: &mut Validator<'_>) -> Result<(), Invalid> {
+        // SAFETY: the caller guarantees `src` is readable for a `SharedString`;
         // its fields are plain integers, valid for any bytes.
         let (p, len) = unsafe {
             (
@@ -262,9 +262,9 @@ unsafe impl Shared for String {
 
 /// The shared representation of `Vec<T>`: an array in shared memory. Read
 /// it as a slice (it derefs to `[R]`); change elements in place through
-/// [`SVec::get_pin`] / [`SVec::iter_pin`] inside a modification.
+/// [`SharedVec::get_pin`] / [`SharedVec::iter_pin`] inside a modification.
 #[repr(C)]
-pub struct SVec<R> {
+pub struct SharedVec<R> {
     ptr: usize,
     len: usize,
     cap: usize,
@@ -272,14 +272,14 @@ pub struct SVec<R> {
     _anchor: Anchored,
 }
 
-impl<R> SVec<R> {
+impl<R> SharedVec<R> {
     /// The elements.
     #[inline]
     pub fn as_slice(&self) -> &[R] {
         if self.len == 0 {
             return &[];
         }
-        // SAFETY: an `SVec` only exists in target memory written by the
+        // SAFETY: a `SharedVec` only exists in target memory written by the
         // copier (or validated): `ptr` points to `len` initialised elements
         // that live as long as the vector is reachable.
         unsafe { std::slice::from_raw_parts(at::<R>(self.ptr), self.len) }
@@ -349,7 +349,7 @@ impl<R> SVec<R> {
     /// The parts must describe an allocation of `cap` elements at `ptr`
     /// (target address) whose first `len` are initialised.
     pub(crate) unsafe fn from_raw_parts(ptr: usize, len: usize, cap: usize) -> Self {
-        SVec {
+        SharedVec {
             ptr,
             len,
             cap,
@@ -369,30 +369,30 @@ impl<R> SVec<R> {
     }
 }
 
-impl<R> std::ops::Deref for SVec<R> {
+impl<R> std::ops::Deref for SharedVec<R> {
     type Target = [R];
     fn deref(&self) -> &[R] {
         self.as_slice()
     }
 }
 
-impl<R: fmt::Debug> fmt::Debug for SVec<R> {
+impl<R: fmt::Debug> fmt::Debug for SharedVec<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list().entries(self.as_slice()).finish()
     }
 }
 
-impl<R: PartialEq> PartialEq for SVec<R> {
+impl<R: PartialEq> PartialEq for SharedVec<R> {
     fn eq(&self, other: &Self) -> bool {
         self.as_slice() == other.as_slice()
     }
 }
 
-fn write_slice<T: Shared>(src: &[T], w: &mut Writer<'_>) -> Result<SVec<T::Repr>, CopyError> {
+fn write_slice<T: Shared>(src: &[T], w: &mut Writer<'_>) -> Result<SharedVec<T::Repr>, CopyError> {
     let n = src.len();
     if n == 0 {
         // SAFETY: an empty vector owns no allocation.
-        return Ok(unsafe { SVec::from_raw_parts(0, 0, 0) });
+        return Ok(unsafe { SharedVec::from_raw_parts(0, 0, 0) });
     }
     let (p, addr) = w.alloc_array::<T::Repr>(n)?;
     if T::IS_POD {
@@ -413,17 +413,17 @@ fn write_slice<T: Shared>(src: &[T], w: &mut Writer<'_>) -> Result<SVec<T::Repr>
         }
     }
     // SAFETY: all `n` elements were initialised above.
-    Ok(unsafe { SVec::from_raw_parts(addr, n, n) })
+    Ok(unsafe { SharedVec::from_raw_parts(addr, n, n) })
 }
 
 fn write_repr_slice<T: Shared>(
     src: &[T::Repr],
     w: &mut Writer<'_>,
-) -> Result<SVec<T::Repr>, CopyError> {
+) -> Result<SharedVec<T::Repr>, CopyError> {
     let n = src.len();
     if n == 0 {
         // SAFETY: an empty vector owns no allocation.
-        return Ok(unsafe { SVec::from_raw_parts(0, 0, 0) });
+        return Ok(unsafe { SharedVec::from_raw_parts(0, 0, 0) });
     }
     let (p, addr) = w.alloc_array::<T::Repr>(n)?;
     if T::IS_POD {
@@ -437,7 +437,7 @@ fn write_repr_slice<T: Shared>(
         }
     }
     // SAFETY: all `n` elements were initialised above.
-    Ok(unsafe { SVec::from_raw_parts(addr, n, n) })
+    Ok(unsafe { SharedVec::from_raw_parts(addr, n, n) })
 }
 
 fn read_slice<T: Shared>(src: &[T::Repr]) -> Vec<T> {
@@ -477,9 +477,9 @@ unsafe fn validate_elems<T: Shared>(
 }
 
 // SAFETY: the array is allocated through the writer, traced with its length
-// and validated (range, then every element); `SVec` is anchored.
+// and validated (range, then every element); `SharedVec` is anchored.
 unsafe impl<T: Shared> Shared for Vec<T> {
-    type Repr = SVec<T::Repr>;
+    type Repr = SharedVec<T::Repr>;
     const FINGERPRINT: u64 = fingerprint_combine(&[fingerprint_str("Vec"), T::SHALLOW_FINGERPRINT]);
     const HAS_POINTERS: bool = true;
     fn to_repr(&self, w: &mut Writer<'_>) -> Result<Self::Repr, CopyError> {
@@ -524,15 +524,15 @@ unsafe impl<T: Shared> Shared for Vec<T> {
 // Box
 
 /// The shared representation of `Box<T>`: a pointer to a value in shared
-/// memory. Derefs to the value; [`SBox::project`] pins it for modification.
+/// memory. Derefs to the value; [`SharedBox::project`] pins it for modification.
 #[repr(C)]
-pub struct SBox<R> {
+pub struct SharedBox<R> {
     ptr: usize,
     _elem: PhantomData<R>,
     _anchor: Anchored,
 }
 
-impl<R> SBox<R> {
+impl<R> SharedBox<R> {
     /// The boxed value, pinned for modification.
     pub fn project(self: Pin<&mut Self>) -> Pin<&mut R> {
         // SAFETY: the boxed value is exclusively owned by this box (shared
@@ -541,33 +541,33 @@ impl<R> SBox<R> {
     }
 }
 
-impl<R> std::ops::Deref for SBox<R> {
+impl<R> std::ops::Deref for SharedBox<R> {
     type Target = R;
     fn deref(&self) -> &R {
-        // SAFETY: an `SBox` only exists in target memory written by the
+        // SAFETY: a `SharedBox` only exists in target memory written by the
         // copier (or validated): `ptr` points to a valid `R` that lives as
         // long as the box is reachable.
         unsafe { &*at::<R>(self.ptr) }
     }
 }
 
-impl<R: fmt::Debug> fmt::Debug for SBox<R> {
+impl<R: fmt::Debug> fmt::Debug for SharedBox<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&**self, f)
     }
 }
 
-impl<R: PartialEq> PartialEq for SBox<R> {
+impl<R: PartialEq> PartialEq for SharedBox<R> {
     fn eq(&self, other: &Self) -> bool {
         **self == **other
     }
 }
 
-fn write_box<R>(r: R, w: &mut Writer<'_>) -> Result<SBox<R>, CopyError> {
+fn write_box<R>(r: R, w: &mut Writer<'_>) -> Result<SharedBox<R>, CopyError> {
     let (p, addr) = w.alloc_array::<R>(1)?;
     // SAFETY: `p` is fresh memory for one `R`.
     unsafe { p.as_ptr().write(r) };
-    Ok(SBox {
+    Ok(SharedBox {
         ptr: addr,
         _elem: PhantomData,
         _anchor: ANCHORED,
@@ -575,9 +575,9 @@ fn write_box<R>(r: R, w: &mut Writer<'_>) -> Result<SBox<R>, CopyError> {
 }
 
 // SAFETY: the value is allocated through the writer, traced and validated
-// through the pointer; `SBox` is anchored.
+// through the pointer; `SharedBox` is anchored.
 unsafe impl<T: Shared> Shared for Box<T> {
-    type Repr = SBox<T::Repr>;
+    type Repr = SharedBox<T::Repr>;
     const FINGERPRINT: u64 = fingerprint_combine(&[fingerprint_str("Box"), T::SHALLOW_FINGERPRINT]);
     const HAS_POINTERS: bool = true;
     fn to_repr(&self, w: &mut Writer<'_>) -> Result<Self::Repr, CopyError> {
@@ -614,40 +614,40 @@ unsafe impl<T: Shared> Shared for Box<T> {
 /// The shared representation of `Option<T>`.
 #[repr(C, u8)]
 #[derive(Debug, PartialEq)]
-pub enum SOption<R> {
+pub enum SharedOption<R> {
     /// No value.
     None,
     /// A value.
     Some(R),
 }
 
-impl<R> SOption<R> {
+impl<R> SharedOption<R> {
     /// `Option<&R>`.
     pub fn as_ref(&self) -> Option<&R> {
         match self {
-            SOption::None => None,
-            SOption::Some(r) => Some(r),
+            SharedOption::None => None,
+            SharedOption::Some(r) => Some(r),
         }
     }
 
     /// Whether there is a value.
     pub fn is_some(&self) -> bool {
-        matches!(self, SOption::Some(_))
+        matches!(self, SharedOption::Some(_))
     }
 
     /// Whether there is no value.
     pub fn is_none(&self) -> bool {
-        matches!(self, SOption::None)
+        matches!(self, SharedOption::None)
     }
 
     /// The value, pinned for modification.
     pub fn project(self: Pin<&mut Self>) -> Option<Pin<&mut R>> {
         // SAFETY: structural pinning: the payload is never moved out of a
-        // pinned `SOption` (no safe API does, and `SOption` has no `Drop`).
+        // pinned `SharedOption` (no safe API does, and `SharedOption` has no `Drop`).
         unsafe {
             match self.get_unchecked_mut() {
-                SOption::None => None,
-                SOption::Some(r) => Some(Pin::new_unchecked(r)),
+                SharedOption::None => None,
+                SharedOption::Some(r) => Some(Pin::new_unchecked(r)),
             }
         }
     }
@@ -657,26 +657,26 @@ impl<R> SOption<R> {
 // whose offset follows the `repr(C, u8)` layout (the payload union starts at
 // the tag size rounded up to the payload's alignment).
 unsafe impl<T: Shared> Shared for Option<T> {
-    type Repr = SOption<T::Repr>;
+    type Repr = SharedOption<T::Repr>;
     const FINGERPRINT: u64 = fingerprint_combine(&[fingerprint_str("Option"), T::FINGERPRINT]);
     const HAS_POINTERS: bool = T::HAS_POINTERS;
     fn to_repr(&self, w: &mut Writer<'_>) -> Result<Self::Repr, CopyError> {
         Ok(match self {
-            None => SOption::None,
-            Some(x) => SOption::Some(x.to_repr(w)?),
+            None => SharedOption::None,
+            Some(x) => SharedOption::Some(x.to_repr(w)?),
         })
     }
     fn repr_to_repr(src: &Self::Repr, w: &mut Writer<'_>) -> Result<Self::Repr, CopyError> {
         Ok(match src {
-            SOption::None => SOption::None,
-            SOption::Some(x) => SOption::Some(T::repr_to_repr(x, w)?),
+            SharedOption::None => SharedOption::None,
+            SharedOption::Some(x) => SharedOption::Some(T::repr_to_repr(x, w)?),
         })
     }
     fn from_repr(src: &Self::Repr) -> Self {
         src.as_ref().map(T::from_repr)
     }
     fn trace(src: &Self::Repr, t: &mut Tracer<'_>) {
-        if let SOption::Some(x) = src {
+        if let SharedOption::Some(x) = src {
             T::trace(x, t);
         }
     }
@@ -687,7 +687,7 @@ unsafe impl<T: Shared> Shared for Option<T> {
             0 => Ok(()),
             1 => {
                 let off = align_of::<T::Repr>();
-                // SAFETY: the payload lies inside the readable `SOption`.
+                // SAFETY: the payload lies inside the readable `SharedOption`.
                 unsafe { T::validate(src.cast::<u8>().add(off).cast::<T::Repr>(), v) }
             }
             t => Err(Invalid::BadTag {

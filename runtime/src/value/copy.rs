@@ -653,7 +653,7 @@ mod tests {
         // Make the second string point at the first one's bytes.
         let base = b.as_ptr().addr();
         let root_words = (root) / 8;
-        let array = buf[root_words] as usize; // SVec.ptr
+        let array = buf[root_words] as usize; // SharedVec.ptr
         let elems = (array - base) / 8;
         buf[elems + 2] = buf[elems];
         let b = bytes(&mut buf);

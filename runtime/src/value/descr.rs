@@ -3,8 +3,8 @@
 //! Netmulticore keeps descriptors in shared structures.
 //!
 //! A descriptor is stored as its plain parts (names and numbers, a
-//! [`Shared`] tuple) behind the typed representation [`SDescr<D>`], which
-//! gives the descriptor back with [`SDescr::get`].
+//! [`Shared`] tuple) behind the typed representation [`SharedDescr<D>`], which
+//! gives the descriptor back with [`SharedDescr::get`].
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -26,8 +26,8 @@ pub trait DescrParts: Sized + 'static {
 }
 
 /// The shared representation of a descriptor `D` (a [`HeapDescr`],
-/// [`PoolDescr`], [`CamlboxId`] or a structure's descriptor): read it in
-/// place and [`get`](SDescr::get) the descriptor back, then open it.
+/// [`PoolDescr`], [`CamlboxDescr`] or a structure's descriptor): read it in
+/// place and [`get`](SharedDescr::get) the descriptor back, then open it.
 ///
 /// ```
 /// let pool = mc::Pool::create(16 << 20)?;
@@ -41,21 +41,21 @@ pub trait DescrParts: Sized + 'static {
 ///
 /// [`HeapDescr`]: crate::HeapDescr
 /// [`PoolDescr`]: crate::PoolDescr
-/// [`CamlboxId`]: crate::CamlboxId
+/// [`CamlboxDescr`]: crate::CamlboxDescr
 #[repr(transparent)]
-pub struct SDescr<D: DescrParts> {
+pub struct SharedDescr<D: DescrParts> {
     parts: <D::Parts as Shared>::Repr,
     _d: PhantomData<fn() -> D>,
 }
 
-impl<D: DescrParts> SDescr<D> {
+impl<D: DescrParts> SharedDescr<D> {
     /// The descriptor (a local copy).
     pub fn get(&self) -> D {
         D::from_parts(<D::Parts as Shared>::from_repr(&self.parts))
     }
 }
 
-impl<D: DescrParts + fmt::Debug> fmt::Debug for SDescr<D> {
+impl<D: DescrParts + fmt::Debug> fmt::Debug for SharedDescr<D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&self.get(), f)
     }
@@ -63,8 +63,11 @@ impl<D: DescrParts + fmt::Debug> fmt::Debug for SDescr<D> {
 
 /// Writes `d`'s parts as its representation.
 #[doc(hidden)]
-pub fn descr_to_repr<D: DescrParts>(d: &D, w: &mut Writer<'_>) -> Result<SDescr<D>, CopyError> {
-    Ok(SDescr {
+pub fn descr_to_repr<D: DescrParts>(
+    d: &D,
+    w: &mut Writer<'_>,
+) -> Result<SharedDescr<D>, CopyError> {
+    Ok(SharedDescr {
         parts: d.to_parts().to_repr(w)?,
         _d: PhantomData,
     })
@@ -73,10 +76,10 @@ pub fn descr_to_repr<D: DescrParts>(d: &D, w: &mut Writer<'_>) -> Result<SDescr<
 /// Copies a representation.
 #[doc(hidden)]
 pub fn descr_repr_to_repr<D: DescrParts>(
-    src: &SDescr<D>,
+    src: &SharedDescr<D>,
     w: &mut Writer<'_>,
-) -> Result<SDescr<D>, CopyError> {
-    Ok(SDescr {
+) -> Result<SharedDescr<D>, CopyError> {
+    Ok(SharedDescr {
         parts: <D::Parts as Shared>::repr_to_repr(&src.parts, w)?,
         _d: PhantomData,
     })
@@ -84,7 +87,7 @@ pub fn descr_repr_to_repr<D: DescrParts>(
 
 /// Traces a representation.
 #[doc(hidden)]
-pub fn descr_trace<D: DescrParts>(src: &SDescr<D>, t: &mut Tracer<'_>) {
+pub fn descr_trace<D: DescrParts>(src: &SharedDescr<D>, t: &mut Tracer<'_>) {
     <D::Parts as Shared>::trace(&src.parts, t)
 }
 
@@ -92,14 +95,14 @@ pub fn descr_trace<D: DescrParts>(src: &SDescr<D>, t: &mut Tracer<'_>) {
 ///
 /// # Safety
 ///
-/// As [`Shared::validate`]: `src` is readable for `size_of::<SDescr<D>>()`
+/// As [`Shared::validate`]: `src` is readable for `size_of::<SharedDescr<D>>()`
 /// bytes.
 #[doc(hidden)]
 pub unsafe fn descr_validate<D: DescrParts>(
-    src: *const SDescr<D>,
+    src: *const SharedDescr<D>,
     v: &mut Validator<'_>,
 ) -> Result<(), Invalid> {
-    // SAFETY: `SDescr` is `repr(transparent)` over the parts'
+    // SAFETY: `SharedDescr` is `repr(transparent)` over the parts'
     // representation (the marker is zero-sized), so the same readable
     // bytes hold the parts; the caller's guarantee carries over.
     unsafe { <D::Parts as Shared>::validate(src.cast(), v) }
@@ -114,7 +117,7 @@ macro_rules! shared_descr {
         // wrapper, and every method delegates to the parts' own, so the
         // parts' implementation upholds the contract.
         unsafe impl<$($gen)*> $crate::value::Shared for $ty {
-            type Repr = $crate::value::SDescr<$ty>;
+            type Repr = $crate::value::SharedDescr<$ty>;
             const FINGERPRINT: u64 = $fp;
             const SHALLOW_FINGERPRINT: u64 = $shallow;
             const HAS_POINTERS: bool = true;

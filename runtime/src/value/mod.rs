@@ -20,7 +20,7 @@
 //!
 //! Derived representations can be projected field by field with the
 //! generated `project()` method; the built-in ones have their own projection
-//! helpers ([`SBox::project`], [`SVec::get_pin`], [`SOption::project`]).
+//! helpers ([`SharedBox::project`], [`SharedVec::get_pin`], [`SharedOption::project`]).
 
 mod builtin;
 mod copy;
@@ -28,13 +28,14 @@ pub(crate) mod descr;
 mod fingerprint;
 
 pub use builtin::{
-    array_get_pin, SBox, SOption, SString, SVec, Tuple1, Tuple2, Tuple3, Tuple4, Tuple5, Tuple6,
+    array_get_pin, SharedBox, SharedOption, SharedString, SharedVec, Tuple1, Tuple2, Tuple3,
+    Tuple4, Tuple5, Tuple6,
 };
 pub use copy::{
     copy_into_region, validate_region, Allocate, CopyError, Invalid, Mark, Tracer, Validator,
     Writer,
 };
-pub use descr::{DescrParts, SDescr};
+pub use descr::{DescrParts, SharedDescr};
 pub use fingerprint::{fingerprint_combine, fingerprint_str};
 
 /// The shared representation of `T`.

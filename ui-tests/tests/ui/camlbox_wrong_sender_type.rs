@@ -1,8 +1,8 @@
 // The id of a box of `String`s makes senders of `String`s only.
 use mc::camlbox::Sender;
-use mc::CamlboxId;
+use mc::CamlboxDescr;
 
-fn sender_of_numbers(id: CamlboxId<String>) -> Sender<u64> {
+fn sender_of_numbers(id: CamlboxDescr<String>) -> Sender<u64> {
     id.sender().unwrap()
 }
 

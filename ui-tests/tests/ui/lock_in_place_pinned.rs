@@ -1,7 +1,7 @@
-// Data in an `SMutex` that is not `Unpin` (it carries heap pointers) is modified through `as_pin`, never by a plain `&mut`.
+// Data in a `SharedMutex` that is not `Unpin` (it carries heap pointers) is modified through `as_pin`, never by a plain `&mut`.
 use std::marker::PhantomPinned;
 
-fn replace(lock: &mc::sync::SMutex<PhantomPinned>) {
+fn replace(lock: &mc::sync::SharedMutex<PhantomPinned>) {
     let mut g = lock.lock().unwrap();
     *g = PhantomPinned;
 }

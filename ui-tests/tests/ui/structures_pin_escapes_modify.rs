@@ -5,7 +5,7 @@ use std::pin::Pin;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pool = mc::Pool::create(16 << 20)?;
     let a = mc::SArray::create(&pool, &(), &[1u64])?;
-    let mut kept: Option<Pin<&mut mc::value::SVec<u64>>> = None;
+    let mut kept: Option<Pin<&mut mc::value::SharedVec<u64>>> = None;
     a.modify(|_, v| kept = Some(v))?;
     let q = mc::SQueue::<String>::create(&pool, &())?;
     let s = q.pop_with(|s| s)?;

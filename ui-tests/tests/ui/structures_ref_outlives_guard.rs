@@ -3,7 +3,7 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pool = mc::Pool::create(16 << 20)?;
     let a = mc::SArray::create(&pool, &(), &["x".to_string()])?;
-    let s: &mc::value::SString = {
+    let s: &mc::value::SharedString = {
         let r = a.get(0)?;
         &*r
     };

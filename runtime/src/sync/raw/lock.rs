@@ -121,8 +121,8 @@ pub(crate) mod sealed {
 impl RawLock for RawMutex {
     const INIT: Self = RawMutex::new();
     const NAMES: sealed::Names = sealed::Names {
-        lock: ["Mutex", "SMutex"],
-        guard: ["MutexGuard", "SMutexGuard"],
+        lock: ["Mutex", "SharedMutex"],
+        guard: ["MutexGuard", "SharedMutexGuard"],
     };
 
     #[inline]
@@ -174,8 +174,8 @@ impl RawLock for RawMutex {
 impl RawLock for RawRwLock {
     const INIT: Self = RawRwLock::new();
     const NAMES: sealed::Names = sealed::Names {
-        lock: ["RwLock", "SRwLock"],
-        guard: ["RwLockWriteGuard", "SRwLockWriteGuard"],
+        lock: ["RwLock", "SharedRwLock"],
+        guard: ["RwLockWriteGuard", "SharedRwLockWriteGuard"],
     };
 
     #[inline]

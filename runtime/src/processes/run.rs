@@ -111,7 +111,7 @@ impl RunOptions {
 ///
 /// At startup, segments left by masters that died are removed (see
 /// [`cleanup`]), and the calling process becomes the owner of every
-/// segment the workers create (see [`segment::set_owner`]).
+/// segment the workers create.
 ///
 /// Fails with [`ProcessError::MultiThreaded`] when the process has more
 /// than one thread (forking it would copy locks held by the other threads),
