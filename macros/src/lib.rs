@@ -4,6 +4,7 @@
 
 #![deny(unsafe_code)]
 
+mod krate;
 mod process;
 mod shared;
 
@@ -25,7 +26,9 @@ use proc_macro::TokenStream;
 ///   unit structs and enums without data);
 /// - `unsafe impl mc::Shared for Job`.
 ///
-/// Options: `#[shared(repr = OtherName)]` names the shared representation.
+/// Options: `#[shared(repr = OtherName)]` names the shared representation;
+/// `#[shared(crate = "path")]` says where the `mc` crate is, for code that
+/// reaches it under another name or through a re-export.
 ///
 /// Rejected at compile time, with the error on the offending token: fields
 /// whose type is not `Shared` (the error names the field), unions,
@@ -42,6 +45,9 @@ pub fn derive_shared(input: TokenStream) -> TokenStream {
 
 /// Turns `fn name(arg: A) -> R` into a process definition: `name::start`,
 /// `name::join` and friends. See the `mc` crate's docs.
+///
+/// Option: `#[mc::process(crate = "path")]` says where the `mc` crate is,
+/// for code that reaches it under another name or through a re-export.
 #[proc_macro_attribute]
 pub fn process(attr: TokenStream, item: TokenStream) -> TokenStream {
     process::expand(attr.into(), item.into()).into()

@@ -25,11 +25,22 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
         Err(e) => return with_errors(item, vec![e]),
     };
     let mut errors = Vec::new();
+    let mut krate: Option<syn::Path> = None;
     if !attr.is_empty() {
-        errors.push(syn::Error::new_spanned(
-            &attr,
-            "`#[mc::process]` takes no arguments",
-        ));
+        let parser = syn::meta::parser(|meta| {
+            if meta.path.is_ident("crate") && krate.is_none() {
+                krate = Some(crate::krate::parse_value(&meta)?);
+                Ok(())
+            } else {
+                Err(meta.error(
+                    "`#[mc::process]` takes one option, `crate = \"path\"` (where the `mc` \
+                     crate is)",
+                ))
+            }
+        });
+        if let Err(e) = syn::parse::Parser::parse2(parser, attr) {
+            errors.push(e);
+        }
     }
     let f = match &parsed {
         Item::Fn(f) => f,
@@ -62,7 +73,7 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
             vec![syn::Error::new(Span::call_site(), "no argument")],
         );
     };
-    let generated = generate(f, &arg_ty);
+    let generated = crate::krate::rebase(generate(f, &arg_ty), krate.as_ref());
     let mut out = item;
     out.extend(generated);
     out

@@ -25,7 +25,10 @@ pub(crate) fn expand(input: syn::DeriveInput) -> syn::Result<TokenStream> {
     }
     errors.finish()?;
     match container {
-        Some(container) => Ok(generate::expand(&container)),
+        Some(container) => Ok(crate::krate::rebase(
+            generate::expand(&container),
+            container.krate.as_ref(),
+        )),
         // `from_ast` only returns `None` after reporting an error.
         None => Err(syn::Error::new_spanned(
             &input.ident,

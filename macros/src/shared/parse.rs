@@ -17,6 +17,9 @@ pub(crate) struct Container<'a> {
     /// The name of the shared representation (`Shared<Name>` unless
     /// overridden with `#[shared(repr = Other)]`).
     pub(crate) repr_ident: Ident,
+    /// Where the generated code finds `mc` (`#[shared(crate = "path")]`;
+    /// `::mc` when `None`).
+    pub(crate) krate: Option<syn::Path>,
     pub(crate) data: Data<'a>,
 }
 
@@ -75,6 +78,7 @@ impl<'a> Container<'a> {
     /// that have no model (unions).
     pub(crate) fn from_ast(input: &'a syn::DeriveInput, errors: &mut Errors) -> Option<Self> {
         let attrs = ContainerAttrs::parse(&input.attrs, errors);
+        let krate = attrs.krate;
         let repr_ident = attrs
             .repr
             .unwrap_or_else(|| format_ident!("Shared{}", input.ident));
@@ -115,6 +119,7 @@ impl<'a> Container<'a> {
             vis: &input.vis,
             generics: &input.generics,
             repr_ident,
+            krate,
             data,
         })
     }
@@ -203,6 +208,7 @@ fn replace_self(tokens: TokenStream, self_ty: &TokenStream) -> TokenStream {
 #[derive(Default)]
 struct ContainerAttrs {
     repr: Option<Ident>,
+    krate: Option<syn::Path>,
 }
 
 impl ContainerAttrs {
@@ -218,10 +224,19 @@ impl ContainerAttrs {
                         out.repr = Some(ident);
                     }
                     Ok(())
+                } else if meta.path.is_ident("crate") {
+                    let path = crate::krate::parse_value(&meta)?;
+                    if out.krate.is_some() {
+                        errors.spanned(&meta.path, "duplicate `shared` attribute `crate`");
+                    } else {
+                        out.krate = Some(path);
+                    }
+                    Ok(())
                 } else {
                     Err(meta.error(format_args!(
-                        "unknown `shared` attribute `{}`; the only one is `repr = Name` (the name \
-                         of the shared representation)",
+                        "unknown `shared` attribute `{}`; the options are `repr = Name` (the \
+                         name of the shared representation) and `crate = \"path\"` (where \
+                         the `mc` crate is)",
                         meta.path.to_token_stream().to_string().replace(' ', "")
                     )))
                 }
