@@ -473,6 +473,16 @@ mod iceoryx {
         while recv(rx) != u64::MAX {}
     }
 
+    /// This process's node, publishing on `send` and subscribed to `recv`,
+    /// once the peer is connected (the node must outlive the ports).
+    fn endpoint(send: &str, recv: &str) -> (Node<ipc::Service>, Pub, Sub) {
+        let node = NodeBuilder::new().create::<ipc::Service>().unwrap();
+        let (tx, rx) = ports(&node, send, recv);
+        connected(&tx);
+        skip_hello(&rx);
+        (node, tx, rx)
+    }
+
     fn names(what: &str) -> (String, String) {
         let p = std::process::id();
         (
@@ -490,10 +500,7 @@ mod iceoryx {
             super::timed(
                 rounds,
                 |n| {
-                    let node = NodeBuilder::new().create::<ipc::Service>().unwrap();
-                    let (tx, rx) = ports(&node, &b, &a);
-                    connected(&tx);
-                    skip_hello(&rx);
+                    let (_node, tx, rx) = endpoint(&b, &a);
                     let t = std::time::Instant::now();
                     for i in 0..n {
                         tx.send_copy(i).unwrap();
@@ -502,10 +509,7 @@ mod iceoryx {
                     loop_ns.set(t.elapsed().as_nanos() as f64 / n as f64);
                 },
                 |n| {
-                    let node = NodeBuilder::new().create::<ipc::Service>().unwrap();
-                    let (tx, rx) = ports(&node, &a, &b);
-                    connected(&tx);
-                    skip_hello(&rx);
+                    let (_node, tx, rx) = endpoint(&a, &b);
                     for _ in 0..n {
                         let v = recv(&rx);
                         tx.send_copy(v).unwrap();
@@ -525,10 +529,7 @@ mod iceoryx {
             super::timed(
                 count,
                 |n| {
-                    let node = NodeBuilder::new().create::<ipc::Service>().unwrap();
-                    let (tx, rx) = ports(&node, &b, &a);
-                    connected(&tx);
-                    skip_hello(&rx);
+                    let (_node, _tx, rx) = endpoint(&b, &a);
                     let t = std::time::Instant::now();
                     let mut sum = 0;
                     for _ in 0..n {
@@ -538,10 +539,7 @@ mod iceoryx {
                     loop_ns.set(t.elapsed().as_nanos() as f64 / n as f64);
                 },
                 |n| {
-                    let node = NodeBuilder::new().create::<ipc::Service>().unwrap();
-                    let (tx, rx) = ports(&node, &a, &b);
-                    connected(&tx);
-                    skip_hello(&rx);
+                    let (_node, tx, _rx) = endpoint(&a, &b);
                     for _ in 0..n {
                         tx.send_copy(1).unwrap();
                     }

@@ -149,24 +149,16 @@ fn main() {
         println!("  {name} {:>8.1} µs {:>8.1} µs", us(med), us(min));
     }
     println!("ratios (median, best):");
-    println!(
-        "  mc / raw fork + waitpid  {:>6.2}x  {:>6.2}x (target <= 2)",
-        r(mc.0, fork.0),
-        r(mc.1, fork.1)
-    );
-    println!(
-        "  mc / fork + pipe         {:>6.2}x  {:>6.2}x",
-        r(mc.0, pipe.0),
-        r(mc.1, pipe.1)
-    );
-    println!(
-        "  mc / std::thread         {:>6.2}x  {:>6.2}x",
-        r(mc.0, thread.0),
-        r(mc.1, thread.1)
-    );
-    println!(
-        "  procspawn / mc           {:>6.2}x  {:>6.2}x (target > 1)",
-        r(procspawn.0, mc.0),
-        r(procspawn.1, mc.1)
-    );
+    for (label, (a, b), note) in [
+        ("mc / raw fork + waitpid", (mc, fork), " (target <= 2)"),
+        ("mc / fork + pipe", (mc, pipe), ""),
+        ("mc / std::thread", (mc, thread), ""),
+        ("procspawn / mc", (procspawn, mc), " (target > 1)"),
+    ] {
+        println!(
+            "  {label:<24} {:>6.2}x  {:>6.2}x{note}",
+            r(a.0, b.0),
+            r(a.1, b.1)
+        );
+    }
 }

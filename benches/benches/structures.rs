@@ -126,6 +126,21 @@ fn hashtbl_std(threads: u64, n: u64) -> f64 {
     (threads * n) as f64 / start.elapsed().as_secs_f64()
 }
 
+/// Starts the forked producer and consumer at once, waits for both, and
+/// returns items per second for `n` items.
+fn race(
+    go: &AtomicU32,
+    producer: mc_testkit::ChildPid,
+    consumer: mc_testkit::ChildPid,
+    n: u64,
+) -> f64 {
+    let start = Instant::now();
+    go.store(1, Ordering::Release);
+    wait(producer);
+    wait(consumer);
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
 fn queue_mc(pool: &Pool, n: u64) -> f64 {
     let q = SQueue::<u64>::create(pool, &()).expect("queue");
     let go = shared(AtomicU32::new(0));
@@ -148,13 +163,9 @@ fn queue_mc(pool: &Pool, n: u64) -> f64 {
             }
         }
     });
-    let start = Instant::now();
-    go.store(1, Ordering::Release);
-    wait(producer);
-    wait(consumer);
-    let secs = start.elapsed().as_secs_f64();
+    let rate = race(go, producer, consumer, n);
     q.destroy().expect("destroy");
-    n as f64 / secs
+    rate
 }
 
 /// As [`queue_mc`], with batches of `batch` items per push and pop.
@@ -185,13 +196,9 @@ fn queue_mc_batched(pool: &Pool, n: u64, batch: u64) -> f64 {
             }
         }
     });
-    let start = Instant::now();
-    go.store(1, Ordering::Release);
-    wait(producer);
-    wait(consumer);
-    let secs = start.elapsed().as_secs_f64();
+    let rate = race(go, producer, consumer, n);
     q.destroy().expect("destroy");
-    n as f64 / secs
+    rate
 }
 
 fn queue_crossbeam(n: u64) -> f64 {

@@ -13,15 +13,7 @@ use mc::camlbox::{CamlboxError, Sender};
 use mc::Camlbox;
 
 mod common;
-use common::{expect_exit_ok, fork_child, kill, run_scenarios, wait_child, Scenario};
-
-fn ensure(cond: bool, msg: impl FnOnce() -> String) -> Result<(), String> {
-    if cond {
-        Ok(())
-    } else {
-        Err(msg())
-    }
-}
+use common::{ensure, expect_exit_ok, fork_child, kill, run_scenarios, wait_child, Scenario};
 
 fn box_name(what: &str) -> String {
     format!("test-{what}-{}", std::process::id())

@@ -12,23 +12,11 @@ use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
-use common::{expect_exit_ok, fork_child, run_scenarios, shared};
+use common::{ensure, err, expect_exit_ok, fork_child, run_scenarios, shared};
 use mc::sync::{LockError, Mutex, RwLock};
 use mc::{Camlbox, CamlboxDescr, Heap, HeapDescr, HeapError, Outcome, Pool};
 
 type Words = Vec<String>;
-
-fn err<E: std::fmt::Display>(e: E) -> String {
-    e.to_string()
-}
-
-macro_rules! ensure {
-    ($cond:expr, $($msg:tt)+) => {
-        if !$cond {
-            return Err(format!($($msg)+));
-        }
-    };
-}
 
 fn words(word: &str, n: usize) -> Words {
     (0..n).map(|i| format!("{word}-{i}")).collect()

@@ -18,7 +18,10 @@ use std::time::{Duration, Instant};
 use mc::{Heap, HeapError, Pool, PoolError};
 
 mod common;
-use common::{fork_child, kill, run_scenarios, shared, wait_child, ChildPid, Ended, Scenario};
+use common::{
+    ensure, fork_child, kill, run_scenarios, shared, wait_child, wait_for, ChildPid, Ended,
+    Scenario,
+};
 
 /// Kills `pid` and reaps it.
 fn kill_and_reap(pid: ChildPid) -> Result<(), String> {
@@ -44,26 +47,6 @@ fn in_child(timeout: Duration, f: impl FnOnce() -> Result<(), String>) -> Result
     ensure(ended.ok(), || {
         format!("the child's check failed ({ended:?}, see stderr)")
     })
-}
-
-/// Polls (with short sleeps) until `cond` holds, at most `timeout`.
-fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> Result<(), String> {
-    let start = Instant::now();
-    while !cond() {
-        if start.elapsed() > timeout {
-            return Err(format!("condition not reached within {timeout:?}"));
-        }
-        std::thread::sleep(Duration::from_micros(200));
-    }
-    Ok(())
-}
-
-fn ensure(cond: bool, msg: impl FnOnce() -> String) -> Result<(), String> {
-    if cond {
-        Ok(())
-    } else {
-        Err(msg())
-    }
 }
 
 /// Sleeps until killed (bounded, in case nobody does).

@@ -12,25 +12,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 mod common;
+use common::{ensure, err, run_scenarios, wait_until};
 
 use mc::processes::{self, Signal};
 use mc::resources::{self, NamedSemaphore, ShmBlock, TempFile};
 use mc::{Outcome, ProcessError, StartOptions};
 
 type TestResult = Result<(), String>;
-type Scenario = (&'static str, fn() -> TestResult);
-
-macro_rules! ensure {
-    ($cond:expr, $($msg:tt)+) => {
-        if !$cond {
-            return Err(format!($($msg)+));
-        }
-    };
-}
-
-fn err<E: std::fmt::Display>(e: E) -> String {
-    e.to_string()
-}
 
 /// Runs `first` under `mc::run` and returns its own result.
 fn in_run(first: impl FnOnce() -> TestResult) -> TestResult {
@@ -180,19 +168,6 @@ fn segments_of(pid: u32) -> Vec<String> {
         .filter(|s| s.header.is_some_and(|h| h.owner_pid == pid))
         .map(|s| s.name)
         .collect()
-}
-
-fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() > end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 // ---------------------------------------------------------------------
@@ -800,8 +775,7 @@ fn main() {
         }
         return;
     }
-    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let scenarios: &[Scenario] = &[
+    run_scenarios::<()>(&[
         ("tutorial_result_is_2", tutorial_result_is_2),
         ("create_join_sum_385", create_join_sum_385),
         ("crash_outcomes", crash_outcomes),
@@ -849,30 +823,5 @@ fn main() {
             "multithreaded_master_is_refused",
             multithreaded_master_is_refused,
         ),
-    ];
-    let (mut passed, mut failed) = (0, 0);
-    for (name, f) in scenarios {
-        if filter.as_deref().is_some_and(|flt| !name.contains(flt)) {
-            continue;
-        }
-        // A hung scenario ends the test (SIGALRM).
-        common::watchdog(120);
-        let t = Instant::now();
-        let r = f();
-        common::watchdog(0);
-        match r {
-            Ok(()) => {
-                passed += 1;
-                println!("test {name} ... ok ({:?})", t.elapsed());
-            }
-            Err(e) => {
-                failed += 1;
-                println!("test {name} ... FAILED: {e}");
-            }
-        }
-    }
-    println!("{passed} passed, {failed} failed");
-    if failed > 0 {
-        std::process::exit(1);
-    }
+    ]);
 }

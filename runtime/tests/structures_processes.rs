@@ -7,8 +7,7 @@
 //! non-zero status on any failure. Arguments filter scenarios by name.
 
 use std::collections::{HashMap, HashSet};
-use std::panic::catch_unwind;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mc::structures::StructureError;
 use mc::sync::{Condvar, Mutex};
@@ -17,7 +16,7 @@ use mc::{HeapError, Pool, SArray, SBuffer, SHashtbl, SQueue};
 const TIMEOUT: Duration = Duration::from_secs(60);
 
 mod common;
-use common::{expect_exit_ok, fork_child, ChildPid};
+use common::{ensure, expect_exit_ok, fork_child, run_scenarios, ChildPid};
 
 /// Waits for `pid` at most `timeout` (killing it then), and requires exit
 /// code 0.
@@ -33,14 +32,6 @@ fn wait_all(pids: Vec<ChildPid>) -> Result<(), String> {
         }
     }
     err
-}
-
-fn ensure(cond: bool, msg: impl FnOnce() -> String) -> Result<(), String> {
-    if cond {
-        Ok(())
-    } else {
-        Err(msg())
-    }
 }
 
 fn pool() -> Pool {
@@ -344,43 +335,12 @@ fn buffer_pipe() -> Result<String, String> {
     Ok(format!("{TOTAL} bytes through a {MAX}-byte buffer"))
 }
 
-type Scenario = fn() -> Result<String, String>;
-
 fn main() {
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let scenarios: &[(&str, Scenario)] = &[
+    run_scenarios::<String>(&[
         ("queue_stress", queue_stress),
         ("hashtbl_concurrent", hashtbl_concurrent),
         ("array_concurrent", array_concurrent),
         ("destroyed_structure", destroyed_structure),
         ("buffer_pipe", buffer_pipe),
-    ];
-    let (mut passed, mut failed) = (0, 0);
-    for (name, f) in scenarios {
-        if !filter.is_empty() && !filter.iter().any(|x| name.contains(x.as_str())) {
-            continue;
-        }
-        let t = Instant::now();
-        match catch_unwind(f) {
-            Ok(Ok(msg)) => {
-                passed += 1;
-                println!("ok   {name} ({msg}; {:.2?})", t.elapsed());
-            }
-            Ok(Err(e)) => {
-                failed += 1;
-                println!("FAIL {name}: {e}");
-            }
-            Err(_) => {
-                failed += 1;
-                println!("FAIL {name}: panicked");
-            }
-        }
-    }
-    println!("{passed} passed, {failed} failed");
-    if failed > 0 {
-        std::process::exit(1);
-    }
+    ]);
 }

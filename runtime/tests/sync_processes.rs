@@ -12,27 +12,9 @@ use std::time::{Duration, Instant};
 use mc::sync::{Barrier, Condvar, LockError, Mutex, RwLock, Semaphore};
 
 mod common;
-use common::{expect_exit_ok, fork_child, kill, run_scenarios, shared, wait_child, Scenario};
-
-/// Polls (with short sleeps) until `cond` holds, at most `timeout`.
-fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> Result<(), String> {
-    let start = Instant::now();
-    while !cond() {
-        if start.elapsed() > timeout {
-            return Err(format!("condition not reached within {timeout:?}"));
-        }
-        std::thread::sleep(Duration::from_micros(200));
-    }
-    Ok(())
-}
-
-fn ensure(cond: bool, msg: impl FnOnce() -> String) -> Result<(), String> {
-    if cond {
-        Ok(())
-    } else {
-        Err(msg())
-    }
-}
+use common::{
+    ensure, expect_exit_ok, fork_child, kill, run_scenarios, shared, wait_child, wait_for, Scenario,
+};
 
 /// Sleeps until killed (bounded, in case nobody does).
 fn linger() -> i32 {

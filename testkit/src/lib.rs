@@ -125,10 +125,32 @@ pub fn kill(pid: ChildPid) {
 /// A named scenario: `Ok(detail)` or `Err(what went wrong)`.
 pub type Scenario = fn() -> Result<String, String>;
 
+/// What a scenario reports when it passes: a detail line, or nothing.
+pub trait Detail {
+    /// The text printed after the scenario's name.
+    fn detail(self) -> String;
+}
+
+impl Detail for String {
+    fn detail(self) -> String {
+        self
+    }
+}
+
+impl Detail for () {
+    fn detail(self) -> String {
+        String::new()
+    }
+}
+
+/// How long one scenario may run before the watchdog ends the program.
+pub const SCENARIO_LIMIT_SECS: u32 = 120;
+
 /// Runs the scenarios whose names contain one of the command-line filters
-/// (all without filters), prints one line each and `N passed, N failed`,
-/// and exits non-zero if any failed or panicked.
-pub fn run_scenarios(scenarios: &[(&str, Scenario)]) {
+/// (all without filters), each under a watchdog of
+/// [`SCENARIO_LIMIT_SECS`], prints one line each with its time and
+/// `N passed, N failed`, and exits non-zero if any failed or panicked.
+pub fn run_scenarios<D: Detail>(scenarios: &[(&str, fn() -> Result<D, String>)]) {
     let filter: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
@@ -138,10 +160,15 @@ pub fn run_scenarios(scenarios: &[(&str, Scenario)]) {
         if !filter.is_empty() && !filter.iter().any(|p| name.contains(p.as_str())) {
             continue;
         }
-        match catch_unwind(f) {
-            Ok(Ok(detail)) => {
+        watchdog(SCENARIO_LIMIT_SECS);
+        let t = Instant::now();
+        let r = catch_unwind(f);
+        watchdog(0);
+        let took = t.elapsed();
+        match r {
+            Ok(Ok(d)) => {
                 passed += 1;
-                println!("ok     {name}: {detail}");
+                println!("ok     {name}: {} ({took:.2?})", d.detail());
             }
             Ok(Err(e)) => {
                 failed += 1;
@@ -157,6 +184,55 @@ pub fn run_scenarios(scenarios: &[(&str, Scenario)]) {
     if failed > 0 {
         std::process::exit(1);
     }
+}
+
+/// Polls (with short sleeps) until `cond` holds, at most `timeout`;
+/// whether it came to hold.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if cond() {
+            return true;
+        }
+        if start.elapsed() > timeout {
+            return false;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// [`wait_until`], as a scenario's error when `cond` never holds.
+pub fn wait_for(timeout: Duration, cond: impl FnMut() -> bool) -> Result<(), String> {
+    if wait_until(timeout, cond) {
+        Ok(())
+    } else {
+        Err(format!("condition not reached within {timeout:?}"))
+    }
+}
+
+/// `Err(msg())` unless `cond` holds.
+pub fn ensure(cond: bool, msg: impl FnOnce() -> String) -> Result<(), String> {
+    if cond {
+        Ok(())
+    } else {
+        Err(msg())
+    }
+}
+
+/// An error's text, for `map_err` in scenarios.
+pub fn err<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
+}
+
+/// Returns `Err(format!(…))` from the enclosing function unless the
+/// condition holds.
+#[macro_export]
+macro_rules! ensure {
+    ($cond:expr, $($msg:tt)+) => {
+        if !$cond {
+            return Err(format!($($msg)+));
+        }
+    };
 }
 
 /// Arms a watchdog: the process ends with `SIGALRM` after `seconds`, so
