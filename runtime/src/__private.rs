@@ -36,4 +36,5 @@ impl<T: Drop> MustNotImplDrop for T {}
 /// Used by generated `Unpin` impls: `Unpin` exactly when `T` is, with a
 /// lifetime that keeps the bound from being trivial (so a user `Unpin` impl
 /// on a representation conflicts with the generated one).
+#[derive(Debug)]
 pub struct AlwaysUnpinIf<'a, T: ?Sized>(PhantomData<&'a ()>, T);

@@ -38,6 +38,14 @@ pub struct PoolReport {
 /// process is an error or a short report, never `SIGBUS`), and reports its
 /// figures and its heaps'. Figures read while other processes work may be
 /// a moment old.
+///
+/// # Errors
+///
+/// [`PoolError::BadName`] when `seg_name` holds `/` or NUL;
+/// [`PoolError::NotFound`] when no segment has that name;
+/// [`PoolError::NotAPool`] when the segment is not a well-formed pool;
+/// [`PoolError::Truncated`] when it is shorter than its pool; [`PoolError::Io`]
+/// when opening it or reading its size fails.
 pub fn inspect_pool(seg_name: &str) -> Result<PoolReport, PoolError> {
     if seg_name.contains('\0') || seg_name.contains('/') {
         return Err(PoolError::BadName(seg_name.to_owned()));

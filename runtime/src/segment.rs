@@ -112,6 +112,11 @@ impl SegmentHeader {
     }
 
     /// Checks magic and version.
+    ///
+    /// # Errors
+    ///
+    /// [`SegmentError::NotMc`] when the magic or the kind is wrong;
+    /// [`SegmentError::Version`] when the format version differs.
     pub fn check(&self) -> Result<SegmentKind, SegmentError> {
         if self.magic != SEGMENT_MAGIC {
             return Err(SegmentError::NotMc);
@@ -133,6 +138,7 @@ impl SegmentHeader {
 
 /// Why a segment could not be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SegmentError {
     /// The object is not an mc segment (wrong magic or too small).
     NotMc,
@@ -272,6 +278,10 @@ impl SegmentInfo {
 }
 
 /// Lists the mc segments on this machine that this user can open.
+///
+/// # Errors
+///
+/// The [`io::Error`] of reading the directory `/dev/shm`.
 pub fn list_segments() -> io::Result<Vec<SegmentInfo>> {
     use std::os::unix::fs::MetadataExt;
     let mut out = Vec::new();
@@ -296,6 +306,10 @@ pub fn list_segments() -> io::Result<Vec<SegmentInfo>> {
 
 /// Removes every mc segment whose owner is no longer running; returns the
 /// names removed. Segments of other users are skipped.
+///
+/// # Errors
+///
+/// As [`list_segments`].
 pub fn remove_stale() -> io::Result<Vec<String>> {
     let mut removed = Vec::new();
     for s in list_segments()? {

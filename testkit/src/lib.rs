@@ -91,6 +91,10 @@ impl Ended {
 }
 
 /// Waits for `pid` at most `timeout`; kills it on timeout.
+///
+/// # Errors
+///
+/// When `waitpid` fails, or the child did not end within `timeout`.
 pub fn wait_child(pid: ChildPid, timeout: Duration) -> Result<Ended, String> {
     let start = Instant::now();
     loop {
@@ -110,6 +114,11 @@ pub fn wait_child(pid: ChildPid, timeout: Duration) -> Result<Ended, String> {
 }
 
 /// Waits for `pid` (at most `timeout`) and requires exit code 0.
+///
+/// # Errors
+///
+/// As [`wait_child`], and when the child ended otherwise than with exit
+/// code 0.
 pub fn expect_exit_ok(pid: ChildPid, timeout: Duration) -> Result<(), String> {
     match wait_child(pid, timeout)? {
         e if e.ok() => Ok(()),
@@ -122,8 +131,11 @@ pub fn kill(pid: ChildPid) {
     let _ = send_signal(Pid::from_raw(pid), Signal::SIGKILL);
 }
 
-/// A named scenario: `Ok(detail)` or `Err(what went wrong)`.
-pub type Scenario = fn() -> Result<String, String>;
+/// A scenario reporting `Ok(detail)` or `Err(what went wrong)`.
+pub type ScenarioOf<D> = fn() -> Result<D, String>;
+
+/// A scenario with a detail line.
+pub type Scenario = ScenarioOf<String>;
 
 /// What a scenario reports when it passes: a detail line, or nothing.
 pub trait Detail {
@@ -150,7 +162,7 @@ pub const SCENARIO_LIMIT_SECS: u32 = 120;
 /// (all without filters), each under a watchdog of
 /// [`SCENARIO_LIMIT_SECS`], prints one line each with its time and
 /// `N passed, N failed`, and exits non-zero if any failed or panicked.
-pub fn run_scenarios<D: Detail>(scenarios: &[(&str, fn() -> Result<D, String>)]) {
+pub fn run_scenarios<D: Detail>(scenarios: &[(&str, ScenarioOf<D>)]) {
     let filter: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
@@ -168,7 +180,10 @@ pub fn run_scenarios<D: Detail>(scenarios: &[(&str, fn() -> Result<D, String>)])
         match r {
             Ok(Ok(d)) => {
                 passed += 1;
-                println!("ok     {name}: {} ({took:.2?})", d.detail());
+                match d.detail() {
+                    d if d.is_empty() => println!("ok     {name} ({took:.2?})"),
+                    d => println!("ok     {name}: {d} ({took:.2?})"),
+                }
             }
             Ok(Err(e)) => {
                 failed += 1;
@@ -202,6 +217,10 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 }
 
 /// [`wait_until`], as a scenario's error when `cond` never holds.
+///
+/// # Errors
+///
+/// When `cond` did not hold within `timeout`.
 pub fn wait_for(timeout: Duration, cond: impl FnMut() -> bool) -> Result<(), String> {
     if wait_until(timeout, cond) {
         Ok(())
@@ -211,6 +230,10 @@ pub fn wait_for(timeout: Duration, cond: impl FnMut() -> bool) -> Result<(), Str
 }
 
 /// `Err(msg())` unless `cond` holds.
+///
+/// # Errors
+///
+/// `msg()` when `cond` is false.
 pub fn ensure(cond: bool, msg: impl FnOnce() -> String) -> Result<(), String> {
     if cond {
         Ok(())

@@ -169,6 +169,11 @@ impl<T: Shared> CamlboxDescr<T> {
     /// Opens a sender. Inside the process family this registers the caller
     /// as a user of the box in the resource table (so the segment stays
     /// until the caller ends); elsewhere it opens the box by name.
+    ///
+    /// # Errors
+    ///
+    /// [`CamlboxError::Process`] when the resource table no longer has the box,
+    /// and the errors of [`Sender::open`].
     pub fn sender(&self) -> Result<Sender<T>, CamlboxError> {
         if let (Some(id), true) = (self.resource, worker::in_worker()) {
             let info = resources::lookup(id)?;
@@ -310,6 +315,13 @@ impl<T: Shared> Camlbox<T> {
     /// assert_eq!(rx.msg_size(), 256);
     /// # drop(id);
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`CamlboxError::BadGeometry`] when `slots` is 0 or the box would be too
+    /// large; [`CamlboxError::OutOfMemory`] when `/dev/shm` has no room for it;
+    /// [`CamlboxError::Process`] when the resource table refuses it (inside
+    /// [`mc::run`](crate::run)); [`CamlboxError::Io`] when a system call fails.
     pub fn create(
         slots: usize,
         msg_size: usize,
@@ -321,8 +333,7 @@ impl<T: Shared> Camlbox<T> {
     }
 
     /// Creates a box named `name` (segment `mc.box.<name>`), which any
-    /// process of the same user can open with [`Sender::open`]. Fails if
-    /// the name is taken.
+    /// process of the same user can open with [`Sender::open`].
     ///
     /// ```
     /// let name = format!("doc-{}", std::process::id());
@@ -333,6 +344,11 @@ impl<T: Shared> Camlbox<T> {
     /// assert_eq!(rx.get_copy(slots[0]).unwrap(), 7);
     /// rx.delete(slots[0]);
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`CamlboxError::Io`] when the name is taken, and the errors of
+    /// [`create`](Self::create).
     pub fn create_named(
         name: &str,
         slots: usize,
@@ -625,8 +641,7 @@ impl<T: Shared> Camlbox<T> {
     /// The returned guard borrows the receiver, so the slot cannot be
     /// deleted (nor the receiver wait) while the message is in use.
     /// Validation walks the message once (a few nanoseconds for a small
-    /// message, about 1.5 µs for a vector of 100 strings); a malformed
-    /// message is [`CamlboxError::Invalid`] and can still be deleted.
+    /// message, about 1.5 µs for a vector of 100 strings).
     ///
     /// ```
     /// let (mut rx, id) = mc::Camlbox::<Vec<String>>::create(1, 256).unwrap();
@@ -638,6 +653,14 @@ impl<T: Shared> Camlbox<T> {
     /// drop(m);
     /// rx.delete(slot);
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`CamlboxError::Invalid`] when the message is malformed (it can still be
+    /// deleted); [`CamlboxError::NotReady`] when `slot` is out of range or
+    /// holds no ready message; [`CamlboxError::NotReceiver`] outside the
+    /// receiver's process; [`CamlboxError::Truncated`] when another process cut
+    /// the box short.
     pub fn get(&self, slot: usize) -> Result<Message<'_, T>, CamlboxError> {
         let root = self.root(slot)?;
         // SAFETY: `root` points to a validated `T::Repr` inside the slot,
@@ -652,6 +675,10 @@ impl<T: Shared> Camlbox<T> {
     }
 
     /// Copies the message in `slot` out (after validating it).
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get).
     pub fn get_copy(&self, slot: usize) -> Result<T, CamlboxError> {
         let m = self.get(slot)?;
         Ok(T::from_repr(m.repr))
@@ -715,6 +742,16 @@ pub struct Message<'a, T: Shared> {
     /// The receiving process: in a copy made by `fork` the slot may be
     /// deleted and rewritten at any time.
     home: Home,
+}
+
+// Reads no message bytes: a copy made by `fork` must not read the slot.
+impl<T: Shared> fmt::Debug for Message<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Message")
+            .field("type", &std::any::type_name::<T>())
+            .field("slot", &self.slot)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<T: Shared> Message<'_, T> {

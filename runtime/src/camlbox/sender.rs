@@ -107,8 +107,13 @@ unsafe impl Allocate for SlotAlloc {
 impl<T: Shared> Sender<T> {
     /// Opens the box named `name` (as given to [`Camlbox::create_named`](super::Camlbox::create_named),
     /// or [`CamlboxDescr::name`](super::CamlboxDescr::name)); works from any process of the same user.
-    /// Fails with [`CamlboxError::WrongType`] if the box stores another
-    /// type.
+    ///
+    /// # Errors
+    ///
+    /// [`CamlboxError::WrongType`] when the box stores another type;
+    /// [`CamlboxError::Segment`] when the segment is not a camlbox of this
+    /// version; [`CamlboxError::Truncated`] when another process cut it short;
+    /// [`CamlboxError::Io`] when it cannot be opened (no such box) or mapped.
     pub fn open(name: &str) -> Result<Sender<T>, CamlboxError> {
         Self::open_segment(&segment_name(name))
     }
@@ -169,22 +174,36 @@ impl<T: Shared> Sender<T> {
 
     /// Sends `value`, waiting while the box is full.
     ///
-    /// Fails with [`CamlboxError::TooBig`] if the value does not fit in a
-    /// slot (the slot is released at once).
+    /// # Errors
+    ///
+    /// [`CamlboxError::TooBig`] when the value does not fit in a slot (the slot
+    /// is released at once); [`CamlboxError::Locked`] when the value holds a
+    /// lock that this thread holds; [`CamlboxError::Truncated`] when another
+    /// process cut the box short; [`CamlboxError::BadGeometry`] when the box's
+    /// header was overwritten with a nonsensical address.
     pub fn send(&self, value: &T) -> Result<(), CamlboxError> {
         let slot = self.claim(None)?;
         self.write(slot, value)
     }
 
     /// Sends `value`, waiting at most `timeout` for a free slot.
+    ///
+    /// # Errors
+    ///
+    /// [`CamlboxError::Timeout`] when no slot is free in time, and the errors
+    /// of [`send`](Self::send).
     pub fn send_timeout(&self, value: &T, timeout: Duration) -> Result<(), CamlboxError> {
         let deadline = futex::deadline(Some(timeout)).unwrap_or_else(far_future);
         let slot = self.claim(Some(deadline))?;
         self.write(slot, value)
     }
 
-    /// Sends `value` if a slot is free, or fails with
-    /// [`CamlboxError::Full`].
+    /// Sends `value` if a slot is free.
+    ///
+    /// # Errors
+    ///
+    /// [`CamlboxError::Full`] when no slot is free, and the errors of
+    /// [`send`](Self::send).
     pub fn try_send(&self, value: &T) -> Result<(), CamlboxError> {
         let r = &self.map.region;
         let (tid, _) = writer_identity();

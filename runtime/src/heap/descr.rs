@@ -81,6 +81,11 @@ impl<T: Shared> PartialEq for HeapDescr<T> {
 impl<T: Shared> HeapDescr<T> {
     /// Opens the heap, attaching its pool if this process has not mapped
     /// it yet.
+    ///
+    /// # Errors
+    ///
+    /// [`HeapError::Pool`] when the pool cannot be attached (see
+    /// [`Pool::attach_segment`]), and the errors of [`Heap::open`].
     pub fn open(&self) -> Result<Heap<T>, HeapError> {
         let pool = Pool::attach_segment(&self.pool)?;
         Heap::open(&pool, self)

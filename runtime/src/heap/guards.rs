@@ -231,6 +231,14 @@ pub struct ReadGuard<'a, T: Shared> {
     pub(super) _t: PhantomData<(&'a T::Repr, *const ())>,
 }
 
+impl<T: Shared> ReadGuard<'_, T> {
+    /// Whether the calling process took the guard (and not a copy made by
+    /// `fork`), so that dereferencing does not panic.
+    pub(crate) fn is_here(&self) -> bool {
+        self.home.is_here()
+    }
+}
+
 impl<T: Shared> Deref for ReadGuard<'_, T> {
     type Target = T::Repr;
     #[inline]

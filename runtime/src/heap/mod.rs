@@ -241,11 +241,22 @@ fn random_id() -> u64 {
 
 impl<T: Shared> Heap<T> {
     /// Creates a heap in `pool` whose root is a copy of `value`.
+    ///
+    /// # Errors
+    ///
+    /// As [`create_with`](Heap::create_with).
     pub fn create(pool: &Pool, value: &T) -> Result<Heap<T>, HeapError> {
         Heap::create_with(pool, value, HeapOptions::default())
     }
 
     /// Creates a heap with options.
+    ///
+    /// # Errors
+    ///
+    /// [`HeapError::OutOfMemory`] when the pool has no room for the heap;
+    /// [`HeapError::TooLarge`] when `value` is too large to copy;
+    /// [`HeapError::Lock`] when `value` holds a lock that this thread holds;
+    /// [`HeapError::Pool`] when the pool fails otherwise.
     pub fn create_with(pool: &Pool, value: &T, opts: HeapOptions) -> Result<Heap<T>, HeapError> {
         let header_bytes = size_of::<HeapHeader>().next_multiple_of(PAGE_SIZE);
         let tag = pool.new_tag();
@@ -313,6 +324,14 @@ impl<T: Shared> Heap<T> {
     /// A heap of a pool this process does not [trust](Pool::is_trusted)
     /// (attached by name from an unrelated process) is
     /// [validated](Heap::validate) before it is returned.
+    ///
+    /// # Errors
+    ///
+    /// [`HeapError::NotAHeap`] when `descr` is of another pool or leads to no
+    /// heap; [`HeapError::WrongType`] when the heap holds another type;
+    /// [`HeapError::Destroyed`] when it was destroyed; for an untrusted pool,
+    /// the errors of [`validate`](Heap::validate) except
+    /// [`HeapError::Poisoned`].
     pub fn open(pool: &Pool, descr: &HeapDescr<T>) -> Result<Heap<T>, HeapError> {
         if descr.pool != pool.name() {
             return Err(HeapError::NotAHeap);
@@ -400,8 +419,15 @@ impl<T: Shared> Heap<T> {
         self.pool.set_root_heap(self.hdr, T::FINGERPRINT);
     }
 
-    /// Opens the pool's root heap (see [`Heap::set_pool_root`]); fails with
-    /// [`HeapError::WrongType`] when it holds another type.
+    /// Opens the pool's root heap (see [`Heap::set_pool_root`]).
+    ///
+    /// # Errors
+    ///
+    /// [`HeapError::NoRootHeap`] when the pool has none;
+    /// [`HeapError::WrongType`] when it holds another type;
+    /// [`HeapError::NotAHeap`] when it is not a well-formed heap; for an
+    /// untrusted pool, the errors of [`validate`](Heap::validate) except
+    /// [`HeapError::Poisoned`].
     pub fn open_root(pool: &Pool) -> Result<Heap<T>, HeapError> {
         let (addr, fp) = pool.root_heap();
         if addr == 0 {
@@ -563,6 +589,14 @@ impl<T: Shared> Heap<T> {
 
     /// Reads the root value in place under the heap's shared lock. Writers
     /// wait until the guard is dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`HeapError::Reentrant`] when this thread holds a guard of the heap or
+    /// is modifying it; [`HeapError::Destroyed`] when the heap was destroyed;
+    /// [`HeapError::Poisoned`] while it is poisoned; [`HeapError::Pool`] when
+    /// another process cut the pool short; [`HeapError::Lock`] when the heap's
+    /// lock fails.
     pub fn read(&self) -> Result<ReadGuard<'_, T>, HeapError> {
         self.read_until(None)
     }
@@ -597,7 +631,11 @@ impl<T: Shared> Heap<T> {
     /// holding pin guards, the next collection (or [`Heap::destroy`]) finds
     /// it gone and drops its pins.
     ///
-    /// Heaps that hold locks refuse pins ([`HeapError::PinWithLocks`]).
+    /// # Errors
+    ///
+    /// [`HeapError::PinWithLocks`] when the heap holds locks;
+    /// [`HeapError::TooManyPins`] when every pin slot is taken; and the errors
+    /// of [`read`](Heap::read).
     pub fn pin(&self) -> Result<PinGuard<'_, T>, HeapError> {
         self.pin_until(None)
     }
@@ -636,6 +674,10 @@ impl<T: Shared> Heap<T> {
     }
 
     /// Copies the root value out.
+    ///
+    /// # Errors
+    ///
+    /// As [`read`](Heap::read).
     pub fn copy(&self) -> Result<T, HeapError> {
         let g = self.read()?;
         Ok(T::from_repr(&g))
@@ -656,8 +698,13 @@ impl<T: Shared> Heap<T> {
     /// for in-place changes, under the heap's exclusive lock. The collector
     /// may run when `f` returns.
     ///
-    /// Fails with [`HeapError::Reentrant`] when called inside another
-    /// modification or while this thread holds a guard of this heap.
+    /// # Errors
+    ///
+    /// [`HeapError::Reentrant`] when called inside another modification or
+    /// while this thread holds a guard of this heap; [`HeapError::Destroyed`],
+    /// [`HeapError::Poisoned`], [`HeapError::Pool`] and [`HeapError::Lock`] as
+    /// for [`read`](Heap::read); [`HeapError::OutOfMemory`] when the root is
+    /// pinned and the pool has no room for the copy that `f` changes.
     pub fn modify<R>(
         &self,
         f: impl FnOnce(&Mutator<'_>, Pin<&mut T::Repr>) -> R,
@@ -729,6 +776,13 @@ impl<T: Shared> Heap<T> {
 
     /// Replaces the root value with a copy of `value`. Pinned readers keep
     /// the old one.
+    ///
+    /// # Errors
+    ///
+    /// [`HeapError::OutOfMemory`] when the pool has no room for the copy;
+    /// [`HeapError::TooLarge`] when `value` is too large to copy;
+    /// [`HeapError::Lock`] when `value` holds a lock that this thread holds;
+    /// and the errors of [`gc`](Heap::gc).
     pub fn assign(&self, value: &T) -> Result<(), HeapError> {
         self.assign_until(None, value)
     }
@@ -768,6 +822,12 @@ impl<T: Shared> Heap<T> {
     }
 
     /// Runs a collection now.
+    ///
+    /// # Errors
+    ///
+    /// [`HeapError::Reentrant`], [`HeapError::Destroyed`],
+    /// [`HeapError::Poisoned`], [`HeapError::Pool`] and [`HeapError::Lock`] as
+    /// for [`modify`](Heap::modify).
     pub fn gc(&self) -> Result<(), HeapError> {
         self.gc_until(None)
     }
@@ -824,6 +884,10 @@ impl<T: Shared> Heap<T> {
     }
 
     /// The heap's figures.
+    ///
+    /// # Errors
+    ///
+    /// As [`read`](Heap::read).
     pub fn stats(&self) -> Result<HeapStats, HeapError> {
         let h = self.lock_shared(None)?;
         // SAFETY: shared lock held: no writer changes the allocator.
@@ -852,8 +916,15 @@ impl<T: Shared> Heap<T> {
     /// Destroys the heap: its memory goes back to the pool (all but the
     /// page of its header, which stays as a tombstone so that every handle
     /// and descriptor of the heap then gives [`HeapError::Destroyed`]).
-    /// Works on a poisoned heap too. Fails with [`HeapError::Pinned`] while
-    /// pin guards of the heap exist.
+    /// Works on a poisoned heap too.
+    ///
+    /// # Errors
+    ///
+    /// [`HeapError::Pinned`] while pin guards of the heap exist;
+    /// [`HeapError::Destroyed`] when it was destroyed already;
+    /// [`HeapError::Reentrant`] when this thread holds a guard of the heap or
+    /// is inside a modification; [`HeapError::Lock`] when the heap's lock
+    /// fails.
     pub fn destroy(self) -> Result<(), HeapError> {
         let h = self.header();
         if h.magic.load(Ordering::Acquire) != HEAP_MAGIC || h.id != self.id {

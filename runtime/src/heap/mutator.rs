@@ -1,6 +1,7 @@
 //! The mutator: how a modification changes a heap.
 
 use std::cell::Cell;
+use std::fmt;
 use std::marker::PhantomData;
 use std::mem::size_of;
 use std::pin::Pin;
@@ -21,6 +22,18 @@ pub struct Mutator<'h> {
     pub(super) pool: &'h Pool,
     pub(super) h: &'h HeapHeader,
     pub(super) _not_sync: PhantomData<Cell<()>>,
+}
+
+impl fmt::Debug for Mutator<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mutator")
+            .field("pool", &self.pool.name())
+            .field(
+                "heap",
+                &format_args!("{:#x}", std::ptr::from_ref(self.h).addr()),
+            )
+            .finish()
+    }
 }
 
 impl<'h> Mutator<'h> {
@@ -70,6 +83,11 @@ impl<'h> Mutator<'h> {
     }
 
     /// Replaces the value at `place` with a copy of `value`.
+    ///
+    /// # Errors
+    ///
+    /// [`HeapError::ForeignPlace`] when `place` is not in this heap, and the
+    /// errors of [`add`](Self::add).
     pub fn set<V: Shared>(&self, place: Pin<&mut V::Repr>, value: &V) -> Result<(), HeapError> {
         self.check_place(&*place)?;
         let r = self.write(|w| value.to_repr(w))?;
@@ -78,6 +96,12 @@ impl<'h> Mutator<'h> {
     }
 
     /// Replaces the string at `place` with a copy of `s`.
+    ///
+    /// # Errors
+    ///
+    /// [`HeapError::ForeignPlace`] when `place` is not in this heap;
+    /// [`HeapError::OutOfMemory`], [`HeapError::TooLarge`] and
+    /// [`HeapError::Pool`] as for [`add`](Self::add).
     pub fn set_str(&self, place: Pin<&mut SharedString>, s: &str) -> Result<(), HeapError> {
         self.check_place(&*place)?;
         let r = self.write(|w| SharedString::write(s, w))?;
@@ -87,6 +111,11 @@ impl<'h> Mutator<'h> {
 
     /// Replaces the value at `place` with a deep copy of a shared value
     /// (from this heap, another heap or a camlbox).
+    ///
+    /// # Errors
+    ///
+    /// [`HeapError::ForeignPlace`] when `place` is not in this heap, and the
+    /// errors of [`add`](Self::add) for `src`.
     pub fn set_from<V: Shared>(
         &self,
         place: Pin<&mut V::Repr>,
@@ -100,6 +129,13 @@ impl<'h> Mutator<'h> {
 
     /// Copies `value` into the heap, unlinked: link it with
     /// [`Mutator::swap`] before the modification ends, or it is garbage.
+    ///
+    /// # Errors
+    ///
+    /// [`HeapError::OutOfMemory`] when the pool has no room for the copy;
+    /// [`HeapError::TooLarge`] when `value` is too large to copy;
+    /// [`HeapError::Lock`] when `value` holds a lock that this thread holds;
+    /// [`HeapError::Pool`] when the pool fails otherwise.
     #[allow(clippy::mut_from_ref)] // each call returns a fresh, distinct value
     #[inline]
     pub fn add<V: Shared>(&self, value: &V) -> Result<Pin<&mut V::Repr>, HeapError> {
@@ -116,7 +152,10 @@ impl<'h> Mutator<'h> {
         Ok(unsafe { Pin::new_unchecked(&mut *at::<V::Repr>(addr)) })
     }
 
-    /// Exchanges two values of the heap. Fails with
+    /// Exchanges two values of the heap.
+    ///
+    /// # Errors
+    ///
     /// [`HeapError::ForeignPlace`] when either is not in this heap.
     pub fn swap<R>(&self, a: Pin<&mut R>, b: Pin<&mut R>) -> Result<(), HeapError> {
         self.check_place(&*a)?;
@@ -129,6 +168,11 @@ impl<'h> Mutator<'h> {
 
     /// Appends a copy of `value` to a vector of the heap (amortised O(1):
     /// the array is reallocated with twice the room when full).
+    ///
+    /// # Errors
+    ///
+    /// [`HeapError::ForeignPlace`] when `vec` is not in this heap, and the
+    /// errors of [`add`](Self::add).
     pub fn push<V: Shared>(
         &self,
         vec: Pin<&mut SharedVec<V::Repr>>,
@@ -165,6 +209,10 @@ impl<'h> Mutator<'h> {
 
     /// Replaces the optional value at `place` with `Some` of a copy of
     /// `value` (without first building an `Option<V>` locally).
+    ///
+    /// # Errors
+    ///
+    /// As [`add`](Self::add).
     pub fn set_some<V: Shared>(
         &self,
         place: Pin<&mut SharedOption<V::Repr>>,
@@ -179,6 +227,12 @@ impl<'h> Mutator<'h> {
     /// elements without reallocation (the elements are moved bitwise into a
     /// fresh array when the current one is too small; the old array becomes
     /// garbage).
+    ///
+    /// # Errors
+    ///
+    /// [`HeapError::TooLarge`] when the capacity needed overflows;
+    /// [`HeapError::OutOfMemory`] and [`HeapError::Pool`] as for
+    /// [`add`](Self::add).
     pub fn reserve<R>(
         &self,
         vec: Pin<&mut SharedVec<R>>,
@@ -217,6 +271,11 @@ impl<'h> Mutator<'h> {
     /// assert_eq!(heap.read()?.as_slice(), b"bytes");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// The errors of [`reserve`](Self::reserve), then of [`add`](Self::add) for
+    /// each value; the values copied before an error stay appended.
     pub fn extend_from_slice<V: Shared>(
         &self,
         mut vec: Pin<&mut SharedVec<V::Repr>>,

@@ -244,6 +244,15 @@ impl PoolOptions {
     }
 
     /// Creates the pool.
+    ///
+    /// # Errors
+    ///
+    /// [`PoolError::BadSize`] when the size is below 64 KiB or above 16 TiB;
+    /// [`PoolError::BadName`] when the name is empty, longer than 200 bytes or
+    /// holds `/` or NUL; [`PoolError::Exists`] when a segment has the name
+    /// already; [`PoolError::OutOfMemory`] when the machine's shared memory has
+    /// no room for the pool's header; [`PoolError::Io`] when a system call
+    /// fails.
     pub fn create(self) -> Result<Pool, PoolError> {
         Pool::create_with(self)
     }
@@ -334,6 +343,10 @@ crate::value::descr::shared_descr!(
 
 impl PoolDescr {
     /// The pool, from this process's mappings or attached now.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pool::attach_segment`].
     pub fn open(&self) -> Result<Pool, PoolError> {
         Pool::attach_segment(&self.name)
     }
@@ -369,11 +382,19 @@ impl Pool {
     /// Creates an anonymous pool of at most `max_size` bytes. Forked
     /// children inherit it; other processes can attach by
     /// [`name`](Pool::name).
+    ///
+    /// # Errors
+    ///
+    /// As [`PoolOptions::create`].
     pub fn create(max_size: usize) -> Result<Pool, PoolError> {
         PoolOptions::new(max_size).create()
     }
 
     /// Creates a named pool (segment `mc.pool.<name>`).
+    ///
+    /// # Errors
+    ///
+    /// As [`PoolOptions::create`].
     pub fn create_named(name: &str, max_size: usize) -> Result<Pool, PoolError> {
         PoolOptions::new(max_size).name(name).create()
     }
@@ -472,12 +493,25 @@ impl Pool {
 
     /// Attaches to the pool created (by any process of this user) with
     /// [`Pool::create_named`] under `name`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pool::attach_segment`].
     pub fn attach(name: &str) -> Result<Pool, PoolError> {
         Pool::attach_segment(&format!("{}pool.{name}", segment::NAME_PREFIX))
     }
 
     /// Attaches to a pool by its full segment name ([`Pool::name`]).
     /// Returns the existing mapping when this process has one.
+    ///
+    /// # Errors
+    ///
+    /// [`PoolError::NotFound`] when no segment has that name;
+    /// [`PoolError::NotAPool`] when it is not a well-formed pool;
+    /// [`PoolError::OwnerDead`] when its owner has ended;
+    /// [`PoolError::Truncated`] when it is shorter than its pool;
+    /// [`PoolError::AddressInUse`] when its address range is taken in this
+    /// process; [`PoolError::Io`] when a system call fails.
     pub fn attach_segment(seg_name: &str) -> Result<Pool, PoolError> {
         if let Some(inner) = lookup(seg_name) {
             return Ok(Pool { inner });
@@ -544,11 +578,21 @@ impl Pool {
 
     /// Removes the pool's name: no process can attach any more; processes
     /// that have it mapped keep working until they drop it.
+    ///
+    /// # Errors
+    ///
+    /// [`PoolError::Io`] when `shm_unlink` fails (the name is gone already,
+    /// say).
     pub fn unlink(&self) -> Result<(), PoolError> {
         segment::shm_unlink(&self.inner.name).map_err(io_err("shm_unlink"))
     }
 
     /// Removes a pool segment by its full name (see [`Pool::name`]).
+    ///
+    /// # Errors
+    ///
+    /// [`PoolError::NotFound`] when no segment has that name; [`PoolError::Io`]
+    /// when `shm_unlink` fails otherwise.
     pub fn remove(seg_name: &str) -> Result<(), PoolError> {
         segment::shm_unlink(seg_name).map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {

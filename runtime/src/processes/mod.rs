@@ -598,12 +598,26 @@ fn unexpected(r: Reply) -> ProcessError {
 }
 
 /// Starts a process of definition `D` with `arg` (what `name::start` does).
+///
+/// # Errors
+///
+/// As [`start_with`].
 pub fn start<D: Definition>(arg: D::Arg) -> Result<Pid<D>, ProcessError> {
     start_with::<D>(arg, StartOptions::default())
 }
 
 /// Starts a process of definition `D` with `arg` and options (what
 /// `name::start_with` does).
+///
+/// # Errors
+///
+/// [`ProcessError::RunOver`] once the first process has finished;
+/// [`ProcessError::Encode`] when `arg` cannot be encoded;
+/// [`ProcessError::Fork`] or [`ProcessError::Io`] when the master cannot fork
+/// the process; [`ProcessError::BadDefinition`] when the master does not know
+/// `D`; [`ProcessError::NotInWorker`] outside the processes of a
+/// [`run`](crate::run); [`ProcessError::MasterGone`] or [`ProcessError::Io`]
+/// when the master cannot be reached.
 pub fn start_with<D: Definition>(arg: D::Arg, opts: StartOptions) -> Result<Pid<D>, ProcessError> {
     let info = D::info();
     let req = Request::Start {
@@ -638,6 +652,18 @@ fn join_raw<D: Definition>(
 
 /// Waits for the process and returns how it ended, with its result (what
 /// `name::join_outcome` does). Only the first join gets the outcome.
+///
+/// # Errors
+///
+/// [`ProcessError::NoSuchProcess`] when `pid` is not of this run;
+/// [`ProcessError::AlreadyJoined`] when an earlier join took the outcome;
+/// [`ProcessError::JoinPointReleased`] after [`release_join_point`];
+/// [`ProcessError::JoinSelf`] when a process joins itself;
+/// [`ProcessError::WrongDefinition`] when `pid` is of another definition;
+/// [`ProcessError::Decode`] when the result cannot be decoded;
+/// [`ProcessError::NotInWorker`] outside the processes of a
+/// [`run`](crate::run); [`ProcessError::MasterGone`] or [`ProcessError::Io`]
+/// when the master cannot be reached.
 pub fn join_outcome<D: Definition>(pid: Pid<D>) -> Result<Outcome<D::Output>, ProcessError> {
     match join_raw(pid, JoinMode::Block)? {
         Some(o) => o.decode(),
@@ -647,12 +673,21 @@ pub fn join_outcome<D: Definition>(pid: Pid<D>) -> Result<Outcome<D::Output>, Pr
 
 /// Waits for the process and returns its result; `None` when it did not
 /// return (see [`status`] for why). What `name::join` does.
+///
+/// # Errors
+///
+/// As [`join_outcome`].
 pub fn join<D: Definition>(pid: Pid<D>) -> Result<Option<D::Output>, ProcessError> {
     Ok(join_outcome(pid)?.returned())
 }
 
-/// Like [`join`], but gives up with [`ProcessError::Timeout`] after
-/// `timeout` (the process can still be joined later).
+/// Like [`join`], but gives up after `timeout` (the process can still be
+/// joined later).
+///
+/// # Errors
+///
+/// [`ProcessError::Timeout`] when the timeout passes, and the errors of
+/// [`join_outcome`].
 pub fn join_timeout<D: Definition>(
     pid: Pid<D>,
     timeout: Duration,
@@ -666,6 +701,10 @@ pub fn join_timeout<D: Definition>(
 
 /// Joins without waiting: `Ok(None)` while the process runs, otherwise its
 /// outcome (which this call takes, as a join does).
+///
+/// # Errors
+///
+/// As [`join_outcome`].
 pub fn try_join<D: Definition>(pid: Pid<D>) -> Result<Option<Outcome<D::Output>>, ProcessError> {
     match join_raw(pid, JoinMode::Poll)? {
         Some(o) => Ok(Some(o.decode()?)),
@@ -676,6 +715,12 @@ pub fn try_join<D: Definition>(pid: Pid<D>) -> Result<Option<Outcome<D::Output>>
 /// From now on, results of processes of definition `D` are not kept by
 /// the master (results already stored are dropped); joining them returns
 /// [`ProcessError::JoinPointReleased`].
+///
+/// # Errors
+///
+/// [`ProcessError::NotInWorker`] outside the processes of a
+/// [`run`](crate::run); [`ProcessError::MasterGone`] or [`ProcessError::Io`]
+/// when the master cannot be reached.
 pub fn release_join_point<D: Definition>() -> Result<(), ProcessError> {
     match worker::request(&Request::ReleaseJoinPoint {
         def_id: D::info().id,
@@ -689,6 +734,15 @@ pub fn release_join_point<D: Definition>() -> Result<(), ProcessError> {
 /// How a process is doing, without taking its result: `None` while it runs,
 /// otherwise how it ended (also after it was joined, so this gives the cause
 /// when a join returned `None`).
+///
+/// # Errors
+///
+/// [`ProcessError::NoSuchProcess`] when `pid` is not of this run;
+/// [`ProcessError::Forgotten`] when the master no longer keeps its outcome (see
+/// [`RunOptions::keep_outcomes`](crate::RunOptions::keep_outcomes));
+/// [`ProcessError::NotInWorker`] outside the processes of a
+/// [`run`](crate::run); [`ProcessError::MasterGone`] or [`ProcessError::Io`]
+/// when the master cannot be reached.
 pub fn status(pid: impl Into<ProcessId>) -> Result<Option<Outcome<()>>, ProcessError> {
     let pid = pid.into();
     match worker::request(&Request::Status { pid: pid.0 })? {
@@ -700,6 +754,13 @@ pub fn status(pid: impl Into<ProcessId>) -> Result<Option<Outcome<()>>, ProcessE
 
 /// Sends `signal` to a running process (nothing happens when it has
 /// ended).
+///
+/// # Errors
+///
+/// [`ProcessError::NoSuchProcess`] when `pid` is not of this run;
+/// [`ProcessError::NotInWorker`] outside the processes of a
+/// [`run`](crate::run); [`ProcessError::MasterGone`] or [`ProcessError::Io`]
+/// when the master cannot be reached.
 pub fn kill(pid: impl Into<ProcessId>, signal: Signal) -> Result<(), ProcessError> {
     let pid = pid.into();
     match worker::request(&Request::Kill {

@@ -110,6 +110,12 @@ fn resource_reply(r: Reply) -> Result<ResourceInfo, ProcessError> {
 /// Hands an existing object to the resource table; the caller becomes its
 /// first user. It is deleted when its last user releases it or ends, and
 /// at the end of the run at the latest.
+///
+/// # Errors
+///
+/// [`ProcessError::NotInWorker`] outside the processes of a
+/// [`run`](crate::run); [`ProcessError::MasterGone`] or [`ProcessError::Io`]
+/// when the master cannot be reached.
 pub fn manage(kind: ResourceKind, name: impl Into<String>) -> Result<ResourceId, ProcessError> {
     let r = worker::request(&Request::Manage {
         kind,
@@ -120,12 +126,26 @@ pub fn manage(kind: ResourceKind, name: impl Into<String>) -> Result<ResourceId,
 
 /// Looks a resource up; the caller becomes one of its users (release it
 /// with [`release`] when done, or it stays until the caller ends).
+///
+/// # Errors
+///
+/// [`ProcessError::NoSuchResource`] when no resource has that id;
+/// [`ProcessError::NotInWorker`] outside the processes of a
+/// [`run`](crate::run); [`ProcessError::MasterGone`] or [`ProcessError::Io`]
+/// when the master cannot be reached.
 pub fn lookup(id: ResourceId) -> Result<ResourceInfo, ProcessError> {
     resource_reply(worker::request(&Request::Lookup { id: id.0 })?)
 }
 
 /// The caller no longer uses the resource; when it was the last user, the
 /// object is deleted.
+///
+/// # Errors
+///
+/// [`ProcessError::NoSuchResource`] when no resource has that id (never
+/// registered, or already deleted); [`ProcessError::NotInWorker`] outside the
+/// processes of a [`run`](crate::run); [`ProcessError::MasterGone`] or
+/// [`ProcessError::Io`] when the master cannot be reached.
 pub fn release(id: ResourceId) -> Result<(), ProcessError> {
     match worker::request(&Request::Release { id: id.0 })? {
         Reply::Ok => Ok(()),
@@ -219,6 +239,13 @@ pub(crate) fn remove_stale_objects() -> io::Result<Vec<String>> {
 /// })
 /// .expect("run");
 /// ```
+///
+/// # Errors
+///
+/// [`ProcessError::Pool`] when the pool cannot be created (see
+/// [`Pool::create`](crate::Pool::create)); [`ProcessError::NotInWorker`]
+/// outside the processes of a [`run`](crate::run); [`ProcessError::MasterGone`]
+/// or [`ProcessError::Io`] when the master cannot be reached.
 pub fn create_pool(max_size: usize) -> Result<(crate::Pool, ResourceId), ProcessError> {
     if !worker::in_worker() {
         return Err(ProcessError::NotInWorker);
@@ -233,6 +260,16 @@ pub fn create_pool(max_size: usize) -> Result<(crate::Pool, ResourceId), Process
 /// Opens a pool of the resource table (see [`create_pool`]), mapping it at
 /// its address if this process has not mapped it yet; the caller becomes a
 /// user.
+///
+/// # Errors
+///
+/// [`ProcessError::NoSuchResource`] when no resource has that id;
+/// [`ProcessError::WrongKind`] when it is not a pool; [`ProcessError::Pool`]
+/// when the pool cannot be attached (see
+/// [`Pool::attach_segment`](crate::Pool::attach_segment));
+/// [`ProcessError::NotInWorker`] outside the processes of a
+/// [`run`](crate::run); [`ProcessError::MasterGone`] or [`ProcessError::Io`]
+/// when the master cannot be reached.
 pub fn open_pool(id: ResourceId) -> Result<crate::Pool, ProcessError> {
     let info = lookup(id)?;
     if info.kind != ResourceKind::Pool {
@@ -263,6 +300,13 @@ pub struct TempFile {
 /// })
 /// .expect("run");
 /// ```
+///
+/// # Errors
+///
+/// [`ProcessError::Io`] when the file cannot be created;
+/// [`ProcessError::NotInWorker`] outside the processes of a
+/// [`run`](crate::run); [`ProcessError::MasterGone`] or [`ProcessError::Io`]
+/// when the master cannot be reached.
 pub fn create_temp_file() -> Result<TempFile, ProcessError> {
     use std::os::unix::fs::OpenOptionsExt;
     if !worker::in_worker() {
@@ -285,6 +329,14 @@ pub fn create_temp_file() -> Result<TempFile, ProcessError> {
 
 impl TempFile {
     /// Looks up a temp file by id (the caller becomes a user).
+    ///
+    /// # Errors
+    ///
+    /// [`ProcessError::NoSuchResource`] when no resource has that id;
+    /// [`ProcessError::WrongKind`] when it is not a temp file;
+    /// [`ProcessError::NotInWorker`] outside the processes of a
+    /// [`run`](crate::run); [`ProcessError::MasterGone`] or
+    /// [`ProcessError::Io`] when the master cannot be reached.
     pub fn open(id: ResourceId) -> Result<TempFile, ProcessError> {
         let info = lookup_kind(id, ResourceKind::TempFile)?;
         Ok(TempFile {
@@ -304,6 +356,10 @@ impl TempFile {
     }
 
     /// Releases it (see [`release`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`release`].
     pub fn release(self) -> Result<(), ProcessError> {
         release(self.id)
     }
@@ -334,6 +390,13 @@ const HEADER: usize = std::mem::size_of::<SegmentHeader>();
 /// Creates a shared memory block of `size` usable bytes (after a
 /// [`SegmentHeader`]; memory reserved up front, so touching it never raises
 /// `SIGBUS`) and registers it; the caller is its first user.
+///
+/// # Errors
+///
+/// [`ProcessError::Io`] when the block cannot be created, reserved or mapped;
+/// [`ProcessError::NotInWorker`] outside the processes of a
+/// [`run`](crate::run); [`ProcessError::MasterGone`] or [`ProcessError::Io`]
+/// when the master cannot be reached.
 pub fn create_shm_block(size: usize) -> Result<ShmBlock, ProcessError> {
     if !worker::in_worker() {
         return Err(ProcessError::NotInWorker);
@@ -384,6 +447,15 @@ fn map_block(id: ResourceId, name: String, fd: &OwnedFd, total: usize) -> io::Re
 
 impl ShmBlock {
     /// Looks up a block by id and maps it (the caller becomes a user).
+    ///
+    /// # Errors
+    ///
+    /// [`ProcessError::NoSuchResource`] when no resource has that id;
+    /// [`ProcessError::WrongKind`] when it is not a block; [`ProcessError::Io`]
+    /// when the block cannot be opened or mapped, or is not an mc segment;
+    /// [`ProcessError::NotInWorker`] outside the processes of a
+    /// [`run`](crate::run); [`ProcessError::MasterGone`] or
+    /// [`ProcessError::Io`] when the master cannot be reached.
     pub fn open(id: ResourceId) -> Result<ShmBlock, ProcessError> {
         let info = lookup_kind(id, ResourceKind::ShmBlock)?;
         let fd = segment::shm_open(&info.name)?;
@@ -434,6 +506,10 @@ impl ShmBlock {
     }
 
     /// Releases it (see [`release`]) and unmaps it.
+    ///
+    /// # Errors
+    ///
+    /// As [`release`].
     pub fn release(self) -> Result<(), ProcessError> {
         release(self.id)
     }
@@ -466,6 +542,12 @@ impl fmt::Debug for NamedSemaphore {
 /// })
 /// .expect("run");
 /// ```
+///
+/// # Errors
+///
+/// [`ProcessError::Io`] when `sem_open` fails; [`ProcessError::NotInWorker`]
+/// outside the processes of a [`run`](crate::run); [`ProcessError::MasterGone`]
+/// or [`ProcessError::Io`] when the master cannot be reached.
 pub fn create_semaphore(initial: u32) -> Result<NamedSemaphore, ProcessError> {
     if !worker::in_worker() {
         return Err(ProcessError::NotInWorker);
@@ -483,6 +565,15 @@ pub fn create_semaphore(initial: u32) -> Result<NamedSemaphore, ProcessError> {
 
 impl NamedSemaphore {
     /// Looks up a semaphore by id and opens it (the caller becomes a user).
+    ///
+    /// # Errors
+    ///
+    /// [`ProcessError::NoSuchResource`] when no resource has that id;
+    /// [`ProcessError::WrongKind`] when it is not a semaphore;
+    /// [`ProcessError::Io`] when `sem_open` fails;
+    /// [`ProcessError::NotInWorker`] outside the processes of a
+    /// [`run`](crate::run); [`ProcessError::MasterGone`] or
+    /// [`ProcessError::Io`] when the master cannot be reached.
     pub fn open(id: ResourceId) -> Result<NamedSemaphore, ProcessError> {
         let info = lookup_kind(id, ResourceKind::Semaphore)?;
         let sem = NamedSem::open(&info.name)?;
@@ -504,26 +595,46 @@ impl NamedSemaphore {
     }
 
     /// Increments the value.
+    ///
+    /// # Errors
+    ///
+    /// The [`io::Error`] of `sem_post` (`EOVERFLOW` at the largest value).
     pub fn post(&self) -> io::Result<()> {
         self.sem.post()
     }
 
     /// Waits until the value is positive, then decrements it.
+    ///
+    /// # Errors
+    ///
+    /// The [`io::Error`] of `sem_wait` (interruptions are retried).
     pub fn wait(&self) -> io::Result<()> {
         self.sem.wait()
     }
 
     /// Decrements the value if it is positive; `false` otherwise.
+    ///
+    /// # Errors
+    ///
+    /// The [`io::Error`] of `sem_trywait`, except `EAGAIN` (`Ok(false)`).
     pub fn try_wait(&self) -> io::Result<bool> {
         self.sem.try_wait()
     }
 
     /// The current value.
+    ///
+    /// # Errors
+    ///
+    /// The [`io::Error`] of `sem_getvalue`.
     pub fn value(&self) -> io::Result<i32> {
         self.sem.value()
     }
 
     /// Releases it (see [`release`]) and closes it.
+    ///
+    /// # Errors
+    ///
+    /// As [`release`].
     pub fn release(self) -> Result<(), ProcessError> {
         release(self.id)
     }

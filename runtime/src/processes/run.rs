@@ -113,18 +113,21 @@ impl RunOptions {
 /// [`cleanup`]), and the calling process becomes the owner of every
 /// segment the workers create.
 ///
-/// Fails with [`ProcessError::MultiThreaded`] when the process has more
-/// than one thread (forking it would copy locks held by the other threads),
-/// with [`ProcessError::AlreadyRunning`] inside a worker or inside `first`,
-/// and with [`ProcessError::MasterGone`] when the master died during the
-/// run (its workers died with it).
-///
 /// Netmulticore calls this `startup`.
 ///
 /// ```no_run
 /// let report = mc::run(|| 6 * 7).expect("run");
 /// assert_eq!(report.returned(), Some(42));
 /// ```
+///
+/// # Errors
+///
+/// [`ProcessError::MultiThreaded`] when the process has more than one thread
+/// (forking it would copy locks held by the other threads);
+/// [`ProcessError::AlreadyRunning`] inside a worker or inside `first`;
+/// [`ProcessError::MasterGone`] when the master died during the run (its
+/// workers died with it); [`ProcessError::Fork`] and [`ProcessError::Io`] when
+/// starting the master fails.
 #[doc(alias = "startup")]
 pub fn run<F, R>(first: F) -> Result<RunReport<R>, ProcessError>
 where
@@ -241,6 +244,10 @@ fn reap_master(pid: proc::RawPid) {
 /// whose owner is dead ([`segment::remove_stale`]), and the temp files and
 /// named semaphores created through [`resources`] by such masters' runs.
 /// Returns the names removed. [`run`] does this at startup.
+///
+/// # Errors
+///
+/// The [`io::Error`] of reading `/dev/shm`.
 pub fn cleanup() -> io::Result<Vec<String>> {
     let mut removed = segment::remove_stale()?;
     removed.extend(resources::remove_stale_objects()?);

@@ -60,11 +60,22 @@ impl<E: Shared, H: Shared> SArray<E, H> {
     }
 
     /// Creates an array holding copies of `values` (`Netmcore_array.create`).
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`] when a heap cannot be created or the values
+    /// cannot be copied (see [`Heap::create`](crate::Heap::create) and
+    /// [`Mutator::add`](crate::Mutator::add)); the heaps made are destroyed
+    /// again.
     pub fn create(pool: &Pool, header: &H, values: &[E]) -> Result<Self> {
         Self::filled(pool, header, |m, v| Ok(m.extend_from_slice(v, values)?))
     }
 
     /// Creates an array of `n` copies of `value` (`make`).
+    ///
+    /// # Errors
+    ///
+    /// As [`create`](Self::create).
     pub fn make(pool: &Pool, header: &H, n: usize, value: &E) -> Result<Self> {
         Self::filled(pool, header, |m, mut v| {
             m.reserve(v.as_mut(), n)?;
@@ -76,6 +87,10 @@ impl<E: Shared, H: Shared> SArray<E, H> {
     }
 
     /// Creates an array of `n` elements `f(0)`, ..., `f(n - 1)` (`init`).
+    ///
+    /// # Errors
+    ///
+    /// As [`create`](Self::create).
     pub fn init(pool: &Pool, header: &H, n: usize, mut f: impl FnMut(usize) -> E) -> Result<Self> {
         Self::filled(pool, header, |m, mut v| {
             m.reserve(v.as_mut(), n)?;
@@ -87,16 +102,32 @@ impl<E: Shared, H: Shared> SArray<E, H> {
     }
 
     /// The number of elements (`length`).
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`] with the errors of
+    /// [`Heap::read`](crate::Heap::read).
     pub fn len(&self) -> Result<usize> {
         Ok(self.parts.data.read()?.len())
     }
 
     /// Whether the array is empty.
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`] with the errors of
+    /// [`Heap::read`](crate::Heap::read).
     pub fn is_empty(&self) -> Result<bool> {
         Ok(self.len()? == 0)
     }
 
     /// The element at `index`, in place under the shared lock (`get_ro`).
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::OutOfBounds`] when `index` is past the end;
+    /// [`StructureError::Heap`] with the errors of
+    /// [`Heap::read`](crate::Heap::read).
     pub fn get(&self, index: usize) -> Result<Ref<ReadGuard<'_, Vec<E>>, E::Repr>> {
         let g = self.parts.data.read()?;
         bounds(index, g.len())?;
@@ -106,6 +137,12 @@ impl<E: Shared, H: Shared> SArray<E, H> {
     /// The element at `index`, pinned (`get_p`): no lock is held; the next
     /// change of the array copies it first (see the [module
     /// docs](crate::structures#access)).
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::OutOfBounds`] when `index` is past the end;
+    /// [`StructureError::Heap`] with the errors of
+    /// [`Heap::pin`](crate::Heap::pin).
     pub fn get_pinned(&self, index: usize) -> Result<Ref<PinGuard<'_, Vec<E>>, E::Repr>> {
         let g = self.parts.data.pin()?;
         bounds(index, g.len())?;
@@ -113,6 +150,12 @@ impl<E: Shared, H: Shared> SArray<E, H> {
     }
 
     /// A copy of the element at `index` (`get_c`).
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::OutOfBounds`] when `index` is past the end;
+    /// [`StructureError::Heap`] with the errors of
+    /// [`Heap::read`](crate::Heap::read).
     pub fn get_copy(&self, index: usize) -> Result<E> {
         let g = self.parts.data.read()?;
         bounds(index, g.len())?;
@@ -120,6 +163,13 @@ impl<E: Shared, H: Shared> SArray<E, H> {
     }
 
     /// Replaces the element at `index` with a copy of `value` (`set`).
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::OutOfBounds`] when `index` is past the end;
+    /// [`StructureError::Heap`] with the errors of
+    /// [`Heap::modify`](crate::Heap::modify) and
+    /// [`Mutator::set`](crate::Mutator::set).
     pub fn set(&self, index: usize, value: &E) -> Result<()> {
         self.parts
             .modify_try(|m, v| Ok(m.set(pin_at(v, index)?, value)?))
@@ -129,6 +179,12 @@ impl<E: Shared, H: Shared> SArray<E, H> {
     /// (`grow`); does nothing when it has `n` or more. Existing elements are
     /// not copied again (at most one move of the element array). When the
     /// pool is full, the array keeps its length.
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`] with the errors of
+    /// [`Heap::modify`](crate::Heap::modify) and
+    /// [`Mutator::push`](crate::Mutator::push).
     pub fn grow(&self, n: usize, fill: &E) -> Result<()> {
         self.parts.modify_try(|m, mut v| {
             let len = v.len();
@@ -148,16 +204,31 @@ impl<E: Shared, H: Shared> SArray<E, H> {
 
     /// The whole array, in place under the shared lock (`deref`, made safe).
     /// Derefs to [`SharedVec`], which derefs to a slice.
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`] with the errors of
+    /// [`Heap::read`](crate::Heap::read).
     pub fn read(&self) -> Result<ReadGuard<'_, Vec<E>>> {
         Ok(self.parts.data.read()?)
     }
 
     /// The whole array, pinned (see [`get_pinned`](Self::get_pinned)).
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`] with the errors of
+    /// [`Heap::pin`](crate::Heap::pin).
     pub fn pin(&self) -> Result<PinGuard<'_, Vec<E>>> {
         Ok(self.parts.data.pin()?)
     }
 
     /// A copy of the whole array.
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`] with the errors of
+    /// [`Heap::copy`](crate::Heap::copy).
     pub fn to_vec(&self) -> Result<Vec<E>> {
         Ok(self.parts.data.copy()?)
     }
@@ -165,6 +236,11 @@ impl<E: Shared, H: Shared> SArray<E, H> {
     /// Changes the array under the exclusive lock: elements are changed in
     /// place through [`SharedVec::get_pin`] / [`SharedVec::iter_pin`] /
     /// [`SharedVec::as_mut_slice`] and the [`Mutator`].
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`] with the errors of
+    /// [`Heap::modify`](crate::Heap::modify).
     pub fn modify<R>(
         &self,
         f: impl FnOnce(&Mutator<'_>, Pin<&mut SharedVec<E::Repr>>) -> R,
@@ -239,6 +315,11 @@ impl<E: Shared, H: Shared> SMatrix<E, H> {
 
     /// Creates a matrix from `values` in row-major order; `values.len()`
     /// must be `rows * cols` (`Netmcore_matrix.create`).
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::BadShape`] when `values.len()` is not `rows * cols`,
+    /// and the errors of [`SArray::create`].
     pub fn create(pool: &Pool, header: &H, rows: usize, cols: usize, values: &[E]) -> Result<Self> {
         if rows.checked_mul(cols) != Some(values.len()) {
             return Err(StructureError::BadShape {
@@ -253,6 +334,11 @@ impl<E: Shared, H: Shared> SMatrix<E, H> {
     }
 
     /// Creates a matrix of copies of `value` (`make`).
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::BadShape`] when `rows * cols` overflows, and the
+    /// errors of [`SArray::create`].
     pub fn make(pool: &Pool, header: &H, rows: usize, cols: usize, value: &E) -> Result<Self> {
         Self::filled(pool, header, rows, cols, |m, mut v| {
             m.reserve(v.as_mut(), rows * cols)?;
@@ -264,6 +350,11 @@ impl<E: Shared, H: Shared> SMatrix<E, H> {
     }
 
     /// Creates a matrix whose element `(r, c)` is `f(r, c)` (`init`).
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::BadShape`] when `rows * cols` overflows, and the
+    /// errors of [`SArray::create`].
     pub fn init(
         pool: &Pool,
         header: &H,
@@ -283,6 +374,11 @@ impl<E: Shared, H: Shared> SMatrix<E, H> {
     }
 
     /// `(rows, cols)` (`dim`).
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`] with the errors of
+    /// [`Heap::read`](crate::Heap::read).
     pub fn dim(&self) -> Result<(usize, usize)> {
         let g = self.parts.data.read()?;
         Ok((g.0, g.1))
@@ -301,6 +397,12 @@ impl<E: Shared, H: Shared> SMatrix<E, H> {
 
     /// The element at row `r`, column `c`, in place under the shared lock
     /// (`get_ro`).
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::OutOfBounds`] when `(r, c)` is outside the matrix (or
+    /// its element is missing); [`StructureError::Heap`] with the errors of
+    /// [`Heap::read`](crate::Heap::read).
     pub fn get(&self, r: usize, c: usize) -> Result<MRef<'_, E>> {
         let g = self.parts.data.read()?;
         let i = Self::index(&g, r, c)?;
@@ -308,6 +410,12 @@ impl<E: Shared, H: Shared> SMatrix<E, H> {
     }
 
     /// The element at `(r, c)`, pinned (`get_p`; see [`SArray::get_pinned`]).
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::OutOfBounds`] when `(r, c)` is outside the matrix (or
+    /// its element is missing); [`StructureError::Heap`] with the errors of
+    /// [`Heap::pin`](crate::Heap::pin).
     pub fn get_pinned(&self, r: usize, c: usize) -> Result<MPinned<'_, E>> {
         let g = self.parts.data.pin()?;
         let i = Self::index(&g, r, c)?;
@@ -315,6 +423,12 @@ impl<E: Shared, H: Shared> SMatrix<E, H> {
     }
 
     /// A copy of the element at `(r, c)` (`get_c`).
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::OutOfBounds`] when `(r, c)` is outside the matrix (or
+    /// its element is missing); [`StructureError::Heap`] with the errors of
+    /// [`Heap::read`](crate::Heap::read).
     pub fn get_copy(&self, r: usize, c: usize) -> Result<E> {
         let g = self.parts.data.read()?;
         let i = Self::index(&g, r, c)?;
@@ -322,6 +436,13 @@ impl<E: Shared, H: Shared> SMatrix<E, H> {
     }
 
     /// Replaces the element at `(r, c)` with a copy of `value` (`set`).
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::OutOfBounds`] when `(r, c)` is outside the matrix (or
+    /// its element is missing); [`StructureError::Heap`] with the errors of
+    /// [`Heap::modify`](crate::Heap::modify) and
+    /// [`Mutator::set`](crate::Mutator::set).
     pub fn set(&self, r: usize, c: usize, value: &E) -> Result<()> {
         self.parts.modify_try(|m, t| {
             let i = Self::index(&t, r, c)?;
@@ -332,6 +453,13 @@ impl<E: Shared, H: Shared> SMatrix<E, H> {
     /// Row `r` as a slice, in place under the shared lock. Fails with
     /// [`StructureError::BadShape`] when [`modify`](Self::modify) left too
     /// few elements for the row.
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::OutOfBounds`] when `r` is past the last row;
+    /// [`StructureError::BadShape`] when [`modify`](Self::modify) left too few
+    /// elements for the row; [`StructureError::Heap`] with the errors of
+    /// [`Heap::read`](crate::Heap::read).
     pub fn row(&self, r: usize) -> Result<MRow<'_, E>> {
         let g = self.parts.data.read()?;
         bounds(r, g.0)?;
@@ -350,11 +478,21 @@ impl<E: Shared, H: Shared> SMatrix<E, H> {
 
     /// The whole matrix in place (row-major elements in field `.2`), under
     /// the shared lock.
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`] with the errors of
+    /// [`Heap::read`](crate::Heap::read).
     pub fn read(&self) -> Result<ReadGuard<'_, (usize, usize, Vec<E>)>> {
         Ok(self.parts.data.read()?)
     }
 
     /// A copy of all elements, row-major.
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`] with the errors of
+    /// [`Heap::read`](crate::Heap::read).
     pub fn to_vec(&self) -> Result<Vec<E>> {
         let g = self.parts.data.read()?;
         Ok(<Vec<E>>::from_repr(&g.2))
@@ -364,6 +502,11 @@ impl<E: Shared, H: Shared> SMatrix<E, H> {
     /// Keep their number at `rows * cols`: accesses to elements made
     /// missing fail with [`StructureError::OutOfBounds`] (or
     /// [`StructureError::BadShape`] for [`row`](Self::row)).
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`] with the errors of
+    /// [`Heap::modify`](crate::Heap::modify).
     pub fn modify<R>(
         &self,
         f: impl FnOnce(&Mutator<'_>, Pin<&mut SharedVec<E::Repr>>) -> R,

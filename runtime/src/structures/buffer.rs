@@ -1,6 +1,7 @@
 //! `SBuffer`: a shared byte buffer with eternal positions (Netmulticore's
 //! `Netmcore_buffer`).
 
+use std::fmt;
 use std::pin::Pin;
 
 use super::{pin_at, remove_front, structure_common, Parts, Result, StructureError};
@@ -48,6 +49,17 @@ pub struct BufferView<'a> {
     g: ReadGuard<'a, BufData>,
 }
 
+impl fmt::Debug for BufferView<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("BufferView");
+        // A copy made by `fork` does not read.
+        if self.g.is_here() {
+            d.field("start", &self.start()).field("len", &self.len());
+        }
+        d.finish_non_exhaustive()
+    }
+}
+
 impl BufferView<'_> {
     /// The position of the first byte.
     pub fn start(&self) -> usize {
@@ -71,11 +83,20 @@ impl BufferView<'_> {
 
     /// The bytes `pos..pos + len` as a sequence of slices (one per block
     /// touched), in place (Netmulticore's `access`).
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::BadRange`] when `pos..pos + len` is not in the buffer.
     pub fn chunks(&self, pos: usize, len: usize) -> Result<impl Iterator<Item = &[u8]> + '_> {
         chunks(&self.g, pos, len)
     }
 
     /// Copies the bytes from `pos` into `dst` (all of `dst`).
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::BadRange`] when `pos..pos + dst.len()` is not in the
+    /// buffer.
     pub fn blit(&self, pos: usize, dst: &mut [u8]) -> Result<()> {
         let mut off = 0;
         for c in chunks(&self.g, pos, dst.len())? {
@@ -116,13 +137,22 @@ fn chunks(t: &BufRepr, pos: usize, len: usize) -> Result<impl Iterator<Item = &[
 impl<H: Shared> SBuffer<H> {
     /// Creates an empty buffer with blocks of [`DEFAULT_BLOCK_SIZE`]
     /// (`Netmcore_buffer.create`).
+    ///
+    /// # Errors
+    ///
+    /// As [`with_block_size`](Self::with_block_size).
     pub fn create(pool: &Pool, header: &H) -> Result<Self> {
         Self::with_block_size(pool, header, DEFAULT_BLOCK_SIZE)
     }
 
     /// Creates an empty buffer with blocks of `block_size` bytes (at least
-    /// 64). Fails with [`HeapError::OutOfMemory`] when a block would not fit
-    /// in the pool.
+    /// 64).
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`] with [`HeapError::OutOfMemory`] when a block
+    /// would not fit in the pool, and with the errors of
+    /// [`Heap::create`](crate::Heap::create).
     pub fn with_block_size(pool: &Pool, header: &H, block_size: usize) -> Result<Self> {
         let bs = block_size.max(64);
         let stats = pool.stats();
@@ -144,6 +174,13 @@ impl<H: Shared> SBuffer<H> {
     /// `add_sub_string`). Returns the position of the first byte added.
     /// All the blocks needed are allocated before any byte is copied: when
     /// the pool is full, the buffer is left as it was.
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`] with the errors of
+    /// [`Heap::modify`](crate::Heap::modify), with [`HeapError::OutOfMemory`]
+    /// when the pool has no room for the blocks (the buffer is left as it was),
+    /// or with [`HeapError::TooLarge`] when the length overflows.
     pub fn push_bytes(&self, bytes: &[u8]) -> Result<usize> {
         self.parts.modify_try(|m, t| {
             let (mut blocks, _, start, mut len, bs) = t.project();
@@ -185,21 +222,42 @@ impl<H: Shared> SBuffer<H> {
 
     /// The position of the first byte (`start`): how many bytes were ever
     /// deleted from the head.
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`] with the errors of
+    /// [`Heap::read`](crate::Heap::read).
     pub fn start(&self) -> Result<usize> {
         Ok(self.parts.data.read()?.2)
     }
 
     /// The number of bytes (`length`).
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`] with the errors of
+    /// [`Heap::read`](crate::Heap::read).
     pub fn len(&self) -> Result<usize> {
         Ok(self.parts.data.read()?.3)
     }
 
     /// Whether the buffer is empty.
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`] with the errors of
+    /// [`Heap::read`](crate::Heap::read).
     pub fn is_empty(&self) -> Result<bool> {
         Ok(self.len()? == 0)
     }
 
     /// A copy of the bytes `pos..pos + len` (`sub`).
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::BadRange`] when `pos..pos + len` is not in the buffer;
+    /// [`StructureError::Heap`] with the errors of
+    /// [`Heap::read`](crate::Heap::read).
     pub fn sub(&self, pos: usize, len: usize) -> Result<Vec<u8>> {
         let g = self.parts.data.read()?;
         // The range is checked before the copy is allocated.
@@ -213,6 +271,12 @@ impl<H: Shared> SBuffer<H> {
 
     /// Copies the bytes from `pos` into `dst`, filling all of it
     /// (`blit_to_bytes`).
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::BadRange`] when `pos..pos + dst.len()` is not in the
+    /// buffer; [`StructureError::Heap`] with the errors of
+    /// [`Heap::read`](crate::Heap::read).
     pub fn blit(&self, pos: usize, dst: &mut [u8]) -> Result<()> {
         BufferView {
             g: self.parts.data.read()?,
@@ -221,14 +285,24 @@ impl<H: Shared> SBuffer<H> {
     }
 
     /// The buffer in place, under the shared lock (`access`).
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`] with the errors of
+    /// [`Heap::read`](crate::Heap::read).
     pub fn read(&self) -> Result<BufferView<'_>> {
         Ok(BufferView {
             g: self.parts.data.read()?,
         })
     }
 
-    /// Deletes `n` bytes from the head (`delete_hd`); fails with
-    /// [`StructureError::BadRange`] when the buffer holds fewer.
+    /// Deletes `n` bytes from the head (`delete_hd`).
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::BadRange`] when the buffer holds fewer than `n` bytes;
+    /// [`StructureError::Heap`] with the errors of
+    /// [`Heap::modify`](crate::Heap::modify).
     pub fn delete_head(&self, n: usize) -> Result<()> {
         self.parts.modify_try(|m, t| {
             let (mut blocks, mut head, mut start, mut len, bs) = t.project();
@@ -265,6 +339,11 @@ impl<H: Shared> SBuffer<H> {
 
     /// Deletes every byte (`clear`); [`start`](Self::start) moves to the
     /// end.
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`] with the errors of
+    /// [`Heap::modify`](crate::Heap::modify).
     pub fn clear(&self) -> Result<()> {
         self.parts.modify_try(|m, t| {
             let (mut blocks, head, mut start, mut len, _) = t.project();

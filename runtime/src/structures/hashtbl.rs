@@ -1,6 +1,7 @@
 //! `SHashtbl`: a shared hash table with multiple bindings per key
 //! (Netmulticore's `Netmcore_hashtbl`).
 
+use std::fmt;
 use std::hash::Hasher;
 use std::pin::Pin;
 
@@ -311,6 +312,17 @@ pub struct TableView<'a, K: SharedKey, V: Shared> {
     g: ReadGuard<'a, TData<K, V>>,
 }
 
+impl<K: SharedKey, V: Shared> fmt::Debug for TableView<'_, K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("TableView");
+        // A copy made by `fork` does not read.
+        if self.g.is_here() {
+            d.field("len", &self.len());
+        }
+        d.finish_non_exhaustive()
+    }
+}
+
 impl<K: SharedKey, V: Shared> TableView<'_, K, V> {
     /// The number of bindings.
     pub fn len(&self) -> usize {
@@ -337,12 +349,22 @@ impl<K: SharedKey, V: Shared> TableView<'_, K, V> {
 impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
     /// Creates an empty table with [`INITIAL_BUCKETS`] buckets
     /// (`Netmcore_hashtbl.create`).
+    ///
+    /// # Errors
+    ///
+    /// As [`with_buckets`](Self::with_buckets).
     pub fn create(pool: &Pool, header: &H) -> Result<Self> {
         Self::with_buckets(pool, header, INITIAL_BUCKETS)
     }
 
-    /// Creates an empty table with `n` buckets (at least 1). Fails with
-    /// [`HeapError::OutOfMemory`] when the buckets cannot fit in the pool.
+    /// Creates an empty table with `n` buckets (at least 1).
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`](super::StructureError::Heap) with
+    /// [`HeapError::OutOfMemory`] when the buckets cannot fit in the pool, and
+    /// with the errors of [`Heap::create`](crate::Heap::create); the heaps made
+    /// are destroyed again.
     pub fn with_buckets(pool: &Pool, header: &H, n: usize) -> Result<Self> {
         let n = n.max(1);
         let max_size = pool.stats().max_size;
@@ -374,12 +396,23 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
 
     /// Adds a binding of `k` to `v`, hiding (not removing) earlier bindings
     /// of `k` (`add`).
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
+    /// [`Heap::modify`](crate::Heap::modify) and
+    /// [`Mutator::push`](crate::Mutator::push); the table is then left as it
+    /// was.
     pub fn add(&self, k: &K, v: &V) -> Result<()> {
         self.parts.modify_try(|m, t| add::<K, V>(m, t, k, v))
     }
 
     /// Replaces the most recent binding of `k` with `v`, or adds one
     /// (`replace`).
+    ///
+    /// # Errors
+    ///
+    /// As [`add`](Self::add).
     pub fn replace(&self, k: &K, v: &V) -> Result<()> {
         self.parts.modify_try(|m, t| {
             let (b, i) = locate::<K, V>(&t, k);
@@ -396,6 +429,11 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
 
     /// Removes the most recent binding of `k`, uncovering the previous one
     /// (`remove`). Returns whether there was one.
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
+    /// [`Heap::modify`](crate::Heap::modify).
     pub fn remove(&self, k: &K) -> Result<bool> {
         self.parts.modify_try(|m, t| {
             let (b, i) = locate::<K, V>(&t, k);
@@ -412,6 +450,11 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
     /// Changes the value of the most recent binding of `k` in place, under
     /// the exclusive lock: an atomic read-modify-write. `None` when `k` is
     /// not bound.
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
+    /// [`Heap::modify`](crate::Heap::modify).
     pub fn modify_value<R>(
         &self,
         k: &K,
@@ -428,6 +471,11 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
 
     /// The most recent value bound to `k`, in place under the shared lock
     /// (`find_ro`).
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
+    /// [`Heap::read`](crate::Heap::read).
     pub fn find(&self, k: &K) -> Result<Option<Found<'_, K, V>>> {
         let g = self.parts.data.read()?;
         let (b, i) = locate::<K, V>(&g, k);
@@ -436,6 +484,11 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
 
     /// The most recent value bound to `k`, pinned (`find_p`; see
     /// [`SArray::get_pinned`](crate::SArray::get_pinned) for the cost).
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
+    /// [`Heap::pin`](crate::Heap::pin).
     pub fn find_pinned(&self, k: &K) -> Result<Option<FoundPinned<'_, K, V>>> {
         let g = self.parts.data.pin()?;
         let (b, i) = locate::<K, V>(&g, k);
@@ -443,6 +496,11 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
     }
 
     /// A copy of the most recent value bound to `k` (`find_c`).
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
+    /// [`Heap::read`](crate::Heap::read).
     pub fn find_copy(&self, k: &K) -> Result<Option<V>> {
         let g = self.parts.data.read()?;
         let (b, i) = locate::<K, V>(&g, k);
@@ -451,6 +509,11 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
 
     /// Copies of every value bound to `k`, most recent first
     /// (`find_all_c`).
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
+    /// [`Heap::read`](crate::Heap::read).
     pub fn find_all_copy(&self, k: &K) -> Result<Vec<V>> {
         let g = self.parts.data.read()?;
         let n = g.0.len();
@@ -467,28 +530,53 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
     }
 
     /// Whether `k` is bound (`mem`).
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
+    /// [`Heap::read`](crate::Heap::read).
     pub fn contains_key(&self, k: &K) -> Result<bool> {
         let g = self.parts.data.read()?;
         Ok(locate::<K, V>(&g, k).1.is_some())
     }
 
     /// The number of bindings (`length`).
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
+    /// [`Heap::read`](crate::Heap::read).
     pub fn len(&self) -> Result<usize> {
         Ok(self.parts.data.read()?.1)
     }
 
     /// Whether the table is empty.
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
+    /// [`Heap::read`](crate::Heap::read).
     pub fn is_empty(&self) -> Result<bool> {
         Ok(self.len()? == 0)
     }
 
     /// The number of buckets.
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
+    /// [`Heap::read`](crate::Heap::read).
     pub fn buckets(&self) -> Result<usize> {
         Ok(self.parts.data.read()?.0.len())
     }
 
     /// The table in place under the shared lock, to iterate over (`iter`,
     /// `fold`).
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
+    /// [`Heap::read`](crate::Heap::read).
     pub fn read(&self) -> Result<TableView<'_, K, V>> {
         Ok(TableView {
             g: self.parts.data.read()?,
@@ -496,6 +584,11 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
     }
 
     /// Copies of every binding (within a key, oldest first).
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
+    /// [`Heap::read`](crate::Heap::read).
     pub fn to_vec(&self) -> Result<Vec<(K, V)>> {
         let v = self.read()?;
         Ok(v.iter()
@@ -504,6 +597,11 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
     }
 
     /// Removes every binding (`clear`); the number of buckets stays.
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
+    /// [`Heap::modify`](crate::Heap::modify).
     pub fn clear(&self) -> Result<()> {
         self.parts.modify(|m, t| {
             let (buckets, size) = t.project();

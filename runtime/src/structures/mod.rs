@@ -111,6 +111,7 @@ pub use sref::{SRef, SRefDescr};
 
 /// Why an operation on a shared structure failed.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum StructureError {
     /// The heap operation failed (destroyed, poisoned, out of memory,
     /// reentrant use, ...).
@@ -399,9 +400,14 @@ macro_rules! structure_common {
 
         impl<$($p: $b,)* H: $crate::Shared> $descr<$($p,)* H> {
             /// Opens the structure in this process (attaching its pool if
-            /// needed). Fails with [`HeapError::Destroyed`](crate::HeapError::Destroyed)
-            /// (in [`StructureError::Heap`](crate::structures::StructureError::Heap))
-            /// once the structure was destroyed.
+            /// needed).
+            ///
+            /// # Errors
+            ///
+            /// [`StructureError::Heap`](crate::structures::StructureError::Heap)
+            /// with the errors of [`HeapDescr::open`](crate::HeapDescr::open):
+            /// [`HeapError::Destroyed`](crate::HeapError::Destroyed) once the
+            /// structure was destroyed.
             pub fn open(&self) -> $crate::structures::Result<$handle<$($p,)* H>> {
                 Ok($handle { parts: self.inner.open()? })
             }
@@ -433,11 +439,21 @@ macro_rules! structure_common {
             /// the header while others change the structure; header
             /// [modifications](Self::modify_header) wait until the guard
             /// is dropped.
+            ///
+            /// # Errors
+            ///
+            /// [`StructureError::Heap`](crate::structures::StructureError::Heap)
+            /// with the errors of [`Heap::read`](crate::Heap::read).
             pub fn header(&self) -> $crate::structures::Result<$crate::ReadGuard<'_, H>> {
                 Ok(self.parts.header.read()?)
             }
 
             /// A copy of the header.
+            ///
+            /// # Errors
+            ///
+            /// [`StructureError::Heap`](crate::structures::StructureError::Heap)
+            /// with the errors of [`Heap::copy`](crate::Heap::copy).
             pub fn header_copy(&self) -> $crate::structures::Result<H> {
                 Ok(self.parts.header.copy()?)
             }
@@ -445,6 +461,11 @@ macro_rules! structure_common {
             /// Changes the header under its heap's exclusive lock (locks in
             /// the header are used through [`header`](Self::header)
             /// instead).
+            ///
+            /// # Errors
+            ///
+            /// [`StructureError::Heap`](crate::structures::StructureError::Heap)
+            /// with the errors of [`Heap::modify`](crate::Heap::modify).
             pub fn modify_header<R>(
                 &self,
                 f: impl FnOnce(&$crate::Mutator<'_>, std::pin::Pin<&mut H::Repr>) -> R,
@@ -458,11 +479,21 @@ macro_rules! structure_common {
             }
 
             /// Runs a garbage collection of the data heap now.
+            ///
+            /// # Errors
+            ///
+            /// [`StructureError::Heap`](crate::structures::StructureError::Heap)
+            /// with the errors of [`Heap::gc`](crate::Heap::gc).
             pub fn gc(&self) -> $crate::structures::Result<()> {
                 Ok(self.parts.data.gc()?)
             }
 
             /// The data heap's figures.
+            ///
+            /// # Errors
+            ///
+            /// [`StructureError::Heap`](crate::structures::StructureError::Heap)
+            /// with the errors of [`Heap::stats`](crate::Heap::stats).
             pub fn stats(&self) -> $crate::structures::Result<$crate::HeapStats> {
                 Ok(self.parts.data.stats()?)
             }
@@ -470,9 +501,14 @@ macro_rules! structure_common {
             /// Destroys the structure: its memory goes back to the pool, and
             /// every handle and descriptor of it then fails with
             /// [`HeapError::Destroyed`](crate::HeapError::Destroyed).
-            /// When it fails (values pinned, a guard of it held by this
-            /// thread, ...) the structure stays whole and usable through
-            /// its other handles and descriptors.
+            ///
+            /// # Errors
+            ///
+            /// [`StructureError::Heap`](crate::structures::StructureError::Heap)
+            /// with the errors of [`Heap::destroy`](crate::Heap::destroy)
+            /// (values pinned, a guard of it held by this thread, ...); the
+            /// structure then stays whole and usable through its other handles
+            /// and descriptors.
             pub fn destroy(self) -> $crate::structures::Result<()> {
                 self.parts.destroy()
             }

@@ -1,5 +1,6 @@
 //! `SQueue`: a shared FIFO queue (Netmulticore's `Netmcore_queue`).
 
+use std::fmt;
 use std::pin::Pin;
 
 use super::{pin_at, structure_common, Parts, Ref, Result};
@@ -52,6 +53,17 @@ pub struct QueueView<'a, E: Shared> {
     g: ReadGuard<'a, QData<E>>,
 }
 
+impl<E: Shared> fmt::Debug for QueueView<'_, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("QueueView");
+        // A copy made by `fork` does not read.
+        if self.g.is_here() {
+            d.field("len", &self.len());
+        }
+        d.finish_non_exhaustive()
+    }
+}
+
 impl<E: Shared> QueueView<'_, E> {
     /// The number of elements.
     pub fn len(&self) -> usize {
@@ -71,6 +83,11 @@ impl<E: Shared> QueueView<'_, E> {
 
 impl<E: Shared, H: Shared> SQueue<E, H> {
     /// Creates an empty queue (`Netmcore_queue.create`).
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
+    /// [`Heap::create`](crate::Heap::create).
     pub fn create(pool: &Pool, header: &H) -> Result<Self> {
         Ok(SQueue {
             parts: Parts::create(pool, header, &(Vec::new(), 0, 0), HeapOptions::new())?,
@@ -78,18 +95,34 @@ impl<E: Shared, H: Shared> SQueue<E, H> {
     }
 
     /// Appends a copy of `value` at the back (`push`).
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
+    /// [`Heap::modify`](crate::Heap::modify) and
+    /// [`Mutator::push`](crate::Mutator::push).
     pub fn push(&self, value: &E) -> Result<()> {
         self.parts.modify_try(|m, t| push::<E>(m, t, value))
     }
 
     /// Removes the front element and returns a copy of it (`pop_c`);
     /// `None` when the queue is empty.
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
+    /// [`Heap::modify`](crate::Heap::modify).
     pub fn pop_copy(&self) -> Result<Option<E>> {
         self.pop_with(E::from_repr)
     }
 
     /// Removes the front element and runs `f` on it in place, under the
     /// exclusive lock (`pop_p`); `None` when the queue is empty.
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
+    /// [`Heap::modify`](crate::Heap::modify).
     pub fn pop_with<R>(&self, f: impl FnOnce(&E::Repr) -> R) -> Result<Option<R>> {
         self.parts.modify_try(|m, t| {
             if t.2 == 0 {
@@ -108,6 +141,11 @@ impl<E: Shared, H: Shared> SQueue<E, H> {
     /// Removes up to `max` elements from the front in one modification and
     /// returns copies of them, front first (cheaper than `max` calls of
     /// [`pop_copy`](Self::pop_copy) when several processes share the queue).
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
+    /// [`Heap::modify`](crate::Heap::modify).
     pub fn pop_many(&self, max: usize) -> Result<Vec<E>> {
         self.parts.modify_try(|m, t| {
             let k = max.min(t.2);
@@ -125,6 +163,11 @@ impl<E: Shared, H: Shared> SQueue<E, H> {
 
     /// The front element in place, under the shared lock (`top_ro`);
     /// `None` when the queue is empty.
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
+    /// [`Heap::read`](crate::Heap::read).
     pub fn peek(&self) -> Result<Option<Front<'_, E>>> {
         let g = self.parts.data.read()?;
         if g.2 == 0 {
@@ -135,6 +178,11 @@ impl<E: Shared, H: Shared> SQueue<E, H> {
 
     /// The front element, pinned (`top_p`; see
     /// [`SArray::get_pinned`](crate::SArray::get_pinned) for the cost).
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
+    /// [`Heap::pin`](crate::Heap::pin).
     pub fn peek_pinned(&self) -> Result<Option<FrontPinned<'_, E>>> {
         let g = self.parts.data.pin()?;
         if g.2 == 0 {
@@ -144,6 +192,11 @@ impl<E: Shared, H: Shared> SQueue<E, H> {
     }
 
     /// A copy of the front element (`top_c`).
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
+    /// [`Heap::read`](crate::Heap::read).
     pub fn peek_copy(&self) -> Result<Option<E>> {
         let g = self.parts.data.read()?;
         if g.2 == 0 {
@@ -153,17 +206,32 @@ impl<E: Shared, H: Shared> SQueue<E, H> {
     }
 
     /// The number of elements (`length`), in O(1).
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
+    /// [`Heap::read`](crate::Heap::read).
     pub fn len(&self) -> Result<usize> {
         Ok(self.parts.data.read()?.2)
     }
 
     /// Whether the queue is empty (`is_empty`).
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
+    /// [`Heap::read`](crate::Heap::read).
     pub fn is_empty(&self) -> Result<bool> {
         Ok(self.len()? == 0)
     }
 
     /// The queue in place under the shared lock, to iterate over
     /// (`iter`, `fold`).
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
+    /// [`Heap::read`](crate::Heap::read).
     pub fn read(&self) -> Result<QueueView<'_, E>> {
         Ok(QueueView {
             g: self.parts.data.read()?,
@@ -171,12 +239,22 @@ impl<E: Shared, H: Shared> SQueue<E, H> {
     }
 
     /// A copy of the elements, front first.
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
+    /// [`Heap::read`](crate::Heap::read).
     pub fn to_vec(&self) -> Result<Vec<E>> {
         let v = self.read()?;
         Ok(v.iter().map(E::from_repr).collect())
     }
 
     /// Removes every element (`clear`).
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
+    /// [`Heap::modify`](crate::Heap::modify).
     pub fn clear(&self) -> Result<()> {
         self.parts.modify_try(|m, t| {
             let (slots, head, len) = t.project();
@@ -189,6 +267,10 @@ impl<E: Shared, H: Shared> SQueue<E, H> {
 
     /// Pushes every value of `values` in one modification: all of them,
     /// or (on error) none.
+    ///
+    /// # Errors
+    ///
+    /// As [`push`](Self::push); no value is pushed then.
     pub fn extend<'v>(&self, values: impl IntoIterator<Item = &'v E>) -> Result<()> {
         self.parts.modify_try(|m, mut t| {
             let before = t.2;

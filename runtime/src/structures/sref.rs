@@ -94,7 +94,12 @@ crate::value::descr::shared_descr!(
 );
 
 impl<T: Shared> SRefDescr<T> {
-    /// Opens the reference in this process; fails with
+    /// Opens the reference in this process.
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
+    /// [`HeapDescr::open`](crate::HeapDescr::open):
     /// [`HeapError::Destroyed`](crate::HeapError::Destroyed) once it was
     /// destroyed.
     pub fn open(&self) -> Result<SRef<T>> {
@@ -107,6 +112,11 @@ impl<T: Shared> SRefDescr<T> {
 impl<T: Shared> SRef<T> {
     /// Creates a reference in `pool` holding a copy of `value`
     /// (`Netmcore_ref.sref`).
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
+    /// [`Heap::create`](crate::Heap::create).
     pub fn new(pool: &Pool, value: &T) -> Result<SRef<T>> {
         Ok(SRef {
             heap: Heap::create(pool, value)?,
@@ -115,29 +125,54 @@ impl<T: Shared> SRef<T> {
 
     /// Replaces the value with a copy of `value` (`assign`). Pinned readers
     /// keep seeing the old value.
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
+    /// [`Heap::assign`](crate::Heap::assign).
     pub fn assign(&self, value: &T) -> Result<()> {
         Ok(self.heap.assign(value)?)
     }
 
     /// Reads the value in place under the shared lock (`deref_ro`, made
     /// safe: the reference borrows the guard).
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
+    /// [`Heap::read`](crate::Heap::read).
     pub fn read(&self) -> Result<ReadGuard<'_, T>> {
         Ok(self.heap.read()?)
     }
 
     /// Pins the current value (`deref_p`): no lock is held, writers go on
     /// with a new value, the guard keeps seeing this one.
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
+    /// [`Heap::pin`](crate::Heap::pin).
     pub fn pin(&self) -> Result<PinGuard<'_, T>> {
         Ok(self.heap.pin()?)
     }
 
     /// A local copy of the value (`deref_c`).
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
+    /// [`Heap::copy`](crate::Heap::copy).
     pub fn copy(&self) -> Result<T> {
         Ok(self.heap.copy()?)
     }
 
     /// Changes the value in place under the exclusive lock
     /// (`Netmcore_heap.modify`).
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
+    /// [`Heap::modify`](crate::Heap::modify).
     pub fn modify<R>(&self, f: impl FnOnce(&Mutator<'_>, Pin<&mut T::Repr>) -> R) -> Result<R> {
         Ok(self.heap.modify(f)?)
     }
@@ -155,6 +190,11 @@ impl<T: Shared> SRef<T> {
     }
 
     /// Destroys the reference; its memory goes back to the pool.
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
+    /// [`Heap::destroy`](crate::Heap::destroy).
     pub fn destroy(self) -> Result<()> {
         Ok(self.heap.destroy()?)
     }

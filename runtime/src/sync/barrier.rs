@@ -37,8 +37,12 @@ impl Barrier {
         self.raw.wait()
     }
 
-    /// Waits for all participants at most `timeout`
-    /// ([`LockError::Timeout`], with the arrival withdrawn).
+    /// Waits for all participants at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::Timeout`] when the timeout passes; the arrival is withdrawn
+    /// then.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool, LockError> {
         self.raw.wait_timeout(timeout)
     }

@@ -78,11 +78,23 @@ impl Condvar {
     }
 
     /// Releases the guard's mutex, waits for a notification, locks again.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::Poisoned`] when the mutex became not recoverable meanwhile
+    /// (the guard is consumed and the mutex not held then);
+    /// [`LockError::NotOwner`] when the calling thread does not hold the
+    /// guard's mutex (a guard copied by `fork`).
     pub fn wait<G: CondvarGuard>(&self, guard: G) -> Result<G, LockError> {
         self.wait_inner(guard, None).map(|(g, _)| g)
     }
 
-    /// [`wait`](Self::wait), at most `timeout`.
+    /// [`wait`](Self::wait), at most `timeout`; a timeout is no error
+    /// (see [`WaitTimeoutResult`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`wait`](Self::wait).
     pub fn wait_timeout<G: CondvarGuard>(
         &self,
         guard: G,
@@ -93,6 +105,10 @@ impl Condvar {
     }
 
     /// Waits as long as `condition` holds for the data.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait`](Self::wait).
     pub fn wait_while<G, F>(&self, mut guard: G, mut condition: F) -> Result<G, LockError>
     where
         G: CondvarGuard + DerefMut,
@@ -107,6 +123,10 @@ impl Condvar {
     /// Waits as long as `condition` holds for the data, at most `timeout`
     /// in all. The result tells whether the timeout passed (with the
     /// condition still true).
+    ///
+    /// # Errors
+    ///
+    /// As [`wait`](Self::wait).
     pub fn wait_timeout_while<G, F>(
         &self,
         mut guard: G,

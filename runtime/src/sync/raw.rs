@@ -71,6 +71,7 @@ impl Acquired {
 
 /// Why a lock was not acquired (or released).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LockError {
     /// The timeout passed.
     Timeout,

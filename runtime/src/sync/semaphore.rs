@@ -34,8 +34,11 @@ impl Semaphore {
         }
     }
 
-    /// Adds one to the count, waking one waiter
-    /// ([`LockError::Overflow`] at [`RawSemaphore::MAX`]).
+    /// Adds one to the count, waking one waiter.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::Overflow`] when the count is [`RawSemaphore::MAX`].
     pub fn post(&self) -> Result<(), LockError> {
         self.raw.post()
     }
@@ -45,12 +48,20 @@ impl Semaphore {
         self.raw.wait()
     }
 
-    /// Takes one unit, waiting at most `timeout` ([`LockError::Timeout`]).
+    /// Takes one unit, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::Timeout`] when the timeout passes.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<(), LockError> {
         self.raw.wait_timeout(timeout)
     }
 
-    /// Takes one unit if there is one ([`LockError::WouldBlock`]).
+    /// Takes one unit if there is one.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::WouldBlock`] when the count is 0.
     pub fn try_wait(&self) -> Result<(), LockError> {
         self.raw.try_wait()
     }

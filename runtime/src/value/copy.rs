@@ -23,6 +23,11 @@ use crate::in_shared::at;
 pub unsafe trait Allocate {
     /// Reserves memory for `layout`; returns the local pointer and the
     /// address at which readers of the target will see it.
+    ///
+    /// # Errors
+    ///
+    /// [`CopyError::OutOfSpace`] when the target has no room for `layout`;
+    /// [`CopyError::Overflow`] when an address computation overflows.
     fn allocate(&mut self, layout: Layout) -> Result<(NonNull<u8>, usize), CopyError>;
 }
 
@@ -34,6 +39,14 @@ pub unsafe trait Allocate {
 pub struct Writer<'a> {
     alloc: &'a mut dyn Allocate,
     wrote_lock: bool,
+}
+
+impl fmt::Debug for Writer<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Writer")
+            .field("wrote_lock", &self.wrote_lock)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'a> Writer<'a> {
@@ -65,6 +78,10 @@ impl<'a> Writer<'a> {
 
     /// Allocates target memory for `layout`. Zero-sized layouts take no
     /// memory and get a dangling, aligned address.
+    ///
+    /// # Errors
+    ///
+    /// Those of the target's [`Allocate::allocate`].
     pub fn alloc(&mut self, layout: Layout) -> Result<(NonNull<u8>, usize), CopyError> {
         if layout.size() == 0 {
             let addr = layout.align();
@@ -78,6 +95,11 @@ impl<'a> Writer<'a> {
     }
 
     /// Allocates room for `n` values of `R`.
+    ///
+    /// # Errors
+    ///
+    /// [`CopyError::Overflow`] when `n` values of `R` exceed the largest
+    /// layout, and the errors of [`alloc`](Self::alloc).
     pub fn alloc_array<R>(&mut self, n: usize) -> Result<(NonNull<R>, usize), CopyError> {
         let layout = Layout::array::<R>(n).map_err(|_| CopyError::Overflow)?;
         let (p, addr) = self.alloc(layout)?;
@@ -87,6 +109,7 @@ impl<'a> Writer<'a> {
 
 /// Why a copy into shared memory failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CopyError {
     /// The target has no room for an allocation of `requested` bytes.
     OutOfSpace {
@@ -155,6 +178,14 @@ unsafe fn trace_array<T: Shared>(addr: usize, len: usize, t: &mut Tracer<'_>) {
         // points to a valid `T::Repr`.
         let r = unsafe { &*base.add(i) };
         T::trace(r, t);
+    }
+}
+
+impl fmt::Debug for Tracer<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tracer")
+            .field("pending", &self.stack.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -357,6 +388,15 @@ impl Ranges {
 /// The deepest nesting a validator accepts.
 pub const MAX_VALIDATION_DEPTH: u32 = 1024;
 
+impl fmt::Debug for Validator<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Validator")
+            .field("budget", &self.budget)
+            .field("depth", &self.depth)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<'a> Validator<'a> {
     /// A validator for values whose pointers must lie in `region` (the
     /// addresses as the reader sees them).
@@ -392,6 +432,13 @@ impl<'a> Validator<'a> {
 
     /// Checks a range of `size` bytes at `addr` with alignment `align`, and
     /// charges it to the budget.
+    ///
+    /// # Errors
+    ///
+    /// [`Invalid::Misaligned`] when `addr` is not aligned (or null);
+    /// [`Invalid::OutOfRegion`] when the range leaves the region (for a heap's
+    /// blocks: does not start one, or leaves it); [`Invalid::Overlapping`] when
+    /// it overlaps a range checked before, or the budget is spent.
     pub fn check(&mut self, addr: usize, size: usize, align: usize) -> Result<(), Invalid> {
         if size == 0 {
             if addr == 0 || !addr.is_multiple_of(align) {
@@ -435,6 +482,12 @@ impl<'a> Validator<'a> {
     }
 
     /// Checks `n` values of `R` at `addr`.
+    ///
+    /// # Errors
+    ///
+    /// [`Invalid::OutOfRegion`] when their size overflows;
+    /// [`Invalid::Overlapping`] when zero-sized values outnumber the budget;
+    /// and the errors of [`check`](Self::check).
     pub fn check_array<R>(&mut self, addr: usize, n: usize) -> Result<(), Invalid> {
         if std::mem::size_of::<R>() == 0 {
             // Zero-sized elements take no room, but each costs a step of
@@ -451,6 +504,10 @@ impl<'a> Validator<'a> {
     }
 
     /// Enters a nested pointer (bounded depth).
+    ///
+    /// # Errors
+    ///
+    /// [`Invalid::TooDeep`] past the largest depth.
     pub fn enter(&mut self) -> Result<(), Invalid> {
         self.depth += 1;
         if self.depth > MAX_VALIDATION_DEPTH {
@@ -466,6 +523,11 @@ impl<'a> Validator<'a> {
 
     /// Validates a whole value of `T` whose inline part is at `addr`
     /// (charged to the budget too).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`check_array`](Self::check_array) for the inline part, then of
+    /// `T`'s [`validate`](Shared::validate).
     pub fn value<T: Shared>(&mut self, addr: usize) -> Result<(), Invalid> {
         self.check_array::<T::Repr>(addr, 1)?;
         // SAFETY: the range was just checked to lie inside the region, which

@@ -118,10 +118,20 @@ pub unsafe trait Shared: Sized + 'static {
     /// The returned value must be written to target memory at once; it is
     /// only meaningful there. This is why a [`Writer`] cannot be made in
     /// safe code.
+    ///
+    /// # Errors
+    ///
+    /// [`CopyError::OutOfSpace`] when the target has no room;
+    /// [`CopyError::Overflow`] when a size overflows; [`CopyError::Locked`]
+    /// when the value holds a lock that the calling thread holds.
     fn to_repr(&self, w: &mut Writer<'_>) -> Result<Self::Repr, CopyError>;
 
     /// Deep-copies a shared value (from a heap, another heap or a camlbox
     /// slot) into the target of `w`.
+    ///
+    /// # Errors
+    ///
+    /// As [`to_repr`](Shared::to_repr).
     fn repr_to_repr(src: &Self::Repr, w: &mut Writer<'_>) -> Result<Self::Repr, CopyError>;
 
     /// Copies a shared value out into a fresh local value.
@@ -132,6 +142,12 @@ pub unsafe trait Shared: Sized + 'static {
 
     /// Checks that the value at `src` is well formed and that every pointer
     /// it holds lies inside the validator's region.
+    ///
+    /// # Errors
+    ///
+    /// The first [`Invalid`] found: a pointer out of the region, misaligned or
+    /// overlapping another; a bad tag, `bool`, `char` or UTF-8; a vector longer
+    /// than its capacity; nesting too deep.
     ///
     /// # Safety
     ///

@@ -77,8 +77,12 @@ impl RawBarrier {
         }
     }
 
-    /// [`wait`](Self::wait), at most `timeout`; on [`LockError::Timeout`]
-    /// the arrival is withdrawn.
+    /// [`wait`](Self::wait), at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::Timeout`] when the timeout passes; the arrival is withdrawn
+    /// then.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool, LockError> {
         self.wait_inner(Some(timeout))
     }

@@ -80,8 +80,10 @@ impl RawCondvar {
     /// notification or for `timeout`, and takes `mutex` again. Spurious
     /// wake-ups happen: re-check the condition in a loop.
     ///
-    /// Errors: [`LockError::NotOwner`] if the thread does not hold `mutex`
-    /// (nothing happens then); [`LockError::Poisoned`] if `mutex` became not
+    /// # Errors
+    ///
+    /// [`LockError::NotOwner`] when the thread does not hold `mutex` (nothing
+    /// happens then); [`LockError::Poisoned`] when `mutex` became not
     /// recoverable meanwhile (it is not held then; releasing it after
     /// [`Acquired::OwnerDied`] without `mark_consistent` makes it so).
     pub fn wait(

@@ -86,8 +86,12 @@ impl RawMutex {
     /// holder).
     ///
     /// Returns [`Acquired::OwnerDied`] when the previous holder died or
-    /// panicked holding it; [`LockError::Poisoned`] when the lock is not
-    /// recoverable; [`LockError::Deadlock`] when this thread holds it.
+    /// panicked holding it.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::Poisoned`] when the lock is not recoverable;
+    /// [`LockError::Deadlock`] when this thread holds it.
     #[inline]
     pub fn lock(&self) -> Result<Acquired, LockError> {
         let tid = current_tid();
@@ -101,8 +105,12 @@ impl RawMutex {
         self.lock_slow(tid, None)
     }
 
-    /// [`lock`](Self::lock), giving up with [`LockError::Timeout`] after
-    /// `timeout`.
+    /// [`lock`](Self::lock), giving up after `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::Timeout`] when the timeout passes, and the errors of
+    /// [`lock`](Self::lock).
     #[inline]
     pub fn lock_timeout(&self, timeout: Duration) -> Result<Acquired, LockError> {
         let tid = current_tid();
@@ -116,9 +124,13 @@ impl RawMutex {
         self.lock_slow(tid, Some(timeout))
     }
 
-    /// Takes the lock if that needs no waiting: [`LockError::WouldBlock`]
-    /// when a live thread holds it. A taken lock costs a liveness check of
-    /// its holder (a read of `/proc`).
+    /// Takes the lock if that needs no waiting. A taken lock costs a
+    /// liveness check of its holder (a read of `/proc`).
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::WouldBlock`] when a live thread holds it, and the errors of
+    /// [`lock`](Self::lock).
     pub fn try_lock(&self) -> Result<Acquired, LockError> {
         let tid = current_tid();
         loop {
@@ -231,7 +243,9 @@ impl RawMutex {
     /// [`mark_consistent`](Self::mark_consistent), the lock becomes not
     /// recoverable: every later lock returns [`LockError::Poisoned`].
     ///
-    /// [`LockError::NotOwner`] if this thread does not hold the lock.
+    /// # Errors
+    ///
+    /// [`LockError::NotOwner`] when this thread does not hold the lock.
     #[inline]
     pub fn unlock(&self) -> Result<(), LockError> {
         let tid = current_tid();
@@ -261,6 +275,10 @@ impl RawMutex {
     /// Releases the lock and marks the data inconsistent: the next locker
     /// gets [`Acquired::OwnerDied`], as if this thread had died. Used when a
     /// critical section is abandoned half-way (a panic).
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::NotOwner`] when this thread does not hold the lock.
     pub fn abandon(&self) -> Result<(), LockError> {
         let w = self.word.load(Ordering::Relaxed);
         if w & TID_MASK != current_tid() {
@@ -271,6 +289,10 @@ impl RawMutex {
     }
 
     /// Releases the lock and makes it not recoverable at once.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::NotOwner`] when this thread does not hold the lock.
     pub fn poison(&self) -> Result<(), LockError> {
         let w = self.word.load(Ordering::Relaxed);
         if w & TID_MASK != current_tid() {
@@ -281,9 +303,11 @@ impl RawMutex {
     }
 
     /// Declares the protected data consistent again after
-    /// [`Acquired::OwnerDied`]. The caller must hold the lock
-    /// ([`LockError::NotOwner`] otherwise); it is a no-op when the lock was
-    /// acquired cleanly.
+    /// [`Acquired::OwnerDied`]; a no-op when the lock was acquired cleanly.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::NotOwner`] when this thread does not hold the lock.
     pub fn mark_consistent(&self) -> Result<(), LockError> {
         let w = self.word.load(Ordering::Relaxed);
         if w & TID_MASK != current_tid() {

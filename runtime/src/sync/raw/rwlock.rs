@@ -172,10 +172,14 @@ impl RawRwLock {
     /// Takes the lock shared, waiting at most `timeout` (`None`: as long as
     /// it takes, but never for a dead holder).
     ///
-    /// Returns `Ok(Acquired::Clean)` (readers never see `OwnerDied`:
-    /// while a dead writer's data is unrepaired they get
-    /// [`LockError::Poisoned`]); [`LockError::Deadlock`] if this thread
-    /// holds the lock exclusively, or shared while a writer waits.
+    /// Returns `Ok(Acquired::Clean)` (readers never see `OwnerDied`).
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::Poisoned`] while a dead writer's data is unrepaired, or
+    /// when the lock is not recoverable; [`LockError::Deadlock`] when this
+    /// thread holds the lock exclusively, or shared while a writer waits;
+    /// [`LockError::Timeout`] when `timeout` passes.
     #[inline]
     pub fn read(&self, timeout: Option<Duration>) -> Result<Acquired, LockError> {
         let tid = current_tid();
@@ -190,8 +194,14 @@ impl RawRwLock {
         self.read_slow(tid, timeout)
     }
 
-    /// Takes the lock shared if that needs no waiting
-    /// ([`LockError::WouldBlock`] otherwise).
+    /// Takes the lock shared if that needs no waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::WouldBlock`] when a live writer holds or awaits it, or
+    /// every reader slot is taken; [`LockError::Poisoned`] as for
+    /// [`read`](Self::read); [`LockError::Deadlock`] when this thread holds it
+    /// exclusively.
     pub fn try_read(&self) -> Result<Acquired, LockError> {
         let tid = current_tid();
         let mut reaped = false;
@@ -302,8 +312,11 @@ impl RawRwLock {
         }
     }
 
-    /// Releases a shared hold of the calling thread
-    /// ([`LockError::NotOwner`] if it has none).
+    /// Releases a shared hold of the calling thread.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::NotOwner`] when the calling thread has no shared hold.
     #[inline]
     pub fn unlock_read_checked(&self) -> Result<(), LockError> {
         match self.find_own(current_tid()) {
@@ -341,9 +354,13 @@ impl RawRwLock {
     /// long as it takes, but never for a dead holder).
     ///
     /// Returns [`Acquired::OwnerDied`] when the last writer died (or
-    /// panicked) holding it; [`LockError::Poisoned`] when the lock is not
-    /// recoverable; [`LockError::Deadlock`] when this thread holds it
-    /// (exclusively or shared).
+    /// panicked) holding it.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::Poisoned`] when the lock is not recoverable;
+    /// [`LockError::Deadlock`] when this thread holds it (exclusively or
+    /// shared); [`LockError::Timeout`] when `timeout` passes.
     #[inline]
     pub fn write(&self, timeout: Option<Duration>) -> Result<Acquired, LockError> {
         let tid = current_tid();
@@ -356,8 +373,13 @@ impl RawRwLock {
         self.write_slow(tid, timeout)
     }
 
-    /// Takes the lock exclusively if that needs no waiting
-    /// ([`LockError::WouldBlock`] otherwise).
+    /// Takes the lock exclusively if that needs no waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::WouldBlock`] when a live thread holds it;
+    /// [`LockError::Poisoned`] and [`LockError::Deadlock`] as for
+    /// [`write`](Self::write).
     pub fn try_write(&self) -> Result<Acquired, LockError> {
         let tid = current_tid();
         let acq = loop {
@@ -543,10 +565,14 @@ impl RawRwLock {
         Ok(s)
     }
 
-    /// Releases the exclusive hold of the calling thread
-    /// ([`LockError::NotOwner`] if it has none). After
+    /// Releases the exclusive hold of the calling thread. After
     /// [`Acquired::OwnerDied`] without [`mark_consistent`](Self::mark_consistent)
     /// the lock becomes not recoverable.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::NotOwner`] when the calling thread does not hold it
+    /// exclusively.
     #[inline]
     pub fn unlock_write_checked(&self) -> Result<(), LockError> {
         let s = self.check_writer()?;
@@ -571,8 +597,12 @@ impl RawRwLock {
         debug_assert_eq!(r, Ok(()), "unlock_write without the write hold");
     }
 
-    /// Declares the data consistent after [`Acquired::OwnerDied`]; the
-    /// calling thread must hold the lock exclusively.
+    /// Declares the data consistent after [`Acquired::OwnerDied`].
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::NotOwner`] when the calling thread does not hold it
+    /// exclusively.
     pub fn mark_consistent(&self) -> Result<(), LockError> {
         let s = self.check_writer()?;
         if s & INCONSISTENT != 0 {
@@ -585,6 +615,11 @@ impl RawRwLock {
     /// if the writer had died: readers get [`LockError::Poisoned`] and the
     /// next writer [`Acquired::OwnerDied`]. Used when a write is abandoned
     /// half-way (a panic).
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::NotOwner`] when the calling thread does not hold it
+    /// exclusively.
     pub fn abandon_write(&self) -> Result<(), LockError> {
         self.check_writer()?;
         self.release_write(INCONSISTENT);
@@ -592,6 +627,11 @@ impl RawRwLock {
     }
 
     /// Releases the exclusive hold and makes the lock not recoverable.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::NotOwner`] when the calling thread does not hold it
+    /// exclusively.
     pub fn poison(&self) -> Result<(), LockError> {
         self.check_writer()?;
         self.release_write(NOT_RECOVERABLE);

@@ -77,8 +77,11 @@ impl RawSemaphore {
         self.value.load(SeqCst)
     }
 
-    /// Adds one to the count and wakes one waiter
-    /// ([`LockError::Overflow`] at [`MAX`](Self::MAX)).
+    /// Adds one to the count and wakes one waiter.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::Overflow`] when the count is [`MAX`](Self::MAX).
     #[inline]
     pub fn post(&self) -> Result<(), LockError> {
         let mut v = self.value.load(SeqCst);
@@ -97,8 +100,11 @@ impl RawSemaphore {
         Ok(())
     }
 
-    /// Takes one unit if the count is positive
-    /// ([`LockError::WouldBlock`] otherwise).
+    /// Takes one unit if the count is positive.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::WouldBlock`] when the count is 0.
     #[inline]
     pub fn try_wait(&self) -> Result<(), LockError> {
         let mut v = self.value.load(SeqCst);
@@ -117,7 +123,11 @@ impl RawSemaphore {
         let _ = self.wait_inner(None);
     }
 
-    /// Takes one unit, waiting at most `timeout` ([`LockError::Timeout`]).
+    /// Takes one unit, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::Timeout`] when the timeout passes.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<(), LockError> {
         self.wait_inner(Some(timeout))
     }
