@@ -120,7 +120,7 @@ fn tour() -> Result<(), Box<dyn std::error::Error>> {
             )?;
             let l = p.limits.project();
             *l.high.get_mut() = 10 + i as i64;
-            if let Some(owner) = p.owner.project() {
+            if let Some(owner) = p.owner.as_pin() {
                 m.set_str(owner, if i % 2 == 0 { "ada" } else { "grace" })?;
             }
             // Keep the last 16 steps in `history` and the tag list short.

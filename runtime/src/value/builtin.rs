@@ -524,7 +524,7 @@ unsafe impl<T: Shared> Shared for Vec<T> {
 // Box
 
 /// The shared representation of `Box<T>`: a pointer to a value in shared
-/// memory. Derefs to the value; [`SharedBox::project`] pins it for modification.
+/// memory. Derefs to the value; [`SharedBox::as_pin`] pins it for modification.
 #[repr(C)]
 pub struct SharedBox<R> {
     ptr: usize,
@@ -533,8 +533,9 @@ pub struct SharedBox<R> {
 }
 
 impl<R> SharedBox<R> {
-    /// The boxed value, pinned for modification.
-    pub fn project(self: Pin<&mut Self>) -> Pin<&mut R> {
+    /// The boxed value, pinned for modification (what `as_mut` is to
+    /// `&mut Box<T>`).
+    pub fn as_pin(self: Pin<&mut Self>) -> Pin<&mut R> {
         // SAFETY: the boxed value is exclusively owned by this box (shared
         // values form trees) and never moves.
         unsafe { Pin::new_unchecked(&mut *at::<R>(self.ptr)) }
@@ -640,8 +641,9 @@ impl<R> SharedOption<R> {
         matches!(self, SharedOption::None)
     }
 
-    /// The value, pinned for modification.
-    pub fn project(self: Pin<&mut Self>) -> Option<Pin<&mut R>> {
+    /// The value, pinned for modification (what `as_mut` is to
+    /// `&mut Option<T>`).
+    pub fn as_pin(self: Pin<&mut Self>) -> Option<Pin<&mut R>> {
         // SAFETY: structural pinning: the payload is never moved out of a
         // pinned `SharedOption` (no safe API does, and `SharedOption` has no `Drop`).
         unsafe {

@@ -18,9 +18,16 @@
 //! out of shared memory nor put a process-local pointer in: new values enter
 //! only through the mutator, which copies them.
 //!
-//! Derived representations can be projected field by field with the
-//! generated `project()` method; the built-in ones have their own projection
-//! helpers ([`SharedBox::project`], [`SharedVec::get_pin`], [`SharedOption::project`]).
+//! Pinned access has one vocabulary. `_pin` is to `Pin<&mut _>` what `_mut`
+//! is to `&mut _`: [`SharedVec::get_pin`] and [`SharedVec::iter_pin`] like
+//! `get_mut` and `iter_mut`, `as_pin` like `as_mut` ([`SharedBox::as_pin`],
+//! [`SharedOption::as_pin`], and the lock guards'
+//! [`LockGuard::as_pin`](crate::sync::LockGuard::as_pin)); `project()`
+//! splits a pinned struct, enum variant or tuple into its pinned fields (the
+//! derive generates it). `_pinned`, in turn, names reads through a
+//! [`PinGuard`](crate::PinGuard), without the heap's lock
+//! ([`Heap::pin`](crate::Heap::pin), the structures' `get_pinned`,
+//! `peek_pinned`, `find_pinned`).
 
 mod builtin;
 mod copy;
