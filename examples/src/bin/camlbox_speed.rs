@@ -51,11 +51,8 @@ fn main() {
         },
         None => 1_000_000,
     };
-    let report = mc::run(move || receive(count)).expect("mc::run");
-    let Some((sum, ns)) = report.returned() else {
-        eprintln!("camlbox_speed: the receiver did not return");
-        std::process::exit(1);
-    };
+    let report = mc::run(move || receive(count));
+    let (sum, ns) = mc_examples::returned_or_exit("camlbox_speed", report);
     println!("Sum: {sum}");
     println!(
         "{ns:.0} ns per message ({count} messages; Netmulticore: about 4000 ns per message \

@@ -246,21 +246,7 @@ fn main() {
     let report = mc::run(move || -> Result<Vec<Game>, String> {
         Ok(vec![play(n, &GAME1)?, play(n, &GAME2)?])
     });
-    let games = match report.map(|r| r.outcome) {
-        Ok(mc::Outcome::Returned(Ok(g))) => g,
-        Ok(mc::Outcome::Returned(Err(e))) => {
-            eprintln!("chameneos: {e}");
-            std::process::exit(1);
-        }
-        Ok(other) => {
-            eprintln!("chameneos: the first process ended: {other}");
-            std::process::exit(1);
-        }
-        Err(e) => {
-            eprintln!("chameneos: {e}");
-            std::process::exit(1);
-        }
-    };
+    let games = mc_examples::ok_or_exit("chameneos", report);
     let elapsed = start.elapsed();
 
     for a in COLORS {

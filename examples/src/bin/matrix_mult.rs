@@ -486,21 +486,7 @@ fn main() {
         None => std::thread::available_parallelism().map_or(2, |n| n.get()),
     };
     let report = mc::run(move || master(samples, workers));
-    let (workers, rows) = match report.map(|r| r.outcome) {
-        Ok(mc::Outcome::Returned(Ok(r))) => r,
-        Ok(mc::Outcome::Returned(Err(e))) => {
-            eprintln!("matrix_mult: {e}");
-            std::process::exit(1);
-        }
-        Ok(other) => {
-            eprintln!("matrix_mult: the first process ended: {other}");
-            std::process::exit(1);
-        }
-        Err(e) => {
-            eprintln!("matrix_mult: {e}");
-            std::process::exit(1);
-        }
-    };
+    let (workers, rows) = mc_examples::ok_or_exit("matrix_mult", report);
     println!("{samples} products per size, {workers} workers (times in seconds)");
     println!();
     println!(

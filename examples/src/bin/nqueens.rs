@@ -382,19 +382,6 @@ fn main() {
         }
         Ok(())
     });
-    match report.map(|r| r.outcome) {
-        Ok(mc::Outcome::Returned(Ok(()))) => println!("nqueens: ok"),
-        Ok(mc::Outcome::Returned(Err(e))) => {
-            eprintln!("nqueens: {e}");
-            std::process::exit(1);
-        }
-        Ok(other) => {
-            eprintln!("nqueens: the first process ended: {other}");
-            std::process::exit(1);
-        }
-        Err(e) => {
-            eprintln!("nqueens: {e}");
-            std::process::exit(1);
-        }
-    }
+    mc_examples::ok_or_exit("nqueens", report);
+    println!("nqueens: ok");
 }

@@ -147,12 +147,8 @@ fn main() {
         let secs = t.elapsed().as_secs_f64();
         b.destroy().expect("destroy");
         (got, ours, theirs, agree, secs)
-    })
-    .expect("mc::run");
-    let Some((got, ours, theirs, agree, secs)) = report.returned() else {
-        eprintln!("pipeline: the first process did not return");
-        std::process::exit(1);
-    };
+    });
+    let (got, ours, theirs, agree, secs) = mc_examples::returned_or_exit("pipeline", report);
     println!(
         "pipeline: {got} bytes in {secs:.3} s: {:.0} MB/s (buffer max {max} bytes)",
         got as f64 / secs / 1e6

@@ -22,16 +22,12 @@ fn body_x() -> String {
     msg
 }
 
-fn main() {
-    let report = mc::run(body_x).expect("mc::run");
-    let Some(msg) = report.returned() else {
-        eprintln!("tutorial_camlbox: process X did not return");
-        std::process::exit(1);
-    };
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let msg = mc::run(body_x)?.into_result()?;
     println!("Message: {msg}");
     if msg != "Hello world" {
-        eprintln!("tutorial_camlbox: unexpected message");
-        std::process::exit(1);
+        return Err("unexpected message".into());
     }
     println!("tutorial_camlbox: ok");
+    Ok(())
 }

@@ -19,15 +19,11 @@ fn body_x(k: usize) -> usize {
         .expect("error in process Y")
 }
 
-fn main() {
-    let report = mc::run(|| body_x(1)).expect("mc::run");
-    let Some(j) = report.returned() else {
-        eprintln!("tutorial_processes: process X did not return");
-        std::process::exit(1);
-    };
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let j = mc::run(|| body_x(1))?.into_result()?;
     println!("Result: {j}");
     if j != 2 {
-        eprintln!("tutorial_processes: expected 2");
-        std::process::exit(1);
+        return Err("expected 2".into());
     }
+    Ok(())
 }

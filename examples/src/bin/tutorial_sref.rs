@@ -24,15 +24,11 @@ fn body_x(k: usize) -> usize {
     r
 }
 
-fn main() {
-    let report = mc::run(|| body_x(1)).expect("mc::run");
-    let Some(j) = report.returned() else {
-        eprintln!("tutorial_sref: process X did not return");
-        std::process::exit(1);
-    };
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let j = mc::run(|| body_x(1))?.into_result()?;
     println!("Result: {j}");
     if j != 3 {
-        eprintln!("tutorial_sref: expected 3");
-        std::process::exit(1);
+        return Err("expected 3".into());
     }
+    Ok(())
 }

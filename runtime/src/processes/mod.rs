@@ -261,6 +261,25 @@ impl<R> Outcome<R> {
         }
     }
 
+    /// The returned value, or how the body ended instead.
+    ///
+    /// # Errors
+    ///
+    /// The outcome without a value (it displays as `panicked: …`, `killed
+    /// by SIGKILL`, …) when the body did not return.
+    ///
+    /// ```
+    /// let died: mc::Outcome<u32> = mc::Outcome::Exited(3);
+    /// assert_eq!(died.into_result().unwrap_err().to_string(), "exited with code 3");
+    /// assert_eq!(mc::Outcome::Returned(7).into_result(), Ok(7));
+    /// ```
+    pub fn into_result(self) -> Result<R, Outcome<()>> {
+        match self {
+            Outcome::Returned(r) => Ok(r),
+            other => Err(other.cause()),
+        }
+    }
+
     /// Whether the body returned.
     pub fn is_returned(&self) -> bool {
         matches!(self, Outcome::Returned(_))
@@ -277,6 +296,10 @@ impl<R> Outcome<R> {
         }
     }
 }
+
+/// How a process ended without returning, as an error
+/// ([`Outcome::into_result`]).
+impl std::error::Error for Outcome<()> {}
 
 impl<R> fmt::Display for Outcome<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

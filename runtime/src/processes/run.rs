@@ -51,6 +51,16 @@ impl<R> RunReport<R> {
     pub fn returned(self) -> Option<R> {
         self.outcome.returned()
     }
+
+    /// The first process's result, or how it ended instead.
+    ///
+    /// # Errors
+    ///
+    /// The outcome without a value when the first process did not return
+    /// (see [`Outcome::into_result`]).
+    pub fn into_result(self) -> Result<R, Outcome<()>> {
+        self.outcome.into_result()
+    }
 }
 
 /// The process id of the first process (the caller of [`run`]).
