@@ -17,6 +17,7 @@
 //! writer's slot can be reclaimed) or `READY` (complete; only the receiver
 //! touches it until it frees it).
 
+use std::ptr::NonNull;
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 use crate::in_shared::in_shared;
@@ -109,7 +110,7 @@ pub(crate) fn total_size(slots: usize, msg_size: usize) -> Option<usize> {
 /// A view of a mapped camlbox region.
 #[derive(Clone, Copy)]
 pub(crate) struct Region {
-    base: *mut u8,
+    base: NonNull<u8>,
     slots: usize,
     msg_size: usize,
     stride: usize,
@@ -122,12 +123,12 @@ impl Region {
     ///
     /// `base` must be 64-aligned, valid for writes of that many bytes,
     /// zero-filled and not yet seen by anybody else.
-    pub(crate) unsafe fn init(base: *mut u8, slots: usize, msg_size: usize) -> Region {
+    pub(crate) unsafe fn init(base: NonNull<u8>, slots: usize, msg_size: usize) -> Region {
         let stride = stride(msg_size).expect("geometry checked by the caller");
         // SAFETY: the prefix lies inside the region (caller's contract),
         // which nobody else sees yet; zero bytes are a valid `BoxPrefix`,
         // whose plain fields we set.
-        let h = unsafe { &mut (*base.cast::<BoxPrefix>()).head };
+        let h = unsafe { &mut (*base.as_ptr().cast::<BoxPrefix>()).head };
         h.slots = slots as u32;
         h.msg_size = msg_size as u32;
         h.stride = stride as u64;
@@ -146,13 +147,19 @@ impl Region {
     ///
     /// `base` must be 64-aligned and valid for `len` bytes for as long as
     /// the view (and copies of it) are used; the header must not change.
-    pub(crate) unsafe fn open(base: *mut u8, len: usize) -> Option<Region> {
+    pub(crate) unsafe fn open(base: NonNull<u8>, len: usize) -> Option<Region> {
         if len < SLOTS_OFFSET {
             return None;
         }
-        // SAFETY: the prefix is the first `SLOTS_OFFSET` bytes, inside the
-        // region (caller's contract).
-        let h = unsafe { &(*base.cast::<BoxPrefix>()).head };
+        // The prefix is the first `SLOTS_OFFSET` bytes, inside the region
+        // (caller's contract): a view without slots reads its header.
+        let prefix = Region {
+            base,
+            slots: 0,
+            msg_size: 0,
+            stride: 0,
+        };
+        let h = prefix.header();
         let slots = h.slots as usize;
         let msg_size = h.msg_size as usize;
         let stride = stride(msg_size)?;
@@ -169,7 +176,7 @@ impl Region {
 
     #[cfg(test)]
     pub(crate) fn base(&self) -> *mut u8 {
-        self.base
+        self.base.as_ptr()
     }
 
     pub(crate) fn slots(&self) -> usize {
@@ -181,10 +188,11 @@ impl Region {
     }
 
     pub(crate) fn header(&self) -> &BoxHeader {
-        // SAFETY: the prefix lies inside the region (constructors'
-        // contracts); the box header consists of atomics and fields that
-        // never change.
-        unsafe { &(*self.base.cast::<BoxPrefix>()).head }
+        // SAFETY: the prefix (the first `SLOTS_OFFSET` bytes) lies inside
+        // the region (constructors' contracts; `open` checks the length
+        // first); the box header consists of atomics and fields that never
+        // change.
+        unsafe { &(*self.base.as_ptr().cast::<BoxPrefix>()).head }
     }
 
     fn slot_offset(&self, i: usize) -> usize {
@@ -194,11 +202,16 @@ impl Region {
     pub(crate) fn slot(&self, i: usize) -> &SlotHeader {
         assert!(i < self.slots);
         // SAFETY: slot `i` lies inside the region; its header is atomics.
-        unsafe { &*self.base.add(self.slot_offset(i)).cast::<SlotHeader>() }
+        unsafe {
+            self.base
+                .add(self.slot_offset(i))
+                .cast::<SlotHeader>()
+                .as_ref()
+        }
     }
 
     /// The local address of slot `i`'s data.
-    pub(crate) fn data(&self, i: usize) -> *mut u8 {
+    pub(crate) fn data(&self, i: usize) -> NonNull<u8> {
         assert!(i < self.slots);
         // SAFETY: inside the region.
         unsafe { self.base.add(self.slot_offset(i) + SLOT_HEADER) }

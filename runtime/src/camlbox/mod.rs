@@ -375,7 +375,7 @@ impl<T: Shared> Camlbox<T> {
             let base = m.ptr().as_ptr();
             // SAFETY: a fresh, page-aligned, zero-filled mapping of `total`
             // bytes; nobody else can read it before the magic is written.
-            let region = unsafe { Region::init(base, slots, msg_size) };
+            let region = unsafe { Region::init(m.ptr(), slots, msg_size) };
             region
                 .header()
                 .receiver_base
@@ -625,7 +625,7 @@ impl<T: Shared> Camlbox<T> {
         // SAFETY: slot data is `msg_size` bytes inside the mapping, which
         // lives as long as `self`; a ready slot is written by nobody while
         // it is ready (slot protocol), so it does not change while borrowed.
-        let data = unsafe { std::slice::from_raw_parts(r.data(slot), used) };
+        let data = unsafe { std::slice::from_raw_parts(r.data(slot).as_ptr(), used) };
         value::validate_region::<T>(data, root).map_err(CamlboxError::Invalid)?;
         // A cut during validation: the bytes read may be zeros standing in
         // for lost ones.
@@ -633,7 +633,7 @@ impl<T: Shared> Camlbox<T> {
         // The root comes from the mapping's raw pointer, not from the byte
         // slice used for validation (locks in the message are written
         // through it).
-        Ok(r.data(slot).wrapping_add(root).cast_const().cast())
+        Ok(r.data(slot).as_ptr().wrapping_add(root).cast_const().cast())
     }
 
     /// Borrows the message in `slot` in place, after validating it.

@@ -139,11 +139,10 @@ impl<T: Shared> Sender<T> {
             });
         }
         let m = map(&fd, len)?;
-        let base = m.ptr().as_ptr();
         // SAFETY: a page-aligned mapping of `len` bytes that stays mapped
         // as long as the `Mapping` below; the geometry never changes after
         // creation.
-        let Some(region) = (unsafe { Region::open(base, len) }) else {
+        let Some(region) = (unsafe { Region::open(m.ptr(), len) }) else {
             // The mapping just made goes with `m`.
             return Err(CamlboxError::Segment(SegmentError::NotMc));
         };
@@ -307,10 +306,9 @@ impl<T: Shared> Sender<T> {
             r.free_own(slot, mine);
             return Err(CamlboxError::BadGeometry);
         };
-        // SAFETY: the slot's data is `msg_size` bytes inside our mapping.
-        let local = unsafe { NonNull::new_unchecked(r.data(slot)) };
+        // The slot's data: `msg_size` bytes inside our mapping.
         let mut alloc = SlotAlloc {
-            local,
+            local: r.data(slot),
             target,
             len: r.msg_size(),
             next: 0,

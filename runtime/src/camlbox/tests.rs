@@ -253,7 +253,7 @@ fn write_raw<T: Shared>(rx: &Camlbox<T>, bytes: &[u8], root_offset: usize) {
     let n = bytes.len().min(r.msg_size());
     // SAFETY: slot 0's data is `msg_size` bytes of our mapping, and the
     // slot is free (the test owns it).
-    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), r.data(0), n) };
+    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), r.data(0).as_ptr(), n) };
     r.slot(0).state.store(WRITING, Ordering::Relaxed);
     r.publish(0, WRITING, root_offset, n);
 }
@@ -268,7 +268,7 @@ fn valid_image(rx: &mut Camlbox<Doc>, tx: &Sender<Doc>) -> (Vec<u8>, usize) {
     let used = st.used.load(Ordering::Relaxed) as usize;
     let root = st.root_offset.load(Ordering::Relaxed) as usize;
     // SAFETY: the ready slot's first `used` bytes, read while it is ready.
-    let bytes = unsafe { std::slice::from_raw_parts(r.data(0), used) }.to_vec();
+    let bytes = unsafe { std::slice::from_raw_parts(r.data(0).as_ptr(), used) }.to_vec();
     rx.delete(0);
     (bytes, root)
 }

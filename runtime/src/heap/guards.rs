@@ -7,14 +7,18 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
 
+use super::alloc::{AllocState, Allocator, HeapAllocator, PoolSource};
 use super::{
     Heap, HeapHeader, DIRTY_ALLOC, DIRTY_DATA, N_PINS, PIN_COUNT_BITS, PIN_COUNT_MASK, POISON_PANIC,
 };
 use crate::in_shared::at;
 use crate::in_shared::in_shared;
+use crate::pool::Pool;
 use crate::sync::futex::process_key;
 use crate::sync::home::Home;
+use crate::sync::raw::{Acquired, LockError};
 use crate::value::Shared;
 
 // What this thread holds, to refuse a lock that would deadlock. Each entry
@@ -168,16 +172,85 @@ pub(super) fn reclaim_dead_pins(pins: &[PinSlot; N_PINS]) {
     }
 }
 
+/// The heap's lock, held shared by this thread until dropped.
+///
+/// Invariant: the calling thread holds `h.lock` shared while the value
+/// lives (only [`SharedHold::take`], which takes it, makes one).
+pub(super) struct SharedHold<'a> {
+    h: &'a HeapHeader,
+    // Released by the thread that took it: `!Send`.
+    _not_send: PhantomData<*const ()>,
+}
+
+impl<'a> SharedHold<'a> {
+    /// Takes `h`'s lock shared, waiting at most `timeout`.
+    pub(super) fn take(h: &'a HeapHeader, timeout: Option<Duration>) -> Result<Self, LockError> {
+        h.lock.read(timeout)?;
+        Ok(SharedHold {
+            h,
+            _not_send: PhantomData,
+        })
+    }
+
+    /// The allocator's state, which nobody following the heap's protocol
+    /// changes while the lock is held shared.
+    pub(super) fn state(&self) -> &AllocState {
+        // SAFETY: the lock is held shared (type invariant), and the state
+        // is changed only under the exclusive lock: no `&mut` to it exists
+        // while this borrow lasts.
+        unsafe { &*self.h.alloc.get() }
+    }
+}
+
+impl Deref for SharedHold<'_> {
+    type Target = HeapHeader;
+    #[inline]
+    fn deref(&self) -> &HeapHeader {
+        self.h
+    }
+}
+
+impl Drop for SharedHold<'_> {
+    fn drop(&mut self) {
+        // SAFETY: the lock is held shared by this thread (type invariant).
+        unsafe { self.h.lock.unlock_read() };
+    }
+}
+
 /// The exclusive lock, held by this thread until dropped.
+///
+/// Invariant: the calling thread holds `h.lock` exclusively while the
+/// value lives (only [`WriteLock::take`], which takes it, makes one; the
+/// lock refuses a thread that holds it already, so there is one at most).
 pub(super) struct WriteLock<'a> {
     addr: usize,
     h: &'a HeapHeader,
 }
 
 impl<'a> WriteLock<'a> {
-    pub(super) fn new(addr: usize, h: &'a HeapHeader) -> Self {
+    /// Takes `h`'s lock exclusively, waiting at most `timeout`, and records
+    /// that this thread holds the heap at `addr`.
+    pub(super) fn take(
+        addr: usize,
+        h: &'a HeapHeader,
+        timeout: Option<Duration>,
+    ) -> Result<(Self, Acquired), LockError> {
+        let acquired = h.lock.write(timeout)?;
         hold(addr);
-        WriteLock { addr, h }
+        Ok((WriteLock { addr, h }, acquired))
+    }
+
+    /// The header.
+    pub(super) fn header(&self) -> &'a HeapHeader {
+        self.h
+    }
+
+    /// The allocator's state (to read or change it).
+    pub(super) fn state(&mut self) -> &mut AllocState {
+        // SAFETY: the lock is held exclusively by this thread (type
+        // invariant): nobody else touches the state, and the exclusive
+        // borrow of `self` makes this the only reference to it.
+        unsafe { &mut *self.h.alloc.get() }
     }
 }
 
@@ -202,8 +275,72 @@ impl Drop for WriteLock<'_> {
         }
         self.h.dirty.store(0, Ordering::Release);
         release(self.addr);
-        // SAFETY: the exclusive lock was taken by `lock_exclusive`.
+        // SAFETY: the lock is held exclusively by this thread (type
+        // invariant).
         unsafe { self.h.lock.unlock_write() };
+    }
+}
+
+/// The exclusive lock of a heap whose allocator's state is intact (no
+/// repair pending): modifications, assignments and collections run under
+/// one, and take the heap's [`Allocator`] from it.
+///
+/// Invariant: the state of the locked heap, with the chunks of `pool`
+/// that bear the heap's tag, satisfies the invariant of [`Allocator`] but
+/// for the allocator itself; only `allocator` makes one over it, at most
+/// one at a time (`busy` is set while it lives).
+pub(super) struct Exclusive<'a> {
+    lock: WriteLock<'a>,
+    pool: &'a Pool,
+    busy: Cell<bool>,
+}
+
+impl<'a> Exclusive<'a> {
+    /// # Safety
+    ///
+    /// `pool` must be the heap's pool, and the allocator's state of the
+    /// heap `lock` holds must be intact, as [`Allocator::new`] asks (made by
+    /// `AllocState::new` and changed since only by allocators, or checked
+    /// by a repair).
+    pub(super) unsafe fn new(lock: WriteLock<'a>, pool: &'a Pool) -> Self {
+        Exclusive {
+            lock,
+            pool,
+            busy: Cell::new(false),
+        }
+    }
+
+    /// The heap's allocator, until it is dropped.
+    ///
+    /// # Panics
+    ///
+    /// When the allocator is lent already.
+    #[inline]
+    pub(super) fn allocator(&self) -> HeapAllocator<'_> {
+        assert!(
+            !self.busy.replace(true),
+            "mc: the heap's allocator is in use"
+        );
+        let src = PoolSource {
+            pool: self.pool,
+            tag: self.lock.h.tag,
+            last_error: None,
+        };
+        // SAFETY: the lock is held exclusively by this thread and the state
+        // is intact, its chunks being the pages of `pool` with the heap's
+        // tag (type invariants), which `src` hands out and takes back;
+        // `busy` was clear, so no other allocator over the state is alive,
+        // and it stays set until this one is dropped (wherever it is moved
+        // to).
+        unsafe { Allocator::lent(&mut *self.lock.h.alloc.get(), src, &self.busy) }
+    }
+}
+
+impl Deref for Exclusive<'_> {
+    type Target = HeapHeader;
+    #[inline]
+    fn deref(&self) -> &HeapHeader {
+        self.lock.h
     }
 }
 
@@ -227,6 +364,8 @@ pub struct ReadGuard<'a, T: Shared> {
     pub(super) root: usize,
     /// The process that holds the lock: a copy made by `fork` is inert.
     pub(super) home: Home,
+    /// The shared lock (taken out when the guard is dropped).
+    pub(super) hold: Option<SharedHold<'a>>,
     // The lock is released by the thread that took it: `!Send`.
     pub(super) _t: PhantomData<(&'a T::Repr, *const ())>,
 }
@@ -252,12 +391,15 @@ impl<T: Shared> Deref for ReadGuard<'_, T> {
 
 impl<T: Shared> Drop for ReadGuard<'_, T> {
     fn drop(&mut self) {
+        let hold = self.hold.take();
         if !self.home.is_here() {
+            // A copy made by `fork`: the lock belongs to the process that
+            // took it.
+            std::mem::forget(hold);
             return;
         }
         release(self.heap.hdr);
-        // SAFETY: the shared lock was taken by `read`.
-        unsafe { self.heap.header().lock.unlock_read() };
+        drop(hold);
     }
 }
 

@@ -56,8 +56,8 @@ pub use descr::HeapDescr;
 use error::heap_error;
 pub use error::HeapError;
 use guards::{
-    held, hold, modifying, pin_add, pinned, reclaim_dead_pins, ModifyingFlag, PinSlot, WriteLock,
-    MODIFYING,
+    held, hold, modifying, pin_add, pinned, reclaim_dead_pins, Exclusive, ModifyingFlag, PinSlot,
+    SharedHold, WriteLock, MODIFYING,
 };
 pub use guards::{PinGuard, ReadGuard};
 pub use inspect::HeapReport;
@@ -73,7 +73,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use self::alloc::{AllocState, HeapWriter, Marker, PoolSource};
+use self::alloc::{AllocState, Allocator, HeapAllocator, HeapWriter, Marker, PoolSource};
 use crate::in_shared::at;
 use crate::in_shared::in_shared;
 use crate::pool::{Pool, PoolError, OWNER_HEADER, OWNER_TAG, PAGE_SIZE};
@@ -143,6 +143,14 @@ in_shared! {
 }
 
 const _: () = assert!(std::mem::size_of::<HeapHeader>() == 3024);
+
+// SAFETY: every field is an atomic, a lock or a plain value written once
+// before the heap is published, except `alloc`, which is reached only
+// through the lock's holders (`SharedHold` reads it under the shared lock,
+// `WriteLock` and `Exclusive` change it under the exclusive one) or by the
+// creator before anybody else knows the heap. Sharing `&HeapHeader`
+// between threads therefore shares nothing unsynchronised.
+unsafe impl Sync for HeapHeader {}
 
 /// A heap's figures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -295,15 +303,18 @@ impl<T: Shared> Heap<T> {
         };
         let root = {
             let h = heap.header();
-            // SAFETY: nobody else knows the heap yet: exclusive access.
-            let state = unsafe { &mut *h.alloc.get() };
-            let mut src = PoolSource {
+            let src = PoolSource {
                 pool,
                 tag,
                 last_error: None,
             };
-            let r = write_boxed(value, state, &mut src, &h.has_locks);
-            r.map_err(|e| heap_error(e, src.last_error))
+            // SAFETY: the state was just made by `AllocState::new` (no
+            // chunks: intact) and takes its chunks from the heap's pool and
+            // tag; nobody else knows the heap yet, so this allocator,
+            // dropped before the heap is published, is its only user.
+            let mut alloc = unsafe { Allocator::new(&mut *h.alloc.get(), src) };
+            let r = write_boxed(&mut alloc, &h.has_locks, |w| value.to_repr(w));
+            r.map_err(|e| heap_error(e, alloc.take_error()))
         };
         match root {
             Ok(root) => {
@@ -485,20 +496,20 @@ impl<T: Shared> Heap<T> {
     /// was at work (`DIRTY_ALLOC`), the values are whole and only the
     /// allocator's state needs rebuilding, which is done now when `repair`
     /// (and the heap is not poisoned). Otherwise the death is only counted.
-    fn acquire_write(
+    fn acquire_write<'a>(
         &self,
-        h: &HeapHeader,
+        h: &'a HeapHeader,
         deadline: Option<Instant>,
         repair: bool,
-    ) -> Result<(), HeapError> {
-        let mut taken = false;
+    ) -> Result<WriteLock<'a>, HeapError> {
+        let mut taken = None;
         for _ in 0..3 {
-            match h.lock.write(left(deadline)) {
-                Ok(Acquired::Clean) => {
-                    taken = true;
+            match WriteLock::take(self.hdr, h, left(deadline)) {
+                Ok((lock, Acquired::Clean)) => {
+                    taken = Some(lock);
                     break;
                 }
-                Ok(Acquired::OwnerDied) => {
+                Ok((lock, Acquired::OwnerDied)) => {
                     match h.dirty.swap(0, Ordering::AcqRel) {
                         DIRTY_DATA => {
                             h.poisoned.store(POISON_DIED, Ordering::Release);
@@ -515,7 +526,7 @@ impl<T: Shared> Heap<T> {
                     // The heap's own flags say what state it is in; the
                     // lock itself is fine again.
                     let _ = h.lock.mark_consistent();
-                    taken = true;
+                    taken = Some(lock);
                     break;
                 }
                 Err(LockError::Poisoned) => {
@@ -528,20 +539,20 @@ impl<T: Shared> Heap<T> {
                 Err(e) => return Err(HeapError::Lock(e)),
             }
         }
-        if !taken {
+        let Some(mut lock) = taken else {
             return Err(HeapError::Lock(LockError::Poisoned));
-        }
+        };
         if repair
             && h.repair.load(Ordering::Acquire) != 0
             && h.poisoned.load(Ordering::Acquire) == 0
             && h.magic.load(Ordering::Acquire) == HEAP_MAGIC
         {
-            self.repair_locked(h);
+            self.repair_locked(&mut lock);
         }
-        Ok(())
+        Ok(lock)
     }
 
-    fn lock_shared(&self, deadline: Option<Instant>) -> Result<&HeapHeader, HeapError> {
+    fn lock_shared(&self, deadline: Option<Instant>) -> Result<SharedHold<'_>, HeapError> {
         // The heap's state is checked once the lock is held (a destroyed
         // heap's header keeps a working lock: its page is a tombstone).
         let h = self.header();
@@ -549,42 +560,39 @@ impl<T: Shared> Heap<T> {
             return Err(HeapError::Reentrant);
         }
         let mut tries = 0;
-        loop {
-            match h.lock.read(left(deadline)) {
-                Ok(_) => break,
+        let hold = loop {
+            match SharedHold::take(h, left(deadline)) {
+                Ok(hold) => break hold,
                 Err(LockError::Poisoned) if tries < 3 => {
                     // A writer died: take the lock once to judge the heap
                     // (a repair is left to the next writer: readers need
                     // whole values, not the allocator's state).
                     tries += 1;
-                    self.acquire_write(h, deadline, false)?;
-                    // SAFETY: taken just above.
-                    unsafe { h.lock.unlock_write() };
+                    drop(self.acquire_write(h, deadline, false)?);
                 }
                 Err(LockError::Timeout) => return Err(HeapError::Timeout),
                 Err(e) => return Err(HeapError::Lock(e)),
             }
-        }
-        if let Err(e) = self.check() {
-            // SAFETY: taken just above.
-            unsafe { h.lock.unlock_read() };
-            return Err(e);
-        }
-        Ok(h)
+        };
+        // (An error releases the lock with `hold`.)
+        self.check()?;
+        Ok(hold)
     }
 
-    fn lock_exclusive(&self, deadline: Option<Instant>) -> Result<&HeapHeader, HeapError> {
+    fn lock_exclusive(&self, deadline: Option<Instant>) -> Result<Exclusive<'_>, HeapError> {
         let h = self.check()?;
         if held(self.hdr) || modifying() {
             return Err(HeapError::Reentrant);
         }
-        self.acquire_write(h, deadline, true)?;
-        if let Err(e) = self.check() {
-            // SAFETY: taken just above.
-            unsafe { h.lock.unlock_write() };
-            return Err(e);
-        }
-        Ok(h)
+        let lock = self.acquire_write(h, deadline, true)?;
+        // (An error releases the lock with `lock`.)
+        self.check()?;
+        // SAFETY: a holder that died or panicked with the allocator's state
+        // in flux left `repair` set (or the heap poisoned), and
+        // `acquire_write` has repaired it (a repair that finds damage
+        // poisons the heap instead); `check` found the heap not poisoned:
+        // the state is intact. Its chunks are pages of this heap's pool.
+        Ok(unsafe { Exclusive::new(lock, &self.pool) })
     }
 
     /// Reads the root value in place under the heap's shared lock. Writers
@@ -619,6 +627,7 @@ impl<T: Shared> Heap<T> {
             heap: self,
             root,
             home: Home::here(),
+            hold: Some(h),
             _t: PhantomData,
         })
     }
@@ -655,14 +664,11 @@ impl<T: Shared> Heap<T> {
         // Locks are copied in only under the exclusive lock: checked under
         // the shared lock, the answer holds until the pin is registered.
         if h.has_locks.load(Ordering::Acquire) != 0 {
-            // SAFETY: taken in `lock_shared`.
-            unsafe { h.lock.unlock_read() };
             return Err(HeapError::PinWithLocks);
         }
         let root = h.root.load(Ordering::Acquire);
         let r = pin_add(&h.pins, root - self.pool.base());
-        // SAFETY: taken in `lock_shared`.
-        unsafe { h.lock.unlock_read() };
+        drop(h);
         let slot = r.ok_or(HeapError::TooManyPins)?;
         Ok(PinGuard {
             heap: self,
@@ -733,27 +739,20 @@ impl<T: Shared> Heap<T> {
         f: impl FnOnce(&Mutator<'_>, Pin<&mut T::Repr>) -> R,
     ) -> Result<R, HeapError> {
         let h = self.lock_exclusive(deadline)?;
-        let _lock = WriteLock::new(self.hdr, h);
         h.dirty.store(DIRTY_DATA, Ordering::Release);
-        let mut src = PoolSource {
-            pool: &self.pool,
-            tag: h.tag,
-            last_error: None,
-        };
         // A pinned root is never changed in place: work on a copy.
         let mut root = h.root.load(Ordering::Acquire);
         if pinned(&h.pins, root - self.pool.base()) {
-            // SAFETY: exclusive lock held: nobody else touches the allocator.
-            let state = unsafe { &mut *h.alloc.get() };
             // SAFETY: `root` is the heap's live root value.
             let old = unsafe { &*at::<T::Repr>(root) };
-            let copy = write_boxed_repr::<T>(old, state, &mut src, &h.has_locks);
-            root = copy.map_err(|e| heap_error(e, src.last_error.take()))?;
+            let mut alloc = h.allocator();
+            let copy = write_boxed(&mut alloc, &h.has_locks, |w| T::repr_to_repr(old, w));
+            root = copy.map_err(|e| heap_error(e, alloc.take_error()))?;
             h.root.store(root, Ordering::Release);
         }
         let m = Mutator {
             pool: &self.pool,
-            h,
+            h: &h,
             _not_sync: PhantomData,
         };
         // SAFETY: the root value lives in the heap, is not pinned by anyone
@@ -766,9 +765,8 @@ impl<T: Shared> Heap<T> {
         drop(_flag);
         // The change is complete: from here on only the collector works.
         h.dirty.store(DIRTY_ALLOC, Ordering::Release);
-        // SAFETY: exclusive lock held; no modification under way.
-        if unsafe { &*h.alloc.get() }.gc_due() {
-            self.collect(h);
+        if h.allocator().gc_due() {
+            self.collect(&h, &mut h.allocator());
         }
         h.dirty.store(0, Ordering::Release);
         Ok(r)
@@ -800,23 +798,17 @@ impl<T: Shared> Heap<T> {
 
     fn assign_until(&self, deadline: Option<Instant>, value: &T) -> Result<(), HeapError> {
         let h = self.lock_exclusive(deadline)?;
-        let _lock = WriteLock::new(self.hdr, h);
         // The new value is copied into fresh blocks and published by one
         // store: the values seen by readers are whole throughout.
         h.dirty.store(DIRTY_ALLOC, Ordering::Release);
-        let mut src = PoolSource {
-            pool: &self.pool,
-            tag: h.tag,
-            last_error: None,
-        };
-        // SAFETY: exclusive lock held.
-        let state = unsafe { &mut *h.alloc.get() };
-        let root = write_boxed(value, state, &mut src, &h.has_locks)
-            .map_err(|e| heap_error(e, src.last_error.take()))?;
+        let mut alloc = h.allocator();
+        let root = write_boxed(&mut alloc, &h.has_locks, |w| value.to_repr(w))
+            .map_err(|e| heap_error(e, alloc.take_error()))?;
         h.root.store(root, Ordering::Release);
-        if state.gc_due() {
-            self.collect(h);
+        if alloc.gc_due() {
+            self.collect(&h, &mut alloc);
         }
+        drop(alloc);
         h.dirty.store(0, Ordering::Release);
         Ok(())
     }
@@ -844,15 +836,15 @@ impl<T: Shared> Heap<T> {
 
     fn gc_until(&self, deadline: Option<Instant>) -> Result<(), HeapError> {
         let h = self.lock_exclusive(deadline)?;
-        let _lock = WriteLock::new(self.hdr, h);
         h.dirty.store(DIRTY_ALLOC, Ordering::Release);
-        self.collect(h);
+        self.collect(&h, &mut h.allocator());
         h.dirty.store(0, Ordering::Release);
         Ok(())
     }
 
-    /// Mark & sweep. The exclusive lock must be held.
-    fn collect(&self, h: &HeapHeader) {
+    /// Mark & sweep, with the heap's allocator (so under its exclusive
+    /// lock).
+    fn collect(&self, h: &HeapHeader, alloc: &mut HeapAllocator<'_>) {
         let start = Instant::now();
         let (pool, tag) = (&self.pool, h.tag);
         let owns = move |a: usize| pool.page_owner(a) == tag;
@@ -871,16 +863,9 @@ impl<T: Shared> Heap<T> {
             }
             t.drain();
         }
-        // SAFETY: exclusive lock held; everything reachable was marked.
-        let state = unsafe { &mut *h.alloc.get() };
-        let mut src = PoolSource {
-            pool: &self.pool,
-            tag: h.tag,
-            last_error: None,
-        };
         // SAFETY: marking is complete; unmarked blocks are unreachable.
-        unsafe { state.sweep(&mut src) };
-        state.last_gc_nanos = start.elapsed().as_nanos() as u64;
+        unsafe { alloc.sweep() };
+        alloc.set_last_gc_nanos(start.elapsed().as_nanos() as u64);
     }
 
     /// The heap's figures.
@@ -890,16 +875,14 @@ impl<T: Shared> Heap<T> {
     /// As [`read`](Heap::read).
     pub fn stats(&self) -> Result<HeapStats, HeapError> {
         let h = self.lock_shared(None)?;
-        // SAFETY: shared lock held: no writer changes the allocator.
-        let s = unsafe { &*h.alloc.get() }.stats();
+        let s = h.state().stats_in(&self.chunk_memory(&h));
         let pinned = h
             .pins
             .iter()
             .filter(|p| p.v.load(Ordering::Relaxed) & PIN_COUNT_MASK != 0)
             .count();
         let owner_deaths = h.owner_deaths.load(Ordering::Relaxed);
-        // SAFETY: taken in `lock_shared`.
-        unsafe { h.lock.unlock_read() };
+        drop(h);
         Ok(HeapStats {
             live_bytes: s.live_bytes,
             free_bytes: s.free_bytes,
@@ -933,8 +916,7 @@ impl<T: Shared> Heap<T> {
         if held(self.hdr) || modifying() {
             return Err(HeapError::Reentrant);
         }
-        self.acquire_write(h, None, false)?;
-        let _lock = WriteLock::new(self.hdr, h);
+        let _lock = self.acquire_write(h, None, false)?;
         reclaim_dead_pins(&h.pins);
         let pinned = h
             .pins
@@ -977,45 +959,31 @@ fn left(deadline: Option<Instant>) -> Option<Duration> {
     deadline.map(|d| d.saturating_duration_since(Instant::now()))
 }
 
+/// The heap header at `addr`. Callers pass a page-aligned address in
+/// committed memory of a mapped pool: a header this module created, or one
+/// the pool's page owner table names and `contains_committed` accepts
+/// (`open_at`, `scavenge`).
 fn unsafe_header<'a>(addr: usize) -> &'a HeapHeader {
-    // SAFETY: callers pass the address of a heap header inside a mapped
-    // pool (created by this module or checked by `open_at`); pools stay
-    // mapped as long as any handle exists.
+    // SAFETY: `addr` is page-aligned committed memory of a mapped pool (see
+    // above), readable for as long as any handle of the pool exists (so
+    // while a heap or pool handle that got the address lives); any bytes
+    // are a valid `HeapHeader` (`InShared`: plain and atomic fields).
     unsafe { &*at::<HeapHeader>(addr) }
 }
 
-fn write_boxed<T: Shared>(
-    value: &T,
-    state: &mut AllocState,
-    src: &mut PoolSource<'_>,
+/// Copies the representation `f` makes into the heap, boxed; returns its
+/// address.
+fn write_boxed<R>(
+    alloc: &mut HeapAllocator<'_>,
     locks: &AtomicU32,
+    f: impl FnOnce(&mut Writer<'_>) -> Result<R, CopyError>,
 ) -> Result<usize, CopyError> {
-    let mut w = HeapWriter { state, src };
-    // SAFETY: the representation is written into the heap at once.
+    let mut w = HeapWriter { alloc };
+    // SAFETY: the representation `f` makes is written into the heap at
+    // once.
     let mut wr = unsafe { Writer::new(&mut w) };
-    let r = value.to_repr(&mut wr)?;
-    let (p, a) = wr.alloc_array::<T::Repr>(1)?;
-    // SAFETY: fresh heap memory for one value.
-    unsafe { p.as_ptr().write(r) };
-    if wr.wrote_lock() {
-        locks.store(1, Ordering::Release);
-    }
-    Ok(a)
-}
-
-fn write_boxed_repr<T: Shared>(
-    value: &T::Repr,
-    state: &mut AllocState,
-    src: &mut PoolSource<'_>,
-    locks: &AtomicU32,
-) -> Result<usize, CopyError> {
-    let mut w = HeapWriter { state, src };
-    // SAFETY: the representation is written into the heap at once.
-    let mut wr = unsafe { Writer::new(&mut w) };
-    let r = T::repr_to_repr(value, &mut wr)?;
-    let (p, a) = wr.alloc_array::<T::Repr>(1)?;
-    // SAFETY: fresh heap memory for one value.
-    unsafe { p.as_ptr().write(r) };
+    let r = f(&mut wr)?;
+    let a = wr.put(r)?;
     if wr.wrote_lock() {
         locks.store(1, Ordering::Release);
     }

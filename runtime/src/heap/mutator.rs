@@ -8,19 +8,21 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 
 use super::alloc::HeapWriter;
-use super::alloc::PoolSource;
 use super::error::heap_error;
+use super::guards::Exclusive;
 use super::{HeapError, HeapHeader};
 use crate::in_shared::at;
 use crate::pool::Pool;
-use crate::value::{CopyError, Shared, SharedOption, SharedString, SharedVec, Writer};
+use crate::value::{
+    pod_reprs, CopyError, FreshArray, Shared, SharedOption, SharedString, SharedVec, Writer,
+};
 
 /// Changes a heap during [`Heap::modify`](super::Heap::modify): copies values in, swaps values,
 /// grows vectors. Everything it returns borrows it, so nothing can outlive
 /// the modification.
 pub struct Mutator<'h> {
     pub(super) pool: &'h Pool,
-    pub(super) h: &'h HeapHeader,
+    pub(super) h: &'h Exclusive<'h>,
     pub(super) _not_sync: PhantomData<Cell<()>>,
 }
 
@@ -30,7 +32,7 @@ impl fmt::Debug for Mutator<'_> {
             .field("pool", &self.pool.name())
             .field(
                 "heap",
-                &format_args!("{:#x}", std::ptr::from_ref(self.h).addr()),
+                &format_args!("{:#x}", std::ptr::from_ref::<HeapHeader>(self.h).addr()),
             )
             .finish()
     }
@@ -42,18 +44,8 @@ impl<'h> Mutator<'h> {
         &self,
         f: impl FnOnce(&mut Writer<'_>) -> Result<R, CopyError>,
     ) -> Result<R, HeapError> {
-        // SAFETY: the exclusive lock is held for the mutator's life and no
-        // other mutator call is running (calls do not nest).
-        let state = unsafe { &mut *self.h.alloc.get() };
-        let mut src = PoolSource {
-            pool: self.pool,
-            tag: self.h.tag,
-            last_error: None,
-        };
-        let mut w = HeapWriter {
-            state,
-            src: &mut src,
-        };
+        let mut alloc = self.h.allocator();
+        let mut w = HeapWriter { alloc: &mut alloc };
         // SAFETY: every representation made with this writer is written
         // into this heap by the callers below.
         let mut wr = unsafe { Writer::new(&mut w) };
@@ -61,7 +53,7 @@ impl<'h> Mutator<'h> {
         if wr.wrote_lock() {
             self.h.has_locks.store(1, Ordering::Release);
         }
-        r.map_err(|e| heap_error(e, src.last_error.take()))
+        r.map_err(|e| heap_error(e, alloc.take_error()))
     }
 
     /// Checks that a place lies in this heap: local values (which safe
@@ -141,10 +133,7 @@ impl<'h> Mutator<'h> {
     pub fn add<V: Shared>(&self, value: &V) -> Result<Pin<&mut V::Repr>, HeapError> {
         let addr = self.write(|w| {
             let r = value.to_repr(w)?;
-            let (p, a) = w.alloc_array::<V::Repr>(1)?;
-            // SAFETY: fresh heap memory for one value.
-            unsafe { p.as_ptr().write(r) };
-            Ok(a)
+            w.put(r)
         })?;
         // SAFETY: a fresh value in the heap, reachable only through this
         // reference, alive until the modification ends (no collection runs
@@ -179,30 +168,12 @@ impl<'h> Mutator<'h> {
         value: &V,
     ) -> Result<(), HeapError> {
         self.check_place(&*vec)?;
-        let (ptr, len, cap) = vec.raw_parts();
+        let mut vec = vec;
         let r = self.write(|w| value.to_repr(w))?;
-        if len < cap {
-            // SAFETY: the array has room at `len`; writing there does not
-            // touch initialised elements.
-            unsafe {
-                at::<V::Repr>(ptr).add(len).write(r);
-                vec.set_len(len + 1);
-            }
-            return Ok(());
-        }
-        let new_cap = (cap * 2).max(4);
-        let (p, addr) = self.write(|w| w.alloc_array::<V::Repr>(new_cap))?;
-        // SAFETY: moves the `len` elements bitwise into the fresh array
-        // (the old array becomes garbage; nothing else refers to its
-        // elements: the vector is exclusively borrowed), then writes the new
-        // element and publishes the new array.
-        unsafe {
-            if len > 0 {
-                std::ptr::copy_nonoverlapping(at::<V::Repr>(ptr), p.as_ptr(), len);
-            }
-            p.as_ptr().add(len).write(r);
-            let place = vec.get_unchecked_mut();
-            std::ptr::write(place, SharedVec::from_raw_parts(addr, len + 1, new_cap));
+        // When full, the array moves to one with twice the room.
+        self.reserve(vec.as_mut(), 1)?;
+        if vec.push_within_capacity(r).is_err() {
+            unreachable!("mc: room was reserved");
         }
         Ok(())
     }
@@ -238,25 +209,14 @@ impl<'h> Mutator<'h> {
         vec: Pin<&mut SharedVec<R>>,
         additional: usize,
     ) -> Result<(), HeapError> {
-        let (ptr, len, cap) = vec.raw_parts();
+        let (_, len, cap) = vec.raw_parts();
         let need = len.checked_add(additional).ok_or(HeapError::TooLarge)?;
         if need <= cap {
             return Ok(());
         }
         let new_cap = need.max(cap * 2).max(4);
-        let (p, addr) = self.write(|w| w.alloc_array::<R>(new_cap))?;
-        // SAFETY: moves the `len` elements bitwise into the fresh array (the
-        // vector is exclusively borrowed, so nothing else refers to them),
-        // then publishes the new array.
-        unsafe {
-            if len > 0 {
-                std::ptr::copy_nonoverlapping(at::<R>(ptr), p.as_ptr(), len);
-            }
-            std::ptr::write(
-                vec.get_unchecked_mut(),
-                SharedVec::from_raw_parts(addr, len, new_cap),
-            );
-        }
+        let array = self.write(|w| w.alloc_fresh::<R>(new_cap))?;
+        vec.relocate(array);
         Ok(())
     }
 
@@ -285,28 +245,16 @@ impl<'h> Mutator<'h> {
             return Ok(());
         }
         self.reserve(vec.as_mut(), values.len())?;
-        let (ptr, len, _) = vec.raw_parts();
-        let dst = at::<V::Repr>(ptr);
         if V::IS_POD {
-            // SAFETY: room for `values.len()` more elements was reserved;
-            // for plain-data types `Repr` is `V` and a byte copy is a copy.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    values.as_ptr().cast::<V::Repr>(),
-                    dst.add(len),
-                    values.len(),
-                );
-                vec.set_len(len + values.len());
+            if !vec.extend_pod::<V>(pod_reprs(values)) {
+                unreachable!("mc: room was reserved");
             }
             return Ok(());
         }
-        for (i, v) in values.iter().enumerate() {
+        for v in values {
             let r = self.write(|w| v.to_repr(w))?;
-            // SAFETY: room was reserved; slot `len + i` is uninitialised
-            // and the length grows only over initialised slots.
-            unsafe {
-                dst.add(len + i).write(r);
-                vec.as_mut().set_len(len + i + 1);
+            if vec.as_mut().push_within_capacity(r).is_err() {
+                unreachable!("mc: room was reserved");
             }
         }
         Ok(())
@@ -321,8 +269,7 @@ impl<'h> Mutator<'h> {
         }
         let v = V::from_repr(&vec.as_slice()[len - 1]);
         let mut vec = vec;
-        // SAFETY: shrinking keeps the remaining elements initialised.
-        unsafe { vec.as_mut().set_len(len - 1) };
+        vec.as_mut().truncate(len - 1);
         self.shrink(vec);
         Some(v)
     }
@@ -334,8 +281,7 @@ impl<'h> Mutator<'h> {
     pub fn truncate<R>(&self, vec: Pin<&mut SharedVec<R>>, len: usize) {
         if len < vec.len() {
             let mut vec = vec;
-            // SAFETY: shrinking keeps the remaining elements initialised.
-            unsafe { vec.as_mut().set_len(len) };
+            vec.as_mut().truncate(len);
             self.shrink(vec);
         }
     }
@@ -344,32 +290,20 @@ impl<'h> Mutator<'h> {
     /// room to an array twice their number (none when empty). Keeps the
     /// vector as it is when the heap cannot allocate.
     fn shrink<R>(&self, vec: Pin<&mut SharedVec<R>>) {
-        let (ptr, len, cap) = vec.raw_parts();
+        let (_, len, cap) = vec.raw_parts();
         if cap <= 4 || len > cap / 4 {
             return;
         }
-        let (addr, new_cap) = if len == 0 {
-            (0, 0)
-        } else {
-            let new_cap = (2 * len).max(4);
-            match self.write(|w| w.alloc_array::<R>(new_cap)) {
-                // SAFETY: moves the `len` elements bitwise into the fresh
-                // array; the old array becomes garbage and nothing else
-                // refers to its elements (the vector is exclusively
-                // borrowed).
-                Ok((p, addr)) => unsafe {
-                    std::ptr::copy_nonoverlapping(at::<R>(ptr), p.as_ptr(), len);
-                    (addr, new_cap)
-                },
-                Err(_) => return,
-            }
-        };
-        // SAFETY: publishes the new array (or an empty vector); moves
-        // nothing out of the heap.
-        unsafe {
-            let place = vec.get_unchecked_mut();
-            std::ptr::write(place, SharedVec::from_raw_parts(addr, len, new_cap));
+        if len == 0 {
+            set_pinned(vec, SharedVec::empty());
+            return;
         }
+        let new_cap = (2 * len).max(4);
+        let array: FreshArray<R> = match self.write(|w| w.alloc_fresh::<R>(new_cap)) {
+            Ok(array) => array,
+            Err(_) => return,
+        };
+        vec.relocate(array);
     }
 
     /// Keeps `value` alive until the modification ends — which every value
@@ -381,8 +315,7 @@ impl<'h> Mutator<'h> {
 
     /// The heap's allocator figures so far.
     pub fn live_bytes(&self) -> usize {
-        // SAFETY: exclusive lock held; read only.
-        unsafe { &*self.h.alloc.get() }.live_bytes
+        self.h.allocator().live_bytes
     }
 }
 

@@ -20,13 +20,12 @@
 
 use std::sync::atomic::Ordering;
 
-use super::alloc::Corrupt;
+use super::alloc::{AllocState, Allocator, ChunkMemory, Corrupt, PoolSource};
 use super::guards::{held, modifying, WriteLock};
 use super::{
     Heap, HeapError, HeapHeader, HEAP_MAGIC, PIN_COUNT_BITS, PIN_COUNT_MASK, POISON_DIED,
     POISON_PANIC, TOMBSTONE,
 };
-use crate::in_shared::at;
 use crate::pool::{Pool, PAGE_SIZE};
 use crate::value::{Shared, Validator};
 
@@ -99,14 +98,13 @@ impl<T: Shared> Heap<T> {
         if held(self.hdr) || modifying() {
             return Err(HeapError::Reentrant);
         }
-        self.acquire_write(h, None, false)?;
-        let _lock = WriteLock::new(self.hdr, h);
+        let mut lock = self.acquire_write(h, None, false)?;
         let was = self.poisoned()?;
         if was.is_none() && h.repair.load(Ordering::Acquire) == 0 {
             return Ok(None);
         }
-        self.validate_locked(h)?;
-        self.repair_locked(h);
+        self.validate_locked(h, lock.state())?;
+        self.repair_locked(&mut lock);
         if h.poisoned.load(Ordering::Acquire) == POISON_DIED && was != Some(Poison::Died) {
             // The repair found damage the validation did not cover.
             return Err(HeapError::Corrupt("the chunk list"));
@@ -133,10 +131,7 @@ impl<T: Shared> Heap<T> {
     /// [`recover`](Heap::recover), which validates too).
     pub fn validate(&self) -> Result<(), HeapError> {
         let h = self.lock_shared(None)?;
-        let r = self.validate_locked(h);
-        // SAFETY: taken by `lock_shared` just above.
-        unsafe { h.lock.unlock_read() };
-        r
+        self.validate_locked(&h, h.state())
     }
 
     /// Whether `addr..addr+len` lies in committed memory of the pool whose
@@ -153,20 +148,27 @@ impl<T: Shared> Heap<T> {
             .all(|p| !header.contains(&p) && self.pool.page_owner(p) == h.tag)
     }
 
+    /// The memory of the heap's chunks, for the walks that check its
+    /// allocator's state.
+    pub(super) fn chunk_memory<'a>(&'a self, h: &'a HeapHeader) -> InChunks<'a, T> {
+        InChunks { heap: self, h }
+    }
+
     /// The most chunks the heap's pages can hold (bounds a chunk walk).
     fn max_chunks(&self) -> usize {
         self.pool.mapped_size() / PAGE_SIZE + 1
     }
 
-    /// The validation of [`validate`](Heap::validate), with a lock held.
-    pub(super) fn validate_locked(&self, h: &HeapHeader) -> Result<(), HeapError> {
-        // SAFETY: a lock is held: nobody following the protocol changes
-        // the allocator's state; `walk` reads only memory it checked.
-        let state = unsafe { &*h.alloc.get() };
-        let owns = |a: usize, len: usize| self.in_chunks(h, a, len);
+    /// The validation of [`validate`](Heap::validate), with a lock held
+    /// (`state` is the heap's allocator's state, lent by the lock).
+    pub(super) fn validate_locked(
+        &self,
+        h: &HeapHeader,
+        state: &AllocState,
+    ) -> Result<(), HeapError> {
         let mut blocks = Vec::new();
         state
-            .walk(&owns, self.max_chunks(), |b, hdr| {
+            .walk(&self.chunk_memory(h), self.max_chunks(), |b, hdr| {
                 let size = super::alloc::block_size(hdr);
                 if super::alloc::is_allocated(hdr) && size > 8 {
                     blocks.push((b + 8, b + size));
@@ -175,8 +177,15 @@ impl<T: Shared> Heap<T> {
             .map_err(|Corrupt(what)| HeapError::Corrupt(what))?;
         // Blocks are walked chunk by chunk; sort them by address.
         blocks.sort_unstable();
+        let validator = || {
+            // SAFETY: the blocks are the allocated blocks the walk found in
+            // committed pages of the pool (`chunk_memory`), which stay
+            // mapped while the heap, borrowed for this call, holds the
+            // pool.
+            unsafe { Validator::over_blocks(&blocks) }
+        };
         let root = h.root.load(Ordering::Acquire);
-        Validator::over_blocks(&blocks)
+        validator()
             .value::<T>(root)
             .map_err(|_| HeapError::Corrupt("the root value"))?;
         for p in &h.pins {
@@ -190,7 +199,7 @@ impl<T: Shared> Heap<T> {
                 .base()
                 .checked_add(addr)
                 .ok_or(HeapError::Corrupt("a pinned value"))?;
-            Validator::over_blocks(&blocks)
+            validator()
                 .value::<T>(addr)
                 .map_err(|_| HeapError::Corrupt("a pinned value"))?;
         }
@@ -203,27 +212,42 @@ impl<T: Shared> Heap<T> {
     /// the heap's pages that no chunk holds. A repair that is itself
     /// killed is redone by the next holder. Damage found on the way
     /// poisons the heap ([`Poison::Died`]).
-    pub(super) fn repair_locked(&self, h: &HeapHeader) {
+    pub(super) fn repair_locked(&self, lock: &mut WriteLock<'_>) {
+        let h = lock.header();
         h.dirty.store(super::DIRTY_ALLOC, Ordering::Release);
-        // SAFETY: the exclusive lock is held.
-        let state = unsafe { &mut *h.alloc.get() };
-        let owns = |a: usize, len: usize| self.in_chunks(h, a, len);
+        let mem = self.chunk_memory(h);
         // A sweep killed between unlinking the current chunk and forgetting
         // it leaves `cur` on a chunk that is no longer the heap's.
-        state.forget_unlinked_cur(&owns, self.max_chunks());
+        lock.state().forget_unlinked_cur(&mem, self.max_chunks());
         // The collector follows the values' pointers: check them first.
-        if self.validate_locked(h).is_err() {
+        if self.validate_locked(h, lock.state()).is_err() {
             h.poisoned.store(POISON_DIED, Ordering::Release);
             h.dirty.store(0, Ordering::Release);
             return;
         }
-        // SAFETY: the structure was checked just above; the lock is held.
-        unsafe { state.clear_marks() };
-        self.collect(h);
+        // A holder killed while it changed a free list can leave it broken:
+        // the sweep below lists the free blocks again.
+        lock.state().forget_free_lists();
+        {
+            let src = PoolSource {
+                pool: &self.pool,
+                tag: h.tag,
+                last_error: None,
+            };
+            // SAFETY: the exclusive lock is held, and borrowed exclusively
+            // here, so this is the only allocator over the state; the walk
+            // of `validate_locked` has just found every chunk in the heap's
+            // own pages (which `src` hands out and takes back), whole, its
+            // blocks tiling it, and `cur` among them, and the free lists are
+            // empty: the state is intact.
+            let mut alloc = unsafe { Allocator::new(lock.state(), src) };
+            alloc.clear_marks();
+            self.collect(h, &mut alloc);
+        }
         // Pages of the heap that no chunk holds (taken by a killed process
         // before it linked them, or unlinked before it gave them back),
         // freed under the pool's lock.
-        let chunks = match state.walk(&owns, self.max_chunks(), |_, _| {}) {
+        let chunks = match lock.state().walk(&mem, self.max_chunks(), |_, _| {}) {
             Ok(c) => c,
             Err(_) => {
                 h.poisoned.store(POISON_DIED, Ordering::Release);
@@ -240,6 +264,23 @@ impl<T: Shared> Heap<T> {
     }
 }
 
+/// The memory of a heap's chunks: committed pages of its pool that the
+/// pool's page owner table gives to the heap (not its header).
+pub(super) struct InChunks<'a, T: Shared> {
+    heap: &'a Heap<T>,
+    h: &'a HeapHeader,
+}
+
+// SAFETY: `in_chunks` accepts only ranges of committed pages of the heap's
+// pool, whose mapping stays as long as the pool handle the borrowed heap
+// holds (a segment cut short by another process reads zeros there: the
+// fault handler maps them).
+unsafe impl<T: Shared> ChunkMemory for InChunks<'_, T> {
+    fn owns(&self, addr: usize, len: usize) -> bool {
+        self.heap.in_chunks(self.h, addr, len)
+    }
+}
+
 /// Gives back the pages of heaps that can never be used: heaps whose
 /// creator died before it published them, and pages a destroyed heap
 /// still owns (its destroyer was killed half-way). Live heaps are left
@@ -253,10 +294,10 @@ pub(crate) fn scavenge(pool: &Pool) -> usize {
         if !pool.contains_committed(addr, std::mem::size_of::<HeapHeader>()) {
             return None;
         }
-        // SAFETY: the page owner table says a heap header starts here, in
-        // committed pool memory; only plain and atomic fields are read, and
-        // any bytes are valid for them.
-        let h = unsafe { &*at::<HeapHeader>(addr) };
+        // The page owner table says a heap header starts here, in committed
+        // pool memory (a stale one, maybe: only plain and atomic fields are
+        // read, and any bytes are valid for them).
+        let h = super::unsafe_header(addr);
         if h.tag != tag {
             return None;
         }

@@ -219,35 +219,21 @@ mod tests {
 
     #[test]
     fn a_cut_mapping_reads_zeros_and_says_so() {
+        use crate::os::mapping::Mapping;
+        use crate::os::shm;
+
         // A shared object of 4 pages, mapped, then cut to 1 page.
-        let name = format!("/mc.test.fault.{}", std::process::id());
-        let c = std::ffi::CString::new(name).unwrap();
-        // SAFETY: plain calls on a fresh object of our own.
-        let (p, len) = unsafe {
-            let fd = libc::shm_open(
-                c.as_ptr(),
-                libc::O_RDWR | libc::O_CREAT | libc::O_EXCL,
-                0o600,
-            );
-            assert!(fd >= 0);
-            libc::shm_unlink(c.as_ptr());
-            let len = 4 * 4096;
-            assert_eq!(libc::ftruncate(fd, len as libc::off_t), 0);
-            let p = libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd,
-                0,
-            );
-            assert_ne!(p, libc::MAP_FAILED);
-            p.cast::<u8>().add(3 * 4096).write(7);
-            assert_eq!(libc::ftruncate(fd, 4096), 0);
-            libc::close(fd);
-            (p.cast::<u8>(), len)
-        };
-        let g = guard(p.addr(), len).expect("a slot");
+        let name = format!("mc.test.fault.{}", std::process::id());
+        let fd = shm::create(&name).unwrap();
+        shm::unlink(&name).unwrap();
+        let len = 4 * 4096;
+        shm::set_len(&fd, len as u64).unwrap();
+        let m = Mapping::shared(&fd, len, false).unwrap();
+        shm::write_at(&fd, &[7], 3 * 4096).unwrap();
+        shm::set_len(&fd, 4096).unwrap();
+        drop(fd);
+        let p = m.ptr().as_ptr();
+        let g = guard(m.addr(), len).expect("a slot");
         assert!(!g.truncated());
         // SAFETY: reads inside our own mapping; the page past the end is
         // replaced by a zero page by the handler instead of killing us.
@@ -258,7 +244,6 @@ mod tests {
         // SAFETY: inside the mapping and inside the object.
         unsafe { p.write(1) };
         drop(g);
-        // SAFETY: unmapping our own mapping.
-        unsafe { libc::munmap(p.cast(), len) };
+        drop(m);
     }
 }

@@ -14,6 +14,14 @@ unsafe impl Send for NamedSem {}
 // SAFETY: as above.
 unsafe impl Sync for NamedSem {}
 
+/// The calls on an open semaphore that take nothing but the handle.
+#[derive(Clone, Copy)]
+enum Op {
+    Post,
+    Wait,
+    TryWait,
+}
+
 fn c_name(name: &str) -> io::Result<CString> {
     CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
 }
@@ -50,10 +58,22 @@ impl NamedSem {
         Ok(NamedSem { sem })
     }
 
+    /// Calls `op` on the semaphore; returns the C result (0: done).
+    fn call(&self, op: Op) -> libc::c_int {
+        // SAFETY: `sem` is open while `self` lives (only `drop` closes
+        // it), and each of these calls needs nothing but an open semaphore.
+        unsafe {
+            match op {
+                Op::Post => libc::sem_post(self.sem),
+                Op::Wait => libc::sem_wait(self.sem),
+                Op::TryWait => libc::sem_trywait(self.sem),
+            }
+        }
+    }
+
     /// Increments the value.
     pub(crate) fn post(&self) -> io::Result<()> {
-        // SAFETY: `sem` is open while `self` lives.
-        if unsafe { libc::sem_post(self.sem) } != 0 {
+        if self.call(Op::Post) != 0 {
             return Err(io::Error::last_os_error());
         }
         Ok(())
@@ -62,8 +82,7 @@ impl NamedSem {
     /// Waits until the value is positive, then decrements it.
     pub(crate) fn wait(&self) -> io::Result<()> {
         loop {
-            // SAFETY: `sem` is open while `self` lives.
-            if unsafe { libc::sem_wait(self.sem) } == 0 {
+            if self.call(Op::Wait) == 0 {
                 return Ok(());
             }
             let e = io::Error::last_os_error();
@@ -75,8 +94,7 @@ impl NamedSem {
 
     /// Decrements the value if it is positive; `false` otherwise.
     pub(crate) fn try_wait(&self) -> io::Result<bool> {
-        // SAFETY: `sem` is open while `self` lives.
-        if unsafe { libc::sem_trywait(self.sem) } == 0 {
+        if self.call(Op::TryWait) == 0 {
             return Ok(true);
         }
         let e = io::Error::last_os_error();

@@ -2,10 +2,12 @@
 //! table, changed together under the pool's lock.
 
 use std::io;
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::{Pool, PoolError, COMMIT_STEP, OWNER_HEADER, OWNER_TAG, PAGE_SIZE};
 use crate::segment;
+use crate::sync::raw::RawRwLock;
 
 impl Pool {
     fn bitmap(&self) -> &[AtomicU64] {
@@ -65,20 +67,21 @@ impl Pool {
         }
     }
 
-    /// Takes the pool's lock. When its last holder died inside, the
-    /// bitmap and the owner table may disagree on a few pages (the
-    /// holder was between the two): they are made to agree again first.
-    fn lock(&self) -> Result<(), PoolError> {
+    /// Takes the pool's lock, until the returned hold is dropped. When its
+    /// last holder died inside, the bitmap and the owner table may
+    /// disagree on a few pages (the holder was between the two): they are
+    /// made to agree again first.
+    fn lock(&self) -> Result<PoolLock<'_>, PoolError> {
         let h = self.header();
-        match h.lock.write(None) {
-            Ok(crate::sync::raw::Acquired::OwnerDied) => {
-                self.repair_page_table();
-                let _ = h.lock.mark_consistent();
-                Ok(())
-            }
-            Ok(_) => Ok(()),
-            Err(e) => Err(PoolError::Lock(e)),
+        let acquired = h.lock.write(None).map_err(PoolError::Lock)?;
+        if acquired.owner_died() {
+            self.repair_page_table();
+            let _ = h.lock.mark_consistent();
         }
+        Ok(PoolLock {
+            lock: &h.lock,
+            _not_send: PhantomData,
+        })
     }
 
     /// Makes the bitmap and the owner table agree, after a process died
@@ -120,7 +123,7 @@ impl Pool {
     pub(crate) fn alloc_pages(&self, size: usize, owner: u32) -> Result<usize, PoolError> {
         let n = size.div_ceil(PAGE_SIZE).max(1);
         let h = self.header();
-        self.lock()?;
+        let lock = self.lock()?;
         let r = find_run(
             self.bitmap(),
             self.inner.layout.n_pages,
@@ -137,8 +140,7 @@ impl Pool {
             h.used_pages.fetch_add(taken as u64, Ordering::Relaxed);
             h.hint.store((first + n) as u64, Ordering::Relaxed);
         }
-        // SAFETY: taken by `lock` just above.
-        unsafe { h.lock.unlock_write() };
+        drop(lock);
         let Some(first) = r else {
             return Err(PoolError::OutOfMemory {
                 requested: n * PAGE_SIZE,
@@ -165,15 +167,12 @@ impl Pool {
         except: (usize, usize),
         keep: &dyn Fn(usize) -> bool,
     ) -> usize {
-        if self.lock().is_err() {
+        let Ok(_lock) = self.lock() else {
             return 0;
-        }
-        let freed = self.free_matching(&|addr, owner| {
+        };
+        self.free_matching(&|addr, owner| {
             owner & OWNER_TAG == tag && !(addr >= except.0 && addr < except.1) && !keep(addr)
-        });
-        // SAFETY: taken by `lock` just above.
-        unsafe { self.header().lock.unlock_write() };
-        freed
+        })
     }
 
     /// Frees, under one hold of the pool's lock, the pages of owners that
@@ -183,9 +182,9 @@ impl Pool {
     /// `Some(true)` to free all but the header page (left as a tombstone),
     /// `Some(false)` to free every page. Returns the bytes freed.
     pub(crate) fn free_dead_owners(&self, dead: &dyn Fn(usize, u32) -> Option<bool>) -> usize {
-        if self.lock().is_err() {
+        let Ok(_lock) = self.lock() else {
             return 0;
-        }
+        };
         let start = self.inner.base + self.inner.layout.data_offset;
         // Tag → the tombstone page to keep (0: none).
         let mut verdicts: Vec<(u32, usize)> = Vec::new();
@@ -199,18 +198,14 @@ impl Pool {
                 verdicts.push((v & OWNER_TAG, if keep_header { addr } else { 0 }));
             }
         }
-        let freed = if verdicts.is_empty() {
-            0
-        } else {
-            self.free_matching(&|addr, owner| {
-                verdicts
-                    .iter()
-                    .any(|&(t, kept)| owner & OWNER_TAG == t && addr != kept)
-            })
-        };
-        // SAFETY: taken by `lock` just above.
-        unsafe { self.header().lock.unlock_write() };
-        freed
+        if verdicts.is_empty() {
+            return 0;
+        }
+        self.free_matching(&|addr, owner| {
+            verdicts
+                .iter()
+                .any(|&(t, kept)| owner & OWNER_TAG == t && addr != kept)
+        })
     }
 
     /// Frees every used page for which `matches(page address, owner)`;
@@ -285,7 +280,7 @@ impl Pool {
         let h = self.header();
         let first = (addr - self.inner.base - self.inner.layout.data_offset) / PAGE_SIZE;
         // A failed lock leaks the pages rather than risking the bitmap.
-        if self.lock().is_ok() {
+        if let Ok(_lock) = self.lock() {
             // Counted by the bits that were set: after a repair (a process
             // died freeing these very pages) some may be free already.
             let freed = set_run(self.bitmap(), first, n, false);
@@ -296,9 +291,25 @@ impl Pool {
             if (first as u64) < h.hint.load(Ordering::Relaxed) {
                 h.hint.store(first as u64, Ordering::Relaxed);
             }
-            // SAFETY: taken by `lock` just above.
-            unsafe { h.lock.unlock_write() };
         }
+    }
+}
+
+/// The pool's lock, held exclusively by this thread until dropped.
+///
+/// Invariant: the calling thread holds `lock` exclusively while the value
+/// lives (only [`Pool::lock`], which takes it, makes one).
+struct PoolLock<'a> {
+    lock: &'a RawRwLock,
+    // Released by the thread that took it: `!Send`.
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Drop for PoolLock<'_> {
+    fn drop(&mut self) {
+        // SAFETY: the lock is held exclusively by this thread (type
+        // invariant).
+        unsafe { self.lock.unlock_write() };
     }
 }
 

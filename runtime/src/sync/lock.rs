@@ -122,8 +122,9 @@ impl<L: RawLock, R> Lock<L, R, InPlace> {
 
     /// Where the data of the (possibly invalid) lock at `this` lies.
     pub(crate) fn data_addr(this: *const Self) -> *const R {
-        // SAFETY: only computes a field address inside the same allocation.
-        unsafe { std::ptr::addr_of!((*this).data).cast() }
+        // `UnsafeCell<R>` is laid out as `R`.
+        this.wrapping_byte_add(std::mem::offset_of!(Self, data))
+            .cast::<R>()
     }
 }
 
@@ -202,6 +203,18 @@ impl<L: RawLock, T: ?Sized, P: Placement> LockGuard<'_, L, T, P> {
         self.home.check(L::NAMES.guard[P::INDEX]);
     }
 
+    /// The data, exclusively (after the process check). For data in place
+    /// that is not `Unpin`, only `as_pin` calls it, and pins the result at
+    /// once.
+    #[inline]
+    fn data_mut(&mut self) -> &mut T {
+        self.check();
+        // SAFETY: the guard holds the lock exclusively, so no other thread
+        // or process reaches the data, and the exclusive borrow of the
+        // guard makes this the only reference to it.
+        unsafe { &mut *self.lock.data.get() }
+    }
+
     /// Whether the previous holder died (or panicked) holding the lock: the
     /// data may be inconsistent.
     pub fn owner_died(&self) -> bool {
@@ -242,12 +255,11 @@ impl<L: RawLock, T: ?Sized, P: Placement> LockGuard<'_, L, T, P> {
 impl<L: RawLock, R> LockGuard<'_, L, R, InPlace> {
     /// The data, pinned for modification in place.
     pub fn as_pin(&mut self) -> Pin<&mut R> {
-        self.check();
-        // SAFETY: the guard holds the lock exclusively, so this is the only
-        // access; the data lives inside a lock in place, which only exists
+        let data = self.data_mut();
+        // SAFETY: the data lives inside a lock in place, which only exists
         // in target memory (it has no public constructor) and never moves
         // from there.
-        unsafe { Pin::new_unchecked(&mut *self.lock.data.get()) }
+        unsafe { Pin::new_unchecked(data) }
     }
 }
 
@@ -265,20 +277,15 @@ impl<L: RawLock, T: ?Sized, P: Placement> Deref for LockGuard<'_, L, T, P> {
 impl<L: RawLock, T: ?Sized> DerefMut for LockGuard<'_, L, T, Owned> {
     #[inline]
     fn deref_mut(&mut self) -> &mut T {
-        self.check();
-        // SAFETY: the guard holds the lock exclusively: no other access
-        // exists.
-        unsafe { &mut *self.lock.data.get() }
+        self.data_mut()
     }
 }
 
 impl<L: RawLock, R: Unpin> DerefMut for LockGuard<'_, L, R, InPlace> {
     #[inline]
     fn deref_mut(&mut self) -> &mut R {
-        self.check();
-        // SAFETY: the guard holds the lock exclusively; `R: Unpin` may be
-        // moved.
-        unsafe { &mut *self.lock.data.get() }
+        // `R: Unpin` may be moved.
+        self.data_mut()
     }
 }
 

@@ -7,7 +7,7 @@ use std::mem::{align_of, size_of, MaybeUninit};
 use std::pin::Pin;
 use std::ptr;
 
-use super::copy::{CopyError, Invalid, Tracer, Validator, Writer};
+use super::copy::{CopyError, FreshArray, Invalid, Tracer, Validator, Writer};
 use super::fingerprint::{fingerprint_combine, fingerprint_str};
 use super::Shared;
 use crate::in_shared::at;
@@ -154,12 +154,12 @@ impl SharedString {
         if s.is_empty() {
             return Ok(SharedString::empty());
         }
-        let (p, addr) = w.alloc_array::<u8>(s.len())?;
-        // SAFETY: `p` is fresh memory for `s.len()` bytes.
-        unsafe { ptr::copy_nonoverlapping(s.as_ptr(), p.as_ptr(), s.len()) };
+        let mut bytes = w.alloc_fresh::<u8>(s.len())?;
+        bytes.extend_pod::<u8>(s.as_bytes());
+        let (ptr, len, _) = bytes.into_parts();
         Ok(SharedString {
-            ptr: addr,
-            len: s.len(),
+            ptr,
+            len,
             _anchor: ANCHORED,
         })
     }
@@ -303,26 +303,32 @@ impl<R> SharedVec<R> {
         self.cap
     }
 
+    /// The elements, pinned.
+    #[inline]
+    fn elems_pin(self: Pin<&mut Self>) -> Pin<&mut [R]> {
+        // SAFETY: a `SharedVec` only exists in target memory written by the
+        // copier (or validated): `ptr` points to `len` initialised elements
+        // (none are read when `len` is 0). They are reachable only through
+        // this vector (shared values form trees), so the exclusive borrow of
+        // the vector extends to them, and they are pinned as the vector is:
+        // nothing moves a pinned representation without `unsafe`.
+        unsafe {
+            Pin::new_unchecked(if self.len == 0 {
+                &mut []
+            } else {
+                std::slice::from_raw_parts_mut(at::<R>(self.ptr), self.len)
+            })
+        }
+    }
+
     /// The element at `i`, pinned for modification.
     pub fn get_pin(self: Pin<&mut Self>, i: usize) -> Option<Pin<&mut R>> {
-        if i >= self.len {
-            return None;
-        }
-        // SAFETY: element `i` is initialised and exclusively reachable
-        // through this vector (shared values form trees), so the exclusive
-        // borrow of the vector extends to it; elements never move while
-        // pinned in shared memory.
-        unsafe { Some(Pin::new_unchecked(&mut *at::<R>(self.ptr).add(i))) }
+        pin_get(self.elems_pin(), i)
     }
 
     /// All elements, pinned for modification.
     pub fn iter_pin(self: Pin<&mut Self>) -> impl Iterator<Item = Pin<&mut R>> {
-        let (p, len) = (at::<R>(self.ptr), self.len);
-        (0..len).map(move |i| {
-            // SAFETY: as in `get_pin`; each index is yielded once, so the
-            // exclusive borrows do not overlap.
-            unsafe { Pin::new_unchecked(&mut *p.add(i)) }
-        })
+        pin_iter(self.elems_pin())
     }
 
     /// The elements as a mutable slice, for element types that can move
@@ -331,12 +337,7 @@ impl<R> SharedVec<R> {
     where
         R: Unpin,
     {
-        if self.len == 0 {
-            return &mut [];
-        }
-        // SAFETY: as in `get_pin`; `R: Unpin`, so handing out `&mut R` does
-        // not break pinning.
-        unsafe { std::slice::from_raw_parts_mut(at::<R>(self.ptr), self.len) }
+        Pin::into_inner(self.elems_pin())
     }
 
     #[allow(dead_code)] // for the heap's mutator
@@ -344,11 +345,20 @@ impl<R> SharedVec<R> {
         (self.ptr, self.len, self.cap)
     }
 
-    /// # Safety
-    ///
-    /// The parts must describe an allocation of `cap` elements at `ptr`
-    /// (target address) whose first `len` are initialised.
-    pub(crate) unsafe fn from_raw_parts(ptr: usize, len: usize, cap: usize) -> Self {
+    /// A vector without elements or array.
+    pub(crate) fn empty() -> Self {
+        SharedVec {
+            ptr: 0,
+            len: 0,
+            cap: 0,
+            _elem: PhantomData,
+            _anchor: ANCHORED,
+        }
+    }
+
+    /// The vector whose array is `a` (its elements: those written).
+    pub(crate) fn from_fresh(a: FreshArray<R>) -> Self {
+        let (ptr, len, cap) = a.into_parts();
         SharedVec {
             ptr,
             len,
@@ -358,14 +368,121 @@ impl<R> SharedVec<R> {
         }
     }
 
-    /// # Safety
-    ///
-    /// The vector's allocation must have room for `len` elements, all
-    /// initialised.
+    /// Appends `r` when the array has room; gives it back otherwise.
     #[allow(dead_code)] // for the heap's mutator
-    pub(crate) unsafe fn set_len(self: Pin<&mut Self>, len: usize) {
-        // SAFETY: only an integer field is changed; nothing moves.
-        unsafe { self.get_unchecked_mut().len = len };
+    pub(crate) fn push_within_capacity(self: Pin<&mut Self>, r: R) -> Result<(), R> {
+        if self.len >= self.cap {
+            return Err(r);
+        }
+        // SAFETY: the array has room for `cap` elements (the vector's
+        // invariant, as in `elems_pin`; validation checks all of it), so
+        // slot `len < cap` is allocated and holds no element: writing there
+        // overwrites nothing, and the length then covers it. Only the
+        // vector's fields change in place; nothing moves.
+        unsafe {
+            let v = self.get_unchecked_mut();
+            at::<R>(v.ptr).add(v.len).write(r);
+            v.len += 1;
+        }
+        Ok(())
+    }
+
+    /// Appends byte copies of `src`, values of a plain-data type (whose
+    /// representation is itself), when they fit in the room left; `false`
+    /// (nothing appended) otherwise.
+    ///
+    /// # Panics
+    ///
+    /// When `T` is not plain data.
+    #[allow(dead_code)] // for the heap's mutator
+    pub(crate) fn extend_pod<T: Shared<Repr = R>>(self: Pin<&mut Self>, src: &[R]) -> bool {
+        assert!(
+            T::IS_POD,
+            "mc: byte copies of a type that is not plain data"
+        );
+        if src.len() > self.cap - self.len {
+            return false;
+        }
+        // SAFETY: slots `len..len + src.len()` are allocated spare room of
+        // the array (checked just above; the invariant as in
+        // `push_within_capacity`), which `src`, a shared borrow, cannot
+        // overlap; for plain data a byte copy is a valid copy (the `IS_POD`
+        // contract of `Shared`). Only the vector's fields change in place.
+        unsafe {
+            let v = self.get_unchecked_mut();
+            ptr::copy_nonoverlapping(src.as_ptr(), at::<R>(v.ptr).add(v.len), src.len());
+            v.len += src.len();
+        }
+        true
+    }
+
+    /// Shortens the vector to `len` elements (when it is longer). The
+    /// elements past `len` stay in the array as garbage (representations
+    /// have no `Drop`).
+    #[allow(dead_code)] // for the heap's mutator
+    pub(crate) fn truncate(self: Pin<&mut Self>, len: usize) {
+        if len < self.len {
+            // SAFETY: only an integer field is changed, to a smaller
+            // length: the first `len` elements stay initialised; nothing
+            // moves.
+            unsafe { self.get_unchecked_mut().len = len };
+        }
+    }
+
+    /// Moves the elements into `dst` and makes it the vector's array (the
+    /// old array becomes garbage). `dst` must be an array of the target
+    /// this vector lives in (the contract of the [`Writer`] that allocated
+    /// it).
+    ///
+    /// # Panics
+    ///
+    /// When `dst` is not empty or has no room for the elements.
+    #[allow(dead_code)] // for the heap's mutator
+    pub(crate) fn relocate(self: Pin<&mut Self>, mut dst: FreshArray<R>) {
+        assert!(
+            dst.len() == 0 && dst.capacity() >= self.len,
+            "mc: no room to move a vector's elements"
+        );
+        // SAFETY: the `len` elements are initialised (the vector's
+        // invariant) and reachable only through this vector, which is
+        // borrowed exclusively: they move bitwise into `dst` (another
+        // allocation, with room for them, checked above), and the old array
+        // is never used again. Moving them is what pinning forbids to safe
+        // code; representations hold no address of themselves and have no
+        // `Drop`, so a move inside the target that nothing observes is
+        // sound. Then only the vector's fields change in place.
+        unsafe {
+            let v = self.get_unchecked_mut();
+            if v.len > 0 {
+                dst.move_from(at::<R>(v.ptr), v.len);
+            }
+            (v.ptr, v.len, v.cap) = dst.into_parts();
+        }
+    }
+}
+
+/// Element `i` of a pinned slice, pinned.
+#[inline]
+fn pin_get<R>(s: Pin<&mut [R]>, i: usize) -> Option<Pin<&mut R>> {
+    // SAFETY: structural pinning of slice elements: the element is borrowed
+    // exclusively from the pinned slice and re-pinned at once; nothing
+    // moves it.
+    unsafe {
+        s.get_unchecked_mut()
+            .get_mut(i)
+            .map(|r| Pin::new_unchecked(r))
+    }
+}
+
+/// The elements of a pinned slice, pinned.
+#[inline]
+fn pin_iter<R>(s: Pin<&mut [R]>) -> impl Iterator<Item = Pin<&mut R>> {
+    // SAFETY: as in `pin_get`, for each element, yielded once (the
+    // exclusive borrows do not overlap).
+    unsafe {
+        s.get_unchecked_mut()
+            .iter_mut()
+            .map(|r| Pin::new_unchecked(r))
     }
 }
 
@@ -388,56 +505,54 @@ impl<R: PartialEq> PartialEq for SharedVec<R> {
     }
 }
 
+/// Plain-data values as their representations (the same values: for plain
+/// data, `Repr` is `Self`).
+///
+/// # Panics
+///
+/// When `T` is not plain data.
+#[inline]
+pub(crate) fn pod_reprs<T: Shared>(src: &[T]) -> &[T::Repr] {
+    assert!(
+        T::IS_POD,
+        "mc: byte copies of a type that is not plain data"
+    );
+    // SAFETY: for plain data `Repr` is `Self` (the `IS_POD` contract of
+    // `Shared`), so the slice's memory holds `src.len()` valid
+    // representations, borrowed as `src` is.
+    unsafe { std::slice::from_raw_parts(src.as_ptr().cast::<T::Repr>(), src.len()) }
+}
+
 fn write_slice<T: Shared>(src: &[T], w: &mut Writer<'_>) -> Result<SharedVec<T::Repr>, CopyError> {
-    let n = src.len();
-    if n == 0 {
-        // SAFETY: an empty vector owns no allocation.
-        return Ok(unsafe { SharedVec::from_raw_parts(0, 0, 0) });
-    }
-    let (p, addr) = w.alloc_array::<T::Repr>(n)?;
     if T::IS_POD {
-        // SAFETY: for POD types `Repr` is `Self` (same size), so the `n`
-        // source elements are exactly the bytes of the destination.
-        unsafe {
-            ptr::copy_nonoverlapping(
-                src.as_ptr().cast::<u8>(),
-                p.as_ptr().cast::<u8>(),
-                std::mem::size_of_val(src),
-            )
-        };
-    } else {
-        for (i, x) in src.iter().enumerate() {
-            let r = x.to_repr(w)?;
-            // SAFETY: `p` has room for `n` elements and `i < n`.
-            unsafe { p.as_ptr().add(i).write(r) };
-        }
+        return write_repr_slice::<T>(pod_reprs(src), w);
     }
-    // SAFETY: all `n` elements were initialised above.
-    Ok(unsafe { SharedVec::from_raw_parts(addr, n, n) })
+    if src.is_empty() {
+        return Ok(SharedVec::empty());
+    }
+    let mut a = w.alloc_fresh::<T::Repr>(src.len())?;
+    for x in src {
+        a.push(x.to_repr(w)?);
+    }
+    Ok(SharedVec::from_fresh(a))
 }
 
 fn write_repr_slice<T: Shared>(
     src: &[T::Repr],
     w: &mut Writer<'_>,
 ) -> Result<SharedVec<T::Repr>, CopyError> {
-    let n = src.len();
-    if n == 0 {
-        // SAFETY: an empty vector owns no allocation.
-        return Ok(unsafe { SharedVec::from_raw_parts(0, 0, 0) });
+    if src.is_empty() {
+        return Ok(SharedVec::empty());
     }
-    let (p, addr) = w.alloc_array::<T::Repr>(n)?;
+    let mut a = w.alloc_fresh::<T::Repr>(src.len())?;
     if T::IS_POD {
-        // SAFETY: POD representations are plain bytes; `p` has room for `n`.
-        unsafe { ptr::copy_nonoverlapping(src.as_ptr(), p.as_ptr(), n) };
+        a.extend_pod::<T>(src);
     } else {
-        for (i, x) in src.iter().enumerate() {
-            let r = T::repr_to_repr(x, w)?;
-            // SAFETY: `p` has room for `n` elements and `i < n`.
-            unsafe { p.as_ptr().add(i).write(r) };
+        for x in src {
+            a.push(T::repr_to_repr(x, w)?);
         }
     }
-    // SAFETY: all `n` elements were initialised above.
-    Ok(unsafe { SharedVec::from_raw_parts(addr, n, n) })
+    Ok(SharedVec::from_fresh(a))
 }
 
 fn read_slice<T: Shared>(src: &[T::Repr]) -> Vec<T> {
@@ -565,11 +680,8 @@ impl<R: PartialEq> PartialEq for SharedBox<R> {
 }
 
 fn write_box<R>(r: R, w: &mut Writer<'_>) -> Result<SharedBox<R>, CopyError> {
-    let (p, addr) = w.alloc_array::<R>(1)?;
-    // SAFETY: `p` is fresh memory for one `R`.
-    unsafe { p.as_ptr().write(r) };
     Ok(SharedBox {
-        ptr: addr,
+        ptr: w.put(r)?,
         _elem: PhantomData,
         _anchor: ANCHORED,
     })
@@ -764,11 +876,7 @@ tuple!(Tuple6: A 0, B 1, C 2, D 3, E 4, F 5);
 
 /// The element at `i` of a pinned array, pinned.
 pub fn array_get_pin<R, const N: usize>(a: Pin<&mut [R; N]>, i: usize) -> Option<Pin<&mut R>> {
-    if i >= N {
-        return None;
-    }
-    // SAFETY: structural pinning of array elements.
-    unsafe { Some(Pin::new_unchecked(&mut a.get_unchecked_mut()[i])) }
+    pin_get(a, i)
 }
 
 fn collect_array<R, const N: usize>(

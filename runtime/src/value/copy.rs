@@ -4,6 +4,7 @@
 
 use std::alloc::Layout;
 use std::fmt;
+use std::num::NonZeroUsize;
 use std::ptr::NonNull;
 
 use super::Shared;
@@ -54,9 +55,9 @@ impl<'a> Writer<'a> {
     ///
     /// # Safety
     ///
-    /// Every representation produced with this writer must be written to
-    /// memory of the same target (or dropped without being used): it holds
-    /// addresses valid only there.
+    /// Every representation produced with this writer (and every array it
+    /// allocates) must be written to memory of the same target (or dropped
+    /// without being used): it holds addresses valid only there.
     pub unsafe fn new(alloc: &'a mut dyn Allocate) -> Self {
         Writer {
             alloc,
@@ -84,12 +85,11 @@ impl<'a> Writer<'a> {
     /// Those of the target's [`Allocate::allocate`].
     pub fn alloc(&mut self, layout: Layout) -> Result<(NonNull<u8>, usize), CopyError> {
         if layout.size() == 0 {
-            let addr = layout.align();
-            // SAFETY: `align` is a power of two, hence non-zero. Nothing
-            // is read or written through a zero-sized allocation, so the
-            // pointer needs no provenance.
-            let ptr = unsafe { NonNull::new_unchecked(std::ptr::without_provenance_mut(addr)) };
-            return Ok((ptr, addr));
+            // An alignment is a power of two, never zero. Nothing is read or
+            // written through a zero-sized allocation, so the pointer needs
+            // no provenance.
+            let addr = NonZeroUsize::new(layout.align()).ok_or(CopyError::Overflow)?;
+            return Ok((NonNull::without_provenance(addr), addr.get()));
         }
         self.alloc.allocate(layout)
     }
@@ -104,6 +104,126 @@ impl<'a> Writer<'a> {
         let layout = Layout::array::<R>(n).map_err(|_| CopyError::Overflow)?;
         let (p, addr) = self.alloc(layout)?;
         Ok((p.cast(), addr))
+    }
+
+    /// Copies `r` into fresh target memory; returns its target address.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`alloc_array`](Self::alloc_array).
+    #[inline]
+    pub(crate) fn put<R>(&mut self, r: R) -> Result<usize, CopyError> {
+        let mut a = self.alloc_fresh::<R>(1)?;
+        a.push(r);
+        Ok(a.into_parts().0)
+    }
+
+    /// Allocates room for `n` values of `R`, to be filled in order.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`alloc_array`](Self::alloc_array).
+    #[inline]
+    pub(crate) fn alloc_fresh<R>(&mut self, n: usize) -> Result<FreshArray<R>, CopyError> {
+        let (ptr, addr) = self.alloc_array::<R>(n)?;
+        Ok(FreshArray {
+            ptr,
+            addr,
+            cap: n,
+            len: 0,
+        })
+    }
+}
+
+/// A fresh array of target memory with room for `cap` values of `R`, filled
+/// from the start (what a copy builds a vector's array in).
+///
+/// Invariant: `ptr` is valid for writes of `cap` values of `R` (memory the
+/// writer's target allocated for it, which nothing else uses), `addr` is
+/// where the target sees it, and the first `len <= cap` values are
+/// initialised. Only [`Writer::alloc_fresh`] makes one; every method keeps
+/// it.
+pub(crate) struct FreshArray<R> {
+    ptr: NonNull<R>,
+    addr: usize,
+    cap: usize,
+    len: usize,
+}
+
+impl<R> FreshArray<R> {
+    /// Writes `r` into the next free slot.
+    ///
+    /// # Panics
+    ///
+    /// When the array is full.
+    #[inline]
+    pub(crate) fn push(&mut self, r: R) {
+        assert!(self.len < self.cap, "mc: a fresh array is full");
+        // SAFETY: slot `len < cap` of the array lies in the fresh memory
+        // (invariant) and is not initialised yet, so nothing is overwritten.
+        unsafe { self.ptr.as_ptr().add(self.len).write(r) };
+        self.len += 1;
+    }
+
+    /// Appends byte copies of `src`, values of a plain-data type (whose
+    /// representation is itself).
+    ///
+    /// # Panics
+    ///
+    /// When `src` does not fit in the room left, or `T` is not plain data.
+    #[inline]
+    pub(crate) fn extend_pod<T: Shared<Repr = R>>(&mut self, src: &[R]) {
+        assert!(
+            T::IS_POD,
+            "mc: byte copies of a type that is not plain data"
+        );
+        assert!(
+            src.len() <= self.cap - self.len,
+            "mc: a fresh array is full"
+        );
+        // SAFETY: the `src.len()` slots from `len` lie in the fresh memory
+        // (checked just above), which `src` (a shared borrow) cannot
+        // overlap; for plain data a byte copy is a valid copy (the `IS_POD`
+        // contract of `Shared`).
+        unsafe {
+            std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.as_ptr().add(self.len), src.len());
+        }
+        self.len += src.len();
+    }
+
+    /// Moves `n` values from `src` into the next free slots, bitwise.
+    ///
+    /// # Safety
+    ///
+    /// `src` must be valid for reads of `n` initialised values of `R`, not
+    /// inside this array, and the values must not be used there afterwards
+    /// (they move here); `n` must fit in the room left.
+    #[inline]
+    pub(crate) unsafe fn move_from(&mut self, src: *const R, n: usize) {
+        debug_assert!(n <= self.cap - self.len);
+        // SAFETY: `src` holds `n` values that move here (the caller's
+        // contract), into slots `len..len + n` of the fresh memory, which
+        // do not overlap them.
+        unsafe { std::ptr::copy_nonoverlapping(src, self.ptr.as_ptr().add(self.len), n) };
+        self.len += n;
+    }
+
+    /// The number of values written.
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The room, in values.
+    #[inline]
+    pub(crate) fn capacity(&self) -> usize {
+        self.cap
+    }
+
+    /// The target address, length and capacity, once filled as wanted.
+    #[inline]
+    pub(crate) fn into_parts(self) -> (usize, usize, usize) {
+        (self.addr, self.len, self.cap)
     }
 }
 
@@ -415,10 +535,14 @@ impl<'a> Validator<'a> {
     }
 
     /// A validator for values of a heap: every pointer must be the start
-    /// of one of `blocks` (payload start, payload end; sorted, disjoint,
-    /// readable for the validator's lifetime) and its range must lie
-    /// inside that block.
-    pub(crate) fn over_blocks(blocks: &'a [(usize, usize)]) -> Self {
+    /// of one of `blocks` (payload start, payload end; sorted, disjoint)
+    /// and its range must lie inside that block.
+    ///
+    /// # Safety
+    ///
+    /// The blocks must be readable for the validator's lifetime: `value`
+    /// reads the values it checks there.
+    pub(crate) unsafe fn over_blocks(blocks: &'a [(usize, usize)]) -> Self {
         Validator {
             budget: blocks.iter().map(|&(s, e)| e - s).sum(),
             region: Region::Blocks {
@@ -548,9 +672,7 @@ struct RegionAlloc<'a> {
 impl<'a> RegionAlloc<'a> {
     fn new(buf: &'a mut [u8]) -> Self {
         let len = buf.len();
-        // SAFETY: a slice's pointer is never null (dangling but non-null
-        // when empty).
-        let base = unsafe { NonNull::new_unchecked(buf.as_mut_ptr()) };
+        let base = NonNull::from(buf).cast::<u8>();
         RegionAlloc {
             base,
             len,
@@ -580,10 +702,14 @@ unsafe impl Allocate for RegionAlloc<'_> {
             });
         }
         self.next = end;
-        // SAFETY: `offset <= end <= len`: the pointer stays inside (or one
-        // past the end of) the region, and is derived from its base.
-        let ptr = unsafe { self.base.add(offset) };
-        Ok((ptr, addr))
+        // `offset <= end <= len`: the pointer stays inside (or one past the
+        // end of) the region, and keeps its base's provenance.
+        let at = self
+            .base
+            .addr()
+            .checked_add(offset)
+            .ok_or(CopyError::Overflow)?;
+        Ok((self.base.with_addr(at), addr))
     }
 }
 
@@ -665,31 +791,40 @@ unsafe impl Allocate for LocalArena {
             .cast::<u8>()
             .map_addr(|a| a.next_multiple_of(layout.align()));
         let addr = ptr.expose_provenance();
+        // `ptr` lies inside the block (moving the `Vec` into `blocks` does
+        // not move its buffer), so it is never null.
+        let ptr = NonNull::new(ptr).ok_or(CopyError::Overflow)?;
         self.blocks.push(block);
         self.used += layout.size().next_multiple_of(layout.align().max(8));
-        // SAFETY: `ptr` lies inside the live block just pushed (moving the
-        // `Vec` does not move its buffer), so it is not null.
-        Ok((unsafe { NonNull::new_unchecked(ptr) }, addr))
+        Ok((ptr, addr))
     }
 }
 
-pub(crate) fn local_roundtrip<T: Shared>(value: &T) -> Result<T, CopyError> {
+/// Copies `value` into a fresh local arena and lends `f` the
+/// representation (or the error) and the bytes the arena handed out.
+fn in_local_arena<T: Shared, X>(
+    value: &T,
+    f: impl FnOnce(Result<&T::Repr, CopyError>, usize) -> X,
+) -> X {
     let mut arena = LocalArena::new();
-    // SAFETY: the representation is only read while `arena` is alive, and
-    // the arena's target addresses are local addresses.
-    let mut w = unsafe { Writer::new(&mut arena) };
-    let repr = value.to_repr(&mut w)?;
-    Ok(T::from_repr(&repr))
+    let repr = {
+        // SAFETY: the representation is only lent (a borrow that cannot
+        // outlive this function) while `arena` is alive, and the arena's
+        // target addresses are local addresses.
+        let mut w = unsafe { Writer::new(&mut arena) };
+        value.to_repr(&mut w)
+    };
+    f(repr.as_ref().map_err(Clone::clone), arena.used)
+}
+
+pub(crate) fn local_roundtrip<T: Shared>(value: &T) -> Result<T, CopyError> {
+    in_local_arena(value, |repr, _| repr.map(T::from_repr))
 }
 
 pub(crate) fn count_bytes<T: Shared>(value: &T) -> usize {
-    let mut arena = LocalArena::new();
-    // SAFETY: the representation is dropped without being read.
-    let mut w = unsafe { Writer::new(&mut arena) };
     // A local arena only fails on overflow, in which case the count so far
     // is the best answer.
-    let _ = value.to_repr(&mut w);
-    arena.used
+    in_local_arena(value, |_, used| used)
 }
 
 #[cfg(test)]
@@ -701,8 +836,7 @@ mod tests {
     }
 
     fn bytes(buf: &mut [u64]) -> &mut [u8] {
-        // SAFETY: reinterpreting a `u64` buffer as bytes (same memory).
-        unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u8>(), buf.len() * 8) }
+        bytemuck::cast_slice_mut(buf)
     }
 
     #[test]

@@ -34,10 +34,12 @@ mod copy;
 pub(crate) mod descr;
 mod fingerprint;
 
+pub(crate) use builtin::pod_reprs;
 pub use builtin::{
     array_get_pin, SharedBox, SharedOption, SharedString, SharedVec, Tuple1, Tuple2, Tuple3,
     Tuple4, Tuple5, Tuple6,
 };
+pub(crate) use copy::FreshArray;
 pub use copy::{
     copy_into_region, validate_region, Allocate, CopyError, Invalid, Mark, Tracer, Validator,
     Writer,

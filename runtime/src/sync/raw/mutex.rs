@@ -467,8 +467,9 @@ mod tests {
         for h in hs {
             h.join().unwrap();
         }
-        // SAFETY: all threads joined.
-        assert_eq!(unsafe { *s.n.get() }, 400_000);
+        // All threads joined: `s` is the last handle.
+        let s = Arc::into_inner(s).unwrap();
+        assert_eq!(s.n.into_inner(), 400_000);
     }
 
     #[test]

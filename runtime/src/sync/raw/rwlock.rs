@@ -752,8 +752,7 @@ mod tests {
         assert_eq!(l.unlock_write_checked(), Err(LockError::NotOwner));
         assert_eq!(l.read(None), Ok(Acquired::Clean));
         assert_eq!(l.write(None), Err(LockError::Deadlock));
-        // SAFETY: held shared by this thread.
-        unsafe { l.unlock_read() };
+        l.unlock_read_checked().unwrap();
     }
 
     #[test]
@@ -763,8 +762,7 @@ mod tests {
             s.spawn(|| l.write(None).unwrap());
         });
         assert_eq!(l.write(None), Ok(Acquired::OwnerDied));
-        // SAFETY: held exclusively by this thread.
-        unsafe { l.unlock_write() };
+        l.unlock_write_checked().unwrap();
         assert!(l.is_poisoned());
         assert_eq!(l.read(None), Err(LockError::Poisoned));
         assert_eq!(l.write(None), Err(LockError::Poisoned));
