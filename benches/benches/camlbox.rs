@@ -21,31 +21,8 @@ use std::time::{Duration, Instant};
 
 use mc::camlbox::Sender;
 use mc::Camlbox;
-use mc_testkit::shared;
-
-/// Forks a child that runs `f` (this benchmark is single-threaded when
-/// it forks).
-fn fork_child(f: impl FnOnce()) -> mc_testkit::ChildPid {
-    mc_testkit::fork_child(|| {
-        f();
-        0
-    })
-}
-
-fn reap(pid: mc_testkit::ChildPid) {
-    mc_testkit::expect_exit_ok(pid, std::time::Duration::from_secs(600)).expect("child failed");
-}
-
-/// Runs `child` in a forked process and `parent` here, timing `parent`;
-/// returns ns per `n`.
-fn timed(n: u64, parent: impl FnOnce(u64), child: impl FnOnce(u64)) -> f64 {
-    let pid = fork_child(|| child(n));
-    let t = Instant::now();
-    parent(n);
-    let dt = t.elapsed();
-    reap(pid);
-    dt.as_nanos() as f64 / n as f64
-}
+// `timed(n, parent, child)`: ns per `n` of `parent`, with `child` in a forked process.
+use mc_testkit::{ns_per_op_with_child as timed, shared};
 
 fn best(mut f: impl FnMut() -> f64) -> f64 {
     (0..3).map(|_| f()).fold(f64::INFINITY, f64::min)

@@ -16,7 +16,9 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use mc::sync::{Condvar, Mutex, RwLock, Semaphore};
-use mc_testkit::shared_mut as shared;
+// `ping_pong(rounds, ping, pong)`: ns per round of `ping`, with `pong` in a
+// forked process.
+use mc_testkit::{ns_per_op_with_child as ping_pong, shared_mut as shared};
 
 /// Best time per iteration of `f(iters)` over `runs` runs, in ns.
 fn best_ns(runs: usize, iters: u64, mut f: impl FnMut(u64)) -> f64 {
@@ -139,30 +141,6 @@ fn uncontended() {
             ns / pt_ns
         );
     }
-}
-
-/// Forks a child that runs `f` (this benchmark is single-threaded when
-/// it forks).
-fn fork_child(f: impl FnOnce()) -> mc_testkit::ChildPid {
-    mc_testkit::fork_child(|| {
-        f();
-        0
-    })
-}
-
-fn reap(pid: mc_testkit::ChildPid) {
-    mc_testkit::expect_exit_ok(pid, std::time::Duration::from_secs(600)).expect("child failed");
-}
-
-/// Round-trip time in ns of `rounds` ping-pongs: the child runs `pong`, the
-/// parent `ping`.
-fn ping_pong(rounds: u64, ping: impl FnOnce(u64), pong: impl FnOnce(u64)) -> f64 {
-    let child = fork_child(|| pong(rounds));
-    let t = Instant::now();
-    ping(rounds);
-    let dt = t.elapsed();
-    reap(child);
-    dt.as_nanos() as f64 / rounds as f64
 }
 
 struct MutexCond {

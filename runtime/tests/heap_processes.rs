@@ -136,21 +136,34 @@ fn killed_in_modify_poisons() -> Result<String, String> {
     Ok(detail.join("; "))
 }
 
-/// A process killed while holding a read guard does not block writers.
-fn killed_reader_does_not_block_writers() -> Result<String, String> {
+/// A new heap in a new pool, after a child ran `take` on it, which takes
+/// a guard and calls its second argument while holding it: the child was
+/// killed there.
+fn heap_of_killed_holder(
+    take: impl FnOnce(&Heap<Pair>, &dyn Fn()),
+) -> Result<(Pool, Heap<Pair>), String> {
     let pool = Pool::create(16 << 20).map_err(|e| e.to_string())?;
     let heap = Heap::create(&pool, &pair()).map_err(|e| e.to_string())?;
     let flag = shared(AtomicU32::new(0));
     let h = heap.clone();
     let pid = fork_child(move || {
-        let g = h.read();
-        flag.store(1, SeqCst);
-        linger();
-        drop(g);
+        take(&h, &|| {
+            flag.store(1, SeqCst);
+            linger();
+        });
         2
     });
     wait_for(Duration::from_secs(10), || flag.load(SeqCst) == 1)?;
     kill_and_reap(pid)?;
+    Ok((pool, heap))
+}
+
+/// A process killed while holding a read guard does not block writers.
+fn killed_reader_does_not_block_writers() -> Result<String, String> {
+    let (_pool, heap) = heap_of_killed_holder(|h, stay| {
+        let _guard = h.read();
+        stay();
+    })?;
     let t = Instant::now();
     in_child(Duration::from_secs(5), || {
         heap.modify(|_, r| {
@@ -172,19 +185,10 @@ fn killed_reader_does_not_block_writers() -> Result<String, String> {
 /// A process killed while holding a pin: its pin is reclaimed by the next
 /// collection (pin slots record their process), and the heap keeps working.
 fn killed_while_pinning() -> Result<String, String> {
-    let pool = Pool::create(16 << 20).map_err(|e| e.to_string())?;
-    let heap = Heap::create(&pool, &pair()).map_err(|e| e.to_string())?;
-    let flag = shared(AtomicU32::new(0));
-    let h = heap.clone();
-    let pid = fork_child(move || {
-        let g = h.pin();
-        flag.store(1, SeqCst);
-        linger();
-        drop(g);
-        2
-    });
-    wait_for(Duration::from_secs(10), || flag.load(SeqCst) == 1)?;
-    kill_and_reap(pid)?;
+    let (pool, heap) = heap_of_killed_holder(|h, stay| {
+        let _guard = h.pin();
+        stay();
+    })?;
     in_child(Duration::from_secs(10), || {
         for i in 0..1000u64 {
             heap.modify(|m, r| {

@@ -126,6 +126,26 @@ pub fn expect_exit_ok(pid: ChildPid, timeout: Duration) -> Result<(), String> {
     }
 }
 
+/// Forks a child that runs `child(n)`, runs `here(n)` meanwhile, and
+/// returns the nanoseconds per unit of `n` that `here` took (a benchmark's
+/// two ends in two processes).
+///
+/// # Panics
+///
+/// When the child fails or runs longer than ten minutes: a benchmark has
+/// no figure to give then.
+pub fn ns_per_op_with_child(n: u64, here: impl FnOnce(u64), child: impl FnOnce(u64)) -> f64 {
+    let pid = fork_child(|| {
+        child(n);
+        0
+    });
+    let t = Instant::now();
+    here(n);
+    let dt = t.elapsed();
+    expect_exit_ok(pid, Duration::from_secs(600)).expect("the benchmark's child failed");
+    dt.as_nanos() as f64 / n as f64
+}
+
 /// Sends `SIGKILL` to a child.
 pub fn kill(pid: ChildPid) {
     let _ = send_signal(Pid::from_raw(pid), Signal::SIGKILL);

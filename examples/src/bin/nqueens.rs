@@ -166,25 +166,47 @@ fn run_mp2(o: &Options) -> Result<u64, String> {
             names_rx.delete(slot);
         }
     }
-    let all = nqueens::tasks(n);
-    let workers = (0..o.workers)
-        .map(|w| {
-            batch_worker::start((n, nqueens::share(&all, w, o.workers), names.clone()))
-                .map_err(|e| e.to_string())
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut sent = 0;
-    for p in workers {
-        sent += batch_worker::join(p)
-            .map_err(|e| e.to_string())?
-            .ok_or("a worker failed")??;
-    }
+    let workers = start_batch_workers(o, &names)?;
+    let sent = join_batch_workers(workers)?;
     let mut count = 0;
     for p in filters {
         count += filter::join(p)
             .map_err(|e| e.to_string())?
             .ok_or("a filter failed")??;
     }
+    same_count(sent, count)
+}
+
+/// Starts `o.workers` batch workers sending to the boxes named `names`,
+/// each with its share of the tasks.
+fn start_batch_workers(
+    o: &Options,
+    names: &[String],
+) -> Result<Vec<mc::processes::Pid<batch_worker::Definition>>, String> {
+    let all = nqueens::tasks(o.n);
+    (0..o.workers)
+        .map(|w| {
+            batch_worker::start((o.n, nqueens::share(&all, w, o.workers), names.to_vec()))
+                .map_err(|e| e.to_string())
+        })
+        .collect()
+}
+
+/// The boards the batch workers sent, in all.
+fn join_batch_workers(
+    workers: Vec<mc::processes::Pid<batch_worker::Definition>>,
+) -> Result<u64, String> {
+    let mut sent = 0;
+    for p in workers {
+        sent += batch_worker::join(p)
+            .map_err(|e| e.to_string())?
+            .ok_or("a worker failed")??;
+    }
+    Ok(sent)
+}
+
+/// `count` when every board sent was received once.
+fn same_count(sent: u64, count: u64) -> Result<u64, String> {
     if sent != count {
         return Err(format!("{sent} boards sent, {count} distinct received"));
     }
@@ -195,28 +217,10 @@ fn run_mp(o: &Options) -> Result<u64, String> {
     let n = o.n;
     let (mut rx, id) =
         mc::Camlbox::<Batch>::create(4 * n, BATCH * n + 256).map_err(|e| e.to_string())?;
-    let all = nqueens::tasks(n);
-    let pids = (0..o.workers)
-        .map(|w| {
-            batch_worker::start((
-                n,
-                nqueens::share(&all, w, o.workers),
-                vec![id.name().to_owned()],
-            ))
-            .map_err(|e| e.to_string())
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let workers = start_batch_workers(o, &[id.name().to_owned()])?;
     let count = collect(&mut rx, n, o.workers)?;
-    let mut sent = 0;
-    for p in pids {
-        sent += batch_worker::join(p)
-            .map_err(|e| e.to_string())?
-            .ok_or("a worker failed")??;
-    }
-    if sent != count {
-        return Err(format!("{sent} boards sent, {count} distinct received"));
-    }
-    Ok(count)
+    let sent = join_batch_workers(workers)?;
+    same_count(sent, count)
 }
 
 fn run_tables(o: &Options, n_tables: usize) -> Result<u64, String> {

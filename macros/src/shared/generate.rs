@@ -68,7 +68,7 @@ use proc_macro2::{Literal, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
-use syn::{parse_quote, GenericParam, Generics, Ident, Lifetime, LifetimeParam};
+use syn::{parse_quote, GenericParam, Generics, Ident, Lifetime, LifetimeParam, WhereClause};
 
 use super::parse::{docs, Container, Data, Field, Fields, Style, Variant};
 
@@ -224,11 +224,7 @@ impl<'c, 'a> Gen<'c, 'a> {
         match &c.data {
             Data::Struct(fields) => {
                 let body = fields_def(fields, true);
-                let decl = match fields.style {
-                    Style::Named => quote!(#generics #where_clause #body),
-                    Style::Tuple => quote!(#generics #body #where_clause;),
-                    Style::Unit => quote!(#generics #where_clause;),
-                };
+                let decl = struct_decl(fields.style, generics, where_clause, body);
                 quote! {
                     #[doc = #doc]
                     #[repr(C)]
@@ -281,11 +277,7 @@ impl<'c, 'a> Gen<'c, 'a> {
         match &c.data {
             Data::Struct(fields) => {
                 let body = projection_fields_def(fields, lt, true);
-                let decl = match fields.style {
-                    Style::Named => quote!(#generics #where_clause #body),
-                    Style::Tuple => quote!(#generics #body #where_clause;),
-                    Style::Unit => quote!(#generics #where_clause;),
-                };
+                let decl = struct_decl(fields.style, &generics, where_clause, body);
                 quote! {
                     #[doc = #doc]
                     #[allow(dead_code)]
@@ -322,7 +314,13 @@ impl<'c, 'a> Gen<'c, 'a> {
         });
         let fingerprint = self.fingerprint(true);
         let shallow = self.fingerprint(false);
-        let (to_repr, repr_to_repr, from_repr, trace, validate) = match &c.data {
+        let Methods {
+            to_repr,
+            repr_to_repr,
+            from_repr,
+            trace,
+            validate,
+        } = match &c.data {
             Data::Struct(fields) => self.struct_methods(fields),
             Data::Enum(variants) => self.enum_methods(variants),
         };
@@ -448,16 +446,7 @@ impl<'c, 'a> Gen<'c, 'a> {
         quote!(::mc::__private::fingerprint_combine(&[#(#parts,)* #(#type_args),*]))
     }
 
-    fn struct_methods(
-        &self,
-        fields: &Fields<'_>,
-    ) -> (
-        TokenStream,
-        TokenStream,
-        TokenStream,
-        TokenStream,
-        TokenStream,
-    ) {
+    fn struct_methods(&self, fields: &Fields<'_>) -> Methods {
         let ident = self.c.ident;
         let repr = &self.c.repr_ident;
         let list = &fields.list;
@@ -486,28 +475,19 @@ impl<'c, 'a> Gen<'c, 'a> {
                 };
             }
         });
-        (
-            quote!(::core::result::Result::Ok(#repr { #(#to,)* })),
-            quote!(::core::result::Result::Ok(#repr { #(#rr,)* })),
-            quote!(#ident { #(#from,)* }),
-            quote!(#(#trace)*),
-            quote! {
+        Methods {
+            to_repr: quote!(::core::result::Result::Ok(#repr { #(#to,)* })),
+            repr_to_repr: quote!(::core::result::Result::Ok(#repr { #(#rr,)* })),
+            from_repr: quote!(#ident { #(#from,)* }),
+            trace: quote!(#(#trace)*),
+            validate: quote! {
                 #(#validate)*
                 ::core::result::Result::Ok(())
             },
-        )
+        }
     }
 
-    fn enum_methods(
-        &self,
-        variants: &[Variant<'_>],
-    ) -> (
-        TokenStream,
-        TokenStream,
-        TokenStream,
-        TokenStream,
-        TokenStream,
-    ) {
+    fn enum_methods(&self, variants: &[Variant<'_>]) -> Methods {
         let ident = self.c.ident;
         let repr = &self.c.repr_ident;
         let mut to = Vec::new();
@@ -569,12 +549,12 @@ impl<'c, 'a> Gen<'c, 'a> {
             validate.push(quote!(#tag => { #(#checks)* }));
         }
         let name = self.name_str();
-        (
-            quote!(::core::result::Result::Ok(match self { #(#to,)* })),
-            quote!(::core::result::Result::Ok(match src { #(#rr,)* })),
-            quote!(match src { #(#from,)* }),
-            quote!(match src { #(#trace,)* }),
-            quote! {
+        Methods {
+            to_repr: quote!(::core::result::Result::Ok(match self { #(#to,)* })),
+            repr_to_repr: quote!(::core::result::Result::Ok(match src { #(#rr,)* })),
+            from_repr: quote!(match src { #(#from,)* }),
+            trace: quote!(match src { #(#trace,)* }),
+            validate: quote! {
                 // SAFETY: see the module docs ("enum `validate`").
                 let tag = unsafe { ::core::ptr::read_unaligned(src.cast::<#tag_ty>()) };
                 match tag {
@@ -588,7 +568,7 @@ impl<'c, 'a> Gen<'c, 'a> {
                 }
                 ::core::result::Result::Ok(())
             },
-        )
+        }
     }
 
     /// For enums with data: the `repr(C)` model of the twin's layout
@@ -885,5 +865,29 @@ fn debug_fields(name: &str, fields: &Fields<'_>, accesses: &[TokenStream]) -> To
         }
         Style::Tuple => quote!(f.debug_tuple(#name) #(.field(#accesses))* .finish()),
         Style::Unit => quote!(f.write_str(#name)),
+    }
+}
+
+/// The bodies of the `Shared` methods that depend on the type's shape.
+struct Methods {
+    to_repr: TokenStream,
+    repr_to_repr: TokenStream,
+    from_repr: TokenStream,
+    trace: TokenStream,
+    validate: TokenStream,
+}
+
+/// What follows a struct's name: its generics, where clause and fields in
+/// the order that `style` asks for.
+fn struct_decl(
+    style: Style,
+    generics: &Generics,
+    where_clause: &Option<WhereClause>,
+    body: TokenStream,
+) -> TokenStream {
+    match style {
+        Style::Named => quote!(#generics #where_clause #body),
+        Style::Tuple => quote!(#generics #body #where_clause;),
+        Style::Unit => quote!(#generics #where_clause;),
     }
 }

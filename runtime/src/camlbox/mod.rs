@@ -114,17 +114,7 @@ impl<T: Shared> crate::value::DescrParts for CamlboxDescr<T> {
     }
 }
 
-crate::value::descr::shared_descr!(
-    [T: Shared] CamlboxDescr<T>,
-    crate::value::fingerprint_combine(&[
-        crate::value::fingerprint_str("mc::CamlboxDescr"),
-        T::FINGERPRINT
-    ]),
-    crate::value::fingerprint_combine(&[
-        crate::value::fingerprint_str("mc::CamlboxDescr"),
-        T::SHALLOW_FINGERPRINT
-    ])
-);
+crate::value::descr::shared_descr!([T: Shared] CamlboxDescr<T>, name = "mc::CamlboxDescr", args = [T]);
 
 impl<T> PartialEq for CamlboxDescr<T> {
     fn eq(&self, o: &Self) -> bool {

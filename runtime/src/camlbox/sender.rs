@@ -12,7 +12,7 @@ use super::layout::{Region, WRITING};
 use super::{far_future, map, segment_name, writer_identity, CamlboxError, Mapping, SPIN};
 use crate::segment::{self, SegmentError, SegmentKind};
 use crate::sync::futex;
-use crate::value::{self, Allocate, CopyError, Shared, Writer};
+use crate::value::{self, bump, write_root_first, Allocate, Bump, CopyError, Shared};
 
 /// The sending end of a camlbox of `T` messages. Senders can be cloned and
 /// shared between threads; each maps the box at its own address.
@@ -78,20 +78,7 @@ struct SlotAlloc {
 // the data is at the same offset in each.
 unsafe impl Allocate for SlotAlloc {
     fn allocate(&mut self, layout: Layout) -> Result<(NonNull<u8>, usize), CopyError> {
-        let addr = self
-            .target
-            .checked_add(self.next)
-            .and_then(|a| a.checked_next_multiple_of(layout.align()))
-            .ok_or(CopyError::Overflow)?;
-        let offset = addr - self.target;
-        let end = offset
-            .checked_add(layout.size())
-            .ok_or(CopyError::Overflow)?;
-        if end > self.len {
-            return Err(CopyError::OutOfSpace {
-                requested: layout.size(),
-            });
-        }
+        let Bump { addr, offset, end } = bump(self.target, self.next, self.len, layout)?;
         // SAFETY: `offset <= end <= len`: inside (or one past) the slot.
         let local = unsafe { self.local.add(offset) };
         if !local.as_ptr().addr().is_multiple_of(layout.align()) {
@@ -313,20 +300,9 @@ impl<T: Shared> Sender<T> {
             len: r.msg_size(),
             next: 0,
         };
-        let result = (|| -> Result<usize, CopyError> {
-            let (root, addr) = alloc.allocate(Layout::new::<T::Repr>())?;
-            let repr = {
-                // SAFETY: the representation is written into this slot
-                // right below, and the allocator's target addresses are the
-                // receiver's addresses of this slot.
-                let mut w = unsafe { Writer::new(&mut alloc) };
-                value.to_repr(&mut w)?
-            };
-            // SAFETY: `root` was allocated for one `T::Repr` in the slot,
-            // which this sender owns while it is claimed.
-            unsafe { root.cast::<T::Repr>().as_ptr().write(repr) };
-            Ok(addr - target)
-        })();
+        // The allocator's target addresses are the receiver's addresses of
+        // this slot, which this sender owns while it is claimed.
+        let result = write_root_first(&mut alloc, value).map(|addr| addr - target);
         match result {
             Ok(root_offset) => {
                 r.publish(slot, mine, root_offset, alloc.next);

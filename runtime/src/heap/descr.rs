@@ -25,17 +25,7 @@ impl<T: Shared> crate::value::DescrParts for HeapDescr<T> {
     }
 }
 
-crate::value::descr::shared_descr!(
-    [T: Shared] HeapDescr<T>,
-    crate::value::fingerprint_combine(&[
-        crate::value::fingerprint_str("mc::HeapDescr"),
-        T::FINGERPRINT
-    ]),
-    crate::value::fingerprint_combine(&[
-        crate::value::fingerprint_str("mc::HeapDescr"),
-        T::SHALLOW_FINGERPRINT
-    ])
-);
+crate::value::descr::shared_descr!([T: Shared] HeapDescr<T>, name = "mc::HeapDescr", args = [T]);
 
 /// A serde-able reference to a heap, to pass to other processes, which
 /// [open](HeapDescr::open) it. A descriptor carries its type: opening it as

@@ -3,10 +3,9 @@
 
 use std::mem::size_of;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use super::alloc::AllocState;
-use super::{HeapHeader, HeapStats, HEAP_MAGIC, PIN_COUNT_MASK};
+use super::{HeapHeader, HeapStats, HEAP_MAGIC};
 use crate::in_shared::read_copy;
 use crate::pool::OWNER_HEADER;
 
@@ -37,7 +36,7 @@ pub(crate) fn inspect_header(
     owner_of: &dyn Fn(usize) -> u32,
     read: &dyn Fn(usize, usize) -> Option<Vec<u8>>,
 ) -> Option<HeapReport> {
-    let h: HeapHeader = read_copy(bytes)?;
+    let mut h: HeapHeader = read_copy(bytes)?;
     if h.magic.load(Ordering::Relaxed) != HEAP_MAGIC {
         return None;
     }
@@ -46,31 +45,17 @@ pub(crate) fn inspect_header(
     }
     // Follow the current chunk's address only into this heap's pages, and
     // only through `read` (copies).
-    let s = h.alloc.into_inner().stats_with(|cur| {
-        if owner_of(cur) != h.tag {
+    let tag = h.tag;
+    let s = h.alloc.get_mut().stats_with(|cur| {
+        if owner_of(cur) != tag {
             return None;
         }
         AllocState::chunk_size_top(&read(cur, AllocState::CHUNK_HEADER_SIZE)?)
     });
-    let pinned = h
-        .pins
-        .iter()
-        .filter(|p| p.v.load(Ordering::Relaxed) & PIN_COUNT_MASK != 0)
-        .count();
     Some(HeapReport {
         addr,
         fingerprint: h.fingerprint,
         poisoned: h.poisoned.load(Ordering::Relaxed) != 0,
-        stats: HeapStats {
-            live_bytes: s.live_bytes,
-            free_bytes: s.free_bytes,
-            chunks: s.chunks,
-            chunk_bytes: s.chunk_bytes,
-            allocated_since_gc: s.allocated_since_gc,
-            gc_runs: s.gc_runs,
-            last_gc: Duration::from_nanos(s.last_gc_nanos),
-            pinned,
-            owner_deaths: h.owner_deaths.load(Ordering::Relaxed),
-        },
+        stats: HeapStats::new(&s, &h),
     })
 }

@@ -73,7 +73,9 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use self::alloc::{AllocState, Allocator, HeapAllocator, HeapWriter, Marker, PoolSource};
+use self::alloc::{
+    AllocState, AllocStats, Allocator, HeapAllocator, HeapWriter, Marker, PoolSource,
+};
 use crate::in_shared::at;
 use crate::in_shared::in_shared;
 use crate::pool::{Pool, PoolError, OWNER_HEADER, OWNER_TAG, PAGE_SIZE};
@@ -175,6 +177,28 @@ pub struct HeapStats {
     /// How many times a process died holding the heap's lock while the
     /// heap stayed consistent.
     pub owner_deaths: u32,
+}
+
+impl HeapStats {
+    /// The figures of the allocator's state `s` and header `h` of one heap.
+    fn new(s: &AllocStats, h: &HeapHeader) -> Self {
+        let pinned = h
+            .pins
+            .iter()
+            .filter(|p| p.v.load(Ordering::Relaxed) & PIN_COUNT_MASK != 0)
+            .count();
+        HeapStats {
+            live_bytes: s.live_bytes,
+            free_bytes: s.free_bytes,
+            chunks: s.chunks,
+            chunk_bytes: s.chunk_bytes,
+            allocated_since_gc: s.allocated_since_gc,
+            gc_runs: s.gc_runs,
+            last_gc: Duration::from_nanos(s.last_gc_nanos),
+            pinned,
+            owner_deaths: h.owner_deaths.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// Options for creating a heap.
@@ -876,24 +900,7 @@ impl<T: Shared> Heap<T> {
     pub fn stats(&self) -> Result<HeapStats, HeapError> {
         let h = self.lock_shared(None)?;
         let s = h.state().stats_in(&self.chunk_memory(&h));
-        let pinned = h
-            .pins
-            .iter()
-            .filter(|p| p.v.load(Ordering::Relaxed) & PIN_COUNT_MASK != 0)
-            .count();
-        let owner_deaths = h.owner_deaths.load(Ordering::Relaxed);
-        drop(h);
-        Ok(HeapStats {
-            live_bytes: s.live_bytes,
-            free_bytes: s.free_bytes,
-            chunks: s.chunks,
-            chunk_bytes: s.chunk_bytes,
-            allocated_since_gc: s.allocated_since_gc,
-            gc_runs: s.gc_runs,
-            last_gc: Duration::from_nanos(s.last_gc_nanos),
-            pinned,
-            owner_deaths,
-        })
+        Ok(HeapStats::new(&s, &h))
     }
 
     /// Destroys the heap: its memory goes back to the pool (all but the

@@ -9,40 +9,46 @@ use super::{Pool, PoolError, COMMIT_STEP, OWNER_HEADER, OWNER_TAG, PAGE_SIZE};
 use crate::segment;
 use crate::sync::raw::RawRwLock;
 
+/// The two tables of a pool's header area, each an array of one atomic
+/// type, whose place the pool's layout fixes.
+trait Table: Sized {
+    /// The table's offset in the mapping and its number of entries.
+    fn place(l: &super::Layout) -> (usize, usize);
+}
+
+/// The bitmap of used pages: one bit a page.
+impl Table for AtomicU64 {
+    fn place(l: &super::Layout) -> (usize, usize) {
+        (l.bitmap_offset, l.n_pages.div_ceil(64))
+    }
+}
+
+/// The owner table: one entry a page.
+impl Table for AtomicU32 {
+    fn place(l: &super::Layout) -> (usize, usize) {
+        (l.owners_offset, l.n_pages)
+    }
+}
+
 impl Pool {
-    fn bitmap(&self) -> &[AtomicU64] {
-        let l = &self.inner.layout;
-        // SAFETY: the bitmap lies inside the reserved header area with
-        // `n_pages.div_ceil(64)` words (the layout was computed or checked
-        // when the pool was created or attached).
+    fn table<A: Table>(&self) -> &[A] {
+        let (offset, len) = A::place(&self.inner.layout);
+        // SAFETY: the table lies inside the reserved header area, aligned,
+        // with `len` entries (the layout was computed or checked when the
+        // pool was created or attached), and stays mapped while `self`
+        // lives; atomics accept every bit pattern and may be shared with
+        // other processes.
         unsafe {
-            std::slice::from_raw_parts(
-                self.inner
-                    .map
-                    .ptr()
-                    .as_ptr()
-                    .add(l.bitmap_offset)
-                    .cast::<AtomicU64>(),
-                l.n_pages.div_ceil(64),
-            )
+            std::slice::from_raw_parts(self.inner.map.ptr().as_ptr().add(offset).cast::<A>(), len)
         }
     }
 
+    fn bitmap(&self) -> &[AtomicU64] {
+        self.table()
+    }
+
     fn owners(&self) -> &[AtomicU32] {
-        let l = &self.inner.layout;
-        // SAFETY: the owner table lies inside the reserved header area with
-        // `n_pages` entries (layout checked as for the bitmap).
-        unsafe {
-            std::slice::from_raw_parts(
-                self.inner
-                    .map
-                    .ptr()
-                    .as_ptr()
-                    .add(l.owners_offset)
-                    .cast::<AtomicU32>(),
-                l.n_pages,
-            )
-        }
+        self.table()
     }
 
     /// The owner entry of the page holding `addr` (0 when free or outside

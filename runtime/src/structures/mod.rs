@@ -374,16 +374,8 @@ macro_rules! structure_common {
 
         $crate::value::descr::shared_descr!(
             [$($p: $b,)* H: $crate::Shared] $descr<$($p,)* H>,
-            $crate::value::fingerprint_combine(&[
-                $crate::value::fingerprint_str(concat!("mc::", stringify!($descr))),
-                <$data as $crate::Shared>::FINGERPRINT,
-                H::FINGERPRINT
-            ]),
-            $crate::value::fingerprint_combine(&[
-                $crate::value::fingerprint_str(concat!("mc::", stringify!($descr))),
-                <$data as $crate::Shared>::SHALLOW_FINGERPRINT,
-                H::SHALLOW_FINGERPRINT
-            ])
+            name = concat!("mc::", stringify!($descr)),
+            args = [$data, H]
         );
 
         impl<$($p: $b,)* H: $crate::Shared> PartialEq for $descr<$($p,)* H> {

@@ -81,17 +81,7 @@ impl<T: Shared> crate::value::DescrParts for SRefDescr<T> {
     }
 }
 
-crate::value::descr::shared_descr!(
-    [T: Shared] SRefDescr<T>,
-    crate::value::fingerprint_combine(&[
-        crate::value::fingerprint_str("mc::SRefDescr"),
-        T::FINGERPRINT
-    ]),
-    crate::value::fingerprint_combine(&[
-        crate::value::fingerprint_str("mc::SRefDescr"),
-        T::SHALLOW_FINGERPRINT
-    ])
-);
+crate::value::descr::shared_descr!([T: Shared] SRefDescr<T>, name = "mc::SRefDescr", args = [T]);
 
 impl<T: Shared> SRefDescr<T> {
     /// Opens the reference in this process.

@@ -14,7 +14,7 @@ use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
 
 use super::home::Home;
-use super::raw::{Acquired, RawLock};
+use super::raw::{Acquired, LockError, RawLock};
 
 /// Makes guards `!Send`: a lock is released by the thread that took it.
 pub(super) type NotSend = PhantomData<*const ()>;
@@ -164,6 +164,24 @@ impl<L: RawLock, T: ?Sized, P: Placement> Lock<L, T, P> {
             home: Home::here(),
             _not_send: PhantomData,
         }
+    }
+
+    /// Formats the lock as its name with the data seen through `held` (a
+    /// guard taken without waiting), or the error that kept it from being
+    /// taken.
+    pub(super) fn fmt_held<G: Deref<Target = T>>(
+        f: &mut fmt::Formatter<'_>,
+        held: Result<G, LockError>,
+    ) -> fmt::Result
+    where
+        T: fmt::Debug,
+    {
+        let mut d = f.debug_struct(Self::name());
+        match held {
+            Ok(g) => d.field("data", &&*g),
+            Err(e) => d.field("data", &format_args!("<{e}>")),
+        };
+        d.finish()
     }
 }
 

@@ -136,12 +136,7 @@ impl<T: ?Sized, P: Placement> Lock<RawMutex, T, P> {
 
 impl<T: ?Sized + fmt::Debug, P: Placement> fmt::Debug for Lock<RawMutex, T, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut d = f.debug_struct(Self::name());
-        match self.try_lock() {
-            Ok(g) => d.field("data", &&*g),
-            Err(e) => d.field("data", &format_args!("<{e}>")),
-        };
-        d.finish()
+        Self::fmt_held(f, self.try_lock())
     }
 }
 

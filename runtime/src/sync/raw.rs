@@ -39,6 +39,8 @@ mod lock;
 mod model;
 #[cfg(test)]
 mod model_rwlock;
+#[cfg(test)]
+mod model_search;
 mod mutex;
 mod rwlock;
 mod semaphore;
@@ -67,6 +69,14 @@ impl Acquired {
     pub fn owner_died(self) -> bool {
         self == Acquired::OwnerDied
     }
+}
+
+/// What a locker's look at an exclusive lock word found.
+enum Found {
+    /// The word was free and is now the caller's.
+    Taken(Acquired),
+    /// Another thread, `owner`, holds it: the word read was `w`.
+    Held { w: u32, owner: u32 },
 }
 
 /// Why a lock was not acquired (or released).

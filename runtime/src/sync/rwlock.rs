@@ -139,12 +139,7 @@ impl<T: ?Sized, P: Placement> Lock<RawRwLock, T, P> {
 
 impl<T: ?Sized + fmt::Debug, P: Placement> fmt::Debug for Lock<RawRwLock, T, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut d = f.debug_struct(Self::name());
-        match self.try_read() {
-            Ok(g) => d.field("data", &&*g),
-            Err(e) => d.field("data", &format_args!("<{e}>")),
-        };
-        d.finish()
+        Self::fmt_held(f, self.try_read())
     }
 }
 

@@ -84,88 +84,65 @@ unsafe impl<L: RawLock, T: Shared> Shared for Lock<L, T, Owned> {
     }
 }
 
+/// The methods of `Shared` for a synchronisation value with no data and no
+/// pointers, whose shared representation is itself: every copy is
+/// `$fresh(&source)`, there is nothing to trace, and any bits validate.
+macro_rules! fresh_on_copy {
+    ($t:ty, $fresh:ident) => {
+        type Repr = $t;
+        const HAS_POINTERS: bool = false;
+
+        fn to_repr(&self, w: &mut Writer<'_>) -> Result<$t, CopyError> {
+            w.note_lock();
+            Ok($fresh(self))
+        }
+
+        fn repr_to_repr(src: &$t, w: &mut Writer<'_>) -> Result<$t, CopyError> {
+            w.note_lock();
+            Ok($fresh(src))
+        }
+
+        fn from_repr(src: &$t) -> $t {
+            $fresh(src)
+        }
+
+        fn trace(_src: &$t, _t: &mut Tracer<'_>) {}
+
+        unsafe fn validate(_src: *const $t, _v: &mut Validator<'_>) -> Result<(), Invalid> {
+            Ok(())
+        }
+    };
+}
+
 // SAFETY: a semaphore is two integers, no pointers; every bit pattern is
 // valid (a count above `MAX` only makes `post` report an overflow).
 unsafe impl Shared for Semaphore {
-    type Repr = Semaphore;
     const FINGERPRINT: u64 = fingerprint_str("Semaphore");
-    const HAS_POINTERS: bool = false;
-
-    fn to_repr(&self, w: &mut Writer<'_>) -> Result<Semaphore, CopyError> {
-        w.note_lock();
-        Ok(Semaphore::new(self.value().min(RawSemaphore::MAX)))
-    }
-
-    fn repr_to_repr(src: &Semaphore, w: &mut Writer<'_>) -> Result<Semaphore, CopyError> {
-        w.note_lock();
-        Ok(Semaphore::new(src.value().min(RawSemaphore::MAX)))
-    }
-
-    fn from_repr(src: &Semaphore) -> Semaphore {
-        Semaphore::new(src.value().min(RawSemaphore::MAX))
-    }
-
-    fn trace(_src: &Semaphore, _t: &mut Tracer<'_>) {}
-
-    unsafe fn validate(_src: *const Semaphore, _v: &mut Validator<'_>) -> Result<(), Invalid> {
-        Ok(())
-    }
+    fresh_on_copy!(Semaphore, fresh_semaphore);
 }
 
 // SAFETY: a condition variable is two integers, no pointers; every bit
 // pattern is valid.
 unsafe impl Shared for Condvar {
-    type Repr = Condvar;
     const FINGERPRINT: u64 = fingerprint_str("Condvar");
-    const HAS_POINTERS: bool = false;
-
-    fn to_repr(&self, w: &mut Writer<'_>) -> Result<Condvar, CopyError> {
-        w.note_lock();
-        Ok(Condvar::new())
-    }
-
-    fn repr_to_repr(_src: &Condvar, w: &mut Writer<'_>) -> Result<Condvar, CopyError> {
-        w.note_lock();
-        Ok(Condvar::new())
-    }
-
-    fn from_repr(_src: &Condvar) -> Condvar {
-        Condvar::new()
-    }
-
-    fn trace(_src: &Condvar, _t: &mut Tracer<'_>) {}
-
-    unsafe fn validate(_src: *const Condvar, _v: &mut Validator<'_>) -> Result<(), Invalid> {
-        Ok(())
-    }
+    fresh_on_copy!(Condvar, fresh_condvar);
 }
 
 // SAFETY: a barrier is two integers, no pointers; every bit pattern is
 // memory-safe (a size out of range is clamped when waiting).
 unsafe impl Shared for Barrier {
-    type Repr = Barrier;
     const FINGERPRINT: u64 = fingerprint_str("Barrier");
-    const HAS_POINTERS: bool = false;
+    fresh_on_copy!(Barrier, fresh_barrier);
+}
 
-    fn to_repr(&self, w: &mut Writer<'_>) -> Result<Barrier, CopyError> {
-        w.note_lock();
-        Ok(fresh_barrier(self))
-    }
+/// A semaphore with the count of `s` (at most [`RawSemaphore::MAX`]).
+fn fresh_semaphore(s: &Semaphore) -> Semaphore {
+    Semaphore::new(s.value().min(RawSemaphore::MAX))
+}
 
-    fn repr_to_repr(src: &Barrier, w: &mut Writer<'_>) -> Result<Barrier, CopyError> {
-        w.note_lock();
-        Ok(fresh_barrier(src))
-    }
-
-    fn from_repr(src: &Barrier) -> Barrier {
-        fresh_barrier(src)
-    }
-
-    fn trace(_src: &Barrier, _t: &mut Tracer<'_>) {}
-
-    unsafe fn validate(_src: *const Barrier, _v: &mut Validator<'_>) -> Result<(), Invalid> {
-        Ok(())
-    }
+/// A condition variable nobody waits on.
+fn fresh_condvar(_: &Condvar) -> Condvar {
+    Condvar::new()
 }
 
 /// A barrier for as many participants as `b`, nobody arrived.

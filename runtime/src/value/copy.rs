@@ -682,25 +682,51 @@ impl<'a> RegionAlloc<'a> {
     }
 }
 
+/// One allocation from a bump region: its address in the target, its
+/// offset from the region's start, and the offset just past it.
+pub(crate) struct Bump {
+    pub(crate) addr: usize,
+    pub(crate) offset: usize,
+    pub(crate) end: usize,
+}
+
+/// Places `layout` in the region of `len` bytes that starts at target
+/// address `base` and is used up to offset `next`: at the first offset
+/// past `next` aligned in the target.
+///
+/// # Errors
+///
+/// [`CopyError::OutOfSpace`] when it does not fit; [`CopyError::Overflow`]
+/// when an address computation overflows.
+pub(crate) fn bump(
+    base: usize,
+    next: usize,
+    len: usize,
+    layout: Layout,
+) -> Result<Bump, CopyError> {
+    let addr = base
+        .checked_add(next)
+        .and_then(|a| a.checked_next_multiple_of(layout.align()))
+        .ok_or(CopyError::Overflow)?;
+    let offset = addr - base;
+    let end = offset
+        .checked_add(layout.size())
+        .ok_or(CopyError::Overflow)?;
+    if end > len {
+        return Err(CopyError::OutOfSpace {
+            requested: layout.size(),
+        });
+    }
+    Ok(Bump { addr, offset, end })
+}
+
 // SAFETY: allocations are disjoint, increasing ranges of the borrowed
 // region (so valid for writes and used by nothing else while the borrow
 // lasts), aligned as requested; the returned address is the local one.
 unsafe impl Allocate for RegionAlloc<'_> {
     fn allocate(&mut self, layout: Layout) -> Result<(NonNull<u8>, usize), CopyError> {
         let base = self.base.as_ptr().expose_provenance();
-        let addr = base
-            .checked_add(self.next)
-            .and_then(|a| a.checked_next_multiple_of(layout.align()))
-            .ok_or(CopyError::Overflow)?;
-        let offset = addr - base;
-        let end = offset
-            .checked_add(layout.size())
-            .ok_or(CopyError::Overflow)?;
-        if end > self.len {
-            return Err(CopyError::OutOfSpace {
-                requested: layout.size(),
-            });
-        }
+        let Bump { addr, offset, end } = bump(base, self.next, self.len, layout)?;
         self.next = end;
         // `offset <= end <= len`: the pointer stays inside (or one past the
         // end of) the region, and keeps its base's provenance.
@@ -725,17 +751,32 @@ unsafe impl Allocate for RegionAlloc<'_> {
 #[doc(hidden)]
 pub fn copy_into_region<T: Shared>(value: &T, buf: &mut [u8]) -> Result<usize, CopyError> {
     let base = buf.as_ptr().addr();
-    let mut alloc = RegionAlloc::new(buf);
+    let addr = write_root_first(&mut RegionAlloc::new(buf), value)?;
+    Ok(addr - base)
+}
+
+/// Deep-copies `value` into `alloc`'s target, the root's representation
+/// first (so that it comes before everything it points to), and returns
+/// the root's address in the target.
+///
+/// # Errors
+///
+/// As [`Allocate::allocate`] and [`Shared::to_repr`].
+pub(crate) fn write_root_first<T: Shared>(
+    alloc: &mut dyn Allocate,
+    value: &T,
+) -> Result<usize, CopyError> {
     let (root, addr) = alloc.allocate(Layout::new::<T::Repr>())?;
     let repr = {
-        // SAFETY: the representation is written into the region right
-        // below, and the region's target addresses are its local addresses.
-        let mut w = unsafe { Writer::new(&mut alloc) };
+        // SAFETY: the one representation made with `w` is written into the
+        // target right below (its arrays are allocated in the target).
+        let mut w = unsafe { Writer::new(alloc) };
         value.to_repr(&mut w)?
     };
-    // SAFETY: `root` was allocated for one `T::Repr` inside the region.
+    // SAFETY: `root` was allocated for one `T::Repr` in the target, valid
+    // for writes and used by nothing else (`Allocate`'s contract).
     unsafe { root.cast::<T::Repr>().as_ptr().write(repr) };
-    Ok(addr - base)
+    Ok(addr)
 }
 
 /// Checks that `buf` holds a well-formed value of `T` whose root

@@ -111,6 +111,21 @@ pub unsafe fn descr_validate<D: DescrParts>(
 /// Implements [`Shared`] for a descriptor type through its
 /// [`DescrParts`], with the fingerprint `$fp`.
 macro_rules! shared_descr {
+    // A descriptor generic over the types `$arg`: its fingerprints combine
+    // `$name`'s with the arguments' (deep, then shallow).
+    ([$($gen:tt)*] $ty:ty, name = $name:expr, args = [$($arg:ty),+]) => {
+        $crate::value::descr::shared_descr!(
+            [$($gen)*] $ty,
+            $crate::value::fingerprint_combine(&[
+                $crate::value::fingerprint_str($name),
+                $(<$arg as $crate::Shared>::FINGERPRINT),+
+            ]),
+            $crate::value::fingerprint_combine(&[
+                $crate::value::fingerprint_str($name),
+                $(<$arg as $crate::Shared>::SHALLOW_FINGERPRINT),+
+            ])
+        );
+    };
     ([$($gen:tt)*] $ty:ty, $fp:expr, $shallow:expr) => {
         // SAFETY: the representation is the parts' representation (a
         // `Shared` tuple of names and numbers) behind a transparent

@@ -39,7 +39,7 @@ pub use builtin::{
     array_get_pin, SharedBox, SharedOption, SharedString, SharedVec, Tuple1, Tuple2, Tuple3,
     Tuple4, Tuple5, Tuple6,
 };
-pub(crate) use copy::FreshArray;
+pub(crate) use copy::{bump, write_root_first, Bump, FreshArray};
 pub use copy::{
     copy_into_region, validate_region, Allocate, CopyError, Invalid, Mark, Tracer, Validator,
     Writer,

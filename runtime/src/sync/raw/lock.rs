@@ -127,10 +127,7 @@ impl RawLock for RawMutex {
 
     #[inline]
     fn lock_exclusive(&self, timeout: Option<Duration>) -> Result<Acquired, LockError> {
-        match timeout {
-            None => self.lock(),
-            Some(t) => self.lock_timeout(t),
-        }
+        self.lock_within(timeout)
     }
 
     fn try_lock_exclusive(&self) -> Result<Acquired, LockError> {

@@ -11,21 +11,19 @@
 //! without any futex timeouts (no lost wake-ups); with deaths the 10 ms
 //! re-checks are modelled as timeouts, which are the only recovery.
 //!
-//! The model mirrors `lock_slow` and `unlock` step for step (spinning is a
-//! repeated load and adds no behaviour).
+//! The model mirrors `lock_slow` (its `attempt` and `HolderWait::round`
+//! steps) and `unlock` step for step (spinning is a repeated load and adds
+//! no behaviour).
 
 // Threads are numbered: indexing by thread number is the point.
 #![allow(clippy::needless_range_loop)]
 
-use std::collections::HashSet;
+use super::model_search::{self, pc_of, tid, N, ROUNDS};
 
 const WAITERS: u32 = 1 << 31;
 const INCONSISTENT: u32 = 1 << 30;
 const TID_MASK: u32 = (1 << 30) - 1;
 const NOT_RECOVERABLE: u32 = TID_MASK;
-const N: usize = 3;
-/// Critical sections per thread.
-const ROUNDS: u8 = 2;
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 enum Pc {
@@ -68,13 +66,9 @@ struct State {
     dirty: bool,
 }
 
-fn tid(i: usize) -> u32 {
-    i as u32 + 1
-}
-
 impl State {
     fn dead(&self, owner: u32) -> bool {
-        (1..=N as u32).contains(&owner) && self.pc[owner as usize - 1] == Pc::Dead
+        pc_of(&self.pc, owner) == Some(Pc::Dead)
     }
 
     /// The next lock call, or the end.
@@ -246,30 +240,17 @@ fn explore(repair: bool, max_deaths: u8) -> usize {
         deaths: 0,
         dirty: false,
     };
-    let mut seen = HashSet::new();
-    let mut stack = vec![start.clone()];
-    seen.insert(start);
-    while let Some(s) = stack.pop() {
-        let live_holders = s.holders();
-        assert!(live_holders <= 1, "two holders: {s:?}");
-        let next = s.next(repair, max_deaths);
-        if next.is_empty() {
-            assert!(
-                s.pc.iter().all(|p| matches!(p, Pc::Done | Pc::Dead)),
-                "stuck (a lost wake-up or an unrecovered death): {s:?}"
-            );
-        }
-        for t in next {
-            if seen.insert(t.clone()) {
-                stack.push(t);
-            }
-        }
-    }
-    eprintln!(
-        "mutex model: repair={repair} deaths<={max_deaths}: {} states",
-        seen.len()
+    let states = model_search::explore(
+        start,
+        |s| {
+            let live_holders = s.holders();
+            assert!(live_holders <= 1, "two holders: {s:?}");
+            s.next(repair, max_deaths)
+        },
+        |s| s.pc.iter().all(|p| matches!(p, Pc::Done | Pc::Dead)),
     );
-    seen.len()
+    eprintln!("mutex model: repair={repair} deaths<={max_deaths}: {states} states");
+    states
 }
 
 #[test]

@@ -18,15 +18,13 @@
 // Threads are numbered: indexing by thread number is the point.
 #![allow(clippy::needless_range_loop)]
 
-use std::collections::HashSet;
+use super::model_search::{self, pc_of, tid, N, ROUNDS};
 
 const WAITERS: u32 = 1 << 31;
 const INCONSISTENT: u32 = 1 << 30;
 const TID_MASK: u32 = (1 << 30) - 1;
 const NOT_RECOVERABLE: u32 = TID_MASK;
 const NO_READERS: u32 = TID_MASK | INCONSISTENT;
-const N: usize = 3;
-const ROUNDS: u8 = 2;
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 enum Pc {
@@ -76,13 +74,9 @@ struct State {
     dirty: bool,
 }
 
-fn tid(i: usize) -> u32 {
-    i as u32 + 1
-}
-
 impl State {
     fn dead(&self, t: u32) -> bool {
-        (1..=N as u32).contains(&t) && self.pc[t as usize - 1] == Pc::Dead
+        pc_of(&self.pc, t) == Some(Pc::Dead)
     }
 
     fn start(writer: bool) -> Pc {
@@ -378,28 +372,15 @@ fn explore(writers: [bool; N], repair: bool, max_deaths: u8) -> usize {
         deaths: 0,
         dirty: false,
     };
-    let mut seen = HashSet::new();
-    let mut stack = vec![start.clone()];
-    seen.insert(start);
-    while let Some(s) = stack.pop() {
-        let next = s.next(writers, repair, max_deaths);
-        if next.is_empty() {
-            assert!(
-                s.pc.iter().all(|p| matches!(p, Pc::Done | Pc::Dead)),
-                "stuck (a lost wake-up or an unrecovered death): {s:?}"
-            );
-        }
-        for t in next {
-            if seen.insert(t.clone()) {
-                stack.push(t);
-            }
-        }
-    }
-    eprintln!(
-        "rwlock model: writers={writers:?} repair={repair} deaths<={max_deaths}: {} states",
-        seen.len()
+    let states = model_search::explore(
+        start,
+        |s| s.next(writers, repair, max_deaths),
+        |s| s.pc.iter().all(|p| matches!(p, Pc::Done | Pc::Dead)),
     );
-    seen.len()
+    eprintln!(
+        "rwlock model: writers={writers:?} repair={repair} deaths<={max_deaths}: {states} states"
+    );
+    states
 }
 
 #[test]

@@ -1,14 +1,12 @@
 //! The robust, error-checking process-shared mutex.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::super::futex::{self, current_tid, thread_alive, SLICE, SPIN_LIMIT, TID_MASK};
+use super::super::futex::{self, current_tid, thread_alive, HolderWait, TID_MASK, WAITERS};
 use super::lock::sealed::CopyHold;
-use super::{Acquired, LockError};
+use super::{Acquired, Found, LockError};
 
-/// Set while some locker may be asleep on the word.
-const WAITERS: u32 = 1 << 31;
 /// The holder took the lock over from a dead one and has not declared the
 /// data consistent (also set, with no holder, after a holder panicked).
 const INCONSISTENT: u32 = 1 << 30;
@@ -94,15 +92,7 @@ impl RawMutex {
     /// [`LockError::Deadlock`] when this thread holds it.
     #[inline]
     pub fn lock(&self) -> Result<Acquired, LockError> {
-        let tid = current_tid();
-        if self
-            .word
-            .compare_exchange(0, tid, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-        {
-            return Ok(Acquired::Clean);
-        }
-        self.lock_slow(tid, None)
+        self.lock_within(None)
     }
 
     /// [`lock`](Self::lock), giving up after `timeout`.
@@ -113,6 +103,12 @@ impl RawMutex {
     /// [`lock`](Self::lock).
     #[inline]
     pub fn lock_timeout(&self, timeout: Duration) -> Result<Acquired, LockError> {
+        self.lock_within(Some(timeout))
+    }
+
+    /// [`lock`](Self::lock), giving up after `timeout` if there is one.
+    #[inline]
+    pub(super) fn lock_within(&self, timeout: Option<Duration>) -> Result<Acquired, LockError> {
         let tid = current_tid();
         if self
             .word
@@ -121,7 +117,7 @@ impl RawMutex {
         {
             return Ok(Acquired::Clean);
         }
-        self.lock_slow(tid, Some(timeout))
+        self.lock_slow(tid, timeout)
     }
 
     /// Takes the lock if that needs no waiting. A taken lock costs a
@@ -134,11 +130,34 @@ impl RawMutex {
     pub fn try_lock(&self) -> Result<Acquired, LockError> {
         let tid = current_tid();
         loop {
+            let (w, owner) = match self.attempt(tid, 0)? {
+                Found::Taken(a) => return Ok(a),
+                Found::Held { w, owner } => (w, owner),
+            };
+            if thread_alive(owner) {
+                return Err(LockError::WouldBlock);
+            }
+            if self.take_over(w, tid) {
+                return Ok(Acquired::OwnerDied);
+            }
+        }
+    }
+
+    /// Reads the word until it is free, then takes it for `tid` with the
+    /// `extra` bits, or until another thread holds it.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::Poisoned`] when the lock is not recoverable;
+    /// [`LockError::Deadlock`] when `tid` holds it.
+    #[inline]
+    fn attempt(&self, tid: u32, extra: u32) -> Result<Found, LockError> {
+        loop {
             let w = self.word.load(Ordering::Relaxed);
             let owner = w & TID_MASK;
             if owner == 0 {
-                if let Some(a) = self.acquire_free(w, tid, 0) {
-                    return Ok(a);
+                if let Some(a) = self.acquire_free(w, tid, extra) {
+                    return Ok(Found::Taken(a));
                 }
                 continue;
             }
@@ -148,12 +167,7 @@ impl RawMutex {
             if owner == tid {
                 return Err(LockError::Deadlock);
             }
-            if thread_alive(owner) {
-                return Err(LockError::WouldBlock);
-            }
-            if self.take_over(w, tid) {
-                return Ok(Acquired::OwnerDied);
-            }
+            return Ok(Found::Held { w, owner });
         }
     }
 
@@ -181,57 +195,20 @@ impl RawMutex {
 
     #[cold]
     fn lock_slow(&self, tid: u32, timeout: Option<Duration>) -> Result<Acquired, LockError> {
-        let deadline = futex::deadline(timeout);
-        let mut spins = 0;
-        // Once we have slept, other sleepers may exist that we cannot see:
-        // keep the waiters bit when we take the lock.
-        let mut slept = 0;
-        // The holder we are waiting for and since when.
-        let mut watched = (0u32, Instant::now());
+        let mut wait = HolderWait::new(timeout);
         loop {
-            let w = self.word.load(Ordering::Relaxed);
-            let owner = w & TID_MASK;
-            if owner == 0 {
-                if let Some(a) = self.acquire_free(w, tid, slept) {
-                    return Ok(a);
-                }
-                continue;
-            }
-            if owner == NOT_RECOVERABLE {
-                return Err(LockError::Poisoned);
-            }
-            if owner == tid {
-                return Err(LockError::Deadlock);
-            }
-            if spins < SPIN_LIMIT && w & WAITERS == 0 {
-                spins += 1;
-                std::hint::spin_loop();
-                continue;
-            }
-            if w & WAITERS == 0
-                && self
-                    .word
-                    .compare_exchange(w, w | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_err()
-            {
-                continue;
-            }
-            slept = WAITERS;
-            if watched.0 != owner {
-                watched = (owner, Instant::now());
-            }
-            let Some(slice) = futex::next_slice(deadline) else {
-                return Err(LockError::Timeout);
+            let (w, owner) = match self.attempt(tid, wait.slept())? {
+                Found::Taken(a) => return Ok(a),
+                Found::Held { w, owner } => (w, owner),
             };
-            futex::wait(&self.word, w | WAITERS, Some(slice));
-            if watched.1.elapsed() >= SLICE {
-                let cur = self.word.load(Ordering::Relaxed);
-                if cur & TID_MASK == owner {
-                    if !thread_alive(owner) && self.take_over(cur, tid | slept) {
-                        return Ok(Acquired::OwnerDied);
-                    }
-                    watched.1 = Instant::now();
-                }
+            // A dead holder is found only after a sleep: other sleepers may
+            // exist, so the waiters bit stays.
+            let took_over = wait.round(&self.word, w, owner, Ordering::Relaxed, |cur| {
+                self.take_over(cur, tid | WAITERS)
+                    .then_some(Acquired::OwnerDied)
+            })?;
+            if let Some(a) = took_over {
+                return Ok(a);
             }
         }
     }
@@ -248,11 +225,7 @@ impl RawMutex {
     /// [`LockError::NotOwner`] when this thread does not hold the lock.
     #[inline]
     pub fn unlock(&self) -> Result<(), LockError> {
-        let tid = current_tid();
-        let w = self.word.load(Ordering::Relaxed);
-        if w & TID_MASK != tid {
-            return Err(LockError::NotOwner);
-        }
+        let w = self.check_owner()?;
         let new = if w & INCONSISTENT != 0 {
             NOT_RECOVERABLE
         } else {
@@ -260,6 +233,16 @@ impl RawMutex {
         };
         self.release(new);
         Ok(())
+    }
+
+    /// The word, when the calling thread holds the lock.
+    #[inline]
+    fn check_owner(&self) -> Result<u32, LockError> {
+        let w = self.word.load(Ordering::Relaxed);
+        if w & TID_MASK != current_tid() {
+            return Err(LockError::NotOwner);
+        }
+        Ok(w)
     }
 
     #[inline]
@@ -280,10 +263,7 @@ impl RawMutex {
     ///
     /// [`LockError::NotOwner`] when this thread does not hold the lock.
     pub fn abandon(&self) -> Result<(), LockError> {
-        let w = self.word.load(Ordering::Relaxed);
-        if w & TID_MASK != current_tid() {
-            return Err(LockError::NotOwner);
-        }
+        self.check_owner()?;
         self.release(INCONSISTENT);
         Ok(())
     }
@@ -294,10 +274,7 @@ impl RawMutex {
     ///
     /// [`LockError::NotOwner`] when this thread does not hold the lock.
     pub fn poison(&self) -> Result<(), LockError> {
-        let w = self.word.load(Ordering::Relaxed);
-        if w & TID_MASK != current_tid() {
-            return Err(LockError::NotOwner);
-        }
+        self.check_owner()?;
         self.release(NOT_RECOVERABLE);
         Ok(())
     }
@@ -309,10 +286,7 @@ impl RawMutex {
     ///
     /// [`LockError::NotOwner`] when this thread does not hold the lock.
     pub fn mark_consistent(&self) -> Result<(), LockError> {
-        let w = self.word.load(Ordering::Relaxed);
-        if w & TID_MASK != current_tid() {
-            return Err(LockError::NotOwner);
-        }
+        let w = self.check_owner()?;
         if w & INCONSISTENT != 0 {
             self.word.fetch_and(!INCONSISTENT, Ordering::Relaxed);
         }
@@ -416,6 +390,7 @@ impl RawMutex {
 mod tests {
     use super::*;
     use std::sync::Arc;
+    use std::time::Instant;
 
     #[test]
     fn errorcheck() {

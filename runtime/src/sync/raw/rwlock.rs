@@ -3,12 +3,12 @@
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
-use super::super::futex::{self, current_tid, thread_alive, SLICE, SPIN_LIMIT, TID_MASK};
+use super::super::futex::{
+    self, current_tid, thread_alive, HolderWait, SLICE, SPIN_LIMIT, TID_MASK, WAITERS,
+};
 use super::lock::sealed::CopyHold;
-use super::{Acquired, LockError};
+use super::{Acquired, Found, LockError};
 
-/// Set while some locker may be asleep on the state word.
-const WAITERS: u32 = 1 << 31;
 /// A writer died; no writer has declared the data consistent since.
 const INCONSISTENT: u32 = 1 << 30;
 /// The writer field of a lock that is not recoverable (never a real TID).
@@ -87,6 +87,25 @@ impl std::fmt::Debug for RawRwLock {
     }
 }
 
+/// Whether the state word `s` refuses readers: the lock is not recoverable,
+/// or free with a dead writer's data unrepaired.
+#[inline]
+fn refuses_readers(s: u32) -> bool {
+    let owner = s & TID_MASK;
+    owner == NOT_RECOVERABLE || (owner == 0 && s & INCONSISTENT != 0)
+}
+
+/// How a reader's [`enter`](RawRwLock::enter) went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Entry {
+    /// It holds a slot and no writer is recorded: it reads.
+    In,
+    /// A writer (or unrepaired data) showed up: its slot is released again.
+    BackedOut,
+    /// Every slot is busy.
+    Full,
+}
+
 #[inline]
 fn home(tid: u32) -> usize {
     (tid.wrapping_mul(0x9E37_79B9) >> 26) as usize % READER_SLOTS
@@ -111,6 +130,20 @@ impl RawRwLock {
                 let r = &self.readers[i];
                 r.load(SeqCst) == 0 && r.compare_exchange(0, tid, SeqCst, SeqCst).is_ok()
             })
+    }
+
+    /// Claims a reader slot for `tid`, then keeps it only if no writer (or
+    /// unrepaired data) is recorded in the state.
+    #[inline]
+    fn enter(&self, tid: u32) -> Entry {
+        let Some(i) = self.claim_slot(tid) else {
+            return Entry::Full;
+        };
+        if self.state.load(SeqCst) & NO_READERS == 0 {
+            return Entry::In;
+        }
+        self.release_slot(i);
+        Entry::BackedOut
     }
 
     #[inline]
@@ -183,13 +216,8 @@ impl RawRwLock {
     #[inline]
     pub fn read(&self, timeout: Option<Duration>) -> Result<Acquired, LockError> {
         let tid = current_tid();
-        if self.state.load(SeqCst) & NO_READERS == 0 {
-            if let Some(i) = self.claim_slot(tid) {
-                if self.state.load(SeqCst) & NO_READERS == 0 {
-                    return Ok(Acquired::Clean);
-                }
-                self.release_slot(i);
-            }
+        if self.state.load(SeqCst) & NO_READERS == 0 && self.enter(tid) == Entry::In {
+            return Ok(Acquired::Clean);
         }
         self.read_slow(tid, timeout)
     }
@@ -206,14 +234,7 @@ impl RawRwLock {
         let tid = current_tid();
         let mut reaped = false;
         loop {
-            let s = self.state.load(SeqCst);
-            let owner = s & TID_MASK;
-            if owner == NOT_RECOVERABLE || (owner == 0 && s & INCONSISTENT != 0) {
-                return Err(LockError::Poisoned);
-            }
-            if owner == tid {
-                return Err(LockError::Deadlock);
-            }
+            let (s, owner) = self.reader_look(tid)?;
             if owner != 0 {
                 if thread_alive(owner) {
                     return Err(LockError::WouldBlock);
@@ -221,55 +242,59 @@ impl RawRwLock {
                 self.writer_died(s);
                 continue;
             }
-            match self.claim_slot(tid) {
-                Some(i) => {
-                    if self.state.load(SeqCst) & NO_READERS == 0 {
-                        return Ok(Acquired::Clean);
-                    }
-                    self.release_slot(i);
-                }
-                None if !reaped => {
+            match self.enter(tid) {
+                Entry::In => return Ok(Acquired::Clean),
+                Entry::BackedOut => {}
+                Entry::Full if !reaped => {
                     self.reap_dead_readers();
                     reaped = true;
                 }
-                None => return Err(LockError::WouldBlock),
+                Entry::Full => return Err(LockError::WouldBlock),
             }
         }
     }
 
+    /// Reads the state for reader `tid`: the word and its writer field.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::Poisoned`] when the state refuses readers;
+    /// [`LockError::Deadlock`] when `tid` is the writer.
+    #[inline]
+    fn reader_look(&self, tid: u32) -> Result<(u32, u32), LockError> {
+        let s = self.state.load(SeqCst);
+        let owner = s & TID_MASK;
+        if refuses_readers(s) {
+            return Err(LockError::Poisoned);
+        }
+        if owner == tid {
+            return Err(LockError::Deadlock);
+        }
+        Ok((s, owner))
+    }
+
     #[cold]
     fn read_slow(&self, tid: u32, timeout: Option<Duration>) -> Result<Acquired, LockError> {
-        let deadline = futex::deadline(timeout);
-        let mut spins = 0;
+        let mut wait = HolderWait::new(timeout);
         let mut checked_own = false;
-        let mut watched = (0u32, Instant::now());
         loop {
-            let s = self.state.load(SeqCst);
-            let owner = s & TID_MASK;
-            if owner == NOT_RECOVERABLE || (owner == 0 && s & INCONSISTENT != 0) {
-                return Err(LockError::Poisoned);
-            }
-            if owner == tid {
-                return Err(LockError::Deadlock);
-            }
+            let (s, owner) = self.reader_look(tid)?;
             if owner == 0 {
-                if let Some(i) = self.claim_slot(tid) {
-                    if self.state.load(SeqCst) & NO_READERS == 0 {
-                        return Ok(Acquired::Clean);
-                    }
-                    self.release_slot(i);
-                    continue;
+                match self.enter(tid) {
+                    Entry::In => return Ok(Acquired::Clean),
+                    Entry::BackedOut => continue,
+                    Entry::Full => {}
                 }
                 // Every slot is busy: poll for a free one, reclaiming the
                 // slots of dead readers now and then.
-                let Some(slice) = futex::next_slice(deadline) else {
+                let Some(slice) = futex::next_slice(wait.deadline()) else {
                     return Err(LockError::Timeout);
                 };
                 let seq = self.drain.load(SeqCst);
                 futex::wait(&self.drain, seq, Some(slice.min(Duration::from_millis(1))));
-                if watched.1.elapsed() >= SLICE {
+                if wait.slice_passed() {
                     self.reap_dead_readers();
-                    watched.1 = Instant::now();
+                    wait.restart_watch();
                 }
                 continue;
             }
@@ -280,35 +305,11 @@ impl RawRwLock {
                 }
                 checked_own = true;
             }
-            if spins < SPIN_LIMIT && s & WAITERS == 0 {
-                spins += 1;
-                std::hint::spin_loop();
-                continue;
-            }
-            if s & WAITERS == 0
-                && self
-                    .state
-                    .compare_exchange(s, s | WAITERS, SeqCst, SeqCst)
-                    .is_err()
-            {
-                continue;
-            }
-            if watched.0 != owner {
-                watched = (owner, Instant::now());
-            }
-            let Some(slice) = futex::next_slice(deadline) else {
-                return Err(LockError::Timeout);
-            };
-            futex::wait(&self.state, s | WAITERS, Some(slice));
-            if watched.1.elapsed() >= SLICE {
-                let cur = self.state.load(SeqCst);
-                if cur & TID_MASK == owner {
-                    if !thread_alive(owner) {
-                        self.writer_died(cur);
-                    }
-                    watched.1 = Instant::now();
-                }
-            }
+            // A dead writer's word is freed (inconsistent); the wait goes on.
+            wait.round(&self.state, s, owner, SeqCst, |cur| {
+                self.writer_died(cur);
+                None::<()>
+            })?;
         }
     }
 
@@ -383,28 +384,10 @@ impl RawRwLock {
     pub fn try_write(&self) -> Result<Acquired, LockError> {
         let tid = current_tid();
         let acq = loop {
-            let s = self.state.load(SeqCst);
-            let owner = s & TID_MASK;
-            if owner == NOT_RECOVERABLE {
-                return Err(LockError::Poisoned);
-            }
-            if owner == tid {
-                return Err(LockError::Deadlock);
-            }
-            if owner == 0 {
-                if self
-                    .state
-                    .compare_exchange(s, tid | s, SeqCst, SeqCst)
-                    .is_ok()
-                {
-                    break if s & INCONSISTENT != 0 {
-                        Acquired::OwnerDied
-                    } else {
-                        Acquired::Clean
-                    };
-                }
-                continue;
-            }
+            let (s, owner) = match self.attempt_write(tid, 0)? {
+                Found::Taken(acq) => break acq,
+                Found::Held { w, owner } => (w, owner),
+            };
             if thread_alive(owner) {
                 return Err(LockError::WouldBlock);
             }
@@ -428,12 +411,15 @@ impl RawRwLock {
         })
     }
 
-    #[cold]
-    fn write_slow(&self, tid: u32, timeout: Option<Duration>) -> Result<Acquired, LockError> {
-        let deadline = futex::deadline(timeout);
-        let mut spins = 0;
-        let mut slept = 0;
-        let mut watched = (0u32, Instant::now());
+    /// Reads the state until the writer field is free, then takes it for
+    /// `tid` with the `extra` bits, or until another thread holds it.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::Poisoned`] when the lock is not recoverable;
+    /// [`LockError::Deadlock`] when `tid` holds the writer field.
+    #[inline]
+    fn attempt_write(&self, tid: u32, extra: u32) -> Result<Found, LockError> {
         loop {
             let s = self.state.load(SeqCst);
             let owner = s & TID_MASK;
@@ -446,52 +432,40 @@ impl RawRwLock {
             if owner == 0 {
                 if self
                     .state
-                    .compare_exchange(s, tid | s | slept, SeqCst, SeqCst)
+                    .compare_exchange(s, tid | s | extra, SeqCst, SeqCst)
                     .is_ok()
                 {
-                    let acq = if s & INCONSISTENT != 0 {
+                    return Ok(Found::Taken(if s & INCONSISTENT != 0 {
                         Acquired::OwnerDied
                     } else {
                         Acquired::Clean
-                    };
-                    return self.drain_readers(tid, deadline, acq);
+                    }));
                 }
                 continue;
             }
-            if spins < SPIN_LIMIT && s & WAITERS == 0 {
-                spins += 1;
-                std::hint::spin_loop();
-                continue;
-            }
-            if s & WAITERS == 0
-                && self
-                    .state
-                    .compare_exchange(s, s | WAITERS, SeqCst, SeqCst)
-                    .is_err()
-            {
-                continue;
-            }
-            slept = WAITERS;
-            if watched.0 != owner {
-                watched = (owner, Instant::now());
-            }
-            let Some(slice) = futex::next_slice(deadline) else {
-                return Err(LockError::Timeout);
+            return Ok(Found::Held { w: s, owner });
+        }
+    }
+
+    #[cold]
+    fn write_slow(&self, tid: u32, timeout: Option<Duration>) -> Result<Acquired, LockError> {
+        let mut wait = HolderWait::new(timeout);
+        loop {
+            let (s, owner) = match self.attempt_write(tid, wait.slept())? {
+                Found::Taken(acq) => return self.drain_readers(tid, wait.deadline(), acq),
+                Found::Held { w, owner } => (w, owner),
             };
-            futex::wait(&self.state, s | WAITERS, Some(slice));
-            if watched.1.elapsed() >= SLICE {
-                let cur = self.state.load(SeqCst);
-                if cur & TID_MASK == owner {
-                    if !thread_alive(owner)
-                        && self
-                            .state
-                            .compare_exchange(cur, tid | INCONSISTENT | WAITERS, SeqCst, SeqCst)
-                            .is_ok()
-                    {
-                        return self.drain_readers(tid, deadline, Acquired::OwnerDied);
-                    }
-                    watched.1 = Instant::now();
-                }
+            let deadline = wait.deadline();
+            // A dead writer is found only after a sleep: other sleepers may
+            // exist, so the waiters bit stays.
+            let took_over = wait.round(&self.state, s, owner, SeqCst, |cur| {
+                self.state
+                    .compare_exchange(cur, tid | INCONSISTENT | WAITERS, SeqCst, SeqCst)
+                    .is_ok()
+                    .then(|| self.drain_readers(tid, deadline, Acquired::OwnerDied))
+            })?;
+            if let Some(r) = took_over {
+                return r;
             }
         }
     }
@@ -687,9 +661,7 @@ impl RawRwLock {
     /// Whether readers are refused: the lock is not recoverable, or a
     /// writer died and no writer repaired the data yet.
     pub fn is_poisoned(&self) -> bool {
-        let s = self.state.load(SeqCst);
-        let owner = s & TID_MASK;
-        owner == NOT_RECOVERABLE || (owner == 0 && s & INCONSISTENT != 0)
+        refuses_readers(self.state.load(SeqCst))
     }
 
     /// Makes a poisoned lock usable again (free and consistent), for
@@ -697,8 +669,7 @@ impl RawRwLock {
     pub fn clear_poison(&self) -> bool {
         loop {
             let s = self.state.load(SeqCst);
-            let owner = s & TID_MASK;
-            if !(owner == NOT_RECOVERABLE || (owner == 0 && s & INCONSISTENT != 0)) {
+            if !refuses_readers(s) {
                 return false;
             }
             if self.state.compare_exchange(s, 0, SeqCst, SeqCst).is_ok() {
