@@ -51,6 +51,7 @@ mod guards;
 mod inspect;
 mod mutator;
 mod recovery;
+mod stats;
 
 pub use descr::HeapDescr;
 use error::heap_error;
@@ -64,6 +65,7 @@ pub use inspect::HeapReport;
 pub(crate) use inspect::{header_size, inspect_header};
 pub use mutator::Mutator;
 pub use recovery::Poison;
+pub use stats::HeapStats;
 
 use std::cell::UnsafeCell;
 use std::fmt;
@@ -73,9 +75,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use self::alloc::{
-    AllocState, AllocStats, Allocator, HeapAllocator, HeapWriter, Marker, PoolSource,
-};
+use self::alloc::{AllocState, Allocator, HeapAllocator, HeapWriter, Marker, PoolSource};
 use crate::in_shared::at;
 use crate::in_shared::in_shared;
 use crate::pool::{Pool, PoolError, OWNER_HEADER, OWNER_TAG, PAGE_SIZE};
@@ -153,53 +153,6 @@ const _: () = assert!(std::mem::size_of::<HeapHeader>() == 3024);
 // creator before anybody else knows the heap. Sharing `&HeapHeader`
 // between threads therefore shares nothing unsynchronised.
 unsafe impl Sync for HeapHeader {}
-
-/// A heap's figures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HeapStats {
-    /// Bytes in allocated blocks (values and their 8-byte headers): after a
-    /// collection, exactly what is reachable.
-    pub live_bytes: usize,
-    /// Bytes free inside the heap's chunks.
-    pub free_bytes: usize,
-    /// Chunks taken from the pool.
-    pub chunks: usize,
-    /// Bytes in those chunks.
-    pub chunk_bytes: usize,
-    /// Bytes allocated since the last collection.
-    pub allocated_since_gc: usize,
-    /// Collections so far.
-    pub gc_runs: u64,
-    /// How long the last collection took.
-    pub last_gc: Duration,
-    /// Values pinned now.
-    pub pinned: usize,
-    /// How many times a process died holding the heap's lock while the
-    /// heap stayed consistent.
-    pub owner_deaths: u32,
-}
-
-impl HeapStats {
-    /// The figures of the allocator's state `s` and header `h` of one heap.
-    fn new(s: &AllocStats, h: &HeapHeader) -> Self {
-        let pinned = h
-            .pins
-            .iter()
-            .filter(|p| p.v.load(Ordering::Relaxed) & PIN_COUNT_MASK != 0)
-            .count();
-        HeapStats {
-            live_bytes: s.live_bytes,
-            free_bytes: s.free_bytes,
-            chunks: s.chunks,
-            chunk_bytes: s.chunk_bytes,
-            allocated_since_gc: s.allocated_since_gc,
-            gc_runs: s.gc_runs,
-            last_gc: Duration::from_nanos(s.last_gc_nanos),
-            pinned,
-            owner_deaths: h.owner_deaths.load(Ordering::Relaxed),
-        }
-    }
-}
 
 /// Options for creating a heap.
 #[derive(Debug, Clone)]
@@ -774,11 +727,7 @@ impl<T: Shared> Heap<T> {
             root = copy.map_err(|e| heap_error(e, alloc.take_error()))?;
             h.root.store(root, Ordering::Release);
         }
-        let m = Mutator {
-            pool: &self.pool,
-            h: &h,
-            _not_sync: PhantomData,
-        };
+        let m = Mutator::new(&self.pool, &h);
         // SAFETY: the root value lives in the heap, is not pinned by anyone
         // (checked above, and new pins wait for the lock), and this thread
         // has the only exclusive access (lock + no nested modification).
@@ -786,6 +735,7 @@ impl<T: Shared> Heap<T> {
         MODIFYING.with(|m| m.set(process_key()));
         let _flag = ModifyingFlag;
         let r = f(&m, root_ref);
+        drop(m);
         drop(_flag);
         // The change is complete: from here on only the collector works.
         h.dirty.store(DIRTY_ALLOC, Ordering::Release);

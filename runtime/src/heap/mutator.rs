@@ -1,13 +1,13 @@
 //! The mutator: how a modification changes a heap.
 
-use std::cell::Cell;
+use std::cell::{Cell, UnsafeCell};
 use std::fmt;
 use std::marker::PhantomData;
 use std::mem::size_of;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 
-use super::alloc::HeapWriter;
+use super::alloc::{HeapAllocator, HeapWriter};
 use super::error::heap_error;
 use super::guards::Exclusive;
 use super::{HeapError, HeapHeader};
@@ -21,9 +21,14 @@ use crate::value::{
 /// grows vectors. Everything it returns borrows it, so nothing can outlive
 /// the modification.
 pub struct Mutator<'h> {
-    pub(super) pool: &'h Pool,
-    pub(super) h: &'h Exclusive<'h>,
-    pub(super) _not_sync: PhantomData<Cell<()>>,
+    pool: &'h Pool,
+    h: &'h Exclusive<'h>,
+    /// The heap's allocator, lent for the modification. Borrowed by one
+    /// mutator call at a time: calls do not nest (none runs code that can
+    /// reach the mutator: copies in run `to_repr`, which sees a `Writer`
+    /// only), and the mutator is `!Sync`.
+    alloc: UnsafeCell<HeapAllocator<'h>>,
+    _not_sync: PhantomData<Cell<()>>,
 }
 
 impl fmt::Debug for Mutator<'_> {
@@ -39,13 +44,26 @@ impl fmt::Debug for Mutator<'_> {
 }
 
 impl<'h> Mutator<'h> {
+    /// The mutator of the heap `h` holds, in `pool`, with the heap's
+    /// allocator until it is dropped.
+    pub(super) fn new(pool: &'h Pool, h: &'h Exclusive<'h>) -> Self {
+        Mutator {
+            pool,
+            h,
+            alloc: UnsafeCell::new(h.allocator()),
+            _not_sync: PhantomData,
+        }
+    }
+
     #[inline]
     fn write<R>(
         &self,
         f: impl FnOnce(&mut Writer<'_>) -> Result<R, CopyError>,
     ) -> Result<R, HeapError> {
-        let mut alloc = self.h.allocator();
-        let mut w = HeapWriter { alloc: &mut alloc };
+        // SAFETY: the only borrow of the allocator while it lasts: mutator
+        // calls do not nest, and the mutator is `!Sync` (see `alloc`).
+        let alloc = unsafe { &mut *self.alloc.get() };
+        let mut w = HeapWriter { alloc };
         // SAFETY: every representation made with this writer is written
         // into this heap by the callers below.
         let mut wr = unsafe { Writer::new(&mut w) };
@@ -53,7 +71,7 @@ impl<'h> Mutator<'h> {
         if wr.wrote_lock() {
             self.h.has_locks.store(1, Ordering::Release);
         }
-        r.map_err(|e| heap_error(e, alloc.take_error()))
+        r.map_err(|e| heap_error(e, w.alloc.take_error()))
     }
 
     /// Checks that a place lies in this heap: local values (which safe
@@ -315,7 +333,9 @@ impl<'h> Mutator<'h> {
 
     /// The heap's allocator figures so far.
     pub fn live_bytes(&self) -> usize {
-        self.h.allocator().live_bytes
+        // SAFETY: a shared borrow that ends here, while no mutator call
+        // borrows the allocator (calls do not nest).
+        unsafe { &*self.alloc.get() }.live_bytes
     }
 }
 

@@ -1,4 +1,6 @@
-//! Shared mappings of shared memory objects, unmapped when dropped.
+//! Shared mappings of shared memory objects, unmapped when dropped:
+//! with `memmap2` where the kernel picks the address, with `mmap` itself
+//! (`MAP_FIXED_NOREPLACE`) where the address is fixed.
 
 use std::io;
 use std::num::NonZeroUsize;
@@ -25,6 +27,18 @@ pub(crate) enum FixedError {
 pub(crate) struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
+    /// Who unmaps it.
+    owner: Owner,
+}
+
+/// How a mapping was made, and so how it is unmapped.
+#[derive(Debug)]
+enum Owner {
+    /// Where the kernel chose: `memmap2` unmaps it when dropped.
+    Anywhere { _map: memmap2::MmapRaw },
+    /// At a fixed address, with `mmap` itself: unmapped by [`Mapping`]'s
+    /// `Drop`.
+    Fixed,
 }
 
 // SAFETY: a mapping is a range of this process's address space; it may be
@@ -51,29 +65,25 @@ impl Mapping {
     /// the mapping hold addresses into it as integers (other processes
     /// wrote them), which become pointers again through
     /// `in_shared::at`.
-    fn exposed(ptr: NonNull<u8>, len: usize) -> Mapping {
+    fn exposed(ptr: NonNull<u8>, len: usize, owner: Owner) -> Mapping {
         let _ = ptr.as_ptr().expose_provenance();
-        Mapping { ptr, len }
+        Mapping { ptr, len, owner }
     }
 
-    /// Maps the first `len` bytes of `fd` where the kernel chooses.
-    /// `noreserve`: reserve no swap for it (a range reserved for growth,
-    /// backed later with `fallocate`).
+    /// Maps the first `len` bytes of `fd`, read-write and shared, where the
+    /// kernel chooses. `noreserve`: reserve no swap for it (a range
+    /// reserved for growth, backed later with `fallocate`).
     pub(crate) fn shared(fd: &OwnedFd, len: usize, noreserve: bool) -> io::Result<Mapping> {
-        // SAFETY: maps an object this process holds open into a fresh
-        // range the kernel picks: no existing memory is affected.
-        let p = unsafe {
-            mman::mmap(
-                None,
-                len_of(len)?,
-                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
-                flags(noreserve),
-                fd,
-                0,
-            )
+        len_of(len)?;
+        let mut opts = memmap2::MmapOptions::new();
+        opts.len(len);
+        if noreserve {
+            opts.no_reserve_swap();
         }
-        .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
-        Ok(Mapping::exposed(p.cast(), len))
+        let map = opts.map_raw(fd)?;
+        let ptr = NonNull::new(map.as_mut_ptr())
+            .ok_or_else(|| io::Error::other("mmap returned a null mapping"))?;
+        Ok(Mapping::exposed(ptr, len, Owner::Anywhere { _map: map }))
     }
 
     /// Maps the first `len` bytes of `fd` at exactly `addr`, without
@@ -101,7 +111,7 @@ impl Mapping {
         };
         match r {
             Ok(p) => {
-                let m = Mapping::exposed(p.cast(), len);
+                let m = Mapping::exposed(p.cast(), len, Owner::Fixed);
                 if m.addr() == addr {
                     Ok(m)
                 } else {
@@ -132,8 +142,11 @@ impl Mapping {
 
 impl Drop for Mapping {
     fn drop(&mut self) {
-        // SAFETY: unmaps exactly the range this handle mapped; whatever
-        // borrows its memory holds the handle (or its owner) alive.
-        let _ = unsafe { mman::munmap(self.ptr.cast(), self.len) };
+        if let Owner::Fixed = self.owner {
+            // SAFETY: unmaps exactly the range this handle mapped; whatever
+            // borrows its memory holds the handle (or its owner) alive.
+            let _ = unsafe { mman::munmap(self.ptr.cast(), self.len) };
+        }
+        // `Owner::Anywhere` unmaps its range when dropped, right after.
     }
 }
