@@ -13,7 +13,7 @@ benches=("${@:-${all[@]}}")
 out=benches/RESULTS.md
 tmp=$(mktemp)
 
-cargo build --release -p mc-benches --benches >&2
+cargo build --release -p mc-benches --benches --features peers >&2
 
 # A hand-written summary between the markers below is kept across runs.
 summary=$(sed -n '/^<!-- summary -->$/,/^<!-- \/summary -->$/p' "$out" 2>/dev/null || true)
@@ -34,10 +34,10 @@ summary=$(sed -n '/^<!-- summary -->$/,/^<!-- \/summary -->$/p' "$out" 2>/dev/nu
   fi
   for b in "${benches[@]}"; do
     echo
-    echo "## $b (\`cargo bench -p mc-benches --bench $b\`)"
+    echo "## $b (\`cargo bench -p mc-benches --features peers --bench $b\`)"
     echo
     echo '```text'
-    if ! cargo bench -q -p mc-benches --bench "$b" 2>&1 | grep -v '^\s*$'; then
+    if ! cargo bench -q -p mc-benches --features peers --bench "$b" 2>&1 | grep -v '^\s*$'; then
       echo "(the benchmark failed)"
     fi
     echo '```'

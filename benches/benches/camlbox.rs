@@ -287,47 +287,6 @@ fn sockets() -> (Box<dyn RW>, Box<dyn RW>) {
     (Box::new(a), Box::new(b))
 }
 
-// --- ipc-channel -----------------------------------------------------------
-
-fn ipc_latency(rounds: u64) -> f64 {
-    let (tx_a, rx_a) = ipc_channel::ipc::channel::<u64>().unwrap();
-    let (tx_b, rx_b) = ipc_channel::ipc::channel::<u64>().unwrap();
-    timed(
-        rounds,
-        |n| {
-            for i in 0..n {
-                tx_b.send(i).unwrap();
-                assert_eq!(rx_a.recv().unwrap(), i);
-            }
-        },
-        |n| {
-            for _ in 0..n {
-                let v = rx_b.recv().unwrap();
-                tx_a.send(v).unwrap();
-            }
-        },
-    ) / 2.0
-}
-
-fn ipc_throughput(count: u64) -> f64 {
-    let (tx, rx) = ipc_channel::ipc::channel::<u64>().unwrap();
-    timed(
-        count,
-        |n| {
-            let mut sum = 0;
-            for _ in 0..n {
-                sum += rx.recv().unwrap();
-            }
-            assert_eq!(sum, n);
-        },
-        |n| {
-            for _ in 0..n {
-                tx.send(1).unwrap();
-            }
-        },
-    )
-}
-
 // ---------------------------------------------------------------------------
 
 fn main() {
@@ -340,15 +299,19 @@ fn main() {
         .unwrap_or(100_000);
     let count = rounds * 5;
     println!("camlbox: {rounds} ping-pongs (latency), {count} messages (throughput); best of 3");
+    if !cfg!(feature = "peers") {
+        println!(
+            "(ipc-channel and iceoryx2 not built: `--features peers`, as benches/run-all.sh does)"
+        );
+    }
 
     let mut lat: Vec<(&str, f64)> = vec![
         ("raw atomic ping-pong", best(|| raw_latency(rounds))),
         ("camlbox", best(|| camlbox_latency(rounds))),
         ("pipe", best(|| stream_latency(rounds, pipes))),
         ("unix socket", best(|| stream_latency(rounds, sockets))),
-        ("ipc-channel", best(|| ipc_latency(rounds))),
     ];
-    lat.extend(iceoryx::latency(rounds).map(|ns| ("iceoryx2", ns)));
+    lat.extend(peers::latency(rounds));
     let floor = lat[0].1;
     let cb = lat[1].1;
     println!("(x floor: time relative to the raw atomic baseline; x camlbox: relative to camlbox)");
@@ -373,9 +336,8 @@ fn main() {
         ),
         ("pipe", best(|| stream_throughput(count, pipes))),
         ("unix socket", best(|| stream_throughput(count, sockets))),
-        ("ipc-channel", best(|| ipc_throughput(count))),
     ];
-    tp.extend(iceoryx::throughput(count).map(|ns| ("iceoryx2", ns)));
+    tp.extend(peers::throughput(count));
     let floor = tp[0].1;
     let cb = tp[1].1;
     println!("\nthroughput, child -> parent (ns per message):");
@@ -388,141 +350,212 @@ fn main() {
     }
 }
 
-/// iceoryx2 publish-subscribe of `u64`, busy-polling `receive` (its
-/// lowest-latency mode). Each process makes its own node after `fork`.
-mod iceoryx {
-    use iceoryx2::port::update_connections::UpdateConnections;
-    use iceoryx2::prelude::*;
-
-    type Pub = iceoryx2::port::publisher::Publisher<ipc::Service, u64, ()>;
-    type Sub = iceoryx2::port::subscriber::Subscriber<ipc::Service, u64, ()>;
-
-    fn ports(node: &Node<ipc::Service>, send: &str, recv: &str) -> (Pub, Sub) {
-        let open = |name: &str| {
-            node.service_builder(&name.try_into().unwrap())
-                .publish_subscribe::<u64>()
-                .enable_safe_overflow(false)
-                .subscriber_max_buffer_size(10)
-                .history_size(0)
-                .max_publishers(1)
-                .max_subscribers(1)
-                .open_or_create()
-                .unwrap()
-        };
-        let tx = open(send)
-            .publisher_builder()
-            .backpressure_strategy(BackpressureStrategy::RetryUntilDelivered)
-            .create()
-            .unwrap();
-        let rx = open(recv).subscriber_builder().create().unwrap();
-        (tx, rx)
+/// The peers measured against camlbox: ipc-channel and iceoryx2 (built with
+/// the `peers` feature).
+#[cfg(feature = "peers")]
+mod peers {
+    /// Their one-way latencies in ns.
+    pub fn latency(rounds: u64) -> Vec<(&'static str, f64)> {
+        let mut v = vec![("ipc-channel", super::best(|| ipc_latency(rounds)))];
+        v.extend(iceoryx::latency(rounds).map(|ns| ("iceoryx2", ns)));
+        v
     }
 
-    fn recv(rx: &Sub) -> u64 {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        let mut spins = 0u32;
-        loop {
-            if let Some(s) = rx.receive().unwrap() {
-                return *s;
-            }
-            spins = spins.wrapping_add(1);
-            if spins.is_multiple_of(4096) && std::time::Instant::now() > deadline {
-                panic!("iceoryx2: no sample for 30 s (the peer died?)");
-            }
-            std::hint::spin_loop();
-        }
+    /// Their throughputs in ns per message.
+    pub fn throughput(count: u64) -> Vec<(&'static str, f64)> {
+        let mut v = vec![("ipc-channel", super::best(|| ipc_throughput(count)))];
+        v.extend(iceoryx::throughput(count).map(|ns| ("iceoryx2", ns)));
+        v
     }
 
-    fn connected(tx: &Pub) {
-        // Wait until the peer's subscriber is connected, so that nothing is
-        // sent into the void.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while tx.update_connections().is_ok() && tx.send_copy(u64::MAX).unwrap_or(0) == 0 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "iceoryx2: the peer never connected"
-            );
-            std::thread::sleep(std::time::Duration::from_micros(100));
-        }
+    fn ipc_latency(rounds: u64) -> f64 {
+        let (tx_a, rx_a) = ipc_channel::ipc::channel::<u64>().unwrap();
+        let (tx_b, rx_b) = ipc_channel::ipc::channel::<u64>().unwrap();
+        super::timed(
+            rounds,
+            |n| {
+                for i in 0..n {
+                    tx_b.send(i).unwrap();
+                    assert_eq!(rx_a.recv().unwrap(), i);
+                }
+            },
+            |n| {
+                for _ in 0..n {
+                    let v = rx_b.recv().unwrap();
+                    tx_a.send(v).unwrap();
+                }
+            },
+        ) / 2.0
     }
 
-    fn skip_hello(rx: &Sub) {
-        while recv(rx) != u64::MAX {}
-    }
-
-    /// This process's node, publishing on `send` and subscribed to `recv`,
-    /// once the peer is connected (the node must outlive the ports).
-    fn endpoint(send: &str, recv: &str) -> (Node<ipc::Service>, Pub, Sub) {
-        let node = NodeBuilder::new().create::<ipc::Service>().unwrap();
-        let (tx, rx) = ports(&node, send, recv);
-        connected(&tx);
-        skip_hello(&rx);
-        (node, tx, rx)
-    }
-
-    fn names(what: &str) -> (String, String) {
-        let p = std::process::id();
-        (
-            format!("mc-bench/{p}/{what}/a"),
-            format!("mc-bench/{p}/{what}/b"),
+    fn ipc_throughput(count: u64) -> f64 {
+        let (tx, rx) = ipc_channel::ipc::channel::<u64>().unwrap();
+        super::timed(
+            count,
+            |n| {
+                let mut sum = 0;
+                for _ in 0..n {
+                    sum += rx.recv().unwrap();
+                }
+                assert_eq!(sum, n);
+            },
+            |n| {
+                for _ in 0..n {
+                    tx.send(1).unwrap();
+                }
+            },
         )
     }
 
-    /// One-way latency in ns, or `None` when iceoryx2 cannot run here.
-    pub fn latency(rounds: u64) -> Option<f64> {
-        set_log_level(LogLevel::Error);
-        let (a, b) = names("lat");
-        let ns = super::best(|| {
-            let loop_ns = std::cell::Cell::new(0.0);
-            super::timed(
-                rounds,
-                |n| {
-                    let (_node, tx, rx) = endpoint(&b, &a);
-                    let t = std::time::Instant::now();
-                    for i in 0..n {
-                        tx.send_copy(i).unwrap();
-                        assert_eq!(recv(&rx), i);
-                    }
-                    loop_ns.set(t.elapsed().as_nanos() as f64 / n as f64);
-                },
-                |n| {
-                    let (_node, tx, rx) = endpoint(&a, &b);
-                    for _ in 0..n {
-                        let v = recv(&rx);
-                        tx.send_copy(v).unwrap();
-                    }
-                },
-            );
-            loop_ns.get()
-        });
-        Some(ns / 2.0)
+    /// iceoryx2 publish-subscribe of `u64`, busy-polling `receive` (its
+    /// lowest-latency mode). Each process makes its own node after `fork`.
+    mod iceoryx {
+        use iceoryx2::port::update_connections::UpdateConnections;
+        use iceoryx2::prelude::*;
+
+        type Pub = iceoryx2::port::publisher::Publisher<ipc::Service, u64, ()>;
+        type Sub = iceoryx2::port::subscriber::Subscriber<ipc::Service, u64, ()>;
+
+        fn ports(node: &Node<ipc::Service>, send: &str, recv: &str) -> (Pub, Sub) {
+            let open = |name: &str| {
+                node.service_builder(&name.try_into().unwrap())
+                    .publish_subscribe::<u64>()
+                    .enable_safe_overflow(false)
+                    .subscriber_max_buffer_size(10)
+                    .history_size(0)
+                    .max_publishers(1)
+                    .max_subscribers(1)
+                    .open_or_create()
+                    .unwrap()
+            };
+            let tx = open(send)
+                .publisher_builder()
+                .backpressure_strategy(BackpressureStrategy::RetryUntilDelivered)
+                .create()
+                .unwrap();
+            let rx = open(recv).subscriber_builder().create().unwrap();
+            (tx, rx)
+        }
+
+        fn recv(rx: &Sub) -> u64 {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            let mut spins = 0u32;
+            loop {
+                if let Some(s) = rx.receive().unwrap() {
+                    return *s;
+                }
+                spins = spins.wrapping_add(1);
+                if spins.is_multiple_of(4096) && std::time::Instant::now() > deadline {
+                    panic!("iceoryx2: no sample for 30 s (the peer died?)");
+                }
+                std::hint::spin_loop();
+            }
+        }
+
+        fn connected(tx: &Pub) {
+            // Wait until the peer's subscriber is connected, so that nothing is
+            // sent into the void.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while tx.update_connections().is_ok() && tx.send_copy(u64::MAX).unwrap_or(0) == 0 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "iceoryx2: the peer never connected"
+                );
+                std::thread::sleep(std::time::Duration::from_micros(100));
+            }
+        }
+
+        fn skip_hello(rx: &Sub) {
+            while recv(rx) != u64::MAX {}
+        }
+
+        /// This process's node, publishing on `send` and subscribed to `recv`,
+        /// once the peer is connected (the node must outlive the ports).
+        fn endpoint(send: &str, recv: &str) -> (Node<ipc::Service>, Pub, Sub) {
+            let node = NodeBuilder::new().create::<ipc::Service>().unwrap();
+            let (tx, rx) = ports(&node, send, recv);
+            connected(&tx);
+            skip_hello(&rx);
+            (node, tx, rx)
+        }
+
+        fn names(what: &str) -> (String, String) {
+            let p = std::process::id();
+            (
+                format!("mc-bench/{p}/{what}/a"),
+                format!("mc-bench/{p}/{what}/b"),
+            )
+        }
+
+        /// One-way latency in ns, or `None` when iceoryx2 cannot run here.
+        pub fn latency(rounds: u64) -> Option<f64> {
+            set_log_level(LogLevel::Error);
+            let (a, b) = names("lat");
+            let ns = super::super::best(|| {
+                let loop_ns = std::cell::Cell::new(0.0);
+                super::super::timed(
+                    rounds,
+                    |n| {
+                        let (_node, tx, rx) = endpoint(&b, &a);
+                        let t = std::time::Instant::now();
+                        for i in 0..n {
+                            tx.send_copy(i).unwrap();
+                            assert_eq!(recv(&rx), i);
+                        }
+                        loop_ns.set(t.elapsed().as_nanos() as f64 / n as f64);
+                    },
+                    |n| {
+                        let (_node, tx, rx) = endpoint(&a, &b);
+                        for _ in 0..n {
+                            let v = recv(&rx);
+                            tx.send_copy(v).unwrap();
+                        }
+                    },
+                );
+                loop_ns.get()
+            });
+            Some(ns / 2.0)
+        }
+
+        /// Throughput in ns per message, or `None` when iceoryx2 cannot run.
+        pub fn throughput(count: u64) -> Option<f64> {
+            let (a, b) = names("tp");
+            Some(super::super::best(|| {
+                let loop_ns = std::cell::Cell::new(0.0);
+                super::super::timed(
+                    count,
+                    |n| {
+                        let (_node, _tx, rx) = endpoint(&b, &a);
+                        let t = std::time::Instant::now();
+                        let mut sum = 0;
+                        for _ in 0..n {
+                            sum += recv(&rx);
+                        }
+                        assert_eq!(sum, n);
+                        loop_ns.set(t.elapsed().as_nanos() as f64 / n as f64);
+                    },
+                    |n| {
+                        let (_node, tx, _rx) = endpoint(&a, &b);
+                        for _ in 0..n {
+                            tx.send_copy(1).unwrap();
+                        }
+                    },
+                );
+                loop_ns.get()
+            }))
+        }
+    }
+}
+
+/// Without the `peers` feature, camlbox is measured against the raw floor,
+/// pipes and sockets only.
+#[cfg(not(feature = "peers"))]
+mod peers {
+    pub fn latency(_rounds: u64) -> Vec<(&'static str, f64)> {
+        Vec::new()
     }
 
-    /// Throughput in ns per message, or `None` when iceoryx2 cannot run.
-    pub fn throughput(count: u64) -> Option<f64> {
-        let (a, b) = names("tp");
-        Some(super::best(|| {
-            let loop_ns = std::cell::Cell::new(0.0);
-            super::timed(
-                count,
-                |n| {
-                    let (_node, _tx, rx) = endpoint(&b, &a);
-                    let t = std::time::Instant::now();
-                    let mut sum = 0;
-                    for _ in 0..n {
-                        sum += recv(&rx);
-                    }
-                    assert_eq!(sum, n);
-                    loop_ns.set(t.elapsed().as_nanos() as f64 / n as f64);
-                },
-                |n| {
-                    let (_node, tx, _rx) = endpoint(&a, &b);
-                    for _ in 0..n {
-                        tx.send_copy(1).unwrap();
-                    }
-                },
-            );
-            loop_ns.get()
-        }))
+    pub fn throughput(_count: u64) -> Vec<(&'static str, f64)> {
+        Vec::new()
     }
 }

@@ -86,12 +86,26 @@ fn thread_spawn_join(i: u64) {
     assert_eq!(h.join().unwrap(), i + 1);
 }
 
+#[cfg(feature = "peers")]
 fn procspawn_join(i: u64) {
     let h = procspawn::spawn(i, |i| i + 1);
     assert_eq!(h.join().unwrap(), i + 1);
 }
 
+/// procspawn's spawn + join (median, best).
+#[cfg(feature = "peers")]
+fn procspawn_stats() -> Option<(Duration, Duration)> {
+    Some(stats((0..5).map(|_| round(20, procspawn_join)).collect()))
+}
+
+/// procspawn is built with the `peers` feature only.
+#[cfg(not(feature = "peers"))]
+fn procspawn_stats() -> Option<(Duration, Duration)> {
+    None
+}
+
 fn main() {
+    #[cfg(feature = "peers")]
     procspawn::init();
     let rounds = 9;
     let n = 200;
@@ -130,22 +144,27 @@ fn main() {
         .returned()
         .expect("the benchmark's first process failed");
     let procspawn = if only.is_none() {
-        stats((0..5).map(|_| round(20, procspawn_join)).collect())
+        procspawn_stats()
     } else {
-        (Duration::ZERO, Duration::ZERO)
+        None
     };
 
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     let r = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
     println!("process start + join round trip, per operation ({rounds} rounds of {n}):");
+    if procspawn.is_none() && only.is_none() {
+        println!("(procspawn not built: `--features peers`, as benches/run-all.sh does)");
+    }
     println!("                               median        best");
     for (name, (med, min)) in [
         ("raw fork + waitpid      ", fork),
         ("fork + pipe + waitpid   ", pipe),
         ("mc start + join         ", mc),
         ("std::thread spawn + join", thread),
-        ("procspawn spawn + join  ", procspawn),
-    ] {
+    ]
+    .into_iter()
+    .chain(procspawn.map(|p| ("procspawn spawn + join  ", p)))
+    {
         println!("  {name} {:>8.1} µs {:>8.1} µs", us(med), us(min));
     }
     println!("ratios (median, best):");
@@ -153,8 +172,10 @@ fn main() {
         ("mc / raw fork + waitpid", (mc, fork), " (target <= 2)"),
         ("mc / fork + pipe", (mc, pipe), ""),
         ("mc / std::thread", (mc, thread), ""),
-        ("procspawn / mc", (procspawn, mc), " (target > 1)"),
-    ] {
+    ]
+    .into_iter()
+    .chain(procspawn.map(|p| ("procspawn / mc", (p, mc), " (target > 1)")))
+    {
         println!(
             "  {label:<24} {:>6.2}x  {:>6.2}x{note}",
             r(a.0, b.0),
