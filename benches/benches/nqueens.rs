@@ -50,7 +50,7 @@ fn main() {
                 .collect();
             let total: u64 = pids
                 .into_iter()
-                .map(|p| count_share::join(p).expect("join").expect("worker"))
+                .map(|p| count_share::join(p).expect("worker"))
                 .sum();
             mcw.push(t.elapsed());
             assert_eq!(total, expected);

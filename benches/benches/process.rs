@@ -78,7 +78,7 @@ fn raw_fork_pipe(i: u64) {
 
 fn mc_start_join(i: u64) {
     let p = trivial::start(i).expect("start");
-    assert_eq!(trivial::join(p).expect("join"), Some(i + 1));
+    assert_eq!(trivial::join(p).expect("join"), i + 1);
 }
 
 fn thread_spawn_join(i: u64) {

@@ -12,11 +12,16 @@ struct Case {
     path: &'static str,
     args: &'static [&'static str],
     expect: &'static [&'static str],
+    /// Text that must appear in the standard error.
+    stderr: &'static [&'static str],
 }
 
 macro_rules! case {
     ($bin:literal, [$($arg:literal),*], [$($line:literal),*]) => {
-        Case { bin: $bin, path: env!(concat!("CARGO_BIN_EXE_", $bin)), args: &[$($arg),*], expect: &[$($line),*] }
+        Case { bin: $bin, path: env!(concat!("CARGO_BIN_EXE_", $bin)), args: &[$($arg),*], expect: &[$($line),*], stderr: &[] }
+    };
+    ($bin:literal, [$($arg:literal),*], [$($line:literal),*], stderr [$($e:literal),*]) => {
+        Case { stderr: &[$($e),*], ..case!($bin, [$($arg),*], [$($line),*]) }
     };
 }
 
@@ -48,6 +53,11 @@ fn run(c: &Case) -> Result<(), String> {
             "exit status {status}\nstdout:\n{out}\nstderr:\n{err}"
         ));
     }
+    for text in c.stderr {
+        if !err.contains(text) {
+            return Err(format!("no {text:?} in the standard error:\n{err}"));
+        }
+    }
     for line in c.expect {
         if !out.lines().any(|l| l.trim() == *line) {
             return Err(format!(
@@ -68,7 +78,13 @@ fn main() {
         case!("robust_lock", [], ["robust_lock: ok"]),
         case!("tutorial_processes", [], ["Result: 2"]),
         case!("create_join", [], ["Sum: 385"]),
-        case!("crash_join", [], ["crash_join: ok"]),
+        // A worker's panic report names the mc process.
+        case!(
+            "crash_join",
+            [],
+            ["crash_join: ok"],
+            stderr["mc: process `crash_join::panics` (process #"]
+        ),
         case!("tutorial_sref", [], ["Result: 3"]),
         case!("swap", [], ["swap: ok"]),
         case!("pipeline", ["--bytes", "67108864"], ["pipeline: ok"]),

@@ -273,12 +273,10 @@ fn generate(f: &ItemFn, arg_ty: &Type) -> TokenStream {
                 ::mc::processes::start_with::<Definition>(arg, options)
             }
 
-            /// Waits for the process; its result, or `None` when it did not
-            /// return (`mc::processes::status` tells why). Only the first join
-            /// gets the result.
-            #inner fn join(
-                pid: Pid,
-            ) -> ::core::result::Result<::core::option::Option<Output>, ::mc::ProcessError> {
+            /// Waits for the process and returns its result; a process that
+            /// ended without returning is a `JoinError` that says how.
+            /// Only the first join gets the result.
+            #inner fn join(pid: Pid) -> ::core::result::Result<Output, ::mc::JoinError> {
                 ::mc::processes::join::<Definition>(pid)
             }
 
@@ -289,22 +287,19 @@ fn generate(f: &ItemFn, arg_ty: &Type) -> TokenStream {
                 ::mc::processes::join_outcome::<Definition>(pid)
             }
 
-            /// Like `join`, but gives up with `ProcessError::Timeout` after
-            /// `timeout`.
+            /// Like `join`, but gives up after `timeout` (with
+            /// `JoinError::Join(ProcessError::Timeout)`).
             #inner fn join_timeout(
                 pid: Pid,
                 timeout: ::core::time::Duration,
-            ) -> ::core::result::Result<::core::option::Option<Output>, ::mc::ProcessError> {
+            ) -> ::core::result::Result<Output, ::mc::JoinError> {
                 ::mc::processes::join_timeout::<Definition>(pid, timeout)
             }
 
-            /// Joins without waiting: `None` while the process runs.
+            /// Joins without waiting: `Ok(None)` while the process runs.
             #inner fn try_join(
                 pid: Pid,
-            ) -> ::core::result::Result<
-                ::core::option::Option<::mc::Outcome<Output>>,
-                ::mc::ProcessError,
-            > {
+            ) -> ::core::result::Result<::core::option::Option<Output>, ::mc::JoinError> {
                 ::mc::processes::try_join::<Definition>(pid)
             }
 

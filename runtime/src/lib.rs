@@ -44,8 +44,8 @@ pub use inspect::PoolReport;
 pub use mc_macros::{process, Shared};
 pub use pool::{Pool, PoolDescr, PoolError, PoolOptions, PoolStats};
 pub use processes::{
-    cleanup, resources, run, run_with, Outcome, Pid, ProcessError, ProcessId, RunOptions,
-    RunReport, StartOptions,
+    cleanup, resources, run, run_with, JoinError, Outcome, Pid, ProcessError, ProcessId,
+    RunOptions, RunReport, Signal, StartOptions,
 };
 pub use structures::{
     SArray, SArrayDescr, SBuffer, SBufferDescr, SHashtbl, SHashtblDescr, SMatrix, SMatrixDescr,

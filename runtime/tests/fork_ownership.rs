@@ -106,9 +106,7 @@ fn pin_guard_moved_into_run_keeps_its_value() -> Result<String, String> {
     let pin = heap.pin().map_err(err)?;
     in_run(move || {
         let p = reassign_and_collect::start(descr).map_err(err)?;
-        reassign_and_collect::join(p)
-            .map_err(err)?
-            .ok_or("worker failed")??;
+        reassign_and_collect::join(p).map_err(err)??;
         // The pin still holds the old root, collected by nobody.
         ensure!(pin.len() == 100, "pinned length {}", pin.len());
         for (i, w) in pin.as_slice().iter().enumerate() {
@@ -131,12 +129,12 @@ fn read_guard_moved_into_run_keeps_the_lock() -> Result<String, String> {
     let d2 = descr.clone();
     in_run(move || {
         let p = try_modify::start(d2.clone()).map_err(err)?;
-        let r = try_modify::join(p).map_err(err)?.ok_or("worker failed")?;
+        let r = try_modify::join(p).map_err(err)?;
         ensure!(r == "timeout", "a writer got past the read guard: {r}");
         ensure!(guard[1].as_str() == "w-1", "guard reads {:?}", &guard[1]);
         drop(guard);
         let p = try_modify::start(d2).map_err(err)?;
-        let r = try_modify::join(p).map_err(err)?.ok_or("worker failed")?;
+        let r = try_modify::join(p).map_err(err)?;
         ensure!(r == "modified", "after the guard: {r}");
         Ok(())
     })?;
@@ -150,12 +148,12 @@ fn mutex_guard_moved_into_run_keeps_the_lock() -> Result<String, String> {
     let mut guard = m.lock().map_err(err)?;
     in_run(move || {
         let p = try_mutex::start(addr).map_err(err)?;
-        let r = try_mutex::join(p).map_err(err)?.ok_or("worker failed")?;
+        let r = try_mutex::join(p).map_err(err)?;
         ensure!(r == "timeout", "another process locked a held mutex: {r}");
         *guard = 41;
         drop(guard);
         let p = try_mutex::start(addr).map_err(err)?;
-        let r = try_mutex::join(p).map_err(err)?.ok_or("worker failed")?;
+        let r = try_mutex::join(p).map_err(err)?;
         ensure!(r == "locked 42", "after the guard: {r}");
         Ok(())
     })?;
@@ -172,7 +170,7 @@ fn last_pool_handle_moved_into_run_keeps_the_pool() -> Result<String, String> {
     };
     in_run(move || {
         let p = read_first::start(descr).map_err(err)?;
-        let r = read_first::join(p).map_err(err)?.ok_or("worker failed")?;
+        let r = read_first::join(p).map_err(err)?;
         ensure!(r == Ok("kept-0".into()), "worker read {r:?}");
         drop(pool);
         Ok(())
@@ -189,7 +187,7 @@ fn camlbox_receiver_moved_into_run_receives() -> Result<String, String> {
     let seg = rx.segment_name().to_owned();
     in_run(move || {
         let p = send_words::start(id).map_err(err)?;
-        send_words::join(p).map_err(err)?.ok_or("worker failed")??;
+        send_words::join(p).map_err(err)??;
         let slots = rx.wait_timeout(Duration::from_secs(10));
         ensure!(slots.len() == 1, "slots {slots:?}");
         let got = rx.get_copy(slots[0]).map_err(err)?;
@@ -285,9 +283,7 @@ fn copies_of_handles_in_workers_work() -> Result<String, String> {
     });
     in_run(|| {
         let p = use_inherited_handles::start(()).map_err(err)?;
-        let bad = use_inherited_handles::join(p)
-            .map_err(err)?
-            .ok_or("worker failed")?;
+        let bad = use_inherited_handles::join(p).map_err(err)?;
         ensure!(bad.is_empty(), "inherited handles: {bad:?}");
         HANDLES.with(|h| -> Result<(), String> {
             let mut h = h.borrow_mut();
@@ -471,9 +467,7 @@ fn copies_of_guards_in_other_processes_are_inert() -> Result<String, String> {
     in_run(move || {
         // Copies in a worker (forked from the master, which `run` forked):
         let p = use_inherited_guards::start(()).map_err(err)?;
-        let bad = use_inherited_guards::join(p)
-            .map_err(err)?
-            .ok_or("worker failed")?;
+        let bad = use_inherited_guards::join(p).map_err(err)?;
         ensure!(bad.is_empty(), "inherited guards: {bad:?}");
         // Copies in a child forked by user code in the first process:
         let pid = fork_child(|| {
@@ -489,7 +483,7 @@ fn copies_of_guards_in_other_processes_are_inert() -> Result<String, String> {
         expect_exit_ok(pid, Duration::from_secs(30))?;
         // Nothing was released by the copies.
         let p = lock_states::start(t2.clone()).map_err(err)?;
-        let found = lock_states::join(p).map_err(err)?.ok_or("worker failed")?;
+        let found = lock_states::join(p).map_err(err)?;
         ensure!(found == HELD, "after the copies were dropped: {found:?}");
         // The caller's own guards work, and release once.
         GUARDS.with(|g| -> Result<(), String> {
@@ -507,7 +501,7 @@ fn copies_of_guards_in_other_processes_are_inert() -> Result<String, String> {
         })?;
         GUARDS.with(|g| drop(g.borrow_mut().take()));
         let p = lock_states::start(t2).map_err(err)?;
-        let found = lock_states::join(p).map_err(err)?.ok_or("worker failed")?;
+        let found = lock_states::join(p).map_err(err)?;
         ensure!(
             found == FREE,
             "after the caller dropped its guards: {found:?}"
@@ -550,9 +544,7 @@ fn held_flags_do_not_follow_fork() -> Result<String, String> {
     let guard = heap.read().map_err(err)?;
     let r = in_run(|| {
         let p = read_and_try_write::start(descr.clone()).map_err(err)?;
-        let out = read_and_try_write::join(p)
-            .map_err(err)?
-            .ok_or("worker failed")?;
+        let out = read_and_try_write::join(p).map_err(err)?;
         // Same thread, same process: still refused, not a deadlock.
         let again = heap.read().err();
         Ok((out, again))

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 mod common;
 use common::{ensure, err, run_scenarios, wait_until};
 
-use mc::processes::{self, Signal};
+use mc::processes;
 use mc::resources::{self, NamedSemaphore, ShmBlock, TempFile};
-use mc::{Outcome, ProcessError, StartOptions};
+use mc::{JoinError, Outcome, ProcessError, Signal, StartOptions};
 
 type TestResult = Result<(), String>;
 
@@ -43,7 +43,7 @@ fn body_y(k: usize) -> usize {
 fn body_x(k: usize) -> Option<usize> {
     C.store(1, Ordering::SeqCst);
     let pid = body_y::start(k).ok()?;
-    body_y::join(pid).ok()?
+    body_y::join(pid).ok()
 }
 
 #[mc::process]
@@ -85,7 +85,7 @@ fn nest(depth: u32) -> Vec<u32> {
         return vec![me];
     }
     let pid = nest::start(depth - 1).expect("start");
-    let mut v = nest::join(pid).expect("join").expect("child failed");
+    let mut v = nest::join(pid).expect("child failed");
     v.push(me);
     v
 }
@@ -177,7 +177,7 @@ fn tutorial_result_is_2() -> TestResult {
     in_run(|| {
         let pid = body_x::start(1).map_err(err)?;
         let r = body_x::join(pid).map_err(err)?;
-        ensure!(r == Some(Some(2)), "expected Some(Some(2)), got {r:?}");
+        ensure!(r == Some(2), "expected Some(2), got {r:?}");
         Ok(())
     })
 }
@@ -190,7 +190,7 @@ fn create_join_sum_385() -> TestResult {
             .map_err(err)?;
         let mut sum = 0;
         for p in pids {
-            sum += square::join(p).map_err(err)?.ok_or("a worker failed")?;
+            sum += square::join(p).map_err(err)?;
         }
         ensure!(sum == 385, "sum {sum}");
         Ok(())
@@ -209,8 +209,11 @@ fn crash_outcomes() -> TestResult {
         ensure!(o == Outcome::Panicked("boom".into()), "panics: {o:?}");
         let o = aborts::join_outcome(a).map_err(err)?;
         ensure!(o == Outcome::Aborted(Signal::ABRT), "aborts: {o:?}");
-        let o = sleeps::join(k).map_err(err)?;
-        ensure!(o.is_none(), "killed: {o:?}");
+        let o = sleeps::join(k);
+        ensure!(
+            matches!(o, Err(JoinError::Killed(Signal::KILL))),
+            "killed: {o:?}"
+        );
         let s = processes::status(k).map_err(err)?;
         ensure!(
             s == Some(Outcome::Killed(Signal::KILL)),
@@ -219,14 +222,62 @@ fn crash_outcomes() -> TestResult {
         let o = exits::join_outcome(e).map_err(err)?;
         ensure!(o == Outcome::Exited(3), "exits: {o:?}");
         let o = square::join(r).map_err(err)?;
-        ensure!(o == Some(81), "returns: {o:?}");
+        ensure!(o == 81, "returns: {o:?}");
         let again = square::join(r);
         ensure!(
-            matches!(again, Err(ProcessError::AlreadyJoined(_))),
+            matches!(again, Err(JoinError::Join(ProcessError::AlreadyJoined(_)))),
             "second join: {again:?}"
         );
         let s = processes::status(r).map_err(err)?;
         ensure!(s == Some(Outcome::Returned(())), "status after join: {s:?}");
+        Ok(())
+    })
+}
+
+/// `join` gives the cause of a failure directly: the panic's message, the
+/// exit code, the signal; a join that cannot be made is told apart; and
+/// `try_join` of a running worker is `Ok(None)`, never a failure.
+fn join_errors_say_why() -> TestResult {
+    in_run(|| {
+        let p = panics::start("out of ideas".into()).map_err(err)?;
+        let e = exits::start(7).map_err(err)?;
+        let k = sleeps::start(60_000).map_err(err)?;
+        let r = panics::join(p);
+        match &r {
+            Err(e @ JoinError::Panicked(m)) if m == "out of ideas" => ensure!(
+                e.failed() && e.to_string() == "the process panicked: out of ideas",
+                "panic: {e}"
+            ),
+            other => return Err(format!("panic: {other:?}")),
+        }
+        let r = exits::join(e);
+        ensure!(matches!(r, Err(JoinError::Exited(7))), "exit: {r:?}");
+        let r = sleeps::try_join(k);
+        ensure!(matches!(r, Ok(None)), "try_join of a running worker: {r:?}");
+        processes::kill(k, Signal::KILL).map_err(err)?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let r = loop {
+            match sleeps::try_join(k) {
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                other => break other,
+            }
+        };
+        match &r {
+            Err(e @ JoinError::Killed(Signal::KILL)) => ensure!(
+                e.outcome() == Some(Outcome::Killed(Signal::KILL)),
+                "killed: {e:?}"
+            ),
+            other => return Err(format!("try_join of a killed worker: {other:?}")),
+        }
+        let r = sleeps::join(k);
+        match &r {
+            Err(e @ JoinError::Join(ProcessError::AlreadyJoined(_))) => {
+                ensure!(!e.failed() && e.outcome().is_none(), "{e:?}")
+            }
+            other => return Err(format!("join after try_join: {other:?}")),
+        }
         Ok(())
     })
 }
@@ -239,12 +290,10 @@ fn thousand_cycles_leave_nothing() -> TestResult {
         for i in 0..1000u64 {
             let p = square::start(i).map_err(err)?;
             let r = square::join(p).map_err(err)?;
-            ensure!(r == Some(i * i), "cycle {i}: {r:?}");
+            ensure!(r == i * i, "cycle {i}: {r:?}");
             if i % 100 == 0 {
                 let p = make_block::start(()).map_err(err)?;
-                make_block::join(p)
-                    .map_err(err)?
-                    .ok_or("make_block failed")?;
+                make_block::join(p).map_err(err)?;
             }
         }
         ensure!(
@@ -277,9 +326,7 @@ fn big_argument_and_result() -> TestResult {
             .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
             .collect();
         let p = echo_reversed::start(data.clone()).map_err(err)?;
-        let mut back = echo_reversed::join(p)
-            .map_err(err)?
-            .ok_or("worker failed")?;
+        let mut back = echo_reversed::join(p).map_err(err)?;
         back.reverse();
         ensure!(back == data, "1 MiB payload changed on the way");
         Ok(())
@@ -292,7 +339,7 @@ fn join_timeout_times_out() -> TestResult {
         let t = Instant::now();
         let r = sleeps::join_timeout(p, Duration::from_millis(100));
         ensure!(
-            matches!(r, Err(ProcessError::Timeout(_))),
+            matches!(r, Err(JoinError::Join(ProcessError::Timeout(_)))),
             "join_timeout: {r:?}"
         );
         ensure!(
@@ -306,7 +353,7 @@ fn join_timeout_times_out() -> TestResult {
         );
         let q = sleeps::start(10).map_err(err)?;
         let r = sleeps::join_timeout(q, Duration::from_secs(10)).map_err(err)?;
-        ensure!(r == Some(10), "join_timeout on a short worker: {r:?}");
+        ensure!(r == 10, "join_timeout on a short worker: {r:?}");
         processes::kill(p, Signal::TERM).map_err(err)?;
         let o = sleeps::join_outcome(p).map_err(err)?;
         ensure!(o == Outcome::Killed(Signal::TERM), "after kill: {o:?}");
@@ -317,7 +364,7 @@ fn join_timeout_times_out() -> TestResult {
 fn nested_starts() -> TestResult {
     in_run(|| {
         let p = nest::start(4).map_err(err)?;
-        let pids = nest::join(p).map_err(err)?.ok_or("nest failed")?;
+        let pids = nest::join(p).map_err(err)?;
         ensure!(pids.len() == 5, "depth: {pids:?}");
         // Every level is a child of the master, not of its starter.
         ensure!(
@@ -337,7 +384,7 @@ fn workers_are_children_of_the_master() -> TestResult {
             "first process is not the caller"
         );
         let p = report_pid::start(()).map_err(err)?;
-        let (pid, ppid) = report_pid::join(p).map_err(err)?.ok_or("failed")?;
+        let (pid, ppid) = report_pid::join(p).map_err(err)?;
         ensure!(pid != caller, "worker pid {pid}");
         // The worker's parent is the master, a child of the caller.
         ensure!(ppid != caller, "worker {pid} is a child of the caller");
@@ -395,7 +442,7 @@ fn pools_in_the_resource_table() -> TestResult {
         let heap = mc::Heap::create(&pool, &99u64).map_err(err)?;
         heap.set_pool_root();
         let p = pool_reader::start(id).map_err(err)?;
-        let (v, name) = pool_reader::join(p).map_err(err)?.ok_or("reader failed")?;
+        let (v, name) = pool_reader::join(p).map_err(err)?;
         ensure!(v == 99 && name == pool.name(), "reader saw {v} in {name}");
         Ok(pool.name().to_owned())
     })
@@ -416,11 +463,12 @@ fn master_forgets_old_joined_outcomes() -> TestResult {
         let mut pids = Vec::new();
         for i in 0..60u64 {
             let p = square::start(i).map_err(err)?;
-            ensure!(square::join(p).map_err(err)? == Some(i * i), "square {i}");
+            ensure!(square::join(p).map_err(err)? == i * i, "square {i}");
             pids.push(p);
         }
         let p = panics::start("late".into()).map_err(err)?;
-        ensure!(panics::join(p).map_err(err)?.is_none(), "panics");
+        let r = panics::join(p);
+        ensure!(matches!(r, Err(JoinError::Panicked(_))), "panics: {r:?}");
         let old = pids[0];
         let s = processes::status(old);
         ensure!(
@@ -433,7 +481,7 @@ fn master_forgets_old_joined_outcomes() -> TestResult {
         );
         let r = square::join(old);
         ensure!(
-            matches!(r, Err(ProcessError::AlreadyJoined(_))),
+            matches!(r, Err(JoinError::Join(ProcessError::AlreadyJoined(_)))),
             "join of a forgotten process: {r:?}"
         );
         processes::kill(old, Signal::KILL).map_err(err)?;
@@ -447,7 +495,7 @@ fn master_forgets_old_joined_outcomes() -> TestResult {
         );
         let r = square::join(recent);
         ensure!(
-            matches!(r, Err(ProcessError::AlreadyJoined(_))),
+            matches!(r, Err(JoinError::Join(ProcessError::AlreadyJoined(_)))),
             "second join: {r:?}"
         );
         let s = processes::status(mc::ProcessId::from(pids[59]));
@@ -532,13 +580,13 @@ fn release_join_point_drops_results() -> TestResult {
         square::release_join_point().map_err(err)?;
         let r = square::join(p);
         ensure!(
-            matches!(r, Err(ProcessError::JoinPointReleased(_))),
+            matches!(r, Err(JoinError::Join(ProcessError::JoinPointReleased(_)))),
             "join: {r:?}"
         );
         let q = square::start(6).map_err(err)?;
         let r = square::join(q);
         ensure!(
-            matches!(r, Err(ProcessError::JoinPointReleased(_))),
+            matches!(r, Err(JoinError::Join(ProcessError::JoinPointReleased(_)))),
             "join of new: {r:?}"
         );
         Ok(())
@@ -553,10 +601,7 @@ fn outside_a_run_is_an_error() -> TestResult {
     );
     in_run(|| {
         let p = nested_run::start(()).map_err(err)?;
-        ensure!(
-            nested_run::join(p).map_err(err)? == Some(true),
-            "run inside a worker"
-        );
+        ensure!(nested_run::join(p).map_err(err)?, "run inside a worker");
         Ok(())
     })
 }
@@ -580,10 +625,7 @@ fn user_forked_child_is_not_a_worker() -> TestResult {
         );
         // The worker's own connection still works.
         let p = square::start(4).map_err(err)?;
-        ensure!(
-            square::join(p).map_err(err)? == Some(16),
-            "worker after the fork"
-        );
+        ensure!(square::join(p).map_err(err)? == 16, "worker after the fork");
         Ok(())
     })
 }
@@ -615,9 +657,7 @@ fn resources_lifecycle() -> TestResult {
     in_run(|| {
         // A block created by a worker that ends is deleted with it.
         let p = make_block::start(()).map_err(err)?;
-        let name = make_block::join(p)
-            .map_err(err)?
-            .ok_or("make_block failed")?;
+        let name = make_block::join(p).map_err(err)?;
         ensure!(
             wait_until(Duration::from_secs(5), || !mc_testkit::shm_exists(&name)),
             "block of an ended worker not deleted: {name}"
@@ -626,7 +666,7 @@ fn resources_lifecycle() -> TestResult {
         let block = resources::create_shm_block(100).map_err(err)?;
         block.bytes()[0].store(7, Ordering::Relaxed);
         let p = read_block::start(block.id()).map_err(err)?;
-        ensure!(read_block::join(p).map_err(err)? == Some(7), "read_block");
+        ensure!(read_block::join(p).map_err(err)? == 7, "read_block");
         // Wrong kind.
         let r = TempFile::open(block.id());
         ensure!(
@@ -637,10 +677,7 @@ fn resources_lifecycle() -> TestResult {
         let f = resources::create_temp_file().map_err(err)?;
         let path = f.path().to_string_lossy().into_owned();
         let p = temp_file_exists::start(path.clone()).map_err(err)?;
-        ensure!(
-            temp_file_exists::join(p).map_err(err)? == Some(true),
-            "temp file visible"
-        );
+        ensure!(temp_file_exists::join(p).map_err(err)?, "temp file visible");
         let info = resources::lookup(f.id()).map_err(err)?;
         ensure!(info.name == path, "lookup: {info:?}");
         resources::release(f.id()).map_err(err)?;
@@ -656,7 +693,7 @@ fn resources_lifecycle() -> TestResult {
         // Semaphores.
         let s = resources::create_semaphore(0).map_err(err)?;
         let p = sem_post::start(s.id()).map_err(err)?;
-        ensure!(sem_post::join(p).map_err(err)? == Some(1), "sem_post");
+        ensure!(sem_post::join(p).map_err(err)? == 1, "sem_post");
         ensure!(s.try_wait().map_err(err)?, "semaphore not posted");
         // Inheritance off: the new worker is not a user, release deletes.
         let b2 = resources::create_shm_block(10).map_err(err)?;
@@ -677,7 +714,11 @@ fn resources_lifecycle() -> TestResult {
             "inherited block deleted too early"
         );
         processes::kill(q, Signal::KILL).map_err(err)?;
-        sleeps::join(q).map_err(err)?;
+        let r = sleeps::join(q);
+        ensure!(
+            matches!(r, Err(JoinError::Killed(Signal::KILL))),
+            "join of the killed worker: {r:?}"
+        );
         ensure!(
             wait_until(Duration::from_secs(5), || !mc_testkit::shm_exists(&n3)),
             "block not deleted when its last user ended"
@@ -779,6 +820,7 @@ fn main() {
         ("tutorial_result_is_2", tutorial_result_is_2),
         ("create_join_sum_385", create_join_sum_385),
         ("crash_outcomes", crash_outcomes),
+        ("join_errors_say_why", join_errors_say_why),
         (
             "thousand_cycles_leave_nothing",
             thousand_cycles_leave_nothing,

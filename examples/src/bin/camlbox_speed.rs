@@ -34,9 +34,7 @@ fn receive(count: u64) -> (u64, f64) {
         }
     }
     let ns = start.elapsed().as_nanos() as f64 / count.max(1) as f64;
-    sender::join(pid)
-        .expect("join")
-        .expect("error in the sender");
+    sender::join(pid).expect("error in the sender");
     (sum, ns)
 }
 

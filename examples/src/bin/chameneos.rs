@@ -217,14 +217,11 @@ fn play(n: u64, colors: &[u8]) -> Result<Game, String> {
     }
     let mut counts = Vec::new();
     for (i, pid) in pids.into_iter().enumerate() {
-        let r = creature::join(pid)
-            .map_err(|e| format!("joining creature {i}: {e}"))?
-            .ok_or(format!("creature {i} failed"))??;
+        let r = creature::join(pid).map_err(|e| format!("joining creature {i}: {e}"))??;
         counts.push(r);
     }
-    let meetings = meeting_place::join(place)
-        .map_err(|e| format!("joining the meeting place: {e}"))?
-        .ok_or("the meeting place failed")??;
+    let meetings =
+        meeting_place::join(place).map_err(|e| format!("joining the meeting place: {e}"))??;
     Ok((meetings, counts))
 }
 

@@ -40,9 +40,7 @@ fn work() -> Result<u64, String> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
     for p in pids {
-        bump::join(p)
-            .map_err(|e| e.to_string())?
-            .ok_or("a worker died")??;
+        bump::join(p).map_err(|e| e.to_string())??;
     }
     let r = heap.read().map_err(|e| e.to_string())?;
     let n = *r.counter.lock().map_err(|e| e.to_string())?;

@@ -10,7 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sum = mc::run(|| {
         let pids: Vec<_> = (1..=10).map(|i| square::start(i).expect("start")).collect();
         pids.into_iter()
-            .map(|p| square::join(p).expect("join").expect("a worker failed"))
+            .map(|p| square::join(p).expect("a worker failed"))
             .sum::<u64>()
     })?
     .into_result()?;

@@ -86,14 +86,10 @@ fn work() -> Result<(), String> {
     let wa = writer::start((d.clone(), "a".into())).map_err(|e| e.to_string())?;
     let wb = writer::start((d, "b".into())).map_err(|e| e.to_string())?;
     for (name, pid) in [("writer a", wa), ("writer b", wb)] {
-        let n = writer::join(pid)
-            .map_err(|e| e.to_string())?
-            .ok_or(format!("{name} died"))??;
+        let n = writer::join(pid).map_err(|e| e.to_string())??;
         println!("{name}: {n} modifications");
     }
-    let seen = reader::join(r)
-        .map_err(|e| e.to_string())?
-        .ok_or("the reader died")??;
+    let seen = reader::join(r).map_err(|e| e.to_string())??;
     println!("reader: {seen} pinned values, all consistent");
     let t = heap.copy().map_err(|e| e.to_string())?;
     println!(

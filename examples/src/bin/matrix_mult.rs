@@ -453,9 +453,7 @@ fn master(samples: usize, cores: usize) -> Result<(usize, Vec<Row>), String> {
             .map_err(|e| format!("stopping a worker: {e}"))?;
     }
     for p in pids {
-        worker::join(p)
-            .map_err(|e| e.to_string())?
-            .ok_or("a worker failed")??;
+        worker::join(p).map_err(|e| e.to_string())??;
     }
     if problems.is_empty() {
         Ok((cores, rows))

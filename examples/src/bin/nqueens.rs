@@ -170,9 +170,7 @@ fn run_mp2(o: &Options) -> Result<u64, String> {
     let sent = join_batch_workers(workers)?;
     let mut count = 0;
     for p in filters {
-        count += filter::join(p)
-            .map_err(|e| e.to_string())?
-            .ok_or("a filter failed")??;
+        count += filter::join(p).map_err(|e| e.to_string())??;
     }
     same_count(sent, count)
 }
@@ -198,9 +196,7 @@ fn join_batch_workers(
 ) -> Result<u64, String> {
     let mut sent = 0;
     for p in workers {
-        sent += batch_worker::join(p)
-            .map_err(|e| e.to_string())?
-            .ok_or("a worker failed")??;
+        sent += batch_worker::join(p).map_err(|e| e.to_string())??;
     }
     Ok(sent)
 }
@@ -239,9 +235,7 @@ fn run_tables(o: &Options, n_tables: usize) -> Result<u64, String> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     for p in pids {
-        table_worker::join(p)
-            .map_err(|e| e.to_string())?
-            .ok_or("a worker failed")??;
+        table_worker::join(p).map_err(|e| e.to_string())??;
     }
     let mut total = 0;
     for t in &tables {
@@ -340,9 +334,7 @@ fn run_variant(name: &str, o: &Options) -> Result<u64, String> {
                 .collect::<Result<Vec<_>, _>>()?;
             let mut total = 0;
             for p in pids {
-                total += count_worker::join(p)
-                    .map_err(|e| e.to_string())?
-                    .ok_or("a worker failed")?;
+                total += count_worker::join(p).map_err(|e| e.to_string())?;
             }
             Ok(total)
         }

@@ -138,12 +138,8 @@ fn main() {
         let t = Instant::now();
         let c = consumer::start((b.descr(), max)).expect("start the consumer");
         let p = producer::start((b.descr(), total, max)).expect("start the producer");
-        let theirs = producer::join(p)
-            .expect("join")
-            .expect("the producer failed");
-        let (got, ours, agree) = consumer::join(c)
-            .expect("join")
-            .expect("the consumer failed");
+        let theirs = producer::join(p).expect("the producer failed");
+        let (got, ours, agree) = consumer::join(c).expect("the consumer failed");
         let secs = t.elapsed().as_secs_f64();
         b.destroy().expect("destroy");
         (got, ours, theirs, agree, secs)

@@ -16,9 +16,7 @@ fn body_x() -> String {
     let slots = rx.wait();
     let msg = rx.get_copy(slots[0]).expect("a valid message");
     rx.delete(slots[0]);
-    body_y::join(pid)
-        .expect("join Y")
-        .expect("error in process Y");
+    body_y::join(pid).expect("error in process Y");
     msg
 }
 

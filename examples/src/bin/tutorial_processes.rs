@@ -14,9 +14,7 @@ fn body_y(k: usize) -> usize {
 fn body_x(k: usize) -> usize {
     C.store(1, Ordering::SeqCst);
     let pid = body_y::start(k).expect("start Y");
-    body_y::join(pid)
-        .expect("join Y")
-        .expect("error in process Y")
+    body_y::join(pid).expect("error in process Y")
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -17,9 +17,7 @@ fn body_x(k: usize) -> usize {
     let pool = Pool::create(16 << 20).expect("create a pool");
     let c = SRef::new(&pool, &1usize).expect("create a shared reference");
     let pid = body_y::start((k, c.descr())).expect("start Y");
-    let r = body_y::join(pid)
-        .expect("join Y")
-        .expect("error in process Y");
+    let r = body_y::join(pid).expect("error in process Y");
     c.destroy().expect("destroy the shared reference");
     r
 }

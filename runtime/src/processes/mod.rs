@@ -21,7 +21,7 @@
 //!     square::join(pid).expect("join")
 //! })
 //! .expect("run");
-//! assert_eq!(report.outcome.returned(), Some(Some(49)));
+//! assert_eq!(report.outcome.returned(), Some(49));
 //! ```
 //!
 //! `square::start` sends a start request to the master, which forks
@@ -54,10 +54,11 @@
 //!
 //! Process ids ([`ProcessId`], and the typed [`Pid<D>`] that `start`
 //! returns) are unique within a run and are never OS pids. Only the first
-//! join of a process gets its result; a later join returns
-//! [`ProcessError::AlreadyJoined`]. When a join gives `None` (the body
-//! panicked, aborted, was killed or exited), [`status`] tells why; or use
-//! `join_outcome`, which returns the whole [`Outcome`].
+//! join of a process gets its result; a later join fails with
+//! [`ProcessError::AlreadyJoined`] (inside [`JoinError::Join`]). When the
+//! body did not return, the join's [`JoinError`] says how it ended (panicked
+//! with its message, aborted, killed, exited), as [`status`] does later;
+//! `join_outcome` returns the whole [`Outcome`].
 //!
 //! Workers die with the master (`PR_SET_PDEATHSIG`), and when the first
 //! process ends the master kills the workers still running and reports
@@ -309,6 +310,98 @@ impl<R> fmt::Display for Outcome<R> {
             Outcome::Aborted(s) => write!(f, "aborted by {s}"),
             Outcome::Killed(s) => write!(f, "killed by {s}"),
             Outcome::Exited(c) => write!(f, "exited with code {c}"),
+        }
+    }
+}
+
+/// Why a join gave no result: the process failed, or the join did.
+///
+/// What [`join`], [`join_timeout`] and [`try_join`] (and the `join` of a
+/// `#[mc::process]`) return as their error. The first four variants say how
+/// the process ended instead of returning, as [`Outcome`] does;
+/// [`JoinError::Join`] says why the join itself could not be made.
+///
+/// ```
+/// use mc::{JoinError, Signal};
+///
+/// let e = JoinError::Killed(Signal::KILL);
+/// assert_eq!(e.to_string(), "the process was killed by SIGKILL (9)");
+/// assert!(e.failed());
+/// assert!(!JoinError::from(mc::ProcessError::MasterGone).failed());
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum JoinError {
+    /// The process panicked with this message.
+    Panicked(String),
+    /// The process died from a signal meaning it failed by itself
+    /// ([`Signal::is_crash`]: `abort()`, a segmentation fault, ...).
+    Aborted(Signal),
+    /// The process was terminated by another signal (`SIGKILL`,
+    /// `SIGTERM`, ...).
+    Killed(Signal),
+    /// The process called `exit` with this code instead of returning.
+    Exited(i32),
+    /// The join could not be made (no such process, already joined, timed
+    /// out, the master gone, ...); the process may not have ended at all.
+    Join(ProcessError),
+}
+
+impl JoinError {
+    /// Whether the process ended without returning (as opposed to a join
+    /// that could not be made).
+    pub fn failed(&self) -> bool {
+        !matches!(self, JoinError::Join(_))
+    }
+
+    /// How the process ended, when it failed.
+    pub fn outcome(&self) -> Option<Outcome<()>> {
+        match self {
+            JoinError::Panicked(m) => Some(Outcome::Panicked(m.clone())),
+            JoinError::Aborted(s) => Some(Outcome::Aborted(*s)),
+            JoinError::Killed(s) => Some(Outcome::Killed(*s)),
+            JoinError::Exited(c) => Some(Outcome::Exited(*c)),
+            JoinError::Join(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JoinError::Panicked(m) => write!(f, "the process panicked: {m}"),
+            JoinError::Aborted(s) => write!(f, "the process was aborted by {s}"),
+            JoinError::Killed(s) => write!(f, "the process was killed by {s}"),
+            JoinError::Exited(c) => write!(f, "the process exited with code {c}"),
+            JoinError::Join(e) => write!(f, "cannot join: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for JoinError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            JoinError::Join(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<ProcessError> for JoinError {
+    fn from(e: ProcessError) -> Self {
+        JoinError::Join(e)
+    }
+}
+
+impl<R> Outcome<R> {
+    /// The returned value, or the failure as a [`JoinError`].
+    fn into_join(self) -> Result<R, JoinError> {
+        match self {
+            Outcome::Returned(r) => Ok(r),
+            Outcome::Panicked(m) => Err(JoinError::Panicked(m)),
+            Outcome::Aborted(s) => Err(JoinError::Aborted(s)),
+            Outcome::Killed(s) => Err(JoinError::Killed(s)),
+            Outcome::Exited(c) => Err(JoinError::Exited(c)),
         }
     }
 }
@@ -694,14 +787,16 @@ pub fn join_outcome<D: Definition>(pid: Pid<D>) -> Result<Outcome<D::Output>, Pr
     }
 }
 
-/// Waits for the process and returns its result; `None` when it did not
-/// return (see [`status`] for why). What `name::join` does.
+/// Waits for the process and returns its result. What `name::join` does.
 ///
 /// # Errors
 ///
-/// As [`join_outcome`].
-pub fn join<D: Definition>(pid: Pid<D>) -> Result<Option<D::Output>, ProcessError> {
-    Ok(join_outcome(pid)?.returned())
+/// [`JoinError::Panicked`], [`JoinError::Aborted`], [`JoinError::Killed`]
+/// or [`JoinError::Exited`] when the process ended without returning;
+/// [`JoinError::Join`] with the errors of [`join_outcome`] when the join
+/// could not be made.
+pub fn join<D: Definition>(pid: Pid<D>) -> Result<D::Output, JoinError> {
+    join_outcome(pid)?.into_join()
 }
 
 /// Like [`join`], but gives up after `timeout` (the process can still be
@@ -709,28 +804,26 @@ pub fn join<D: Definition>(pid: Pid<D>) -> Result<Option<D::Output>, ProcessErro
 ///
 /// # Errors
 ///
-/// [`ProcessError::Timeout`] when the timeout passes, and the errors of
-/// [`join_outcome`].
-pub fn join_timeout<D: Definition>(
-    pid: Pid<D>,
-    timeout: Duration,
-) -> Result<Option<D::Output>, ProcessError> {
+/// As [`join`]; [`JoinError::Join`] with [`ProcessError::Timeout`] when the
+/// timeout passes.
+pub fn join_timeout<D: Definition>(pid: Pid<D>, timeout: Duration) -> Result<D::Output, JoinError> {
     let ms = timeout.as_millis().min(u64::MAX as u128) as u64;
     match join_raw(pid, JoinMode::Timeout(ms))? {
-        Some(o) => Ok(o.decode::<D::Output>()?.returned()),
-        None => Err(ProcessError::Timeout(pid.id)),
+        Some(o) => o.decode::<D::Output>()?.into_join(),
+        None => Err(ProcessError::Timeout(pid.id).into()),
     }
 }
 
 /// Joins without waiting: `Ok(None)` while the process runs, otherwise its
-/// outcome (which this call takes, as a join does).
+/// result (which this call takes, as a join does). A process still running
+/// is not an error.
 ///
 /// # Errors
 ///
-/// As [`join_outcome`].
-pub fn try_join<D: Definition>(pid: Pid<D>) -> Result<Option<Outcome<D::Output>>, ProcessError> {
+/// As [`join`], once the process has ended.
+pub fn try_join<D: Definition>(pid: Pid<D>) -> Result<Option<D::Output>, JoinError> {
     match join_raw(pid, JoinMode::Poll)? {
-        Some(o) => Ok(Some(o.decode()?)),
+        Some(o) => o.decode::<D::Output>()?.into_join().map(Some),
         None => Ok(None),
     }
 }
@@ -755,8 +848,7 @@ pub fn release_join_point<D: Definition>() -> Result<(), ProcessError> {
 }
 
 /// How a process is doing, without taking its result: `None` while it runs,
-/// otherwise how it ended (also after it was joined, so this gives the cause
-/// when a join returned `None`).
+/// otherwise how it ended (also after it was joined).
 ///
 /// # Errors
 ///

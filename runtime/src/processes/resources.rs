@@ -32,7 +32,7 @@
 //!     reader::join(pid).expect("join")
 //! })
 //! .expect("run");
-//! assert_eq!(report.returned(), Some(Some(42)));
+//! assert_eq!(report.returned(), Some(42));
 //! ```
 
 use std::fmt;
@@ -235,7 +235,7 @@ pub(crate) fn remove_stale_objects() -> io::Result<Vec<String>> {
 ///     let (pool, _id) = mc::resources::create_pool(1 << 20).expect("pool");
 ///     let heap = mc::Heap::create(&pool, &42u64).expect("heap");
 ///     let pid = reader::start(heap.descr()).expect("start");
-///     assert_eq!(reader::join(pid).expect("join"), Some(42));
+///     assert_eq!(reader::join(pid).expect("join"), 42);
 /// })
 /// .expect("run");
 /// ```

@@ -1,5 +1,6 @@
 //! `mc::run`: the caller becomes the first process and forks the master.
 
+use std::fmt;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -60,6 +61,45 @@ impl<R> RunReport<R> {
     /// (see [`Outcome::into_result`]).
     pub fn into_result(self) -> Result<R, Outcome<()>> {
         self.outcome.into_result()
+    }
+}
+
+/// One paragraph: how the first process ended, and what became of the
+/// workers.
+///
+/// ```
+/// let report = mc::RunReport {
+///     outcome: mc::Outcome::Returned(()),
+///     killed: vec![],
+///     unjoined: vec![],
+///     started: 3,
+/// };
+/// assert_eq!(
+///     report.to_string(),
+///     "the first process returned; 3 processes started, none killed, none left unjoined"
+/// );
+/// ```
+impl<R> fmt::Display for RunReport<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |ids: &[ProcessId]| -> String {
+            if ids.is_empty() {
+                "none".to_owned()
+            } else {
+                ids.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
+        write!(
+            f,
+            "the first process {}; {} process{} started, {} killed, {} left unjoined",
+            self.outcome,
+            self.started,
+            if self.started == 1 { "" } else { "es" },
+            list(&self.killed),
+            list(&self.unjoined),
+        )
     }
 }
 

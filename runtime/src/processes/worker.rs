@@ -76,6 +76,17 @@ pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+/// Makes this worker's panic reports on stderr start with a line naming the
+/// mc process (`name`, its process id and OS pid) before the usual report.
+fn name_panics(name: &'static str, id: u64) {
+    let pid = proc::getpid();
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        eprintln!("mc: process `{name}` (process #{id}, pid {pid}) panicked:");
+        report(info);
+    }));
+}
+
 /// Ties the child's life to the master's: `SIGKILL` when the master dies,
 /// and an exit now if it already died before the `prctl`.
 fn die_with_master(master_pid: RawPid) {
@@ -111,6 +122,7 @@ pub(crate) fn spare_main(fd: OwnedFd, master_pid: RawPid) -> ! {
         if info.id != def_id {
             return Err("process definition mismatch".to_string());
         }
+        name_panics(info.name(), id);
         (info.entry)(&arg)
     };
     run_as(fd, id, body)

@@ -37,9 +37,9 @@ fn main() {
     if std::env::args().count() > 100 {
         let _ = mc::run(|| {
             let p = double::start(Job { size: 2 }).unwrap();
-            let _: ::core::option::Option<Job> = double::join(p).unwrap();
+            let _: Job = double::join(p).unwrap();
             let q = unit::start(()).unwrap();
-            let _: ::core::option::Option<()> = unit::join(q).unwrap();
+            let _: () = unit::join(q).unwrap();
             let r = local::start((1, "ab".into())).unwrap();
             local::join_timeout(r, std::time::Duration::from_secs(1)).unwrap()
         });
