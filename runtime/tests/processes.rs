@@ -102,6 +102,13 @@ fn read_block(id: resources::ResourceId) -> u8 {
     ShmBlock::open(id).expect("open").bytes()[0].load(Ordering::Relaxed)
 }
 
+/// Sets the block's first byte and returns at once.
+#[mc::process]
+fn flag_and_return(id: resources::ResourceId) -> u8 {
+    ShmBlock::open(id).expect("open").bytes()[0].store(1, Ordering::SeqCst);
+    1
+}
+
 #[mc::process]
 fn temp_file_exists(path: String) -> bool {
     std::path::Path::new(&path).exists()
@@ -520,6 +527,55 @@ fn spawner(_: ()) -> u32 {
     }
 }
 
+/// A worker joined by the first process is never reported as killed, even
+/// when the run ends right after the join (the worker may not have exited
+/// yet): the master reads every outcome already sent before it kills.
+fn joined_workers_are_never_killed() -> TestResult {
+    for round in 0..100 {
+        let report = mc::run(|| {
+            let pids: Vec<_> = (0..4u64)
+                .map(|i| square::start(i).expect("start"))
+                .collect();
+            pids.into_iter()
+                .map(|p| square::join(p).expect("join"))
+                .sum::<u64>()
+        })
+        .map_err(err)?;
+        ensure!(
+            report.outcome == Outcome::Returned(14),
+            "round {round}: {}",
+            report.outcome
+        );
+        ensure!(
+            report.killed.is_empty() && report.unjoined.is_empty(),
+            "round {round}: {report}"
+        );
+    }
+    // A worker whose body has returned, unjoined, when the run ends right
+    // after: its outcome may still be on its way to the master, which reads
+    // it before it kills anything. It is unjoined, not killed.
+    for round in 0..100 {
+        let report = mc::run(|| {
+            let block = resources::create_shm_block(8).expect("block");
+            let p = flag_and_return::start(block.id()).expect("start");
+            let flagged = wait_until(Duration::from_secs(10), || {
+                block.bytes()[0].load(Ordering::SeqCst) != 0
+            });
+            assert!(flagged, "the worker never set its flag");
+            p.id()
+        })
+        .map_err(err)?;
+        let Outcome::Returned(p) = report.outcome else {
+            return Err(format!("round {round}: {}", report.outcome));
+        };
+        ensure!(
+            report.killed.is_empty() && report.unjoined == vec![p],
+            "round {round}: {report}"
+        );
+    }
+    Ok(())
+}
+
 /// Every process a run started is gone when `run` returns, and is listed
 /// as killed or unjoined: start requests still in flight when the first
 /// process ends do not start anything.
@@ -821,6 +877,10 @@ fn main() {
         ("create_join_sum_385", create_join_sum_385),
         ("crash_outcomes", crash_outcomes),
         ("join_errors_say_why", join_errors_say_why),
+        (
+            "joined_workers_are_never_killed",
+            joined_workers_are_never_killed,
+        ),
         (
             "thousand_cycles_leave_nothing",
             thousand_cycles_leave_nothing,
