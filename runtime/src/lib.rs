@@ -25,6 +25,7 @@
 #![warn(missing_debug_implementations)]
 
 pub mod camlbox;
+mod error;
 pub mod heap;
 mod in_shared;
 pub mod inspect;
@@ -37,6 +38,7 @@ pub mod sync;
 pub mod value;
 
 pub use camlbox::{Camlbox, CamlboxDescr, CamlboxError, Message, Sender};
+pub use error::{Error, ErrorKind};
 pub use heap::{
     Heap, HeapDescr, HeapError, HeapOptions, HeapReport, HeapStats, Mutator, PinGuard, ReadGuard,
 };

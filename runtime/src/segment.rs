@@ -137,7 +137,7 @@ impl SegmentHeader {
 }
 
 /// Why a segment could not be used.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum SegmentError {
     /// The object is not an mc segment (wrong magic or too small).

@@ -102,6 +102,13 @@ fn read_block(id: resources::ResourceId) -> u8 {
     ShmBlock::open(id).expect("open").bytes()[0].load(Ordering::Relaxed)
 }
 
+/// Attaches a pool by name: `mc::Error` travels back to the joiner.
+#[mc::process]
+fn attach_named(name: String) -> Result<u64, mc::Error> {
+    let pool = mc::Pool::attach(&name)?;
+    Ok(pool.stats().max_size as u64)
+}
+
 /// Sets the block's first byte and returns at once.
 #[mc::process]
 fn flag_and_return(id: resources::ResourceId) -> u8 {
@@ -527,6 +534,27 @@ fn spawner(_: ()) -> u32 {
     }
 }
 
+/// A worker returns `Result<_, mc::Error>`: the error crosses the process
+/// boundary with its kind and message.
+fn workers_return_mc_errors() -> TestResult {
+    in_run(|| {
+        let p = attach_named::start("mc-no-such-pool-for-this-test".into()).map_err(err)?;
+        match attach_named::join(p).map_err(err)? {
+            Err(e) => {
+                ensure!(e.kind() == mc::ErrorKind::Pool, "kind: {e:?}");
+                ensure!(
+                    e.message().contains("mc-no-such-pool-for-this-test"),
+                    "message: {e}"
+                );
+                Ok(())
+            }
+            Ok(size) => Err(format!(
+                "attached a pool that does not exist ({size} bytes)"
+            )),
+        }
+    })
+}
+
 /// A worker joined by the first process is never reported as killed, even
 /// when the run ends right after the join (the worker may not have exited
 /// yet): the master reads every outcome already sent before it kills.
@@ -881,6 +909,7 @@ fn main() {
             "joined_workers_are_never_killed",
             joined_workers_are_never_killed,
         ),
+        ("workers_return_mc_errors", workers_return_mc_errors),
         (
             "thousand_cycles_leave_nothing",
             thousand_cycles_leave_nothing,

@@ -237,7 +237,7 @@ impl fmt::Display for Signal {
 }
 
 /// How a process ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome<R> {
     /// The body returned this value.
     Returned(R),

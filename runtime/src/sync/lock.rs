@@ -179,7 +179,7 @@ impl<L: RawLock, T: ?Sized, P: Placement> Lock<L, T, P> {
         let mut d = f.debug_struct(Self::name());
         match held {
             Ok(g) => d.field("data", &&*g),
-            Err(e) => d.field("data", &format_args!("<{e}>")),
+            Err(e) => d.field("data", &format_args!("<{e:?}>")),
         };
         d.finish()
     }

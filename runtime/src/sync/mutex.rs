@@ -173,6 +173,11 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
+    /// Locks `m` and poisons it again.
+    fn poison_again(m: &Mutex<u32>) {
+        m.lock().unwrap().poison();
+    }
+
     #[test]
     fn counts_exactly_with_four_threads() {
         let m = Arc::new(Mutex::new(0u64));
@@ -236,10 +241,13 @@ mod tests {
         assert_eq!(m.try_lock().err(), Some(LockError::Deadlock));
         g.poison();
         assert_eq!(m.lock().err(), Some(LockError::Poisoned));
-        assert_eq!(
-            format!("{m:?}"),
-            "Mutex { data: <the lock is poisoned: a holder died> }"
-        );
+        // The message says what to do.
+        let text = LockError::Poisoned.to_string();
+        assert!(text.contains("clear_poison()") && text.contains("mark_consistent()"));
+        assert!(m.clear_poison());
+        assert_eq!(*m.lock().unwrap(), 0);
+        poison_again(&m);
+        assert_eq!(format!("{m:?}"), "Mutex { data: <Poisoned> }");
     }
 
     #[test]

@@ -80,7 +80,7 @@ enum Found {
 }
 
 /// Why a lock was not acquired (or released).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum LockError {
     /// The timeout passed.
@@ -106,7 +106,12 @@ impl std::fmt::Display for LockError {
         match self {
             LockError::Timeout => write!(f, "timed out waiting for the lock"),
             LockError::WouldBlock => write!(f, "the lock is taken"),
-            LockError::Poisoned => write!(f, "the lock is poisoned: a holder died"),
+            LockError::Poisoned => write!(
+                f,
+                "the lock is poisoned: a holder died (or panicked) and the data was never \
+                 declared consistent; check the data, then call `clear_poison()` on the lock \
+                 (or, as the locker told `OwnerDied`, `mark_consistent()` on its guard)"
+            ),
             LockError::Deadlock => write!(f, "the calling thread already holds the lock"),
             LockError::NotOwner => write!(f, "the calling thread does not hold the lock"),
             LockError::Overflow => write!(f, "the semaphore count would overflow"),

@@ -228,7 +228,7 @@ impl<R> FreshArray<R> {
 }
 
 /// Why a copy into shared memory failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum CopyError {
     /// The target has no room for an allocation of `requested` bytes.
