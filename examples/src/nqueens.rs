@@ -9,8 +9,38 @@
 /// One unit of work: the columns of the queens in rows 0 and 1.
 pub type Task = (u8, u8);
 
-/// The tasks of an `n`-queens search (for `n >= 2`), in a fixed order.
+/// The number of solutions of the n-queens puzzle for n = 0..=20: OEIS
+/// A000170, to check every count against.
+pub const A000170: [u64; 21] = [
+    1,
+    1,
+    0,
+    0,
+    2,
+    10,
+    4,
+    40,
+    92,
+    352,
+    724,
+    2_680,
+    14_200,
+    73_712,
+    365_596,
+    2_279_184,
+    14_772_512,
+    95_815_104,
+    666_090_624,
+    4_968_057_848,
+    39_029_188_884,
+];
+
+/// The tasks of an `n`-queens search (`n >= 1`), in a fixed order. For
+/// `n = 1` the one task is the board's only square, `(0, 0)`.
 pub fn tasks(n: usize) -> Vec<Task> {
+    if n == 1 {
+        return vec![(0, 0)];
+    }
     let mut out = Vec::new();
     for a in 0..n {
         for b in 0..n {
@@ -96,7 +126,7 @@ impl Search {
 /// The number of solutions below one task.
 pub fn count_task(n: usize, task: Task) -> u64 {
     if n < 2 {
-        return 0;
+        return u64::from(n == 1 && task == (0, 0));
     }
     let mut s = Search::new(n);
     match s.start(task) {
@@ -108,6 +138,12 @@ pub fn count_task(n: usize, task: Task) -> u64 {
 /// Calls `f` with every solution below one task (a board: the queen's
 /// column in each row).
 pub fn solutions_of_task(n: usize, task: Task, f: &mut dyn FnMut(&[u8])) {
+    if n < 2 {
+        if n == 1 && task == (0, 0) {
+            f(&[0]);
+        }
+        return;
+    }
     let mut s = Search::new(n);
     if let Some((c, d1, d2)) = s.start(task) {
         s.visit(2, c, d1, d2, f);
@@ -149,9 +185,20 @@ mod tests {
 
     #[test]
     fn known_counts() {
-        let known = [1u64, 1, 0, 0, 2, 10, 4, 40, 92, 352, 724, 2680, 14200];
-        for (n, &k) in known.iter().enumerate() {
+        for (n, &k) in A000170.iter().enumerate().take(13) {
             assert_eq!(count_sequential(n), k, "n = {n}");
+            if n >= 1 {
+                let by_tasks: u64 = tasks(n).into_iter().map(|t| count_task(n, t)).sum();
+                assert_eq!(by_tasks, k, "n = {n}, by tasks");
+                let mut boards = 0u64;
+                for t in tasks(n) {
+                    solutions_of_task(n, t, &mut |b| {
+                        assert!(is_solution(b));
+                        boards += 1;
+                    });
+                }
+                assert_eq!(boards, k, "n = {n}, boards");
+            }
         }
     }
 

@@ -88,8 +88,33 @@ fn main() {
         case!("tutorial_sref", [], ["Result: 3"]),
         case!("swap", [], ["swap: ok"]),
         case!("pipeline", ["--bytes", "67108864"], ["pipeline: ok"]),
+        // Every count is checked against OEIS A000170 by the program.
+        case!("nqueens", ["1"], ["nqueens: ok"]),
+        case!("nqueens", ["2"], ["nqueens: ok"]),
+        case!("nqueens", ["3"], ["nqueens: ok"]),
+        case!("nqueens", ["4"], ["nqueens: ok"]),
+        case!("nqueens", ["5"], ["nqueens: ok"]),
+        case!("nqueens", ["6"], ["nqueens: ok"]),
+        case!("nqueens", ["7"], ["nqueens: ok"]),
         case!("nqueens", ["8"], ["nqueens: ok"]),
-        case!("nqueens", ["12"], ["nqueens: ok"]),
+        case!("nqueens", ["9"], ["nqueens: ok"]),
+        case!("nqueens", ["10"], ["nqueens: ok"]),
+        case!("nqueens", ["11"], ["nqueens: ok"]),
+        case!(
+            "nqueens",
+            ["12", "--variants", "seq,rayon,mc,mp"],
+            ["nqueens: ok"]
+        ),
+        case!(
+            "nqueens",
+            ["13", "--variants", "seq,rayon,mc,mp"],
+            ["nqueens: ok"]
+        ),
+        case!(
+            "nqueens",
+            ["14", "--variants", "seq,rayon,mc,mp"],
+            ["nqueens: ok"]
+        ),
         case!("tutorial_camlbox", [], ["Message: Hello world"]),
         case!("camlbox_speed", ["20000"], ["Sum: 120000"]),
         // 2N = 400 meetings per game, spelled out on the total lines.

@@ -3,7 +3,7 @@
 //! of counts, times and speedups over the sequential run.
 //!
 //! ```text
-//! nqueens [N] [--workers W] [--variants seq,rayon,mc,...]
+//! nqueens [N] [--workers W] [--variants seq,rayon,mc,...]   (N = 1..=20)
 //! ```
 //!
 //! Variants:
@@ -148,7 +148,7 @@ fn filter(job: (usize, usize, mc::CamlboxDescr<String>)) -> Result<u64, String> 
     collect(&mut rx, n, workers)
 }
 
-fn run_mp2(o: &Options) -> Result<u64, String> {
+fn run_mp2(o: &Run) -> Result<u64, String> {
     let n = o.n;
     let (mut names_rx, names_id) =
         mc::Camlbox::<String>::create(2, 256).map_err(|e| e.to_string())?;
@@ -178,7 +178,7 @@ fn run_mp2(o: &Options) -> Result<u64, String> {
 /// Starts `o.workers` batch workers sending to the boxes named `names`,
 /// each with its share of the tasks.
 fn start_batch_workers(
-    o: &Options,
+    o: &Run,
     names: &[String],
 ) -> Result<Vec<mc::processes::Pid<batch_worker::Definition>>, String> {
     let all = nqueens::tasks(o.n);
@@ -209,7 +209,7 @@ fn same_count(sent: u64, count: u64) -> Result<u64, String> {
     Ok(count)
 }
 
-fn run_mp(o: &Options) -> Result<u64, String> {
+fn run_mp(o: &Run) -> Result<u64, String> {
     let n = o.n;
     let (mut rx, id) =
         mc::Camlbox::<Batch>::create(4 * n, BATCH * n + 256).map_err(|e| e.to_string())?;
@@ -219,7 +219,7 @@ fn run_mp(o: &Options) -> Result<u64, String> {
     same_count(sent, count)
 }
 
-fn run_tables(o: &Options, n_tables: usize) -> Result<u64, String> {
+fn run_tables(o: &Run, n_tables: usize) -> Result<u64, String> {
     let n = o.n;
     let pool = mc::Pool::create(4 << 30).map_err(|e| e.to_string())?;
     let tables = (0..n_tables)
@@ -250,64 +250,96 @@ fn count_worker(job: (usize, Vec<Task>)) -> u64 {
     tasks.into_iter().map(|t| nqueens::count_task(n, t)).sum()
 }
 
+/// The variants, with what each one does (the legend under the table).
+const VARIANTS: &[(&str, &str)] = &[
+    ("seq", "one process, one thread"),
+    ("rayon", "threads with rayon's work stealing"),
+    (
+        "mc",
+        "mc worker processes; each returns its count through its join",
+    ),
+    (
+        "sht",
+        "workers store every board in one shared hashtable (SHashtbl)",
+    ),
+    (
+        "sht2",
+        "the same with two hashtables (by the first queen's column)",
+    ),
+    (
+        "mp",
+        "workers send batches of boards through a camlbox to one collector",
+    ),
+    (
+        "mp2",
+        "workers send batches to two filter processes, one per half",
+    ),
+];
+
+/// Counts the solutions of the N-queens puzzle with several designs, checks
+/// every count against OEIS A000170 and prints a table of times and
+/// speedups over the sequential run.
+#[derive(clap::Parser, Debug)]
+#[command(name = "nqueens")]
 struct Options {
-    n: usize,
-    workers: usize,
+    /// The board size (1 to 20).
+    #[arg(default_value_t = 15, value_parser = clap::value_parser!(u8).range(1..=20))]
+    n: u8,
+    /// Worker processes (and threads for rayon); default: the cores.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    workers: Option<u16>,
+    /// The variants to run, comma-separated: seq, rayon, mc, sht, sht2, mp,
+    /// mp2 (default: all of them).
+    #[arg(long, value_delimiter = ',', value_parser = variant_name)]
     variants: Vec<String>,
 }
 
-const ALL: &[&str] = &["seq", "rayon", "mc", "sht", "sht2", "mp", "mp2"];
-
-fn usage() -> ! {
-    eprintln!(
-        "usage: nqueens [N] [--workers W] [--variants {}]",
-        ALL.join(",")
-    );
-    std::process::exit(2)
-}
-
-fn parse() -> Options {
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let mut o = Options {
-        n: 15,
-        workers: cores,
-        variants: ALL.iter().map(|s| s.to_string()).collect(),
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--workers" => {
-                o.workers = args
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or_else(|| usage())
-            }
-            "--variants" => {
-                o.variants = args
-                    .next()
-                    .unwrap_or_else(|| usage())
-                    .split(',')
-                    .map(str::to_owned)
-                    .collect();
-                if o.variants.iter().any(|v| !ALL.contains(&v.as_str())) {
-                    usage();
-                }
-            }
-            "-h" | "--help" => usage(),
-            n => {
-                o.n = n
-                    .parse()
-                    .ok()
-                    .filter(|n| (4..=20).contains(n))
-                    .unwrap_or_else(|| usage())
-            }
-        }
+fn variant_name(s: &str) -> Result<String, String> {
+    if VARIANTS.iter().any(|(v, _)| *v == s) {
+        Ok(s.to_owned())
+    } else {
+        let names: Vec<&str> = VARIANTS.iter().map(|(v, _)| *v).collect();
+        Err(format!(
+            "no variant {s:?}; the variants are {}",
+            names.join(", ")
+        ))
     }
-    o.workers = o.workers.max(1);
-    o
 }
 
-fn run_variant(name: &str, o: &Options) -> Result<u64, String> {
+/// What the run needs from the command line.
+struct Run {
+    n: usize,
+    workers: usize,
+    variants: Vec<String>,
+    cores: usize,
+}
+
+fn parse() -> Run {
+    let o = <Options as clap::Parser>::parse();
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    Run {
+        n: usize::from(o.n),
+        workers: o.workers.map_or(cores, usize::from),
+        variants: if o.variants.is_empty() {
+            VARIANTS.iter().map(|(v, _)| (*v).to_owned()).collect()
+        } else {
+            o.variants
+        },
+        cores,
+    }
+}
+
+/// The 1-minute load average, when `/proc/loadavg` can be read.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn run_variant(name: &str, o: &Run) -> Result<u64, String> {
     let n = o.n;
     match name {
         "seq" => Ok(nqueens::count_sequential(n)),
@@ -349,7 +381,9 @@ fn run_variant(name: &str, o: &Options) -> Result<u64, String> {
 fn main() {
     let o = parse();
     let report = mc::run(move || -> Result<(), String> {
+        let expected = nqueens::A000170[o.n];
         println!("N-queens, N = {}, {} workers", o.n, o.workers);
+        let load_before = load_average();
         let mut rows: Vec<(String, u64, Duration)> = Vec::new();
         for v in &o.variants {
             eprint!("  running {v:<8}…");
@@ -360,6 +394,13 @@ fn main() {
             eprintln!(" {count} solutions in {:.3} s", d.as_secs_f64());
             rows.push((v.clone(), count, d));
         }
+        let load = load_before
+            .into_iter()
+            .chain(load_average())
+            .reduce(f64::max);
+        // Speedups mean little when other work competed for the cores.
+        let busy = load.filter(|&l| l > o.cores as f64);
+        let mark = if busy.is_some() { "*" } else { "" };
         let seq = rows.iter().find(|r| r.0 == "seq").map(|r| r.2);
         println!();
         println!(
@@ -368,14 +409,41 @@ fn main() {
         );
         for (v, c, d) in &rows {
             let speedup = seq.map_or("-".to_owned(), |s| {
-                format!("{:.2}x", s.as_secs_f64() / d.as_secs_f64())
+                format!("{:.2}x{mark}", s.as_secs_f64() / d.as_secs_f64())
             });
             println!("{v:<8} {c:>12} {:>10.3} {speedup:>9}", d.as_secs_f64());
         }
-        let expected = rows[0].1;
-        if rows.iter().any(|r| r.1 != expected) {
-            return Err("the variants disagree".into());
+        if let Some(l) = busy {
+            println!(
+                "* unreliable: the load average ({l:.2}) was above the {} cores",
+                o.cores
+            );
         }
+        println!();
+        for (v, what) in VARIANTS
+            .iter()
+            .filter(|(v, _)| o.variants.iter().any(|x| x == v))
+        {
+            println!("  {v:<6} {what}");
+        }
+        let wrong: Vec<String> = rows
+            .iter()
+            .filter(|r| r.1 != expected)
+            .map(|r| format!("{} counted {}", r.0, r.1))
+            .collect();
+        if !wrong.is_empty() {
+            return Err(format!(
+                "OEIS A000170 says {expected} solutions for N = {}: {}",
+                o.n,
+                wrong.join(", ")
+            ));
+        }
+        println!(
+            "\nall {} variants found {expected} solution{}, as OEIS A000170 says for N = {}",
+            rows.len(),
+            if expected == 1 { "" } else { "s" },
+            o.n
+        );
         Ok(())
     });
     mc_examples::ok_or_exit("nqueens", report);
