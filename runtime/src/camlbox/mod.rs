@@ -293,6 +293,25 @@ impl<T: Shared> fmt::Debug for Camlbox<T> {
 }
 
 impl<T: Shared> Camlbox<T> {
+    /// The slot size (`msg_size`) that a message `value` needs: its inline
+    /// part, everything it points to, and room for alignment. Size a box
+    /// with the largest message it will carry.
+    ///
+    /// ```
+    /// let biggest = vec![7u64; 1000];
+    /// let size = mc::Camlbox::<Vec<u64>>::message_size(&biggest);
+    /// assert!(size >= 8000);
+    /// let (mut rx, id) = mc::Camlbox::<Vec<u64>>::create(4, size).unwrap();
+    /// id.sender().unwrap().send(&biggest).unwrap();
+    /// let slot = rx.wait()[0];
+    /// assert_eq!(rx.get(slot).unwrap().len(), 1000);
+    /// ```
+    pub fn message_size(value: &T) -> usize {
+        crate::value::deep_size(value)
+            + std::mem::size_of::<T::Repr>()
+            + std::mem::align_of::<T::Repr>()
+    }
+
     /// Creates an anonymous box with `slots` slots of `msg_size` bytes
     /// each, returning the receiver and the id to hand to senders.
     ///

@@ -12,7 +12,7 @@ use super::layout::{Region, WRITING};
 use super::{far_future, map, segment_name, writer_identity, CamlboxError, Mapping, SPIN};
 use crate::segment::{self, SegmentError, SegmentKind};
 use crate::sync::futex;
-use crate::value::{self, bump, write_root_first, Allocate, Bump, CopyError, Shared};
+use crate::value::{bump, write_root_first, Allocate, Bump, CopyError, Shared};
 
 /// The sending end of a camlbox of `T` messages. Senders can be cloned and
 /// shared between threads; each maps the box at its own address.
@@ -316,9 +316,7 @@ impl<T: Shared> Sender<T> {
             }
             Err(_) => {
                 r.free_own(slot, mine);
-                let needed = value::deep_size(value)
-                    + std::mem::size_of::<T::Repr>()
-                    + std::mem::align_of::<T::Repr>();
+                let needed = super::Camlbox::<T>::message_size(value);
                 Err(CamlboxError::TooBig {
                     needed,
                     capacity: r.msg_size(),
