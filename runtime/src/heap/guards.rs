@@ -74,7 +74,10 @@ pub(super) fn pack(addr: usize, count: u64) -> u64 {
     ((addr as u64 >> 3) << PIN_COUNT_BITS) | count
 }
 
-pub(super) fn pinned(pins: &[PinSlot; N_PINS], addr: usize) -> bool {
+pub(super) fn pinned(in_use: &AtomicU32, pins: &[PinSlot; N_PINS], addr: usize) -> bool {
+    if in_use.load(Ordering::Acquire) == 0 {
+        return false;
+    }
     let key = addr as u64 >> 3;
     pins.iter().any(|p| {
         let v = p.v.load(Ordering::Acquire);
@@ -104,7 +107,7 @@ impl PinSlot {
 }
 
 /// Pins the value at pool offset `addr` for this process; returns the slot.
-pub(super) fn pin_add(pins: &[PinSlot; N_PINS], addr: usize) -> Option<usize> {
+pub(super) fn pin_add(in_use: &AtomicU32, pins: &[PinSlot; N_PINS], addr: usize) -> Option<usize> {
     let key = addr as u64 >> 3;
     let me = crate::sync::futex::current_pid();
     // This process's slot for the value, if any (only this process changes
@@ -133,6 +136,7 @@ pub(super) fn pin_add(pins: &[PinSlot; N_PINS], addr: usize) -> Option<usize> {
             .compare_exchange(0, me, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
+            in_use.fetch_add(1, Ordering::AcqRel);
             p.v.store(pack(addr, 1), Ordering::Release);
             return Some(i);
         }
@@ -140,7 +144,7 @@ pub(super) fn pin_add(pins: &[PinSlot; N_PINS], addr: usize) -> Option<usize> {
     None
 }
 
-pub(super) fn pin_remove(p: &PinSlot) {
+pub(super) fn pin_remove(in_use: &AtomicU32, p: &PinSlot) {
     let mut v = p.v.load(Ordering::Acquire);
     loop {
         let last = v & PIN_COUNT_MASK <= 1;
@@ -150,8 +154,8 @@ pub(super) fn pin_remove(p: &PinSlot) {
             .compare_exchange_weak(v, next, Ordering::AcqRel, Ordering::Acquire)
         {
             Ok(_) => {
-                if last {
-                    p.pid.store(0, Ordering::Release);
+                if last && p.pid.swap(0, Ordering::AcqRel) != 0 {
+                    in_use.fetch_sub(1, Ordering::AcqRel);
                 }
                 return;
             }
@@ -162,12 +166,15 @@ pub(super) fn pin_remove(p: &PinSlot) {
 
 /// Frees the pin slots of processes that have ended. Called with the
 /// heap's exclusive lock held (no pin is being added meanwhile).
-pub(super) fn reclaim_dead_pins(pins: &[PinSlot; N_PINS]) {
+pub(super) fn reclaim_dead_pins(in_use: &AtomicU32, pins: &[PinSlot; N_PINS]) {
     for p in pins {
         let pid = p.pid.load(Ordering::Acquire);
         if pid != 0 && !crate::segment::process_alive(pid, 0) {
             p.v.store(0, Ordering::Release);
-            p.pid.store(0, Ordering::Release);
+            // Each slot's release (here or in `pin_remove`) counts once.
+            if p.pid.swap(0, Ordering::AcqRel) != 0 {
+                in_use.fetch_sub(1, Ordering::AcqRel);
+            }
         }
     }
 }
@@ -445,7 +452,8 @@ impl<T: Shared> Deref for PinGuard<'_, T> {
 impl<T: Shared> Drop for PinGuard<'_, T> {
     fn drop(&mut self) {
         if self.home.is_here() {
-            pin_remove(&self.heap.header().pins[self.slot]);
+            let h = self.heap.header();
+            pin_remove(&h.pins_in_use, &h.pins[self.slot]);
         }
     }
 }

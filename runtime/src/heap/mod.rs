@@ -88,7 +88,7 @@ use crate::value::{CopyError, Shared, Tracer, Writer};
 /// bytes taken from their pool.
 pub const DEFAULT_CHUNK_SIZE: usize = 64 * 1024;
 
-const HEAP_MAGIC: u64 = u64::from_le_bytes(*b"mc-heap\x02");
+const HEAP_MAGIC: u64 = u64::from_le_bytes(*b"mc-heap\x03");
 /// The magic of a destroyed heap's header page, which is never reused.
 const TOMBSTONE: u64 = u64::from_le_bytes(*b"mc-dead\x01");
 const N_PINS: usize = 128;
@@ -137,7 +137,10 @@ in_shared! {
         root: AtomicUsize,
         /// The heap's tag: the owner of its pages in the pool's table.
         tag: u32,
-        _pad: u32,
+        /// Pin slots in use (with a process): 0 lets a modification skip
+        /// the scan of the pin table. Slots are claimed under the shared
+        /// lock and modifications check under the exclusive one.
+        pins_in_use: AtomicU32,
         header_bytes: usize,
         alloc: UnsafeCell<AllocState>,
         pins: [PinSlot; N_PINS],
@@ -264,7 +267,7 @@ impl<T: Shared> Heap<T> {
             creating: AtomicU32::new(crate::sync::futex::current_pid()),
             root: AtomicUsize::new(0),
             tag,
-            _pad: 0,
+            pins_in_use: AtomicU32::new(0),
             header_bytes,
             alloc: UnsafeCell::new(AllocState::new(opts.chunk_size)),
             pins: [const { PinSlot::new() }; N_PINS],
@@ -644,7 +647,7 @@ impl<T: Shared> Heap<T> {
             return Err(HeapError::PinWithLocks);
         }
         let root = h.root.load(Ordering::Acquire);
-        let r = pin_add(&h.pins, root - self.pool.base());
+        let r = pin_add(&h.pins_in_use, &h.pins, root - self.pool.base());
         drop(h);
         let slot = r.ok_or(HeapError::TooManyPins)?;
         Ok(PinGuard {
@@ -719,7 +722,7 @@ impl<T: Shared> Heap<T> {
         h.dirty.store(DIRTY_DATA, Ordering::Release);
         // A pinned root is never changed in place: work on a copy.
         let mut root = h.root.load(Ordering::Acquire);
-        if pinned(&h.pins, root - self.pool.base()) {
+        if pinned(&h.pins_in_use, &h.pins, root - self.pool.base()) {
             // SAFETY: `root` is the heap's live root value.
             let old = unsafe { &*at::<T::Repr>(root) };
             let mut alloc = h.allocator();
@@ -828,7 +831,7 @@ impl<T: Shared> Heap<T> {
             // this heap, whose pointers lead only into this heap.
             let mut t = unsafe { Tracer::new(&mut marker) };
             t.visit::<T>(h.root.load(Ordering::Acquire), 1);
-            reclaim_dead_pins(&h.pins);
+            reclaim_dead_pins(&h.pins_in_use, &h.pins);
             for p in &h.pins {
                 let v = p.v.load(Ordering::Acquire);
                 if v & PIN_COUNT_MASK != 0 {
@@ -874,7 +877,7 @@ impl<T: Shared> Heap<T> {
             return Err(HeapError::Reentrant);
         }
         let _lock = self.acquire_write(h, None, false)?;
-        reclaim_dead_pins(&h.pins);
+        reclaim_dead_pins(&h.pins_in_use, &h.pins);
         let pinned = h
             .pins
             .iter()

@@ -95,6 +95,34 @@ fn pins_keep_old_values() {
 }
 
 #[test]
+fn the_pin_count_follows_the_pins() {
+    let pool = pool();
+    let heap = Heap::create(&pool, &vec![1u64, 2]).unwrap();
+    let in_use = || heap.header().pins_in_use.load(Ordering::Acquire);
+    assert_eq!(in_use(), 0);
+    // Two pins of the same value share a slot; a pin of another value
+    // takes a second one.
+    let a = heap.pin().unwrap();
+    let b = heap.pin().unwrap();
+    assert_eq!(in_use(), 1);
+    heap.modify(|m, root| m.push(root, &3u64)).unwrap().unwrap();
+    let c = heap.pin().unwrap();
+    assert_eq!(in_use(), 2);
+    // With pins, a modification still works on a copy.
+    heap.modify(|m, root| m.push(root, &4u64)).unwrap().unwrap();
+    assert_eq!((a.len(), b.len(), c.len()), (2, 2, 3));
+    drop((a, b));
+    assert_eq!(in_use(), 1);
+    drop(c);
+    assert_eq!(in_use(), 0);
+    // Without pins, modifications change the root in place.
+    let root = heap.header().root.load(Ordering::Acquire);
+    heap.modify(|m, root| m.push(root, &5u64)).unwrap().unwrap();
+    assert_eq!(heap.header().root.load(Ordering::Acquire), root);
+    assert_eq!(heap.copy().unwrap(), vec![1, 2, 3, 4, 5]);
+}
+
+#[test]
 fn swap_and_add() {
     let pool = pool();
     let heap = Heap::create(&pool, &(String::from("one"), String::from("two"))).unwrap();
