@@ -390,7 +390,12 @@ impl<E: Shared, H: Shared> SMatrix<E, H> {
     fn index(t: &MatrixRepr<E>, r: usize, c: usize) -> Result<usize> {
         bounds(r, t.0)?;
         bounds(c, t.1)?;
-        let i = r * t.1 + c;
+        // Overflows only for dimensions changed through `heap`: such an
+        // element is missing too.
+        let i = r
+            .checked_mul(t.1)
+            .and_then(|i| i.checked_add(c))
+            .unwrap_or(usize::MAX);
         bounds(i, t.2.len())?;
         Ok(i)
     }
@@ -463,7 +468,7 @@ impl<E: Shared, H: Shared> SMatrix<E, H> {
     pub fn row(&self, r: usize) -> Result<MRow<'_, E>> {
         let g = self.parts.data.read()?;
         bounds(r, g.0)?;
-        if (r + 1) * g.1 > g.2.len() {
+        if (r + 1).checked_mul(g.1).is_none_or(|end| end > g.2.len()) {
             return Err(StructureError::BadShape {
                 rows: g.0,
                 cols: g.1,

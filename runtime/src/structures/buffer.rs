@@ -78,7 +78,7 @@ impl BufferView<'_> {
 
     /// One past the position of the last byte.
     pub fn end(&self) -> usize {
-        self.g.2 + self.g.3
+        self.g.2.saturating_add(self.g.3)
     }
 
     /// The bytes `pos..pos + len` as a sequence of slices (one per block
@@ -87,6 +87,8 @@ impl BufferView<'_> {
     /// # Errors
     ///
     /// [`StructureError::BadRange`] when `pos..pos + len` is not in the buffer.
+    /// [`StructureError::Inconsistent`] for a buffer whose blocks were
+    /// broken through [`SBuffer::heap`].
     pub fn chunks(&self, pos: usize, len: usize) -> Result<impl Iterator<Item = &[u8]> + '_> {
         chunks(&self.g, pos, len)
     }
@@ -97,6 +99,8 @@ impl BufferView<'_> {
     ///
     /// [`StructureError::BadRange`] when `pos..pos + dst.len()` is not in the
     /// buffer.
+    /// [`StructureError::Inconsistent`] for a buffer whose blocks were
+    /// broken through [`SBuffer::heap`].
     pub fn blit(&self, pos: usize, dst: &mut [u8]) -> Result<()> {
         let mut off = 0;
         for c in chunks(&self.g, pos, dst.len())? {
@@ -107,7 +111,19 @@ impl BufferView<'_> {
     }
 }
 
+/// Checks what the buffer's arithmetic relies on: blocks of some bytes,
+/// and positions that do not overflow. Only [`SBuffer::heap`] can break it.
+fn check(t: &BufRepr) -> Result<()> {
+    if t.4 == 0 || t.2.checked_add(t.3).is_none() || t.1.checked_add(t.3).is_none() {
+        return Err(StructureError::Inconsistent {
+            what: "a buffer whose block size or positions do not fit",
+        });
+    }
+    Ok(())
+}
+
 fn chunks(t: &BufRepr, pos: usize, len: usize) -> Result<impl Iterator<Item = &[u8]> + '_> {
+    check(t)?;
     let (start, n, bs) = (t.2, t.3, t.4);
     let end = pos.checked_add(len);
     if pos < start || end.is_none_or(|e| e > start + n) {
@@ -118,9 +134,23 @@ fn chunks(t: &BufRepr, pos: usize, len: usize) -> Result<impl Iterator<Item = &[
             end: start + n,
         });
     }
-    let mut off = t.1 + (pos - start);
-    let mut left = len;
+    let first = t.1 + (pos - start);
     let blocks = &t.0;
+    // Every block touched holds the bytes asked for (checked first, so the
+    // iterator below cannot index out of bounds).
+    let (mut off, mut left) = (first, len);
+    while left > 0 {
+        let (b, i) = (off / bs, off % bs);
+        let k = (bs - i).min(left);
+        if blocks.get(b).is_none_or(|blk| blk.len() < i + k) {
+            return Err(StructureError::Inconsistent {
+                what: "a buffer whose blocks miss some of its bytes",
+            });
+        }
+        off += k;
+        left -= k;
+    }
+    let (mut off, mut left) = (first, len);
     Ok(std::iter::from_fn(move || {
         if left == 0 {
             return None;
@@ -181,8 +211,11 @@ impl<H: Shared> SBuffer<H> {
     /// [`Heap::modify`](crate::Heap::modify), with [`HeapError::OutOfMemory`]
     /// when the pool has no room for the blocks (the buffer is left as it was),
     /// or with [`HeapError::TooLarge`] when the length overflows.
+    /// [`StructureError::Inconsistent`] for a buffer whose blocks or
+    /// positions were broken through [`heap`](Self::heap).
     pub fn push_bytes(&self, bytes: &[u8]) -> Result<usize> {
         self.parts.modify_try(|m, t| {
+            check(&t)?;
             let (mut blocks, _, start, mut len, bs) = t.project();
             let bs = *bs;
             let pos = *start + *len;
@@ -258,6 +291,8 @@ impl<H: Shared> SBuffer<H> {
     /// [`StructureError::BadRange`] when `pos..pos + len` is not in the buffer;
     /// [`StructureError::Heap`] with the errors of
     /// [`Heap::read`](crate::Heap::read).
+    /// [`StructureError::Inconsistent`] for a buffer whose blocks or
+    /// positions were broken through [`heap`](Self::heap).
     pub fn sub(&self, pos: usize, len: usize) -> Result<Vec<u8>> {
         let g = self.parts.data.read()?;
         // The range is checked before the copy is allocated.
@@ -277,6 +312,8 @@ impl<H: Shared> SBuffer<H> {
     /// [`StructureError::BadRange`] when `pos..pos + dst.len()` is not in the
     /// buffer; [`StructureError::Heap`] with the errors of
     /// [`Heap::read`](crate::Heap::read).
+    /// [`StructureError::Inconsistent`] for a buffer whose blocks or
+    /// positions were broken through [`heap`](Self::heap).
     pub fn blit(&self, pos: usize, dst: &mut [u8]) -> Result<()> {
         BufferView {
             g: self.parts.data.read()?,
@@ -290,10 +327,12 @@ impl<H: Shared> SBuffer<H> {
     ///
     /// [`StructureError::Heap`] with the errors of
     /// [`Heap::read`](crate::Heap::read).
+    /// [`StructureError::Inconsistent`] for a buffer whose blocks or
+    /// positions were broken through [`heap`](Self::heap).
     pub fn read(&self) -> Result<BufferView<'_>> {
-        Ok(BufferView {
-            g: self.parts.data.read()?,
-        })
+        let g = self.parts.data.read()?;
+        check(&g)?;
+        Ok(BufferView { g })
     }
 
     /// Deletes `n` bytes from the head (`delete_hd`).
@@ -303,8 +342,11 @@ impl<H: Shared> SBuffer<H> {
     /// [`StructureError::BadRange`] when the buffer holds fewer than `n` bytes;
     /// [`StructureError::Heap`] with the errors of
     /// [`Heap::modify`](crate::Heap::modify).
+    /// [`StructureError::Inconsistent`] for a buffer whose blocks or
+    /// positions were broken through [`heap`](Self::heap).
     pub fn delete_head(&self, n: usize) -> Result<()> {
         self.parts.modify_try(|m, t| {
+            check(&t)?;
             let (mut blocks, mut head, mut start, mut len, bs) = t.project();
             let bs = *bs;
             if n > *len {
@@ -344,8 +386,11 @@ impl<H: Shared> SBuffer<H> {
     ///
     /// [`StructureError::Heap`] with the errors of
     /// [`Heap::modify`](crate::Heap::modify).
+    /// [`StructureError::Inconsistent`] for a buffer whose blocks or
+    /// positions were broken through [`heap`](Self::heap).
     pub fn clear(&self) -> Result<()> {
         self.parts.modify_try(|m, t| {
+            check(&t)?;
             let (mut blocks, head, mut start, mut len, _) = t.project();
             *start.as_mut().get_mut() += *len;
             *len.as_mut().get_mut() = 0;

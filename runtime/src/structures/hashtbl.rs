@@ -5,7 +5,7 @@ use std::fmt;
 use std::hash::Hasher;
 use std::pin::Pin;
 
-use super::{pin_at, remove_at, structure_common, Parts, Ref, Result};
+use super::{pin_at, remove_at, structure_common, Parts, Ref, Refs, Result, StructureError};
 use crate::heap::{HeapError, HeapOptions, Mutator, PinGuard, ReadGuard};
 use crate::pool::Pool;
 use crate::value::{
@@ -261,12 +261,15 @@ type TRepr<K, V> = Tuple2<SharedVec<Bucket<K, V>>, usize>;
 
 type Found<'a, K, V> = Ref<ReadGuard<'a, TData<K, V>>, <V as Shared>::Repr>;
 type FoundPinned<'a, K, V> = Ref<PinGuard<'a, TData<K, V>>, <V as Shared>::Repr>;
+type FoundAll<'a, K, V> = Refs<ReadGuard<'a, TData<K, V>>, <V as Shared>::Repr>;
+type FoundAllPinned<'a, K, V> = Refs<PinGuard<'a, TData<K, V>>, <V as Shared>::Repr>;
 
 /// A shared hash table from `K` to `V` with a header `H`.
 ///
 /// As in Netmulticore (and OCaml's `Hashtbl`), a key can have several
 /// bindings: [`add`](SHashtbl::add) keeps the earlier ones (visible to
-/// [`find_all_copy`](SHashtbl::find_all_copy)), [`find`](SHashtbl::find)
+/// [`find_all`](SHashtbl::find_all), most recent first),
+/// [`find`](SHashtbl::find)
 /// sees the most recent, [`remove`](SHashtbl::remove) removes the most
 /// recent (uncovering the previous one), and
 /// [`replace`](SHashtbl::replace) changes the most recent (or adds one).
@@ -283,6 +286,7 @@ type FoundPinned<'a, K, V> = Ref<PinGuard<'a, TData<K, V>>, <V as Shared>::Repr>
 /// t.add(&"k".to_string(), &2)?;
 /// assert_eq!(t.find_copy(&"k".to_string())?, Some(2));
 /// assert_eq!(t.find_all_copy(&"k".to_string())?, [2, 1]);
+/// assert_eq!(t.find_all(&"k".to_string())?.iter().copied().collect::<Vec<_>>(), [2, 1]);
 /// t.remove(&"k".to_string())?;
 /// assert_eq!(t.find(&"k".to_string())?.map(|v| *v), Some(1));
 /// t.replace(&"k".to_string(), &7)?;
@@ -295,16 +299,46 @@ pub struct SHashtbl<K: SharedKey, V: Shared, H: Shared = ()> {
 
 structure_common!(SHashtbl, SHashtblDescr, [K: SharedKey, V: Shared], TData<K, V>, "an [`SHashtbl`]");
 
+/// The value at `l`, which [`locate`] or [`locate_all`] found in the same
+/// (guarded, hence unchanged) table.
 fn value_at<K: Shared, V: Shared>(t: &TRepr<K, V>, l: [usize; 2]) -> &V::Repr {
     &t.0[l[0]].1[l[1]]
 }
 
+/// The bucket of `k`, or [`StructureError::Inconsistent`] for a table
+/// without buckets (only [`SHashtbl::heap`] can make one).
+fn bucket_of<K: SharedKey, V: Shared>(t: &TRepr<K, V>, k: &K) -> Result<usize> {
+    let n = t.0.len() as u64;
+    if n == 0 {
+        return Err(StructureError::Inconsistent {
+            what: "a table without buckets",
+        });
+    }
+    Ok((hash_local(k) % n) as usize)
+}
+
 /// Where the most recent binding of `k` is: `(bucket, index in chain)`.
-fn locate<K: SharedKey, V: Shared>(t: &TRepr<K, V>, k: &K) -> (usize, Option<usize>) {
-    let n = t.0.len();
-    let b = (hash_local(k) % n as u64) as usize;
-    let keys = &t.0[b].0;
-    (b, keys.iter().rposition(|r| k.eq_repr(r)))
+/// A key without its value (a chain changed through [`SHashtbl::heap`]) is
+/// no binding.
+fn locate<K: SharedKey, V: Shared>(t: &TRepr<K, V>, k: &K) -> Result<(usize, Option<usize>)> {
+    let b = bucket_of::<K, V>(t, k)?;
+    let (keys, vals) = (&t.0[b].0, &t.0[b].1);
+    let n = keys.len().min(vals.len());
+    Ok((b, keys[..n].iter().rposition(|r| k.eq_repr(r))))
+}
+
+/// Where every binding of `k` is, most recent first.
+fn locate_all<K: SharedKey, V: Shared>(t: &TRepr<K, V>, k: &K) -> Result<Vec<[usize; 2]>> {
+    let b = bucket_of::<K, V>(t, k)?;
+    let (keys, vals) = (&t.0[b].0, &t.0[b].1);
+    let n = keys.len().min(vals.len());
+    Ok(keys[..n]
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|(_, r)| k.eq_repr(r))
+        .map(|(i, _)| [b, i])
+        .collect())
 }
 
 /// A table read in place under its shared lock ([`SHashtbl::read`]).
@@ -341,8 +375,14 @@ impl<K: SharedKey, V: Shared> TableView<'_, K, V> {
 
     /// The most recent value bound to `k`.
     pub fn get(&self, k: &K) -> Option<&V::Repr> {
-        let (b, i) = locate::<K, V>(&self.g, k);
+        let (b, i) = locate::<K, V>(&self.g, k).ok()?;
         i.map(|i| &self.g.0[b].1[i])
+    }
+
+    /// Every value bound to `k`, most recent first (`find_all_ro`).
+    pub fn get_all(&self, k: &K) -> impl Iterator<Item = &V::Repr> + '_ {
+        let locs = locate_all::<K, V>(&self.g, k).unwrap_or_default();
+        locs.into_iter().map(move |l| value_at::<K, V>(&self.g, l))
     }
 }
 
@@ -403,6 +443,8 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
     /// [`Heap::modify`](crate::Heap::modify) and
     /// [`Mutator::push`](crate::Mutator::push); the table is then left as it
     /// was.
+    /// [`StructureError::Inconsistent`](super::StructureError::Inconsistent)
+    /// for a table left without buckets through [`heap`](Self::heap).
     pub fn add(&self, k: &K, v: &V) -> Result<()> {
         self.parts.modify_try(|m, t| add::<K, V>(m, t, k, v))
     }
@@ -415,7 +457,7 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
     /// As [`add`](Self::add).
     pub fn replace(&self, k: &K, v: &V) -> Result<()> {
         self.parts.modify_try(|m, t| {
-            let (b, i) = locate::<K, V>(&t, k);
+            let (b, i) = locate::<K, V>(&t, k)?;
             match i {
                 Some(i) => {
                     let (buckets, _) = t.project();
@@ -434,15 +476,18 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
     ///
     /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
     /// [`Heap::modify`](crate::Heap::modify).
+    /// [`StructureError::Inconsistent`](super::StructureError::Inconsistent)
+    /// for a table left without buckets through [`heap`](Self::heap).
     pub fn remove(&self, k: &K) -> Result<bool> {
         self.parts.modify_try(|m, t| {
-            let (b, i) = locate::<K, V>(&t, k);
+            let (b, i) = locate::<K, V>(&t, k)?;
             let Some(i) = i else { return Ok(false) };
             let (buckets, size) = t.project();
             let (keys, vals) = pin_at(buckets, b)?.project();
             remove_at(m, keys, i)?;
             remove_at(m, vals, i)?;
-            *size.get_mut() -= 1;
+            let size = size.get_mut();
+            *size = size.saturating_sub(1);
             Ok(true)
         })
     }
@@ -455,13 +500,15 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
     ///
     /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
     /// [`Heap::modify`](crate::Heap::modify).
+    /// [`StructureError::Inconsistent`](super::StructureError::Inconsistent)
+    /// for a table left without buckets through [`heap`](Self::heap).
     pub fn modify_value<R>(
         &self,
         k: &K,
         f: impl FnOnce(&Mutator<'_>, Pin<&mut V::Repr>) -> R,
     ) -> Result<Option<R>> {
         self.parts.modify_try(|m, t| {
-            let (b, i) = locate::<K, V>(&t, k);
+            let (b, i) = locate::<K, V>(&t, k)?;
             let Some(i) = i else { return Ok(None) };
             let (buckets, _) = t.project();
             let (_, vals) = pin_at(buckets, b)?.project();
@@ -476,9 +523,11 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
     ///
     /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
     /// [`Heap::read`](crate::Heap::read).
+    /// [`StructureError::Inconsistent`](super::StructureError::Inconsistent)
+    /// for a table left without buckets through [`heap`](Self::heap).
     pub fn find(&self, k: &K) -> Result<Option<Found<'_, K, V>>> {
         let g = self.parts.data.read()?;
-        let (b, i) = locate::<K, V>(&g, k);
+        let (b, i) = locate::<K, V>(&g, k)?;
         Ok(i.map(|i| Ref::new(g, [b, i], value_at::<K, V>)))
     }
 
@@ -489,9 +538,11 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
     ///
     /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
     /// [`Heap::pin`](crate::Heap::pin).
+    /// [`StructureError::Inconsistent`](super::StructureError::Inconsistent)
+    /// for a table left without buckets through [`heap`](Self::heap).
     pub fn find_pinned(&self, k: &K) -> Result<Option<FoundPinned<'_, K, V>>> {
         let g = self.parts.data.pin()?;
-        let (b, i) = locate::<K, V>(&g, k);
+        let (b, i) = locate::<K, V>(&g, k)?;
         Ok(i.map(|i| Ref::new(g, [b, i], value_at::<K, V>)))
     }
 
@@ -501,10 +552,60 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
     ///
     /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
     /// [`Heap::read`](crate::Heap::read).
+    /// [`StructureError::Inconsistent`](super::StructureError::Inconsistent)
+    /// for a table left without buckets through [`heap`](Self::heap).
     pub fn find_copy(&self, k: &K) -> Result<Option<V>> {
         let g = self.parts.data.read()?;
-        let (b, i) = locate::<K, V>(&g, k);
+        let (b, i) = locate::<K, V>(&g, k)?;
         Ok(i.map(|i| V::from_repr(&g.0[b].1[i])))
+    }
+
+    /// Every value bound to `k`, most recent first, in place under the
+    /// shared lock (`find_all_ro`): the bindings that [`add`](Self::add)
+    /// hid, [`find`](Self::find)'s first. Empty when `k` is not bound; one
+    /// value when `k` was only ever [`replace`](Self::replace)d (which
+    /// changes the most recent binding instead of adding one).
+    ///
+    /// ```
+    /// let pool = mc::Pool::create(16 << 20)?;
+    /// let t = mc::SHashtbl::create(&pool, &())?;
+    /// for v in ["a", "b", "c"] {
+    ///     t.add(&1u32, &v.to_string())?;
+    /// }
+    /// let all = t.find_all(&1)?;
+    /// assert_eq!(all.len(), 3);
+    /// assert_eq!(all.iter().map(|s| s.as_str()).collect::<Vec<_>>(), ["c", "b", "a"]);
+    /// drop(all); // (another access while the guard lives is `Reentrant`)
+    /// assert!(t.find_all(&2)?.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`] with the errors of
+    /// [`Heap::read`](crate::Heap::read);
+    /// [`StructureError::Inconsistent`] for a table left without buckets
+    /// through [`heap`](Self::heap).
+    pub fn find_all(&self, k: &K) -> Result<FoundAll<'_, K, V>> {
+        let g = self.parts.data.read()?;
+        let locs = locate_all::<K, V>(&g, k)?;
+        Ok(Refs::new(g, locs, value_at::<K, V>))
+    }
+
+    /// Every value bound to `k`, most recent first, pinned (`find_all_p`,
+    /// Netmulticore's `with_value_n`): no lock is held, writers go on, and
+    /// the references keep seeing the bindings as they were (see
+    /// [`SArray::get_pinned`](crate::SArray::get_pinned) for the cost).
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`] with the errors of
+    /// [`Heap::pin`](crate::Heap::pin);
+    /// [`StructureError::Inconsistent`] as for [`find_all`](Self::find_all).
+    pub fn find_all_pinned(&self, k: &K) -> Result<FoundAllPinned<'_, K, V>> {
+        let g = self.parts.data.pin()?;
+        let locs = locate_all::<K, V>(&g, k)?;
+        Ok(Refs::new(g, locs, value_at::<K, V>))
     }
 
     /// Copies of every value bound to `k`, most recent first
@@ -512,21 +613,9 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
     ///
     /// # Errors
     ///
-    /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
-    /// [`Heap::read`](crate::Heap::read).
+    /// As [`find_all`](Self::find_all).
     pub fn find_all_copy(&self, k: &K) -> Result<Vec<V>> {
-        let g = self.parts.data.read()?;
-        let n = g.0.len();
-        let b = (hash_local(k) % n as u64) as usize;
-        let bucket = &g.0[b];
-        Ok(bucket
-            .0
-            .iter()
-            .zip(bucket.1.iter())
-            .rev()
-            .filter(|(kr, _)| k.eq_repr(kr))
-            .map(|(_, v)| V::from_repr(v))
-            .collect())
+        Ok(self.find_all(k)?.iter().map(V::from_repr).collect())
     }
 
     /// Whether `k` is bound (`mem`).
@@ -535,9 +624,11 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
     ///
     /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
     /// [`Heap::read`](crate::Heap::read).
+    /// [`StructureError::Inconsistent`](super::StructureError::Inconsistent)
+    /// for a table left without buckets through [`heap`](Self::heap).
     pub fn contains_key(&self, k: &K) -> Result<bool> {
         let g = self.parts.data.read()?;
-        Ok(locate::<K, V>(&g, k).1.is_some())
+        Ok(locate::<K, V>(&g, k)?.1.is_some())
     }
 
     /// The number of bindings (`length`).
@@ -625,13 +716,18 @@ fn add<K: SharedKey, V: Shared>(
 ) -> Result<()> {
     let (mut buckets, mut size) = t.project();
     let n = buckets.len();
+    if n == 0 {
+        return Err(StructureError::Inconsistent {
+            what: "a table without buckets",
+        });
+    }
     // Grow before adding, once there are more than two bindings per
     // bucket. A table that cannot grow (the pool is full) stays valid,
     // only fuller: the binding is added all the same, and growing is tried
     // again after `n` more bindings (not on every addition, each attempt
     // costing a copy of the whole table).
     let size_now = *size;
-    if size_now >= 2 * n && (size_now - 2 * n) % n == 0 {
+    if size_now >= 2 * n && (size_now - 2 * n).is_multiple_of(n) {
         let _ = resize::<K, V>(m, buckets.as_mut(), 2 * n + 1);
     }
     let n = buckets.len();
@@ -644,7 +740,8 @@ fn add<K: SharedKey, V: Shared>(
         m.truncate(keys, chain);
         return Err(e.into());
     }
-    *size.as_mut().get_mut() += 1;
+    let size = size.as_mut().get_mut();
+    *size = size.saturating_add(1);
     Ok(())
 }
 

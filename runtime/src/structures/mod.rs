@@ -81,11 +81,76 @@
 //! | `Netmcore_hashtbl.create pool h` | [`SHashtbl::create`] |
 //! | `add` / `replace` / `remove` | [`SHashtbl::add`] / [`SHashtbl::replace`] / [`SHashtbl::remove`] |
 //! | `find_ro` / `find_p` / `find_c` | [`SHashtbl::find`] / [`SHashtbl::find_pinned`] / [`SHashtbl::find_copy`] |
-//! | `find_all_ro` / `find_all_p` / `find_all_c` | [`SHashtbl::find_all_copy`] |
+//! | `find_all_ro` / `find_all_p` / `find_all_c` | [`SHashtbl::find_all`] / [`SHashtbl::find_all_pinned`] / [`SHashtbl::find_all_copy`] |
 //! | `mem` / `length` / `clear` | [`SHashtbl::contains_key`] / [`SHashtbl::len`] / [`SHashtbl::clear`] |
 //! | `iter` / `fold` | [`SHashtbl::read`] ([`TableView::iter`]), [`SHashtbl::to_vec`] |
-//! | `header`, `heap`, `descr_of_*`, `*_of_descr` | `header()` / `modify_header()`, `modify()`, `descr()`, `open()` |
+//! | `header`, `descr_of_*`, `*_of_descr` | `header()` / `modify_header()`, `descr()`, `open()` |
+//! | `heap` (every structure) | `heap()`: [`SRef::heap`], [`SArray::heap`], [`SMatrix::heap`], [`SBuffer::heap`], [`SQueue::heap`], [`SHashtbl::heap`] (the data heap) |
+//! | `heap` + `Netmcore_heap.modify` | the structures' `modify` methods ([`SArray::modify`], [`SHashtbl::modify_value`], ...) |
+//! | `Netmcore_heap.with_value_n` (and `_2` … `_5`) on a structure | [`Refs`] from [`SHashtbl::find_all`] / [`SHashtbl::find_all_pinned`]; [`SArray::read`] / [`SArray::pin`] for several elements (see [below](#several-values-at-once-with_value_n)) |
+//! | `Netmcore_heap.add_immutable` | none: every addition copies (see [below](#no-add_immutable)) |
+//! | `` `Recursive`` mutexes in headers | none: relocking is [`LockError::Deadlock`](crate::sync::LockError::Deadlock) (see [below](#no-reentrant-mutex)) |
 //! | (pool memory freed by the GC) | `destroy()` gives all memory back at once |
+//!
+//! # Several values at once (`with_value_n`)
+//!
+//! Netmulticore's `with_value_n h find process` runs `find` under the
+//! heap's lock and keeps the several values it returns pinned while
+//! `process` runs. In mc a guard does both: [`SHashtbl::find_all`] returns
+//! [`Refs`] to every binding of a key under the shared lock (writers wait),
+//! [`SHashtbl::find_all_pinned`] returns them pinned (no lock held; writers
+//! go on, the references keep seeing the values as they were). For arrays
+//! and matrices, [`SArray::read`] / [`SArray::pin`] (and
+//! [`SMatrix::read`]) already give every element of one state of the
+//! structure; queues, buffers and tables have `read()` views. Whatever is
+//! read through one guard is consistent: no writer runs in between.
+//!
+//! # No `add_immutable`
+//!
+//! Netmulticore's `add_immutable` adds a value without copying the parts
+//! of it that are already in the heap, so that they are shared: it is only
+//! correct when nobody mutates them afterwards. mc has no counterpart, for
+//! two reasons:
+//!
+//! - a heap is a tree: every value has exactly one owner, which is what
+//!   lets `modify` hand out `Pin<&mut>` to any part of a structure (and
+//!   [`SHashtbl::modify_value`] change one binding in place). A part shared
+//!   by two bindings would be changed through both, or be two `&mut` at
+//!   once;
+//! - the saving is not needed to keep values immutable: a value in a
+//!   structure changes only through a [`Mutator`] under the exclusive
+//!   lock, readers see one state through their guard, and pinned readers
+//!   keep the old value (the next change copies). Every `add`, `set`,
+//!   `push` and `replace` copies its argument in, so later changes of the
+//!   local value are not seen. To copy a value that is already in shared
+//!   memory (a camlbox message, an element of another structure) without a
+//!   round trip through local memory, use [`Mutator::set_from`] in a
+//!   `modify` method.
+//!
+//! # No reentrant mutex
+//!
+//! Netmulticore's mutexes come in a `` `Recursive`` kind (which, besides,
+//! releases the lock to other processes at the first inner unlock). mc's
+//! [`sync::Mutex`](crate::sync::Mutex) has one kind, error-checking: a
+//! thread that locks a mutex it holds gets
+//! [`LockError::Deadlock`](crate::sync::LockError::Deadlock) at once,
+//! instead of hanging, and the structures answer a change made while a
+//! guard of the same structure is held with [`HeapError::Reentrant`].
+//! A reentrant kind would not fit:
+//!
+//! - a guard gives `&mut` access to the data, which two nested guards of
+//!   one mutex cannot both give; a reentrant guard could give `&` only,
+//!   and the interior mutability that would then be needed (`Cell`,
+//!   `RefCell`) cannot live in shared memory;
+//! - the inner locker cannot tell that the outer one is in the middle of a
+//!   change, so reentrancy hides the very mistakes (a lock taken again
+//!   down a call chain, locks taken in an inconsistent order) that
+//!   `Deadlock` reports at once;
+//! - a [`Condvar`](crate::sync::Condvar) wait releases the mutex once: a
+//!   recursively held mutex stays locked and the waiter hangs.
+//!
+//! Pass the guard (or the `&mut` it gives) down to the code that needs the
+//! data instead of locking again.
 
 use std::fmt;
 use std::ops::Deref;
@@ -134,6 +199,15 @@ pub enum StructureError {
         /// The buffer's end position (one past the last byte).
         end: usize,
     },
+    /// The structure's data breaks the structure's invariants: it was
+    /// changed through [`heap`](SQueue::heap) (or a descriptor's heap) in a
+    /// way the structure never changes it, e.g. a table without buckets or
+    /// a queue whose length exceeds its ring. The operation did nothing;
+    /// restore the data (or [`clear`](SQueue::clear) the structure).
+    Inconsistent {
+        /// What is wrong.
+        what: &'static str,
+    },
     /// Matrix dimensions that do not fit the data.
     BadShape {
         /// Rows.
@@ -162,6 +236,9 @@ impl fmt::Display for StructureError {
                 "bytes {pos}..{} are not in the buffer (it holds {start}..{end})",
                 pos.saturating_add(*len)
             ),
+            StructureError::Inconsistent { what } => {
+                write!(f, "the structure's data is inconsistent: {what}")
+            }
             StructureError::BadShape {
                 rows,
                 cols,
@@ -219,6 +296,60 @@ impl<G: Deref, R: ?Sized + 'static> Deref for Ref<G, R> {
 impl<G: Deref, R: ?Sized + fmt::Debug + 'static> fmt::Debug for Ref<G, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&**self, f)
+    }
+}
+
+/// Several references into a structure, all borrowed from one guard `G`
+/// (a [`ReadGuard`](crate::ReadGuard), which holds the shared lock, or a
+/// [`PinGuard`](crate::PinGuard), which pins the structure): Netmulticore's
+/// `with_value_n`, where `find` returns several values that stay pinned
+/// while `process` runs. All of them are read from the same state of the
+/// structure. Returned by [`SHashtbl::find_all`] and
+/// [`SHashtbl::find_all_pinned`].
+pub struct Refs<G: Deref, R: ?Sized + 'static> {
+    guard: G,
+    locs: Vec<[usize; 2]>,
+    get: for<'x> fn(&'x G::Target, [usize; 2]) -> &'x R,
+}
+
+impl<G: Deref, R: ?Sized + 'static> Refs<G, R> {
+    /// `locs` must all be valid for `get` on the guarded value: checked by
+    /// the caller when the guard was taken (the guarded value does not
+    /// change while the guard lives).
+    fn new(
+        guard: G,
+        locs: Vec<[usize; 2]>,
+        get: for<'x> fn(&'x G::Target, [usize; 2]) -> &'x R,
+    ) -> Self {
+        Refs { guard, locs, get }
+    }
+
+    /// The number of references.
+    pub fn len(&self) -> usize {
+        self.locs.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.locs.is_empty()
+    }
+
+    /// The `i`-th reference, `None` past the end.
+    pub fn get(&self, i: usize) -> Option<&R> {
+        let l = *self.locs.get(i)?;
+        Some((self.get)(&*self.guard, l))
+    }
+
+    /// The references, in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &R> + '_ {
+        let t = &*self.guard;
+        self.locs.iter().map(move |&l| (self.get)(t, l))
+    }
+}
+
+impl<G: Deref, R: ?Sized + fmt::Debug + 'static> fmt::Debug for Refs<G, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
     }
 }
 
@@ -463,6 +594,28 @@ macro_rules! structure_common {
                 f: impl FnOnce(&$crate::Mutator<'_>, std::pin::Pin<&mut H::Repr>) -> R,
             ) -> $crate::structures::Result<R> {
                 Ok(self.parts.header.modify(f)?)
+            }
+
+            /// The heap holding the structure's data (Netmulticore's
+            /// `heap`); the header lives in a heap of its own, reached
+            /// through [`header`](Self::header) and
+            /// [`modify_header`](Self::modify_header). Use it for what the
+            /// structure does not wrap: [`Heap::stats`](crate::Heap::stats),
+            /// waits with a timeout ([`Heap::read_timeout`](crate::Heap::read_timeout),
+            /// ...), its [descriptor](crate::Heap::descr), and recovery after a
+            /// crash ([`Heap::poisoned`](crate::Heap::poisoned),
+            /// [`Heap::recover`](crate::Heap::recover),
+            /// [`Heap::validate`](crate::Heap::validate)).
+            ///
+            /// The heap's root is the structure's own representation.
+            /// Changing it through [`Heap::modify`](crate::Heap::modify) or
+            /// [`Heap::assign`](crate::Heap::assign) bypasses the structure:
+            /// data that breaks its invariants makes later operations fail
+            /// with [`StructureError::Inconsistent`](crate::structures::StructureError::Inconsistent)
+            /// (or [`OutOfBounds`](crate::structures::StructureError::OutOfBounds)),
+            /// never panic; prefer the structure's own `modify` methods.
+            pub fn heap(&self) -> &$crate::Heap<$data> {
+                &self.parts.data
             }
 
             /// The pool the structure lives in.

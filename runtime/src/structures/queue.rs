@@ -3,7 +3,7 @@
 use std::fmt;
 use std::pin::Pin;
 
-use super::{pin_at, structure_common, Parts, Ref, Result};
+use super::{pin_at, structure_common, Parts, Ref, Result, StructureError};
 use crate::heap::{HeapOptions, Mutator, PinGuard, ReadGuard};
 use crate::pool::Pool;
 use crate::value::{Shared, SharedOption, SharedVec, Tuple3};
@@ -37,15 +37,39 @@ pub struct SQueue<E: Shared, H: Shared = ()> {
 
 structure_common!(SQueue, SQueueDescr, [E: Shared], QData<E>, "an [`SQueue`]");
 
-fn front<E: Shared>(t: &QRepr<E>, l: [usize; 2]) -> &E::Repr {
-    slot::<E>(t, l[0])
+/// The front element, which [`SQueue::peek`] found occupied in the same
+/// (guarded, hence unchanged) queue.
+fn front<E: Shared>(t: &QRepr<E>, _: [usize; 2]) -> &E::Repr {
+    slot::<E>(t, 0).expect("checked when the guard was taken")
 }
 
-fn slot<E: Shared>(t: &QRepr<E>, i: usize) -> &E::Repr {
+/// The element `i` places behind the front, `None` past the end or for an
+/// empty slot (which only [`SQueue::heap`] can make). The queue must be
+/// [`check`]ed.
+fn slot<E: Shared>(t: &QRepr<E>, i: usize) -> Option<&E::Repr> {
+    if i >= t.2 {
+        return None;
+    }
+    // `check`: head < cap and i < len <= cap, so no overflow.
     let cap = t.0.len();
-    t.0[(t.1 + i) % cap]
-        .as_ref()
-        .expect("queue invariant: occupied slot")
+    t.0[(t.1 + i) % cap].as_ref()
+}
+
+const EMPTY_SLOT: StructureError = StructureError::Inconsistent {
+    what: "an empty slot among the queue's elements",
+};
+
+/// Checks what the ring's arithmetic relies on: the front is a slot of the
+/// ring (or 0 for an empty ring) and the length fits in the ring. Only
+/// [`SQueue::heap`] can break it.
+fn check<E: Shared>(t: &QRepr<E>) -> Result<()> {
+    let cap = t.0.len();
+    if t.2 > cap || (t.1 >= cap && !(cap == 0 && t.1 == 0)) {
+        return Err(StructureError::Inconsistent {
+            what: "a queue whose front or length does not fit its ring",
+        });
+    }
+    Ok(())
 }
 
 /// A queue read in place under its shared lock ([`SQueue::read`]).
@@ -77,7 +101,7 @@ impl<E: Shared> QueueView<'_, E> {
 
     /// The elements, front first.
     pub fn iter(&self) -> impl Iterator<Item = &E::Repr> + '_ {
-        (0..self.g.2).map(move |i| slot::<E>(&self.g, i))
+        (0..self.g.2).filter_map(move |i| slot::<E>(&self.g, i))
     }
 }
 
@@ -101,6 +125,8 @@ impl<E: Shared, H: Shared> SQueue<E, H> {
     /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
     /// [`Heap::modify`](crate::Heap::modify) and
     /// [`Mutator::push`](crate::Mutator::push).
+    /// [`StructureError::Inconsistent`] for a queue whose ring was broken
+    /// through [`heap`](Self::heap).
     pub fn push(&self, value: &E) -> Result<()> {
         self.parts.modify_try(|m, t| push::<E>(m, t, value))
     }
@@ -111,7 +137,8 @@ impl<E: Shared, H: Shared> SQueue<E, H> {
     /// # Errors
     ///
     /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
-    /// [`Heap::modify`](crate::Heap::modify).
+    /// [`Heap::modify`](crate::Heap::modify);
+    /// [`StructureError::Inconsistent`] as for [`pop_with`](Self::pop_with).
     pub fn pop_copy(&self) -> Result<Option<E>> {
         self.pop_with(E::from_repr)
     }
@@ -123,12 +150,15 @@ impl<E: Shared, H: Shared> SQueue<E, H> {
     ///
     /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
     /// [`Heap::modify`](crate::Heap::modify).
+    /// [`StructureError::Inconsistent`] for a queue whose ring was broken
+    /// through [`heap`](Self::heap).
     pub fn pop_with<R>(&self, f: impl FnOnce(&E::Repr) -> R) -> Result<Option<R>> {
         self.parts.modify_try(|m, t| {
+            check::<E>(&t)?;
             if t.2 == 0 {
                 return Ok(None);
             }
-            let r = f(slot::<E>(&t, 0));
+            let r = f(slot::<E>(&t, 0).ok_or(EMPTY_SLOT)?);
             let (mut slots, mut head, mut len) = t.project();
             let cap = slots.len();
             m.set::<Option<E>>(pin_at(slots.as_mut(), *head)?, &None)?;
@@ -146,10 +176,15 @@ impl<E: Shared, H: Shared> SQueue<E, H> {
     ///
     /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
     /// [`Heap::modify`](crate::Heap::modify).
+    /// [`StructureError::Inconsistent`] for a queue whose ring was broken
+    /// through [`heap`](Self::heap).
     pub fn pop_many(&self, max: usize) -> Result<Vec<E>> {
         self.parts.modify_try(|m, t| {
+            check::<E>(&t)?;
             let k = max.min(t.2);
-            let out: Vec<E> = (0..k).map(|i| E::from_repr(slot::<E>(&t, i))).collect();
+            let out = (0..k)
+                .map(|i| slot::<E>(&t, i).map(E::from_repr).ok_or(EMPTY_SLOT))
+                .collect::<Result<Vec<E>>>()?;
             let (mut slots, mut head, mut len) = t.project();
             let cap = slots.len();
             for i in 0..k {
@@ -168,11 +203,15 @@ impl<E: Shared, H: Shared> SQueue<E, H> {
     ///
     /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
     /// [`Heap::read`](crate::Heap::read).
+    /// [`StructureError::Inconsistent`] for a queue whose ring was broken
+    /// through [`heap`](Self::heap).
     pub fn peek(&self) -> Result<Option<Front<'_, E>>> {
         let g = self.parts.data.read()?;
+        check::<E>(&g)?;
         if g.2 == 0 {
             return Ok(None);
         }
+        slot::<E>(&g, 0).ok_or(EMPTY_SLOT)?;
         Ok(Some(Ref::new(g, [0, 0], front::<E>)))
     }
 
@@ -183,11 +222,15 @@ impl<E: Shared, H: Shared> SQueue<E, H> {
     ///
     /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
     /// [`Heap::pin`](crate::Heap::pin).
+    /// [`StructureError::Inconsistent`] for a queue whose ring was broken
+    /// through [`heap`](Self::heap).
     pub fn peek_pinned(&self) -> Result<Option<FrontPinned<'_, E>>> {
         let g = self.parts.data.pin()?;
+        check::<E>(&g)?;
         if g.2 == 0 {
             return Ok(None);
         }
+        slot::<E>(&g, 0).ok_or(EMPTY_SLOT)?;
         Ok(Some(Ref::new(g, [0, 0], front::<E>)))
     }
 
@@ -197,12 +240,15 @@ impl<E: Shared, H: Shared> SQueue<E, H> {
     ///
     /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
     /// [`Heap::read`](crate::Heap::read).
+    /// [`StructureError::Inconsistent`] for a queue whose ring was broken
+    /// through [`heap`](Self::heap).
     pub fn peek_copy(&self) -> Result<Option<E>> {
         let g = self.parts.data.read()?;
+        check::<E>(&g)?;
         if g.2 == 0 {
             return Ok(None);
         }
-        Ok(Some(E::from_repr(slot::<E>(&g, 0))))
+        Ok(Some(E::from_repr(slot::<E>(&g, 0).ok_or(EMPTY_SLOT)?)))
     }
 
     /// The number of elements (`length`), in O(1).
@@ -232,10 +278,12 @@ impl<E: Shared, H: Shared> SQueue<E, H> {
     ///
     /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
     /// [`Heap::read`](crate::Heap::read).
+    /// [`StructureError::Inconsistent`] for a queue whose ring was broken
+    /// through [`heap`](Self::heap).
     pub fn read(&self) -> Result<QueueView<'_, E>> {
-        Ok(QueueView {
-            g: self.parts.data.read()?,
-        })
+        let g = self.parts.data.read()?;
+        check::<E>(&g)?;
+        Ok(QueueView { g })
     }
 
     /// A copy of the elements, front first.
@@ -295,6 +343,7 @@ impl<E: Shared, H: Shared> SQueue<E, H> {
 }
 
 fn push<E: Shared>(m: &Mutator<'_>, t: Pin<&mut QRepr<E>>, value: &E) -> Result<()> {
+    check::<E>(&t)?;
     let (mut slots, head, len) = t.project();
     let cap = slots.len();
     let n = *len;
