@@ -86,7 +86,16 @@ fn main() {
             stderr["mc: process `crash_join::panics` (process #"]
         ),
         case!("tutorial_sref", [], ["Result: 3"]),
-        case!("swap", [], ["swap: ok"]),
+        // The tutorial's strings and its `p=` line.
+        case!(
+            "swap",
+            [],
+            [
+                "p=initial string 2",
+                "data1=Previously in data2: initial string 1",
+                "data2=Previously in data1: initial string 2"
+            ]
+        ),
         case!("pipeline", ["--bytes", "67108864"], ["pipeline: ok"]),
         // Every count is checked against OEIS A000170 by the program.
         case!("nqueens", ["1"], ["nqueens: ok"]),

@@ -1,11 +1,18 @@
-//! The tutorial's record with two strings in a shared reference: first
-//! swapped in place, then each replaced by a text that quotes the other's
-//! old value. The old values are copied out before the new ones are added
-//! (in Netmulticore, reading them in place across `add` could crash; here
-//! the collector never runs inside a modification, so even that would be
-//! safe, but the copy keeps the example simple).
+//! The tutorial's record with two strings in a shared reference, created
+//! with "initial string 1" and "initial string 2". First the two fields
+//! are swapped in place (no copy: `modify` for the lock, `swap` for the
+//! exchange). Then the tutorial's variation: `p` is the old `data1`, each
+//! field gets a text quoting the other's old value, and `p` is printed
+//! after both additions.
+//!
+//! In Netmulticore that last read may crash unless `p` is pinned: after
+//! the first assignment `p` is unreachable, and the second `add` may run
+//! the collector. Here the collector never runs inside `modify`, so `p`
+//! (the old string, swapped out of `data1` and still in the heap) stays
+//! valid until the modification ends; `pin` is kept as the tutorial writes
+//! it, and does nothing. Last, not in the tutorial, the record is printed.
 
-use mc::{Pool, SRef};
+use mc::SRef;
 
 #[derive(mc::Shared, Debug, Clone, PartialEq)]
 struct U {
@@ -13,56 +20,47 @@ struct U {
     data2: String,
 }
 
-fn main() {
-    let pool = Pool::create(16 << 20).expect("create a pool");
-    let r = SRef::new(
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let pool = mc::Pool::create(1024 * 1024)?;
+    let s = SRef::new(
         &pool,
         &U {
-            data1: "one".into(),
-            data2: "two".into(),
+            data1: "initial string 1".into(),
+            data2: "initial string 2".into(),
         },
-    )
-    .expect("create a shared reference");
+    )?;
 
-    // Swap the fields in place: no copy, just the two representations.
-    r.modify(|m, u| {
-        let p = u.project();
-        m.swap(p.data1, p.data2)
-    })
-    .expect("modify")
-    .expect("swap");
-    let swapped = r.copy().expect("copy");
-    println!(
-        "after swap: data1 = {:?}, data2 = {:?}",
-        swapped.data1, swapped.data2
-    );
+    // Swap the two fields.
+    s.modify(|m, u| {
+        let u = u.project();
+        m.swap(u.data1, u.data2)
+    })??;
 
-    // Replace each field with a text quoting the other's old value.
-    r.modify(|m, u| {
-        let old1 = u.data1.as_str().to_owned();
-        let old2 = u.data2.as_str().to_owned();
-        let p = u.project();
-        m.set_str(p.data1, &format!("Previously in data2: {old2}"))?;
-        m.set_str(p.data2, &format!("Previously in data1: {old1}"))
-    })
-    .expect("modify")
-    .expect("copy the new strings in");
+    // The variation: `p` stays readable after both additions.
+    s.modify(|m, u| -> Result<(), mc::HeapError> {
+        // `data1 <- add ("Previously in data2: " ^ data2)`, written as an
+        // `add` and a `swap`: afterwards `p` is the old data1, unlinked but
+        // still in the heap until the modification ends.
+        let mut p = m.add(&format!("Previously in data2: {}", u.data2.as_str()))?;
+        let u = u.project();
+        m.swap(u.data1, p.as_mut())?;
+        m.set_str(u.data2, &format!("Previously in data1: {}", p.as_str()))?;
+        let p = m.pin(&*p);
+        println!("p={}", p.as_str());
+        Ok(())
+    })??;
 
-    let g = r.read().expect("read");
-    println!("data1 = {}", g.data1.as_str());
-    println!("data2 = {}", g.data2.as_str());
-    let ok = swapped
-        == U {
-            data1: "two".into(),
-            data2: "one".into(),
-        }
-        && g.data1.as_str() == "Previously in data2: one"
-        && g.data2.as_str() == "Previously in data1: two";
-    drop(g);
-    r.destroy().expect("destroy");
-    if !ok {
-        eprintln!("swap: unexpected contents");
-        std::process::exit(1);
+    // Not in the tutorial: the record as the variation left it.
+    let u = s.copy()?;
+    println!("data1={}", u.data1);
+    println!("data2={}", u.data2);
+    s.destroy()?;
+    let expected = U {
+        data1: "Previously in data2: initial string 1".into(),
+        data2: "Previously in data1: initial string 2".into(),
+    };
+    if u != expected {
+        return Err(format!("swap: unexpected contents {u:?}").into());
     }
-    println!("swap: ok");
+    Ok(())
 }
