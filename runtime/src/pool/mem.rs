@@ -87,11 +87,6 @@ pub struct PoolMemDescr {
     tag: u32,
 }
 
-/// The atomics a block's memory is read as.
-trait BlockAtomic {}
-impl BlockAtomic for AtomicU8 {}
-impl BlockAtomic for AtomicU64 {}
-
 impl Pool {
     /// Allocates a block of `len` bytes (at least 1) of raw shared memory,
     /// zeroed. The counterpart of Netmulticore's `alloc_mem`.
@@ -171,7 +166,12 @@ impl PoolMem {
     /// In any process but the one that allocated or opened this handle (a
     /// copy that `fork` made): open the block by descriptor there.
     pub fn bytes(&self) -> &[AtomicU8] {
-        self.atomics()
+        self.home.check("PoolMem");
+        // SAFETY: the block's `len` bytes follow its header, in pages this
+        // block owns while a reference (this handle's) exists; they stay
+        // mapped while the pool lives; atomics accept every bit pattern and
+        // may be shared with other processes.
+        unsafe { std::slice::from_raw_parts(at::<AtomicU8>(self.addr + MEM_HEADER), self.len) }
     }
 
     /// The block's bytes as 64-bit words (the first `len / 8`; the block
@@ -181,24 +181,10 @@ impl PoolMem {
     ///
     /// As [`bytes`](PoolMem::bytes).
     pub fn words(&self) -> &[AtomicU64] {
-        self.atomics()
-    }
-
-    /// The block's memory as the atomics `A` (as many as fit in `len`).
-    fn atomics<A: BlockAtomic>(&self) -> &[A] {
         self.home.check("PoolMem");
-        // SAFETY: the block's `len` bytes follow its header, 64-byte
-        // aligned (a page plus the header), in pages this block owns while
-        // a reference (this handle's) exists, and they stay mapped while
-        // the pool lives; `A` is an atomic of at most 8 bytes (`BlockAtomic`),
-        // which accepts every bit pattern and may be shared with other
-        // processes.
-        unsafe {
-            std::slice::from_raw_parts(
-                at::<A>(self.addr + MEM_HEADER),
-                self.len / std::mem::size_of::<A>(),
-            )
-        }
+        // SAFETY: as in `bytes`, for `len / 8` words that start 64-byte
+        // aligned (a page plus the 64-byte header).
+        unsafe { std::slice::from_raw_parts(at::<AtomicU64>(self.addr + MEM_HEADER), self.len / 8) }
     }
 
     /// The block's descriptor, to open it in another process.
