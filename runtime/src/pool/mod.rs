@@ -31,10 +31,7 @@ use crate::os::shm;
 use crate::segment::{self, SegmentError, SegmentHeader, SegmentKind};
 use crate::sync::raw::{LockError, RawRwLock};
 
-mod mem;
 mod pages;
-
-pub use mem::{PoolMem, PoolMemDescr};
 
 /// The page size pools are managed in.
 pub const PAGE_SIZE: usize = crate::os::PAGE_SIZE;
@@ -154,12 +151,6 @@ pub enum PoolError {
         /// The size it must have.
         expected: u64,
     },
-    /// No such block of raw memory ([`PoolMem`]): it was given back to the
-    /// pool, or the descriptor names none.
-    NoSuchMem {
-        /// The address the descriptor names.
-        addr: usize,
-    },
     /// A system call failed.
     Io(&'static str, io::Error),
 }
@@ -213,11 +204,6 @@ impl fmt::Display for PoolError {
                 "pool {name:?} was cut short by another process ({size} bytes of {expected}): \
                  what lay past the cut is lost; remove the segment (Pool::remove, `mcctl \
                  clean`) and create the pool anew"
-            ),
-            PoolError::NoSuchMem { addr } => write!(
-                f,
-                "no block of pool memory at {addr:#x}: it was given back to the pool (its last \
-                 handle was dropped, or its kept reference released), or never existed"
             ),
             PoolError::Io(what, e) => write!(f, "{what}: {e}"),
         }

@@ -77,7 +77,7 @@ impl Pool {
     /// last holder died inside, the bitmap and the owner table may
     /// disagree on a few pages (the holder was between the two): they are
     /// made to agree again first.
-    pub(super) fn lock(&self) -> Result<PoolLock<'_>, PoolError> {
+    fn lock(&self) -> Result<PoolLock<'_>, PoolError> {
         let h = self.header();
         let acquired = h.lock.write(None).map_err(PoolError::Lock)?;
         if acquired.owner_died() {
@@ -305,7 +305,7 @@ impl Pool {
 ///
 /// Invariant: the calling thread holds `lock` exclusively while the value
 /// lives (only [`Pool::lock`], which takes it, makes one).
-pub(super) struct PoolLock<'a> {
+struct PoolLock<'a> {
     lock: &'a RawRwLock,
     // Released by the thread that took it: `!Send`.
     _not_send: PhantomData<*const ()>,
