@@ -130,17 +130,22 @@ pub(super) fn pin_add(in_use: &AtomicU32, pins: &[PinSlot; N_PINS], addr: usize)
             }
         }
     }
-    // A free slot: claim it by its pid, then publish the pin.
+    // A free slot: count it, claim it by its pid, then publish the pin.
+    // Counted before the claim, so that the count is never below the
+    // claimed slots: a process killed in between leaves it one too high
+    // (modifications then scan the table), never too low (a scan skipped
+    // with a live pin).
+    in_use.fetch_add(1, Ordering::AcqRel);
     for (i, p) in pins.iter().enumerate() {
         if p.pid
             .compare_exchange(0, me, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
-            in_use.fetch_add(1, Ordering::AcqRel);
             p.v.store(pack(addr, 1), Ordering::Release);
             return Some(i);
         }
     }
+    in_use.fetch_sub(1, Ordering::AcqRel);
     None
 }
 
