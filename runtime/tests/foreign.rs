@@ -325,14 +325,24 @@ fn kind(e: &HeapError) -> String {
 }
 
 fn scribbled_heaps_never_crash_an_unrelated_reader() -> Result<String, String> {
-    // The unrelated process maps the pool at the address recorded in it; in
-    // a process laid out otherwise (a sanitizer's shadow memory, say) that
-    // range can be taken, which `attach` reports: try another pool.
-    // Larger reservations land lower in the address space.
-    for (attempt, size) in [8usize << 20, 1 << 30, 64 << 30, 1 << 40, 4 << 40]
+    // The unrelated process maps the pool at the address recorded in it. Its
+    // own mappings sit within a few TiB under its randomised mmap base (a
+    // sanitizer reserves whole TiBs there), so this process first reserves
+    // a wide empty gap, which puts the pool far below that zone; should the
+    // range still be taken, `attach` says so: try again with a wider gap.
+    for (attempt, gap) in [4u64 << 40, 8 << 40, 16 << 40, 24 << 40, 32 << 40]
         .into_iter()
         .enumerate()
     {
+        // Address space only: no swap is reserved and nothing is touched.
+        let _gap = usize::try_from(gap).ok().and_then(|len| {
+            memmap2::MmapOptions::new()
+                .len(len)
+                .no_reserve_swap()
+                .map_anon()
+                .ok()
+        });
+        let size = 8 << 20;
         let name = format!("foreign-scribble-{}-{attempt}", std::process::id());
         let pool = Pool::create_named(&name, size).map_err(err)?;
         let heap = Heap::create(&pool, &sample()).map_err(err)?;
@@ -351,7 +361,7 @@ fn scribbled_heaps_never_crash_an_unrelated_reader() -> Result<String, String> {
         if heap.copy().map_err(err)? != sample() || !pool.is_trusted() {
             return Err("the creator's view changed".into());
         }
-        return Ok(text.trim().to_owned());
+        return Ok(format!("{} (attempt {})", text.trim(), attempt + 1));
     }
     Err("the pool's address range was taken in the unrelated process five times".into())
 }
