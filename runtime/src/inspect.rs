@@ -8,7 +8,7 @@ use std::io;
 
 use crate::heap::HeapReport;
 use crate::os::shm;
-use crate::pool::{PoolError, PoolStats, OWNER_HEADER, PAGE_SIZE};
+use crate::pool::{PoolError, PoolStats, OWNER_HEADER, OWNER_MEM, PAGE_SIZE};
 use crate::segment;
 pub use crate::segment::{
     list_segments, remove_stale, SegmentError, SegmentHeader, SegmentInfo, SegmentKind,
@@ -103,7 +103,7 @@ pub fn inspect_pool(seg_name: &str) -> Result<PoolReport, PoolError> {
     let heap_size = crate::heap::header_size();
     let mut heaps = Vec::new();
     for (page, &owner) in owners.iter().enumerate() {
-        if owner & OWNER_HEADER == 0 {
+        if owner & OWNER_HEADER == 0 || owner & OWNER_MEM != 0 {
             continue;
         }
         let addr = data + page * PAGE_SIZE;

@@ -192,7 +192,7 @@ pub use mc_macros::process;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub use mc_macros::Shared;
-pub use pool::{Pool, PoolDescr, PoolError, PoolOptions, PoolStats};
+pub use pool::{Pool, PoolDescr, PoolError, PoolMem, PoolMemDescr, PoolOptions, PoolStats};
 pub use processes::{
     cleanup, resources, run, run_with, JoinError, Outcome, Pid, ProcessError, ProcessId,
     RunOptions, RunReport, Signal, StartOptions,

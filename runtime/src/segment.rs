@@ -18,7 +18,7 @@ pub const SEGMENT_MAGIC: [u8; 8] = *b"mc-seg\0\x01";
 
 /// The format version of mc segments; a segment of another version is
 /// refused.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The prefix of mc segment names.
 pub const NAME_PREFIX: &str = "mc.";

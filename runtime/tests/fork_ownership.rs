@@ -10,6 +10,7 @@ mod common;
 
 use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::{ensure, err, expect_exit_ok, fork_child, run_scenarios, shared};
@@ -563,10 +564,54 @@ fn held_flags_do_not_follow_fork() -> Result<String, String> {
     Ok("a worker reads a heap its master's caller holds; writers time out".into())
 }
 
+/// Adds 1 to every word of a block of pool memory, opened by descriptor.
+#[mc::process]
+fn bump_words(d: mc::PoolMemDescr) -> Result<usize, mc::Error> {
+    let mem = d.open()?;
+    for w in mem.words() {
+        w.fetch_add(1, Ordering::SeqCst);
+    }
+    Ok(mem.words().len())
+}
+
+/// Raw pool memory (`alloc_mem`): workers open a block by descriptor and
+/// see and change the same bytes; the block goes back to the pool when the
+/// last handle, in any process, is gone.
+fn pool_memory_is_shared_by_descriptor() -> Result<String, String> {
+    let pool = mc::Pool::create(8 << 20).map_err(err)?;
+    let before = pool.stats().used;
+    let mem = pool.alloc_mem(4096).map_err(err)?;
+    let d = mem.descr();
+    in_run(move || -> Result<(), String> {
+        let pids: Vec<_> = (0..3)
+            .map(|_| bump_words::start(d.clone()))
+            .collect::<Result<_, _>>()
+            .map_err(err)?;
+        for p in pids {
+            let n = bump_words::join(p).map_err(err)?.map_err(err)?;
+            ensure!(n == 512, "words: {n}");
+        }
+        ensure!(
+            mem.words().iter().all(|w| w.load(Ordering::SeqCst) == 3),
+            "every word bumped by each of the three workers"
+        );
+        Ok(())
+    })?;
+    ensure!(
+        pool.stats().used == before,
+        "the block went back to the pool"
+    );
+    Ok("3 workers bumped every word; the block went back to the pool".into())
+}
+
 fn main() {
     // A hung run ends the test (SIGALRM).
     common::watchdog(300);
     run_scenarios(&[
+        (
+            "pool_memory_is_shared_by_descriptor",
+            pool_memory_is_shared_by_descriptor,
+        ),
         (
             "pin_guard_moved_into_run_keeps_its_value",
             pin_guard_moved_into_run_keeps_its_value,

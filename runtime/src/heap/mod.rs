@@ -64,6 +64,8 @@ pub use guards::{PinGuard, ReadGuard};
 pub use inspect::HeapReport;
 pub(crate) use inspect::{header_size, inspect_header};
 pub use mutator::Mutator;
+#[cfg(test)]
+pub(crate) use recovery::scavenge;
 pub use recovery::Poison;
 pub use stats::HeapStats;
 
@@ -78,7 +80,7 @@ use std::time::{Duration, Instant};
 use self::alloc::{AllocState, Allocator, HeapAllocator, HeapWriter, Marker, PoolSource};
 use crate::in_shared::at;
 use crate::in_shared::in_shared;
-use crate::pool::{Pool, PoolError, OWNER_HEADER, OWNER_TAG, PAGE_SIZE};
+use crate::pool::{Pool, PoolError, OWNER_HEADER, OWNER_MEM, OWNER_TAG, PAGE_SIZE};
 use crate::sync::futex::process_key;
 use crate::sync::home::Home;
 use crate::sync::raw::{Acquired, LockError, RawRwLock};
@@ -343,6 +345,7 @@ impl<T: Shared> Heap<T> {
         let owner = pool.page_owner(addr);
         if !addr.is_multiple_of(PAGE_SIZE)
             || owner & OWNER_HEADER == 0
+            || owner & OWNER_MEM != 0
             || !pool.contains_committed(addr, size_of::<HeapHeader>())
         {
             return Err(HeapError::NotAHeap);

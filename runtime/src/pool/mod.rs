@@ -31,7 +31,10 @@ use crate::os::shm;
 use crate::segment::{self, SegmentError, SegmentHeader, SegmentKind};
 use crate::sync::raw::{LockError, RawRwLock};
 
+mod mem;
 mod pages;
+
+pub use mem::{PoolMem, PoolMemDescr};
 
 /// The page size pools are managed in.
 pub const PAGE_SIZE: usize = crate::os::PAGE_SIZE;
@@ -90,11 +93,15 @@ impl Layout {
     }
 }
 
-/// Page owner entries: the owning heap's tag, with [`OWNER_HEADER`] set on
-/// the first page of a heap header.
+/// Page owner entries: the owner's tag (a heap's, or a block of raw memory's
+/// with [`OWNER_MEM`]), with [`OWNER_HEADER`] set on the owner's first page.
 pub(crate) const OWNER_HEADER: u32 = 1 << 31;
 /// The tag part of a page owner entry.
 pub(crate) const OWNER_TAG: u32 = !OWNER_HEADER;
+/// Page owner entries: set on every page of a block of raw memory
+/// ([`PoolMem`]). Heap tags never have it, so no heap takes, opens or
+/// frees such a page, and no block descriptor opens a heap's.
+pub(crate) const OWNER_MEM: u32 = 1 << 30;
 
 /// Why a pool operation failed.
 #[derive(Debug)]
@@ -151,6 +158,12 @@ pub enum PoolError {
         /// The size it must have.
         expected: u64,
     },
+    /// No such block of raw memory ([`PoolMem`]): it was given back to the
+    /// pool, or the descriptor names none.
+    NoSuchMem {
+        /// The address the descriptor names.
+        addr: usize,
+    },
     /// A system call failed.
     Io(&'static str, io::Error),
 }
@@ -204,6 +217,11 @@ impl fmt::Display for PoolError {
                 "pool {name:?} was cut short by another process ({size} bytes of {expected}): \
                  what lay past the cut is lost; remove the segment (Pool::remove, `mcctl \
                  clean`) and create the pool anew"
+            ),
+            PoolError::NoSuchMem { addr } => write!(
+                f,
+                "no block of pool memory at {addr:#x}: it was given back to the pool (its last \
+                 handle was dropped, or its kept reference released), or never existed"
             ),
             PoolError::Io(what, e) => write!(f, "{what}: {e}"),
         }

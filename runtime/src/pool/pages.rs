@@ -5,7 +5,7 @@ use std::io;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use super::{Pool, PoolError, COMMIT_STEP, OWNER_HEADER, OWNER_TAG, PAGE_SIZE};
+use super::{Pool, PoolError, COMMIT_STEP, OWNER_HEADER, OWNER_MEM, OWNER_TAG, PAGE_SIZE};
 use crate::segment;
 use crate::sync::raw::RawRwLock;
 
@@ -63,10 +63,11 @@ impl Pool {
             .map_or(0, |o| o.load(Ordering::Acquire))
     }
 
-    /// A fresh tag for a heap of this pool (never 0).
+    /// A fresh tag for a heap or a block of this pool (never 0, and never
+    /// with [`OWNER_MEM`] or [`OWNER_HEADER`]: the caller adds them).
     pub(crate) fn new_tag(&self) -> u32 {
         loop {
-            let t = self.header().next_tag.fetch_add(1, Ordering::Relaxed) & OWNER_TAG;
+            let t = self.header().next_tag.fetch_add(1, Ordering::Relaxed) & OWNER_TAG & !OWNER_MEM;
             if t != 0 {
                 return t;
             }
@@ -77,7 +78,7 @@ impl Pool {
     /// last holder died inside, the bitmap and the owner table may
     /// disagree on a few pages (the holder was between the two): they are
     /// made to agree again first.
-    fn lock(&self) -> Result<PoolLock<'_>, PoolError> {
+    pub(super) fn lock(&self) -> Result<PoolLock<'_>, PoolError> {
         let h = self.header();
         let acquired = h.lock.write(None).map_err(PoolError::Lock)?;
         if acquired.owner_died() {
@@ -196,7 +197,8 @@ impl Pool {
         let mut verdicts: Vec<(u32, usize)> = Vec::new();
         for (i, o) in self.owners().iter().enumerate() {
             let v = o.load(Ordering::Acquire);
-            if v & OWNER_HEADER == 0 {
+            // Blocks of raw memory are freed by their reference count only.
+            if v & OWNER_HEADER == 0 || v & OWNER_MEM != 0 {
                 continue;
             }
             let addr = start + i * PAGE_SIZE;
@@ -305,7 +307,7 @@ impl Pool {
 ///
 /// Invariant: the calling thread holds `lock` exclusively while the value
 /// lives (only [`Pool::lock`], which takes it, makes one).
-struct PoolLock<'a> {
+pub(super) struct PoolLock<'a> {
     lock: &'a RawRwLock,
     // Released by the thread that took it: `!Send`.
     _not_send: PhantomData<*const ()>,
