@@ -9,6 +9,10 @@
 //! 4. What validating a heap costs (the check run when a heap is opened in
 //!    a pool attached from an unrelated process), against copying the same
 //!    value out.
+//! 5. With the `peers` feature: the same 1,000 records through rkyv, the
+//!    zero-copy format a Rust user would pick, against mc: serialize plus
+//!    full deserialize against copy in plus copy out, and serialize plus a
+//!    checked access plus a read against copy in plus a read in place.
 //!
 //! Run: `cargo bench -p mc-benches --bench heap`. Each figure is the median
 //! of several runs after a warm-up.
@@ -20,6 +24,10 @@ use mc::{Heap, Pool};
 use serde::{Deserialize, Serialize};
 
 #[derive(mc::Shared, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[cfg_attr(
+    feature = "peers",
+    derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)
+)]
 struct Rec {
     name: String,
     values: Vec<f64>,
@@ -342,4 +350,110 @@ fn main() {
     small_allocations();
     gc_throughput();
     validation_cost();
+    #[cfg(feature = "peers")]
+    rkyv_vs_mc();
+}
+
+/// rkyv against mc on the records of section 1, in alternated pairs.
+#[cfg(feature = "peers")]
+fn rkyv_vs_mc() {
+    use rkyv::rancor::Error as RkyvError;
+    println!();
+    println!("## 5. rkyv vs mc (1,000 records; ratios: median of 21 alternated pairs)");
+    let value = records(1000);
+    let pool = Pool::create(256 << 20).expect("pool");
+    let heap = Heap::create(&pool, &value).expect("heap");
+    let sum_mc = |heap: &Heap<Vec<Rec>>| -> f64 {
+        let g = heap.read().expect("read");
+        g.iter().map(|r| r.values[0] + r.name.len() as f64).sum()
+    };
+    let sum_rkyv = |a: &rkyv::Archived<Vec<Rec>>| -> f64 {
+        a.iter()
+            .map(|r| r.values[0].to_native() + r.name.len() as f64)
+            .sum()
+    };
+    // Owned round trips: what a receiver that wants a `Vec<Rec>` pays.
+    let (rk_round, mc_round, round_ratio) = paired(
+        50,
+        |n| {
+            for _ in 0..n {
+                let bytes = rkyv::to_bytes::<RkyvError>(black_box(&value)).expect("serialize");
+                let back: Vec<Rec> =
+                    rkyv::from_bytes::<Vec<Rec>, RkyvError>(&bytes).expect("deserialize");
+                black_box(back);
+            }
+        },
+        |n| {
+            for _ in 0..n {
+                heap.assign(black_box(&value)).expect("assign");
+                black_box(heap.copy().expect("copy"));
+            }
+        },
+    );
+    // Zero copy: write once, read a field of every record in place.
+    let (rk_zero, mc_zero, zero_ratio) = paired(
+        50,
+        |n| {
+            for _ in 0..n {
+                let bytes = rkyv::to_bytes::<RkyvError>(black_box(&value)).expect("serialize");
+                let a =
+                    rkyv::access::<rkyv::Archived<Vec<Rec>>, RkyvError>(&bytes).expect("access");
+                black_box(sum_rkyv(a));
+            }
+        },
+        |n| {
+            for _ in 0..n {
+                heap.assign(black_box(&value)).expect("assign");
+                black_box(sum_mc(&heap));
+            }
+        },
+    );
+    // The reader alone: rkyv's checked access against a read guard.
+    let bytes = rkyv::to_bytes::<RkyvError>(&value).expect("serialize");
+    let (rk_read, mc_read, read_ratio) = paired(
+        500,
+        |n| {
+            for _ in 0..n {
+                let a = rkyv::access::<rkyv::Archived<Vec<Rec>>, RkyvError>(black_box(&bytes))
+                    .expect("access");
+                black_box(sum_rkyv(a));
+            }
+        },
+        |n| {
+            for _ in 0..n {
+                black_box(sum_mc(&heap));
+            }
+        },
+    );
+    let a = rkyv::access::<rkyv::Archived<Vec<Rec>>, RkyvError>(&bytes).expect("access");
+    assert_eq!(sum_rkyv(a), sum_mc(&heap));
+    let us = |ns: f64| ns / 1000.0;
+    println!(
+        "rkyv serialize + checked deserialize {:>8.1} µs   (baseline)",
+        us(rk_round)
+    );
+    println!(
+        "mc copy in + copy out                {:>8.1} µs   {:.2}x faster than rkyv",
+        us(mc_round),
+        round_ratio
+    );
+    println!(
+        "rkyv serialize + checked access+sum  {:>8.1} µs   (baseline)",
+        us(rk_zero)
+    );
+    println!(
+        "mc copy in + read in place + sum     {:>8.1} µs   {:.2}x faster than rkyv",
+        us(mc_zero),
+        zero_ratio
+    );
+    println!(
+        "rkyv checked access + sum            {:>8.2} µs   (baseline)",
+        us(rk_read)
+    );
+    println!(
+        "mc read guard + sum                  {:>8.2} µs   {:.2}x faster than rkyv",
+        us(mc_read),
+        read_ratio
+    );
+    heap.destroy().expect("destroy");
 }
