@@ -4,7 +4,8 @@
 //! 1. `SHashtbl<u64, u64>` operations per second (10 % add, 10 % remove,
 //!    30 % replace, 50 % find) from 1 and 2 processes vs
 //!    `std::collections::HashMap` behind a `std::sync::Mutex` from 1 and 2
-//!    threads.
+//!    threads; and the same from a table of 16 shards
+//!    (`SShardedHashtbl`), whose shards have a lock each.
 //! 2. `SQueue<u64>` push/pop throughput from a producer process to a
 //!    consumer process vs a `crossbeam-channel` (unbounded) between two
 //!    threads (also with batches of 64: `extend` / `pop_many`).
@@ -18,7 +19,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use mc::{Pool, SHashtbl, SQueue};
+use mc::{Pool, SHashtbl, SQueue, SShardedHashtbl};
 use mc_testkit::shared;
 
 const KEYS: u64 = 10_000;
@@ -46,17 +47,49 @@ fn op(seed: u64, i: u64) -> (u64, u64) {
     ((x >> 60) % 10, (x >> 20) % KEYS)
 }
 
-fn table_ops(t: &SHashtbl<u64, u64>, seed: u64, n: u64) {
+/// The operations the table benchmark uses, on a plain or a sharded
+/// table.
+trait Table: Clone {
+    fn add(&self, k: u64, v: u64);
+    fn remove(&self, k: u64);
+    fn replace(&self, k: u64, v: u64);
+    fn find(&self, k: u64) -> Option<u64>;
+    fn destroy(self);
+}
+
+macro_rules! table {
+    ($t:ty) => {
+        impl Table for $t {
+            fn add(&self, k: u64, v: u64) {
+                <$t>::add(self, &k, &v).expect("add")
+            }
+            fn remove(&self, k: u64) {
+                <$t>::remove(self, &k).expect("remove");
+            }
+            fn replace(&self, k: u64, v: u64) {
+                <$t>::replace(self, &k, &v).expect("replace")
+            }
+            fn find(&self, k: u64) -> Option<u64> {
+                <$t>::find_copy(self, &k).expect("find")
+            }
+            fn destroy(self) {
+                <$t>::destroy(self).expect("destroy")
+            }
+        }
+    };
+}
+table!(SHashtbl<u64, u64>);
+table!(SShardedHashtbl<u64, u64>);
+
+fn table_ops(t: &impl Table, seed: u64, n: u64) {
     for i in 0..n {
         let (o, k) = op(seed, i);
         match o {
-            0 => t.add(&k, &i).expect("add"),
-            1 => {
-                t.remove(&k).expect("remove");
-            }
-            2..=4 => t.replace(&k, &i).expect("replace"),
+            0 => t.add(k, i),
+            1 => t.remove(k),
+            2..=4 => t.replace(k, i),
             _ => {
-                black_box(t.find_copy(&k).expect("find"));
+                black_box(t.find(k));
             }
         }
     }
@@ -87,15 +120,12 @@ fn map_ops(t: &Mutex<HashMap<u64, Vec<u64>>>, seed: u64, n: u64) {
     }
 }
 
-fn fill_table(t: &SHashtbl<u64, u64>) {
+/// Operations per second of `workers` processes on table `t`, filled
+/// first.
+fn hashtbl_mc(t: impl Table + 'static, workers: u64, n: u64) -> f64 {
     for k in 0..KEYS {
-        t.replace(&k, &k).expect("fill");
+        t.replace(k, k);
     }
-}
-
-fn hashtbl_mc(pool: &Pool, workers: u64, n: u64) -> f64 {
-    let t = SHashtbl::<u64, u64>::create(pool, &()).expect("table");
-    fill_table(&t);
     let go = shared(AtomicU32::new(0));
     let pids: Vec<_> = (0..workers)
         .map(|w| {
@@ -107,7 +137,7 @@ fn hashtbl_mc(pool: &Pool, workers: u64, n: u64) -> f64 {
     go.store(1, Ordering::Release);
     pids.into_iter().for_each(wait);
     let secs = start.elapsed().as_secs_f64();
-    t.destroy().expect("destroy");
+    t.destroy();
     (workers * n) as f64 / secs
 }
 
@@ -236,15 +266,27 @@ fn main() {
     let pool = Pool::create(1 << 30).expect("pool");
 
     println!("SHashtbl<u64, u64>, mix 10% add / 10% remove / 30% replace / 50% find, {KEYS} keys");
-    let m1 = median(runs, || hashtbl_mc(&pool, 1, n_tbl));
-    let m2 = median(runs, || hashtbl_mc(&pool, 2, n_tbl));
+    let plain = || SHashtbl::<u64, u64>::create(&pool, &()).expect("table");
+    let sharded = || SShardedHashtbl::<u64, u64>::create(&pool, 16).expect("table");
+    let m1 = median(runs, || hashtbl_mc(plain(), 1, n_tbl));
+    let m2 = median(runs, || hashtbl_mc(plain(), 2, n_tbl));
+    let h1 = median(runs, || hashtbl_mc(sharded(), 1, n_tbl));
+    let h2 = median(runs, || hashtbl_mc(sharded(), 2, n_tbl));
     let s1 = median(runs, || hashtbl_std(1, n_tbl));
     let s2 = median(runs, || hashtbl_std(2, n_tbl));
     println!("  mc SHashtbl, 1 process    {:>12.0} ops/s", m1);
     println!("  mc SHashtbl, 2 processes  {:>12.0} ops/s", m2);
+    println!("  mc SShardedHashtbl (16), 1 process    {:>12.0} ops/s", h1);
+    println!("  mc SShardedHashtbl (16), 2 processes  {:>12.0} ops/s", h2);
     println!("  std Mutex<HashMap>, 1 thread  {:>12.0} ops/s", s1);
     println!("  std Mutex<HashMap>, 2 threads {:>12.0} ops/s", s2);
     println!("  ratio mc/std, 1: {:.3}   2: {:.3}", m1 / s1, m2 / s2);
+    println!(
+        "  ratio sharded/std, 1: {:.3}   2: {:.3}   sharded 2 processes / 1: {:.2}",
+        h1 / s1,
+        h2 / s2,
+        h2 / h1
+    );
 
     println!("SQueue<u64> push/pop, producer → consumer");
     let q = median(runs, || queue_mc(&pool, n_q));

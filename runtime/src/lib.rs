@@ -199,7 +199,8 @@ pub use processes::{
 };
 pub use structures::{
     SArray, SArrayDescr, SBuffer, SBufferDescr, SHashtbl, SHashtblDescr, SMatrix, SMatrixDescr,
-    SQueue, SQueueDescr, SRef, SRefDescr, SharedKey, StructureError,
+    SQueue, SQueueDescr, SRef, SRefDescr, SShardedHashtbl, SShardedHashtblDescr, SharedKey,
+    StructureError,
 };
 pub use value::{Repr, Shared};
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use mc::structures::StructureError;
 use mc::sync::{Condvar, Mutex};
-use mc::{HeapError, Pool, SArray, SBuffer, SHashtbl, SQueue};
+use mc::{HeapError, Pool, SArray, SBuffer, SHashtbl, SQueue, SShardedHashtbl};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -174,6 +174,61 @@ fn hashtbl_concurrent() -> Result<String, String> {
         "{len} bindings, {} buckets",
         t.buckets().map_err(te)?
     ))
+}
+
+/// Four processes work on one sharded table through its descriptor: their
+/// own keys, keys every process replaces, and one counter that each
+/// increments (an atomic read-modify-write in the counter's shard).
+fn sharded_hashtbl_concurrent() -> Result<String, String> {
+    const P: u64 = 4;
+    const N: u64 = 3_000;
+    const SHARED: u64 = 50;
+    let pool = pool();
+    let te = |e: StructureError| e.to_string();
+    let t = SShardedHashtbl::<String, u64>::create(&pool, 8).map_err(te)?;
+    t.add(&"count".to_string(), &0).map_err(te)?;
+    let pids: Vec<_> = (0..P)
+        .map(|p| {
+            let d = t.descr();
+            fork_child(move || {
+                let t = d.open().expect("open");
+                for i in 0..N {
+                    t.add(&format!("p{p}-{i}"), &i).expect("add");
+                    t.replace(&format!("shared-{}", i % SHARED), &p)
+                        .expect("replace");
+                    t.modify_value(&"count".to_string(), |_, v| *v.get_mut() += 1)
+                        .expect("modify")
+                        .expect("count bound");
+                }
+                0
+            })
+        })
+        .collect();
+    wait_all(pids)?;
+    let want = P * N + SHARED + 1;
+    let len = t.len().map_err(te)?;
+    ensure(len as u64 == want, || {
+        format!("{len} bindings, expected {want}")
+    })?;
+    let count = t.find_copy(&"count".to_string()).map_err(te)?;
+    ensure(count == Some(P * N), || format!("count {count:?}"))?;
+    for p in 0..P {
+        for i in 0..N {
+            let v = t.find_all_copy(&format!("p{p}-{i}")).map_err(te)?;
+            ensure(v == [i], || format!("p{p}-{i}: {v:?}"))?;
+        }
+    }
+    for s in 0..SHARED {
+        let v = t.find_all_copy(&format!("shared-{s}")).map_err(te)?;
+        ensure(v.len() == 1 && v[0] < P, || format!("shared-{s}: {v:?}"))?;
+    }
+    let per_shard = t
+        .shards()
+        .iter()
+        .map(|s| s.len())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(te)?;
+    Ok(format!("{len} bindings over 8 shards: {per_shard:?}"))
 }
 
 /// Four processes set their own elements of one array while it grows,
@@ -339,6 +394,7 @@ fn main() {
     run_scenarios::<String>(&[
         ("queue_stress", queue_stress),
         ("hashtbl_concurrent", hashtbl_concurrent),
+        ("sharded_hashtbl_concurrent", sharded_hashtbl_concurrent),
         ("array_concurrent", array_concurrent),
         ("destroyed_structure", destroyed_structure),
         ("buffer_pipe", buffer_pipe),

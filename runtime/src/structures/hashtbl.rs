@@ -241,7 +241,7 @@ tuple_key!(Tuple2: A 0, B 1);
 tuple_key!(Tuple3: A 0, B 1, C 2);
 tuple_key!(Tuple4: A 0, B 1, C 2, D 3);
 
-fn hash_local<K: SharedKey>(k: &K) -> u64 {
+pub(super) fn hash_local<K: SharedKey>(k: &K) -> u64 {
     let mut h = KeyHasher::new();
     k.hash_local(&mut h);
     h.finish()
@@ -259,10 +259,10 @@ type TData<K, V> = (Vec<(Vec<K>, Vec<V>)>, usize);
 type Bucket<K, V> = Tuple2<SharedVec<<K as Shared>::Repr>, SharedVec<<V as Shared>::Repr>>;
 type TRepr<K, V> = Tuple2<SharedVec<Bucket<K, V>>, usize>;
 
-type Found<'a, K, V> = Ref<ReadGuard<'a, TData<K, V>>, <V as Shared>::Repr>;
-type FoundPinned<'a, K, V> = Ref<PinGuard<'a, TData<K, V>>, <V as Shared>::Repr>;
-type FoundAll<'a, K, V> = Refs<ReadGuard<'a, TData<K, V>>, <V as Shared>::Repr>;
-type FoundAllPinned<'a, K, V> = Refs<PinGuard<'a, TData<K, V>>, <V as Shared>::Repr>;
+pub(super) type Found<'a, K, V> = Ref<ReadGuard<'a, TData<K, V>>, <V as Shared>::Repr>;
+pub(super) type FoundPinned<'a, K, V> = Ref<PinGuard<'a, TData<K, V>>, <V as Shared>::Repr>;
+pub(super) type FoundAll<'a, K, V> = Refs<ReadGuard<'a, TData<K, V>>, <V as Shared>::Repr>;
+pub(super) type FoundAllPinned<'a, K, V> = Refs<PinGuard<'a, TData<K, V>>, <V as Shared>::Repr>;
 
 /// A shared hash table from `K` to `V` with a header `H`.
 ///

@@ -166,12 +166,14 @@ mod array;
 mod buffer;
 mod hashtbl;
 mod queue;
+mod sharded;
 mod sref;
 
 pub use array::{SArray, SArrayDescr, SMatrix, SMatrixDescr};
 pub use buffer::{BufferView, SBuffer, SBufferDescr, DEFAULT_BLOCK_SIZE};
 pub use hashtbl::{KeyHasher, SHashtbl, SHashtblDescr, SharedKey, TableView, INITIAL_BUCKETS};
 pub use queue::{QueueView, SQueue, SQueueDescr};
+pub use sharded::{SShardedHashtbl, SShardedHashtblDescr, MAX_SHARDS};
 pub use sref::{SRef, SRefDescr};
 
 /// Why an operation on a shared structure failed.
