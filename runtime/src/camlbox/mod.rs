@@ -498,9 +498,14 @@ impl<T: Shared> Camlbox<T> {
 
     fn collect(&mut self, out: &mut Vec<usize>) {
         let r = self.map.region;
+        let n = self.seen.len();
         for (i, seen) in self.seen.iter_mut().enumerate() {
             if !*seen && r.slot(i).state.load(Ordering::Acquire) == READY {
                 *seen = true;
+                if out.capacity() == 0 {
+                    // One allocation, for as many slots as could be ready.
+                    out.reserve_exact(n - i);
+                }
                 out.push(i);
             }
         }
@@ -527,16 +532,18 @@ impl<T: Shared> Camlbox<T> {
     /// assert!(rx.wait().is_empty());
     /// ```
     pub fn wait(&mut self) -> Vec<usize> {
-        self.wait_until(None)
+        self.wait_for(None)
     }
 
     /// Like [`wait`](Camlbox::wait), but returns an empty list after
     /// `timeout`.
     pub fn wait_timeout(&mut self, timeout: Duration) -> Vec<usize> {
-        self.wait_until(futex::deadline(Some(timeout)).or(Some(far_future())))
+        self.wait_for(Some(timeout))
     }
 
-    fn wait_until(&mut self, deadline: Option<Instant>) -> Vec<usize> {
+    /// Waits at most `timeout` (`None`: without end). What is ready
+    /// already is returned without reading the clock.
+    fn wait_for(&mut self, timeout: Option<Duration>) -> Vec<usize> {
         let mut out = Vec::new();
         if !self.is_receiver() || self.map.truncated() {
             return out;
@@ -550,6 +557,14 @@ impl<T: Shared> Camlbox<T> {
                     .compare_exchange(w, w - 1, Ordering::AcqRel, Ordering::Relaxed)
                     .is_ok()
         };
+        if take_wake() {
+            return out;
+        }
+        self.collect(&mut out);
+        if !out.is_empty() || self.map.truncated() {
+            return out;
+        }
+        let deadline = timeout.map(|t| futex::deadline(Some(t)).unwrap_or_else(far_future));
         let spin_start = Instant::now();
         let mut spins = 0u32;
         loop {

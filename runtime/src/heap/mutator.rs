@@ -324,13 +324,6 @@ impl<'h> Mutator<'h> {
         vec.relocate(array);
     }
 
-    /// Keeps `value` alive until the modification ends — which every value
-    /// seen during a modification is anyway, since the collector does not
-    /// run inside one. Kept for Netmulticore's `pin`.
-    pub fn pin<'a, R>(&self, value: &'a R) -> &'a R {
-        value
-    }
-
     /// The heap's allocator figures so far.
     pub fn live_bytes(&self) -> usize {
         // SAFETY: a shared borrow that ends here, while no mutator call
