@@ -133,6 +133,8 @@ fn main() {
             ["blue + red -> yellow", "four zero zero"]
         ),
         case!("matrix_mult", ["500"], ["matrix_mult: ok"]),
+        // Two worker processes share a cache and hit counts over HTTP.
+        case!("queens_server", ["--demo"], ["queens_server: ok"]),
     ];
     let (mut passed, mut failed) = (0, 0);
     for c in &cases {

@@ -1,0 +1,658 @@
+//! The master: binds every service's sockets, then runs the workers as mc
+//! processes and supervises them (restarts with backoff, heartbeats,
+//! recycling, signals) until it is told to stop.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal};
+
+use crate::config::{ServerConfig, ServiceConfig};
+use crate::error::ServeError;
+use crate::listener::{BoundAddr, Connection, Listener};
+use crate::stats::{Row, WorkerStatus, ROW};
+use crate::worker::{
+    serve_worker, Handler, Init, ServerRuntime, ServiceRuntime, WorkerArgs, WorkerExit, WorkerInfo,
+    RUNTIME,
+};
+
+/// How often the master looks at its workers.
+const POLL: Duration = Duration::from_millis(10);
+/// A worker that lived this long is healthy: its slot's backoff starts
+/// over.
+const HEALTHY: Duration = Duration::from_secs(10);
+/// The longest wait before restarting a worker that keeps crashing.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Builds a [`Server`]: services, the handlers they name, and the
+/// per-worker init hook that makes each worker's context `C`.
+pub struct ServerBuilder<C> {
+    services: Vec<ServiceConfig>,
+    handlers: BTreeMap<String, Handler<C>>,
+    init: Init<C>,
+}
+
+impl ServerBuilder<()> {
+    /// A builder whose handlers get no context (`&()`).
+    pub fn new() -> ServerBuilder<()> {
+        ServerBuilder::with_init(|_| Ok(()))
+    }
+}
+
+impl Default for ServerBuilder<()> {
+    fn default() -> Self {
+        ServerBuilder::new()
+    }
+}
+
+impl<C: Send + Sync + 'static> ServerBuilder<C> {
+    /// A builder whose workers each run `init` once, after they start and
+    /// before they accept: it opens what the handlers share (heaps,
+    /// tables, locks, camlboxes) by descriptor, and its result is the
+    /// context every handler of the worker gets. A failing init ends the
+    /// worker, which is restarted with backoff.
+    pub fn with_init(
+        init: impl Fn(&WorkerInfo) -> Result<C, mc::Error> + Send + Sync + 'static,
+    ) -> ServerBuilder<C> {
+        ServerBuilder {
+            services: Vec::new(),
+            handlers: BTreeMap::new(),
+            init: Arc::new(init),
+        }
+    }
+
+    /// Adds a service.
+    pub fn service(mut self, s: ServiceConfig) -> Self {
+        self.services.push(s);
+        self
+    }
+
+    /// Adds the services of a configuration (from a TOML file, say).
+    pub fn config(mut self, cfg: ServerConfig) -> Self {
+        self.services.extend(cfg.service);
+        self
+    }
+
+    /// Registers a handler under `name`, for the services that name it. A
+    /// handler serves one connection; a panic in it closes that
+    /// connection and is counted, and the worker goes on.
+    pub fn handler(
+        mut self,
+        name: &str,
+        f: impl Fn(Connection, &C) -> io::Result<()> + Send + Sync + 'static,
+    ) -> Self {
+        self.handlers.insert(name.to_owned(), Arc::new(f));
+        self
+    }
+
+    /// Checks the configuration and binds every listen address. Call it
+    /// before `mc::run` (and before creating the pools that handlers
+    /// share, or at least before [`Server::run`]): the workers inherit the
+    /// sockets.
+    ///
+    /// # Errors
+    ///
+    /// [`ServeError::Config`] for a service without a name, address or
+    /// worker, or a name used twice; [`ServeError::UnknownHandler`];
+    /// [`ServeError::Bind`] naming the address that could not be bound
+    /// (those bound before it are closed again).
+    pub fn bind(self) -> Result<Server<C>, ServeError> {
+        if self.services.is_empty() {
+            return Err(ServeError::Config {
+                line: None,
+                message: "no service".into(),
+            });
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for s in &self.services {
+            s.check()?;
+            if !names.insert(s.name.clone()) {
+                return Err(ServeError::Config {
+                    line: None,
+                    message: format!("two services are named `{}`", s.name),
+                });
+            }
+            if !self.handlers.contains_key(&s.handler) {
+                return Err(ServeError::UnknownHandler {
+                    service: s.name.clone(),
+                    handler: s.handler.clone(),
+                    known: self.handlers.keys().cloned().collect(),
+                });
+            }
+        }
+        let mut services = Vec::new();
+        for s in self.services {
+            let mut listeners = Vec::new();
+            for a in s.addresses() {
+                match Listener::bind(&a) {
+                    Ok(l) => listeners.push(l),
+                    Err(e) => {
+                        for svc in &services {
+                            remove_files(svc);
+                        }
+                        listeners.iter().for_each(Listener::remove_file);
+                        return Err(e);
+                    }
+                }
+            }
+            let addrs = listeners
+                .iter()
+                .map(Listener::bound)
+                .collect::<io::Result<Vec<_>>>()
+                .map_err(|e| ServeError::Io {
+                    what: format!("service `{}`: reading its bound address", s.name),
+                    source: e,
+                })?;
+            let handler = self.handlers[&s.handler].clone();
+            services.push(BoundService {
+                cfg: s,
+                addrs,
+                rt: ServiceRuntime {
+                    name: String::new(),
+                    listeners,
+                    handler,
+                    threads: 1,
+                },
+            });
+        }
+        for s in &mut services {
+            s.rt.name = s.cfg.name.clone();
+            s.rt.threads = s.cfg.threads;
+        }
+        Ok(Server {
+            services,
+            init: self.init,
+        })
+    }
+}
+
+fn remove_files<C>(s: &BoundService<C>) {
+    s.rt.listeners.iter().for_each(Listener::remove_file);
+}
+
+struct BoundService<C> {
+    cfg: ServiceConfig,
+    addrs: Vec<BoundAddr>,
+    rt: ServiceRuntime<C>,
+}
+
+/// A server whose sockets are bound: [`run`](Server::run) it.
+pub struct Server<C> {
+    services: Vec<BoundService<C>>,
+    init: Init<C>,
+}
+
+impl<C> std::fmt::Debug for Server<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_map();
+        for s in &self.services {
+            d.entry(&s.cfg.name, &s.addrs);
+        }
+        d.finish()
+    }
+}
+
+/// How a run of a server went.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServeReport {
+    /// Workers started, replacements included.
+    pub started: u64,
+    /// Workers that crashed or were killed (a panic outside handlers, a
+    /// signal, a missed heartbeat), with why, the last 100.
+    pub failures: Vec<String>,
+    /// Workers replaced after `max_requests`.
+    pub recycled: u64,
+    /// Workers still running at the end of the graceful timeout, killed.
+    pub killed_at_stop: u64,
+}
+
+/// Signals seen by the master.
+static TERM: AtomicBool = AtomicBool::new(false);
+static HUP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop(_: std::ffi::c_int) {
+    TERM.store(true, Ordering::SeqCst);
+}
+
+extern "C" fn on_hup(_: std::ffi::c_int) {
+    HUP.store(true, Ordering::SeqCst);
+}
+
+/// The signal dispositions the run changed, restored when it ends.
+struct Dispositions(Vec<(Signal, SigAction)>);
+
+impl Dispositions {
+    /// Ignores `SIGINT`, `SIGTERM` and `SIGHUP`: mc's master and the
+    /// workers inherit that (so a Ctrl-C to the process group leaves the
+    /// stopping to this process), and workers then catch `SIGTERM`.
+    fn ignore() -> Dispositions {
+        let ign = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+        let mut saved = Vec::new();
+        for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+            // SAFETY: ignoring a signal installs no handler code.
+            if let Ok(old) = unsafe { signal::sigaction(s, &ign) } {
+                saved.push((s, old));
+            }
+        }
+        Dispositions(saved)
+    }
+
+    /// In the first process: `SIGINT`/`SIGTERM` stop the server, `SIGHUP`
+    /// restarts its workers.
+    fn catch() {
+        let stop = SigAction::new(
+            SigHandler::Handler(on_stop),
+            SaFlags::SA_RESTART,
+            SigSet::empty(),
+        );
+        let hup = SigAction::new(
+            SigHandler::Handler(on_hup),
+            SaFlags::SA_RESTART,
+            SigSet::empty(),
+        );
+        // SAFETY: the handlers only store to atomics (async-signal-safe).
+        unsafe {
+            let _ = signal::sigaction(Signal::SIGINT, &stop);
+            let _ = signal::sigaction(Signal::SIGTERM, &stop);
+            let _ = signal::sigaction(Signal::SIGHUP, &hup);
+        }
+    }
+}
+
+impl Drop for Dispositions {
+    fn drop(&mut self) {
+        for (s, old) in &self.0 {
+            // SAFETY: restores what `sigaction` returned for this signal.
+            let _ = unsafe { signal::sigaction(*s, old) };
+        }
+    }
+}
+
+/// What a function run beside the master ([`Server::run_with`]) can see
+/// and do.
+pub struct Control {
+    services: Vec<(String, Vec<BoundAddr>, usize, usize)>,
+    stats: mc::PoolMemDescr,
+    stop: Arc<AtomicBool>,
+    restart: Arc<AtomicBool>,
+}
+
+impl Control {
+    /// The addresses service `name` listens on.
+    pub fn addrs(&self, name: &str) -> Option<&[BoundAddr]> {
+        self.services
+            .iter()
+            .find(|s| s.0 == name)
+            .map(|s| s.1.as_slice())
+    }
+
+    /// The first TCP address of service `name`.
+    pub fn tcp_addr(&self, name: &str) -> Option<std::net::SocketAddr> {
+        self.addrs(name)?.iter().find_map(|a| match a {
+            BoundAddr::Tcp(t) => Some(*t),
+            BoundAddr::Unix(_) => None,
+        })
+    }
+
+    /// Every worker slot of service `name` (all services: `None`).
+    ///
+    /// # Errors
+    ///
+    /// When the statistics block cannot be opened.
+    pub fn workers(&self, name: Option<&str>) -> Result<Vec<WorkerStatus>, ServeError> {
+        let mem = self.stats.open()?;
+        let words = mem.words();
+        let mut out = Vec::new();
+        for (svc, _, first_row, n) in &self.services {
+            if name.is_some_and(|n| n != svc) {
+                continue;
+            }
+            for slot in 0..*n {
+                out.push(Row::of(words, first_row + slot).status(svc, slot));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether the server is stopping (a signal, or [`stop`](Self::stop)).
+    pub fn is_stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst) || TERM.load(Ordering::SeqCst)
+    }
+
+    /// Returns once the server is stopping: a function run beside the
+    /// server that only reports on it calls this last, so that the server
+    /// runs until `SIGINT`/`SIGTERM`.
+    pub fn wait_stop(&self) {
+        while !self.is_stopping() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the server gracefully (as `SIGTERM` does).
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Replaces every worker (as `SIGHUP` does): connections that arrive
+    /// meanwhile wait in the listen queue, so none is refused.
+    pub fn restart(&self) {
+        self.restart.store(true, Ordering::SeqCst);
+    }
+}
+
+/// One worker slot, as the master keeps it.
+struct Slot {
+    service: usize,
+    index: usize,
+    row: usize,
+    pid: Option<serve_worker::Pid>,
+    generation: u64,
+    started: Instant,
+    /// Crashes in a row (reset once a worker lives [`HEALTHY`]).
+    crashes: u32,
+    /// When a crashed slot may start again.
+    not_before: Instant,
+    /// Set when the master asked the worker to leave (restart, stop).
+    told_to_stop: bool,
+}
+
+impl<C: Send + Sync + 'static> Server<C> {
+    /// The addresses service `name` listens on.
+    pub fn addrs(&self, name: &str) -> Option<&[BoundAddr]> {
+        self.services
+            .iter()
+            .find(|s| s.cfg.name == name)
+            .map(|s| s.addrs.as_slice())
+    }
+
+    /// Runs the server until `SIGINT` or `SIGTERM`, then stops it
+    /// gracefully: workers stop accepting, finish their connections within
+    /// the service's graceful timeout (then are killed), and the Unix
+    /// socket files are removed. `SIGHUP` replaces every worker.
+    ///
+    /// Calls `mc::run`: call it outside of one.
+    ///
+    /// # Errors
+    ///
+    /// [`ServeError::Mc`] when the run cannot start, or a worker cannot be
+    /// started or joined.
+    pub fn run(self) -> Result<ServeReport, ServeError> {
+        self.run_with(|_| ()).map(|(r, ())| r)
+    }
+
+    /// Runs the server while `f` runs on a thread of the first process,
+    /// then stops it gracefully (or earlier, on `SIGINT`/`SIGTERM` or
+    /// [`Control::stop`]); returns the report and what `f` returned.
+    ///
+    /// # Errors
+    ///
+    /// As [`run`](Self::run).
+    pub fn run_with<R: Send + 'static>(
+        self,
+        f: impl FnOnce(&Control) -> R + Send + 'static,
+    ) -> Result<(ServeReport, R), ServeError> {
+        let rows: usize = self.services.iter().map(|s| s.cfg.workers).sum();
+        let pool =
+            mc::Pool::create((rows * ROW * 8 + (1 << 16)).next_multiple_of(1 << 16) + (1 << 20))?;
+        let stats = pool.alloc_mem(rows * ROW * 8)?;
+        let mut first_row = 0;
+        let mut control_services = Vec::new();
+        for s in &self.services {
+            control_services.push((
+                s.cfg.name.clone(),
+                s.addrs.clone(),
+                first_row,
+                s.cfg.workers,
+            ));
+            first_row += s.cfg.workers;
+        }
+        let control = Control {
+            services: control_services,
+            stats: stats.descr(),
+            stop: Arc::new(AtomicBool::new(false)),
+            restart: Arc::new(AtomicBool::new(false)),
+        };
+        let configs: Vec<ServiceConfig> = self.services.iter().map(|s| s.cfg.clone()).collect();
+        let mut files = Vec::new();
+        let mut rts = Vec::new();
+        for s in self.services {
+            files.extend(s.rt.listeners.iter().filter_map(|l| match l.bound() {
+                Ok(BoundAddr::Unix(p)) => Some(p),
+                _ => None,
+            }));
+            rts.push(s.rt);
+        }
+        let runtime: Arc<dyn crate::worker::Runtime> = Arc::new(ServerRuntime {
+            services: rts,
+            init: self.init,
+        });
+        *RUNTIME.lock().unwrap_or_else(|p| p.into_inner()) = Some(runtime);
+        TERM.store(false, Ordering::SeqCst);
+        HUP.store(false, Ordering::SeqCst);
+        let dispositions = Dispositions::ignore();
+        let stats_descr = stats.descr();
+        let report = mc::run(move || -> Result<(ServeReport, R), ServeError> {
+            Dispositions::catch();
+            let stop = control.stop.clone();
+            let helper = std::thread::spawn(move || {
+                let r = f(&control);
+                control.stop.store(true, Ordering::SeqCst);
+                (r, control)
+            });
+            let report = supervise(&configs, &stats_descr, &stop, &helper)?;
+            let (r, _control) = helper.join().map_err(|_| {
+                ServeError::Mc(mc::Error::new(
+                    "the function run beside the server panicked",
+                ))
+            })?;
+            Ok((report, r))
+        });
+        drop(dispositions);
+        *RUNTIME.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        for p in files {
+            let _ = std::fs::remove_file(p);
+        }
+        drop(stats);
+        let report = report?;
+        match report.outcome {
+            mc::Outcome::Returned(r) => r,
+            other => Err(ServeError::Mc(mc::Error::new(format!(
+                "the server's first process did not return: {}",
+                other.cause()
+            )))),
+        }
+    }
+}
+
+/// Starts, watches and restarts the workers until a stop is asked for,
+/// then stops them gracefully.
+fn supervise<T>(
+    configs: &[ServiceConfig],
+    stats: &mc::PoolMemDescr,
+    stop: &AtomicBool,
+    helper: &std::thread::JoinHandle<T>,
+) -> Result<ServeReport, ServeError> {
+    let mem = stats.open()?;
+    let words = mem.words();
+    let mut report = ServeReport::default();
+    let mut slots = Vec::new();
+    let mut row = 0;
+    for (si, c) in configs.iter().enumerate() {
+        for index in 0..c.workers {
+            slots.push(Slot {
+                service: si,
+                index,
+                row,
+                pid: None,
+                generation: 0,
+                started: Instant::now(),
+                crashes: 0,
+                not_before: Instant::now(),
+                told_to_stop: false,
+            });
+            row += 1;
+        }
+    }
+    let mut seed = u64::from(std::process::id()) ^ crate::stats::now_ms();
+    let mut stopping: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        if stopping.is_none()
+            && (TERM.load(Ordering::SeqCst) || stop.load(Ordering::SeqCst) || helper.is_finished())
+        {
+            stopping = Some(now);
+            for s in &mut slots {
+                if let Some(pid) = s.pid {
+                    let _ = mc::processes::kill(pid.id(), mc::Signal::TERM);
+                    s.told_to_stop = true;
+                }
+            }
+        }
+        if stopping.is_none() && HUP.swap(false, Ordering::SeqCst) {
+            for s in &mut slots {
+                if let Some(pid) = s.pid {
+                    let _ = mc::processes::kill(pid.id(), mc::Signal::TERM);
+                    s.told_to_stop = true;
+                }
+            }
+        }
+        for s in &mut slots {
+            let cfg = &configs[s.service];
+            let r = Row::of(words, s.row);
+            if let Some(pid) = s.pid {
+                match serve_worker::try_join(pid) {
+                    Ok(None) => {
+                        if cfg.heartbeat_timeout_ms > 0
+                            && r.heartbeat_age() > cfg.heartbeat_timeout_ms
+                            && !s.told_to_stop
+                        {
+                            let _ = mc::processes::kill(pid.id(), mc::Signal::KILL);
+                            push_failure(
+                                &mut report,
+                                format!(
+                                    "service `{}` worker {}: no heartbeat for {} ms: killed",
+                                    cfg.name, s.index, cfg.heartbeat_timeout_ms
+                                ),
+                            );
+                            s.told_to_stop = true;
+                        }
+                        continue;
+                    }
+                    Ok(Some(exit)) => {
+                        s.pid = None;
+                        r.emptied();
+                        match exit {
+                            WorkerExit::Stopped => {}
+                            WorkerExit::Recycled => report.recycled += 1,
+                            WorkerExit::InitFailed(e) | WorkerExit::NoStats(e) => {
+                                crashed(s, &mut report, cfg, &format!("its init failed: {e}"));
+                            }
+                            WorkerExit::NoServer => {
+                                crashed(s, &mut report, cfg, "it found no server");
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        s.pid = None;
+                        r.emptied();
+                        crashed(s, &mut report, cfg, &e.to_string());
+                    }
+                }
+                s.told_to_stop = false;
+            }
+            if s.pid.is_none() && stopping.is_none() && now >= s.not_before {
+                if s.generation > 0 {
+                    r.restarted();
+                }
+                s.generation += 1;
+                let max = jittered(cfg.max_requests, &mut seed);
+                let args = WorkerArgs {
+                    service: s.service,
+                    row: s.row,
+                    slot: s.index,
+                    generation: s.generation,
+                    max_requests: max,
+                    stats: stats.clone(),
+                };
+                s.pid = Some(serve_worker::start(args)?);
+                s.started = Instant::now();
+                report.started += 1;
+            }
+        }
+        if let Some(since) = stopping {
+            if slots.iter().all(|s| s.pid.is_none()) {
+                return Ok(report);
+            }
+            let graceful = slots
+                .iter()
+                .filter(|s| s.pid.is_some())
+                .map(|s| configs[s.service].graceful_timeout_ms)
+                .max()
+                .unwrap_or(0);
+            if now.duration_since(since) > Duration::from_millis(graceful) {
+                for s in &mut slots {
+                    if let Some(pid) = s.pid.take() {
+                        let _ = mc::processes::kill(pid.id(), mc::Signal::KILL);
+                        let _ = serve_worker::join_timeout(pid, Duration::from_secs(10));
+                        Row::of(words, s.row).emptied();
+                        report.killed_at_stop += 1;
+                    }
+                }
+                return Ok(report);
+            }
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Records a worker that ended without being asked to, and when its slot
+/// may start again: at once after a healthy life, then after a backoff
+/// that doubles with each crash in a row.
+fn crashed(s: &mut Slot, report: &mut ServeReport, cfg: &ServiceConfig, why: &str) {
+    if s.told_to_stop {
+        return;
+    }
+    if s.started.elapsed() >= HEALTHY {
+        s.crashes = 0;
+    }
+    let backoff = if s.crashes == 0 {
+        Duration::ZERO
+    } else {
+        (Duration::from_millis(100) * 2u32.saturating_pow(s.crashes - 1)).min(MAX_BACKOFF)
+    };
+    s.crashes = s.crashes.saturating_add(1);
+    s.not_before = Instant::now() + backoff;
+    push_failure(
+        report,
+        format!(
+            "service `{}` worker {} (generation {}): {why}",
+            cfg.name, s.index, s.generation
+        ),
+    );
+}
+
+fn push_failure(report: &mut ServeReport, why: String) {
+    if report.failures.len() == 100 {
+        report.failures.remove(0);
+    }
+    report.failures.push(why);
+}
+
+/// `max` minus up to 10% (0 stays 0), so that workers started together do
+/// not all leave together.
+fn jittered(max: u64, seed: &mut u64) -> u64 {
+    if max == 0 {
+        return 0;
+    }
+    *seed = seed
+        .wrapping_mul(6_364_136_223_846_793_005)
+        .wrapping_add(1_442_695_040_888_963_407);
+    let span = max / 10;
+    if span == 0 {
+        return max;
+    }
+    max - (*seed >> 33) % (span + 1)
+}
