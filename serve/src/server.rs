@@ -385,7 +385,9 @@ impl<C: Send + Sync + 'static> Server<C> {
 
     /// Runs the server while `f` runs on a thread of the first process,
     /// then stops it gracefully (or earlier, on `SIGINT`/`SIGTERM` or
-    /// [`Control::stop`]); returns the report and what `f` returned.
+    /// [`Control::stop`]); returns the report and what `f` returned. The
+    /// run waits for `f`: one that runs long returns once
+    /// [`Control::is_stopping`] (or calls [`Control::wait_stop`]).
     ///
     /// # Errors
     ///
@@ -442,8 +444,12 @@ impl<C: Send + Sync + 'static> Server<C> {
                 control.stop.store(true, Ordering::SeqCst);
                 (r, control)
             });
-            let report = supervise(&configs, &stats_descr, &stop, &helper)?;
-            let (r, _control) = helper.join().map_err(|_| {
+            let report = supervise(&configs, &stats_descr, &stop, &helper);
+            // On an error too, `f` is told (`Control::is_stopping`).
+            stop.store(true, Ordering::SeqCst);
+            let joined = helper.join();
+            let report = report?;
+            let (r, _control) = joined.map_err(|_| {
                 ServeError::Mc(mc::Error::new(
                     "the function run beside the server panicked",
                 ))
