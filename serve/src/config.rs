@@ -78,6 +78,33 @@ pub struct ServiceConfig {
     /// their workers are killed, in milliseconds.
     #[serde(default = "defaults::graceful_timeout_ms")]
     pub graceful_timeout_ms: u64,
+    /// A dynamic workload instead of `workers` (Netplex's dynamic workload
+    /// manager).
+    #[serde(default)]
+    pub dynamic: Option<Dynamic>,
+}
+
+/// A dynamic workload: between `min` and `max` workers, as many as keep
+/// some capacity free. Capacity is counted in threads: a worker of `threads`
+/// threads serving `b` connections has `threads - b` free.
+///
+/// A worker is started when fewer than `min_free` threads are free (up to
+/// `max` workers); an idle worker is retired when more than `max_free` are
+/// free for a second and retiring it still leaves `min_free` (down to `min`
+/// workers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dynamic {
+    /// The fewest workers.
+    pub min: usize,
+    /// The most workers.
+    pub max: usize,
+    /// Start a worker when fewer threads than this are free.
+    #[serde(default = "defaults::min_free")]
+    pub min_free: usize,
+    /// Retire an idle worker when more threads than this are free.
+    #[serde(default = "defaults::max_free")]
+    pub max_free: usize,
 }
 
 mod defaults {
@@ -92,6 +119,12 @@ mod defaults {
     }
     pub fn graceful_timeout_ms() -> u64 {
         10_000
+    }
+    pub fn min_free() -> usize {
+        1
+    }
+    pub fn max_free() -> usize {
+        4
     }
 }
 
@@ -115,7 +148,30 @@ impl ServiceConfig {
             max_requests: 0,
             heartbeat_timeout_ms: defaults::heartbeat_timeout_ms(),
             graceful_timeout_ms: defaults::graceful_timeout_ms(),
+            dynamic: None,
         }
+    }
+
+    /// A dynamic workload of `min` to `max` workers, keeping `min_free` to
+    /// `max_free` threads free (see [`Dynamic`]); `workers` is then unused.
+    pub fn dynamic(mut self, min: usize, max: usize, min_free: usize, max_free: usize) -> Self {
+        self.dynamic = Some(Dynamic {
+            min,
+            max,
+            min_free,
+            max_free,
+        });
+        self
+    }
+
+    /// The most workers the service can have at once (its statistics rows).
+    pub(crate) fn max_workers(&self) -> usize {
+        self.dynamic.map_or(self.workers, |d| d.max)
+    }
+
+    /// The workers the service starts with.
+    pub(crate) fn initial_workers(&self) -> usize {
+        self.dynamic.map_or(self.workers, |d| d.min)
     }
 
     /// Adds a listen address: `host:port` or `unix:PATH`.
@@ -182,6 +238,20 @@ impl ServiceConfig {
                 self.workers
             )));
         }
+        if let Some(d) = self.dynamic {
+            if d.min == 0 || d.min > d.max || d.max > MAX_WORKERS {
+                return Err(bad(format!(
+                    "dynamic workload min = {}, max = {}: give 1 <= min <= max <= {MAX_WORKERS}",
+                    d.min, d.max
+                )));
+            }
+            if d.max_free < d.min_free {
+                return Err(bad(format!(
+                    "dynamic workload max_free = {} is below min_free = {}",
+                    d.max_free, d.min_free
+                )));
+            }
+        }
         if self.threads == 0 || self.threads > MAX_THREADS {
             return Err(bad(format!(
                 "threads = {}: give 1 to {MAX_THREADS}",
@@ -204,6 +274,21 @@ impl ServiceConfig {
 /// "#)?;
 /// assert_eq!(cfg.service[0].workers, 3);
 /// assert_eq!(cfg.service[0].threads, 1);
+///
+/// // A dynamic workload (Netplex's `dynamic_workload_manager`).
+/// let cfg = mc_serve::ServerConfig::from_toml(r#"
+///     [[service]]
+///     name = "api"
+///     handler = "api"
+///     listen = ["127.0.0.1:0"]
+///     threads = 4
+///     [service.dynamic]
+///     min = 1
+///     max = 8
+///     min_free = 2
+///     max_free = 6
+/// "#)?;
+/// assert_eq!(cfg.service[0].dynamic.map(|d| d.max), Some(8));
 /// # Ok::<(), mc_serve::ServeError>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -73,7 +73,7 @@ mod server;
 mod stats;
 mod worker;
 
-pub use config::{Listen, ServerConfig, ServiceConfig, MAX_THREADS, MAX_WORKERS};
+pub use config::{Dynamic, Listen, ServerConfig, ServiceConfig, MAX_THREADS, MAX_WORKERS};
 pub use error::ServeError;
 pub use listener::{BoundAddr, Connection};
 pub use server::{Control, ServeReport, Server, ServerBuilder};

@@ -357,6 +357,9 @@ struct Slot {
     not_before: Instant,
     /// Set when the master asked the worker to leave (restart, stop).
     told_to_stop: bool,
+    /// Whether the slot should have a worker (all slots of a constant
+    /// workload; those the dynamic workload manager wants).
+    active: bool,
 }
 
 impl<C: Send + Sync + 'static> Server<C> {
@@ -396,7 +399,7 @@ impl<C: Send + Sync + 'static> Server<C> {
         self,
         f: impl FnOnce(&Control) -> R + Send + 'static,
     ) -> Result<(ServeReport, R), ServeError> {
-        let rows: usize = self.services.iter().map(|s| s.cfg.workers).sum();
+        let rows: usize = self.services.iter().map(|s| s.cfg.max_workers()).sum();
         let pool =
             mc::Pool::create((rows * ROW * 8 + (1 << 16)).next_multiple_of(1 << 16) + (1 << 20))?;
         let stats = pool.alloc_mem(rows * ROW * 8)?;
@@ -407,9 +410,9 @@ impl<C: Send + Sync + 'static> Server<C> {
                 s.cfg.name.clone(),
                 s.addrs.clone(),
                 first_row,
-                s.cfg.workers,
+                s.cfg.max_workers(),
             ));
-            first_row += s.cfg.workers;
+            first_row += s.cfg.max_workers();
         }
         let control = Control {
             services: control_services,
@@ -487,11 +490,12 @@ fn supervise<T>(
     let mut slots = Vec::new();
     let mut row = 0;
     for (si, c) in configs.iter().enumerate() {
-        for index in 0..c.workers {
+        for index in 0..c.max_workers() {
             slots.push(Slot {
                 service: si,
                 index,
                 row,
+                active: index < c.initial_workers(),
                 pid: None,
                 generation: 0,
                 started: Instant::now(),
@@ -504,8 +508,18 @@ fn supervise<T>(
     }
     let mut seed = u64::from(std::process::id()) ^ crate::stats::now_ms();
     let mut stopping: Option<Instant> = None;
+    // Per service: since when more capacity is free than the dynamic
+    // workload wants.
+    let mut excess_since: Vec<Option<Instant>> = vec![None; configs.len()];
     loop {
         let now = Instant::now();
+        if stopping.is_none() {
+            for (si, c) in configs.iter().enumerate() {
+                if let Some(d) = c.dynamic {
+                    manage(si, c, d, &mut slots, words, &mut excess_since[si], now);
+                }
+            }
+        }
         if stopping.is_none()
             && (TERM.load(Ordering::SeqCst) || stop.load(Ordering::SeqCst) || helper.is_finished())
         {
@@ -569,7 +583,7 @@ fn supervise<T>(
                 }
                 s.told_to_stop = false;
             }
-            if s.pid.is_none() && stopping.is_none() && now >= s.not_before {
+            if s.pid.is_none() && s.active && stopping.is_none() && now >= s.not_before {
                 if s.generation > 0 {
                     r.restarted();
                 }
@@ -611,6 +625,65 @@ fn supervise<T>(
             }
         }
         std::thread::sleep(POLL);
+    }
+}
+
+/// The dynamic workload manager of service `si`: activates a slot when too
+/// little capacity is free, retires an idle worker when too much has been
+/// free for a second.
+fn manage(
+    si: usize,
+    c: &ServiceConfig,
+    d: crate::config::Dynamic,
+    slots: &mut [Slot],
+    words: &[std::sync::atomic::AtomicU64],
+    excess_since: &mut Option<Instant>,
+    now: Instant,
+) {
+    let threads = c.threads as u64;
+    let mut free = 0u64;
+    let mut active = 0usize;
+    for s in slots.iter().filter(|s| s.service == si && s.active) {
+        active += 1;
+        // A slot waiting for its worker counts as free: it will serve.
+        let busy = if s.pid.is_some() {
+            Row::of(words, s.row).busy_now()
+        } else {
+            0
+        };
+        free += threads.saturating_sub(busy);
+    }
+    if free < d.min_free as u64 && active < d.max {
+        if let Some(s) = slots
+            .iter_mut()
+            .find(|s| s.service == si && !s.active && s.pid.is_none())
+        {
+            s.active = true;
+            s.not_before = now;
+        }
+        *excess_since = None;
+        return;
+    }
+    let excess = free > d.max_free as u64 && free - threads >= d.min_free as u64 && active > d.min;
+    if !excess {
+        *excess_since = None;
+        return;
+    }
+    let since = *excess_since.get_or_insert(now);
+    if now.duration_since(since) < Duration::from_secs(1) {
+        return;
+    }
+    // The idle worker in the highest slot leaves.
+    let idle = slots.iter_mut().rev().find(|s| {
+        s.service == si && s.active && s.pid.is_some() && Row::of(words, s.row).busy_now() == 0
+    });
+    if let Some(s) = idle {
+        s.active = false;
+        if let Some(pid) = s.pid {
+            let _ = mc::processes::kill(pid.id(), mc::Signal::TERM);
+            s.told_to_stop = true;
+        }
+        *excess_since = None;
     }
 }
 

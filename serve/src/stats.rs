@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 /// Words per worker slot.
-pub(crate) const ROW: usize = 8;
+pub(crate) const ROW: usize = 10;
 
 const PID: usize = 0;
 const STATE: usize = 1;
@@ -18,6 +18,7 @@ const HEARTBEAT: usize = 4;
 const STARTED: usize = 5;
 const RESTARTS: usize = 6;
 const GENERATION: usize = 7;
+const BUSY: usize = 8;
 
 /// What a worker is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,6 +68,8 @@ pub struct WorkerStatus {
     pub served: u64,
     /// Handler panics in the current worker.
     pub panics: u64,
+    /// Connections the worker is serving now.
+    pub busy: u64,
     /// How many times the slot's worker was replaced (crashes, kills,
     /// recycling, restarts).
     pub restarts: u64,
@@ -112,6 +115,7 @@ impl<'a> Row<'a> {
         let now = now_ms();
         self.set(SERVED, 0);
         self.set(PANICS, 0);
+        self.set(BUSY, 0);
         self.set(STARTED, now);
         self.set(HEARTBEAT, now);
         self.set(GENERATION, generation);
@@ -133,6 +137,22 @@ impl<'a> Row<'a> {
             .map_or(0, |w| w.fetch_add(1, Ordering::AcqRel) + 1)
     }
 
+    /// A connection starts (`true`) or ends being served.
+    pub(crate) fn busy(self, start: bool) {
+        if let Some(w) = self.0.get(BUSY) {
+            if start {
+                w.fetch_add(1, Ordering::AcqRel);
+            } else {
+                w.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+    }
+
+    /// Connections being served now.
+    pub(crate) fn busy_now(self) -> u64 {
+        self.get(BUSY)
+    }
+
     pub(crate) fn panicked(self) {
         if let Some(w) = self.0.get(PANICS) {
             w.fetch_add(1, Ordering::AcqRel);
@@ -142,6 +162,7 @@ impl<'a> Row<'a> {
     /// The master empties the slot (its worker is gone).
     pub(crate) fn emptied(self) {
         self.set(PID, 0);
+        self.set(BUSY, 0);
         self.set(STATE, WorkerState::Empty.code());
     }
 
@@ -166,6 +187,7 @@ impl<'a> Row<'a> {
             state,
             served: self.get(SERVED),
             panics: self.get(PANICS),
+            busy: self.get(BUSY),
             restarts: self.get(RESTARTS),
             generation: self.get(GENERATION),
             heartbeat_age_ms: now.saturating_sub(self.get(HEARTBEAT)),

@@ -183,7 +183,9 @@ fn accept_loop<C>(
             recycled.store(true, Ordering::SeqCst);
             row.state(WorkerState::Stopping);
         }
+        row.busy(true);
         let served = catch_unwind(AssertUnwindSafe(|| (svc.handler)(conn, ctx)));
+        row.busy(false);
         row.served();
         if served.is_err() {
             // The connection was dropped with the handler's frame; the

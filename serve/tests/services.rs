@@ -451,6 +451,81 @@ fn sighup_replaces_every_worker() -> Result<String, String> {
     ))
 }
 
+/// A dynamic workload (1 to 4 workers of 2 threads) under 16 concurrent
+/// slow requests grows to 4 workers, and shrinks back to 1 when idle.
+fn dynamic_workload_grows_and_shrinks() -> Result<String, String> {
+    let server = ServerBuilder::new()
+        .service(
+            ServiceConfig::new("dyn", "slow")
+                .listen("127.0.0.1:0")
+                .threads(2)
+                .dynamic(1, 4, 1, 2),
+        )
+        .handler("slow", |mut conn, _: &()| {
+            let _ = read_request(&mut conn)?;
+            std::thread::sleep(Duration::from_millis(100));
+            respond(&mut conn, 200, "slow")
+        })
+        .bind()
+        .map_err(err)?;
+    let live = |c: &Control| -> Result<usize, String> {
+        Ok(c.workers(Some("dyn"))
+            .map_err(err)?
+            .iter()
+            .filter(|w| w.pid != 0)
+            .count())
+    };
+    let (_report, r) = server
+        .run_with(move |c| -> Result<(usize, usize, Duration), String> {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while live(c)? != 1 {
+                if Instant::now() > deadline {
+                    return Err("the first worker did not start".into());
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let addr = c.tcp_addr("dyn").ok_or("no TCP address")?;
+            let start = live(c)?;
+            let done = AtomicU64::new(0);
+            let peak = std::thread::scope(|s| -> Result<usize, String> {
+                for _ in 0..16 {
+                    s.spawn(|| {
+                        let until = Instant::now() + Duration::from_secs(2);
+                        while Instant::now() < until {
+                            if let Ok((200, _)) = get(addr, "/") {
+                                done.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                    });
+                }
+                let mut peak = 0;
+                let until = Instant::now() + Duration::from_secs(2);
+                while Instant::now() < until {
+                    peak = peak.max(live(c)?);
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Ok(peak)
+            })?;
+            let idle = Instant::now();
+            while live(c)? > 1 {
+                if idle.elapsed() > Duration::from_secs(20) {
+                    return Err(format!("still {} workers 20 s after the load", live(c)?));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if done.load(Ordering::SeqCst) == 0 {
+                return Err("no request was answered".into());
+            }
+            Ok((start, peak, idle.elapsed()))
+        })
+        .map_err(err)?;
+    let (start, peak, shrink) = r?;
+    if start != 1 || peak != 4 {
+        return Err(format!("{start} workers at first, {peak} at the peak"));
+    }
+    Ok(format!("1 → 4 workers under load, back to 1 in {shrink:?}"))
+}
+
 /// Bad input: a TOML error names its line; an address in use, an unknown
 /// handler and a bad worker count are errors; a handler that panics on
 /// some requests leaves the service answering the others.
@@ -504,6 +579,18 @@ fn bad_input_is_an_error() -> Result<String, String> {
         .unwrap_err();
     if !e.to_string().contains("workers = 0") {
         return Err(format!("no workers: {e}"));
+    }
+    let e = ServerBuilder::new()
+        .service(
+            ServiceConfig::new("a", "h")
+                .listen("127.0.0.1:0")
+                .dynamic(3, 2, 1, 2),
+        )
+        .handler("h", |_, _: &()| Ok(()))
+        .bind()
+        .unwrap_err();
+    if !e.to_string().contains("min = 3, max = 2") {
+        return Err(format!("bad dynamic workload: {e}"));
     }
     let e = ServerBuilder::new()
         .service(ServiceConfig::new("a", "h").listen("not an address"))
@@ -574,6 +661,10 @@ fn main() {
             max_requests_recycles_workers,
         ),
         ("sighup_replaces_every_worker", sighup_replaces_every_worker),
+        (
+            "dynamic_workload_grows_and_shrinks",
+            dynamic_workload_grows_and_shrinks,
+        ),
         ("bad_input_is_an_error", bad_input_is_an_error),
     ]);
 }
