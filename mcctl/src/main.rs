@@ -1,5 +1,6 @@
 //! `mcctl`: list mc segments on this machine, inspect a pool and its heaps
-//! (read-only), and remove segments whose owner has died.
+//! (read-only), remove segments whose owner has died, and list, stop or
+//! restart the running mc-serve servers.
 
 use std::process::ExitCode;
 
@@ -30,6 +31,84 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// List the running mc-serve servers, their services and workers
+    /// (pid, state, connections served, restarts, uptime, last exit); or
+    /// stop or restart the server that runs a service.
+    Services {
+        #[command(subcommand)]
+        action: Option<ServiceAction>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ServiceAction {
+    /// Stop the server that runs service NAME gracefully (SIGTERM).
+    Stop {
+        /// The service's name.
+        name: String,
+    },
+    /// Replace every worker of the server that runs service NAME (SIGHUP).
+    Restart {
+        /// The service's name.
+        name: String,
+    },
+}
+
+fn services(action: Option<ServiceAction>) -> Result<(), String> {
+    use mc_serve::admin::{self, Request};
+    let (name, request) = match action {
+        Some(ServiceAction::Stop { name }) => (name, Request::Stop),
+        Some(ServiceAction::Restart { name }) => (name, Request::Restart),
+        None => return list_services(),
+    };
+    let pid = admin::signal_service(&name, request).map_err(|e| e.to_string())?;
+    let what = match request {
+        Request::Stop => "asked to stop",
+        Request::Restart => "asked to restart its workers",
+    };
+    println!("server {pid} (service {name}): {what}");
+    Ok(())
+}
+
+fn list_services() -> Result<(), String> {
+    let servers = mc_serve::admin::servers().map_err(|e| e.to_string())?;
+    if servers.is_empty() {
+        println!("no running mc-serve server");
+        return Ok(());
+    }
+    for s in servers {
+        println!(
+            "server {} (up {:.1} s)",
+            s.master_pid,
+            s.uptime_ms as f64 / 1000.0
+        );
+        for svc in s.services {
+            println!("  service {} on {}", svc.name, svc.addrs.join(", "));
+            println!(
+                "    {:>4} {:>8} {:<9} {:>9} {:>5} {:>8} {:>10}  LAST EXIT",
+                "SLOT", "PID", "STATE", "SERVED", "BUSY", "RESTARTS", "UPTIME"
+            );
+            for (w, last) in svc.workers.iter().zip(&svc.last_exit) {
+                let up = if w.pid == 0 {
+                    "-".to_owned()
+                } else {
+                    format!("{:.1} s", w.uptime_ms as f64 / 1000.0)
+                };
+                println!(
+                    "    {:>4} {:>8} {:<9} {:>9} {:>5} {:>8} {:>10}  {}",
+                    w.slot,
+                    w.pid,
+                    format!("{:?}", w.state).to_lowercase(),
+                    w.served,
+                    w.busy,
+                    w.restarts,
+                    up,
+                    last.as_deref().unwrap_or("-")
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 fn human(bytes: u64) -> String {
@@ -170,6 +249,7 @@ fn main() -> ExitCode {
         Command::List => list(),
         Command::Show { name } => show(&name),
         Command::Clean { dry_run } => clean(dry_run),
+        Command::Services { action } => services(action),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

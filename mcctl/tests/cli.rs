@@ -26,6 +26,75 @@ fn check(name: &str, ok: bool, failures: &mut Vec<String>, detail: &str) {
     }
 }
 
+/// `mcctl services` against a running server: it lists the service and its
+/// workers, restarts them and stops the server by the service's name.
+fn services(tag: &str, failures: &mut Vec<String>) {
+    let name = format!("{tag}-svc");
+    let server = mc_serve::ServerBuilder::new()
+        .service(mc_serve::ServiceConfig::new(&name, "h").listen("127.0.0.1:0"))
+        .handler("h", |_, _: &()| Ok(()))
+        .bind()
+        .expect("bind");
+    let svc = name.clone();
+    let run = server.run_with(move |c| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let serving = |c: &mc_serve::Control| {
+            c.workers(None)
+                .is_ok_and(|w| w.iter().all(|w| w.state == mc_serve::WorkerState::Serving))
+        };
+        while !serving(c) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let pids: Vec<String> = c
+            .workers(None)
+            .map(|w| w.iter().map(|w| w.pid.to_string()).collect())
+            .unwrap_or_default();
+        let listed = mcctl(&["services"]);
+        let restarted = mcctl(&["services", "restart", &svc]);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !c.workers(None).is_ok_and(|w| {
+            w.iter()
+                .all(|w| w.restarts == 1 && w.state == mc_serve::WorkerState::Serving)
+        }) && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let after = mcctl(&["services"]);
+        let stopped = mcctl(&["services", "stop", &svc]);
+        c.wait_stop();
+        (pids, listed, restarted, after, stopped)
+    });
+    let Ok((_, (pids, listed, restarted, after, stopped))) = run else {
+        check("services_run", false, failures, &format!("{run:?}"));
+        return;
+    };
+    check(
+        "services_lists_workers",
+        listed.0 && listed.1.contains(&name) && pids.iter().all(|p| listed.1.contains(p.as_str())),
+        failures,
+        &format!("{pids:?}\n{}", listed.1),
+    );
+    check(
+        "services_restart_replaces_workers",
+        restarted.0 && after.0 && !pids.iter().any(|p| after.1.contains(&format!(" {p} "))),
+        failures,
+        &format!("{}\n{}", restarted.1, after.1),
+    );
+    check(
+        "services_stop_ends_the_server",
+        stopped.0 && stopped.1.contains("asked to stop"),
+        failures,
+        &stopped.1,
+    );
+    let (ok, out) = mcctl(&["services", "stop", "no-such-service-here"]);
+    check(
+        "services_stop_unknown_is_an_error",
+        !ok && out.contains("no running server has a service named"),
+        failures,
+        &out,
+    );
+}
+
 fn main() {
     let mut failures = Vec::new();
     let tag = format!("mcctl-test-{}", std::process::id());
@@ -130,6 +199,8 @@ fn main() {
         &mut failures,
         &out,
     );
+
+    services(&tag, &mut failures);
 
     drop(heap);
     drop(pool);

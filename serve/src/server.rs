@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal};
 
+use crate::admin::{ServerInfo, ServiceInfo};
 use crate::config::{ServerConfig, ServiceConfig};
 use crate::error::ServeError;
 use crate::listener::{BoundAddr, Connection, Listener};
@@ -400,11 +401,15 @@ impl<C: Send + Sync + 'static> Server<C> {
         f: impl FnOnce(&Control) -> R + Send + 'static,
     ) -> Result<(ServeReport, R), ServeError> {
         let rows: usize = self.services.iter().map(|s| s.cfg.max_workers()).sum();
-        let pool =
-            mc::Pool::create((rows * ROW * 8 + (1 << 16)).next_multiple_of(1 << 16) + (1 << 20))?;
+        // Published for `mcctl services` under a name with this pid.
+        let pool = mc::Pool::create_named(
+            &format!("{}{}", crate::admin::POOL_PREFIX, std::process::id()),
+            (rows * ROW * 8 + (1 << 16)).next_multiple_of(1 << 16) + (1 << 20),
+        )?;
         let stats = pool.alloc_mem(rows * ROW * 8)?;
         let mut first_row = 0;
         let mut control_services = Vec::new();
+        let mut published = Vec::new();
         for s in &self.services {
             control_services.push((
                 s.cfg.name.clone(),
@@ -412,8 +417,26 @@ impl<C: Send + Sync + 'static> Server<C> {
                 first_row,
                 s.cfg.max_workers(),
             ));
+            published.push(ServiceInfo {
+                name: s.cfg.name.clone(),
+                addrs: s.addrs.iter().map(ToString::to_string).collect(),
+                first_row: first_row as u64,
+                rows: s.cfg.max_workers() as u64,
+                last_exit: vec![String::new(); s.cfg.max_workers()],
+            });
             first_row += s.cfg.max_workers();
         }
+        let info = mc::Heap::create(
+            &pool,
+            &ServerInfo {
+                master_pid: std::process::id(),
+                started_ms: crate::stats::now_ms(),
+                stats: stats.descr(),
+                services: published,
+            },
+        )?;
+        info.set_pool_root();
+        let info_descr = info.descr();
         let control = Control {
             services: control_services,
             stats: stats.descr(),
@@ -447,7 +470,7 @@ impl<C: Send + Sync + 'static> Server<C> {
                 control.stop.store(true, Ordering::SeqCst);
                 (r, control)
             });
-            let report = supervise(&configs, &stats_descr, &stop, &helper);
+            let report = supervise(&configs, &stats_descr, &info_descr, &stop, &helper);
             // On an error too, `f` is told (`Control::is_stopping`).
             stop.store(true, Ordering::SeqCst);
             let joined = helper.join();
@@ -481,10 +504,12 @@ impl<C: Send + Sync + 'static> Server<C> {
 fn supervise<T>(
     configs: &[ServiceConfig],
     stats: &mc::PoolMemDescr,
+    info: &mc::HeapDescr<ServerInfo>,
     stop: &AtomicBool,
     helper: &std::thread::JoinHandle<T>,
 ) -> Result<ServeReport, ServeError> {
     let mem = stats.open()?;
+    let info = info.open()?;
     let words = mem.words();
     let mut report = ServeReport::default();
     let mut slots = Vec::new();
@@ -550,6 +575,7 @@ fn supervise<T>(
                             && !s.told_to_stop
                         {
                             let _ = mc::processes::kill(pid.id(), mc::Signal::KILL);
+                            publish_exit(&info, s.service, s.index, "no heartbeat: killed");
                             push_failure(
                                 &mut report,
                                 format!(
@@ -568,17 +594,23 @@ fn supervise<T>(
                             WorkerExit::Stopped => {}
                             WorkerExit::Recycled => report.recycled += 1,
                             WorkerExit::InitFailed(e) | WorkerExit::NoStats(e) => {
-                                crashed(s, &mut report, cfg, &format!("its init failed: {e}"));
+                                crashed(
+                                    s,
+                                    &mut report,
+                                    cfg,
+                                    &info,
+                                    &format!("its init failed: {e}"),
+                                );
                             }
                             WorkerExit::NoServer => {
-                                crashed(s, &mut report, cfg, "it found no server");
+                                crashed(s, &mut report, cfg, &info, "it found no server");
                             }
                         }
                     }
                     Err(e) => {
                         s.pid = None;
                         r.emptied();
-                        crashed(s, &mut report, cfg, &e.to_string());
+                        crashed(s, &mut report, cfg, &info, &e.to_string());
                     }
                 }
                 s.told_to_stop = false;
@@ -690,10 +722,17 @@ fn manage(
 /// Records a worker that ended without being asked to, and when its slot
 /// may start again: at once after a healthy life, then after a backoff
 /// that doubles with each crash in a row.
-fn crashed(s: &mut Slot, report: &mut ServeReport, cfg: &ServiceConfig, why: &str) {
+fn crashed(
+    s: &mut Slot,
+    report: &mut ServeReport,
+    cfg: &ServiceConfig,
+    info: &mc::Heap<ServerInfo>,
+    why: &str,
+) {
     if s.told_to_stop {
         return;
     }
+    publish_exit(info, s.service, s.index, why);
     if s.started.elapsed() >= HEALTHY {
         s.crashes = 0;
     }
@@ -711,6 +750,20 @@ fn crashed(s: &mut Slot, report: &mut ServeReport, cfg: &ServiceConfig, why: &st
             cfg.name, s.index, s.generation
         ),
     );
+}
+
+/// Records in the published state why slot `slot` of service `service`
+/// lost its worker (best effort: the figures are only for `mcctl`).
+fn publish_exit(info: &mc::Heap<ServerInfo>, service: usize, slot: usize, why: &str) {
+    let _ = info.modify(|m, root| -> Result<(), mc::HeapError> {
+        let Some(svc) = root.project().services.get_pin(service) else {
+            return Ok(());
+        };
+        let Some(place) = svc.project().last_exit.get_pin(slot) else {
+            return Ok(());
+        };
+        m.set_str(place, why)
+    });
 }
 
 fn push_failure(report: &mut ServeReport, why: String) {

@@ -526,6 +526,73 @@ fn dynamic_workload_grows_and_shrinks() -> Result<String, String> {
     Ok(format!("1 → 4 workers under load, back to 1 in {shrink:?}"))
 }
 
+/// The admin view (`mcctl services`): a running server is listed with its
+/// workers, a killed worker's slot says why, and a stop request by service
+/// name ends the run.
+fn admin_lists_and_stops_servers() -> Result<String, String> {
+    let (_pool, t) = table()?;
+    let server = counting_server(
+        &t,
+        ServiceConfig::new("admin-count", "count")
+            .listen("127.0.0.1:0")
+            .workers(2),
+    )
+    .map_err(err)?;
+    let me = std::process::id();
+    let (report, r) = server
+        .run_with(move |c| -> Result<String, String> {
+            let pids = wait_serving(c, "admin-count")?;
+            let find = || -> Result<mc_serve::admin::ServerView, String> {
+                mc_serve::admin::servers()
+                    .map_err(err)?
+                    .into_iter()
+                    .find(|s| s.master_pid == me)
+                    .ok_or_else(|| "this server is not listed".to_string())
+            };
+            let v = find()?;
+            let svc = &v.services[0];
+            let listed: Vec<u32> = svc.workers.iter().map(|w| w.pid).collect();
+            if svc.name != "admin-count" || listed != pids || svc.addrs.is_empty() {
+                return Err(format!("listed {v:?}, workers {pids:?}"));
+            }
+            let victim = nix::unistd::Pid::from_raw(pids[1] as i32);
+            nix::sys::signal::kill(victim, nix::sys::signal::Signal::SIGKILL).map_err(err)?;
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let why = loop {
+                let v = find()?;
+                if let Some(Some(why)) = v.services[0].last_exit.get(1) {
+                    if v.services[0].workers[1].restarts == 1 {
+                        break why.clone();
+                    }
+                }
+                if Instant::now() > deadline {
+                    return Err(format!("no last exit after 20 s: {v:?}"));
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            };
+            let pid =
+                mc_serve::admin::signal_service("admin-count", mc_serve::admin::Request::Stop)
+                    .map_err(err)?;
+            if pid != me {
+                return Err(format!("signalled {pid}, not {me}"));
+            }
+            c.wait_stop();
+            Ok(why)
+        })
+        .map_err(err)?;
+    let why = r?;
+    if !why.contains("SIGKILL") || report.started != 3 {
+        return Err(format!("last exit {why:?}; {report:?}"));
+    }
+    let after = mc_serve::admin::servers().map_err(err)?;
+    if after.iter().any(|s| s.master_pid == me) {
+        return Err("the server is still listed after its run".into());
+    }
+    Ok(format!(
+        "listed; slot 1's last exit: {why}; stopped by name"
+    ))
+}
+
 /// Bad input: a TOML error names its line; an address in use, an unknown
 /// handler and a bad worker count are errors; a handler that panics on
 /// some requests leaves the service answering the others.
@@ -664,6 +731,10 @@ fn main() {
         (
             "dynamic_workload_grows_and_shrinks",
             dynamic_workload_grows_and_shrinks,
+        ),
+        (
+            "admin_lists_and_stops_servers",
+            admin_lists_and_stops_servers,
         ),
         ("bad_input_is_an_error", bad_input_is_an_error),
     ]);

@@ -105,6 +105,31 @@ pub struct PoolMemDescr {
     tag: u32,
 }
 
+impl crate::value::DescrParts for PoolMemDescr {
+    type Parts = (String, u64, u32);
+    fn to_parts(&self) -> Self::Parts {
+        (
+            crate::value::DescrParts::to_parts(&self.pool),
+            self.addr as u64,
+            self.tag,
+        )
+    }
+    fn from_parts((pool, addr, tag): Self::Parts) -> Self {
+        PoolMemDescr {
+            pool: crate::value::DescrParts::from_parts(pool),
+            // An address that does not fit names no block: opening says so.
+            addr: usize::try_from(addr).unwrap_or(usize::MAX),
+            tag,
+        }
+    }
+}
+
+crate::value::descr::shared_descr!(
+    [] PoolMemDescr,
+    crate::value::fingerprint_str("mc::PoolMemDescr"),
+    crate::value::fingerprint_str("mc::PoolMemDescr")
+);
+
 impl Pool {
     /// Allocates a block of `len` bytes (at least 1) of raw shared memory,
     /// zeroed. The counterpart of Netmulticore's `alloc_mem`.
