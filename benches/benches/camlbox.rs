@@ -157,6 +157,53 @@ fn camlbox_latency(rounds: u64) -> f64 {
     ns / 2.0
 }
 
+/// `camlbox_latency` with the parent awaiting its answers in a tokio
+/// task (`wait_async`) instead of a blocking `wait`.
+fn camlbox_latency_async(rounds: u64) -> f64 {
+    let (a, b) = (box_name("aa"), box_name("ab"));
+    let (mut rx_a, _) = Camlbox::<u64>::create_named(&a, 1, 64).unwrap();
+    let limit = Duration::from_secs(30);
+    let ns = timed(
+        rounds,
+        |n| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("runtime");
+            let deadline = Instant::now() + limit;
+            let tx_b = loop {
+                match Sender::<u64>::open(&b) {
+                    Ok(tx) => break tx,
+                    Err(_) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_micros(100))
+                    }
+                    Err(e) => panic!("the child's box did not appear: {e}"),
+                }
+            };
+            rt.block_on(async {
+                for i in 0..n {
+                    tx_b.send_timeout(&i, limit).unwrap();
+                    let s = rx_a.wait_async().await;
+                    assert!(!s.is_empty(), "no answer from the child");
+                    assert_eq!(rx_a.get_copy(s[0]).unwrap(), i);
+                    rx_a.delete(s[0]);
+                }
+            });
+        },
+        |n| {
+            let (mut rx_b, _) = Camlbox::<u64>::create_named(&b, 1, 64).unwrap();
+            let tx_a = Sender::<u64>::open(&a).unwrap();
+            for i in 0..n {
+                let s = rx_b.wait_timeout(limit);
+                assert!(!s.is_empty(), "no message from the parent");
+                assert_eq!(rx_b.get_copy(s[0]).unwrap(), i);
+                rx_b.delete(s[0]);
+                tx_a.send_timeout(&i, limit).unwrap();
+            }
+        },
+    );
+    ns / 2.0
+}
+
 fn camlbox_throughput<T: mc::Shared + Clone>(count: u64, msg: T, check: fn(&T) -> u64) -> f64 {
     let name = box_name("tp");
     let (mut rx, _) = Camlbox::<T>::create_named(&name, 10, 512).unwrap();
@@ -312,6 +359,11 @@ fn main() {
         ("unix socket", best(|| stream_latency(rounds, sockets))),
     ];
     lat.extend(peers::latency(rounds));
+    // Last: it starts the parker thread, which stays in this process.
+    lat.push((
+        "camlbox, async receive",
+        best(|| camlbox_latency_async(rounds)),
+    ));
     let floor = lat[0].1;
     let cb = lat[1].1;
     println!("(x floor: time relative to the raw atomic baseline; x camlbox: relative to camlbox)");

@@ -297,6 +297,72 @@ fn wrong_type_across_processes() -> Result<String, String> {
     Ok("opening with another type fails".into())
 }
 
+/// A tokio task awaits messages that another process sends, one every
+/// 10 ms; 7 of its 8 waits are given up after 1 ms (the future is dropped
+/// mid-wait, mostly while the parker sleeps for it). Every message arrives
+/// exactly once. Last in the list: the parker thread it starts stays in
+/// this process.
+fn async_receive_loses_nothing() -> Result<String, String> {
+    const N: u64 = 400;
+    let name = box_name("async");
+    let (mut rx, _) = Camlbox::<u64>::create_named(&name, 8, 64).map_err(|e| e.to_string())?;
+    let child = fork_child({
+        let name = name.clone();
+        move || {
+            let tx = Sender::<u64>::open(&name).expect("open");
+            for i in 0..N {
+                std::thread::sleep(Duration::from_millis(10));
+                tx.send_timeout(&i, Duration::from_secs(30)).expect("send");
+            }
+            0
+        }
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let r = rt.block_on(async {
+        let (mut got, mut dropped, mut waits) = (Vec::new(), 0u64, 0u64);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while (got.len() as u64) < N && Instant::now() < deadline {
+            waits += 1;
+            let slots = if waits % 8 != 0 {
+                match tokio::time::timeout(Duration::from_millis(1), rx.wait_async()).await {
+                    Ok(s) => s,
+                    Err(_) => {
+                        dropped += 1;
+                        continue;
+                    }
+                }
+            } else {
+                rx.wait_async().await
+            };
+            for s in slots {
+                got.push(rx.get_copy(s).map_err(|e| e.to_string())?);
+                rx.delete(s);
+            }
+        }
+        Ok::<_, String>((got, dropped))
+    });
+    let waited = expect_exit_ok(child, Duration::from_secs(60));
+    let (mut got, dropped) = r?;
+    waited?;
+    got.sort_unstable();
+    ensure(got == (0..N).collect::<Vec<_>>(), || {
+        format!(
+            "{} messages, first wrong at {:?}",
+            got.len(),
+            got.iter().enumerate().find(|(i, v)| *i as u64 != **v)
+        )
+    })?;
+    ensure(dropped >= 1000, || {
+        format!("only {dropped} waits were dropped")
+    })?;
+    Ok(format!(
+        "{N} messages, each once; {dropped} waits dropped mid-wait"
+    ))
+}
+
 fn main() {
     let scenarios: &[(&str, Scenario)] = &[
         ("four_senders", four_senders),
@@ -305,6 +371,7 @@ fn main() {
         ("senders_killed_mid_send", senders_killed_mid_send),
         ("too_big_across_processes", too_big_across_processes),
         ("wrong_type_across_processes", wrong_type_across_processes),
+        ("async_receive_loses_nothing", async_receive_loses_nothing),
     ];
     run_scenarios(scenarios);
 }

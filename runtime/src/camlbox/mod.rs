@@ -45,6 +45,7 @@
 //! .expect("run");
 //! ```
 
+mod asynch;
 mod error;
 mod layout;
 mod sender;
@@ -71,6 +72,7 @@ use crate::segment::{self, SegmentHeader, SegmentKind};
 use crate::sync::futex;
 use crate::sync::home::Home;
 use crate::value::{self, Shared};
+pub use asynch::WaitAsync;
 use layout::{Region, READY};
 
 /// How long `wait` and a blocked `send` spin before they sleep. A blocking
@@ -496,6 +498,27 @@ impl<T: Shared> Camlbox<T> {
         self.owner.is_here()
     }
 
+    /// Takes one pending [`Sender::wake`] request, if there is one.
+    fn take_wake(&self) -> bool {
+        let h = self.map.region.header();
+        let w = h.wake_requests.load(Ordering::Acquire);
+        w != 0
+            && h.wake_requests
+                .compare_exchange(w, w - 1, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// What a wait returns without waiting: `true` when the wait is over
+    /// (ready slots in `out`, a wake request, or a box that is not this
+    /// process's or was cut short).
+    fn ready_now(&mut self, out: &mut Vec<usize>) -> bool {
+        if !self.is_receiver() || self.map.truncated() || self.take_wake() {
+            return true;
+        }
+        self.collect(out);
+        !out.is_empty() || self.map.truncated()
+    }
+
     fn collect(&mut self, out: &mut Vec<usize>) {
         let r = self.map.region;
         let n = self.seen.len();
@@ -545,30 +568,16 @@ impl<T: Shared> Camlbox<T> {
     /// already is returned without reading the clock.
     fn wait_for(&mut self, timeout: Option<Duration>) -> Vec<usize> {
         let mut out = Vec::new();
-        if !self.is_receiver() || self.map.truncated() {
+        if self.ready_now(&mut out) {
             return out;
         }
         let r = self.map.region;
         let h = r.header();
-        let take_wake = || {
-            let w = h.wake_requests.load(Ordering::Acquire);
-            w != 0
-                && h.wake_requests
-                    .compare_exchange(w, w - 1, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-        };
-        if take_wake() {
-            return out;
-        }
-        self.collect(&mut out);
-        if !out.is_empty() || self.map.truncated() {
-            return out;
-        }
         let deadline = timeout.map(|t| futex::deadline(Some(t)).unwrap_or_else(far_future));
         let spin_start = Instant::now();
         let mut spins = 0u32;
         loop {
-            if take_wake() {
+            if self.take_wake() {
                 return out;
             }
             self.collect(&mut out);
@@ -598,7 +607,7 @@ impl<T: Shared> Camlbox<T> {
             h.receiver_sleeping.store(1, Ordering::SeqCst);
             std::sync::atomic::fence(Ordering::SeqCst);
             let seq = h.notify.load(Ordering::SeqCst);
-            if take_wake() {
+            if self.take_wake() {
                 h.receiver_sleeping.store(0, Ordering::SeqCst);
                 return out;
             }

@@ -54,6 +54,7 @@ pub(crate) mod futex;
 pub(crate) mod home;
 mod lock;
 mod mutex;
+pub(crate) mod parker;
 pub mod raw;
 mod rwlock;
 mod semaphore;

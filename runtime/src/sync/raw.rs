@@ -51,7 +51,7 @@ pub(crate) use lock::sealed;
 pub use lock::RawLock;
 pub use mutex::RawMutex;
 pub use rwlock::{RawRwLock, READER_SLOTS};
-pub use semaphore::RawSemaphore;
+pub use semaphore::{RawSemaphore, SemaphoreWait};
 
 /// How a lock was acquired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -57,6 +57,13 @@ impl Semaphore {
         self.raw.wait_timeout(timeout)
     }
 
+    /// Takes one unit without blocking the thread: a future, ready once it
+    /// took one ([`RawSemaphore::wait_async`]). Dropping it before it is
+    /// ready takes nothing.
+    pub fn wait_async(&self) -> super::raw::SemaphoreWait<'_> {
+        self.raw.wait_async()
+    }
+
     /// Takes one unit if there is one.
     ///
     /// # Errors

@@ -132,6 +132,32 @@ impl RawSemaphore {
         self.wait_inner(Some(timeout))
     }
 
+    /// Takes one unit without blocking the thread: a future that is ready
+    /// once it took one. While it waits, the process's parker thread sleeps
+    /// on the count for it. Dropping it before it is ready takes nothing.
+    ///
+    /// ```
+    /// let s = mc::sync::raw::RawSemaphore::new(0);
+    /// let rt = tokio::runtime::Builder::new_current_thread().build()?;
+    /// std::thread::scope(|t| {
+    ///     t.spawn(|| {
+    ///         std::thread::sleep(std::time::Duration::from_millis(10));
+    ///         s.post().unwrap();
+    ///     });
+    ///     // The runtime's thread is free meanwhile for other tasks.
+    ///     rt.block_on(s.wait_async());
+    /// });
+    /// assert_eq!(s.value(), 0);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn wait_async(&self) -> SemaphoreWait<'_> {
+        SemaphoreWait {
+            sem: self,
+            counted: false,
+            reg: None,
+        }
+    }
+
     fn wait_inner(&self, timeout: Option<Duration>) -> Result<(), LockError> {
         if self.try_wait().is_ok() {
             return Ok(());
@@ -154,6 +180,64 @@ impl RawSemaphore {
             futex::wait(&self.value, 0, Some(slice));
             self.waiters.fetch_sub(1, SeqCst);
         }
+    }
+}
+
+/// The future of [`RawSemaphore::wait_async`].
+#[derive(Debug)]
+#[must_use = "a future does nothing until it is awaited"]
+pub struct SemaphoreWait<'a> {
+    sem: &'a RawSemaphore,
+    /// Whether this future counts in `waiters` (so that `post` wakes).
+    counted: bool,
+    reg: Option<crate::sync::parker::Registration>,
+}
+
+impl std::future::Future for SemaphoreWait<'_> {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        let this = &mut *self;
+        this.reg = None;
+        if this.sem.try_wait().is_ok() {
+            this.uncount();
+            return std::task::Poll::Ready(());
+        }
+        if !this.counted {
+            // Counted before the last look, as a sleeper is: a `post`
+            // after it sees the waiter and wakes the word.
+            this.sem.waiters.fetch_add(1, SeqCst);
+            this.counted = true;
+        }
+        if this.sem.try_wait().is_ok() {
+            this.uncount();
+            return std::task::Poll::Ready(());
+        }
+        this.reg = Some(crate::sync::parker::register(
+            &this.sem.value,
+            0,
+            cx.waker(),
+        ));
+        std::task::Poll::Pending
+    }
+}
+
+impl SemaphoreWait<'_> {
+    fn uncount(&mut self) {
+        if self.counted {
+            self.sem.waiters.fetch_sub(1, SeqCst);
+            self.counted = false;
+        }
+    }
+}
+
+impl Drop for SemaphoreWait<'_> {
+    fn drop(&mut self) {
+        self.reg = None;
+        self.uncount();
     }
 }
 
@@ -195,5 +279,46 @@ mod tests {
         });
         assert_eq!(items.value(), 0);
         assert_eq!(room.value(), 4);
+    }
+
+    #[test]
+    fn async_waits_take_units_and_dropped_ones_take_none() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_time()
+            .build()
+            .unwrap();
+        let s: &'static RawSemaphore = Box::leak(Box::new(RawSemaphore::new(0)));
+        // Futures given up while they wait take nothing.
+        rt.block_on(async {
+            for _ in 0..50 {
+                let r = tokio::time::timeout(Duration::from_millis(1), s.wait_async()).await;
+                assert!(r.is_err());
+            }
+        });
+        assert_eq!(s.waiters.load(SeqCst), 0, "dropped waits stay counted");
+        // 100 tasks wait; 100 posts from another thread wake them all.
+        let done = rt.block_on(async {
+            let tasks: Vec<_> = (0..100).map(|_| tokio::spawn(s.wait_async())).collect();
+            std::thread::spawn(move || {
+                for _ in 0..100 {
+                    std::thread::sleep(Duration::from_micros(200));
+                    s.post().unwrap();
+                }
+            });
+            let mut done = 0;
+            for t in tasks {
+                tokio::time::timeout(Duration::from_secs(30), t)
+                    .await
+                    .expect("a waiter was never woken")
+                    .unwrap();
+                done += 1;
+            }
+            done
+        });
+        assert_eq!(done, 100);
+        assert_eq!(s.value(), 0);
+        s.post().unwrap();
+        assert_eq!(s.value(), 1, "the dropped waits took no unit");
     }
 }
