@@ -67,6 +67,7 @@
 //! ```
 
 pub mod admin;
+mod asynch;
 mod config;
 mod error;
 mod listener;
@@ -74,6 +75,7 @@ mod server;
 mod stats;
 mod worker;
 
+pub use asynch::AsyncConnection;
 pub use config::{Dynamic, Listen, ServerConfig, ServiceConfig, MAX_THREADS, MAX_WORKERS};
 pub use error::ServeError;
 pub use listener::{BoundAddr, Connection};

@@ -20,6 +20,12 @@ pub(crate) enum Listener {
     Unix(UnixListener, PathBuf),
 }
 
+/// A listener in a worker's tokio runtime.
+pub(crate) enum TokioListener {
+    Tcp(tokio::net::TcpListener),
+    Unix(tokio::net::UnixListener),
+}
+
 /// Where a service ended up listening: the configured address with the
 /// port the system chose for port 0.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,6 +109,19 @@ impl Listener {
             Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// A tokio listener on the same socket (a duplicate descriptor), for
+    /// a worker's async runtime; call it inside the runtime.
+    pub(crate) fn to_tokio(&self) -> io::Result<TokioListener> {
+        Ok(match self {
+            Listener::Tcp(t) => {
+                TokioListener::Tcp(tokio::net::TcpListener::from_std(t.try_clone()?)?)
+            }
+            Listener::Unix(u, _) => {
+                TokioListener::Unix(tokio::net::UnixListener::from_std(u.try_clone()?)?)
+            }
+        })
     }
 
     /// Removes a Unix socket's file (when the server stops).

@@ -85,7 +85,37 @@ impl<C: Send + Sync + 'static> ServerBuilder<C> {
         name: &str,
         f: impl Fn(Connection, &C) -> io::Result<()> + Send + Sync + 'static,
     ) -> Self {
-        self.handlers.insert(name.to_owned(), Arc::new(f));
+        self.handlers
+            .insert(name.to_owned(), Handler::Blocking(Arc::new(f)));
+        self
+    }
+
+    /// Registers an async handler under `name`: each worker of the
+    /// services that name it runs a tokio runtime (of the service's
+    /// `threads` worker threads) and serves every connection as a task.
+    /// The context is shared by the tasks (`Arc<C>`). A panic in a task
+    /// closes its connection and is counted; the worker goes on.
+    ///
+    /// ```no_run
+    /// use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    /// let server = mc_serve::ServerBuilder::new()
+    ///     .service(mc_serve::ServiceConfig::new("echo", "echo").listen("127.0.0.1:0"))
+    ///     .async_handler("echo", |conn, _ctx| async move {
+    ///         let mut conn = BufReader::new(conn);
+    ///         let mut line = String::new();
+    ///         conn.read_line(&mut line).await?;
+    ///         conn.get_mut().write_all(line.as_bytes()).await
+    ///     })
+    ///     .bind()?;
+    /// # Ok::<(), mc_serve::ServeError>(())
+    /// ```
+    pub fn async_handler<F, Fut>(mut self, name: &str, f: F) -> Self
+    where
+        F: Fn(crate::asynch::AsyncConnection, Arc<C>) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = io::Result<()>> + Send + 'static,
+    {
+        let f: crate::worker::AsyncFn<C> = Arc::new(move |conn, ctx| Box::pin(f(conn, ctx)));
+        self.handlers.insert(name.to_owned(), Handler::Async(f));
         self
     }
 

@@ -52,9 +52,32 @@ pub struct WorkerInfo {
     pub generation: u64,
 }
 
-/// A service's connection handler, as registered.
-pub(crate) type Handler<C> =
+/// A blocking handler, as registered.
+pub(crate) type BlockingFn<C> =
     Arc<dyn Fn(Connection, &C) -> std::io::Result<()> + Send + Sync + 'static>;
+/// What an async handler returns, boxed.
+pub(crate) type HandlerFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send + 'static>>;
+/// An async handler, as registered.
+pub(crate) type AsyncFn<C> =
+    Arc<dyn Fn(crate::asynch::AsyncConnection, Arc<C>) -> HandlerFuture + Send + Sync + 'static>;
+
+/// A service's connection handler, as registered.
+pub(crate) enum Handler<C> {
+    /// Runs on the worker's threads, one connection at a time each.
+    Blocking(BlockingFn<C>),
+    /// Runs as tasks of the worker's tokio runtime.
+    Async(AsyncFn<C>),
+}
+
+impl<C> Clone for Handler<C> {
+    fn clone(&self) -> Self {
+        match self {
+            Handler::Blocking(f) => Handler::Blocking(f.clone()),
+            Handler::Async(f) => Handler::Async(f.clone()),
+        }
+    }
+}
 /// A server's per-worker init hook, as registered.
 pub(crate) type Init<C> = Arc<dyn Fn(&WorkerInfo) -> Result<C, mc::Error> + Send + Sync + 'static>;
 
@@ -129,18 +152,31 @@ impl<C: Send + Sync + 'static> Runtime for ServerRuntime<C> {
             generation: args.generation,
         };
         let ctx = match catch_unwind(AssertUnwindSafe(|| (self.init)(&info))) {
-            Ok(Ok(c)) => c,
+            Ok(Ok(c)) => Arc::new(c),
             Ok(Err(e)) => return WorkerExit::InitFailed(e.to_string()),
             Err(_) => return WorkerExit::InitFailed("the init hook panicked".into()),
         };
-        row.state(WorkerState::Serving);
         let taken = AtomicU64::new(0);
         let recycled = AtomicBool::new(false);
-        std::thread::scope(|s| {
-            for _ in 0..svc.threads {
-                s.spawn(|| accept_loop(svc, &ctx, row, args.max_requests, &taken, &recycled));
+        match &svc.handler {
+            Handler::Blocking(f) => {
+                row.state(WorkerState::Serving);
+                std::thread::scope(|s| {
+                    for _ in 0..svc.threads {
+                        s.spawn(|| {
+                            accept_loop(svc, f, &ctx, row, args.max_requests, &taken, &recycled)
+                        });
+                    }
+                });
             }
-        });
+            Handler::Async(f) => {
+                if let Err(e) =
+                    crate::asynch::serve(svc, f, ctx, row, args.max_requests, &recycled, &STOP)
+                {
+                    return WorkerExit::InitFailed(format!("the async runtime: {e}"));
+                }
+            }
+        }
         if recycled.load(Ordering::SeqCst) && !STOP.load(Ordering::SeqCst) {
             WorkerExit::Recycled
         } else {
@@ -153,6 +189,7 @@ impl<C: Send + Sync + 'static> Runtime for ServerRuntime<C> {
 /// has taken `max` connections.
 fn accept_loop<C>(
     svc: &ServiceRuntime<C>,
+    handler: &BlockingFn<C>,
     ctx: &C,
     row: Row<'_>,
     max: u64,
@@ -184,7 +221,7 @@ fn accept_loop<C>(
             row.state(WorkerState::Stopping);
         }
         row.busy(true);
-        let served = catch_unwind(AssertUnwindSafe(|| (svc.handler)(conn, ctx)));
+        let served = catch_unwind(AssertUnwindSafe(|| handler(conn, ctx)));
         row.busy(false);
         row.served();
         if served.is_err() {

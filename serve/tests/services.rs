@@ -593,6 +593,97 @@ fn admin_lists_and_stops_servers() -> Result<String, String> {
     ))
 }
 
+/// The async `/count/KEY` handler (tokio I/O): counts in the shared table,
+/// answers with the worker's pid; `/panic` panics.
+async fn count_async(conn: mc_serve::AsyncConnection, table: Arc<Table>) -> io::Result<()> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let mut r = tokio::io::BufReader::new(conn);
+    let mut first = String::new();
+    r.read_line(&mut first).await?;
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).await? == 0 || line == "\r\n" {
+            break;
+        }
+    }
+    let path = first.split_whitespace().nth(1).unwrap_or("/").to_owned();
+    if path == "/panic" {
+        panic!("asked to panic");
+    }
+    let key = path.strip_prefix("/count/").unwrap_or("k0").to_owned();
+    table
+        .modify_value(&key, |_, mut n| *n += 1)
+        .map_err(io::Error::other)?;
+    let body = std::process::id().to_string();
+    let conn = r.get_mut();
+    conn.write_all(
+        format!(
+            "HTTP/1.1 200 X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await?;
+    conn.shutdown().await
+}
+
+/// Async handlers: 1,000 requests over 8 connections to workers that run
+/// tokio runtimes of 2 threads; the shared count is exact, more than one
+/// worker served, and handler panics leave the workers serving.
+fn async_handlers_share_state() -> Result<String, String> {
+    let (_pool, t) = table()?;
+    let d = t.descr();
+    let server = ServerBuilder::with_init(move |_| Ok(d.open()?))
+        .service(
+            ServiceConfig::new("acount", "count")
+                .listen("127.0.0.1:0")
+                .workers(2)
+                .threads(2),
+        )
+        .async_handler("count", count_async)
+        .bind()
+        .map_err(err)?;
+    let (report, r) = server
+        .run_with(
+            |c| -> Result<(BTreeSet<String>, Vec<String>, u64), String> {
+                wait_serving(c, "acount")?;
+                let addr = c.tcp_addr("acount").ok_or("no TCP address")?;
+                for _ in 0..10 {
+                    if let Ok((200, _)) = get(addr, "/panic") {
+                        return Err("a panicking handler answered".into());
+                    }
+                }
+                let (pids, failures) = load(addr, 1000, 8, "k6");
+                // Connections are counted when their task ends.
+                let deadline = Instant::now() + Duration::from_secs(10);
+                let panics = loop {
+                    let w = c.workers(Some("acount")).map_err(err)?;
+                    let p: u64 = w.iter().map(|w| w.panics).sum();
+                    if p == 10 || Instant::now() > deadline {
+                        break p;
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                };
+                Ok((pids, failures, panics))
+            },
+        )
+        .map_err(err)?;
+    let (pids, failures, panics) = r?;
+    let n = count_of(&t, "k6")?;
+    if n != 1000 || !failures.is_empty() || pids.len() < 2 || panics != 10 {
+        return Err(format!(
+            "count {n}, pids {pids:?}, panics {panics}, failures {failures:?}"
+        ));
+    }
+    if !report.failures.is_empty() {
+        return Err(format!("report {report:?}"));
+    }
+    Ok(format!(
+        "count 1000 from {} async workers; 10 task panics, the workers went on",
+        pids.len()
+    ))
+}
+
 /// Bad input: a TOML error names its line; an address in use, an unknown
 /// handler and a bad worker count are errors; a handler that panics on
 /// some requests leaves the service answering the others.
@@ -736,6 +827,7 @@ fn main() {
             "admin_lists_and_stops_servers",
             admin_lists_and_stops_servers,
         ),
+        ("async_handlers_share_state", async_handlers_share_state),
         ("bad_input_is_an_error", bad_input_is_an_error),
     ]);
 }
