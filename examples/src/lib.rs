@@ -2,6 +2,7 @@
 //! and the workloads they share.
 
 pub mod nqueens;
+pub mod queens_http;
 
 /// The value the first process of a run returned; otherwise ends the
 /// program with exit code 1 and a line on stderr that names `program` and

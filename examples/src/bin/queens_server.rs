@@ -1,9 +1,9 @@
-//! An HTTP service whose worker processes share two tables: hit counts
-//! per key, and a cache of N-queens counts that any worker computes once
-//! and every worker serves afterwards.
+//! An HTTP service (hyper, HTTP/1.1 with keep-alive) whose worker processes
+//! share two tables: hit counts per key, and a cache of N-queens counts
+//! that any worker computes once and every worker serves afterwards.
 //!
 //! ```text
-//! queens_server [--listen ADDR] [--workers N] [--demo]
+//! queens_server [--listen ADDR] [--workers N] [--threads T] [--demo]
 //! ```
 //!
 //! - `GET /queens/N` (N = 1..=16): the number of solutions, with whether
@@ -15,14 +15,15 @@
 //! SIGTERM), then stops gracefully. With `--demo` it answers a built-in
 //! client's requests instead, checks the answers and stops.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use mc::structures::SHashtbl;
-use mc_examples::nqueens;
-use mc_serve::{Connection, Control, ServerBuilder, ServiceConfig};
+use mc_examples::queens_http::{self, Hits, SharedStore};
+use mc_serve::{Control, ServerBuilder, ServiceConfig};
 
 #[derive(Parser)]
 #[command(about = "An HTTP service whose worker processes share a cache and counters")]
@@ -33,18 +34,12 @@ struct Args {
     /// Worker processes.
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// Threads of each worker's tokio runtime.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
     /// Answer a built-in client's requests, check them and stop.
     #[arg(long)]
     demo: bool,
-}
-
-/// Hit counts, with a lock in the header for adding a key.
-type Hits = SHashtbl<String, u64, mc::sync::Mutex<()>>;
-
-/// What every worker opens in its init hook.
-struct Shared {
-    hits: Hits,
-    cache: SHashtbl<u32, u64>,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -60,7 +55,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &args.listen
     };
     let server = ServerBuilder::with_init(move |_| {
-        Ok(Shared {
+        Ok(SharedStore {
             hits: hd.open()?,
             cache: cd.open()?,
         })
@@ -69,9 +64,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ServiceConfig::new("queens", "http")
             .listen(listen)
             .workers(args.workers)
-            .threads(2),
+            .threads(args.threads),
     )
-    .handler("http", serve)
+    .async_handler("http", |conn, store: Arc<SharedStore>| {
+        queens_http::serve_connection(conn, store)
+    })
     .bind()?;
     for a in server.addrs("queens").unwrap_or_default() {
         println!("queens_server: listening on http://{a}/");
@@ -104,90 +101,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// The handler: one request per connection.
-fn serve(mut conn: Connection, s: &Shared) -> io::Result<()> {
-    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let path = {
-        let mut r = BufReader::new(&mut conn);
-        let mut first = String::new();
-        r.read_line(&mut first)?;
-        loop {
-            let mut line = String::new();
-            if r.read_line(&mut line)? == 0 || line == "\r\n" {
-                break;
-            }
+/// Waits (at most 30 s) until every worker serves.
+fn wait_serving(c: &Control) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while c
+        .workers(None)
+        .map_err(|e| e.to_string())?
+        .iter()
+        .any(|w| w.state != mc_serve::WorkerState::Serving)
+    {
+        if Instant::now() > deadline {
+            return Err("the workers did not start".into());
         }
-        first.split_whitespace().nth(1).unwrap_or("/").to_owned()
-    };
-    let pid = std::process::id();
-    let (status, body) = if let Some(n) = path.strip_prefix("/queens/") {
-        match n.parse::<u32>() {
-            Ok(n @ 1..=16) => {
-                let cached = s.cache.find_copy(&n).map_err(io::Error::other)?;
-                let (count, from_cache) = match cached {
-                    Some(c) => (c, true),
-                    None => {
-                        let c = nqueens::count_sequential(n as usize);
-                        s.cache.replace(&n, &c).map_err(io::Error::other)?;
-                        (c, false)
-                    }
-                };
-                (
-                    200,
-                    format!(
-                        "{{\"n\":{n},\"solutions\":{count},\"cached\":{from_cache},\"pid\":{pid}}}"
-                    ),
-                )
-            }
-            _ => (400, "N must be 1 to 16\n".to_owned()),
-        }
-    } else if let Some(key) = path.strip_prefix("/count/") {
-        let key = key.to_owned();
-        let n = count_hit(&s.hits, &key).map_err(io::Error::other)?;
-        (
-            200,
-            format!("{{\"key\":\"{key}\",\"hits\":{n},\"pid\":{pid}}}"),
-        )
-    } else if path == "/stats" {
-        let mut all = s.hits.to_vec().map_err(io::Error::other)?;
-        all.sort();
-        let body: Vec<String> = all.iter().map(|(k, v)| format!("{k} {v}")).collect();
-        (200, body.join("\n") + "\n")
-    } else {
-        (
-            200,
-            "GET /queens/N (1..=16), /count/KEY, /stats\n".to_owned(),
-        )
-    };
-    write!(
-        conn,
-        "HTTP/1.1 {status} {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        if status == 200 { "OK" } else { "Bad Request" },
-        body.len()
-    )?;
-    conn.flush()
-}
-
-/// Counts a hit on `key`: in place when the key is there; a new key is
-/// added under the header's lock, so that two workers adding it at once
-/// count both hits.
-fn count_hit(hits: &Hits, key: &String) -> Result<u64, mc::Error> {
-    let bump = |hits: &Hits| {
-        hits.modify_value(key, |_, mut v| {
-            *v += 1;
-            *v
-        })
-    };
-    if let Some(n) = bump(hits)? {
-        return Ok(n);
+        std::thread::sleep(Duration::from_millis(5));
     }
-    let h = hits.header()?;
-    let _adding = h.lock()?;
-    if let Some(n) = bump(hits)? {
-        return Ok(n);
-    }
-    hits.replace(key, &1)?;
-    Ok(1)
+    Ok(())
 }
 
 fn get(addr: SocketAddr, path: &str) -> Result<String, String> {
@@ -206,23 +134,6 @@ fn get(addr: SocketAddr, path: &str) -> Result<String, String> {
         return Err(format!("{path}: {text}"));
     }
     Ok(text.split("\r\n\r\n").nth(1).unwrap_or("").to_owned())
-}
-
-/// Waits (at most 30 s) until every worker serves.
-fn wait_serving(c: &Control) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while c
-        .workers(None)
-        .map_err(|e| e.to_string())?
-        .iter()
-        .any(|w| w.state != mc_serve::WorkerState::Serving)
-    {
-        if Instant::now() > deadline {
-            return Err("the workers did not start".into());
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    Ok(())
 }
 
 /// The built-in client of `--demo`.
