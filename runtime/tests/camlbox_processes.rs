@@ -303,7 +303,7 @@ fn wrong_type_across_processes() -> Result<String, String> {
 /// exactly once. Last in the list: the parker thread it starts stays in
 /// this process.
 fn async_receive_loses_nothing() -> Result<String, String> {
-    const N: u64 = 400;
+    const N: u64 = 500;
     let name = box_name("async");
     let (mut rx, _) = Camlbox::<u64>::create_named(&name, 8, 64).map_err(|e| e.to_string())?;
     let child = fork_child({
