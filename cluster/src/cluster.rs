@@ -1,0 +1,261 @@
+//! [`run`] and [`Cluster`]: a rank of an MPI job as an mc master.
+
+use std::marker::PhantomData;
+
+use mpi::topology::SimpleCommunicator;
+use mpi::traits::{Communicator, CommunicatorCollectives, Destination, Root, Source};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::{frame, ClusterError};
+
+/// The tag of [`Cluster::send`] / [`Cluster::recv`] messages.
+const TAG_USER: i32 = 1;
+/// The tag of [`Cluster::gather`] (and `reduce`) messages.
+const TAG_GATHER: i32 = 2;
+
+/// This rank's view of the job: who it is, and how it talks to the others.
+/// Only the thread that called [`run`] uses it (MPI runs `Funneled`).
+pub struct Cluster {
+    world: SimpleCommunicator,
+    rank: usize,
+    size: usize,
+    node: String,
+    threading: mpi::Threading,
+    /// Not `Send`, not `Sync`: MPI is called from one thread only.
+    _one_thread: PhantomData<*const ()>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("rank", &self.rank)
+            .field("size", &self.size)
+            .field("node", &self.node)
+            .finish()
+    }
+}
+
+/// Runs `f` as this rank's first process: starts mc's run (so the master,
+/// and every worker it forks, exist before MPI does), then initialises MPI
+/// (`Funneled`) and calls `f` with the rank's [`Cluster`]. MPI is finalised
+/// when `f` returns, then the run ends. A program that was not started by
+/// `mpirun` or `srun` runs as a job of one rank.
+///
+/// # Errors
+///
+/// [`ClusterError::Init`] when MPI cannot be initialised (it was, already,
+/// in this process); [`ClusterError::Mc`] when the run fails or its first
+/// process does not return (a panic in `f`).
+pub fn run<R>(f: impl FnOnce(&Cluster) -> R) -> Result<R, ClusterError> {
+    let report = mc::run(move || -> Result<R, ClusterError> {
+        let (universe, threading) =
+            mpi::initialize_with_threading(mpi::Threading::Funneled).ok_or_else(|| {
+                ClusterError::Init("MPI is initialised already in this process".into())
+            })?;
+        let world = universe.world();
+        let cluster = Cluster {
+            rank: usize::try_from(world.rank()).unwrap_or(0),
+            size: usize::try_from(world.size()).unwrap_or(1),
+            node: mpi::environment::processor_name().unwrap_or_else(|_| "?".into()),
+            threading,
+            world,
+            _one_thread: PhantomData,
+        };
+        let r = f(&cluster);
+        drop(cluster);
+        // MPI_Finalize.
+        drop(universe);
+        Ok(r)
+    })?;
+    match report.into_result() {
+        Ok(r) => r,
+        Err(ended) => Err(ClusterError::Mc(mc::Error::new(format!(
+            "the rank's first process did not return: {ended}"
+        )))),
+    }
+}
+
+impl Cluster {
+    /// This rank (0 to [`size`](Self::size) - 1).
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
+    /// The number of ranks in the job.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Whether this is rank 0.
+    pub fn is_root(&self) -> bool {
+        self.rank == 0
+    }
+
+    /// The name of the node this rank runs on (MPI's processor name).
+    pub fn node_name(&self) -> &str {
+        &self.node
+    }
+
+    /// The thread level MPI granted (`Funneled` or more).
+    pub fn threading(&self) -> mpi::Threading {
+        self.threading
+    }
+
+    fn check(&self, rank: usize) -> Result<i32, ClusterError> {
+        if rank >= self.size {
+            return Err(ClusterError::NoSuchRank {
+                rank,
+                size: self.size,
+            });
+        }
+        i32::try_from(rank).map_err(|_| ClusterError::NoSuchRank {
+            rank,
+            size: self.size,
+        })
+    }
+
+    /// Sends `value` to rank `to` (blocking until MPI has taken the bytes).
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::NoSuchRank`]; [`ClusterError::Encode`] when the value
+    /// cannot be encoded.
+    pub fn send<T: Serialize>(&self, to: usize, value: &T) -> Result<(), ClusterError> {
+        let to = self.check(to)?;
+        let bytes = frame::encode(value)?;
+        self.world
+            .process_at_rank(to)
+            .send_with_tag(&bytes[..], TAG_USER);
+        Ok(())
+    }
+
+    /// Receives the next value that rank `from` sent with [`send`](Self::send).
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::NoSuchRank`]; [`ClusterError::BadMessage`] when the
+    /// message holds another type, or is cut or corrupt.
+    pub fn recv<T: DeserializeOwned>(&self, from: usize) -> Result<T, ClusterError> {
+        let r = self.check(from)?;
+        let (bytes, _) = self
+            .world
+            .process_at_rank(r)
+            .receive_vec_with_tag::<u8>(TAG_USER);
+        frame::decode(from, &bytes)
+    }
+
+    /// Receives the next value any rank sent with [`send`](Self::send), and
+    /// the rank it came from.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Self::recv).
+    pub fn recv_any<T: DeserializeOwned>(&self) -> Result<(usize, T), ClusterError> {
+        let (bytes, status) = self.world.any_process().receive_vec_with_tag::<u8>(TAG_USER);
+        let from = usize::try_from(status.source_rank()).unwrap_or(usize::MAX);
+        Ok((from, frame::decode(from, &bytes)?))
+    }
+
+    /// Broadcasts rank `root`'s value to every rank: the root gives
+    /// `Some(value)`, the others `None`; every rank gets the value.
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::NoSuchRank`]; [`ClusterError::Encode`] on the root
+    /// (also when it gives `None`: the others then get `BadMessage`);
+    /// [`ClusterError::BadMessage`] as for [`recv`](Self::recv).
+    pub fn broadcast<T: Serialize + DeserializeOwned>(
+        &self,
+        root: usize,
+        value: Option<&T>,
+    ) -> Result<T, ClusterError> {
+        let r = self.check(root)?;
+        let proc = self.world.process_at_rank(r);
+        let mut bytes = Vec::new();
+        let mut encode_err = None;
+        if self.rank == root {
+            match value.map(frame::encode).transpose() {
+                Ok(Some(b)) => bytes = b,
+                Ok(None) => {
+                    encode_err = Some(ClusterError::Encode(
+                        "the root of a broadcast must give a value".into(),
+                    ))
+                }
+                Err(e) => encode_err = Some(e),
+            }
+        }
+        // The length first (0: nothing follows, the others fail too).
+        let mut len = bytes.len() as u64;
+        proc.broadcast_into(&mut len);
+        let len = usize::try_from(len).map_err(|_| ClusterError::BadMessage {
+            from: root,
+            reason: "a broadcast longer than the address space".into(),
+        })?;
+        bytes.resize(len, 0);
+        if len > 0 {
+            proc.broadcast_into(&mut bytes[..]);
+        }
+        if let Some(e) = encode_err {
+            return Err(e);
+        }
+        frame::decode(root, &bytes)
+    }
+
+    /// Gathers every rank's value on rank `root`, in rank order: `Some`
+    /// there, `None` on the others.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send) and [`recv`](Self::recv).
+    pub fn gather<T: Serialize + DeserializeOwned>(
+        &self,
+        root: usize,
+        value: &T,
+    ) -> Result<Option<Vec<T>>, ClusterError> {
+        let r = self.check(root)?;
+        if self.rank != root {
+            let bytes = frame::encode(value)?;
+            self.world
+                .process_at_rank(r)
+                .send_with_tag(&bytes[..], TAG_GATHER);
+            return Ok(None);
+        }
+        let mine = frame::encode(value)?;
+        let mut all = Vec::with_capacity(self.size);
+        for from in 0..self.size {
+            if from == root {
+                all.push(frame::decode(root, &mine)?);
+                continue;
+            }
+            let (bytes, _) = self
+                .world
+                .process_at_rank(self.check(from)?)
+                .receive_vec_with_tag::<u8>(TAG_GATHER);
+            all.push(frame::decode(from, &bytes)?);
+        }
+        Ok(Some(all))
+    }
+
+    /// Combines every rank's value with `op` on rank `root` (in rank order:
+    /// `op(op(v0, v1), v2)…`): `Some` there, `None` on the others.
+    ///
+    /// # Errors
+    ///
+    /// As [`gather`](Self::gather).
+    pub fn reduce<T: Serialize + DeserializeOwned>(
+        &self,
+        root: usize,
+        value: &T,
+        op: impl FnMut(T, T) -> T,
+    ) -> Result<Option<T>, ClusterError> {
+        Ok(self
+            .gather(root, value)?
+            .and_then(|all| all.into_iter().reduce(op)))
+    }
+
+    /// Waits until every rank has called it.
+    pub fn barrier(&self) {
+        self.world.barrier();
+    }
+}

@@ -1,0 +1,226 @@
+//! The cluster tests, on Open MPI on this machine. `harness = false`:
+//! started by `cargo test` (no MPI environment), the program launches
+//! itself with `mpirun -np 2` and `-np 3` (and once alone, as a job of one
+//! rank) and checks what every rank printed; each launch is killed after
+//! 120 s. Started by `mpirun`, it is a rank and runs the checks.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mc_cluster::{Cluster, ClusterError};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Job {
+    id: u64,
+    name: String,
+    values: Vec<f64>,
+    tags: Option<Vec<String>>,
+}
+
+#[derive(mc::Shared, Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Table {
+    title: String,
+    rows: Vec<(u32, String)>,
+}
+
+#[mc::process]
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn job(i: u64) -> Job {
+    Job {
+        id: i,
+        name: format!("job-{i}"),
+        values: (0..i).map(|k| k as f64 * 0.5).collect(),
+        tags: i.is_multiple_of(2).then(|| vec!["even".into(); i as usize]),
+    }
+}
+
+fn check(c: &Cluster) -> Result<(), String> {
+    let (rank, size) = (c.rank(), c.size());
+    let e = |e: ClusterError| e.to_string();
+    // 1. A typed struct to every rank and back, changed.
+    if c.is_root() {
+        for r in 1..size {
+            c.send(r, &job(r as u64)).map_err(e)?;
+        }
+        for r in 1..size {
+            let back: Job = c.recv(r).map_err(e)?;
+            let mut want = job(r as u64);
+            want.name.push_str(&format!(" done by {r}"));
+            want.values.push(r as f64);
+            if back != want {
+                return Err(format!("round trip with rank {r}: {back:?}"));
+            }
+        }
+    } else {
+        let mut j: Job = c.recv(0).map_err(e)?;
+        if j != job(rank as u64) {
+            return Err(format!("rank {rank} got {j:?}"));
+        }
+        j.name.push_str(&format!(" done by {rank}"));
+        j.values.push(rank as f64);
+        c.send(0, &j).map_err(e)?;
+    }
+    // 2. The root broadcasts a value it read from a heap.
+    let want = Table {
+        title: "ranks".into(),
+        rows: (0..5).map(|i| (i, format!("row {i}"))).collect(),
+    };
+    let mine = if c.is_root() {
+        let pool = mc::Pool::create(16 << 20).map_err(|e| e.to_string())?;
+        let heap = mc::Heap::create(&pool, &want).map_err(|e| e.to_string())?;
+        Some(heap.copy().map_err(|e| e.to_string())?)
+    } else {
+        None
+    };
+    let got: Table = c.broadcast(0, mine.as_ref()).map_err(e)?;
+    if got != want {
+        return Err(format!("broadcast: {got:?}"));
+    }
+    // 3. Gather every rank's (rank, node).
+    let all = c.gather(0, &(rank, c.node_name().to_owned())).map_err(e)?;
+    if let Some(all) = all {
+        let ranks: Vec<usize> = all.iter().map(|(r, _)| *r).collect();
+        if ranks != (0..size).collect::<Vec<_>>() || all.iter().any(|(_, n)| n.is_empty()) {
+            return Err(format!("gather: {all:?}"));
+        }
+    }
+    // 4. Each rank's mc workers compute squares; the sums are reduced.
+    let pids: Vec<_> = (0..3u64)
+        .map(|i| square::start(rank as u64 * 10 + i))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let mut local = 0u64;
+    for p in pids {
+        local += square::join(p).map_err(|e| e.to_string())?;
+    }
+    let total = c.reduce(0, &local, |a, b| a + b).map_err(e)?;
+    if let Some(total) = total {
+        let want: u64 = (0..size as u64)
+            .flat_map(|r| (0..3).map(move |i| (r * 10 + i) * (r * 10 + i)))
+            .sum();
+        if total != want {
+            return Err(format!("reduce: {total}, not {want}"));
+        }
+    }
+    // 5. A message of another type is refused, naming its sender.
+    if size >= 2 {
+        if rank == 1 {
+            c.send(0, &"not a number".to_string()).map_err(e)?;
+        } else if rank == 0 {
+            match c.recv::<u64>(1) {
+                Err(ClusterError::BadMessage { from: 1, .. }) => {}
+                other => return Err(format!("a wrong type was taken: {other:?}")),
+            }
+        }
+    }
+    // Bad ranks are errors.
+    if !matches!(c.send(size, &1u8), Err(ClusterError::NoSuchRank { .. })) {
+        return Err("a send to a rank past the end".into());
+    }
+    c.barrier();
+    Ok(())
+}
+
+fn rank_main() {
+    let r = mc_cluster::run(|c| {
+        let r = check(c);
+        match &r {
+            Ok(()) => println!(
+                "rank {}/{} on {}: ok ({:?})",
+                c.rank(),
+                c.size(),
+                c.node_name(),
+                c.threading()
+            ),
+            Err(e) => println!("rank {}/{}: FAILED: {e}", c.rank(), c.size()),
+        }
+        r
+    });
+    match r {
+        Ok(Ok(())) => std::process::exit(0),
+        Ok(Err(_)) => std::process::exit(1),
+        Err(e) => {
+            println!("mc_cluster::run failed: {e}");
+            std::process::exit(1)
+        }
+    }
+}
+
+/// Runs `cmd`, killed after 120 s; its status and output.
+fn launch(mut cmd: Command) -> Result<String, String> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(s) = child.try_wait().map_err(|e| e.to_string())? {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err("still running after 120 s: killed".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (mut out, mut err) = (String::new(), String::new());
+    child.stdout.take().map(|mut s| s.read_to_string(&mut out));
+    child.stderr.take().map(|mut s| s.read_to_string(&mut err));
+    if !status.success() {
+        return Err(format!("{status}\nstdout:\n{out}\nstderr:\n{err}"));
+    }
+    Ok(out)
+}
+
+fn main() {
+    if std::env::var_os("OMPI_COMM_WORLD_SIZE").is_some()
+        || std::env::var_os("MC_CLUSTER_RANK").is_some()
+    {
+        rank_main();
+    }
+    let exe = std::env::current_exe().expect("the test's path");
+    let mut failed = 0;
+    // A job of one rank: started without mpirun.
+    let mut alone = Command::new(&exe);
+    alone.env("MC_CLUSTER_RANK", "1");
+    let runs: Vec<(String, Command, usize)> = std::iter::once(("alone".to_string(), alone, 1))
+        .chain([2usize, 3].into_iter().map(|np| {
+            let mut c = Command::new("mpirun");
+            c.args(["--allow-run-as-root", "--oversubscribe", "-np"])
+                .arg(np.to_string())
+                .arg(&exe);
+            (format!("mpirun -np {np}"), c, np)
+        }))
+        .collect();
+    for (name, cmd, np) in runs {
+        let t = Instant::now();
+        match launch(cmd) {
+            Ok(out) => {
+                let oks = (0..np)
+                    .filter(|r| out.contains(&format!("rank {r}/{np} on ")))
+                    .count();
+                if oks == np {
+                    println!("ok     {name}: {np} ranks checked ({:.2?})", t.elapsed());
+                } else {
+                    failed += 1;
+                    println!("FAILED {name}: {oks} of {np} ranks reported ok:\n{out}");
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                println!("FAILED {name}: {e}");
+            }
+        }
+    }
+    println!("{} passed, {failed} failed", 3 - failed);
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}
