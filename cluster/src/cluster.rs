@@ -49,8 +49,8 @@ impl std::fmt::Debug for Cluster {
 /// process does not return (a panic in `f`).
 pub fn run<R>(f: impl FnOnce(&Cluster) -> R) -> Result<R, ClusterError> {
     let report = mc::run(move || -> Result<R, ClusterError> {
-        let (universe, threading) =
-            mpi::initialize_with_threading(mpi::Threading::Funneled).ok_or_else(|| {
+        let (universe, threading) = mpi::initialize_with_threading(mpi::Threading::Funneled)
+            .ok_or_else(|| {
                 ClusterError::Init("MPI is initialised already in this process".into())
             })?;
         let world = universe.world();
@@ -152,7 +152,10 @@ impl Cluster {
     ///
     /// As [`recv`](Self::recv).
     pub fn recv_any<T: DeserializeOwned>(&self) -> Result<(usize, T), ClusterError> {
-        let (bytes, status) = self.world.any_process().receive_vec_with_tag::<u8>(TAG_USER);
+        let (bytes, status) = self
+            .world
+            .any_process()
+            .receive_vec_with_tag::<u8>(TAG_USER);
         let from = usize::try_from(status.source_rank()).unwrap_or(usize::MAX);
         Ok((from, frame::decode(from, &bytes)?))
     }

@@ -86,7 +86,11 @@ impl fmt::Display for ClusterError {
             }
             ClusterError::Encode(e) => write!(f, "a value could not be encoded: {e}"),
             ClusterError::NoSuchRank { rank, size } => {
-                write!(f, "no rank {rank}: the job has {size} ranks (0 to {})", size - 1)
+                write!(
+                    f,
+                    "no rank {rank}: the job has {size} ranks (0 to {})",
+                    size - 1
+                )
             }
             ClusterError::Mc(e) => write!(f, "{e}"),
         }
