@@ -534,6 +534,179 @@ fn semaphore_ping_pong() -> Result<String, String> {
     Ok(format!("{ROUNDS} round trips in {:?}", start.elapsed()))
 }
 
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .expect("runtime")
+}
+
+/// Async locks across processes: tasks of two processes (on tokio
+/// runtimes of 2 threads, holding the lock across awaits) and blocking
+/// lockers count exactly; a process that dies holding an async guard is
+/// taken over; an async consumer waits on a condition variable that a
+/// blocking producer in another process notifies. Last in the list: the
+/// parker thread it starts stays in this process.
+fn async_locks_across_processes() -> Result<String, String> {
+    const TASKS: u64 = 4;
+    const PER: u64 = 2_000;
+    let m = shared(Mutex::new(0u64));
+    let pids: Vec<_> = (0..2)
+        .map(|_| {
+            fork_child(|| {
+                runtime().block_on(async {
+                    let ts: Vec<_> = (0..TASKS)
+                        .map(|_| {
+                            tokio::spawn(async {
+                                for _ in 0..PER {
+                                    let mut g = m.lock_async().await.expect("lock");
+                                    *g += 1;
+                                    tokio::task::yield_now().await;
+                                }
+                            })
+                        })
+                        .collect();
+                    for t in ts {
+                        t.await.expect("task");
+                    }
+                });
+                0
+            })
+        })
+        .collect();
+    for _ in 0..2 * TASKS * PER {
+        *m.lock().map_err(|e| e.to_string())? += 1;
+    }
+    for pid in pids {
+        expect_exit_ok(pid, Duration::from_secs(60))?;
+    }
+    let n = *m.lock().map_err(|e| e.to_string())?;
+    ensure(n == 4 * TASKS * PER, || format!("counter {n}"))?;
+
+    // A process that dies holding an async guard.
+    let d = shared(Mutex::new(7u64));
+    let hs = shared(Handshake {
+        ready: AtomicU32::new(0),
+    });
+    let pid = fork_child(|| {
+        runtime().block_on(async {
+            let g = d.lock_async().await.expect("lock");
+            hs.ready.store(1, SeqCst);
+            std::mem::forget(g);
+            linger()
+        })
+    });
+    wait_for(Duration::from_secs(10), || hs.ready.load(SeqCst) == 1)?;
+    kill(pid);
+    let _ = wait_child(pid, Duration::from_secs(10));
+    let rt = runtime();
+    let t = Instant::now();
+    let died = rt.block_on(async {
+        let mut g = tokio::time::timeout(Duration::from_secs(10), d.lock_async())
+            .await
+            .map_err(|_| "the dead holder's lock was not taken over in 10 s".to_string())?
+            .map_err(|e| e.to_string())?;
+        let died = g.owner_died();
+        g.mark_consistent();
+        Ok::<_, String>(died)
+    })?;
+    ensure(died, || "owner_died not reported".into())?;
+    let takeover = t.elapsed();
+
+    // A reader/writer lock: a process dies holding an async write guard,
+    // another holding an async read guard.
+    let l = shared(RwLock::new(1u64));
+    for writer in [true, false] {
+        hs.ready.store(0, SeqCst);
+        let pid = fork_child(|| {
+            runtime().block_on(async {
+                if writer {
+                    let mut g = l.write_async().await.expect("write");
+                    *g = 2;
+                    hs.ready.store(1, SeqCst);
+                    std::mem::forget(g);
+                } else {
+                    let g = l.read_async().await.expect("read");
+                    hs.ready.store(1, SeqCst);
+                    std::mem::forget(g);
+                }
+                linger()
+            })
+        });
+        wait_for(Duration::from_secs(10), || hs.ready.load(SeqCst) == 1)?;
+        kill(pid);
+        let _ = wait_child(pid, Duration::from_secs(10));
+        let r = rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(10), async {
+                if writer {
+                    // Readers are refused until a writer repairs the data.
+                    loop {
+                        match l.read_async().await {
+                            Err(LockError::Poisoned) => break,
+                            Ok(_) => tokio::time::sleep(Duration::from_millis(1)).await,
+                            Err(e) => return Err(e.to_string()),
+                        }
+                    }
+                }
+                let mut g = l.write_async().await.map_err(|e| e.to_string())?;
+                ensure(g.owner_died() == writer, || {
+                    format!(
+                        "owner_died {} after a dead {}",
+                        g.owner_died(),
+                        if writer { "writer" } else { "reader" }
+                    )
+                })?;
+                g.mark_consistent();
+                *g = 3;
+                drop(g);
+                let v = *l.read_async().await.map_err(|e| e.to_string())?;
+                ensure(v == 3, || format!("read {v}"))
+            })
+            .await
+            .map_err(|_| "a dead holder of the reader/writer lock kept it for 10 s".to_string())?
+        });
+        r?;
+    }
+
+    // A blocking producer in another process, an async consumer here.
+    let q = shared(Mutex::new((0u64, 0u64)));
+    let cv = shared(Condvar::new());
+    let producer = fork_child(|| {
+        for i in 1..=100u64 {
+            {
+                let mut g = q.lock().expect("lock");
+                g.0 += 1;
+                g.1 += i;
+            }
+            cv.notify_one();
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        0
+    });
+    let (count, sum) = rt.block_on(async {
+        let work = async {
+            let mut g = q.lock_async().await.map_err(|e| e.to_string())?;
+            while g.0 < 100 {
+                g = cv.wait_async(g).await.map_err(|e| e.to_string())?;
+            }
+            Ok::<_, String>(*g)
+        };
+        tokio::time::timeout(Duration::from_secs(30), work)
+            .await
+            .map_err(|_| "the consumer waited 30 s".to_string())?
+    })?;
+    expect_exit_ok(producer, Duration::from_secs(30))?;
+    ensure(count == 100 && sum == 5050, || {
+        format!("{count} items, sum {sum}")
+    })?;
+    Ok(format!(
+        "{n} increments (async tasks of 2 processes and a blocking locker); \
+         a dead async holder taken over in {takeover:.2?} (and a dead async writer and reader \
+         of a reader/writer lock); 100 notifications awaited"
+    ))
+}
+
 fn main() {
     let scenarios: &[(&str, Scenario)] = &[
         ("counter_four_processes", counter_four_processes),
@@ -550,6 +723,7 @@ fn main() {
         ("blocked_waiter_takes_over", blocked_waiter_takes_over),
         ("barrier_three_processes", barrier_three_processes),
         ("semaphore_ping_pong", semaphore_ping_pong),
+        ("async_locks_across_processes", async_locks_across_processes),
     ];
     run_scenarios(scenarios);
 }

@@ -48,6 +48,7 @@
 //! assert_eq!(bump(&COUNTER), Ok(1));
 //! ```
 
+mod asynch;
 mod barrier;
 mod condvar;
 pub(crate) mod futex;
@@ -60,6 +61,9 @@ mod rwlock;
 mod semaphore;
 mod shared;
 
+pub use asynch::{
+    AsyncGuard, AsyncMutexGuard, AsyncRaw, AsyncReadGuard, AsyncWriteGuard, LockAsync, ReadAsync,
+};
 pub use barrier::Barrier;
 pub use condvar::{Condvar, WaitTimeoutResult};
 pub use lock::{InPlace, Lock, LockGuard, Owned, Placement};

@@ -18,7 +18,7 @@
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::task::Waker;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::os::futex::{self as os_futex, WaitAny, WAIT_ANY_MAX};
 use crate::os::ids::process_key;
@@ -28,6 +28,8 @@ struct Reg {
     addr: usize,
     expected: u32,
     waker: Waker,
+    /// Woken then at the latest, changed or not.
+    deadline: Option<Instant>,
 }
 
 struct Parker {
@@ -41,6 +43,11 @@ struct Parker {
     /// Whether its thread runs (without it, registrations wake at once and
     /// futures poll again).
     running: AtomicBool,
+    /// The thread id of its thread (0 until it runs): the holder id of
+    /// locks that futures take (see [`holder_tid`]).
+    tid: AtomicU32,
+    /// Set once whether the thread started is known.
+    settled: AtomicBool,
 }
 
 /// The parker of the current process (or of the parent a `fork` copied it
@@ -70,6 +77,8 @@ fn parker() -> &'static Parker {
             ctrl: AtomicU32::new(0),
             next_id: AtomicU64::new(1),
             running: AtomicBool::new(false),
+            tid: AtomicU32::new(0),
+            settled: AtomicBool::new(false),
         }));
         if CURRENT
             .compare_exchange(cur, fresh, Ordering::AcqRel, Ordering::Acquire)
@@ -86,14 +95,18 @@ fn parker() -> &'static Parker {
             .name("mc-parker".into())
             .spawn(move || p.run());
         p.running.store(spawned.is_ok(), Ordering::SeqCst);
+        p.settled.store(true, Ordering::SeqCst);
         return p;
     }
 }
 
 impl Parker {
     fn run(&self) {
+        self.tid
+            .store(crate::os::ids::current_tid(), Ordering::SeqCst);
         loop {
             let mut wake = Vec::new();
+            let mut next_deadline: Option<Instant> = None;
             let words: Vec<(usize, u32)> = {
                 let mut regs = self.regs.lock().unwrap_or_else(|p| p.into_inner());
                 // Under the lock every registered word is still mapped (a
@@ -103,10 +116,14 @@ impl Parker {
                     // `AtomicU32` while it is registered.
                     let now = unsafe { &*std::ptr::with_exposed_provenance::<AtomicU32>(r.addr) }
                         .load(Ordering::SeqCst);
-                    if now != r.expected {
+                    let due = r.deadline.is_some_and(|d| d <= Instant::now());
+                    if now != r.expected || due {
                         wake.push(r.waker.clone());
                         false
                     } else {
+                        if let Some(d) = r.deadline {
+                            next_deadline = Some(next_deadline.map_or(d, |n| n.min(d)));
+                        }
                         true
                     }
                 });
@@ -121,7 +138,10 @@ impl Parker {
             };
             // Outside the lock: a waker may run code that registers.
             wake.into_iter().for_each(Waker::wake);
-            if os_futex::wait_any(&words, Some(RECHECK)) == WaitAny::Unsupported {
+            let timeout = next_deadline.map_or(RECHECK, |d| {
+                d.saturating_duration_since(Instant::now()).min(RECHECK)
+            });
+            if os_futex::wait_any(&words, Some(timeout)) == WaitAny::Unsupported {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
@@ -130,6 +150,26 @@ impl Parker {
     fn changed(&self) {
         self.ctrl.fetch_add(1, Ordering::SeqCst);
         os_futex::wake(&self.ctrl, 1);
+    }
+}
+
+/// The holder id of the locks that futures of this process take: the
+/// parker thread's id. That thread lives as long as the process, so a
+/// lock held by a task (which moves between threads, whose threads may end)
+/// is taken over as a dead holder's only when the process is gone. `None`
+/// when the parker thread cannot run.
+pub(crate) fn holder_tid() -> Option<u32> {
+    let p = parker();
+    loop {
+        let t = p.tid.load(Ordering::SeqCst);
+        if t != 0 {
+            return Some(t);
+        }
+        if p.settled.load(Ordering::SeqCst) && !p.running.load(Ordering::SeqCst) {
+            return None;
+        }
+        // The thread was just started: it records its id first thing.
+        std::thread::yield_now();
     }
 }
 
@@ -146,6 +186,17 @@ pub(crate) struct Registration {
 /// The caller keeps `word` mapped (and the `AtomicU32` alive) until the
 /// registration is dropped.
 pub(crate) fn register(word: &AtomicU32, expected: u32, waker: &Waker) -> Registration {
+    register_until(word, expected, waker, None)
+}
+
+/// [`register`], also waking `waker` at `deadline` if the word has not
+/// changed by then.
+pub(crate) fn register_until(
+    word: &AtomicU32,
+    expected: u32,
+    waker: &Waker,
+    deadline: Option<Instant>,
+) -> Registration {
     let p = parker();
     if !p.running.load(Ordering::SeqCst) {
         // No thread to watch the word: the future polls again at once.
@@ -160,6 +211,7 @@ pub(crate) fn register(word: &AtomicU32, expected: u32, waker: &Waker) -> Regist
             addr: std::ptr::from_ref(word).expose_provenance(),
             expected,
             waker: waker.clone(),
+            deadline,
         });
     }
     p.changed();

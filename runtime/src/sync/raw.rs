@@ -50,6 +50,7 @@ pub use condvar::{CondvarWait, RawCondvar};
 pub(crate) use lock::sealed;
 pub use lock::RawLock;
 pub use mutex::RawMutex;
+pub(crate) use rwlock::ReadAttempt;
 pub use rwlock::{RawRwLock, READER_SLOTS};
 pub use semaphore::{RawSemaphore, SemaphoreWait};
 
@@ -72,7 +73,7 @@ impl Acquired {
 }
 
 /// What a locker's look at an exclusive lock word found.
-enum Found {
+pub(crate) enum Found {
     /// The word was free and is now the caller's.
     Taken(Acquired),
     /// Another thread, `owner`, holds it: the word read was `w`.
@@ -99,6 +100,9 @@ pub enum LockError {
     NotOwner,
     /// A semaphore's count would exceed [`RawSemaphore::MAX`].
     Overflow,
+    /// An async acquisition needs the process's parker thread, which could
+    /// not be started (the system refused a new thread).
+    NoParker,
 }
 
 impl std::fmt::Display for LockError {
@@ -115,6 +119,11 @@ impl std::fmt::Display for LockError {
             LockError::Deadlock => write!(f, "the calling thread already holds the lock"),
             LockError::NotOwner => write!(f, "the calling thread does not hold the lock"),
             LockError::Overflow => write!(f, "the semaphore count would overflow"),
+            LockError::NoParker => write!(
+                f,
+                "an async lock needs mc's parker thread, which could not be started (too many \
+                 threads?): use the blocking lock"
+            ),
         }
     }
 }

@@ -68,6 +68,12 @@ impl std::fmt::Debug for RawCondvar {
 }
 
 impl RawCondvar {
+    /// The sequence word a waiter sleeps on, and its waiter count (for an
+    /// async wait).
+    pub(crate) fn words(&self) -> (&AtomicU32, &AtomicU32) {
+        (&self.seq, &self.waiters)
+    }
+
     /// A condition variable nobody waits on.
     pub const fn new() -> Self {
         RawCondvar {

@@ -213,6 +213,101 @@ impl RawMutex {
         }
     }
 
+    /// The lock word (for a future's wait on it).
+    pub(crate) fn word(&self) -> &AtomicU32 {
+        &self.word
+    }
+
+    /// One attempt for the holder id `tid` of a future (see
+    /// `parker::holder_tid`): takes a free word; a word held by `tid`
+    /// itself is held by another task of this process, not a deadlock.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::Poisoned`] when the lock is not recoverable.
+    pub(crate) fn attempt_as(&self, tid: u32) -> Result<Found, LockError> {
+        loop {
+            let w = self.word.load(Ordering::Relaxed);
+            let owner = w & TID_MASK;
+            if owner == 0 {
+                if let Some(a) = self.acquire_free(w, tid, 0) {
+                    return Ok(Found::Taken(a));
+                }
+                continue;
+            }
+            if owner == NOT_RECOVERABLE {
+                return Err(LockError::Poisoned);
+            }
+            return Ok(Found::Held { w, owner });
+        }
+    }
+
+    /// Sets the waiters bit on the word `w` (so that the holder's release
+    /// wakes the word); the word with it, or `None` when the word changed
+    /// meanwhile.
+    pub(crate) fn with_waiters(&self, w: u32) -> Option<u32> {
+        if w & WAITERS != 0 {
+            return Some(w);
+        }
+        self.word
+            .compare_exchange(w, w | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
+            .ok()
+            .map(|_| w | WAITERS)
+    }
+
+    /// Takes the lock of the dead holder recorded in `w` for `tid`
+    /// (keeping the waiters bit: others may wait).
+    pub(crate) fn take_over_as(&self, w: u32, tid: u32) -> bool {
+        self.take_over(w, tid | WAITERS)
+    }
+
+    /// [`unlock`](Self::unlock) for the holder id `tid`, from any thread.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::NotOwner`] when `tid` does not hold the lock.
+    pub(crate) fn unlock_as(&self, tid: u32) -> Result<(), LockError> {
+        let w = self.word.load(Ordering::Relaxed);
+        if w & TID_MASK != tid {
+            return Err(LockError::NotOwner);
+        }
+        self.release(if w & INCONSISTENT != 0 {
+            NOT_RECOVERABLE
+        } else {
+            0
+        });
+        Ok(())
+    }
+
+    /// [`abandon`](Self::abandon) for the holder id `tid`.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::NotOwner`] when `tid` does not hold the lock.
+    pub(crate) fn abandon_as(&self, tid: u32) -> Result<(), LockError> {
+        if self.word.load(Ordering::Relaxed) & TID_MASK != tid {
+            return Err(LockError::NotOwner);
+        }
+        self.release(INCONSISTENT);
+        Ok(())
+    }
+
+    /// [`mark_consistent`](Self::mark_consistent) for the holder id `tid`.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::NotOwner`] when `tid` does not hold the lock.
+    pub(crate) fn mark_consistent_as(&self, tid: u32) -> Result<(), LockError> {
+        let w = self.word.load(Ordering::Relaxed);
+        if w & TID_MASK != tid {
+            return Err(LockError::NotOwner);
+        }
+        if w & INCONSISTENT != 0 {
+            self.word.fetch_and(!INCONSISTENT, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
     /// Releases the lock.
     ///
     /// If this thread took the lock over from a dead holder

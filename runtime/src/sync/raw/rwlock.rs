@@ -95,6 +95,19 @@ fn refuses_readers(s: u32) -> bool {
     owner == NOT_RECOVERABLE || (owner == 0 && s & INCONSISTENT != 0)
 }
 
+/// What a future's read attempt found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReadAttempt {
+    /// It holds reader slot `.0`.
+    In(usize),
+    /// A writer holds the writer field: the state read was `s`.
+    Writer { s: u32, owner: u32 },
+    /// Every slot is busy.
+    Full,
+    /// A writer showed up while it claimed a slot: try again.
+    Again,
+}
+
 /// How a reader's [`enter`](RawRwLock::enter) went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Entry {
@@ -445,6 +458,169 @@ impl RawRwLock {
             }
             return Ok(Found::Held { w: s, owner });
         }
+    }
+
+    // ------------------------------------------------------------------
+    // For futures, under the process's holder id (see `sync::asynch`): a
+    // word held by that id is held by another task, not a deadlock.
+
+    /// The state word (writers' futex).
+    pub(crate) fn state_word(&self) -> &AtomicU32 {
+        &self.state
+    }
+
+    /// The counter readers bump when they leave while a writer waits.
+    pub(crate) fn drain_word(&self) -> &AtomicU32 {
+        &self.drain
+    }
+
+    /// One attempt at the writer field for `tid`.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::Poisoned`] when the lock is not recoverable.
+    pub(crate) fn attempt_write_as(&self, tid: u32) -> Result<Found, LockError> {
+        loop {
+            let s = self.state.load(SeqCst);
+            let owner = s & TID_MASK;
+            if owner == NOT_RECOVERABLE {
+                return Err(LockError::Poisoned);
+            }
+            if owner == 0 {
+                if self
+                    .state
+                    .compare_exchange(s, tid | s, SeqCst, SeqCst)
+                    .is_ok()
+                {
+                    return Ok(Found::Taken(if s & INCONSISTENT != 0 {
+                        Acquired::OwnerDied
+                    } else {
+                        Acquired::Clean
+                    }));
+                }
+                continue;
+            }
+            return Ok(Found::Held { w: s, owner });
+        }
+    }
+
+    /// Sets the waiters bit on the state `s`; the state with it, or `None`
+    /// when it changed meanwhile.
+    pub(crate) fn state_with_waiters(&self, s: u32) -> Option<u32> {
+        if s & WAITERS != 0 {
+            return Some(s);
+        }
+        self.state
+            .compare_exchange(s, s | WAITERS, SeqCst, SeqCst)
+            .ok()
+            .map(|_| s | WAITERS)
+    }
+
+    /// Takes the writer field of a dead writer recorded in `s` for `tid`.
+    pub(crate) fn take_over_write_as(&self, s: u32, tid: u32) -> bool {
+        self.state
+            .compare_exchange(s, tid | INCONSISTENT | WAITERS, SeqCst, SeqCst)
+            .is_ok()
+    }
+
+    /// Whether any reader holds a slot (a writer holding the writer field
+    /// waits for none to be left).
+    pub(crate) fn readers_busy(&self) -> bool {
+        !self.no_readers()
+    }
+
+    /// Clears the slots of dead readers (a waiting writer does so after
+    /// each slice).
+    pub(crate) fn reap_dead(&self) {
+        self.reap_dead_readers();
+    }
+
+    /// Gives the writer field back after an acquisition given up (a future
+    /// dropped while readers drained).
+    pub(crate) fn back_out_as(&self, acq: Acquired) {
+        self.back_out(acq);
+    }
+
+    /// Releases the exclusive hold of `tid`.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::NotOwner`] when `tid` does not hold it.
+    pub(crate) fn unlock_write_as(&self, tid: u32) -> Result<(), LockError> {
+        let s = self.state.load(SeqCst);
+        if s & TID_MASK != tid {
+            return Err(LockError::NotOwner);
+        }
+        self.release_write(if s & INCONSISTENT != 0 {
+            NOT_RECOVERABLE
+        } else {
+            0
+        });
+        Ok(())
+    }
+
+    /// Releases the exclusive hold of `tid`, leaving the data inconsistent.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::NotOwner`] when `tid` does not hold it.
+    pub(crate) fn abandon_write_as(&self, tid: u32) -> Result<(), LockError> {
+        if self.state.load(SeqCst) & TID_MASK != tid {
+            return Err(LockError::NotOwner);
+        }
+        self.release_write(INCONSISTENT);
+        Ok(())
+    }
+
+    /// Declares the data consistent, for the writer `tid`.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::NotOwner`] when `tid` does not hold it.
+    pub(crate) fn mark_consistent_as(&self, tid: u32) -> Result<(), LockError> {
+        let s = self.state.load(SeqCst);
+        if s & TID_MASK != tid {
+            return Err(LockError::NotOwner);
+        }
+        if s & INCONSISTENT != 0 {
+            self.state.fetch_and(!INCONSISTENT, SeqCst);
+        }
+        Ok(())
+    }
+
+    /// One attempt to read for `tid`: the slot taken, or what to wait for.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::Poisoned`] while a dead writer's data is unrepaired, or
+    /// when the lock is not recoverable.
+    pub(crate) fn attempt_read_as(&self, tid: u32) -> Result<ReadAttempt, LockError> {
+        let s = self.state.load(SeqCst);
+        if refuses_readers(s) {
+            return Err(LockError::Poisoned);
+        }
+        let owner = s & TID_MASK;
+        if owner != 0 {
+            return Ok(ReadAttempt::Writer { s, owner });
+        }
+        let Some(i) = self.claim_slot(tid) else {
+            return Ok(ReadAttempt::Full);
+        };
+        if self.state.load(SeqCst) & NO_READERS == 0 {
+            return Ok(ReadAttempt::In(i));
+        }
+        self.release_slot(i);
+        Ok(ReadAttempt::Again)
+    }
+
+    /// Releases reader slot `i` (taken by [`attempt_read_as`](Self::attempt_read_as)).
+    pub(crate) fn release_read_slot(&self, i: usize) {
+        self.release_slot(i);
+    }
+
+    /// Frees the writer field of the dead writer recorded in `s`.
+    pub(crate) fn free_dead_writer(&self, s: u32) {
+        self.writer_died(s);
     }
 
     #[cold]
