@@ -13,6 +13,10 @@ use crate::{frame, ClusterError};
 const TAG_USER: i32 = 1;
 /// The tag of [`Cluster::gather`] (and `reduce`) messages.
 const TAG_GATHER: i32 = 2;
+/// [`Cluster::deal`]: a rank's request for tasks (with its last results).
+const TAG_DEAL_ASK: i32 = 3;
+/// [`Cluster::deal`]: the tasks the root deals (none: no more).
+const TAG_DEAL_GIVE: i32 = 4;
 
 /// This rank's view of the job: who it is, and how it talks to the others.
 /// Only the thread that called [`run`] uses it (MPI runs `Funneled`).
@@ -255,6 +259,107 @@ impl Cluster {
         Ok(self
             .gather(root, value)?
             .and_then(|all| all.into_iter().reduce(op)))
+    }
+
+    /// Deals tasks to every rank on demand and collects their results on
+    /// rank 0: a work queue with dynamic load balance. Rank 0 gives the
+    /// tasks (`Some`; the others `None`) and keeps the queue; every rank
+    /// calls `work` on batches of at most `batch` tasks (typically handing
+    /// them to its mc workers) until the queue is empty. A rank asks for
+    /// its next batch when it sends the results of the last one, so fast
+    /// ranks take more. Rank 0 works too, between answering requests.
+    /// Returns every result on rank 0 (in no particular order), `None` on
+    /// the others. Every rank calls it (it ends with a barrier, so that
+    /// one deal's messages never meet the next one's).
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send) and [`recv`](Self::recv);
+    /// [`ClusterError::Encode`] when rank 0 gives no tasks.
+    pub fn deal<T, R>(
+        &self,
+        tasks: Option<Vec<T>>,
+        batch: usize,
+        mut work: impl FnMut(Vec<T>) -> Vec<R>,
+    ) -> Result<Option<Vec<R>>, ClusterError>
+    where
+        T: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        let batch = batch.max(1);
+        let root = self.world.process_at_rank(0);
+        if self.rank != 0 {
+            let mut results: Vec<R> = Vec::new();
+            loop {
+                let ask = frame::encode(&results)?;
+                root.send_with_tag(&ask[..], TAG_DEAL_ASK);
+                let (bytes, _) = root.receive_vec_with_tag::<u8>(TAG_DEAL_GIVE);
+                let tasks: Vec<T> = frame::decode(0, &bytes)?;
+                if tasks.is_empty() {
+                    // Nobody starts the next deal before rank 0 has
+                    // answered every request of this one.
+                    self.world.barrier();
+                    return Ok(None);
+                }
+                results = work(tasks);
+            }
+        }
+        let mut queue: std::collections::VecDeque<T> = tasks
+            .ok_or_else(|| ClusterError::Encode("rank 0 of a deal must give the tasks".into()))?
+            .into();
+        let mut out = Vec::new();
+        let mut asking = self.size - 1;
+        // Answers one rank's request (results in, a batch or "done" out).
+        let answer = |bytes: Vec<u8>,
+                      from: usize,
+                      queue: &mut std::collections::VecDeque<T>,
+                      out: &mut Vec<R>|
+         -> Result<bool, ClusterError> {
+            out.extend(frame::decode::<Vec<R>>(from, &bytes)?);
+            let n = batch.min(queue.len());
+            let give: Vec<T> = queue.drain(..n).collect();
+            let reply = frame::encode(&give)?;
+            self.world
+                .process_at_rank(self.check(from)?)
+                .send_with_tag(&reply[..], TAG_DEAL_GIVE);
+            Ok(give.is_empty())
+        };
+        while asking > 0 || !queue.is_empty() {
+            // Requests first, so that no rank waits while this one works.
+            if let Some(status) = self
+                .world
+                .any_process()
+                .immediate_probe_with_tag(TAG_DEAL_ASK)
+            {
+                let from = status.source_rank();
+                let (bytes, _) = self
+                    .world
+                    .process_at_rank(from)
+                    .receive_vec_with_tag::<u8>(TAG_DEAL_ASK);
+                let from = usize::try_from(from).unwrap_or(usize::MAX);
+                if answer(bytes, from, &mut queue, &mut out)? {
+                    asking -= 1;
+                }
+                continue;
+            }
+            if !queue.is_empty() {
+                let n = batch.min(queue.len());
+                let mine: Vec<T> = queue.drain(..n).collect();
+                out.extend(work(mine));
+                continue;
+            }
+            // Nothing left here: wait for the others' last requests.
+            let (bytes, status) = self
+                .world
+                .any_process()
+                .receive_vec_with_tag::<u8>(TAG_DEAL_ASK);
+            let from = usize::try_from(status.source_rank()).unwrap_or(usize::MAX);
+            if answer(bytes, from, &mut queue, &mut out)? {
+                asking -= 1;
+            }
+        }
+        self.world.barrier();
+        Ok(Some(out))
     }
 
     /// Waits until every rank has called it.

@@ -30,6 +30,30 @@ fn square(x: u64) -> u64 {
     x * x
 }
 
+/// The solutions of N-queens with the first queen in column `col`.
+#[mc::process]
+fn queens_from((n, col): (usize, usize)) -> u64 {
+    fn place(n: usize, row: usize, cols: u32, d1: u32, d2: u32) -> u64 {
+        if row == n {
+            return 1;
+        }
+        let mut count = 0;
+        let free = !(cols | d1 | d2) & ((1 << n) - 1);
+        let mut bits = free;
+        while bits != 0 {
+            let bit = bits & bits.wrapping_neg();
+            bits ^= bit;
+            count += place(n, row + 1, cols | bit, (d1 | bit) << 1, (d2 | bit) >> 1);
+        }
+        count
+    }
+    let bit = 1u32 << col;
+    place(n, 1, bit, bit << 1, bit >> 1)
+}
+
+/// OEIS A000170: the number of solutions of N-queens, N = 0..=12.
+const A000170: [u64; 13] = [1, 1, 0, 0, 2, 10, 4, 40, 92, 352, 724, 2680, 14200];
+
 fn job(i: u64) -> Job {
     Job {
         id: i,
@@ -118,6 +142,29 @@ fn check(c: &Cluster) -> Result<(), String> {
             }
         }
     }
+    // 6. N-queens, N = 4..12, dealt to the ranks task by task (a task is
+    //    the first queen's column), each rank's batch counted by its mc
+    //    workers.
+    for (n, &want) in A000170.iter().enumerate().skip(4) {
+        let tasks = c.is_root().then(|| (0..n).collect::<Vec<usize>>());
+        let counts = c
+            .deal(tasks, 2, |cols| {
+                let pids: Vec<_> = cols
+                    .iter()
+                    .map(|&col| queens_from::start((n, col)).expect("start"))
+                    .collect();
+                pids.into_iter()
+                    .map(|p| queens_from::join(p).expect("join"))
+                    .collect::<Vec<u64>>()
+            })
+            .map_err(e)?;
+        if let Some(counts) = counts {
+            let total: u64 = counts.iter().sum();
+            if counts.len() != n || total != want {
+                return Err(format!("{n}-queens: {total} from {} tasks", counts.len()));
+            }
+        }
+    }
     // Bad ranks are errors.
     if !matches!(c.send(size, &1u8), Err(ClusterError::NoSuchRank { .. })) {
         return Err("a send to a rank past the end".into());
@@ -164,6 +211,14 @@ fn launch(mut cmd: Command) -> Result<String, String> {
             break s;
         }
         if Instant::now() > deadline {
+            // SIGTERM first: mpirun then ends its ranks and cleans up.
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let grace = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < grace && matches!(child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
             let _ = child.kill();
             let _ = child.wait();
             return Err("still running after 120 s: killed".into());
