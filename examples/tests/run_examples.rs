@@ -26,8 +26,13 @@ macro_rules! case {
 }
 
 fn run(c: &Case) -> Result<(), String> {
+    run_with(c, c.args)
+}
+
+/// Runs `c.path` with `args` and checks its verdict as [`run`] does.
+fn run_with(c: &Case, args: &[&str]) -> Result<(), String> {
     let mut child = Command::new(c.path)
-        .args(c.args)
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -137,6 +142,47 @@ fn main() {
         case!("queens_server", ["--demo"], ["queens_server: ok"]),
     ];
     let (mut passed, mut failed) = (0, 0);
+    // With the `mpi` feature: `nqueens --cluster` under mpirun, on 2 and 3
+    // ranks (filter: `cluster`).
+    #[cfg(feature = "mpi")]
+    for (np, n) in [("2", "12"), ("3", "11")] {
+        if filter
+            .as_deref()
+            .is_some_and(|f| !"nqueens-cluster".contains(f))
+        {
+            continue;
+        }
+        let c = Case {
+            bin: "nqueens-cluster",
+            path: "mpirun",
+            args: &[],
+            expect: &["nqueens: ok"],
+            stderr: &[],
+        };
+        let args = [
+            "--allow-run-as-root",
+            "--oversubscribe",
+            "-np",
+            np,
+            env!("CARGO_BIN_EXE_nqueens"),
+            "--cluster",
+            n,
+        ];
+        let t = Instant::now();
+        match run_with(&c, &args) {
+            Ok(()) => {
+                passed += 1;
+                println!(
+                    "test mpirun -np {np} nqueens --cluster {n} ... ok ({:.2?})",
+                    t.elapsed()
+                );
+            }
+            Err(e) => {
+                failed += 1;
+                println!("test mpirun -np {np} nqueens --cluster {n} ... FAILED\n{e}");
+            }
+        }
+    }
     for c in &cases {
         if filter.as_deref().is_some_and(|f| !c.bin.contains(f)) {
             continue;

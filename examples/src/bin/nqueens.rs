@@ -4,7 +4,13 @@
 //!
 //! ```text
 //! nqueens [N] [--workers W] [--variants seq,rayon,mc,...]   (N = 1..=20)
+//! mpirun -np R nqueens --cluster [N] [--workers W]            (feature `mpi`)
 //! ```
+//!
+//! With `--cluster` (built with the `mpi` feature, started by `mpirun` or
+//! `srun`), rank 0 deals the tasks to every rank on demand, each rank counts
+//! its batches with its mc workers, and rank 0 prints the count, checked
+//! against A000170, and a table of ranks, workers, tasks and times.
 //!
 //! Variants:
 //! - `seq`: one process, one thread;
@@ -292,6 +298,10 @@ struct Options {
     /// mp2 (default: all of them).
     #[arg(long, value_delimiter = ',', value_parser = variant_name)]
     variants: Vec<String>,
+    /// Run as one rank of an MPI job (`mpirun -np R nqueens --cluster N`):
+    /// rank 0 deals the tasks, every rank's mc workers count them.
+    #[arg(long)]
+    cluster: bool,
 }
 
 fn variant_name(s: &str) -> Result<String, String> {
@@ -312,6 +322,7 @@ struct Run {
     workers: usize,
     variants: Vec<String>,
     cores: usize,
+    cluster: bool,
 }
 
 fn parse() -> Run {
@@ -326,6 +337,7 @@ fn parse() -> Run {
             o.variants
         },
         cores,
+        cluster: o.cluster,
     }
 }
 
@@ -378,8 +390,90 @@ fn run_variant(name: &str, o: &Run) -> Result<u64, String> {
     }
 }
 
+/// `--cluster`: this process is one rank of an MPI job.
+#[cfg(feature = "mpi")]
+fn cluster_main(o: &Run) -> Result<(), String> {
+    let n = o.n;
+    let workers = o.workers;
+    let r = mc_cluster::run(|c| -> Result<(), String> {
+        let start = Instant::now();
+        let (mut tasks_done, mut busy) = (0usize, Duration::ZERO);
+        let tasks = c.is_root().then(|| nqueens::tasks(n));
+        // A batch keeps every local worker busy a few times over.
+        let counts = c
+            .deal(tasks, workers * 4, |batch: Vec<Task>| {
+                let t = Instant::now();
+                tasks_done += batch.len();
+                let pids: Vec<_> = (0..workers.min(batch.len()))
+                    .map(|w| {
+                        let share = nqueens::share(&batch, w, workers.min(batch.len()));
+                        count_worker::start((n, share)).expect("start a worker")
+                    })
+                    .collect();
+                let count: u64 = pids
+                    .into_iter()
+                    .map(|p| count_worker::join(p).expect("a worker's count"))
+                    .sum();
+                busy += t.elapsed();
+                vec![count]
+            })
+            .map_err(|e| e.to_string())?;
+        let mine = (
+            c.rank(),
+            c.node_name().to_owned(),
+            workers,
+            tasks_done,
+            busy.as_secs_f64(),
+        );
+        let rows = c.gather(0, &mine).map_err(|e| e.to_string())?;
+        let (Some(counts), Some(rows)) = (counts, rows) else {
+            return Ok(());
+        };
+        let total: u64 = counts.iter().sum();
+        let expected = nqueens::A000170[n];
+        println!(
+            "N-queens, N = {n}, {} rank{} with {workers} worker{} each: {total} solutions in {:.3} s",
+            c.size(),
+            if c.size() == 1 { "" } else { "s" },
+            if workers == 1 { "" } else { "s" },
+            start.elapsed().as_secs_f64()
+        );
+        println!();
+        println!(
+            "{:>4}  {:<16} {:>7} {:>6} {:>9}",
+            "rank", "node", "workers", "tasks", "busy (s)"
+        );
+        for (rank, node, w, t, b) in &rows {
+            println!("{rank:>4}  {node:<16} {w:>7} {t:>6} {b:>9.3}");
+        }
+        if total != expected {
+            return Err(format!(
+                "OEIS A000170 says {expected} solutions for N = {n}, the cluster counted {total}"
+            ));
+        }
+        println!("\n{total} solutions, as OEIS A000170 says for N = {n}");
+        println!("nqueens: ok");
+        Ok(())
+    });
+    r.map_err(|e| e.to_string())?
+}
+
+#[cfg(not(feature = "mpi"))]
+fn cluster_main(_: &Run) -> Result<(), String> {
+    Err("built without the `mpi` feature: build it with \
+         `cargo build --release -p mc-examples --features mpi --bin nqueens` \
+         (Open MPI and libclang: scripts/install-mpi.sh)"
+        .into())
+}
+
 fn main() {
     let o = parse();
+    if o.cluster {
+        if let Err(e) = cluster_main(&o) {
+            mc_examples::fail("nqueens", e);
+        }
+        return;
+    }
     let report = mc::run(move || -> Result<(), String> {
         let expected = nqueens::A000170[o.n];
         println!("N-queens, N = {}, {} workers", o.n, o.workers);
