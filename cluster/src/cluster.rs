@@ -58,8 +58,10 @@ pub fn run<R>(f: impl FnOnce(&Cluster) -> R) -> Result<R, ClusterError> {
                 ClusterError::Init("MPI is initialised already in this process".into())
             })?;
         let world = universe.world();
+        let rank = usize::try_from(world.rank()).unwrap_or(0);
+        on_termination(rank);
         let cluster = Cluster {
-            rank: usize::try_from(world.rank()).unwrap_or(0),
+            rank,
             size: usize::try_from(world.size()).unwrap_or(1),
             node: mpi::environment::processor_name().unwrap_or_else(|_| "?".into()),
             threading,
@@ -78,6 +80,52 @@ pub fn run<R>(f: impl FnOnce(&Cluster) -> R) -> Result<R, ClusterError> {
             "the rank's first process did not return: {ended}"
         )))),
     }
+}
+
+/// The message a rank prints when the job ends it (`SIGTERM`, which
+/// `mpirun` sends to the other ranks when one fails), made before the
+/// handler can run.
+static ENDED: std::sync::atomic::AtomicPtr<u8> =
+    std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+static ENDED_LEN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+extern "C" fn ended(_: std::ffi::c_int) {
+    use std::sync::atomic::Ordering;
+    let p = ENDED.load(Ordering::Acquire);
+    let len = ENDED_LEN.load(Ordering::Acquire);
+    if !p.is_null() {
+        // SAFETY: `p` points to `len` bytes leaked by `on_termination`,
+        // which never change or go away.
+        let msg = unsafe { std::slice::from_raw_parts(p, len) };
+        let _ = nix::unistd::write(std::io::stderr(), msg);
+    }
+    // The rank's mc master sees its first process gone and ends the
+    // workers and the rank's segments.
+    // SAFETY: `_exit` is async-signal-safe and ends the process at once.
+    unsafe { nix::libc::_exit(143) }
+}
+
+/// Makes `SIGTERM` end the rank with a line that says why, instead of
+/// silently: the job's other ranks see a clear error when one rank fails.
+fn on_termination(rank: usize) {
+    use std::sync::atomic::Ordering;
+    let msg = format!(
+        "mc-cluster: rank {rank}: the job was ended (another rank failed, or the job was \
+         cancelled); this rank's workers and segments are released\n"
+    )
+    .into_bytes()
+    .into_boxed_slice();
+    let len = msg.len();
+    ENDED_LEN.store(len, Ordering::Release);
+    ENDED.store(Box::leak(msg).as_mut_ptr(), Ordering::Release);
+    let action = nix::sys::signal::SigAction::new(
+        nix::sys::signal::SigHandler::Handler(ended),
+        nix::sys::signal::SaFlags::empty(),
+        nix::sys::signal::SigSet::empty(),
+    );
+    // SAFETY: the handler calls only `write` and `_exit`, which are
+    // async-signal-safe, on memory made before it was installed.
+    let _ = unsafe { nix::sys::signal::sigaction(nix::sys::signal::Signal::SIGTERM, &action) };
 }
 
 impl Cluster {

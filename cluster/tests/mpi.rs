@@ -173,6 +173,27 @@ fn check(c: &Cluster) -> Result<(), String> {
     Ok(())
 }
 
+/// A job in which rank 1 dies (SIGKILL, with mc workers running) while
+/// rank 0 waits for its message: the job must end, with an error.
+fn dying_rank_main() {
+    let r = mc_cluster::run(|c| {
+        if c.rank() == 1 {
+            let _workers: Vec<_> = (0..2).map(|i| square::start(i).expect("start")).collect();
+            std::thread::sleep(Duration::from_millis(200));
+            // A signal to ourselves, through kill(1).
+            let _ = Command::new("kill")
+                .args(["-KILL", &std::process::id().to_string()])
+                .status();
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        // Never answered.
+        let r: Result<u64, ClusterError> = c.recv(1);
+        println!("rank {}: recv returned {r:?}", c.rank());
+    });
+    println!("run returned {r:?}");
+    std::process::exit(1);
+}
+
 fn rank_main() {
     let r = mc_cluster::run(|c| {
         let r = check(c);
@@ -235,6 +256,9 @@ fn launch(mut cmd: Command) -> Result<String, String> {
 }
 
 fn main() {
+    if std::env::var_os("MC_CLUSTER_DIE").is_some() {
+        dying_rank_main();
+    }
     if std::env::var_os("OMPI_COMM_WORLD_SIZE").is_some()
         || std::env::var_os("MC_CLUSTER_RANK").is_some()
     {
@@ -274,7 +298,51 @@ fn main() {
             }
         }
     }
-    println!("{} passed, {failed} failed", 3 - failed);
+    // A rank killed in the middle of the job: the job ends within a bounded
+    // time with an error, the surviving rank says why, and no rank leaves
+    // an mc segment behind.
+    let stale = || {
+        mc::inspect::list_segments()
+            .map(|v| {
+                v.iter()
+                    .filter(|s| s.header.as_ref().is_some_and(|h| !h.owner_alive()))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let stale_before = stale();
+    let t = Instant::now();
+    let mut dying = Command::new("mpirun");
+    dying
+        .args([
+            "--allow-run-as-root",
+            "--oversubscribe",
+            "-x",
+            "MC_CLUSTER_DIE",
+            "-np",
+            "2",
+        ])
+        .arg(&exe)
+        .env("MC_CLUSTER_DIE", "1");
+    match launch(dying) {
+        Ok(out) => {
+            failed += 1;
+            println!("FAILED a dying rank: the job succeeded:\n{out}");
+        }
+        Err(e) => {
+            let took = t.elapsed();
+            std::thread::sleep(Duration::from_millis(500));
+            let left = stale().saturating_sub(stale_before);
+            let said = e.contains("mc-cluster: rank 0: the job was ended") && e.contains("rank 1");
+            if took < Duration::from_secs(60) && said && left == 0 {
+                println!("ok     a dying rank: the job ended with an error in {took:.2?}, rank 0 said why, no segment left");
+            } else {
+                failed += 1;
+                println!("FAILED a dying rank: {took:.2?}, {left} segments left, output:\n{e}");
+            }
+        }
+    }
+    println!("{} passed, {failed} failed", 4 - failed);
     if failed > 0 {
         std::process::exit(1);
     }
