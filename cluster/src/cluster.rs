@@ -9,8 +9,9 @@ use serde::Serialize;
 
 use crate::{frame, ClusterError};
 
-/// The tag of [`Cluster::send`] / [`Cluster::recv`] messages.
-const TAG_USER: i32 = 1;
+/// The MPI tag of [`Cluster::send`] / [`Cluster::recv`] messages (for
+/// code that talks to the same ranks through [`Cluster::world`]).
+pub const TAG_USER: i32 = 1;
 /// The tag of [`Cluster::gather`] (and `reduce`) messages.
 const TAG_GATHER: i32 = 2;
 /// [`Cluster::deal`]: a rank's request for tasks (with its last results).
@@ -408,6 +409,22 @@ impl Cluster {
         }
         self.world.barrier();
         Ok(Some(out))
+    }
+
+    /// The MPI communicator of the job, for what this crate does not wrap.
+    /// Only the thread that called [`run`] may use it.
+    pub fn world(&self) -> &SimpleCommunicator {
+        &self.world
+    }
+
+    /// Ends the whole job at once with an error: prints
+    /// `mc-cluster: rank R: message` and calls `MPI_Abort`, which ends
+    /// every rank (each of which says it was ended, and whose mc master
+    /// releases its workers and segments). For a failure this rank cannot
+    /// recover from, such as a worker that its master reports killed.
+    pub fn abort(&self, message: &str) -> ! {
+        eprintln!("mc-cluster: rank {}: {message}", self.rank);
+        self.world.abort(1)
     }
 
     /// Waits until every rank has called it.

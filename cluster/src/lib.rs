@@ -56,7 +56,7 @@ use std::fmt;
 mod cluster;
 
 #[cfg(feature = "mpi")]
-pub use cluster::{run, Cluster};
+pub use cluster::{run, Cluster, TAG_USER};
 
 /// Why a cluster operation failed.
 #[derive(Debug)]

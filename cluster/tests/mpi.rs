@@ -165,6 +165,26 @@ fn check(c: &Cluster) -> Result<(), String> {
             }
         }
     }
+    // 7. A message with flipped bytes (sent raw, past the framing) is an
+    //    error, not a crash.
+    if size >= 2 {
+        use mpi::traits::{Communicator, Destination};
+        if rank == 1 {
+            let mut bytes =
+                postcard::to_allocvec(&(1u32, "framed".to_string())).map_err(|e| e.to_string())?;
+            bytes.iter_mut().for_each(|b| *b ^= 0x5a);
+            c.world()
+                .process_at_rank(0)
+                .send_with_tag(&bytes[..], mc_cluster::TAG_USER);
+        } else if rank == 0
+            && !matches!(
+                c.recv::<(u32, String)>(1),
+                Err(ClusterError::BadMessage { from: 1, .. })
+            )
+        {
+            return Err("a message with flipped bytes was taken".into());
+        }
+    }
     // Bad ranks are errors.
     if !matches!(c.send(size, &1u8), Err(ClusterError::NoSuchRank { .. })) {
         return Err("a send to a rank past the end".into());
@@ -173,10 +193,26 @@ fn check(c: &Cluster) -> Result<(), String> {
     Ok(())
 }
 
-/// A job in which rank 1 dies (SIGKILL, with mc workers running) while
-/// rank 0 waits for its message: the job must end, with an error.
-fn dying_rank_main() {
+#[mc::process]
+fn sleeper(_: ()) -> u64 {
+    std::thread::sleep(Duration::from_secs(60));
+    0
+}
+
+/// A job in which rank 1 dies while rank 0 waits for its message: killed
+/// outright (SIGKILL, with mc workers running), or aborting because its
+/// worker was killed. The job must end, with an error.
+fn dying_rank_main(how: &str) {
     let r = mc_cluster::run(|c| {
+        if c.rank() == 1 && how == "worker" {
+            let p = sleeper::start(()).expect("start");
+            std::thread::sleep(Duration::from_millis(100));
+            mc::processes::kill(p.id(), mc::Signal::KILL).expect("kill");
+            match sleeper::join(p) {
+                Ok(_) => c.abort("the worker was not killed"),
+                Err(e) => c.abort(&format!("a worker failed: {e}")),
+            }
+        }
         if c.rank() == 1 {
             let _workers: Vec<_> = (0..2).map(|i| square::start(i).expect("start")).collect();
             std::thread::sleep(Duration::from_millis(200));
@@ -256,8 +292,8 @@ fn launch(mut cmd: Command) -> Result<String, String> {
 }
 
 fn main() {
-    if std::env::var_os("MC_CLUSTER_DIE").is_some() {
-        dying_rank_main();
+    if let Ok(how) = std::env::var("MC_CLUSTER_DIE") {
+        dying_rank_main(&how);
     }
     if std::env::var_os("OMPI_COMM_WORLD_SIZE").is_some()
         || std::env::var_os("MC_CLUSTER_RANK").is_some()
@@ -310,39 +346,54 @@ fn main() {
             })
             .unwrap_or(0)
     };
-    let stale_before = stale();
-    let t = Instant::now();
-    let mut dying = Command::new("mpirun");
-    dying
-        .args([
-            "--allow-run-as-root",
-            "--oversubscribe",
-            "-x",
-            "MC_CLUSTER_DIE",
-            "-np",
-            "2",
-        ])
-        .arg(&exe)
-        .env("MC_CLUSTER_DIE", "1");
-    match launch(dying) {
-        Ok(out) => {
-            failed += 1;
-            println!("FAILED a dying rank: the job succeeded:\n{out}");
-        }
-        Err(e) => {
-            let took = t.elapsed();
-            std::thread::sleep(Duration::from_millis(500));
-            let left = stale().saturating_sub(stale_before);
-            let said = e.contains("mc-cluster: rank 0: the job was ended") && e.contains("rank 1");
-            if took < Duration::from_secs(60) && said && left == 0 {
-                println!("ok     a dying rank: the job ended with an error in {took:.2?}, rank 0 said why, no segment left");
-            } else {
+    for how in ["rank", "worker"] {
+        let stale_before = stale();
+        let t = Instant::now();
+        let mut dying = Command::new("mpirun");
+        dying
+            .args([
+                "--allow-run-as-root",
+                "--oversubscribe",
+                "-x",
+                "MC_CLUSTER_DIE",
+                "-np",
+                "2",
+            ])
+            .arg(&exe)
+            .env("MC_CLUSTER_DIE", how);
+        let what = if how == "rank" {
+            "a rank killed outright"
+        } else {
+            "a rank whose worker was killed"
+        };
+        match launch(dying) {
+            Ok(out) => {
                 failed += 1;
-                println!("FAILED a dying rank: {took:.2?}, {left} segments left, output:\n{e}");
+                println!("FAILED {what}: the job succeeded:\n{out}");
+            }
+            Err(e) => {
+                let took = t.elapsed();
+                std::thread::sleep(Duration::from_millis(500));
+                let left = stale().saturating_sub(stale_before);
+                let said = e.contains("mc-cluster: rank 0: the job was ended")
+                    && if how == "rank" {
+                        e.contains("rank 1")
+                    } else {
+                        e.contains("mc-cluster: rank 1: a worker failed") && e.contains("SIGKILL")
+                    };
+                if took < Duration::from_secs(10) && said && left == 0 {
+                    println!(
+                        "ok     {what}: the job ended with an error in {took:.2?}, naming the \
+                         rank; no segment left"
+                    );
+                } else {
+                    failed += 1;
+                    println!("FAILED {what}: {took:.2?}, {left} segments left, output:\n{e}");
+                }
             }
         }
     }
-    println!("{} passed, {failed} failed", 4 - failed);
+    println!("{} passed, {failed} failed", 5 - failed);
     if failed > 0 {
         std::process::exit(1);
     }
