@@ -27,6 +27,10 @@ pub struct Cluster {
     size: usize,
     node: String,
     threading: mpi::Threading,
+    /// Reused for every message sent and received (no allocation, no page
+    /// faults of a fresh buffer, per message).
+    sendbuf: std::cell::RefCell<Vec<u8>>,
+    recvbuf: std::cell::RefCell<Vec<u8>>,
     /// Not `Send`, not `Sync`: MPI is called from one thread only.
     _one_thread: PhantomData<*const ()>,
 }
@@ -67,6 +71,8 @@ pub fn run<R>(f: impl FnOnce(&Cluster) -> R) -> Result<R, ClusterError> {
             node: mpi::environment::processor_name().unwrap_or_else(|_| "?".into()),
             threading,
             world,
+            sendbuf: std::cell::RefCell::new(Vec::new()),
+            recvbuf: std::cell::RefCell::new(Vec::new()),
             _one_thread: PhantomData,
         };
         let r = f(&cluster);
@@ -176,11 +182,37 @@ impl Cluster {
     /// cannot be encoded.
     pub fn send<T: Serialize>(&self, to: usize, value: &T) -> Result<(), ClusterError> {
         let to = self.check(to)?;
-        let bytes = frame::encode(value)?;
-        self.world
-            .process_at_rank(to)
-            .send_with_tag(&bytes[..], TAG_USER);
+        self.send_tagged(to, TAG_USER, value)
+    }
+
+    /// Encodes `value` into the reused send buffer and sends it with `tag`.
+    fn send_tagged<T: Serialize>(&self, to: i32, tag: i32, value: &T) -> Result<(), ClusterError> {
+        let mut buf = self.sendbuf.borrow_mut();
+        let out = frame::encode_into(value, std::mem::take(&mut *buf))?;
+        self.world.process_at_rank(to).send_with_tag(&out[..], tag);
+        *buf = out;
         Ok(())
+    }
+
+    /// Receives the next message with `tag` from `from` (any rank:
+    /// `None`) into the reused receive buffer and decodes it; with the
+    /// rank it came from.
+    fn recv_tagged<T: DeserializeOwned>(
+        &self,
+        from: Option<i32>,
+        tag: i32,
+    ) -> Result<(usize, T), ClusterError> {
+        use mpi::datatype::Equivalence;
+        let (msg, status) = match from {
+            Some(r) => self.world.process_at_rank(r).matched_probe_with_tag(tag),
+            None => self.world.any_process().matched_probe_with_tag(tag),
+        };
+        let src = usize::try_from(status.source_rank()).unwrap_or(usize::MAX);
+        let n = usize::try_from(status.count(u8::equivalent_datatype())).unwrap_or(0);
+        let mut buf = self.recvbuf.borrow_mut();
+        buf.resize(n, 0);
+        msg.matched_receive_into(&mut buf[..]);
+        Ok((src, frame::decode(src, &buf)?))
     }
 
     /// Receives the next value that rank `from` sent with [`send`](Self::send).
@@ -191,11 +223,7 @@ impl Cluster {
     /// message holds another type, or is cut or corrupt.
     pub fn recv<T: DeserializeOwned>(&self, from: usize) -> Result<T, ClusterError> {
         let r = self.check(from)?;
-        let (bytes, _) = self
-            .world
-            .process_at_rank(r)
-            .receive_vec_with_tag::<u8>(TAG_USER);
-        frame::decode(from, &bytes)
+        Ok(self.recv_tagged(Some(r), TAG_USER)?.1)
     }
 
     /// Receives the next value any rank sent with [`send`](Self::send), and
@@ -205,12 +233,7 @@ impl Cluster {
     ///
     /// As [`recv`](Self::recv).
     pub fn recv_any<T: DeserializeOwned>(&self) -> Result<(usize, T), ClusterError> {
-        let (bytes, status) = self
-            .world
-            .any_process()
-            .receive_vec_with_tag::<u8>(TAG_USER);
-        let from = usize::try_from(status.source_rank()).unwrap_or(usize::MAX);
-        Ok((from, frame::decode(from, &bytes)?))
+        self.recv_tagged(None, TAG_USER)
     }
 
     /// Broadcasts rank `root`'s value to every rank: the root gives
@@ -392,7 +415,8 @@ impl Cluster {
                 continue;
             }
             if !queue.is_empty() {
-                let n = batch.min(queue.len());
+                // Small batches here, so that requests are answered soon.
+                let n = batch.div_ceil(4).min(queue.len());
                 let mine: Vec<T> = queue.drain(..n).collect();
                 out.extend(work(mine));
                 continue;

@@ -153,14 +153,26 @@ pub(crate) mod frame {
 
     /// Encodes `value` with its header.
     pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, ClusterError> {
-        let body = postcard::to_allocvec(value).map_err(|e| ClusterError::Encode(e.to_string()))?;
-        let len = u32::try_from(body.len())
-            .map_err(|_| ClusterError::Encode(format!("{} bytes: at most 4 GiB", body.len())))?;
-        let mut out = Vec::with_capacity(HEADER + body.len());
+        encode_into(value, Vec::with_capacity(HEADER + 64))
+    }
+
+    /// [`encode`] into `out` (cleared first), reusing its memory.
+    pub(crate) fn encode_into<T: serde::Serialize>(
+        value: &T,
+        mut out: Vec<u8>,
+    ) -> Result<Vec<u8>, ClusterError> {
+        // The payload is written after the header in one buffer; the length
+        // goes in once it is known.
+        out.clear();
         out.extend_from_slice(&MAGIC.to_le_bytes());
-        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&[0; 4]);
         out.extend_from_slice(&fingerprint::<T>().to_le_bytes());
-        out.extend_from_slice(&body);
+        let mut out =
+            postcard::to_extend(value, out).map_err(|e| ClusterError::Encode(e.to_string()))?;
+        let body = out.len() - HEADER;
+        let len = u32::try_from(body)
+            .map_err(|_| ClusterError::Encode(format!("{body} bytes: at most 4 GiB")))?;
+        out[4..8].copy_from_slice(&len.to_le_bytes());
         Ok(out)
     }
 
