@@ -114,7 +114,7 @@ fn four_senders() -> Result<String, String> {
 /// Nested derived values written by a child that maps the box at its own
 /// address: the receiver reads them in place and copies them out intact.
 fn relocation_across_fork() -> Result<String, String> {
-    const N: u64 = 200;
+    const N: u64 = 300;
     let name = box_name("reloc");
     let (mut rx, _id) =
         Camlbox::<Payload>::create_named(&name, 4, 2048).map_err(|e| e.to_string())?;
@@ -298,12 +298,14 @@ fn wrong_type_across_processes() -> Result<String, String> {
 }
 
 /// A tokio task awaits messages that another process sends, one every
-/// 10 ms; 7 of its 8 waits are given up after 1 ms (the future is dropped
-/// mid-wait, mostly while the parker sleeps for it). Every message arrives
-/// exactly once. Last in the list: the parker thread it starts stays in
-/// this process.
+/// 2 ms; between real waits, waits are given up mid-way: polled (past the
+/// spin, so that the parker sleeps for them) for 200 µs, then dropped.
+/// Every message arrives exactly once. Last in the list: the parker thread
+/// it starts stays in this process.
 fn async_receive_loses_nothing() -> Result<String, String> {
-    const N: u64 = 500;
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    const N: u64 = 300;
     let name = box_name("async");
     let (mut rx, _) = Camlbox::<u64>::create_named(&name, 8, 64).map_err(|e| e.to_string())?;
     let child = fork_child({
@@ -311,7 +313,7 @@ fn async_receive_loses_nothing() -> Result<String, String> {
         move || {
             let tx = Sender::<u64>::open(&name).expect("open");
             for i in 0..N {
-                std::thread::sleep(Duration::from_millis(10));
+                std::thread::sleep(Duration::from_millis(2));
                 tx.send_timeout(&i, Duration::from_secs(30)).expect("send");
             }
             0
@@ -327,15 +329,28 @@ fn async_receive_loses_nothing() -> Result<String, String> {
         while (got.len() as u64) < N && Instant::now() < deadline {
             waits += 1;
             let slots = if waits % 8 != 0 {
-                match tokio::time::timeout(Duration::from_millis(1), rx.wait_async()).await {
-                    Ok(s) => s,
-                    Err(_) => {
+                let mut f = std::pin::pin!(rx.wait_async());
+                let mut cx = Context::from_waker(Waker::noop());
+                let start = Instant::now();
+                let mut ready = None;
+                while start.elapsed() < Duration::from_micros(200) {
+                    if let Poll::Ready(s) = f.as_mut().poll(&mut cx) {
+                        ready = Some(s);
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_micros(20));
+                }
+                match ready {
+                    Some(s) => s,
+                    None => {
                         dropped += 1;
                         continue;
                     }
                 }
             } else {
-                rx.wait_async().await
+                tokio::time::timeout(Duration::from_secs(30), rx.wait_async())
+                    .await
+                    .map_err(|_| "no message for 30 s".to_string())?
             };
             for s in slots {
                 got.push(rx.get_copy(s).map_err(|e| e.to_string())?);

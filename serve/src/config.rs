@@ -90,8 +90,8 @@ pub struct ServiceConfig {
 ///
 /// A worker is started when fewer than `min_free` threads are free (up to
 /// `max` workers); an idle worker is retired when more than `max_free` are
-/// free for a second and retiring it still leaves `min_free` (down to `min`
-/// workers).
+/// free for `retire_after_ms` and retiring it still leaves `min_free` (down
+/// to `min` workers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Dynamic {
@@ -105,6 +105,10 @@ pub struct Dynamic {
     /// Retire an idle worker when more threads than this are free.
     #[serde(default = "defaults::max_free")]
     pub max_free: usize,
+    /// How long too much must stay free before a worker is retired, in
+    /// milliseconds (so that a short lull does not shrink the service).
+    #[serde(default = "defaults::retire_after_ms")]
+    pub retire_after_ms: u64,
 }
 
 mod defaults {
@@ -125,6 +129,9 @@ mod defaults {
     }
     pub fn max_free() -> usize {
         4
+    }
+    pub fn retire_after_ms() -> u64 {
+        1_000
     }
 }
 
@@ -160,7 +167,17 @@ impl ServiceConfig {
             max,
             min_free,
             max_free,
+            retire_after_ms: defaults::retire_after_ms(),
         });
+        self
+    }
+
+    /// How long too much capacity must stay free before a dynamic workload
+    /// retires a worker (default 1 s).
+    pub fn retire_after(mut self, t: Duration) -> ServiceConfig {
+        if let Some(d) = &mut self.dynamic {
+            d.retire_after_ms = t.as_millis().try_into().unwrap_or(u64::MAX);
+        }
         self
     }
 

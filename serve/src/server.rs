@@ -692,7 +692,7 @@ fn supervise<T>(
 
 /// The dynamic workload manager of service `si`: activates a slot when too
 /// little capacity is free, retires an idle worker when too much has been
-/// free for a second.
+/// free for `retire_after_ms`.
 fn manage(
     si: usize,
     c: &ServiceConfig,
@@ -732,7 +732,7 @@ fn manage(
         return;
     }
     let since = *excess_since.get_or_insert(now);
-    if now.duration_since(since) < Duration::from_secs(1) {
+    if now.duration_since(since) < Duration::from_millis(d.retire_after_ms) {
         return;
     }
     // The idle worker in the highest slot leaves.

@@ -459,7 +459,8 @@ fn dynamic_workload_grows_and_shrinks() -> Result<String, String> {
             ServiceConfig::new("dyn", "slow")
                 .listen("127.0.0.1:0")
                 .threads(2)
-                .dynamic(1, 4, 1, 2),
+                .dynamic(1, 4, 1, 2)
+                .retire_after(Duration::from_millis(100)),
         )
         .handler("slow", |mut conn, _: &()| {
             let _ = read_request(&mut conn)?;
@@ -490,7 +491,7 @@ fn dynamic_workload_grows_and_shrinks() -> Result<String, String> {
             let peak = std::thread::scope(|s| -> Result<usize, String> {
                 for _ in 0..16 {
                     s.spawn(|| {
-                        let until = Instant::now() + Duration::from_secs(2);
+                        let until = Instant::now() + Duration::from_secs(1);
                         while Instant::now() < until {
                             if let Ok((200, _)) = get(addr, "/") {
                                 done.fetch_add(1, Ordering::SeqCst);
@@ -499,7 +500,7 @@ fn dynamic_workload_grows_and_shrinks() -> Result<String, String> {
                     });
                 }
                 let mut peak = 0;
-                let until = Instant::now() + Duration::from_secs(2);
+                let until = Instant::now() + Duration::from_secs(1);
                 while Instant::now() < until {
                     peak = peak.max(live(c)?);
                     std::thread::sleep(Duration::from_millis(10));
