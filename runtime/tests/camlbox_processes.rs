@@ -114,7 +114,7 @@ fn four_senders() -> Result<String, String> {
 /// Nested derived values written by a child that maps the box at its own
 /// address: the receiver reads them in place and copies them out intact.
 fn relocation_across_fork() -> Result<String, String> {
-    const N: u64 = 300;
+    const N: u64 = 200;
     let name = box_name("reloc");
     let (mut rx, _id) =
         Camlbox::<Payload>::create_named(&name, 4, 2048).map_err(|e| e.to_string())?;
