@@ -115,10 +115,12 @@ fn raw_throughput(count: u64) -> f64 {
 
 // --- camlbox ---------------------------------------------------------------
 
-fn camlbox_latency(rounds: u64) -> f64 {
-    // A receiver belongs to the process that created it: each side creates
-    // the box it receives on, and opens the other's by name.
-    let (a, b) = (box_name("a"), box_name("b"));
+/// One-way camlbox latency: each side creates the box it receives on and
+/// opens the other's by name. With `awaiting`, the parent awaits its
+/// answers in a tokio task (`wait_async`) instead of a blocking `wait`.
+fn camlbox_latency(rounds: u64, awaiting: bool) -> f64 {
+    let tag = if awaiting { "async" } else { "block" };
+    let (a, b) = (box_name(&format!("a-{tag}")), box_name(&format!("b-{tag}")));
     let (mut rx_a, _) = Camlbox::<u64>::create_named(&a, 1, 64).unwrap();
     let limit = Duration::from_secs(30);
     let ns = timed(
@@ -134,60 +136,30 @@ fn camlbox_latency(rounds: u64) -> f64 {
                     Err(e) => panic!("the child's box did not appear: {e}"),
                 }
             };
-            for i in 0..n {
-                tx_b.send_timeout(&i, limit).unwrap();
-                let s = rx_a.wait_timeout(limit);
+            let check = |rx: &mut Camlbox<u64>, i: u64, s: Vec<usize>| {
                 assert!(!s.is_empty(), "no answer from the child");
-                assert_eq!(rx_a.get_copy(s[0]).unwrap(), i);
-                rx_a.delete(s[0]);
-            }
-        },
-        |n| {
-            let (mut rx_b, _) = Camlbox::<u64>::create_named(&b, 1, 64).unwrap();
-            let tx_a = Sender::<u64>::open(&a).unwrap();
-            for i in 0..n {
-                let s = rx_b.wait_timeout(limit);
-                assert!(!s.is_empty(), "no message from the parent");
-                assert_eq!(rx_b.get_copy(s[0]).unwrap(), i);
-                rx_b.delete(s[0]);
-                tx_a.send_timeout(&i, limit).unwrap();
-            }
-        },
-    );
-    ns / 2.0
-}
-
-/// `camlbox_latency` with the parent awaiting its answers in a tokio
-/// task (`wait_async`) instead of a blocking `wait`.
-fn camlbox_latency_async(rounds: u64) -> f64 {
-    let (a, b) = (box_name("aa"), box_name("ab"));
-    let (mut rx_a, _) = Camlbox::<u64>::create_named(&a, 1, 64).unwrap();
-    let limit = Duration::from_secs(30);
-    let ns = timed(
-        rounds,
-        |n| {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .build()
-                .expect("runtime");
-            let deadline = Instant::now() + limit;
-            let tx_b = loop {
-                match Sender::<u64>::open(&b) {
-                    Ok(tx) => break tx,
-                    Err(_) if Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_micros(100))
-                    }
-                    Err(e) => panic!("the child's box did not appear: {e}"),
-                }
+                assert_eq!(rx.get_copy(s[0]).unwrap(), i);
+                rx.delete(s[0]);
             };
-            rt.block_on(async {
+            if awaiting {
+                // The whole loop in one task, as an async program runs.
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(async {
+                    for i in 0..n {
+                        tx_b.send_timeout(&i, limit).unwrap();
+                        let s = rx_a.wait_async().await;
+                        check(&mut rx_a, i, s);
+                    }
+                });
+            } else {
                 for i in 0..n {
                     tx_b.send_timeout(&i, limit).unwrap();
-                    let s = rx_a.wait_async().await;
-                    assert!(!s.is_empty(), "no answer from the child");
-                    assert_eq!(rx_a.get_copy(s[0]).unwrap(), i);
-                    rx_a.delete(s[0]);
+                    let s = rx_a.wait_timeout(limit);
+                    check(&mut rx_a, i, s);
                 }
-            });
+            }
         },
         |n| {
             let (mut rx_b, _) = Camlbox::<u64>::create_named(&b, 1, 64).unwrap();
@@ -354,7 +326,7 @@ fn main() {
 
     let mut lat: Vec<(&str, f64)> = vec![
         ("raw atomic ping-pong", best(|| raw_latency(rounds))),
-        ("camlbox", best(|| camlbox_latency(rounds))),
+        ("camlbox", best(|| camlbox_latency(rounds, false))),
         ("pipe", best(|| stream_latency(rounds, pipes))),
         ("unix socket", best(|| stream_latency(rounds, sockets))),
     ];
@@ -362,7 +334,7 @@ fn main() {
     // Last: it starts the parker thread, which stays in this process.
     lat.push((
         "camlbox, async receive",
-        best(|| camlbox_latency_async(rounds)),
+        best(|| camlbox_latency(rounds, true)),
     ));
     let floor = lat[0].1;
     let cb = lat[1].1;

@@ -152,31 +152,45 @@ fn count_of(t: &Table, key: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{key} missing"))
 }
 
+/// Runs a counting service `svc` while `n` requests to `/count/KEY` go out
+/// over `conns` connections; checks that every one was answered and
+/// counted once. The report and the pids that answered.
+fn count_run(
+    svc: ServiceConfig,
+    n: usize,
+    conns: usize,
+    key: &str,
+) -> Result<(mc_serve::ServeReport, BTreeSet<String>), String> {
+    let (_pool, t) = table()?;
+    let name = svc.name.clone();
+    let server = counting_server(&t, svc).map_err(err)?;
+    let k = key.to_owned();
+    let (report, r) = server
+        .run_with(
+            move |c| -> Result<(BTreeSet<String>, Vec<String>), String> {
+                wait_serving(c, &name)?;
+                let addr = c.tcp_addr(&name).ok_or("no TCP address")?;
+                Ok(load(addr, n, conns, &k))
+            },
+        )
+        .map_err(err)?;
+    let (pids, failures) = r?;
+    let counted = count_of(&t, key)?;
+    if counted != n as u64 || !failures.is_empty() {
+        return Err(format!("count {counted} of {n}, failures {failures:?}"));
+    }
+    Ok((report, pids))
+}
+
 // ---------------------------------------------------------------------
 
 /// 1,000 requests over 8 connections: the shared count is exact, and more
 /// than one worker served.
 fn shared_count_is_exact() -> Result<String, String> {
-    let (_pool, t) = table()?;
-    let server = counting_server(
-        &t,
-        ServiceConfig::new("count", "count")
-            .listen("127.0.0.1:0")
-            .workers(2),
-    )
-    .map_err(err)?;
-    let (report, r) = server
-        .run_with(|c| -> Result<(BTreeSet<String>, Vec<String>), String> {
-            wait_serving(c, "count")?;
-            let addr = c.tcp_addr("count").ok_or("no TCP address")?;
-            Ok(load(addr, 1000, 8, "k1"))
-        })
-        .map_err(err)?;
-    let (pids, failures) = r?;
-    let n = count_of(&t, "k1")?;
-    if n != 1000 || !failures.is_empty() {
-        return Err(format!("count {n}, failures {failures:?}"));
-    }
+    let svc = ServiceConfig::new("count", "count")
+        .listen("127.0.0.1:0")
+        .workers(2);
+    let (report, pids) = count_run(svc, 1000, 8, "k1")?;
     if pids.len() < 2 {
         return Err(format!("served by {pids:?} only"));
     }
@@ -356,27 +370,11 @@ fn sigterm_finishes_accepted_requests() -> Result<String, String> {
 
 /// `max_requests = 50`: workers are replaced and the count stays exact.
 fn max_requests_recycles_workers() -> Result<String, String> {
-    let (_pool, t) = table()?;
-    let server = counting_server(
-        &t,
-        ServiceConfig::new("count", "count")
-            .listen("127.0.0.1:0")
-            .workers(2)
-            .max_requests(50),
-    )
-    .map_err(err)?;
-    let (report, r) = server
-        .run_with(|c| -> Result<(BTreeSet<String>, Vec<String>), String> {
-            wait_serving(c, "count")?;
-            let addr = c.tcp_addr("count").ok_or("no TCP address")?;
-            Ok(load(addr, 400, 4, "k3"))
-        })
-        .map_err(err)?;
-    let (pids, failures) = r?;
-    let n = count_of(&t, "k3")?;
-    if n != 400 || !failures.is_empty() {
-        return Err(format!("count {n}, failures {failures:?}"));
-    }
+    let svc = ServiceConfig::new("count", "count")
+        .listen("127.0.0.1:0")
+        .workers(2)
+        .max_requests(50);
+    let (report, pids) = count_run(svc, 400, 4, "k3")?;
     if report.recycled < 6 || pids.len() < 8 || !report.failures.is_empty() {
         return Err(format!("{} pids; report {report:?}", pids.len()));
     }

@@ -152,6 +152,14 @@ impl RawMutex {
     /// [`LockError::Deadlock`] when `tid` holds it.
     #[inline]
     fn attempt(&self, tid: u32, extra: u32) -> Result<Found, LockError> {
+        self.attempt_for(tid, extra, true)
+    }
+
+    /// [`attempt`](Self::attempt); a word held by `tid` is a deadlock when
+    /// `own_is_deadlock` (a thread), held by someone else otherwise
+    /// (another task under the process's holder id).
+    #[inline]
+    fn attempt_for(&self, tid: u32, extra: u32, own_is_deadlock: bool) -> Result<Found, LockError> {
         loop {
             let w = self.word.load(Ordering::Relaxed);
             let owner = w & TID_MASK;
@@ -164,7 +172,7 @@ impl RawMutex {
             if owner == NOT_RECOVERABLE {
                 return Err(LockError::Poisoned);
             }
-            if owner == tid {
+            if owner == tid && own_is_deadlock {
                 return Err(LockError::Deadlock);
             }
             return Ok(Found::Held { w, owner });
@@ -226,20 +234,7 @@ impl RawMutex {
     ///
     /// [`LockError::Poisoned`] when the lock is not recoverable.
     pub(crate) fn attempt_as(&self, tid: u32) -> Result<Found, LockError> {
-        loop {
-            let w = self.word.load(Ordering::Relaxed);
-            let owner = w & TID_MASK;
-            if owner == 0 {
-                if let Some(a) = self.acquire_free(w, tid, 0) {
-                    return Ok(Found::Taken(a));
-                }
-                continue;
-            }
-            if owner == NOT_RECOVERABLE {
-                return Err(LockError::Poisoned);
-            }
-            return Ok(Found::Held { w, owner });
-        }
+        self.attempt_for(tid, 0, false)
     }
 
     /// Sets the waiters bit on the word `w` (so that the holder's release

@@ -433,13 +433,26 @@ impl RawRwLock {
     /// [`LockError::Deadlock`] when `tid` holds the writer field.
     #[inline]
     fn attempt_write(&self, tid: u32, extra: u32) -> Result<Found, LockError> {
+        self.attempt_write_for(tid, extra, true)
+    }
+
+    /// [`attempt_write`](Self::attempt_write); a word held by `tid` is a
+    /// deadlock when `own_is_deadlock` (a thread), held by someone else
+    /// otherwise (another task under the process's holder id).
+    #[inline]
+    fn attempt_write_for(
+        &self,
+        tid: u32,
+        extra: u32,
+        own_is_deadlock: bool,
+    ) -> Result<Found, LockError> {
         loop {
             let s = self.state.load(SeqCst);
             let owner = s & TID_MASK;
             if owner == NOT_RECOVERABLE {
                 return Err(LockError::Poisoned);
             }
-            if owner == tid {
+            if owner == tid && own_is_deadlock {
                 return Err(LockError::Deadlock);
             }
             if owner == 0 {
@@ -480,28 +493,7 @@ impl RawRwLock {
     ///
     /// [`LockError::Poisoned`] when the lock is not recoverable.
     pub(crate) fn attempt_write_as(&self, tid: u32) -> Result<Found, LockError> {
-        loop {
-            let s = self.state.load(SeqCst);
-            let owner = s & TID_MASK;
-            if owner == NOT_RECOVERABLE {
-                return Err(LockError::Poisoned);
-            }
-            if owner == 0 {
-                if self
-                    .state
-                    .compare_exchange(s, tid | s, SeqCst, SeqCst)
-                    .is_ok()
-                {
-                    return Ok(Found::Taken(if s & INCONSISTENT != 0 {
-                        Acquired::OwnerDied
-                    } else {
-                        Acquired::Clean
-                    }));
-                }
-                continue;
-            }
-            return Ok(Found::Held { w: s, owner });
-        }
+        self.attempt_write_for(tid, 0, false)
     }
 
     /// Sets the waiters bit on the state `s`; the state with it, or `None`
