@@ -297,23 +297,35 @@ fn wrong_type_across_processes() -> Result<String, String> {
     Ok("opening with another type fails".into())
 }
 
-/// A tokio task awaits messages that another process sends, one every
-/// 2 ms; between real waits, waits are given up mid-way: polled (past the
-/// spin, so that the parker sleeps for them) for 200 µs, then dropped.
-/// Every message arrives exactly once. Last in the list: the parker thread
+/// A tokio task awaits messages that another process sends; between real
+/// waits, waits are given up mid-way: polled (past the spin, so that the
+/// parker sleeps for them) for 200 µs, then dropped, and the sender sends
+/// each message only after 4 more drops. Every message arrives exactly
+/// once. Last in the list: the parker thread
 /// it starts stays in this process.
 fn async_receive_loses_nothing() -> Result<String, String> {
     use std::future::Future;
     use std::task::{Context, Poll, Waker};
     const N: u64 = 300;
+    /// Dropped waits before each message: the sender waits for them.
+    const DROPS_PER_MESSAGE: u64 = 4;
     let name = box_name("async");
     let (mut rx, _) = Camlbox::<u64>::create_named(&name, 8, 64).map_err(|e| e.to_string())?;
+    let drops = common::shared(std::sync::atomic::AtomicU64::new(0));
     let child = fork_child({
         let name = name.clone();
         move || {
             let tx = Sender::<u64>::open(&name).expect("open");
             for i in 0..N {
-                std::thread::sleep(Duration::from_millis(2));
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while drops.load(std::sync::atomic::Ordering::SeqCst) < DROPS_PER_MESSAGE * (i + 1)
+                {
+                    assert!(
+                        Instant::now() < deadline,
+                        "the receiver stopped dropping waits"
+                    );
+                    std::thread::sleep(Duration::from_micros(100));
+                }
                 tx.send_timeout(&i, Duration::from_secs(30)).expect("send");
             }
             0
@@ -344,13 +356,21 @@ fn async_receive_loses_nothing() -> Result<String, String> {
                     Some(s) => s,
                     None => {
                         dropped += 1;
+                        drops.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         continue;
                     }
                 }
             } else {
-                tokio::time::timeout(Duration::from_secs(30), rx.wait_async())
-                    .await
-                    .map_err(|_| "no message for 30 s".to_string())?
+                // A real wait, woken by the parker; given up (dropped too)
+                // after 5 ms, as the sender may be waiting for drops.
+                match tokio::time::timeout(Duration::from_millis(5), rx.wait_async()).await {
+                    Ok(s) => s,
+                    Err(_) => {
+                        dropped += 1;
+                        drops.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        continue;
+                    }
+                }
             };
             for s in slots {
                 got.push(rx.get_copy(s).map_err(|e| e.to_string())?);
