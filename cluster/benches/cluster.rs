@@ -60,7 +60,7 @@ fn queens_rank(workers: usize) {
         let t = Instant::now();
         let all = c.is_root().then(|| tasks(N));
         let counts = c
-            .deal(all, workers * 4, |batch| {
+            .deal(all, workers * 16, |batch| {
                 let k = workers.min(batch.len());
                 let pids: Vec<_> = (0..k)
                     .map(|w| {

@@ -339,7 +339,9 @@ impl Cluster {
     /// calls `work` on batches of at most `batch` tasks (typically handing
     /// them to its mc workers) until the queue is empty. A rank asks for
     /// its next batch when it sends the results of the last one, so fast
-    /// ranks take more. Rank 0 works too, between answering requests.
+    /// ranks take more. Rank 0 works too: its batches run on a thread of
+    /// their own (`work` calls no MPI, hence `Send`), while its first
+    /// thread answers the other ranks.
     /// Returns every result on rank 0 (in no particular order), `None` on
     /// the others. Every rank calls it (it ends with a barrier, so that
     /// one deal's messages never meet the next one's).
@@ -352,11 +354,11 @@ impl Cluster {
         &self,
         tasks: Option<Vec<T>>,
         batch: usize,
-        mut work: impl FnMut(Vec<T>) -> Vec<R>,
+        mut work: impl FnMut(Vec<T>) -> Vec<R> + Send,
     ) -> Result<Option<Vec<R>>, ClusterError>
     where
-        T: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned,
+        T: Serialize + DeserializeOwned + Send,
+        R: Serialize + DeserializeOwned + Send,
     {
         let batch = batch.max(1);
         let root = self.world.process_at_rank(0);
@@ -396,41 +398,80 @@ impl Cluster {
                 .send_with_tag(&reply[..], TAG_DEAL_GIVE);
             Ok(give.is_empty())
         };
-        while asking > 0 || !queue.is_empty() {
-            // Requests first, so that no rank waits while this one works.
-            if let Some(status) = self
-                .world
-                .any_process()
-                .immediate_probe_with_tag(TAG_DEAL_ASK)
-            {
-                let from = status.source_rank();
-                let (bytes, _) = self
-                    .world
-                    .process_at_rank(from)
-                    .receive_vec_with_tag::<u8>(TAG_DEAL_ASK);
-                let from = usize::try_from(from).unwrap_or(usize::MAX);
-                if answer(bytes, from, &mut queue, &mut out)? {
-                    asking -= 1;
+        // This rank's own batches run on a thread of their own (they call
+        // no MPI), so that this thread answers the others at once.
+        let served = std::thread::scope(|scope| -> Result<(), ClusterError> {
+            let (give_tx, give_rx) = std::sync::mpsc::channel::<Vec<T>>();
+            let (done_tx, done_rx) = std::sync::mpsc::channel::<Vec<R>>();
+            let local = scope.spawn(move || {
+                for b in give_rx {
+                    if done_tx.send(work(b)).is_err() {
+                        return;
+                    }
                 }
-                continue;
+            });
+            let mut local_busy = false;
+            let r = loop {
+                if local_busy {
+                    match done_rx.try_recv() {
+                        Ok(r) => {
+                            out.extend(r);
+                            local_busy = false;
+                        }
+                        Err(std::sync::mpsc::TryRecvError::Empty) => {}
+                        Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                            break Err(ClusterError::Mc(mc::Error::new(
+                                "the work of rank 0 panicked",
+                            )));
+                        }
+                    }
+                }
+                if let Some(status) = self
+                    .world
+                    .any_process()
+                    .immediate_probe_with_tag(TAG_DEAL_ASK)
+                {
+                    let from = status.source_rank();
+                    let (bytes, _) = self
+                        .world
+                        .process_at_rank(from)
+                        .receive_vec_with_tag::<u8>(TAG_DEAL_ASK);
+                    let from = usize::try_from(from).unwrap_or(usize::MAX);
+                    match answer(bytes, from, &mut queue, &mut out) {
+                        Ok(true) => asking -= 1,
+                        Ok(false) => {}
+                        Err(e) => break Err(e),
+                    }
+                    continue;
+                }
+                if !local_busy && !queue.is_empty() {
+                    let n = batch.min(queue.len());
+                    if give_tx.send(queue.drain(..n).collect()).is_err() {
+                        break Err(ClusterError::Mc(mc::Error::new(
+                            "the work of rank 0 panicked",
+                        )));
+                    }
+                    local_busy = true;
+                    continue;
+                }
+                if !local_busy && queue.is_empty() && asking == 0 {
+                    break Ok(());
+                }
+                // Nothing to do this instant: requests or this rank's
+                // results come soon.
+                std::thread::sleep(std::time::Duration::from_micros(50));
+            };
+            drop(give_tx);
+            let joined = local.join();
+            match (r, joined) {
+                (Err(e), _) => Err(e),
+                (Ok(()), Err(_)) => Err(ClusterError::Mc(mc::Error::new(
+                    "the work of rank 0 panicked",
+                ))),
+                (Ok(()), Ok(())) => Ok(()),
             }
-            if !queue.is_empty() {
-                // Small batches here, so that requests are answered soon.
-                let n = batch.div_ceil(4).min(queue.len());
-                let mine: Vec<T> = queue.drain(..n).collect();
-                out.extend(work(mine));
-                continue;
-            }
-            // Nothing left here: wait for the others' last requests.
-            let (bytes, status) = self
-                .world
-                .any_process()
-                .receive_vec_with_tag::<u8>(TAG_DEAL_ASK);
-            let from = usize::try_from(status.source_rank()).unwrap_or(usize::MAX);
-            if answer(bytes, from, &mut queue, &mut out)? {
-                asking -= 1;
-            }
-        }
+        });
+        served?;
         self.world.barrier();
         Ok(Some(out))
     }

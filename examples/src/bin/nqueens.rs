@@ -399,9 +399,10 @@ fn cluster_main(o: &Run) -> Result<(), String> {
         let start = Instant::now();
         let (mut tasks_done, mut busy) = (0usize, Duration::ZERO);
         let tasks = c.is_root().then(|| nqueens::tasks(n));
-        // A batch keeps every local worker busy a few times over.
+        // A batch keeps every local worker busy many times over (each
+        // batch starts fresh workers).
         let counts = c
-            .deal(tasks, workers * 4, |batch: Vec<Task>| {
+            .deal(tasks, workers * 16, |batch: Vec<Task>| {
                 let t = Instant::now();
                 tasks_done += batch.len();
                 let pids: Vec<_> = (0..workers.min(batch.len()))
