@@ -4,7 +4,8 @@
 //! - N-queens, N = 15: 2 ranks of 1 worker vs 1 rank of 2 workers (both
 //!   dealt with `Cluster::deal`), and vs a sequential count;
 //! - a typed message round trip (`Cluster::send`/`recv` of a byte buffer,
-//!   `serde_bytes::ByteBuf`) vs a raw `mpi` send of the same bytes, for
+//!   `serde_bytes::ByteBuf`; and `send_shared`/`recv_shared` of a
+//!   `Vec<u8>` in mc's layout) vs a raw `mpi` send of the same bytes, for
 //!   1 KiB and 1 MiB.
 //!
 //! Run: `cargo bench -p mc-cluster --features mpi --bench cluster`.
@@ -92,8 +93,22 @@ fn ping_rank(size: usize) {
         let payload = serde_bytes::ByteBuf::from(vec![7u8; size]);
         let other = 1 - c.rank();
         let world = c.world();
-        let (mut typed, mut raw) = (Vec::new(), Vec::new());
+        let (mut typed, mut raw, mut layout) = (Vec::new(), Vec::new(), Vec::new());
+        let plain = vec![7u8; size];
         for _ in 0..11 {
+            c.barrier();
+            let t = Instant::now();
+            for _ in 0..n {
+                if c.is_root() {
+                    c.send_shared(other, &plain).expect("send");
+                    let back: Vec<u8> = c.recv_shared(other).expect("recv");
+                    assert_eq!(back.len(), size);
+                } else {
+                    let got: Vec<u8> = c.recv_shared(other).expect("recv");
+                    c.send_shared(other, &got).expect("send");
+                }
+            }
+            layout.push(t.elapsed().as_secs_f64() / n as f64);
             c.barrier();
             let t = Instant::now();
             for _ in 0..n {
@@ -125,7 +140,8 @@ fn ping_rank(size: usize) {
         if c.is_root() {
             typed.sort_by(f64::total_cmp);
             raw.sort_by(f64::total_cmp);
-            println!("typed {} raw {}", typed[5], raw[5]);
+            layout.sort_by(f64::total_cmp);
+            println!("typed {} raw {} layout {}", typed[5], raw[5], layout[5]);
         }
     });
     r.expect("run");
@@ -212,12 +228,19 @@ fn main() {
     println!("message round trip between 2 ranks (median of 11 alternated pairs):");
     for (size, name) in [(1usize << 10, "1 KiB"), (1 << 20, "1 MiB")] {
         let out = mpirun("2", &["ping", &size.to_string()]);
-        let (typed, raw) = (field(&out, "typed"), field(&out, "raw"));
+        let (typed, raw, layout) = (
+            field(&out, "typed"),
+            field(&out, "raw"),
+            field(&out, "layout"),
+        );
         println!(
-            "  {name}: typed {:>9.1} µs, raw mpi {:>9.1} µs: {:.2}x the raw time (target <= 1.3)",
+            "  {name}: typed (serde) {:>8.1} µs, in mc's layout {:>8.1} µs, raw mpi {:>8.1} µs: \
+             {:.2}x and {:.2}x the raw time (target <= 1.3)",
             typed * 1e6,
+            layout * 1e6,
             raw * 1e6,
-            typed / raw
+            typed / raw,
+            layout / raw
         );
     }
 }

@@ -2,6 +2,7 @@
 
 use std::marker::PhantomData;
 
+use mpi::datatype::Equivalence;
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::{Communicator, CommunicatorCollectives, Destination, Root, Source};
 use serde::de::DeserializeOwned;
@@ -18,6 +19,32 @@ const TAG_GATHER: i32 = 2;
 const TAG_DEAL_ASK: i32 = 3;
 /// [`Cluster::deal`]: the tasks the root deals (none: no more).
 const TAG_DEAL_GIVE: i32 = 4;
+/// [`Cluster::send_shared`]: the offer (fingerprint, bytes needed).
+const TAG_SH_OFFER: i32 = 5;
+/// [`Cluster::recv_shared`]: the address the image will be read at (0:
+/// refused).
+const TAG_SH_ACCEPT: i32 = 6;
+/// [`Cluster::send_shared`]: the image's root offset and length, or why
+/// there is none.
+const TAG_SH_HEADER: i32 = 7;
+/// [`Cluster::send_shared`]: the image.
+const TAG_SH_IMAGE: i32 = 8;
+
+/// 64 bytes, 64-aligned: what image buffers are made of (the largest
+/// alignment of a shared representation).
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C, align(64))]
+struct Line([u8; 64]);
+
+/// A zeroed, 64-aligned buffer of at least `n` bytes.
+fn image_buffer(n: usize) -> Result<Vec<Line>, ClusterError> {
+    let lines = n.div_ceil(64).max(1);
+    let mut v = Vec::new();
+    v.try_reserve_exact(lines)
+        .map_err(|e| ClusterError::Encode(format!("{n} bytes for an image: {e}")))?;
+    v.resize(lines, Line([0; 64]));
+    Ok(v)
+}
 
 /// This rank's view of the job: who it is, and how it talks to the others.
 /// Only the thread that called [`run`] uses it (MPI runs `Funneled`).
@@ -202,7 +229,6 @@ impl Cluster {
         from: Option<i32>,
         tag: i32,
     ) -> Result<(usize, T), ClusterError> {
-        use mpi::datatype::Equivalence;
         let (msg, status) = match from {
             Some(r) => self.world.process_at_rank(r).matched_probe_with_tag(tag),
             None => self.world.any_process().matched_probe_with_tag(tag),
@@ -213,6 +239,116 @@ impl Cluster {
         buf.resize(n, 0);
         msg.matched_receive_into(&mut buf[..]);
         Ok((src, frame::decode(src, &buf)?))
+    }
+
+    /// Sends a shared value in its own layout (mc's representation, the
+    /// layout of heaps and camlbox messages), with no serde encoding: the
+    /// receiver ([`recv_shared`](Self::recv_shared)) first says at which
+    /// address it will read the image, this rank writes the value there
+    /// (its pointers relocated for that address) and sends it, and the
+    /// receiver validates it as a camlbox message is validated. For any
+    /// `T: Shared`, also without serde; a value read in place from a heap is
+    /// sent with `send_shared(to, &guard_value)` after copying it out, or
+    /// as is when it is a `T` itself.
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::NoSuchRank`]; [`ClusterError::BadMessage`] when the
+    /// receiver expects another type; [`ClusterError::Encode`] when the
+    /// value cannot be written (a lock this thread holds).
+    pub fn send_shared<T: mc::Shared>(&self, to: usize, value: &T) -> Result<(), ClusterError> {
+        let r = self.check(to)?;
+        let size = mc::Camlbox::<T>::message_size(value);
+        self.send_tagged(r, TAG_SH_OFFER, &(T::FINGERPRINT, size as u64))?;
+        let (_, target): (usize, u64) = self.recv_tagged(Some(r), TAG_SH_ACCEPT)?;
+        if target == 0 {
+            return Err(ClusterError::BadMessage {
+                from: to,
+                reason: format!(
+                    "rank {to} expects another type than {}",
+                    std::any::type_name::<T>()
+                ),
+            });
+        }
+        let mut lines = image_buffer(size)?;
+        let buf: &mut [u8] = bytemuck::cast_slice_mut(&mut lines);
+        let written = usize::try_from(target)
+            .map_err(|_| ClusterError::Encode("an image address past the address space".into()))
+            .and_then(|t| {
+                mc::value::copy_into_region_for(value, &mut buf[..size], t)
+                    .map_err(|e| ClusterError::Encode(e.to_string()))
+            });
+        match written {
+            Ok((root, used)) => {
+                self.send_tagged(
+                    r,
+                    TAG_SH_HEADER,
+                    &Ok::<_, String>((root as u64, used as u64)),
+                )?;
+                self.world
+                    .process_at_rank(r)
+                    .send_with_tag(&buf[..used], TAG_SH_IMAGE);
+                Ok(())
+            }
+            Err(e) => {
+                self.send_tagged(r, TAG_SH_HEADER, &Err::<(u64, u64), _>(e.to_string()))?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Receives a shared value that rank `from` sent with
+    /// [`send_shared`](Self::send_shared): the image arrives in a buffer
+    /// of this rank at the address it told the sender, is validated, and
+    /// copied out.
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::NoSuchRank`]; [`ClusterError::BadMessage`] when the
+    /// sender sends another type, could not write the value, or the image
+    /// is cut or corrupt (what validation found).
+    pub fn recv_shared<T: mc::Shared>(&self, from: usize) -> Result<T, ClusterError> {
+        let r = self.check(from)?;
+        let bad = |reason: String| ClusterError::BadMessage { from, reason };
+        let (_, (fp, size)): (usize, (u64, u64)) = self.recv_tagged(Some(r), TAG_SH_OFFER)?;
+        if fp != T::FINGERPRINT {
+            self.send_tagged(r, TAG_SH_ACCEPT, &0u64)?;
+            return Err(bad(format!(
+                "a value of another type than {}",
+                std::any::type_name::<T>()
+            )));
+        }
+        let size =
+            usize::try_from(size).map_err(|_| bad("an image past the address space".into()))?;
+        let mut lines = match image_buffer(size) {
+            Ok(l) => l,
+            Err(e) => {
+                self.send_tagged(r, TAG_SH_ACCEPT, &0u64)?;
+                return Err(e);
+            }
+        };
+        let buf: &mut [u8] = bytemuck::cast_slice_mut(&mut lines);
+        let target = buf.as_ptr().addr() as u64;
+        self.send_tagged(r, TAG_SH_ACCEPT, &target)?;
+        let (_, header): (usize, Result<(u64, u64), String>) =
+            self.recv_tagged(Some(r), TAG_SH_HEADER)?;
+        let (root, used) =
+            header.map_err(|e| bad(format!("the sender could not write it: {e}")))?;
+        let (msg, status) = self
+            .world
+            .process_at_rank(r)
+            .matched_probe_with_tag(TAG_SH_IMAGE);
+        let n = usize::try_from(status.count(u8::equivalent_datatype())).unwrap_or(usize::MAX);
+        if n > buf.len() || u64::try_from(n).ok() != Some(used) {
+            // Taken all the same, so that it does not block the next one.
+            let _ =
+                mpi::point_to_point::MatchedReceiveVec::matched_receive_vec::<u8>((msg, status));
+            return Err(bad(format!("an image of {n} bytes, {used} announced")));
+        }
+        msg.matched_receive_into(&mut buf[..n]);
+        let root =
+            usize::try_from(root).map_err(|_| bad("a root past the address space".into()))?;
+        mc::value::copy_from_region::<T>(&mut buf[..n], root).map_err(|e| bad(e.to_string()))
     }
 
     /// Receives the next value that rank `from` sent with [`send`](Self::send).

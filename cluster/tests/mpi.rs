@@ -25,6 +25,22 @@ struct Table {
     rows: Vec<(u32, String)>,
 }
 
+/// A shared value without serde: it travels in its own layout.
+#[derive(mc::Shared, Debug, Clone, PartialEq)]
+struct Plan {
+    name: String,
+    steps: Vec<(u32, String)>,
+    next: Option<Box<Plan>>,
+}
+
+fn plan(i: u32) -> Plan {
+    Plan {
+        name: format!("plan {i}"),
+        steps: (0..i).map(|k| (k, "step".repeat(k as usize))).collect(),
+        next: (i > 1).then(|| Box::new(plan(i - 1))),
+    }
+}
+
 #[mc::process]
 fn square(x: u64) -> u64 {
     x * x
@@ -183,6 +199,55 @@ fn check(c: &Cluster) -> Result<(), String> {
             )
         {
             return Err("a message with flipped bytes was taken".into());
+        }
+    }
+    // 8. Shared values in their own layout: a type without serde to every
+    //    rank and back, changed; a value of a heap; another type refused on
+    //    both sides.
+    if c.is_root() {
+        for r in 1..size {
+            c.send_shared(r, &plan(r as u32 + 2)).map_err(e)?;
+        }
+        for r in 1..size {
+            let back: Plan = c.recv_shared(r).map_err(e)?;
+            let mut want = plan(r as u32 + 2);
+            want.name.push_str(" back");
+            if back != want {
+                return Err(format!("shared round trip with rank {r}: {back:?}"));
+            }
+        }
+        let pool = mc::Pool::create(16 << 20).map_err(|e| e.to_string())?;
+        let heap = mc::Heap::create(&pool, &want).map_err(|e| e.to_string())?;
+        let from_heap = heap.copy().map_err(|e| e.to_string())?;
+        for r in 1..size {
+            c.send_shared(r, &from_heap).map_err(e)?;
+        }
+        if size >= 2
+            && !matches!(
+                c.recv_shared::<Table>(1),
+                Err(ClusterError::BadMessage { from: 1, .. })
+            )
+        {
+            return Err("a shared value of another type was taken".into());
+        }
+    } else {
+        let mut p: Plan = c.recv_shared(0).map_err(e)?;
+        if p != plan(rank as u32 + 2) {
+            return Err(format!("rank {rank} got {p:?}"));
+        }
+        p.name.push_str(" back");
+        c.send_shared(0, &p).map_err(e)?;
+        let t: Table = c.recv_shared(0).map_err(e)?;
+        if t != want {
+            return Err(format!("rank {rank}: a heap's value came as {t:?}"));
+        }
+        if rank == 1
+            && !matches!(
+                c.send_shared(0, &plan(1)),
+                Err(ClusterError::BadMessage { .. })
+            )
+        {
+            return Err("a shared value was sent to a rank expecting another type".into());
         }
     }
     // Bad ranks are errors.

@@ -755,6 +755,89 @@ pub fn copy_into_region<T: Shared>(value: &T, buf: &mut [u8]) -> Result<usize, C
     Ok(addr - base)
 }
 
+/// A bump allocator over a local buffer whose image is read at another
+/// address, `target` (where a receiver will hold the same bytes).
+struct TargetAlloc<'a> {
+    local: NonNull<u8>,
+    target: usize,
+    len: usize,
+    next: usize,
+    _buf: std::marker::PhantomData<&'a mut [u8]>,
+}
+
+// SAFETY: allocations are disjoint, increasing ranges of the borrowed
+// buffer (valid for writes, used by nothing else while the borrow lasts);
+// each is aligned as requested at its target address and, checked below,
+// at its local one.
+unsafe impl Allocate for TargetAlloc<'_> {
+    fn allocate(&mut self, layout: Layout) -> Result<(NonNull<u8>, usize), CopyError> {
+        let Bump { addr, offset, end } = bump(self.target, self.next, self.len, layout)?;
+        // SAFETY: `offset <= end <= len`: inside (or one past) the buffer.
+        let local = unsafe { self.local.add(offset) };
+        if !local.as_ptr().addr().is_multiple_of(layout.align()) {
+            // The buffer and the target disagree on alignment.
+            return Err(CopyError::Overflow);
+        }
+        self.next = end;
+        Ok((local, addr))
+    }
+}
+
+/// Deep-copies `value` into `buf` as an image to be read at the address
+/// `target` (another process's buffer that will receive these bytes): the
+/// root first, at the returned offset, then what it points to, with every
+/// pointer an address in `[target, target + buf.len())`. Returns the root's
+/// offset and the bytes used. `buf` and `target` must agree modulo 64 (the
+/// largest alignment of a representation); otherwise, or when `buf` is too
+/// small, it fails ([`CopyError::Overflow`], [`CopyError::OutOfSpace`]).
+///
+/// The receiver checks and reads the image with [`copy_from_region`].
+///
+/// # Errors
+///
+/// As above, and [`CopyError::Locked`] when `value` holds a lock this
+/// thread holds.
+pub fn copy_into_region_for<T: Shared>(
+    value: &T,
+    buf: &mut [u8],
+    target: usize,
+) -> Result<(usize, usize), CopyError> {
+    if buf.as_ptr().addr() % 64 != target % 64 {
+        return Err(CopyError::Overflow);
+    }
+    let mut alloc = TargetAlloc {
+        local: NonNull::from(&mut *buf).cast(),
+        target,
+        len: buf.len(),
+        next: 0,
+        _buf: std::marker::PhantomData,
+    };
+    let root = write_root_first(&mut alloc, value)?;
+    Ok((root - target, alloc.next))
+}
+
+/// Checks the image in `buf` (made by [`copy_into_region_for`] for `buf`'s
+/// address, or by [`copy_into_region`]) as [`validate_region`] does, and
+/// copies the value out. The buffer is borrowed exclusively: copying a value
+/// that holds locks takes them, in the buffer.
+///
+/// # Errors
+///
+/// The [`Invalid`] that validation finds: a pointer out of `buf`, a bad
+/// tag, `bool`, `char` or UTF-8, a vector longer than its capacity, overlaps,
+/// nesting too deep.
+pub fn copy_from_region<T: Shared>(buf: &mut [u8], root_offset: usize) -> Result<T, Invalid> {
+    validate_region::<T>(buf, root_offset)?;
+    let base = NonNull::from(&mut *buf).cast::<u8>();
+    // SAFETY: validation found a well-formed `T::Repr` at `root_offset`,
+    // aligned, whose pointers all lie inside `buf`; `buf` is borrowed
+    // exclusively for the copy, so nothing else reads or writes it, and
+    // the locks a copy takes are atomics inside it, reached through this
+    // pointer (which carries the mutable borrow's provenance).
+    let repr = unsafe { &*base.add(root_offset).cast::<T::Repr>().as_ptr() };
+    Ok(T::from_repr(repr))
+}
+
 /// Deep-copies `value` into `alloc`'s target, the root's representation
 /// first (so that it comes before everything it points to), and returns
 /// the root's address in the target.
@@ -929,5 +1012,42 @@ mod tests {
         let b = bytes(&mut buf);
         assert!(validate_region::<Vec<((),)>>(b, root).is_err());
         assert!(validate_region::<Vec<()>>(b, root).is_err());
+    }
+
+    #[test]
+    fn images_for_another_address_are_read_there() {
+        type V = (String, Vec<Option<(u32, String)>>, Box<[u64; 3]>);
+        let value: V = (
+            "root".into(),
+            vec![Some((1, "a".repeat(40))), None, Some((3, "c".into()))],
+            Box::new([7, 8, 9]),
+        );
+        // The receiver's buffer, at its own address.
+        #[repr(align(64))]
+        struct Buf([u8; 4096]);
+        let mut there = Box::new(Buf([0; 4096]));
+        let target = there.0.as_ptr().addr();
+        let mut here = Box::new(Buf([0; 4096]));
+        let (root, used) = copy_into_region_for(&value, &mut here.0, target).unwrap();
+        assert!(used <= 4096 && root < used);
+        there.0[..used].copy_from_slice(&here.0[..used]);
+        assert_eq!(
+            copy_from_region::<V>(&mut there.0[..used], root).unwrap(),
+            value
+        );
+        // Read where it was written, the pointers lie outside: refused.
+        assert!(copy_from_region::<V>(&mut here.0[..used], root).is_err());
+        // A cut image is refused.
+        assert!(copy_from_region::<V>(&mut there.0[..used / 2], root).is_err());
+        // A target that disagrees with the buffer on alignment.
+        assert!(matches!(
+            copy_into_region_for(&value, &mut here.0, target + 8),
+            Err(CopyError::Overflow)
+        ));
+        // Too small.
+        assert!(matches!(
+            copy_into_region_for(&value, &mut here.0[..64], target),
+            Err(CopyError::OutOfSpace { .. })
+        ));
     }
 }

@@ -41,8 +41,8 @@ pub use builtin::{
 };
 pub(crate) use copy::{bump, write_root_first, Bump, FreshArray};
 pub use copy::{
-    copy_into_region, validate_region, Allocate, CopyError, Invalid, Mark, Tracer, Validator,
-    Writer,
+    copy_from_region, copy_into_region, copy_into_region_for, validate_region, Allocate, CopyError,
+    Invalid, Mark, Tracer, Validator, Writer,
 };
 pub use descr::{DescrParts, SharedDescr};
 pub use fingerprint::{fingerprint_combine, fingerprint_str};
