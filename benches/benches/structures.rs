@@ -9,13 +9,17 @@
 //! 2. `SQueue<u64>` push/pop throughput from a producer process to a
 //!    consumer process vs a `crossbeam-channel` (unbounded) between two
 //!    threads (also with batches of 64: `extend` / `pop_many`).
+//! 3. Memory per entry of an `SHashtbl` (its heap's live bytes, and its
+//!    chunks) vs a `HashMap` (bytes the global allocator holds for it),
+//!    for `u64 → u64` and 16-byte `String → u64`, 100,000 entries.
 //!
 //! Run: `cargo bench -p mc-benches --bench structures`. Prints operations
 //! per second and ratios (mc / baseline; below 1 means mc is slower).
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -23,6 +27,88 @@ use mc::{Pool, SHashtbl, SQueue, SShardedHashtbl};
 use mc_testkit::shared;
 
 const KEYS: u64 = 10_000;
+
+/// The system allocator, counting the bytes it holds (for section 3).
+struct Counting;
+
+static HELD: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded to the system allocator with the same
+// arguments; the counter only observes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        HELD.fetch_add(layout.size(), Ordering::Relaxed);
+        // SAFETY: the caller's contract, forwarded.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        HELD.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: the caller's contract, forwarded.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        HELD.fetch_add(new_size, Ordering::Relaxed);
+        HELD.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: the caller's contract, forwarded.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Section 3: bytes per entry, `SHashtbl` vs `HashMap`.
+fn memory_per_entry(pool: &Pool) {
+    const N: u64 = 100_000;
+    println!("memory per entry, {N} entries (SHashtbl: live bytes of its heap / chunk bytes; HashMap: bytes allocated)");
+    let before = HELD.load(Ordering::Relaxed);
+    let mut m: HashMap<u64, u64> = HashMap::new();
+    for k in 0..N {
+        m.insert(k, k);
+    }
+    let map_u64 = (HELD.load(Ordering::Relaxed) - before) as f64 / N as f64;
+    black_box(&m);
+    drop(m);
+    let t = SHashtbl::<u64, u64>::create(pool, &()).expect("table");
+    for k in 0..N {
+        t.add(&k, &k).expect("add");
+    }
+    t.gc().expect("gc");
+    let st = t.stats().expect("stats");
+    let (live_u64, chunks_u64) = (
+        st.live_bytes as f64 / N as f64,
+        st.chunk_bytes as f64 / N as f64,
+    );
+    t.destroy().expect("destroy");
+    let key = |k: u64| format!("key-{k:012}");
+    let before = HELD.load(Ordering::Relaxed);
+    let mut m: HashMap<String, u64> = HashMap::new();
+    for k in 0..N {
+        m.insert(key(k), k);
+    }
+    let map_str = (HELD.load(Ordering::Relaxed) - before) as f64 / N as f64;
+    black_box(&m);
+    drop(m);
+    let t = SHashtbl::<String, u64>::create(pool, &()).expect("table");
+    for k in 0..N {
+        t.add(&key(k), &k).expect("add");
+    }
+    t.gc().expect("gc");
+    let st = t.stats().expect("stats");
+    let (live_str, chunks_str) = (
+        st.live_bytes as f64 / N as f64,
+        st.chunk_bytes as f64 / N as f64,
+    );
+    t.destroy().expect("destroy");
+    println!(
+        "  u64 -> u64:     SHashtbl {live_u64:>6.1} B live, {chunks_u64:>6.1} B of chunks; HashMap {map_u64:>6.1} B: {:.2}x",
+        live_u64 / map_u64
+    );
+    println!(
+        "  String -> u64:  SHashtbl {live_str:>6.1} B live, {chunks_str:>6.1} B of chunks; HashMap {map_str:>6.1} B: {:.2}x",
+        live_str / map_str
+    );
+}
 
 /// Forks a child that waits for `go`, runs `f` and exits (the bench main
 /// is single-threaded when it forks: every thread of the baselines was
@@ -264,6 +350,7 @@ fn main() {
         (300_000, 1_000_000, 3)
     };
     let pool = Pool::create(1 << 30).expect("pool");
+    memory_per_entry(&pool);
 
     println!("SHashtbl<u64, u64>, mix 10% add / 10% remove / 30% replace / 50% find, {KEYS} keys");
     let plain = || SHashtbl::<u64, u64>::create(&pool, &()).expect("table");
