@@ -1,9 +1,7 @@
 //! The sending end of a camlbox.
 
-use std::alloc::Layout;
 use std::fmt;
 use std::marker::PhantomData;
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,7 +10,7 @@ use super::layout::{Region, WRITING};
 use super::{far_future, map, segment_name, writer_identity, CamlboxError, Mapping, SPIN};
 use crate::segment::{self, SegmentError, SegmentKind};
 use crate::sync::futex;
-use crate::value::{bump, write_root_first, Allocate, Bump, CopyError, Shared};
+use crate::value::{write_root_first, CopyError, Shared, TargetAlloc};
 
 /// The sending end of a camlbox of `T` messages. Senders can be cloned and
 /// shared between threads; each maps the box at its own address.
@@ -59,35 +57,6 @@ impl<T: Shared> fmt::Debug for Sender<T> {
             .field("slots", &self.map.region.slots())
             .field("msg_size", &self.map.region.msg_size())
             .finish()
-    }
-}
-
-/// Bump-allocates inside one slot; target addresses are where the receiver
-/// sees the slot.
-struct SlotAlloc {
-    local: NonNull<u8>,
-    target: usize,
-    len: usize,
-    next: usize,
-}
-
-// SAFETY: allocations are disjoint, increasing ranges of the slot's data
-// (owned by the writing sender while the slot is claimed), aligned as
-// requested in the receiver's address space — and hence locally too (for
-// alignments up to the page size), since both mappings are page-aligned and
-// the data is at the same offset in each.
-unsafe impl Allocate for SlotAlloc {
-    fn allocate(&mut self, layout: Layout) -> Result<(NonNull<u8>, usize), CopyError> {
-        let Bump { addr, offset, end } = bump(self.target, self.next, self.len, layout)?;
-        // SAFETY: `offset <= end <= len`: inside (or one past) the slot.
-        let local = unsafe { self.local.add(offset) };
-        if !local.as_ptr().addr().is_multiple_of(layout.align()) {
-            // Alignments above the page size cannot be honoured in both
-            // mappings.
-            return Err(CopyError::Overflow);
-        }
-        self.next = end;
-        Ok((local, addr))
     }
 }
 
@@ -293,19 +262,18 @@ impl<T: Shared> Sender<T> {
             r.free_own(slot, mine);
             return Err(CamlboxError::BadGeometry);
         };
-        // The slot's data: `msg_size` bytes inside our mapping.
-        let mut alloc = SlotAlloc {
-            local: r.data(slot),
-            target,
-            len: r.msg_size(),
-            next: 0,
-        };
-        // The allocator's target addresses are the receiver's addresses of
-        // this slot, which this sender owns while it is claimed.
+        // The slot's data: `msg_size` bytes inside our mapping, read by the
+        // receiver at `target` (both mappings are page-aligned and the data
+        // is at the same offset in each, so alignments up to a page agree;
+        // the allocator checks).
+        // SAFETY: the slot's data is `msg_size` bytes of our mapping, which
+        // this sender owns (writes, and nobody else touches it) while the
+        // slot is claimed, for as long as `alloc` lives.
+        let mut alloc = unsafe { TargetAlloc::new(r.data(slot), target, r.msg_size()) };
         let result = write_root_first(&mut alloc, value).map(|addr| addr - target);
         match result {
             Ok(root_offset) => {
-                r.publish(slot, mine, root_offset, alloc.next);
+                r.publish(slot, mine, root_offset, alloc.used());
                 // Written to zero pages standing in for a cut segment: the
                 // message never reached the receiver.
                 self.check_intact()

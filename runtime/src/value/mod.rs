@@ -33,19 +33,19 @@ mod builtin;
 mod copy;
 pub(crate) mod descr;
 mod fingerprint;
+mod region;
 
 pub(crate) use builtin::pod_reprs;
 pub use builtin::{
     array_get_pin, SharedBox, SharedOption, SharedString, SharedVec, Tuple1, Tuple2, Tuple3,
     Tuple4, Tuple5, Tuple6,
 };
-pub(crate) use copy::{bump, write_root_first, Bump, FreshArray};
-pub use copy::{
-    copy_from_region, copy_into_region, copy_into_region_for, validate_region, Allocate, CopyError,
-    Invalid, Mark, Tracer, Validator, Writer,
-};
+pub(crate) use copy::FreshArray;
+pub use copy::{Allocate, CopyError, Invalid, Mark, Tracer, Validator, Writer};
 pub use descr::{DescrParts, SharedDescr};
 pub use fingerprint::{fingerprint_combine, fingerprint_str};
+pub use region::{copy_from_region, copy_into_region, copy_into_region_for, validate_region};
+pub(crate) use region::{write_root_first, TargetAlloc};
 
 /// The shared representation of `T`.
 pub type Repr<T> = <T as Shared>::Repr;
