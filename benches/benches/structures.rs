@@ -68,61 +68,50 @@ static GLOBAL: Counting = Counting;
 
 /// Section 3: bytes per entry, `SHashtbl` vs `HashMap`.
 fn memory_per_entry(pool: &Pool) {
-    const N: u64 = 100_000;
-    println!("memory per entry, {N} entries (SHashtbl: live bytes of its heap / chunk bytes; HashMap: bytes allocated)");
+    println!("memory per entry, {ENTRIES} entries (SHashtbl: live bytes of its heap / chunk bytes; HashMap: bytes allocated)");
+    let u64s = entry_bytes(pool, |k| k);
+    let strings = entry_bytes(pool, |k| format!("key-{k:012}"));
+    for (name, (live, chunks, map)) in [("u64 -> u64:   ", u64s), ("String -> u64:", strings)] {
+        println!(
+            "  {name}  SHashtbl {live:>6.1} B live, {chunks:>6.1} B of chunks; HashMap {map:>6.1} B: {:.2}x",
+            live / map
+        );
+    }
+}
+
+const ENTRIES: u64 = 100_000;
+
+/// Bytes per entry of `ENTRIES` entries keyed by `key(k)`: an `SHashtbl`'s
+/// live heap bytes and chunk bytes, and what a `HashMap` holds from the
+/// global allocator.
+fn entry_bytes<K>(pool: &Pool, key: impl Fn(u64) -> K) -> (f64, f64, f64)
+where
+    K: mc::SharedKey + std::hash::Hash + Eq,
+{
     // Counted from a fresh start: `HELD` may wrap below zero when a block
     // allocated before counting began is freed during it.
     HELD.store(0, Ordering::SeqCst);
     COUNTING.store(true, Ordering::SeqCst);
-    let mut m: HashMap<u64, u64> = HashMap::new();
-    for k in 0..N {
-        m.insert(k, k);
-    }
-    let map_u64 = HELD.load(Ordering::Relaxed) as f64 / N as f64;
-    COUNTING.store(false, Ordering::SeqCst);
-    black_box(&m);
-    drop(m);
-    let t = SHashtbl::<u64, u64>::create(pool, &()).expect("table");
-    for k in 0..N {
-        t.add(&k, &k).expect("add");
-    }
-    t.gc().expect("gc");
-    let st = t.stats().expect("stats");
-    let (live_u64, chunks_u64) = (
-        st.live_bytes as f64 / N as f64,
-        st.chunk_bytes as f64 / N as f64,
-    );
-    t.destroy().expect("destroy");
-    let key = |k: u64| format!("key-{k:012}");
-    HELD.store(0, Ordering::SeqCst);
-    COUNTING.store(true, Ordering::SeqCst);
-    let mut m: HashMap<String, u64> = HashMap::new();
-    for k in 0..N {
+    let mut m: HashMap<K, u64> = HashMap::new();
+    for k in 0..ENTRIES {
         m.insert(key(k), k);
     }
-    let map_str = HELD.load(Ordering::Relaxed) as f64 / N as f64;
+    let map = HELD.load(Ordering::Relaxed) as f64 / ENTRIES as f64;
     COUNTING.store(false, Ordering::SeqCst);
     black_box(&m);
     drop(m);
-    let t = SHashtbl::<String, u64>::create(pool, &()).expect("table");
-    for k in 0..N {
+    let t = SHashtbl::<K, u64>::create(pool, &()).expect("table");
+    for k in 0..ENTRIES {
         t.add(&key(k), &k).expect("add");
     }
     t.gc().expect("gc");
     let st = t.stats().expect("stats");
-    let (live_str, chunks_str) = (
-        st.live_bytes as f64 / N as f64,
-        st.chunk_bytes as f64 / N as f64,
-    );
     t.destroy().expect("destroy");
-    println!(
-        "  u64 -> u64:     SHashtbl {live_u64:>6.1} B live, {chunks_u64:>6.1} B of chunks; HashMap {map_u64:>6.1} B: {:.2}x",
-        live_u64 / map_u64
-    );
-    println!(
-        "  String -> u64:  SHashtbl {live_str:>6.1} B live, {chunks_str:>6.1} B of chunks; HashMap {map_str:>6.1} B: {:.2}x",
-        live_str / map_str
-    );
+    (
+        st.live_bytes as f64 / ENTRIES as f64,
+        st.chunk_bytes as f64 / ENTRIES as f64,
+        map,
+    )
 }
 
 /// Forks a child that waits for `go`, runs `f` and exits (the bench main
