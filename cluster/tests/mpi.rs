@@ -79,6 +79,38 @@ fn job(i: u64) -> Job {
     }
 }
 
+/// A value with strings large enough to go out in parts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Bulk {
+    text: String,
+    small: Vec<u32>,
+    bytes: serde_bytes::ByteBuf,
+    more: Vec<String>,
+}
+
+fn bulk(r: usize) -> Bulk {
+    Bulk {
+        text: format!("rank {r} ").repeat(40_000),
+        small: (0..100).collect(),
+        bytes: serde_bytes::ByteBuf::from(
+            (0..600_000).map(|i| (i * 7 + r) as u8).collect::<Vec<_>>(),
+        ),
+        more: vec!["x".repeat(300_000), "short".into(), "y".repeat(270_000)],
+    }
+}
+
+/// A value whose encoding fails after a large string went out.
+struct FailsHalfway;
+
+impl Serialize for FailsHalfway {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeTuple};
+        let mut t = s.serialize_tuple(2)?;
+        t.serialize_element(&serde_bytes::ByteBuf::from(vec![1u8; 400_000]))?;
+        Err(S::Error::custom("the second half"))
+    }
+}
+
 fn check(c: &Cluster) -> Result<(), String> {
     let (rank, size) = (c.rank(), c.size());
     let e = |e: ClusterError| e.to_string();
@@ -248,6 +280,44 @@ fn check(c: &Cluster) -> Result<(), String> {
             )
         {
             return Err("a shared value was sent to a rank expecting another type".into());
+        }
+    }
+    // 9. Values with large strings (sent in parts, the strings from the
+    //    value's own memory): to every rank and back, all at once to the
+    //    root (`recv_any` takes each value whole from one rank); a sender
+    //    that fails halfway fails its receiver too.
+    if c.is_root() {
+        for r in 1..size {
+            c.send(r, &bulk(r)).map_err(e)?;
+        }
+        let mut seen = vec![false; size];
+        for _ in 1..size {
+            let (r, back): (usize, Bulk) = c.recv_any().map_err(e)?;
+            let mut want = bulk(r);
+            want.text.push('!');
+            if back != want || std::mem::replace(&mut seen[r], true) {
+                return Err(format!("bulk round trip with rank {r}"));
+            }
+        }
+        // Every bulk value is in before the failing sends start.
+        c.barrier();
+        for r in 1..size {
+            match c.recv::<(serde_bytes::ByteBuf, u32)>(r) {
+                Err(ClusterError::BadMessage { from, reason })
+                    if from == r && reason.contains("could not encode") => {}
+                other => return Err(format!("a failed send from {r} came as {other:?}")),
+            }
+        }
+    } else {
+        let mut b: Bulk = c.recv(0).map_err(e)?;
+        if b != bulk(rank) {
+            return Err(format!("rank {rank}: a bulk value came changed"));
+        }
+        b.text.push('!');
+        c.send(0, &b).map_err(e)?;
+        c.barrier();
+        if !matches!(c.send(0, &FailsHalfway), Err(ClusterError::Encode(_))) {
+            return Err("a value that cannot be encoded was sent".into());
         }
     }
     // Bad ranks are errors.
