@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-all=(heap locks process structures camlbox nqueens serve)
+all=(heap locks process structures growth camlbox nqueens serve)
 benches=("${@:-${all[@]}}")
 out=benches/RESULTS.md
 tmp=$(mktemp)

@@ -72,7 +72,7 @@ fn data_broken_through_heap_is_an_error_not_a_panic() {
     // A table without buckets, and a key without its value.
     let t = SHashtbl::<u32, String>::create(&pool, &()).unwrap();
     t.add(&1, &"one".to_string()).unwrap();
-    t.heap().assign(&(Vec::new(), 3)).unwrap();
+    t.heap().assign(&(Vec::new(), 3, Vec::new(), 0)).unwrap();
     assert!(is_inconsistent(t.find(&1)));
     assert!(is_inconsistent(t.find_pinned(&1)));
     assert!(is_inconsistent(t.find_copy(&1)));
@@ -89,7 +89,7 @@ fn data_broken_through_heap_is_an_error_not_a_panic() {
     let e = t.find(&1).map(|_| ()).unwrap_err();
     assert!(e.to_string().contains("without buckets"), "{e}");
     t.heap()
-        .assign(&(vec![(vec![1, 1], vec!["a".to_string()])], 2))
+        .assign(&(vec![(vec![1, 1], vec!["a".to_string()])], 2, Vec::new(), 0))
         .unwrap();
     assert_eq!(t.find_copy(&1).unwrap().as_deref(), Some("a"));
     assert_eq!(t.find_all_copy(&1).unwrap(), ["a"]);
@@ -100,6 +100,39 @@ fn data_broken_through_heap_is_an_error_not_a_panic() {
     // `clear` repairs the count.
     t.clear().unwrap();
     assert_eq!(t.len().unwrap(), 0);
+    // A nonsensical growth state: more old buckets moved than there are,
+    // and old buckets that still hold bindings. Lookups answer (from the
+    // new buckets), iteration sees every binding, and the table goes on.
+    t.heap()
+        .assign(&(
+            vec![(vec![], vec![]); 3],
+            1,
+            vec![(vec![7], vec!["seven".to_string()])],
+            9,
+        ))
+        .unwrap();
+    assert_eq!(t.find_copy(&7).unwrap(), None);
+    assert_eq!(t.to_vec().unwrap(), [(7, "seven".to_string())]);
+    for i in 0..20 {
+        t.add(&i, &i.to_string()).unwrap();
+        t.remove(&(i / 2)).unwrap();
+    }
+    assert_eq!(t.find_copy(&19).unwrap().as_deref(), Some("19"));
+    // Old buckets of which none moved: the bindings there are found, and
+    // the next modifications move them.
+    t.heap()
+        .assign(&(
+            vec![(vec![], vec![]); 5],
+            2,
+            vec![(vec![4, 8], vec!["four".to_string(), "eight".to_string()])],
+            0,
+        ))
+        .unwrap();
+    assert_eq!(t.find_copy(&8).unwrap().as_deref(), Some("eight"));
+    t.add(&1, &"one".to_string()).unwrap();
+    assert_eq!(t.find_copy(&4).unwrap().as_deref(), Some("four"));
+    assert_eq!(t.find_copy(&8).unwrap().as_deref(), Some("eight"));
+    assert_eq!(t.len().unwrap(), 3);
 
     // A queue whose length exceeds its ring, and one with a hole.
     let q = SQueue::<u32>::create(&pool, &()).unwrap();

@@ -196,6 +196,29 @@ impl<'h> Mutator<'h> {
         Ok(())
     }
 
+    /// Appends a deep copy of a shared value (from this heap, another heap
+    /// or a camlbox) to a vector of the heap, as [`push`](Self::push) does
+    /// for a local value.
+    ///
+    /// # Errors
+    ///
+    /// [`HeapError::ForeignPlace`] when `vec` is not in this heap, and the
+    /// errors of [`add`](Self::add) for `src`.
+    pub fn push_from<V: Shared>(
+        &self,
+        vec: Pin<&mut SharedVec<V::Repr>>,
+        src: &V::Repr,
+    ) -> Result<(), HeapError> {
+        self.check_place(&*vec)?;
+        let mut vec = vec;
+        let r = self.write(|w| V::repr_to_repr(src, w))?;
+        self.reserve(vec.as_mut(), 1)?;
+        if vec.push_within_capacity(r).is_err() {
+            unreachable!("mc: room was reserved");
+        }
+        Ok(())
+    }
+
     /// Replaces the optional value at `place` with `Some` of a copy of
     /// `value` (without first building an `Option<V>` locally).
     ///

@@ -253,11 +253,19 @@ fn hash_repr<K: SharedKey>(k: &K::Repr) -> u64 {
     h.finish()
 }
 
-/// Buckets (keys and values of each chain, oldest binding first) and the
-/// number of bindings.
-type TData<K, V> = (Vec<(Vec<K>, Vec<V>)>, usize);
+/// The buckets (keys and values of each chain, oldest binding first), the
+/// number of bindings and, while the table grows, the buckets it grows
+/// from and how many of them have moved to the new ones.
+type TData<K, V> = (Vec<Chain<K, V>>, usize, Vec<Chain<K, V>>, usize);
+type Chain<K, V> = (Vec<K>, Vec<V>);
 type Bucket<K, V> = Tuple2<SharedVec<<K as Shared>::Repr>, SharedVec<<V as Shared>::Repr>>;
-type TRepr<K, V> = Tuple2<SharedVec<Bucket<K, V>>, usize>;
+type TRepr<K, V> = Tuple4<SharedVec<Bucket<K, V>>, usize, SharedVec<Bucket<K, V>>, usize>;
+
+/// The old buckets that each modification moves while the table grows.
+/// Growing to `2n + 1` buckets starts after `2n` bindings and the next
+/// growth comes `2n + 1` bindings later, by which time the `n` old buckets
+/// have long moved.
+const MOVE_STEP: usize = 2;
 
 pub(super) type Found<'a, K, V> = Ref<ReadGuard<'a, TData<K, V>>, <V as Shared>::Repr>;
 pub(super) type FoundPinned<'a, K, V> = Ref<PinGuard<'a, TData<K, V>>, <V as Shared>::Repr>;
@@ -277,7 +285,10 @@ pub(super) type FoundAllPinned<'a, K, V> = Refs<PinGuard<'a, TData<K, V>>, <V as
 /// The table is an array of buckets (391 at first, `2n + 1` when there are
 /// more than two bindings per bucket), each a chain of keys and values;
 /// keys are hashed with the deterministic [`KeyHasher`] through
-/// [`SharedKey`], so every process finds them.
+/// [`SharedKey`], so every process finds them. Growing does not rehash the
+/// whole table at once: the new buckets are made empty, and every later
+/// modification moves the bindings of two old buckets, so no single
+/// operation pays for the table's size in rehashing.
 ///
 /// ```
 /// let pool = mc::Pool::create(16 << 20)?;
@@ -302,19 +313,45 @@ structure_common!(SHashtbl, SHashtblDescr, [K: SharedKey, V: Shared], TData<K, V
 /// The value at `l`, which [`locate`] or [`locate_all`] found in the same
 /// (guarded, hence unchanged) table.
 fn value_at<K: Shared, V: Shared>(t: &TRepr<K, V>, l: [usize; 2]) -> &V::Repr {
-    &t.0[l[0]].1[l[1]]
+    &chain::<K, V>(t, l[0]).1[l[1]]
 }
 
-/// The bucket of `k`, or [`StructureError::Inconsistent`] for a table
-/// without buckets (only [`SHashtbl::heap`] can make one).
+/// Bucket `b` of the table: a new bucket below the number of buckets, an
+/// old one (of a table that grows) above.
+#[inline]
+fn chain<K: Shared, V: Shared>(t: &TRepr<K, V>, b: usize) -> &Bucket<K, V> {
+    let n = t.0.len();
+    if b < n {
+        &t.0[b]
+    } else {
+        &t.2[b - n]
+    }
+}
+
+/// The bucket where the bindings of a key with hash `h` are, numbered as
+/// [`chain`] numbers them: `n` new buckets, `old` old ones of which the
+/// first `moved` have moved.
+fn home_in(n: usize, old: usize, moved: usize, h: u64) -> usize {
+    if old > 0 {
+        let o = (h % old as u64) as usize;
+        if o >= moved {
+            return n + o;
+        }
+    }
+    (h % n as u64) as usize
+}
+
+/// The bucket of `k` (as [`home_in`] numbers them), or
+/// [`StructureError::Inconsistent`] for a table without buckets (only
+/// [`SHashtbl::heap`] can make one).
 fn bucket_of<K: SharedKey, V: Shared>(t: &TRepr<K, V>, k: &K) -> Result<usize> {
-    let n = t.0.len() as u64;
+    let n = t.0.len();
     if n == 0 {
         return Err(StructureError::Inconsistent {
             what: "a table without buckets",
         });
     }
-    Ok((hash_local(k) % n) as usize)
+    Ok(home_in(n, t.2.len(), t.3, hash_local(k)))
 }
 
 /// Where the most recent binding of `k` is: `(bucket, index in chain)`.
@@ -322,7 +359,7 @@ fn bucket_of<K: SharedKey, V: Shared>(t: &TRepr<K, V>, k: &K) -> Result<usize> {
 /// no binding.
 fn locate<K: SharedKey, V: Shared>(t: &TRepr<K, V>, k: &K) -> Result<(usize, Option<usize>)> {
     let b = bucket_of::<K, V>(t, k)?;
-    let (keys, vals) = (&t.0[b].0, &t.0[b].1);
+    let (keys, vals) = (&chain::<K, V>(t, b).0, &chain::<K, V>(t, b).1);
     let n = keys.len().min(vals.len());
     Ok((b, keys[..n].iter().rposition(|r| k.eq_repr(r))))
 }
@@ -330,7 +367,7 @@ fn locate<K: SharedKey, V: Shared>(t: &TRepr<K, V>, k: &K) -> Result<(usize, Opt
 /// Where every binding of `k` is, most recent first.
 fn locate_all<K: SharedKey, V: Shared>(t: &TRepr<K, V>, k: &K) -> Result<Vec<[usize; 2]>> {
     let b = bucket_of::<K, V>(t, k)?;
-    let (keys, vals) = (&t.0[b].0, &t.0[b].1);
+    let (keys, vals) = (&chain::<K, V>(t, b).0, &chain::<K, V>(t, b).1);
     let n = keys.len().min(vals.len());
     Ok(keys[..n]
         .iter()
@@ -370,13 +407,19 @@ impl<K: SharedKey, V: Shared> TableView<'_, K, V> {
 
     /// Every binding, bucket by bucket (within a key, oldest first).
     pub fn iter(&self) -> impl Iterator<Item = (&K::Repr, &V::Repr)> + '_ {
-        self.g.0.iter().flat_map(|b| b.0.iter().zip(b.1.iter()))
+        // The old buckets of a growing table hold the bindings not moved
+        // yet (the moved ones are empty).
+        self.g
+            .0
+            .iter()
+            .chain(self.g.2.iter())
+            .flat_map(|b| b.0.iter().zip(b.1.iter()))
     }
 
     /// The most recent value bound to `k`.
     pub fn get(&self, k: &K) -> Option<&V::Repr> {
         let (b, i) = locate::<K, V>(&self.g, k).ok()?;
-        i.map(|i| &self.g.0[b].1[i])
+        i.map(|i| value_at::<K, V>(&self.g, [b, i]))
     }
 
     /// Every value bound to `k`, most recent first (`find_all_ro`).
@@ -415,10 +458,15 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
             }
             .into());
         }
-        let parts = Parts::create(pool, header, &(Vec::new(), 0), HeapOptions::new())?;
+        let parts = Parts::create(
+            pool,
+            header,
+            &(Vec::new(), 0, Vec::new(), 0),
+            HeapOptions::new(),
+        )?;
         // The buckets are made in the heap (no local copy of them first).
         let filled = parts.modify_try(|m, t| {
-            let (mut buckets, _) = t.project();
+            let (mut buckets, ..) = t.project();
             m.reserve(buckets.as_mut(), n)?;
             for _ in 0..n {
                 m.push::<(Vec<K>, Vec<V>)>(buckets.as_mut(), &(Vec::new(), Vec::new()))?;
@@ -456,12 +504,12 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
     ///
     /// As [`add`](Self::add).
     pub fn replace(&self, k: &K, v: &V) -> Result<()> {
-        self.parts.modify_try(|m, t| {
+        self.parts.modify_try(|m, mut t| {
+            move_some::<K, V>(m, t.as_mut());
             let (b, i) = locate::<K, V>(&t, k)?;
             match i {
                 Some(i) => {
-                    let (buckets, _) = t.project();
-                    let (_, vals) = pin_at(buckets, b)?.project();
+                    let (_, vals) = chain_pin::<K, V>(t, b)?.project();
                     Ok(m.set(pin_at(vals, i)?, v)?)
                 }
                 None => add::<K, V>(m, t, k, v),
@@ -479,13 +527,14 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
     /// [`StructureError::Inconsistent`](super::StructureError::Inconsistent)
     /// for a table left without buckets through [`heap`](Self::heap).
     pub fn remove(&self, k: &K) -> Result<bool> {
-        self.parts.modify_try(|m, t| {
+        self.parts.modify_try(|m, mut t| {
+            move_some::<K, V>(m, t.as_mut());
             let (b, i) = locate::<K, V>(&t, k)?;
             let Some(i) = i else { return Ok(false) };
-            let (buckets, size) = t.project();
-            let (keys, vals) = pin_at(buckets, b)?.project();
+            let (keys, vals) = chain_pin::<K, V>(t.as_mut(), b)?.project();
             remove_at(m, keys, i)?;
             remove_at(m, vals, i)?;
+            let (_, size, ..) = t.project();
             let size = size.get_mut();
             *size = size.saturating_sub(1);
             Ok(true)
@@ -510,8 +559,7 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
         self.parts.modify_try(|m, t| {
             let (b, i) = locate::<K, V>(&t, k)?;
             let Some(i) = i else { return Ok(None) };
-            let (buckets, _) = t.project();
-            let (_, vals) = pin_at(buckets, b)?.project();
+            let (_, vals) = chain_pin::<K, V>(t, b)?.project();
             Ok(Some(f(m, pin_at(vals, i)?)))
         })
     }
@@ -557,7 +605,7 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
     pub fn find_copy(&self, k: &K) -> Result<Option<V>> {
         let g = self.parts.data.read()?;
         let (b, i) = locate::<K, V>(&g, k)?;
-        Ok(i.map(|i| V::from_repr(&g.0[b].1[i])))
+        Ok(i.map(|i| V::from_repr(value_at::<K, V>(&g, [b, i]))))
     }
 
     /// Every value bound to `k`, most recent first, in place under the
@@ -687,7 +735,8 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
             .collect())
     }
 
-    /// Removes every binding (`clear`); the number of buckets stays.
+    /// Removes every binding (`clear`); the number of buckets stays (a
+    /// table that was growing has grown).
     ///
     /// # Errors
     ///
@@ -695,44 +744,58 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
     /// [`Heap::modify`](crate::Heap::modify).
     pub fn clear(&self) -> Result<()> {
         self.parts.modify(|m, t| {
-            let (buckets, size) = t.project();
+            let (buckets, size, old, moved) = t.project();
             for b in buckets.iter_pin() {
                 let (keys, vals) = b.project();
                 m.truncate(keys, 0);
                 m.truncate(vals, 0);
             }
+            m.truncate(old, 0);
+            *moved.get_mut() = 0;
             *size.get_mut() = 0;
         })
     }
 }
 
+/// Bucket `b` of the table (as [`chain`] numbers them), to modify.
+fn chain_pin<K: Shared, V: Shared>(
+    t: Pin<&mut TRepr<K, V>>,
+    b: usize,
+) -> Result<Pin<&mut Bucket<K, V>>> {
+    let (buckets, _, old, _) = t.project();
+    match b.checked_sub(buckets.len()) {
+        None => pin_at(buckets, b),
+        Some(o) => pin_at(old, o),
+    }
+}
+
 /// Adds a binding. Either the binding is added (and counted) or, on
-/// error, the table is left as it was.
+/// error, the table is left as it was (bindings that moved between
+/// buckets stay moved).
 fn add<K: SharedKey, V: Shared>(
     m: &Mutator<'_>,
-    t: Pin<&mut TRepr<K, V>>,
+    mut t: Pin<&mut TRepr<K, V>>,
     k: &K,
     v: &V,
 ) -> Result<()> {
-    let (mut buckets, mut size) = t.project();
-    let n = buckets.len();
+    let n = t.0.len();
     if n == 0 {
         return Err(StructureError::Inconsistent {
             what: "a table without buckets",
         });
     }
+    move_some::<K, V>(m, t.as_mut());
     // Grow before adding, once there are more than two bindings per
-    // bucket. A table that cannot grow (the pool is full) stays valid,
-    // only fuller: the binding is added all the same, and growing is tried
-    // again after `n` more bindings (not on every addition, each attempt
-    // costing a copy of the whole table).
-    let size_now = *size;
-    if size_now >= 2 * n && (size_now - 2 * n).is_multiple_of(n) {
-        let _ = resize::<K, V>(m, buckets.as_mut(), 2 * n + 1);
+    // bucket. A table that cannot grow (the pool is full, or the last
+    // growth has not moved all its bindings yet) stays valid, only fuller:
+    // the binding is added all the same, and growing is tried again after
+    // `n` more bindings.
+    let size_now = t.1;
+    if size_now >= 2 * n && (size_now - 2 * n).is_multiple_of(n) && t.3 >= t.2.len() {
+        let _ = grow::<K, V>(m, t.as_mut(), 2 * n + 1);
     }
-    let n = buckets.len();
-    let b = (hash_local(k) % n as u64) as usize;
-    let (mut keys, vals) = pin_at(buckets.as_mut(), b)?.project();
+    let b = bucket_of::<K, V>(&t, k)?;
+    let (mut keys, vals) = chain_pin::<K, V>(t.as_mut(), b)?.project();
     let chain = keys.len();
     m.push(keys.as_mut(), k)?;
     if let Err(e) = m.push(vals, v) {
@@ -740,29 +803,236 @@ fn add<K: SharedKey, V: Shared>(
         m.truncate(keys, chain);
         return Err(e.into());
     }
-    let size = size.as_mut().get_mut();
+    let (_, size, ..) = t.project();
+    let size = size.get_mut();
     *size = size.saturating_add(1);
     Ok(())
 }
 
-/// Rehashes every binding into `n` buckets (order within a key kept). The
-/// new buckets are built apart and swapped in at the end: on error the
-/// table is unchanged.
-fn resize<K: SharedKey, V: Shared>(
+/// Starts growing to `n` buckets: new, empty buckets take the place of the
+/// current ones, which become the old buckets that [`move_some`] empties.
+/// On error the table is unchanged.
+fn grow<K: SharedKey, V: Shared>(
     m: &Mutator<'_>,
-    buckets: Pin<&mut SharedVec<Bucket<K, V>>>,
+    t: Pin<&mut TRepr<K, V>>,
     n: usize,
 ) -> Result<()> {
-    let fresh: Vec<(Vec<K>, Vec<V>)> = (0..n).map(|_| (Vec::new(), Vec::new())).collect();
+    let (buckets, _, old, moved) = t.project();
+    let fresh: Vec<Chain<K, V>> = (0..n).map(|_| (Vec::new(), Vec::new())).collect();
     let mut new = m.add(&fresh)?;
-    for old in buckets.iter() {
-        for (kr, vr) in old.0.iter().zip(old.1.iter()) {
+    // new <- the current buckets, buckets <- the new ones; then old <- the
+    // current ones (the previous old buckets, all moved, are garbage).
+    m.swap(buckets, new.as_mut())?;
+    m.swap(old, new)?;
+    *moved.get_mut() = 0;
+    Ok(())
+}
+
+/// Moves the bindings of up to [`MOVE_STEP`] old buckets of a growing
+/// table to the new buckets (order within a key kept); nothing when the
+/// table is not growing.
+#[inline]
+fn move_some<K: SharedKey, V: Shared>(m: &Mutator<'_>, t: Pin<&mut TRepr<K, V>>) {
+    if !t.2.is_empty() {
+        move_buckets::<K, V>(m, t);
+    }
+}
+
+/// [`move_some`] for a growing table. A bucket moves whole or not at all:
+/// when the pool has no room for its bindings, the copies made are taken
+/// back and the bucket stays where it is, to be moved by a later
+/// modification.
+#[inline(never)]
+fn move_buckets<K: SharedKey, V: Shared>(m: &Mutator<'_>, t: Pin<&mut TRepr<K, V>>) {
+    let (mut buckets, _, mut old, mut moved) = t.project();
+    let n = buckets.len();
+    for _ in 0..MOVE_STEP {
+        let o = *moved;
+        if o >= old.len() || n == 0 {
+            return;
+        }
+        let from = &old[o];
+        let pairs = from.0.len().min(from.1.len());
+        // The bindings copied so far: each went to the end of its new
+        // bucket's chain.
+        let mut copied = 0;
+        let mut failed = false;
+        for (kr, vr) in from.0.iter().zip(from.1.iter()) {
             let b = (hash_repr::<K>(kr) % n as u64) as usize;
-            let (keys, vals) = pin_at(new.as_mut(), b)?.project();
-            m.push(keys, &K::from_repr(kr))?;
-            m.push(vals, &V::from_repr(vr))?;
+            let Ok(bucket) = pin_at(buckets.as_mut(), b) else {
+                failed = true;
+                break;
+            };
+            let (mut keys, vals) = bucket.project();
+            if m.push_from::<K>(keys.as_mut(), kr).is_err() {
+                failed = true;
+                break;
+            }
+            if m.push_from::<V>(vals, vr).is_err() {
+                let len = keys.len() - 1;
+                m.truncate(keys, len);
+                failed = true;
+                break;
+            }
+            copied += 1;
+        }
+        if failed {
+            // Taken back last first, so that each is the last of its chain.
+            for kr in from.0[..copied.min(pairs)].iter().rev() {
+                let b = (hash_repr::<K>(kr) % n as u64) as usize;
+                if let Ok(bucket) = pin_at(buckets.as_mut(), b) {
+                    let (keys, vals) = bucket.project();
+                    let (kl, vl) = (keys.len(), vals.len());
+                    m.truncate(keys, kl.saturating_sub(1));
+                    m.truncate(vals, vl.saturating_sub(1));
+                }
+            }
+            return;
+        }
+        if let Ok(from) = pin_at(old.as_mut(), o) {
+            let (keys, vals) = from.project();
+            m.truncate(keys, 0);
+            m.truncate(vals, 0);
+        }
+        *moved.as_mut().get_mut() = o + 1;
+        if o + 1 == old.len() {
+            // All moved: the old array becomes garbage (or, when there is no
+            // room for the empty one that replaces it, stays, emptied).
+            match m.add::<Vec<Chain<K, V>>>(&Vec::new()) {
+                Ok(empty) => {
+                    let _ = m.swap(old.as_mut(), empty);
+                }
+                Err(_) => m.truncate(old.as_mut(), 0),
+            }
+            if old.is_empty() {
+                *moved.as_mut().get_mut() = 0;
+            }
+            return;
         }
     }
-    m.swap(buckets, new)?;
-    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The table's growth state: (new buckets, old buckets, moved).
+    fn growth(t: &SHashtbl<u64, u64>) -> (usize, usize, usize) {
+        let g = t.parts.data.read().unwrap();
+        (g.0.len(), g.2.len(), g.3)
+    }
+
+    #[test]
+    fn growing_moves_a_few_buckets_per_modification() {
+        let pool = Pool::create(16 << 20).unwrap();
+        let t = SHashtbl::<u64, u64>::with_buckets(&pool, &(), 40).unwrap();
+        // Two bindings of each even key, so that order within a key shows.
+        for i in 0..80u64 {
+            t.add(&(i / 2 * 2), &i).unwrap();
+        }
+        assert_eq!(growth(&t), (40, 0, 0));
+        // The next addition starts growing: 81 new, empty buckets, and 40
+        // old ones, which the next modifications move, two at a time.
+        t.add(&1000, &0).unwrap();
+        assert_eq!(growth(&t), (81, 40, 0));
+        let mut steps = 0;
+        while growth(&t).1 > 0 {
+            let (_, _, before) = growth(&t);
+            // Mid-growth, every binding is found, in order.
+            for i in (0..80u64).step_by(2) {
+                assert_eq!(t.find_all_copy(&i).unwrap(), [i + 1, i], "key {i}");
+            }
+            assert_eq!(t.find_copy(&1000).unwrap(), Some(0));
+            assert_eq!(t.len().unwrap(), 81);
+            assert_eq!(t.to_vec().unwrap().len(), 81);
+            // A lookup moves nothing; `replace` of an existing binding does.
+            t.find_copy(&3).unwrap();
+            assert_eq!(growth(&t).2, before);
+            t.replace(&1000, &0).unwrap();
+            let (_, old, moved) = growth(&t);
+            assert!(
+                old == 0 || moved == before + MOVE_STEP,
+                "{before} -> {moved}"
+            );
+            steps += 1;
+        }
+        // 40 old buckets, two per modification.
+        assert_eq!(steps, 20);
+        for i in (0..80u64).step_by(2) {
+            assert_eq!(t.find_all_copy(&i).unwrap(), [i + 1, i]);
+        }
+        // Bindings added and removed mid-growth land where lookups find them.
+        let t = SHashtbl::<u64, u64>::with_buckets(&pool, &(), 10).unwrap();
+        for i in 0..21u64 {
+            t.add(&i, &i).unwrap();
+        }
+        assert!(growth(&t).1 > 0);
+        let mut model: Vec<Vec<u64>> = (0..21).map(|i| vec![i]).collect();
+        for i in 0..21u64 {
+            t.add(&i, &(i + 100)).unwrap();
+            model[i as usize].push(i + 100);
+            let had = model[20 - i as usize].pop().is_some();
+            assert_eq!(t.remove(&(20 - i)).unwrap(), had);
+        }
+        for (i, want) in model.iter().enumerate() {
+            let mut got = t.find_all_copy(&(i as u64)).unwrap();
+            got.reverse();
+            assert_eq!(&got, want, "key {i}");
+        }
+        assert_eq!(t.len().unwrap(), model.iter().map(Vec::len).sum::<usize>());
+        // `clear` mid-growth leaves a grown, empty table.
+        for i in 0..60u64 {
+            t.add(&i, &i).unwrap();
+        }
+        t.clear().unwrap();
+        assert_eq!(growth(&t).1, 0);
+        assert!(t.is_empty().unwrap());
+        t.add(&5, &5).unwrap();
+        assert_eq!(t.to_vec().unwrap(), [(5, 5)]);
+    }
+
+    #[test]
+    fn a_bucket_that_cannot_move_stays_whole() {
+        let pool = Pool::create(4 << 20).unwrap();
+        let t = SHashtbl::<String, u64>::with_buckets(&pool, &(), 8).unwrap();
+        let key = |i: u64| format!("{i:0>3000}");
+        for i in 0..17 {
+            t.add(&key(i), &i).unwrap();
+        }
+        let growing = |t: &SHashtbl<String, u64>| {
+            let g = t.parts.data.read().unwrap();
+            (g.2.len(), g.3)
+        };
+        assert_eq!(growing(&t), (8, 0));
+        // Fill the pool, so that no key can be copied to a new bucket.
+        let mut filler = Vec::new();
+        while let Ok(h) = crate::Heap::create(&pool, &vec![0u8; 16 << 10]) {
+            filler.push(h);
+        }
+        while let Ok(h) = crate::Heap::create(&pool, &vec![0u8; 8]) {
+            filler.push(h);
+        }
+        for _ in 0..4 {
+            // The modification fails or not; the table stays whole.
+            let _ = t.replace(&key(3), &3);
+            let (old, moved) = growing(&t);
+            assert!(old == 8 && moved < 8, "moved {moved} of {old}");
+            for i in 0..17 {
+                assert_eq!(t.find_all_copy(&key(i)).unwrap(), [i], "key {i}");
+            }
+            assert_eq!(t.len().unwrap(), 17);
+            assert_eq!(t.to_vec().unwrap().len(), 17);
+        }
+        // With room again, the growth ends.
+        for h in filler {
+            h.destroy().unwrap();
+        }
+        for _ in 0..8 {
+            t.replace(&key(3), &3).unwrap();
+        }
+        assert_eq!(growing(&t), (0, 0));
+        for i in 0..17 {
+            assert_eq!(t.find_all_copy(&key(i)).unwrap(), [i], "key {i}");
+        }
+    }
 }

@@ -23,8 +23,8 @@ pub const MAX_SHARDS: usize = 1024;
 /// key's shard is fixed by its hash (the upper bits of [`KeyHasher`]'s
 /// result; the shard's bucket comes from the lower ones). Processes that
 /// work on keys of different shards never wait for each other and never
-/// write to the same memory, and a shard grows (copying its buckets) while
-/// the others go on. Everything a key has, its bindings included, lives in
+/// write to the same memory, and a shard grows (making its new buckets,
+/// then moving its bindings a few at a time) while the others go on. Everything a key has, its bindings included, lives in
 /// one shard, so every operation on one key is as atomic as on an
 /// [`SHashtbl`].
 ///
