@@ -9,6 +9,9 @@
 //! 2. `SQueue<u64>` push/pop throughput from a producer process to a
 //!    consumer process vs a `crossbeam-channel` (unbounded) between two
 //!    threads (also with batches of 64: `extend` / `pop_many`).
+//!    And `Ring<u64>` (a bounded ring of 1,024 slots) between the same two
+//!    processes, item by item and in batches of 64, vs a bounded
+//!    `crossbeam-channel` of 1,024 items between two threads.
 //! 3. Memory per entry of an `SHashtbl` (its heap's live bytes, and its
 //!    chunks) vs a `HashMap` (bytes the global allocator holds for it),
 //!    for `u64 → u64` and 16-byte `String → u64`, 100,000 entries.
@@ -23,7 +26,7 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use mc::{Pool, SHashtbl, SQueue, SShardedHashtbl};
+use mc::{Pool, Ring, SHashtbl, SQueue, SShardedHashtbl};
 use mc_testkit::shared;
 
 const KEYS: u64 = 10_000;
@@ -321,6 +324,76 @@ fn queue_mc_batched(pool: &Pool, n: u64, batch: u64) -> f64 {
     rate
 }
 
+/// The ring's capacity, and the bounded channel's.
+const RING: usize = 1024;
+
+/// A `Ring<u64>` from a producer process to a consumer process, item by
+/// item (`push` / `pop`), or in batches (`push_slice` / `pop_into`).
+fn ring_mc(pool: &Pool, n: u64, batch: u64) -> f64 {
+    let ring = Ring::<u64>::create(pool, RING).expect("ring");
+    let go = shared(AtomicU32::new(0));
+    let d = ring.descr();
+    let producer = fork_child(go, move || {
+        let r = d.open().expect("open");
+        if batch == 1 {
+            for i in 0..n {
+                r.push(i).expect("push");
+            }
+        } else {
+            let mut i = 0;
+            while i < n {
+                let k = batch.min(n - i);
+                let items: Vec<u64> = (i..i + k).collect();
+                r.push_slice(&items).expect("push_slice");
+                i += k;
+            }
+        }
+    });
+    let d = ring.descr();
+    let consumer = fork_child(go, move || {
+        let r = d.open().expect("open");
+        let mut next = 0;
+        if batch == 1 {
+            while next < n {
+                assert_eq!(r.pop().expect("pop"), next, "FIFO order");
+                next += 1;
+            }
+        } else {
+            let mut got = Vec::with_capacity(batch as usize);
+            while next < n {
+                got.clear();
+                if r.pop_into(&mut got, batch as usize).expect("pop_into") == 0 {
+                    std::hint::spin_loop();
+                }
+                for &v in &got {
+                    assert_eq!(v, next, "FIFO order");
+                    next += 1;
+                }
+            }
+        }
+    });
+    race(go, producer, consumer, n)
+}
+
+/// A bounded `crossbeam-channel` of [`RING`] items between two threads.
+fn queue_crossbeam_bounded(n: u64) -> f64 {
+    let (tx, rx) = crossbeam_channel::bounded::<u64>(RING);
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            for i in 0..n {
+                tx.send(i).expect("send");
+            }
+        });
+        s.spawn(move || {
+            for i in 0..n {
+                assert_eq!(rx.recv().expect("recv"), i);
+            }
+        });
+    });
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
 fn queue_crossbeam(n: u64) -> f64 {
     let (tx, rx) = crossbeam_channel::unbounded::<u64>();
     let start = Instant::now();
@@ -390,5 +463,35 @@ fn main() {
         "  ratio mc/crossbeam: {:.3}   batched: {:.3}",
         q / c,
         qb / c
+    );
+
+    println!("Ring<u64> ({RING} slots) push/pop, producer → consumer");
+    let (mut ring1, mut ring64, mut bounded) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs.max(3) {
+        ring1.push(ring_mc(&pool, n_q, 1));
+        ring64.push(ring_mc(&pool, n_q, 64));
+        bounded.push(queue_crossbeam_bounded(n_q));
+    }
+    let mid = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (r1, r64, cb) = (mid(&mut ring1), mid(&mut ring64), mid(&mut bounded));
+    println!(
+        "  mc Ring, 2 processes                 {:>12.0} items/s",
+        r1
+    );
+    println!(
+        "  mc Ring, batches of 64               {:>12.0} items/s",
+        r64
+    );
+    println!(
+        "  crossbeam-channel bounded, 2 threads {:>12.0} items/s",
+        cb
+    );
+    println!(
+        "  ratio mc Ring/crossbeam bounded: {:.3}   batched: {:.3}",
+        r1 / cb,
+        r64 / cb
     );
 }

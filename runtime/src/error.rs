@@ -10,7 +10,7 @@ use crate::heap::HeapError;
 use crate::pool::PoolError;
 use crate::processes::{JoinError, ProcessError};
 use crate::segment::SegmentError;
-use crate::structures::StructureError;
+use crate::structures::{RingError, StructureError};
 use crate::sync::LockError;
 use crate::value::{CopyError, Invalid};
 
@@ -50,6 +50,8 @@ pub enum ErrorKind {
     Heap,
     /// A [`StructureError`].
     Structure,
+    /// A [`RingError`].
+    Ring,
     /// A [`CamlboxError`].
     Camlbox,
     /// A [`LockError`].
@@ -128,6 +130,7 @@ into_error!(
     PoolError => Pool,
     HeapError => Heap,
     StructureError => Structure,
+    RingError => Ring,
     CamlboxError => Camlbox,
     LockError => Lock,
     ProcessError => Process,

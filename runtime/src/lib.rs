@@ -198,9 +198,9 @@ pub use processes::{
     RunOptions, RunReport, Signal, StartOptions,
 };
 pub use structures::{
-    SArray, SArrayDescr, SBuffer, SBufferDescr, SHashtbl, SHashtblDescr, SMatrix, SMatrixDescr,
-    SQueue, SQueueDescr, SRef, SRefDescr, SShardedHashtbl, SShardedHashtblDescr, SharedKey,
-    StructureError,
+    Ring, RingDescr, RingError, SArray, SArrayDescr, SBuffer, SBufferDescr, SHashtbl,
+    SHashtblDescr, SMatrix, SMatrixDescr, SQueue, SQueueDescr, SRef, SRefDescr, SShardedHashtbl,
+    SShardedHashtblDescr, SharedKey, StructureError,
 };
 pub use value::{Repr, Shared};
 

@@ -11,23 +11,19 @@ use std::time::Duration;
 
 use mc::structures::StructureError;
 use mc::sync::{Condvar, Mutex};
-use mc::{HeapError, Pool, SArray, SBuffer, SHashtbl, SQueue, SShardedHashtbl};
+use mc::{HeapError, Pool, Ring, SArray, SBuffer, SHashtbl, SQueue, SShardedHashtbl};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
 mod common;
-use common::{ensure, expect_exit_ok, fork_child, run_scenarios, ChildPid};
-
-/// Waits for `pid` at most `timeout` (killing it then), and requires exit
-/// code 0.
-fn wait_child(pid: ChildPid, timeout: Duration) -> Result<(), String> {
-    expect_exit_ok(pid, timeout)
-}
+use common::{
+    ensure, expect_exit_ok, fork_child, kill, run_scenarios, shared, wait_child, ChildPid,
+};
 
 fn wait_all(pids: Vec<ChildPid>) -> Result<(), String> {
     let mut err = Ok(());
     for p in pids {
-        if let Err(e) = wait_child(p, TIMEOUT) {
+        if let Err(e) = expect_exit_ok(p, TIMEOUT) {
             err = Err(e);
         }
     }
@@ -390,8 +386,222 @@ fn buffer_pipe() -> Result<String, String> {
     Ok(format!("{TOTAL} bytes through a {MAX}-byte buffer"))
 }
 
+// ---------------------------------------------------------------------------
+
+/// Two producer processes push tagged values into a small ring (item by
+/// item and in slices), two consumer processes pop them (one by one and in
+/// batches) until every value is taken. Every value arrives once, and
+/// each consumer sees each producer's values in order.
+fn ring_stress() -> Result<String, String> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    const N: u64 = 50_000;
+    let pool = pool();
+    let ring = Ring::<u64>::create(&pool, 64).map_err(|e| e.to_string())?;
+    // What the consumers report: (count, sum) each.
+    let results = Ring::<[u64; 2]>::create(&pool, 4).map_err(|e| e.to_string())?;
+    let taken = shared(AtomicU64::new(0));
+    let mut pids = Vec::new();
+    for p in 0..2u64 {
+        let d = ring.descr();
+        pids.push(fork_child(move || {
+            let r = d.open().expect("open");
+            let mut i = 0;
+            while i < N {
+                if i % 5 == 0 {
+                    let k = 7.min(N - i);
+                    let vals: Vec<u64> = (i..i + k).map(|v| p << 32 | v).collect();
+                    r.push_slice(&vals).expect("push_slice");
+                    i += k;
+                } else {
+                    r.push(p << 32 | i).expect("push");
+                    i += 1;
+                }
+            }
+            0
+        }));
+    }
+    for c in 0..2u64 {
+        let (d, out) = (ring.descr(), results.descr());
+        pids.push(fork_child(move || {
+            let (r, out) = (d.open().expect("open"), out.open().expect("open"));
+            let mut last = [None::<u64>; 2];
+            let (mut count, mut sum) = (0u64, 0u64);
+            let mut got = Vec::new();
+            while taken.load(Ordering::SeqCst) < 2 * N {
+                got.clear();
+                if c == 0 {
+                    if let Ok(v) = r.pop_timeout(Duration::from_millis(2)) {
+                        got.push(v);
+                    }
+                } else {
+                    r.pop_into(&mut got, 16).expect("pop_into");
+                }
+                for &v in &got {
+                    let (p, i) = ((v >> 32) as usize, v & 0xffff_ffff);
+                    if last[p].is_some_and(|l| l >= i) {
+                        return 2;
+                    }
+                    last[p] = Some(i);
+                    count += 1;
+                    sum += v;
+                }
+                taken.fetch_add(got.len() as u64, Ordering::SeqCst);
+            }
+            out.push([count, sum]).expect("report");
+            0
+        }));
+    }
+    wait_all(pids)?;
+    let (a, b) = (
+        results.pop().map_err(|e| e.to_string())?,
+        results.pop().map_err(|e| e.to_string())?,
+    );
+    let want: u64 = (0..2u64)
+        .map(|p| (0..N).map(|i| p << 32 | i).sum::<u64>())
+        .sum();
+    ensure(a[0] + b[0] == 2 * N && a[1] + b[1] == want, || {
+        format!("consumers took {} and {} values", a[0], b[0])
+    })?;
+    ensure(ring.is_empty(), || format!("{} values left", ring.len()))?;
+    Ok(format!("{} values, split {} / {}", 2 * N, a[0], b[0]))
+}
+
+/// `SIGKILL` a producer, and then a consumer, at random moments, 100 times
+/// each: what was pushed before the kill comes out whole, in order, each
+/// value once (the killed consumer's values excepted), and the ring goes
+/// on with the next process (a dead lock holder is taken over).
+fn ring_killed() -> Result<String, String> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let pool = pool();
+    let mut rng = common::Rng(0x5eed);
+    let (mut takeovers, mut consumer_takeovers) = (0, 0);
+    for trial in 0..100 {
+        let ring = Ring::<u64>::create(&pool, 64).map_err(|e| e.to_string())?;
+        // A producer that never stops, killed while it pushes.
+        let d = ring.descr();
+        let producer = fork_child(move || {
+            let r = d.open().expect("open");
+            let mut i = 0u64;
+            loop {
+                if i.is_multiple_of(9) {
+                    let vals: Vec<u64> = (i..i + 8).collect();
+                    r.push_slice(&vals).expect("push_slice");
+                    i += 8;
+                } else {
+                    r.push(i).expect("push");
+                    i += 1;
+                }
+            }
+        });
+        let mut next = 0u64;
+        let until = std::time::Instant::now() + Duration::from_micros(100 + rng.below(3000) as u64);
+        let mut got = Vec::new();
+        while std::time::Instant::now() < until {
+            got.clear();
+            ring.pop_into(&mut got, 64).map_err(|e| e.to_string())?;
+            for &v in &got {
+                ensure(v == next, || {
+                    format!("trial {trial}: {v} where {next} was due")
+                })?;
+                next += 1;
+            }
+        }
+        kill(producer);
+        let _ = wait_child(producer, TIMEOUT)?;
+        // Whatever is left comes out in order; then the ring takes new
+        // values (a full ring first gives one up).
+        let t = std::time::Instant::now();
+        if let Err(mc::RingError::Full) = ring.try_push(u64::MAX) {
+            let v = ring.pop().map_err(|e| e.to_string())?;
+            ensure(v == next, || {
+                format!("trial {trial}: {v} where {next} was due")
+            })?;
+            next += 1;
+            ring.try_push(u64::MAX)
+                .map_err(|e| format!("trial {trial}: {e}"))?;
+        }
+        if t.elapsed() > Duration::from_millis(5) {
+            takeovers += 1;
+        }
+        loop {
+            let v = ring
+                .pop_timeout(Duration::from_secs(5))
+                .map_err(|e| format!("trial {trial}: {e}"))?;
+            if v == u64::MAX {
+                break;
+            }
+            ensure(v == next, || {
+                format!("trial {trial}: {v} where {next} was due")
+            })?;
+            next += 1;
+        }
+        ensure(ring.is_empty(), || {
+            format!("trial {trial}: values after the marker")
+        })?;
+    }
+    // Consumers killed while they pop: the values they did not take stay.
+    for trial in 0..100 {
+        let ring = Ring::<u64>::create(&pool, 4096).map_err(|e| e.to_string())?;
+        let all: Vec<u64> = (0..4096).collect();
+        ring.push_slice(&all).map_err(|e| e.to_string())?;
+        let popped = shared(AtomicU64::new(0));
+        let d = ring.descr();
+        let consumer = fork_child(move || {
+            let r = d.open().expect("open");
+            let mut got = Vec::new();
+            loop {
+                got.clear();
+                if r.pop_into(&mut got, 3).expect("pop_into") == 0 {
+                    std::thread::yield_now();
+                }
+                popped.fetch_add(got.len() as u64, Ordering::SeqCst);
+                if r.try_pop().expect("pop").is_some() {
+                    popped.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        });
+        std::thread::sleep(Duration::from_micros(50 + rng.below(2000) as u64));
+        kill(consumer);
+        let _ = wait_child(consumer, TIMEOUT)?;
+        let mut rest = Vec::new();
+        let t = std::time::Instant::now();
+        if let Some(v) = ring.try_pop().map_err(|e| e.to_string())? {
+            rest.push(v);
+        }
+        if t.elapsed() > Duration::from_millis(5) {
+            consumer_takeovers += 1;
+        }
+        while let Some(v) = ring.try_pop().map_err(|e| e.to_string())? {
+            rest.push(v);
+        }
+        ring.push(7).map_err(|e| e.to_string())?;
+        ensure(ring.try_pop().ok().flatten() == Some(7), || {
+            format!("trial {trial}: the ring does not go on")
+        })?;
+        // The rest is a run up to the last value; the dead consumer took
+        // the ones before it (one of them possibly without counting).
+        let first = rest.first().copied().unwrap_or(4096);
+        let counted = popped.load(Ordering::SeqCst);
+        ensure(
+            rest.iter().copied().eq(first..4096) && (counted..=counted + 3).contains(&first),
+            || {
+                format!(
+                    "trial {trial}: {} values left from {first}, {counted} counted",
+                    rest.len()
+                )
+            },
+        )?;
+    }
+    Ok(format!(
+        "200 kills; locks of dead holders taken over: {takeovers} producers', \
+         {consumer_takeovers} consumers'"
+    ))
+}
+
 fn main() {
     run_scenarios::<String>(&[
+        ("ring_stress", ring_stress),
+        ("ring_killed", ring_killed),
         ("queue_stress", queue_stress),
         ("hashtbl_concurrent", hashtbl_concurrent),
         ("sharded_hashtbl_concurrent", sharded_hashtbl_concurrent),

@@ -227,6 +227,40 @@ impl PoolMem {
         unsafe { std::slice::from_raw_parts(at::<AtomicU64>(self.addr + MEM_HEADER), self.len / 8) }
     }
 
+    /// The `T` at byte `offset` of the block's bytes; `None` when it does
+    /// not fit in the block or is not aligned.
+    ///
+    /// # Safety
+    ///
+    /// Every field of `T` must be an atomic (or made of atomics, as the raw
+    /// locks are): other processes write the block at the same time.
+    ///
+    /// # Panics
+    ///
+    /// As [`bytes`](PoolMem::bytes).
+    pub(crate) unsafe fn field<T: crate::in_shared::InShared>(&self, offset: usize) -> Option<&T> {
+        self.home.check("PoolMem");
+        let end = offset.checked_add(std::mem::size_of::<T>())?;
+        let addr = self.addr + MEM_HEADER + offset;
+        if end > self.len || !addr.is_multiple_of(std::mem::align_of::<T>()) {
+            return None;
+        }
+        // SAFETY: inside the block's `len` bytes (checked), which stay
+        // mapped and owned by the block while this handle's reference
+        // exists; aligned (checked); `T: InShared` accepts every bit
+        // pattern, and the caller vouches that its fields are atomics, so
+        // a shared reference may coexist with other processes' writes.
+        Some(unsafe { &*at::<T>(addr) })
+    }
+
+    /// The address of the block's first usable byte (64-byte aligned), and
+    /// whether the calling process holds this handle's reference (not a
+    /// copy made by `fork`): for a structure that keeps the address and
+    /// checks the process itself.
+    pub(crate) fn raw_parts(&self) -> (usize, Home) {
+        (self.addr + MEM_HEADER, self.home)
+    }
+
     /// The block's descriptor, to open it in another process.
     pub fn descr(&self) -> PoolMemDescr {
         PoolMemDescr {

@@ -166,6 +166,7 @@ mod array;
 mod buffer;
 mod hashtbl;
 mod queue;
+mod ring;
 mod sharded;
 mod sref;
 
@@ -173,6 +174,7 @@ pub use array::{SArray, SArrayDescr, SMatrix, SMatrixDescr};
 pub use buffer::{BufferView, SBuffer, SBufferDescr, DEFAULT_BLOCK_SIZE};
 pub use hashtbl::{KeyHasher, SHashtbl, SHashtblDescr, SharedKey, TableView, INITIAL_BUCKETS};
 pub use queue::{QueueView, SQueue, SQueueDescr};
+pub use ring::{Ring, RingDescr, RingError};
 pub use sharded::{SShardedHashtbl, SShardedHashtblDescr, MAX_SHARDS};
 pub use sref::{SRef, SRefDescr};
 
