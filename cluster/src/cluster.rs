@@ -50,7 +50,7 @@ fn image_buffer(lines: &mut Vec<Line>, n: usize) -> Result<&mut [u8], ClusterErr
 
 /// A buffer kept from one message to the next (no allocation and no page
 /// faults of a fresh buffer per message). Taken for one use and put back,
-/// so that a nested use (a `Serialize` impl that sends) gets a fresh one.
+/// so that a nested use gets a fresh one instead of a conflict.
 struct Reused<T>(std::cell::Cell<Vec<T>>);
 
 impl<T> Reused<T> {
@@ -78,6 +78,9 @@ pub struct Cluster {
     sendbuf: Reused<u8>,
     recvbuf: Reused<u8>,
     recvimage: Reused<Line>,
+    /// Set while a message goes out (a `Serialize` impl that sends would
+    /// put its message between the parts of the one being sent).
+    sending: std::cell::Cell<bool>,
     /// Not `Send`, not `Sync`: MPI is called from one thread only.
     _one_thread: PhantomData<*const ()>,
 }
@@ -121,6 +124,7 @@ pub fn run<R>(f: impl FnOnce(&Cluster) -> R) -> Result<R, ClusterError> {
             sendbuf: Reused::new(),
             recvbuf: Reused::new(),
             recvimage: Reused::new(),
+            sending: std::cell::Cell::new(false),
             _one_thread: PhantomData,
         };
         let r = f(&cluster);
@@ -242,6 +246,21 @@ impl Cluster {
     /// (large byte strings from the value's own memory, in parts: see
     /// [`frame`]).
     fn send_tagged<T: Serialize>(&self, to: i32, tag: i32, value: &T) -> Result<(), ClusterError> {
+        if self.sending.replace(true) {
+            return Err(ClusterError::Encode(
+                "a value's Serialize impl sent a message itself, while the value was being sent \
+                 (send it before or after)"
+                    .into(),
+            ));
+        }
+        /// Clears `sending` when the send ends, also by a panic.
+        struct Sending<'a>(&'a std::cell::Cell<bool>);
+        impl Drop for Sending<'_> {
+            fn drop(&mut self) {
+                self.0.set(false);
+            }
+        }
+        let _sending = Sending(&self.sending);
         let peer = self.world.process_at_rank(to);
         self.sendbuf.with(|buf| {
             let sent = frame::encode_split(value, buf, frame::DIRECT, &mut |part| {

@@ -71,6 +71,22 @@ struct Parts<'a> {
     split: bool,
     /// The payload bytes in the parts that went out.
     payload: u64,
+    /// Set once the message is complete (or its failure sent).
+    done: bool,
+}
+
+impl Drop for Parts<'_> {
+    fn drop(&mut self) {
+        // A `Serialize` impl that panicked after parts went out: the
+        // receiver must not wait for the rest.
+        if self.split && !self.done {
+            self.out.clear();
+            self.out.push(FAILED);
+            self.out
+                .extend_from_slice(b"the sender panicked while encoding");
+            (self.send)(self.out);
+        }
+    }
 }
 
 impl Flavor for Parts<'_> {
@@ -132,17 +148,14 @@ pub(crate) fn encode_split<T: Serialize + ?Sized>(
             send,
             split: false,
             payload: 0,
+            done: false,
         },
     };
     let encoded = value.serialize(&mut ser);
-    let Parts {
-        out,
-        send,
-        split,
-        payload,
-        ..
-    } = ser.output;
-    match (encoded, split) {
+    let parts = &mut ser.output;
+    parts.done = true;
+    let (out, send, payload) = (&mut *parts.out, &mut *parts.send, parts.payload);
+    match (encoded, parts.split) {
         (Ok(()), false) => {
             // The length goes in once it is known.
             let body = out.len() - HEADER;
@@ -419,6 +432,33 @@ mod tests {
         assert!(sent.is_err());
         assert_eq!(count, 0);
         assert!(got.is_none());
+    }
+
+    /// A value whose encoding panics after a large string went out.
+    struct PanicsHalfway;
+
+    impl Serialize for PanicsHalfway {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let mut t = s.serialize_tuple(2)?;
+            t.serialize_element(&big(90, 1))?;
+            panic!("a Serialize impl that panics");
+        }
+    }
+
+    #[test]
+    fn a_sender_that_panics_halfway_fails_the_receiver_too() {
+        let mut parts = VecDeque::new();
+        let mut out = Vec::new();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            encode_split(&PanicsHalfway, &mut out, 64, &mut |p| {
+                parts.push_back(p.to_vec())
+            })
+        }));
+        assert!(r.is_err());
+        // The first part, the large string, and a link that says so.
+        assert_eq!(parts.len(), 3);
+        let e = receive_parts(parts).unwrap_err();
+        assert!(e.to_string().contains("panicked"), "{e}");
     }
 
     /// Runs the receiver over `parts` (already encoded).

@@ -111,6 +111,21 @@ impl Serialize for FailsHalfway {
     }
 }
 
+/// A value whose encoding sends a message of its own (and keeps what that
+/// send said).
+struct SendsWhileSent<'a>(&'a Cluster, std::cell::RefCell<String>);
+
+impl Serialize for SendsWhileSent<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error;
+        if let Err(e) = self.0.send(0, &1u8) {
+            *self.1.borrow_mut() = e.to_string();
+            return Err(S::Error::custom(e.to_string()));
+        }
+        s.serialize_u8(2)
+    }
+}
+
 fn check(c: &Cluster) -> Result<(), String> {
     let (rank, size) = (c.rank(), c.size());
     let e = |e: ClusterError| e.to_string();
@@ -318,6 +333,16 @@ fn check(c: &Cluster) -> Result<(), String> {
         c.barrier();
         if !matches!(c.send(0, &FailsHalfway), Err(ClusterError::Encode(_))) {
             return Err("a value that cannot be encoded was sent".into());
+        }
+        // A value whose Serialize impl sends a message itself: refused,
+        // and nothing goes out.
+        let nested = SendsWhileSent(c, std::cell::RefCell::new(String::new()));
+        let outer = c.send(0, &nested);
+        let inner = nested.1.borrow().clone();
+        if !matches!(outer, Err(ClusterError::Encode(_)))
+            || !inner.contains("sent a message itself")
+        {
+            return Err(format!("a send inside a send: {outer:?}, inside {inner:?}"));
         }
     }
     // Bad ranks are errors.

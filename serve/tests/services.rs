@@ -19,6 +19,23 @@ use mc_testkit::run_scenarios;
 
 type Table = mc::SHashtbl<String, u64>;
 
+/// Runs `f` on the table. A worker killed in the middle of a change leaves
+/// the table's heap poisoned: it is then recovered (used as the killed
+/// worker left it: the count it was bumping, for a request that was never
+/// answered, is bumped or not) and `f` runs again.
+fn on_table<R>(
+    t: &Table,
+    f: impl Fn(&Table) -> Result<R, mc::StructureError>,
+) -> Result<R, mc::StructureError> {
+    match f(t) {
+        Err(mc::StructureError::Heap(mc::HeapError::Poisoned)) => {
+            t.heap().recover()?;
+            f(t)
+        }
+        r => r,
+    }
+}
+
 fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
@@ -75,8 +92,7 @@ fn count(mut conn: Connection, table: &Table) -> io::Result<()> {
     }
     if let Some(key) = path.strip_prefix("/count/") {
         let key = key.to_owned();
-        let bumped = table
-            .modify_value(&key, |_, mut n| *n += 1)
+        let bumped = on_table(table, |t| t.modify_value(&key, |_, mut n| *n += 1))
             .map_err(io::Error::other)?;
         if bumped.is_none() {
             return respond(&mut conn, 404, "no such key");
@@ -147,7 +163,7 @@ fn load(addr: SocketAddr, n: usize, conns: usize, key: &str) -> (BTreeSet<String
 }
 
 fn count_of(t: &Table, key: &str) -> Result<u64, String> {
-    t.find_copy(&key.to_owned())
+    on_table(t, |t| t.find_copy(&key.to_owned()))
         .map_err(err)?
         .ok_or_else(|| format!("{key} missing"))
 }

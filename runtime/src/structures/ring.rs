@@ -52,29 +52,29 @@ in_shared! {
         capacity: AtomicU64,
         slot_words: AtomicU64,
         fingerprint: AtomicU64,
-        _pad0: [u64; 4],
+        _pad0: [AtomicU64; 4],
         // The producers': the next ticket to fill, its slot (the ticket
         // modulo the capacity, kept so that no operation divides), and
         // their lock.
         tail: AtomicU64,
         tail_slot: AtomicU64,
         producers: RawMutex,
-        _pad1: [u32; 11],
+        _pad1: [AtomicU32; 11],
         // The consumers': the next ticket to take, its slot, and their lock.
         head: AtomicU64,
         head_slot: AtomicU64,
         consumers: RawMutex,
-        _pad2: [u32; 11],
+        _pad2: [AtomicU32; 11],
         // Consumers waiting for a value: written only when one sleeps or
         // is woken, so that a producer's check stays a read of a line
         // nobody writes.
         not_empty: AtomicU32,
         empty_waiters: AtomicU32,
-        _pad3: [u32; 14],
+        _pad3: [AtomicU32; 14],
         // Producers waiting for room.
         not_full: AtomicU32,
         full_waiters: AtomicU32,
-        _pad4: [u32; 14],
+        _pad4: [AtomicU32; 14],
     }
 }
 
@@ -183,8 +183,17 @@ fn slot_words<T>() -> usize {
 /// [`pop_into`](Ring::pop_into) move many values under one lock.
 ///
 /// Other processes open the ring by [descriptor](Ring::descr); the block
-/// goes back to the pool with the last handle. A process that dies in the
-/// middle of a push or pop loses at most that value, and the ring goes on.
+/// goes back to the pool with the last handle. A handle copied into a child
+/// by `fork` is inert there: using it panics, as
+/// [`PoolMem::bytes`](crate::PoolMem::bytes) does; the child opens the ring
+/// by descriptor instead.
+///
+/// A process that dies in the middle of a push or pop loses what that call
+/// was moving (one value, or the batch of a
+/// [`pop_into`](Ring::pop_into)), and the ring goes on: the next process
+/// that takes the dead one's lock counts what it published or took. A
+/// side's lock is held only while values are copied, and every operation
+/// waits for it (the `_timeout` forms no longer than their timeout).
 ///
 /// ```
 /// let pool = mc::Pool::create(1 << 20)?;
@@ -201,10 +210,11 @@ fn slot_words<T>() -> usize {
 /// assert_eq!(ring.try_pop()?, None);
 /// # Ok::<(), mc::RingError>(())
 /// ```
-pub struct Ring<T: Pod> {
+pub struct Ring<T: Pod + Send> {
     /// Keeps the block (its reference in the pool).
     mem: PoolMem,
-    /// The block's first byte (the header), its 64-bit words, and the
+    /// The block's first byte (the header), the number of 64-bit words of
+    /// the slots that follow the header, and the
     /// process that holds `mem`'s reference.
     base: usize,
     words: usize,
@@ -214,7 +224,7 @@ pub struct Ring<T: Pod> {
     _type: PhantomData<fn(T) -> T>,
 }
 
-impl<T: Pod> fmt::Debug for Ring<T> {
+impl<T: Pod + Send> fmt::Debug for Ring<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Ring")
             .field("type", &std::any::type_name::<T>())
@@ -226,13 +236,13 @@ impl<T: Pod> fmt::Debug for Ring<T> {
 /// A serde-able reference to a [`Ring`], to open it in another process.
 #[derive(Serialize, Deserialize)]
 #[serde(bound = "")]
-pub struct RingDescr<T: Pod> {
+pub struct RingDescr<T: Pod + Send> {
     mem: PoolMemDescr,
     #[serde(skip)]
     _type: PhantomData<fn(T) -> T>,
 }
 
-impl<T: Pod> Clone for RingDescr<T> {
+impl<T: Pod + Send> Clone for RingDescr<T> {
     fn clone(&self) -> Self {
         RingDescr {
             mem: self.mem.clone(),
@@ -241,7 +251,7 @@ impl<T: Pod> Clone for RingDescr<T> {
     }
 }
 
-impl<T: Pod> fmt::Debug for RingDescr<T> {
+impl<T: Pod + Send> fmt::Debug for RingDescr<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RingDescr")
             .field("type", &std::any::type_name::<T>())
@@ -250,7 +260,7 @@ impl<T: Pod> fmt::Debug for RingDescr<T> {
     }
 }
 
-impl<T: Pod> RingDescr<T> {
+impl<T: Pod + Send> RingDescr<T> {
     /// Opens the ring: a new handle on it, in this process.
     ///
     /// # Errors
@@ -269,14 +279,19 @@ struct Held<'a>(&'a RawMutex);
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
-        // This thread took it, and nothing in between can release it.
-        let _ = self.0.unlock();
+        // This thread took it, and nothing in between can release it. A
+        // panic while it was held leaves it to the next holder's repair.
+        let _ = if std::thread::panicking() {
+            self.0.abandon()
+        } else {
+            self.0.unlock()
+        };
     }
 }
 
 /// Copies `v` into a slot's value words.
 #[inline]
-fn write_value<T: Pod>(words: &[AtomicU64], v: &T) {
+fn write_value<T: Pod + Send>(words: &[AtomicU64], v: &T) {
     for (w, chunk) in words.iter().zip(bytemuck::bytes_of(v).chunks(8)) {
         let mut b = [0u8; 8];
         b[..chunk.len()].copy_from_slice(chunk);
@@ -286,7 +301,7 @@ fn write_value<T: Pod>(words: &[AtomicU64], v: &T) {
 
 /// The value in a slot's value words.
 #[inline]
-fn read_value<T: Pod>(words: &[AtomicU64]) -> T {
+fn read_value<T: Pod + Send>(words: &[AtomicU64]) -> T {
     let mut v = T::zeroed();
     for (w, chunk) in words
         .iter()
@@ -299,7 +314,7 @@ fn read_value<T: Pod>(words: &[AtomicU64]) -> T {
     v
 }
 
-impl<T: Pod> Ring<T> {
+impl<T: Pod + Send> Ring<T> {
     /// Creates an empty ring of `capacity` values in `pool`.
     ///
     /// # Errors
@@ -323,6 +338,7 @@ impl<T: Pod> Ring<T> {
         h.slot_words.store(words as u64, Ordering::Relaxed);
         h.fingerprint.store(fingerprint::<T>(), Ordering::Relaxed);
         let slots = &mem.words()[HEADER / 8..];
+        // (Slot `i`'s sequence word is word `i * words` of the slots.)
         for i in 0..capacity {
             slots[i * words].store(i as u64, Ordering::Relaxed);
         }
@@ -356,7 +372,7 @@ impl<T: Pod> Ring<T> {
         }
         let (base, home) = mem.raw_parts();
         Ok(Ring {
-            words: mem.len() / 8,
+            words: (mem.len() - HEADER) / 8,
             mem,
             base,
             home,
@@ -404,15 +420,16 @@ impl<T: Pod> Ring<T> {
         self.home.check("Ring");
         // SAFETY: `mem`, which this handle holds, keeps the block's pages
         // for the ring while this process holds its reference (checked
-        // above), and they stay mapped while the pool lives; the header
+        // above), and they stay mapped while the pool lives. The header
         // was found whole and aligned when the handle was made
-        // (`header_of`), its fields are atomics and raw locks, and the
-        // block's `words` words start at `base`, 64-byte aligned; atomics
+        // (`header_of`), and every field of it is an atomic or a raw lock;
+        // the `words` words of the slots follow it inside the block (also
+        // checked then), 64-byte aligned, and do not overlap it. Atomics
         // accept every bit pattern and other processes' writes.
         unsafe {
             (
                 &*at::<RingHeader>(self.base),
-                std::slice::from_raw_parts(at::<AtomicU64>(self.base), self.words),
+                std::slice::from_raw_parts(at::<AtomicU64>(self.base + HEADER), self.words),
             )
         }
     }
@@ -428,8 +445,17 @@ impl<T: Pod> Ring<T> {
 
     /// Takes one side's lock. A holder that died leaves the count behind
     /// what it published: `repair` brings it up first.
-    fn lock<'a>(&self, m: &'a RawMutex, repair: impl FnOnce()) -> Result<Held<'a>, RingError> {
-        match m.lock() {
+    fn lock<'a>(
+        &self,
+        m: &'a RawMutex,
+        deadline: Option<Instant>,
+        repair: impl FnOnce(),
+    ) -> Result<Held<'a>, RingError> {
+        let got = match deadline {
+            None => m.lock(),
+            Some(d) => m.lock_timeout(d.saturating_duration_since(Instant::now())),
+        };
+        match got {
             Ok(Acquired::Clean) => Ok(Held(m)),
             Ok(Acquired::OwnerDied) => {
                 let held = Held(m);
@@ -437,16 +463,25 @@ impl<T: Pod> Ring<T> {
                 m.mark_consistent().map_err(RingError::Lock)?;
                 Ok(held)
             }
+            Err(LockError::Timeout) => Err(RingError::Timeout),
             Err(e) => Err(RingError::Lock(e)),
         }
     }
 
-    fn lock_producers<'a>(&'a self, h: &'a RingHeader) -> Result<Held<'a>, RingError> {
-        self.lock(&h.producers, || {
-            // Past every slot a dead producer published without counting.
+    fn lock_producers<'a>(
+        &'a self,
+        h: &'a RingHeader,
+        deadline: Option<Instant>,
+    ) -> Result<Held<'a>, RingError> {
+        self.lock(&h.producers, deadline, || {
+            // Past every slot a dead producer published without counting:
+            // still full (`t + 1`), or already emptied by a consumer, which
+            // does not wait for producers (`t + capacity`). A slot not
+            // published holds `t` (or, a lap behind, `t + 1 - capacity`).
             let mut t = h.tail.load(Ordering::Relaxed);
             for _ in 0..self.capacity {
-                if self.slot(t).0.load(Ordering::Acquire) != t + 1 {
+                let seq = self.slot(t).0.load(Ordering::Acquire);
+                if seq != t + 1 && seq != t + self.capacity {
                     break;
                 }
                 t += 1;
@@ -456,12 +491,21 @@ impl<T: Pod> Ring<T> {
         })
     }
 
-    fn lock_consumers<'a>(&'a self, h: &'a RingHeader) -> Result<Held<'a>, RingError> {
-        self.lock(&h.consumers, || {
-            // Past every slot a dead consumer emptied without counting.
+    fn lock_consumers<'a>(
+        &'a self,
+        h: &'a RingHeader,
+        deadline: Option<Instant>,
+    ) -> Result<Held<'a>, RingError> {
+        self.lock(&h.consumers, deadline, || {
+            // Past every slot a dead consumer emptied without counting:
+            // still free (`t + capacity`), or already filled again by a
+            // producer, which does not wait for consumers
+            // (`t + capacity + 1`). A slot not emptied holds `t + 1` (or
+            // `t`, not published yet).
             let mut t = h.head.load(Ordering::Relaxed);
             for _ in 0..self.capacity {
-                if self.slot(t).0.load(Ordering::Acquire) != t + self.capacity {
+                let seq = self.slot(t).0.load(Ordering::Acquire);
+                if seq != t + self.capacity && seq != t + self.capacity + 1 {
                     break;
                 }
                 t += 1;
@@ -472,9 +516,9 @@ impl<T: Pod> Ring<T> {
     }
 
     /// Pushes what fits of `values` now, in order; the number pushed.
-    fn push_some(&self, values: &[T]) -> Result<usize, RingError> {
+    fn push_some(&self, values: &[T], deadline: Option<Instant>) -> Result<usize, RingError> {
         let (h, words) = self.parts();
-        let held = self.lock_producers(h)?;
+        let held = self.lock_producers(h, deadline)?;
         let t0 = h.tail.load(Ordering::Relaxed);
         let mut t = t0;
         let mut i = h.tail_slot.load(Ordering::Relaxed) % self.capacity;
@@ -503,9 +547,14 @@ impl<T: Pod> Ring<T> {
 
     /// Pops up to `max` values, oldest first, into `out`; the number
     /// popped.
-    fn pop_some(&self, max: usize, mut out: impl FnMut(T)) -> Result<usize, RingError> {
+    fn pop_some(
+        &self,
+        max: usize,
+        deadline: Option<Instant>,
+        mut out: impl FnMut(T),
+    ) -> Result<usize, RingError> {
         let (h, words) = self.parts();
-        let held = self.lock_consumers(h)?;
+        let held = self.lock_consumers(h, deadline)?;
         let t0 = h.head.load(Ordering::Relaxed);
         let mut t = t0;
         let mut i = h.head_slot.load(Ordering::Relaxed) % self.capacity;
@@ -554,32 +603,40 @@ impl<T: Pod> Ring<T> {
         let Some(slice) = futex::next_slice(deadline) else {
             return Ok(false);
         };
-        waiters.fetch_add(1, Ordering::SeqCst);
+        // Counted until a waker takes the count (it wakes every sleeper),
+        // never uncounted by the sleeper itself: so no sleeper can take
+        // another's count, and one that dies or times out leaves a count
+        // that only costs the next waker one spare wake.
+        let _ = waiters.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| c.checked_add(1));
         let seen = word.load(Ordering::SeqCst);
         let r = ready();
         if let Ok(false) = r {
             futex::wait(word, seen, Some(slice));
         }
-        // (Already 0 when a waker took the count.)
-        let _ = waiters.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| c.checked_sub(1));
         r.map(|_| true)
     }
 
     /// Whether a slot is free, seen under the consumers' lock (after
     /// counting as a sleeper: a consumer that frees one later sees the
     /// count).
-    fn room(&self) -> Result<bool, RingError> {
+    fn room(&self, deadline: Option<Instant>) -> Result<bool, RingError> {
         let h = self.header();
-        let held = self.lock_consumers(h)?;
-        let room = h.tail.load(Ordering::Acquire) - h.head.load(Ordering::Relaxed) < self.capacity;
+        let held = self.lock_consumers(h, deadline)?;
+        // (A consumer may have emptied a slot whose producer has not
+        // counted it yet: then `head` is past `tail`.)
+        let room = h
+            .tail
+            .load(Ordering::Acquire)
+            .saturating_sub(h.head.load(Ordering::Relaxed))
+            < self.capacity;
         drop(held);
         Ok(room)
     }
 
     /// Whether a value is ready, seen under the producers' lock.
-    fn ready(&self) -> Result<bool, RingError> {
+    fn ready(&self, deadline: Option<Instant>) -> Result<bool, RingError> {
         let h = self.header();
-        let held = self.lock_producers(h)?;
+        let held = self.lock_producers(h, deadline)?;
         let ready = h.tail.load(Ordering::Relaxed) > h.head.load(Ordering::Acquire);
         drop(held);
         Ok(ready)
@@ -590,7 +647,7 @@ impl<T: Pod> Ring<T> {
         // The clock is read only once the ring is found full.
         let mut spin_start = None;
         loop {
-            let n = self.push_some(rest)?;
+            let n = self.push_some(rest, deadline)?;
             rest = &rest[n..];
             if rest.is_empty() {
                 return Ok(());
@@ -601,26 +658,34 @@ impl<T: Pod> Ring<T> {
             let h = self.header();
             let since = spin_start.unwrap_or_else(Instant::now);
             if !self.wait(&h.not_full, &h.full_waiters, deadline, since, || {
-                self.room()
+                self.room(deadline)
             })? {
                 return Err(RingError::Timeout);
             }
         }
     }
 
+    /// Pops one value if there is one; the lock waited for until
+    /// `deadline`.
+    fn pop_one(&self, deadline: Option<Instant>) -> Result<Option<T>, RingError> {
+        let mut got = None;
+        self.pop_some(1, deadline, |v| got = Some(v))?;
+        Ok(got)
+    }
+
     fn pop_until(&self, deadline: Option<Instant>) -> Result<T, RingError> {
-        if let Some(v) = self.try_pop()? {
+        if let Some(v) = self.pop_one(deadline)? {
             return Ok(v);
         }
         let h = self.header();
         let spin_start = Instant::now();
         loop {
             if !self.wait(&h.not_empty, &h.empty_waiters, deadline, spin_start, || {
-                self.ready()
+                self.ready(deadline)
             })? {
                 return Err(RingError::Timeout);
             }
-            if let Some(v) = self.try_pop()? {
+            if let Some(v) = self.pop_one(deadline)? {
                 return Ok(v);
             }
         }
@@ -652,7 +717,7 @@ impl<T: Pod> Ring<T> {
     /// [`RingError::Full`] when none is, and the errors of
     /// [`push`](Self::push).
     pub fn try_push(&self, value: T) -> Result<(), RingError> {
-        match self.push_some(std::slice::from_ref(&value))? {
+        match self.push_some(std::slice::from_ref(&value), None)? {
             0 => Err(RingError::Full),
             _ => Ok(()),
         }
@@ -694,9 +759,7 @@ impl<T: Pod> Ring<T> {
     ///
     /// As [`pop`](Self::pop).
     pub fn try_pop(&self) -> Result<Option<T>, RingError> {
-        let mut got = None;
-        self.pop_some(1, |v| got = Some(v))?;
-        Ok(got)
+        self.pop_one(None)
     }
 
     /// Appends up to `max` of the oldest values to `out` under one lock,
@@ -706,24 +769,24 @@ impl<T: Pod> Ring<T> {
     ///
     /// As [`pop`](Self::pop).
     pub fn pop_into(&self, out: &mut Vec<T>, max: usize) -> Result<usize, RingError> {
-        self.pop_some(max, |v| out.push(v))
+        self.pop_some(max, None, |v| out.push(v))
     }
 }
 
 /// Whether a side's sleepers need waking; takes their count, since every
-/// one of them is woken. (A process killed while it slept leaves no count
-/// behind for long: the next wake takes it.) Called under the other side's
-/// lock, the one sleepers take before they sleep.
+/// one of them is woken. (A process killed while it slept, or a sleeper
+/// that timed out, leaves a count that the next wake takes.) Called under
+/// the other side's lock, the one sleepers take before they look again.
 #[inline]
 fn take_sleepers(count: &AtomicU32) -> bool {
     count.load(Ordering::Relaxed) > 0 && count.swap(0, Ordering::Relaxed) > 0
 }
 
 /// The sequence word and the value words of slot `i` (below the capacity)
-/// in a ring block's words.
+/// in the words of a ring's slots.
 #[inline]
 fn slot_at(words: &[AtomicU64], slot_words: usize, i: u64) -> (&AtomicU64, &[AtomicU64]) {
-    let start = HEADER / 8 + i as usize * slot_words;
+    let start = i as usize * slot_words;
     let s = &words[start..start + slot_words];
     (&s[0], &s[1..])
 }
@@ -880,6 +943,88 @@ mod tests {
         r.pop_into(&mut out, 10).unwrap();
         assert_eq!(out, [11, 12]);
         assert!(r.is_empty());
+    }
+
+    /// Dies holding `lock` of the ring `d` names, after `f` (on a thread
+    /// of its own, which then ends).
+    fn die_holding(d: &RingDescr<u64>, producers: bool, f: impl FnOnce(&Ring<u64>) + Send) {
+        let d = d.clone();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                let r = d.open().unwrap();
+                let h = r.header();
+                let m = if producers {
+                    &h.producers
+                } else {
+                    &h.consumers
+                };
+                m.lock().unwrap();
+                f(&r);
+                std::mem::forget(r);
+            });
+        });
+    }
+
+    /// A dead producer's values that a consumer already took, before any
+    /// producer repaired the count: the count still moves past them.
+    #[test]
+    fn values_of_a_dead_producer_taken_before_the_repair() {
+        let pool = pool();
+        let r = Ring::<u64>::create(&pool, 4).unwrap();
+        die_holding(&r.descr(), true, |r| {
+            for t in 0..2 {
+                let (seq, words) = r.slot(t);
+                write_value(words, &(10 + t));
+                seq.store(t + 1, Ordering::Release);
+            }
+        });
+        // Consumers do not wait for producers: both values come out.
+        assert_eq!(r.try_pop().unwrap(), Some(10));
+        assert_eq!(r.try_pop().unwrap(), Some(11));
+        assert_eq!(r.try_pop().unwrap(), None);
+        // The next producer takes the lock over: room for 4 again.
+        r.push_slice(&[1, 2, 3, 4]).unwrap();
+        assert!(matches!(r.try_push(5), Err(RingError::Full)));
+        let mut out = Vec::new();
+        r.pop_into(&mut out, 9).unwrap();
+        assert_eq!(out, [1, 2, 3, 4]);
+    }
+
+    /// A dead consumer's emptied slot that a producer already filled again,
+    /// before any consumer repaired the count.
+    #[test]
+    fn slots_of_a_dead_consumer_filled_before_the_repair() {
+        let pool = pool();
+        let r = Ring::<u64>::create(&pool, 2).unwrap();
+        r.push_slice(&[1, 2]).unwrap();
+        die_holding(&r.descr(), false, |r| {
+            let (seq, words) = r.slot(0);
+            assert_eq!(read_value::<u64>(words), 1);
+            seq.store(r.capacity, Ordering::Release);
+        });
+        // Producers do not wait for consumers: the freed slot takes 3.
+        r.try_push(3).unwrap();
+        assert!(matches!(r.try_push(4), Err(RingError::Full)));
+        // The next consumer takes the lock over and goes on with 2.
+        assert_eq!(r.pop().unwrap(), 2);
+        assert_eq!(r.pop().unwrap(), 3);
+        assert_eq!(r.try_pop().unwrap(), None);
+        r.push(4).unwrap();
+        assert_eq!(r.pop().unwrap(), 4);
+    }
+
+    /// A consumer may take a value whose producer has not counted it yet:
+    /// `head` is then past `tail` for a moment, and a producer waiting for
+    /// room sees room (not an overflow).
+    #[test]
+    fn head_past_tail_for_a_moment() {
+        let pool = pool();
+        let r = Ring::<u64>::create(&pool, 2).unwrap();
+        let h = r.header();
+        h.head.store(1, Ordering::Relaxed);
+        assert!(r.room(None).unwrap());
+        assert_eq!(r.len(), 0);
+        h.head.store(0, Ordering::Relaxed);
     }
 
     #[test]
