@@ -2,7 +2,9 @@
 //! false`; started by `cargo bench`, it launches itself with `mpirun`):
 //!
 //! - N-queens, N = 15: 2 ranks of 1 worker vs 1 rank of 2 workers (both
-//!   dealt with `Cluster::deal`), and vs a sequential count;
+//!   dealt with `Cluster::deal`, two tasks per worker at a time, to workers
+//!   that live as long as the count and take tasks from an `mc::Ring`),
+//!   and vs a sequential count;
 //! - a typed message round trip (`Cluster::send`/`recv` of a byte buffer,
 //!   `serde_bytes::ByteBuf`; and `send_shared`/`recv_shared` of a
 //!   `Vec<u8>` in mc's layout) vs a raw `mpi` send of the same bytes, for
@@ -48,37 +50,61 @@ fn tasks(n: usize) -> Vec<(usize, usize)> {
         .collect()
 }
 
+/// A worker that lives as long as the rank's count: takes tasks `(a, b)`
+/// from one ring and puts their counts in another, until a task
+/// `(u64::MAX, _)`.
 #[mc::process]
-fn counter(job: (usize, Vec<(usize, usize)>)) -> u64 {
-    job.1.iter().map(|&(a, b)| count_from(job.0, a, b)).sum()
+fn counter(rings: (mc::RingDescr<[u64; 2]>, mc::RingDescr<u64>)) -> u64 {
+    let (tasks, counts) = (rings.0.open().expect("open"), rings.1.open().expect("open"));
+    let mut done = 0;
+    loop {
+        let [a, b] = tasks.pop().expect("pop");
+        if a == u64::MAX {
+            return done;
+        }
+        counts
+            .push(count_from(N, a as usize, b as usize))
+            .expect("push");
+        done += 1;
+    }
 }
 
-/// A rank: counts N-queens with `workers` mc workers per rank; rank 0
-/// prints the time of the distributed count.
+/// A rank: counts N-queens with `workers` mc workers per rank, which live
+/// as long as the count and take their tasks from a ring (`mc::Ring`); rank
+/// 0 prints the time of the distributed count.
 fn queens_rank(workers: usize) {
     let r = mc_cluster::run(|c| {
+        let pool = mc::Pool::create(1 << 20).expect("pool");
+        let tasks_ring = mc::Ring::<[u64; 2]>::create(&pool, 256).expect("ring");
+        let counts_ring = mc::Ring::<u64>::create(&pool, 256).expect("ring");
+        let pids: Vec<_> = (0..workers)
+            .map(|_| counter::start((tasks_ring.descr(), counts_ring.descr())).expect("start"))
+            .collect();
         c.barrier();
         let t = Instant::now();
         let all = c.is_root().then(|| tasks(N));
         let counts = c
-            .deal(all, workers * 16, |batch| {
-                let k = workers.min(batch.len());
-                let pids: Vec<_> = (0..k)
-                    .map(|w| {
-                        let share: Vec<_> = batch.iter().copied().skip(w).step_by(k).collect();
-                        counter::start((N, share)).expect("start")
-                    })
-                    .collect();
-                vec![pids
-                    .into_iter()
-                    .map(|p| counter::join(p).expect("join"))
-                    .sum::<u64>()]
+            .deal(all, workers * 2, |batch| {
+                let jobs: Vec<[u64; 2]> =
+                    batch.iter().map(|&(a, b)| [a as u64, b as u64]).collect();
+                tasks_ring.push_slice(&jobs).expect("push");
+                let total: u64 = (0..jobs.len())
+                    .map(|_| counts_ring.pop().expect("pop"))
+                    .sum();
+                vec![total]
             })
             .expect("deal");
+        let took = t.elapsed();
+        tasks_ring
+            .push_slice(&vec![[u64::MAX, 0]; workers])
+            .expect("push");
+        for p in pids {
+            counter::join(p).expect("join");
+        }
         if let Some(counts) = counts {
             let total: u64 = counts.iter().sum();
             assert_eq!(total, 2_279_184, "N = 15");
-            println!("time {}", t.elapsed().as_secs_f64());
+            println!("time {}", took.as_secs_f64());
         }
     });
     r.expect("run");

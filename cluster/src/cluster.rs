@@ -632,6 +632,14 @@ impl Cluster {
                 }
             });
             let mut local_busy = false;
+            // How long an idle look waits before the next: short after
+            // something happened, then longer (each look costs the CPU the
+            // workers need), up to a bound on the answer's delay.
+            let (min_idle, max_idle) = (
+                std::time::Duration::from_micros(20),
+                std::time::Duration::from_micros(500),
+            );
+            let mut idle = min_idle;
             let r = loop {
                 if local_busy {
                     match done_rx.try_recv() {
@@ -663,6 +671,7 @@ impl Cluster {
                         Ok(false) => {}
                         Err(e) => break Err(e),
                     }
+                    idle = min_idle;
                     continue;
                 }
                 if !local_busy && !queue.is_empty() {
@@ -673,14 +682,33 @@ impl Cluster {
                         )));
                     }
                     local_busy = true;
+                    idle = min_idle;
                     continue;
                 }
                 if !local_busy && queue.is_empty() && asking == 0 {
                     break Ok(());
                 }
-                // Nothing to do this instant: requests or this rank's
-                // results come soon.
-                std::thread::sleep(std::time::Duration::from_micros(50));
+                // Nothing to do this instant: wait for this rank's results
+                // (which end the wait at once) or the next look at requests.
+                if local_busy {
+                    match done_rx.recv_timeout(idle) {
+                        Ok(r) => {
+                            out.extend(r);
+                            local_busy = false;
+                            idle = min_idle;
+                            continue;
+                        }
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                            break Err(ClusterError::Mc(mc::Error::new(
+                                "the work of rank 0 panicked",
+                            )));
+                        }
+                    }
+                } else {
+                    std::thread::sleep(idle);
+                }
+                idle = (idle * 2).min(max_idle);
             };
             drop(give_tx);
             let joined = local.join();
