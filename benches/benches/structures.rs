@@ -377,25 +377,22 @@ fn ring_mc(pool: &Pool, n: u64, batch: u64) -> f64 {
 
 /// A bounded `crossbeam-channel` of [`RING`] items between two threads.
 fn queue_crossbeam_bounded(n: u64) -> f64 {
-    let (tx, rx) = crossbeam_channel::bounded::<u64>(RING);
-    let start = Instant::now();
-    std::thread::scope(|s| {
-        s.spawn(move || {
-            for i in 0..n {
-                tx.send(i).expect("send");
-            }
-        });
-        s.spawn(move || {
-            for i in 0..n {
-                assert_eq!(rx.recv().expect("recv"), i);
-            }
-        });
-    });
-    n as f64 / start.elapsed().as_secs_f64()
+    crossbeam_pipe(n, crossbeam_channel::bounded::<u64>(RING))
 }
 
+/// An unbounded `crossbeam-channel` between two threads.
 fn queue_crossbeam(n: u64) -> f64 {
-    let (tx, rx) = crossbeam_channel::unbounded::<u64>();
+    crossbeam_pipe(n, crossbeam_channel::unbounded::<u64>())
+}
+
+/// Items per second through a channel from one thread to another.
+fn crossbeam_pipe(
+    n: u64,
+    (tx, rx): (
+        crossbeam_channel::Sender<u64>,
+        crossbeam_channel::Receiver<u64>,
+    ),
+) -> f64 {
     let start = Instant::now();
     std::thread::scope(|s| {
         s.spawn(move || {
