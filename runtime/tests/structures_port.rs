@@ -48,7 +48,7 @@ fn every_structure_has_its_heap() {
     let t = SHashtbl::<u32, u32>::with_buckets(&pool, &(), 5).unwrap();
     t.add(&1, &2).unwrap();
     let g = t.heap().read().unwrap();
-    assert_eq!((g.0.len(), g.1), (5, 1));
+    assert_eq!((g.0 .1, g.1), (5, 1));
     drop(g);
     // The heap's lock is the structure's: a guard of it makes changes of
     // the structure reentrant.
@@ -72,7 +72,9 @@ fn data_broken_through_heap_is_an_error_not_a_panic() {
     // A table without buckets, and a key without its value.
     let t = SHashtbl::<u32, String>::create(&pool, &()).unwrap();
     t.add(&1, &"one".to_string()).unwrap();
-    t.heap().assign(&(Vec::new(), 3, Vec::new(), 0)).unwrap();
+    t.heap()
+        .assign(&((Vec::new(), 0), 3, (Vec::new(), 0), 0))
+        .unwrap();
     assert!(is_inconsistent(t.find(&1)));
     assert!(is_inconsistent(t.find_pinned(&1)));
     assert!(is_inconsistent(t.find_copy(&1)));
@@ -89,7 +91,12 @@ fn data_broken_through_heap_is_an_error_not_a_panic() {
     let e = t.find(&1).map(|_| ()).unwrap_err();
     assert!(e.to_string().contains("without buckets"), "{e}");
     t.heap()
-        .assign(&(vec![(vec![1, 1], vec!["a".to_string()])], 2, Vec::new(), 0))
+        .assign(&(
+            (vec![vec![(vec![1, 1], vec!["a".to_string()])]], 1),
+            2,
+            (Vec::new(), 0),
+            0,
+        ))
         .unwrap();
     assert_eq!(t.find_copy(&1).unwrap().as_deref(), Some("a"));
     assert_eq!(t.find_all_copy(&1).unwrap(), ["a"]);
@@ -105,9 +112,9 @@ fn data_broken_through_heap_is_an_error_not_a_panic() {
     // new buckets), iteration sees every binding, and the table goes on.
     t.heap()
         .assign(&(
-            vec![(vec![], vec![]); 3],
+            (vec![vec![(vec![], vec![]); 3]], 3),
             1,
-            vec![(vec![7], vec!["seven".to_string()])],
+            (vec![vec![(vec![7], vec!["seven".to_string()])]], 1),
             9,
         ))
         .unwrap();
@@ -122,9 +129,15 @@ fn data_broken_through_heap_is_an_error_not_a_panic() {
     // the next modifications move them.
     t.heap()
         .assign(&(
-            vec![(vec![], vec![]); 5],
+            (vec![vec![(vec![], vec![]); 5]], 5),
             2,
-            vec![(vec![4, 8], vec!["four".to_string(), "eight".to_string()])],
+            (
+                vec![vec![(
+                    vec![4, 8],
+                    vec!["four".to_string(), "eight".to_string()],
+                )]],
+                1,
+            ),
             0,
         ))
         .unwrap();
@@ -133,6 +146,14 @@ fn data_broken_through_heap_is_an_error_not_a_panic() {
     assert_eq!(t.find_copy(&4).unwrap().as_deref(), Some("four"));
     assert_eq!(t.find_copy(&8).unwrap().as_deref(), Some("eight"));
     assert_eq!(t.len().unwrap(), 3);
+    // Fewer segments than the count of buckets says: the missing ones are
+    // empty to a lookup, and an error (not a panic) to a change.
+    t.heap()
+        .assign(&((Vec::new(), 5000), 0, (Vec::new(), 0), 0))
+        .unwrap();
+    assert_eq!(t.find_copy(&3).unwrap(), None);
+    assert!(t.add(&3, &"three".to_string()).is_err());
+    t.clear().unwrap();
 
     // A queue whose length exceeds its ring, and one with a hole.
     let q = SQueue::<u32>::create(&pool, &()).unwrap();

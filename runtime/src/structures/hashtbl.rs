@@ -256,10 +256,19 @@ fn hash_repr<K: SharedKey>(k: &K::Repr) -> u64 {
 /// The buckets (keys and values of each chain, oldest binding first), the
 /// number of bindings and, while the table grows, the buckets it grows
 /// from and how many of them have moved to the new ones.
-type TData<K, V> = (Vec<Chain<K, V>>, usize, Vec<Chain<K, V>>, usize);
+type TData<K, V> = (Segments<K, V>, usize, Segments<K, V>, usize);
+/// Buckets in segments of [`SEGMENT`] (the last one shorter), each made
+/// when a binding first goes into it, and the number of buckets.
+type Segments<K, V> = (Vec<Vec<Chain<K, V>>>, usize);
 type Chain<K, V> = (Vec<K>, Vec<V>);
 type Bucket<K, V> = Tuple2<SharedVec<<K as Shared>::Repr>, SharedVec<<V as Shared>::Repr>>;
-type TRepr<K, V> = Tuple4<SharedVec<Bucket<K, V>>, usize, SharedVec<Bucket<K, V>>, usize>;
+type SegmentsRepr<K, V> = Tuple2<SharedVec<SharedVec<Bucket<K, V>>>, usize>;
+type TRepr<K, V> = Tuple4<SegmentsRepr<K, V>, usize, SegmentsRepr<K, V>, usize>;
+
+/// Buckets per segment (a power of two): growing makes the list of
+/// segments, not the buckets, so it costs a 256th of the buckets.
+const SEGMENT_BITS: u32 = 8;
+const SEGMENT: usize = 1 << SEGMENT_BITS;
 
 /// The old buckets that each modification moves while the table grows.
 /// Growing to `2n + 1` buckets starts after `2n` bindings and the next
@@ -286,9 +295,10 @@ pub(super) type FoundAllPinned<'a, K, V> = Refs<PinGuard<'a, TData<K, V>>, <V as
 /// more than two bindings per bucket), each a chain of keys and values;
 /// keys are hashed with the deterministic [`KeyHasher`] through
 /// [`SharedKey`], so every process finds them. Growing does not rehash the
-/// whole table at once: the new buckets are made empty, and every later
+/// whole table at once: it makes an empty list of the new buckets (made
+/// 256 at a time, when a binding first goes into them), and every later
 /// modification moves the bindings of two old buckets, so no single
-/// operation pays for the table's size in rehashing.
+/// operation pays for the table's size.
 ///
 /// ```
 /// let pool = mc::Pool::create(16 << 20)?;
@@ -313,18 +323,60 @@ structure_common!(SHashtbl, SHashtblDescr, [K: SharedKey, V: Shared], TData<K, V
 /// The value at `l`, which [`locate`] or [`locate_all`] found in the same
 /// (guarded, hence unchanged) table.
 fn value_at<K: Shared, V: Shared>(t: &TRepr<K, V>, l: [usize; 2]) -> &V::Repr {
-    &chain::<K, V>(t, l[0]).1[l[1]]
+    &chain::<K, V>(t, l[0])
+        .expect("mc: a binding located in the same guarded table")
+        .1[l[1]]
+}
+
+/// Bucket `b` of `s`; `None` for one not made yet (empty).
+#[inline]
+fn bucket<K: Shared, V: Shared>(s: &SegmentsRepr<K, V>, b: usize) -> Option<&Bucket<K, V>> {
+    s.0.get(b >> SEGMENT_BITS)?.get(b & (SEGMENT - 1))
+}
+
+/// Bucket `b` of `s`, to modify: its segment is made first if it is not
+/// (or was left short by an allocation that failed).
+fn bucket_pin<'a, K: Shared, V: Shared>(
+    m: &Mutator<'_>,
+    s: Pin<&'a mut SegmentsRepr<K, V>>,
+    b: usize,
+) -> Result<Pin<&'a mut Bucket<K, V>>> {
+    let (segments, n) = s.project();
+    let n = *n;
+    if b >= n {
+        return Err(StructureError::OutOfBounds { index: b, len: n });
+    }
+    let mut seg = pin_at(segments, b >> SEGMENT_BITS)?;
+    let first = b & !(SEGMENT - 1);
+    let want = SEGMENT.min(n - first);
+    if seg.len() < want {
+        let more = want - seg.len();
+        m.reserve(seg.as_mut(), more)?;
+        while seg.len() < want {
+            m.push::<Chain<K, V>>(seg.as_mut(), &(Vec::new(), Vec::new()))?;
+        }
+    }
+    pin_at(seg, b & (SEGMENT - 1))
+}
+
+/// An empty list of `n` buckets, in the heap (its segments not made).
+fn make_segments<'m, K: Shared, V: Shared>(
+    m: &'m Mutator<'_>,
+    n: usize,
+) -> Result<Pin<&'m mut SegmentsRepr<K, V>>> {
+    let segments: Vec<Vec<Chain<K, V>>> = (0..n.div_ceil(SEGMENT)).map(|_| Vec::new()).collect();
+    Ok(m.add(&(segments, n))?)
 }
 
 /// Bucket `b` of the table: a new bucket below the number of buckets, an
-/// old one (of a table that grows) above.
+/// old one (of a table that grows) above; `None` for an empty one.
 #[inline]
-fn chain<K: Shared, V: Shared>(t: &TRepr<K, V>, b: usize) -> &Bucket<K, V> {
-    let n = t.0.len();
+fn chain<K: Shared, V: Shared>(t: &TRepr<K, V>, b: usize) -> Option<&Bucket<K, V>> {
+    let n = t.0 .1;
     if b < n {
-        &t.0[b]
+        bucket::<K, V>(&t.0, b)
     } else {
-        &t.2[b - n]
+        bucket::<K, V>(&t.2, b - n)
     }
 }
 
@@ -345,13 +397,13 @@ fn home_in(n: usize, old: usize, moved: usize, h: u64) -> usize {
 /// [`StructureError::Inconsistent`] for a table without buckets (only
 /// [`SHashtbl::heap`] can make one).
 fn bucket_of<K: SharedKey, V: Shared>(t: &TRepr<K, V>, k: &K) -> Result<usize> {
-    let n = t.0.len();
+    let n = t.0 .1;
     if n == 0 {
         return Err(StructureError::Inconsistent {
             what: "a table without buckets",
         });
     }
-    Ok(home_in(n, t.2.len(), t.3, hash_local(k)))
+    Ok(home_in(n, t.2 .1, t.3, hash_local(k)))
 }
 
 /// Where the most recent binding of `k` is: `(bucket, index in chain)`.
@@ -359,17 +411,21 @@ fn bucket_of<K: SharedKey, V: Shared>(t: &TRepr<K, V>, k: &K) -> Result<usize> {
 /// no binding.
 fn locate<K: SharedKey, V: Shared>(t: &TRepr<K, V>, k: &K) -> Result<(usize, Option<usize>)> {
     let b = bucket_of::<K, V>(t, k)?;
-    let (keys, vals) = (&chain::<K, V>(t, b).0, &chain::<K, V>(t, b).1);
-    let n = keys.len().min(vals.len());
-    Ok((b, keys[..n].iter().rposition(|r| k.eq_repr(r))))
+    let Some(c) = chain::<K, V>(t, b) else {
+        return Ok((b, None));
+    };
+    let n = c.0.len().min(c.1.len());
+    Ok((b, c.0[..n].iter().rposition(|r| k.eq_repr(r))))
 }
 
 /// Where every binding of `k` is, most recent first.
 fn locate_all<K: SharedKey, V: Shared>(t: &TRepr<K, V>, k: &K) -> Result<Vec<[usize; 2]>> {
     let b = bucket_of::<K, V>(t, k)?;
-    let (keys, vals) = (&chain::<K, V>(t, b).0, &chain::<K, V>(t, b).1);
-    let n = keys.len().min(vals.len());
-    Ok(keys[..n]
+    let Some(c) = chain::<K, V>(t, b) else {
+        return Ok(Vec::new());
+    };
+    let n = c.0.len().min(c.1.len());
+    Ok(c.0[..n]
         .iter()
         .enumerate()
         .rev()
@@ -409,10 +465,11 @@ impl<K: SharedKey, V: Shared> TableView<'_, K, V> {
     pub fn iter(&self) -> impl Iterator<Item = (&K::Repr, &V::Repr)> + '_ {
         // The old buckets of a growing table hold the bindings not moved
         // yet (the moved ones are empty).
-        self.g
-            .0
+        let (new, old) = (&self.g.0, &self.g.2);
+        new.0
             .iter()
-            .chain(self.g.2.iter())
+            .chain(old.0.iter())
+            .flat_map(|segment| segment.iter())
             .flat_map(|b| b.0.iter().zip(b.1.iter()))
     }
 
@@ -458,28 +515,16 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
             }
             .into());
         }
+        // The buckets' segments are made when bindings first go into them.
+        let segments: Vec<Vec<Chain<K, V>>> =
+            (0..n.div_ceil(SEGMENT)).map(|_| Vec::new()).collect();
         let parts = Parts::create(
             pool,
             header,
-            &(Vec::new(), 0, Vec::new(), 0),
+            &((segments, n), 0, (Vec::new(), 0), 0),
             HeapOptions::new(),
         )?;
-        // The buckets are made in the heap (no local copy of them first).
-        let filled = parts.modify_try(|m, t| {
-            let (mut buckets, ..) = t.project();
-            m.reserve(buckets.as_mut(), n)?;
-            for _ in 0..n {
-                m.push::<(Vec<K>, Vec<V>)>(buckets.as_mut(), &(Vec::new(), Vec::new()))?;
-            }
-            Ok(())
-        });
-        match filled {
-            Ok(()) => Ok(SHashtbl { parts }),
-            Err(e) => {
-                let _ = parts.destroy();
-                Err(e)
-            }
-        }
+        Ok(SHashtbl { parts })
     }
 
     /// Adds a binding of `k` to `v`, hiding (not removing) earlier bindings
@@ -509,7 +554,7 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
             let (b, i) = locate::<K, V>(&t, k)?;
             match i {
                 Some(i) => {
-                    let (_, vals) = chain_pin::<K, V>(t, b)?.project();
+                    let (_, vals) = chain_pin::<K, V>(m, t, b)?.project();
                     Ok(m.set(pin_at(vals, i)?, v)?)
                 }
                 None => add::<K, V>(m, t, k, v),
@@ -531,7 +576,7 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
             move_some::<K, V>(m, t.as_mut());
             let (b, i) = locate::<K, V>(&t, k)?;
             let Some(i) = i else { return Ok(false) };
-            let (keys, vals) = chain_pin::<K, V>(t.as_mut(), b)?.project();
+            let (keys, vals) = chain_pin::<K, V>(m, t.as_mut(), b)?.project();
             remove_at(m, keys, i)?;
             remove_at(m, vals, i)?;
             let (_, size, ..) = t.project();
@@ -559,7 +604,7 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
         self.parts.modify_try(|m, t| {
             let (b, i) = locate::<K, V>(&t, k)?;
             let Some(i) = i else { return Ok(None) };
-            let (_, vals) = chain_pin::<K, V>(t, b)?.project();
+            let (_, vals) = chain_pin::<K, V>(m, t, b)?.project();
             Ok(Some(f(m, pin_at(vals, i)?)))
         })
     }
@@ -706,7 +751,7 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
     /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
     /// [`Heap::read`](crate::Heap::read).
     pub fn buckets(&self) -> Result<usize> {
-        Ok(self.parts.data.read()?.0.len())
+        Ok(self.parts.data.read()?.0 .1)
     }
 
     /// The table in place under the shared lock, to iterate over (`iter`,
@@ -745,12 +790,15 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
     pub fn clear(&self) -> Result<()> {
         self.parts.modify(|m, t| {
             let (buckets, size, old, moved) = t.project();
-            for b in buckets.iter_pin() {
-                let (keys, vals) = b.project();
-                m.truncate(keys, 0);
-                m.truncate(vals, 0);
+            // Every segment unmade (its buckets garbage, made again empty
+            // when bindings go there).
+            let (segments, _) = buckets.project();
+            for segment in segments.iter_pin() {
+                m.truncate(segment, 0);
             }
-            m.truncate(old, 0);
+            let (segments, count) = old.project();
+            m.truncate(segments, 0);
+            *count.get_mut() = 0;
             *moved.get_mut() = 0;
             *size.get_mut() = 0;
         })
@@ -758,14 +806,15 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
 }
 
 /// Bucket `b` of the table (as [`chain`] numbers them), to modify.
-fn chain_pin<K: Shared, V: Shared>(
-    t: Pin<&mut TRepr<K, V>>,
+fn chain_pin<'a, K: Shared, V: Shared>(
+    m: &Mutator<'_>,
+    t: Pin<&'a mut TRepr<K, V>>,
     b: usize,
-) -> Result<Pin<&mut Bucket<K, V>>> {
+) -> Result<Pin<&'a mut Bucket<K, V>>> {
     let (buckets, _, old, _) = t.project();
-    match b.checked_sub(buckets.len()) {
-        None => pin_at(buckets, b),
-        Some(o) => pin_at(old, o),
+    match b.checked_sub(buckets.1) {
+        None => bucket_pin::<K, V>(m, buckets, b),
+        Some(o) => bucket_pin::<K, V>(m, old, o),
     }
 }
 
@@ -778,7 +827,7 @@ fn add<K: SharedKey, V: Shared>(
     k: &K,
     v: &V,
 ) -> Result<()> {
-    let n = t.0.len();
+    let n = t.0 .1;
     if n == 0 {
         return Err(StructureError::Inconsistent {
             what: "a table without buckets",
@@ -791,11 +840,11 @@ fn add<K: SharedKey, V: Shared>(
     // the binding is added all the same, and growing is tried again after
     // `n` more bindings.
     let size_now = t.1;
-    if size_now >= 2 * n && (size_now - 2 * n).is_multiple_of(n) && t.3 >= t.2.len() {
+    if size_now >= 2 * n && (size_now - 2 * n).is_multiple_of(n) && t.3 >= t.2 .1 {
         let _ = grow::<K, V>(m, t.as_mut(), 2 * n + 1);
     }
     let b = bucket_of::<K, V>(&t, k)?;
-    let (mut keys, vals) = chain_pin::<K, V>(t.as_mut(), b)?.project();
+    let (mut keys, vals) = chain_pin::<K, V>(m, t.as_mut(), b)?.project();
     let chain = keys.len();
     m.push(keys.as_mut(), k)?;
     if let Err(e) = m.push(vals, v) {
@@ -818,8 +867,7 @@ fn grow<K: SharedKey, V: Shared>(
     n: usize,
 ) -> Result<()> {
     let (buckets, _, old, moved) = t.project();
-    let fresh: Vec<Chain<K, V>> = (0..n).map(|_| (Vec::new(), Vec::new())).collect();
-    let mut new = m.add(&fresh)?;
+    let mut new = make_segments::<K, V>(m, n)?;
     // new <- the current buckets, buckets <- the new ones; then old <- the
     // current ones (the previous old buckets, all moved, are garbage).
     m.swap(buckets, new.as_mut())?;
@@ -833,7 +881,7 @@ fn grow<K: SharedKey, V: Shared>(
 /// table is not growing.
 #[inline]
 fn move_some<K: SharedKey, V: Shared>(m: &Mutator<'_>, t: Pin<&mut TRepr<K, V>>) {
-    if !t.2.is_empty() {
+    if t.2 .1 != 0 {
         move_buckets::<K, V>(m, t);
     }
 }
@@ -845,68 +893,73 @@ fn move_some<K: SharedKey, V: Shared>(m: &Mutator<'_>, t: Pin<&mut TRepr<K, V>>)
 #[inline(never)]
 fn move_buckets<K: SharedKey, V: Shared>(m: &Mutator<'_>, t: Pin<&mut TRepr<K, V>>) {
     let (mut buckets, _, mut old, mut moved) = t.project();
-    let n = buckets.len();
+    let n = buckets.1;
     for _ in 0..MOVE_STEP {
         let o = *moved;
-        if o >= old.len() || n == 0 {
+        if o >= old.1 || n == 0 {
             return;
         }
-        let from = &old[o];
-        let pairs = from.0.len().min(from.1.len());
         // The bindings copied so far: each went to the end of its new
-        // bucket's chain.
+        // bucket's chain. (A bucket whose segment was never made is empty.)
         let mut copied = 0;
         let mut failed = false;
-        for (kr, vr) in from.0.iter().zip(from.1.iter()) {
-            let b = (hash_repr::<K>(kr) % n as u64) as usize;
-            let Ok(bucket) = pin_at(buckets.as_mut(), b) else {
-                failed = true;
-                break;
-            };
-            let (mut keys, vals) = bucket.project();
-            if m.push_from::<K>(keys.as_mut(), kr).is_err() {
-                failed = true;
-                break;
-            }
-            if m.push_from::<V>(vals, vr).is_err() {
-                let len = keys.len() - 1;
-                m.truncate(keys, len);
-                failed = true;
-                break;
-            }
-            copied += 1;
-        }
-        if failed {
-            // Taken back last first, so that each is the last of its chain.
-            for kr in from.0[..copied.min(pairs)].iter().rev() {
+        if let Some(from) = bucket::<K, V>(&old, o) {
+            for (kr, vr) in from.0.iter().zip(from.1.iter()) {
                 let b = (hash_repr::<K>(kr) % n as u64) as usize;
-                if let Ok(bucket) = pin_at(buckets.as_mut(), b) {
-                    let (keys, vals) = bucket.project();
-                    let (kl, vl) = (keys.len(), vals.len());
-                    m.truncate(keys, kl.saturating_sub(1));
-                    m.truncate(vals, vl.saturating_sub(1));
+                let Ok(target) = bucket_pin::<K, V>(m, buckets.as_mut(), b) else {
+                    failed = true;
+                    break;
+                };
+                let (mut keys, vals) = target.project();
+                if m.push_from::<K>(keys.as_mut(), kr).is_err() {
+                    failed = true;
+                    break;
                 }
+                if m.push_from::<V>(vals, vr).is_err() {
+                    let len = keys.len() - 1;
+                    m.truncate(keys, len);
+                    failed = true;
+                    break;
+                }
+                copied += 1;
             }
-            return;
+            if failed {
+                // Taken back last first, so that each is the last of its
+                // chain.
+                for kr in from.0[..copied].iter().rev() {
+                    let b = (hash_repr::<K>(kr) % n as u64) as usize;
+                    if let Ok(target) = bucket_pin::<K, V>(m, buckets.as_mut(), b) {
+                        let (keys, vals) = target.project();
+                        let (kl, vl) = (keys.len(), vals.len());
+                        m.truncate(keys, kl.saturating_sub(1));
+                        m.truncate(vals, vl.saturating_sub(1));
+                    }
+                }
+                return;
+            }
         }
-        if let Ok(from) = pin_at(old.as_mut(), o) {
-            let (keys, vals) = from.project();
-            m.truncate(keys, 0);
-            m.truncate(vals, 0);
+        if copied > 0 {
+            if let Ok(from) = bucket_pin::<K, V>(m, old.as_mut(), o) {
+                let (keys, vals) = from.project();
+                m.truncate(keys, 0);
+                m.truncate(vals, 0);
+            }
         }
         *moved.as_mut().get_mut() = o + 1;
-        if o + 1 == old.len() {
-            // All moved: the old array becomes garbage (or, when there is no
-            // room for the empty one that replaces it, stays, emptied).
-            match m.add::<Vec<Chain<K, V>>>(&Vec::new()) {
+        if o + 1 == old.1 {
+            // All moved: the old buckets become garbage (or, when there is
+            // no room for the empty list that replaces them, stay, emptied).
+            match make_segments::<K, V>(m, 0) {
                 Ok(empty) => {
                     let _ = m.swap(old.as_mut(), empty);
                 }
-                Err(_) => m.truncate(old.as_mut(), 0),
+                Err(_) => {
+                    let (segments, count) = old.as_mut().project();
+                    m.truncate(segments, 0);
+                    *count.get_mut() = 0;
+                }
             }
-            if old.is_empty() {
-                *moved.as_mut().get_mut() = 0;
-            }
+            *moved.as_mut().get_mut() = 0;
             return;
         }
     }
@@ -919,7 +972,7 @@ mod tests {
     /// The table's growth state: (new buckets, old buckets, moved).
     fn growth(t: &SHashtbl<u64, u64>) -> (usize, usize, usize) {
         let g = t.parts.data.read().unwrap();
-        (g.0.len(), g.2.len(), g.3)
+        (g.0 .1, g.2 .1, g.3)
     }
 
     #[test]
@@ -1001,7 +1054,7 @@ mod tests {
         }
         let growing = |t: &SHashtbl<String, u64>| {
             let g = t.parts.data.read().unwrap();
-            (g.2.len(), g.3)
+            (g.2 .1, g.3)
         };
         assert_eq!(growing(&t), (8, 0));
         // Fill the pool, so that no key can be copied to a new bucket.
