@@ -153,6 +153,15 @@ fn data_broken_through_heap_is_an_error_not_a_panic() {
         .unwrap();
     assert_eq!(t.find_copy(&3).unwrap(), None);
     assert!(t.add(&3, &"three".to_string()).is_err());
+    // Counts too large to compute with, or to grow to: no growth, no
+    // panic, no abort.
+    for (buckets, bindings) in [(usize::MAX, 1), (1 << 62, 1 << 63)] {
+        t.heap()
+            .assign(&((Vec::new(), buckets), bindings, (Vec::new(), 0), 0))
+            .unwrap();
+        assert!(t.add(&1, &"one".to_string()).is_err());
+        assert_eq!(t.find_copy(&1).unwrap(), None);
+    }
     t.clear().unwrap();
 
     // A queue whose length exceeds its ring, and one with a hole.

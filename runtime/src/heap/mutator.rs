@@ -196,6 +196,11 @@ impl<'h> Mutator<'h> {
         Ok(())
     }
 
+    /// The most bytes the heap's pool can grow to.
+    pub(crate) fn pool_max_size(&self) -> usize {
+        self.pool.stats().max_size
+    }
+
     /// Appends a deep copy of a shared value (from this heap, another heap
     /// or a camlbox) to a vector of the heap, as [`push`](Self::push) does
     /// for a local value.

@@ -840,8 +840,15 @@ fn add<K: SharedKey, V: Shared>(
     // the binding is added all the same, and growing is tried again after
     // `n` more bindings.
     let size_now = t.1;
-    if size_now >= 2 * n && (size_now - 2 * n).is_multiple_of(n) && t.3 >= t.2 .1 {
-        let _ = grow::<K, V>(m, t.as_mut(), 2 * n + 1);
+    // (Checked: the counts are data that `SHashtbl::heap` can change.)
+    let due = n
+        .checked_mul(2)
+        .and_then(|two_n| size_now.checked_sub(two_n))
+        .is_some_and(|over| over.is_multiple_of(n));
+    if due && t.3 >= t.2 .1 {
+        if let Some(next) = n.checked_mul(2).and_then(|x| x.checked_add(1)) {
+            let _ = grow::<K, V>(m, t.as_mut(), next);
+        }
     }
     let b = bucket_of::<K, V>(&t, k)?;
     let (mut keys, vals) = chain_pin::<K, V>(m, t.as_mut(), b)?.project();
@@ -866,6 +873,16 @@ fn grow<K: SharedKey, V: Shared>(
     t: Pin<&mut TRepr<K, V>>,
     n: usize,
 ) -> Result<()> {
+    // No more buckets than the pool could hold (the list is built locally
+    // first).
+    let max = m.pool_max_size() / size_of::<Bucket<K, V>>();
+    if n > max {
+        return Err(HeapError::OutOfMemory {
+            requested: n.saturating_mul(size_of::<Bucket<K, V>>()),
+            available: m.pool_max_size(),
+        }
+        .into());
+    }
     let (buckets, _, old, moved) = t.project();
     let mut new = make_segments::<K, V>(m, n)?;
     // new <- the current buckets, buckets <- the new ones; then old <- the
@@ -939,7 +956,12 @@ fn move_buckets<K: SharedKey, V: Shared>(m: &Mutator<'_>, t: Pin<&mut TRepr<K, V
             }
         }
         if copied > 0 {
-            if let Ok(from) = bucket_pin::<K, V>(m, old.as_mut(), o) {
+            // In place: the bucket exists (bindings were read from it), so
+            // nothing is allocated here.
+            let (segments, _) = old.as_mut().project();
+            if let Ok(from) =
+                pin_at(segments, o >> SEGMENT_BITS).and_then(|s| pin_at(s, o & (SEGMENT - 1)))
+            {
                 let (keys, vals) = from.project();
                 m.truncate(keys, 0);
                 m.truncate(vals, 0);
@@ -949,15 +971,13 @@ fn move_buckets<K: SharedKey, V: Shared>(m: &Mutator<'_>, t: Pin<&mut TRepr<K, V
         if o + 1 == old.1 {
             // All moved: the old buckets become garbage (or, when there is
             // no room for the empty list that replaces them, stay, emptied).
-            match make_segments::<K, V>(m, 0) {
-                Ok(empty) => {
-                    let _ = m.swap(old.as_mut(), empty);
-                }
-                Err(_) => {
-                    let (segments, count) = old.as_mut().project();
-                    m.truncate(segments, 0);
-                    *count.get_mut() = 0;
-                }
+            let swapped = make_segments::<K, V>(m, 0)
+                .ok()
+                .is_some_and(|empty| m.swap(old.as_mut(), empty).is_ok());
+            if !swapped {
+                let (segments, count) = old.as_mut().project();
+                m.truncate(segments, 0);
+                *count.get_mut() = 0;
             }
             *moved.as_mut().get_mut() = 0;
             return;
