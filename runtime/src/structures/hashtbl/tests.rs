@@ -1,0 +1,123 @@
+//! Tests of the `hashtbl` module.
+
+use super::*;
+
+/// The table's growth state: (new buckets, old buckets, moved).
+fn growth(t: &SHashtbl<u64, u64>) -> (usize, usize, usize) {
+    let g = t.parts.data.read().unwrap();
+    (g.0 .1, g.2 .1, g.3)
+}
+
+#[test]
+fn growing_moves_a_few_buckets_per_modification() {
+    let pool = Pool::create(16 << 20).unwrap();
+    let t = SHashtbl::<u64, u64>::with_buckets(&pool, &(), 40).unwrap();
+    // Two bindings of each even key, so that order within a key shows.
+    for i in 0..80u64 {
+        t.add(&(i / 2 * 2), &i).unwrap();
+    }
+    assert_eq!(growth(&t), (40, 0, 0));
+    // The next addition starts growing: 81 new, empty buckets, and 40
+    // old ones, which the next modifications move, two at a time.
+    t.add(&1000, &0).unwrap();
+    assert_eq!(growth(&t), (81, 40, 0));
+    let mut steps = 0;
+    while growth(&t).1 > 0 {
+        let (_, _, before) = growth(&t);
+        // Mid-growth, every binding is found, in order.
+        for i in (0..80u64).step_by(2) {
+            assert_eq!(t.find_all_copy(&i).unwrap(), [i + 1, i], "key {i}");
+        }
+        assert_eq!(t.find_copy(&1000).unwrap(), Some(0));
+        assert_eq!(t.len().unwrap(), 81);
+        assert_eq!(t.to_vec().unwrap().len(), 81);
+        // A lookup moves nothing; `replace` of an existing binding does.
+        t.find_copy(&3).unwrap();
+        assert_eq!(growth(&t).2, before);
+        t.replace(&1000, &0).unwrap();
+        let (_, old, moved) = growth(&t);
+        assert!(
+            old == 0 || moved == before + MOVE_STEP,
+            "{before} -> {moved}"
+        );
+        steps += 1;
+    }
+    // 40 old buckets, two per modification.
+    assert_eq!(steps, 20);
+    for i in (0..80u64).step_by(2) {
+        assert_eq!(t.find_all_copy(&i).unwrap(), [i + 1, i]);
+    }
+    // Bindings added and removed mid-growth land where lookups find them.
+    let t = SHashtbl::<u64, u64>::with_buckets(&pool, &(), 10).unwrap();
+    for i in 0..21u64 {
+        t.add(&i, &i).unwrap();
+    }
+    assert!(growth(&t).1 > 0);
+    let mut model: Vec<Vec<u64>> = (0..21).map(|i| vec![i]).collect();
+    for i in 0..21u64 {
+        t.add(&i, &(i + 100)).unwrap();
+        model[i as usize].push(i + 100);
+        let had = model[20 - i as usize].pop().is_some();
+        assert_eq!(t.remove(&(20 - i)).unwrap(), had);
+    }
+    for (i, want) in model.iter().enumerate() {
+        let mut got = t.find_all_copy(&(i as u64)).unwrap();
+        got.reverse();
+        assert_eq!(&got, want, "key {i}");
+    }
+    assert_eq!(t.len().unwrap(), model.iter().map(Vec::len).sum::<usize>());
+    // `clear` mid-growth leaves a grown, empty table.
+    for i in 0..60u64 {
+        t.add(&i, &i).unwrap();
+    }
+    t.clear().unwrap();
+    assert_eq!(growth(&t).1, 0);
+    assert!(t.is_empty().unwrap());
+    t.add(&5, &5).unwrap();
+    assert_eq!(t.to_vec().unwrap(), [(5, 5)]);
+}
+
+#[test]
+fn a_bucket_that_cannot_move_stays_whole() {
+    let pool = Pool::create(4 << 20).unwrap();
+    let t = SHashtbl::<String, u64>::with_buckets(&pool, &(), 8).unwrap();
+    let key = |i: u64| format!("{i:0>3000}");
+    for i in 0..17 {
+        t.add(&key(i), &i).unwrap();
+    }
+    let growing = |t: &SHashtbl<String, u64>| {
+        let g = t.parts.data.read().unwrap();
+        (g.2 .1, g.3)
+    };
+    assert_eq!(growing(&t), (8, 0));
+    // Fill the pool, so that no key can be copied to a new bucket.
+    let mut filler = Vec::new();
+    while let Ok(h) = crate::Heap::create(&pool, &vec![0u8; 16 << 10]) {
+        filler.push(h);
+    }
+    while let Ok(h) = crate::Heap::create(&pool, &vec![0u8; 8]) {
+        filler.push(h);
+    }
+    for _ in 0..4 {
+        // The modification fails or not; the table stays whole.
+        let _ = t.replace(&key(3), &3);
+        let (old, moved) = growing(&t);
+        assert!(old == 8 && moved < 8, "moved {moved} of {old}");
+        for i in 0..17 {
+            assert_eq!(t.find_all_copy(&key(i)).unwrap(), [i], "key {i}");
+        }
+        assert_eq!(t.len().unwrap(), 17);
+        assert_eq!(t.to_vec().unwrap().len(), 17);
+    }
+    // With room again, the growth ends.
+    for h in filler {
+        h.destroy().unwrap();
+    }
+    for _ in 0..8 {
+        t.replace(&key(3), &3).unwrap();
+    }
+    assert_eq!(growing(&t), (0, 0));
+    for i in 0..17 {
+        assert_eq!(t.find_all_copy(&key(i)).unwrap(), [i], "key {i}");
+    }
+}
