@@ -14,6 +14,9 @@ fi
 
 copy="${ASAN_DIR:-${TMPDIR:-/tmp}/mc-asan}"
 mkdir -p "$copy"
+# The copy mirrors the tree: files removed or moved since an earlier run go
+# (its build directory stays, for speed).
+find "$copy" -mindepth 1 -maxdepth 1 ! -name target -exec rm -rf {} +
 # The sources only (no target directory, no pinned toolchain).
 tar --exclude=./target --exclude=./.git --exclude=./rust-toolchain.toml -cf - . \
     | (cd "$copy" && tar -xf -)
