@@ -13,6 +13,10 @@
 //!    zero-copy format a Rust user would pick, against mc: serialize plus
 //!    full deserialize against copy in plus copy out, and serialize plus a
 //!    checked access plus a read against copy in plus a read in place.
+//! 6. Pins: pinning one record of about 100 bytes, then a modification
+//!    while it is pinned, in a heap whose root holds 1 KB against one whose
+//!    root holds 100 MB; for a part pin (`Heap::pin_part`) and for a pin of
+//!    the whole root (`Heap::pin`).
 //!
 //! Run: `cargo bench -p mc-benches --bench heap`. Each figure is the median
 //! of several runs after a warm-up.
@@ -352,6 +356,81 @@ fn main() {
     validation_cost();
     #[cfg(feature = "peers")]
     rkyv_vs_mc();
+    pin_cost();
+}
+
+/// Pin record `i` of `heap` (with `part`: only that record), modify record
+/// `i + 1` while it is pinned, read the pinned record, unpin.
+fn pin_modify(heap: &Heap<Vec<Rec>>, i: usize, part: bool) {
+    let n = heap.read().expect("read").len();
+    let (i, j) = (i % n, (i + 1) % n);
+    let touch = |heap: &Heap<Vec<Rec>>| {
+        heap.modify(|_, mut v| {
+            let r = v.as_mut().get_pin(j).expect("in range").project();
+            r.values.as_mut_slice()[0] += 1.0;
+        })
+        .expect("modify");
+    };
+    if part {
+        let p = heap.pin_part::<Rec>(|v| &v[i]).expect("pin_part");
+        touch(heap);
+        black_box(p.values[1]);
+    } else {
+        let p = heap.pin().expect("pin");
+        touch(heap);
+        black_box(p[i].values[1]);
+    }
+}
+
+fn pin_cost() {
+    println!();
+    println!(
+        "## 6. Pin one record (~100 B) + a modification while pinned: 1 KB root vs 100 MB root"
+    );
+    let pool = Pool::create(1 << 30).expect("pool");
+    let small = Heap::create(&pool, &records(8)).expect("small heap");
+    let t = Instant::now();
+    let big = Heap::create(&pool, &records(740_000)).expect("big heap");
+    let st = big.stats().expect("stats");
+    println!(
+        "roots: {} B and {:.0} MB of live heap data (made in {:.1?})",
+        small.stats().expect("stats").live_bytes,
+        st.live_bytes as f64 / 1e6,
+        t.elapsed()
+    );
+    let (ts, tb, r) = paired(
+        2000,
+        |n| (0..n as usize).for_each(|i| pin_modify(&small, i, true)),
+        |n| (0..n as usize).for_each(|i| pin_modify(&big, i * 7919, true)),
+    );
+    println!(
+        "part pin (pin_part), 1 KB root       {:>8.2} µs   (baseline; ratio: median of 21 alternated pairs)",
+        ts / 1e3
+    );
+    println!(
+        "part pin (pin_part), 100 MB root     {:>8.2} µs   {:.2}x the 1 KB root (target <= 2x)",
+        tb / 1e3,
+        1.0 / r
+    );
+    let root_small = median_ns(200, |n| {
+        (0..n as usize).for_each(|i| pin_modify(&small, i, false))
+    });
+    let root_big = median_timed(|| {
+        let s = Instant::now();
+        pin_modify(&big, 3, false);
+        s.elapsed().as_nanos() as f64
+    });
+    println!(
+        "root pin (pin), 1 KB root            {:>8.2} µs",
+        root_small / 1e3
+    );
+    println!(
+        "root pin (pin), 100 MB root          {:>8.2} µs   {:.0}x the 1 KB root (the modification copies the root)",
+        root_big / 1e3,
+        root_big / root_small
+    );
+    small.destroy().expect("destroy");
+    big.destroy().expect("destroy");
 }
 
 /// rkyv against mc on the records of section 1, in alternated pairs.

@@ -182,12 +182,23 @@ fn killed_reader_does_not_block_writers() -> Result<String, String> {
     Ok(format!("writer went on after {dt:?}"))
 }
 
-/// A process killed while holding a pin: its pin is reclaimed by the next
-/// collection (pin slots record their process), and the heap keeps working.
+/// A process killed while holding pins (of the root, and of a part): they
+/// are reclaimed by the next collection (pins record their process), the
+/// part's copy is freed, and the heap keeps working.
 fn killed_while_pinning() -> Result<String, String> {
     let (pool, heap) = heap_of_killed_holder(|h, stay| {
         let _guard = h.pin();
+        let _parts: Vec<_> = (0..200)
+            .map(|_| h.pin_part::<String>(|r| &r.note))
+            .collect();
         stay();
+    })?;
+    let s = heap.stats().map_err(|e| e.to_string())?;
+    ensure(s.pinned == 201, || {
+        format!(
+            "{} values pinned by the killed process, expected 201",
+            s.pinned
+        )
     })?;
     in_child(Duration::from_secs(10), || {
         for i in 0..1000u64 {

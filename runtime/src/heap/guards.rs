@@ -424,8 +424,9 @@ where
     }
 }
 
-/// A pin guard: a root value kept alive (and unchanged) without holding
-/// the heap's lock.
+/// A pin guard: a value kept alive (and unchanged) without holding the
+/// heap's lock. [`Heap::pin`] pins the root value; [`Heap::pin_part`] pins
+/// a copy of one part of it.
 ///
 /// # Panics
 ///
@@ -433,13 +434,23 @@ where
 /// copy that `fork` made, through a static or a thread-local); such a copy
 /// releases nothing when dropped.
 pub struct PinGuard<'a, T: Shared> {
-    pub(super) heap: &'a Heap<T>,
+    pub(super) h: &'a HeapHeader,
+    /// The pinned value's address.
     pub(super) root: usize,
-    pub(super) slot: usize,
+    pub(super) hold: PinHold,
     /// The pinning process: a copy of the guard in a forked child neither
     /// reads (the pin may be gone) nor drops the parent's pin.
     pub(super) home: Home,
     pub(super) _t: PhantomData<&'a T::Repr>,
+}
+
+/// What keeps a pinned value alive.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum PinHold {
+    /// A slot of the pin table (a pinned root value).
+    Slot(usize),
+    /// A part pin's node (see [`super::part`]).
+    Part(usize),
 }
 
 impl<T: Shared> Deref for PinGuard<'_, T> {
@@ -448,8 +459,10 @@ impl<T: Shared> Deref for PinGuard<'_, T> {
     fn deref(&self) -> &T::Repr {
         self.home.check("heap PinGuard");
         // SAFETY: the value is pinned: the collector keeps it, and
-        // modifications never change a pinned value in place (they copy it
-        // first), so it is live and unchanged while the guard exists.
+        // modifications never change a pinned value in place (a pinned
+        // root is copied first; a part pin holds a copy that no value of
+        // the heap points to), so it is live and unchanged while the guard
+        // exists.
         unsafe { &*at::<T::Repr>(self.root) }
     }
 }
@@ -457,8 +470,10 @@ impl<T: Shared> Deref for PinGuard<'_, T> {
 impl<T: Shared> Drop for PinGuard<'_, T> {
     fn drop(&mut self) {
         if self.home.is_here() {
-            let h = self.heap.header();
-            pin_remove(&h.pins_in_use, &h.pins[self.slot]);
+            match self.hold {
+                PinHold::Slot(slot) => pin_remove(&self.h.pins_in_use, &self.h.pins[slot]),
+                PinHold::Part(node) => super::part::release(node),
+            }
         }
     }
 }

@@ -7,13 +7,14 @@
 //! - [read](Heap::read) it in place under a shared lock
 //!   (Netmulticore's `deref_ro`, made safe: references borrow the guard);
 //! - [pin](Heap::pin) the current value, so that writers may go on while the
-//!   guard keeps the pinned value alive and unchanged (`deref_p`);
+//!   guard keeps the pinned value alive and unchanged (`deref_p`), or
+//!   [pin a part](Heap::pin_part) of it, at the cost of that part only;
 //! - [copy](Heap::copy) it out (`deref_c`);
 //! - [modify](Heap::modify) it under the exclusive lock with a [`Mutator`]
 //!   that copies new values in.
 //!
 //! The collector is a non-moving mark & sweep whose roots are the root
-//! value and the pinned values. It never runs during a modification: it
+//! value, the pinned values and the copies that part pins hold. It never runs during a modification: it
 //! runs when one ends (or on [`Heap::gc`]). So everything seen or added
 //! during a modification stays alive until it ends, and the references a
 //! modification hands out cannot escape it (they borrow its closure's
@@ -28,7 +29,8 @@
 //! - holding a [`ReadGuard`]: writers are delayed by a few milliseconds at
 //!   most (the lock clears the slots of dead readers);
 //! - holding a [`PinGuard`]: its pins are reclaimed by the next collection
-//!   (or [`Heap::destroy`]), which finds their process gone.
+//!   (or [`Heap::destroy`]), which finds their process gone; a part pin's
+//!   copy is freed then.
 //!
 //! ```
 //! use std::pin::Pin;
@@ -50,6 +52,7 @@ mod error;
 mod guards;
 mod inspect;
 mod mutator;
+mod part;
 mod recovery;
 mod stats;
 
@@ -57,8 +60,8 @@ pub use descr::HeapDescr;
 use error::heap_error;
 pub use error::HeapError;
 use guards::{
-    held, hold, modifying, pin_add, pinned, reclaim_dead_pins, Exclusive, ModifyingFlag, PinSlot,
-    SharedHold, WriteLock, MODIFYING,
+    held, hold, modifying, pin_add, pinned, reclaim_dead_pins, Exclusive, ModifyingFlag, PinHold,
+    PinSlot, SharedHold, WriteLock, MODIFYING,
 };
 pub use guards::{PinGuard, ReadGuard};
 pub use inspect::HeapReport;
@@ -90,7 +93,7 @@ use crate::value::{CopyError, Shared, Tracer, Writer};
 /// bytes taken from their pool.
 pub const DEFAULT_CHUNK_SIZE: usize = 64 * 1024;
 
-const HEAP_MAGIC: u64 = u64::from_le_bytes(*b"mc-heap\x03");
+const HEAP_MAGIC: u64 = u64::from_le_bytes(*b"mc-heap\x04");
 /// The magic of a destroyed heap's header page, which is never reused.
 const TOMBSTONE: u64 = u64::from_le_bytes(*b"mc-dead\x01");
 const N_PINS: usize = 128;
@@ -144,12 +147,16 @@ in_shared! {
         /// lock and modifications check under the exclusive one.
         pins_in_use: AtomicU32,
         header_bytes: usize,
+        /// The first of the heap's part pins (see [`Heap::pin_part`]): a
+        /// list of nodes in heap blocks, changed under the exclusive lock.
+        parts: AtomicUsize,
+        _pad: u64,
         alloc: UnsafeCell<AllocState>,
         pins: [PinSlot; N_PINS],
     }
 }
 
-const _: () = assert!(std::mem::size_of::<HeapHeader>() == 3024);
+const _: () = assert!(std::mem::size_of::<HeapHeader>() == 3040);
 
 // SAFETY: every field is an atomic, a lock or a plain value written once
 // before the heap is published, except `alloc`, which is reached only
@@ -271,6 +278,8 @@ impl<T: Shared> Heap<T> {
             tag,
             pins_in_use: AtomicU32::new(0),
             header_bytes,
+            parts: AtomicUsize::new(0),
+            _pad: 0,
             alloc: UnsafeCell::new(AllocState::new(opts.chunk_size)),
             pins: [const { PinSlot::new() }; N_PINS],
         };
@@ -654,9 +663,9 @@ impl<T: Shared> Heap<T> {
         drop(h);
         let slot = r.ok_or(HeapError::TooManyPins)?;
         Ok(PinGuard {
-            heap: self,
+            h: self.header(),
             root,
-            slot,
+            hold: PinHold::Slot(slot),
             home: Home::here(),
             _t: PhantomData,
         })
@@ -841,6 +850,7 @@ impl<T: Shared> Heap<T> {
                     t.visit::<T>(self.pool.base() + ((v >> PIN_COUNT_BITS) << 3) as usize, 1);
                 }
             }
+            part::mark_parts(h, &mut t);
             t.drain();
         }
         // SAFETY: marking is complete; unmarked blocks are unreachable.
@@ -856,7 +866,9 @@ impl<T: Shared> Heap<T> {
     pub fn stats(&self) -> Result<HeapStats, HeapError> {
         let h = self.lock_shared(None)?;
         let s = h.state().stats_in(&self.chunk_memory(&h));
-        Ok(HeapStats::new(&s, &h))
+        let mut stats = HeapStats::new(&s, &h);
+        stats.pinned += part::count_parts(&h, self.max_nodes(), false);
+        Ok(stats)
     }
 
     /// Destroys the heap: its memory goes back to the pool (all but the
@@ -885,7 +897,8 @@ impl<T: Shared> Heap<T> {
             .pins
             .iter()
             .filter(|p| p.v.load(Ordering::Acquire) & PIN_COUNT_MASK != 0)
-            .count();
+            .count()
+            + part::count_parts(h, self.max_nodes(), true);
         if pinned > 0 {
             return Err(HeapError::Pinned(pinned));
         }

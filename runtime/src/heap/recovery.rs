@@ -159,6 +159,12 @@ impl<T: Shared> Heap<T> {
         self.pool.mapped_size() / PAGE_SIZE + 1
     }
 
+    /// The most part pin nodes the heap's pages can hold (bounds a walk of
+    /// their list; a node's block is at least 32 bytes).
+    pub(super) fn max_nodes(&self) -> usize {
+        self.pool.mapped_size() / 32 + 1
+    }
+
     /// The validation of [`validate`](Heap::validate), with a lock held
     /// (`state` is the heap's allocator's state, lent by the lock).
     pub(super) fn validate_locked(
@@ -203,7 +209,7 @@ impl<T: Shared> Heap<T> {
                 .value::<T>(addr)
                 .map_err(|_| HeapError::Corrupt("a pinned value"))?;
         }
-        Ok(())
+        super::part::validate_parts(h, &blocks)
     }
 
     /// Rebuilds the allocator's state after a holder died while it was in

@@ -24,7 +24,9 @@ pub struct HeapStats {
     pub gc_runs: u64,
     /// How long the last collection took.
     pub last_gc: Duration,
-    /// Values pinned now.
+    /// Values pinned now: root pins (one per process and value) and part
+    /// pins (one per guard). An inspection from outside counts root pins
+    /// only.
     pub pinned: usize,
     /// How many times a process died holding the heap's lock while the
     /// heap stayed consistent.

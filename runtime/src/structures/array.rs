@@ -134,19 +134,20 @@ impl<E: Shared, H: Shared> SArray<E, H> {
         Ok(Ref::new(g, [index, 0], elem::<E>))
     }
 
-    /// The element at `index`, pinned (`get_p`): no lock is held; the next
-    /// change of the array copies it first (see the [module
+    /// The element at `index`, pinned (`get_p`): a copy of the element
+    /// made now, read without a lock while writers go on (see the [module
     /// docs](crate::structures#access)).
     ///
     /// # Errors
     ///
     /// [`StructureError::OutOfBounds`] when `index` is past the end;
     /// [`StructureError::Heap`] with the errors of
-    /// [`Heap::pin`](crate::Heap::pin).
-    pub fn get_pinned(&self, index: usize) -> Result<Ref<PinGuard<'_, Vec<E>>, E::Repr>> {
-        let g = self.parts.data.pin()?;
-        bounds(index, g.len())?;
-        Ok(Ref::new(g, [index, 0], elem::<E>))
+    /// [`Heap::pin_part`](crate::Heap::pin_part).
+    pub fn get_pinned(&self, index: usize) -> Result<PinGuard<'_, E>> {
+        self.parts.data.try_pin_part(|v| {
+            bounds(index, v.len())?;
+            Ok(&v[index])
+        })?
     }
 
     /// A copy of the element at `index` (`get_c`).
@@ -277,7 +278,6 @@ type MatrixRepr<E> = Tuple3<usize, usize, SharedVec<<E as Shared>::Repr>>;
 
 type MData<E> = (usize, usize, Vec<E>);
 type MRef<'a, E> = Ref<ReadGuard<'a, MData<E>>, <E as Shared>::Repr>;
-type MPinned<'a, E> = Ref<PinGuard<'a, MData<E>>, <E as Shared>::Repr>;
 type MRow<'a, E> = Ref<ReadGuard<'a, MData<E>>, [<E as Shared>::Repr]>;
 
 fn melem<E: Shared>(t: &MatrixRepr<E>, l: [usize; 2]) -> &E::Repr {
@@ -421,10 +421,11 @@ impl<E: Shared, H: Shared> SMatrix<E, H> {
     /// [`StructureError::OutOfBounds`] when `(r, c)` is outside the matrix (or
     /// its element is missing); [`StructureError::Heap`] with the errors of
     /// [`Heap::pin`](crate::Heap::pin).
-    pub fn get_pinned(&self, r: usize, c: usize) -> Result<MPinned<'_, E>> {
-        let g = self.parts.data.pin()?;
-        let i = Self::index(&g, r, c)?;
-        Ok(Ref::new(g, [i, 0], melem::<E>))
+    pub fn get_pinned(&self, r: usize, c: usize) -> Result<PinGuard<'_, E>> {
+        self.parts.data.try_pin_part(|g| {
+            let i = Self::index(g, r, c)?;
+            Ok(melem::<E>(g, [i, 0]))
+        })?
     }
 
     /// A copy of the element at `(r, c)` (`get_c`).

@@ -20,10 +20,15 @@
 //!   that holds the data heap's shared lock; the reference borrows the
 //!   guard, so it cannot outlive it (Netmulticore's unsafe `_ro` made safe).
 //!   Writers wait while the guard lives: keep it short.
-//! - **pinned** (`get_pinned`, `pin`, `find_pinned`): the value is pinned
-//!   and no lock is held; writers go on. The heap never changes a pinned
-//!   root in place, so the *next* modification first copies the whole
-//!   structure: use pins for long reads, not in loops.
+//! - **pinned**: no lock is held while the guard lives, and writers go on.
+//!   - One element (`get_pinned`, `find_pinned`, `peek_pinned`): a
+//!     [part pin](crate::Heap::pin_part), a copy of the element made under
+//!     the exclusive lock and kept by the collector until the guard is
+//!     dropped. It costs what the element costs to copy, whatever the size
+//!     of the structure.
+//!   - The whole structure (`pin`, `find_all_pinned`): the heap never
+//!     changes a pinned root in place, so the *next* modification first
+//!     copies the whole structure: use these for long reads, not in loops.
 //! - **copy** (`get_copy`, `find_copy`, `pop_copy`, ...): a local copy.
 //!
 //! Mutations copy values into the heap (a `&E` is copied in, never moved).

@@ -13,7 +13,6 @@ type QData<E> = (Vec<Option<E>>, usize, usize);
 type QRepr<E> = Tuple3<SharedVec<SharedOption<<E as Shared>::Repr>>, usize, usize>;
 
 type Front<'a, E> = Ref<ReadGuard<'a, QData<E>>, <E as Shared>::Repr>;
-type FrontPinned<'a, E> = Ref<PinGuard<'a, QData<E>>, <E as Shared>::Repr>;
 
 /// A shared FIFO queue of `E` with a header `H`: a ring buffer of slots
 /// that doubles when full, so `push` and `pop` are amortised O(1) and
@@ -221,17 +220,23 @@ impl<E: Shared, H: Shared> SQueue<E, H> {
     /// # Errors
     ///
     /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
-    /// [`Heap::pin`](crate::Heap::pin).
+    /// [`Heap::pin_part`](crate::Heap::pin_part).
     /// [`StructureError::Inconsistent`] for a queue whose ring was broken
     /// through [`heap`](Self::heap).
-    pub fn peek_pinned(&self) -> Result<Option<FrontPinned<'_, E>>> {
-        let g = self.parts.data.pin()?;
-        check::<E>(&g)?;
-        if g.2 == 0 {
-            return Ok(None);
+    pub fn peek_pinned(&self) -> Result<Option<PinGuard<'_, E>>> {
+        let pinned = self.parts.data.try_pin_part(|g| {
+            check::<E>(g).map_err(Some)?;
+            if g.2 == 0 {
+                return Err(None);
+            }
+            slot::<E>(g, 0).ok_or(Some(EMPTY_SLOT))?;
+            Ok(front::<E>(g, [0, 0]))
+        })?;
+        match pinned {
+            Ok(p) => Ok(Some(p)),
+            Err(None) => Ok(None),
+            Err(Some(e)) => Err(e),
         }
-        slot::<E>(&g, 0).ok_or(EMPTY_SLOT)?;
-        Ok(Some(Ref::new(g, [0, 0], front::<E>)))
     }
 
     /// A copy of the front element (`top_c`).

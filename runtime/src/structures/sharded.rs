@@ -263,7 +263,7 @@ impl<K: SharedKey, V: Shared> SShardedHashtbl<K, V> {
     /// # Errors
     ///
     /// As [`SHashtbl::find_pinned`].
-    pub fn find_pinned(&self, k: &K) -> Result<Option<FoundPinned<'_, K, V>>> {
+    pub fn find_pinned(&self, k: &K) -> Result<Option<FoundPinned<'_, V>>> {
         self.shard(k).find_pinned(k)
     }
 

@@ -347,6 +347,12 @@ impl<'a> Tracer<'a> {
         self.marker.mark(addr);
     }
 
+    /// Marks an allocation that holds no pointers to trace; whether it was
+    /// unmarked (and accepted) until now.
+    pub(crate) fn mark_leaf(&mut self, addr: usize) -> bool {
+        self.marker.mark(addr)
+    }
+
     /// Processes the work list until it is empty.
     pub fn drain(&mut self) {
         while let Some(w) = self.stack.pop() {

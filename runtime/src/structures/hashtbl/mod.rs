@@ -277,7 +277,7 @@ const SEGMENT: usize = 1 << SEGMENT_BITS;
 const MOVE_STEP: usize = 2;
 
 pub(super) type Found<'a, K, V> = Ref<ReadGuard<'a, TData<K, V>>, <V as Shared>::Repr>;
-pub(super) type FoundPinned<'a, K, V> = Ref<PinGuard<'a, TData<K, V>>, <V as Shared>::Repr>;
+pub(super) type FoundPinned<'a, V> = PinGuard<'a, V>;
 pub(super) type FoundAll<'a, K, V> = Refs<ReadGuard<'a, TData<K, V>>, <V as Shared>::Repr>;
 pub(super) type FoundAllPinned<'a, K, V> = Refs<PinGuard<'a, TData<K, V>>, <V as Shared>::Repr>;
 
@@ -633,10 +633,16 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
     /// [`Heap::pin`](crate::Heap::pin).
     /// [`StructureError::Inconsistent`](super::StructureError::Inconsistent)
     /// for a table left without buckets through [`heap`](Self::heap).
-    pub fn find_pinned(&self, k: &K) -> Result<Option<FoundPinned<'_, K, V>>> {
-        let g = self.parts.data.pin()?;
-        let (b, i) = locate::<K, V>(&g, k)?;
-        Ok(i.map(|i| Ref::new(g, [b, i], value_at::<K, V>)))
+    pub fn find_pinned(&self, k: &K) -> Result<Option<FoundPinned<'_, V>>> {
+        let pinned = self.parts.data.try_pin_part(|g| {
+            let (b, i) = locate::<K, V>(g, k).map_err(Some)?;
+            Ok(value_at::<K, V>(g, [b, i.ok_or(None)?]))
+        })?;
+        match pinned {
+            Ok(p) => Ok(Some(p)),
+            Err(None) => Ok(None),
+            Err(Some(e)) => Err(e),
+        }
     }
 
     /// A copy of the most recent value bound to `k` (`find_c`).
