@@ -8,11 +8,14 @@
 //!   transport allows it (camlbox waits spin before they sleep; pipes,
 //!   sockets and ipc-channel block in the kernel).
 //! - Throughput: the child sends `count` `u64` messages, the parent
-//!   receives them; ns per message. Camlboxes use 10 slots of 512 bytes,
+//!   receives them (`recv_timeout`: wait, copy out, delete); ns per
+//!   message. Camlboxes use 10 slots of 512 bytes,
 //!   as in Netmulticore's `camlbox_speed`.
 //!
-//! Prints absolute figures and ratios; best of 3 runs each. Usage:
-//! `cargo bench -p mc-benches --bench camlbox [-- ROUNDS]`.
+//! Prints absolute figures and ratios, best of 3 runs each; then camlbox
+//! against the two floors in alternated pairs, with the median ratios.
+//! Usage: `cargo bench -p mc-benches --bench camlbox [-- ROUNDS]
+//! [--floor-only]` (the second runs only the alternated pairs).
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -116,8 +119,9 @@ fn raw_throughput(count: u64) -> f64 {
 // --- camlbox ---------------------------------------------------------------
 
 /// One-way camlbox latency: each side creates the box it receives on and
-/// opens the other's by name. With `awaiting`, the parent awaits its
-/// answers in a tokio task (`wait_async`) instead of a blocking `wait`.
+/// opens the other's by name; both receive with `recv_timeout`. With
+/// `awaiting`, the parent awaits its answers in a tokio task
+/// (`wait_async`, then `get_copy` and `delete`) instead.
 fn camlbox_latency(rounds: u64, awaiting: bool) -> f64 {
     let tag = if awaiting { "async" } else { "block" };
     let (a, b) = (box_name(&format!("a-{tag}")), box_name(&format!("b-{tag}")));
@@ -156,8 +160,7 @@ fn camlbox_latency(rounds: u64, awaiting: bool) -> f64 {
             } else {
                 for i in 0..n {
                     tx_b.send_timeout(&i, limit).unwrap();
-                    let s = rx_a.wait_timeout(limit);
-                    check(&mut rx_a, i, s);
+                    assert_eq!(rx_a.recv_timeout(limit).unwrap(), i);
                 }
             }
         },
@@ -165,10 +168,7 @@ fn camlbox_latency(rounds: u64, awaiting: bool) -> f64 {
             let (mut rx_b, _) = Camlbox::<u64>::create_named(&b, 1, 64).unwrap();
             let tx_a = Sender::<u64>::open(&a).unwrap();
             for i in 0..n {
-                let s = rx_b.wait_timeout(limit);
-                assert!(!s.is_empty(), "no message from the parent");
-                assert_eq!(rx_b.get_copy(s[0]).unwrap(), i);
-                rx_b.delete(s[0]);
+                assert_eq!(rx_b.recv_timeout(limit).unwrap(), i);
                 tx_a.send_timeout(&i, limit).unwrap();
             }
         },
@@ -184,15 +184,10 @@ fn camlbox_throughput<T: mc::Shared + Clone>(count: u64, msg: T, check: fn(&T) -
     timed(
         count,
         |n| {
-            let (mut got, mut sum) = (0, 0);
-            while got < n {
-                let slots = rx.wait_timeout(Duration::from_secs(30));
-                assert!(!slots.is_empty(), "no message for 30 s");
-                for s in slots {
-                    sum += check(&rx.get_copy(s).unwrap());
-                    rx.delete(s);
-                    got += 1;
-                }
+            let mut sum = 0;
+            for _ in 0..n {
+                let v = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+                sum += check(&v);
             }
             assert_eq!(sum, expect);
         },
@@ -318,6 +313,10 @@ fn main() {
         .unwrap_or(100_000);
     let count = rounds * 5;
     println!("camlbox: {rounds} ping-pongs (latency), {count} messages (throughput); best of 3");
+    if std::env::args().any(|a| a == "--floor-only") {
+        against_the_floor(rounds, count);
+        return;
+    }
     if !cfg!(feature = "peers") {
         println!(
             "(ipc-channel and iceoryx2 not built: `--features peers`, as benches/run-all.sh does)"
@@ -372,6 +371,49 @@ fn main() {
             ns / cb
         );
     }
+    against_the_floor(rounds, count);
+}
+
+/// The median of the per-pair ratios `cand / base` over `pairs` runs of
+/// each, alternated so that load from other work hits both alike; also
+/// the medians of each side.
+fn alternated(pairs: usize, base: impl Fn() -> f64, cand: impl Fn() -> f64) -> (f64, f64, f64) {
+    let (mut b, mut c, mut r) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..pairs {
+        let (tb, tc) = (base(), cand());
+        b.push(tb);
+        c.push(tc);
+        r.push(tc / tb);
+    }
+    let med = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    (med(b), med(c), med(r))
+}
+
+/// Camlbox against the raw floors in alternated pairs (the figures the
+/// targets are set on: latency <= 1.5x, throughput <= 4x the floor).
+fn against_the_floor(rounds: u64, count: u64) {
+    const PAIRS: usize = 9;
+    println!(
+        "
+camlbox against the floor, {PAIRS} alternated pairs (medians):"
+    );
+    let (f, c, r) = alternated(
+        PAIRS,
+        || raw_latency(rounds),
+        || camlbox_latency(rounds, false),
+    );
+    println!(
+        "  latency     floor {f:7.1} ns   camlbox {c:7.1} ns   ratio x{r:5.2} (target <= 1.5)"
+    );
+    let (f, c, r) = alternated(
+        PAIRS,
+        || raw_throughput(count),
+        || camlbox_throughput(count, 1u64, |v| *v),
+    );
+    println!("  throughput  floor {f:7.1} ns   camlbox {c:7.1} ns   ratio x{r:5.2} (target <= 4)");
 }
 
 /// The peers measured against camlbox: ipc-channel and iceoryx2 (built with

@@ -25,6 +25,9 @@ pub enum CamlboxError {
     Full,
     /// The timeout passed.
     Timeout,
+    /// A sender called [`Sender::wake`](super::Sender::wake) while
+    /// [`recv`](super::Camlbox::recv) waited.
+    Woken,
     /// The slot number is out of range or holds no ready message.
     NotReady(usize),
     /// The box stores another type.
@@ -75,6 +78,7 @@ impl fmt::Display for CamlboxError {
             CamlboxError::Invalid(e) => write!(f, "malformed message: {e}"),
             CamlboxError::Full => write!(f, "the camlbox is full"),
             CamlboxError::Timeout => write!(f, "timed out"),
+            CamlboxError::Woken => write!(f, "woken by a sender (Sender::wake) while waiting"),
             CamlboxError::NotReady(i) => write!(f, "slot {i} holds no ready message"),
             CamlboxError::WrongType { expected, found } => write!(
                 f,

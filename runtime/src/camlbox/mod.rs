@@ -48,6 +48,7 @@
 mod asynch;
 mod error;
 mod layout;
+mod recv;
 mod sender;
 
 pub use error::CamlboxError;
@@ -281,6 +282,10 @@ pub struct Camlbox<T: Shared> {
     segment: String,
     /// Slots already returned by `wait` and not yet deleted.
     seen: Vec<bool>,
+    /// Where the next scan for ready slots starts: just past the last slot
+    /// found ready (senders claim slots in ring order, so for one sender
+    /// this is the next message).
+    cursor: usize,
     _type: PhantomData<fn(T) -> T>,
 }
 
@@ -432,6 +437,7 @@ impl<T: Shared> Camlbox<T> {
             resource,
             segment: full,
             seen: vec![false; slots],
+            cursor: 0,
             _type: PhantomData,
         };
         let id = CamlboxDescr {
@@ -522,15 +528,18 @@ impl<T: Shared> Camlbox<T> {
     fn collect(&mut self, out: &mut Vec<usize>) {
         let r = self.map.region;
         let n = self.seen.len();
-        for (i, seen) in self.seen.iter_mut().enumerate() {
-            if !*seen && r.slot(i).state.load(Ordering::Acquire) == READY {
-                *seen = true;
+        let mut i = self.cursor;
+        for k in 0..n {
+            if !self.seen[i] && r.slot(i).state.load(Ordering::Acquire) == READY {
+                self.seen[i] = true;
                 if out.capacity() == 0 {
                     // One allocation, for as many slots as could be ready.
-                    out.reserve_exact(n - i);
+                    out.reserve_exact(n - k);
                 }
                 out.push(i);
+                self.cursor = if i + 1 == n { 0 } else { i + 1 };
             }
+            i = if i + 1 == n { 0 } else { i + 1 };
         }
     }
 
@@ -538,7 +547,9 @@ impl<T: Shared> Camlbox<T> {
     /// since the last call (spins briefly, then sleeps). Returns an empty
     /// list when a sender called [`Sender::wake`].
     ///
-    /// Slots are listed in slot order, not in the order they were sent.
+    /// Slots are listed in ring order from where the last wait (or
+    /// [`recv`](Camlbox::recv)) found one; messages are not ordered (see
+    /// [`recv`](Camlbox::recv)).
     ///
     /// ```
     /// let (mut rx, id) = mc::Camlbox::<u64>::create(4, 64).unwrap();
@@ -571,24 +582,43 @@ impl<T: Shared> Camlbox<T> {
         if self.ready_now(&mut out) {
             return out;
         }
+        let deadline = timeout.map(|t| futex::deadline(Some(t)).unwrap_or_else(far_future));
+        // Whatever ended the wait, `out` holds what is ready (maybe nothing).
+        let _ = self.block_on(deadline, |rx| {
+            rx.collect(&mut out);
+            (!out.is_empty()).then_some(())
+        });
+        out
+    }
+
+    /// Spins, then sleeps, until `probe` finds something (it is called
+    /// again after every change the receiver is told of), a sender calls
+    /// [`Sender::wake`], `deadline` passes, or the segment is found cut
+    /// short. The caller is the receiver.
+    fn block_on<X>(
+        &mut self,
+        deadline: Option<Instant>,
+        mut probe: impl FnMut(&mut Self) -> Option<X>,
+    ) -> Result<X, Stop> {
         let r = self.map.region;
         let h = r.header();
-        let deadline = timeout.map(|t| futex::deadline(Some(t)).unwrap_or_else(far_future));
         let spin_start = Instant::now();
         let mut spins = 0u32;
         loop {
             if self.take_wake() {
-                return out;
+                return Err(Stop::Woken);
             }
-            self.collect(&mut out);
-            if !out.is_empty() || self.map.truncated() {
-                return out;
+            if let Some(x) = probe(self) {
+                return Ok(x);
+            }
+            if self.map.truncated() {
+                return Err(Stop::Cut);
             }
             spins += 1;
             if spins.is_multiple_of(64) {
                 let now = Instant::now();
                 if deadline.is_some_and(|d| now >= d) {
-                    return out;
+                    return Err(Stop::TimedOut);
                 }
                 if now - spin_start >= SPIN {
                     break;
@@ -601,29 +631,29 @@ impl<T: Shared> Camlbox<T> {
         }
         loop {
             let Some(slice) = futex::next_slice(deadline) else {
-                return out;
+                return Err(Stop::TimedOut);
             };
             // Announce the sleep, then rescan (see `Region::publish`).
+            h.recv_cursor.store(self.cursor as u32, Ordering::Relaxed);
             h.receiver_sleeping.store(1, Ordering::SeqCst);
             std::sync::atomic::fence(Ordering::SeqCst);
             let seq = h.notify.load(Ordering::SeqCst);
             if self.take_wake() {
                 h.receiver_sleeping.store(0, Ordering::SeqCst);
-                return out;
+                return Err(Stop::Woken);
             }
-            self.collect(&mut out);
-            if !out.is_empty() {
+            if let Some(x) = probe(self) {
                 h.receiver_sleeping.store(0, Ordering::SeqCst);
-                return out;
+                return Ok(x);
             }
             let woken = futex::wait(&h.notify, seq, Some(slice));
             h.receiver_sleeping.store(0, Ordering::SeqCst);
             if self.map.truncated() {
-                return out;
+                return Err(Stop::Cut);
             }
             if woken == futex::Wait::TimedOut {
                 if self.map.cut_short() {
-                    return out;
+                    return Err(Stop::Cut);
                 }
                 r.reclaim_dead_writers();
             }
@@ -651,6 +681,11 @@ impl<T: Shared> Camlbox<T> {
     /// receiver sees it.
     fn root(&self, slot: usize) -> Result<*const T::Repr, CamlboxError> {
         self.check_slot(slot)?;
+        self.validated_root(slot)
+    }
+
+    /// [`root`](Self::root) for a slot known to be ready, in the receiver.
+    fn validated_root(&self, slot: usize) -> Result<*const T::Repr, CamlboxError> {
         let r = self.region();
         let s = r.slot(slot);
         let used = (s.used.load(Ordering::Relaxed) as usize).min(r.msg_size());
@@ -726,6 +761,16 @@ impl<T: Shared> Camlbox<T> {
         self.seen[slot] = false;
         self.region().free(slot);
     }
+}
+
+/// Why [`Camlbox::block_on`] stopped without finding anything.
+enum Stop {
+    /// A sender called [`Sender::wake`].
+    Woken,
+    /// The deadline passed.
+    TimedOut,
+    /// The segment was found cut short.
+    Cut,
 }
 
 fn far_future() -> Instant {

@@ -102,8 +102,9 @@ impl<T: Shared> Sender<T> {
             // The mapping just made goes with `m`.
             return Err(CamlboxError::Segment(SegmentError::NotMc));
         };
-        // Spread the senders' starting points over the slots.
-        let start = (futex::current_tid() as usize).wrapping_mul(0x9e37_79b9) >> 8;
+        // Start where the receiver looks next (as of its last sleep), so
+        // that it takes this sender's messages in the order they are sent.
+        let start = region.header().recv_cursor.load(Ordering::Relaxed) as usize;
         Ok(Sender {
             map: Arc::new(Mapping::new(region, m, fd)),
             next: AtomicUsize::new(start),
@@ -137,8 +138,9 @@ impl<T: Shared> Sender<T> {
     /// process cut the box short; [`CamlboxError::BadGeometry`] when the box's
     /// header was overwritten with a nonsensical address.
     pub fn send(&self, value: &T) -> Result<(), CamlboxError> {
-        let slot = self.claim(None)?;
-        self.write(slot, value)
+        let id = writer_identity();
+        let slot = self.claim(id.0, None)?;
+        self.write(slot, id, value)
     }
 
     /// Sends `value`, waiting at most `timeout` for a free slot.
@@ -149,8 +151,9 @@ impl<T: Shared> Sender<T> {
     /// of [`send`](Self::send).
     pub fn send_timeout(&self, value: &T, timeout: Duration) -> Result<(), CamlboxError> {
         let deadline = futex::deadline(Some(timeout)).unwrap_or_else(far_future);
-        let slot = self.claim(Some(deadline))?;
-        self.write(slot, value)
+        let id = writer_identity();
+        let slot = self.claim(id.0, Some(deadline))?;
+        self.write(slot, id, value)
     }
 
     /// Sends `value` if a slot is free.
@@ -161,7 +164,8 @@ impl<T: Shared> Sender<T> {
     /// [`send`](Self::send).
     pub fn try_send(&self, value: &T) -> Result<(), CamlboxError> {
         let r = &self.map.region;
-        let (tid, _) = writer_identity();
+        let id = writer_identity();
+        let tid = id.0;
         let slot = match self.claim_once(tid) {
             Some(s) => s,
             None => {
@@ -174,21 +178,22 @@ impl<T: Shared> Sender<T> {
                 self.claim_once(tid).ok_or(CamlboxError::Full)?
             }
         };
-        self.write(slot, value)
+        self.write(slot, id, value)
     }
 
     /// One claim attempt from this sender's starting point.
     pub(super) fn claim_once(&self, tid: u32) -> Option<usize> {
         let r = &self.map.region;
-        let slot = r.claim(tid, self.next.load(Ordering::Relaxed) % r.slots())?;
+        // `claim` starts over at 0 past the last slot.
+        let slot = r.claim(tid, self.next.load(Ordering::Relaxed))?;
         self.next.store(slot + 1, Ordering::Relaxed);
         Some(slot)
     }
 
-    fn claim(&self, deadline: Option<Instant>) -> Result<usize, CamlboxError> {
+    /// Claims a slot for the thread `tid`, waiting until `deadline`.
+    fn claim(&self, tid: u32, deadline: Option<Instant>) -> Result<usize, CamlboxError> {
         self.check_intact()?;
         let r = &self.map.region;
-        let (tid, _) = writer_identity();
         if let Some(s) = self.claim_once(tid) {
             return Ok(s);
         }
@@ -242,10 +247,11 @@ impl<T: Shared> Sender<T> {
         Ok(())
     }
 
-    fn write(&self, slot: usize, value: &T) -> Result<(), CamlboxError> {
+    /// Writes `value` into `slot`, claimed by the calling thread, whose
+    /// [`writer_identity`] is `(tid, start)`, and publishes it.
+    fn write(&self, slot: usize, (tid, start): (u32, u64), value: &T) -> Result<(), CamlboxError> {
         self.check_intact()?;
         let r = &self.map.region;
-        let (tid, start) = writer_identity();
         let s = r.slot(slot);
         debug_assert_eq!(
             s.state.load(Ordering::Relaxed),

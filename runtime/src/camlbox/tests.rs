@@ -410,3 +410,90 @@ fn a_box_larger_than_shared_memory_is_out_of_memory_with_sizes() {
     // Nothing left behind.
     assert!(!std::path::Path::new(&format!("/dev/shm/{}", segment_name(&name))).exists());
 }
+
+#[test]
+fn recv_takes_every_message_once() {
+    let (mut rx, id) = Camlbox::<(u64, String)>::create(4, 128).unwrap();
+    let h = std::thread::spawn(move || {
+        let tx = id.sender().unwrap();
+        for i in 0..2000u64 {
+            tx.send_timeout(&(i, i.to_string()), Duration::from_secs(10))
+                .unwrap();
+        }
+    });
+    let mut got = vec![false; 2000];
+    for _ in 0..2000u64 {
+        let (n, s) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(s, n.to_string());
+        assert!(!std::mem::replace(&mut got[n as usize], true), "{n} twice");
+    }
+    h.join().unwrap();
+    assert_eq!(rx.messages(), 0);
+    assert!(matches!(
+        rx.recv_timeout(Duration::ZERO),
+        Err(CamlboxError::Timeout)
+    ));
+}
+
+#[test]
+fn recv_leaves_the_slots_wait_returned() {
+    let (mut rx, id) = Camlbox::<u64>::create(4, 64).unwrap();
+    let tx = id.sender().unwrap();
+    tx.send(&1).unwrap();
+    let slots = rx.wait();
+    assert_eq!(slots.len(), 1);
+    tx.send(&2).unwrap();
+    assert_eq!(rx.recv().unwrap(), 2);
+    assert!(matches!(
+        rx.recv_timeout(Duration::from_millis(5)),
+        Err(CamlboxError::Timeout)
+    ));
+    assert_eq!(rx.get_copy(slots[0]).unwrap(), 1);
+    rx.delete(slots[0]);
+    assert_eq!(rx.messages(), 0);
+}
+
+#[test]
+fn recv_is_woken_and_reads_in_place() {
+    let (mut rx, id) = Camlbox::<Vec<String>>::create(2, 256).unwrap();
+    let tx = id.sender().unwrap();
+    tx.wake();
+    assert!(matches!(rx.recv(), Err(CamlboxError::Woken)));
+    tx.send(&vec!["a".into(), "bc".into()]).unwrap();
+    let total = rx
+        .recv_with(|v| v.iter().map(|s| s.len()).sum::<usize>())
+        .unwrap();
+    assert_eq!(total, 3);
+    assert!(matches!(
+        rx.recv_with_timeout(Duration::from_millis(5), |v| v.len()),
+        Err(CamlboxError::Timeout)
+    ));
+}
+
+#[test]
+fn recv_deletes_invalid_messages_and_goes_on() {
+    let (mut rx, id) = Camlbox::<String>::create(2, 64).unwrap();
+    // A string whose pointer leads outside the slot.
+    let mut bad = vec![0u8; 24];
+    bad[..8].copy_from_slice(&usize::MAX.to_le_bytes());
+    bad[8..16].copy_from_slice(&5usize.to_le_bytes());
+    write_raw(&rx, &bad, 0);
+    assert!(matches!(rx.recv(), Err(CamlboxError::Invalid(_))));
+    assert_eq!(rx.messages(), 0);
+    id.sender().unwrap().send(&"ok".to_string()).unwrap();
+    assert_eq!(rx.recv().unwrap(), "ok");
+}
+
+#[test]
+fn recv_with_a_panicking_reader_deletes_the_message() {
+    let (mut rx, id) = Camlbox::<u64>::create(2, 64).unwrap();
+    let tx = id.sender().unwrap();
+    tx.send(&1).unwrap();
+    tx.send(&2).unwrap();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rx.recv_with(|_| panic!("reader fails"))
+    }));
+    assert!(r.is_err());
+    assert_eq!(rx.messages(), 1);
+    assert_eq!(rx.recv().unwrap(), 2);
+}

@@ -255,6 +255,26 @@ pub fn validate_region<T: Shared>(buf: &[u8], root_offset: usize) -> Result<(), 
             addr: root_offset,
             len: size,
         })?;
+    if !T::HAS_POINTERS {
+        // Nothing to follow: the inline part must lie in the region,
+        // aligned, and its bits be valid.
+        let end = root_offset.checked_add(size);
+        if end.is_none_or(|e| e > buf.len()) {
+            return Err(Invalid::OutOfRegion { addr, len: size });
+        }
+        let align = std::mem::align_of::<T::Repr>();
+        if !addr.is_multiple_of(align) {
+            return Err(Invalid::Misaligned { addr, align });
+        }
+        // SAFETY: the inline part was just checked to lie inside `buf`,
+        // aligned; `validate` only reads it.
+        return unsafe {
+            T::validate(
+                crate::in_shared::at::<T::Repr>(addr),
+                &mut Validator::new(buf),
+            )
+        };
+    }
     Validator::new(buf).value::<T>(addr)
 }
 

@@ -1,0 +1,150 @@
+//! Receiving one message at a time: wait, read, delete, in one call.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::layout::READY;
+use super::{far_future, Camlbox, CamlboxError, Stop};
+use crate::sync::futex;
+use crate::value::Shared;
+
+/// Deletes the slot it holds when dropped (also when the reader panics).
+struct Taken<'a, T: Shared> {
+    rx: &'a mut Camlbox<T>,
+    slot: usize,
+}
+
+impl<T: Shared> Drop for Taken<'_, T> {
+    fn drop(&mut self) {
+        // The slot is ready and this receiver's (`take_ready` found it so,
+        // and only the receiver frees a ready slot); a segment cut short is
+        // not written to.
+        if !self.rx.map.truncated() {
+            self.rx.seen[self.slot] = false;
+            self.rx.region().free(self.slot);
+        }
+    }
+}
+
+impl<T: Shared> Camlbox<T> {
+    /// Waits for a message, copies it out and deletes it: the receiving
+    /// loop of a box in one call, without allocating.
+    ///
+    /// A camlbox does not order its messages (senders write into whichever
+    /// slot is free, as in Netmulticore): the receiver takes them in ring
+    /// order from where it found the last one, which for one sender is
+    /// mostly, but not always, the order they were sent in. Slots that
+    /// [`wait`](Camlbox::wait) returned and that are not yet deleted are
+    /// left to their reader.
+    ///
+    /// ```
+    /// let (mut rx, id) = mc::Camlbox::<String>::create(4, 64)?;
+    /// let tx = id.sender()?;
+    /// tx.send(&"one".to_string())?;
+    /// tx.send(&"two".to_string())?;
+    /// assert_eq!(rx.recv()?, "one");
+    /// assert_eq!(rx.recv_with(|s| s.len())?, 3);
+    /// assert!(matches!(
+    ///     rx.recv_timeout(std::time::Duration::ZERO),
+    ///     Err(mc::CamlboxError::Timeout)
+    /// ));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`CamlboxError::Invalid`] when the message is malformed (it is
+    /// deleted: the next call goes on with the next one);
+    /// [`CamlboxError::Woken`] when a sender called
+    /// [`Sender::wake`](super::Sender::wake); [`CamlboxError::NotReceiver`]
+    /// outside the receiver's process; [`CamlboxError::Truncated`] when
+    /// another process cut the box short.
+    pub fn recv(&mut self) -> Result<T, CamlboxError> {
+        self.recv_until(None, T::from_repr)
+    }
+
+    /// Like [`recv`](Camlbox::recv), but gives up with
+    /// [`CamlboxError::Timeout`] after `timeout` (`Duration::ZERO` only
+    /// takes a message that is ready).
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Camlbox::recv), and [`CamlboxError::Timeout`].
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T, CamlboxError> {
+        let deadline = futex::deadline(Some(timeout)).unwrap_or_else(far_future);
+        self.recv_until(Some(deadline), T::from_repr)
+    }
+
+    /// Waits for a message and lends it in place to `read`, then deletes
+    /// it (also when `read` panics); returns what `read` returns.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Camlbox::recv).
+    pub fn recv_with<R>(&mut self, read: impl FnOnce(&T::Repr) -> R) -> Result<R, CamlboxError> {
+        self.recv_until(None, read)
+    }
+
+    /// Like [`recv_with`](Camlbox::recv_with), but gives up with
+    /// [`CamlboxError::Timeout`] after `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv_timeout`](Camlbox::recv_timeout).
+    pub fn recv_with_timeout<R>(
+        &mut self,
+        timeout: Duration,
+        read: impl FnOnce(&T::Repr) -> R,
+    ) -> Result<R, CamlboxError> {
+        let deadline = futex::deadline(Some(timeout)).unwrap_or_else(far_future);
+        self.recv_until(Some(deadline), read)
+    }
+
+    fn recv_until<R>(
+        &mut self,
+        deadline: Option<Instant>,
+        read: impl FnOnce(&T::Repr) -> R,
+    ) -> Result<R, CamlboxError> {
+        if !self.is_receiver() {
+            return Err(CamlboxError::NotReceiver);
+        }
+        let slot = match self.take_ready() {
+            Some(slot) => slot,
+            None => self
+                .block_on(deadline, Self::take_ready)
+                .map_err(|stop| match stop {
+                    Stop::Woken => CamlboxError::Woken,
+                    Stop::TimedOut => CamlboxError::Timeout,
+                    Stop::Cut => self.map.truncated_error(),
+                })?,
+        };
+        // Held (as if `wait` had returned it) until the guard frees it,
+        // however this ends.
+        self.seen[slot] = true;
+        let taken = Taken { rx: self, slot };
+        taken.rx.check_intact()?;
+        let root = taken.rx.validated_root(slot)?;
+        // SAFETY: `root` points to a validated `T::Repr` inside the slot,
+        // which stays mapped and unchanged until the guard deletes it after
+        // `read` returns (nobody writes a ready slot).
+        Ok(read(unsafe { &*root }))
+    }
+
+    /// The next ready slot that no `wait` returned, in ring order from the
+    /// cursor.
+    fn take_ready(&mut self) -> Option<usize> {
+        let r = self.map.region;
+        let n = self.seen.len();
+        // (No `%`: a division costs more than the rest of the lookup.)
+        let mut i = self.cursor;
+        for _ in 0..n {
+            let next = if i + 1 == n { 0 } else { i + 1 };
+            if !self.seen[i] && r.slot(i).state.load(Ordering::Acquire) == READY {
+                self.cursor = next;
+                return Some(i);
+            }
+            i = next;
+        }
+        None
+    }
+}
