@@ -1,6 +1,6 @@
 //! Multi-process tests of heaps: processes killed with SIGKILL inside a
-//! modification, holding a read guard, holding a pin, or in the middle of
-//! a GC-heavy loop; and bad input that needs a fresh mapping (a segment of
+//! modification, holding a read guard, holding a pin, taking part pins, or
+//! in the middle of a GC-heavy loop; and bad input that needs a fresh mapping (a segment of
 //! another format version, a pool whose address range is taken).
 //!
 //! Children are made with `fork` from this single-threaded `main`; every
@@ -232,6 +232,71 @@ fn killed_while_pinning() -> Result<String, String> {
     Ok("the dead process's pin was reclaimed, heap works".into())
 }
 
+/// SIGKILL at random moments of a loop that takes and drops part pins
+/// (and collects): the heap is never poisoned (a part pin changes no
+/// value), every copy the dead process held is freed by the next
+/// collection, and a pin held by the survivor still reads its value.
+fn killed_while_taking_part_pins() -> Result<String, String> {
+    const TRIALS: u64 = 30;
+    let (mut held_at_kill, mut deaths) = (0, 0);
+    for trial in 0..TRIALS {
+        let pool = Pool::create(64 << 20).map_err(|e| e.to_string())?;
+        let words: Vec<String> = (0..64).map(|i| format!("word {i}").repeat(8)).collect();
+        let heap = Heap::create_with(&pool, &words, mc::HeapOptions::new().chunk_size(8192))
+            .map_err(|e| e.to_string())?;
+        let kept = heap
+            .pin_part::<String>(|v| &v[5])
+            .map_err(|e| e.to_string())?;
+        heap.gc().map_err(|e| e.to_string())?;
+        let base = heap.stats().map_err(|e| e.to_string())?.live_bytes;
+        let flag = shared(AtomicU32::new(0));
+        let h = heap.clone();
+        let pid = fork_child(move || {
+            let mut held = Vec::new();
+            for i in 0usize.. {
+                match h.pin_part::<String>(|v| &v[i % 64]) {
+                    Ok(p) if p.starts_with(&format!("word {}", i % 64)) => held.push(p),
+                    _ => return 3,
+                }
+                if held.len() > 8 {
+                    held.drain(..4);
+                }
+                if i % 13 == 0 && h.gc().is_err() {
+                    return 3;
+                }
+                flag.store(1, SeqCst);
+            }
+            0
+        });
+        wait_for(Duration::from_secs(10), || flag.load(SeqCst) == 1)?;
+        std::thread::sleep(Duration::from_micros(200 + trial * 577 % 3000));
+        kill_and_reap(pid)?;
+        held_at_kill += heap.stats().map_err(|e| e.to_string())?.pinned - 1;
+        let heap2 = heap.clone();
+        in_child(Duration::from_secs(10), move || {
+            heap2.gc().map_err(|e| format!("trial {trial}: gc: {e}"))?;
+            heap2
+                .validate()
+                .map_err(|e| format!("trial {trial}: {e}"))?;
+            let s = heap2.stats().map_err(|e| e.to_string())?;
+            ensure(s.pinned == 1 && s.live_bytes == base, || {
+                format!(
+                    "trial {trial}: {} pinned, {} live bytes (expected 1 and {base})",
+                    s.pinned, s.live_bytes
+                )
+            })
+        })?;
+        ensure(kept.as_str() == words[5], || "the kept pin changed".into())?;
+        deaths += heap.stats().map_err(|e| e.to_string())?.owner_deaths;
+        drop(kept);
+        heap.destroy().map_err(|e| e.to_string())?;
+    }
+    Ok(format!(
+        "{TRIALS} kills ({deaths} holding the heap's lock); {held_at_kill} part pins of dead \
+         processes freed"
+    ))
+}
+
 /// SIGKILL at random moments of a loop that allocates, assigns and
 /// collects: the next user gets `Ok` or `Err(Poisoned)` in bounded time,
 /// never a hang, and an `Ok` heap holds a consistent value.
@@ -398,6 +463,10 @@ fn main() {
             killed_reader_does_not_block_writers,
         ),
         ("killed_while_pinning", killed_while_pinning),
+        (
+            "killed_while_taking_part_pins",
+            killed_while_taking_part_pins,
+        ),
         ("killed_in_gc_heavy_loop", killed_in_gc_heavy_loop),
         ("other_format_version", other_format_version),
         ("address_in_use", address_in_use),

@@ -49,9 +49,11 @@ pub enum HeapError {
     NoRootHeap,
     /// Too many distinct values are pinned at once.
     TooManyPins,
-    /// The heap holds locks (`mc::sync` types), whose values cannot be
-    /// pinned: a modification works on a copy of a pinned value, and a
-    /// copied lock would be another lock. Read under a guard instead.
+    /// The value to pin holds locks (`mc::sync` types): a root pin is
+    /// refused on a heap that holds locks (a modification works on a copy
+    /// of a pinned root), a part pin on a part that holds one (the pin
+    /// holds a copy), and a copied lock would be another lock. Read under a
+    /// guard instead.
     PinWithLocks,
     /// The heap cannot be destroyed while values of it are pinned (this
     /// many pinned values).
@@ -118,8 +120,9 @@ impl fmt::Display for HeapError {
             ),
             HeapError::PinWithLocks => write!(
                 f,
-                "values of a heap that holds locks cannot be pinned (a modification would copy \
-                 them, and a copied lock is another lock): use read() and lock through the guard"
+                "a value that holds locks cannot be pinned (a pin would hold a copy, and a \
+                 copied lock is another lock): use read() and lock through the guard, or pin \
+                 a part without locks (pin_part)"
             ),
             HeapError::ForeignPlace => write!(
                 f,

@@ -572,8 +572,18 @@ impl<T: Shared> Heap<T> {
     }
 
     fn lock_exclusive(&self, deadline: Option<Instant>) -> Result<Exclusive<'_>, HeapError> {
+        if modifying() {
+            return Err(HeapError::Reentrant);
+        }
+        self.lock_exclusive_nested(deadline)
+    }
+
+    /// [`lock_exclusive`](Self::lock_exclusive), also inside a modification
+    /// of another heap (for work that is no modification, as a read is
+    /// not).
+    fn lock_exclusive_nested(&self, deadline: Option<Instant>) -> Result<Exclusive<'_>, HeapError> {
         let h = self.check()?;
-        if held(self.hdr) || modifying() {
+        if held(self.hdr) {
             return Err(HeapError::Reentrant);
         }
         let lock = self.acquire_write(h, deadline, true)?;
@@ -850,8 +860,15 @@ impl<T: Shared> Heap<T> {
                     t.visit::<T>(self.pool.base() + ((v >> PIN_COUNT_BITS) << 3) as usize, 1);
                 }
             }
-            part::mark_parts(h, &mut t);
             t.drain();
+            // Last: part pins' blocks are marked without being traced.
+            let owns = |a: usize, len: usize| self.in_chunks(h, a, len);
+            if !part::mark_parts(h, &mut t, &owns, self.max_nodes()) {
+                // Freeing anything now could free what a part pin holds:
+                // the heap is damaged.
+                h.poisoned.store(POISON_DIED, Ordering::Release);
+                return;
+            }
         }
         // SAFETY: marking is complete; unmarked blocks are unreachable.
         unsafe { alloc.sweep() };
@@ -867,7 +884,12 @@ impl<T: Shared> Heap<T> {
         let h = self.lock_shared(None)?;
         let s = h.state().stats_in(&self.chunk_memory(&h));
         let mut stats = HeapStats::new(&s, &h);
-        stats.pinned += part::count_parts(&h, self.max_nodes(), false);
+        stats.pinned += part::count_parts(
+            &h,
+            &|a, len| self.in_chunks(&h, a, len),
+            self.max_nodes(),
+            false,
+        );
         Ok(stats)
     }
 
@@ -898,7 +920,12 @@ impl<T: Shared> Heap<T> {
             .iter()
             .filter(|p| p.v.load(Ordering::Acquire) & PIN_COUNT_MASK != 0)
             .count()
-            + part::count_parts(h, self.max_nodes(), true);
+            + part::count_parts(
+                h,
+                &|a, len| self.in_chunks(h, a, len),
+                self.max_nodes(),
+                true,
+            );
         if pinned > 0 {
             return Err(HeapError::Pinned(pinned));
         }

@@ -134,25 +134,34 @@ impl Alive {
 
 /// The collector's part: marks the nodes of live part pins and their
 /// blocks, and unlinks the others (which the sweep then frees). Called with
-/// the exclusive lock held, while the collection marks.
-pub(super) fn mark_parts(h: &HeapHeader, t: &mut Tracer<'_>) {
+/// the exclusive lock held, after everything the root and the pins reach
+/// is marked. `owns(addr, len)` says whether a range lies in the heap's
+/// chunks; at most `limit` nodes are walked. Returns `false` when the list
+/// is damaged (a node outside the heap, or more nodes than the heap can
+/// hold): nothing must be swept then.
+pub(super) fn mark_parts(
+    h: &HeapHeader,
+    t: &mut Tracer<'_>,
+    owns: &dyn Fn(usize, usize) -> bool,
+    limit: usize,
+) -> bool {
     let mut alive = Alive {
         me: crate::sync::futex::current_pid(),
         seen: Vec::new(),
     };
     let mut link: &AtomicUsize = &h.parts;
     let mut at_node = link.load(Ordering::Acquire);
-    while at_node != 0 {
-        let n = node(at_node);
+    for _ in 0..limit {
+        if at_node == 0 {
+            return true;
+        }
+        let Some(n) = checked_node(at_node, owns, limit) else {
+            return false;
+        };
         let next = n.next.load(Ordering::Acquire);
         let owner = n.owner.load(Ordering::Acquire);
         if owner != 0 && alive.is_alive(owner) {
-            // A node marked already closes a cycle (only damage makes one):
-            // the list ends here.
-            if !t.mark_leaf(at_node) {
-                link.store(0, Ordering::Release);
-                return;
-            }
+            t.visit_leaf(at_node);
             for &b in listed(at_node, n) {
                 t.visit_leaf(b);
             }
@@ -162,12 +171,34 @@ pub(super) fn mark_parts(h: &HeapHeader, t: &mut Tracer<'_>) {
         }
         at_node = next;
     }
+    at_node == 0
 }
 
-/// How many part pins are held, walking at most `limit` nodes. With
-/// `alive`, pins of processes that have ended are not counted (else every
-/// pin not yet released is).
-pub(super) fn count_parts(h: &HeapHeader, limit: usize, alive: bool) -> usize {
+/// The node at `addr` if it lies in the heap's chunks whole (with the
+/// addresses it lists, at most `limit` of them).
+fn checked_node<'a>(
+    addr: usize,
+    owns: &dyn Fn(usize, usize) -> bool,
+    limit: usize,
+) -> Option<&'a PartNode> {
+    if !addr.is_multiple_of(8) || !owns(addr, NODE) {
+        return None;
+    }
+    let n = node(addr);
+    let len = (n.blocks <= limit).then(|| NODE + 8 * n.blocks)?;
+    owns(addr, len).then_some(n)
+}
+
+/// How many part pins are held, walking at most `limit` nodes, each
+/// checked with `owns` as in [`mark_parts`] (the walk stops at a damaged
+/// node). With `alive`, pins of processes that have ended are not counted
+/// (else every pin not yet released is).
+pub(super) fn count_parts(
+    h: &HeapHeader,
+    owns: &dyn Fn(usize, usize) -> bool,
+    limit: usize,
+    alive: bool,
+) -> usize {
     let mut check = Alive {
         me: crate::sync::futex::current_pid(),
         seen: Vec::new(),
@@ -178,7 +209,9 @@ pub(super) fn count_parts(h: &HeapHeader, limit: usize, alive: bool) -> usize {
         if at_node == 0 {
             break;
         }
-        let n = node(at_node);
+        let Some(n) = checked_node(at_node, owns, limit) else {
+            break;
+        };
         let owner = n.owner.load(Ordering::Acquire);
         if owner != 0 && (!alive || check.is_alive(owner)) {
             count += 1;
@@ -189,24 +222,35 @@ pub(super) fn count_parts(h: &HeapHeader, limit: usize, alive: bool) -> usize {
 }
 
 /// Checks the list of part pins of a heap whose allocated blocks are
-/// `blocks` (value start, end), sorted: every node is an allocated block
-/// large enough for the addresses it lists, each of them the start of an
-/// allocated block, and the list ends within as many nodes as there are
-/// blocks.
-pub(super) fn validate_parts(h: &HeapHeader, blocks: &[(usize, usize)]) -> Result<(), HeapError> {
-    let find = |a: usize| {
-        blocks
-            .binary_search_by_key(&a, |&(s, _)| s)
-            .ok()
-            .map(|i| blocks[i])
-    };
+/// `blocks` (value start, end), sorted, of which the root and the pinned
+/// values reach those marked in `reached` (a bit per block): every node and
+/// every block a node lists is an allocated block that nothing else
+/// reaches or lists (so that the collector, which marks them without
+/// tracing them, never stops short of what the root reaches), each node is
+/// large enough for the addresses it lists, and the list ends within as
+/// many nodes as there are blocks.
+pub(super) fn validate_parts(
+    h: &HeapHeader,
+    blocks: &[(usize, usize)],
+    reached: &mut [u64],
+) -> Result<(), HeapError> {
     let bad = || HeapError::Corrupt("the list of part pins");
+    // Claims the block that starts at `a` for the list: its bounds.
+    let mut claim = |a: usize| {
+        let i = blocks.binary_search_by_key(&a, |&(s, _)| s).ok()?;
+        let (w, bit) = (i / 64, 1u64 << (i % 64));
+        if reached[w] & bit != 0 {
+            return None;
+        }
+        reached[w] |= bit;
+        Some(blocks[i])
+    };
     let mut at_node = h.parts.load(Ordering::Acquire);
     for _ in 0..=blocks.len() {
         if at_node == 0 {
             return Ok(());
         }
-        let (start, end) = find(at_node).ok_or_else(bad)?;
+        let (start, end) = claim(at_node).ok_or_else(bad)?;
         // The node's own fields are in the block: read them.
         if end - start < NODE {
             return Err(bad());
@@ -216,8 +260,8 @@ pub(super) fn validate_parts(h: &HeapHeader, blocks: &[(usize, usize)]) -> Resul
         if n.blocks > room {
             return Err(bad());
         }
-        if listed(start, n).iter().any(|&b| find(b).is_none()) {
-            return Err(bad());
+        for &b in listed(start, n) {
+            claim(b).ok_or_else(bad)?;
         }
         at_node = n.next.load(Ordering::Acquire);
     }
@@ -295,7 +339,8 @@ impl<T: Shared> Heap<T> {
         deadline: Option<Instant>,
         part: impl for<'r> FnOnce(&'r T::Repr) -> Result<&'r V::Repr, X>,
     ) -> Result<Result<PinGuard<'_, V>, X>, HeapError> {
-        let h = self.lock_exclusive(deadline)?;
+        // Allowed inside a modification of another heap, like a read.
+        let h = self.lock_exclusive_nested(deadline)?;
         let root = h.root.load(Ordering::Acquire);
         // SAFETY: the exclusive lock is held: the root value is live and
         // nobody changes it while `part` and the copy read it.
@@ -306,45 +351,15 @@ impl<T: Shared> Heap<T> {
         // Values stay whole from here on; only the allocator is at work.
         h.dirty.store(DIRTY_ALLOC, Ordering::Release);
         let mut alloc = h.allocator();
-        let (value, blocks) = match copy_part::<V>(&mut alloc, src) {
-            // The blocks of a failed copy are unreachable: the next
-            // collection frees them.
-            Ok((_, _, true)) => return Err(HeapError::PinWithLocks),
-            Ok((value, blocks, false)) => (value, blocks),
-            Err(e) => return Err(heap_error(e, alloc.take_error())),
-        };
-        let size = blocks
-            .len()
-            .checked_mul(8)
-            .and_then(|b| b.checked_add(NODE))
-            .ok_or(HeapError::TooLarge)?;
-        let at_node = Layout::from_size_align(size, 8)
-            .map_err(|_| CopyError::Overflow)
-            .and_then(|l| alloc.alloc(l))
-            .map_err(|e| heap_error(e, alloc.take_error()))?;
-        // SAFETY: `at_node` is a fresh block of `size` bytes, 8-aligned,
-        // that nobody else knows yet.
-        unsafe {
-            at::<PartNode>(at_node).write(PartNode {
-                next: AtomicUsize::new(h.parts.load(Ordering::Acquire)),
-                owner: AtomicU32::new(crate::sync::futex::current_pid()),
-                _pad: 0,
-                blocks: blocks.len(),
-            });
-            std::ptr::copy_nonoverlapping(
-                blocks.as_ptr(),
-                at::<usize>(at_node + NODE),
-                blocks.len(),
-            );
-        }
-        // Linked last: a process killed before this leaves blocks that
-        // nothing reaches, which the next collection frees.
-        h.parts.store(at_node, Ordering::Release);
+        let made = copy_and_link::<V>(&h, &mut alloc, src);
+        // A failed copy leaves blocks that nothing reaches: a collection
+        // that is due frees them now.
         if alloc.gc_due() {
             self.collect(&h, &mut alloc);
         }
         drop(alloc);
         h.dirty.store(0, Ordering::Release);
+        let (value, at_node) = made?;
         Ok(Ok(PinGuard {
             h: self.header(),
             root: value,
@@ -353,6 +368,44 @@ impl<T: Shared> Heap<T> {
             _t: PhantomData,
         }))
     }
+}
+
+/// Copies `src` into the heap and links a node for the copy; returns the
+/// copy's address and the node's.
+fn copy_and_link<V: Shared>(
+    h: &HeapHeader,
+    alloc: &mut HeapAllocator<'_>,
+    src: &V::Repr,
+) -> Result<(usize, usize), HeapError> {
+    let (value, blocks) = match copy_part::<V>(alloc, src) {
+        Ok((_, _, true)) => return Err(HeapError::PinWithLocks),
+        Ok((value, blocks, false)) => (value, blocks),
+        Err(e) => return Err(heap_error(e, alloc.take_error())),
+    };
+    let size = blocks
+        .len()
+        .checked_mul(8)
+        .and_then(|b| b.checked_add(NODE))
+        .ok_or(HeapError::TooLarge)?;
+    let at_node = Layout::from_size_align(size, 8)
+        .map_err(|_| CopyError::Overflow)
+        .and_then(|l| alloc.alloc(l))
+        .map_err(|e| heap_error(e, alloc.take_error()))?;
+    // SAFETY: `at_node` is a fresh block of `size` bytes, 8-aligned,
+    // that nobody else knows yet.
+    unsafe {
+        at::<PartNode>(at_node).write(PartNode {
+            next: AtomicUsize::new(h.parts.load(Ordering::Acquire)),
+            owner: AtomicU32::new(crate::sync::futex::current_pid()),
+            _pad: 0,
+            blocks: blocks.len(),
+        });
+        std::ptr::copy_nonoverlapping(blocks.as_ptr(), at::<usize>(at_node + NODE), blocks.len());
+    }
+    // Linked last: a process killed before this leaves blocks that nothing
+    // reaches, which the next collection frees.
+    h.parts.store(at_node, Ordering::Release);
+    Ok((value, at_node))
 }
 
 #[cfg(test)]

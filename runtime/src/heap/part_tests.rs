@@ -149,3 +149,105 @@ fn a_heap_with_part_pins_validates_and_a_damaged_list_does_not() {
     heap.validate().unwrap();
     assert_eq!(p.as_str(), "v");
 }
+
+fn node_of<V: Shared>(g: &PinGuard<'_, V>) -> usize {
+    match g.hold {
+        super::PinHold::Part(n) => n,
+        super::PinHold::Slot(_) => panic!("a root pin"),
+    }
+}
+
+#[test]
+fn part_pins_inside_another_heaps_modification() {
+    let pool = pool();
+    let a = Heap::create(&pool, &0u64).unwrap();
+    let b = Heap::create(&pool, &vec![5u64; 4]).unwrap();
+    let arr = crate::structures::SArray::<u64, ()>::create(&pool, &(), &[1, 2, 3]).unwrap();
+    let (p, q) = a
+        .modify(|_, _| {
+            let p = b.pin_part::<u64>(|v| &v[2]).map(|g| *g);
+            let q = arr.get_pinned(1).map(|g| *g);
+            (p, q)
+        })
+        .unwrap();
+    assert_eq!((p.unwrap(), q.unwrap()), (5, 2));
+    // The same heap is still refused.
+    let r = b
+        .modify(|_, _| b.pin_part::<u64>(|v| &v[0]).map(|g| *g))
+        .unwrap();
+    assert!(matches!(r, Err(HeapError::Reentrant)));
+}
+
+#[test]
+fn a_cycle_in_the_list_poisons_instead_of_looping() {
+    let pool = pool();
+    let heap = Heap::create(&pool, &vec![String::from("v"); 3]).unwrap();
+    let p1 = heap.pin_part::<String>(|v| &v[0]).unwrap();
+    let p2 = heap.pin_part::<String>(|v| &v[1]).unwrap();
+    let (n1, n2) = (node_of(&p1), node_of(&p2));
+    drop((p1, p2));
+    // Damage: the last node points back to the first.
+    super::node(n1).next.store(n2, Ordering::Release);
+    assert!(matches!(heap.validate(), Err(HeapError::Corrupt(_))));
+    heap.gc().unwrap();
+    assert!(matches!(heap.read(), Err(HeapError::Poisoned)));
+    heap.destroy().unwrap();
+}
+
+#[test]
+fn a_list_leading_outside_the_heap_is_not_followed() {
+    let pool = pool();
+    let heap = Heap::create(&pool, &vec![1u8]).unwrap();
+    heap.header().parts.store(0x1000, Ordering::Release);
+    assert!(matches!(heap.validate(), Err(HeapError::Corrupt(_))));
+    assert_eq!(heap.stats().unwrap().pinned, 0);
+    heap.clone().destroy().unwrap();
+    assert!(matches!(heap.read(), Err(HeapError::Destroyed)));
+}
+
+#[test]
+fn a_list_that_lists_what_the_root_reaches_is_corrupt() {
+    let pool = pool();
+    // The root's vector of words is shaped as a node that lists the
+    // array of the root's strings.
+    let strings: Vec<String> = (0..8).map(|i| format!("string number {i}")).collect();
+    let heap = Heap::create(&pool, &(vec![0u64; 4], strings.clone())).unwrap();
+    let (words, arr) = {
+        let g = heap.read().unwrap();
+        (
+            g.0.as_slice().as_ptr() as usize,
+            g.1.as_slice().as_ptr() as usize,
+        )
+    };
+    let pid = u64::from(crate::sync::futex::current_pid());
+    heap.modify(|_, r| {
+        r.project()
+            .0
+            .as_mut_slice()
+            .copy_from_slice(&[0, pid, 1, arr as u64]);
+    })
+    .unwrap();
+    heap.header().parts.store(words, Ordering::Release);
+    assert!(matches!(heap.validate(), Err(HeapError::Corrupt(_))));
+    // A trusted heap is collected without losing what the root reaches:
+    // the root is traced before the list is marked.
+    heap.gc().unwrap();
+    heap.modify(|m, _| {
+        for _ in 0..64 {
+            m.add(&"X".repeat(13)).unwrap();
+        }
+    })
+    .unwrap();
+    assert_eq!(heap.copy().unwrap().1, strings);
+}
+
+#[test]
+fn failed_part_pins_are_collected() {
+    let pool = Pool::create(2 << 20).unwrap();
+    let heap = Heap::create(&pool, &(crate::sync::Mutex::new(vec![0u8; 100_000]), 1u64)).unwrap();
+    for _ in 0..30 {
+        let r = heap.pin_part::<crate::sync::Mutex<Vec<u8>>>(|r| &r.0);
+        assert!(matches!(r, Err(HeapError::PinWithLocks)), "{:?}", r.err());
+    }
+    assert_eq!(*heap.pin_part::<u64>(|r| &r.1).unwrap(), 1);
+}

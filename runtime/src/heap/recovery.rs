@@ -136,7 +136,7 @@ impl<T: Shared> Heap<T> {
 
     /// Whether `addr..addr+len` lies in committed memory of the pool whose
     /// pages all belong to this heap's chunks (its tag, not its header).
-    fn in_chunks(&self, h: &HeapHeader, addr: usize, len: usize) -> bool {
+    pub(super) fn in_chunks(&self, h: &HeapHeader, addr: usize, len: usize) -> bool {
         if len == 0 || !self.pool.contains_committed(addr, len) {
             return false;
         }
@@ -190,10 +190,14 @@ impl<T: Shared> Heap<T> {
             // pool.
             unsafe { Validator::over_blocks(&blocks) }
         };
+        // The blocks the root and the pinned values reach (a bit each):
+        // part pins must list none of them.
+        let mut reached = vec![0u64; blocks.len().div_ceil(64)];
         let root = h.root.load(Ordering::Acquire);
-        validator()
-            .value::<T>(root)
+        let mut v = validator();
+        v.value::<T>(root)
             .map_err(|_| HeapError::Corrupt("the root value"))?;
+        v.add_reached(&mut reached);
         for p in &h.pins {
             let v = p.v.load(Ordering::Acquire);
             if v & PIN_COUNT_MASK == 0 {
@@ -205,11 +209,12 @@ impl<T: Shared> Heap<T> {
                 .base()
                 .checked_add(addr)
                 .ok_or(HeapError::Corrupt("a pinned value"))?;
-            validator()
-                .value::<T>(addr)
+            let mut v = validator();
+            v.value::<T>(addr)
                 .map_err(|_| HeapError::Corrupt("a pinned value"))?;
+            v.add_reached(&mut reached);
         }
-        super::part::validate_parts(h, &blocks)
+        super::part::validate_parts(h, &blocks, &mut reached)
     }
 
     /// Rebuilds the allocator's state after a holder died while it was in

@@ -420,7 +420,7 @@ impl<E: Shared, H: Shared> SMatrix<E, H> {
     ///
     /// [`StructureError::OutOfBounds`] when `(r, c)` is outside the matrix (or
     /// its element is missing); [`StructureError::Heap`] with the errors of
-    /// [`Heap::pin`](crate::Heap::pin).
+    /// [`Heap::pin_part`](crate::Heap::pin_part).
     pub fn get_pinned(&self, r: usize, c: usize) -> Result<PinGuard<'_, E>> {
         self.parts.data.try_pin_part(|g| {
             let i = Self::index(g, r, c)?;

@@ -347,12 +347,6 @@ impl<'a> Tracer<'a> {
         self.marker.mark(addr);
     }
 
-    /// Marks an allocation that holds no pointers to trace; whether it was
-    /// unmarked (and accepted) until now.
-    pub(crate) fn mark_leaf(&mut self, addr: usize) -> bool {
-        self.marker.mark(addr)
-    }
-
     /// Processes the work list until it is empty.
     pub fn drain(&mut self) {
         while let Some(w) = self.stack.pop() {
@@ -557,6 +551,16 @@ impl<'a> Validator<'a> {
             },
             depth: 0,
             ranges: Ranges::default(),
+        }
+    }
+
+    /// Adds the blocks this validator found reached (over a heap's blocks,
+    /// a bit per block in their order) to `reached`.
+    pub(crate) fn add_reached(&self, reached: &mut [u64]) {
+        if let Region::Blocks { seen, .. } = &self.region {
+            for (r, s) in reached.iter_mut().zip(seen) {
+                *r |= s;
+            }
         }
     }
 

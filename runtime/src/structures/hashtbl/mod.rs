@@ -630,7 +630,7 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
     /// # Errors
     ///
     /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
-    /// [`Heap::pin`](crate::Heap::pin).
+    /// [`Heap::pin_part`](crate::Heap::pin_part).
     /// [`StructureError::Inconsistent`](super::StructureError::Inconsistent)
     /// for a table left without buckets through [`heap`](Self::heap).
     pub fn find_pinned(&self, k: &K) -> Result<Option<FoundPinned<'_, V>>> {
