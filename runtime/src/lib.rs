@@ -40,7 +40,8 @@ pub mod value;
 pub use camlbox::{Camlbox, CamlboxDescr, CamlboxError, Message, Sender};
 pub use error::{Error, ErrorKind};
 pub use heap::{
-    Heap, HeapDescr, HeapError, HeapOptions, HeapReport, HeapStats, Mutator, PinGuard, ReadGuard,
+    Heap, HeapDescr, HeapError, HeapOptions, HeapReport, HeapStats, Mutator, PinGuard,
+    PinnableLock, ReadGuard,
 };
 pub use inspect::PoolReport;
 /// Makes a process definition of a function `fn name(arg: A) -> R`.

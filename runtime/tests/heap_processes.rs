@@ -297,6 +297,174 @@ fn killed_while_taking_part_pins() -> Result<String, String> {
     ))
 }
 
+/// A record whose fields a mutex beside them protects, as in the
+/// Netmulticore tutorial: the lock is a field of the shared value, taken
+/// through a lock pin (`deref_p (fun r -> Netmcore_mutex.lock r.m)`) so
+/// that modifications go on while it is held.
+#[derive(mc::Shared, Debug)]
+struct Guarded {
+    m: mc::sync::Mutex<()>,
+    c: mc::sync::Condvar,
+    count: u64,
+    done: u64,
+    log: Vec<String>,
+}
+
+/// The tutorial's lock-via-`deref_p` pattern: three processes each run 300
+/// read-then-modify cycles (two heap operations, which only the pinned
+/// mutex makes atomic) while collections run; a fourth waits on the pinned
+/// condition variable until all three are done.
+fn lock_pinned_like_deref_p() -> Result<String, String> {
+    const WORKERS: u64 = 3;
+    const ROUNDS: u64 = 300;
+    let pool = Pool::create(64 << 20).map_err(|e| e.to_string())?;
+    let heap = Heap::create_with(
+        &pool,
+        &Guarded {
+            m: mc::sync::Mutex::new(()),
+            c: mc::sync::Condvar::new(),
+            count: 0,
+            done: 0,
+            log: Vec::new(),
+        },
+        mc::HeapOptions::new().chunk_size(8192),
+    )
+    .map_err(|e| e.to_string())?;
+    let h = heap.clone();
+    let waiter = fork_child(move || {
+        let (Ok(m), Ok(c)) = (
+            h.pin_lock::<mc::sync::Mutex<()>>(|g| &g.m),
+            h.pin_lock::<mc::sync::Condvar>(|g| &g.c),
+        ) else {
+            return 3;
+        };
+        let Ok(mut held) = m.lock() else { return 3 };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while h.read().map(|g| g.done).unwrap_or(0) < WORKERS {
+            if Instant::now() > deadline {
+                return 4;
+            }
+            match c.wait_timeout(held, Duration::from_millis(100)) {
+                Ok((g, _)) => held = g,
+                Err(_) => return 3,
+            }
+        }
+        0
+    });
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|w| {
+            let h = heap.clone();
+            fork_child(move || {
+                let Ok(m) = h.pin_lock::<mc::sync::Mutex<()>>(|g| &g.m) else {
+                    return 3;
+                };
+                for i in 0..ROUNDS {
+                    let Ok(held) = m.lock() else { return 3 };
+                    let Ok(n) = h.read().map(|g| g.count) else {
+                        return 3;
+                    };
+                    // Other processes' modifications (and collections) may
+                    // run here, but none of these cycles.
+                    std::hint::spin_loop();
+                    let r = h.modify(|mu, g| {
+                        let p = g.project();
+                        *p.count.get_mut() = n + 1;
+                        mu.push(p.log, &format!("worker {w} round {i}"))
+                    });
+                    if !matches!(r, Ok(Ok(()))) {
+                        return 3;
+                    }
+                    drop(held);
+                    if i % 50 == 0 && h.gc().is_err() {
+                        return 3;
+                    }
+                }
+                let Ok(held) = m.lock() else { return 3 };
+                if h.modify(|_, g| *g.project().done.get_mut() += 1).is_err() {
+                    return 3;
+                }
+                drop(held);
+                let Ok(c) = h.pin_lock::<mc::sync::Condvar>(|g| &g.c) else {
+                    return 3;
+                };
+                c.notify_all();
+                0
+            })
+        })
+        .collect();
+    for pid in workers {
+        common::expect_exit_ok(pid, Duration::from_secs(60))?;
+    }
+    common::expect_exit_ok(waiter, Duration::from_secs(60))?;
+    let v = heap.read().map_err(|e| e.to_string())?;
+    ensure(
+        v.count == WORKERS * ROUNDS && v.log.len() as u64 == v.count,
+        || {
+            format!(
+                "count {} and {} log lines, expected {}",
+                v.count,
+                v.log.len(),
+                WORKERS * ROUNDS
+            )
+        },
+    )?;
+    drop(v);
+    let gcs = heap.stats().map_err(|e| e.to_string())?.gc_runs;
+    heap.destroy().map_err(|e| e.to_string())?;
+    Ok(format!(
+        "{} cycles under the pinned mutex, {gcs} collections; the waiter woke",
+        WORKERS * ROUNDS
+    ))
+}
+
+/// A process killed while it holds a pinned lock: the lock reports its
+/// owner's death to the next locker, writes over the lock are refused
+/// until a collection finds the pin's process gone, and then go through.
+fn killed_holding_a_pinned_lock() -> Result<String, String> {
+    let pool = Pool::create(16 << 20).map_err(|e| e.to_string())?;
+    let fresh = || Guarded {
+        m: mc::sync::Mutex::new(()),
+        c: mc::sync::Condvar::new(),
+        count: 0,
+        done: 0,
+        log: vec!["x".into()],
+    };
+    let heap = Heap::create(&pool, &fresh()).map_err(|e| e.to_string())?;
+    let flag = shared(AtomicU32::new(0));
+    let h = heap.clone();
+    let pid = fork_child(move || {
+        let Ok(m) = h.pin_lock::<mc::sync::Mutex<()>>(|g| &g.m) else {
+            return 3;
+        };
+        let Ok(_held) = m.lock() else { return 3 };
+        flag.store(1, SeqCst);
+        linger();
+        2
+    });
+    wait_for(Duration::from_secs(10), || flag.load(SeqCst) == 1)?;
+    kill_and_reap(pid)?;
+    let r = heap
+        .modify(|mu, g| mu.set(g, &fresh()))
+        .map_err(|e| e.to_string())?;
+    ensure(matches!(r, Err(HeapError::LockPinned)), || {
+        format!("overwriting the dead process's pinned lock: {r:?}")
+    })?;
+    let died = {
+        let g = heap.read().map_err(|e| e.to_string())?;
+        let held = g.m.lock().map_err(|e| e.to_string())?;
+        held.owner_died()
+    };
+    ensure(died, || "the lock did not report its owner's death".into())?;
+    heap.gc().map_err(|e| e.to_string())?;
+    heap.modify(|mu, g| mu.set(g, &fresh()))
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("after the collection: {e}"))?;
+    let s = heap.stats().map_err(|e| e.to_string())?;
+    ensure(s.pinned == 0, || format!("{} pins left", s.pinned))?;
+    heap.destroy().map_err(|e| e.to_string())?;
+    Ok("owner death reported; the pin reclaimed by the next collection".into())
+}
+
 /// SIGKILL at random moments of a loop that allocates, assigns and
 /// collects: the next user gets `Ok` or `Err(Poisoned)` in bounded time,
 /// never a hang, and an `Ok` heap holds a consistent value.
@@ -468,6 +636,8 @@ fn main() {
             killed_while_taking_part_pins,
         ),
         ("killed_in_gc_heavy_loop", killed_in_gc_heavy_loop),
+        ("lock_pinned_like_deref_p", lock_pinned_like_deref_p),
+        ("killed_holding_a_pinned_lock", killed_holding_a_pinned_lock),
         ("other_format_version", other_format_version),
         ("address_in_use", address_in_use),
     ];

@@ -701,13 +701,15 @@ impl<S: ChunkSource> Allocator<'_, S> {
 
     /// Sweeps after marking: unmarked blocks become free, adjacent free
     /// blocks merge, empty chunks go back to the source; free lists are
-    /// rebuilt.
+    /// rebuilt. Allocated blocks that contain one of the addresses in
+    /// `keep` (sorted) stay, marked or not.
     ///
     /// # Safety
     ///
-    /// Every live value must have been marked since the last sweep, and no
-    /// reference into unmarked blocks may be used afterwards.
-    pub(crate) unsafe fn sweep(&mut self) {
+    /// Every live value must have been marked since the last sweep (or lie
+    /// in a block that holds an address of `keep`), and no reference into
+    /// other unmarked blocks may be used afterwards.
+    pub(crate) unsafe fn sweep(&mut self, keep: &[usize]) {
         self.st.forget_free_lists();
         self.st.free_bytes = 0;
         self.st.live_bytes = 0;
@@ -740,7 +742,11 @@ impl<S: ChunkSource> Allocator<'_, S> {
                 if size < 8 || b + size > top {
                     break;
                 }
-                if h & MARK != 0 && h & FREE == 0 {
+                let kept = |b: usize| {
+                    let i = keep.partition_point(|&a| a < b + 8);
+                    keep.get(i).is_some_and(|&a| a < b + size)
+                };
+                if h & FREE == 0 && (h & MARK != 0 || (!keep.is_empty() && kept(b))) {
                     self.set_hdr(b, h & !MARK);
                     self.st.live_bytes += size;
                     any_live = true;

@@ -59,8 +59,15 @@ pub enum HeapError {
     /// many pinned values).
     Pinned(usize),
     /// A mutator was handed a place that is not in its heap (a local value,
-    /// or a value of another heap).
+    /// or a value of another heap); or [`Heap::pin_lock`](super::Heap::pin_lock)
+    /// was given a lock outside the heap.
     ForeignPlace,
+    /// A modification would overwrite or move a lock that a process holds
+    /// pinned ([`Heap::pin_lock`](super::Heap::pin_lock)).
+    LockPinned,
+    /// A lock to pin in place protects data with pointers, which the
+    /// collector would not keep for the pin.
+    LockWithPointers,
     /// The heap's lock failed.
     Lock(LockError),
     /// The timeout passed before the heap's lock could be taken (another
@@ -128,6 +135,17 @@ impl fmt::Display for HeapError {
                 f,
                 "the place given to the mutator is not in the heap being modified: values of \
                  other heaps and local values are copied in with `set`/`set_from`, not written to"
+            ),
+            HeapError::LockPinned => write!(
+                f,
+                "the change would overwrite or move a lock that a process holds pinned \
+                 (Heap::pin_lock): change the value once the pin is dropped"
+            ),
+            HeapError::LockWithPointers => write!(
+                f,
+                "a lock pinned in place must protect data without pointers (no strings, \
+                 vectors or boxes), which the collector would not keep for the pin: keep such \
+                 data beside the lock, or lock through read()"
             ),
             HeapError::Lock(e) => write!(f, "heap lock: {e}"),
             HeapError::Timeout => write!(

@@ -8,7 +8,9 @@
 //!   (Netmulticore's `deref_ro`, made safe: references borrow the guard);
 //! - [pin](Heap::pin) the current value, so that writers may go on while the
 //!   guard keeps the pinned value alive and unchanged (`deref_p`), or
-//!   [pin a part](Heap::pin_part) of it, at the cost of that part only;
+//!   [pin a part](Heap::pin_part) of it, at the cost of that part only, or
+//!   [pin a lock](Heap::pin_lock) of it in place, to hold it while writers
+//!   go on;
 //! - [copy](Heap::copy) it out (`deref_c`);
 //! - [modify](Heap::modify) it under the exclusive lock with a [`Mutator`]
 //!   that copies new values in.
@@ -51,6 +53,7 @@ mod descr;
 mod error;
 mod guards;
 mod inspect;
+mod lock_pin;
 mod mutator;
 mod part;
 mod recovery;
@@ -66,6 +69,7 @@ use guards::{
 pub use guards::{PinGuard, ReadGuard};
 pub use inspect::HeapReport;
 pub(crate) use inspect::{header_size, inspect_header};
+pub use lock_pin::PinnableLock;
 pub use mutator::Mutator;
 #[cfg(test)]
 pub(crate) use recovery::scavenge;
@@ -150,7 +154,9 @@ in_shared! {
         /// The first of the heap's part pins (see [`Heap::pin_part`]): a
         /// list of nodes in heap blocks, changed under the exclusive lock.
         parts: AtomicUsize,
-        _pad: u64,
+        /// Lock pins in the list (see [`Heap::pin_lock`]), or more: 0 lets
+        /// a modification skip the check that it overwrites no pinned lock.
+        lock_pins: AtomicU64,
         alloc: UnsafeCell<AllocState>,
         pins: [PinSlot; N_PINS],
     }
@@ -279,7 +285,7 @@ impl<T: Shared> Heap<T> {
             pins_in_use: AtomicU32::new(0),
             header_bytes,
             parts: AtomicUsize::new(0),
-            _pad: 0,
+            lock_pins: AtomicU64::new(0),
             alloc: UnsafeCell::new(AllocState::new(opts.chunk_size)),
             pins: [const { PinSlot::new() }; N_PINS],
         };
@@ -644,7 +650,9 @@ impl<T: Shared> Heap<T> {
     ///
     /// # Errors
     ///
-    /// [`HeapError::PinWithLocks`] when the heap holds locks;
+    /// [`HeapError::PinWithLocks`] when the heap holds locks (pin them in
+    /// place with [`pin_lock`](Heap::pin_lock), or pin lock-free parts with
+    /// [`pin_part`](Heap::pin_part));
     /// [`HeapError::TooManyPins`] when every pin slot is taken; and the errors
     /// of [`read`](Heap::read).
     pub fn pin(&self) -> Result<PinGuard<'_, T>, HeapError> {
@@ -848,6 +856,8 @@ impl<T: Shared> Heap<T> {
         let (pool, tag) = (&self.pool, h.tag);
         let owns = move |a: usize| pool.page_owner(a) == tag;
         let mut marker = Marker { owns: &owns };
+        // The addresses of pinned locks: their blocks stay, reached or not.
+        let mut locks = Vec::new();
         {
             // SAFETY: the root and every pinned value are live `T::Repr`s of
             // this heap, whose pointers lead only into this heap.
@@ -863,15 +873,16 @@ impl<T: Shared> Heap<T> {
             t.drain();
             // Last: part pins' blocks are marked without being traced.
             let owns = |a: usize, len: usize| self.in_chunks(h, a, len);
-            if !part::mark_parts(h, &mut t, &owns, self.max_nodes()) {
+            if !part::mark_parts(h, &mut t, &owns, self.max_nodes(), &mut locks) {
                 // Freeing anything now could free what a part pin holds:
                 // the heap is damaged.
                 h.poisoned.store(POISON_DIED, Ordering::Release);
                 return;
             }
         }
-        // SAFETY: marking is complete; unmarked blocks are unreachable.
-        unsafe { alloc.sweep() };
+        // SAFETY: marking is complete; unmarked blocks are unreachable but
+        // for those of pinned locks, which are kept.
+        unsafe { alloc.sweep(&locks) };
         alloc.set_last_gc_nanos(start.elapsed().as_nanos() as u64);
     }
 

@@ -12,7 +12,7 @@ use super::error::heap_error;
 use super::guards::Exclusive;
 use super::{HeapError, HeapHeader};
 use crate::in_shared::at;
-use crate::pool::Pool;
+use crate::pool::{Pool, PAGE_SIZE};
 use crate::value::{
     pod_reprs, CopyError, FreshArray, Shared, SharedOption, SharedString, SharedVec, Writer,
 };
@@ -20,6 +20,10 @@ use crate::value::{
 /// Changes a heap during [`Heap::modify`](super::Heap::modify): copies values in, swaps values,
 /// grows vectors. Everything it returns borrows it, so nothing can outlive
 /// the modification.
+///
+/// A method that would write over or move a lock that a process holds
+/// pinned ([`Heap::pin_lock`](super::Heap::pin_lock)) fails with
+/// [`HeapError::LockPinned`] and changes nothing.
 pub struct Mutator<'h> {
     pool: &'h Pool,
     h: &'h Exclusive<'h>,
@@ -92,6 +96,56 @@ impl<'h> Mutator<'h> {
         }
     }
 
+    /// Refuses to write over or move `len` bytes at `addr` when they hold
+    /// a pinned lock ([`Heap::pin_lock`](super::Heap::pin_lock)).
+    #[inline]
+    fn check_unpinned(&self, addr: usize, len: usize) -> Result<(), HeapError> {
+        if len == 0 || self.h.lock_pins.load(Ordering::Acquire) == 0 {
+            return Ok(());
+        }
+        self.check_unpinned_slow(addr, len)
+    }
+
+    #[cold]
+    fn check_unpinned_slow(&self, addr: usize, len: usize) -> Result<(), HeapError> {
+        let tag = self.h.tag;
+        let pool = self.pool;
+        // A node must lie in the heap's chunks (pages of its tag).
+        let owns = |a: usize, n: usize| {
+            n > 0
+                && pool.contains_committed(a, n)
+                && (a & !(PAGE_SIZE - 1)..a + n)
+                    .step_by(PAGE_SIZE)
+                    .all(|p| pool.page_owner(p) == tag)
+        };
+        let limit = pool.mapped_size() / 32 + 1;
+        if super::lock_pin::lock_pinned(self.h, addr, len, &owns, limit) {
+            Err(HeapError::LockPinned)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// [`check_unpinned`](Self::check_unpinned) for a place.
+    fn check_place_unpinned<R>(&self, place: &R) -> Result<(), HeapError> {
+        self.check_unpinned(std::ptr::from_ref(place).addr(), size_of::<R>())
+    }
+
+    /// Refuses to move the elements of `vec` (to another array) when one
+    /// holds a pinned lock.
+    fn check_elements_unpinned<R>(&self, vec: &SharedVec<R>) -> Result<(), HeapError> {
+        let (ptr, len, _) = vec.raw_parts();
+        self.check_unpinned(ptr, len.saturating_mul(size_of::<R>()))
+    }
+
+    /// Refuses to write `n` more elements past the end of `vec` (within its
+    /// capacity) where a pinned lock lies (left there by a `truncate`).
+    fn check_spare_unpinned<R>(&self, vec: &SharedVec<R>, n: usize) -> Result<(), HeapError> {
+        let (ptr, len, _) = vec.raw_parts();
+        let at = ptr.saturating_add(len.saturating_mul(size_of::<R>()));
+        self.check_unpinned(at, n.saturating_mul(size_of::<R>()))
+    }
+
     /// Replaces the value at `place` with a copy of `value`.
     ///
     /// # Errors
@@ -100,6 +154,7 @@ impl<'h> Mutator<'h> {
     /// errors of [`add`](Self::add).
     pub fn set<V: Shared>(&self, place: Pin<&mut V::Repr>, value: &V) -> Result<(), HeapError> {
         self.check_place(&*place)?;
+        self.check_place_unpinned(&*place)?;
         let r = self.write(|w| value.to_repr(w))?;
         set_pinned(place, r);
         Ok(())
@@ -114,6 +169,7 @@ impl<'h> Mutator<'h> {
     /// [`HeapError::Pool`] as for [`add`](Self::add).
     pub fn set_str(&self, place: Pin<&mut SharedString>, s: &str) -> Result<(), HeapError> {
         self.check_place(&*place)?;
+        self.check_place_unpinned(&*place)?;
         let r = self.write(|w| SharedString::write(s, w))?;
         set_pinned(place, r);
         Ok(())
@@ -132,6 +188,7 @@ impl<'h> Mutator<'h> {
         src: &V::Repr,
     ) -> Result<(), HeapError> {
         self.check_place(&*place)?;
+        self.check_place_unpinned(&*place)?;
         let r = self.write(|w| V::repr_to_repr(src, w))?;
         set_pinned(place, r);
         Ok(())
@@ -167,6 +224,8 @@ impl<'h> Mutator<'h> {
     pub fn swap<R>(&self, a: Pin<&mut R>, b: Pin<&mut R>) -> Result<(), HeapError> {
         self.check_place(&*a)?;
         self.check_place(&*b)?;
+        self.check_place_unpinned(&*a)?;
+        self.check_place_unpinned(&*b)?;
         // SAFETY: both places are exclusively borrowed, hence distinct, and
         // lie in this heap (checked), so swapping moves no value out of it.
         unsafe { std::ptr::swap(a.get_unchecked_mut(), b.get_unchecked_mut()) };
@@ -190,6 +249,7 @@ impl<'h> Mutator<'h> {
         let r = self.write(|w| value.to_repr(w))?;
         // When full, the array moves to one with twice the room.
         self.reserve(vec.as_mut(), 1)?;
+        self.check_spare_unpinned(&vec, 1)?;
         if vec.push_within_capacity(r).is_err() {
             unreachable!("mc: room was reserved");
         }
@@ -218,6 +278,7 @@ impl<'h> Mutator<'h> {
         let mut vec = vec;
         let r = self.write(|w| V::repr_to_repr(src, w))?;
         self.reserve(vec.as_mut(), 1)?;
+        self.check_spare_unpinned(&vec, 1)?;
         if vec.push_within_capacity(r).is_err() {
             unreachable!("mc: room was reserved");
         }
@@ -229,12 +290,15 @@ impl<'h> Mutator<'h> {
     ///
     /// # Errors
     ///
-    /// As [`add`](Self::add).
+    /// [`HeapError::ForeignPlace`] when `place` is not in this heap, and the
+    /// errors of [`add`](Self::add).
     pub fn set_some<V: Shared>(
         &self,
         place: Pin<&mut SharedOption<V::Repr>>,
         value: &V,
     ) -> Result<(), HeapError> {
+        self.check_place(&*place)?;
+        self.check_place_unpinned(&*place)?;
         let r = self.write(|w| value.to_repr(w))?;
         set_pinned(place, SharedOption::Some(r));
         Ok(())
@@ -260,6 +324,7 @@ impl<'h> Mutator<'h> {
         if need <= cap {
             return Ok(());
         }
+        self.check_elements_unpinned(&vec)?;
         let new_cap = need.max(cap * 2).max(4);
         let array = self.write(|w| w.alloc_fresh::<R>(new_cap))?;
         vec.relocate(array);
@@ -291,6 +356,7 @@ impl<'h> Mutator<'h> {
             return Ok(());
         }
         self.reserve(vec.as_mut(), values.len())?;
+        self.check_spare_unpinned(&vec, values.len())?;
         if V::IS_POD {
             if !vec.extend_pod::<V>(pod_reprs(values)) {
                 unreachable!("mc: room was reserved");
@@ -342,6 +408,10 @@ impl<'h> Mutator<'h> {
         }
         if len == 0 {
             set_pinned(vec, SharedVec::empty());
+            return;
+        }
+        if self.check_elements_unpinned(&vec).is_err() {
+            // A pinned lock stays where it is.
             return;
         }
         let new_cap = (2 * len).max(4);

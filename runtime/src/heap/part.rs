@@ -35,23 +35,27 @@ use crate::value::{Allocate, CopyError, Shared, Tracer, Writer};
 
 in_shared! {
     /// The start of a part pin's node; the addresses of the copy's blocks
-    /// (`blocks` of them) follow it in the node's block.
+    /// (`blocks` of them) follow it in the node's block. A lock pin's node
+    /// (see [`Heap::pin_lock`]) lists no blocks and records the lock.
     pub(super) struct PartNode {
         /// The next node, or 0.
-        next: AtomicUsize,
+        pub(super) next: AtomicUsize,
         /// The pinning process; 0 once the guard is dropped.
-        owner: AtomicU32,
-        _pad: u32,
+        pub(super) owner: AtomicU32,
+        /// The size of the pinned lock (0: a copy).
+        pub(super) lock_len: u32,
+        /// The address of the pinned lock (0: a copy).
+        pub(super) lock: usize,
         /// How many block addresses follow.
-        blocks: usize,
+        pub(super) blocks: usize,
     }
 }
 
-const NODE: usize = std::mem::size_of::<PartNode>();
+pub(super) const NODE: usize = std::mem::size_of::<PartNode>();
 
 /// The node at `addr`: a node of a heap's list (or one being made), in a
 /// live block of the heap.
-fn node<'a>(addr: usize) -> &'a PartNode {
+pub(super) fn node<'a>(addr: usize) -> &'a PartNode {
     // SAFETY: callers pass the address of a heap block of at least `NODE`
     // bytes that the list links (or that `pin_part` allocated), in a pool
     // that stays mapped while the heap's handle lives; any bytes are a
@@ -144,6 +148,7 @@ pub(super) fn mark_parts(
     t: &mut Tracer<'_>,
     owns: &dyn Fn(usize, usize) -> bool,
     limit: usize,
+    locks: &mut Vec<usize>,
 ) -> bool {
     let mut alive = Alive {
         me: crate::sync::futex::current_pid(),
@@ -153,7 +158,7 @@ pub(super) fn mark_parts(
     let mut at_node = link.load(Ordering::Acquire);
     for _ in 0..limit {
         if at_node == 0 {
-            return true;
+            break;
         }
         let Some(n) = checked_node(at_node, owns, limit) else {
             return false;
@@ -165,18 +170,25 @@ pub(super) fn mark_parts(
             for &b in listed(at_node, n) {
                 t.visit_leaf(b);
             }
+            if n.lock != 0 {
+                locks.push(n.lock);
+            }
             link = &n.next;
         } else {
             link.store(next, Ordering::Release);
         }
         at_node = next;
     }
+    locks.sort_unstable();
+    // Counted afresh: a pin taken by a process killed half way may have
+    // left the count one too high.
+    h.lock_pins.store(locks.len() as u64, Ordering::Release);
     at_node == 0
 }
 
 /// The node at `addr` if it lies in the heap's chunks whole (with the
 /// addresses it lists, at most `limit` of them).
-fn checked_node<'a>(
+pub(super) fn checked_node<'a>(
     addr: usize,
     owns: &dyn Fn(usize, usize) -> bool,
     limit: usize,
@@ -397,7 +409,8 @@ fn copy_and_link<V: Shared>(
         at::<PartNode>(at_node).write(PartNode {
             next: AtomicUsize::new(h.parts.load(Ordering::Acquire)),
             owner: AtomicU32::new(crate::sync::futex::current_pid()),
-            _pad: 0,
+            lock_len: 0,
+            lock: 0,
             blocks: blocks.len(),
         });
         std::ptr::copy_nonoverlapping(blocks.as_ptr(), at::<usize>(at_node + NODE), blocks.len());

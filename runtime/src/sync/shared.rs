@@ -71,9 +71,15 @@ unsafe impl<L: RawLock, T: Shared> Shared for Lock<L, T, Owned> {
     }
 
     fn trace(src: &Self::Repr, t: &mut Tracer<'_>) {
+        if !T::HAS_POINTERS {
+            // Nothing to follow; and a lock pinned in place (whose data has
+            // no pointers) may be held, its data written, meanwhile.
+            return;
+        }
         // SAFETY: the collector runs while the heap is held exclusively:
         // no guard of this lock (borrowed from a heap guard) exists, so
-        // nobody writes the data.
+        // nobody writes the data (a lock whose data has pointers cannot be
+        // pinned in place, `Heap::pin_lock`).
         T::trace(unsafe { &*src.data_ptr() }, t)
     }
 

@@ -112,7 +112,7 @@ impl TestHeap {
         }
         t.drain();
         // SAFETY: everything reachable from the roots was marked.
-        unsafe { self.allocator().sweep() };
+        unsafe { self.allocator().sweep(&[]) };
     }
 
     pub(crate) fn get<T: Shared>(&self, addr: usize) -> T {
