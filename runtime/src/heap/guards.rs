@@ -1,17 +1,18 @@
 //! Guards and the bookkeeping behind them: the read and pin guards, the
-//! exclusive lock of a modification, the pin table, and which heaps each
-//! thread holds.
+//! exclusive lock of a modification, the pin table (and pins of the root,
+//! [`Heap::pin`]), and which heaps each thread holds.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::alloc::{AllocState, Allocator, HeapAllocator, PoolSource};
 use super::{
-    Heap, HeapHeader, DIRTY_ALLOC, DIRTY_DATA, N_PINS, PIN_COUNT_BITS, PIN_COUNT_MASK, POISON_PANIC,
+    deadline_after, Heap, HeapError, HeapHeader, DIRTY_ALLOC, DIRTY_DATA, N_PINS, PIN_COUNT_BITS,
+    PIN_COUNT_MASK, POISON_PANIC,
 };
 use crate::in_shared::at;
 use crate::in_shared::in_shared;
@@ -484,5 +485,56 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl<T: Shared> Heap<T> {
+    /// Pins the current root value: the guard reads it without holding the
+    /// lock, writers go on (a modification then works on a fresh copy), and
+    /// the collector keeps the pinned value until the guard is dropped.
+    ///
+    /// Pins are recorded with the pinning process: when a process dies
+    /// holding pin guards, the next collection (or [`Heap::destroy`]) finds
+    /// it gone and drops its pins.
+    ///
+    /// # Errors
+    ///
+    /// [`HeapError::PinWithLocks`] when the heap holds locks (pin them in
+    /// place with [`pin_lock`](Heap::pin_lock), or pin lock-free parts with
+    /// [`pin_part`](Heap::pin_part));
+    /// [`HeapError::TooManyPins`] when every pin slot is taken; and the errors
+    /// of [`read`](Heap::read).
+    pub fn pin(&self) -> Result<PinGuard<'_, T>, HeapError> {
+        self.pin_until(None)
+    }
+
+    /// Like [`pin`](Heap::pin), but gives up with [`HeapError::Timeout`]
+    /// when the lock cannot be taken within `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As [`pin`](Heap::pin), and [`HeapError::Timeout`].
+    pub fn pin_timeout(&self, timeout: Duration) -> Result<PinGuard<'_, T>, HeapError> {
+        self.pin_until(deadline_after(timeout))
+    }
+
+    fn pin_until(&self, deadline: Option<Instant>) -> Result<PinGuard<'_, T>, HeapError> {
+        let h = self.lock_shared(deadline)?;
+        // Locks are copied in only under the exclusive lock: checked under
+        // the shared lock, the answer holds until the pin is registered.
+        if h.has_locks.load(Ordering::Acquire) != 0 {
+            return Err(HeapError::PinWithLocks);
+        }
+        let root = h.root.load(Ordering::Acquire);
+        let r = pin_add(&h.pins_in_use, &h.pins, root - self.pool.base());
+        drop(h);
+        let slot = r.ok_or(HeapError::TooManyPins)?;
+        Ok(PinGuard {
+            h: self.header(),
+            root,
+            hold: PinHold::Slot(slot),
+            home: Home::here(),
+            _t: PhantomData,
+        })
     }
 }

@@ -63,8 +63,8 @@ pub use descr::HeapDescr;
 use error::heap_error;
 pub use error::HeapError;
 use guards::{
-    held, hold, modifying, pin_add, pinned, reclaim_dead_pins, Exclusive, ModifyingFlag, PinHold,
-    PinSlot, SharedHold, WriteLock, MODIFYING,
+    held, hold, modifying, pinned, reclaim_dead_pins, Exclusive, ModifyingFlag, PinSlot,
+    SharedHold, WriteLock, MODIFYING,
 };
 pub use guards::{PinGuard, ReadGuard};
 pub use inspect::HeapReport;
@@ -636,55 +636,6 @@ impl<T: Shared> Heap<T> {
             root,
             home: Home::here(),
             hold: Some(h),
-            _t: PhantomData,
-        })
-    }
-
-    /// Pins the current root value: the guard reads it without holding the
-    /// lock, writers go on (a modification then works on a fresh copy), and
-    /// the collector keeps the pinned value until the guard is dropped.
-    ///
-    /// Pins are recorded with the pinning process: when a process dies
-    /// holding pin guards, the next collection (or [`Heap::destroy`]) finds
-    /// it gone and drops its pins.
-    ///
-    /// # Errors
-    ///
-    /// [`HeapError::PinWithLocks`] when the heap holds locks (pin them in
-    /// place with [`pin_lock`](Heap::pin_lock), or pin lock-free parts with
-    /// [`pin_part`](Heap::pin_part));
-    /// [`HeapError::TooManyPins`] when every pin slot is taken; and the errors
-    /// of [`read`](Heap::read).
-    pub fn pin(&self) -> Result<PinGuard<'_, T>, HeapError> {
-        self.pin_until(None)
-    }
-
-    /// Like [`pin`](Heap::pin), but gives up with [`HeapError::Timeout`]
-    /// when the lock cannot be taken within `timeout`.
-    ///
-    /// # Errors
-    ///
-    /// As [`pin`](Heap::pin), and [`HeapError::Timeout`].
-    pub fn pin_timeout(&self, timeout: Duration) -> Result<PinGuard<'_, T>, HeapError> {
-        self.pin_until(deadline_after(timeout))
-    }
-
-    fn pin_until(&self, deadline: Option<Instant>) -> Result<PinGuard<'_, T>, HeapError> {
-        let h = self.lock_shared(deadline)?;
-        // Locks are copied in only under the exclusive lock: checked under
-        // the shared lock, the answer holds until the pin is registered.
-        if h.has_locks.load(Ordering::Acquire) != 0 {
-            return Err(HeapError::PinWithLocks);
-        }
-        let root = h.root.load(Ordering::Acquire);
-        let r = pin_add(&h.pins_in_use, &h.pins, root - self.pool.base());
-        drop(h);
-        let slot = r.ok_or(HeapError::TooManyPins)?;
-        Ok(PinGuard {
-            h: self.header(),
-            root,
-            hold: PinHold::Slot(slot),
-            home: Home::here(),
             _t: PhantomData,
         })
     }

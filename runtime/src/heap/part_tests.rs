@@ -208,10 +208,10 @@ fn a_list_leading_outside_the_heap_is_not_followed() {
 #[test]
 fn a_list_that_lists_what_the_root_reaches_is_corrupt() {
     let pool = pool();
-    // The root's vector of words is shaped as a node that lists the
-    // array of the root's strings.
+    // The root's vector of words is shaped as a node (next, owner and
+    // lock size, lock, blocks) that lists the array of the root's strings.
     let strings: Vec<String> = (0..8).map(|i| format!("string number {i}")).collect();
-    let heap = Heap::create(&pool, &(vec![0u64; 4], strings.clone())).unwrap();
+    let heap = Heap::create(&pool, &(vec![0u64; 5], strings.clone())).unwrap();
     let (words, arr) = {
         let g = heap.read().unwrap();
         (
@@ -224,7 +224,7 @@ fn a_list_that_lists_what_the_root_reaches_is_corrupt() {
         r.project()
             .0
             .as_mut_slice()
-            .copy_from_slice(&[0, pid, 1, arr as u64]);
+            .copy_from_slice(&[0, pid, 0, 1, arr as u64]);
     })
     .unwrap();
     heap.header().parts.store(words, Ordering::Release);
