@@ -68,6 +68,9 @@ pub enum HeapError {
     /// A lock to pin in place protects data with pointers, which the
     /// collector would not keep for the pin.
     LockWithPointers,
+    /// A lock to pin in place is in the data of a structure (`SArray`,
+    /// `SHashtbl`, ...), whose operations move elements.
+    LockInStructure,
     /// The heap's lock failed.
     Lock(LockError),
     /// The timeout passed before the heap's lock could be taken (another
@@ -146,6 +149,11 @@ impl fmt::Display for HeapError {
                 "a lock pinned in place must protect data without pointers (no strings, \
                  vectors or boxes), which the collector would not keep for the pin: keep such \
                  data beside the lock, or lock through read()"
+            ),
+            HeapError::LockInStructure => write!(
+                f,
+                "locks inside a structure's data cannot be pinned in place (its operations move \
+                 elements): keep the lock in the structure's header, an SRef or a heap of its own"
             ),
             HeapError::Lock(e) => write!(f, "heap lock: {e}"),
             HeapError::Timeout => write!(

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use super::error::heap_error;
 use super::guards::PinHold;
 use super::part::{checked_node, node, PartNode, NODE};
-use super::{deadline_after, Heap, HeapError, HeapHeader, PinGuard, DIRTY_ALLOC};
+use super::{deadline_after, Heap, HeapError, HeapHeader, PinGuard, DIRTY_ALLOC, NO_LOCK_PINS};
 use crate::in_shared::at;
 use crate::sync::home::Home;
 use crate::sync::raw::RawLock;
@@ -84,6 +84,13 @@ pub(super) fn lock_pinned(
 }
 
 impl<T: Shared> Heap<T> {
+    /// Refuses lock pins from now on: for the data heap of a structure,
+    /// whose operations move elements in several steps (a pinned lock
+    /// would stop one half way).
+    pub(crate) fn refuse_lock_pins(&self) {
+        self.header().flags.fetch_or(NO_LOCK_PINS, Ordering::AcqRel);
+    }
+
     /// Pins a lock of the root value in place: `lock` picks it, and the
     /// guard derefs to it without holding the heap's lock, so that the
     /// lock can be held (and waited on) while other processes modify the
@@ -126,7 +133,8 @@ impl<T: Shared> Heap<T> {
     /// # Errors
     ///
     /// [`HeapError::LockWithPointers`] when the lock's data holds pointers
-    /// (strings, vectors, boxes); [`HeapError::ForeignPlace`] when `lock`
+    /// (strings, vectors, boxes); [`HeapError::LockInStructure`] in the data
+    /// heap of a structure; [`HeapError::ForeignPlace`] when `lock`
     /// returns a lock outside the heap; [`HeapError::OutOfMemory`] when the
     /// pool has no room for the pin's node; and the errors of
     /// [`modify`](Heap::modify).
@@ -161,6 +169,9 @@ impl<T: Shared> Heap<T> {
             return Err(HeapError::LockWithPointers);
         }
         let h = self.lock_exclusive_nested(deadline)?;
+        if h.flags.load(Ordering::Acquire) & NO_LOCK_PINS != 0 {
+            return Err(HeapError::LockInStructure);
+        }
         let root = h.root.load(Ordering::Acquire);
         // SAFETY: the exclusive lock is held: the root value is live.
         let l = lock(unsafe { &*at::<T::Repr>(root) });

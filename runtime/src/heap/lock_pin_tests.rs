@@ -127,9 +127,14 @@ fn a_lock_with_pointers_or_outside_the_heap_is_refused() {
         "{:?}",
         r.err()
     );
-    static OUTSIDE: Condvar = Condvar::new();
+    // A lock of another heap, reached through a guard kept for good.
+    let other: &'static Heap<(Condvar, u8)> = Box::leak(Box::new(
+        Heap::create(&pool, &(Condvar::new(), 0u8)).unwrap(),
+    ));
+    let guard: &'static ReadGuard<'static, (Condvar, u8)> =
+        Box::leak(Box::new(other.read().unwrap()));
     let plain = Heap::create(&pool, &1u64).unwrap();
-    let r = plain.pin_lock::<Condvar>(|_| &OUTSIDE);
+    let r = plain.pin_lock::<Condvar>(|_| &guard.0);
     assert!(matches!(r, Err(HeapError::ForeignPlace)), "{:?}", r.err());
 }
 
@@ -157,4 +162,25 @@ fn set_some_refuses_a_local_place() {
         .unwrap();
     assert!(matches!(r, Err(HeapError::ForeignPlace)), "{r:?}");
     assert!(local.is_none());
+}
+
+#[test]
+fn locks_in_a_structures_data_are_not_pinned() {
+    let pool = pool();
+    let t = crate::SHashtbl::<u64, Mutex<u64>>::create(&pool, &()).unwrap();
+    t.add(&1, &Mutex::new(100)).unwrap();
+    t.add(&2, &Mutex::new(200)).unwrap();
+    // The bindings live in buckets that the table's operations shift.
+    let r = t.heap().pin_lock::<Mutex<u64>>(|d| {
+        let _ = d;
+        unreachable!("refused before the lock is picked")
+    });
+    assert!(
+        matches!(r, Err(HeapError::LockInStructure)),
+        "{:?}",
+        r.err()
+    );
+    t.remove(&1).unwrap();
+    assert!(t.find_copy(&1).unwrap().is_none());
+    assert_eq!(*t.find_copy(&2).unwrap().unwrap().lock().unwrap(), 200);
 }

@@ -113,6 +113,9 @@ const POISON_PANIC: u32 = 1;
 /// `HeapHeader::poisoned`: a process died in a modification, or the heap's
 /// memory was found damaged.
 const POISON_DIED: u32 = 2;
+/// `HeapHeader::flags`: locks of the heap cannot be pinned in place (the
+/// data heap of a structure, which moves its elements in steps).
+const NO_LOCK_PINS: u32 = 1;
 const PIN_COUNT_BITS: u32 = 20;
 const PIN_COUNT_MASK: u64 = (1 << PIN_COUNT_BITS) - 1;
 
@@ -156,7 +159,9 @@ in_shared! {
         parts: AtomicUsize,
         /// Lock pins in the list (see [`Heap::pin_lock`]), or more: 0 lets
         /// a modification skip the check that it overwrites no pinned lock.
-        lock_pins: AtomicU64,
+        lock_pins: AtomicU32,
+        /// [`NO_LOCK_PINS`], or 0.
+        flags: AtomicU32,
         alloc: UnsafeCell<AllocState>,
         pins: [PinSlot; N_PINS],
     }
@@ -285,7 +290,8 @@ impl<T: Shared> Heap<T> {
             pins_in_use: AtomicU32::new(0),
             header_bytes,
             parts: AtomicUsize::new(0),
-            lock_pins: AtomicU64::new(0),
+            lock_pins: AtomicU32::new(0),
+            flags: AtomicU32::new(0),
             alloc: UnsafeCell::new(AllocState::new(opts.chunk_size)),
             pins: [const { PinSlot::new() }; N_PINS],
         };

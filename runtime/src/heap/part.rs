@@ -182,7 +182,10 @@ pub(super) fn mark_parts(
     locks.sort_unstable();
     // Counted afresh: a pin taken by a process killed half way may have
     // left the count one too high.
-    h.lock_pins.store(locks.len() as u64, Ordering::Release);
+    h.lock_pins.store(
+        u32::try_from(locks.len()).unwrap_or(u32::MAX),
+        Ordering::Release,
+    );
     at_node == 0
 }
 

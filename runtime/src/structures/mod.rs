@@ -384,7 +384,10 @@ impl<D: Shared, H: Shared> Parts<D, H> {
     fn create(pool: &Pool, header: &H, data: &D, opts: HeapOptions) -> Result<Self> {
         let header = Heap::create_with(pool, header, HeapOptions::new().chunk_size(HEADER_CHUNK))?;
         match Heap::create_with(pool, data, opts) {
-            Ok(data) => Ok(Parts { header, data }),
+            Ok(data) => {
+                data.refuse_lock_pins();
+                Ok(Parts { header, data })
+            }
             Err(e) => {
                 let _ = header.destroy();
                 Err(e.into())

@@ -34,8 +34,15 @@ pub enum Owned {}
 /// The data is a shared representation that lives in a heap (or another
 /// shared region) and never moves: it is reached in place, pinned for
 /// modification ([`SharedMutex`](super::SharedMutex), [`SharedRwLock`](super::SharedRwLock)).
+///
+/// `!Unpin` (so is every lock in place): a lock that a process may hold
+/// pinned ([`Heap::pin_lock`](crate::Heap::pin_lock)) is never moved or
+/// replaced through a `Pin<&mut _>`.
 #[derive(Debug)]
-pub enum InPlace {}
+pub struct InPlace {
+    _pin: std::marker::PhantomPinned,
+    _never: std::convert::Infallible,
+}
 
 impl Placement for Owned {
     const INDEX: usize = 0;

@@ -74,3 +74,4 @@ pub use rwlock::{
     SharedRwLockWriteGuard,
 };
 pub use semaphore::Semaphore;
+pub use shared::Placed;

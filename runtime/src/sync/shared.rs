@@ -90,31 +90,65 @@ unsafe impl<L: RawLock, T: Shared> Shared for Lock<L, T, Owned> {
     }
 }
 
+/// A [`Semaphore`], [`Condvar`] or [`Barrier`] as it lives in shared
+/// memory (its shared representation): it derefs to the value, and safe
+/// code can neither make one nor replace one in place (it is `!Unpin` and
+/// has no constructor), so that a process can hold it pinned
+/// ([`Heap::pin_lock`](crate::Heap::pin_lock)) while others modify the heap
+/// around it.
+#[repr(transparent)]
+pub struct Placed<S> {
+    value: S,
+    _pin: std::marker::PhantomPinned,
+}
+
+impl<S> Placed<S> {
+    fn new(value: S) -> Self {
+        Placed {
+            value,
+            _pin: std::marker::PhantomPinned,
+        }
+    }
+}
+
+impl<S> std::ops::Deref for Placed<S> {
+    type Target = S;
+    fn deref(&self) -> &S {
+        &self.value
+    }
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for Placed<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.value.fmt(f)
+    }
+}
+
 /// The methods of `Shared` for a synchronisation value with no data and no
-/// pointers, whose shared representation is itself: every copy is
-/// `$fresh(&source)`, there is nothing to trace, and any bits validate.
+/// pointers, whose shared representation is itself, [`Placed`]: every copy
+/// is `$fresh(&source)`, there is nothing to trace, and any bits validate.
 macro_rules! fresh_on_copy {
     ($t:ty, $fresh:ident) => {
-        type Repr = $t;
+        type Repr = Placed<$t>;
         const HAS_POINTERS: bool = false;
 
-        fn to_repr(&self, w: &mut Writer<'_>) -> Result<$t, CopyError> {
+        fn to_repr(&self, w: &mut Writer<'_>) -> Result<Placed<$t>, CopyError> {
             w.note_lock();
-            Ok($fresh(self))
+            Ok(Placed::new($fresh(self)))
         }
 
-        fn repr_to_repr(src: &$t, w: &mut Writer<'_>) -> Result<$t, CopyError> {
+        fn repr_to_repr(src: &Placed<$t>, w: &mut Writer<'_>) -> Result<Placed<$t>, CopyError> {
             w.note_lock();
-            Ok($fresh(src))
+            Ok(Placed::new($fresh(src)))
         }
 
-        fn from_repr(src: &$t) -> $t {
+        fn from_repr(src: &Placed<$t>) -> $t {
             $fresh(src)
         }
 
-        fn trace(_src: &$t, _t: &mut Tracer<'_>) {}
+        fn trace(_src: &Placed<$t>, _t: &mut Tracer<'_>) {}
 
-        unsafe fn validate(_src: *const $t, _v: &mut Validator<'_>) -> Result<(), Invalid> {
+        unsafe fn validate(_src: *const Placed<$t>, _v: &mut Validator<'_>) -> Result<(), Invalid> {
             Ok(())
         }
     };
@@ -162,6 +196,7 @@ const _: () = {
     assert!(std::mem::size_of::<SharedMutex<u64>>() == 16);
     assert!(std::mem::size_of::<Semaphore>() == 8);
     assert!(std::mem::size_of::<Condvar>() == 8);
+    assert!(std::mem::size_of::<Placed<Semaphore>>() == 8);
 };
 
 #[cfg(test)]
