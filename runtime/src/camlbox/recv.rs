@@ -122,7 +122,8 @@ impl<T: Shared> Camlbox<T> {
         // however this ends.
         self.seen[slot] = true;
         let taken = Taken { rx: self, slot };
-        taken.rx.check_intact()?;
+        // (`validated_root` checks that the segment is whole once it has
+        // read the message.)
         let root = taken.rx.validated_root(slot)?;
         // SAFETY: `root` points to a validated `T::Repr` inside the slot,
         // which stays mapped and unchanged until the guard deletes it after

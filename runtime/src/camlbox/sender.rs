@@ -192,23 +192,31 @@ impl<T: Shared> Sender<T> {
 
     /// Claims a slot for the thread `tid`, waiting until `deadline`.
     fn claim(&self, tid: u32, deadline: Option<Instant>) -> Result<usize, CamlboxError> {
-        self.check_intact()?;
+        // (A segment cut short reads as free slots of zeros here: `write`
+        // finds the cut once it has written, and reports it.)
         let r = &self.map.region;
         if let Some(s) = self.claim_once(tid) {
             return Ok(s);
         }
+        self.check_intact()?;
+        // Spin on the slots' states (a pause between looks, not a long
+        // back-off: a slot freed now is taken now), reading the clock and
+        // yielding now and then.
         let spin_start = Instant::now();
         let mut spins = 0u32;
-        while spin_start.elapsed() < SPIN {
-            for _ in 0..32 {
-                std::hint::spin_loop();
-            }
-            spins += 1;
-            if spins.is_multiple_of(16) {
-                std::thread::yield_now();
-            }
+        loop {
+            std::hint::spin_loop();
             if let Some(s) = self.claim_once(tid) {
                 return Ok(s);
+            }
+            spins += 1;
+            if spins.is_multiple_of(64) {
+                if spin_start.elapsed() >= SPIN {
+                    break;
+                }
+                if spins.is_multiple_of(1024) {
+                    std::thread::yield_now();
+                }
             }
         }
         let h = r.header();
@@ -250,7 +258,6 @@ impl<T: Shared> Sender<T> {
     /// Writes `value` into `slot`, claimed by the calling thread, whose
     /// [`writer_identity`] is `(tid, start)`, and publishes it.
     fn write(&self, slot: usize, (tid, start): (u32, u64), value: &T) -> Result<(), CamlboxError> {
-        self.check_intact()?;
         let r = &self.map.region;
         let s = r.slot(slot);
         debug_assert_eq!(
