@@ -582,9 +582,8 @@ impl<T: Shared> Camlbox<T> {
         if self.ready_now(&mut out) {
             return out;
         }
-        let deadline = timeout.map(|t| futex::deadline(Some(t)).unwrap_or_else(far_future));
         // Whatever ended the wait, `out` holds what is ready (maybe nothing).
-        let _ = self.block_on(deadline, |rx| {
+        let _ = self.block_on(timeout, |rx| {
             rx.collect(&mut out);
             (!out.is_empty()).then_some(())
         });
@@ -593,16 +592,20 @@ impl<T: Shared> Camlbox<T> {
 
     /// Spins, then sleeps, until `probe` finds something (it is called
     /// again after every change the receiver is told of), a sender calls
-    /// [`Sender::wake`], `deadline` passes, or the segment is found cut
+    /// [`Sender::wake`], `timeout` passes (counted from the first reading
+    /// of the clock, a few dozen looks in: a message that comes at once is
+    /// taken without reading it), or the segment is found cut
     /// short. The caller is the receiver.
     fn block_on<X>(
         &mut self,
-        deadline: Option<Instant>,
+        timeout: Option<Duration>,
         mut probe: impl FnMut(&mut Self) -> Option<X>,
     ) -> Result<X, Stop> {
         let r = self.map.region;
         let h = r.header();
-        let spin_start = Instant::now();
+        // Read at the first check of the clock.
+        let mut spin_start = None;
+        let mut deadline = None;
         let mut spins = 0u32;
         loop {
             if self.take_wake() {
@@ -617,10 +620,14 @@ impl<T: Shared> Camlbox<T> {
             spins += 1;
             if spins.is_multiple_of(64) {
                 let now = Instant::now();
+                let start = *spin_start.get_or_insert_with(|| {
+                    deadline = timeout.map(|t| now.checked_add(t).unwrap_or_else(far_future));
+                    now
+                });
                 if deadline.is_some_and(|d| now >= d) {
                     return Err(Stop::TimedOut);
                 }
-                if now - spin_start >= SPIN {
+                if now - start >= SPIN {
                     break;
                 }
                 if spins.is_multiple_of(1024) {

@@ -1,12 +1,13 @@
 //! Receiving one message at a time: wait, read, delete, in one call.
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::layout::READY;
-use super::{far_future, Camlbox, CamlboxError, Stop};
-use crate::sync::futex;
+use super::{Camlbox, CamlboxError, Stop};
 use crate::value::Shared;
+
+const PREFETCH: usize = 2;
 
 /// Deletes the slot it holds when dropped (also when the reader panics).
 struct Taken<'a, T: Shared> {
@@ -60,7 +61,7 @@ impl<T: Shared> Camlbox<T> {
     /// outside the receiver's process; [`CamlboxError::Truncated`] when
     /// another process cut the box short.
     pub fn recv(&mut self) -> Result<T, CamlboxError> {
-        self.recv_until(None, T::from_repr)
+        self.recv_within(None, T::from_repr)
     }
 
     /// Like [`recv`](Camlbox::recv), but gives up with
@@ -71,8 +72,7 @@ impl<T: Shared> Camlbox<T> {
     ///
     /// As [`recv`](Camlbox::recv), and [`CamlboxError::Timeout`].
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T, CamlboxError> {
-        let deadline = futex::deadline(Some(timeout)).unwrap_or_else(far_future);
-        self.recv_until(Some(deadline), T::from_repr)
+        self.recv_within(Some(timeout), T::from_repr)
     }
 
     /// Waits for a message and lends it in place to `read`, then deletes
@@ -82,7 +82,7 @@ impl<T: Shared> Camlbox<T> {
     ///
     /// As [`recv`](Camlbox::recv).
     pub fn recv_with<R>(&mut self, read: impl FnOnce(&T::Repr) -> R) -> Result<R, CamlboxError> {
-        self.recv_until(None, read)
+        self.recv_within(None, read)
     }
 
     /// Like [`recv_with`](Camlbox::recv_with), but gives up with
@@ -96,13 +96,14 @@ impl<T: Shared> Camlbox<T> {
         timeout: Duration,
         read: impl FnOnce(&T::Repr) -> R,
     ) -> Result<R, CamlboxError> {
-        let deadline = futex::deadline(Some(timeout)).unwrap_or_else(far_future);
-        self.recv_until(Some(deadline), read)
+        self.recv_within(Some(timeout), read)
     }
 
-    fn recv_until<R>(
+    /// Receives one message, waiting at most `timeout` (`None`: without
+    /// end; the clock is read only when nothing is ready).
+    fn recv_within<R>(
         &mut self,
-        deadline: Option<Instant>,
+        timeout: Option<Duration>,
         read: impl FnOnce(&T::Repr) -> R,
     ) -> Result<R, CamlboxError> {
         if !self.is_receiver() {
@@ -111,7 +112,7 @@ impl<T: Shared> Camlbox<T> {
         let slot = match self.take_ready() {
             Some(slot) => slot,
             None => self
-                .block_on(deadline, Self::take_ready)
+                .block_on(timeout, Self::take_ready)
                 .map_err(|stop| match stop {
                     Stop::Woken => CamlboxError::Woken,
                     Stop::TimedOut => CamlboxError::Timeout,
@@ -142,6 +143,18 @@ impl<T: Shared> Camlbox<T> {
             let next = if i + 1 == n { 0 } else { i + 1 };
             if !self.seen[i] && r.slot(i).state.load(Ordering::Acquire) == READY {
                 self.cursor = next;
+                #[cfg(target_arch = "x86_64")]
+                {
+                    let mut j = next;
+                    for _ in 0..PREFETCH.min(n - 1) {
+                        let p = std::ptr::from_ref(r.slot(j)).cast::<i8>();
+                        // SAFETY: a prefetch is a hint; SSE is part of x86_64.
+                        unsafe {
+                            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p)
+                        };
+                        j = if j + 1 == n { 0 } else { j + 1 };
+                    }
+                }
                 return Some(i);
             }
             i = next;

@@ -150,9 +150,8 @@ impl<T: Shared> Sender<T> {
     /// [`CamlboxError::Timeout`] when no slot is free in time, and the errors
     /// of [`send`](Self::send).
     pub fn send_timeout(&self, value: &T, timeout: Duration) -> Result<(), CamlboxError> {
-        let deadline = futex::deadline(Some(timeout)).unwrap_or_else(far_future);
         let id = writer_identity();
-        let slot = self.claim(id.0, Some(deadline))?;
+        let slot = self.claim(id.0, Some(timeout))?;
         self.write(slot, id, value)
     }
 
@@ -190,8 +189,9 @@ impl<T: Shared> Sender<T> {
         Some(slot)
     }
 
-    /// Claims a slot for the thread `tid`, waiting until `deadline`.
-    fn claim(&self, tid: u32, deadline: Option<Instant>) -> Result<usize, CamlboxError> {
+    /// Claims a slot for the thread `tid`, waiting at most `timeout`
+    /// (`None`: without end; the clock is read only when no slot is free).
+    fn claim(&self, tid: u32, timeout: Option<Duration>) -> Result<usize, CamlboxError> {
         // (A segment cut short reads as free slots of zeros here: `write`
         // finds the cut once it has written, and reports it.)
         let r = &self.map.region;
@@ -199,6 +199,7 @@ impl<T: Shared> Sender<T> {
             return Ok(s);
         }
         self.check_intact()?;
+        let deadline = timeout.map(|t| futex::deadline(Some(t)).unwrap_or_else(far_future));
         // Spin on the slots' states (a pause between looks, not a long
         // back-off: a slot freed now is taken now), reading the clock and
         // yielding now and then.
