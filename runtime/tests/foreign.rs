@@ -150,9 +150,13 @@ fn a_cut_under_a_huge_pool_is_contained() -> Result<String, String> {
 /// sent with `kill` has the fate it has in a program without mc (what the
 /// handler before mc's decides: the standard library's, here).
 fn a_sigbus_from_kill_is_left_alone() -> Result<String, String> {
+    // The child's pool has a known name: the child dies of the signal, and
+    // this process removes its segment afterwards.
+    let name = format!("sigbus-{}", std::process::id());
     let fate = |with_pool: bool| -> Result<common::Ended, String> {
+        let child_name = name.clone();
         let pid = common::fork_child(move || {
-            let _pool = with_pool.then(|| Pool::create(1 << 20).expect("pool"));
+            let _pool = with_pool.then(|| Pool::create_named(&child_name, 1 << 20).expect("pool"));
             for _ in 0..2 {
                 // SAFETY: signals this child itself.
                 unsafe { libc::kill(libc::getpid(), libc::SIGBUS) };
@@ -160,7 +164,11 @@ fn a_sigbus_from_kill_is_left_alone() -> Result<String, String> {
             }
             0
         });
-        common::wait_child(pid, Duration::from_secs(10))
+        let ended = common::wait_child(pid, Duration::from_secs(10));
+        if with_pool {
+            let _ = Pool::remove(&format!("mc.pool.{name}"));
+        }
+        ended
     };
     let without = fate(false)?;
     let with = fate(true)?;
@@ -198,6 +206,34 @@ fn a_cut_camlbox_is_an_error_for_both_ends() -> Result<String, String> {
     }
     if !matches!(sent, Err(CamlboxError::Truncated { .. })) {
         return Err(format!("send after the cut: {sent:?}"));
+    }
+    // Once a sender has found the cut, a failed send delivers nothing, not
+    // even into a slot before the cut (a retry would duplicate it).
+    let (mut rx2, id2) = Camlbox::<u64>::create(3, 8192).map_err(err)?;
+    let tx2 = id2.sender().map_err(err)?;
+    tx2.send(&1).map_err(err)?;
+    tx2.send(&2).map_err(err)?;
+    truncate(rx2.segment_name(), 16384)?;
+    let third = tx2.send_timeout(&3, Duration::from_secs(1));
+    if third.is_ok() {
+        return Err("a send into a slot past the cut succeeded".into());
+    }
+    let first = rx2.recv_timeout(Duration::from_secs(1));
+    for r in [
+        tx2.send_timeout(&4, Duration::from_secs(1)),
+        tx2.try_send(&4),
+    ] {
+        if !matches!(r, Err(CamlboxError::Truncated { .. })) {
+            return Err(format!("send after the cut was found: {r:?}"));
+        }
+    }
+    // Slot 1 still holds the second message (sent before the cut); slot
+    // 0, freed by the receive, must stay free.
+    let ready = rx2.wait_timeout(Duration::from_millis(50));
+    if first.as_ref().ok() != Some(&1) || ready.contains(&0) {
+        return Err(format!(
+            "a failed send was delivered (ready slots {ready:?}; first receive {first:?})"
+        ));
     }
     // A sender opened after the cut is refused at once.
     let late = Camlbox::<Doc>::create_named(&format!("late-{}", std::process::id()), 2, 4096)

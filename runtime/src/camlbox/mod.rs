@@ -603,7 +603,9 @@ impl<T: Shared> Camlbox<T> {
     ) -> Result<X, Stop> {
         let r = self.map.region;
         let h = r.header();
-        // Read at the first check of the clock.
+        // Read at the first check of the clock: after 64 slots looked at
+        // (a probe scans every slot when nothing is ready).
+        let every = (64 / self.seen.len().max(1)).max(1) as u32;
         let mut spin_start = None;
         let mut deadline = None;
         let mut spins = 0u32;
@@ -618,7 +620,7 @@ impl<T: Shared> Camlbox<T> {
                 return Err(Stop::Cut);
             }
             spins += 1;
-            if spins.is_multiple_of(64) {
+            if spins.is_multiple_of(every) {
                 let now = Instant::now();
                 let start = *spin_start.get_or_insert_with(|| {
                     deadline = timeout.map(|t| now.checked_add(t).unwrap_or_else(far_future));
@@ -630,7 +632,7 @@ impl<T: Shared> Camlbox<T> {
                 if now - start >= SPIN {
                     break;
                 }
-                if spins.is_multiple_of(1024) {
+                if spins.is_multiple_of(16 * every) {
                     std::thread::yield_now();
                 }
             }

@@ -7,6 +7,9 @@ use super::layout::READY;
 use super::{Camlbox, CamlboxError, Stop};
 use crate::value::Shared;
 
+/// How many slots past a ready one the receiver prefetches: with a full
+/// box they hold the next messages, which the sender wrote.
+#[cfg(target_arch = "x86_64")]
 const PREFETCH: usize = 2;
 
 /// Deletes the slot it holds when dropped (also when the reader panics).

@@ -163,6 +163,7 @@ impl<T: Shared> Sender<T> {
     /// [`send`](Self::send).
     pub fn try_send(&self, value: &T) -> Result<(), CamlboxError> {
         let r = &self.map.region;
+        self.check_intact()?;
         let id = writer_identity();
         let tid = id.0;
         let slot = match self.claim_once(tid) {
@@ -192,17 +193,20 @@ impl<T: Shared> Sender<T> {
     /// Claims a slot for the thread `tid`, waiting at most `timeout`
     /// (`None`: without end; the clock is read only when no slot is free).
     fn claim(&self, tid: u32, timeout: Option<Duration>) -> Result<usize, CamlboxError> {
-        // (A segment cut short reads as free slots of zeros here: `write`
-        // finds the cut once it has written, and reports it.)
+        // A segment found cut short takes no message: one that went to the
+        // slots before the cut would arrive although the send failed.
+        self.check_intact()?;
         let r = &self.map.region;
         if let Some(s) = self.claim_once(tid) {
             return Ok(s);
         }
-        self.check_intact()?;
         let deadline = timeout.map(|t| futex::deadline(Some(t)).unwrap_or_else(far_future));
         // Spin on the slots' states (a pause between looks, not a long
         // back-off: a slot freed now is taken now), reading the clock and
         // yielding now and then.
+        // Each look scans every slot: the clock is read every 64 slots
+        // looked at, so that a large box keeps the timeout too.
+        let every = (64 / r.slots()).max(1) as u32;
         let spin_start = Instant::now();
         let mut spins = 0u32;
         loop {
@@ -211,11 +215,11 @@ impl<T: Shared> Sender<T> {
                 return Ok(s);
             }
             spins += 1;
-            if spins.is_multiple_of(64) {
-                if spin_start.elapsed() >= SPIN {
+            if spins.is_multiple_of(every) {
+                if spin_start.elapsed() >= SPIN || deadline.is_some_and(|d| Instant::now() >= d) {
                     break;
                 }
-                if spins.is_multiple_of(1024) {
+                if spins.is_multiple_of(16 * every) {
                     std::thread::yield_now();
                 }
             }

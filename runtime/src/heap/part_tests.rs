@@ -251,3 +251,18 @@ fn failed_part_pins_are_collected() {
     }
     assert_eq!(*heap.pin_part::<u64>(|r| &r.1).unwrap(), 1);
 }
+
+#[test]
+fn a_root_pin_keeps_its_value_across_collections() {
+    let pool = pool();
+    let heap = Heap::create(&pool, &vec![String::from("first"); 50]).unwrap();
+    let p = heap.pin().unwrap();
+    for i in 0..1000 {
+        heap.modify(|m, mut v| m.set_str(v.as_mut().get_pin(i % 50).unwrap(), &format!("v{i}")))
+            .unwrap()
+            .unwrap();
+        heap.gc().unwrap();
+    }
+    assert!(p.iter().all(|s| s == "first"));
+    assert_eq!(heap.copy().unwrap()[49], "v999");
+}
