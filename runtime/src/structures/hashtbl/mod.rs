@@ -15,7 +15,8 @@ use crate::value::{
 /// The number of buckets of a new table (as Netmulticore's).
 pub const INITIAL_BUCKETS: usize = 391;
 
-/// The deterministic hasher of shared tables: 64-bit FNV-1a. Every process
+/// The deterministic hasher of shared tables: 64-bit FNV-1a over bytes, a
+/// multiply per word for integers, and a final avalanche. Every process
 /// computes the same hash for the same key (unlike `RandomState`).
 #[derive(Debug, Clone)]
 pub struct KeyHasher(u64);
@@ -51,6 +52,13 @@ impl Hasher for KeyHasher {
             h = h.wrapping_mul(0x0100_0000_01b3);
         }
         self.0 = h;
+    }
+
+    fn write_u64(&mut self, x: u64) {
+        // A whole word at once (integer keys): `finish` spreads it.
+        self.0 = (self.0 ^ x)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .rotate_left(29);
     }
 }
 
@@ -99,10 +107,12 @@ macro_rules! int_key {
     ($($t:ty),*) => {$(
         impl SharedKey for $t {
             fn hash_local(&self, h: &mut KeyHasher) {
-                h.write(&self.to_le_bytes());
+                // (Signed integers widen with their sign: the same on both
+                // sides.)
+                h.write_u64(*self as u64);
             }
             fn hash_repr(r: &$t, h: &mut KeyHasher) {
-                h.write(&r.to_le_bytes());
+                h.write_u64(*r as u64);
             }
             fn eq_repr(&self, r: &$t) -> bool {
                 self == r
@@ -111,7 +121,27 @@ macro_rules! int_key {
     )*};
 }
 
-int_key!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize);
+int_key!(u8, u16, u32, u64, usize, i8, i16, i32, i64, isize);
+
+macro_rules! wide_int_key {
+    ($($t:ty),*) => {$(
+        impl SharedKey for $t {
+            fn hash_local(&self, h: &mut KeyHasher) {
+                h.write_u64(*self as u64);
+                h.write_u64((*self >> 64) as u64);
+            }
+            fn hash_repr(r: &$t, h: &mut KeyHasher) {
+                h.write_u64(*r as u64);
+                h.write_u64((*r >> 64) as u64);
+            }
+            fn eq_repr(&self, r: &$t) -> bool {
+                self == r
+            }
+        }
+    )*};
+}
+
+wide_int_key!(u128, i128);
 
 impl SharedKey for bool {
     fn hash_local(&self, h: &mut KeyHasher) {
