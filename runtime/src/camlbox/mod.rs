@@ -5,7 +5,10 @@
 //! the same process family (from the box's [`CamlboxDescr`]) or in any process
 //! of the same user (by name), copy values straight into free slots; the
 //! receiver [`wait`](Camlbox::wait)s for them, reads them in place through a
-//! [`Message`] guard, copies them out, and [`delete`](Camlbox::delete)s them.
+//! [`Message`] guard, copies them out, and [`delete`](Camlbox::delete)s them;
+//! or takes them one at a time with [`recv`](Camlbox::recv) (wait, copy
+//! out, delete in one call) or [`recv_with`](Camlbox::recv_with) (read in
+//! place).
 //!
 //! - Senders map the box wherever the kernel puts it: every pointer of a
 //!   message is written as the *receiver* sees it (the receiver's base
