@@ -12,7 +12,7 @@ use super::error::heap_error;
 use super::guards::Exclusive;
 use super::{HeapError, HeapHeader};
 use crate::in_shared::at;
-use crate::pool::{Pool, PAGE_SIZE};
+use crate::pool::Pool;
 use crate::value::{
     pod_reprs, CopyError, FreshArray, Shared, SharedOption, SharedString, SharedVec, Writer,
 };
@@ -108,18 +108,10 @@ impl<'h> Mutator<'h> {
 
     #[cold]
     fn check_unpinned_slow(&self, addr: usize, len: usize) -> Result<(), HeapError> {
-        let tag = self.h.tag;
-        let pool = self.pool;
-        // A node must lie in the heap's chunks (pages of its tag).
-        let owns = |a: usize, n: usize| {
-            n > 0
-                && pool.contains_committed(a, n)
-                && (a & !(PAGE_SIZE - 1)..a + n)
-                    .step_by(PAGE_SIZE)
-                    .all(|p| pool.page_owner(p) == tag)
-        };
-        let limit = pool.mapped_size() / 32 + 1;
-        if super::lock_pin::lock_pinned(self.h, addr, len, &owns, limit) {
+        let h: &HeapHeader = self.h;
+        let owns = |a: usize, n: usize| super::recovery::in_chunks(self.pool, h, a, n);
+        let limit = super::recovery::max_nodes(self.pool);
+        if super::lock_pin::lock_pinned(h, addr, len, &owns, limit) {
             Err(HeapError::LockPinned)
         } else {
             Ok(())

@@ -137,15 +137,7 @@ impl<T: Shared> Heap<T> {
     /// Whether `addr..addr+len` lies in committed memory of the pool whose
     /// pages all belong to this heap's chunks (its tag, not its header).
     pub(super) fn in_chunks(&self, h: &HeapHeader, addr: usize, len: usize) -> bool {
-        if len == 0 || !self.pool.contains_committed(addr, len) {
-            return false;
-        }
-        let first = addr & !(PAGE_SIZE - 1);
-        let last = (addr + len - 1) & !(PAGE_SIZE - 1);
-        let header = self.hdr..self.hdr + h.header_bytes;
-        (first..=last)
-            .step_by(PAGE_SIZE)
-            .all(|p| !header.contains(&p) && self.pool.page_owner(p) == h.tag)
+        in_chunks(&self.pool, h, addr, len)
     }
 
     /// The memory of the heap's chunks, for the walks that check its
@@ -159,10 +151,9 @@ impl<T: Shared> Heap<T> {
         self.pool.mapped_size() / PAGE_SIZE + 1
     }
 
-    /// The most part pin nodes the heap's pages can hold (bounds a walk of
-    /// their list; a node's block is at least 32 bytes).
+    /// The most part pin nodes the heap's pages can hold.
     pub(super) fn max_nodes(&self) -> usize {
-        self.pool.mapped_size() / 32 + 1
+        max_nodes(&self.pool)
     }
 
     /// The validation of [`validate`](Heap::validate), with a lock held
@@ -273,6 +264,28 @@ impl<T: Shared> Heap<T> {
         h.repair.store(0, Ordering::Release);
         h.dirty.store(0, Ordering::Release);
     }
+}
+
+/// Whether `addr..addr+len` lies in committed memory of `pool` whose pages
+/// all belong to the chunks of the heap whose header is `h` (its tag, not
+/// its header).
+pub(super) fn in_chunks(pool: &Pool, h: &HeapHeader, addr: usize, len: usize) -> bool {
+    if len == 0 || !pool.contains_committed(addr, len) {
+        return false;
+    }
+    let first = addr & !(PAGE_SIZE - 1);
+    let last = (addr + len - 1) & !(PAGE_SIZE - 1);
+    let hdr = std::ptr::from_ref(h).addr();
+    let header = hdr..hdr + h.header_bytes;
+    (first..=last)
+        .step_by(PAGE_SIZE)
+        .all(|p| !header.contains(&p) && pool.page_owner(p) == h.tag)
+}
+
+/// The most part pin nodes a heap of `pool` can hold (bounds a walk of
+/// their list; a node's block is at least 32 bytes).
+pub(super) fn max_nodes(pool: &Pool) -> usize {
+    pool.mapped_size() / 32 + 1
 }
 
 /// The memory of a heap's chunks: committed pages of its pool that the
