@@ -487,7 +487,46 @@ impl<S: ChunkSource> Allocator<'_, S> {
     }
 
     /// Allocates a value of `layout`; returns its address.
+    ///
+    /// The common case, a small block aligned to 8 from an exact-size free
+    /// list or the current chunk's bump area, is inlined; the rest is
+    /// [`alloc_slow`](Self::alloc_slow).
+    #[inline]
     pub(crate) fn alloc(&mut self, layout: Layout) -> Result<usize, CopyError> {
+        if layout.align() <= 8 && layout.size() <= SMALL_MAX - 8 {
+            // (No overflow: the size is at most `SMALL_MAX - 8`.)
+            let need = (layout.size().next_multiple_of(8) + 8).max(16);
+            let head = self.st.small[need / 8];
+            if head != 0 {
+                // As in `alloc_block`: a list entry of `need` bytes.
+                self.st.small[need / 8] = self.link(head);
+                self.set_hdr(head, need as u64);
+                self.took(need);
+                return Ok(head + 8);
+            }
+            let cur = self.st.cur;
+            if cur != 0 {
+                let c = self.chunk_mut(cur);
+                let (b, end) = (c.top, cur + c.size);
+                if b + need <= end {
+                    // As in `alloc_block`: the header before `top`.
+                    self.set_hdr(b, need as u64);
+                    compiler_fence(Ordering::Release);
+                    self.chunk_mut(cur).top = b + need;
+                    self.st.live_bytes += need;
+                    self.st.allocated_since_gc += need;
+                    return Ok(b + 8);
+                }
+            }
+        }
+        self.alloc_slow(layout)
+    }
+
+    /// [`alloc`](Self::alloc) for every case: alignment above 8, large
+    /// blocks, first fit and new chunks.
+    #[cold]
+    #[inline(never)]
+    fn alloc_slow(&mut self, layout: Layout) -> Result<usize, CopyError> {
         let align = layout.align().max(8);
         let body = layout
             .size()
@@ -835,18 +874,47 @@ pub(crate) fn block_size(h: u64) -> usize {
 /// Marks heap blocks for the collector.
 pub(crate) struct Marker<'a> {
     /// Whether an address lies in a chunk of this heap.
-    pub(crate) owns: &'a dyn Fn(usize) -> bool,
+    owns: &'a dyn Fn(usize) -> bool,
+    /// The page (address / [`PAGE_SIZE`](crate::pool::PAGE_SIZE), plus 1)
+    /// that `owns` last accepted, 0 for none: blocks met one after the
+    /// other mostly share a page, and a page of the heap stays the heap's
+    /// while it is locked.
+    page: usize,
+}
+
+impl<'a> Marker<'a> {
+    /// A marker of the heap whose chunks `owns` tells. Its pages must stay
+    /// the heap's while the marker lives (the heap's lock is held).
+    pub(crate) fn new(owns: &'a dyn Fn(usize) -> bool) -> Self {
+        Marker { owns, page: 0 }
+    }
+
+    /// Whether the header word at `b` lies in a chunk of the heap.
+    #[inline]
+    fn owns(&mut self, b: usize) -> bool {
+        let page = b / crate::pool::PAGE_SIZE + 1;
+        if page == self.page {
+            return true;
+        }
+        let yes = (self.owns)(b);
+        if yes {
+            self.page = page;
+        }
+        yes
+    }
 }
 
 // SAFETY: `mark` accepts only 8-aligned addresses whose block header lies
-// in a chunk of this heap (the pool's page owner table says so; user data
-// cannot change it) and is an allocated (non-free) block, and sets the mark
+// in a chunk of this heap (the pool's page owner table says so, or said so
+// for the same page during this collection, which holds the heap's lock so
+// that no page leaves it; user data cannot change the table) and is an
+// allocated (non-free) block, and sets the mark
 // bit so that each block is accepted once per collection. Values in a heap
 // only point to blocks of the same heap: the copier allocates every pointee
 // in the heap it writes to, and the mutator refuses places of other heaps.
 unsafe impl Mark for Marker<'_> {
     fn mark(&mut self, addr: usize) -> bool {
-        if addr < 8 || !addr.is_multiple_of(8) || !(self.owns)(addr - 8) {
+        if addr < 8 || !addr.is_multiple_of(8) || !self.owns(addr - 8) {
             return false;
         }
         let b = addr - 8;
@@ -917,6 +985,7 @@ pub(crate) struct HeapWriter<'a, 'b, S: ChunkSource> {
 // mapped at the same address in every process, so the target address is the
 // local one.
 unsafe impl<S: ChunkSource> Allocate for HeapWriter<'_, '_, S> {
+    #[inline]
     fn allocate(&mut self, layout: Layout) -> Result<(NonNull<u8>, usize), CopyError> {
         let a = self.alloc.alloc(layout)?;
         // SAFETY: `alloc` never returns 0.

@@ -812,7 +812,7 @@ impl<T: Shared> Heap<T> {
         let start = Instant::now();
         let (pool, tag) = (&self.pool, h.tag);
         let owns = move |a: usize| pool.page_owner(a) == tag;
-        let mut marker = Marker { owns: &owns };
+        let mut marker = Marker::new(&owns);
         // The addresses of pinned locks: their blocks stay, reached or not.
         let mut locks = Vec::new();
         {

@@ -104,7 +104,7 @@ impl TestHeap {
     pub(crate) fn gc<T: Shared>(&mut self, roots: &[usize]) {
         let (lo, hi) = self.src.range();
         let owns = move |a: usize| a >= lo && a < hi;
-        let mut m = Marker { owns: &owns };
+        let mut m = Marker::new(&owns);
         // SAFETY: the roots are live values of `T` in this heap.
         let mut t = unsafe { Tracer::new(&mut m) };
         for &r in roots {
