@@ -257,12 +257,14 @@ thread_local! {
 /// after `fork`, when the id changes).
 fn writer_identity() -> (u32, u64) {
     let tid = futex::current_tid();
-    let (t, s) = WRITER.with(|w| w.get());
+    // (`try_with`, inlined, where `with` is a call; a thread-local
+    // without destructor is there for the thread's whole life.)
+    let (t, s) = WRITER.try_with(Cell::get).unwrap_or((0, 0));
     if t == tid {
         return (t, s);
     }
     let start = segment::process_start_time(tid).unwrap_or(0);
-    WRITER.with(|w| w.set((tid, start)));
+    let _ = WRITER.try_with(|w| w.set((tid, start)));
     (tid, start)
 }
 

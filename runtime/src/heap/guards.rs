@@ -22,43 +22,143 @@ use crate::sync::home::Home;
 use crate::sync::raw::{Acquired, LockError};
 use crate::value::Shared;
 
-// What this thread holds, to refuse a lock that would deadlock. Each entry
-// carries the process key: a child of `fork` inherits the forking thread's
-// thread-locals, but not its locks, so entries of another process are
-// ignored (and dropped at the next `hold`).
+// What this thread holds, to refuse a lock that would deadlock. The record
+// belongs to one process: a child of `fork` inherits the forking thread's
+// thread-locals, but not its locks, so a record of another process counts
+// as empty (and is cleared at the next `hold`).
 thread_local! {
-    /// Heaps (header addresses) whose lock this thread holds.
-    static HELD: RefCell<Vec<(usize, u64)>> = const { RefCell::new(Vec::new()) };
-    /// The process key while this thread runs a modification, else 0.
-    pub(super) static MODIFYING: Cell<u64> = const { Cell::new(0) };
+    /// Heaps (header addresses) whose lock this thread holds: the first
+    /// [`HELD_FAST`] here, with no destructor to register, so that a
+    /// lookup is a few loads.
+    static HELD: Held = const {
+        Held {
+            key: Cell::new(0),
+            fast: [const { Cell::new(0) }; HELD_FAST],
+            more: Cell::new(0),
+            modifying: Cell::new(false),
+        }
+    };
+    /// The heaps held beyond the first [`HELD_FAST`].
+    static HELD_MORE: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+/// How many held heaps a thread records without allocating.
+const HELD_FAST: usize = 4;
+
+/// The heaps a thread holds (see [`HELD`]).
+struct Held {
+    /// The process the record belongs to (0: none yet).
+    key: Cell<u64>,
+    /// Header addresses, 0 for a free entry.
+    fast: [Cell<usize>; HELD_FAST],
+    /// How many entries [`HELD_MORE`] has.
+    more: Cell<usize>,
+    /// Whether the thread runs a modification.
+    modifying: Cell<bool>,
+}
+
+impl Held {
+    /// Whether `addr` is recorded (the record being this process's).
+    #[inline]
+    fn has(&self, addr: usize) -> bool {
+        self.fast.iter().any(|a| a.get() == addr)
+            || (self.more.get() != 0 && HELD_MORE.with(|m| m.borrow().contains(&addr)))
+    }
+
+    /// Makes the record this process's: one inherited through `fork` is
+    /// cleared (nothing of it is held here).
+    #[inline]
+    fn own(&self, key: u64) {
+        if self.key.get() != key {
+            self.key.set(key);
+            self.fast.iter().for_each(|a| a.set(0));
+            if self.more.replace(0) != 0 {
+                HELD_MORE.with(|m| m.borrow_mut().clear());
+            }
+            self.modifying.set(false);
+        }
+    }
+
+    #[inline]
+    fn add(&self, addr: usize) {
+        match self.fast.iter().find(|a| a.get() == 0) {
+            Some(free) => free.set(addr),
+            None => {
+                HELD_MORE.with(|m| m.borrow_mut().push(addr));
+                self.more.set(self.more.get() + 1);
+            }
+        }
+    }
+}
+
+/// `f` on this thread's record, or `default` once the thread's
+/// thread-locals are gone (never for this one, which has no destructor).
+/// (`try_with` is inlined into its callers, where `with` is called.)
+#[inline(always)]
+fn with_held<R>(default: R, f: impl FnOnce(&Held) -> R) -> R {
+    HELD.try_with(f).unwrap_or(default)
 }
 
 #[inline]
 pub(super) fn held(addr: usize) -> bool {
     let key = process_key();
-    HELD.with(|h| h.borrow().contains(&(addr, key)))
+    with_held(false, |h| h.key.get() == key && h.has(addr))
 }
 
 #[inline]
 pub(super) fn hold(addr: usize) {
     let key = process_key();
-    HELD.with(|h| {
-        let mut h = h.borrow_mut();
-        // Entries of another process (inherited through `fork`) go.
-        if h.iter().any(|&(_, k)| k != key) {
-            h.retain(|&(_, k)| k == key);
+    with_held((), |h| {
+        h.own(key);
+        h.add(addr);
+    });
+}
+
+/// Records that this thread is about to take the lock of the heap at
+/// `addr` ([`release`] undoes it), unless it holds that heap already or,
+/// with `outside_modification`, runs a modification: then `false`, and
+/// nothing is recorded. One look at the thread's record where
+/// [`held`], [`modifying`] and [`hold`] would take three.
+#[inline]
+pub(super) fn enter(addr: usize, outside_modification: bool) -> bool {
+    let key = process_key();
+    with_held(false, |h| {
+        h.own(key);
+        if (outside_modification && h.modifying.get()) || h.has(addr) {
+            return false;
         }
-        h.push((addr, key));
+        h.add(addr);
+        true
+    })
+}
+
+/// Marks the start (`true`) or the end of a modification by this thread.
+#[inline]
+pub(super) fn set_modifying(on: bool) {
+    let key = process_key();
+    with_held((), |h| {
+        h.own(key);
+        h.modifying.set(on);
     });
 }
 
 #[inline]
 pub(super) fn release(addr: usize) {
     let key = process_key();
-    HELD.with(|h| {
-        let mut h = h.borrow_mut();
-        if let Some(i) = h.iter().rposition(|&e| e == (addr, key)) {
-            h.swap_remove(i);
+    with_held((), |h| {
+        if h.key.get() != key {
+            return;
+        }
+        if let Some(a) = h.fast.iter().find(|a| a.get() == addr) {
+            a.set(0);
+        } else if h.more.get() != 0 {
+            HELD_MORE.with(|m| {
+                let mut m = m.borrow_mut();
+                if let Some(i) = m.iter().rposition(|&a| a == addr) {
+                    m.swap_remove(i);
+                    h.more.set(h.more.get() - 1);
+                }
+            });
         }
     });
 }
@@ -66,7 +166,8 @@ pub(super) fn release(addr: usize) {
 /// Whether this thread (of this process) is inside a modification.
 #[inline]
 pub(super) fn modifying() -> bool {
-    MODIFYING.with(Cell::get) == process_key()
+    let key = process_key();
+    with_held(false, |h| h.key.get() == key && h.modifying.get())
 }
 
 /// A pin entry: the pinned value's offset in the pool (8-aligned, below
@@ -242,14 +343,18 @@ pub(super) struct WriteLock<'a> {
 
 impl<'a> WriteLock<'a> {
     /// Takes `h`'s lock exclusively, waiting at most `timeout`, and records
-    /// that this thread holds the heap at `addr`.
+    /// that this thread holds the heap at `addr` (unless `entered`: the
+    /// caller recorded it with [`enter`] already).
     pub(super) fn take(
         addr: usize,
         h: &'a HeapHeader,
         timeout: Option<Duration>,
+        entered: bool,
     ) -> Result<(Self, Acquired), LockError> {
         let acquired = h.lock.write(timeout)?;
-        hold(addr);
+        if !entered {
+            hold(addr);
+        }
         Ok((WriteLock { addr, h }, acquired))
     }
 
@@ -359,9 +464,17 @@ impl Deref for Exclusive<'_> {
 
 pub(super) struct ModifyingFlag;
 
+impl ModifyingFlag {
+    /// Marks this thread as running a modification until the flag drops.
+    pub(super) fn set() -> Self {
+        set_modifying(true);
+        ModifyingFlag
+    }
+}
+
 impl Drop for ModifyingFlag {
     fn drop(&mut self) {
-        MODIFYING.with(|m| m.set(0));
+        set_modifying(false);
     }
 }
 

@@ -63,8 +63,8 @@ pub use descr::HeapDescr;
 use error::heap_error;
 pub use error::HeapError;
 use guards::{
-    held, hold, modifying, pinned, reclaim_dead_pins, Exclusive, ModifyingFlag, PinSlot,
-    SharedHold, WriteLock, MODIFYING,
+    enter, held, modifying, pinned, reclaim_dead_pins, release, Exclusive, ModifyingFlag, PinSlot,
+    SharedHold, WriteLock,
 };
 pub use guards::{PinGuard, ReadGuard};
 pub use inspect::HeapReport;
@@ -88,7 +88,6 @@ use self::alloc::{AllocState, Allocator, HeapAllocator, HeapWriter, Marker, Pool
 use crate::in_shared::at;
 use crate::in_shared::in_shared;
 use crate::pool::{Pool, PoolError, OWNER_HEADER, OWNER_MEM, OWNER_TAG, PAGE_SIZE};
-use crate::sync::futex::process_key;
 use crate::sync::home::Home;
 use crate::sync::raw::{Acquired, LockError, RawRwLock};
 use crate::value::{CopyError, Shared, Tracer, Writer};
@@ -506,9 +505,22 @@ impl<T: Shared> Heap<T> {
         deadline: Option<Instant>,
         repair: bool,
     ) -> Result<WriteLock<'a>, HeapError> {
+        self.acquire_write_entered(h, deadline, repair, false)
+    }
+
+    /// [`acquire_write`](Self::acquire_write); with `entered`, the caller
+    /// has recorded the hold already ([`enter`]), and the lock returned
+    /// releases it.
+    fn acquire_write_entered<'a>(
+        &self,
+        h: &'a HeapHeader,
+        deadline: Option<Instant>,
+        repair: bool,
+        entered: bool,
+    ) -> Result<WriteLock<'a>, HeapError> {
         let mut taken = None;
         for _ in 0..3 {
-            match WriteLock::take(self.hdr, h, left(deadline)) {
+            match WriteLock::take(self.hdr, h, left(deadline), entered) {
                 Ok((lock, Acquired::Clean)) => {
                     taken = Some(lock);
                     break;
@@ -557,12 +569,18 @@ impl<T: Shared> Heap<T> {
     }
 
     fn lock_shared(&self, deadline: Option<Instant>) -> Result<SharedHold<'_>, HeapError> {
-        // The heap's state is checked once the lock is held (a destroyed
-        // heap's header keeps a working lock: its page is a tombstone).
-        let h = self.header();
         if held(self.hdr) {
             return Err(HeapError::Reentrant);
         }
+        self.lock_shared_entered(deadline)
+    }
+
+    /// [`lock_shared`](Self::lock_shared) once the caller has checked that
+    /// this thread does not hold the heap.
+    fn lock_shared_entered(&self, deadline: Option<Instant>) -> Result<SharedHold<'_>, HeapError> {
+        // The heap's state is checked once the lock is held (a destroyed
+        // heap's header keeps a working lock: its page is a tombstone).
+        let h = self.header();
         let mut tries = 0;
         let hold = loop {
             match SharedHold::take(h, left(deadline)) {
@@ -584,21 +602,32 @@ impl<T: Shared> Heap<T> {
     }
 
     fn lock_exclusive(&self, deadline: Option<Instant>) -> Result<Exclusive<'_>, HeapError> {
-        if modifying() {
-            return Err(HeapError::Reentrant);
-        }
-        self.lock_exclusive_nested(deadline)
+        self.lock_exclusive_in(deadline, true)
     }
 
     /// [`lock_exclusive`](Self::lock_exclusive), also inside a modification
     /// of another heap (for work that is no modification, as a read is
     /// not).
     fn lock_exclusive_nested(&self, deadline: Option<Instant>) -> Result<Exclusive<'_>, HeapError> {
+        self.lock_exclusive_in(deadline, false)
+    }
+
+    fn lock_exclusive_in(
+        &self,
+        deadline: Option<Instant>,
+        outside_modification: bool,
+    ) -> Result<Exclusive<'_>, HeapError> {
         let h = self.check()?;
-        if held(self.hdr) {
+        if !enter(self.hdr, outside_modification) {
             return Err(HeapError::Reentrant);
         }
-        let lock = self.acquire_write(h, deadline, true)?;
+        let lock = match self.acquire_write_entered(h, deadline, true, true) {
+            Ok(lock) => lock,
+            Err(e) => {
+                release(self.hdr);
+                return Err(e);
+            }
+        };
         // (An error releases the lock with `lock`.)
         self.check()?;
         // SAFETY: a holder that died or panicked with the allocator's state
@@ -634,8 +663,16 @@ impl<T: Shared> Heap<T> {
     }
 
     fn read_until(&self, deadline: Option<Instant>) -> Result<ReadGuard<'_, T>, HeapError> {
-        let h = self.lock_shared(deadline)?;
-        hold(self.hdr);
+        if !enter(self.hdr, false) {
+            return Err(HeapError::Reentrant);
+        }
+        let h = match self.lock_shared_entered(deadline) {
+            Ok(h) => h,
+            Err(e) => {
+                release(self.hdr);
+                return Err(e);
+            }
+        };
         let root = h.root.load(Ordering::Acquire);
         Ok(ReadGuard {
             heap: self,
@@ -722,8 +759,7 @@ impl<T: Shared> Heap<T> {
         // (checked above, and new pins wait for the lock), and this thread
         // has the only exclusive access (lock + no nested modification).
         let root_ref = unsafe { Pin::new_unchecked(&mut *at::<T::Repr>(root)) };
-        MODIFYING.with(|m| m.set(process_key()));
-        let _flag = ModifyingFlag;
+        let _flag = ModifyingFlag::set();
         let r = f(&m, root_ref);
         drop(m);
         drop(_flag);
