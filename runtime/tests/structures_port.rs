@@ -73,7 +73,7 @@ fn data_broken_through_heap_is_an_error_not_a_panic() {
     let t = SHashtbl::<u32, String>::create(&pool, &()).unwrap();
     t.add(&1, &"one".to_string()).unwrap();
     t.heap()
-        .assign(&((Vec::new(), 0), 3, (Vec::new(), 0), 0))
+        .assign(&((Vec::new(), 0), 3, (Vec::new(), 0), 0, (0, 0, 0, 0, 0)))
         .unwrap();
     assert!(is_inconsistent(t.find(&1)));
     assert!(is_inconsistent(t.find_pinned(&1)));
@@ -96,6 +96,7 @@ fn data_broken_through_heap_is_an_error_not_a_panic() {
             2,
             (Vec::new(), 0),
             0,
+            (0, 0, 0, 0, 0),
         ))
         .unwrap();
     assert_eq!(t.find_copy(&1).unwrap().as_deref(), Some("a"));
@@ -116,6 +117,7 @@ fn data_broken_through_heap_is_an_error_not_a_panic() {
             1,
             (vec![vec![(vec![7], vec!["seven".to_string()])]], 1),
             9,
+            (0, 0, 0, 0, 0),
         ))
         .unwrap();
     assert_eq!(t.find_copy(&7).unwrap(), None);
@@ -139,6 +141,7 @@ fn data_broken_through_heap_is_an_error_not_a_panic() {
                 1,
             ),
             0,
+            (0, 0, 0, 0, 0),
         ))
         .unwrap();
     assert_eq!(t.find_copy(&8).unwrap().as_deref(), Some("eight"));
@@ -149,7 +152,7 @@ fn data_broken_through_heap_is_an_error_not_a_panic() {
     // Fewer segments than the count of buckets says: the missing ones are
     // empty to a lookup, and an error (not a panic) to a change.
     t.heap()
-        .assign(&((Vec::new(), 5000), 0, (Vec::new(), 0), 0))
+        .assign(&((Vec::new(), 5000), 0, (Vec::new(), 0), 0, (0, 0, 0, 0, 0)))
         .unwrap();
     assert_eq!(t.find_copy(&3).unwrap(), None);
     assert!(t.add(&3, &"three".to_string()).is_err());
@@ -157,7 +160,7 @@ fn data_broken_through_heap_is_an_error_not_a_panic() {
     // panic, no abort.
     for (buckets, bindings) in [(usize::MAX, 1), (1 << 62, 1 << 63)] {
         t.heap()
-            .assign(&((Vec::new(), buckets), bindings, (Vec::new(), 0), 0))
+            .assign(&((Vec::new(), buckets), bindings, (Vec::new(), 0), 0, (0, 0, 0, 0, 0)))
             .unwrap();
         assert!(t.add(&1, &"one".to_string()).is_err());
         assert_eq!(t.find_copy(&1).unwrap(), None);

@@ -224,6 +224,58 @@ impl<'h> Mutator<'h> {
         Ok(())
     }
 
+    /// A fresh array of copies of `vec`'s elements but the one at `i`,
+    /// then one more copy of its last element, so that it is as long as
+    /// `vec` (for [`replace_array`](Self::replace_array), which a caller
+    /// follows with a [`truncate`](Self::truncate) by one).
+    ///
+    /// # Errors
+    ///
+    /// [`HeapError::ForeignPlace`] when `vec` is not in this heap;
+    /// [`HeapError::OutOfMemory`] and the other errors of [`add`](Self::add).
+    pub(crate) fn copy_without<V: Shared>(
+        &self,
+        vec: &SharedVec<V::Repr>,
+        i: usize,
+    ) -> Result<FreshArray<V::Repr>, HeapError> {
+        self.check_place(vec)?;
+        let n = vec.len();
+        self.write(|w| {
+            let mut a = w.alloc_fresh::<V::Repr>(n)?;
+            for (j, r) in vec.iter().enumerate() {
+                if j != i {
+                    a.push(V::repr_to_repr(r, w)?);
+                }
+            }
+            if let Some(last) = vec.iter().last().filter(|_| i < n) {
+                a.push(V::repr_to_repr(last, w)?);
+            }
+            Ok(a)
+        })
+    }
+
+    /// Makes `array` (from [`copy_without`](Self::copy_without) of `vec`)
+    /// `vec`'s array; see [`SharedVec::install`] for the order of the
+    /// writes.
+    ///
+    /// # Errors
+    ///
+    /// [`HeapError::ForeignPlace`] when `vec` is not in this heap;
+    /// [`HeapError::LockPinned`] when its elements hold a pinned lock.
+    pub(crate) fn replace_array<R>(
+        &self,
+        vec: Pin<&mut SharedVec<R>>,
+        array: FreshArray<R>,
+    ) -> Result<(), HeapError> {
+        self.check_place(&*vec)?;
+        self.check_elements_unpinned(&vec)?;
+        if array.len() != vec.len() || array.capacity() != vec.len() {
+            return Err(HeapError::Corrupt("an array that does not fit its vector"));
+        }
+        vec.install(array);
+        Ok(())
+    }
+
     /// Appends a copy of `value` to a vector of the heap (amortised O(1):
     /// the array is reallocated with twice the room when full).
     ///

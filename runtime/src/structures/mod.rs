@@ -682,28 +682,6 @@ fn pin_at<R>(vec: Pin<&mut SharedVec<R>>, i: usize) -> Result<Pin<&mut R>> {
         .ok_or(StructureError::OutOfBounds { index: i, len })
 }
 
-/// Removes the element at `i` of a vector of a heap, shifting the later
-/// ones down (order kept).
-fn remove_at<R>(
-    m: &Mutator<'_>,
-    mut vec: Pin<&mut SharedVec<R>>,
-    i: usize,
-) -> Result<(), HeapError> {
-    let n = vec.len();
-    if i >= n {
-        return Ok(());
-    }
-    {
-        let mut pins: Vec<Pin<&mut R>> = vec.as_mut().iter_pin().skip(i).collect();
-        for j in 0..pins.len() - 1 {
-            let (a, b) = pins.split_at_mut(j + 1);
-            m.swap(a[j].as_mut(), b[0].as_mut())?;
-        }
-    }
-    m.truncate(vec, n - 1);
-    Ok(())
-}
-
 /// Removes the first `k` elements of a vector of a heap (order kept).
 fn remove_front<R>(
     m: &Mutator<'_>,

@@ -362,6 +362,26 @@ impl<K: SharedKey, V: Shared> SShardedHashtbl<K, V> {
         self.shards.iter().try_for_each(SHashtbl::clear)
     }
 
+    /// Makes the table usable again after a process died in the middle of
+    /// changing it: [`SHashtbl::recover`] of every shard. Returns why the
+    /// first poisoned shard was poisoned (`None`: no shard was).
+    ///
+    /// # Errors
+    ///
+    /// The first error of [`SHashtbl::recover`]; every shard is still
+    /// tried.
+    pub fn recover(&self) -> Result<Option<crate::heap::Poison>> {
+        let mut first = Ok(None);
+        for shard in &self.shards {
+            match (shard.recover(), &first) {
+                (Err(e), Ok(_)) => first = Err(e),
+                (Ok(Some(p)), Ok(None)) => first = Ok(Some(p)),
+                _ => {}
+            }
+        }
+        first
+    }
+
     /// Runs a garbage collection of every shard's heap now.
     ///
     /// # Errors

@@ -461,6 +461,40 @@ impl<R> SharedVec<R> {
     }
 }
 
+impl<R> SharedVec<R> {
+    /// Makes `dst`, a full array of as many elements as the vector has,
+    /// the vector's array (the old one becomes garbage), writing its
+    /// capacity, then its address, each write a whole word after the one
+    /// before: a process that dies in between leaves the old array with a
+    /// smaller capacity (still within its room), or the new one, never a
+    /// mix that points past an array. `dst` must be an array of the target
+    /// this vector lives in (the contract of the [`Writer`] that allocated
+    /// it).
+    ///
+    /// # Panics
+    ///
+    /// When `dst` is not full or not as long as the vector.
+    pub(crate) fn install(self: Pin<&mut Self>, dst: FreshArray<R>) {
+        assert!(
+            dst.len() == self.len && dst.capacity() == self.len,
+            "mc: an array to install must be full and as long as the vector"
+        );
+        let (ptr, _, cap) = dst.into_parts();
+        // SAFETY: only the vector's integer fields change in place. The
+        // old array has room for at least `len == cap` elements, so the
+        // vector is valid after the first write; after the second it is
+        // `dst`, whose `len` elements are initialised (it is full). The old
+        // elements are never used again (representations have no `Drop`).
+        unsafe {
+            let v = self.get_unchecked_mut();
+            v.cap = cap;
+            std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+            v.ptr = ptr;
+            std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
 /// Element `i` of a pinned slice, pinned.
 #[inline]
 fn pin_get<R>(s: Pin<&mut [R]>, i: usize) -> Option<Pin<&mut R>> {

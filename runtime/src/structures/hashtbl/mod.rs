@@ -3,32 +3,56 @@
 
 use std::fmt;
 use std::pin::Pin;
+use std::sync::atomic::{compiler_fence, Ordering};
 
 mod key;
+mod repair;
 
 pub(super) use key::hash_local;
 use key::hash_repr;
 pub use key::{KeyHasher, SharedKey};
 
-use super::{pin_at, remove_at, structure_common, Parts, Ref, Refs, Result, StructureError};
+use super::{pin_at, structure_common, Parts, Ref, Refs, Result, StructureError};
 use crate::heap::{HeapError, HeapOptions, Mutator, PinGuard, ReadGuard};
 use crate::pool::Pool;
-use crate::value::{Shared, SharedVec, Tuple2, Tuple4};
+use crate::value::{Shared, SharedVec, Tuple2, Tuple5};
 
 /// The number of buckets of a new table (as Netmulticore's).
 pub const INITIAL_BUCKETS: usize = 391;
 
 /// The buckets (keys and values of each chain, oldest binding first), the
-/// number of bindings and, while the table grows, the buckets it grows
-/// from and how many of them have moved to the new ones.
-type TData<K, V> = (Segments<K, V>, usize, Segments<K, V>, usize);
+/// number of bindings, while the table grows the buckets it grows from and
+/// how many of them have moved to the new ones (or [`GROWING`] /
+/// [`SWAPPING`] while a growth starts), and the [`Journal`] of a removal.
+type TData<K, V> = (Segments<K, V>, usize, Segments<K, V>, usize, Journal);
+/// A removal in flight: its chain (numbered as [`chain`] numbers them)
+/// plus 1, 0 for none; the chain's length before it; the index removed;
+/// and the addresses of the chain's key and value arrays before it.
+/// Written before the chain changes, so that [`SHashtbl::recover`] can
+/// finish a removal cut short by a death.
+type Journal = (usize, usize, usize, usize, usize);
 /// Buckets in segments of [`SEGMENT`] (the last one shorter), each made
 /// when a binding first goes into it, and the number of buckets.
 type Segments<K, V> = (Vec<Vec<Chain<K, V>>>, usize);
 type Chain<K, V> = (Vec<K>, Vec<V>);
 type Bucket<K, V> = Tuple2<SharedVec<<K as Shared>::Repr>, SharedVec<<V as Shared>::Repr>>;
 type SegmentsRepr<K, V> = Tuple2<SharedVec<SharedVec<Bucket<K, V>>>, usize>;
-type TRepr<K, V> = Tuple4<SegmentsRepr<K, V>, usize, SegmentsRepr<K, V>, usize>;
+type TRepr<K, V> = Tuple5<
+    SegmentsRepr<K, V>,
+    usize,
+    SegmentsRepr<K, V>,
+    usize,
+    Tuple5<usize, usize, usize, usize, usize>,
+>;
+
+/// `moved` while a growth makes the new buckets the old ones' successors:
+/// the old buckets are ignored (lookups use the current ones), then the
+/// new list takes the old one's place ([`GROWING`]), then the two swap
+/// places ([`SWAPPING`]); `moved` is 0 again once they have. A death in
+/// between leaves one of these for [`SHashtbl::recover`] to go on from.
+const GROWING: usize = usize::MAX;
+/// See [`GROWING`].
+const SWAPPING: usize = usize::MAX - 1;
 
 /// Buckets per segment (a power of two): growing makes the list of
 /// segments, not the buckets, so it costs a 256th of the buckets.
@@ -162,6 +186,7 @@ fn home_in(n: usize, old: usize, moved: usize, h: u64) -> usize {
 /// [`StructureError::Inconsistent`] for a table without buckets (only
 /// [`SHashtbl::heap`] can make one).
 fn bucket_of<K: SharedKey, V: Shared>(t: &TRepr<K, V>, k: &K) -> Result<usize> {
+    whole::<K, V>(t)?;
     let n = t.0 .1;
     if n == 0 {
         return Err(StructureError::Inconsistent {
@@ -169,6 +194,18 @@ fn bucket_of<K: SharedKey, V: Shared>(t: &TRepr<K, V>, k: &K) -> Result<usize> {
         });
     }
     Ok(home_in(n, t.2 .1, t.3, hash_local(k)))
+}
+
+/// [`StructureError::Inconsistent`] for a table whose last change was cut
+/// short by a death (a removal or a growth in flight) and not repaired
+/// since: [`SHashtbl::recover`] finishes it.
+fn whole<K: Shared, V: Shared>(t: &TRepr<K, V>) -> Result<()> {
+    if t.3 >= SWAPPING || t.4 .0 != 0 {
+        return Err(StructureError::Inconsistent {
+            what: "a change cut short by the death of a process (call `SHashtbl::recover`)",
+        });
+    }
+    Ok(())
 }
 
 /// Where the most recent binding of `k` is: `(bucket, index in chain)`.
@@ -286,7 +323,7 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
         let parts = Parts::create(
             pool,
             header,
-            &((segments, n), 0, (Vec::new(), 0), 0),
+            &((segments, n), 0, (Vec::new(), 0), 0, (0, 0, 0, 0, 0)),
             HeapOptions::new(),
         )?;
         Ok(SHashtbl { parts })
@@ -315,6 +352,7 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
     /// As [`add`](Self::add).
     pub fn replace(&self, k: &K, v: &V) -> Result<()> {
         self.parts.modify_try(|m, mut t| {
+            whole::<K, V>(&t)?;
             move_some::<K, V>(m, t.as_mut());
             let (b, i) = locate::<K, V>(&t, k)?;
             match i {
@@ -338,15 +376,11 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
     /// for a table left without buckets through [`heap`](Self::heap).
     pub fn remove(&self, k: &K) -> Result<bool> {
         self.parts.modify_try(|m, mut t| {
+            whole::<K, V>(&t)?;
             move_some::<K, V>(m, t.as_mut());
             let (b, i) = locate::<K, V>(&t, k)?;
             let Some(i) = i else { return Ok(false) };
-            let (keys, vals) = chain_pin::<K, V>(m, t.as_mut(), b)?.project();
-            remove_at(m, keys, i)?;
-            remove_at(m, vals, i)?;
-            let (_, size, ..) = t.project();
-            let size = size.get_mut();
-            *size = size.saturating_sub(1);
+            remove_binding::<K, V>(m, t, b, i)?;
             Ok(true)
         })
     }
@@ -502,7 +536,9 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
     /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
     /// [`Heap::read`](crate::Heap::read).
     pub fn len(&self) -> Result<usize> {
-        Ok(self.parts.data.read()?.1)
+        let g = self.parts.data.read()?;
+        whole::<K, V>(&g)?;
+        Ok(g.1)
     }
 
     /// Whether the table is empty.
@@ -533,9 +569,9 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
     /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
     /// [`Heap::read`](crate::Heap::read).
     pub fn read(&self) -> Result<TableView<'_, K, V>> {
-        Ok(TableView {
-            g: self.parts.data.read()?,
-        })
+        let g = self.parts.data.read()?;
+        whole::<K, V>(&g)?;
+        Ok(TableView { g })
     }
 
     /// Copies of every binding (within a key, oldest first).
@@ -560,7 +596,7 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
     /// [`Heap::modify`](crate::Heap::modify).
     pub fn clear(&self) -> Result<()> {
         self.parts.modify(|m, t| {
-            let (buckets, size, old, moved) = t.project();
+            let (buckets, size, old, moved, journal) = t.project();
             // Every segment unmade (its buckets garbage, made again empty
             // when bindings go there).
             let (segments, _) = buckets.project();
@@ -572,6 +608,9 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
             *count.get_mut() = 0;
             *moved.get_mut() = 0;
             *size.get_mut() = 0;
+            // (A removal or a growth cut short has nothing left to finish.)
+            let (jb, ..) = journal.project();
+            *jb.get_mut() = 0;
         })
     }
 }
@@ -582,11 +621,59 @@ fn chain_pin<'a, K: Shared, V: Shared>(
     t: Pin<&'a mut TRepr<K, V>>,
     b: usize,
 ) -> Result<Pin<&'a mut Bucket<K, V>>> {
-    let (buckets, _, old, _) = t.project();
+    let (buckets, _, old, ..) = t.project();
     match b.checked_sub(buckets.1) {
         None => bucket_pin::<K, V>(m, buckets, b),
         Some(o) => bucket_pin::<K, V>(m, old, o),
     }
+}
+
+/// Removes binding `i` of chain `b` (numbered as [`chain`] numbers them)
+/// so that a death at any point leaves what [`SHashtbl::recover`]
+/// finishes: the keys and the values but binding `i` are copied to fresh
+/// arrays first (with one more copy of the last, so that they are as long
+/// as the chain); the [`Journal`] records the removal; then each array
+/// takes its place ([`Mutator::replace_array`]) and is cut by one; the
+/// count goes down and the journal is cleared last. No value is ever in
+/// two places, so a heap left at any step passes validation.
+fn remove_binding<K: Shared, V: Shared>(
+    m: &Mutator<'_>,
+    t: Pin<&mut TRepr<K, V>>,
+    b: usize,
+    i: usize,
+) -> Result<()> {
+    let len = chain::<K, V>(&t, b).map_or(0, |c| c.0.len().min(c.1.len()));
+    if i >= len {
+        return Ok(());
+    }
+    let (buckets, size, old, _, journal) = t.project();
+    let chain = match b.checked_sub(buckets.1) {
+        None => bucket_pin::<K, V>(m, buckets, b)?,
+        Some(o) => bucket_pin::<K, V>(m, old, o)?,
+    };
+    let (mut keys, mut vals) = chain.project();
+    // A key without its value (an addition cut short) is no binding.
+    m.truncate(keys.as_mut(), len);
+    m.truncate(vals.as_mut(), len);
+    let new_keys = m.copy_without::<K>(&keys, i)?;
+    let new_vals = m.copy_without::<V>(&vals, i)?;
+    let (mut jb, jlen, ji, jk, jv) = journal.project();
+    *jlen.get_mut() = len;
+    *ji.get_mut() = i;
+    *jk.get_mut() = keys.raw_parts().0;
+    *jv.get_mut() = vals.raw_parts().0;
+    compiler_fence(Ordering::SeqCst);
+    *jb.as_mut().get_mut() = b + 1;
+    compiler_fence(Ordering::SeqCst);
+    m.replace_array(keys.as_mut(), new_keys)?;
+    m.truncate(keys, len - 1);
+    m.replace_array(vals.as_mut(), new_vals)?;
+    m.truncate(vals, len - 1);
+    let size = size.get_mut();
+    *size = size.saturating_sub(1);
+    compiler_fence(Ordering::SeqCst);
+    *jb.get_mut() = 0;
+    Ok(())
 }
 
 /// Adds a binding. Either the binding is added (and counted) or, on
@@ -598,6 +685,7 @@ fn add<K: SharedKey, V: Shared>(
     k: &K,
     v: &V,
 ) -> Result<()> {
+    whole::<K, V>(&t)?;
     let n = t.0 .1;
     if n == 0 {
         return Err(StructureError::Inconsistent {
@@ -654,12 +742,29 @@ fn grow<K: SharedKey, V: Shared>(
         }
         .into());
     }
-    let (buckets, _, old, moved) = t.project();
+    let (buckets, _, mut old, mut moved, _) = t.project();
     let mut new = make_segments::<K, V>(m, n)?;
-    // new <- the current buckets, buckets <- the new ones; then old <- the
-    // current ones (the previous old buckets, all moved, are garbage).
-    m.swap(buckets, new.as_mut())?;
-    m.swap(old, new)?;
+    // old <- the new buckets (the previous old ones, all moved, become
+    // garbage), then buckets <-> old. `moved` says which step a death
+    // interrupted (see `GROWING`); lookups use the current buckets until
+    // the swap.
+    let before = *moved;
+    *moved.as_mut().get_mut() = GROWING;
+    compiler_fence(Ordering::SeqCst);
+    if let Err(e) = m.swap(old.as_mut(), new.as_mut()) {
+        *moved.get_mut() = before;
+        return Err(e.into());
+    }
+    compiler_fence(Ordering::SeqCst);
+    *moved.as_mut().get_mut() = SWAPPING;
+    compiler_fence(Ordering::SeqCst);
+    if let Err(e) = m.swap(buckets, old.as_mut()) {
+        // Back as it was: the previous old buckets, all moved.
+        let undone = m.swap(old, new);
+        *moved.get_mut() = if undone.is_ok() { before } else { GROWING };
+        return Err(e.into());
+    }
+    compiler_fence(Ordering::SeqCst);
     *moved.get_mut() = 0;
     Ok(())
 }
@@ -680,7 +785,7 @@ fn move_some<K: SharedKey, V: Shared>(m: &Mutator<'_>, t: Pin<&mut TRepr<K, V>>)
 /// modification.
 #[inline(never)]
 fn move_buckets<K: SharedKey, V: Shared>(m: &Mutator<'_>, t: Pin<&mut TRepr<K, V>>) {
-    let (mut buckets, _, mut old, mut moved) = t.project();
+    let (mut buckets, _, mut old, mut moved, _) = t.project();
     let n = buckets.1;
     for _ in 0..MOVE_STEP {
         let o = *moved;

@@ -121,3 +121,126 @@ fn a_bucket_that_cannot_move_stays_whole() {
         assert_eq!(t.find_all_copy(&key(i)).unwrap(), [i], "key {i}");
     }
 }
+
+/// Poisons the table's data heap, as a death inside a change does (a
+/// panic inside a modification poisons it too).
+fn poison(t: &SHashtbl<u64, u64>) {
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = t.parts.data.modify(|_, _| panic!("a change cut short"));
+    }));
+    assert!(r.is_err());
+}
+
+/// The chain of key `k`, with its length.
+fn chain_of(t: &SHashtbl<u64, u64>, k: u64) -> (usize, usize) {
+    let g = t.parts.data.read().unwrap();
+    let b = locate::<u64, u64>(&g, &k).unwrap().0;
+    (b, chain::<u64, u64>(&g, b).map_or(0, |c| c.0.len()))
+}
+
+fn inconsistent<T: fmt::Debug>(r: Result<T>) -> bool {
+    matches!(r, Err(StructureError::Inconsistent { .. }))
+}
+
+#[test]
+fn a_removal_cut_short_is_finished() {
+    let pool = Pool::create(16 << 20).unwrap();
+    let t = SHashtbl::<u64, u64>::create(&pool, &()).unwrap();
+    for v in 1..=4 {
+        t.add(&5, &v).unwrap();
+    }
+    t.add(&6, &60).unwrap();
+    let (b, len) = chain_of(&t, 5);
+    assert_eq!(len, 4, "key 5 alone in its chain");
+    // The oldest binding on its way out: the keys' new array in place but
+    // not cut yet, the values untouched.
+    t.parts
+        .data
+        .modify(|m, mut t| {
+            let (old_keys, old_vals) = {
+                let (keys, vals) = chain_pin::<u64, u64>(m, t.as_mut(), b).unwrap().project();
+                let old = (keys.raw_parts().0, vals.raw_parts().0);
+                let array = m.copy_without::<u64>(&keys, 0).unwrap();
+                m.replace_array(keys, array).unwrap();
+                old
+            };
+            let (.., journal) = t.project();
+            let (jb, jlen, ji, jk, jv) = journal.project();
+            *jlen.get_mut() = 4;
+            *ji.get_mut() = 0;
+            *jk.get_mut() = old_keys;
+            *jv.get_mut() = old_vals;
+            *jb.get_mut() = b + 1;
+        })
+        .unwrap();
+    // Until it is repaired, the table says so.
+    assert!(inconsistent(t.find_copy(&5)));
+    assert!(inconsistent(t.len()));
+    assert!(inconsistent(t.add(&7, &7)));
+    assert!(inconsistent(t.read().map(|_| ())));
+    // Not poisoned (the journal was written through `heap`): `recover`
+    // repairs all the same.
+    assert_eq!(t.recover().unwrap(), None);
+    assert_eq!(t.find_all_copy(&5).unwrap(), [4, 3, 2]);
+    assert_eq!(t.find_copy(&6).unwrap(), Some(60));
+    assert_eq!(t.len().unwrap(), 4);
+    // And removals go on in order.
+    assert!(t.remove(&5).unwrap());
+    assert_eq!(t.find_all_copy(&5).unwrap(), [3, 2]);
+}
+
+#[test]
+fn a_key_without_its_value_is_cut_off() {
+    let pool = Pool::create(16 << 20).unwrap();
+    let t = SHashtbl::<u64, u64>::create(&pool, &()).unwrap();
+    t.add(&5, &1).unwrap();
+    let (b, _) = chain_of(&t, 5);
+    // An addition cut short after its key.
+    t.parts
+        .data
+        .modify(|m, t| {
+            let (keys, _) = chain_pin::<u64, u64>(m, t, b).unwrap().project();
+            m.push(keys, &5u64).unwrap();
+        })
+        .unwrap();
+    poison(&t);
+    assert!(matches!(
+        t.find_copy(&5),
+        Err(StructureError::Heap(HeapError::Poisoned))
+    ));
+    assert_eq!(t.recover().unwrap(), Some(crate::heap::Poison::Panicked));
+    assert_eq!(chain_of(&t, 5).1, 1);
+    // The next binding pairs its key with its own value.
+    t.add(&5, &2).unwrap();
+    assert_eq!(t.find_all_copy(&5).unwrap(), [2, 1]);
+    assert_eq!(t.len().unwrap(), 2);
+}
+
+#[test]
+fn a_growth_cut_short_before_its_swap_is_undone() {
+    let pool = Pool::create(16 << 20).unwrap();
+    let t = SHashtbl::<u64, u64>::with_buckets(&pool, &(), 4).unwrap();
+    for k in 0..8u64 {
+        t.add(&k, &k).unwrap();
+    }
+    assert_eq!(growth(&t), (4, 0, 0));
+    t.parts
+        .data
+        .modify(|_, t| {
+            let (_, _, _, moved, _) = t.project();
+            *moved.get_mut() = GROWING;
+        })
+        .unwrap();
+    poison(&t);
+    assert!(t.recover().unwrap().is_some());
+    assert_eq!(growth(&t), (4, 0, 0));
+    for k in 0..8u64 {
+        assert_eq!(t.find_copy(&k).unwrap(), Some(k));
+    }
+    // The next addition grows the table.
+    t.add(&8, &8).unwrap();
+    assert_eq!(growth(&t).0, 9);
+    for k in 0..9u64 {
+        assert_eq!(t.find_copy(&k).unwrap(), Some(k));
+    }
+}

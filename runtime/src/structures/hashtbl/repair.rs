@@ -1,0 +1,233 @@
+//! Finishing a change of a table that a process's death cut short:
+//! [`SHashtbl::recover`].
+//!
+//! Each change of a table is a series of writes, and a process killed in
+//! the middle leaves the heap poisoned, its values whole but the table
+//! part way through the change. What each change leaves, and what the
+//! repair makes of it:
+//!
+//! - an addition: a key without its value at the end of a chain (cut
+//!   off), or the binding without its count (counted);
+//! - a removal: the [`Journal`](super::Journal) says which chain, its
+//!   length, the index removed and the arrays it had before: an array
+//!   still in place is replaced now, one replaced already is cut by one;
+//! - the start of a growth: `moved` says which step was reached
+//!   ([`GROWING`], [`SWAPPING`]): the growth is undone or finished;
+//! - the move of an old bucket to the new ones: copies of its bindings at
+//!   the ends of new chains, while the old bucket still holds them (cut
+//!   off, to be moved again), or an old bucket emptied but not yet counted
+//!   as moved (counted).
+//!
+//! The number of bindings is counted again last.
+
+use std::pin::Pin;
+
+use super::{
+    bucket, bucket_pin, hash_repr, whole, SHashtbl, SegmentsRepr, TRepr, GROWING, SWAPPING,
+};
+use crate::heap::{Mutator, Poison};
+use crate::structures::Result;
+use crate::value::Shared;
+use crate::value::SharedVec;
+
+use super::SharedKey;
+
+impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
+    /// Makes a table usable again after a process died in the middle of
+    /// changing it, with every binding added before the death still
+    /// there: the change in flight is finished or undone (an addition is
+    /// there whole or not at all; a removal is finished; a growth goes
+    /// on). Returns why the table's heaps were poisoned (`None`: they
+    /// were not, and the table was whole, unless it was reopened through
+    /// [`heap`](Self::heap) without this repair, which is then done).
+    ///
+    /// A death inside a change poisons the table: every operation then
+    /// fails with [`HeapError::Poisoned`](crate::HeapError::Poisoned) until
+    /// this is called. It first [recovers](crate::Heap::recover) the heaps
+    /// (which checks that their values are well formed), then repairs the
+    /// table under its exclusive lock, which takes time in proportion to
+    /// the table.
+    ///
+    /// ```
+    /// let pool = mc::Pool::create(16 << 20)?;
+    /// let t = mc::SHashtbl::<u64, u64>::create(&pool, &())?;
+    /// t.add(&1, &10)?;
+    /// assert_eq!(t.recover()?, None); // nothing to do
+    /// assert_eq!(t.find_copy(&1)?, Some(10));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`](super::StructureError::Heap) with the errors
+    /// of [`Heap::recover`](crate::Heap::recover) (a heap whose values are
+    /// damaged stays poisoned: destroy the table and build it again) and of
+    /// [`Heap::modify`](crate::Heap::modify), and with
+    /// [`HeapError::OutOfMemory`](crate::HeapError::OutOfMemory) when a
+    /// removal cut short has no room to finish: the table then stays marked
+    /// (its operations fail with
+    /// [`StructureError::Inconsistent`](super::StructureError::Inconsistent));
+    /// make room in the pool and call this again.
+    pub fn recover(&self) -> Result<Option<Poison>> {
+        let data = self.parts.data.recover()?;
+        let header = self.parts.header.recover()?;
+        let cut_short = whole::<K, V>(&*self.parts.data.read()?).is_err();
+        if data.is_some() || cut_short {
+            self.parts.modify_try(|m, t| repair::<K, V>(m, t))?;
+        }
+        Ok(data.or(header))
+    }
+}
+
+/// Finishes or undoes the change a death cut short (see the module
+/// documentation).
+pub(super) fn repair<K: SharedKey, V: Shared>(
+    m: &Mutator<'_>,
+    mut t: Pin<&mut TRepr<K, V>>,
+) -> Result<()> {
+    finish_growth::<K, V>(m, t.as_mut());
+    finish_removal::<K, V>(m, t.as_mut())?;
+    even_chains::<K, V>(m, t.as_mut());
+    finish_move::<K, V>(m, t.as_mut());
+    recount::<K, V>(t);
+    Ok(())
+}
+
+/// A growth's start cut short: before the new buckets took the old ones'
+/// place, it is undone (the old buckets were all moved); after, it is
+/// finished.
+fn finish_growth<K: Shared, V: Shared>(m: &Mutator<'_>, t: Pin<&mut TRepr<K, V>>) {
+    let (mut buckets, _, mut old, moved, _) = t.project();
+    let moved = moved.get_mut();
+    // The new list has more buckets than the current one, which has more
+    // than the old list before it.
+    let swap = match *moved {
+        GROWING if old.1 > buckets.1 => true,
+        GROWING => {
+            *moved = old.1;
+            return;
+        }
+        SWAPPING => old.1 > buckets.1,
+        _ => return,
+    };
+    if swap && m.swap(buckets.as_mut(), old.as_mut()).is_err() {
+        // (Swaps fail only on pinned locks, which a table refuses.)
+        return;
+    }
+    *moved = 0;
+}
+
+/// A removal cut short is finished where its journal says it was (the
+/// journal stays when there is no room to finish it).
+fn finish_removal<K: Shared, V: Shared>(m: &Mutator<'_>, t: Pin<&mut TRepr<K, V>>) -> Result<()> {
+    let (buckets, _, old, _, journal) = t.project();
+    let (mut jb, jlen, ji, jk, jv) = journal.project();
+    if *jb == 0 {
+        return Ok(());
+    }
+    let (b, len, i, old_keys, old_vals) = (*jb - 1, *jlen, *ji, *jk, *jv);
+    let chain = match b.checked_sub(buckets.1) {
+        None => bucket_pin::<K, V>(m, buckets, b),
+        Some(o) => bucket_pin::<K, V>(m, old, o),
+    };
+    if let Ok(chain) = chain {
+        let (keys, vals) = chain.project();
+        finish_array::<K>(m, keys, len, i, old_keys)?;
+        finish_array::<V>(m, vals, len, i, old_vals)?;
+    }
+    *jb.as_mut().get_mut() = 0;
+    Ok(())
+}
+
+/// One array of a removal cut short: the old array still in place (at
+/// `old`, with its `len` elements) is replaced by a copy without element
+/// `i`; a replaced one not cut yet is cut.
+fn finish_array<V: Shared>(
+    m: &Mutator<'_>,
+    mut vec: Pin<&mut SharedVec<V::Repr>>,
+    len: usize,
+    i: usize,
+    old: usize,
+) -> Result<()> {
+    let (ptr, n, _) = vec.raw_parts();
+    if n != len || len == 0 {
+        // Cut already (or not the chain the journal saw: left alone).
+        return Ok(());
+    }
+    if ptr == old {
+        let array = m.copy_without::<V>(&vec, i)?;
+        m.replace_array(vec.as_mut(), array)?;
+    }
+    m.truncate(vec, len - 1);
+    Ok(())
+}
+
+/// Every chain as long in keys as in values: a key pushed without its
+/// value (an addition or a move cut short) is cut off, and so are the
+/// values of an old bucket whose keys were cut off.
+fn even_chains<K: Shared, V: Shared>(m: &Mutator<'_>, t: Pin<&mut TRepr<K, V>>) {
+    let (buckets, _, old, ..) = t.project();
+    for list in [buckets, old] {
+        let (segments, _) = list.project();
+        for segment in segments.iter_pin() {
+            for chain in segment.iter_pin() {
+                let (keys, vals) = chain.project();
+                let n = keys.len().min(vals.len());
+                m.truncate(keys, n);
+                m.truncate(vals, n);
+            }
+        }
+    }
+}
+
+/// The move of old bucket `moved` cut short: copies of its bindings at
+/// the ends of new chains are cut off while it holds them (it is moved
+/// again by the next change); an emptied bucket counts as moved.
+fn finish_move<K: SharedKey, V: Shared>(m: &Mutator<'_>, t: Pin<&mut TRepr<K, V>>) {
+    let (mut buckets, _, old, moved, _) = t.project();
+    let (n, old_n, o) = (buckets.1, old.1, *moved);
+    if old_n == 0 || o >= old_n || n == 0 {
+        return;
+    }
+    let from = bucket::<K, V>(&old, o);
+    let Some(from) = from.filter(|c| !c.0.is_empty()) else {
+        *moved.get_mut() = o + 1;
+        return;
+    };
+    // Keys of old bucket `o` live nowhere else until it has moved: in a
+    // new chain they are copies, at its end (nothing was added since).
+    let mut targets: Vec<usize> = from
+        .0
+        .iter()
+        .map(|k| (hash_repr::<K>(k) % n as u64) as usize)
+        .collect();
+    targets.sort_unstable();
+    targets.dedup();
+    let from_o = |k: &K::Repr| (hash_repr::<K>(k) % old_n as u64) as usize == o;
+    for b in targets {
+        let Ok(chain) = bucket_pin::<K, V>(m, buckets.as_mut(), b) else {
+            continue;
+        };
+        let (mut keys, mut vals) = chain.project();
+        let mut keep = keys.len().min(vals.len());
+        while keep > 0 && keys.get(keep - 1).is_some_and(from_o) {
+            keep -= 1;
+        }
+        m.truncate(keys.as_mut(), keep);
+        m.truncate(vals.as_mut(), keep);
+    }
+}
+
+/// The number of bindings, counted again.
+fn recount<K: Shared, V: Shared>(t: Pin<&mut TRepr<K, V>>) {
+    let count = |list: &SegmentsRepr<K, V>| -> usize {
+        list.0
+            .iter()
+            .flat_map(|s| s.iter())
+            .map(|c| c.0.len().min(c.1.len()))
+            .sum()
+    };
+    let total = count(&t.0) + count(&t.2);
+    let (_, size, ..) = t.project();
+    *size.get_mut() = total;
+}

@@ -1,0 +1,414 @@
+//! kill -9 a process in the middle of a structure's operation, 100 trials
+//! per case: an `SHashtbl` insert, an `SHashtbl` insert that grows the
+//! table (buckets moving from the old array to the new one), an
+//! `SHashtbl` removal, and an `SQueue` push. After each kill the structure
+//! is either whole, or its error names it as poisoned and `recover`
+//! (`SHashtbl::recover`, which also finishes the table's change in
+//! flight; `Heap::recover` for the queue) reopens it; then every operation
+//! that returned `Ok` before the kill has its effect, the one in flight
+//! has it whole or not at all (a queue batch: a prefix of it), and the
+//! structure takes new work.
+//!
+//! A plain program (`harness = false`): forking from the multi-threaded
+//! test harness is unsound. `KILL_TRIALS` sets the number of trials.
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{ensure, fork_child, kill, run_scenarios, shared, wait_child, Rng};
+use mc::heap::Poison;
+use mc::structures::StructureError;
+use mc::{HeapError, Pool, SHashtbl, SQueue, SShardedHashtbl};
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+fn err<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
+}
+
+fn trials() -> usize {
+    std::env::var("KILL_TRIALS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100)
+}
+
+/// The value bound to key `k` (not `k` itself, so that a value written to
+/// the wrong key shows).
+fn value(k: u64) -> u64 {
+    k.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1
+}
+
+/// Forks `work`, which counts what it has committed in `done` and never
+/// returns; waits until it has committed `warm`, lets it run a random
+/// moment more, and kills it with SIGKILL. Returns the final count.
+fn kill_while(
+    rng: &mut Rng,
+    done: &'static AtomicU64,
+    warm: u64,
+    work: impl FnOnce() -> i32,
+) -> Result<u64, String> {
+    done.store(0, Ordering::SeqCst);
+    let pid = fork_child(work);
+    let start = Instant::now();
+    while done.load(Ordering::SeqCst) < warm {
+        if start.elapsed() > Duration::from_secs(30) {
+            kill(pid);
+            let _ = wait_child(pid, TIMEOUT);
+            return Err("the child made no progress".into());
+        }
+        std::thread::sleep(Duration::from_micros(50));
+    }
+    std::thread::sleep(Duration::from_micros(rng.below(3000) as u64));
+    kill(pid);
+    let ended = wait_child(pid, TIMEOUT)?;
+    ensure(ended == common::Ended::Signaled(9), || {
+        format!("the child ended as {ended:?}, not killed")
+    })?;
+    Ok(done.load(Ordering::SeqCst))
+}
+
+/// What a kill left: the structure whole, or poisoned and recovered.
+#[derive(Default)]
+struct Outcome {
+    whole: usize,
+    recovered: usize,
+}
+
+impl Outcome {
+    /// Probes with `probe` (a read of the structure): a poisoned
+    /// structure must say so, and `recover` must reopen it as poisoned by
+    /// a death.
+    fn settle<E: std::fmt::Debug>(
+        &mut self,
+        probe: mc::structures::Result<usize>,
+        recover: impl FnOnce() -> Result<Option<Poison>, E>,
+    ) -> Result<(), String> {
+        match probe {
+            Ok(_) => {
+                self.whole += 1;
+                Ok(())
+            }
+            Err(StructureError::Heap(HeapError::Poisoned)) => {
+                match recover() {
+                    Ok(Some(Poison::Died)) => {}
+                    other => return Err(format!("poisoned, then recover gave {other:?}")),
+                }
+                self.recovered += 1;
+                Ok(())
+            }
+            Err(e) => Err(format!("after the kill: {e}")),
+        }
+    }
+}
+
+/// Kills a process adding keys `0, 1, ...` to `t` and checks the table
+/// afterwards. Returns the number of bindings committed before the kill.
+fn insert_trial(
+    rng: &mut Rng,
+    done: &'static AtomicU64,
+    t: &SHashtbl<u64, u64>,
+    outcome: &mut Outcome,
+) -> Result<u64, String> {
+    let tc = t.clone();
+    let committed = kill_while(rng, done, 200, move || {
+        for k in 0..200_000u64 {
+            tc.add(&k, &value(k)).expect("add");
+            done.store(k + 1, Ordering::SeqCst);
+        }
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    })?;
+    outcome.settle(t.len(), || t.recover())?;
+    // Every committed binding is there; the one in flight whole or not at
+    // all (a key without its value is no binding).
+    let len = t.len().map_err(err)? as u64;
+    let in_flight = t.find_copy(&committed).map_err(err)?;
+    let expected_len = committed + u64::from(in_flight.is_some());
+    ensure(len == expected_len, || {
+        format!("{len} bindings, {committed} committed, in flight {in_flight:?}")
+    })?;
+    ensure(
+        in_flight.is_none() || in_flight == Some(value(committed)),
+        || format!("key {committed} in flight bound to {in_flight:?}"),
+    )?;
+    for k in 0..committed {
+        let got = t.find_copy(&k).map_err(err)?;
+        ensure(got == Some(value(k)), || {
+            format!("committed key {k} of {committed}: {got:?}")
+        })?;
+    }
+    t.heap().validate().map_err(err)?;
+    // The table takes new work.
+    t.replace(&u64::MAX, &7).map_err(err)?;
+    ensure(t.find_copy(&u64::MAX).map_err(err)? == Some(7), || {
+        "a new binding is not found".into()
+    })?;
+    ensure(t.remove(&u64::MAX).map_err(err)?, || {
+        "a new binding is not removed".into()
+    })?;
+    Ok(committed)
+}
+
+/// Inserts into a table with room for all of them: no growth.
+fn hashtbl_killed_in_insert() -> Result<String, String> {
+    let pool = Pool::create(256 << 20).map_err(err)?;
+    let done = shared(AtomicU64::new(0));
+    let mut rng = Rng(0x1157_2024_5eed_0001);
+    let mut outcome = Outcome::default();
+    let mut total = 0;
+    for trial in 0..trials() {
+        let t = SHashtbl::<u64, u64>::with_buckets(&pool, &(), 1 << 17).map_err(err)?;
+        let before = t.buckets().map_err(err)?;
+        total += insert_trial(&mut rng, done, &t, &mut outcome)
+            .map_err(|e| format!("trial {trial}: {e}"))?;
+        ensure(t.buckets().map_err(err)? == before, || {
+            format!("trial {trial}: the table grew")
+        })?;
+        t.destroy().map_err(err)?;
+    }
+    Ok(format!(
+        "{} kills ({total} bindings committed): {} left the table whole, {} poisoned it and \
+         were recovered; nothing committed lost",
+        trials(),
+        outcome.whole,
+        outcome.recovered
+    ))
+}
+
+/// Inserts into a table of one bucket, which grows again and again: most
+/// kills land while bindings move from the old buckets to the new.
+fn hashtbl_killed_in_resize() -> Result<String, String> {
+    let pool = Pool::create(256 << 20).map_err(err)?;
+    let done = shared(AtomicU64::new(0));
+    let mut rng = Rng(0x1157_2024_5eed_0002);
+    let mut outcome = Outcome::default();
+    let mut growing = 0;
+    for trial in 0..trials() {
+        let t = SHashtbl::<u64, u64>::with_buckets(&pool, &(), 1).map_err(err)?;
+        let committed = insert_trial(&mut rng, done, &t, &mut outcome)
+            .map_err(|e| format!("trial {trial}: {e}"))?;
+        // Whether the kill left old buckets still to move (the table's
+        // data: new buckets, bindings, old buckets, how many have moved).
+        let (_, _, (_, old), moved, _) = t.heap().copy().map_err(err)?;
+        if moved < old {
+            growing += 1;
+        }
+        ensure(t.buckets().map_err(err)? as u64 > committed / 4, || {
+            format!("trial {trial}: {committed} bindings in too few buckets")
+        })?;
+        t.destroy().map_err(err)?;
+    }
+    Ok(format!(
+        "{} kills: {growing} left the table growing, {} whole, {} poisoned and recovered; \
+         nothing committed lost",
+        trials(),
+        outcome.whole,
+        outcome.recovered
+    ))
+}
+
+/// Kills a process removing the newer of the two bindings of keys
+/// `0, 1, ...`; every removal committed is done, the one in flight is done
+/// or not, and no other binding changes.
+fn hashtbl_killed_in_remove() -> Result<String, String> {
+    const KEYS: u64 = 3000;
+    let pool = Pool::create(256 << 20).map_err(err)?;
+    let done = shared(AtomicU64::new(0));
+    let mut rng = Rng(0x1157_2024_5eed_0004);
+    let mut outcome = Outcome::default();
+    for trial in 0..trials() {
+        // Few buckets, so that chains hold several keys and a removal
+        // moves other keys' bindings along.
+        let t = SHashtbl::<u64, u64>::with_buckets(&pool, &(), 64).map_err(err)?;
+        for k in 0..KEYS {
+            t.add(&k, &value(k)).map_err(err)?;
+        }
+        for k in 0..KEYS {
+            t.add(&k, &(value(k) ^ 2)).map_err(err)?;
+        }
+        let tc = t.clone();
+        let committed = kill_while(&mut rng, done, 50, move || {
+            for k in 0..KEYS {
+                tc.remove(&k).expect("remove");
+                done.store(k + 1, Ordering::SeqCst);
+            }
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        })
+        .map_err(|e| format!("trial {trial}: {e}"))?;
+        let mut check = || -> Result<(), String> {
+            outcome.settle(t.len(), || t.recover())?;
+            let (one, two) = (
+                vec![value(committed)],
+                vec![value(committed) ^ 2, value(committed)],
+            );
+            let in_flight = t.find_all_copy(&committed).map_err(err)?;
+            ensure(
+                committed >= KEYS || in_flight == one || in_flight == two,
+                || format!("key {committed} in flight: {in_flight:?}"),
+            )?;
+            for k in 0..KEYS {
+                if k == committed {
+                    continue;
+                }
+                let got = t.find_all_copy(&k).map_err(err)?;
+                let want = if k < committed {
+                    vec![value(k)]
+                } else {
+                    vec![value(k) ^ 2, value(k)]
+                };
+                ensure(got == want, || {
+                    format!("key {k} ({committed} removals committed): {got:?}")
+                })?;
+            }
+            let len = t.len().map_err(err)? as u64;
+            let removed = committed + u64::from(committed < KEYS && in_flight == one);
+            ensure(len == 2 * KEYS - removed, || {
+                format!("{len} bindings after {removed} removals")
+            })?;
+            t.heap().validate().map_err(err)?;
+            ensure(t.remove(&0).map_err(err)?, || "no binding of 0 left".into())
+        };
+        check().map_err(|e| format!("trial {trial}: {e}"))?;
+        t.destroy().map_err(err)?;
+    }
+    Ok(format!(
+        "{} kills: {} left the table whole, {} poisoned it and were recovered; every \
+         committed removal done, no other binding changed",
+        trials(),
+        outcome.whole,
+        outcome.recovered
+    ))
+}
+
+/// Kills a process adding keys `0, 1, ...` to a table of 4 shards, each
+/// of few buckets (so that it grows); `SShardedHashtbl::recover` repairs
+/// every shard.
+fn sharded_killed_in_insert() -> Result<String, String> {
+    let pool = Pool::create(256 << 20).map_err(err)?;
+    let done = shared(AtomicU64::new(0));
+    let mut rng = Rng(0x1157_2024_5eed_0005);
+    let mut outcome = Outcome::default();
+    for trial in 0..trials() {
+        let t = SShardedHashtbl::<u64, u64>::with_buckets(&pool, 4, 4).map_err(err)?;
+        let tc = t.clone();
+        let committed = kill_while(&mut rng, done, 100, move || {
+            for k in 0..200_000u64 {
+                tc.add(&k, &value(k)).expect("add");
+                done.store(k + 1, Ordering::SeqCst);
+            }
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        })
+        .map_err(|e| format!("trial {trial}: {e}"))?;
+        let mut check = || -> Result<(), String> {
+            outcome.settle(t.len(), || t.recover())?;
+            let len = t.len().map_err(err)? as u64;
+            let in_flight = t.find_copy(&committed).map_err(err)?;
+            ensure(len == committed + u64::from(in_flight.is_some()), || {
+                format!("{len} bindings, {committed} committed")
+            })?;
+            for k in 0..committed {
+                let got = t.find_copy(&k).map_err(err)?;
+                ensure(got == Some(value(k)), || {
+                    format!("committed key {k}: {got:?}")
+                })?;
+            }
+            t.add(&u64::MAX, &1).map_err(err)
+        };
+        check().map_err(|e| format!("trial {trial}: {e}"))?;
+        t.destroy().map_err(err)?;
+    }
+    Ok(format!(
+        "{} kills: {} left the table whole, {} poisoned a shard and were recovered; nothing \
+         committed lost",
+        trials(),
+        outcome.whole,
+        outcome.recovered
+    ))
+}
+
+/// Kills a process pushing `0, 1, ...` (one by one, and in batches of
+/// four through `extend`); the queue then holds them in order, each
+/// committed one, and a prefix of the batch in flight.
+fn queue_killed_in_push() -> Result<String, String> {
+    const BATCH: u64 = 4;
+    let pool = Pool::create(256 << 20).map_err(err)?;
+    let done = shared(AtomicU64::new(0));
+    let mut rng = Rng(0x1157_2024_5eed_0003);
+    let mut outcome = Outcome::default();
+    for trial in 0..trials() {
+        let q = SQueue::<u64>::create(&pool, &()).map_err(err)?;
+        let qc = q.clone();
+        let committed = kill_while(&mut rng, done, 200, move || {
+            let mut i = 0u64;
+            while i < 400_000 {
+                if i.is_multiple_of(7) {
+                    let batch: Vec<u64> = (i..i + BATCH).collect();
+                    qc.extend(&batch).expect("extend");
+                    i += BATCH;
+                } else {
+                    qc.push(&i).expect("push");
+                    i += 1;
+                }
+                done.store(i, Ordering::SeqCst);
+            }
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        })
+        .map_err(|e| format!("trial {trial}: {e}"))?;
+        outcome
+            .settle(q.len(), || q.heap().recover())
+            .map_err(|e| format!("trial {trial}: {e}"))?;
+        let mut got = Vec::new();
+        loop {
+            let more = q.pop_many(4096).map_err(err)?;
+            if more.is_empty() {
+                break;
+            }
+            got.extend(more);
+        }
+        let n = got.len() as u64;
+        ensure(
+            got.iter().copied().eq(0..n) && (committed..=committed + BATCH).contains(&n),
+            || {
+                format!(
+                    "trial {trial}: {n} values ({:?} ...), {committed} committed",
+                    &got[..got.len().min(8)]
+                )
+            },
+        )?;
+        q.heap().validate().map_err(err)?;
+        q.push(&u64::MAX).map_err(err)?;
+        ensure(q.pop_copy().map_err(err)? == Some(u64::MAX), || {
+            format!("trial {trial}: the queue does not go on")
+        })?;
+        q.destroy().map_err(err)?;
+    }
+    Ok(format!(
+        "{} kills: {} left the queue whole, {} poisoned it and were recovered; nothing \
+         committed lost",
+        trials(),
+        outcome.whole,
+        outcome.recovered
+    ))
+}
+
+fn main() {
+    // A hung run ends the test (SIGALRM).
+    common::watchdog(600);
+    run_scenarios(&[
+        ("hashtbl_killed_in_insert", hashtbl_killed_in_insert),
+        ("hashtbl_killed_in_resize", hashtbl_killed_in_resize),
+        ("hashtbl_killed_in_remove", hashtbl_killed_in_remove),
+        ("sharded_killed_in_insert", sharded_killed_in_insert),
+        ("queue_killed_in_push", queue_killed_in_push),
+    ]);
+}
