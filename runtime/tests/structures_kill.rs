@@ -215,25 +215,48 @@ fn hashtbl_killed_in_resize() -> Result<String, String> {
 /// `0, 1, ...`; every removal committed is done, the one in flight is done
 /// or not, and no other binding changes.
 fn hashtbl_killed_in_remove() -> Result<String, String> {
+    removal_kills(|k| k, |k, newer| value(k) ^ u64::from(newer) * 2, 0x0004)
+}
+
+/// As [`hashtbl_killed_in_remove`], with strings: values with pointers,
+/// which a removal copies to fresh arrays instead of moving in place.
+fn hashtbl_of_strings_killed_in_remove() -> Result<String, String> {
+    removal_kills(
+        |k| format!("key-{k}"),
+        |k, newer| format!("{}-{newer}", value(k)),
+        0x0006,
+    )
+}
+
+/// Kills a process removing the newer of the two bindings of keys
+/// `key(0), key(1), ...` (bound to `val(k, false)` then `val(k, true)`).
+fn removal_kills<K, V>(
+    key: fn(u64) -> K,
+    val: fn(u64, bool) -> V,
+    seed: u64,
+) -> Result<String, String>
+where
+    K: mc::structures::SharedKey + 'static,
+    V: mc::Shared + PartialEq + std::fmt::Debug + 'static,
+{
     const KEYS: u64 = 3000;
     let pool = Pool::create(256 << 20).map_err(err)?;
     let done = shared(AtomicU64::new(0));
-    let mut rng = Rng(0x1157_2024_5eed_0004);
+    let mut rng = Rng(0x1157_2024_5eed_0000 | seed);
     let mut outcome = Outcome::default();
     for trial in 0..trials() {
         // Few buckets, so that chains hold several keys and a removal
         // moves other keys' bindings along.
-        let t = SHashtbl::<u64, u64>::with_buckets(&pool, &(), 64).map_err(err)?;
-        for k in 0..KEYS {
-            t.add(&k, &value(k)).map_err(err)?;
-        }
-        for k in 0..KEYS {
-            t.add(&k, &(value(k) ^ 2)).map_err(err)?;
+        let t = SHashtbl::<K, V>::with_buckets(&pool, &(), 64).map_err(err)?;
+        for newer in [false, true] {
+            for k in 0..KEYS {
+                t.add(&key(k), &val(k, newer)).map_err(err)?;
+            }
         }
         let tc = t.clone();
         let committed = kill_while(&mut rng, done, 50, move || {
             for k in 0..KEYS {
-                tc.remove(&k).expect("remove");
+                tc.remove(&key(k)).expect("remove");
                 done.store(k + 1, Ordering::SeqCst);
             }
             loop {
@@ -243,24 +266,19 @@ fn hashtbl_killed_in_remove() -> Result<String, String> {
         .map_err(|e| format!("trial {trial}: {e}"))?;
         let mut check = || -> Result<(), String> {
             outcome.settle(t.len(), || t.recover())?;
-            let (one, two) = (
-                vec![value(committed)],
-                vec![value(committed) ^ 2, value(committed)],
-            );
-            let in_flight = t.find_all_copy(&committed).map_err(err)?;
+            let one = vec![val(committed, false)];
+            let two = vec![val(committed, true), val(committed, false)];
+            let in_flight = t.find_all_copy(&key(committed)).map_err(err)?;
             ensure(
                 committed >= KEYS || in_flight == one || in_flight == two,
                 || format!("key {committed} in flight: {in_flight:?}"),
             )?;
-            for k in 0..KEYS {
-                if k == committed {
-                    continue;
-                }
-                let got = t.find_all_copy(&k).map_err(err)?;
+            for k in (0..KEYS).filter(|&k| k != committed) {
+                let got = t.find_all_copy(&key(k)).map_err(err)?;
                 let want = if k < committed {
-                    vec![value(k)]
+                    vec![val(k, false)]
                 } else {
-                    vec![value(k) ^ 2, value(k)]
+                    vec![val(k, true), val(k, false)]
                 };
                 ensure(got == want, || {
                     format!("key {k} ({committed} removals committed): {got:?}")
@@ -272,7 +290,9 @@ fn hashtbl_killed_in_remove() -> Result<String, String> {
                 format!("{len} bindings after {removed} removals")
             })?;
             t.heap().validate().map_err(err)?;
-            ensure(t.remove(&0).map_err(err)?, || "no binding of 0 left".into())
+            ensure(t.remove(&key(0)).map_err(err)?, || {
+                "no binding of key 0 left".into()
+            })
         };
         check().map_err(|e| format!("trial {trial}: {e}"))?;
         t.destroy().map_err(err)?;
@@ -408,6 +428,10 @@ fn main() {
         ("hashtbl_killed_in_insert", hashtbl_killed_in_insert),
         ("hashtbl_killed_in_resize", hashtbl_killed_in_resize),
         ("hashtbl_killed_in_remove", hashtbl_killed_in_remove),
+        (
+            "hashtbl_of_strings_killed_in_remove",
+            hashtbl_of_strings_killed_in_remove,
+        ),
         ("sharded_killed_in_insert", sharded_killed_in_insert),
         ("queue_killed_in_push", queue_killed_in_push),
     ]);

@@ -160,7 +160,13 @@ fn data_broken_through_heap_is_an_error_not_a_panic() {
     // panic, no abort.
     for (buckets, bindings) in [(usize::MAX, 1), (1 << 62, 1 << 63)] {
         t.heap()
-            .assign(&((Vec::new(), buckets), bindings, (Vec::new(), 0), 0, (0, 0, 0, 0, 0)))
+            .assign(&(
+                (Vec::new(), buckets),
+                bindings,
+                (Vec::new(), 0),
+                0,
+                (0, 0, 0, 0, 0),
+            ))
             .unwrap();
         assert!(t.add(&1, &"one".to_string()).is_err());
         assert_eq!(t.find_copy(&1).unwrap(), None);

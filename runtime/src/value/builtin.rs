@@ -462,6 +462,33 @@ impl<R> SharedVec<R> {
 }
 
 impl<R> SharedVec<R> {
+    /// Copies element `j + 1` over element `j` (nothing when `j + 1` is not
+    /// an element). Only for representations without pointers, where a
+    /// bitwise copy is a whole, valid value that shares nothing.
+    ///
+    /// # Panics
+    ///
+    /// When `T` has pointers.
+    pub(crate) fn copy_down<T: Shared<Repr = R>>(self: Pin<&mut Self>, j: usize) {
+        assert!(
+            !T::HAS_POINTERS,
+            "mc: a bitwise copy of a value with pointers"
+        );
+        if j.checked_add(1).is_none_or(|next| next >= self.len) {
+            return;
+        }
+        // SAFETY: `j` and `j + 1` are elements (`j + 1 < len`): initialised
+        // values of the array (the vector's invariant); the copy overwrites
+        // the one at `j` with the bytes of the next, which for a
+        // representation without pointers (checked) is a valid value that
+        // refers to nothing. Representations have no `Drop`. Only the
+        // array's contents change; nothing moves.
+        unsafe {
+            let p = at::<R>(self.ptr);
+            std::ptr::copy_nonoverlapping(p.add(j + 1), p.add(j), 1);
+        }
+    }
+
     /// Makes `dst`, a full array of as many elements as the vector has,
     /// the vector's array (the old one becomes garbage), writing its
     /// capacity, then its address, each write a whole word after the one

@@ -15,7 +15,7 @@ pub use key::{KeyHasher, SharedKey};
 use super::{pin_at, structure_common, Parts, Ref, Refs, Result, StructureError};
 use crate::heap::{HeapError, HeapOptions, Mutator, PinGuard, ReadGuard};
 use crate::pool::Pool;
-use crate::value::{Shared, SharedVec, Tuple2, Tuple5};
+use crate::value::{FreshArray, Shared, SharedVec, Tuple2, Tuple5};
 
 /// The number of buckets of a new table (as Netmulticore's).
 pub const INITIAL_BUCKETS: usize = 391;
@@ -27,9 +27,11 @@ pub const INITIAL_BUCKETS: usize = 391;
 type TData<K, V> = (Segments<K, V>, usize, Segments<K, V>, usize, Journal);
 /// A removal in flight: its chain (numbered as [`chain`] numbers them)
 /// plus 1, 0 for none; the chain's length before it; the index removed;
-/// and the addresses of the chain's key and value arrays before it.
-/// Written before the chain changes, so that [`SHashtbl::recover`] can
-/// finish a removal cut short by a death.
+/// and for the key array, then the value array, the step its copies down
+/// reached (an array without pointers) or its address before (with
+/// pointers; see [`remove_binding`]). Written before the chain changes,
+/// so that [`SHashtbl::recover`] can finish a removal cut short by a
+/// death.
 type Journal = (usize, usize, usize, usize, usize);
 /// Buckets in segments of [`SEGMENT`] (the last one shorter), each made
 /// when a binding first goes into it, and the number of buckets.
@@ -630,12 +632,19 @@ fn chain_pin<'a, K: Shared, V: Shared>(
 
 /// Removes binding `i` of chain `b` (numbered as [`chain`] numbers them)
 /// so that a death at any point leaves what [`SHashtbl::recover`]
-/// finishes: the keys and the values but binding `i` are copied to fresh
-/// arrays first (with one more copy of the last, so that they are as long
-/// as the chain); the [`Journal`] records the removal; then each array
-/// takes its place ([`Mutator::replace_array`]) and is cut by one; the
-/// count goes down and the journal is cleared last. No value is ever in
-/// two places, so a heap left at any step passes validation.
+/// finishes. The [`Journal`] records the removal before the chain
+/// changes; then each of the key and value arrays loses element `i`:
+///
+/// - an array without pointers in place ([`shift_out`]): the later
+///   elements are copied down one by one, the journal recording each
+///   step, and the last is cut off;
+/// - an array with pointers by copy: its elements but `i`, then one more
+///   copy of its last, go to a fresh array (made before the journal, so
+///   that running out of room changes nothing), which takes the old one's
+///   place ([`Mutator::replace_array`]) and is cut by one. No value is
+///   ever in two places, so a heap left at any step passes validation.
+///
+/// The count goes down and the journal is cleared last.
 fn remove_binding<K: Shared, V: Shared>(
     m: &Mutator<'_>,
     t: Pin<&mut TRepr<K, V>>,
@@ -655,25 +664,66 @@ fn remove_binding<K: Shared, V: Shared>(
     // A key without its value (an addition cut short) is no binding.
     m.truncate(keys.as_mut(), len);
     m.truncate(vals.as_mut(), len);
-    let new_keys = m.copy_without::<K>(&keys, i)?;
-    let new_vals = m.copy_without::<V>(&vals, i)?;
-    let (mut jb, jlen, ji, jk, jv) = journal.project();
+    let new_keys = copy_if_pointers::<K>(m, &keys, i)?;
+    let new_vals = copy_if_pointers::<V>(m, &vals, i)?;
+    let (mut jb, jlen, ji, mut jk, mut jv) = journal.project();
     *jlen.get_mut() = len;
     *ji.get_mut() = i;
-    *jk.get_mut() = keys.raw_parts().0;
-    *jv.get_mut() = vals.raw_parts().0;
+    // Per array: the address of the array replaced, or the step reached.
+    *jk.as_mut().get_mut() = new_keys.as_ref().map_or(i, |_| keys.raw_parts().0);
+    *jv.as_mut().get_mut() = new_vals.as_ref().map_or(i, |_| vals.raw_parts().0);
     compiler_fence(Ordering::SeqCst);
     *jb.as_mut().get_mut() = b + 1;
     compiler_fence(Ordering::SeqCst);
-    m.replace_array(keys.as_mut(), new_keys)?;
+    match new_keys {
+        Some(array) => m.replace_array(keys.as_mut(), array)?,
+        None => shift_out::<K>(keys.as_mut(), len, jk),
+    }
     m.truncate(keys, len - 1);
-    m.replace_array(vals.as_mut(), new_vals)?;
+    match new_vals {
+        Some(array) => m.replace_array(vals.as_mut(), array)?,
+        None => shift_out::<V>(vals.as_mut(), len, jv),
+    }
     m.truncate(vals, len - 1);
     let size = size.get_mut();
     *size = size.saturating_sub(1);
     compiler_fence(Ordering::SeqCst);
     *jb.get_mut() = 0;
     Ok(())
+}
+
+/// For an array with pointers, the fresh copy [`remove_binding`] puts in
+/// its place ([`Mutator::copy_without`]); `None` for one without.
+fn copy_if_pointers<V: Shared>(
+    m: &Mutator<'_>,
+    vec: &SharedVec<V::Repr>,
+    i: usize,
+) -> Result<Option<FreshArray<V::Repr>>> {
+    if !V::HAS_POINTERS {
+        return Ok(None);
+    }
+    Ok(Some(m.copy_without::<V>(vec, i)?))
+}
+
+/// Copies the elements after `*step` of an array without pointers (of
+/// `len` elements) one place down, from `*step` on, recording each step
+/// done in `step`. Going on from a recorded step after a death is right
+/// whether that step's copy was done or not: it copies the same element
+/// to the same place.
+fn shift_out<V: Shared>(
+    mut vec: Pin<&mut SharedVec<V::Repr>>,
+    len: usize,
+    mut step: Pin<&mut usize>,
+) {
+    if vec.len() != len {
+        return;
+    }
+    for j in *step..len.saturating_sub(1) {
+        vec.as_mut().copy_down::<V>(j);
+        compiler_fence(Ordering::SeqCst);
+        *step.as_mut().get_mut() = j + 1;
+        compiler_fence(Ordering::SeqCst);
+    }
 }
 
 /// Adds a binding. Either the binding is added (and counted) or, on

@@ -9,8 +9,10 @@
 //! - an addition: a key without its value at the end of a chain (cut
 //!   off), or the binding without its count (counted);
 //! - a removal: the [`Journal`](super::Journal) says which chain, its
-//!   length, the index removed and the arrays it had before: an array
-//!   still in place is replaced now, one replaced already is cut by one;
+//!   length and the index removed, and for each array the step its
+//!   copies down reached (no pointers) or the address it had before
+//!   (pointers): the copies go on, an old array still in place is
+//!   replaced, and the array is cut by one;
 //! - the start of a growth: `moved` says which step was reached
 //!   ([`GROWING`], [`SWAPPING`]): the growth is undone or finished;
 //! - the move of an old bucket to the new ones: copies of its bindings at
@@ -23,7 +25,8 @@
 use std::pin::Pin;
 
 use super::{
-    bucket, bucket_pin, hash_repr, whole, SHashtbl, SegmentsRepr, TRepr, GROWING, SWAPPING,
+    bucket, bucket_pin, hash_repr, shift_out, whole, SHashtbl, SegmentsRepr, TRepr, GROWING,
+    SWAPPING,
 };
 use crate::heap::{Mutator, Poison};
 use crate::structures::Result;
@@ -125,36 +128,43 @@ fn finish_removal<K: Shared, V: Shared>(m: &Mutator<'_>, t: Pin<&mut TRepr<K, V>
     if *jb == 0 {
         return Ok(());
     }
-    let (b, len, i, old_keys, old_vals) = (*jb - 1, *jlen, *ji, *jk, *jv);
+    let (b, len, i) = (*jb - 1, *jlen, *ji);
     let chain = match b.checked_sub(buckets.1) {
         None => bucket_pin::<K, V>(m, buckets, b),
         Some(o) => bucket_pin::<K, V>(m, old, o),
     };
     if let Ok(chain) = chain {
         let (keys, vals) = chain.project();
-        finish_array::<K>(m, keys, len, i, old_keys)?;
-        finish_array::<V>(m, vals, len, i, old_vals)?;
+        finish_array::<K>(m, keys, len, i, jk)?;
+        finish_array::<V>(m, vals, len, i, jv)?;
     }
     *jb.as_mut().get_mut() = 0;
     Ok(())
 }
 
-/// One array of a removal cut short: the old array still in place (at
-/// `old`, with its `len` elements) is replaced by a copy without element
-/// `i`; a replaced one not cut yet is cut.
+/// One array of a removal cut short. Without pointers: the copies down
+/// go on from the step recorded (`at`), and the last element is cut off.
+/// With pointers: the old array still in place (at address `at`, with its
+/// `len` elements) is replaced by a copy without element `i`; a replaced
+/// one not cut yet is cut.
 fn finish_array<V: Shared>(
     m: &Mutator<'_>,
     mut vec: Pin<&mut SharedVec<V::Repr>>,
     len: usize,
     i: usize,
-    old: usize,
+    mut at: Pin<&mut usize>,
 ) -> Result<()> {
     let (ptr, n, _) = vec.raw_parts();
     if n != len || len == 0 {
         // Cut already (or not the chain the journal saw: left alone).
         return Ok(());
     }
-    if ptr == old {
+    if !V::HAS_POINTERS {
+        if *at < i {
+            *at.as_mut().get_mut() = i;
+        }
+        shift_out::<V>(vec.as_mut(), len, at);
+    } else if ptr == *at {
         let array = m.copy_without::<V>(&vec, i)?;
         m.replace_array(vec.as_mut(), array)?;
     }

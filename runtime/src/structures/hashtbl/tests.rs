@@ -152,24 +152,25 @@ fn a_removal_cut_short_is_finished() {
     t.add(&6, &60).unwrap();
     let (b, len) = chain_of(&t, 5);
     assert_eq!(len, 4, "key 5 alone in its chain");
-    // The oldest binding on its way out: the keys' new array in place but
-    // not cut yet, the values untouched.
+    // The oldest binding on its way out: the keys copied down but not cut
+    // yet, the values one step in ([1, 2, 3, 4] -> [2, 2, 3, 4]).
     t.parts
         .data
         .modify(|m, mut t| {
-            let (old_keys, old_vals) = {
-                let (keys, vals) = chain_pin::<u64, u64>(m, t.as_mut(), b).unwrap().project();
-                let old = (keys.raw_parts().0, vals.raw_parts().0);
-                let array = m.copy_without::<u64>(&keys, 0).unwrap();
-                m.replace_array(keys, array).unwrap();
-                old
-            };
+            {
+                let (mut keys, mut vals) =
+                    chain_pin::<u64, u64>(m, t.as_mut(), b).unwrap().project();
+                for j in 0..3 {
+                    keys.as_mut().copy_down::<u64>(j);
+                }
+                vals.as_mut().copy_down::<u64>(0);
+            }
             let (.., journal) = t.project();
             let (jb, jlen, ji, jk, jv) = journal.project();
             *jlen.get_mut() = 4;
             *ji.get_mut() = 0;
-            *jk.get_mut() = old_keys;
-            *jv.get_mut() = old_vals;
+            *jk.get_mut() = 3;
+            *jv.get_mut() = 0; // (the step done, not recorded yet)
             *jb.get_mut() = b + 1;
         })
         .unwrap();
@@ -243,4 +244,51 @@ fn a_growth_cut_short_before_its_swap_is_undone() {
     for k in 0..9u64 {
         assert_eq!(t.find_copy(&k).unwrap(), Some(k));
     }
+}
+
+#[test]
+fn a_removal_of_values_with_pointers_cut_short_is_finished() {
+    let pool = Pool::create(16 << 20).unwrap();
+    let t = SHashtbl::<String, String>::create(&pool, &()).unwrap();
+    let k = "k".to_string();
+    for v in ["one", "two", "three"] {
+        t.add(&k, &v.to_string()).unwrap();
+    }
+    let b = {
+        let g = t.parts.data.read().unwrap();
+        locate::<String, String>(&g, &k).unwrap().0
+    };
+    // The newest binding on its way out: the keys' fresh array in place
+    // (not cut yet), the values untouched.
+    t.parts
+        .data
+        .modify(|m, mut t| {
+            let (old_keys, old_vals) = {
+                let (keys, vals) = chain_pin::<String, String>(m, t.as_mut(), b)
+                    .unwrap()
+                    .project();
+                let old = (keys.raw_parts().0, vals.raw_parts().0);
+                let array = m.copy_without::<String>(&keys, 2).unwrap();
+                m.replace_array(keys, array).unwrap();
+                old
+            };
+            let (.., journal) = t.project();
+            let (jb, jlen, ji, jk, jv) = journal.project();
+            *jlen.get_mut() = 3;
+            *ji.get_mut() = 2;
+            *jk.get_mut() = old_keys;
+            *jv.get_mut() = old_vals;
+            *jb.get_mut() = b + 1;
+        })
+        .unwrap();
+    // The heap as left passes validation: no value is in two places.
+    t.heap().validate().unwrap();
+    assert!(matches!(
+        t.find_copy(&k),
+        Err(StructureError::Inconsistent { .. })
+    ));
+    assert_eq!(t.recover().unwrap(), None);
+    assert_eq!(t.find_all_copy(&k).unwrap(), ["two", "one"]);
+    assert_eq!(t.len().unwrap(), 2);
+    t.heap().validate().unwrap();
 }
