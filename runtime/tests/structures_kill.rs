@@ -215,7 +215,7 @@ fn hashtbl_killed_in_resize() -> Result<String, String> {
 /// `0, 1, ...`; every removal committed is done, the one in flight is done
 /// or not, and no other binding changes.
 fn hashtbl_killed_in_remove() -> Result<String, String> {
-    removal_kills(|k| k, |k, newer| value(k) ^ u64::from(newer) * 2, 0x0004)
+    removal_kills(|k| k, |k, newer| value(k) ^ (u64::from(newer) * 2), 0x0004)
 }
 
 /// As [`hashtbl_killed_in_remove`], with strings: values with pointers,
