@@ -355,19 +355,24 @@ fn sharded_killed_in_insert() -> Result<String, String> {
 }
 
 /// Kills a process pushing `0, 1, ...` (one by one, and in batches of
-/// four through `extend`); the queue then holds them in order, each
-/// committed one, and a prefix of the batch in flight.
+/// four through `extend`) and popping one value every third push, so that
+/// the queue's ring is wrapped when it grows. Afterwards the queue holds
+/// a run of the values in order: from the first value not popped (or the
+/// one after, for a pop in flight) up to at least the last push
+/// committed, plus a prefix of a batch in flight.
 fn queue_killed_in_push() -> Result<String, String> {
     const BATCH: u64 = 4;
     let pool = Pool::create(256 << 20).map_err(err)?;
     let done = shared(AtomicU64::new(0));
+    let taken = shared(AtomicU64::new(0));
     let mut rng = Rng(0x1157_2024_5eed_0003);
     let mut outcome = Outcome::default();
     for trial in 0..trials() {
         let q = SQueue::<u64>::create(&pool, &()).map_err(err)?;
         let qc = q.clone();
+        taken.store(0, Ordering::SeqCst);
         let committed = kill_while(&mut rng, done, 200, move || {
-            let mut i = 0u64;
+            let (mut i, mut next) = (0u64, 0u64);
             while i < 400_000 {
                 if i.is_multiple_of(7) {
                     let batch: Vec<u64> = (i..i + BATCH).collect();
@@ -378,29 +383,43 @@ fn queue_killed_in_push() -> Result<String, String> {
                     i += 1;
                 }
                 done.store(i, Ordering::SeqCst);
+                if i.is_multiple_of(3) {
+                    let v = qc.pop_copy().expect("pop");
+                    assert_eq!(v, Some(next), "FIFO");
+                    next += 1;
+                    taken.store(next, Ordering::SeqCst);
+                }
             }
             loop {
                 std::thread::sleep(Duration::from_secs(1));
             }
         })
         .map_err(|e| format!("trial {trial}: {e}"))?;
+        let popped = taken.load(Ordering::SeqCst);
         outcome
-            .settle(q.len(), || q.heap().recover())
+            .settle(q.len(), || q.recover())
             .map_err(|e| format!("trial {trial}: {e}"))?;
         let mut got = Vec::new();
         loop {
-            let more = q.pop_many(4096).map_err(err)?;
+            let more = q
+                .pop_many(4096)
+                .map_err(|e| format!("trial {trial}: {e}"))?;
             if more.is_empty() {
                 break;
             }
             got.extend(more);
         }
-        let n = got.len() as u64;
+        let first = got.first().copied().unwrap_or(popped);
+        let end = first + got.len() as u64;
         ensure(
-            got.iter().copied().eq(0..n) && (committed..=committed + BATCH).contains(&n),
+            got.iter().copied().eq(first..end)
+                && (popped..=popped + 1).contains(&first)
+                && (committed..=committed + BATCH).contains(&end),
             || {
                 format!(
-                    "trial {trial}: {n} values ({:?} ...), {committed} committed",
+                    "trial {trial}: values {first}..{end} ({} of them: {:?} ...), {committed} \
+                     pushed and {popped} popped",
+                    got.len(),
                     &got[..got.len().min(8)]
                 )
             },

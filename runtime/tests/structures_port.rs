@@ -175,7 +175,7 @@ fn data_broken_through_heap_is_an_error_not_a_panic() {
 
     // A queue whose length exceeds its ring, and one with a hole.
     let q = SQueue::<u32>::create(&pool, &()).unwrap();
-    q.heap().assign(&(Vec::new(), 5, 3)).unwrap();
+    q.heap().assign(&(Vec::new(), 5, 3, 0)).unwrap();
     assert!(is_inconsistent(q.push(&1)));
     assert!(is_inconsistent(q.pop_copy()));
     assert!(is_inconsistent(q.pop_many(2)));
@@ -186,7 +186,7 @@ fn data_broken_through_heap_is_an_error_not_a_panic() {
     assert!(is_inconsistent(q.to_vec()));
     assert!(is_inconsistent(q.extend(&[1, 2])));
     q.heap()
-        .assign(&(vec![Some(1), None, Some(3)], 0, 3))
+        .assign(&(vec![Some(1), None, Some(3)], 0, 3, 3))
         .unwrap();
     assert!(is_inconsistent(q.pop_many(3)));
     assert_eq!(q.pop_copy().unwrap(), Some(1));

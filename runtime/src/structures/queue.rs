@@ -2,15 +2,25 @@
 
 use std::fmt;
 use std::pin::Pin;
+use std::sync::atomic::{compiler_fence, Ordering};
 
 use super::{pin_at, structure_common, Parts, Ref, Result, StructureError};
-use crate::heap::{HeapOptions, Mutator, PinGuard, ReadGuard};
+use crate::heap::{HeapOptions, Mutator, PinGuard, Poison, ReadGuard};
 use crate::pool::Pool;
-use crate::value::{Shared, SharedOption, SharedVec, Tuple3};
+use crate::value::{Shared, SharedOption, SharedVec, Tuple4};
 
-/// `(ring of slots, index of the front, number of elements)`.
-type QData<E> = (Vec<Option<E>>, usize, usize);
-type QRepr<E> = Tuple3<SharedVec<SharedOption<<E as Shared>::Repr>>, usize, usize>;
+/// `(slots, index of the front, number of elements, size of the ring)`.
+/// The ring is the first `size` slots; the slots outside the elements
+/// (and past the ring) are empty, but for those a change in flight has
+/// filled or not emptied yet, which [`SQueue::recover`] empties.
+///
+/// Every change takes effect with one word's write, so that a death
+/// leaves either state: a push fills a slot outside the elements, then
+/// counts it; a pop empties the front slot, then moves the front, then
+/// counts it; a growth fills new slots with copies of the wrapped
+/// elements, then makes the ring larger, then empties the old places.
+type QData<E> = (Vec<Option<E>>, usize, usize, usize);
+type QRepr<E> = Tuple4<SharedVec<SharedOption<<E as Shared>::Repr>>, usize, usize, usize>;
 
 type Front<'a, E> = Ref<ReadGuard<'a, QData<E>>, <E as Shared>::Repr>;
 
@@ -50,7 +60,7 @@ fn slot<E: Shared>(t: &QRepr<E>, i: usize) -> Option<&E::Repr> {
         return None;
     }
     // `check`: head < cap and i < len <= cap, so no overflow.
-    let cap = t.0.len();
+    let cap = t.3;
     t.0[(t.1 + i) % cap].as_ref()
 }
 
@@ -62,8 +72,8 @@ const EMPTY_SLOT: StructureError = StructureError::Inconsistent {
 /// ring (or 0 for an empty ring) and the length fits in the ring. Only
 /// [`SQueue::heap`] can break it.
 fn check<E: Shared>(t: &QRepr<E>) -> Result<()> {
-    let cap = t.0.len();
-    if t.2 > cap || (t.1 >= cap && !(cap == 0 && t.1 == 0)) {
+    let cap = t.3;
+    if cap > t.0.len() || t.2 > cap || (t.1 >= cap && !(cap == 0 && t.1 == 0)) {
         return Err(StructureError::Inconsistent {
             what: "a queue whose front or length does not fit its ring",
         });
@@ -113,7 +123,7 @@ impl<E: Shared, H: Shared> SQueue<E, H> {
     /// [`Heap::create`](crate::Heap::create).
     pub fn create(pool: &Pool, header: &H) -> Result<Self> {
         Ok(SQueue {
-            parts: Parts::create(pool, header, &(Vec::new(), 0, 0), HeapOptions::new())?,
+            parts: Parts::create(pool, header, &(Vec::new(), 0, 0, 0), HeapOptions::new())?,
         })
     }
 
@@ -158,11 +168,7 @@ impl<E: Shared, H: Shared> SQueue<E, H> {
                 return Ok(None);
             }
             let r = f(slot::<E>(&t, 0).ok_or(EMPTY_SLOT)?);
-            let (mut slots, mut head, mut len) = t.project();
-            let cap = slots.len();
-            m.set::<Option<E>>(pin_at(slots.as_mut(), *head)?, &None)?;
-            *len.as_mut().get_mut() -= 1;
-            *head.as_mut().get_mut() = if *len == 0 { 0 } else { (*head + 1) % cap };
+            take_front::<E>(m, t, 1)?;
             Ok(Some(r))
         })
     }
@@ -184,13 +190,7 @@ impl<E: Shared, H: Shared> SQueue<E, H> {
             let out = (0..k)
                 .map(|i| slot::<E>(&t, i).map(E::from_repr).ok_or(EMPTY_SLOT))
                 .collect::<Result<Vec<E>>>()?;
-            let (mut slots, mut head, mut len) = t.project();
-            let cap = slots.len();
-            for i in 0..k {
-                m.set::<Option<E>>(pin_at(slots.as_mut(), (*head + i) % cap)?, &None)?;
-            }
-            *len.as_mut().get_mut() -= k;
-            *head.as_mut().get_mut() = if *len == 0 { 0 } else { (*head + k) % cap };
+            take_front::<E>(m, t, k)?;
             Ok(out)
         })
     }
@@ -263,7 +263,9 @@ impl<E: Shared, H: Shared> SQueue<E, H> {
     /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
     /// [`Heap::read`](crate::Heap::read).
     pub fn len(&self) -> Result<usize> {
-        Ok(self.parts.data.read()?.2)
+        let g = self.parts.data.read()?;
+        check::<E>(&g)?;
+        Ok(g.2)
     }
 
     /// Whether the queue is empty (`is_empty`).
@@ -310,10 +312,13 @@ impl<E: Shared, H: Shared> SQueue<E, H> {
     /// [`Heap::modify`](crate::Heap::modify).
     pub fn clear(&self) -> Result<()> {
         self.parts.modify_try(|m, t| {
-            let (slots, head, len) = t.project();
-            m.set::<Vec<Option<E>>>(slots, &Vec::new())?;
-            *head.get_mut() = 0;
+            let (slots, head, len, cap) = t.project();
+            // The ring first: an empty one, whatever the slots hold.
+            *cap.get_mut() = 0;
             *len.get_mut() = 0;
+            *head.get_mut() = 0;
+            compiler_fence(Ordering::SeqCst);
+            m.set::<Vec<Option<E>>>(slots, &Vec::new())?;
             Ok(())
         })
     }
@@ -325,53 +330,169 @@ impl<E: Shared, H: Shared> SQueue<E, H> {
     ///
     /// As [`push`](Self::push); no value is pushed then.
     pub fn extend<'v>(&self, values: impl IntoIterator<Item = &'v E>) -> Result<()> {
+        let values: Vec<&E> = values.into_iter().collect();
         self.parts.modify_try(|m, mut t| {
-            let before = t.2;
-            for v in values {
-                if let Err(e) = push::<E>(m, t.as_mut(), v) {
+            check::<E>(&t)?;
+            let n = t.2;
+            let want = n
+                .checked_add(values.len())
+                .ok_or(StructureError::Heap(crate::HeapError::TooLarge))?;
+            while t.3 < want {
+                grow::<E>(m, t.as_mut())?;
+            }
+            // The values go to the slots after the elements, and count
+            // all at once: a death before that leaves none of them.
+            let (mut slots, head, len, cap) = t.project();
+            let (h, cap) = (*head, *cap);
+            for (i, v) in values.iter().enumerate() {
+                let place = pin_at(slots.as_mut(), (h + n + i) % cap)?;
+                if let Err(e) = m.set_some::<E>(place, v) {
                     // Empty the slots filled so far (their values become
-                    // garbage) and restore the length.
-                    let (mut slots, head, mut len) = t.project();
-                    let cap = slots.len();
-                    for i in before..*len {
-                        if let Some(place) = slots.as_mut().get_pin((*head + i) % cap) {
+                    // garbage); the count never moved.
+                    for j in 0..i {
+                        if let Some(place) = slots.as_mut().get_pin((h + n + j) % cap) {
                             let _ = m.set::<Option<E>>(place, &None);
                         }
                     }
-                    *len.as_mut().get_mut() = before;
-                    return Err(e);
+                    return Err(e.into());
                 }
             }
+            compiler_fence(Ordering::SeqCst);
+            *len.get_mut() = want;
             Ok(())
         })
     }
+
+    /// Makes the queue usable again after a process died in the middle of
+    /// changing it, with every element pushed (and not popped) before the
+    /// death still there, in order: a push, a pop or a batch in flight has
+    /// taken effect whole or not at all. Returns why the queue's heaps were
+    /// poisoned (`None`: they were not).
+    ///
+    /// A death inside a change poisons the queue: every operation then
+    /// fails with [`HeapError::Poisoned`](crate::HeapError::Poisoned) until
+    /// this is called. It first [recovers](crate::Heap::recover) the heaps
+    /// (which checks that their values are well formed), then empties the
+    /// slots the change in flight left filled outside the elements.
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`](super::StructureError::Heap) with the errors
+    /// of [`Heap::recover`](crate::Heap::recover) (a heap whose values are
+    /// damaged stays poisoned: destroy the queue and build it again) and of
+    /// [`Heap::modify`](crate::Heap::modify).
+    pub fn recover(&self) -> Result<Option<Poison>> {
+        let data = self.parts.data.recover()?;
+        let header = self.parts.header.recover()?;
+        if data.is_some() {
+            self.parts.modify_try(|m, t| {
+                empty_outside::<E>(m, t);
+                Ok(())
+            })?;
+        }
+        Ok(data.or(header))
+    }
 }
 
-fn push<E: Shared>(m: &Mutator<'_>, t: Pin<&mut QRepr<E>>, value: &E) -> Result<()> {
-    check::<E>(&t)?;
-    let (mut slots, head, len) = t.project();
-    let cap = slots.len();
-    let n = *len;
-    if n == cap {
-        // Full: double the ring, then move the wrapped part (slots
-        // 0..head) behind the old end so the elements are contiguous again.
-        let add = cap.max(4);
-        m.reserve(slots.as_mut(), add)?;
-        for _ in 0..add {
+/// Removes `k` elements from the front: their slots are emptied (their
+/// values become garbage), then the front moves, then the count goes
+/// down. A death in between leaves empty slots at the front or just past
+/// the end, which [`empty_outside`] takes out of the elements.
+fn take_front<E: Shared>(m: &Mutator<'_>, t: Pin<&mut QRepr<E>>, k: usize) -> Result<()> {
+    let (mut slots, mut head, mut len, cap) = t.project();
+    let cap = *cap;
+    for i in 0..k {
+        m.set::<Option<E>>(pin_at(slots.as_mut(), (*head + i) % cap)?, &None)?;
+    }
+    compiler_fence(Ordering::SeqCst);
+    let left = *len - k;
+    *head.as_mut().get_mut() = if left == 0 { 0 } else { (*head + k) % cap };
+    compiler_fence(Ordering::SeqCst);
+    *len.as_mut().get_mut() = left;
+    Ok(())
+}
+
+/// After a death: empty slots at the front or past the end of the
+/// elements are no elements (a pop in flight), and the slots outside the
+/// elements are emptied (a push, a batch or a growth in flight).
+fn empty_outside<E: Shared>(m: &Mutator<'_>, t: Pin<&mut QRepr<E>>) {
+    if check::<E>(&t).is_err() {
+        return;
+    }
+    let (slots, mut head, mut len, cap) = t.project();
+    let cap = *cap;
+    let empty = |slots: &SharedVec<SharedOption<E::Repr>>, i: usize| {
+        slots
+            .get(i % cap.max(1))
+            .is_none_or(|s| s.as_ref().is_none())
+    };
+    while *len > 0 && empty(&slots, *head) {
+        *head.as_mut().get_mut() = (*head + 1) % cap;
+        *len.as_mut().get_mut() -= 1;
+    }
+    while *len > 0 && empty(&slots, *head + *len - 1) {
+        *len.as_mut().get_mut() -= 1;
+    }
+    if *len == 0 {
+        *head.as_mut().get_mut() = 0;
+    }
+    let (h, n) = (*head, *len);
+    let inside = |i: usize| i < cap && (i + cap - h) % cap < n;
+    for (i, place) in slots.iter_pin().enumerate() {
+        if !inside(i) && place.as_ref().is_some() {
+            let _ = m.set::<Option<E>>(place, &None);
+        }
+    }
+}
+
+/// Doubles the ring (to at least 4 slots). New empty slots are added past
+/// the ring, the wrapped elements (slots `0..front`) are copied behind the
+/// ring's old end, the ring's size takes its new value (one write), and
+/// the old places are emptied. On error the ring is as it was.
+fn grow<E: Shared>(m: &Mutator<'_>, t: Pin<&mut QRepr<E>>) -> Result<()> {
+    let (mut slots, head, _, mut cap) = t.project();
+    let (h, old) = (*head, *cap);
+    let new = old
+        .checked_mul(2)
+        .map_or(Err(crate::HeapError::TooLarge), |n| Ok(n.max(4)))?;
+    if slots.len() < new {
+        let more = new - slots.len();
+        m.reserve(slots.as_mut(), more)?;
+        while slots.len() < new {
             m.push::<Option<E>>(slots.as_mut(), &None)?;
         }
-        let h = *head;
-        if h > 0 {
-            let mut pins: Vec<_> = slots.as_mut().iter_pin().collect();
-            let (lo, hi) = pins.split_at_mut(cap);
-            for i in 0..h {
-                m.swap(lo[i].as_mut(), hi[i].as_mut())?;
+    }
+    {
+        let mut pins: Vec<_> = slots.as_mut().iter_pin().collect();
+        let (lo, hi) = pins.split_at_mut(old);
+        for i in 0..h {
+            if let Err(e) = m.set_from::<Option<E>>(hi[i].as_mut(), &lo[i]) {
+                // Take the copies back: the ring never changed.
+                for place in hi.iter_mut().take(i) {
+                    let _ = m.set::<Option<E>>(place.as_mut(), &None);
+                }
+                return Err(e.into());
             }
         }
     }
-    let cap = slots.len();
-    let i = (*head + n) % cap;
+    compiler_fence(Ordering::SeqCst);
+    *cap.as_mut().get_mut() = new;
+    compiler_fence(Ordering::SeqCst);
+    for i in 0..h {
+        m.set::<Option<E>>(pin_at(slots.as_mut(), i)?, &None)?;
+    }
+    Ok(())
+}
+
+fn push<E: Shared>(m: &Mutator<'_>, mut t: Pin<&mut QRepr<E>>, value: &E) -> Result<()> {
+    check::<E>(&t)?;
+    if t.2 == t.3 {
+        grow::<E>(m, t.as_mut())?;
+    }
+    let (mut slots, head, mut len, cap) = t.project();
+    let i = (*head + *len) % *cap;
     m.set_some::<E>(pin_at(slots.as_mut(), i)?, value)?;
-    *len.get_mut() += 1;
+    compiler_fence(Ordering::SeqCst);
+    *len.as_mut().get_mut() += 1;
     Ok(())
 }
