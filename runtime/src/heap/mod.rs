@@ -743,6 +743,16 @@ impl<T: Shared> Heap<T> {
         f: impl FnOnce(&Mutator<'_>, Pin<&mut T::Repr>) -> R,
     ) -> Result<R, HeapError> {
         let h = self.lock_exclusive(deadline)?;
+        self.modify_locked(&h, f)
+    }
+
+    /// Runs `f` as a modification under the exclusive lock `h` holds (the
+    /// rest of [`modify`](Self::modify); the lock stays held).
+    fn modify_locked<R>(
+        &self,
+        h: &Exclusive<'_>,
+        f: impl FnOnce(&Mutator<'_>, Pin<&mut T::Repr>) -> R,
+    ) -> Result<R, HeapError> {
         h.dirty.store(DIRTY_DATA, Ordering::Release);
         // A pinned root is never changed in place: work on a copy.
         let mut root = h.root.load(Ordering::Acquire);
@@ -754,7 +764,7 @@ impl<T: Shared> Heap<T> {
             root = copy.map_err(|e| heap_error(e, alloc.take_error()))?;
             h.root.store(root, Ordering::Release);
         }
-        let m = Mutator::new(&self.pool, &h);
+        let m = Mutator::new(&self.pool, h);
         // SAFETY: the root value lives in the heap, is not pinned by anyone
         // (checked above, and new pins wait for the lock), and this thread
         // has the only exclusive access (lock + no nested modification).
@@ -766,7 +776,7 @@ impl<T: Shared> Heap<T> {
         // The change is complete: from here on only the collector works.
         h.dirty.store(DIRTY_ALLOC, Ordering::Release);
         if h.allocator().gc_due() {
-            self.collect(&h, &mut h.allocator());
+            self.collect(h, &mut h.allocator());
         }
         h.dirty.store(0, Ordering::Release);
         Ok(r)

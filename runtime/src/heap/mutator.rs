@@ -224,45 +224,57 @@ impl<'h> Mutator<'h> {
         Ok(())
     }
 
-    /// A fresh array of copies of `vec`'s elements but the one at `i`,
-    /// then one more copy of its last element, so that it is as long as
-    /// `vec` (for [`replace_array`](Self::replace_array), which a caller
-    /// follows with a [`truncate`](Self::truncate) by one).
+    /// A fresh array holding `vec`'s elements but the one at `i`, in
+    /// order, then the one at `i` last: the same values, moved bitwise (for
+    /// [`replace_array`](Self::replace_array), which a caller follows with
+    /// a [`truncate`](Self::truncate) by one). Until it replaces `vec`'s
+    /// array nothing refers to it, and if it never does it is garbage.
     ///
     /// # Errors
     ///
     /// [`HeapError::ForeignPlace`] when `vec` is not in this heap;
-    /// [`HeapError::OutOfMemory`] and the other errors of [`add`](Self::add).
-    pub(crate) fn copy_without<V: Shared>(
+    /// [`HeapError::OutOfMemory`] when the heap has no room for the array.
+    pub(crate) fn array_without<R>(
         &self,
-        vec: &SharedVec<V::Repr>,
+        vec: &SharedVec<R>,
         i: usize,
-    ) -> Result<FreshArray<V::Repr>, HeapError> {
+    ) -> Result<FreshArray<R>, HeapError> {
         self.check_place(vec)?;
-        let n = vec.len();
-        self.write(|w| {
-            let mut a = w.alloc_fresh::<V::Repr>(n)?;
-            for (j, r) in vec.iter().enumerate() {
-                if j != i {
-                    a.push(V::repr_to_repr(r, w)?);
-                }
+        let (ptr, n, _) = vec.raw_parts();
+        let mut a = self.write(|w| w.alloc_fresh::<R>(n))?;
+        if i < n {
+            let src = at::<R>(ptr);
+            // SAFETY: `ptr` holds `n` initialised elements (the vector's
+            // invariant), outside the fresh array; the copies go to the
+            // fresh array, which fits `n` of them. The values are not
+            // used there afterwards as values of two places: the fresh
+            // array is unreachable until `replace_array` makes it the
+            // vector's array and the old one garbage (representations
+            // have no `Drop`).
+            unsafe {
+                a.move_from(src, i);
+                a.move_from(src.add(i + 1), n - i - 1);
+                a.move_from(src.add(i), 1);
             }
-            if let Some(last) = vec.iter().last().filter(|_| i < n) {
-                a.push(V::repr_to_repr(last, w)?);
-            }
-            Ok(a)
-        })
+        }
+        Ok(a)
     }
 
-    /// Makes `array` (from [`copy_without`](Self::copy_without) of `vec`)
-    /// `vec`'s array; see [`SharedVec::install`] for the order of the
-    /// writes.
+    /// Makes `array` (from [`array_without`](Self::array_without) of
+    /// `vec`) `vec`'s array; see [`SharedVec::install`] for the order of
+    /// the writes.
+    ///
+    /// # Safety
+    ///
+    /// `array` must come from this mutator's heap and hold the values of
+    /// `vec` ([`array_without`](Self::array_without) of `vec`, with no
+    /// change of `vec` in between).
     ///
     /// # Errors
     ///
     /// [`HeapError::ForeignPlace`] when `vec` is not in this heap;
     /// [`HeapError::LockPinned`] when its elements hold a pinned lock.
-    pub(crate) fn replace_array<R>(
+    pub(crate) unsafe fn replace_array<R>(
         &self,
         vec: Pin<&mut SharedVec<R>>,
         array: FreshArray<R>,
@@ -272,7 +284,9 @@ impl<'h> Mutator<'h> {
         if array.len() != vec.len() || array.capacity() != vec.len() {
             return Err(HeapError::Corrupt("an array that does not fit its vector"));
         }
-        vec.install(array);
+        // SAFETY: the caller's contract: an array of this heap holding the
+        // vector's values, which the old array stops holding.
+        unsafe { vec.install(array) };
         Ok(())
     }
 
@@ -451,7 +465,7 @@ impl<'h> Mutator<'h> {
             return;
         }
         if len == 0 {
-            set_pinned(vec, SharedVec::empty());
+            vec.forget_array();
             return;
         }
         if self.check_elements_unpinned(&vec).is_err() {

@@ -18,10 +18,12 @@
 //! A panic inside a modification poisons the heap too ([`Poison::Panicked`]):
 //! every value is whole, but the change may be half done.
 
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 
 use super::alloc::{AllocState, Allocator, ChunkMemory, Corrupt, PoolSource};
-use super::guards::{held, modifying, WriteLock};
+use super::guards::{held, modifying, Exclusive, WriteLock};
+use super::Mutator;
 use super::{
     Heap, HeapError, HeapHeader, HEAP_MAGIC, PIN_COUNT_BITS, PIN_COUNT_MASK, POISON_DIED,
     POISON_PANIC, TOMBSTONE,
@@ -91,6 +93,21 @@ impl<T: Shared> Heap<T> {
     /// not well formed: destroy the heap and rebuild it;
     /// [`HeapError::Destroyed`], [`HeapError::Reentrant`].
     pub fn recover(&self) -> Result<Option<Poison>, HeapError> {
+        self.recover_with(false, |_, _| Ok(()))
+    }
+
+    /// [`recover`](Self::recover), then `repair` as a modification under
+    /// the same exclusive lock, before the poison is cleared: what a
+    /// structure built on the heap uses to restore its own invariants, so
+    /// that no process sees the heap between the two (and a death during
+    /// `repair` leaves it poisoned still). `repair` runs when the heap was
+    /// poisoned or left for repair, and always with `always`. When it
+    /// fails, the heap stays poisoned and its error is returned.
+    pub(crate) fn recover_with(
+        &self,
+        always: bool,
+        repair: impl FnOnce(&Mutator<'_>, Pin<&mut T::Repr>) -> Result<(), HeapError>,
+    ) -> Result<Option<Poison>, HeapError> {
         let h = self.header();
         if h.magic.load(Ordering::Acquire) != HEAP_MAGIC || h.id != self.id {
             return Err(HeapError::Destroyed);
@@ -100,15 +117,23 @@ impl<T: Shared> Heap<T> {
         }
         let mut lock = self.acquire_write(h, None, false)?;
         let was = self.poisoned()?;
-        if was.is_none() && h.repair.load(Ordering::Acquire) == 0 {
+        let damaged = was.is_some() || h.repair.load(Ordering::Acquire) != 0;
+        if !damaged && !always {
             return Ok(None);
         }
-        self.validate_locked(h, lock.state())?;
-        self.repair_locked(&mut lock);
-        if h.poisoned.load(Ordering::Acquire) == POISON_DIED && was != Some(Poison::Died) {
-            // The repair found damage the validation did not cover.
-            return Err(HeapError::Corrupt("the chunk list"));
+        if damaged {
+            self.validate_locked(h, lock.state())?;
+            self.repair_locked(&mut lock);
+            if h.poisoned.load(Ordering::Acquire) == POISON_DIED && was != Some(Poison::Died) {
+                // The repair found damage the validation did not cover.
+                return Err(HeapError::Corrupt("the chunk list"));
+            }
         }
+        // SAFETY: the allocator's state is intact: it was repaired just now
+        // (a repair that finds damage poisons the heap, checked above), or
+        // nothing left it for repair. Its chunks are pages of this pool.
+        let ex = unsafe { Exclusive::new(lock, &self.pool) };
+        self.modify_locked(&ex, repair)??;
         h.poisoned.store(0, Ordering::Release);
         Ok(was)
     }

@@ -617,7 +617,10 @@ macro_rules! structure_common {
             /// ...), its [descriptor](crate::Heap::descr), and recovery after a
             /// crash ([`Heap::poisoned`](crate::Heap::poisoned),
             /// [`Heap::recover`](crate::Heap::recover),
-            /// [`Heap::validate`](crate::Heap::validate)).
+            /// [`Heap::validate`](crate::Heap::validate)). After a death
+            /// inside a change of an [`SHashtbl`](crate::SHashtbl) or an
+            /// [`SQueue`](crate::SQueue), recover it through the
+            /// structure's own `recover`, which also finishes the change.
             ///
             /// The heap's root is the structure's own representation.
             /// Changing it through [`Heap::modify`](crate::Heap::modify) or

@@ -371,9 +371,10 @@ impl<E: Shared, H: Shared> SQueue<E, H> {
     ///
     /// A death inside a change poisons the queue: every operation then
     /// fails with [`HeapError::Poisoned`](crate::HeapError::Poisoned) until
-    /// this is called. It first [recovers](crate::Heap::recover) the heaps
-    /// (which checks that their values are well formed), then empties the
-    /// slots the change in flight left filled outside the elements.
+    /// this is called. It [recovers](crate::Heap::recover) the heaps
+    /// (which checks that their values are well formed) and, under the
+    /// same lock, empties the slots the change in flight left filled
+    /// outside the elements.
     ///
     /// # Errors
     ///
@@ -382,14 +383,14 @@ impl<E: Shared, H: Shared> SQueue<E, H> {
     /// damaged stays poisoned: destroy the queue and build it again) and of
     /// [`Heap::modify`](crate::Heap::modify).
     pub fn recover(&self) -> Result<Option<Poison>> {
-        let data = self.parts.data.recover()?;
+        // Under the lock that recovers the heap, before its poison is
+        // cleared, and every time (it finds nothing to do in a whole
+        // queue).
+        let data = self.parts.data.recover_with(true, |m, t| {
+            empty_outside::<E>(m, t);
+            Ok(())
+        })?;
         let header = self.parts.header.recover()?;
-        if data.is_some() {
-            self.parts.modify_try(|m, t| {
-                empty_outside::<E>(m, t);
-                Ok(())
-            })?;
-        }
         Ok(data.or(header))
     }
 }

@@ -382,6 +382,9 @@ impl<R> SharedVec<R> {
         unsafe {
             let v = self.get_unchecked_mut();
             at::<R>(v.ptr).add(v.len).write(r);
+            // The element is whole before the length covers it (a process
+            // killed in between leaves it outside).
+            std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
             v.len += 1;
         }
         Ok(())
@@ -456,12 +459,44 @@ impl<R> SharedVec<R> {
             if v.len > 0 {
                 dst.move_from(at::<R>(v.ptr), v.len);
             }
-            (v.ptr, v.len, v.cap) = dst.into_parts();
+            // One field at a time, in an order that leaves a valid vector
+            // after each (a process can be killed between them): for a
+            // larger array its address first, then its room; for a smaller
+            // one its room first. (The length does not change.)
+            let (ptr, _, cap) = dst.into_parts();
+            let fence = || std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+            if cap >= v.cap {
+                v.ptr = ptr;
+                fence();
+                v.cap = cap;
+            } else {
+                v.cap = cap;
+                fence();
+                v.ptr = ptr;
+            }
+            fence();
         }
     }
 }
 
 impl<R> SharedVec<R> {
+    /// Lets go of the array of an empty vector (it becomes garbage): its
+    /// room first, then its address, so that a process killed in between
+    /// leaves a valid, empty vector.
+    pub(crate) fn forget_array(self: Pin<&mut Self>) {
+        if self.len != 0 {
+            return;
+        }
+        // SAFETY: only integer fields change in place; a vector without
+        // room or elements refers to no array, whatever its address.
+        unsafe {
+            let v = self.get_unchecked_mut();
+            v.cap = 0;
+            std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+            v.ptr = 0;
+        }
+    }
+
     /// Copies element `j + 1` over element `j` (nothing when `j + 1` is not
     /// an element). Only for representations without pointers, where a
     /// bitwise copy is a whole, valid value that shares nothing.
@@ -498,10 +533,16 @@ impl<R> SharedVec<R> {
     /// this vector lives in (the contract of the [`Writer`] that allocated
     /// it).
     ///
+    /// # Safety
+    ///
+    /// `dst` must be an array of the target (heap) this vector lives in,
+    /// holding the values the vector is to hold, none of which any other
+    /// value refers to once the old array is let go.
+    ///
     /// # Panics
     ///
     /// When `dst` is not full or not as long as the vector.
-    pub(crate) fn install(self: Pin<&mut Self>, dst: FreshArray<R>) {
+    pub(crate) unsafe fn install(self: Pin<&mut Self>, dst: FreshArray<R>) {
         assert!(
             dst.len() == self.len && dst.capacity() == self.len,
             "mc: an array to install must be full and as long as the vector"

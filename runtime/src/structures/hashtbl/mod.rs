@@ -55,6 +55,9 @@ type TRepr<K, V> = Tuple5<
 const GROWING: usize = usize::MAX;
 /// See [`GROWING`].
 const SWAPPING: usize = usize::MAX - 1;
+/// `moved` while [`SHashtbl::clear`] empties the buckets: a death in
+/// between leaves it for [`SHashtbl::recover`], which finishes the clear.
+const CLEARING: usize = usize::MAX - 2;
 
 /// Buckets per segment (a power of two): growing makes the list of
 /// segments, not the buckets, so it costs a 256th of the buckets.
@@ -202,7 +205,7 @@ fn bucket_of<K: SharedKey, V: Shared>(t: &TRepr<K, V>, k: &K) -> Result<usize> {
 /// short by a death (a removal or a growth in flight) and not repaired
 /// since: [`SHashtbl::recover`] finishes it.
 fn whole<K: Shared, V: Shared>(t: &TRepr<K, V>) -> Result<()> {
-    if t.3 >= SWAPPING || t.4 .0 != 0 {
+    if t.3 >= CLEARING || t.4 .0 != 0 {
         return Err(StructureError::Inconsistent {
             what: "a change cut short by the death of a process (call `SHashtbl::recover`)",
         });
@@ -597,24 +600,32 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
     /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
     /// [`Heap::modify`](crate::Heap::modify).
     pub fn clear(&self) -> Result<()> {
-        self.parts.modify(|m, t| {
-            let (buckets, size, old, moved, journal) = t.project();
-            // Every segment unmade (its buckets garbage, made again empty
-            // when bindings go there).
-            let (segments, _) = buckets.project();
-            for segment in segments.iter_pin() {
-                m.truncate(segment, 0);
-            }
-            let (segments, count) = old.project();
-            m.truncate(segments, 0);
-            *count.get_mut() = 0;
-            *moved.get_mut() = 0;
-            *size.get_mut() = 0;
-            // (A removal or a growth cut short has nothing left to finish.)
-            let (jb, ..) = journal.project();
-            *jb.get_mut() = 0;
-        })
+        self.parts.modify(|m, t| clear::<K, V>(m, t))
     }
+}
+
+/// Empties the table ([`SHashtbl::clear`]): `moved` says [`CLEARING`]
+/// until it is done, so that [`SHashtbl::recover`] finishes a clear cut
+/// short.
+fn clear<K: Shared, V: Shared>(m: &Mutator<'_>, t: Pin<&mut TRepr<K, V>>) {
+    let (buckets, size, old, mut moved, journal) = t.project();
+    *moved.as_mut().get_mut() = CLEARING;
+    compiler_fence(Ordering::SeqCst);
+    // Every segment unmade (its buckets garbage, made again empty when
+    // bindings go there).
+    let (segments, _) = buckets.project();
+    for segment in segments.iter_pin() {
+        m.truncate(segment, 0);
+    }
+    let (segments, count) = old.project();
+    m.truncate(segments, 0);
+    *count.get_mut() = 0;
+    *size.get_mut() = 0;
+    // (A removal cut short has nothing left to finish.)
+    let (jb, ..) = journal.project();
+    *jb.get_mut() = 0;
+    compiler_fence(Ordering::SeqCst);
+    *moved.get_mut() = 0;
 }
 
 /// Bucket `b` of the table (as [`chain`] numbers them), to modify.
@@ -638,11 +649,11 @@ fn chain_pin<'a, K: Shared, V: Shared>(
 /// - an array without pointers in place ([`shift_out`]): the later
 ///   elements are copied down one by one, the journal recording each
 ///   step, and the last is cut off;
-/// - an array with pointers by copy: its elements but `i`, then one more
-///   copy of its last, go to a fresh array (made before the journal, so
-///   that running out of room changes nothing), which takes the old one's
-///   place ([`Mutator::replace_array`]) and is cut by one. No value is
-///   ever in two places, so a heap left at any step passes validation.
+/// - an array with pointers through a fresh array holding the same values,
+///   element `i` last (made before the journal, so that running out of
+///   room changes nothing), which takes the old one's place
+///   ([`Mutator::replace_array`]) and is cut by one. No value is ever in
+///   two reachable places, so a heap left at any step passes validation.
 ///
 /// The count goes down and the journal is cleared last.
 fn remove_binding<K: Shared, V: Shared>(
@@ -676,12 +687,15 @@ fn remove_binding<K: Shared, V: Shared>(
     *jb.as_mut().get_mut() = b + 1;
     compiler_fence(Ordering::SeqCst);
     match new_keys {
-        Some(array) => m.replace_array(keys.as_mut(), array)?,
+        // SAFETY: `array_without` of `keys` in this modification's heap,
+        // and `keys` has not changed since.
+        Some(array) => unsafe { m.replace_array(keys.as_mut(), array)? },
         None => shift_out::<K>(keys.as_mut(), len, jk),
     }
     m.truncate(keys, len - 1);
     match new_vals {
-        Some(array) => m.replace_array(vals.as_mut(), array)?,
+        // SAFETY: as for the keys.
+        Some(array) => unsafe { m.replace_array(vals.as_mut(), array)? },
         None => shift_out::<V>(vals.as_mut(), len, jv),
     }
     m.truncate(vals, len - 1);
@@ -692,8 +706,8 @@ fn remove_binding<K: Shared, V: Shared>(
     Ok(())
 }
 
-/// For an array with pointers, the fresh copy [`remove_binding`] puts in
-/// its place ([`Mutator::copy_without`]); `None` for one without.
+/// For an array with pointers, the fresh array [`remove_binding`] puts in
+/// its place ([`Mutator::array_without`]); `None` for one without.
 fn copy_if_pointers<V: Shared>(
     m: &Mutator<'_>,
     vec: &SharedVec<V::Repr>,
@@ -702,7 +716,7 @@ fn copy_if_pointers<V: Shared>(
     if !V::HAS_POINTERS {
         return Ok(None);
     }
-    Ok(Some(m.copy_without::<V>(vec, i)?))
+    Ok(Some(m.array_without(vec, i)?))
 }
 
 /// Copies the elements after `*step` of an array without pointers (of
@@ -895,16 +909,11 @@ fn move_buckets<K: SharedKey, V: Shared>(m: &Mutator<'_>, t: Pin<&mut TRepr<K, V
         }
         *moved.as_mut().get_mut() = o + 1;
         if o + 1 == old.1 {
-            // All moved: the old buckets become garbage (or, when there is
-            // no room for the empty list that replaces them, stay, emptied).
-            let swapped = make_segments::<K, V>(m, 0)
-                .ok()
-                .is_some_and(|empty| m.swap(old.as_mut(), empty).is_ok());
-            if !swapped {
-                let (segments, count) = old.as_mut().project();
-                m.truncate(segments, 0);
-                *count.get_mut() = 0;
-            }
+            // All moved: the old buckets become garbage (their list lets
+            // go of its array, one field at a time).
+            let (segments, count) = old.as_mut().project();
+            m.truncate(segments, 0);
+            *count.get_mut() = 0;
             *moved.as_mut().get_mut() = 0;
             return;
         }

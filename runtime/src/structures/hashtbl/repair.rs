@@ -20,16 +20,19 @@
 //!   off, to be moved again), or an old bucket emptied but not yet counted
 //!   as moved (counted).
 //!
-//! The number of bindings is counted again last.
+//! - a clear: finished.
+//!
+//! The number of bindings is counted again last. Each step finds nothing
+//! to do in a whole table, so the repair runs on every `recover`.
 
 use std::pin::Pin;
 
 use super::{
-    bucket, bucket_pin, hash_repr, shift_out, whole, SHashtbl, SegmentsRepr, TRepr, GROWING,
-    SWAPPING,
+    bucket, bucket_pin, clear, hash_repr, shift_out, SHashtbl, SegmentsRepr, TRepr, CLEARING,
+    GROWING, SWAPPING,
 };
-use crate::heap::{Mutator, Poison};
-use crate::structures::Result;
+use crate::heap::{HeapError, Mutator, Poison};
+use crate::structures::{Result, StructureError};
 use crate::value::Shared;
 use crate::value::SharedVec;
 
@@ -41,15 +44,15 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
     /// there: the change in flight is finished or undone (an addition is
     /// there whole or not at all; a removal is finished; a growth goes
     /// on). Returns why the table's heaps were poisoned (`None`: they
-    /// were not, and the table was whole, unless it was reopened through
-    /// [`heap`](Self::heap) without this repair, which is then done).
+    /// were not; the repair is done all the same, for a table whose heap
+    /// alone was recovered through [`heap`](Self::heap)).
     ///
     /// A death inside a change poisons the table: every operation then
     /// fails with [`HeapError::Poisoned`](crate::HeapError::Poisoned) until
-    /// this is called. It first [recovers](crate::Heap::recover) the heaps
-    /// (which checks that their values are well formed), then repairs the
-    /// table under its exclusive lock, which takes time in proportion to
-    /// the table.
+    /// this is called. It [recovers](crate::Heap::recover) the heaps (which
+    /// checks that their values are well formed) and, under the same
+    /// exclusive lock, before the poison is cleared, repairs the table, in
+    /// time proportional to the table.
     ///
     /// ```
     /// let pool = mc::Pool::create(16 << 20)?;
@@ -67,17 +70,20 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
     /// damaged stays poisoned: destroy the table and build it again) and of
     /// [`Heap::modify`](crate::Heap::modify), and with
     /// [`HeapError::OutOfMemory`](crate::HeapError::OutOfMemory) when a
-    /// removal cut short has no room to finish: the table then stays marked
-    /// (its operations fail with
-    /// [`StructureError::Inconsistent`](super::StructureError::Inconsistent));
-    /// make room in the pool and call this again.
+    /// removal cut short has no room for the one array it needs: the table
+    /// then stays poisoned; make room in the pool and call this again.
     pub fn recover(&self) -> Result<Option<Poison>> {
-        let data = self.parts.data.recover()?;
+        // The repair runs under the lock that recovers the heap, before its
+        // poison is cleared, and every time (it finds nothing to do in a
+        // whole table): a table whose heap alone was recovered is repaired
+        // too.
+        let data = self.parts.data.recover_with(true, |m, t| {
+            repair::<K, V>(m, t).map_err(|e| match e {
+                StructureError::Heap(e) => e,
+                _ => HeapError::Corrupt("the table's buckets"),
+            })
+        })?;
         let header = self.parts.header.recover()?;
-        let cut_short = whole::<K, V>(&*self.parts.data.read()?).is_err();
-        if data.is_some() || cut_short {
-            self.parts.modify_try(|m, t| repair::<K, V>(m, t))?;
-        }
         Ok(data.or(header))
     }
 }
@@ -98,8 +104,12 @@ pub(super) fn repair<K: SharedKey, V: Shared>(
 
 /// A growth's start cut short: before the new buckets took the old ones'
 /// place, it is undone (the old buckets were all moved); after, it is
-/// finished.
+/// finished. A clear cut short is finished.
 fn finish_growth<K: Shared, V: Shared>(m: &Mutator<'_>, t: Pin<&mut TRepr<K, V>>) {
+    if t.3 == CLEARING {
+        clear::<K, V>(m, t);
+        return;
+    }
     let (mut buckets, _, mut old, moved, _) = t.project();
     let moved = moved.get_mut();
     // The new list has more buckets than the current one, which has more
@@ -165,8 +175,9 @@ fn finish_array<V: Shared>(
         }
         shift_out::<V>(vec.as_mut(), len, at);
     } else if ptr == *at {
-        let array = m.copy_without::<V>(&vec, i)?;
-        m.replace_array(vec.as_mut(), array)?;
+        let array = m.array_without(&vec, i)?;
+        // SAFETY: `array_without` of `vec` just now, in this heap.
+        unsafe { m.replace_array(vec.as_mut(), array)? };
     }
     m.truncate(vec, len - 1);
     Ok(())

@@ -268,8 +268,9 @@ fn a_removal_of_values_with_pointers_cut_short_is_finished() {
                     .unwrap()
                     .project();
                 let old = (keys.raw_parts().0, vals.raw_parts().0);
-                let array = m.copy_without::<String>(&keys, 2).unwrap();
-                m.replace_array(keys, array).unwrap();
+                let array = m.array_without(&keys, 2).unwrap();
+                // SAFETY: `array_without` of `keys` just now, in this heap.
+                unsafe { m.replace_array(keys, array).unwrap() };
                 old
             };
             let (.., journal) = t.project();
@@ -291,4 +292,70 @@ fn a_removal_of_values_with_pointers_cut_short_is_finished() {
     assert_eq!(t.find_all_copy(&k).unwrap(), ["two", "one"]);
     assert_eq!(t.len().unwrap(), 2);
     t.heap().validate().unwrap();
+}
+
+#[test]
+fn a_table_whose_heap_alone_was_recovered_is_repaired_by_its_recover() {
+    let pool = Pool::create(16 << 20).unwrap();
+    let t = SHashtbl::<u64, u64>::with_buckets(&pool, &(), 1).unwrap();
+    t.add(&5, &50).unwrap();
+    let (b, _) = chain_of(&t, 5);
+    // An addition of 7 cut short after its key; the heap alone recovered.
+    t.parts
+        .data
+        .modify(|m, t| {
+            let (keys, _) = chain_pin::<u64, u64>(m, t, b).unwrap().project();
+            m.push(keys, &7u64).unwrap();
+        })
+        .unwrap();
+    poison(&t);
+    assert!(t.heap().recover().unwrap().is_some());
+    assert_eq!(t.recover().unwrap(), None);
+    t.add(&9, &90).unwrap();
+    assert_eq!(t.find_copy(&9).unwrap(), Some(90));
+    assert_eq!(t.find_copy(&7).unwrap(), None);
+    assert_eq!(t.len().unwrap(), 2);
+}
+
+#[test]
+fn a_clear_cut_short_is_finished() {
+    let pool = Pool::create(16 << 20).unwrap();
+    let t = SHashtbl::<u64, u64>::with_buckets(&pool, &(), 1024).unwrap();
+    for k in 0..1000u64 {
+        t.add(&k, &k).unwrap();
+    }
+    // A clear cut short after its first two segments.
+    t.parts
+        .data
+        .modify(|m, t| {
+            let (buckets, _, _, moved, _) = t.project();
+            *moved.get_mut() = CLEARING;
+            let (segments, _) = buckets.project();
+            for segment in segments.iter_pin().take(2) {
+                m.truncate(segment, 0);
+            }
+        })
+        .unwrap();
+    assert!(inconsistent(t.len()));
+    poison(&t);
+    assert!(t.recover().unwrap().is_some());
+    assert_eq!(t.len().unwrap(), 0);
+    assert_eq!(t.find_copy(&999).unwrap(), None);
+    t.add(&3, &3).unwrap();
+    assert_eq!(t.to_vec().unwrap(), [(3, 3)]);
+}
+
+#[test]
+fn removals_need_no_room_for_copies_of_the_values() {
+    let pool = Pool::create(4 << 20).unwrap();
+    let t = SHashtbl::<String, String>::create(&pool, &()).unwrap();
+    let k = "k".to_string();
+    let big = "x".repeat(200 << 10);
+    for _ in 0..15 {
+        t.add(&k, &big).unwrap();
+    }
+    // Copies of the chain's values would take 3 MB more; the removal moves
+    // them instead.
+    assert!(t.remove(&k).unwrap());
+    assert_eq!(t.find_all(&k).unwrap().len(), 14);
 }
