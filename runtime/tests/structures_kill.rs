@@ -193,7 +193,11 @@ fn hashtbl_killed_in_resize() -> Result<String, String> {
             .map_err(|e| format!("trial {trial}: {e}"))?;
         // Whether the kill left old buckets still to move (the table's
         // data: new buckets, bindings, old buckets, how many have moved).
-        let (_, _, (_, old), moved, _) = t.heap().copy().map_err(err)?;
+        // (Bit 63 of `moved` says the second list is the new one.)
+        let (first, _, second, moved, _) = t.heap().copy().map_err(err)?;
+        let flipped = moved >> (usize::BITS - 1) == 1;
+        let old = if flipped { first.1 } else { second.1 };
+        let moved = moved & !(1 << (usize::BITS - 1));
         if moved < old {
             growing += 1;
         }

@@ -480,6 +480,41 @@ impl<R> SharedVec<R> {
 }
 
 impl<R> SharedVec<R> {
+    /// Makes `src`'s array this vector's (this vector's own becomes
+    /// garbage) and leaves `src` without one. This vector changes one
+    /// field at a time, valid after each write (a process can be killed
+    /// between them): its length goes to 0, its room to 0, then it takes
+    /// `src`'s address, room and length, in that order.
+    ///
+    /// # Safety
+    ///
+    /// `src` must live in the same heap as this vector, and no reachable
+    /// value may refer to `src` (its array then has one owner, this
+    /// vector).
+    pub(crate) unsafe fn take_array(self: Pin<&mut Self>, src: Pin<&mut Self>) {
+        let fence = || std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+        // SAFETY: only integer fields change in place. After each write the
+        // vector is valid: empty with room in its old array, empty without
+        // room, empty at `src`'s address, with `src`'s room there, then
+        // `src`'s elements (initialised, `src`'s invariant). `src` is left
+        // empty and without an array, so the array has one owner.
+        unsafe {
+            let (ptr, len, cap) = (src.ptr, src.len, src.cap);
+            let v = self.get_unchecked_mut();
+            v.len = 0;
+            fence();
+            v.cap = 0;
+            fence();
+            v.ptr = ptr;
+            fence();
+            v.cap = cap;
+            fence();
+            v.len = len;
+            let s = src.get_unchecked_mut();
+            (s.len, s.cap, s.ptr) = (0, 0, 0);
+        }
+    }
+
     /// Lets go of the array of an empty vector (it becomes garbage): its
     /// room first, then its address, so that a process killed in between
     /// leaves a valid, empty vector.

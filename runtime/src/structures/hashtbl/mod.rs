@@ -20,10 +20,15 @@ use crate::value::{FreshArray, Shared, SharedVec, Tuple2, Tuple5};
 /// The number of buckets of a new table (as Netmulticore's).
 pub const INITIAL_BUCKETS: usize = 391;
 
-/// The buckets (keys and values of each chain, oldest binding first), the
-/// number of bindings, while the table grows the buckets it grows from and
-/// how many of them have moved to the new ones (or [`GROWING`] /
-/// [`SWAPPING`] while a growth starts), and the [`Journal`] of a removal.
+/// Two lists of buckets (keys and values of each chain, oldest binding
+/// first), the number of bindings between them, `moved`, and the
+/// [`Journal`] of a removal. One list holds the table's buckets; while the
+/// table grows, the other holds the buckets it grows from. Bit [`FLIPPED`]
+/// of `moved` says which list is the new one (clear: the first); the rest
+/// says how many old buckets have moved to the new ones, or [`GROWING`]
+/// or [`CLEARING`] while a growth starts or a clear runs. A growth makes
+/// the new list in the place of the old one (which has moved) and flips
+/// the bit, with one write: the lists never swap places.
 type TData<K, V> = (Segments<K, V>, usize, Segments<K, V>, usize, Journal);
 /// A removal in flight: its chain (numbered as [`chain`] numbers them)
 /// plus 1, 0 for none; the chain's length before it; the index removed;
@@ -47,17 +52,62 @@ type TRepr<K, V> = Tuple5<
     Tuple5<usize, usize, usize, usize, usize>,
 >;
 
-/// `moved` while a growth makes the new buckets the old ones' successors:
-/// the old buckets are ignored (lookups use the current ones), then the
-/// new list takes the old one's place ([`GROWING`]), then the two swap
-/// places ([`SWAPPING`]); `moved` is 0 again once they have. A death in
-/// between leaves one of these for [`SHashtbl::recover`] to go on from.
-const GROWING: usize = usize::MAX;
-/// See [`GROWING`].
-const SWAPPING: usize = usize::MAX - 1;
-/// `moved` while [`SHashtbl::clear`] empties the buckets: a death in
-/// between leaves it for [`SHashtbl::recover`], which finishes the clear.
-const CLEARING: usize = usize::MAX - 2;
+/// The bit of `moved` that says the second list holds the new buckets.
+const FLIPPED: usize = 1 << (usize::BITS - 1);
+/// `moved` (without [`FLIPPED`]) while a growth makes the new buckets in
+/// the old list's place: the old buckets are ignored (lookups use the
+/// current ones) until the flip, which also sets `moved` to 0. A death in
+/// between leaves it for [`SHashtbl::recover`], which undoes the growth.
+const GROWING: usize = FLIPPED - 1;
+/// `moved` (without [`FLIPPED`]) while [`SHashtbl::clear`] empties the
+/// buckets: a death in between leaves it for [`SHashtbl::recover`], which
+/// finishes the clear.
+const CLEARING: usize = FLIPPED - 2;
+
+/// How many old buckets have moved (or [`GROWING`], [`CLEARING`]).
+#[inline]
+fn moved_of<K: Shared, V: Shared>(t: &TRepr<K, V>) -> usize {
+    t.3 & !FLIPPED
+}
+
+/// Sets how many old buckets have moved, keeping which list is new.
+#[inline]
+fn set_moved(mut moved: Pin<&mut usize>, to: usize) {
+    let flipped = *moved & FLIPPED;
+    *moved.as_mut().get_mut() = flipped | (to & !FLIPPED);
+}
+
+/// The new buckets and the old ones.
+#[inline]
+fn lists<K: Shared, V: Shared>(t: &TRepr<K, V>) -> (&SegmentsRepr<K, V>, &SegmentsRepr<K, V>) {
+    if t.3 & FLIPPED == 0 {
+        (&t.0, &t.2)
+    } else {
+        (&t.2, &t.0)
+    }
+}
+
+/// The parts of a table to modify: the new buckets, the number of
+/// bindings, the old buckets, `moved` and the journal.
+type PartsMut<'a, K, V> = (
+    Pin<&'a mut SegmentsRepr<K, V>>,
+    Pin<&'a mut usize>,
+    Pin<&'a mut SegmentsRepr<K, V>>,
+    Pin<&'a mut usize>,
+    Pin<&'a mut Tuple5<usize, usize, usize, usize, usize>>,
+);
+
+/// [`lists`], to modify, with the other parts.
+#[inline]
+fn parts_mut<K: Shared, V: Shared>(t: Pin<&mut TRepr<K, V>>) -> PartsMut<'_, K, V> {
+    let flipped = t.3 & FLIPPED != 0;
+    let (a, size, b, moved, journal) = t.project();
+    if flipped {
+        (b, size, a, moved, journal)
+    } else {
+        (a, size, b, moved, journal)
+    }
+}
 
 /// Buckets per segment (a power of two): growing makes the list of
 /// segments, not the buckets, so it costs a 256th of the buckets.
@@ -166,11 +216,12 @@ fn make_segments<'m, K: Shared, V: Shared>(
 /// old one (of a table that grows) above; `None` for an empty one.
 #[inline]
 fn chain<K: Shared, V: Shared>(t: &TRepr<K, V>, b: usize) -> Option<&Bucket<K, V>> {
-    let n = t.0 .1;
+    let (new, old) = lists::<K, V>(t);
+    let n = new.1;
     if b < n {
-        bucket::<K, V>(&t.0, b)
+        bucket::<K, V>(new, b)
     } else {
-        bucket::<K, V>(&t.2, b - n)
+        bucket::<K, V>(old, b - n)
     }
 }
 
@@ -192,20 +243,21 @@ fn home_in(n: usize, old: usize, moved: usize, h: u64) -> usize {
 /// [`SHashtbl::heap`] can make one).
 fn bucket_of<K: SharedKey, V: Shared>(t: &TRepr<K, V>, k: &K) -> Result<usize> {
     whole::<K, V>(t)?;
-    let n = t.0 .1;
+    let (new, old) = lists::<K, V>(t);
+    let n = new.1;
     if n == 0 {
         return Err(StructureError::Inconsistent {
             what: "a table without buckets",
         });
     }
-    Ok(home_in(n, t.2 .1, t.3, hash_local(k)))
+    Ok(home_in(n, old.1, moved_of::<K, V>(t), hash_local(k)))
 }
 
 /// [`StructureError::Inconsistent`] for a table whose last change was cut
 /// short by a death (a removal or a growth in flight) and not repaired
 /// since: [`SHashtbl::recover`] finishes it.
 fn whole<K: Shared, V: Shared>(t: &TRepr<K, V>) -> Result<()> {
-    if t.3 >= CLEARING || t.4 .0 != 0 {
+    if moved_of::<K, V>(t) >= CLEARING || t.4 .0 != 0 {
         return Err(StructureError::Inconsistent {
             what: "a change cut short by the death of a process (call `SHashtbl::recover`)",
         });
@@ -272,7 +324,7 @@ impl<K: SharedKey, V: Shared> TableView<'_, K, V> {
     pub fn iter(&self) -> impl Iterator<Item = (&K::Repr, &V::Repr)> + '_ {
         // The old buckets of a growing table hold the bindings not moved
         // yet (the moved ones are empty).
-        let (new, old) = (&self.g.0, &self.g.2);
+        let (new, old) = lists::<K, V>(&self.g);
         new.0
             .iter()
             .chain(old.0.iter())
@@ -563,7 +615,7 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
     /// [`StructureError::Heap`](super::StructureError::Heap) with the errors of
     /// [`Heap::read`](crate::Heap::read).
     pub fn buckets(&self) -> Result<usize> {
-        Ok(self.parts.data.read()?.0 .1)
+        Ok(lists::<K, V>(&*self.parts.data.read()?).0 .1)
     }
 
     /// The table in place under the shared lock, to iterate over (`iter`,
@@ -608,8 +660,8 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
 /// until it is done, so that [`SHashtbl::recover`] finishes a clear cut
 /// short.
 fn clear<K: Shared, V: Shared>(m: &Mutator<'_>, t: Pin<&mut TRepr<K, V>>) {
-    let (buckets, size, old, mut moved, journal) = t.project();
-    *moved.as_mut().get_mut() = CLEARING;
+    let (buckets, size, old, mut moved, journal) = parts_mut::<K, V>(t);
+    set_moved(moved.as_mut(), CLEARING);
     compiler_fence(Ordering::SeqCst);
     // Every segment unmade (its buckets garbage, made again empty when
     // bindings go there).
@@ -625,7 +677,7 @@ fn clear<K: Shared, V: Shared>(m: &Mutator<'_>, t: Pin<&mut TRepr<K, V>>) {
     let (jb, ..) = journal.project();
     *jb.get_mut() = 0;
     compiler_fence(Ordering::SeqCst);
-    *moved.get_mut() = 0;
+    set_moved(moved, 0);
 }
 
 /// Bucket `b` of the table (as [`chain`] numbers them), to modify.
@@ -634,7 +686,7 @@ fn chain_pin<'a, K: Shared, V: Shared>(
     t: Pin<&'a mut TRepr<K, V>>,
     b: usize,
 ) -> Result<Pin<&'a mut Bucket<K, V>>> {
-    let (buckets, _, old, ..) = t.project();
+    let (buckets, _, old, ..) = parts_mut::<K, V>(t);
     match b.checked_sub(buckets.1) {
         None => bucket_pin::<K, V>(m, buckets, b),
         Some(o) => bucket_pin::<K, V>(m, old, o),
@@ -666,7 +718,7 @@ fn remove_binding<K: Shared, V: Shared>(
     if i >= len {
         return Ok(());
     }
-    let (buckets, size, old, _, journal) = t.project();
+    let (buckets, size, old, _, journal) = parts_mut::<K, V>(t);
     let chain = match b.checked_sub(buckets.1) {
         None => bucket_pin::<K, V>(m, buckets, b)?,
         Some(o) => bucket_pin::<K, V>(m, old, o)?,
@@ -750,7 +802,7 @@ fn add<K: SharedKey, V: Shared>(
     v: &V,
 ) -> Result<()> {
     whole::<K, V>(&t)?;
-    let n = t.0 .1;
+    let n = lists::<K, V>(&t).0 .1;
     if n == 0 {
         return Err(StructureError::Inconsistent {
             what: "a table without buckets",
@@ -768,7 +820,7 @@ fn add<K: SharedKey, V: Shared>(
         .checked_mul(2)
         .and_then(|two_n| size_now.checked_sub(two_n))
         .is_some_and(|over| over.is_multiple_of(n));
-    if due && t.3 >= t.2 .1 {
+    if due && moved_of::<K, V>(&t) >= lists::<K, V>(&t).1 .1 {
         if let Some(next) = n.checked_mul(2).and_then(|x| x.checked_add(1)) {
             let _ = grow::<K, V>(m, t.as_mut(), next);
         }
@@ -806,30 +858,27 @@ fn grow<K: SharedKey, V: Shared>(
         }
         .into());
     }
-    let (buckets, _, mut old, mut moved, _) = t.project();
     let mut new = make_segments::<K, V>(m, n)?;
-    // old <- the new buckets (the previous old ones, all moved, become
-    // garbage), then buckets <-> old. `moved` says which step a death
-    // interrupted (see `GROWING`); lookups use the current buckets until
-    // the swap.
-    let before = *moved;
-    *moved.as_mut().get_mut() = GROWING;
+    let (_, _, mut old, mut moved, _) = parts_mut::<K, V>(t);
+    // The old list (all moved) is ignored while it becomes the new one,
+    // one field at a time; then one write flips which list is new and
+    // counts no old bucket moved (see `GROWING`).
+    set_moved(moved.as_mut(), GROWING);
     compiler_fence(Ordering::SeqCst);
-    if let Err(e) = m.swap(old.as_mut(), new.as_mut()) {
-        *moved.get_mut() = before;
-        return Err(e.into());
+    {
+        let (mut segments, mut count) = old.as_mut().project();
+        let (new_segments, new_count) = new.as_mut().project();
+        *count.as_mut().get_mut() = 0;
+        compiler_fence(Ordering::SeqCst);
+        // SAFETY: `new_segments` is in this heap (made just now) and nothing
+        // reachable refers to it; it lets go of its array.
+        unsafe { segments.as_mut().take_array(new_segments) };
+        compiler_fence(Ordering::SeqCst);
+        *count.get_mut() = *new_count;
     }
     compiler_fence(Ordering::SeqCst);
-    *moved.as_mut().get_mut() = SWAPPING;
-    compiler_fence(Ordering::SeqCst);
-    if let Err(e) = m.swap(buckets, old.as_mut()) {
-        // Back as it was: the previous old buckets, all moved.
-        let undone = m.swap(old, new);
-        *moved.get_mut() = if undone.is_ok() { before } else { GROWING };
-        return Err(e.into());
-    }
-    compiler_fence(Ordering::SeqCst);
-    *moved.get_mut() = 0;
+    let flipped = (*moved & FLIPPED) ^ FLIPPED;
+    *moved.get_mut() = flipped;
     Ok(())
 }
 
@@ -838,7 +887,7 @@ fn grow<K: SharedKey, V: Shared>(
 /// table is not growing.
 #[inline]
 fn move_some<K: SharedKey, V: Shared>(m: &Mutator<'_>, t: Pin<&mut TRepr<K, V>>) {
-    if t.2 .1 != 0 {
+    if lists::<K, V>(&t).1 .1 != 0 {
         move_buckets::<K, V>(m, t);
     }
 }
@@ -849,10 +898,10 @@ fn move_some<K: SharedKey, V: Shared>(m: &Mutator<'_>, t: Pin<&mut TRepr<K, V>>)
 /// modification.
 #[inline(never)]
 fn move_buckets<K: SharedKey, V: Shared>(m: &Mutator<'_>, t: Pin<&mut TRepr<K, V>>) {
-    let (mut buckets, _, mut old, mut moved, _) = t.project();
+    let (mut buckets, _, mut old, mut moved, _) = parts_mut::<K, V>(t);
     let n = buckets.1;
     for _ in 0..MOVE_STEP {
-        let o = *moved;
+        let o = *moved & !FLIPPED;
         if o >= old.1 || n == 0 {
             return;
         }
@@ -907,14 +956,14 @@ fn move_buckets<K: SharedKey, V: Shared>(m: &Mutator<'_>, t: Pin<&mut TRepr<K, V
                 m.truncate(vals, 0);
             }
         }
-        *moved.as_mut().get_mut() = o + 1;
+        set_moved(moved.as_mut(), o + 1);
         if o + 1 == old.1 {
             // All moved: the old buckets become garbage (their list lets
             // go of its array, one field at a time).
             let (segments, count) = old.as_mut().project();
             m.truncate(segments, 0);
             *count.get_mut() = 0;
-            *moved.as_mut().get_mut() = 0;
+            set_moved(moved.as_mut(), 0);
             return;
         }
     }

@@ -13,8 +13,8 @@
 //!   copies down reached (no pointers) or the address it had before
 //!   (pointers): the copies go on, an old array still in place is
 //!   replaced, and the array is cut by one;
-//! - the start of a growth: `moved` says which step was reached
-//!   ([`GROWING`], [`SWAPPING`]): the growth is undone or finished;
+//! - the start of a growth, before the flip of the lists ([`GROWING`]):
+//!   undone (the old list, all moved, is ignored again);
 //! - the move of an old bucket to the new ones: copies of its bindings at
 //!   the ends of new chains, while the old bucket still holds them (cut
 //!   off, to be moved again), or an old bucket emptied but not yet counted
@@ -28,8 +28,8 @@
 use std::pin::Pin;
 
 use super::{
-    bucket, bucket_pin, clear, hash_repr, shift_out, SHashtbl, SegmentsRepr, TRepr, CLEARING,
-    GROWING, SWAPPING,
+    bucket, bucket_pin, clear, hash_repr, moved_of, parts_mut, set_moved, shift_out, SHashtbl,
+    SegmentsRepr, TRepr, CLEARING, GROWING,
 };
 use crate::heap::{HeapError, Mutator, Poison};
 use crate::structures::{Result, StructureError};
@@ -102,38 +102,26 @@ pub(super) fn repair<K: SharedKey, V: Shared>(
     Ok(())
 }
 
-/// A growth's start cut short: before the new buckets took the old ones'
-/// place, it is undone (the old buckets were all moved); after, it is
-/// finished. A clear cut short is finished.
+/// A growth's start cut short, before the flip: the old list (all moved)
+/// may be part way to the new one, and is ignored again (counted as all
+/// moved); the next addition grows the table again. A clear cut short is
+/// finished.
 fn finish_growth<K: Shared, V: Shared>(m: &Mutator<'_>, t: Pin<&mut TRepr<K, V>>) {
-    if t.3 == CLEARING {
-        clear::<K, V>(m, t);
-        return;
-    }
-    let (mut buckets, _, mut old, moved, _) = t.project();
-    let moved = moved.get_mut();
-    // The new list has more buckets than the current one, which has more
-    // than the old list before it.
-    let swap = match *moved {
-        GROWING if old.1 > buckets.1 => true,
+    match moved_of::<K, V>(&t) {
+        CLEARING => clear::<K, V>(m, t),
         GROWING => {
-            *moved = old.1;
-            return;
+            let (_, _, old, moved, _) = parts_mut::<K, V>(t);
+            let all = old.1;
+            set_moved(moved, all);
         }
-        SWAPPING => old.1 > buckets.1,
-        _ => return,
-    };
-    if swap && m.swap(buckets.as_mut(), old.as_mut()).is_err() {
-        // (Swaps fail only on pinned locks, which a table refuses.)
-        return;
+        _ => {}
     }
-    *moved = 0;
 }
 
 /// A removal cut short is finished where its journal says it was (the
 /// journal stays when there is no room to finish it).
 fn finish_removal<K: Shared, V: Shared>(m: &Mutator<'_>, t: Pin<&mut TRepr<K, V>>) -> Result<()> {
-    let (buckets, _, old, _, journal) = t.project();
+    let (buckets, _, old, _, journal) = parts_mut::<K, V>(t);
     let (mut jb, jlen, ji, jk, jv) = journal.project();
     if *jb == 0 {
         return Ok(());
@@ -187,7 +175,7 @@ fn finish_array<V: Shared>(
 /// value (an addition or a move cut short) is cut off, and so are the
 /// values of an old bucket whose keys were cut off.
 fn even_chains<K: Shared, V: Shared>(m: &Mutator<'_>, t: Pin<&mut TRepr<K, V>>) {
-    let (buckets, _, old, ..) = t.project();
+    let (buckets, _, old, ..) = parts_mut::<K, V>(t);
     for list in [buckets, old] {
         let (segments, _) = list.project();
         for segment in segments.iter_pin() {
@@ -205,14 +193,15 @@ fn even_chains<K: Shared, V: Shared>(m: &Mutator<'_>, t: Pin<&mut TRepr<K, V>>) 
 /// the ends of new chains are cut off while it holds them (it is moved
 /// again by the next change); an emptied bucket counts as moved.
 fn finish_move<K: SharedKey, V: Shared>(m: &Mutator<'_>, t: Pin<&mut TRepr<K, V>>) {
-    let (mut buckets, _, old, moved, _) = t.project();
-    let (n, old_n, o) = (buckets.1, old.1, *moved);
+    let o = moved_of::<K, V>(&t);
+    let (mut buckets, _, old, moved, _) = parts_mut::<K, V>(t);
+    let (n, old_n) = (buckets.1, old.1);
     if old_n == 0 || o >= old_n || n == 0 {
         return;
     }
     let from = bucket::<K, V>(&old, o);
     let Some(from) = from.filter(|c| !c.0.is_empty()) else {
-        *moved.get_mut() = o + 1;
+        set_moved(moved, o + 1);
         return;
     };
     // Keys of old bucket `o` live nowhere else until it has moved: in a

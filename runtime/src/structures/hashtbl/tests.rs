@@ -5,7 +5,8 @@ use super::*;
 /// The table's growth state: (new buckets, old buckets, moved).
 fn growth(t: &SHashtbl<u64, u64>) -> (usize, usize, usize) {
     let g = t.parts.data.read().unwrap();
-    (g.0 .1, g.2 .1, g.3)
+    let (new, old) = lists::<u64, u64>(&g);
+    (new.1, old.1, moved_of::<u64, u64>(&g))
 }
 
 #[test]
@@ -87,7 +88,7 @@ fn a_bucket_that_cannot_move_stays_whole() {
     }
     let growing = |t: &SHashtbl<String, u64>| {
         let g = t.parts.data.read().unwrap();
-        (g.2 .1, g.3)
+        (lists::<String, u64>(&g).1 .1, moved_of::<String, u64>(&g))
     };
     assert_eq!(growing(&t), (8, 0));
     // Fill the pool, so that no key can be copied to a new bucket.
