@@ -21,10 +21,7 @@ fn err<E: std::fmt::Display>(e: E) -> String {
 }
 
 fn trials() -> usize {
-    std::env::var("KILL_TRIALS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(100)
+    common::kill_trials(100)
 }
 
 fn words(n: usize, len: usize) -> Vec<String> {

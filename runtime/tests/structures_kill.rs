@@ -29,10 +29,7 @@ fn err<E: std::fmt::Display>(e: E) -> String {
 }
 
 fn trials() -> usize {
-    std::env::var("KILL_TRIALS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(100)
+    common::kill_trials(100)
 }
 
 /// The value bound to key `k` (not `k` itself, so that a value written to

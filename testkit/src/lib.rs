@@ -288,6 +288,15 @@ pub fn watchdog(seconds: u32) {
     }
 }
 
+/// How many trials a kill -9 test program makes: `KILL_TRIALS` when set
+/// (to run longer), else `default`.
+pub fn kill_trials(default: usize) -> usize {
+    std::env::var("KILL_TRIALS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
 /// A small xorshift generator: random choices that a seed reproduces.
 pub struct Rng(pub u64);
 
