@@ -3,8 +3,8 @@
 //! table (buckets moving from the old array to the new one), an
 //! `SHashtbl` removal, and an `SQueue` push. After each kill the structure
 //! is either whole, or its error names it as poisoned and `recover`
-//! (`SHashtbl::recover`, which also finishes the table's change in
-//! flight; `Heap::recover` for the queue) reopens it; then every operation
+//! (`SHashtbl::recover`, `SQueue::recover`: each also finishes or undoes
+//! the change in flight) reopens it; then every operation
 //! that returned `Ok` before the kill has its effect, the one in flight
 //! has it whole or not at all (a queue batch: a prefix of it), and the
 //! structure takes new work.

@@ -380,3 +380,46 @@ fn relocking_a_header_mutex_is_an_error_not_reentrant() {
     drop(g);
     assert_eq!(*h.lock().unwrap(), 1);
 }
+
+/// Poisons a structure's data heap as a death inside a change does (a
+/// panic inside a modification poisons it too).
+fn poison<T: mc::Shared>(heap: &mc::Heap<T>) {
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = heap.modify(|_, _| panic!("a change cut short"));
+    }));
+    assert!(r.is_err());
+}
+
+#[test]
+fn a_queue_clear_cut_short_is_finished_by_recover() {
+    let pool = pool();
+    let q = SQueue::<u32>::create(&pool, &()).unwrap();
+    q.extend(&[1, 2, 3, 4, 5, 6]).unwrap();
+    // `clear` cut short after the ring's size: elements without a ring.
+    let (slots, head, len, _) = q.heap().copy().unwrap();
+    q.heap().assign(&(slots, head, len, 0)).unwrap();
+    assert!(is_inconsistent(q.len()));
+    poison(q.heap());
+    assert_eq!(q.recover().unwrap(), Some(mc::heap::Poison::Panicked));
+    assert_eq!(q.len().unwrap(), 0);
+    q.push(&7).unwrap();
+    assert_eq!(q.pop_copy().unwrap(), Some(7));
+}
+
+#[test]
+fn a_table_with_a_pinned_root_is_left_for_a_later_recover() {
+    let pool = pool();
+    let t = SHashtbl::<u32, String>::create(&pool, &()).unwrap();
+    t.add(&1, &"one".to_string()).unwrap();
+    poison(t.heap());
+    // A poisoned heap takes no pin; one recovered alone does.
+    assert!(t.heap().pin().is_err());
+    assert!(t.heap().recover().unwrap().is_some());
+    let pin = t.heap().pin().unwrap_or_else(|e| panic!("pin: {e}"));
+    // The table's repair waits for the pin (it would work on a copy of
+    // the root), and says nothing is wrong.
+    assert_eq!(t.recover().unwrap(), None);
+    drop(pin);
+    assert_eq!(t.recover().unwrap(), None);
+    assert_eq!(t.find_copy(&1).unwrap().as_deref(), Some("one"));
+}

@@ -55,8 +55,8 @@ pub enum HeapError {
     /// holds a copy), and a copied lock would be another lock. Read under a
     /// guard instead.
     PinWithLocks,
-    /// The heap cannot be destroyed while values of it are pinned (this
-    /// many pinned values).
+    /// The heap cannot be destroyed, nor a structure's heap repaired after
+    /// a death, while values of it are pinned (this many pinned values).
     Pinned(usize),
     /// A mutator was handed a place that is not in its heap (a local value,
     /// or a value of another heap); or [`Heap::pin_lock`](super::Heap::pin_lock)
@@ -126,7 +126,8 @@ impl fmt::Display for HeapError {
             }
             HeapError::Pinned(n) => write!(
                 f,
-                "{n} values of the heap are pinned: drop the pin guards before destroying it"
+                "{n} values of the heap are pinned: drop the pin guards first (a heap is \
+                 neither destroyed nor, for a structure, repaired while pinned)"
             ),
             HeapError::PinWithLocks => write!(
                 f,

@@ -230,11 +230,17 @@ impl<'h> Mutator<'h> {
     /// a [`truncate`](Self::truncate) by one). Until it replaces `vec`'s
     /// array nothing refers to it, and if it never does it is garbage.
     ///
+    /// # Safety
+    ///
+    /// The array holds bitwise duplicates of `vec`'s values: it must only
+    /// be given to [`replace_array`](Self::replace_array) of `vec` (with no
+    /// change of `vec` in between), or dropped.
+    ///
     /// # Errors
     ///
     /// [`HeapError::ForeignPlace`] when `vec` is not in this heap;
     /// [`HeapError::OutOfMemory`] when the heap has no room for the array.
-    pub(crate) fn array_without<R>(
+    pub(crate) unsafe fn array_without<R>(
         &self,
         vec: &SharedVec<R>,
         i: usize,
@@ -247,15 +253,51 @@ impl<'h> Mutator<'h> {
             // SAFETY: `ptr` holds `n` initialised elements (the vector's
             // invariant), outside the fresh array; the copies go to the
             // fresh array, which fits `n` of them. The values are not
-            // used there afterwards as values of two places: the fresh
-            // array is unreachable until `replace_array` makes it the
-            // vector's array and the old one garbage (representations
-            // have no `Drop`).
+            // used as values of two places: the fresh array is unreachable
+            // until `replace_array` makes it the vector's array and the old
+            // one garbage (this function's contract; representations have
+            // no `Drop`).
             unsafe {
                 a.move_from(src, i);
                 a.move_from(src.add(i + 1), n - i - 1);
                 a.move_from(src.add(i), 1);
             }
+        }
+        Ok(a)
+    }
+
+    /// A fresh array holding `vec`'s elements (moved bitwise) but a copy
+    /// of `value` at `i`, for [`replace_array`](Self::replace_array): a
+    /// value of several words replaced with one address's write.
+    ///
+    /// # Safety
+    ///
+    /// As for [`array_without`](Self::array_without).
+    ///
+    /// # Errors
+    ///
+    /// [`HeapError::ForeignPlace`] when `vec` is not in this heap; the
+    /// errors of [`add`](Self::add) for the copy and the array.
+    pub(crate) unsafe fn array_replacing<V: Shared>(
+        &self,
+        vec: &SharedVec<V::Repr>,
+        i: usize,
+        value: &V,
+    ) -> Result<FreshArray<V::Repr>, HeapError> {
+        self.check_place(vec)?;
+        let (ptr, n, _) = vec.raw_parts();
+        if i >= n {
+            return Err(HeapError::Corrupt("an index past the end of a vector"));
+        }
+        let r = self.write(|w| value.to_repr(w))?;
+        let mut a = self.write(|w| w.alloc_fresh::<V::Repr>(n))?;
+        let src = at::<V::Repr>(ptr);
+        // SAFETY: as in `array_without`: `n` initialised elements, moved to
+        // the fresh array around the new value, which fits `n` of them.
+        unsafe {
+            a.move_from(src, i);
+            a.push(r);
+            a.move_from(src.add(i + 1), n - i - 1);
         }
         Ok(a)
     }
@@ -267,8 +309,9 @@ impl<'h> Mutator<'h> {
     /// # Safety
     ///
     /// `array` must come from this mutator's heap and hold the values of
-    /// `vec` ([`array_without`](Self::array_without) of `vec`, with no
-    /// change of `vec` in between).
+    /// `vec` ([`array_without`](Self::array_without) or
+    /// [`array_replacing`](Self::array_replacing) of `vec`, with no change
+    /// of `vec` in between).
     ///
     /// # Errors
     ///
@@ -358,7 +401,47 @@ impl<'h> Mutator<'h> {
         self.check_place(&*place)?;
         self.check_place_unpinned(&*place)?;
         let r = self.write(|w| value.to_repr(w))?;
-        set_pinned(place, SharedOption::Some(r));
+        // An empty place is filled value first, tag last (a process killed
+        // in between leaves it empty); a full one is overwritten.
+        let mut place = place;
+        if let Err(r) = place.as_mut().fill(r) {
+            set_pinned(place, SharedOption::Some(r));
+        }
+        Ok(())
+    }
+
+    /// [`set_some`](Self::set_some) with a copy of `src`, a value of this
+    /// heap, another heap or a camlbox.
+    ///
+    /// # Errors
+    ///
+    /// As [`set_some`](Self::set_some).
+    pub(crate) fn set_some_from<V: Shared>(
+        &self,
+        place: Pin<&mut SharedOption<V::Repr>>,
+        src: &V::Repr,
+    ) -> Result<(), HeapError> {
+        self.check_place(&*place)?;
+        self.check_place_unpinned(&*place)?;
+        let r = self.write(|w| V::repr_to_repr(src, w))?;
+        let mut place = place;
+        if let Err(r) = place.as_mut().fill(r) {
+            set_pinned(place, SharedOption::Some(r));
+        }
+        Ok(())
+    }
+
+    /// Makes the option at `place` `None` with one byte's write (its value
+    /// becomes garbage).
+    ///
+    /// # Errors
+    ///
+    /// [`HeapError::ForeignPlace`] when `place` is not in this heap;
+    /// [`HeapError::LockPinned`] when its value holds a pinned lock.
+    pub(crate) fn set_none<R>(&self, place: Pin<&mut SharedOption<R>>) -> Result<(), HeapError> {
+        self.check_place(&*place)?;
+        self.check_place_unpinned(&*place)?;
+        place.empty();
         Ok(())
     }
 

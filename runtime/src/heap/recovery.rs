@@ -22,7 +22,7 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 
 use super::alloc::{AllocState, Allocator, ChunkMemory, Corrupt, PoolSource};
-use super::guards::{held, modifying, Exclusive, WriteLock};
+use super::guards::{held, modifying, pinned, Exclusive, WriteLock};
 use super::Mutator;
 use super::{
     Heap, HeapError, HeapHeader, HEAP_MAGIC, PIN_COUNT_BITS, PIN_COUNT_MASK, POISON_DIED,
@@ -102,7 +102,9 @@ impl<T: Shared> Heap<T> {
     /// that no process sees the heap between the two (and a death during
     /// `repair` leaves it poisoned still). `repair` runs when the heap was
     /// poisoned or left for repair, and always with `always`. When it
-    /// fails, the heap stays poisoned and its error is returned.
+    /// fails, the heap stays poisoned and its error is returned; while the
+    /// root is pinned ([`Heap::pin`]) it does not run, and a poisoned heap
+    /// stays so ([`HeapError::Pinned`]) until the pins are dropped.
     pub(crate) fn recover_with(
         &self,
         always: bool,
@@ -128,6 +130,19 @@ impl<T: Shared> Heap<T> {
                 // The repair found damage the validation did not cover.
                 return Err(HeapError::Corrupt("the chunk list"));
             }
+        }
+        // A pinned root would be copied for the repair, which decides by the
+        // addresses of the values it finds: it waits for the pins to go
+        // (a dead process's pins went with the repair's collection).
+        let root = h.root.load(Ordering::Acquire);
+        if pinned(&h.pins_in_use, &h.pins, root - self.pool.base()) {
+            return if damaged {
+                Err(HeapError::Pinned(
+                    h.pins_in_use.load(Ordering::Acquire) as usize
+                ))
+            } else {
+                Ok(None)
+            };
         }
         // SAFETY: the allocator's state is intact: it was repaired just now
         // (a repair that finds damage poisons the heap, checked above), or

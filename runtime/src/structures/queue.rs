@@ -312,13 +312,17 @@ impl<E: Shared, H: Shared> SQueue<E, H> {
     /// [`Heap::modify`](crate::Heap::modify).
     pub fn clear(&self) -> Result<()> {
         self.parts.modify_try(|m, t| {
-            let (slots, head, len, cap) = t.project();
-            // The ring first: an empty one, whatever the slots hold.
-            *cap.get_mut() = 0;
-            *len.get_mut() = 0;
-            *head.get_mut() = 0;
+            let (slots, mut head, mut len, mut cap) = t.project();
+            // No element, then the front at 0, then no ring (each step a
+            // valid queue), then the slots let go of (their values become
+            // garbage).
+            *len.as_mut().get_mut() = 0;
             compiler_fence(Ordering::SeqCst);
-            m.set::<Vec<Option<E>>>(slots, &Vec::new())?;
+            *head.as_mut().get_mut() = 0;
+            compiler_fence(Ordering::SeqCst);
+            *cap.as_mut().get_mut() = 0;
+            compiler_fence(Ordering::SeqCst);
+            m.truncate(slots, 0);
             Ok(())
         })
     }
@@ -351,7 +355,7 @@ impl<E: Shared, H: Shared> SQueue<E, H> {
                     // garbage); the count never moved.
                     for j in 0..i {
                         if let Some(place) = slots.as_mut().get_pin((h + n + j) % cap) {
-                            let _ = m.set::<Option<E>>(place, &None);
+                            let _ = m.set_none(place);
                         }
                     }
                     return Err(e.into());
@@ -403,7 +407,7 @@ fn take_front<E: Shared>(m: &Mutator<'_>, t: Pin<&mut QRepr<E>>, k: usize) -> Re
     let (mut slots, mut head, mut len, cap) = t.project();
     let cap = *cap;
     for i in 0..k {
-        m.set::<Option<E>>(pin_at(slots.as_mut(), (*head + i) % cap)?, &None)?;
+        m.set_none(pin_at(slots.as_mut(), (*head + i) % cap)?)?;
     }
     compiler_fence(Ordering::SeqCst);
     let left = *len - k;
@@ -417,10 +421,16 @@ fn take_front<E: Shared>(m: &Mutator<'_>, t: Pin<&mut QRepr<E>>, k: usize) -> Re
 /// elements are no elements (a pop in flight), and the slots outside the
 /// elements are emptied (a push, a batch or a growth in flight).
 fn empty_outside<E: Shared>(m: &Mutator<'_>, t: Pin<&mut QRepr<E>>) {
-    if check::<E>(&t).is_err() {
-        return;
+    let (slots, mut head, mut len, mut cap) = t.project();
+    // A ring larger than the slots, or elements outside it: a clear cut
+    // short (it empties the elements first, then the ring).
+    if *cap > slots.len() {
+        *cap.as_mut().get_mut() = 0;
     }
-    let (slots, mut head, mut len, cap) = t.project();
+    if *len > *cap || (*head >= *cap && *head != 0) {
+        *len.as_mut().get_mut() = 0;
+        *head.as_mut().get_mut() = 0;
+    }
     let cap = *cap;
     let empty = |slots: &SharedVec<SharedOption<E::Repr>>, i: usize| {
         slots
@@ -441,7 +451,7 @@ fn empty_outside<E: Shared>(m: &Mutator<'_>, t: Pin<&mut QRepr<E>>) {
     let inside = |i: usize| i < cap && (i + cap - h) % cap < n;
     for (i, place) in slots.iter_pin().enumerate() {
         if !inside(i) && place.as_ref().is_some() {
-            let _ = m.set::<Option<E>>(place, &None);
+            let _ = m.set_none(place);
         }
     }
 }
@@ -467,10 +477,13 @@ fn grow<E: Shared>(m: &Mutator<'_>, t: Pin<&mut QRepr<E>>) -> Result<()> {
         let mut pins: Vec<_> = slots.as_mut().iter_pin().collect();
         let (lo, hi) = pins.split_at_mut(old);
         for i in 0..h {
-            if let Err(e) = m.set_from::<Option<E>>(hi[i].as_mut(), &lo[i]) {
+            let Some(value) = SharedOption::as_ref(&lo[i]) else {
+                continue;
+            };
+            if let Err(e) = m.set_some_from::<E>(hi[i].as_mut(), value) {
                 // Take the copies back: the ring never changed.
                 for place in hi.iter_mut().take(i) {
-                    let _ = m.set::<Option<E>>(place.as_mut(), &None);
+                    let _ = m.set_none(place.as_mut());
                 }
                 return Err(e.into());
             }
@@ -480,7 +493,7 @@ fn grow<E: Shared>(m: &Mutator<'_>, t: Pin<&mut QRepr<E>>) -> Result<()> {
     *cap.as_mut().get_mut() = new;
     compiler_fence(Ordering::SeqCst);
     for i in 0..h {
-        m.set::<Option<E>>(pin_at(slots.as_mut(), i)?, &None)?;
+        m.set_none(pin_at(slots.as_mut(), i)?)?;
     }
     Ok(())
 }

@@ -416,6 +416,7 @@ impl<R> SharedVec<R> {
         unsafe {
             let v = self.get_unchecked_mut();
             ptr::copy_nonoverlapping(src.as_ptr(), at::<R>(v.ptr).add(v.len), src.len());
+            std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
             v.len += src.len();
         }
         true
@@ -467,6 +468,8 @@ impl<R> SharedVec<R> {
             // one its room first. (The length does not change.)
             let (ptr, _, cap) = dst.into_parts();
             let fence = || std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+            // (The elements are in place before the vector points there.)
+            fence();
             if cap >= v.cap {
                 v.ptr = ptr;
                 fence();

@@ -7,6 +7,9 @@ use std::sync::atomic::{compiler_fence, Ordering};
 
 mod key;
 mod repair;
+mod steps;
+
+use steps::{clear, remove_binding, replace_value};
 
 pub(super) use key::hash_local;
 use key::hash_repr;
@@ -15,7 +18,7 @@ pub use key::{KeyHasher, SharedKey};
 use super::{pin_at, structure_common, Parts, Ref, Refs, Result, StructureError};
 use crate::heap::{HeapError, HeapOptions, Mutator, PinGuard, ReadGuard};
 use crate::pool::Pool;
-use crate::value::{FreshArray, Shared, SharedVec, Tuple2, Tuple5};
+use crate::value::{Shared, SharedVec, Tuple2, Tuple5};
 
 /// The number of buckets of a new table (as Netmulticore's).
 pub const INITIAL_BUCKETS: usize = 391;
@@ -415,7 +418,7 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
             match i {
                 Some(i) => {
                     let (_, vals) = chain_pin::<K, V>(m, t, b)?.project();
-                    Ok(m.set(pin_at(vals, i)?, v)?)
+                    replace_value::<V>(m, vals, i, v)
                 }
                 None => add::<K, V>(m, t, k, v),
             }
@@ -656,30 +659,6 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
     }
 }
 
-/// Empties the table ([`SHashtbl::clear`]): `moved` says [`CLEARING`]
-/// until it is done, so that [`SHashtbl::recover`] finishes a clear cut
-/// short.
-fn clear<K: Shared, V: Shared>(m: &Mutator<'_>, t: Pin<&mut TRepr<K, V>>) {
-    let (buckets, size, old, mut moved, journal) = parts_mut::<K, V>(t);
-    set_moved(moved.as_mut(), CLEARING);
-    compiler_fence(Ordering::SeqCst);
-    // Every segment unmade (its buckets garbage, made again empty when
-    // bindings go there).
-    let (segments, _) = buckets.project();
-    for segment in segments.iter_pin() {
-        m.truncate(segment, 0);
-    }
-    let (segments, count) = old.project();
-    m.truncate(segments, 0);
-    *count.get_mut() = 0;
-    *size.get_mut() = 0;
-    // (A removal cut short has nothing left to finish.)
-    let (jb, ..) = journal.project();
-    *jb.get_mut() = 0;
-    compiler_fence(Ordering::SeqCst);
-    set_moved(moved, 0);
-}
-
 /// Bucket `b` of the table (as [`chain`] numbers them), to modify.
 fn chain_pin<'a, K: Shared, V: Shared>(
     m: &Mutator<'_>,
@@ -690,105 +669,6 @@ fn chain_pin<'a, K: Shared, V: Shared>(
     match b.checked_sub(buckets.1) {
         None => bucket_pin::<K, V>(m, buckets, b),
         Some(o) => bucket_pin::<K, V>(m, old, o),
-    }
-}
-
-/// Removes binding `i` of chain `b` (numbered as [`chain`] numbers them)
-/// so that a death at any point leaves what [`SHashtbl::recover`]
-/// finishes. The [`Journal`] records the removal before the chain
-/// changes; then each of the key and value arrays loses element `i`:
-///
-/// - an array without pointers in place ([`shift_out`]): the later
-///   elements are copied down one by one, the journal recording each
-///   step, and the last is cut off;
-/// - an array with pointers through a fresh array holding the same values,
-///   element `i` last (made before the journal, so that running out of
-///   room changes nothing), which takes the old one's place
-///   ([`Mutator::replace_array`]) and is cut by one. No value is ever in
-///   two reachable places, so a heap left at any step passes validation.
-///
-/// The count goes down and the journal is cleared last.
-fn remove_binding<K: Shared, V: Shared>(
-    m: &Mutator<'_>,
-    t: Pin<&mut TRepr<K, V>>,
-    b: usize,
-    i: usize,
-) -> Result<()> {
-    let len = chain::<K, V>(&t, b).map_or(0, |c| c.0.len().min(c.1.len()));
-    if i >= len {
-        return Ok(());
-    }
-    let (buckets, size, old, _, journal) = parts_mut::<K, V>(t);
-    let chain = match b.checked_sub(buckets.1) {
-        None => bucket_pin::<K, V>(m, buckets, b)?,
-        Some(o) => bucket_pin::<K, V>(m, old, o)?,
-    };
-    let (mut keys, mut vals) = chain.project();
-    // A key without its value (an addition cut short) is no binding.
-    m.truncate(keys.as_mut(), len);
-    m.truncate(vals.as_mut(), len);
-    let new_keys = copy_if_pointers::<K>(m, &keys, i)?;
-    let new_vals = copy_if_pointers::<V>(m, &vals, i)?;
-    let (mut jb, jlen, ji, mut jk, mut jv) = journal.project();
-    *jlen.get_mut() = len;
-    *ji.get_mut() = i;
-    // Per array: the address of the array replaced, or the step reached.
-    *jk.as_mut().get_mut() = new_keys.as_ref().map_or(i, |_| keys.raw_parts().0);
-    *jv.as_mut().get_mut() = new_vals.as_ref().map_or(i, |_| vals.raw_parts().0);
-    compiler_fence(Ordering::SeqCst);
-    *jb.as_mut().get_mut() = b + 1;
-    compiler_fence(Ordering::SeqCst);
-    match new_keys {
-        // SAFETY: `array_without` of `keys` in this modification's heap,
-        // and `keys` has not changed since.
-        Some(array) => unsafe { m.replace_array(keys.as_mut(), array)? },
-        None => shift_out::<K>(keys.as_mut(), len, jk),
-    }
-    m.truncate(keys, len - 1);
-    match new_vals {
-        // SAFETY: as for the keys.
-        Some(array) => unsafe { m.replace_array(vals.as_mut(), array)? },
-        None => shift_out::<V>(vals.as_mut(), len, jv),
-    }
-    m.truncate(vals, len - 1);
-    let size = size.get_mut();
-    *size = size.saturating_sub(1);
-    compiler_fence(Ordering::SeqCst);
-    *jb.get_mut() = 0;
-    Ok(())
-}
-
-/// For an array with pointers, the fresh array [`remove_binding`] puts in
-/// its place ([`Mutator::array_without`]); `None` for one without.
-fn copy_if_pointers<V: Shared>(
-    m: &Mutator<'_>,
-    vec: &SharedVec<V::Repr>,
-    i: usize,
-) -> Result<Option<FreshArray<V::Repr>>> {
-    if !V::HAS_POINTERS {
-        return Ok(None);
-    }
-    Ok(Some(m.array_without(vec, i)?))
-}
-
-/// Copies the elements after `*step` of an array without pointers (of
-/// `len` elements) one place down, from `*step` on, recording each step
-/// done in `step`. Going on from a recorded step after a death is right
-/// whether that step's copy was done or not: it copies the same element
-/// to the same place.
-fn shift_out<V: Shared>(
-    mut vec: Pin<&mut SharedVec<V::Repr>>,
-    len: usize,
-    mut step: Pin<&mut usize>,
-) {
-    if vec.len() != len {
-        return;
-    }
-    for j in *step..len.saturating_sub(1) {
-        vec.as_mut().copy_down::<V>(j);
-        compiler_fence(Ordering::SeqCst);
-        *step.as_mut().get_mut() = j + 1;
-        compiler_fence(Ordering::SeqCst);
     }
 }
 
@@ -944,6 +824,10 @@ fn move_buckets<K: SharedKey, V: Shared>(m: &Mutator<'_>, t: Pin<&mut TRepr<K, V
                 return;
             }
         }
+        // The order of what follows is what a repair after a death relies
+        // on: the copies, then the old bucket emptied, then counted as
+        // moved, then (the last one) the old list let go of.
+        compiler_fence(Ordering::SeqCst);
         if copied > 0 {
             // In place: the bucket exists (bindings were read from it), so
             // nothing is allocated here.
@@ -956,13 +840,17 @@ fn move_buckets<K: SharedKey, V: Shared>(m: &Mutator<'_>, t: Pin<&mut TRepr<K, V
                 m.truncate(vals, 0);
             }
         }
+        compiler_fence(Ordering::SeqCst);
         set_moved(moved.as_mut(), o + 1);
+        compiler_fence(Ordering::SeqCst);
         if o + 1 == old.1 {
             // All moved: the old buckets become garbage (their list lets
             // go of its array, one field at a time).
             let (segments, count) = old.as_mut().project();
             m.truncate(segments, 0);
+            compiler_fence(Ordering::SeqCst);
             *count.get_mut() = 0;
+            compiler_fence(Ordering::SeqCst);
             set_moved(moved.as_mut(), 0);
             return;
         }

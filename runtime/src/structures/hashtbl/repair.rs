@@ -28,8 +28,8 @@
 use std::pin::Pin;
 
 use super::{
-    bucket, bucket_pin, clear, hash_repr, moved_of, parts_mut, set_moved, shift_out, SHashtbl,
-    SegmentsRepr, TRepr, CLEARING, GROWING,
+    bucket, bucket_pin, clear, hash_repr, moved_of, parts_mut, set_moved, steps::shift_out,
+    SHashtbl, SegmentsRepr, TRepr, CLEARING, GROWING,
 };
 use crate::heap::{HeapError, Mutator, Poison};
 use crate::structures::{Result, StructureError};
@@ -163,7 +163,8 @@ fn finish_array<V: Shared>(
         }
         shift_out::<V>(vec.as_mut(), len, at);
     } else if ptr == *at {
-        let array = m.array_without(&vec, i)?;
+        // SAFETY: the array goes to `replace_array` of `vec` at once.
+        let array = unsafe { m.array_without(&vec, i)? };
         // SAFETY: `array_without` of `vec` just now, in this heap.
         unsafe { m.replace_array(vec.as_mut(), array)? };
     }

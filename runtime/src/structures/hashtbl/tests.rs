@@ -269,7 +269,8 @@ fn a_removal_of_values_with_pointers_cut_short_is_finished() {
                     .unwrap()
                     .project();
                 let old = (keys.raw_parts().0, vals.raw_parts().0);
-                let array = m.array_without(&keys, 2).unwrap();
+                // SAFETY: the array goes to `replace_array` of `keys` at once.
+                let array = unsafe { m.array_without(&keys, 2).unwrap() };
                 // SAFETY: `array_without` of `keys` just now, in this heap.
                 unsafe { m.replace_array(keys, array).unwrap() };
                 old
@@ -359,4 +360,31 @@ fn removals_need_no_room_for_copies_of_the_values() {
     // them instead.
     assert!(t.remove(&k).unwrap());
     assert_eq!(t.find_all(&k).unwrap().len(), 14);
+}
+
+#[test]
+fn replacing_values_of_several_words_swaps_the_chain_s_array() {
+    let pool = Pool::create(16 << 20).unwrap();
+    let t = SHashtbl::<u64, String>::with_buckets(&pool, &(), 64).unwrap();
+    for k in 0..3u64 {
+        t.add(&k, &format!("v{k}")).unwrap();
+    }
+    t.add(&1, &"hidden".to_string()).unwrap();
+    let values_of_1 = || {
+        let g = t.parts.data.read().unwrap();
+        let b = locate::<u64, String>(&g, &1).unwrap().0;
+        chain::<u64, String>(&g, b).unwrap().1.raw_parts().0
+    };
+    let before = values_of_1();
+    t.replace(&1, &"new".to_string()).unwrap();
+    assert_ne!(
+        before,
+        values_of_1(),
+        "a fresh array took the old one's place"
+    );
+    assert_eq!(t.find_all_copy(&1).unwrap(), ["new", "v1"]);
+    assert_eq!(t.find_copy(&2).unwrap().as_deref(), Some("v2"));
+    assert_eq!(t.len().unwrap(), 4);
+    t.gc().unwrap();
+    t.heap().validate().unwrap();
 }

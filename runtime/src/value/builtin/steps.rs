@@ -127,3 +127,59 @@ impl<R> SharedVec<R> {
         }
     }
 }
+
+/// The layout of a [`SharedOption`] (`repr(C, u8)`): its tag, then its
+/// value where a `repr(C)` struct of the two would put it.
+#[repr(C)]
+struct OptionLayout<R> {
+    tag: u8,
+    value: R,
+}
+
+impl<R> super::SharedOption<R> {
+    /// Makes an empty option `Some(r)` with the value written first and
+    /// the tag last (one byte), so that a process killed in between leaves
+    /// it `None`; `Err(r)` when it is `Some` already.
+    pub(crate) fn fill(self: Pin<&mut Self>, r: R) -> Result<(), R> {
+        if self.as_ref().is_some() {
+            return Err(r);
+        }
+        // SAFETY: a `repr(C, u8)` enum is laid out as a `repr(C)` struct
+        // of its `u8` tag and a union of its variants' fields, so the value
+        // of `Some` lies where `OptionLayout` puts it and the tags are 0
+        // (`None`) and 1 (`Some`). While the tag says `None` the value's
+        // bytes are no part of the option's value: writing them leaves a
+        // valid `None`; then the tag makes it `Some(r)`. Nothing moves
+        // (only bytes of this place are written).
+        unsafe {
+            let p = std::ptr::from_mut::<Self>(self.get_unchecked_mut()).cast::<u8>();
+            let value = p
+                .add(std::mem::offset_of!(OptionLayout<R>, value))
+                .cast::<R>();
+            value.write(r);
+            std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+            p.write(1);
+        }
+        Ok(())
+    }
+
+    /// Makes the option `None` by writing its tag alone (one byte; its
+    /// value becomes garbage).
+    pub(crate) fn empty(self: Pin<&mut Self>) {
+        // SAFETY: as in `fill`: tag 0 is `None`, whatever the other bytes
+        // hold; representations have no `Drop`, and nothing moves.
+        unsafe {
+            std::ptr::from_mut::<Self>(self.get_unchecked_mut())
+                .cast::<u8>()
+                .write(0)
+        };
+    }
+}
+
+const _: () = {
+    // `fill`'s layout assumption, checked for a few payloads.
+    use std::mem::{offset_of, size_of};
+    assert!(size_of::<super::SharedOption<u64>>() == size_of::<OptionLayout<u64>>());
+    assert!(offset_of!(OptionLayout<u64>, value) == 8);
+    assert!(size_of::<super::SharedOption<u8>>() == 2);
+};
