@@ -75,6 +75,16 @@ struct Outcome {
 }
 
 impl Outcome {
+    /// The scenario's line: how the kills ended, then `what` held.
+    fn summary(&self, what: &str) -> String {
+        format!(
+            "{} kills: {} left the structure whole, {} poisoned it and were recovered; {what}",
+            trials(),
+            self.whole,
+            self.recovered
+        )
+    }
+
     /// Probes with `probe` (a read of the structure): a poisoned
     /// structure must say so, and `recover` must reopen it as poisoned by
     /// a death.
@@ -167,13 +177,7 @@ fn hashtbl_killed_in_insert() -> Result<String, String> {
         })?;
         t.destroy().map_err(err)?;
     }
-    Ok(format!(
-        "{} kills ({total} bindings committed): {} left the table whole, {} poisoned it and \
-         were recovered; nothing committed lost",
-        trials(),
-        outcome.whole,
-        outcome.recovered
-    ))
+    Ok(outcome.summary(&format!("{total} bindings committed, none lost")))
 }
 
 /// Inserts into a table of one bucket, which grows again and again: most
@@ -203,13 +207,9 @@ fn hashtbl_killed_in_resize() -> Result<String, String> {
         })?;
         t.destroy().map_err(err)?;
     }
-    Ok(format!(
-        "{} kills: {growing} left the table growing, {} whole, {} poisoned and recovered; \
-         nothing committed lost",
-        trials(),
-        outcome.whole,
-        outcome.recovered
-    ))
+    Ok(outcome.summary(&format!(
+        "{growing} left the table growing; nothing committed lost"
+    )))
 }
 
 /// Kills a process removing the newer of the two bindings of keys
@@ -298,13 +298,7 @@ where
         check().map_err(|e| format!("trial {trial}: {e}"))?;
         t.destroy().map_err(err)?;
     }
-    Ok(format!(
-        "{} kills: {} left the table whole, {} poisoned it and were recovered; every \
-         committed removal done, no other binding changed",
-        trials(),
-        outcome.whole,
-        outcome.recovered
-    ))
+    Ok(outcome.summary("every committed removal done, no other binding changed"))
 }
 
 /// Kills a process adding keys `0, 1, ...` to a table of 4 shards, each
@@ -346,13 +340,7 @@ fn sharded_killed_in_insert() -> Result<String, String> {
         check().map_err(|e| format!("trial {trial}: {e}"))?;
         t.destroy().map_err(err)?;
     }
-    Ok(format!(
-        "{} kills: {} left the table whole, {} poisoned a shard and were recovered; nothing \
-         committed lost",
-        trials(),
-        outcome.whole,
-        outcome.recovered
-    ))
+    Ok(outcome.summary("nothing committed lost"))
 }
 
 /// Kills a process pushing `0, 1, ...` (one by one, and in batches of
@@ -432,13 +420,7 @@ fn queue_killed_in_push() -> Result<String, String> {
         })?;
         q.destroy().map_err(err)?;
     }
-    Ok(format!(
-        "{} kills: {} left the queue whole, {} poisoned it and were recovered; nothing \
-         committed lost",
-        trials(),
-        outcome.whole,
-        outcome.recovered
-    ))
+    Ok(outcome.summary("nothing committed lost"))
 }
 
 fn main() {
