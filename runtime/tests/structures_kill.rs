@@ -67,6 +67,18 @@ fn kill_while(
     Ok(done.load(Ordering::SeqCst))
 }
 
+/// Runs `op(k)` for `k` in `0..n`, counting each one done in `done`, then
+/// waits to be killed.
+fn count_then_wait(done: &AtomicU64, n: u64, op: impl Fn(u64)) -> ! {
+    for k in 0..n {
+        op(k);
+        done.store(k + 1, Ordering::SeqCst);
+    }
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
 /// What a kill left: the structure whole, or poisoned and recovered.
 #[derive(Default)]
 struct Outcome {
@@ -121,13 +133,9 @@ fn insert_trial(
 ) -> Result<u64, String> {
     let tc = t.clone();
     let committed = kill_while(rng, done, 200, move || {
-        for k in 0..200_000u64 {
+        count_then_wait(done, 200_000, |k| {
             tc.add(&k, &value(k)).expect("add");
-            done.store(k + 1, Ordering::SeqCst);
-        }
-        loop {
-            std::thread::sleep(Duration::from_secs(1));
-        }
+        })
     })?;
     outcome.settle(t.len(), || t.recover())?;
     // Every committed binding is there; the one in flight whole or not at
@@ -256,13 +264,9 @@ where
         }
         let tc = t.clone();
         let committed = kill_while(&mut rng, done, 50, move || {
-            for k in 0..KEYS {
+            count_then_wait(done, KEYS, |k| {
                 tc.remove(&key(k)).expect("remove");
-                done.store(k + 1, Ordering::SeqCst);
-            }
-            loop {
-                std::thread::sleep(Duration::from_secs(1));
-            }
+            })
         })
         .map_err(|e| format!("trial {trial}: {e}"))?;
         let mut check = || -> Result<(), String> {
@@ -313,13 +317,9 @@ fn sharded_killed_in_insert() -> Result<String, String> {
         let t = SShardedHashtbl::<u64, u64>::with_buckets(&pool, 4, 4).map_err(err)?;
         let tc = t.clone();
         let committed = kill_while(&mut rng, done, 100, move || {
-            for k in 0..200_000u64 {
+            count_then_wait(done, 200_000, |k| {
                 tc.add(&k, &value(k)).expect("add");
-                done.store(k + 1, Ordering::SeqCst);
-            }
-            loop {
-                std::thread::sleep(Duration::from_secs(1));
-            }
+            })
         })
         .map_err(|e| format!("trial {trial}: {e}"))?;
         let mut check = || -> Result<(), String> {
