@@ -1,13 +1,13 @@
 //! Taking a heap's lock: exclusively (recovering from a holder that died)
 //! or shared, with the thread's record of the heaps it holds.
 
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::guards::{enter, held, release, Exclusive, SharedHold, WriteLock};
 use super::{left, Heap, HeapError, HeapHeader, DIRTY_ALLOC, DIRTY_DATA, HEAP_MAGIC, POISON_DIED};
 use crate::sync::raw::{Acquired, LockError};
 use crate::value::Shared;
-use std::sync::atomic::Ordering;
 
 impl<T: Shared> Heap<T> {
     /// Takes the heap's lock exclusively, recovering from a holder that

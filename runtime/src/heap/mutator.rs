@@ -401,12 +401,7 @@ impl<'h> Mutator<'h> {
         self.check_place(&*place)?;
         self.check_place_unpinned(&*place)?;
         let r = self.write(|w| value.to_repr(w))?;
-        // An empty place is filled value first, tag last (a process killed
-        // in between leaves it empty); a full one is overwritten.
-        let mut place = place;
-        if let Err(r) = place.as_mut().fill(r) {
-            set_pinned(place, SharedOption::Some(r));
-        }
+        put_some(place, r);
         Ok(())
     }
 
@@ -424,10 +419,7 @@ impl<'h> Mutator<'h> {
         self.check_place(&*place)?;
         self.check_place_unpinned(&*place)?;
         let r = self.write(|w| V::repr_to_repr(src, w))?;
-        let mut place = place;
-        if let Err(r) = place.as_mut().fill(r) {
-            set_pinned(place, SharedOption::Some(r));
-        }
+        put_some(place, r);
         Ok(())
     }
 
@@ -568,6 +560,15 @@ impl<'h> Mutator<'h> {
         // SAFETY: a shared borrow that ends here, while no mutator call
         // borrows the allocator (calls do not nest).
         unsafe { &*self.alloc.get() }.live_bytes
+    }
+}
+
+/// Makes the option at `place` `Some(r)`: an empty place is filled value
+/// first, tag last (a process killed in between leaves it empty); a full
+/// one is overwritten.
+fn put_some<R>(mut place: Pin<&mut SharedOption<R>>, r: R) {
+    if let Err(r) = place.as_mut().fill(r) {
+        set_pinned(place, SharedOption::Some(r));
     }
 }
 

@@ -31,6 +31,11 @@ use super::{
 use crate::pool::{Pool, PAGE_SIZE};
 use crate::value::{Shared, Validator};
 
+/// A structure's repair of its own data after a death
+/// ([`Heap::recover_with`]).
+pub(crate) type Repair<'a, T> =
+    dyn FnMut(&Mutator<'_>, Pin<&mut <T as Shared>::Repr>) -> Result<(), HeapError> + 'a;
+
 /// Why a heap is poisoned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -93,22 +98,23 @@ impl<T: Shared> Heap<T> {
     /// not well formed: destroy the heap and rebuild it;
     /// [`HeapError::Destroyed`], [`HeapError::Reentrant`].
     pub fn recover(&self) -> Result<Option<Poison>, HeapError> {
-        self.recover_with(false, |_, _| Ok(()))
+        self.recover_with(false, None)
     }
 
-    /// [`recover`](Self::recover), then `repair` as a modification under
-    /// the same exclusive lock, before the poison is cleared: what a
-    /// structure built on the heap uses to restore its own invariants, so
-    /// that no process sees the heap between the two (and a death during
-    /// `repair` leaves it poisoned still). `repair` runs when the heap was
-    /// poisoned or left for repair, and always with `always`. When it
-    /// fails, the heap stays poisoned and its error is returned; while the
-    /// root is pinned ([`Heap::pin`]) it does not run, and a poisoned heap
-    /// stays so ([`HeapError::Pinned`]) until the pins are dropped.
+    /// [`recover`](Self::recover), then (with `Some`) `repair` as a
+    /// modification under the same exclusive lock, before the poison is
+    /// cleared: what a structure built on the heap uses to restore its own
+    /// invariants, so that no process sees the heap between the two (and a
+    /// death during `repair` leaves it poisoned still). `repair` runs when
+    /// the heap was poisoned or left for repair, and always with `always`.
+    /// When it fails, the heap stays poisoned and its error is returned;
+    /// while the root is pinned ([`Heap::pin`]) it does not run, and a
+    /// poisoned heap stays so ([`HeapError::Pinned`]) until the pins are
+    /// dropped.
     pub(crate) fn recover_with(
         &self,
         always: bool,
-        repair: impl FnOnce(&Mutator<'_>, Pin<&mut T::Repr>) -> Result<(), HeapError>,
+        repair: Option<&mut Repair<'_, T>>,
     ) -> Result<Option<Poison>, HeapError> {
         let h = self.header();
         if h.magic.load(Ordering::Acquire) != HEAP_MAGIC || h.id != self.id {
@@ -131,6 +137,11 @@ impl<T: Shared> Heap<T> {
                 return Err(HeapError::Corrupt("the chunk list"));
             }
         }
+        let Some(repair) = repair else {
+            // The heap's own repair alone (`recover`).
+            h.poisoned.store(0, Ordering::Release);
+            return Ok(was);
+        };
         // A pinned root would be copied for the repair, which decides by the
         // addresses of the values it finds: it waits for the pins to go
         // (a dead process's pins went with the repair's collection).
@@ -148,7 +159,7 @@ impl<T: Shared> Heap<T> {
         // (a repair that finds damage poisons the heap, checked above), or
         // nothing left it for repair. Its chunks are pages of this pool.
         let ex = unsafe { Exclusive::new(lock, &self.pool) };
-        self.modify_locked(&ex, repair)??;
+        self.modify_locked(&ex, |m, t| repair(m, t))??;
         h.poisoned.store(0, Ordering::Release);
         Ok(was)
     }

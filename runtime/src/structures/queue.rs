@@ -390,10 +390,13 @@ impl<E: Shared, H: Shared> SQueue<E, H> {
         // Under the lock that recovers the heap, before its poison is
         // cleared, and every time (it finds nothing to do in a whole
         // queue).
-        let data = self.parts.data.recover_with(true, |m, t| {
-            empty_outside::<E>(m, t);
-            Ok(())
-        })?;
+        let data = self.parts.data.recover_with(
+            true,
+            Some(&mut |m, t| {
+                empty_outside::<E>(m, t);
+                Ok(())
+            }),
+        )?;
         let header = self.parts.header.recover()?;
         Ok(data.or(header))
     }

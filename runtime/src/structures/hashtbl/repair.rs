@@ -77,12 +77,15 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
         // poison is cleared, and every time (it finds nothing to do in a
         // whole table): a table whose heap alone was recovered is repaired
         // too.
-        let data = self.parts.data.recover_with(true, |m, t| {
-            repair::<K, V>(m, t).map_err(|e| match e {
-                StructureError::Heap(e) => e,
-                _ => HeapError::Corrupt("the table's buckets"),
-            })
-        })?;
+        let data = self.parts.data.recover_with(
+            true,
+            Some(&mut |m, t| {
+                repair::<K, V>(m, t).map_err(|e| match e {
+                    StructureError::Heap(e) => e,
+                    _ => HeapError::Corrupt("the table's buckets"),
+                })
+            }),
+        )?;
         let header = self.parts.header.recover()?;
         Ok(data.or(header))
     }
