@@ -18,7 +18,7 @@
 //! touches it until it frees it).
 
 use std::ptr::NonNull;
-use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::in_shared::in_shared;
 use crate::segment::{self, SegmentHeader};
@@ -184,14 +184,17 @@ impl Region {
         self.base.as_ptr()
     }
 
+    #[inline]
     pub(crate) fn slots(&self) -> usize {
         self.slots
     }
 
+    #[inline]
     pub(crate) fn msg_size(&self) -> usize {
         self.msg_size
     }
 
+    #[inline]
     pub(crate) fn header(&self) -> &BoxHeader {
         // SAFETY: the prefix (the first `SLOTS_OFFSET` bytes) lies inside
         // the region (constructors' contracts; `open` checks the length
@@ -200,10 +203,12 @@ impl Region {
         unsafe { &(*self.base.as_ptr().cast::<BoxPrefix>()).head }
     }
 
+    #[inline]
     fn slot_offset(&self, i: usize) -> usize {
         SLOTS_OFFSET + i * self.stride
     }
 
+    #[inline]
     pub(crate) fn slot(&self, i: usize) -> &SlotHeader {
         assert!(i < self.slots);
         // SAFETY: slot `i` lies inside the region; its header is atomics.
@@ -216,6 +221,7 @@ impl Region {
     }
 
     /// The local address of slot `i`'s data.
+    #[inline]
     pub(crate) fn data(&self, i: usize) -> NonNull<u8> {
         assert!(i < self.slots);
         // SAFETY: inside the region.
@@ -223,6 +229,7 @@ impl Region {
     }
 
     /// The offset of slot `i`'s data from the start of the segment.
+    #[inline]
     pub(crate) fn data_offset(&self, i: usize) -> usize {
         self.slot_offset(i) + SLOT_HEADER
     }
@@ -231,6 +238,7 @@ impl Region {
     /// the slots from `start` on (each sender keeps its own starting point,
     /// so concurrent senders try different state words and share no
     /// counter).
+    #[inline]
     pub(crate) fn claim(&self, tid: u32, start: usize) -> Option<usize> {
         let mine = WRITING | (tid as u64) << 32;
         // (No `%` on the way: a division costs more than the rest.)
@@ -254,6 +262,7 @@ impl Region {
     /// Publishes a written message.
     /// `mine` is the writer's claim (`WRITING | tid << 32`): a slot that is
     /// no longer claimed by this writer is left alone.
+    #[inline]
     pub(crate) fn publish(&self, i: usize, mine: u64, root_offset: usize, used: usize) {
         let s = self.slot(i);
         if s.state.load(Ordering::Acquire) != mine {
@@ -261,20 +270,21 @@ impl Region {
         }
         s.root_offset.store(root_offset as u32, Ordering::Relaxed);
         s.used.store(used as u32, Ordering::Relaxed);
+        // Sequentially consistent, as is the load of `receiver_sleeping`
+        // below: store-load ordering against the receiver's announcing its
+        // sleep (it sets `receiver_sleeping`, then fences and rescans the
+        // slots): either it sees this slot ready, or this sees it sleeping
+        // and wakes it. (On x86 the compare-and-swap is the fence.) The
+        // notification word is written only then, so a receiver that spins
+        // does not have its cache line taken away on every message.
         if s.state
-            .compare_exchange(mine, READY, Ordering::Release, Ordering::Relaxed)
+            .compare_exchange(mine, READY, Ordering::SeqCst, Ordering::Relaxed)
             .is_err()
         {
             return;
         }
-        // Store-load ordering against the receiver's announcing its sleep
-        // (it sets `receiver_sleeping`, then rescans the slots): either it
-        // sees this slot ready, or this sees it sleeping and wakes it. The
-        // notification word is written only then, so a receiver that spins
-        // does not have its cache line taken away on every message.
-        fence(Ordering::SeqCst);
         let h = self.header();
-        if h.receiver_sleeping.load(Ordering::Relaxed) != 0 {
+        if h.receiver_sleeping.load(Ordering::SeqCst) != 0 {
             h.notify.fetch_add(1, Ordering::SeqCst);
             futex::wake(&h.notify, 1);
         }
@@ -284,7 +294,7 @@ impl Region {
     pub(crate) fn free_own(&self, i: usize, mine: u64) {
         let s = self.slot(i);
         if s.state
-            .compare_exchange(mine, FREE, Ordering::AcqRel, Ordering::Relaxed)
+            .compare_exchange(mine, FREE, Ordering::SeqCst, Ordering::Relaxed)
             .is_ok()
         {
             s.writer_start.store(0, Ordering::Relaxed);
@@ -293,21 +303,24 @@ impl Region {
     }
 
     /// Makes slot `i` free again and wakes senders waiting for one.
+    #[inline]
     pub(crate) fn free(&self, i: usize) {
         let s = self.slot(i);
         s.writer_start.store(0, Ordering::Relaxed);
-        s.state.store(FREE, Ordering::Release);
+        s.state.swap(FREE, Ordering::SeqCst);
         self.slot_freed();
     }
 
-    /// Wakes the senders waiting for a free slot, if any. Store-load
+    /// Wakes the senders waiting for a free slot, if any, after a
+    /// sequentially consistent write of a slot's state to `FREE`. Store-load
     /// ordering against a waiter (which counts itself in `free_waiters`,
-    /// then tries to claim): either it finds the slot free, or this sees it
-    /// waiting and wakes it.
+    /// fences, then tries to claim): either it finds the slot free, or this
+    /// sees it waiting and wakes it. (On x86 the write, a locked
+    /// instruction, is the fence.)
+    #[inline]
     fn slot_freed(&self) {
-        fence(Ordering::SeqCst);
         let h = self.header();
-        if h.free_waiters.load(Ordering::Relaxed) != 0 {
+        if h.free_waiters.load(Ordering::SeqCst) != 0 {
             h.free_seq.fetch_add(1, Ordering::SeqCst);
             futex::wake(&h.free_seq, u32::MAX);
         }
@@ -339,7 +352,7 @@ impl Region {
             };
             if dead
                 && s.state
-                    .compare_exchange(st, FREE, Ordering::AcqRel, Ordering::Relaxed)
+                    .compare_exchange(st, FREE, Ordering::SeqCst, Ordering::Relaxed)
                     .is_ok()
             {
                 s.writer_start.store(0, Ordering::Relaxed);

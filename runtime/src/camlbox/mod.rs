@@ -217,6 +217,7 @@ impl Mapping {
 
     /// Whether a fault found the segment cut short under this mapping (a
     /// load: cheap enough for every operation).
+    #[inline]
     fn truncated(&self) -> bool {
         self.guard.as_ref().is_some_and(|g| g.truncated())
     }
@@ -255,6 +256,7 @@ thread_local! {
 
 /// The calling thread's id and start time (cached per thread; refreshed
 /// after `fork`, when the id changes).
+#[inline]
 fn writer_identity() -> (u32, u64) {
     let tid = futex::current_tid();
     // (`try_with`, inlined, where `with` is a call; a thread-local

@@ -520,6 +520,7 @@ impl fmt::Debug for Validator<'_> {
 impl<'a> Validator<'a> {
     /// A validator for values whose pointers must lie in `region` (the
     /// addresses as the reader sees them).
+    #[inline]
     pub fn new(region: &'a [u8]) -> Self {
         let start = region.as_ptr().expose_provenance();
         Validator {

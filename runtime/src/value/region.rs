@@ -131,6 +131,7 @@ impl<'a> TargetAlloc<'a> {
     ///
     /// The `len` bytes at `local` must be valid for writes and used by
     /// nothing else for `'a`.
+    #[inline]
     pub(crate) unsafe fn new(local: NonNull<u8>, target: usize, len: usize) -> Self {
         TargetAlloc {
             local,
@@ -142,6 +143,7 @@ impl<'a> TargetAlloc<'a> {
     }
 
     /// The bytes handed out so far.
+    #[inline]
     pub(crate) fn used(&self) -> usize {
         self.next
     }
@@ -152,6 +154,7 @@ impl<'a> TargetAlloc<'a> {
 // aligned as requested at its target address and, checked below, at its
 // local one.
 unsafe impl Allocate for TargetAlloc<'_> {
+    #[inline]
     fn allocate(&mut self, layout: Layout) -> Result<(NonNull<u8>, usize), CopyError> {
         let Bump { addr, offset, end } = bump(self.target, self.next, self.len, layout)?;
         // SAFETY: `offset <= end <= len`: inside (or one past) the memory.
@@ -221,8 +224,8 @@ pub fn copy_from_region<T: Shared>(buf: &mut [u8], root_offset: usize) -> Result
 /// # Errors
 ///
 /// As [`Allocate::allocate`] and [`Shared::to_repr`].
-pub(crate) fn write_root_first<T: Shared>(
-    alloc: &mut dyn Allocate,
+pub(crate) fn write_root_first<T: Shared, A: Allocate>(
+    alloc: &mut A,
     value: &T,
 ) -> Result<usize, CopyError> {
     let (root, addr) = alloc.allocate(Layout::new::<T::Repr>())?;
