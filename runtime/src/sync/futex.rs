@@ -44,8 +44,9 @@ pub(crate) const WAITERS: u32 = 1 << 31;
 
 /// A locker's wait for the holder of a lock word laid out as
 /// `[WAITERS:1][flag:1][holder TID:30]`: a few spins, then sleeps of at most
-/// a [`SLICE`] on the word with [`WAITERS`] set; after each slice spent on
-/// the same holder, a check whether that holder is still alive.
+/// a [`SLICE`] on the word with [`WAITERS`] set, and a few spins again after
+/// each wake-up; after each slice spent on the same holder, a check whether
+/// that holder is still alive. The clock is read only once it sleeps.
 pub(crate) struct HolderWait {
     deadline: Option<Instant>,
     spins: u32,
@@ -53,8 +54,8 @@ pub(crate) struct HolderWait {
     /// sleep: other sleepers may exist that it cannot see, so it keeps the
     /// bit when it takes the lock.
     slept: u32,
-    /// The holder waited for and since when.
-    watched: (u32, Instant),
+    /// The holder waited for and since when (`None`: not slept on yet).
+    watched: (u32, Option<Instant>),
 }
 
 impl HolderWait {
@@ -64,7 +65,7 @@ impl HolderWait {
             deadline: deadline(timeout),
             spins: 0,
             slept: 0,
-            watched: (0, Instant::now()),
+            watched: (0, None),
         }
     }
 
@@ -78,25 +79,34 @@ impl HolderWait {
         self.slept
     }
 
-    /// Whether a slice has passed since the holder watch (re)started.
-    pub(crate) fn slice_passed(&self) -> bool {
-        self.watched.1.elapsed() >= SLICE
+    /// Whether a slice has passed since the holder watch (re)started; the
+    /// first call starts it.
+    pub(crate) fn slice_passed(&mut self) -> bool {
+        match self.watched.1 {
+            Some(t) => t.elapsed() >= SLICE,
+            None => {
+                self.watched.1 = Some(Instant::now());
+                false
+            }
+        }
     }
 
     /// Restarts the holder watch's clock.
     pub(crate) fn restart_watch(&mut self) {
-        self.watched.1 = Instant::now();
+        self.watched.1 = Some(Instant::now());
     }
 
     /// One round of waiting for `owner` (a thread other than the caller),
     /// the holder recorded in `w`, the value just read from `word`.
     ///
-    /// Spins while the spin budget lasts and the waiters bit is clear; else
-    /// sets [`WAITERS`] (a CAS with `order`, returning at once if it fails)
-    /// and sleeps a slice on the word. Once a slice has passed with `owner`
-    /// still recorded (the word re-read with `order`) and that thread is
-    /// dead, calls `dead` with the word re-read; `Some` from it ends the
-    /// wait, `None` restarts the watch.
+    /// Spins while the spin budget lasts, also when others sleep (the lock
+    /// goes to whoever asks first once it is free: the holder of a hot lock
+    /// is gone again before a sleeper wakes); else sets [`WAITERS`] (a CAS
+    /// with `order`, returning at once if it fails) and sleeps a slice on the
+    /// word, after which the budget is whole again. Once a slice has passed
+    /// with `owner` still recorded (the word re-read with `order`) and that
+    /// thread is dead, calls `dead` with the word re-read; `Some` from it
+    /// ends the wait, `None` restarts the watch.
     ///
     /// Returns `Ok(None)` when the caller should read the word again.
     ///
@@ -112,7 +122,7 @@ impl HolderWait {
         order: Ordering,
         dead: impl FnOnce(u32) -> Option<R>,
     ) -> Result<Option<R>, LockError> {
-        if self.spins < SPIN_LIMIT && w & WAITERS == 0 {
+        if self.spins < SPIN_LIMIT {
             self.spins += 1;
             std::hint::spin_loop();
             return Ok(None);
@@ -121,13 +131,14 @@ impl HolderWait {
             return Ok(None);
         }
         self.slept = WAITERS;
-        if self.watched.0 != owner {
-            self.watched = (owner, Instant::now());
+        if self.watched.0 != owner || self.watched.1.is_none() {
+            self.watched = (owner, Some(Instant::now()));
         }
         let Some(slice) = next_slice(self.deadline) else {
             return Err(LockError::Timeout);
         };
         wait(word, w | WAITERS, Some(slice));
+        self.spins = 0;
         if self.slice_passed() {
             let cur = word.load(order);
             if cur & TID_MASK == owner {

@@ -646,7 +646,8 @@ impl RawRwLock {
         acq: Acquired,
     ) -> Result<Acquired, LockError> {
         let mut spins = 0;
-        let mut since = Instant::now();
+        // The clock is read once the writer has slept.
+        let mut since: Option<Instant> = None;
         loop {
             let seq = self.drain.load(SeqCst);
             let mut busy = false;
@@ -673,9 +674,10 @@ impl RawRwLock {
                 return Err(LockError::Timeout);
             };
             futex::wait(&self.drain, seq, Some(slice));
-            if since.elapsed() >= SLICE {
+            let start = *since.get_or_insert_with(Instant::now);
+            if start.elapsed() >= SLICE {
                 self.reap_dead_readers();
-                since = Instant::now();
+                since = Some(Instant::now());
             }
         }
     }
