@@ -284,6 +284,7 @@ impl AllocState {
 
     /// Whether a collection is due: at least as much allocated since the
     /// last one as was live after it (and a few chunks' worth).
+    #[inline]
     pub(crate) fn gc_due(&self) -> bool {
         self.allocated_since_gc >= self.live_after_gc.max(4 * self.chunk_size)
     }

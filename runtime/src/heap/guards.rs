@@ -176,6 +176,7 @@ pub(super) fn pack(addr: usize, count: u64) -> u64 {
     ((addr as u64 >> 3) << PIN_COUNT_BITS) | count
 }
 
+#[inline]
 pub(super) fn pinned(in_use: &AtomicU32, pins: &[PinSlot; N_PINS], addr: usize) -> bool {
     if in_use.load(Ordering::Acquire) == 0 {
         return false;
@@ -298,6 +299,7 @@ pub(super) struct SharedHold<'a> {
 
 impl<'a> SharedHold<'a> {
     /// Takes `h`'s lock shared, waiting at most `timeout`.
+    #[inline]
     pub(super) fn take(h: &'a HeapHeader, timeout: Option<Duration>) -> Result<Self, LockError> {
         h.lock.read(timeout)?;
         Ok(SharedHold {
@@ -325,6 +327,7 @@ impl Deref for SharedHold<'_> {
 }
 
 impl Drop for SharedHold<'_> {
+    #[inline]
     fn drop(&mut self) {
         // SAFETY: the lock is held shared by this thread (type invariant).
         unsafe { self.h.lock.unlock_read() };
@@ -345,6 +348,7 @@ impl<'a> WriteLock<'a> {
     /// Takes `h`'s lock exclusively, waiting at most `timeout`, and records
     /// that this thread holds the heap at `addr` (unless `entered`: the
     /// caller recorded it with [`enter`] already).
+    #[inline]
     pub(super) fn take(
         addr: usize,
         h: &'a HeapHeader,
@@ -373,6 +377,7 @@ impl<'a> WriteLock<'a> {
 }
 
 impl Drop for WriteLock<'_> {
+    #[inline]
     fn drop(&mut self) {
         if std::thread::panicking() {
             // A panic inside a modification leaves every value whole (each
@@ -466,6 +471,7 @@ pub(super) struct ModifyingFlag;
 
 impl ModifyingFlag {
     /// Marks this thread as running a modification until the flag drops.
+    #[inline]
     pub(super) fn set() -> Self {
         set_modifying(true);
         ModifyingFlag
@@ -473,6 +479,7 @@ impl ModifyingFlag {
 }
 
 impl Drop for ModifyingFlag {
+    #[inline]
     fn drop(&mut self) {
         set_modifying(false);
     }

@@ -50,6 +50,7 @@ impl fmt::Debug for Mutator<'_> {
 impl<'h> Mutator<'h> {
     /// The mutator of the heap `h` holds, in `pool`, with the heap's
     /// allocator until it is dropped.
+    #[inline]
     pub(super) fn new(pool: &'h Pool, h: &'h Exclusive<'h>) -> Self {
         Mutator {
             pool,

@@ -47,12 +47,14 @@ impl Pool {
         self.table()
     }
 
+    #[inline]
     fn owners(&self) -> &[AtomicU32] {
         self.table()
     }
 
     /// The owner entry of the page holding `addr` (0 when free or outside
     /// the data area).
+    #[inline]
     pub(crate) fn page_owner(&self, addr: usize) -> u32 {
         let start = self.inner.base + self.inner.layout.data_offset;
         if addr < start {
