@@ -210,6 +210,79 @@ fn killed_modification_is_recovered() -> Result<String, String> {
     ))
 }
 
+/// Element `i` of a replacement round: `n` and two strings of
+/// `format!("{i:02}-{n:02}-")` and `n` x's (several lengths, so that a
+/// half-written element has pointers, lengths and numbers that do not
+/// belong together).
+type Tagged = (String, u64, String);
+
+fn tagged(i: usize, n: usize) -> Tagged {
+    let s = format!("{i:02}-{n:02}-{}", "x".repeat(n));
+    (s.clone(), n as u64, s)
+}
+
+/// Whether `t` is a whole `tagged(i, _)`.
+fn whole(i: usize, t: &Tagged) -> bool {
+    let n = t.1 as usize;
+    t.0 == t.2 && t.0.len() == 6 + n && t.0 == tagged(i, n).0
+}
+
+/// Item: a process killed while it replaces values of several words in
+/// place (`Mutator::set` of a tuple of two strings and a number) leaves,
+/// after `recover`, every value whole: the old one or the new one, never
+/// parts of each (the heap's journal redoes an interrupted replacement),
+/// and never a heap refused as damaged.
+fn killed_replacement_is_whole_after_recover() -> Result<String, String> {
+    const N: usize = 32;
+    let pool = Pool::create(64 << 20).map_err(err)?;
+    let rounds = shared(AtomicU64::new(0));
+    let mut rng = Rng(0x5851_f42d_4c95_7f2d);
+    let mut poisoned = 0;
+    for trial in 0..trials() {
+        let first: Vec<Tagged> = (0..N).map(|i| tagged(i, 1)).collect();
+        let heap = Heap::create(&pool, &first).map_err(err)?;
+        let h = heap.clone();
+        // Every round's values are made before the modification, so that
+        // the child spends most of its time in replacements.
+        let sets: Vec<Vec<Tagged>> = (0..4)
+            .map(|r| (0..N).map(|i| tagged(i, (r * 13 + i * 7) % 40)).collect())
+            .collect();
+        kill_during(&mut rng, rounds, 1, move || {
+            for set in &sets {
+                h.modify(|m, mut v| {
+                    for (i, t) in set.iter().enumerate() {
+                        let place = v.as_mut().get_pin(i).expect("element");
+                        m.set(place, t).expect("set");
+                    }
+                })
+                .expect("modify");
+            }
+        })?;
+        let v = match heap.copy_timeout(Duration::from_secs(10)) {
+            Ok(v) => v,
+            Err(HeapError::Poisoned) => {
+                poisoned += 1;
+                match heap.recover() {
+                    Ok(Some(Poison::Died)) => {}
+                    other => return Err(format!("trial {trial}: recover: {other:?}")),
+                }
+                heap.copy().map_err(|e| format!("trial {trial}: {e}"))?
+            }
+            Err(e) => return Err(format!("trial {trial}: {e}")),
+        };
+        if let Some((i, t)) = v.iter().enumerate().find(|(i, t)| !whole(*i, t)) {
+            return Err(format!("trial {trial}: element {i} is {t:?}"));
+        }
+        heap.validate().map_err(err)?;
+        heap.destroy()
+            .map_err(|e| format!("trial {trial}: destroy: {e}"))?;
+    }
+    Ok(format!(
+        "{} kills: {poisoned} inside a modification, every value whole after recovery",
+        trials()
+    ))
+}
+
 /// A modification that panics poisons the heap, as a panic under a
 /// `std::sync::Mutex` does; `recover` reopens it as it was left.
 fn panicking_modification_poisons() -> Result<String, String> {
@@ -332,6 +405,10 @@ fn main() {
         (
             "killed_modification_is_recovered",
             killed_modification_is_recovered,
+        ),
+        (
+            "killed_replacement_is_whole_after_recover",
+            killed_replacement_is_whole_after_recover,
         ),
     ]);
 }

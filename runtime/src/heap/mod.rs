@@ -53,6 +53,7 @@ mod descr;
 mod error;
 mod guards;
 mod inspect;
+mod journal;
 mod lock_pin;
 mod locking;
 mod mutator;
@@ -69,6 +70,7 @@ use guards::{
 pub use guards::{PinGuard, ReadGuard};
 pub use inspect::HeapReport;
 pub(crate) use inspect::{header_size, inspect_header};
+pub use journal::JOURNAL_BYTES;
 pub use lock_pin::PinnableLock;
 pub use mutator::Mutator;
 #[cfg(test)]
@@ -96,7 +98,7 @@ use crate::value::{CopyError, Shared, Tracer, Writer};
 /// bytes taken from their pool.
 pub const DEFAULT_CHUNK_SIZE: usize = 64 * 1024;
 
-const HEAP_MAGIC: u64 = u64::from_le_bytes(*b"mc-heap\x04");
+const HEAP_MAGIC: u64 = u64::from_le_bytes(*b"mc-heap\x05");
 /// The magic of a destroyed heap's header page, which is never reused.
 const TOMBSTONE: u64 = u64::from_le_bytes(*b"mc-dead\x01");
 const N_PINS: usize = 128;
@@ -163,10 +165,12 @@ in_shared! {
         flags: AtomicU32,
         alloc: UnsafeCell<AllocState>,
         pins: [PinSlot; N_PINS],
+        /// A replacement in place under way (see [`journal`]).
+        journal: journal::Journal,
     }
 }
 
-const _: () = assert!(std::mem::size_of::<HeapHeader>() == 3040);
+const _: () = assert!(std::mem::size_of::<HeapHeader>() == 3568);
 
 // SAFETY: every field is an atomic, a lock or a plain value written once
 // before the heap is published, except `alloc`, which is reached only
@@ -293,6 +297,7 @@ impl<T: Shared> Heap<T> {
             flags: AtomicU32::new(0),
             alloc: UnsafeCell::new(AllocState::new(opts.chunk_size)),
             pins: [const { PinSlot::new() }; N_PINS],
+            journal: journal::Journal::new(),
         };
         // SAFETY: `addr` is fresh, reserved pool memory of `header_bytes`
         // bytes, enough for the header.

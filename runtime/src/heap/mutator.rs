@@ -141,6 +141,12 @@ impl<'h> Mutator<'h> {
 
     /// Replaces the value at `place` with a copy of `value`.
     ///
+    /// A process killed in the middle leaves the old value whole, or the
+    /// new one once [`Heap::recover`](super::Heap::recover) has run: a
+    /// representation of several words is written through the heap's
+    /// journal (up to [`JOURNAL_BYTES`](super::JOURNAL_BYTES); a larger one
+    /// is written directly, and a death can leave it half written).
+    ///
     /// # Errors
     ///
     /// [`HeapError::ForeignPlace`] when `place` is not in this heap, and the
@@ -149,7 +155,7 @@ impl<'h> Mutator<'h> {
         self.check_place(&*place)?;
         self.check_place_unpinned(&*place)?;
         let r = self.write(|w| value.to_repr(w))?;
-        set_pinned(place, r);
+        self.store(place, r);
         Ok(())
     }
 
@@ -164,7 +170,7 @@ impl<'h> Mutator<'h> {
         self.check_place(&*place)?;
         self.check_place_unpinned(&*place)?;
         let r = self.write(|w| SharedString::write(s, w))?;
-        set_pinned(place, r);
+        self.store(place, r);
         Ok(())
     }
 
@@ -183,7 +189,7 @@ impl<'h> Mutator<'h> {
         self.check_place(&*place)?;
         self.check_place_unpinned(&*place)?;
         let r = self.write(|w| V::repr_to_repr(src, w))?;
-        set_pinned(place, r);
+        self.store(place, r);
         Ok(())
     }
 
@@ -402,7 +408,7 @@ impl<'h> Mutator<'h> {
         self.check_place(&*place)?;
         self.check_place_unpinned(&*place)?;
         let r = self.write(|w| value.to_repr(w))?;
-        put_some(place, r);
+        self.put_some(place, r);
         Ok(())
     }
 
@@ -420,7 +426,7 @@ impl<'h> Mutator<'h> {
         self.check_place(&*place)?;
         self.check_place_unpinned(&*place)?;
         let r = self.write(|w| V::repr_to_repr(src, w))?;
-        put_some(place, r);
+        self.put_some(place, r);
         Ok(())
     }
 
@@ -556,25 +562,36 @@ impl<'h> Mutator<'h> {
         vec.relocate(array);
     }
 
+    /// Overwrites the value at `place` with `r`, so that a death in the
+    /// middle leaves the old value or, after [`Heap::recover`](super::Heap::recover),
+    /// the new one (see [`journal`](super::journal)).
+    #[inline]
+    fn store<R>(&self, place: Pin<&mut R>, r: R) {
+        // SAFETY: the mutator's heap is locked exclusively by this thread
+        // (the `Exclusive` it borrows); the place is a value of the heap
+        // (callers checked it), in the pool whose base is given, and
+        // overwriting in place moves nothing out (representations have no
+        // `Drop`); the old value becomes garbage for the collector.
+        unsafe {
+            self.h
+                .journal
+                .store(self.pool.base(), place.get_unchecked_mut(), r)
+        }
+    }
+
+    /// Makes the option at `place` `Some(r)`: an empty place is filled value
+    /// first, tag last (a process killed in between leaves it empty); a full
+    /// one is overwritten through the journal.
+    fn put_some<R>(&self, mut place: Pin<&mut SharedOption<R>>, r: R) {
+        if let Err(r) = place.as_mut().fill(r) {
+            self.store(place, SharedOption::Some(r));
+        }
+    }
+
     /// The heap's allocator figures so far.
     pub fn live_bytes(&self) -> usize {
         // SAFETY: a shared borrow that ends here, while no mutator call
         // borrows the allocator (calls do not nest).
         unsafe { &*self.alloc.get() }.live_bytes
     }
-}
-
-/// Makes the option at `place` `Some(r)`: an empty place is filled value
-/// first, tag last (a process killed in between leaves it empty); a full
-/// one is overwritten.
-fn put_some<R>(mut place: Pin<&mut SharedOption<R>>, r: R) {
-    if let Err(r) = place.as_mut().fill(r) {
-        set_pinned(place, SharedOption::Some(r));
-    }
-}
-
-fn set_pinned<R>(place: Pin<&mut R>, r: R) {
-    // SAFETY: overwriting in place moves nothing out (representations have
-    // no `Drop`); the old value becomes garbage for the collector.
-    unsafe { std::ptr::write(place.get_unchecked_mut(), r) }
 }

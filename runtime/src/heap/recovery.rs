@@ -23,11 +23,13 @@ use std::sync::atomic::Ordering;
 
 use super::alloc::{AllocState, Allocator, ChunkMemory, Corrupt, PoolSource};
 use super::guards::{held, modifying, pinned, Exclusive, WriteLock};
+use super::journal::JOURNAL_BYTES;
 use super::Mutator;
 use super::{
     Heap, HeapError, HeapHeader, HEAP_MAGIC, PIN_COUNT_BITS, PIN_COUNT_MASK, POISON_DIED,
     POISON_PANIC, TOMBSTONE,
 };
+use crate::in_shared::at;
 use crate::pool::{Pool, PAGE_SIZE};
 use crate::value::{Shared, Validator};
 
@@ -70,8 +72,10 @@ impl<T: Shared> Heap<T> {
     /// modification left them (as `PoisonError::into_inner` does for a
     /// `std::sync::Mutex`), after checking that they are well formed.
     ///
-    /// Under the exclusive lock: [validates](Heap::validate) the whole
-    /// heap, then repairs the allocator's state (a full collection that
+    /// Under the exclusive lock: finishes a replacement in place that a
+    /// death interrupted (from the heap's journal, see
+    /// [`Mutator::set`](super::Mutator::set)), [validates](Heap::validate)
+    /// the whole heap, then repairs the allocator's state (a full collection that
     /// also gives back pages a killed process left unlinked), and clears
     /// the poison. Returns why the heap was poisoned (`None` when it was
     /// not; then nothing is done).
@@ -130,6 +134,7 @@ impl<T: Shared> Heap<T> {
             return Ok(None);
         }
         if damaged {
+            self.redo_journal(h)?;
             self.validate_locked(h, lock.state())?;
             self.repair_locked(&mut lock);
             if h.poisoned.load(Ordering::Acquire) == POISON_DIED && was != Some(Poison::Died) {
@@ -162,6 +167,29 @@ impl<T: Shared> Heap<T> {
         self.modify_locked(&ex, |m, t| repair(m, t))??;
         h.poisoned.store(0, Ordering::Release);
         Ok(was)
+    }
+
+    /// Writes again the replacement in place that a death interrupted (see
+    /// [`journal`](super::journal)), with the exclusive lock held.
+    ///
+    /// # Errors
+    ///
+    /// [`HeapError::Corrupt`] when the journal names a place outside the
+    /// heap's chunks.
+    fn redo_journal(&self, h: &HeapHeader) -> Result<(), HeapError> {
+        let Some((offset, len)) = h.journal.pending() else {
+            return Ok(());
+        };
+        match self.pool.base().checked_add(offset) {
+            Some(addr) if len <= JOURNAL_BYTES && self.in_chunks(h, addr, len) => {
+                // SAFETY: the caller holds the exclusive lock; the place's
+                // bytes lie in committed pages of this heap's chunks, which
+                // nobody else touches under the lock.
+                unsafe { h.journal.redo(at::<u8>(addr), len) };
+                Ok(())
+            }
+            _ => Err(HeapError::Corrupt("the journal of a replacement in place")),
+        }
     }
 
     /// Checks that the heap is well formed, as a heap written by processes

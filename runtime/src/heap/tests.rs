@@ -382,3 +382,53 @@ fn scavenging_frees_only_heaps_whose_header_matches_the_owner_table() {
     assert_eq!(recovery::scavenge(&pool), used - used0);
     assert_eq!(pool.stats().used, used0);
 }
+
+/// A death in the middle of a replacement of a value of several words
+/// (simulated: the store stops part way, and the heap is poisoned as a
+/// death leaves it): `recover` writes the whole new value.
+#[test]
+fn a_replacement_cut_short_is_redone_by_recover() {
+    let pool = pool();
+    let heap = Heap::create(&pool, &vec![String::from("old"), String::from("kept")]).unwrap();
+    for cut in [0, 8, 16] {
+        let new = format!("a longer replacement, cut after {cut} bytes");
+        heap.modify(|m, mut v| {
+            let place = v.as_mut().get_pin(0).unwrap();
+            journal::died_after::set(cut);
+            m.set(place, &new)
+        })
+        .unwrap()
+        .unwrap();
+        let h = heap.header();
+        assert!(h.journal.pending().is_some());
+        h.poisoned.store(POISON_DIED, Ordering::Release);
+        assert!(matches!(heap.read(), Err(HeapError::Poisoned)));
+        assert_eq!(heap.recover().unwrap(), Some(Poison::Died));
+        assert_eq!(heap.copy().unwrap(), vec![new, String::from("kept")]);
+        assert_eq!(h.journal.pending(), None);
+        heap.validate().unwrap();
+    }
+}
+
+/// A journal naming a place outside the heap is refused, not written.
+#[test]
+fn a_journal_outside_the_heap_is_corrupt() {
+    let pool = pool();
+    let heap = Heap::create(&pool, &vec![String::from("a")]).unwrap();
+    let other = Heap::create(&pool, &vec![String::from("b")]).unwrap();
+    let elsewhere = other.read().unwrap().as_slice().as_ptr().addr();
+    heap.modify(|m, mut v| {
+        let place = v.as_mut().get_pin(0).unwrap();
+        journal::died_after::set(0);
+        m.set(place, &String::from("new"))
+    })
+    .unwrap()
+    .unwrap();
+    let h = heap.header();
+    h.journal
+        .place
+        .store((elsewhere - pool.base()) as u64, Ordering::Release);
+    h.poisoned.store(POISON_DIED, Ordering::Release);
+    assert!(matches!(heap.recover(), Err(HeapError::Corrupt(_))));
+    assert_eq!(other.copy().unwrap(), vec![String::from("b")]);
+}
