@@ -621,6 +621,46 @@ fn buffer_out_of_memory_appends_nothing() {
     assert_eq!(b.len().unwrap(), 100_004);
 }
 
+/// What an append cut short by a death leaves (bytes past the end in the
+/// last block, a block past the end) is cut off by the next change, so
+/// that new bytes land at the positions they are given.
+#[test]
+fn buffer_append_cut_short_is_cut_off() {
+    let pool = pool();
+    let b = SBuffer::with_block_size(&pool, &(), 64).unwrap();
+    b.push_bytes(b"hello").unwrap();
+    // Bytes written but not counted, and an empty block added.
+    b.heap()
+        .modify(|m, t| {
+            let mut blocks = t.project().0;
+            let last = blocks.as_mut().get_pin(0).unwrap();
+            m.extend_from_slice::<u8>(last, b"GARBAGE").unwrap();
+            m.push::<Vec<u8>>(blocks, &Vec::new()).unwrap();
+        })
+        .unwrap();
+    assert_eq!(b.sub(0, 5).unwrap(), b"hello");
+    assert_eq!(b.push_bytes(b"world").unwrap(), 5);
+    assert_eq!(b.sub(0, 10).unwrap(), b"helloworld");
+    let long = [b'x'; 100];
+    assert_eq!(b.push_bytes(&long).unwrap(), 10);
+    assert_eq!(b.sub(10, 100).unwrap(), long);
+    // The same before a deletion: it counts from the real end.
+    b.heap()
+        .modify(|m, t| {
+            let mut blocks = t.project().0;
+            let last = blocks.as_mut().get_pin(1).unwrap();
+            m.extend_from_slice::<u8>(last, b"JUNK").unwrap();
+        })
+        .unwrap();
+    b.delete_head(70).unwrap();
+    assert_eq!((b.start().unwrap(), b.len().unwrap()), (70, 40));
+    assert_eq!(b.push_bytes(b"!").unwrap(), 110);
+    assert_eq!(b.sub(105, 6).unwrap(), b"xxxxx!");
+    // And `recover` on a whole buffer changes nothing.
+    assert_eq!(b.recover().unwrap(), None);
+    assert_eq!(b.sub(70, 41).unwrap().len(), 41);
+}
+
 #[test]
 fn failed_destroy_keeps_the_structure_whole() {
     let pool = pool();

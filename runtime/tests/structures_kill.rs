@@ -1,9 +1,11 @@
 //! kill -9 a process in the middle of a structure's operation, 100 trials
 //! per case: an `SHashtbl` insert, an `SHashtbl` insert that grows the
 //! table (buckets moving from the old array to the new one), an
-//! `SHashtbl` removal, and an `SQueue` push. After each kill the structure
+//! `SHashtbl` removal, an `SQueue` push, and an `SBuffer` append or
+//! deletion. After each kill the structure
 //! is either whole, or its error names it as poisoned and `recover`
-//! (`SHashtbl::recover`, `SQueue::recover`: each also finishes or undoes
+//! (`SHashtbl::recover`, `SQueue::recover`, `SBuffer::recover`: each also
+//! finishes or undoes
 //! the change in flight) reopens it; then every operation
 //! that returned `Ok` before the kill has its effect, the one in flight
 //! has it whole or not at all (a queue batch: a prefix of it), and the
@@ -20,7 +22,7 @@ use std::time::{Duration, Instant};
 use common::{ensure, fork_child, kill, run_scenarios, shared, wait_child, Rng};
 use mc::heap::Poison;
 use mc::structures::StructureError;
-use mc::{HeapError, Pool, SHashtbl, SQueue, SShardedHashtbl};
+use mc::{HeapError, Pool, SBuffer, SHashtbl, SQueue, SShardedHashtbl};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -423,6 +425,86 @@ fn queue_killed_in_push() -> Result<String, String> {
     Ok(outcome.summary("nothing committed lost"))
 }
 
+/// The byte at eternal position `p` in the buffer scenario.
+fn byte_at(p: u64) -> u8 {
+    (p % 251) as u8
+}
+
+/// Appends of 1 to 200 bytes to an `SBuffer` of 64-byte blocks (so that
+/// appends span blocks), deletions from the head that drop blocks, and a
+/// `clear` now and then. After the kill every byte between the buffer's
+/// start and end is the one appended at that position, the end is where
+/// the last append that returned left it (or past the one in flight,
+/// whole), the start is where the last deletion that returned left it (or
+/// where the one in flight moves it), and appends go on at the end.
+fn buffer_killed_in_push_and_delete() -> Result<String, String> {
+    const MAX: u64 = 200;
+    let pool = Pool::create(256 << 20).map_err(err)?;
+    let pushed = shared(AtomicU64::new(0));
+    let deleted = shared(AtomicU64::new(0));
+    let mut rng = Rng(0x1157_2024_5eed_0004);
+    let mut outcome = Outcome::default();
+    for trial in 0..trials() {
+        let b = SBuffer::with_block_size(&pool, &(), 64).map_err(err)?;
+        let bc = b.clone();
+        deleted.store(0, Ordering::SeqCst);
+        let committed = kill_while(&mut rng, pushed, 4000, move || {
+            let (mut end, mut i) = (0u64, 0u64);
+            loop {
+                let n = 1 + (i * 37) % MAX;
+                let chunk: Vec<u8> = (end..end + n).map(byte_at).collect();
+                let pos = bc.push_bytes(&chunk).expect("push");
+                assert_eq!(pos as u64, end, "the position of an append");
+                end += n;
+                pushed.store(end, Ordering::SeqCst);
+                if i % 50 == 49 {
+                    bc.clear().expect("clear");
+                    deleted.store(end, Ordering::SeqCst);
+                } else if i % 3 == 0 {
+                    let len = bc.len().expect("len") as u64;
+                    if len > 300 {
+                        bc.delete_head((len - 300) as usize).expect("delete");
+                        deleted.store(end - 300, Ordering::SeqCst);
+                    }
+                }
+                i += 1;
+            }
+        })
+        .map_err(|e| format!("trial {trial}: {e}"))?;
+        let gone = deleted.load(Ordering::SeqCst);
+        outcome
+            .settle(b.len(), || b.recover())
+            .map_err(|e| format!("trial {trial}: {e}"))?;
+        let (start, len) = (b.start().map_err(err)? as u64, b.len().map_err(err)? as u64);
+        let end = start + len;
+        ensure(
+            (committed..=committed + MAX).contains(&end) && (gone..=committed).contains(&start),
+            || {
+                format!(
+                    "trial {trial}: bytes {start}..{end}, with {committed} appended and up to \
+                     {gone} deleted"
+                )
+            },
+        )?;
+        let bytes = b.sub(start as usize, len as usize).map_err(err)?;
+        if let Some(i) = (start..end).position(|p| bytes[(p - start) as usize] != byte_at(p)) {
+            return Err(format!(
+                "trial {trial}: the byte at {} is wrong",
+                start + i as u64
+            ));
+        }
+        b.heap().validate().map_err(err)?;
+        ensure(b.push_bytes(b"next").map_err(err)? as u64 == end, || {
+            format!("trial {trial}: an append after the kill is not at the end")
+        })?;
+        ensure(b.sub(end as usize, 4).map_err(err)? == b"next", || {
+            format!("trial {trial}: an append after the kill reads back wrong")
+        })?;
+        b.destroy().map_err(err)?;
+    }
+    Ok(outcome.summary("every byte at its position, nothing committed lost"))
+}
+
 fn main() {
     // A hung run ends the test (SIGALRM).
     common::watchdog(600);
@@ -436,5 +518,9 @@ fn main() {
         ),
         ("sharded_killed_in_insert", sharded_killed_in_insert),
         ("queue_killed_in_push", queue_killed_in_push),
+        (
+            "buffer_killed_in_push_and_delete",
+            buffer_killed_in_push_and_delete,
+        ),
     ]);
 }

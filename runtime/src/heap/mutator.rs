@@ -309,6 +309,63 @@ impl<'h> Mutator<'h> {
         Ok(a)
     }
 
+    /// A vector of `vec`'s elements from `from` on (moved bitwise into a
+    /// fresh array, as long as they are), to be stored in place of `vec`
+    /// with the rest of its owner's value by one
+    /// [`store_repr`](Self::store_repr).
+    ///
+    /// # Safety
+    ///
+    /// The vector holds bitwise duplicates of `vec`'s values: it must only
+    /// be stored (with [`store_repr`](Self::store_repr)) in place of the
+    /// value that holds `vec`, with no change of `vec` in between, or
+    /// dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`HeapError::ForeignPlace`] when `vec` is not in this heap;
+    /// [`HeapError::OutOfMemory`] when the heap has no room for the array.
+    pub(crate) unsafe fn vec_from<R>(
+        &self,
+        vec: &SharedVec<R>,
+        from: usize,
+    ) -> Result<SharedVec<R>, HeapError> {
+        self.check_place(vec)?;
+        let (ptr, n, _) = vec.raw_parts();
+        let from = from.min(n);
+        let mut a = self.write(|w| w.alloc_fresh::<R>(n - from))?;
+        // SAFETY: `ptr` holds `n` initialised elements (the vector's
+        // invariant), outside the fresh array, which fits the `n - from`
+        // moved; they become the values of one place only once the caller
+        // stores the vector in place of `vec`'s owner (this function's
+        // contract).
+        unsafe {
+            a.move_from(at::<R>(ptr).add(from), n - from);
+            Ok(SharedVec::from_fresh(a))
+        }
+    }
+
+    /// Overwrites the value at `place` with the representation `r` as one
+    /// replacement in place (through the heap's journal, so that a death
+    /// leaves the old value or the new one): how a structure changes
+    /// several fields of its value at once.
+    ///
+    /// # Safety
+    ///
+    /// `r` must be a valid representation whose arrays are blocks of this
+    /// heap that no reachable value but the one at `place` refers to.
+    ///
+    /// # Errors
+    ///
+    /// [`HeapError::ForeignPlace`] when `place` is not in this heap;
+    /// [`HeapError::LockPinned`] when it holds a pinned lock.
+    pub(crate) unsafe fn store_repr<R>(&self, place: Pin<&mut R>, r: R) -> Result<(), HeapError> {
+        self.check_place(&*place)?;
+        self.check_place_unpinned(&*place)?;
+        self.store(place, r);
+        Ok(())
+    }
+
     /// Makes `array` (from [`array_without`](Self::array_without) of
     /// `vec`) `vec`'s array; see [`SharedVec::install`] for the order of
     /// the writes.

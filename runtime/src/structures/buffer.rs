@@ -4,8 +4,8 @@
 use std::fmt;
 use std::pin::Pin;
 
-use super::{pin_at, remove_front, structure_common, Parts, Result, StructureError};
-use crate::heap::{HeapError, HeapOptions, Mutator, ReadGuard};
+use super::{pin_at, structure_common, Parts, Result, StructureError};
+use crate::heap::{HeapError, HeapOptions, Mutator, Poison, ReadGuard};
 use crate::pool::Pool;
 use crate::value::{Shared, SharedVec, Tuple5};
 
@@ -214,8 +214,9 @@ impl<H: Shared> SBuffer<H> {
     /// [`StructureError::Inconsistent`] for a buffer whose blocks or
     /// positions were broken through [`heap`](Self::heap).
     pub fn push_bytes(&self, bytes: &[u8]) -> Result<usize> {
-        self.parts.modify_try(|m, t| {
+        self.parts.modify_try(|m, mut t| {
             check(&t)?;
+            heal(m, t.as_mut())?;
             let (mut blocks, _, start, mut len, bs) = t.project();
             let bs = *bs;
             let pos = *start + *len;
@@ -345,37 +346,18 @@ impl<H: Shared> SBuffer<H> {
     /// [`StructureError::Inconsistent`] for a buffer whose blocks or
     /// positions were broken through [`heap`](Self::heap).
     pub fn delete_head(&self, n: usize) -> Result<()> {
-        self.parts.modify_try(|m, t| {
+        self.parts.modify_try(|m, mut t| {
             check(&t)?;
-            let (mut blocks, mut head, mut start, mut len, bs) = t.project();
-            let bs = *bs;
-            if n > *len {
+            heal(m, t.as_mut())?;
+            if n > t.3 {
                 return Err(StructureError::BadRange {
-                    pos: *start,
+                    pos: t.2,
                     len: n,
-                    start: *start,
-                    end: *start + *len,
+                    start: t.2,
+                    end: t.2 + t.3,
                 });
             }
-            *start.as_mut().get_mut() += n;
-            *len.as_mut().get_mut() -= n;
-            *head.as_mut().get_mut() += n;
-            let nb = blocks.len();
-            if *len == 0 {
-                // Empty: keep the last block (with its room) for reuse.
-                if nb > 0 {
-                    remove_front(m, blocks.as_mut(), nb - 1)?;
-                    m.truncate(pin_at(blocks.as_mut(), 0)?, 0);
-                }
-                *head.get_mut() = 0;
-            } else {
-                let drop = *head / bs;
-                if drop > 0 {
-                    remove_front(m, blocks, drop)?;
-                    *head.get_mut() -= drop * bs;
-                }
-            }
-            Ok(())
+            take_head(m, t, n)
         })
     }
 
@@ -389,20 +371,123 @@ impl<H: Shared> SBuffer<H> {
     /// [`StructureError::Inconsistent`] for a buffer whose blocks or
     /// positions were broken through [`heap`](Self::heap).
     pub fn clear(&self) -> Result<()> {
+        // (No heal first: emptying needs none, and it makes a buffer whose
+        // bytes went missing whole again.)
         self.parts.modify_try(|m, t| {
             check(&t)?;
-            let (mut blocks, head, mut start, mut len, _) = t.project();
-            *start.as_mut().get_mut() += *len;
-            *len.as_mut().get_mut() = 0;
-            *head.get_mut() = 0;
-            let nb = blocks.len();
-            if nb > 0 {
-                remove_front(m, blocks.as_mut(), nb - 1)?;
-                m.truncate(pin_at(blocks.as_mut(), 0)?, 0);
-            }
-            Ok(())
+            let n = t.3;
+            take_head(m, t, n)
         })
     }
+
+    /// Makes the buffer usable again after a process died in the middle of
+    /// a change: every byte appended before the death is there, at its
+    /// position, and the change in flight is there whole or not at all.
+    /// Returns why the buffer's heaps were poisoned (`None` when they were
+    /// not).
+    ///
+    /// A death inside a change poisons the buffer: every operation then
+    /// fails with [`HeapError::Poisoned`] until this is called. It
+    /// [recovers](crate::Heap::recover) the heaps (which checks that their
+    /// values are well formed) and, under the same lock, cuts off the bytes
+    /// and blocks that an append in flight left past the end. (Every change
+    /// also does so first, so a buffer whose heap alone was recovered is
+    /// whole again at its next change.)
+    ///
+    /// # Errors
+    ///
+    /// [`StructureError::Heap`] with the errors of
+    /// [`Heap::recover`](crate::Heap::recover) (a heap whose values are
+    /// damaged stays poisoned: destroy the buffer and build it again) and of
+    /// [`Heap::modify`](crate::Heap::modify).
+    pub fn recover(&self) -> Result<Option<Poison>> {
+        let data = self.parts.data.recover_with(
+            true,
+            Some(&mut |m, t| match heal(m, t) {
+                Err(StructureError::Heap(e)) => Err(e),
+                Err(_) => Err(HeapError::Corrupt("the buffer's blocks")),
+                Ok(()) => Ok(()),
+            }),
+        )?;
+        let header = self.parts.header.recover()?;
+        Ok(data.or(header))
+    }
+}
+
+/// Cuts off what an append cut short by a death left past the buffer's end
+/// (the append counts its bytes last): bytes past the end in the last
+/// block, and blocks past it. An empty buffer keeps one block, emptied.
+///
+/// # Errors
+///
+/// [`StructureError::Inconsistent`] when bytes before the end are missing
+/// (a buffer broken through [`heap`](SBuffer::heap)).
+fn heal(m: &Mutator<'_>, t: Pin<&mut BufRepr>) -> Result<()> {
+    let (mut blocks, head, _, len, bs) = t.project();
+    let (bs, end) = (*bs, *head + *len);
+    let nb = blocks.len();
+    let keep = if end == 0 {
+        nb.min(1)
+    } else {
+        end.div_ceil(bs)
+    };
+    let broken = StructureError::Inconsistent {
+        what: "a buffer whose blocks do not hold its bytes",
+    };
+    if keep > nb || (1..keep.saturating_sub(1)).any(|b| blocks[b - 1].len() != bs) {
+        return Err(broken);
+    }
+    if nb > keep {
+        m.truncate(blocks.as_mut(), keep);
+    }
+    if keep > 0 {
+        let want = end - (keep - 1) * bs;
+        let last = pin_at(blocks.as_mut(), keep - 1)?;
+        if last.len() < want {
+            return Err(broken);
+        }
+        if last.len() > want {
+            m.truncate(last, want);
+        }
+    }
+    Ok(())
+}
+
+/// Deletes the first `n <= len` bytes: the blocks that hold only deleted
+/// bytes go (an emptied buffer keeps its last block for reuse), and the
+/// blocks, the offset of the first byte, the start and the length change
+/// in one replacement of the buffer's value (through the heap's journal),
+/// so that a death leaves the old buffer or the new one.
+fn take_head(m: &Mutator<'_>, mut t: Pin<&mut BufRepr>, n: usize) -> Result<()> {
+    let (blocks, head, start, len, bs) = (&t.0, t.1, t.2, t.3, t.4);
+    let (start, len) = (start + n, len - n);
+    let nb = blocks.len();
+    let (drop, head) = if len == 0 {
+        (nb.saturating_sub(1), 0)
+    } else {
+        ((head + n) / bs, (head + n) % bs)
+    };
+    let kept = if drop == 0 {
+        // SAFETY: a bitwise duplicate of `blocks`, which the store below
+        // overwrites with it (representations have no `Drop`).
+        unsafe { std::ptr::read(blocks) }
+    } else {
+        // SAFETY: the new vector holds `blocks`' values from `drop` on,
+        // moved; it replaces `blocks` in the store below, and nothing
+        // changes the buffer in between. The blocks before `drop` become
+        // garbage.
+        unsafe { m.vec_from(blocks, drop)? }
+    };
+    // SAFETY: the value stored is the buffer's with `kept` for its blocks
+    // (arrays of this heap that only the buffer refers to) and plain
+    // numbers.
+    unsafe { m.store_repr(t.as_mut(), Tuple5(kept, head, start, len, bs))? };
+    if len == 0 && !t.0.is_empty() {
+        // The block kept for reuse: its bytes go now (a death before this
+        // leaves them past the end, where the next change cuts them off).
+        m.truncate(pin_at(t.project().0, 0)?, 0);
+    }
+    Ok(())
 }
 
 /// Appends `k` empty blocks, each with room for `bs` bytes. On error, some

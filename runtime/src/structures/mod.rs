@@ -684,25 +684,3 @@ fn pin_at<R>(vec: Pin<&mut SharedVec<R>>, i: usize) -> Result<Pin<&mut R>> {
     vec.get_pin(i)
         .ok_or(StructureError::OutOfBounds { index: i, len })
 }
-
-/// Removes the first `k` elements of a vector of a heap (order kept).
-fn remove_front<R>(
-    m: &Mutator<'_>,
-    mut vec: Pin<&mut SharedVec<R>>,
-    k: usize,
-) -> Result<(), HeapError> {
-    let n = vec.len();
-    let k = k.min(n);
-    if k == 0 {
-        return Ok(());
-    }
-    {
-        let mut pins: Vec<Pin<&mut R>> = vec.as_mut().iter_pin().collect();
-        for j in k..n {
-            let (a, b) = pins.split_at_mut(j);
-            m.swap(a[j - k].as_mut(), b[0].as_mut())?;
-        }
-    }
-    m.truncate(vec, n - k);
-    Ok(())
-}
