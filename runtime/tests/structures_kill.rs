@@ -1,11 +1,11 @@
 //! kill -9 a process in the middle of a structure's operation, 100 trials
 //! per case: an `SHashtbl` insert, an `SHashtbl` insert that grows the
 //! table (buckets moving from the old array to the new one), an
-//! `SHashtbl` removal, an `SQueue` push, and an `SBuffer` append or
-//! deletion. After each kill the structure
+//! `SHashtbl` removal, an `SQueue` push, an `SBuffer` append or deletion,
+//! and an `SArray` growth or replacement. After each kill the structure
 //! is either whole, or its error names it as poisoned and `recover`
 //! (`SHashtbl::recover`, `SQueue::recover`, `SBuffer::recover`: each also
-//! finishes or undoes
+//! finishes or undoes; `Heap::recover` for an array
 //! the change in flight) reopens it; then every operation
 //! that returned `Ok` before the kill has its effect, the one in flight
 //! has it whole or not at all (a queue batch: a prefix of it), and the
@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use common::{ensure, fork_child, kill, run_scenarios, shared, wait_child, Rng};
 use mc::heap::Poison;
 use mc::structures::StructureError;
-use mc::{HeapError, Pool, SBuffer, SHashtbl, SQueue, SShardedHashtbl};
+use mc::{HeapError, Pool, SArray, SBuffer, SHashtbl, SQueue, SShardedHashtbl};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -505,6 +505,69 @@ fn buffer_killed_in_push_and_delete() -> Result<String, String> {
     Ok(outcome.summary("every byte at its position, nothing committed lost"))
 }
 
+/// An `SArray` of strings grown by 3 at a time (a new element array each
+/// time) and set in place (strings of several lengths, through the heap's
+/// journal). After the kill the array has the length of the last growth
+/// that returned, or of the one in flight (whole: never part of it), and
+/// every element is a whole string: a fill of some growth, or a value set
+/// at that index.
+fn array_killed_in_grow_and_set() -> Result<String, String> {
+    let pool = Pool::create(256 << 20).map_err(err)?;
+    let grown = shared(AtomicU64::new(0));
+    let mut rng = Rng(0x1157_2024_5eed_0005);
+    let mut outcome = Outcome::default();
+    // A fill is `fill-<round>`; a set value `<index>:<round>` and x's.
+    let whole = |i: usize, s: &str| match s.split_once(':') {
+        Some((at, rest)) => {
+            at.parse() == Ok(i) && rest.trim_end_matches('x').parse::<u64>().is_ok()
+        }
+        None => s
+            .strip_prefix("fill-")
+            .is_some_and(|r| r.parse::<u64>().is_ok()),
+    };
+    for trial in 0..trials() {
+        let a = SArray::create(&pool, &(), &[String::from("fill-0")]).map_err(err)?;
+        let ac = a.clone();
+        let committed = kill_while(&mut rng, grown, 60, move || {
+            let mut len = 1usize;
+            for r in 1u64.. {
+                len += 3;
+                ac.grow(len, &format!("fill-{r}")).expect("grow");
+                grown.store(len as u64, Ordering::SeqCst);
+                for k in 0..4 {
+                    let i = (r as usize * 7 + k * 13) % len;
+                    let x = "x".repeat((r as usize + k) % 30);
+                    ac.set(i, &format!("{i}:{r}{x}")).expect("set");
+                }
+                if len > 3000 {
+                    // (Long past the moment of the kill.)
+                    break;
+                }
+            }
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        })
+        .map_err(|e| format!("trial {trial}: {e}"))?;
+        outcome
+            .settle(a.len(), || a.heap().recover())
+            .map_err(|e| format!("trial {trial}: {e}"))?;
+        let v = a.to_vec().map_err(err)?;
+        let n = v.len() as u64;
+        ensure(n == committed || n == committed + 3, || {
+            format!("trial {trial}: {n} elements, with {committed} grown to")
+        })?;
+        if let Some((i, s)) = v.iter().enumerate().find(|(i, s)| !whole(*i, s)) {
+            return Err(format!("trial {trial}: element {i} is {s:?}"));
+        }
+        a.heap().validate().map_err(err)?;
+        a.grow(v.len() + 1, &String::from("fill-last"))
+            .map_err(err)?;
+        a.destroy().map_err(err)?;
+    }
+    Ok(outcome.summary("every element whole, no growth in part"))
+}
+
 fn main() {
     // A hung run ends the test (SIGALRM).
     common::watchdog(600);
@@ -522,5 +585,6 @@ fn main() {
             "buffer_killed_in_push_and_delete",
             buffer_killed_in_push_and_delete,
         ),
+        ("array_killed_in_grow_and_set", array_killed_in_grow_and_set),
     ]);
 }

@@ -345,6 +345,41 @@ impl<'h> Mutator<'h> {
         }
     }
 
+    /// A vector of `vec`'s elements (moved bitwise) followed by `extra`
+    /// copies of `fill`, in a fresh array, to be stored in place of `vec`
+    /// with [`store_repr`](Self::store_repr): a vector grown with one
+    /// replacement.
+    ///
+    /// # Safety
+    ///
+    /// As for [`vec_from`](Self::vec_from).
+    ///
+    /// # Errors
+    ///
+    /// [`HeapError::ForeignPlace`] when `vec` is not in this heap;
+    /// [`HeapError::TooLarge`] when the length overflows; the errors of
+    /// [`add`](Self::add) for the array and the copies (the fresh array is
+    /// garbage then, and `vec` unchanged).
+    pub(crate) unsafe fn vec_grown<V: Shared>(
+        &self,
+        vec: &SharedVec<V::Repr>,
+        extra: usize,
+        fill: &V,
+    ) -> Result<SharedVec<V::Repr>, HeapError> {
+        self.check_place(vec)?;
+        let (ptr, n, _) = vec.raw_parts();
+        let total = n.checked_add(extra).ok_or(HeapError::TooLarge)?;
+        let mut a = self.write(|w| w.alloc_fresh::<V::Repr>(total))?;
+        // SAFETY: as in `vec_from`: `n` initialised elements, moved to the
+        // fresh array, which fits them and the copies after them.
+        unsafe { a.move_from(at::<V::Repr>(ptr), n) };
+        for _ in 0..extra {
+            let r = self.write(|w| fill.to_repr(w))?;
+            a.push(r);
+        }
+        Ok(SharedVec::from_fresh(a))
+    }
+
     /// Overwrites the value at `place` with the representation `r` as one
     /// replacement in place (through the heap's journal, so that a death
     /// leaves the old value or the new one): how a structure changes

@@ -178,8 +178,10 @@ impl<E: Shared, H: Shared> SArray<E, H> {
 
     /// Grows the array to `n` elements, the new ones copies of `fill`
     /// (`grow`); does nothing when it has `n` or more. Existing elements are
-    /// not copied again (at most one move of the element array). When the
-    /// pool is full, the array keeps its length.
+    /// not copied again (one move of the element array, to a new one of
+    /// `n`). When the pool is full, the array keeps its length; a process
+    /// killed in the middle leaves it grown whole or not at all (after
+    /// [`Heap::recover`](crate::Heap::recover) of its [`heap`](Self::heap)).
     ///
     /// # Errors
     ///
@@ -187,18 +189,17 @@ impl<E: Shared, H: Shared> SArray<E, H> {
     /// [`Heap::modify`](crate::Heap::modify) and
     /// [`Mutator::push`](crate::Mutator::push).
     pub fn grow(&self, n: usize, fill: &E) -> Result<()> {
-        self.parts.modify_try(|m, mut v| {
+        self.parts.modify_try(|m, v| {
             let len = v.len();
             if n <= len {
                 return Ok(());
             }
-            m.reserve(v.as_mut(), n - len)?;
-            for _ in len..n {
-                if let Err(e) = m.push(v.as_mut(), fill) {
-                    m.truncate(v, len);
-                    return Err(e.into());
-                }
-            }
+            // SAFETY: the grown vector holds `v`'s elements, moved, and
+            // replaces `v` in the store below, with no change in between.
+            let grown = unsafe { m.vec_grown(&v, n - len, fill)? };
+            // SAFETY: a vector of this heap's arrays, which only it refers
+            // to once stored.
+            unsafe { m.store_repr(v, grown)? };
             Ok(())
         })
     }
