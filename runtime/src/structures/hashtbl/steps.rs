@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::atomic::{compiler_fence, Ordering};
 
 use super::{bucket_pin, chain, parts_mut, pin_at, set_moved, Result, TRepr, CLEARING};
-use crate::heap::Mutator;
+use crate::heap::{Mutator, JOURNAL_BYTES};
 use crate::value::{FreshArray, Shared, SharedVec};
 
 /// Empties the table ([`SHashtbl::clear`](super::SHashtbl::clear)): `moved` says [`CLEARING`]
@@ -33,17 +33,18 @@ pub(super) fn clear<K: Shared, V: Shared>(m: &Mutator<'_>, t: Pin<&mut TRepr<K, 
     set_moved(moved, 0);
 }
 
-/// Replaces value `i` of a chain: in place when it is one word (one
-/// write), else through a fresh array with the new value, which takes the
-/// old one's place with one address's write, so that a death leaves the
-/// old value or the new one whole.
+/// Replaces value `i` of a chain so that a death leaves the old value or
+/// the new one whole: in place (one word's write, or through the heap's
+/// journal), else, for a representation larger than the journal, through
+/// a fresh array with the new value, which takes the old one's place with
+/// one address's write.
 pub(super) fn replace_value<V: Shared>(
     m: &Mutator<'_>,
     mut vals: Pin<&mut SharedVec<V::Repr>>,
     i: usize,
     v: &V,
 ) -> Result<()> {
-    if size_of::<V::Repr>() <= size_of::<usize>() {
+    if size_of::<V::Repr>() <= JOURNAL_BYTES {
         return Ok(m.set(pin_at(vals, i)?, v)?);
     }
     // SAFETY: the array goes to `replace_array` of `vals` at once.
