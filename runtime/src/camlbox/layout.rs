@@ -293,11 +293,16 @@ impl Region {
     /// Gives up a slot this writer claimed (`mine`), if it still holds it.
     pub(crate) fn free_own(&self, i: usize, mine: u64) {
         let s = self.slot(i);
+        // A free slot's writer start is 0 (the next claimer writes its own
+        // after claiming): cleared while the slot is still ours.
+        if s.state.load(Ordering::Relaxed) != mine {
+            return;
+        }
+        s.writer_start.store(0, Ordering::Relaxed);
         if s.state
             .compare_exchange(mine, FREE, Ordering::SeqCst, Ordering::Relaxed)
             .is_ok()
         {
-            s.writer_start.store(0, Ordering::Relaxed);
             self.slot_freed();
         }
     }
@@ -350,12 +355,17 @@ impl Region {
             } else {
                 !futex::thread_alive(tid)
             };
+            // A free slot's writer start is 0: cleared first, and only
+            // while it is still the dead writer's (a reclaimer that lost a
+            // race to another leaves the next claimer's start alone).
             if dead
+                && s.writer_start
+                    .compare_exchange(start, 0, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
                 && s.state
                     .compare_exchange(st, FREE, Ordering::SeqCst, Ordering::Relaxed)
                     .is_ok()
             {
-                s.writer_start.store(0, Ordering::Relaxed);
                 self.slot_freed();
                 n += 1;
             }

@@ -79,16 +79,18 @@ impl HolderWait {
         self.slept
     }
 
-    /// Whether a slice has passed since the holder watch (re)started; the
-    /// first call starts it.
-    pub(crate) fn slice_passed(&mut self) -> bool {
-        match self.watched.1 {
-            Some(t) => t.elapsed() >= SLICE,
-            None => {
-                self.watched.1 = Some(Instant::now());
-                false
-            }
+    /// Starts the holder watch's clock, unless it runs already (before a
+    /// sleep: a slice counts from the first one).
+    pub(crate) fn start_watch(&mut self) {
+        if self.watched.1.is_none() {
+            self.watched.1 = Some(Instant::now());
         }
+    }
+
+    /// Whether a slice has passed since the holder watch (re)started (never
+    /// before [`start_watch`](Self::start_watch)).
+    pub(crate) fn slice_passed(&self) -> bool {
+        self.watched.1.is_some_and(|t| t.elapsed() >= SLICE)
     }
 
     /// Restarts the holder watch's clock.

@@ -304,6 +304,7 @@ impl RawRwLock {
                     return Err(LockError::Timeout);
                 };
                 let seq = self.drain.load(SeqCst);
+                wait.start_watch();
                 futex::wait(&self.drain, seq, Some(slice.min(Duration::from_millis(1))));
                 if wait.slice_passed() {
                     self.reap_dead_readers();
@@ -646,7 +647,7 @@ impl RawRwLock {
         acq: Acquired,
     ) -> Result<Acquired, LockError> {
         let mut spins = 0;
-        // The clock is read once the writer has slept.
+        // The clock is read once the writer goes to sleep.
         let mut since: Option<Instant> = None;
         loop {
             let seq = self.drain.load(SeqCst);
@@ -673,8 +674,8 @@ impl RawRwLock {
                 self.back_out(acq);
                 return Err(LockError::Timeout);
             };
-            futex::wait(&self.drain, seq, Some(slice));
             let start = *since.get_or_insert_with(Instant::now);
+            futex::wait(&self.drain, seq, Some(slice));
             if start.elapsed() >= SLICE {
                 self.reap_dead_readers();
                 since = Some(Instant::now());
