@@ -283,6 +283,63 @@ fn killed_replacement_is_whole_after_recover() -> Result<String, String> {
     ))
 }
 
+/// Item: a process killed while it exchanges values of several words in
+/// place (`Mutator::swap`) leaves, after `recover`, every value exactly
+/// once: exchanged or not, never one value in two places (which would also
+/// make `recover` refuse the heap).
+fn killed_swap_keeps_every_value_once() -> Result<String, String> {
+    const N: usize = 32;
+    let pool = Pool::create(64 << 20).map_err(err)?;
+    let rounds = shared(AtomicU64::new(0));
+    let mut rng = Rng(0x2f69_3c1e_77a1_0b5d);
+    let mut poisoned = 0;
+    let first: Vec<Tagged> = (0..N).map(|i| tagged(i, i % 40)).collect();
+    for trial in 0..trials() {
+        let heap = Heap::create(&pool, &first).map_err(err)?;
+        let h = heap.clone();
+        kill_during(&mut rng, rounds, 1, move || {
+            h.modify(|m, v| {
+                let mut places: Vec<_> = v.iter_pin().collect();
+                for i in 0..N {
+                    let j = (i * 7 + 3) % N;
+                    if i != j {
+                        let (lo, hi) = places.split_at_mut(i.max(j));
+                        m.swap(lo[i.min(j)].as_mut(), hi[0].as_mut()).expect("swap");
+                    }
+                }
+            })
+            .expect("modify");
+        })?;
+        let mut v = match heap.copy_timeout(Duration::from_secs(10)) {
+            Ok(v) => v,
+            Err(HeapError::Poisoned) => {
+                poisoned += 1;
+                match heap.recover() {
+                    Ok(Some(Poison::Died)) => {}
+                    other => return Err(format!("trial {trial}: recover: {other:?}")),
+                }
+                heap.copy().map_err(|e| format!("trial {trial}: {e}"))?
+            }
+            Err(e) => return Err(format!("trial {trial}: {e}")),
+        };
+        v.sort();
+        let mut want = first.clone();
+        want.sort();
+        if v != want {
+            return Err(format!(
+                "trial {trial}: the values are not the ones put in, once each"
+            ));
+        }
+        heap.validate().map_err(err)?;
+        heap.destroy()
+            .map_err(|e| format!("trial {trial}: destroy: {e}"))?;
+    }
+    Ok(format!(
+        "{} kills: {poisoned} inside a modification, every value there once after recovery",
+        trials()
+    ))
+}
+
 /// A modification that panics poisons the heap, as a panic under a
 /// `std::sync::Mutex` does; `recover` reopens it as it was left.
 fn panicking_modification_poisons() -> Result<String, String> {
@@ -409,6 +466,10 @@ fn main() {
         (
             "killed_replacement_is_whole_after_recover",
             killed_replacement_is_whole_after_recover,
+        ),
+        (
+            "killed_swap_keeps_every_value_once",
+            killed_swap_keeps_every_value_once,
         ),
     ]);
 }

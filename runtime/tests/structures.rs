@@ -661,6 +661,39 @@ fn buffer_append_cut_short_is_cut_off() {
     assert_eq!(b.sub(70, 41).unwrap().len(), 41);
 }
 
+/// A buffer that filled its pool can be drained block by block (a deletion
+/// finds no room for a shorter list of blocks and empties them in place),
+/// and takes appends again once drained.
+#[test]
+fn a_full_buffer_drains() {
+    for pool_size in [512 << 10, 1 << 20] {
+        let pool = Pool::create(pool_size).unwrap();
+        let b = SBuffer::with_block_size(&pool, &(), 64).unwrap();
+        let chunk: Vec<u8> = (0..64u8).collect();
+        while b.push_bytes(&chunk).is_ok() {}
+        let full = b.len().unwrap();
+        assert!(full > 1000, "{full}");
+        let mut deleted = 0;
+        while b.len().unwrap() >= 64 {
+            b.delete_head(64).unwrap();
+            deleted += 64;
+            let (start, len) = (b.start().unwrap(), b.len().unwrap());
+            assert_eq!((start, len), (deleted, full - deleted));
+            if len > 0 {
+                assert_eq!(b.sub(start, 64.min(len)).unwrap(), chunk[..64.min(len)]);
+            }
+        }
+        b.gc().unwrap();
+        let end = b.start().unwrap() + b.len().unwrap();
+        assert_eq!(b.push_bytes(b"again").unwrap(), end);
+        assert_eq!(b.sub(end, 5).unwrap(), b"again");
+        for _ in 0..(full / 64 / 2) {
+            b.push_bytes(&chunk).unwrap();
+        }
+        b.heap().validate().unwrap();
+    }
+}
+
 #[test]
 fn failed_destroy_keeps_the_structure_whole() {
     let pool = pool();

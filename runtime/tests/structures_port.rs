@@ -220,6 +220,20 @@ fn data_broken_through_heap_is_an_error_not_a_panic() {
     b.clear().unwrap();
     b.push_bytes(b"ok").unwrap();
     assert_eq!(b.sub(10, 2).unwrap(), b"ok");
+    // A block short of its bytes before the last: appends and deletions
+    // refuse it too (clear empties it).
+    let b = SBuffer::with_block_size(&pool, &(), 64).unwrap();
+    b.push_bytes(&[7u8; 130]).unwrap();
+    b.heap()
+        .modify(|m, t| {
+            let mut blocks = t.project().0;
+            m.truncate(blocks.as_mut().get_pin(1).unwrap(), 10);
+        })
+        .unwrap();
+    assert!(is_inconsistent(b.push_bytes(b"x")));
+    assert!(is_inconsistent(b.delete_head(0)));
+    b.clear().unwrap();
+    assert_eq!(b.push_bytes(b"ok").unwrap(), 130);
 
     // A matrix whose dimensions overflow.
     let mx = SMatrix::make(&pool, &(), 2, 2, &1u8).unwrap();

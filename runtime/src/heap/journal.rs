@@ -11,6 +11,11 @@
 //! redo: the same bytes, whatever part of them had reached the place)
 //! before it checks the heap. A representation that one aligned store
 //! writes, or one larger than [`JOURNAL_BYTES`], is written directly.
+//!
+//! An exchange of two values ([`Mutator::swap`](super::Mutator::swap))
+//! writes both new values into the journal, names both places, and
+//! commits the same way: a death leaves both values as they were, or both
+//! exchanged once recovered (never one value in two places).
 
 use std::cell::UnsafeCell;
 use std::mem::{align_of, size_of};
@@ -19,8 +24,8 @@ use std::sync::atomic::{compiler_fence, AtomicU64, Ordering};
 use crate::in_shared::in_shared;
 
 /// The most bytes of a representation that a replacement in place writes
-/// through the journal.
-pub const JOURNAL_BYTES: usize = 512;
+/// through the journal (an exchange: half of it).
+pub const JOURNAL_BYTES: usize = 1024;
 
 in_shared! {
     /// A replacement in place under way, used only by the holder of the
@@ -31,7 +36,11 @@ in_shared! {
         pub(super) place: AtomicU64,
         /// The bytes of the representation.
         len: AtomicU64,
-        /// The representation, as its bytes (padding included).
+        /// An exchange's second place (offset in the pool), whose new
+        /// value follows the first's in `bytes`; 0 for a replacement.
+        second: AtomicU64,
+        _pad: u64,
+        /// The representation(s), as their bytes (padding included).
         bytes: UnsafeCell<[u64; JOURNAL_BYTES / 8]>,
     }
 }
@@ -49,6 +58,8 @@ impl Journal {
         Journal {
             place: AtomicU64::new(0),
             len: AtomicU64::new(0),
+            second: AtomicU64::new(0),
+            _pad: 0,
             bytes: UnsafeCell::new([0; JOURNAL_BYTES / 8]),
         }
     }
@@ -79,6 +90,7 @@ impl Journal {
         // thread: program order is what another process finds).
         compiler_fence(Ordering::SeqCst);
         self.len.store(size_of::<R>() as u64, Ordering::Relaxed);
+        self.second.store(0, Ordering::Relaxed);
         self.place
             .store((dst.addr() - base) as u64, Ordering::Release);
         compiler_fence(Ordering::SeqCst);
@@ -97,28 +109,94 @@ impl Journal {
         self.place.store(0, Ordering::Release);
     }
 
-    /// The replacement a death interrupted, if any: the place's offset in
-    /// the pool and the length.
-    pub(super) fn pending(&self) -> Option<(usize, usize)> {
-        match self.place.load(Ordering::Acquire) {
-            0 => None,
-            place => Some((place as usize, self.len.load(Ordering::Acquire) as usize)),
-        }
-    }
-
-    /// Writes the interrupted replacement to its place again, at `dst`
-    /// (whose offset [`pending`](Self::pending) gave), and clears the
-    /// journal.
+    /// Exchanges the values at `a` and `b`, through the journal when both
+    /// new values fit in it.
     ///
     /// # Safety
     ///
-    /// The caller holds the heap's exclusive lock, and `dst` is valid for
-    /// writes of the pending length, which is at most [`JOURNAL_BYTES`].
-    pub(super) unsafe fn redo(&self, dst: *mut u8, len: usize) {
-        debug_assert!(len <= JOURNAL_BYTES);
+    /// As for [`store`](Self::store), for both places, which must not
+    /// overlap.
+    #[inline]
+    pub(super) unsafe fn swap<R>(&self, base: usize, a: *mut R, b: *mut R) {
+        let n = size_of::<R>();
+        if n == 0 || 2 * n > JOURNAL_BYTES {
+            // SAFETY: the caller's contract.
+            unsafe { std::ptr::swap_nonoverlapping(a, b, 1) };
+            return;
+        }
+        let buf = self.bytes.get().cast::<u8>();
+        // SAFETY: both places are valid for `n` bytes (the caller's
+        // contract), and the journal's bytes for `2 * n` (checked above),
+        // apart from them; untyped copies carry padding as it is.
+        unsafe {
+            std::ptr::copy_nonoverlapping(b.cast::<u8>(), buf, n);
+            std::ptr::copy_nonoverlapping(a.cast::<u8>(), buf.add(n), n);
+        }
+        compiler_fence(Ordering::SeqCst);
+        self.len.store(n as u64, Ordering::Relaxed);
+        self.second
+            .store((b.addr() - base) as u64, Ordering::Relaxed);
+        self.place
+            .store((a.addr() - base) as u64, Ordering::Release);
+        compiler_fence(Ordering::SeqCst);
+        #[cfg(test)]
+        if let Some(k) = died_after::take() {
+            // A death after `k` bytes of the first place were written.
+            // SAFETY: as below, for fewer bytes.
+            unsafe { std::ptr::copy_nonoverlapping(buf, a.cast::<u8>(), k.min(n)) };
+            return;
+        }
+        // SAFETY: as above: the new values go to their places.
+        unsafe {
+            std::ptr::copy_nonoverlapping(buf, a.cast::<u8>(), n);
+            std::ptr::copy_nonoverlapping(buf.add(n), b.cast::<u8>(), n);
+        }
+        compiler_fence(Ordering::SeqCst);
+        self.place.store(0, Ordering::Release);
+    }
+
+    /// The replacement or exchange a death interrupted, if any: the first
+    /// place's offset in the pool, the length of a value, and the second
+    /// place's offset for an exchange.
+    pub(super) fn pending(&self) -> Option<(usize, usize, Option<usize>)> {
+        match self.place.load(Ordering::Acquire) {
+            0 => None,
+            place => Some((
+                place as usize,
+                self.len.load(Ordering::Acquire) as usize,
+                match self.second.load(Ordering::Acquire) {
+                    0 => None,
+                    second => Some(second as usize),
+                },
+            )),
+        }
+    }
+
+    /// Forgets a pending replacement without writing it.
+    pub(super) fn forget(&self) {
+        self.place.store(0, Ordering::Release);
+    }
+
+    /// Writes the interrupted replacement or exchange again, to `dst` (and
+    /// `second`), whose offsets [`pending`](Self::pending) gave, and
+    /// clears the journal.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the heap's exclusive lock; `dst` (and `second`) are
+    /// valid for writes of the pending length, and that length (twice it
+    /// for an exchange) is at most [`JOURNAL_BYTES`].
+    pub(super) unsafe fn redo(&self, dst: *mut u8, len: usize, second: Option<*mut u8>) {
+        debug_assert!(len * (1 + usize::from(second.is_some())) <= JOURNAL_BYTES);
+        let buf = self.bytes.get().cast::<u8>();
         // SAFETY: the caller's contract; the journal lies in the header,
-        // apart from the place.
-        unsafe { std::ptr::copy_nonoverlapping(self.bytes.get().cast::<u8>(), dst, len) };
+        // apart from the places.
+        unsafe {
+            std::ptr::copy_nonoverlapping(buf, dst, len);
+            if let Some(second) = second {
+                std::ptr::copy_nonoverlapping(buf.add(len), second, len);
+            }
+        }
         compiler_fence(Ordering::SeqCst);
         self.place.store(0, Ordering::Release);
     }
@@ -168,10 +246,33 @@ mod tests {
         // SAFETY: as above.
         unsafe { j.store(base, dst, Three(7, 8, 9)) };
         assert_eq!(*place, Three(7, 5, 6));
-        assert_eq!(j.pending(), Some((4096, 24)));
+        assert_eq!(j.pending(), Some((4096, 24, None)));
         // SAFETY: the pending length is a `Three`'s.
-        unsafe { j.redo(dst.cast(), 24) };
+        unsafe { j.redo(dst.cast(), 24, None) };
         assert_eq!(*place, Three(7, 8, 9));
+        assert_eq!(j.pending(), None);
+    }
+
+    #[test]
+    fn an_exchange_cut_short_is_redone() {
+        let j = Box::new(Journal::new());
+        let mut places = Box::new([Three(1, 2, 3), Three(4, 5, 6)]);
+        let [a, b] = places.each_mut().map(std::ptr::from_mut);
+        let base = a.addr() - 4096;
+        // SAFETY: two distinct places, valid for writes.
+        unsafe { j.swap(base, a, b) };
+        assert_eq!(*places, [Three(4, 5, 6), Three(1, 2, 3)]);
+        assert_eq!(j.pending(), None);
+        died_after::set(8);
+        // SAFETY: as above.
+        unsafe { j.swap(base, a, b) };
+        // Cut short: the first place half written, the second not at all.
+        assert_eq!(*places, [Three(1, 5, 6), Three(1, 2, 3)]);
+        let (first, len, second) = j.pending().unwrap();
+        assert_eq!((first, len, second), (4096, 24, Some(4096 + 24)));
+        // SAFETY: the pending places and length.
+        unsafe { j.redo(a.cast(), len, Some(b.cast())) };
+        assert_eq!(*places, [Three(1, 2, 3), Three(4, 5, 6)]);
         assert_eq!(j.pending(), None);
     }
 

@@ -43,7 +43,10 @@ impl<T: Shared> Heap<T> {
                     break;
                 }
                 Ok((lock, Acquired::OwnerDied)) => {
-                    match h.dirty.swap(0, Ordering::AcqRel) {
+                    // What the dead holder was doing is cleared only once
+                    // its consequence is recorded: a taker that dies here
+                    // too leaves the same judgement to the next one.
+                    match h.dirty.load(Ordering::Acquire) {
                         DIRTY_DATA => {
                             h.poisoned.store(POISON_DIED, Ordering::Release);
                             h.repair.store(1, Ordering::Release);
@@ -56,6 +59,7 @@ impl<T: Shared> Heap<T> {
                             h.owner_deaths.fetch_add(1, Ordering::Relaxed);
                         }
                     }
+                    h.dirty.store(0, Ordering::Release);
                     // The heap's own flags say what state it is in; the
                     // lock itself is fine again.
                     let _ = h.lock.mark_consistent();

@@ -217,6 +217,11 @@ impl<'h> Mutator<'h> {
 
     /// Exchanges two values of the heap.
     ///
+    /// A process killed in the middle leaves both as they were, or both
+    /// exchanged once [`Heap::recover`](super::Heap::recover) has run
+    /// (through the heap's journal, for representations up to half of
+    /// [`JOURNAL_BYTES`](super::JOURNAL_BYTES)).
+    ///
     /// # Errors
     ///
     /// [`HeapError::ForeignPlace`] when either is not in this heap.
@@ -225,9 +230,17 @@ impl<'h> Mutator<'h> {
         self.check_place(&*b)?;
         self.check_place_unpinned(&*a)?;
         self.check_place_unpinned(&*b)?;
-        // SAFETY: both places are exclusively borrowed, hence distinct, and
-        // lie in this heap (checked), so swapping moves no value out of it.
-        unsafe { std::ptr::swap(a.get_unchecked_mut(), b.get_unchecked_mut()) };
+        // SAFETY: both places are exclusively borrowed, hence distinct (and
+        // not overlapping), and lie in this heap (checked), so exchanging
+        // them moves no value out of it; the heap is locked exclusively by
+        // this thread.
+        unsafe {
+            self.h.journal.swap(
+                self.pool.base(),
+                a.get_unchecked_mut(),
+                b.get_unchecked_mut(),
+            )
+        };
         Ok(())
     }
 

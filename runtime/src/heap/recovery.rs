@@ -134,7 +134,7 @@ impl<T: Shared> Heap<T> {
             return Ok(None);
         }
         if damaged {
-            self.redo_journal(h)?;
+            self.redo_journal(h, was == Some(Poison::Died))?;
             self.validate_locked(h, lock.state())?;
             self.repair_locked(&mut lock);
             if h.poisoned.load(Ordering::Acquire) == POISON_DIED && was != Some(Poison::Died) {
@@ -170,26 +170,44 @@ impl<T: Shared> Heap<T> {
     }
 
     /// Writes again the replacement in place that a death interrupted (see
-    /// [`journal`](super::journal)), with the exclusive lock held.
+    /// [`journal`](super::journal)), with the exclusive lock held, when
+    /// `died` (the heap was poisoned by a death, which is what leaves a
+    /// journal pending); otherwise forgets a journal found pending.
     ///
     /// # Errors
     ///
     /// [`HeapError::Corrupt`] when the journal names a place outside the
     /// heap's chunks.
-    fn redo_journal(&self, h: &HeapHeader) -> Result<(), HeapError> {
-        let Some((offset, len)) = h.journal.pending() else {
+    fn redo_journal(&self, h: &HeapHeader, died: bool) -> Result<(), HeapError> {
+        let Some((offset, len, second)) = h.journal.pending() else {
             return Ok(());
         };
-        match self.pool.base().checked_add(offset) {
-            Some(addr) if len <= JOURNAL_BYTES && self.in_chunks(h, addr, len) => {
-                // SAFETY: the caller holds the exclusive lock; the place's
-                // bytes lie in committed pages of this heap's chunks, which
-                // nobody else touches under the lock.
-                unsafe { h.journal.redo(at::<u8>(addr), len) };
-                Ok(())
-            }
-            _ => Err(HeapError::Corrupt("the journal of a replacement in place")),
+        if !died {
+            h.journal.forget();
+            return Ok(());
         }
+        let corrupt = HeapError::Corrupt("the journal of a replacement in place");
+        let place = |offset: usize| {
+            self.pool
+                .base()
+                .checked_add(offset)
+                .filter(|&addr| self.in_chunks(h, addr, len))
+        };
+        let places = len.saturating_mul(1 + usize::from(second.is_some()));
+        let Some(first) = place(offset).filter(|_| places <= JOURNAL_BYTES) else {
+            return Err(corrupt);
+        };
+        let second = match second.map(place) {
+            None => None,
+            Some(Some(addr)) if addr.abs_diff(first) >= len => Some(at::<u8>(addr)),
+            Some(_) => return Err(corrupt),
+        };
+        // SAFETY: the caller holds the exclusive lock; the places' bytes lie
+        // in committed pages of this heap's chunks (apart from each other),
+        // which nobody else touches under the lock; the lengths fit the
+        // journal (checked).
+        unsafe { h.journal.redo(at::<u8>(first), len, second) };
+        Ok(())
     }
 
     /// Checks that the heap is well formed, as a heap written by processes

@@ -432,3 +432,24 @@ fn a_journal_outside_the_heap_is_corrupt() {
     assert!(matches!(heap.recover(), Err(HeapError::Corrupt(_))));
     assert_eq!(other.copy().unwrap(), vec![String::from("b")]);
 }
+
+/// A journal is redone only on a heap poisoned by a death (which is what
+/// leaves one pending); on a heap poisoned otherwise it is forgotten.
+#[test]
+fn a_journal_is_redone_only_after_a_death() {
+    let pool = pool();
+    let heap = Heap::create(&pool, &vec![String::from("old")]).unwrap();
+    heap.modify(|m, mut v| {
+        let place = v.as_mut().get_pin(0).unwrap();
+        journal::died_after::set(0);
+        m.set(place, &String::from("new"))
+    })
+    .unwrap()
+    .unwrap();
+    let h = heap.header();
+    assert!(h.journal.pending().is_some());
+    h.poisoned.store(POISON_PANIC, Ordering::Release);
+    assert_eq!(heap.recover().unwrap(), Some(Poison::Panicked));
+    assert_eq!(h.journal.pending(), None);
+    assert_eq!(heap.copy().unwrap(), vec![String::from("old")]);
+}

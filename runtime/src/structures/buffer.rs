@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::pin::Pin;
+use std::sync::atomic::{compiler_fence, Ordering};
 
 use super::{pin_at, structure_common, Parts, Result, StructureError};
 use crate::heap::{HeapError, HeapOptions, Mutator, Poison, ReadGuard};
@@ -249,6 +250,8 @@ impl<H: Shared> SBuffer<H> {
                 }
                 b += 1;
             }
+            // The bytes are in their blocks before they count.
+            compiler_fence(Ordering::SeqCst);
             *len.as_mut().get_mut() = new_len;
             Ok(pos)
         })
@@ -418,13 +421,17 @@ impl<H: Shared> SBuffer<H> {
 /// (the append counts its bytes last): bytes past the end in the last
 /// block, and blocks past it. An empty buffer keeps one block, emptied.
 ///
+/// The blocks from the one holding the first byte (`head / bs`) to the
+/// last are full but the last; those before it hold only deleted bytes,
+/// full or emptied (see [`take_head`]).
+///
 /// # Errors
 ///
 /// [`StructureError::Inconsistent`] when bytes before the end are missing
 /// (a buffer broken through [`heap`](SBuffer::heap)).
 fn heal(m: &Mutator<'_>, t: Pin<&mut BufRepr>) -> Result<()> {
     let (mut blocks, head, _, len, bs) = t.project();
-    let (bs, end) = (*bs, *head + *len);
+    let (bs, first, end) = (*bs, *head / *bs, *head + *len);
     let nb = blocks.len();
     let keep = if end == 0 {
         nb.min(1)
@@ -434,7 +441,7 @@ fn heal(m: &Mutator<'_>, t: Pin<&mut BufRepr>) -> Result<()> {
     let broken = StructureError::Inconsistent {
         what: "a buffer whose blocks do not hold its bytes",
     };
-    if keep > nb || (1..keep.saturating_sub(1)).any(|b| blocks[b - 1].len() != bs) {
+    if keep > nb || (first..keep.saturating_sub(1)).any(|b| blocks[b].len() != bs) {
         return Err(broken);
     }
     if nb > keep {
@@ -458,34 +465,56 @@ fn heal(m: &Mutator<'_>, t: Pin<&mut BufRepr>) -> Result<()> {
 /// blocks, the offset of the first byte, the start and the length change
 /// in one replacement of the buffer's value (through the heap's journal),
 /// so that a death leaves the old buffer or the new one.
+///
+/// The shorter list of blocks is a new array. When the heap has no room
+/// for it (a full pool), the blocks stay, the offset of the first byte
+/// moves past them, and their bytes go instead (each block emptied in
+/// steps a death leaves valid; the last keeps its bytes, so that appends
+/// go on after them): memory comes back all the same, and a later
+/// deletion drops the emptied blocks.
 fn take_head(m: &Mutator<'_>, mut t: Pin<&mut BufRepr>, n: usize) -> Result<()> {
     let (blocks, head, start, len, bs) = (&t.0, t.1, t.2, t.3, t.4);
+    let t_head = head;
     let (start, len) = (start + n, len - n);
     let nb = blocks.len();
-    let (drop, head) = if len == 0 {
+    let (drop, new_head) = if len == 0 {
         (nb.saturating_sub(1), 0)
     } else {
         ((head + n) / bs, (head + n) % bs)
     };
-    let kept = if drop == 0 {
-        // SAFETY: a bitwise duplicate of `blocks`, which the store below
-        // overwrites with it (representations have no `Drop`).
-        unsafe { std::ptr::read(blocks) }
+    // SAFETY: a bitwise duplicate of `blocks`, which the store below
+    // overwrites with it (representations have no `Drop`).
+    let same = || unsafe { std::ptr::read(blocks) };
+    let (kept, head, dropped) = if drop == 0 {
+        (same(), new_head, true)
     } else {
-        // SAFETY: the new vector holds `blocks`' values from `drop` on,
-        // moved; it replaces `blocks` in the store below, and nothing
-        // changes the buffer in between. The blocks before `drop` become
-        // garbage.
-        unsafe { m.vec_from(blocks, drop)? }
+        // SAFETY: a new vector holding `blocks`' values from `drop` on,
+        // moved, which replaces `blocks` in the store below with no change
+        // in between (the blocks before `drop` become garbage).
+        match unsafe { m.vec_from(blocks, drop) } {
+            Ok(v) => (v, new_head, true),
+            Err(HeapError::OutOfMemory { .. }) => (same(), head + n, false),
+            Err(e) => return Err(e.into()),
+        }
     };
     // SAFETY: the value stored is the buffer's with `kept` for its blocks
     // (arrays of this heap that only the buffer refers to) and plain
     // numbers.
     unsafe { m.store_repr(t.as_mut(), Tuple5(kept, head, start, len, bs))? };
-    if len == 0 && !t.0.is_empty() {
-        // The block kept for reuse: its bytes go now (a death before this
-        // leaves them past the end, where the next change cuts them off).
-        m.truncate(pin_at(t.project().0, 0)?, 0);
+    let mut blocks = t.project().0;
+    if dropped {
+        if len == 0 && !blocks.is_empty() {
+            // The block kept for reuse: its bytes go now (a death before
+            // this leaves them past the end, where the next change cuts
+            // them off).
+            m.truncate(pin_at(blocks, 0)?, 0);
+        }
+    } else {
+        // The blocks before the old first byte's were emptied already.
+        let nb = blocks.len();
+        for b in (t_head / bs)..(head / bs).min(nb.saturating_sub(1)) {
+            m.truncate(pin_at(blocks.as_mut(), b)?, 0);
+        }
     }
     Ok(())
 }
