@@ -510,7 +510,13 @@ fn copies_of_guards_in_other_processes_are_inert() -> Result<String, String> {
         Ok(())
     })?;
     ensure!(*mutex.lock().map_err(err)? == 1, "mutex value");
-    let _ = (targets, rx);
+    // The pool and the box live on (leaked, for the guards' `'static`
+    // borrows) until this program ends: their segments' names go now, so
+    // that nothing is left in /dev/shm.
+    for name in [pool.name(), rx.segment_name()] {
+        std::fs::remove_file(format!("/dev/shm/{name}")).map_err(err)?;
+    }
+    let _ = targets;
     Ok(
         "7 kinds of guards: copies in a worker and in a user fork refused and released nothing"
             .into(),
