@@ -505,6 +505,86 @@ fn buffer_killed_in_push_and_delete() -> Result<String, String> {
     Ok(outcome.summary("every byte at its position, nothing committed lost"))
 }
 
+/// Appends and deletions in a buffer that fills its pool: deletions find
+/// no room for a shorter list of blocks and empty the deleted blocks in
+/// place instead, and appends fail now and then. After the kill, as for
+/// [`buffer_killed_in_push_and_delete`]; then the buffer drains and takes
+/// appends again.
+fn buffer_killed_when_full() -> Result<String, String> {
+    const CHUNK: u64 = 64;
+    let pushed = shared(AtomicU64::new(0));
+    let deleted = shared(AtomicU64::new(0));
+    let mut rng = Rng(0x1157_2024_5eed_0006);
+    let mut outcome = Outcome::default();
+    for trial in 0..trials() {
+        let pool = Pool::create(512 << 10).map_err(err)?;
+        let b = SBuffer::with_block_size(&pool, &(), 64).map_err(err)?;
+        let bc = b.clone();
+        deleted.store(0, Ordering::SeqCst);
+        let committed = kill_while(&mut rng, pushed, 2000, move || {
+            let mut end = 0u64;
+            let push = |end: &mut u64| {
+                let chunk: Vec<u8> = (*end..*end + CHUNK).map(byte_at).collect();
+                match bc.push_bytes(&chunk) {
+                    Ok(pos) => {
+                        assert_eq!(pos as u64, *end, "the position of an append");
+                        *end += CHUNK;
+                        pushed.store(*end, Ordering::SeqCst);
+                        true
+                    }
+                    Err(StructureError::Heap(HeapError::OutOfMemory { .. })) => false,
+                    Err(e) => panic!("push: {e}"),
+                }
+            };
+            // Fill the pool, then go on deleting and appending.
+            while push(&mut end) {}
+            loop {
+                let len = bc.len().expect("len") as u64;
+                let n = (3 * CHUNK).min(len);
+                bc.delete_head(n as usize).expect("delete");
+                deleted.store(end - (len - n), Ordering::SeqCst);
+                for _ in 0..3 {
+                    push(&mut end);
+                }
+            }
+        })
+        .map_err(|e| format!("trial {trial}: {e}"))?;
+        let gone = deleted.load(Ordering::SeqCst);
+        outcome
+            .settle(b.len(), || b.recover())
+            .map_err(|e| format!("trial {trial}: {e}"))?;
+        let (start, len) = (b.start().map_err(err)? as u64, b.len().map_err(err)? as u64);
+        let end = start + len;
+        ensure(
+            (committed..=committed + CHUNK).contains(&end) && (gone..=committed).contains(&start),
+            || {
+                format!(
+                    "trial {trial}: bytes {start}..{end}, with {committed} appended and up to \
+                     {gone} deleted"
+                )
+            },
+        )?;
+        let bytes = b.sub(start as usize, len as usize).map_err(err)?;
+        if let Some(i) = (start..end).position(|p| bytes[(p - start) as usize] != byte_at(p)) {
+            return Err(format!(
+                "trial {trial}: the byte at {} is wrong",
+                start + i as u64
+            ));
+        }
+        b.heap().validate().map_err(err)?;
+        while b.len().map_err(err)? > 0 {
+            b.delete_head(b.len().map_err(err)?.min(4096))
+                .map_err(err)?;
+        }
+        b.gc().map_err(err)?;
+        ensure(b.push_bytes(b"next").map_err(err)? as u64 == end, || {
+            format!("trial {trial}: an append after draining is not at the end")
+        })?;
+        b.destroy().map_err(err)?;
+    }
+    Ok(outcome.summary("every byte at its position, nothing committed lost, drained after"))
+}
+
 /// An `SArray` of strings grown by 3 at a time (a new element array each
 /// time) and set in place (strings of several lengths, through the heap's
 /// journal). After the kill the array has the length of the last growth
@@ -585,6 +665,7 @@ fn main() {
             "buffer_killed_in_push_and_delete",
             buffer_killed_in_push_and_delete,
         ),
+        ("buffer_killed_when_full", buffer_killed_when_full),
         ("array_killed_in_grow_and_set", array_killed_in_grow_and_set),
     ]);
 }

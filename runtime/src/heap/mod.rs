@@ -98,7 +98,7 @@ use crate::value::{CopyError, Shared, Tracer, Writer};
 /// bytes taken from their pool.
 pub const DEFAULT_CHUNK_SIZE: usize = 64 * 1024;
 
-const HEAP_MAGIC: u64 = u64::from_le_bytes(*b"mc-heap\x05");
+const HEAP_MAGIC: u64 = u64::from_le_bytes(*b"mc-heap\x06");
 /// The magic of a destroyed heap's header page, which is never reused.
 const TOMBSTONE: u64 = u64::from_le_bytes(*b"mc-dead\x01");
 const N_PINS: usize = 128;

@@ -393,9 +393,10 @@ impl<H: Shared> SBuffer<H> {
     /// fails with [`HeapError::Poisoned`] until this is called. It
     /// [recovers](crate::Heap::recover) the heaps (which checks that their
     /// values are well formed) and, under the same lock, cuts off the bytes
-    /// and blocks that an append in flight left past the end. (Every change
+    /// and blocks that an append in flight left past the end (every change
     /// also does so first, so a buffer whose heap alone was recovered is
-    /// whole again at its next change.)
+    /// whole again at its next change), and empties the blocks that hold
+    /// only deleted bytes, which a deletion in a full pool was emptying.
     ///
     /// # Errors
     ///
@@ -406,11 +407,13 @@ impl<H: Shared> SBuffer<H> {
     pub fn recover(&self) -> Result<Option<Poison>> {
         let data = self.parts.data.recover_with(
             true,
-            Some(&mut |m, t| match heal(m, t) {
-                Err(StructureError::Heap(e)) => Err(e),
-                Err(_) => Err(HeapError::Corrupt("the buffer's blocks")),
-                Ok(()) => Ok(()),
-            }),
+            Some(
+                &mut |m, mut t| match heal(m, t.as_mut()).and_then(|()| empty_dead_blocks(m, t)) {
+                    Err(StructureError::Heap(e)) => Err(e),
+                    Err(_) => Err(HeapError::Corrupt("the buffer's blocks")),
+                    Ok(()) => Ok(()),
+                },
+            ),
         )?;
         let header = self.parts.header.recover()?;
         Ok(data.or(header))
@@ -510,10 +513,28 @@ fn take_head(m: &Mutator<'_>, mut t: Pin<&mut BufRepr>, n: usize) -> Result<()> 
             m.truncate(pin_at(blocks, 0)?, 0);
         }
     } else {
-        // The blocks before the old first byte's were emptied already.
+        // The blocks before the old first byte's were emptied already, but
+        // for the one before it (which was the last block when a deletion
+        // of everything ended at its end).
         let nb = blocks.len();
-        for b in (t_head / bs)..(head / bs).min(nb.saturating_sub(1)) {
+        let from = t_head.saturating_sub(1) / bs;
+        for b in from..(head / bs).min(nb.saturating_sub(1)) {
             m.truncate(pin_at(blocks.as_mut(), b)?, 0);
+        }
+    }
+    Ok(())
+}
+
+/// Empties every block before the one holding the first byte but the
+/// last (what a deletion that found no room for a shorter list of blocks
+/// empties, and a death may have left full): for [`SBuffer::recover`].
+fn empty_dead_blocks(m: &Mutator<'_>, t: Pin<&mut BufRepr>) -> Result<()> {
+    let (mut blocks, head, _, _, bs) = t.project();
+    let dead = (*head / *bs).min(blocks.len().saturating_sub(1));
+    for b in 0..dead {
+        let block = pin_at(blocks.as_mut(), b)?;
+        if !block.is_empty() {
+            m.truncate(block, 0);
         }
     }
     Ok(())
