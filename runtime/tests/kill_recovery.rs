@@ -227,6 +227,23 @@ fn whole(i: usize, t: &Tagged) -> bool {
     t.0 == t.2 && t.0.len() == 6 + n && t.0 == tagged(i, n).0
 }
 
+/// The heap's value after a kill: copied at once, or, when the kill left it
+/// poisoned (counted in `poisoned`), after `recover`, which must reopen it
+/// as poisoned by a death.
+fn copy_recovered<T: mc::Shared>(heap: &Heap<T>, poisoned: &mut usize) -> Result<T, String> {
+    match heap.copy_timeout(Duration::from_secs(10)) {
+        Ok(v) => Ok(v),
+        Err(HeapError::Poisoned) => {
+            *poisoned += 1;
+            match heap.recover() {
+                Ok(Some(Poison::Died)) => heap.copy().map_err(err),
+                other => Err(format!("recover: {other:?}")),
+            }
+        }
+        Err(e) => Err(err(e)),
+    }
+}
+
 /// Item: a process killed while it replaces values of several words in
 /// place (`Mutator::set` of a tuple of two strings and a number) leaves,
 /// after `recover`, every value whole: the old one or the new one, never
@@ -258,18 +275,7 @@ fn killed_replacement_is_whole_after_recover() -> Result<String, String> {
                 .expect("modify");
             }
         })?;
-        let v = match heap.copy_timeout(Duration::from_secs(10)) {
-            Ok(v) => v,
-            Err(HeapError::Poisoned) => {
-                poisoned += 1;
-                match heap.recover() {
-                    Ok(Some(Poison::Died)) => {}
-                    other => return Err(format!("trial {trial}: recover: {other:?}")),
-                }
-                heap.copy().map_err(|e| format!("trial {trial}: {e}"))?
-            }
-            Err(e) => return Err(format!("trial {trial}: {e}")),
-        };
+        let v = copy_recovered(&heap, &mut poisoned).map_err(|e| format!("trial {trial}: {e}"))?;
         if let Some((i, t)) = v.iter().enumerate().find(|(i, t)| !whole(*i, t)) {
             return Err(format!("trial {trial}: element {i} is {t:?}"));
         }
@@ -310,18 +316,8 @@ fn killed_swap_keeps_every_value_once() -> Result<String, String> {
             })
             .expect("modify");
         })?;
-        let mut v = match heap.copy_timeout(Duration::from_secs(10)) {
-            Ok(v) => v,
-            Err(HeapError::Poisoned) => {
-                poisoned += 1;
-                match heap.recover() {
-                    Ok(Some(Poison::Died)) => {}
-                    other => return Err(format!("trial {trial}: recover: {other:?}")),
-                }
-                heap.copy().map_err(|e| format!("trial {trial}: {e}"))?
-            }
-            Err(e) => return Err(format!("trial {trial}: {e}")),
-        };
+        let mut v =
+            copy_recovered(&heap, &mut poisoned).map_err(|e| format!("trial {trial}: {e}"))?;
         v.sort();
         let mut want = first.clone();
         want.sort();

@@ -430,6 +430,34 @@ fn byte_at(p: u64) -> u8 {
     (p % 251) as u8
 }
 
+/// After a kill of a process appending to and deleting from `b` (bytes
+/// `byte_at(p)` at each position `p`): settles the outcome, then checks
+/// that the end is where the last append that returned left it
+/// (`committed`) or up to `max` past it, that the start is between the
+/// last deletion that returned (`gone`) and `committed`, and that every
+/// byte in between is the one appended there. Returns the end.
+fn check_buffer_after_kill(
+    b: &SBuffer,
+    outcome: &mut Outcome,
+    committed: u64,
+    gone: u64,
+    max: u64,
+) -> Result<u64, String> {
+    outcome.settle(b.len(), || b.recover())?;
+    let (start, len) = (b.start().map_err(err)? as u64, b.len().map_err(err)? as u64);
+    let end = start + len;
+    ensure(
+        (committed..=committed + max).contains(&end) && (gone..=committed).contains(&start),
+        || format!("bytes {start}..{end}, with {committed} appended and up to {gone} deleted"),
+    )?;
+    let bytes = b.sub(start as usize, len as usize).map_err(err)?;
+    if let Some(i) = (start..end).position(|p| bytes[(p - start) as usize] != byte_at(p)) {
+        return Err(format!("the byte at {} is wrong", start + i as u64));
+    }
+    b.heap().validate().map_err(err)?;
+    Ok(end)
+}
+
 /// Appends of 1 to 200 bytes to an `SBuffer` of 64-byte blocks (so that
 /// appends span blocks), deletions from the head that drop blocks, and a
 /// `clear` now and then. After the kill every byte between the buffer's
@@ -472,28 +500,8 @@ fn buffer_killed_in_push_and_delete() -> Result<String, String> {
         })
         .map_err(|e| format!("trial {trial}: {e}"))?;
         let gone = deleted.load(Ordering::SeqCst);
-        outcome
-            .settle(b.len(), || b.recover())
+        let end = check_buffer_after_kill(&b, &mut outcome, committed, gone, MAX)
             .map_err(|e| format!("trial {trial}: {e}"))?;
-        let (start, len) = (b.start().map_err(err)? as u64, b.len().map_err(err)? as u64);
-        let end = start + len;
-        ensure(
-            (committed..=committed + MAX).contains(&end) && (gone..=committed).contains(&start),
-            || {
-                format!(
-                    "trial {trial}: bytes {start}..{end}, with {committed} appended and up to \
-                     {gone} deleted"
-                )
-            },
-        )?;
-        let bytes = b.sub(start as usize, len as usize).map_err(err)?;
-        if let Some(i) = (start..end).position(|p| bytes[(p - start) as usize] != byte_at(p)) {
-            return Err(format!(
-                "trial {trial}: the byte at {} is wrong",
-                start + i as u64
-            ));
-        }
-        b.heap().validate().map_err(err)?;
         ensure(b.push_bytes(b"next").map_err(err)? as u64 == end, || {
             format!("trial {trial}: an append after the kill is not at the end")
         })?;
@@ -550,28 +558,8 @@ fn buffer_killed_when_full() -> Result<String, String> {
         })
         .map_err(|e| format!("trial {trial}: {e}"))?;
         let gone = deleted.load(Ordering::SeqCst);
-        outcome
-            .settle(b.len(), || b.recover())
+        let end = check_buffer_after_kill(&b, &mut outcome, committed, gone, CHUNK)
             .map_err(|e| format!("trial {trial}: {e}"))?;
-        let (start, len) = (b.start().map_err(err)? as u64, b.len().map_err(err)? as u64);
-        let end = start + len;
-        ensure(
-            (committed..=committed + CHUNK).contains(&end) && (gone..=committed).contains(&start),
-            || {
-                format!(
-                    "trial {trial}: bytes {start}..{end}, with {committed} appended and up to \
-                     {gone} deleted"
-                )
-            },
-        )?;
-        let bytes = b.sub(start as usize, len as usize).map_err(err)?;
-        if let Some(i) = (start..end).position(|p| bytes[(p - start) as usize] != byte_at(p)) {
-            return Err(format!(
-                "trial {trial}: the byte at {} is wrong",
-                start + i as u64
-            ));
-        }
-        b.heap().validate().map_err(err)?;
         while b.len().map_err(err)? > 0 {
             b.delete_head(b.len().map_err(err)?.min(4096))
                 .map_err(err)?;

@@ -410,6 +410,18 @@ fn a_replacement_cut_short_is_redone_by_recover() {
     }
 }
 
+/// Sets the first string of `heap` to `new` with the store stopped before
+/// any byte of the place, the journal committed (as a death leaves it).
+fn set_first_cut_short(heap: &Heap<Vec<String>>, new: &str) {
+    heap.modify(|m, mut v| {
+        let place = v.as_mut().get_pin(0).unwrap();
+        journal::died_after::set(0);
+        m.set(place, &String::from(new))
+    })
+    .unwrap()
+    .unwrap();
+}
+
 /// A journal naming a place outside the heap is refused, not written.
 #[test]
 fn a_journal_outside_the_heap_is_corrupt() {
@@ -417,13 +429,7 @@ fn a_journal_outside_the_heap_is_corrupt() {
     let heap = Heap::create(&pool, &vec![String::from("a")]).unwrap();
     let other = Heap::create(&pool, &vec![String::from("b")]).unwrap();
     let elsewhere = other.read().unwrap().as_slice().as_ptr().addr();
-    heap.modify(|m, mut v| {
-        let place = v.as_mut().get_pin(0).unwrap();
-        journal::died_after::set(0);
-        m.set(place, &String::from("new"))
-    })
-    .unwrap()
-    .unwrap();
+    set_first_cut_short(&heap, "new");
     let h = heap.header();
     h.journal
         .place
@@ -439,13 +445,7 @@ fn a_journal_outside_the_heap_is_corrupt() {
 fn a_journal_is_redone_only_after_a_death() {
     let pool = pool();
     let heap = Heap::create(&pool, &vec![String::from("old")]).unwrap();
-    heap.modify(|m, mut v| {
-        let place = v.as_mut().get_pin(0).unwrap();
-        journal::died_after::set(0);
-        m.set(place, &String::from("new"))
-    })
-    .unwrap()
-    .unwrap();
+    set_first_cut_short(&heap, "new");
     let h = heap.header();
     assert!(h.journal.pending().is_some());
     h.poisoned.store(POISON_PANIC, Ordering::Release);
