@@ -170,9 +170,8 @@ in_shared! {
     }
 }
 
-const _: () = assert!(std::mem::size_of::<HeapHeader>() == 4096);
-// The header fits in one page.
-const _: () = assert!(std::mem::size_of::<HeapHeader>() <= PAGE_SIZE);
+// One page, exactly.
+const _: () = assert!(std::mem::size_of::<HeapHeader>() == PAGE_SIZE);
 
 // SAFETY: every field is an atomic, a lock or a plain value written once
 // before the heap is published, except `alloc`, which is reached only

@@ -75,9 +75,9 @@ impl<T: Shared> Heap<T> {
     /// Under the exclusive lock: finishes a replacement in place that a
     /// death interrupted (from the heap's journal, see
     /// [`Mutator::set`](super::Mutator::set)), [validates](Heap::validate)
-    /// the whole heap, then repairs the allocator's state (a full collection that
-    /// also gives back pages a killed process left unlinked), and clears
-    /// the poison. Returns why the heap was poisoned (`None` when it was
+    /// the whole heap, then repairs the allocator's state (a full
+    /// collection that also gives back pages a killed process left
+    /// unlinked), and clears the poison. Returns why the heap was poisoned (`None` when it was
     /// not; then nothing is done).
     ///
     /// ```

@@ -407,13 +407,14 @@ impl<H: Shared> SBuffer<H> {
     pub fn recover(&self) -> Result<Option<Poison>> {
         let data = self.parts.data.recover_with(
             true,
-            Some(
-                &mut |m, mut t| match heal(m, t.as_mut()).and_then(|()| empty_dead_blocks(m, t)) {
-                    Err(StructureError::Heap(e)) => Err(e),
-                    Err(_) => Err(HeapError::Corrupt("the buffer's blocks")),
-                    Ok(()) => Ok(()),
-                },
-            ),
+            Some(&mut |m, mut t| match heal(m, t.as_mut()).and_then(|()| {
+                let to = t.1 / t.4;
+                empty_dead_blocks(m, t.project().0, 0, to)
+            }) {
+                Err(StructureError::Heap(e)) => Err(e),
+                Err(_) => Err(HeapError::Corrupt("the buffer's blocks")),
+                Ok(()) => Ok(()),
+            }),
         )?;
         let header = self.parts.header.recover()?;
         Ok(data.or(header))
@@ -504,7 +505,7 @@ fn take_head(m: &Mutator<'_>, mut t: Pin<&mut BufRepr>, n: usize) -> Result<()> 
     // (arrays of this heap that only the buffer refers to) and plain
     // numbers.
     unsafe { m.store_repr(t.as_mut(), Tuple5(kept, head, start, len, bs))? };
-    let mut blocks = t.project().0;
+    let blocks = t.project().0;
     if dropped {
         if len == 0 && !blocks.is_empty() {
             // The block kept for reuse: its bytes go now (a death before
@@ -516,22 +517,21 @@ fn take_head(m: &Mutator<'_>, mut t: Pin<&mut BufRepr>, n: usize) -> Result<()> 
         // The blocks before the old first byte's were emptied already, but
         // for the one before it (which was the last block when a deletion
         // of everything ended at its end).
-        let nb = blocks.len();
-        let from = t_head.saturating_sub(1) / bs;
-        for b in from..(head / bs).min(nb.saturating_sub(1)) {
-            m.truncate(pin_at(blocks.as_mut(), b)?, 0);
-        }
+        empty_dead_blocks(m, blocks, t_head.saturating_sub(1) / bs, head / bs)?;
     }
     Ok(())
 }
 
-/// Empties every block before the one holding the first byte but the
-/// last (what a deletion that found no room for a shorter list of blocks
-/// empties, and a death may have left full): for [`SBuffer::recover`].
-fn empty_dead_blocks(m: &Mutator<'_>, t: Pin<&mut BufRepr>) -> Result<()> {
-    let (mut blocks, head, _, _, bs) = t.project();
-    let dead = (*head / *bs).min(blocks.len().saturating_sub(1));
-    for b in 0..dead {
+/// Empties blocks `from..to` but the last one (blocks that hold only
+/// deleted bytes, see [`take_head`]; [`SBuffer::recover`] empties all of
+/// them, which a death may have left full).
+fn empty_dead_blocks(
+    m: &Mutator<'_>,
+    mut blocks: Pin<&mut SharedVec<SharedVec<u8>>>,
+    from: usize,
+    to: usize,
+) -> Result<()> {
+    for b in from..to.min(blocks.len().saturating_sub(1)) {
         let block = pin_at(blocks.as_mut(), b)?;
         if !block.is_empty() {
             m.truncate(block, 0);

@@ -133,9 +133,10 @@ impl HolderWait {
             return Ok(None);
         }
         self.slept = WAITERS;
-        if self.watched.0 != owner || self.watched.1.is_none() {
-            self.watched = (owner, Some(Instant::now()));
+        if self.watched.0 != owner {
+            self.watched = (owner, None);
         }
+        self.start_watch();
         let Some(slice) = next_slice(self.deadline) else {
             return Err(LockError::Timeout);
         };
