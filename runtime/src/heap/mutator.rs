@@ -286,9 +286,11 @@ impl<'h> Mutator<'h> {
         Ok(a)
     }
 
-    /// A fresh array holding `vec`'s elements (moved bitwise) but a copy
-    /// of `value` at `i`, for [`replace_array`](Self::replace_array): a
-    /// value of several words replaced with one address's write.
+    /// A fresh array holding `vec`'s elements (moved bitwise) but with a
+    /// copy of `value` as the part of element `i` that `part` picks (the
+    /// whole element, or a pair's value), for
+    /// [`replace_array`](Self::replace_array): a value of several words
+    /// replaced with one address's write.
     ///
     /// # Safety
     ///
@@ -298,25 +300,31 @@ impl<'h> Mutator<'h> {
     ///
     /// [`HeapError::ForeignPlace`] when `vec` is not in this heap; the
     /// errors of [`add`](Self::add) for the copy and the array.
-    pub(crate) unsafe fn array_replacing<V: Shared>(
+    pub(crate) unsafe fn array_replacing<R, V: Shared>(
         &self,
-        vec: &SharedVec<V::Repr>,
+        vec: &SharedVec<R>,
         i: usize,
         value: &V,
-    ) -> Result<FreshArray<V::Repr>, HeapError> {
+        part: impl FnOnce(&mut R) -> &mut V::Repr,
+    ) -> Result<FreshArray<R>, HeapError> {
         self.check_place(vec)?;
         let (ptr, n, _) = vec.raw_parts();
         if i >= n {
             return Err(HeapError::Corrupt("an index past the end of a vector"));
         }
         let r = self.write(|w| value.to_repr(w))?;
-        let mut a = self.write(|w| w.alloc_fresh::<V::Repr>(n))?;
-        let src = at::<V::Repr>(ptr);
+        let mut a = self.write(|w| w.alloc_fresh::<R>(n))?;
+        let src = at::<R>(ptr);
         // SAFETY: as in `array_without`: `n` initialised elements, moved to
-        // the fresh array around the new value, which fits `n` of them.
+        // the fresh array around the new element, which fits `n` of them.
+        // Element `i` is read bitwise and its part overwritten without a
+        // drop (representations have no `Drop`; the old part becomes
+        // garbage with the old array).
         unsafe {
             a.move_from(src, i);
-            a.push(r);
+            let mut e = std::ptr::read(src.add(i));
+            std::ptr::write(part(&mut e), r);
+            a.push(e);
             a.move_from(src.add(i + 1), n - i - 1);
         }
         Ok(a)
@@ -457,9 +465,24 @@ impl<'h> Mutator<'h> {
         vec: Pin<&mut SharedVec<V::Repr>>,
         value: &V,
     ) -> Result<(), HeapError> {
+        self.push_with(vec, |w| value.to_repr(w))
+    }
+
+    /// Appends the representation `make` writes to a vector of the heap,
+    /// as [`push`](Self::push) does (a pair of values, say, written from
+    /// two references).
+    ///
+    /// # Errors
+    ///
+    /// As [`push`](Self::push).
+    #[inline]
+    pub(crate) fn push_with<R>(
+        &self,
+        mut vec: Pin<&mut SharedVec<R>>,
+        make: impl FnOnce(&mut Writer<'_>) -> Result<R, CopyError>,
+    ) -> Result<(), HeapError> {
         self.check_place(&*vec)?;
-        let mut vec = vec;
-        let r = self.write(|w| value.to_repr(w))?;
+        let r = self.write(make)?;
         // When full, the array moves to one with twice the room.
         self.reserve(vec.as_mut(), 1)?;
         self.check_spare_unpinned(&vec, 1)?;
@@ -487,15 +510,7 @@ impl<'h> Mutator<'h> {
         vec: Pin<&mut SharedVec<V::Repr>>,
         src: &V::Repr,
     ) -> Result<(), HeapError> {
-        self.check_place(&*vec)?;
-        let mut vec = vec;
-        let r = self.write(|w| V::repr_to_repr(src, w))?;
-        self.reserve(vec.as_mut(), 1)?;
-        self.check_spare_unpinned(&vec, 1)?;
-        if vec.push_within_capacity(r).is_err() {
-            unreachable!("mc: room was reserved");
-        }
-        Ok(())
+        self.push_with(vec, |w| V::repr_to_repr(src, w))
     }
 
     /// Replaces the optional value at `place` with `Some` of a copy of

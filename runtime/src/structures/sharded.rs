@@ -452,7 +452,7 @@ mod tests {
         for (k, _) in s.to_vec().unwrap() {
             let mut h = super::super::KeyHasher::new();
             k.hash_local(&mut h);
-            used[(std::hash::Hasher::finish(&h) % buckets as u64) as usize] += 1;
+            used[super::super::hashtbl::index_of(std::hash::Hasher::finish(&h), buckets)] += 1;
         }
         // As random keys would: with `n` keys in `b` buckets, about
         // `b (1 - e^(-n/b))` buckets in use.

@@ -18,14 +18,14 @@ pub use key::{KeyHasher, SharedKey};
 use super::{pin_at, structure_common, Parts, Ref, Refs, Result, StructureError};
 use crate::heap::{HeapError, HeapOptions, Mutator, PinGuard, ReadGuard};
 use crate::pool::Pool;
-use crate::value::{Shared, SharedVec, Tuple2, Tuple5};
+use crate::value::{Shared, SharedVec, Tuple2, Tuple4, Tuple5};
 
 /// The number of buckets of a new table (as Netmulticore's).
 pub const INITIAL_BUCKETS: usize = 391;
 
-/// Two lists of buckets (keys and values of each chain, oldest binding
-/// first), the number of bindings between them, `moved`, and the
-/// [`Journal`] of a removal. One list holds the table's buckets; while the
+/// Two lists of buckets (each a chain of bindings, key and value side by
+/// side, oldest first), the number of bindings between them, `moved`, and
+/// the [`Journal`] of a removal. One list holds the table's buckets; while the
 /// table grows, the other holds the buckets it grows from. Bit [`FLIPPED`]
 /// of `moved` says which list is the new one (clear: the first); the rest
 /// says how many old buckets have moved to the new ones, or [`GROWING`]
@@ -35,24 +35,26 @@ pub const INITIAL_BUCKETS: usize = 391;
 type TData<K, V> = (Segments<K, V>, usize, Segments<K, V>, usize, Journal);
 /// A removal in flight: its chain (numbered as [`chain`] numbers them)
 /// plus 1, 0 for none; the chain's length before it; the index removed;
-/// and for the key array, then the value array, the step its copies down
-/// reached (an array without pointers) or its address before (with
-/// pointers; see [`remove_binding`]). Written before the chain changes,
-/// so that [`SHashtbl::recover`] can finish a removal cut short by a
-/// death.
-type Journal = (usize, usize, usize, usize, usize);
+/// and the step the chain's copies down reached (bindings without
+/// pointers) or its array's address before (with pointers; see
+/// [`remove_binding`]). Written before the chain changes, so that
+/// [`SHashtbl::recover`] can finish a removal cut short by a death.
+type Journal = (usize, usize, usize, usize);
 /// Buckets in segments of [`SEGMENT`] (the last one shorter), each made
 /// when a binding first goes into it, and the number of buckets.
 type Segments<K, V> = (Vec<Vec<Chain<K, V>>>, usize);
-type Chain<K, V> = (Vec<K>, Vec<V>);
-type Bucket<K, V> = Tuple2<SharedVec<<K as Shared>::Repr>, SharedVec<<V as Shared>::Repr>>;
+/// A bucket's bindings: one array, so that a lookup finds the value next
+/// to its key.
+type Chain<K, V> = Vec<(K, V)>;
+type Binding<K, V> = Tuple2<<K as Shared>::Repr, <V as Shared>::Repr>;
+type Bucket<K, V> = SharedVec<Binding<K, V>>;
 type SegmentsRepr<K, V> = Tuple2<SharedVec<SharedVec<Bucket<K, V>>>, usize>;
 type TRepr<K, V> = Tuple5<
     SegmentsRepr<K, V>,
     usize,
     SegmentsRepr<K, V>,
     usize,
-    Tuple5<usize, usize, usize, usize, usize>,
+    Tuple4<usize, usize, usize, usize>,
 >;
 
 /// The bit of `moved` that says the second list holds the new buckets.
@@ -97,7 +99,7 @@ type PartsMut<'a, K, V> = (
     Pin<&'a mut usize>,
     Pin<&'a mut SegmentsRepr<K, V>>,
     Pin<&'a mut usize>,
-    Pin<&'a mut Tuple5<usize, usize, usize, usize, usize>>,
+    Pin<&'a mut Tuple4<usize, usize, usize, usize>>,
 );
 
 /// [`lists`], to modify, with the other parts.
@@ -139,7 +141,8 @@ pub(super) type FoundAllPinned<'a, K, V> = Refs<PinGuard<'a, TData<K, V>>, <V as
 /// [`replace`](SHashtbl::replace) changes the most recent (or adds one).
 ///
 /// The table is an array of buckets (391 at first, `2n + 1` when there are
-/// more than two bindings per bucket), each a chain of keys and values;
+/// more than two bindings per bucket), each a chain of bindings (an array
+/// of key and value pairs);
 /// keys are hashed with the deterministic [`KeyHasher`] through
 /// [`SharedKey`], so every process finds them. Growing does not rehash the
 /// whole table at once: it makes an empty list of the new buckets (made
@@ -170,9 +173,7 @@ structure_common!(SHashtbl, SHashtblDescr, [K: SharedKey, V: Shared], TData<K, V
 /// The value at `l`, which [`locate`] or [`locate_all`] found in the same
 /// (guarded, hence unchanged) table.
 fn value_at<K: Shared, V: Shared>(t: &TRepr<K, V>, l: [usize; 2]) -> &V::Repr {
-    &chain::<K, V>(t, l[0])
-        .expect("mc: a binding located in the same guarded table")
-        .1[l[1]]
+    &chain::<K, V>(t, l[0]).expect("mc: a binding located in the same guarded table")[l[1]].1
 }
 
 /// Bucket `b` of `s`; `None` for one not made yet (empty).
@@ -200,7 +201,7 @@ fn bucket_pin<'a, K: Shared, V: Shared>(
         let more = want - seg.len();
         m.reserve(seg.as_mut(), more)?;
         while seg.len() < want {
-            m.push::<Chain<K, V>>(seg.as_mut(), &(Vec::new(), Vec::new()))?;
+            m.push::<Chain<K, V>>(seg.as_mut(), &Vec::new())?;
         }
     }
     pin_at(seg, b & (SEGMENT - 1))
@@ -231,14 +232,24 @@ fn chain<K: Shared, V: Shared>(t: &TRepr<K, V>, b: usize) -> Option<&Bucket<K, V
 /// The bucket where the bindings of a key with hash `h` are, numbered as
 /// [`chain`] numbers them: `n` new buckets, `old` old ones of which the
 /// first `moved` have moved.
+#[inline]
 fn home_in(n: usize, old: usize, moved: usize, h: u64) -> usize {
     if old > 0 {
-        let o = (h % old as u64) as usize;
+        let o = index_of(h, old);
         if o >= moved {
             return n + o;
         }
     }
-    (h % n as u64) as usize
+    index_of(h, n)
+}
+
+/// The bucket among `n` of a key with hash `h`: the hash's lower half,
+/// scaled to `n` with a multiplication where a remainder would take a
+/// division. (A sharded table picks the shard from the upper half, so the
+/// two choices do not correlate.)
+#[inline]
+pub(super) fn index_of(h: u64, n: usize) -> usize {
+    ((u128::from(h.rotate_left(32)) * n as u128) >> 64) as usize
 }
 
 /// The bucket of `k` (as [`home_in`] numbers them), or
@@ -269,15 +280,12 @@ fn whole<K: Shared, V: Shared>(t: &TRepr<K, V>) -> Result<()> {
 }
 
 /// Where the most recent binding of `k` is: `(bucket, index in chain)`.
-/// A key without its value (a chain changed through [`SHashtbl::heap`]) is
-/// no binding.
 fn locate<K: SharedKey, V: Shared>(t: &TRepr<K, V>, k: &K) -> Result<(usize, Option<usize>)> {
     let b = bucket_of::<K, V>(t, k)?;
     let Some(c) = chain::<K, V>(t, b) else {
         return Ok((b, None));
     };
-    let n = c.0.len().min(c.1.len());
-    Ok((b, c.0[..n].iter().rposition(|r| k.eq_repr(r))))
+    Ok((b, c.iter().rposition(|r| k.eq_repr(&r.0))))
 }
 
 /// Where every binding of `k` is, most recent first.
@@ -286,12 +294,10 @@ fn locate_all<K: SharedKey, V: Shared>(t: &TRepr<K, V>, k: &K) -> Result<Vec<[us
     let Some(c) = chain::<K, V>(t, b) else {
         return Ok(Vec::new());
     };
-    let n = c.0.len().min(c.1.len());
-    Ok(c.0[..n]
-        .iter()
+    Ok(c.iter()
         .enumerate()
         .rev()
-        .filter(|(_, r)| k.eq_repr(r))
+        .filter(|(_, r)| k.eq_repr(&r.0))
         .map(|(i, _)| [b, i])
         .collect())
 }
@@ -332,7 +338,7 @@ impl<K: SharedKey, V: Shared> TableView<'_, K, V> {
             .iter()
             .chain(old.0.iter())
             .flat_map(|segment| segment.iter())
-            .flat_map(|b| b.0.iter().zip(b.1.iter()))
+            .flat_map(|b| b.iter().map(|r| (&r.0, &r.1)))
     }
 
     /// The most recent value bound to `k`.
@@ -383,7 +389,7 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
         let parts = Parts::create(
             pool,
             header,
-            &((segments, n), 0, (Vec::new(), 0), 0, (0, 0, 0, 0, 0)),
+            &((segments, n), 0, (Vec::new(), 0), 0, (0, 0, 0, 0)),
             HeapOptions::new(),
         )?;
         Ok(SHashtbl { parts })
@@ -416,10 +422,7 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
             move_some::<K, V>(m, t.as_mut());
             let (b, i) = locate::<K, V>(&t, k)?;
             match i {
-                Some(i) => {
-                    let (_, vals) = chain_pin::<K, V>(m, t, b)?.project();
-                    replace_value::<V>(m, vals, i, v)
-                }
+                Some(i) => replace_value::<K, V>(m, chain_pin::<K, V>(m, t, b)?, i, v),
                 None => add::<K, V>(m, t, k, v),
             }
         })
@@ -463,8 +466,8 @@ impl<K: SharedKey, V: Shared, H: Shared> SHashtbl<K, V, H> {
         self.parts.modify_try(|m, t| {
             let (b, i) = locate::<K, V>(&t, k)?;
             let Some(i) = i else { return Ok(None) };
-            let (_, vals) = chain_pin::<K, V>(m, t, b)?.project();
-            Ok(Some(f(m, pin_at(vals, i)?)))
+            let (_, value) = pin_at(chain_pin::<K, V>(m, t, b)?, i)?.project();
+            Ok(Some(f(m, value)))
         })
     }
 
@@ -706,14 +709,8 @@ fn add<K: SharedKey, V: Shared>(
         }
     }
     let b = bucket_of::<K, V>(&t, k)?;
-    let (mut keys, vals) = chain_pin::<K, V>(m, t.as_mut(), b)?.project();
-    let chain = keys.len();
-    m.push(keys.as_mut(), k)?;
-    if let Err(e) = m.push(vals, v) {
-        // No key without its value: take the key back.
-        m.truncate(keys, chain);
-        return Err(e.into());
-    }
+    let chain = chain_pin::<K, V>(m, t.as_mut(), b)?;
+    m.push_with(chain, |w| Ok(Tuple2(k.to_repr(w)?, v.to_repr(w)?)))?;
     let (_, size, ..) = t.project();
     let size = size.get_mut();
     *size = size.saturating_add(1);
@@ -790,20 +787,11 @@ fn move_buckets<K: SharedKey, V: Shared>(m: &Mutator<'_>, t: Pin<&mut TRepr<K, V
         let mut copied = 0;
         let mut failed = false;
         if let Some(from) = bucket::<K, V>(&old, o) {
-            for (kr, vr) in from.0.iter().zip(from.1.iter()) {
-                let b = (hash_repr::<K>(kr) % n as u64) as usize;
-                let Ok(target) = bucket_pin::<K, V>(m, buckets.as_mut(), b) else {
-                    failed = true;
-                    break;
-                };
-                let (mut keys, vals) = target.project();
-                if m.push_from::<K>(keys.as_mut(), kr).is_err() {
-                    failed = true;
-                    break;
-                }
-                if m.push_from::<V>(vals, vr).is_err() {
-                    let len = keys.len() - 1;
-                    m.truncate(keys, len);
+            for r in from.iter() {
+                let b = index_of(hash_repr::<K>(&r.0), n);
+                let pushed = bucket_pin::<K, V>(m, buckets.as_mut(), b)
+                    .and_then(|target| Ok(m.push_from::<(K, V)>(target, r)?));
+                if pushed.is_err() {
                     failed = true;
                     break;
                 }
@@ -812,13 +800,11 @@ fn move_buckets<K: SharedKey, V: Shared>(m: &Mutator<'_>, t: Pin<&mut TRepr<K, V
             if failed {
                 // Taken back last first, so that each is the last of its
                 // chain.
-                for kr in from.0[..copied].iter().rev() {
-                    let b = (hash_repr::<K>(kr) % n as u64) as usize;
+                for r in from[..copied].iter().rev() {
+                    let b = index_of(hash_repr::<K>(&r.0), n);
                     if let Ok(target) = bucket_pin::<K, V>(m, buckets.as_mut(), b) {
-                        let (keys, vals) = target.project();
-                        let (kl, vl) = (keys.len(), vals.len());
-                        m.truncate(keys, kl.saturating_sub(1));
-                        m.truncate(vals, vl.saturating_sub(1));
+                        let len = target.len();
+                        m.truncate(target, len.saturating_sub(1));
                     }
                 }
                 return;
@@ -835,9 +821,7 @@ fn move_buckets<K: SharedKey, V: Shared>(m: &Mutator<'_>, t: Pin<&mut TRepr<K, V
             if let Ok(from) =
                 pin_at(segments, o >> SEGMENT_BITS).and_then(|s| pin_at(s, o & (SEGMENT - 1)))
             {
-                let (keys, vals) = from.project();
-                m.truncate(keys, 0);
-                m.truncate(vals, 0);
+                m.truncate(from, 0);
             }
         }
         compiler_fence(Ordering::SeqCst);

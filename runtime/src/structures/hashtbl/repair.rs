@@ -6,13 +6,12 @@
 //! part way through the change. What each change leaves, and what the
 //! repair makes of it:
 //!
-//! - an addition: a key without its value at the end of a chain (cut
-//!   off), or the binding without its count (counted);
+//! - an addition: the binding without its count (counted);
 //! - a removal: the [`Journal`](super::Journal) says which chain, its
-//!   length and the index removed, and for each array the step its
-//!   copies down reached (no pointers) or the address it had before
-//!   (pointers): the copies go on, an old array still in place is
-//!   replaced, and the array is cut by one;
+//!   length and the index removed, and the step its copies down reached
+//!   (no pointers) or the address its array had before (pointers): the
+//!   copies go on, an old array still in place is replaced, and the chain
+//!   is cut by one;
 //! - the start of a growth, before the flip of the lists ([`GROWING`]):
 //!   undone (the old list, all moved, is ignored again);
 //! - the move of an old bucket to the new ones: copies of its bindings at
@@ -28,8 +27,8 @@
 use std::pin::Pin;
 
 use super::{
-    bucket, bucket_pin, clear, hash_repr, moved_of, parts_mut, set_moved, steps::shift_out,
-    SHashtbl, SegmentsRepr, TRepr, CLEARING, GROWING,
+    bucket, bucket_pin, clear, hash_repr, index_of, moved_of, parts_mut, set_moved,
+    steps::shift_out, SHashtbl, SegmentsRepr, TRepr, CLEARING, GROWING,
 };
 use crate::heap::{HeapError, Mutator, Poison};
 use crate::structures::{Result, StructureError};
@@ -99,7 +98,6 @@ pub(super) fn repair<K: SharedKey, V: Shared>(
 ) -> Result<()> {
     finish_growth::<K, V>(m, t.as_mut());
     finish_removal::<K, V>(m, t.as_mut())?;
-    even_chains::<K, V>(m, t.as_mut());
     finish_move::<K, V>(m, t.as_mut());
     recount::<K, V>(t);
     Ok(())
@@ -125,7 +123,7 @@ fn finish_growth<K: Shared, V: Shared>(m: &Mutator<'_>, t: Pin<&mut TRepr<K, V>>
 /// journal stays when there is no room to finish it).
 fn finish_removal<K: Shared, V: Shared>(m: &Mutator<'_>, t: Pin<&mut TRepr<K, V>>) -> Result<()> {
     let (buckets, _, old, _, journal) = parts_mut::<K, V>(t);
-    let (mut jb, jlen, ji, jk, jv) = journal.project();
+    let (mut jb, jlen, ji, at) = journal.project();
     if *jb == 0 {
         return Ok(());
     }
@@ -135,15 +133,13 @@ fn finish_removal<K: Shared, V: Shared>(m: &Mutator<'_>, t: Pin<&mut TRepr<K, V>
         Some(o) => bucket_pin::<K, V>(m, old, o),
     };
     if let Ok(chain) = chain {
-        let (keys, vals) = chain.project();
-        finish_array::<K>(m, keys, len, i, jk)?;
-        finish_array::<V>(m, vals, len, i, jv)?;
+        finish_array::<(K, V)>(m, chain, len, i, at)?;
     }
     *jb.as_mut().get_mut() = 0;
     Ok(())
 }
 
-/// One array of a removal cut short. Without pointers: the copies down
+/// The chain of a removal cut short. Without pointers: the copies down
 /// go on from the step recorded (`at`), and the last element is cut off.
 /// With pointers: the old array still in place (at address `at`, with its
 /// `len` elements) is replaced by a copy without element `i`; a replaced
@@ -175,24 +171,6 @@ fn finish_array<V: Shared>(
     Ok(())
 }
 
-/// Every chain as long in keys as in values: a key pushed without its
-/// value (an addition or a move cut short) is cut off, and so are the
-/// values of an old bucket whose keys were cut off.
-fn even_chains<K: Shared, V: Shared>(m: &Mutator<'_>, t: Pin<&mut TRepr<K, V>>) {
-    let (buckets, _, old, ..) = parts_mut::<K, V>(t);
-    for list in [buckets, old] {
-        let (segments, _) = list.project();
-        for segment in segments.iter_pin() {
-            for chain in segment.iter_pin() {
-                let (keys, vals) = chain.project();
-                let n = keys.len().min(vals.len());
-                m.truncate(keys, n);
-                m.truncate(vals, n);
-            }
-        }
-    }
-}
-
 /// The move of old bucket `moved` cut short: copies of its bindings at
 /// the ends of new chains are cut off while it holds them (it is moved
 /// again by the next change); an emptied bucket counts as moved.
@@ -204,42 +182,35 @@ fn finish_move<K: SharedKey, V: Shared>(m: &Mutator<'_>, t: Pin<&mut TRepr<K, V>
         return;
     }
     let from = bucket::<K, V>(&old, o);
-    let Some(from) = from.filter(|c| !c.0.is_empty()) else {
+    let Some(from) = from.filter(|c| !c.is_empty()) else {
         set_moved(moved, o + 1);
         return;
     };
     // Keys of old bucket `o` live nowhere else until it has moved: in a
     // new chain they are copies, at its end (nothing was added since).
     let mut targets: Vec<usize> = from
-        .0
         .iter()
-        .map(|k| (hash_repr::<K>(k) % n as u64) as usize)
+        .map(|r| index_of(hash_repr::<K>(&r.0), n))
         .collect();
     targets.sort_unstable();
     targets.dedup();
-    let from_o = |k: &K::Repr| (hash_repr::<K>(k) % old_n as u64) as usize == o;
+    let from_o = |r: &super::Binding<K, V>| index_of(hash_repr::<K>(&r.0), old_n) == o;
     for b in targets {
         let Ok(chain) = bucket_pin::<K, V>(m, buckets.as_mut(), b) else {
             continue;
         };
-        let (mut keys, mut vals) = chain.project();
-        let mut keep = keys.len().min(vals.len());
-        while keep > 0 && keys.get(keep - 1).is_some_and(from_o) {
+        let mut keep = chain.len();
+        while keep > 0 && chain.get(keep - 1).is_some_and(from_o) {
             keep -= 1;
         }
-        m.truncate(keys.as_mut(), keep);
-        m.truncate(vals.as_mut(), keep);
+        m.truncate(chain, keep);
     }
 }
 
 /// The number of bindings, counted again.
 fn recount<K: Shared, V: Shared>(t: Pin<&mut TRepr<K, V>>) {
     let count = |list: &SegmentsRepr<K, V>| -> usize {
-        list.0
-            .iter()
-            .flat_map(|s| s.iter())
-            .map(|c| c.0.len().min(c.1.len()))
-            .sum()
+        list.0.iter().flat_map(|s| s.iter()).map(|c| c.len()).sum()
     };
     let total = count(&t.0) + count(&t.2);
     let (_, size, ..) = t.project();

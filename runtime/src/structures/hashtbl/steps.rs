@@ -5,7 +5,7 @@
 use std::pin::Pin;
 use std::sync::atomic::{compiler_fence, Ordering};
 
-use super::{bucket_pin, chain, parts_mut, pin_at, set_moved, Result, TRepr, CLEARING};
+use super::{bucket_pin, chain, parts_mut, pin_at, set_moved, Bucket, Result, TRepr, CLEARING};
 use crate::heap::{Mutator, JOURNAL_BYTES};
 use crate::value::{FreshArray, Shared, SharedVec};
 
@@ -33,38 +33,39 @@ pub(super) fn clear<K: Shared, V: Shared>(m: &Mutator<'_>, t: Pin<&mut TRepr<K, 
     set_moved(moved, 0);
 }
 
-/// Replaces value `i` of a chain so that a death leaves the old value or
-/// the new one whole: in place (one word's write, or through the heap's
-/// journal), else, for a representation larger than the journal, through
-/// a fresh array with the new value, which takes the old one's place with
-/// one address's write.
-pub(super) fn replace_value<V: Shared>(
+/// Replaces the value of binding `i` of a chain so that a death leaves
+/// the old value or the new one whole: in place (one word's write, or
+/// through the heap's journal), else, for a representation larger than
+/// the journal, through a fresh array with the new value, which takes the
+/// old one's place with one address's write.
+pub(super) fn replace_value<K: Shared, V: Shared>(
     m: &Mutator<'_>,
-    mut vals: Pin<&mut SharedVec<V::Repr>>,
+    mut chain: Pin<&mut Bucket<K, V>>,
     i: usize,
     v: &V,
 ) -> Result<()> {
     if size_of::<V::Repr>() <= JOURNAL_BYTES {
-        return Ok(m.set(pin_at(vals, i)?, v)?);
+        let (_, value) = pin_at(chain, i)?.project();
+        return Ok(m.set(value, v)?);
     }
-    // SAFETY: the array goes to `replace_array` of `vals` at once.
-    let array = unsafe { m.array_replacing(&vals, i, v)? };
-    // SAFETY: `array_replacing` of `vals` just now, in this heap.
-    unsafe { m.replace_array(vals.as_mut(), array)? };
+    // SAFETY: the array goes to `replace_array` of `chain` at once.
+    let array = unsafe { m.array_replacing(&chain, i, v, |b| &mut b.1)? };
+    // SAFETY: `array_replacing` of `chain` just now, in this heap.
+    unsafe { m.replace_array(chain.as_mut(), array)? };
     Ok(())
 }
 
 /// Removes binding `i` of chain `b` (numbered as [`chain`] numbers them)
 /// so that a death at any point leaves what [`SHashtbl::recover`](super::SHashtbl::recover)
 /// finishes. The [`Journal`](super::Journal) records the removal before the chain
-/// changes; then each of the key and value arrays loses element `i`:
+/// changes; then the chain loses binding `i`:
 ///
-/// - an array without pointers in place ([`shift_out`]): the later
-///   elements are copied down one by one, the journal recording each
-///   step, and the last is cut off;
-/// - an array with pointers through a fresh array holding the same values,
-///   element `i` last (made before the journal, so that running out of
-///   room changes nothing), which takes the old one's place
+/// - bindings without pointers in place ([`shift_out`]): the later
+///   ones are copied down one by one, the journal recording each step,
+///   and the last is cut off;
+/// - bindings with pointers through a fresh array holding the same
+///   bindings, binding `i` last (made before the journal, so that running
+///   out of room changes nothing), which takes the old one's place
 ///   ([`Mutator::replace_array`]) and is cut by one. No value is ever in
 ///   two reachable places, so a heap left at any step passes validation.
 ///
@@ -75,7 +76,7 @@ pub(super) fn remove_binding<K: Shared, V: Shared>(
     b: usize,
     i: usize,
 ) -> Result<()> {
-    let len = chain::<K, V>(&t, b).map_or(0, |c| c.0.len().min(c.1.len()));
+    let len = chain::<K, V>(&t, b).map_or(0, |c| c.len());
     if i >= len {
         return Ok(());
     }
@@ -84,34 +85,23 @@ pub(super) fn remove_binding<K: Shared, V: Shared>(
         None => bucket_pin::<K, V>(m, buckets, b)?,
         Some(o) => bucket_pin::<K, V>(m, old, o)?,
     };
-    let (mut keys, mut vals) = chain.project();
-    // A key without its value (an addition cut short) is no binding.
-    m.truncate(keys.as_mut(), len);
-    m.truncate(vals.as_mut(), len);
-    let new_keys = copy_if_pointers::<K>(m, &keys, i)?;
-    let new_vals = copy_if_pointers::<V>(m, &vals, i)?;
-    let (mut jb, jlen, ji, mut jk, mut jv) = journal.project();
+    let mut chain = chain;
+    let new = copy_if_pointers::<(K, V)>(m, &chain, i)?;
+    let (mut jb, jlen, ji, mut at) = journal.project();
     *jlen.get_mut() = len;
     *ji.get_mut() = i;
-    // Per array: the address of the array replaced, or the step reached.
-    *jk.as_mut().get_mut() = new_keys.as_ref().map_or(i, |_| keys.raw_parts().0);
-    *jv.as_mut().get_mut() = new_vals.as_ref().map_or(i, |_| vals.raw_parts().0);
+    // The address of the array replaced, or the step reached.
+    *at.as_mut().get_mut() = new.as_ref().map_or(i, |_| chain.raw_parts().0);
     compiler_fence(Ordering::SeqCst);
     *jb.as_mut().get_mut() = b + 1;
     compiler_fence(Ordering::SeqCst);
-    match new_keys {
-        // SAFETY: `array_without` of `keys` in this modification's heap,
-        // and `keys` has not changed since.
-        Some(array) => unsafe { m.replace_array(keys.as_mut(), array)? },
-        None => shift_out::<K>(keys.as_mut(), len, jk),
+    match new {
+        // SAFETY: `array_without` of `chain` in this modification's heap,
+        // and `chain` has not changed since.
+        Some(array) => unsafe { m.replace_array(chain.as_mut(), array)? },
+        None => shift_out::<(K, V)>(chain.as_mut(), len, at),
     }
-    m.truncate(keys, len - 1);
-    match new_vals {
-        // SAFETY: as for the keys.
-        Some(array) => unsafe { m.replace_array(vals.as_mut(), array)? },
-        None => shift_out::<V>(vals.as_mut(), len, jv),
-    }
-    m.truncate(vals, len - 1);
+    m.truncate(chain, len - 1);
     let size = size.get_mut();
     *size = size.saturating_sub(1);
     compiler_fence(Ordering::SeqCst);

@@ -136,7 +136,7 @@ fn poison(t: &SHashtbl<u64, u64>) {
 fn chain_of(t: &SHashtbl<u64, u64>, k: u64) -> (usize, usize) {
     let g = t.parts.data.read().unwrap();
     let b = locate::<u64, u64>(&g, &k).unwrap().0;
-    (b, chain::<u64, u64>(&g, b).map_or(0, |c| c.0.len()))
+    (b, chain::<u64, u64>(&g, b).map_or(0, |c| c.len()))
 }
 
 fn inconsistent<T: fmt::Debug>(r: Result<T>) -> bool {
@@ -153,25 +153,22 @@ fn a_removal_cut_short_is_finished() {
     t.add(&6, &60).unwrap();
     let (b, len) = chain_of(&t, 5);
     assert_eq!(len, 4, "key 5 alone in its chain");
-    // The oldest binding on its way out: the keys copied down but not cut
-    // yet, the values one step in ([1, 2, 3, 4] -> [2, 2, 3, 4]).
+    // The oldest binding on its way out: two steps of the copies down
+    // done, the second not recorded yet ([1, 2, 3, 4] -> [2, 3, 3, 4]).
     t.parts
         .data
         .modify(|m, mut t| {
             {
-                let (mut keys, mut vals) =
-                    chain_pin::<u64, u64>(m, t.as_mut(), b).unwrap().project();
-                for j in 0..3 {
-                    keys.as_mut().copy_down::<u64>(j);
+                let mut chain = chain_pin::<u64, u64>(m, t.as_mut(), b).unwrap();
+                for j in 0..2 {
+                    chain.as_mut().copy_down::<(u64, u64)>(j);
                 }
-                vals.as_mut().copy_down::<u64>(0);
             }
             let (.., journal) = t.project();
-            let (jb, jlen, ji, jk, jv) = journal.project();
+            let (jb, jlen, ji, at) = journal.project();
             *jlen.get_mut() = 4;
             *ji.get_mut() = 0;
-            *jk.get_mut() = 3;
-            *jv.get_mut() = 0; // (the step done, not recorded yet)
+            *at.get_mut() = 1; // (the step done, not recorded yet)
             *jb.get_mut() = b + 1;
         })
         .unwrap();
@@ -192,17 +189,17 @@ fn a_removal_cut_short_is_finished() {
 }
 
 #[test]
-fn a_key_without_its_value_is_cut_off() {
+fn an_addition_cut_short_before_its_count_is_counted() {
     let pool = Pool::create(16 << 20).unwrap();
     let t = SHashtbl::<u64, u64>::create(&pool, &()).unwrap();
     t.add(&5, &1).unwrap();
     let (b, _) = chain_of(&t, 5);
-    // An addition cut short after its key.
+    // An addition cut short after its binding, before its count.
     t.parts
         .data
         .modify(|m, t| {
-            let (keys, _) = chain_pin::<u64, u64>(m, t, b).unwrap().project();
-            m.push(keys, &5u64).unwrap();
+            let chain = chain_pin::<u64, u64>(m, t, b).unwrap();
+            m.push::<(u64, u64)>(chain, &(5, 2)).unwrap();
         })
         .unwrap();
     poison(&t);
@@ -211,9 +208,7 @@ fn a_key_without_its_value_is_cut_off() {
         Err(StructureError::Heap(HeapError::Poisoned))
     ));
     assert_eq!(t.recover().unwrap(), Some(crate::heap::Poison::Panicked));
-    assert_eq!(chain_of(&t, 5).1, 1);
-    // The next binding pairs its key with its own value.
-    t.add(&5, &2).unwrap();
+    assert_eq!(chain_of(&t, 5).1, 2);
     assert_eq!(t.find_all_copy(&5).unwrap(), [2, 1]);
     assert_eq!(t.len().unwrap(), 2);
 }
@@ -259,28 +254,25 @@ fn a_removal_of_values_with_pointers_cut_short_is_finished() {
         let g = t.parts.data.read().unwrap();
         locate::<String, String>(&g, &k).unwrap().0
     };
-    // The newest binding on its way out: the keys' fresh array in place
-    // (not cut yet), the values untouched.
+    // The oldest binding on its way out: the chain's fresh array (the
+    // removed binding last) in place, not cut yet.
     t.parts
         .data
         .modify(|m, mut t| {
-            let (old_keys, old_vals) = {
-                let (keys, vals) = chain_pin::<String, String>(m, t.as_mut(), b)
-                    .unwrap()
-                    .project();
-                let old = (keys.raw_parts().0, vals.raw_parts().0);
-                // SAFETY: the array goes to `replace_array` of `keys` at once.
-                let array = unsafe { m.array_without(&keys, 2).unwrap() };
-                // SAFETY: `array_without` of `keys` just now, in this heap.
-                unsafe { m.replace_array(keys, array).unwrap() };
+            let old = {
+                let chain = chain_pin::<String, String>(m, t.as_mut(), b).unwrap();
+                let old = chain.raw_parts().0;
+                // SAFETY: the array goes to `replace_array` of `chain` at once.
+                let array = unsafe { m.array_without(&chain, 0).unwrap() };
+                // SAFETY: `array_without` of `chain` just now, in this heap.
+                unsafe { m.replace_array(chain, array).unwrap() };
                 old
             };
             let (.., journal) = t.project();
-            let (jb, jlen, ji, jk, jv) = journal.project();
+            let (jb, jlen, ji, at) = journal.project();
             *jlen.get_mut() = 3;
-            *ji.get_mut() = 2;
-            *jk.get_mut() = old_keys;
-            *jv.get_mut() = old_vals;
+            *ji.get_mut() = 0;
+            *at.get_mut() = old;
             *jb.get_mut() = b + 1;
         })
         .unwrap();
@@ -291,7 +283,7 @@ fn a_removal_of_values_with_pointers_cut_short_is_finished() {
         Err(StructureError::Inconsistent { .. })
     ));
     assert_eq!(t.recover().unwrap(), None);
-    assert_eq!(t.find_all_copy(&k).unwrap(), ["two", "one"]);
+    assert_eq!(t.find_all_copy(&k).unwrap(), ["three", "two"]);
     assert_eq!(t.len().unwrap(), 2);
     t.heap().validate().unwrap();
 }
@@ -302,21 +294,24 @@ fn a_table_whose_heap_alone_was_recovered_is_repaired_by_its_recover() {
     let t = SHashtbl::<u64, u64>::with_buckets(&pool, &(), 1).unwrap();
     t.add(&5, &50).unwrap();
     let (b, _) = chain_of(&t, 5);
-    // An addition of 7 cut short after its key; the heap alone recovered.
+    // An addition of 7 cut short before its count; the heap alone
+    // recovered.
     t.parts
         .data
         .modify(|m, t| {
-            let (keys, _) = chain_pin::<u64, u64>(m, t, b).unwrap().project();
-            m.push(keys, &7u64).unwrap();
+            let chain = chain_pin::<u64, u64>(m, t, b).unwrap();
+            m.push::<(u64, u64)>(chain, &(7, 70)).unwrap();
         })
         .unwrap();
     poison(&t);
     assert!(t.heap().recover().unwrap().is_some());
+    assert_eq!(t.len().unwrap(), 1, "not counted yet");
     assert_eq!(t.recover().unwrap(), None);
+    assert_eq!(t.len().unwrap(), 2, "counted by the table's recover");
     t.add(&9, &90).unwrap();
     assert_eq!(t.find_copy(&9).unwrap(), Some(90));
-    assert_eq!(t.find_copy(&7).unwrap(), None);
-    assert_eq!(t.len().unwrap(), 2);
+    assert_eq!(t.find_copy(&7).unwrap(), Some(70));
+    assert_eq!(t.len().unwrap(), 3);
 }
 
 #[test]
@@ -370,16 +365,16 @@ fn replacing_values_of_several_words_keeps_the_chain_s_array() {
         t.add(&k, &format!("v{k}")).unwrap();
     }
     t.add(&1, &"hidden".to_string()).unwrap();
-    let values_of_1 = || {
+    let chain_of_1 = || {
         let g = t.parts.data.read().unwrap();
         let b = locate::<u64, String>(&g, &1).unwrap().0;
-        chain::<u64, String>(&g, b).unwrap().1.raw_parts().0
+        chain::<u64, String>(&g, b).unwrap().raw_parts().0
     };
-    let before = values_of_1();
+    let before = chain_of_1();
     t.replace(&1, &"new".to_string()).unwrap();
     assert_eq!(
         before,
-        values_of_1(),
+        chain_of_1(),
         "the value is replaced in place (through the heap's journal)"
     );
     assert_eq!(t.find_all_copy(&1).unwrap(), ["new", "v1"]);
