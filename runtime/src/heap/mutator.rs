@@ -579,13 +579,31 @@ impl<'h> Mutator<'h> {
         vec: Pin<&mut SharedVec<R>>,
         additional: usize,
     ) -> Result<(), HeapError> {
+        self.reserve_from(vec, additional, 4)
+    }
+
+    /// [`reserve`](Self::reserve), with a first array of at least `first`
+    /// elements (where `reserve` makes room for 4): a vector that most
+    /// often holds one or two elements (a chain of a hash table) grows
+    /// 1, 2, 4, ...
+    ///
+    /// # Errors
+    ///
+    /// As [`reserve`](Self::reserve).
+    #[inline]
+    pub(crate) fn reserve_from<R>(
+        &self,
+        vec: Pin<&mut SharedVec<R>>,
+        additional: usize,
+        first: usize,
+    ) -> Result<(), HeapError> {
         let (_, len, cap) = vec.raw_parts();
         let need = len.checked_add(additional).ok_or(HeapError::TooLarge)?;
         if need <= cap {
             return Ok(());
         }
         self.check_elements_unpinned(&vec)?;
-        let new_cap = need.max(cap * 2).max(4);
+        let new_cap = need.max(cap * 2).max(first);
         let array = self.write(|w| w.alloc_fresh::<R>(new_cap))?;
         vec.relocate(array);
         Ok(())

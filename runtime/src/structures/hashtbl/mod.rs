@@ -709,7 +709,9 @@ fn add<K: SharedKey, V: Shared>(
         }
     }
     let b = bucket_of::<K, V>(&t, k)?;
-    let chain = chain_pin::<K, V>(m, t.as_mut(), b)?;
+    let mut chain = chain_pin::<K, V>(m, t.as_mut(), b)?;
+    // Most chains hold one or two bindings: their arrays grow from one.
+    m.reserve_from(chain.as_mut(), 1, 2)?;
     m.push_with(chain, |w| Ok(Tuple2(k.to_repr(w)?, v.to_repr(w)?)))?;
     let (_, size, ..) = t.project();
     let size = size.get_mut();
@@ -789,8 +791,10 @@ fn move_buckets<K: SharedKey, V: Shared>(m: &Mutator<'_>, t: Pin<&mut TRepr<K, V
         if let Some(from) = bucket::<K, V>(&old, o) {
             for r in from.iter() {
                 let b = index_of(hash_repr::<K>(&r.0), n);
-                let pushed = bucket_pin::<K, V>(m, buckets.as_mut(), b)
-                    .and_then(|target| Ok(m.push_from::<(K, V)>(target, r)?));
+                let pushed = bucket_pin::<K, V>(m, buckets.as_mut(), b).and_then(|mut target| {
+                    m.reserve_from(target.as_mut(), 1, 2)?;
+                    Ok(m.push_from::<(K, V)>(target, r)?)
+                });
                 if pushed.is_err() {
                     failed = true;
                     break;

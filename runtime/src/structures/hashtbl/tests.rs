@@ -383,3 +383,21 @@ fn replacing_values_of_several_words_keeps_the_chain_s_array() {
     t.gc().unwrap();
     t.heap().validate().unwrap();
 }
+
+#[test]
+fn chains_grow_from_room_for_two_bindings() {
+    let pool = Pool::create(16 << 20).unwrap();
+    let t = SHashtbl::<u64, u64>::with_buckets(&pool, &(), 64).unwrap();
+    let room = || {
+        let g = t.parts.data.read().unwrap();
+        let b = locate::<u64, u64>(&g, &1).unwrap().0;
+        chain::<u64, u64>(&g, b).unwrap().raw_parts().2
+    };
+    t.add(&1, &1).unwrap();
+    assert_eq!(room(), 2, "most chains hold one or two bindings");
+    t.add(&1, &2).unwrap();
+    assert_eq!(room(), 2);
+    t.add(&1, &3).unwrap();
+    assert_eq!(room(), 4, "then the room doubles");
+    assert_eq!(t.find_all_copy(&1).unwrap(), [3, 2, 1]);
+}
