@@ -491,4 +491,10 @@ fn main() {
         r1 / cb,
         r64 / cb
     );
+    // The queue's target is set against the bounded channel.
+    println!(
+        "  ratio mc SQueue/crossbeam bounded: {:.3}   batched: {:.3}",
+        q / cb,
+        qb / cb
+    );
 }

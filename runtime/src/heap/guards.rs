@@ -397,10 +397,11 @@ impl Drop for WriteLock<'_> {
             }
         }
         self.h.dirty.store(0, Ordering::Release);
-        release(self.addr);
         // SAFETY: the lock is held exclusively by this thread (type
         // invariant).
         unsafe { self.h.lock.unlock_write() };
+        // The thread's record after the lock, which others wait for.
+        release(self.addr);
     }
 }
 
@@ -531,8 +532,9 @@ impl<T: Shared> Drop for ReadGuard<'_, T> {
             std::mem::forget(hold);
             return;
         }
-        release(self.heap.hdr);
+        // The lock first, which writers wait for; then the thread's record.
         drop(hold);
+        release(self.heap.hdr);
     }
 }
 

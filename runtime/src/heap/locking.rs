@@ -150,7 +150,9 @@ impl<T: Shared> Heap<T> {
         deadline: Option<Instant>,
         outside_modification: bool,
     ) -> Result<Exclusive<'_>, HeapError> {
-        let h = self.check()?;
+        // The heap's state is checked once the lock is held, as for a
+        // shared lock (a destroyed heap's header keeps a working lock).
+        let h = self.header();
         if !enter(self.hdr, outside_modification) {
             return Err(HeapError::Reentrant);
         }

@@ -833,6 +833,7 @@ fn deadline_after(timeout: Duration) -> Option<Instant> {
 /// What is left before `deadline`, for a lock wait: `None` waits without
 /// end; a deadline that has passed still allows one attempt that does not
 /// wait.
+#[inline]
 fn left(deadline: Option<Instant>) -> Option<Duration> {
     deadline.map(|d| d.saturating_duration_since(Instant::now()))
 }
