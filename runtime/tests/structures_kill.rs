@@ -141,7 +141,7 @@ fn insert_trial(
     })?;
     outcome.settle(t.len(), || t.recover())?;
     // Every committed binding is there; the one in flight whole or not at
-    // all (a key without its value is no binding).
+    // all (a binding is written whole before the chain counts it).
     let len = t.len().map_err(err)? as u64;
     let in_flight = t.find_copy(&committed).map_err(err)?;
     let expected_len = committed + u64::from(in_flight.is_some());

@@ -150,9 +150,9 @@ impl<T: Shared> Heap<T> {
         deadline: Option<Instant>,
         outside_modification: bool,
     ) -> Result<Exclusive<'_>, HeapError> {
-        // The heap's state is checked once the lock is held, as for a
-        // shared lock (a destroyed heap's header keeps a working lock).
-        let h = self.header();
+        // Checked before the lock too: the lock may repair the allocator's
+        // state, which must not happen over a pool known to be cut short.
+        let h = self.check()?;
         if !enter(self.hdr, outside_modification) {
             return Err(HeapError::Reentrant);
         }

@@ -294,7 +294,10 @@ impl<'h> Mutator<'h> {
     ///
     /// # Safety
     ///
-    /// As for [`array_without`](Self::array_without).
+    /// As for [`array_without`](Self::array_without); and `part` must
+    /// return a part of the element it is given, without panicking (the
+    /// element is then a bitwise duplicate, harmless only because
+    /// representations have no `Drop`).
     ///
     /// # Errors
     ///
@@ -584,8 +587,8 @@ impl<'h> Mutator<'h> {
 
     /// [`reserve`](Self::reserve), with a first array of at least `first`
     /// elements (where `reserve` makes room for 4): a vector that most
-    /// often holds one or two elements (a chain of a hash table) grows
-    /// 1, 2, 4, ...
+    /// often holds one or two elements (a chain of a hash table) starts
+    /// with room for two, then doubles.
     ///
     /// # Errors
     ///

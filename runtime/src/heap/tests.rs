@@ -453,3 +453,37 @@ fn a_journal_is_redone_only_after_a_death() {
     assert_eq!(h.journal.pending(), None);
     assert_eq!(heap.copy().unwrap(), vec![String::from("old")]);
 }
+
+/// An exclusive lock of a heap in a pool this process knows is cut short
+/// fails before it touches the heap: no repair of the allocator's state
+/// runs over the zero pages that stand in for the cut.
+#[test]
+fn a_modification_in_a_cut_pool_repairs_nothing() {
+    let pool = Pool::create(8 << 20).unwrap();
+    let heap = Heap::create(&pool, &vec![7u64; 4096]).unwrap();
+    let h = heap.header();
+    // As a holder killed while the allocator was at work leaves it.
+    h.repair.store(1, Ordering::Release);
+    // Another process cuts the pool right after the heap's header.
+    let keep = (heap.hdr + h.header_bytes - pool.base()) as u64;
+    assert!(h.root.load(Ordering::Acquire) >= heap.hdr + h.header_bytes);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/dev/shm/{}", pool.name()))
+        .unwrap()
+        .set_len(keep)
+        .unwrap();
+    // A read past the cut faults; the fault is contained and flagged.
+    let _ = heap.copy();
+    assert!(pool.is_truncated());
+    let r = heap.modify(|_, _| ());
+    assert!(matches!(r, Err(HeapError::Pool(_))), "{r:?}");
+    assert_eq!(
+        (
+            h.poisoned.load(Ordering::Acquire),
+            h.repair.load(Ordering::Acquire)
+        ),
+        (0, 1),
+        "the header was left as it was"
+    );
+}

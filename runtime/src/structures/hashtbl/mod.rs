@@ -710,7 +710,8 @@ fn add<K: SharedKey, V: Shared>(
     }
     let b = bucket_of::<K, V>(&t, k)?;
     let mut chain = chain_pin::<K, V>(m, t.as_mut(), b)?;
-    // Most chains hold one or two bindings: their arrays grow from one.
+    // Most chains hold one or two bindings: their arrays start with room
+    // for two.
     m.reserve_from(chain.as_mut(), 1, 2)?;
     m.push_with(chain, |w| Ok(Tuple2(k.to_repr(w)?, v.to_repr(w)?)))?;
     let (_, size, ..) = t.project();

@@ -48,7 +48,8 @@ pub(super) fn replace_value<K: Shared, V: Shared>(
         let (_, value) = pin_at(chain, i)?.project();
         return Ok(m.set(value, v)?);
     }
-    // SAFETY: the array goes to `replace_array` of `chain` at once.
+    // SAFETY: the array goes to `replace_array` of `chain` at once; the
+    // part is the pair's value, picked without a panic.
     let array = unsafe { m.array_replacing(&chain, i, v, |b| &mut b.1)? };
     // SAFETY: `array_replacing` of `chain` just now, in this heap.
     unsafe { m.replace_array(chain.as_mut(), array)? };

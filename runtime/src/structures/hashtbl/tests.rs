@@ -401,3 +401,34 @@ fn chains_grow_from_room_for_two_bindings() {
     assert_eq!(room(), 4, "then the room doubles");
     assert_eq!(t.find_all_copy(&1).unwrap(), [3, 2, 1]);
 }
+
+#[test]
+fn replacing_values_larger_than_the_journal_replaces_the_chain_s_array() {
+    let pool = Pool::create(64 << 20).unwrap();
+    let t = SHashtbl::<String, [String; 80]>::with_buckets(&pool, &(), 2).unwrap();
+    assert!(size_of::<<[String; 80] as Shared>::Repr>() > crate::heap::JOURNAL_BYTES);
+    let val = |tag: &str| -> [String; 80] { std::array::from_fn(|i| format!("{tag}{i}")) };
+    let key = |k: u64| format!("k{k}");
+    for k in 0..6u64 {
+        t.add(&key(k), &val(&format!("a{k}-"))).unwrap();
+    }
+    t.add(&key(3), &val("hidden-")).unwrap();
+    let chain_of_3 = || {
+        let g = t.parts.data.read().unwrap();
+        let b = locate::<String, [String; 80]>(&g, &key(3)).unwrap().0;
+        chain::<String, [String; 80]>(&g, b).unwrap().raw_parts().0
+    };
+    let before = chain_of_3();
+    t.replace(&key(3), &val("new-")).unwrap();
+    assert_ne!(before, chain_of_3(), "a fresh array took the chain's place");
+    assert_eq!(t.find_all_copy(&key(3)).unwrap(), [val("new-"), val("a3-")]);
+    for k in [0u64, 1, 2, 4, 5] {
+        assert_eq!(t.find_copy(&key(k)).unwrap(), Some(val(&format!("a{k}-"))));
+    }
+    t.gc().unwrap();
+    t.heap().validate().unwrap();
+    assert!(t.remove(&key(3)).unwrap());
+    assert_eq!(t.find_copy(&key(3)).unwrap(), Some(val("a3-")));
+    t.gc().unwrap();
+    t.heap().validate().unwrap();
+}
