@@ -289,6 +289,102 @@ fn killed_replacement_is_whole_after_recover() -> Result<String, String> {
     ))
 }
 
+/// A value larger than the heap's journal: every word says which element
+/// and which round wrote it.
+type Large = [u64; 512];
+
+fn large(i: usize, round: usize) -> Large {
+    [(i * 1000 + round) as u64; 512]
+}
+
+/// Item: as [`killed_replacement_is_whole_after_recover`], for values
+/// larger than the journal (4 KiB each), which a replacement copies into a
+/// fresh block first: after `recover` every value is one round's whole.
+fn killed_large_replacement_is_whole_after_recover() -> Result<String, String> {
+    const N: usize = 8;
+    let pool = Pool::create(64 << 20).map_err(err)?;
+    let rounds = shared(AtomicU64::new(0));
+    let mut rng = Rng(0x1d8e_4e27_c47d_124f);
+    let mut poisoned = 0;
+    for trial in 0..trials() {
+        let first: Vec<Large> = (0..N).map(|i| large(i, 0)).collect();
+        let heap = Heap::create(&pool, &first).map_err(err)?;
+        let h = heap.clone();
+        kill_during(&mut rng, rounds, 1, move || {
+            for round in 1..=4 {
+                h.modify(|m, mut v| {
+                    for i in 0..N {
+                        let place = v.as_mut().get_pin(i).expect("element");
+                        m.set(place, &large(i, round)).expect("set");
+                    }
+                })
+                .expect("modify");
+            }
+        })?;
+        let v = copy_recovered(&heap, &mut poisoned).map_err(|e| format!("trial {trial}: {e}"))?;
+        for (i, x) in v.iter().enumerate() {
+            let round = x[0] as usize % 1000;
+            if x != &large(i, round) || round > 4 {
+                return Err(format!(
+                    "trial {trial}: element {i} is not whole (first words {:?})",
+                    &x[..4]
+                ));
+            }
+        }
+        heap.validate().map_err(err)?;
+        heap.destroy()
+            .map_err(|e| format!("trial {trial}: destroy: {e}"))?;
+    }
+    Ok(format!(
+        "{} kills: {poisoned} inside a modification, every 4 KiB value whole after recovery",
+        trials()
+    ))
+}
+
+/// Item: as [`killed_swap_keeps_every_value_once`], for values larger
+/// than half the journal (4 KiB each), which an exchange copies into a
+/// fresh block first.
+fn killed_large_swap_keeps_every_value_once() -> Result<String, String> {
+    const N: usize = 8;
+    let pool = Pool::create(64 << 20).map_err(err)?;
+    let rounds = shared(AtomicU64::new(0));
+    let mut rng = Rng(0x7a3c_59e1_0f2b_d461);
+    let mut poisoned = 0;
+    let first: Vec<Large> = (0..N).map(|i| large(i, 0)).collect();
+    for trial in 0..trials() {
+        let heap = Heap::create(&pool, &first).map_err(err)?;
+        let h = heap.clone();
+        kill_during(&mut rng, rounds, 1, move || {
+            h.modify(|m, v| {
+                let mut places: Vec<_> = v.iter_pin().collect();
+                for i in 0..N {
+                    let j = (i * 3 + 1) % N;
+                    if i != j {
+                        let (lo, hi) = places.split_at_mut(i.max(j));
+                        m.swap(lo[i.min(j)].as_mut(), hi[0].as_mut()).expect("swap");
+                    }
+                }
+            })
+            .expect("modify");
+        })?;
+        let mut v =
+            copy_recovered(&heap, &mut poisoned).map_err(|e| format!("trial {trial}: {e}"))?;
+        v.sort();
+        if v != first {
+            return Err(format!(
+                "trial {trial}: the values are not the ones put in, once each"
+            ));
+        }
+        heap.validate().map_err(err)?;
+        heap.destroy()
+            .map_err(|e| format!("trial {trial}: destroy: {e}"))?;
+    }
+    Ok(format!(
+        "{} kills: {poisoned} inside a modification, every 4 KiB value there once after recovery",
+        trials()
+    ))
+}
+
 /// Item: a process killed while it exchanges values of several words in
 /// place (`Mutator::swap`) leaves, after `recover`, every value exactly
 /// once: exchanged or not, never one value in two places (which would also
@@ -466,6 +562,14 @@ fn main() {
         (
             "killed_swap_keeps_every_value_once",
             killed_swap_keeps_every_value_once,
+        ),
+        (
+            "killed_large_replacement_is_whole_after_recover",
+            killed_large_replacement_is_whole_after_recover,
+        ),
+        (
+            "killed_large_swap_keeps_every_value_once",
+            killed_large_swap_keeps_every_value_once,
         ),
     ]);
 }

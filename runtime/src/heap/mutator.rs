@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use super::alloc::{HeapAllocator, HeapWriter};
 use super::error::heap_error;
 use super::guards::Exclusive;
-use super::{HeapError, HeapHeader};
+use super::{HeapError, HeapHeader, JOURNAL_BYTES};
 use crate::in_shared::at;
 use crate::pool::Pool;
 use crate::value::{
@@ -144,8 +144,9 @@ impl<'h> Mutator<'h> {
     /// A process killed in the middle leaves the old value whole, or the
     /// new one once [`Heap::recover`](super::Heap::recover) has run: a
     /// representation of several words is written through the heap's
-    /// journal (up to [`JOURNAL_BYTES`](super::JOURNAL_BYTES); a larger one
-    /// is written directly, and a death can leave it half written).
+    /// journal (one larger than [`JOURNAL_BYTES`](super::JOURNAL_BYTES) is
+    /// first copied into a fresh block of the heap, which the journal
+    /// names).
     ///
     /// # Errors
     ///
@@ -155,8 +156,7 @@ impl<'h> Mutator<'h> {
         self.check_place(&*place)?;
         self.check_place_unpinned(&*place)?;
         let r = self.write(|w| value.to_repr(w))?;
-        self.store(place, r);
-        Ok(())
+        self.store(place, r)
     }
 
     /// Replaces the string at `place` with a copy of `s`.
@@ -170,8 +170,7 @@ impl<'h> Mutator<'h> {
         self.check_place(&*place)?;
         self.check_place_unpinned(&*place)?;
         let r = self.write(|w| SharedString::write(s, w))?;
-        self.store(place, r);
-        Ok(())
+        self.store(place, r)
     }
 
     /// Replaces the value at `place` with a deep copy of a shared value
@@ -189,8 +188,7 @@ impl<'h> Mutator<'h> {
         self.check_place(&*place)?;
         self.check_place_unpinned(&*place)?;
         let r = self.write(|w| V::repr_to_repr(src, w))?;
-        self.store(place, r);
-        Ok(())
+        self.store(place, r)
     }
 
     /// Copies `value` into the heap, unlinked: link it with
@@ -219,28 +217,48 @@ impl<'h> Mutator<'h> {
     ///
     /// A process killed in the middle leaves both as they were, or both
     /// exchanged once [`Heap::recover`](super::Heap::recover) has run
-    /// (through the heap's journal, for representations up to half of
-    /// [`JOURNAL_BYTES`](super::JOURNAL_BYTES)).
+    /// (through the heap's journal; two representations larger together
+    /// than [`JOURNAL_BYTES`](super::JOURNAL_BYTES) are first copied into a
+    /// fresh block of the heap, which the journal names).
     ///
     /// # Errors
     ///
-    /// [`HeapError::ForeignPlace`] when either is not in this heap.
+    /// [`HeapError::ForeignPlace`] when either is not in this heap;
+    /// [`HeapError::OutOfMemory`] when the heap has no room for the block
+    /// of two large values (nothing is exchanged).
     pub fn swap<R>(&self, a: Pin<&mut R>, b: Pin<&mut R>) -> Result<(), HeapError> {
         self.check_place(&*a)?;
         self.check_place(&*b)?;
         self.check_place_unpinned(&*a)?;
         self.check_place_unpinned(&*b)?;
-        // SAFETY: both places are exclusively borrowed, hence distinct (and
-        // not overlapping), and lie in this heap (checked), so exchanging
-        // them moves no value out of it; the heap is locked exclusively by
-        // this thread.
-        unsafe {
-            self.h.journal.swap(
-                self.pool.base(),
-                a.get_unchecked_mut(),
-                b.get_unchecked_mut(),
-            )
-        };
+        let n = size_of::<R>();
+        // SAFETY: the values are only exchanged in place below, never moved
+        // out of their places.
+        let (a, b) = unsafe { (a.get_unchecked_mut(), b.get_unchecked_mut()) };
+        if n > 0 && 2 * n > JOURNAL_BYTES {
+            // A block holding the new values (bitwise copies of `b`'s, then
+            // of `a`'s), garbage once they are copied: no collection runs
+            // before the modification ends.
+            let mut block = self.write(|w| w.alloc_fresh::<R>(2))?;
+            // SAFETY: the block is fresh, with room for two; the copies
+            // are never used as values of their own (representations have
+            // no `Drop`).
+            unsafe {
+                block.move_from(std::ptr::from_mut(b), 1);
+                block.move_from(std::ptr::from_mut(a), 1);
+            }
+            let src = at::<R>(block.into_parts().0);
+            // SAFETY: both places are exclusively borrowed, hence distinct
+            // (and not overlapping), and lie in this heap (checked), so
+            // exchanging them moves no value out of it; the heap is locked
+            // exclusively by this thread; the block holds the two new
+            // values, apart from the places (fresh), and stays allocated
+            // until the modification ends.
+            unsafe { self.h.journal.swap_from(self.pool.base(), a, b, src) };
+            return Ok(());
+        }
+        // SAFETY: as above, without a block.
+        unsafe { self.h.journal.swap(self.pool.base(), a, b) };
         Ok(())
     }
 
@@ -282,53 +300,6 @@ impl<'h> Mutator<'h> {
                 a.move_from(src.add(i + 1), n - i - 1);
                 a.move_from(src.add(i), 1);
             }
-        }
-        Ok(a)
-    }
-
-    /// A fresh array holding `vec`'s elements (moved bitwise) but with a
-    /// copy of `value` as the part of element `i` that `part` picks (the
-    /// whole element, or a pair's value), for
-    /// [`replace_array`](Self::replace_array): a value of several words
-    /// replaced with one address's write.
-    ///
-    /// # Safety
-    ///
-    /// As for [`array_without`](Self::array_without); and `part` must
-    /// return a part of the element it is given, without panicking (the
-    /// element is then a bitwise duplicate, harmless only because
-    /// representations have no `Drop`).
-    ///
-    /// # Errors
-    ///
-    /// [`HeapError::ForeignPlace`] when `vec` is not in this heap; the
-    /// errors of [`add`](Self::add) for the copy and the array.
-    pub(crate) unsafe fn array_replacing<R, V: Shared>(
-        &self,
-        vec: &SharedVec<R>,
-        i: usize,
-        value: &V,
-        part: impl FnOnce(&mut R) -> &mut V::Repr,
-    ) -> Result<FreshArray<R>, HeapError> {
-        self.check_place(vec)?;
-        let (ptr, n, _) = vec.raw_parts();
-        if i >= n {
-            return Err(HeapError::Corrupt("an index past the end of a vector"));
-        }
-        let r = self.write(|w| value.to_repr(w))?;
-        let mut a = self.write(|w| w.alloc_fresh::<R>(n))?;
-        let src = at::<R>(ptr);
-        // SAFETY: as in `array_without`: `n` initialised elements, moved to
-        // the fresh array around the new element, which fits `n` of them.
-        // Element `i` is read bitwise and its part overwritten without a
-        // drop (representations have no `Drop`; the old part becomes
-        // garbage with the old array).
-        unsafe {
-            a.move_from(src, i);
-            let mut e = std::ptr::read(src.add(i));
-            std::ptr::write(part(&mut e), r);
-            a.push(e);
-            a.move_from(src.add(i + 1), n - i - 1);
         }
         Ok(a)
     }
@@ -421,8 +392,7 @@ impl<'h> Mutator<'h> {
     pub(crate) unsafe fn store_repr<R>(&self, place: Pin<&mut R>, r: R) -> Result<(), HeapError> {
         self.check_place(&*place)?;
         self.check_place_unpinned(&*place)?;
-        self.store(place, r);
-        Ok(())
+        self.store(place, r)
     }
 
     /// Makes `array` (from [`array_without`](Self::array_without) of
@@ -432,9 +402,8 @@ impl<'h> Mutator<'h> {
     /// # Safety
     ///
     /// `array` must come from this mutator's heap and hold the values of
-    /// `vec` ([`array_without`](Self::array_without) or
-    /// [`array_replacing`](Self::array_replacing) of `vec`, with no change
-    /// of `vec` in between).
+    /// `vec` ([`array_without`](Self::array_without) of `vec`, with no
+    /// change of `vec` in between).
     ///
     /// # Errors
     ///
@@ -531,8 +500,7 @@ impl<'h> Mutator<'h> {
         self.check_place(&*place)?;
         self.check_place_unpinned(&*place)?;
         let r = self.write(|w| value.to_repr(w))?;
-        self.put_some(place, r);
-        Ok(())
+        self.put_some(place, r)
     }
 
     /// [`set_some`](Self::set_some) with a copy of `src`, a value of this
@@ -549,8 +517,7 @@ impl<'h> Mutator<'h> {
         self.check_place(&*place)?;
         self.check_place_unpinned(&*place)?;
         let r = self.write(|w| V::repr_to_repr(src, w))?;
-        self.put_some(place, r);
-        Ok(())
+        self.put_some(place, r)
     }
 
     /// Makes the option at `place` `None` with one byte's write (its value
@@ -705,9 +672,31 @@ impl<'h> Mutator<'h> {
 
     /// Overwrites the value at `place` with `r`, so that a death in the
     /// middle leaves the old value or, after [`Heap::recover`](super::Heap::recover),
-    /// the new one (see [`journal`](super::journal)).
+    /// the new one (see [`journal`](super::journal)). A representation
+    /// larger than the journal goes through a fresh block of the heap.
+    ///
+    /// # Errors
+    ///
+    /// [`HeapError::OutOfMemory`] (and the other errors of
+    /// [`add`](Self::add)) when that block cannot be allocated: the place
+    /// is left as it was.
     #[inline]
-    fn store<R>(&self, place: Pin<&mut R>, r: R) {
+    fn store<R>(&self, place: Pin<&mut R>, r: R) -> Result<(), HeapError> {
+        if size_of::<R>() > JOURNAL_BYTES {
+            // A block holding the new value, garbage once it is copied (no
+            // collection runs before the modification ends), apart from
+            // the place (fresh).
+            let src = self.write(|w| w.put(r))?;
+            // SAFETY: as below; and the block is readable for a `R`, in this
+            // heap, apart from the place, and allocated until the
+            // modification ends.
+            unsafe {
+                self.h
+                    .journal
+                    .store_from(self.pool.base(), place.get_unchecked_mut(), at::<R>(src))
+            };
+            return Ok(());
+        }
         // SAFETY: the mutator's heap is locked exclusively by this thread
         // (the `Exclusive` it borrows); the place is a value of the heap
         // (callers checked it), in the pool whose base is given, and
@@ -717,15 +706,21 @@ impl<'h> Mutator<'h> {
             self.h
                 .journal
                 .store(self.pool.base(), place.get_unchecked_mut(), r)
-        }
+        };
+        Ok(())
     }
 
     /// Makes the option at `place` `Some(r)`: an empty place is filled value
     /// first, tag last (a process killed in between leaves it empty); a full
     /// one is overwritten through the journal.
-    fn put_some<R>(&self, mut place: Pin<&mut SharedOption<R>>, r: R) {
-        if let Err(r) = place.as_mut().fill(r) {
-            self.store(place, SharedOption::Some(r));
+    ///
+    /// # Errors
+    ///
+    /// As [`store`](Self::store).
+    fn put_some<R>(&self, mut place: Pin<&mut SharedOption<R>>, r: R) -> Result<(), HeapError> {
+        match place.as_mut().fill(r) {
+            Ok(()) => Ok(()),
+            Err(r) => self.store(place, SharedOption::Some(r)),
         }
     }
 

@@ -179,7 +179,7 @@ impl<T: Shared> Heap<T> {
     /// [`HeapError::Corrupt`] when the journal names a place outside the
     /// heap's chunks.
     fn redo_journal(&self, h: &HeapHeader, died: bool) -> Result<(), HeapError> {
-        let Some((offset, len, second)) = h.journal.pending() else {
+        let Some(p) = h.journal.pending() else {
             return Ok(());
         };
         if !died {
@@ -187,26 +187,51 @@ impl<T: Shared> Heap<T> {
             return Ok(());
         }
         let corrupt = HeapError::Corrupt("the journal of a replacement in place");
-        let place = |offset: usize| {
+        let len = p.len;
+        let in_heap = |offset: usize, n: usize| {
             self.pool
                 .base()
                 .checked_add(offset)
-                .filter(|&addr| self.in_chunks(h, addr, len))
+                .filter(|&addr| self.in_chunks(h, addr, n))
         };
-        let places = len.saturating_mul(1 + usize::from(second.is_some()));
-        let Some(first) = place(offset).filter(|_| places <= JOURNAL_BYTES) else {
+        let places = len.saturating_mul(1 + usize::from(p.second.is_some()));
+        let Some(first) = in_heap(p.place, len) else {
             return Err(corrupt);
         };
-        let second = match second.map(place) {
+        let second = match p.second.map(|o| in_heap(o, len)) {
             None => None,
-            Some(Some(addr)) if addr.abs_diff(first) >= len => Some(at::<u8>(addr)),
+            Some(Some(addr)) if addr.abs_diff(first) >= len => Some(addr),
             Some(_) => return Err(corrupt),
         };
-        // SAFETY: the caller holds the exclusive lock; the places' bytes lie
-        // in committed pages of this heap's chunks (apart from each other),
-        // which nobody else touches under the lock; the lengths fit the
-        // journal (checked).
-        unsafe { h.journal.redo(at::<u8>(first), len, second) };
+        // The new bytes: the journal's own, or a block of the heap apart
+        // from the places.
+        let apart =
+            |a: usize, b: usize, n: usize| a.saturating_add(n) <= b || b.saturating_add(len) <= a;
+        let source = match p.source {
+            None if places <= JOURNAL_BYTES => None,
+            None => return Err(corrupt),
+            Some(o) => match in_heap(o, places) {
+                Some(src)
+                    if apart(src, first, places)
+                        && second.is_none_or(|b| apart(src, b, places)) =>
+                {
+                    Some(src)
+                }
+                _ => return Err(corrupt),
+            },
+        };
+        // SAFETY: the caller holds the exclusive lock; the places' bytes and
+        // the block's lie in committed pages of this heap's chunks (apart
+        // from each other), which nobody else touches under the lock;
+        // without a block, the lengths fit the journal (checked).
+        unsafe {
+            h.journal.redo(
+                at::<u8>(first),
+                len,
+                second.map(at::<u8>),
+                source.map(|a| at::<u8>(a).cast_const()),
+            )
+        };
         Ok(())
     }
 

@@ -487,3 +487,75 @@ fn a_modification_in_a_cut_pool_repairs_nothing() {
         "the header was left as it was"
     );
 }
+
+/// A value larger than the journal, replaced or exchanged with another, is
+/// copied into a fresh block first, which the journal names: a death part
+/// way is redone from the block by `recover`.
+#[test]
+fn a_large_replacement_or_exchange_cut_short_is_redone_from_its_block() {
+    type Big = [u64; 160];
+    assert!(size_of::<Big>() > JOURNAL_BYTES);
+    let pool = pool();
+    let big = |x: u64| -> Big { std::array::from_fn(|i| x * 1000 + i as u64) };
+    let heap = Heap::create(&pool, &vec![big(1), big(2)]).unwrap();
+    let h = heap.header();
+    // A modification cut short as `change` leaves it, then recovered.
+    type Change<'a> = &'a dyn Fn(&Mutator<'_>, Pin<&mut SharedVec<Big>>) -> Result<(), HeapError>;
+    let cut_short = |change: Change<'_>| {
+        heap.modify(|m, v| change(m, v)).unwrap().unwrap();
+        let p = h.journal.pending().expect("a journal left pending");
+        assert!(p.source.is_some(), "the new bytes are in a block");
+        h.poisoned.store(POISON_DIED, Ordering::Release);
+        assert_eq!(heap.recover().unwrap(), Some(Poison::Died));
+        assert_eq!(h.journal.pending(), None);
+        heap.validate().unwrap();
+    };
+    for cut in [0, 8, 1000] {
+        cut_short(&|m, mut v| {
+            journal::died_after::set(cut);
+            m.set(v.as_mut().get_pin(0).unwrap(), &big(3 + cut as u64))
+        });
+        assert_eq!(heap.copy().unwrap(), vec![big(3 + cut as u64), big(2)]);
+    }
+    cut_short(&|m, v| {
+        let mut both = v.iter_pin();
+        let (a, b) = (both.next().unwrap(), both.next().unwrap());
+        journal::died_after::set(16);
+        m.swap(a, b)
+    });
+    assert_eq!(heap.copy().unwrap(), vec![big(2), big(1003)]);
+    // Whole, both leave nothing pending.
+    heap.modify(|m, mut v| m.set(v.as_mut().get_pin(1).unwrap(), &big(9)))
+        .unwrap()
+        .unwrap();
+    assert_eq!(h.journal.pending(), None);
+    assert_eq!(heap.copy().unwrap(), vec![big(2), big(9)]);
+    heap.gc().unwrap();
+    heap.validate().unwrap();
+}
+
+/// A journal whose block lies outside the heap, or over the place it
+/// names, is refused, not copied.
+#[test]
+fn a_journal_block_outside_the_heap_or_over_its_place_is_corrupt() {
+    let pool = pool();
+    let other = Heap::create(&pool, &vec![[7u64; 160]]).unwrap();
+    let elsewhere = other.read().unwrap().as_slice().as_ptr().addr();
+    for bad in [elsewhere, 0] {
+        let heap = Heap::create(&pool, &vec![[1u64; 160]]).unwrap();
+        heap.modify(|m, mut v| {
+            journal::died_after::set(0);
+            m.set(v.as_mut().get_pin(0).unwrap(), &[2u64; 160])
+        })
+        .unwrap()
+        .unwrap();
+        let h = heap.header();
+        let p = h.journal.pending().unwrap();
+        // Elsewhere, or the place itself.
+        let bad = if bad == 0 { p.place } else { bad - pool.base() };
+        h.journal.source.store(bad as u64, Ordering::Release);
+        h.poisoned.store(POISON_DIED, Ordering::Release);
+        assert!(matches!(heap.recover(), Err(HeapError::Corrupt(_))));
+        assert_eq!(other.copy().unwrap(), vec![[7u64; 160]]);
+    }
+}

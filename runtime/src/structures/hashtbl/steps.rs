@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::atomic::{compiler_fence, Ordering};
 
 use super::{bucket_pin, chain, parts_mut, pin_at, set_moved, Bucket, Result, TRepr, CLEARING};
-use crate::heap::{Mutator, JOURNAL_BYTES};
+use crate::heap::Mutator;
 use crate::value::{FreshArray, Shared, SharedVec};
 
 /// Empties the table ([`SHashtbl::clear`](super::SHashtbl::clear)): `moved` says [`CLEARING`]
@@ -34,26 +34,16 @@ pub(super) fn clear<K: Shared, V: Shared>(m: &Mutator<'_>, t: Pin<&mut TRepr<K, 
 }
 
 /// Replaces the value of binding `i` of a chain so that a death leaves
-/// the old value or the new one whole: in place (one word's write, or
-/// through the heap's journal), else, for a representation larger than
-/// the journal, through a fresh array with the new value, which takes the
-/// old one's place with one address's write.
+/// the old value or the new one whole: in place, through the heap's
+/// journal ([`Mutator::set`]).
 pub(super) fn replace_value<K: Shared, V: Shared>(
     m: &Mutator<'_>,
-    mut chain: Pin<&mut Bucket<K, V>>,
+    chain: Pin<&mut Bucket<K, V>>,
     i: usize,
     v: &V,
 ) -> Result<()> {
-    if size_of::<V::Repr>() <= JOURNAL_BYTES {
-        let (_, value) = pin_at(chain, i)?.project();
-        return Ok(m.set(value, v)?);
-    }
-    // SAFETY: the array goes to `replace_array` of `chain` at once; the
-    // part is the pair's value, picked without a panic.
-    let array = unsafe { m.array_replacing(&chain, i, v, |b| &mut b.1)? };
-    // SAFETY: `array_replacing` of `chain` just now, in this heap.
-    unsafe { m.replace_array(chain.as_mut(), array)? };
-    Ok(())
+    let (_, value) = pin_at(chain, i)?.project();
+    Ok(m.set(value, v)?)
 }
 
 /// Removes binding `i` of chain `b` (numbered as [`chain`] numbers them)
