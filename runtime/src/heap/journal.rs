@@ -11,9 +11,10 @@
 //! redo: the same bytes, whatever part of them had reached the place)
 //! before it checks the heap. A representation that one aligned store
 //! writes is written directly. One larger than [`JOURNAL_BYTES`] is first
-//! written into a fresh block of the heap, which the journal names instead
+//! written into a block of the heap (the modification's scratch room,
+//! reused by its next large replacements), which the journal names instead
 //! of holding the bytes itself ([`store_from`](Journal::store_from)): the
-//! block is garbage once the replacement is done, and a death leaves it
+//! block is garbage once the modification ends, and a death leaves it
 //! alive until `recover` has copied it again (no collection runs in
 //! between).
 //!
@@ -87,6 +88,7 @@ impl Journal {
     /// moves nothing out (representations have no `Drop`).
     #[inline]
     pub(super) unsafe fn store<R>(&self, base: usize, dst: *mut R, r: R) {
+        debug_assert!(size_of::<R>() <= JOURNAL_BYTES, "given to `store_from`");
         if one_store::<R>() || size_of::<R>() > JOURNAL_BYTES {
             // SAFETY: the caller's contract.
             unsafe { dst.write(r) };
@@ -104,15 +106,16 @@ impl Journal {
     }
 
     /// Overwrites the value at `dst` with the one at `src`, a block of the
-    /// heap that holds the new representation (its bytes stay there until
-    /// the block is collected): the journal names the block.
+    /// heap that holds the new representation: the journal names the
+    /// block.
     ///
     /// # Safety
     ///
     /// As for [`store`](Self::store); `src` is readable for a `R`, lies in
-    /// the same pool, apart from `dst`, and stays allocated until the
-    /// modification ends (a fresh block of the heap, which no collection
-    /// frees before then, nor before `recover` redoes the journal).
+    /// the same pool, apart from `dst`; its bytes stay as they are until
+    /// this call returns, and the block stays allocated until the
+    /// modification ends (a block of the heap, which no collection frees
+    /// before then, nor before `recover` redoes the journal).
     #[inline]
     pub(super) unsafe fn store_from<R>(&self, base: usize, dst: *mut R, src: *const R) {
         // SAFETY: the caller's contract.

@@ -3,7 +3,7 @@
 use std::cell::{Cell, UnsafeCell};
 use std::fmt;
 use std::marker::PhantomData;
-use std::mem::size_of;
+use std::mem::{align_of, size_of};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 
@@ -32,8 +32,19 @@ pub struct Mutator<'h> {
     /// reach the mutator: copies in run `to_repr`, which sees a `Writer`
     /// only), and the mutator is `!Sync`.
     alloc: UnsafeCell<HeapAllocator<'h>>,
+    /// Room (address, bytes) for the new bytes of a replacement or an
+    /// exchange too large for the heap's journal, made at the first and
+    /// reused by the next ones of the modification (each is done, its
+    /// journal cleared, before the next writes here); garbage once the
+    /// modification ends. (0, 0) before the first.
+    scratch: Cell<(usize, usize)>,
     _not_sync: PhantomData<Cell<()>>,
 }
+
+/// The unit of [`Mutator`]'s scratch room: its alignment is the most a
+/// representation gets there (one aligned more gets a block of its own).
+#[repr(C, align(16))]
+struct ScratchUnit([u8; 16]);
 
 impl fmt::Debug for Mutator<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -56,6 +67,7 @@ impl<'h> Mutator<'h> {
             pool,
             h,
             alloc: UnsafeCell::new(h.allocator()),
+            scratch: Cell::new((0, 0)),
             _not_sync: PhantomData,
         }
     }
@@ -145,8 +157,9 @@ impl<'h> Mutator<'h> {
     /// new one once [`Heap::recover`](super::Heap::recover) has run: a
     /// representation of several words is written through the heap's
     /// journal (one larger than [`JOURNAL_BYTES`](super::JOURNAL_BYTES) is
-    /// first copied into a fresh block of the heap, which the journal
-    /// names).
+    /// first copied into a block of the heap, which the journal names: one
+    /// block for all the modification's large replacements, garbage once
+    /// it ends).
     ///
     /// # Errors
     ///
@@ -219,41 +232,47 @@ impl<'h> Mutator<'h> {
     /// exchanged once [`Heap::recover`](super::Heap::recover) has run
     /// (through the heap's journal; two representations larger together
     /// than [`JOURNAL_BYTES`](super::JOURNAL_BYTES) are first copied into a
-    /// fresh block of the heap, which the journal names).
+    /// block of the heap, which the journal names, as for
+    /// [`set`](Self::set)).
     ///
     /// # Errors
     ///
     /// [`HeapError::ForeignPlace`] when either is not in this heap;
-    /// [`HeapError::OutOfMemory`] when the heap has no room for the block
-    /// of two large values (nothing is exchanged).
+    /// [`HeapError::LockPinned`] when either holds a pinned lock;
+    /// [`HeapError::OutOfMemory`] (and [`HeapError::Pool`]) when the heap
+    /// has no room for the block of two large values (nothing is
+    /// exchanged).
     pub fn swap<R>(&self, a: Pin<&mut R>, b: Pin<&mut R>) -> Result<(), HeapError> {
         self.check_place(&*a)?;
         self.check_place(&*b)?;
         self.check_place_unpinned(&*a)?;
         self.check_place_unpinned(&*b)?;
         let n = size_of::<R>();
-        // SAFETY: the values are only exchanged in place below, never moved
-        // out of their places.
+        // SAFETY: the values stay in their places: they are exchanged in
+        // place below (through copies of their bytes).
         let (a, b) = unsafe { (a.get_unchecked_mut(), b.get_unchecked_mut()) };
         if n > 0 && 2 * n > JOURNAL_BYTES {
-            // A block holding the new values (bitwise copies of `b`'s, then
-            // of `a`'s), garbage once they are copied: no collection runs
-            // before the modification ends.
-            let mut block = self.write(|w| w.alloc_fresh::<R>(2))?;
-            // SAFETY: the block is fresh, with room for two; the copies
-            // are never used as values of their own (representations have
-            // no `Drop`).
+            // The new values (the bytes of `b`'s, then of `a`'s) in the
+            // scratch room.
+            let src = at::<R>(self.scratch::<R>(2)?);
+            // SAFETY: the room is writable for two `R`s, apart from the
+            // places (fresh memory of the heap); untyped copies, which are
+            // never used as values of their own (representations have no
+            // `Drop`), only copied back.
             unsafe {
-                block.move_from(std::ptr::from_mut(b), 1);
-                block.move_from(std::ptr::from_mut(a), 1);
+                std::ptr::copy_nonoverlapping(std::ptr::from_mut(b).cast::<u8>(), src.cast(), n);
+                std::ptr::copy_nonoverlapping(
+                    std::ptr::from_mut(a).cast::<u8>(),
+                    src.cast::<u8>().add(n),
+                    n,
+                );
             }
-            let src = at::<R>(block.into_parts().0);
             // SAFETY: both places are exclusively borrowed, hence distinct
             // (and not overlapping), and lie in this heap (checked), so
             // exchanging them moves no value out of it; the heap is locked
-            // exclusively by this thread; the block holds the two new
-            // values, apart from the places (fresh), and stays allocated
-            // until the modification ends.
+            // exclusively by this thread; the room holds the two new
+            // values, apart from the places, allocated until the
+            // modification ends (no collection runs before).
             unsafe { self.h.journal.swap_from(self.pool.base(), a, b, src) };
             return Ok(());
         }
@@ -673,7 +692,8 @@ impl<'h> Mutator<'h> {
     /// Overwrites the value at `place` with `r`, so that a death in the
     /// middle leaves the old value or, after [`Heap::recover`](super::Heap::recover),
     /// the new one (see [`journal`](super::journal)). A representation
-    /// larger than the journal goes through a fresh block of the heap.
+    /// larger than the journal goes through the modification's scratch
+    /// room ([`scratch`](Self::scratch)).
     ///
     /// # Errors
     ///
@@ -683,17 +703,19 @@ impl<'h> Mutator<'h> {
     #[inline]
     fn store<R>(&self, place: Pin<&mut R>, r: R) -> Result<(), HeapError> {
         if size_of::<R>() > JOURNAL_BYTES {
-            // A block holding the new value, garbage once it is copied (no
-            // collection runs before the modification ends), apart from
-            // the place (fresh).
-            let src = self.write(|w| w.put(r))?;
-            // SAFETY: as below; and the block is readable for a `R`, in this
-            // heap, apart from the place, and allocated until the
-            // modification ends.
+            // The new value in the scratch room (fresh memory of the heap,
+            // apart from the place, allocated until the modification ends).
+            let src = at::<R>(self.scratch::<R>(1)?);
+            // SAFETY: the room is writable for a `R` and aligned for it
+            // (`scratch`); nothing else uses it while this store runs.
+            unsafe { src.write(r) };
+            // SAFETY: as below; and the room holds the new `R`, in this
+            // heap, apart from the place, allocated until the modification
+            // ends (no collection runs before).
             unsafe {
                 self.h
                     .journal
-                    .store_from(self.pool.base(), place.get_unchecked_mut(), at::<R>(src))
+                    .store_from(self.pool.base(), place.get_unchecked_mut(), src)
             };
             return Ok(());
         }
@@ -708,6 +730,36 @@ impl<'h> Mutator<'h> {
                 .store(self.pool.base(), place.get_unchecked_mut(), r)
         };
         Ok(())
+    }
+
+    /// Room in the heap for `n` values of `R` (the new bytes of a store or
+    /// an exchange too large for the journal): the modification's scratch
+    /// room, made or grown (to twice what it was, at least) when it is too
+    /// small; a block of its own for a `R` aligned to more than 16. Its
+    /// address.
+    ///
+    /// # Errors
+    ///
+    /// [`HeapError::OutOfMemory`] (and the other errors of
+    /// [`add`](Self::add)) when the heap has no room for it.
+    fn scratch<R>(&self, n: usize) -> Result<usize, HeapError> {
+        let bytes = size_of::<R>().checked_mul(n).ok_or(HeapError::TooLarge)?;
+        if align_of::<R>() > align_of::<ScratchUnit>() {
+            return Ok(self.write(|w| w.alloc_fresh::<R>(n))?.into_parts().0);
+        }
+        let (addr, have) = self.scratch.get();
+        if addr != 0 && have >= bytes {
+            return Ok(addr);
+        }
+        let units = bytes
+            .max(have.saturating_mul(2))
+            .div_ceil(size_of::<ScratchUnit>());
+        let addr = self
+            .write(|w| w.alloc_fresh::<ScratchUnit>(units))?
+            .into_parts()
+            .0;
+        self.scratch.set((addr, units * size_of::<ScratchUnit>()));
+        Ok(addr)
     }
 
     /// Makes the option at `place` `Some(r)`: an empty place is filled value

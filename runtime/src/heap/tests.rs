@@ -499,10 +499,15 @@ fn a_large_replacement_or_exchange_cut_short_is_redone_from_its_block() {
     let big = |x: u64| -> Big { std::array::from_fn(|i| x * 1000 + i as u64) };
     let heap = Heap::create(&pool, &vec![big(1), big(2)]).unwrap();
     let h = heap.header();
-    // A modification cut short as `change` leaves it, then recovered.
+    // A modification cut short as `change` leaves it, then recovered. (A
+    // death ends the modification there; this one goes on to its end,
+    // where a collection due would free the block the journal names:
+    // none is, checked.)
     type Change<'a> = &'a dyn Fn(&Mutator<'_>, Pin<&mut SharedVec<Big>>) -> Result<(), HeapError>;
     let cut_short = |change: Change<'_>| {
+        let runs = heap.stats().unwrap().gc_runs;
         heap.modify(|m, v| change(m, v)).unwrap().unwrap();
+        assert_eq!(heap.stats().unwrap().gc_runs, runs, "no collection ran");
         let p = h.journal.pending().expect("a journal left pending");
         assert!(p.source.is_some(), "the new bytes are in a block");
         h.poisoned.store(POISON_DIED, Ordering::Release);
@@ -558,4 +563,30 @@ fn a_journal_block_outside_the_heap_or_over_its_place_is_corrupt() {
         assert!(matches!(heap.recover(), Err(HeapError::Corrupt(_))));
         assert_eq!(other.copy().unwrap(), vec![[7u64; 160]]);
     }
+}
+
+/// Replacements and exchanges of large values in one modification reuse
+/// one scratch block for their new bytes: thousands of them need no more
+/// room than one (the pool here holds 16 MiB; 8,192 blocks of 4 KiB would
+/// not fit).
+#[test]
+fn many_large_replacements_and_exchanges_in_one_modification_fit() {
+    let pool = Pool::create(16 << 20).unwrap();
+    let heap = Heap::create(&pool, &vec![[0u64; 512], [1u64; 512]]).unwrap();
+    heap.modify(|m, mut v| {
+        for i in 0..8192u64 {
+            m.set(v.as_mut().get_pin(0).unwrap(), &[i; 512])?;
+        }
+        let mut p: Vec<_> = v.iter_pin().collect();
+        for _ in 0..8191 {
+            let (lo, hi) = p.split_at_mut(1);
+            m.swap(lo[0].as_mut(), hi[0].as_mut())?;
+        }
+        Ok::<_, HeapError>(())
+    })
+    .unwrap()
+    .unwrap();
+    assert_eq!(heap.copy().unwrap(), vec![[1u64; 512], [8191u64; 512]]);
+    heap.gc().unwrap();
+    heap.validate().unwrap();
 }
