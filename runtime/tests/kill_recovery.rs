@@ -244,25 +244,31 @@ fn copy_recovered<T: mc::Shared>(heap: &Heap<T>, poisoned: &mut usize) -> Result
     }
 }
 
-/// Item: a process killed while it replaces values of several words in
-/// place (`Mutator::set` of a tuple of two strings and a number) leaves,
-/// after `recover`, every value whole: the old one or the new one, never
-/// parts of each (the heap's journal redoes an interrupted replacement),
-/// and never a heap refused as damaged.
-fn killed_replacement_is_whole_after_recover() -> Result<String, String> {
-    const N: usize = 32;
+/// Kills a process, `trials()` times, while it replaces the `n` values of
+/// a heap, round after round (`value(i, round)`: element `i`'s value in
+/// round 0, the first, to 4), and checks that after `recover` each is
+/// `whole` (one round's value, never parts of two) and the heap valid.
+fn replacement_kills<T>(
+    n: usize,
+    seed: u64,
+    value: fn(usize, usize) -> T,
+    whole: fn(usize, &T) -> bool,
+) -> Result<usize, String>
+where
+    T: mc::Shared + std::fmt::Debug + Send + 'static,
+{
     let pool = Pool::create(64 << 20).map_err(err)?;
     let rounds = shared(AtomicU64::new(0));
-    let mut rng = Rng(0x5851_f42d_4c95_7f2d);
+    let mut rng = Rng(seed);
     let mut poisoned = 0;
     for trial in 0..trials() {
-        let first: Vec<Tagged> = (0..N).map(|i| tagged(i, 1)).collect();
+        let first: Vec<T> = (0..n).map(|i| value(i, 0)).collect();
         let heap = Heap::create(&pool, &first).map_err(err)?;
         let h = heap.clone();
         // Every round's values are made before the modification, so that
         // the child spends most of its time in replacements.
-        let sets: Vec<Vec<Tagged>> = (0..4)
-            .map(|r| (0..N).map(|i| tagged(i, (r * 13 + i * 7) % 40)).collect())
+        let sets: Vec<Vec<T>> = (1..=4)
+            .map(|r| (0..n).map(|i| value(i, r)).collect())
             .collect();
         kill_during(&mut rng, rounds, 1, move || {
             for set in &sets {
@@ -277,12 +283,73 @@ fn killed_replacement_is_whole_after_recover() -> Result<String, String> {
         })?;
         let v = copy_recovered(&heap, &mut poisoned).map_err(|e| format!("trial {trial}: {e}"))?;
         if let Some((i, t)) = v.iter().enumerate().find(|(i, t)| !whole(*i, t)) {
-            return Err(format!("trial {trial}: element {i} is {t:?}"));
+            let t = format!("{t:?}");
+            return Err(format!("trial {trial}: element {i} is {:.200}", t));
         }
         heap.validate().map_err(err)?;
         heap.destroy()
             .map_err(|e| format!("trial {trial}: destroy: {e}"))?;
     }
+    Ok(poisoned)
+}
+
+/// Kills a process, `trials()` times, while it exchanges the values of a
+/// heap (`first`) pairwise in one modification, and checks that after
+/// `recover` every value is there once (exchanged or not, never one value
+/// in two places, which would also make `recover` refuse the heap).
+fn swap_kills<T>(first: Vec<T>, seed: u64) -> Result<usize, String>
+where
+    T: mc::Shared + Clone + Ord + Send + 'static,
+{
+    let n = first.len();
+    let pool = Pool::create(64 << 20).map_err(err)?;
+    let rounds = shared(AtomicU64::new(0));
+    let mut rng = Rng(seed);
+    let mut poisoned = 0;
+    let mut want = first.clone();
+    want.sort();
+    for trial in 0..trials() {
+        let heap = Heap::create(&pool, &first).map_err(err)?;
+        let h = heap.clone();
+        kill_during(&mut rng, rounds, 1, move || {
+            h.modify(|m, v| {
+                let mut places: Vec<_> = v.iter_pin().collect();
+                for i in 0..n {
+                    let j = (i * 7 + 3) % n;
+                    if i != j {
+                        let (lo, hi) = places.split_at_mut(i.max(j));
+                        m.swap(lo[i.min(j)].as_mut(), hi[0].as_mut()).expect("swap");
+                    }
+                }
+            })
+            .expect("modify");
+        })?;
+        let mut v =
+            copy_recovered(&heap, &mut poisoned).map_err(|e| format!("trial {trial}: {e}"))?;
+        v.sort();
+        if v != want {
+            return Err(format!(
+                "trial {trial}: the values are not the ones put in, once each"
+            ));
+        }
+        heap.validate().map_err(err)?;
+        heap.destroy()
+            .map_err(|e| format!("trial {trial}: destroy: {e}"))?;
+    }
+    Ok(poisoned)
+}
+
+/// Item: a process killed while it replaces values of several words in
+/// place (`Mutator::set` of a tuple of two strings and a number) leaves,
+/// after `recover`, every value whole: the old one or the new one, never
+/// parts of each (the heap's journal redoes an interrupted replacement),
+/// and never a heap refused as damaged.
+fn killed_replacement_is_whole_after_recover() -> Result<String, String> {
+    let value = |i: usize, r: usize| match r {
+        0 => tagged(i, 1),
+        r => tagged(i, ((r - 1) * 13 + i * 7) % 40),
+    };
+    let poisoned = replacement_kills(32, 0x5851_f42d_4c95_7f2d, value, whole)?;
     Ok(format!(
         "{} kills: {poisoned} inside a modification, every value whole after recovery",
         trials()
@@ -299,135 +366,40 @@ fn large(i: usize, round: usize) -> Large {
 
 /// Item: as [`killed_replacement_is_whole_after_recover`], for values
 /// larger than the journal (4 KiB each), which a replacement copies into a
-/// fresh block first: after `recover` every value is one round's whole.
+/// block of the heap first: after `recover` every value is one round's
+/// whole.
 fn killed_large_replacement_is_whole_after_recover() -> Result<String, String> {
-    const N: usize = 8;
-    let pool = Pool::create(64 << 20).map_err(err)?;
-    let rounds = shared(AtomicU64::new(0));
-    let mut rng = Rng(0x1d8e_4e27_c47d_124f);
-    let mut poisoned = 0;
-    for trial in 0..trials() {
-        let first: Vec<Large> = (0..N).map(|i| large(i, 0)).collect();
-        let heap = Heap::create(&pool, &first).map_err(err)?;
-        let h = heap.clone();
-        kill_during(&mut rng, rounds, 1, move || {
-            for round in 1..=4 {
-                h.modify(|m, mut v| {
-                    for i in 0..N {
-                        let place = v.as_mut().get_pin(i).expect("element");
-                        m.set(place, &large(i, round)).expect("set");
-                    }
-                })
-                .expect("modify");
-            }
-        })?;
-        let v = copy_recovered(&heap, &mut poisoned).map_err(|e| format!("trial {trial}: {e}"))?;
-        for (i, x) in v.iter().enumerate() {
-            let round = x[0] as usize % 1000;
-            if x != &large(i, round) || round > 4 {
-                return Err(format!(
-                    "trial {trial}: element {i} is not whole (first words {:?})",
-                    &x[..4]
-                ));
-            }
-        }
-        heap.validate().map_err(err)?;
-        heap.destroy()
-            .map_err(|e| format!("trial {trial}: destroy: {e}"))?;
-    }
+    let whole = |i: usize, x: &Large| {
+        let round = x[0] as usize % 1000;
+        round <= 4 && x == &large(i, round)
+    };
+    let poisoned = replacement_kills(8, 0x1d8e_4e27_c47d_124f, large, whole)?;
     Ok(format!(
         "{} kills: {poisoned} inside a modification, every 4 KiB value whole after recovery",
         trials()
     ))
 }
 
-/// Item: as [`killed_swap_keeps_every_value_once`], for values larger
-/// than half the journal (4 KiB each), which an exchange copies into a
-/// fresh block first.
-fn killed_large_swap_keeps_every_value_once() -> Result<String, String> {
-    const N: usize = 8;
-    let pool = Pool::create(64 << 20).map_err(err)?;
-    let rounds = shared(AtomicU64::new(0));
-    let mut rng = Rng(0x7a3c_59e1_0f2b_d461);
-    let mut poisoned = 0;
-    let first: Vec<Large> = (0..N).map(|i| large(i, 0)).collect();
-    for trial in 0..trials() {
-        let heap = Heap::create(&pool, &first).map_err(err)?;
-        let h = heap.clone();
-        kill_during(&mut rng, rounds, 1, move || {
-            h.modify(|m, v| {
-                let mut places: Vec<_> = v.iter_pin().collect();
-                for i in 0..N {
-                    let j = (i * 3 + 1) % N;
-                    if i != j {
-                        let (lo, hi) = places.split_at_mut(i.max(j));
-                        m.swap(lo[i.min(j)].as_mut(), hi[0].as_mut()).expect("swap");
-                    }
-                }
-            })
-            .expect("modify");
-        })?;
-        let mut v =
-            copy_recovered(&heap, &mut poisoned).map_err(|e| format!("trial {trial}: {e}"))?;
-        v.sort();
-        if v != first {
-            return Err(format!(
-                "trial {trial}: the values are not the ones put in, once each"
-            ));
-        }
-        heap.validate().map_err(err)?;
-        heap.destroy()
-            .map_err(|e| format!("trial {trial}: destroy: {e}"))?;
-    }
+/// Item: a process killed while it exchanges values of several words in
+/// place (`Mutator::swap`) leaves, after `recover`, every value exactly
+/// once.
+fn killed_swap_keeps_every_value_once() -> Result<String, String> {
+    let first = (0..32).map(|i| tagged(i, i % 40)).collect();
+    let poisoned = swap_kills::<Tagged>(first, 0x2f69_3c1e_77a1_0b5d)?;
     Ok(format!(
-        "{} kills: {poisoned} inside a modification, every 4 KiB value there once after recovery",
+        "{} kills: {poisoned} inside a modification, every value there once after recovery",
         trials()
     ))
 }
 
-/// Item: a process killed while it exchanges values of several words in
-/// place (`Mutator::swap`) leaves, after `recover`, every value exactly
-/// once: exchanged or not, never one value in two places (which would also
-/// make `recover` refuse the heap).
-fn killed_swap_keeps_every_value_once() -> Result<String, String> {
-    const N: usize = 32;
-    let pool = Pool::create(64 << 20).map_err(err)?;
-    let rounds = shared(AtomicU64::new(0));
-    let mut rng = Rng(0x2f69_3c1e_77a1_0b5d);
-    let mut poisoned = 0;
-    let first: Vec<Tagged> = (0..N).map(|i| tagged(i, i % 40)).collect();
-    for trial in 0..trials() {
-        let heap = Heap::create(&pool, &first).map_err(err)?;
-        let h = heap.clone();
-        kill_during(&mut rng, rounds, 1, move || {
-            h.modify(|m, v| {
-                let mut places: Vec<_> = v.iter_pin().collect();
-                for i in 0..N {
-                    let j = (i * 7 + 3) % N;
-                    if i != j {
-                        let (lo, hi) = places.split_at_mut(i.max(j));
-                        m.swap(lo[i.min(j)].as_mut(), hi[0].as_mut()).expect("swap");
-                    }
-                }
-            })
-            .expect("modify");
-        })?;
-        let mut v =
-            copy_recovered(&heap, &mut poisoned).map_err(|e| format!("trial {trial}: {e}"))?;
-        v.sort();
-        let mut want = first.clone();
-        want.sort();
-        if v != want {
-            return Err(format!(
-                "trial {trial}: the values are not the ones put in, once each"
-            ));
-        }
-        heap.validate().map_err(err)?;
-        heap.destroy()
-            .map_err(|e| format!("trial {trial}: destroy: {e}"))?;
-    }
+/// Item: as [`killed_swap_keeps_every_value_once`], for values larger
+/// than half the journal (4 KiB each), which an exchange copies into a
+/// block of the heap first.
+fn killed_large_swap_keeps_every_value_once() -> Result<String, String> {
+    let first = (0..8).map(|i| large(i, 0)).collect();
+    let poisoned = swap_kills::<Large>(first, 0x7a3c_59e1_0f2b_d461)?;
     Ok(format!(
-        "{} kills: {poisoned} inside a modification, every value there once after recovery",
+        "{} kills: {poisoned} inside a modification, every 4 KiB value there once after recovery",
         trials()
     ))
 }
