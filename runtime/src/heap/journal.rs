@@ -32,8 +32,8 @@ use std::sync::atomic::{compiler_fence, AtomicU64, Ordering};
 use crate::in_shared::in_shared;
 
 /// The most bytes of a representation that the journal holds itself (an
-/// exchange: half of it); a larger one goes through a fresh block of the
-/// heap that the journal names.
+/// exchange: half of it); a larger one goes through a block of the heap
+/// that the journal names.
 pub const JOURNAL_BYTES: usize = 1024;
 
 in_shared! {

@@ -407,7 +407,9 @@ impl<'h> Mutator<'h> {
     /// # Errors
     ///
     /// [`HeapError::ForeignPlace`] when `place` is not in this heap;
-    /// [`HeapError::LockPinned`] when it holds a pinned lock.
+    /// [`HeapError::LockPinned`] when it holds a pinned lock;
+    /// [`HeapError::OutOfMemory`] when a representation larger than the
+    /// journal finds no room for its block (the place is left as it was).
     pub(crate) unsafe fn store_repr<R>(&self, place: Pin<&mut R>, r: R) -> Result<(), HeapError> {
         self.check_place(&*place)?;
         self.check_place_unpinned(&*place)?;
