@@ -21,12 +21,11 @@
 
 use std::alloc::Layout;
 use std::cell::Cell;
-use std::ptr::NonNull;
 use std::sync::atomic::{compiler_fence, Ordering};
 
 use crate::in_shared::at;
 use crate::in_shared::in_shared;
-use crate::value::{Allocate, CopyError, Mark};
+use crate::value::CopyError;
 
 /// Header flag: the block was reached by the current collection.
 pub(crate) const MARK: u64 = 1;
@@ -872,127 +871,11 @@ pub(crate) fn block_size(h: u64) -> usize {
     (h & !FLAGS) as usize
 }
 
-/// Marks heap blocks for the collector.
-pub(crate) struct Marker<'a> {
-    /// Whether an address lies in a chunk of this heap.
-    owns: &'a dyn Fn(usize) -> bool,
-    /// The page (address / [`PAGE_SIZE`](crate::pool::PAGE_SIZE), plus 1)
-    /// that `owns` last accepted, 0 for none: blocks met one after the
-    /// other mostly share a page, and a page of the heap stays the heap's
-    /// while it is locked.
-    page: usize,
-}
+mod mark;
+mod source;
 
-impl<'a> Marker<'a> {
-    /// A marker of the heap whose chunks `owns` tells. Its pages must stay
-    /// the heap's while the marker lives (the heap's lock is held).
-    pub(crate) fn new(owns: &'a dyn Fn(usize) -> bool) -> Self {
-        Marker { owns, page: 0 }
-    }
-
-    /// Whether the header word at `b` lies in a chunk of the heap.
-    #[inline]
-    fn owns(&mut self, b: usize) -> bool {
-        let page = b / crate::pool::PAGE_SIZE + 1;
-        if page == self.page {
-            return true;
-        }
-        let yes = (self.owns)(b);
-        if yes {
-            self.page = page;
-        }
-        yes
-    }
-}
-
-// SAFETY: `mark` accepts only 8-aligned addresses whose block header lies
-// in a chunk of this heap (the pool's page owner table says so, or said so
-// for the same page during this collection, which holds the heap's lock so
-// that no page leaves it; user data cannot change the table) and is an
-// allocated (non-free) block, and sets the mark
-// bit so that each block is accepted once per collection. Values in a heap
-// only point to blocks of the same heap: the copier allocates every pointee
-// in the heap it writes to, and the mutator refuses places of other heaps.
-unsafe impl Mark for Marker<'_> {
-    fn mark(&mut self, addr: usize) -> bool {
-        if addr < 8 || !addr.is_multiple_of(8) || !self.owns(addr - 8) {
-            return false;
-        }
-        let b = addr - 8;
-        // SAFETY: `b` lies in a chunk of this heap (checked above) and, by
-        // the heap invariant, is a block header, 8-aligned; the allocator
-        // leaves block headers to the marker while a collection marks.
-        unsafe {
-            let h = at::<u64>(b).read();
-            if h & (MARK | FREE) != 0 {
-                return false;
-            }
-            at::<u64>(b).write(h | MARK);
-        }
-        true
-    }
-}
-
-// SAFETY: the chunks are the borrowed source's, which upholds the contract.
-unsafe impl<S: ChunkSource + ?Sized> ChunkSource for &mut S {
-    fn get(&mut self, size: usize) -> Result<usize, CopyError> {
-        (**self).get(size)
-    }
-    fn put(&mut self, addr: usize, size: usize) {
-        (**self).put(addr, size);
-    }
-}
-
-/// A [`ChunkSource`] over a pool.
-pub(crate) struct PoolSource<'a> {
-    pub(crate) pool: &'a crate::pool::Pool,
-    /// The heap's tag, recorded as the pages' owner.
-    pub(crate) tag: u32,
-    pub(crate) last_error: Option<crate::pool::PoolError>,
-}
-
-// SAFETY: `alloc_pages` hands out committed pages of the pool's mapping
-// (page-aligned, so 8-aligned) that its bitmap records as used by this heap
-// alone until `free_pages` gives them back; the mapping lives as long as the
-// pool handle, which the heap holds.
-unsafe impl ChunkSource for PoolSource<'_> {
-    fn get(&mut self, size: usize) -> Result<usize, CopyError> {
-        let mut r = self.pool.alloc_pages(size, self.tag);
-        if matches!(r, Err(crate::pool::PoolError::OutOfMemory { .. }))
-            && super::recovery::scavenge(self.pool) > 0
-        {
-            // Pages of heaps that can never be used came back: try again.
-            r = self.pool.alloc_pages(size, self.tag);
-        }
-        r.map_err(|e| {
-            let requested = size;
-            self.last_error = Some(e);
-            CopyError::OutOfSpace { requested }
-        })
-    }
-    fn put(&mut self, addr: usize, size: usize) {
-        self.pool.free_pages(addr, size);
-    }
-}
-
-/// Allocates copied values in a heap.
-pub(crate) struct HeapWriter<'a, 'b, S: ChunkSource> {
-    pub(crate) alloc: &'a mut Allocator<'b, S>,
-}
-
-// SAFETY: every allocation is a fresh block of the heap, aligned as
-// requested, live until the next collection (which never runs while a
-// writer exists: writers exist only inside modifications); the heap is
-// mapped at the same address in every process, so the target address is the
-// local one.
-unsafe impl<S: ChunkSource> Allocate for HeapWriter<'_, '_, S> {
-    #[inline]
-    fn allocate(&mut self, layout: Layout) -> Result<(NonNull<u8>, usize), CopyError> {
-        let a = self.alloc.alloc(layout)?;
-        // SAFETY: `alloc` never returns 0.
-        Ok((unsafe { NonNull::new_unchecked(at::<u8>(a)) }, a))
-    }
-}
+pub(crate) use mark::Marker;
+pub(crate) use source::{HeapWriter, PoolSource};
 
 #[cfg(test)]
 mod tests;
