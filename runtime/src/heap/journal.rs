@@ -174,6 +174,27 @@ impl Journal {
             return;
         }
         // SAFETY: the caller's contract.
+        unsafe { self.copy_and_clear(src, dst, second, n) };
+    }
+
+    /// Copies the `n` bytes at `src` to `dst` (and the `n` after them to
+    /// `second`), then clears the journal: the end of a replacement, or
+    /// its redo.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the heap's exclusive lock; `src` is readable for
+    /// `n` bytes (`2 * n` with `second`), and `dst` (and `second`)
+    /// writable for `n`, all apart from each other.
+    #[inline]
+    unsafe fn copy_and_clear(
+        &self,
+        src: *const u8,
+        dst: *mut u8,
+        second: Option<*mut u8>,
+        n: usize,
+    ) {
+        // SAFETY: the caller's contract.
         unsafe {
             std::ptr::copy_nonoverlapping(src, dst, n);
             if let Some(second) = second {
@@ -277,14 +298,7 @@ impl Journal {
         let src = source.unwrap_or(self.bytes.get().cast::<u8>().cast_const());
         // SAFETY: the caller's contract; the journal lies in the header,
         // apart from the places.
-        unsafe {
-            std::ptr::copy_nonoverlapping(src, dst, len);
-            if let Some(second) = second {
-                std::ptr::copy_nonoverlapping(src.add(len), second, len);
-            }
-        }
-        compiler_fence(Ordering::SeqCst);
-        self.place.store(0, Ordering::Release);
+        unsafe { self.copy_and_clear(src, dst, second, len) };
     }
 }
 

@@ -176,8 +176,8 @@ impl<T: Shared> Heap<T> {
     ///
     /// # Errors
     ///
-    /// [`HeapError::Corrupt`] when the journal names a place outside the
-    /// heap's chunks.
+    /// [`HeapError::Corrupt`] when the journal names a place (or a block of
+    /// new bytes) outside the heap's chunks, or overlapping.
     fn redo_journal(&self, h: &HeapHeader, died: bool) -> Result<(), HeapError> {
         let Some(p) = h.journal.pending() else {
             return Ok(());
@@ -204,19 +204,15 @@ impl<T: Shared> Heap<T> {
             Some(_) => return Err(corrupt),
         };
         // The new bytes: the journal's own, or a block of the heap apart
-        // from the places.
-        let apart =
-            |a: usize, b: usize, n: usize| a.saturating_add(n) <= b || b.saturating_add(len) <= a;
+        // from the places (its `places` bytes against a place's `len`).
+        let apart = |src: usize, place: usize| {
+            src.saturating_add(places) <= place || place.saturating_add(len) <= src
+        };
         let source = match p.source {
             None if places <= JOURNAL_BYTES => None,
             None => return Err(corrupt),
             Some(o) => match in_heap(o, places) {
-                Some(src)
-                    if apart(src, first, places)
-                        && second.is_none_or(|b| apart(src, b, places)) =>
-                {
-                    Some(src)
-                }
+                Some(src) if apart(src, first) && second.is_none_or(|b| apart(src, b)) => Some(src),
                 _ => return Err(corrupt),
             },
         };
