@@ -1,8 +1,8 @@
 //! Shared structure benchmarks, each against a baseline measured in the
 //! same run.
 //!
-//! 1. `SHashtbl<u64, u64>` operations per second (10 % add, 10 % remove,
-//!    30 % replace, 50 % find) from 1 and 2 processes vs
+//! 1. `SHashtbl<u64, u64>` operations per second (12.5 % add, 12.5 %
+//!    remove, 37.5 % replace, 37.5 % find) from 1 and 2 processes vs
 //!    `std::collections::HashMap` behind a `std::sync::Mutex` from 1 and 2
 //!    threads; and the same from a table of 16 shards
 //!    (`SShardedHashtbl`), whose shards have a lock each.
@@ -16,7 +16,13 @@
 //!    chunks) vs a `HashMap` (bytes the global allocator holds for it),
 //!    for `u64 → u64` and 16-byte `String → u64`, 100,000 entries.
 //!
-//! Run: `cargo bench -p mc-benches --bench structures`. Prints operations
+//! 4. `PlainMap<u64, u64>` (lookups without a lock) on the same mix with
+//!    one value a key, from 1 and 2 processes, vs `Mutex<HashMap<u64,
+//!    u64>>` from 1 and 2 threads and a `DashMap` from 2 threads; also a
+//!    `DashMap<u64, Vec<u64>>` on section 1's mix; and its bytes a key.
+//!
+//! Run: `cargo bench -p mc-benches --bench structures` (`-- --quick` for
+//! short runs, `-- --plain-map` for section 4 alone). Prints operations
 //! per second and ratios (mc / baseline; below 1 means mc is slower).
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -26,7 +32,8 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use mc::{Pool, Ring, SHashtbl, SQueue, SShardedHashtbl};
+use dashmap::DashMap;
+use mc::{PlainMap, Pool, Ring, SHashtbl, SQueue, SShardedHashtbl};
 use mc_testkit::shared;
 
 const KEYS: u64 = 10_000;
@@ -134,7 +141,9 @@ fn wait(pid: mc_testkit::ChildPid) {
     mc_testkit::expect_exit_ok(pid, std::time::Duration::from_secs(600)).expect("child failed");
 }
 
-/// A cheap deterministic sequence of (operation, key).
+/// A cheap deterministic sequence of (operation, key). The operation is
+/// the top 4 bits modulo 10: 0 (add) and 1 (remove) come 2 times in 16
+/// each, 2 to 4 (replace) 6 times, 5 to 9 (find) 6 times.
 fn op(seed: u64, i: u64) -> (u64, u64) {
     let x = (seed ^ i).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     ((x >> 60) % 10, (x >> 20) % KEYS)
@@ -247,6 +256,188 @@ fn hashtbl_std(threads: u64, n: u64) -> f64 {
         }
     });
     (threads * n) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// [`hashtbl_std`] on a `DashMap` (sharded locks) instead of one mutex.
+fn hashtbl_dash(threads: u64, n: u64) -> f64 {
+    let t: DashMap<u64, Vec<u64>> = DashMap::new();
+    for k in 0..KEYS {
+        t.insert(k, vec![k]);
+    }
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for w in 0..threads {
+            let t = &t;
+            s.spawn(move || {
+                for i in 0..n {
+                    let (o, k) = op(w + 1, i);
+                    match o {
+                        0 => t.entry(k).or_default().push(i),
+                        1 => {
+                            if let Some(mut v) = t.get_mut(&k) {
+                                v.pop();
+                            }
+                        }
+                        2..=4 => {
+                            let mut v = t.entry(k).or_default();
+                            match v.last_mut() {
+                                Some(x) => *x = i,
+                                None => v.push(i),
+                            }
+                        }
+                        _ => {
+                            black_box(t.get(&k).and_then(|v| v.last().copied()));
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (threads * n) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The one-value form of the table mix: add and replace insert, remove
+/// removes, find gets.
+trait OneValue: Sync {
+    fn insert(&self, k: u64, v: u64);
+    fn remove(&self, k: u64);
+    fn get(&self, k: u64) -> Option<u64>;
+}
+
+impl OneValue for PlainMap<u64, u64> {
+    fn insert(&self, k: u64, v: u64) {
+        PlainMap::insert(self, k, v).expect("insert");
+    }
+    fn remove(&self, k: u64) {
+        PlainMap::remove(self, &k).expect("remove");
+    }
+    fn get(&self, k: u64) -> Option<u64> {
+        PlainMap::get(self, &k).expect("get")
+    }
+}
+
+impl OneValue for Mutex<HashMap<u64, u64>> {
+    fn insert(&self, k: u64, v: u64) {
+        self.lock().expect("lock").insert(k, v);
+    }
+    fn remove(&self, k: u64) {
+        self.lock().expect("lock").remove(&k);
+    }
+    fn get(&self, k: u64) -> Option<u64> {
+        self.lock().expect("lock").get(&k).copied()
+    }
+}
+
+impl OneValue for DashMap<u64, u64> {
+    fn insert(&self, k: u64, v: u64) {
+        DashMap::insert(self, k, v);
+    }
+    fn remove(&self, k: u64) {
+        DashMap::remove(self, &k);
+    }
+    fn get(&self, k: u64) -> Option<u64> {
+        DashMap::get(self, &k).map(|v| *v)
+    }
+}
+
+fn one_value_ops(t: &impl OneValue, seed: u64, n: u64) {
+    for i in 0..n {
+        let (o, k) = op(seed, i);
+        match o {
+            0 | 2..=4 => t.insert(k, i),
+            1 => t.remove(k),
+            _ => {
+                black_box(t.get(k));
+            }
+        }
+    }
+}
+
+/// Operations per second of `workers` processes on a `PlainMap` for
+/// `KEYS` keys, filled first.
+fn plain_map_mc(pool: &Pool, workers: u64, n: u64) -> f64 {
+    let m = PlainMap::<u64, u64>::create(pool, KEYS as usize).expect("map");
+    for k in 0..KEYS {
+        OneValue::insert(&m, k, k);
+    }
+    let go = shared(AtomicU32::new(0));
+    let pids: Vec<_> = (0..workers)
+        .map(|w| {
+            let d = m.descr();
+            // Opened before the start: the pool's mapping is not timed.
+            mc_testkit::fork_child(move || {
+                let m = d.open().expect("open");
+                while go.load(Ordering::Acquire) == 0 {
+                    std::hint::spin_loop();
+                }
+                one_value_ops(&m, w + 1, n);
+                0
+            })
+        })
+        .collect();
+    let start = Instant::now();
+    go.store(1, Ordering::Release);
+    pids.into_iter().for_each(wait);
+    (workers * n) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The same on `t` (filled first) from `threads` threads.
+fn one_value_threads(t: impl OneValue, threads: u64, n: u64) -> f64 {
+    for k in 0..KEYS {
+        t.insert(k, k);
+    }
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for w in 0..threads {
+            let t = &t;
+            s.spawn(move || one_value_ops(t, w + 1, n));
+        }
+    });
+    (threads * n) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Section 4: `PlainMap` against `Mutex<HashMap>` and `DashMap`, runs
+/// alternated, medians of `runs`.
+fn plain_map_section(pool: &Pool, n: u64, runs: usize) {
+    println!(
+        "PlainMap<u64, u64> (lookups take no lock), the same mix with one value a key \
+         (50% insert, 12.5% remove, 37.5% get), {KEYS} keys"
+    );
+    let mut v: [Vec<f64>; 6] = Default::default();
+    for _ in 0..runs {
+        v[0].push(plain_map_mc(pool, 1, n));
+        v[1].push(one_value_threads(Mutex::new(HashMap::new()), 1, n));
+        v[2].push(plain_map_mc(pool, 2, n));
+        v[3].push(one_value_threads(Mutex::new(HashMap::new()), 2, n));
+        v[4].push(one_value_threads(DashMap::new(), 2, n));
+        v[5].push(hashtbl_dash(2, n));
+    }
+    let [p1, s1, p2, s2, d2, dt2] = v.map(|mut v| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    });
+    println!("  mc PlainMap, 1 process          {p1:>12.0} ops/s");
+    println!("  std Mutex<HashMap>, 1 thread    {s1:>12.0} ops/s");
+    println!("  mc PlainMap, 2 processes        {p2:>12.0} ops/s");
+    println!("  std Mutex<HashMap>, 2 threads   {s2:>12.0} ops/s");
+    println!("  DashMap, 2 threads              {d2:>12.0} ops/s");
+    println!(
+        "  ratio PlainMap/std, 1: {:.3}   2: {:.3}   PlainMap/DashMap, 2: {:.3}",
+        p1 / s1,
+        p2 / s2,
+        p2 / d2
+    );
+    println!("  (SHashtbl's mix) DashMap<u64, Vec<u64>>, 2 threads {dt2:>12.0} ops/s");
+    let before = pool.stats().used;
+    let m = PlainMap::<u64, u64>::create(pool, ENTRIES as usize).expect("map");
+    for k in 0..ENTRIES {
+        OneValue::insert(&m, k, k);
+    }
+    let bytes = pool.stats().used - before;
+    println!(
+        "  memory, {ENTRIES} u64 -> u64 at capacity: {:.1} B a key",
+        bytes as f64 / ENTRIES as f64
+    );
 }
 
 /// Starts the forked producer and consumer at once, waits for both, and
@@ -424,9 +615,14 @@ fn main() {
         (300_000, 1_000_000, 3)
     };
     let pool = Pool::create(1 << 30).expect("pool");
+    if std::env::args().any(|a| a == "--plain-map") {
+        // Section 4 alone.
+        plain_map_section(&pool, n_tbl, runs.max(5));
+        return;
+    }
     memory_per_entry(&pool);
 
-    println!("SHashtbl<u64, u64>, mix 10% add / 10% remove / 30% replace / 50% find, {KEYS} keys");
+    println!("SHashtbl<u64, u64>, mix 12.5% add / 12.5% remove / 37.5% replace / 37.5% find, {KEYS} keys");
     let plain = || SHashtbl::<u64, u64>::create(&pool, &()).expect("table");
     let sharded = || SShardedHashtbl::<u64, u64>::create(&pool, 16).expect("table");
     let m1 = median(runs, || hashtbl_mc(plain(), 1, n_tbl));
@@ -448,6 +644,8 @@ fn main() {
         h2 / s2,
         h2 / h1
     );
+
+    plain_map_section(&pool, n_tbl, runs.max(5));
 
     println!("SQueue<u64> push/pop, producer → consumer");
     let q = median(runs, || queue_mc(&pool, n_q));

@@ -10,7 +10,7 @@ use crate::heap::HeapError;
 use crate::pool::PoolError;
 use crate::processes::{JoinError, ProcessError};
 use crate::segment::SegmentError;
-use crate::structures::{RingError, StructureError};
+use crate::structures::{PlainMapError, RingError, StructureError};
 use crate::sync::LockError;
 use crate::value::{CopyError, Invalid};
 
@@ -52,6 +52,8 @@ pub enum ErrorKind {
     Structure,
     /// A [`RingError`].
     Ring,
+    /// A [`PlainMapError`].
+    PlainMap,
     /// A [`CamlboxError`].
     Camlbox,
     /// A [`LockError`].
@@ -131,6 +133,7 @@ into_error!(
     HeapError => Heap,
     StructureError => Structure,
     RingError => Ring,
+    PlainMapError => PlainMap,
     CamlboxError => Camlbox,
     LockError => Lock,
     ProcessError => Process,

@@ -199,9 +199,9 @@ pub use processes::{
     RunOptions, RunReport, Signal, StartOptions,
 };
 pub use structures::{
-    Ring, RingDescr, RingError, SArray, SArrayDescr, SBuffer, SBufferDescr, SHashtbl,
-    SHashtblDescr, SMatrix, SMatrixDescr, SQueue, SQueueDescr, SRef, SRefDescr, SShardedHashtbl,
-    SShardedHashtblDescr, SharedKey, StructureError,
+    PlainMap, PlainMapDescr, PlainMapError, Ring, RingDescr, RingError, SArray, SArrayDescr,
+    SBuffer, SBufferDescr, SHashtbl, SHashtblDescr, SMatrix, SMatrixDescr, SQueue, SQueueDescr,
+    SRef, SRefDescr, SShardedHashtbl, SShardedHashtblDescr, SharedKey, StructureError,
 };
 pub use value::{Repr, Shared};
 

@@ -2,27 +2,30 @@
 //! per case: an `SHashtbl` insert, an `SHashtbl` insert that grows the
 //! table (buckets moving from the old array to the new one), an
 //! `SHashtbl` removal, an `SQueue` push, an `SBuffer` append or deletion,
-//! and an `SArray` growth or replacement. After each kill the structure
+//! an `SArray` growth or replacement, and a `PlainMap` insertion,
+//! replacement or removal. After each kill the structure
 //! is either whole, or its error names it as poisoned and `recover`
 //! (`SHashtbl::recover`, `SQueue::recover`, `SBuffer::recover`: each also
 //! finishes or undoes; `Heap::recover` for an array
 //! the change in flight) reopens it; then every operation
 //! that returned `Ok` before the kill has its effect, the one in flight
 //! has it whole or not at all (a queue batch: a prefix of it), and the
-//! structure takes new work.
+//! structure takes new work. A `PlainMap` is never poisoned: the next
+//! holder of its writers' lock repairs it.
 //!
 //! A plain program (`harness = false`): forking from the multi-threaded
 //! test harness is unsound. `KILL_TRIALS` sets the number of trials.
 
 mod common;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{ensure, fork_child, kill, run_scenarios, shared, wait_child, Rng};
 use mc::heap::Poison;
 use mc::structures::StructureError;
-use mc::{HeapError, Pool, SArray, SBuffer, SHashtbl, SQueue, SShardedHashtbl};
+use mc::{HeapError, PlainMap, Pool, SArray, SBuffer, SHashtbl, SQueue, SShardedHashtbl};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -636,6 +639,194 @@ fn array_killed_in_grow_and_set() -> Result<String, String> {
     Ok(outcome.summary("every element whole, no growth in part"))
 }
 
+/// The keys of the plain map scenario: `0..MAP_KEYS`.
+const MAP_KEYS: u64 = 200;
+
+/// The change of the plain map scenario's op `i`: key `7 i mod 200`
+/// (every key once in any 200 ops in a row), removed by every 7th op (7
+/// and 200 are coprime, so every key is removed now and then) and bound to
+/// `[i; 4]` by the others (four equal words, so that a torn value shows).
+fn map_op(i: u64) -> (u64, Option<[u64; 4]>) {
+    ((i * 7) % MAP_KEYS, (!i.is_multiple_of(7)).then_some([i; 4]))
+}
+
+/// The value op `i`'s key had before it: the one the op 200 before gave.
+fn map_before(i: u64) -> Option<[u64; 4]> {
+    i.checked_sub(MAP_KEYS).and_then(|j| map_op(j).1)
+}
+
+/// Runs op `i` on `m`; the value its key had.
+fn map_change(m: &PlainMap<u64, [u64; 4]>, i: u64) -> Result<Option<[u64; 4]>, mc::PlainMapError> {
+    match map_op(i) {
+        (k, Some(v)) => m.insert(k, v),
+        (k, None) => m.remove(&k),
+    }
+}
+
+/// The map after ops `0..n`: the last 200 of them (each key's last
+/// change).
+fn map_model(n: u64) -> HashMap<u64, [u64; 4]> {
+    let mut model = HashMap::new();
+    for i in n.saturating_sub(MAP_KEYS)..n {
+        match map_op(i) {
+            (k, Some(v)) => model.insert(k, v),
+            (k, None) => model.remove(&k),
+        };
+    }
+    model
+}
+
+/// Reads every key with `get`: each one as `model` says, but for the key
+/// of `flight` (the change in flight: its key and the value it gives),
+/// which reads as before or after it; once after, never before again
+/// (`seen`: whether it was last seen after, when the two differ). Every
+/// value is whole. Returns the keys present and their values, in order.
+fn map_reads(
+    m: &PlainMap<u64, [u64; 4]>,
+    model: &HashMap<u64, [u64; 4]>,
+    flight: Option<(u64, Option<[u64; 4]>)>,
+    seen: &mut Option<bool>,
+) -> Result<Vec<(u64, [u64; 4])>, String> {
+    let mut present = Vec::new();
+    for k in 0..MAP_KEYS {
+        let got = m.get(&k).map_err(err)?;
+        if let Some(v) = got {
+            ensure(v.iter().all(|&w| w == v[0]), || {
+                format!("key {k}: a torn value {v:?}")
+            })?;
+            present.push((k, v));
+        }
+        let want = model.get(&k).copied();
+        match flight {
+            Some((fk, after)) if fk == k && after != want => {
+                let done = got == after;
+                ensure(done || got == want, || {
+                    format!("key {k}, changed in flight: {got:?}, before {want:?}, after {after:?}")
+                })?;
+                ensure(done || *seen != Some(true), || {
+                    format!("key {k}, changed in flight: {got:?} after {after:?} was read")
+                })?;
+                *seen = Some(done);
+            }
+            _ => ensure(got == want, || {
+                format!("key {k}: {got:?}, the model {want:?}")
+            })?,
+        }
+    }
+    Ok(present)
+}
+
+/// Checks the length and `entries` against `present` (as [`map_reads`]
+/// gives it).
+fn map_whole(m: &PlainMap<u64, [u64; 4]>, present: &[(u64, [u64; 4])]) -> Result<(), String> {
+    let len = m.len();
+    ensure(len == present.len(), || {
+        format!("len {len}, {} keys read", present.len())
+    })?;
+    let mut all = m.entries().map_err(err)?;
+    all.sort_unstable_by_key(|e| e.0);
+    ensure(all == present, || {
+        format!("entries {all:?}, read {present:?}")
+    })
+}
+
+/// After a kill of a process that ran [`map_op`] `0, 1, ...` on `m`, of
+/// which `committed` returned: checks every key before and after the next
+/// writer's repair, then goes on with the ops here and checks again.
+/// Returns whether op `committed` was seen done (`None` when it changes
+/// nothing), and whether the length was wrong before the repair.
+fn map_after_kill(
+    m: &PlainMap<u64, [u64; 4]>,
+    committed: u64,
+) -> Result<(Option<bool>, bool), String> {
+    // A key no op touches.
+    const OUTSIDE: u64 = 1 << 40;
+    let mut model = map_model(committed);
+    let flight = map_op(committed);
+    let mut seen = None;
+    let present = map_reads(m, &model, Some(flight), &mut seen)?;
+    let stale = m.len() != present.len();
+    // A write takes the writers' lock, and repairs what a writer that died
+    // holding it left.
+    let old = m.insert(OUTSIDE, [1; 4]).map_err(err)?;
+    ensure(old.is_none(), || {
+        format!("key {OUTSIDE} was bound to {old:?}")
+    })?;
+    let old = m.remove(&OUTSIDE).map_err(err)?;
+    ensure(old == Some([1; 4]), || {
+        format!("key {OUTSIDE} removed as {old:?}")
+    })?;
+    let present = map_reads(m, &model, Some(flight), &mut seen)?;
+    map_whole(m, &present)?;
+    // The map takes new work: the ops after the one in flight, each
+    // returning what its key had (the change in flight as it was seen).
+    if seen == Some(true) {
+        match flight {
+            (k, Some(v)) => model.insert(k, v),
+            (k, None) => model.remove(&k),
+        };
+    }
+    let end = committed + 1 + 2 * MAP_KEYS;
+    for i in committed + 1..end {
+        let old = map_change(m, i).map_err(err)?;
+        let (k, new) = map_op(i);
+        let want = match new {
+            Some(v) => model.insert(k, v),
+            None => model.remove(&k),
+        };
+        ensure(old == want, || {
+            format!("op {i} after the kill found {old:?}, the model {want:?}")
+        })?;
+    }
+    let present = map_reads(m, &map_model(end), None, &mut None)?;
+    map_whole(m, &present)?;
+    Ok((seen, stale))
+}
+
+/// Kills a process changing a `PlainMap<u64, [u64; 4]>` at a random
+/// moment. The map's capacity is 180 and it holds up to 172 keys (of
+/// `0..200`): nearly full, so that some keys live past their home group
+/// and changes count the groups they pass. Every change that returned
+/// stays, the one in flight happened or not (once seen done, it stays
+/// done), every value is whole, the next writer puts the length right, and
+/// the map takes new work.
+fn plain_map_killed_in_change() -> Result<String, String> {
+    const OPS: u64 = 1 << 30;
+    let pool = Pool::create(256 << 20).map_err(err)?;
+    let done = shared(AtomicU64::new(0));
+    let mut rng = Rng(0x1157_2024_5eed_0007);
+    let (mut least, mut most) = (u64::MAX, 0);
+    let (mut happened, mut not, mut stale) = (0, 0, 0);
+    for trial in 0..trials() {
+        let m = PlainMap::<u64, [u64; 4]>::create(&pool, 180).map_err(err)?;
+        let d = m.descr();
+        let committed = kill_while(&mut rng, done, 2 * MAP_KEYS, move || {
+            let m = d.open().expect("open");
+            count_then_wait(done, OPS, |i| {
+                let old = map_change(&m, i).expect("change");
+                assert_eq!(old, map_before(i), "the old value of op {i}");
+            })
+        })
+        .map_err(|e| format!("trial {trial}: {e}"))?;
+        let (seen, left_stale) = map_after_kill(&m, committed)
+            .map_err(|e| format!("trial {trial}, {committed} ops committed: {e}"))?;
+        least = least.min(committed);
+        most = most.max(committed);
+        match seen {
+            Some(true) => happened += 1,
+            Some(false) => not += 1,
+            None => {}
+        }
+        stale += usize::from(left_stale);
+    }
+    Ok(format!(
+        "{} kills after {least} to {most} committed changes; the next change (in flight or \
+         not begun) done in {happened}, not done in {not}; {stale} left the length wrong until \
+         the next writer; nothing committed lost, no value torn",
+        trials()
+    ))
+}
+
 fn main() {
     // A hung run ends the test (SIGALRM).
     common::watchdog(600);
@@ -655,5 +846,6 @@ fn main() {
         ),
         ("buffer_killed_when_full", buffer_killed_when_full),
         ("array_killed_in_grow_and_set", array_killed_in_grow_and_set),
+        ("plain_map_killed_in_change", plain_map_killed_in_change),
     ]);
 }

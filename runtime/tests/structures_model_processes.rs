@@ -11,8 +11,9 @@
 //! replays each process's sequence into a model and checks the whole
 //! structure against the union: every key's bindings (most recent first)
 //! and the number of bindings for `SHashtbl` and `SShardedHashtbl`, every
-//! element for `SArray`, and for `SQueue` that each value pushed comes out
-//! exactly once and every producer's values come out in order.
+//! key's value, the length and the entries for `PlainMap`, every element
+//! for `SArray`, and for `SQueue` that each value pushed comes out exactly
+//! once and every producer's values come out in order.
 //!
 //! A plain program (`harness = false`): forking from the multi-threaded
 //! test harness is unsound, so proptest's runner is driven from `main`.
@@ -28,7 +29,7 @@ use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use mc::structures::StructureError;
-use mc::{Pool, SArray, SHashtbl, SQueue, SShardedHashtbl};
+use mc::{PlainMap, PlainMapDescr, PlainMapError, Pool, SArray, SHashtbl, SQueue, SShardedHashtbl};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
@@ -41,6 +42,8 @@ use common::{expect_exit_ok, fork_child, kill, run_scenarios, shared, wait_child
 const TIMEOUT: Duration = Duration::from_secs(20);
 /// Keys (tables) or slots (array) per process.
 const KEYS: u64 = 20;
+/// Keys per process of a `PlainMap`: more, to crowd its groups.
+const MAP_KEYS: u64 = 40;
 const SLOTS: usize = 12;
 /// The value the array grows with (no generated string has it).
 const FILL: &str = "-";
@@ -54,6 +57,10 @@ fn cases() -> u32 {
 }
 
 fn se(e: StructureError) -> String {
+    e.to_string()
+}
+
+fn pe(e: PlainMapError) -> String {
     e.to_string()
 }
 
@@ -389,6 +396,133 @@ fn hashtbl_model() -> Result<String, String> {
 
 fn sharded_hashtbl_model() -> Result<String, String> {
     table_scenario::<SShardedHashtbl<u64, u64>>()
+}
+
+// ---------------------------------------------------------------------------
+// Plain map
+
+/// One `PlainMap` operation on the process's key `k` (< `MAP_KEYS`); the
+/// value inserted is the operation's tag (see [`tag`]).
+#[derive(Debug, Clone, Copy)]
+enum MOp {
+    Insert(u64),
+    Remove(u64),
+    Get(u64),
+    /// `update` adding 1 to the value (an absent key counts as 0).
+    Bump(u64),
+}
+
+fn map_op() -> impl Strategy<Value = MOp> {
+    let k = 0..MAP_KEYS;
+    prop_oneof![
+        5 => k.clone().prop_map(MOp::Insert),
+        2 => k.clone().prop_map(MOp::Remove),
+        4 => k.clone().prop_map(MOp::Get),
+        3 => k.prop_map(MOp::Bump),
+    ]
+}
+
+/// Applies operation `i` of process `p` to `model`; what the map returns
+/// for it: the old value (insert, remove), the value (get) or the new one
+/// (bump).
+fn map_apply(model: &mut HashMap<u64, u64>, p: usize, i: usize, op: MOp) -> Option<u64> {
+    match op {
+        MOp::Insert(k) => model.insert(key(p, k), tag(p, i)),
+        MOp::Remove(k) => model.remove(&key(p, k)),
+        MOp::Get(k) => model.get(&key(p, k)).copied(),
+        MOp::Bump(k) => {
+            let v = model.entry(key(p, k)).or_insert(0);
+            *v += 1;
+            Some(*v)
+        }
+    }
+}
+
+/// Process `p` runs `ops` on its own keys, checking what each returns.
+fn map_child(d: &PlainMapDescr<u64, u64>, p: usize, ops: &[MOp]) -> Result<(), String> {
+    let m = d.open().map_err(pe)?;
+    let mut model = HashMap::new();
+    for (i, &op) in ops.iter().enumerate() {
+        let at = |what: String| format!("process {p}, op {i} {op:?}: {what}");
+        let e = |e: PlainMapError| at(e.to_string());
+        let got = match op {
+            MOp::Insert(k) => m.insert(key(p, k), tag(p, i)).map_err(e)?,
+            MOp::Remove(k) => m.remove(&key(p, k)).map_err(e)?,
+            MOp::Get(k) => {
+                let v = m.get(&key(p, k)).map_err(e)?;
+                let there = m.contains_key(&key(p, k)).map_err(e)?;
+                if there != v.is_some() {
+                    return Err(at(format!("get {v:?}, contains_key {there}")));
+                }
+                v
+            }
+            MOp::Bump(k) => m
+                .update(&key(p, k), |v| Some(v.unwrap_or(0) + 1))
+                .map_err(e)?,
+        };
+        let want = map_apply(&mut model, p, i, op);
+        if got != want {
+            return Err(at(format!("{got:?}, the model {want:?}")));
+        }
+        let (len, mine) = (m.len(), model.len());
+        if len < mine {
+            return Err(at(format!("len {len} below this process's {mine}")));
+        }
+    }
+    Ok(())
+}
+
+/// One case: a fresh map with room for every process's keys and `slack`
+/// more (so that no insertion finds it full, whatever the interleaving,
+/// and yet it is crowded), the sequences at once, then every key, the
+/// length and the entries against the union of the models.
+fn map_case(ctx: &Ctx, slack: usize, procs: &[Vec<MOp>]) -> Result<(), String> {
+    let capacity = procs.len() * MAP_KEYS as usize + slack;
+    let m = PlainMap::<u64, u64>::create(&ctx.pool, capacity).map_err(pe)?;
+    let d = m.descr();
+    let d = &d;
+    let bodies = procs
+        .iter()
+        .enumerate()
+        .map(|(p, ops)| Box::new(move || map_child(d, p, ops)) as Body<'_>)
+        .collect();
+    ctx.together(bodies)?;
+    let mut all = HashMap::new();
+    for (p, ops) in procs.iter().enumerate() {
+        for (i, &op) in ops.iter().enumerate() {
+            map_apply(&mut all, p, i, op);
+        }
+    }
+    for (p, k) in (0..procs.len()).flat_map(|p| (0..MAP_KEYS).map(move |k| (p, k))) {
+        let got = m.get(&key(p, k)).map_err(pe)?;
+        let want = all.get(&key(p, k)).copied();
+        if got != want {
+            return Err(format!("key {}: {got:?}, the model {want:?}", key(p, k)));
+        }
+    }
+    let mut entries = m.entries().map_err(pe)?;
+    entries.sort_unstable();
+    let mut want: Vec<(u64, u64)> = all.into_iter().collect();
+    want.sort_unstable();
+    if m.len() != want.len() || entries != want {
+        return Err(format!(
+            "len {}, entries {entries:?}, the models {want:?}",
+            m.len()
+        ));
+    }
+    Ok(())
+}
+
+fn plain_map_model() -> Result<String, String> {
+    let ctx = Ctx::new()?;
+    let ops = Cell::new(0);
+    let strategy = (0..8usize, vec(vec(map_op(), 0..300), 2..=3));
+    let runs = check(cases(), strategy, |(slack, procs)| {
+        ops.set(ops.get() + procs.iter().map(Vec::len).sum::<usize>());
+        map_case(&ctx, slack, &procs)
+    })?;
+    ctx.finish()?;
+    Ok(format!("{runs} cases, {} operations", ops.get()))
 }
 
 // ---------------------------------------------------------------------------
@@ -800,6 +934,7 @@ fn main() {
     run_scenarios::<String>(&[
         ("hashtbl_model", hashtbl_model),
         ("sharded_hashtbl_model", sharded_hashtbl_model),
+        ("plain_map_model", plain_map_model),
         ("queue_model", queue_model),
         ("array_model", array_model),
     ]);

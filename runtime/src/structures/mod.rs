@@ -1,9 +1,12 @@
 //! Shared data structures: [`SRef`], [`SArray`], [`SMatrix`], [`SBuffer`],
 //! [`SQueue`] and [`SHashtbl`], Netmulticore's `Netmcore_ref`, `_array`,
-//! `_matrix`, `_buffer`, `_queue` and `_hashtbl`.
+//! `_matrix`, `_buffer`, `_queue` and `_hashtbl`; and two structures of
+//! plain values (`bytemuck::Pod`) in pool memory, with no heap:
+//! [`Ring`], a bounded queue, and [`PlainMap`], a map whose lookups take no
+//! lock.
 //!
-//! Each structure lives in a garbage-collected [`Heap`] of a [`Pool`]; all
-//! but [`SRef`] also carry a user **header** of any [`Shared`] type `H`
+//! Each of the first six lives in a garbage-collected [`Heap`] of a
+//! [`Pool`]; all but [`SRef`] also carry a user **header** of any [`Shared`] type `H`
 //! (`()` when unused), kept in a small heap of its own so that a process
 //! can wait on a lock or condition variable of the header while others
 //! change the data. A handle is opened in other processes from its typed,
@@ -170,6 +173,8 @@ use crate::value::{Shared, SharedVec};
 mod array;
 mod buffer;
 mod hashtbl;
+mod plain;
+mod plain_map;
 mod queue;
 mod ring;
 mod sharded;
@@ -178,6 +183,7 @@ mod sref;
 pub use array::{SArray, SArrayDescr, SMatrix, SMatrixDescr};
 pub use buffer::{BufferView, SBuffer, SBufferDescr, DEFAULT_BLOCK_SIZE};
 pub use hashtbl::{KeyHasher, SHashtbl, SHashtblDescr, SharedKey, TableView, INITIAL_BUCKETS};
+pub use plain_map::{PlainMap, PlainMapDescr, PlainMapError};
 pub use queue::{QueueView, SQueue, SQueueDescr};
 pub use ring::{Ring, RingDescr, RingError};
 pub use sharded::{SShardedHashtbl, SShardedHashtblDescr, MAX_SHARDS};

@@ -36,7 +36,9 @@ use crate::in_shared::{at, in_shared};
 use crate::pool::{Pool, PoolError, PoolMem, PoolMemDescr};
 use crate::sync::futex;
 use crate::sync::home::Home;
-use crate::sync::raw::{Acquired, LockError, RawMutex};
+use crate::sync::raw::{LockError, RawMutex};
+
+use super::plain::{fingerprint, lock_repairing, read_value, words_of, write_value, Held};
 
 const MAGIC: u64 = u64::from_le_bytes(*b"mc-ring1");
 
@@ -148,25 +150,9 @@ impl From<PoolError> for RingError {
     }
 }
 
-/// A fingerprint of `T`: its name, size and alignment.
-fn fingerprint<T>() -> u64 {
-    let fnv = |h: u64, b: u8| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    let h = std::any::type_name::<T>()
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325, fnv);
-    let h = std::mem::size_of::<T>()
-        .to_le_bytes()
-        .into_iter()
-        .fold(h, fnv);
-    std::mem::align_of::<T>()
-        .to_le_bytes()
-        .into_iter()
-        .fold(h, fnv)
-}
-
 /// The words of a slot of `T`: the sequence, then the value's bytes.
 fn slot_words<T>() -> usize {
-    1 + std::mem::size_of::<T>().div_ceil(8)
+    1 + words_of::<T>()
 }
 
 /// A bounded queue of plain values (`T: bytemuck::Pod`: numbers, arrays
@@ -272,46 +258,6 @@ impl<T: Pod + Send> RingDescr<T> {
     pub fn open(&self) -> Result<Ring<T>, RingError> {
         Ring::from_mem(self.mem.open()?)
     }
-}
-
-/// Holds one side's lock; released on drop.
-struct Held<'a>(&'a RawMutex);
-
-impl Drop for Held<'_> {
-    fn drop(&mut self) {
-        // This thread took it, and nothing in between can release it. A
-        // panic while it was held leaves it to the next holder's repair.
-        let _ = if std::thread::panicking() {
-            self.0.abandon()
-        } else {
-            self.0.unlock()
-        };
-    }
-}
-
-/// Copies `v` into a slot's value words.
-#[inline]
-fn write_value<T: Pod + Send>(words: &[AtomicU64], v: &T) {
-    for (w, chunk) in words.iter().zip(bytemuck::bytes_of(v).chunks(8)) {
-        let mut b = [0u8; 8];
-        b[..chunk.len()].copy_from_slice(chunk);
-        w.store(u64::from_ne_bytes(b), Ordering::Relaxed);
-    }
-}
-
-/// The value in a slot's value words.
-#[inline]
-fn read_value<T: Pod + Send>(words: &[AtomicU64]) -> T {
-    let mut v = T::zeroed();
-    for (w, chunk) in words
-        .iter()
-        .zip(bytemuck::bytes_of_mut(&mut v).chunks_mut(8))
-    {
-        let b = w.load(Ordering::Relaxed).to_ne_bytes();
-        let n = chunk.len();
-        chunk.copy_from_slice(&b[..n]);
-    }
-    v
 }
 
 impl<T: Pod + Send> Ring<T> {
@@ -451,21 +397,10 @@ impl<T: Pod + Send> Ring<T> {
         deadline: Option<Instant>,
         repair: impl FnOnce(),
     ) -> Result<Held<'a>, RingError> {
-        let got = match deadline {
-            None => m.lock(),
-            Some(d) => m.lock_timeout(d.saturating_duration_since(Instant::now())),
-        };
-        match got {
-            Ok(Acquired::Clean) => Ok(Held(m)),
-            Ok(Acquired::OwnerDied) => {
-                let held = Held(m);
-                repair();
-                m.mark_consistent().map_err(RingError::Lock)?;
-                Ok(held)
-            }
-            Err(LockError::Timeout) => Err(RingError::Timeout),
-            Err(e) => Err(RingError::Lock(e)),
-        }
+        lock_repairing(m, deadline, repair).map_err(|e| match e {
+            LockError::Timeout => RingError::Timeout,
+            e => RingError::Lock(e),
+        })
     }
 
     fn lock_producers<'a>(

@@ -121,7 +121,7 @@ fn a_holder_that_died_is_counted_up_to_what_it_did() {
             seq.store(t + 1, Ordering::Release);
         }
         // Dies here: the lock stays taken, the count at 0.
-        std::mem::forget(r);
+        drop(r);
     })
     .join()
     .unwrap();
@@ -135,7 +135,7 @@ fn a_holder_that_died_is_counted_up_to_what_it_did() {
         let (seq, words) = r.slot(0);
         assert_eq!(read_value::<u64>(words), 10);
         seq.store(r.capacity, Ordering::Release);
-        std::mem::forget(r);
+        drop(r);
     })
     .join()
     .unwrap();
@@ -160,7 +160,7 @@ fn die_holding(d: &RingDescr<u64>, producers: bool, f: impl FnOnce(&Ring<u64>) +
             };
             m.lock().unwrap();
             f(&r);
-            std::mem::forget(r);
+            drop(r);
         });
     });
 }

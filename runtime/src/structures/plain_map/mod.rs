@@ -1,0 +1,1021 @@
+//! `PlainMap`: a hash map of plain keys and values between processes, in a
+//! block of pool memory, whose lookups take no lock.
+//!
+//! The block holds a header of two cache lines (geometry; the writers' lock,
+//! the length and the journal's place), the journal's words (a value being
+//! replaced), the groups' header and tag words (two words a group, one
+//! dense array), and then the groups' slots (8 a group, each the key's
+//! words and the value's words). A key's home group comes from its hash; a
+//! key that finds its home full goes to the next group with room (linear
+//! probing by groups), and every group it passes counts it in its
+//! *overflow*: a lookup stops at the first group that does not hold its key
+//! and counts no overflow. Keys never move between groups, so a removal
+//! only clears its slot and counts the overflow down again: no tombstones.
+//!
+//! A group's tag word has a byte a slot: `0x80` and 7 bits of the key's
+//! hash when the slot holds a key, 0 when it is free; a lookup compares
+//! only the keys whose tag matches (usually one). A group's header word
+//! packs its overflow count, a `WRITING` bit and a version.
+//!
+//! Writers take turns under one robust lock; readers take no lock at all.
+//! A reader loads the header (acquire), then the tags (acquire), reads the
+//! keys of the matching slots and the value it is after, and loads the
+//! header again after an acquire fence: the same word means that what it
+//! read is whole (a sequence lock, every word of it an atomic, as in
+//! [`Ring`](super::Ring)). A writer
+//! - fills a free slot, whose tag is 0 so that no reader looks at it, and
+//!   then stores the tag with release: a reader that sees the tag sees the
+//!   key and value;
+//! - removes a key by clearing its tag and then moving the version on, so
+//!   that a reader that saw the old tag fails its check if the slot is
+//!   written again (the writer fences before it writes a slot);
+//! - replaces a value in place between a `WRITING` store (then a release
+//!   fence) and the next version.
+//!
+//! An insertion counts the overflow of the groups it passes before it
+//! stores the tag, and a removal clears the tag before it counts them
+//! down: a key is found by every reader from the moment its tag is stored
+//! to the moment it is cleared.
+//!
+//! A writer that dies holding the lock leaves it to the next one
+//! (`OwnerDied`), which puts right what it left:
+//! - a replacement in place is redone from the journal (the new value is
+//!   written there first), so a value is never torn;
+//! - the overflow counts and the length are counted again from the tags,
+//!   and every group's version moves on;
+//! - a half-filled slot whose tag was never stored was never seen.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+
+use bytemuck::Pod;
+use serde::{Deserialize, Serialize};
+
+use crate::in_shared::{at, in_shared};
+use crate::pool::{Pool, PoolError, PoolMem, PoolMemDescr};
+use crate::sync::home::Home;
+use crate::sync::raw::{LockError, RawMutex};
+
+use super::hashtbl::KeyHasher;
+use super::plain::{
+    fingerprint, lock_repairing, read_value, value_words, words_of, write_value, Held,
+};
+
+const MAGIC: u64 = u64::from_le_bytes(*b"mc-pmap1");
+
+/// A group's header word: its overflow count, the keys stored past this
+/// group whose probe passed it (bits 0..16; it sticks at its maximum, which
+/// only makes lookups go on), ...
+const OVERFLOW_MAX: u64 = 0xffff;
+/// ... a bit set while a value of the group is replaced in place, ...
+const WRITING: u64 = 1 << 16;
+/// ... and its version (bits 17..64, wrapping).
+const VERSION: u64 = 1 << 17;
+
+/// A group's tag word: a byte a slot, `0x80` and 7 bits of the key's hash
+/// when it holds a key, 0 when it is free.
+const TAG_BIT: u64 = 0x8080_8080_8080_8080;
+const BYTE_ONES: u64 = 0x0101_0101_0101_0101;
+
+/// The slots of a group (the bytes of its tag word).
+const SLOTS: usize = 8;
+
+/// How many times a reader looks again at a group whose value is being
+/// replaced before it waits for the writers' lock (which repairs what a
+/// dead writer left).
+const READ_SPINS: u32 = 200;
+
+in_shared! {
+    /// The front of a map's block: its geometry, then the writers' line.
+    struct MapHeader {
+        // Written once, at creation (`magic` last).
+        magic: AtomicU64,
+        capacity: AtomicU64,
+        groups: AtomicU64,
+        group_words: AtomicU64,
+        slots: AtomicU64,
+        key_words: AtomicU64,
+        value_words: AtomicU64,
+        fingerprint: AtomicU64,
+        // The writers': their lock, the number of keys, and the slot whose
+        // value is being replaced from the journal (`journal_code`; 0 when
+        // none).
+        writer: RawMutex,
+        _pad0: AtomicU32,
+        len: AtomicU64,
+        journal: AtomicU64,
+        _pad1: [AtomicU64; 5],
+    }
+}
+
+const HEADER: usize = std::mem::size_of::<MapHeader>();
+const _: () = assert!(HEADER == 128);
+
+/// Why a map operation failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum PlainMapError {
+    /// The pool failed: no room for the map, or (opening) the map is gone.
+    Pool(PoolError),
+    /// A capacity of 0, or one whose groups do not fit in memory.
+    BadCapacity {
+        /// The capacity asked for.
+        capacity: usize,
+    },
+    /// An insertion of a new key into a map that holds its capacity of
+    /// keys. Nothing changed.
+    Full {
+        /// The map's capacity.
+        capacity: usize,
+    },
+    /// The writers' lock failed: poisoned by hand, or taken again by the
+    /// thread that holds it (a writing call inside
+    /// [`update`](PlainMap::update)'s closure).
+    Lock(LockError),
+    /// The map holds keys or values of other types.
+    WrongType {
+        /// The fingerprint of the types asked for.
+        expected: u64,
+        /// The map's.
+        found: u64,
+    },
+    /// The memory the descriptor names is not a map (or is not whole).
+    NotAMap,
+}
+
+impl fmt::Display for PlainMapError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PlainMapError::Pool(e) => write!(f, "plain map: {e}"),
+            PlainMapError::BadCapacity { capacity } => write!(
+                f,
+                "plain map: a capacity of {capacity} keys (give at least 1, and a map that \
+                 fits in the pool)"
+            ),
+            PlainMapError::Full { capacity } => write!(
+                f,
+                "plain map: full (it holds its capacity of {capacity} keys); remove keys, or \
+                 create a map with a larger capacity"
+            ),
+            PlainMapError::Lock(e) => write!(f, "plain map: {e}"),
+            PlainMapError::WrongType { expected, found } => write!(
+                f,
+                "plain map: it holds other types (fingerprint {found:#x}, expected \
+                 {expected:#x}); open it with the key and value types it was created with"
+            ),
+            PlainMapError::NotAMap => write!(f, "plain map: the memory named is not a whole map"),
+        }
+    }
+}
+
+impl std::error::Error for PlainMapError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            PlainMapError::Pool(e) => Some(e),
+            PlainMapError::Lock(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<PoolError> for PlainMapError {
+    fn from(e: PoolError) -> Self {
+        PlainMapError::Pool(e)
+    }
+}
+
+/// The shape of a map of `K → V` that holds `capacity` keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Geometry {
+    groups: u64,
+    /// The journal's words: a value's, rounded up to a cache line.
+    journal_words: usize,
+    /// The whole block.
+    bytes: usize,
+}
+
+impl Geometry {
+    fn of<K: Pod + Send, V: Pod + Send>(capacity: usize) -> Option<Geometry> {
+        let slots = SLOTS;
+        // At most three keys in four slots: probes stay short.
+        let groups = capacity.checked_mul(4)?.div_ceil(3 * slots).max(1);
+        let journal_words = PlainMap::<K, V>::VALUE_WORDS.next_multiple_of(8);
+        let bytes = groups
+            .checked_mul(PlainMap::<K, V>::GROUP_WORDS)?
+            .checked_add(journal_words)?
+            .checked_mul(8)?
+            .checked_add(HEADER)?;
+        (1..1 << 48).contains(&capacity).then_some(Geometry {
+            groups: groups as u64,
+            journal_words,
+            bytes,
+        })
+    }
+}
+
+/// The hash of a key's words: the same in every process.
+#[inline]
+fn hash_words(words: impl Iterator<Item = u64>) -> u64 {
+    use std::hash::Hasher;
+    let mut h = KeyHasher::new();
+    for w in words {
+        h.write_u64(w);
+    }
+    h.finish()
+}
+
+/// The journal's word for slot `s` of group `g` (never 0).
+#[inline]
+fn journal_code(g: u64, s: usize) -> u64 {
+    g * (SLOTS as u64 + 1) + s as u64 + 1
+}
+
+/// The group and slot of a nonzero journal word.
+fn journal_slot(code: u64) -> (u64, usize) {
+    let c = code - 1;
+    (c / (SLOTS as u64 + 1), (c % (SLOTS as u64 + 1)) as usize)
+}
+
+/// A group's overflow count.
+#[inline]
+fn overflow(h: u64) -> u64 {
+    h & OVERFLOW_MAX
+}
+
+/// `h` with its version moved on and `WRITING` cleared.
+#[inline]
+fn next_version(h: u64) -> u64 {
+    (h & !WRITING).wrapping_add(VERSION)
+}
+
+/// `h` with its overflow count set to `n` (at most the maximum).
+#[inline]
+fn with_overflow(h: u64, n: u64) -> u64 {
+    (h & !OVERFLOW_MAX) | n.min(OVERFLOW_MAX)
+}
+
+/// The slots of a tag word that may hold a key of tag `tag`: a bit 7 of
+/// each such byte (and, rarely, of a byte above one: every candidate's key
+/// is compared).
+#[inline]
+fn candidates(tags: u64, tag: u8) -> u64 {
+    let x = tags ^ (BYTE_ONES * u64::from(tag));
+    x.wrapping_sub(BYTE_ONES) & !x & TAG_BIT
+}
+
+/// The slot of a bit of [`candidates`] or of the occupied slots.
+#[inline]
+fn slot_of(bits: u64) -> usize {
+    (bits.trailing_zeros() / 8) as usize
+}
+
+/// A group's words: its header and tag words, and its slots.
+#[derive(Clone, Copy)]
+struct Group<'a> {
+    meta: &'a [AtomicU64],
+    slots: &'a [AtomicU64],
+}
+
+/// A key about to be looked for: the key, its home group and its tag.
+struct Probe<K> {
+    key: K,
+    home: u64,
+    tag: u8,
+}
+
+/// Word `i` of `key`'s bytes (the last one padded with zeros), as
+/// [`value_words`] gives it.
+#[inline(always)]
+fn key_word<K: Pod>(key: &K, i: usize) -> u64 {
+    let bytes = bytemuck::bytes_of(key);
+    let start = 8 * i;
+    let end = (start + 8).min(bytes.len());
+    let mut b = [0u8; 8];
+    b[..end - start].copy_from_slice(&bytes[start..end]);
+    u64::from_ne_bytes(b)
+}
+
+/// The key and value types of a handle or descriptor (neither held).
+type Types<K, V> = PhantomData<fn(K, V) -> (K, V)>;
+
+/// A map's header, its journal's words and its groups' words.
+type Parts<'a> = (&'a MapHeader, &'a [AtomicU64], &'a [AtomicU64]);
+
+/// Where a writer found a key, or where it would go.
+enum Place {
+    /// Group and slot of the key.
+    Found(u64, usize),
+    /// Not there: the first group on its probe with a free slot, and that
+    /// slot (`None` when no group has one).
+    Missing(Option<(u64, usize)>),
+}
+
+/// A hash map of plain keys and values (`bytemuck::Pod`: numbers, arrays of
+/// them, `#[derive(Pod)]` structs) that any number of processes read and
+/// write: fixed-size groups of slots in a block of pool memory.
+///
+/// Lookups ([`get`](PlainMap::get), [`contains_key`](PlainMap::contains_key))
+/// take no lock: they read the key's group and check its version word
+/// afterwards, so readers never wait for each other and never write a
+/// shared cache line. Changes ([`insert`](PlainMap::insert),
+/// [`remove`](PlainMap::remove), [`update`](PlainMap::update),
+/// [`clear`](PlainMap::clear)) take turns under one robust lock, held for
+/// the change only. Two keys are equal when their bytes are (for floats,
+/// their bits). The map holds at most the capacity given at creation:
+/// inserting a new key beyond it is [`PlainMapError::Full`].
+///
+/// Other processes open the map by [descriptor](PlainMap::descr); the
+/// block goes back to the pool with the last handle. A handle copied into a
+/// child by `fork` is inert there: using it panics, as
+/// [`PoolMem::bytes`](crate::PoolMem::bytes) does; the child opens the map
+/// by descriptor instead.
+///
+/// A process that dies in the middle of a change leaves the map whole: the
+/// next writer finishes a value it was replacing (from a journal), and
+/// counts the overflow and the length again. The change itself may or may
+/// not have happened; every change that returned stays.
+///
+/// ```
+/// let pool = mc::Pool::create(1 << 20)?;
+/// let map = mc::PlainMap::<u64, [f64; 2]>::create(&pool, 1000)?;
+/// assert_eq!(map.insert(7, [1.0, 2.0])?, None);
+/// assert_eq!(map.insert(7, [3.0, 4.0])?, Some([1.0, 2.0]));
+/// // Read-modify-write under the writers' lock: a counter.
+/// let hits = mc::PlainMap::<u32, u64>::create(&pool, 10)?;
+/// for _ in 0..3 {
+///     hits.update(&1, |n| Some(n.unwrap_or(0) + 1))?;
+/// }
+/// assert_eq!(hits.get(&1)?, Some(3));
+/// // Another process opens it by descriptor (a serde type).
+/// let other = map.descr().open()?;
+/// assert_eq!(other.get(&7)?, Some([3.0, 4.0]));
+/// assert_eq!(other.remove(&7)?, Some([3.0, 4.0]));
+/// assert!(map.is_empty());
+/// # Ok::<(), mc::PlainMapError>(())
+/// ```
+pub struct PlainMap<K: Pod + Send, V: Pod + Send> {
+    /// Keeps the block (its reference in the pool).
+    mem: PoolMem,
+    /// The block's first byte (the header), and the process that holds
+    /// `mem`'s reference.
+    base: usize,
+    home: Home,
+    capacity: u64,
+    geometry: Geometry,
+    _type: Types<K, V>,
+}
+
+impl<K: Pod + Send, V: Pod + Send> fmt::Debug for PlainMap<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PlainMap")
+            .field("key", &std::any::type_name::<K>())
+            .field("value", &std::any::type_name::<V>())
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A serde-able reference to a [`PlainMap`], to open it in another process.
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct PlainMapDescr<K: Pod + Send, V: Pod + Send> {
+    mem: PoolMemDescr,
+    #[serde(skip)]
+    _type: Types<K, V>,
+}
+
+impl<K: Pod + Send, V: Pod + Send> Clone for PlainMapDescr<K, V> {
+    fn clone(&self) -> Self {
+        PlainMapDescr {
+            mem: self.mem.clone(),
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<K: Pod + Send, V: Pod + Send> fmt::Debug for PlainMapDescr<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PlainMapDescr")
+            .field("key", &std::any::type_name::<K>())
+            .field("value", &std::any::type_name::<V>())
+            .field("mem", &self.mem)
+            .finish()
+    }
+}
+
+impl<K: Pod + Send, V: Pod + Send> PlainMapDescr<K, V> {
+    /// Opens the map: a new handle on it, in this process.
+    ///
+    /// # Errors
+    ///
+    /// [`PlainMapError::Pool`] when the map is gone (its last handle was
+    /// dropped) or the pool cannot be opened; [`PlainMapError::WrongType`]
+    /// when it holds other types; [`PlainMapError::NotAMap`] when the
+    /// memory is not a map.
+    pub fn open(&self) -> Result<PlainMap<K, V>, PlainMapError> {
+        PlainMap::from_mem(self.mem.open()?)
+    }
+}
+
+impl<K: Pod + Send, V: Pod + Send> PlainMap<K, V> {
+    /// The words of a key, of a value, and of a slot (a key and its value).
+    const KEY_WORDS: usize = words_of::<K>();
+    const VALUE_WORDS: usize = words_of::<V>();
+    const ENTRY_WORDS: usize = if Self::KEY_WORDS + Self::VALUE_WORDS == 0 {
+        1
+    } else {
+        Self::KEY_WORDS + Self::VALUE_WORDS
+    };
+    /// The words of a group: its header, its tags and its slots.
+    const GROUP_WORDS: usize = 2 + SLOTS * Self::ENTRY_WORDS;
+
+    /// Creates an empty map for `capacity` keys in `pool`.
+    ///
+    /// A map of `u64 → u64` takes about 24 bytes a key of its capacity
+    /// (groups of 8 slots, filled to three quarters at most).
+    ///
+    /// # Errors
+    ///
+    /// [`PlainMapError::BadCapacity`] when `capacity` is 0 or too large;
+    /// [`PlainMapError::Pool`] when the pool has no room for it.
+    pub fn create(pool: &Pool, capacity: usize) -> Result<PlainMap<K, V>, PlainMapError> {
+        let g = Geometry::of::<K, V>(capacity).ok_or(PlainMapError::BadCapacity { capacity })?;
+        let mem = pool.alloc_mem(g.bytes)?;
+        let h = header_of(&mem).ok_or(PlainMapError::NotAMap)?;
+        // The block comes zeroed: every group empty (no tags), no journal.
+        h.capacity.store(capacity as u64, Ordering::Relaxed);
+        h.groups.store(g.groups, Ordering::Relaxed);
+        h.group_words
+            .store(Self::GROUP_WORDS as u64, Ordering::Relaxed);
+        h.slots.store(SLOTS as u64, Ordering::Relaxed);
+        h.key_words.store(Self::KEY_WORDS as u64, Ordering::Relaxed);
+        h.value_words
+            .store(Self::VALUE_WORDS as u64, Ordering::Relaxed);
+        h.fingerprint
+            .store(fingerprint::<(K, V)>(), Ordering::Relaxed);
+        h.magic.store(MAGIC, Ordering::Release);
+        PlainMap::from_mem(mem)
+    }
+
+    /// Checks the map in `mem` and makes a handle of it.
+    fn from_mem(mem: PoolMem) -> Result<PlainMap<K, V>, PlainMapError> {
+        let h = header_of(&mem).ok_or(PlainMapError::NotAMap)?;
+        if h.magic.load(Ordering::Acquire) != MAGIC {
+            return Err(PlainMapError::NotAMap);
+        }
+        let found = h.fingerprint.load(Ordering::Relaxed);
+        if found != fingerprint::<(K, V)>() {
+            return Err(PlainMapError::WrongType {
+                expected: fingerprint::<(K, V)>(),
+                found,
+            });
+        }
+        let capacity = h.capacity.load(Ordering::Relaxed);
+        let g = usize::try_from(capacity)
+            .ok()
+            .and_then(Geometry::of::<K, V>)
+            .ok_or(PlainMapError::NotAMap)?;
+        let stored = (
+            h.groups.load(Ordering::Relaxed),
+            h.group_words.load(Ordering::Relaxed),
+            h.slots.load(Ordering::Relaxed),
+            h.key_words.load(Ordering::Relaxed),
+            h.value_words.load(Ordering::Relaxed),
+        );
+        let want = (
+            g.groups,
+            Self::GROUP_WORDS as u64,
+            SLOTS as u64,
+            Self::KEY_WORDS as u64,
+            Self::VALUE_WORDS as u64,
+        );
+        if stored != want || g.bytes > mem.len() {
+            return Err(PlainMapError::NotAMap);
+        }
+        let (base, home) = mem.raw_parts();
+        Ok(PlainMap {
+            mem,
+            base,
+            home,
+            capacity,
+            geometry: g,
+            _type: PhantomData,
+        })
+    }
+
+    /// The map's descriptor, to open it in another process.
+    pub fn descr(&self) -> PlainMapDescr<K, V> {
+        PlainMapDescr {
+            mem: self.mem.descr(),
+            _type: PhantomData,
+        }
+    }
+
+    /// The most keys the map holds.
+    pub fn capacity(&self) -> usize {
+        self.capacity as usize
+    }
+
+    /// The number of keys (a moment's view when others write).
+    pub fn len(&self) -> usize {
+        self.parts().0.len.load(Ordering::Acquire) as usize
+    }
+
+    /// Whether the map holds no key (a moment's view).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The header, the journal's words and the groups' words.
+    ///
+    /// # Panics
+    ///
+    /// In a copy of the handle that `fork` made (as [`PoolMem::bytes`]):
+    /// open the map by descriptor there.
+    #[inline]
+    fn parts(&self) -> Parts<'_> {
+        self.home.check("PlainMap");
+        let g = &self.geometry;
+        let words = g.journal_words + g.groups as usize * Self::GROUP_WORDS;
+        // SAFETY: `mem`, which this handle holds, keeps the block's pages
+        // for the map while this process holds its reference (checked
+        // above), and they stay mapped while the pool lives. The block
+        // holds the header and then `words` words (checked against its
+        // length when the handle was made, `from_mem`); it starts 64-byte
+        // aligned. Every field of the header is an atomic or a raw lock, and
+        // the words are atomics, which accept every bit pattern and other
+        // processes' writes.
+        let (h, all) = unsafe {
+            (
+                &*at::<MapHeader>(self.base),
+                std::slice::from_raw_parts(at::<AtomicU64>(self.base + HEADER), words),
+            )
+        };
+        let (journal, groups) = all.split_at(g.journal_words);
+        (h, journal, groups)
+    }
+
+    /// Group `g`: its header and tag words (with every group's, at the
+    /// front: a lookup reads them from a small, dense array) and its slots.
+    #[inline]
+    fn group<'a>(&self, groups: &'a [AtomicU64], g: u64) -> Group<'a> {
+        let (meta, slots) = groups.split_at(2 * self.geometry.groups as usize);
+        let g = g as usize;
+        let start = g * SLOTS * Self::ENTRY_WORDS;
+        Group {
+            meta: &meta[2 * g..2 * g + 2],
+            slots: &slots[start..start + SLOTS * Self::ENTRY_WORDS],
+        }
+    }
+
+    /// The key's words and the value's words of slot `s` of a group.
+    #[inline]
+    fn entry<'a>(&self, group: Group<'a>, s: usize) -> (&'a [AtomicU64], &'a [AtomicU64]) {
+        let start = s * Self::ENTRY_WORDS;
+        let e = &group.slots[start..start + Self::KEY_WORDS + Self::VALUE_WORDS];
+        e.split_at(Self::KEY_WORDS)
+    }
+
+    /// The home group of a key of hash `hash`.
+    #[inline]
+    fn home_of(&self, hash: u64) -> u64 {
+        ((u128::from(hash) * u128::from(self.geometry.groups)) >> 64) as u64
+    }
+
+    #[inline]
+    fn next(&self, g: u64) -> u64 {
+        if g + 1 == self.geometry.groups {
+            0
+        } else {
+            g + 1
+        }
+    }
+
+    /// What a lookup of `key` needs.
+    #[inline]
+    fn probe(&self, key: &K) -> Probe<K> {
+        let hash = hash_words((0..Self::KEY_WORDS).map(|i| key_word(key, i)));
+        Probe {
+            key: *key,
+            home: self.home_of(hash),
+            tag: 0x80 | (hash & 0x7f) as u8,
+        }
+    }
+
+    /// The home group of the key in `words`.
+    #[inline]
+    fn home_of_words(&self, words: &[AtomicU64]) -> u64 {
+        self.home_of(hash_words(words.iter().map(|w| w.load(Ordering::Relaxed))))
+    }
+
+    /// The slot of `group` that holds the key of `p`, looking at the slots
+    /// whose tag is `p`'s in `tags`.
+    #[inline]
+    fn find_in(&self, group: Group<'_>, tags: u64, p: &Probe<K>) -> Option<usize> {
+        let mut c = candidates(tags, p.tag);
+        while c != 0 {
+            let s = slot_of(c);
+            c &= c - 1;
+            let k = self.entry(group, s).0;
+            if (0..Self::KEY_WORDS).all(|i| k[i].load(Ordering::Relaxed) == key_word(&p.key, i)) {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    /// The value of `key`, if the map holds it. Takes no lock.
+    ///
+    /// A lookup that meets a value being replaced waits for it (a few
+    /// nanoseconds); one whose writer died waits for the writers' lock,
+    /// whose next holder repairs the map.
+    ///
+    /// # Errors
+    ///
+    /// [`PlainMapError::Lock`] when the writers' lock had to be taken (its
+    /// holder died in the middle of a change) and failed.
+    pub fn get(&self, key: &K) -> Result<Option<V>, PlainMapError> {
+        let (_, _, groups) = self.parts();
+        let p = self.probe(key);
+        let mut g = p.home;
+        let mut spins = 0;
+        for _ in 0..self.geometry.groups {
+            let group = self.group(groups, g);
+            let (found, h) = loop {
+                let h = group.meta[0].load(Ordering::Acquire);
+                if h & WRITING != 0 {
+                    self.wait_for_writer(&mut spins)?;
+                    continue;
+                }
+                // A tag set means its slot's words are whole (the tag is
+                // stored after them, with release).
+                let tags = group.meta[1].load(Ordering::Acquire);
+                let found = self
+                    .find_in(group, tags, &p)
+                    .map(|s| read_value::<V>(self.entry(group, s).1));
+                fence(Ordering::Acquire);
+                if group.meta[0].load(Ordering::Relaxed) == h {
+                    break (found, h);
+                }
+            };
+            if found.is_some() || overflow(h) == 0 {
+                return Ok(found);
+            }
+            g = self.next(g);
+        }
+        Ok(None)
+    }
+
+    /// Whether the map holds `key`. Takes no lock.
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get).
+    pub fn contains_key(&self, key: &K) -> Result<bool, PlainMapError> {
+        Ok(self.get(key)?.is_some())
+    }
+
+    /// A reader found a value being replaced: looks again, then yields,
+    /// and at last waits for the writers' lock (so that a dead writer's
+    /// replacement is finished by the repair).
+    #[cold]
+    fn wait_for_writer(&self, spins: &mut u32) -> Result<(), PlainMapError> {
+        *spins += 1;
+        if *spins < READ_SPINS / 2 {
+            std::hint::spin_loop();
+        } else if *spins < READ_SPINS {
+            std::thread::yield_now();
+        } else {
+            *spins = 0;
+            drop(self.lock_writer()?);
+        }
+        Ok(())
+    }
+
+    /// Takes the writers' lock, repairing what a dead writer left.
+    fn lock_writer(&self) -> Result<Held<'_>, PlainMapError> {
+        let (h, _, _) = self.parts();
+        lock_repairing(&h.writer, None, || self.repair()).map_err(PlainMapError::Lock)
+    }
+
+    /// Where the key of `p` is, or where it would go; under the writers'
+    /// lock.
+    #[inline(always)]
+    fn place(&self, groups: &[AtomicU64], p: &Probe<K>) -> Place {
+        let mut free = None;
+        let mut g = p.home;
+        let mut searching = true;
+        for _ in 0..self.geometry.groups {
+            let group = self.group(groups, g);
+            let tags = group.meta[1].load(Ordering::Relaxed);
+            if searching {
+                if let Some(s) = self.find_in(group, tags, p) {
+                    return Place::Found(g, s);
+                }
+                searching = overflow(group.meta[0].load(Ordering::Relaxed)) != 0;
+            }
+            let empty = !tags & TAG_BIT;
+            if free.is_none() && empty != 0 {
+                free = Some((g, slot_of(empty)));
+            }
+            if !searching && free.is_some() {
+                break;
+            }
+            g = self.next(g);
+        }
+        Place::Missing(free)
+    }
+
+    /// Stores a header word of a group; `Release`, so that what was
+    /// written before it is seen with it.
+    #[inline]
+    fn publish(group: Group<'_>, h: u64) {
+        group.meta[0].store(h, Ordering::Release);
+    }
+
+    /// Moves the overflow count of the groups from `from` up to (not
+    /// including) `to` by one, up or down.
+    #[inline]
+    fn count_overflow(&self, groups: &[AtomicU64], from: u64, to: u64, up: bool) {
+        let mut g = from;
+        while g != to {
+            let group = self.group(groups, g);
+            let h = group.meta[0].load(Ordering::Relaxed);
+            let n = overflow(h);
+            // A count at its maximum sticks there: the true count is not
+            // known any more, and a count too high only lengthens lookups.
+            if n != OVERFLOW_MAX {
+                let n = if up { n + 1 } else { n.saturating_sub(1) };
+                Self::publish(group, next_version(with_overflow(h, n)));
+            }
+            g = self.next(g);
+        }
+    }
+
+    /// Adds the key of `p` with `value` in slot `s` of group `g`, found
+    /// free on the key's probe; under the writers' lock.
+    #[inline]
+    fn add_at(&self, parts: Parts<'_>, g: u64, s: usize, p: &Probe<K>, key: &K, value: &V) {
+        let (h, _, groups) = parts;
+        // Passed groups count the key before it can be found.
+        self.count_overflow(groups, p.home, g, true);
+        let group = self.group(groups, g);
+        // The slot's tag is 0: a reader reads these words only with a tag
+        // of an earlier key, and the removal of that key moved the
+        // group's version on (the fence orders that store before these).
+        fence(Ordering::Release);
+        let (k, v) = self.entry(group, s);
+        write_value(k, key);
+        write_value(v, value);
+        // The key is found from here on.
+        let tags = group.meta[1].load(Ordering::Relaxed);
+        group.meta[1].store(tags | (u64::from(p.tag) << (8 * s)), Ordering::Release);
+        let n = h.len.load(Ordering::Relaxed);
+        h.len.store(n + 1, Ordering::Release);
+    }
+
+    /// Removes the key in slot `s` of group `g`; under the writers' lock.
+    #[inline]
+    fn remove_at(&self, parts: Parts<'_>, g: u64, s: usize) {
+        let (h, _, groups) = parts;
+        let group = self.group(groups, g);
+        let home = self.home_of_words(self.entry(group, s).0);
+        // Gone for every reader from here on; the version moves on before
+        // the slot is written again.
+        let tags = group.meta[1].load(Ordering::Relaxed);
+        group.meta[1].store(tags & !(0xff << (8 * s)), Ordering::Release);
+        let before = group.meta[0].load(Ordering::Relaxed);
+        Self::publish(group, next_version(before));
+        // The groups it passed count it no more.
+        self.count_overflow(groups, home, g, false);
+        let n = h.len.load(Ordering::Relaxed);
+        h.len.store(n.saturating_sub(1), Ordering::Release);
+    }
+
+    /// Replaces the value in slot `s` of group `g` with `words` (a value's
+    /// words), as a sequence lock's writer: readers of the group wait from
+    /// the `WRITING` store to the next version.
+    #[inline]
+    fn write_in_place(&self, group: Group<'_>, s: usize, words: impl Iterator<Item = u64>) {
+        let before = group.meta[0].load(Ordering::Relaxed);
+        group.meta[0].store(before | WRITING, Ordering::Relaxed);
+        fence(Ordering::Release);
+        for (w, x) in self.entry(group, s).1.iter().zip(words) {
+            w.store(x, Ordering::Relaxed);
+        }
+        Self::publish(group, next_version(before));
+    }
+
+    /// Replaces the value in slot `s` of group `g` by `value`, through the
+    /// journal; under the writers' lock.
+    #[inline]
+    fn replace_at(&self, parts: Parts<'_>, g: u64, s: usize, value: &V) {
+        let (h, journal, groups) = parts;
+        write_value(journal, value);
+        h.journal.store(journal_code(g, s), Ordering::Release);
+        self.write_in_place(self.group(groups, g), s, value_words(value));
+        h.journal.store(0, Ordering::Release);
+    }
+
+    /// Maps `key` to `value`; the value it had, if any.
+    ///
+    /// # Errors
+    ///
+    /// [`PlainMapError::Full`] when `key` is new and the map holds its
+    /// capacity of keys (nothing changed); [`PlainMapError::Lock`] when the
+    /// writers' lock failed.
+    pub fn insert(&self, key: K, value: V) -> Result<Option<V>, PlainMapError> {
+        let mut old = None;
+        self.change(&key, |v| {
+            old = v;
+            Some(value)
+        })?;
+        Ok(old)
+    }
+
+    /// Removes `key`; the value it had, if any.
+    ///
+    /// # Errors
+    ///
+    /// [`PlainMapError::Lock`] when the writers' lock failed.
+    pub fn remove(&self, key: &K) -> Result<Option<V>, PlainMapError> {
+        let mut old = None;
+        self.change(key, |v| {
+            old = v;
+            None
+        })?;
+        Ok(old)
+    }
+
+    /// Reads, changes and writes `key`'s value under the writers' lock:
+    /// `f` gets the value (`None` when the map does not hold the key) and
+    /// returns the new one (`None` removes the key). Returns what `f`
+    /// returned. Other writers wait while `f` runs, so keep it short, and
+    /// do not change the map from inside it (that is
+    /// [`LockError::Deadlock`]); reading it is fine.
+    ///
+    /// # Errors
+    ///
+    /// [`PlainMapError::Full`] when `f` gives a new key a value and the map
+    /// holds its capacity of keys (nothing changed);
+    /// [`PlainMapError::Lock`] when the writers' lock failed.
+    pub fn update(
+        &self,
+        key: &K,
+        f: impl FnOnce(Option<V>) -> Option<V>,
+    ) -> Result<Option<V>, PlainMapError> {
+        let mut new = None;
+        self.change(key, |v| {
+            new = f(v);
+            new
+        })?;
+        Ok(new)
+    }
+
+    /// The change of `key` that `f` decides from its value: `None` removes
+    /// it, `Some(v)` maps it to `v`.
+    #[inline(always)]
+    fn change(&self, key: &K, f: impl FnOnce(Option<V>) -> Option<V>) -> Result<(), PlainMapError> {
+        let p = self.probe(key);
+        // The key's home group is read before the lock, so that its cache
+        // misses come while another writer may hold the lock, not while
+        // this one does.
+        let (_, _, groups) = self.parts();
+        let home = self.group(groups, p.home);
+        std::hint::black_box(self.find_in(home, home.meta[1].load(Ordering::Relaxed), &p));
+        let held = self.lock_writer()?;
+        let parts = self.parts();
+        let (h, _, groups) = parts;
+        match self.place(groups, &p) {
+            Place::Found(g, s) => {
+                let old = read_value::<V>(self.entry(self.group(groups, g), s).1);
+                match f(Some(old)) {
+                    Some(v) => self.replace_at(parts, g, s, &v),
+                    None => self.remove_at(parts, g, s),
+                }
+            }
+            Place::Missing(free) => {
+                if let Some(v) = f(None) {
+                    match free {
+                        Some((g, s)) if h.len.load(Ordering::Relaxed) < self.capacity => {
+                            self.add_at(parts, g, s, &p, key, &v)
+                        }
+                        _ => {
+                            return Err(PlainMapError::Full {
+                                capacity: self.capacity(),
+                            })
+                        }
+                    }
+                }
+            }
+        }
+        drop(held);
+        Ok(())
+    }
+
+    /// Removes every key. Readers meanwhile see each key go at its own
+    /// moment, not all at once.
+    ///
+    /// # Errors
+    ///
+    /// [`PlainMapError::Lock`] when the writers' lock failed.
+    pub fn clear(&self) -> Result<(), PlainMapError> {
+        let held = self.lock_writer()?;
+        let (h, _, groups) = self.parts();
+        for g in 0..self.geometry.groups {
+            let group = self.group(groups, g);
+            let before = group.meta[0].load(Ordering::Relaxed);
+            if group.meta[1].load(Ordering::Relaxed) != 0 || overflow(before) != 0 {
+                group.meta[1].store(0, Ordering::Release);
+                Self::publish(group, next_version(with_overflow(before, 0)));
+            }
+        }
+        h.len.store(0, Ordering::Release);
+        drop(held);
+        Ok(())
+    }
+
+    /// Every key and its value, as they were at one moment (under the
+    /// writers' lock), in no particular order.
+    ///
+    /// # Errors
+    ///
+    /// [`PlainMapError::Lock`] when the writers' lock failed.
+    pub fn entries(&self) -> Result<Vec<(K, V)>, PlainMapError> {
+        let held = self.lock_writer()?;
+        let (h, _, groups) = self.parts();
+        let mut out = Vec::with_capacity(h.len.load(Ordering::Relaxed) as usize);
+        for g in 0..self.geometry.groups {
+            let group = self.group(groups, g);
+            let mut occupied = group.meta[1].load(Ordering::Relaxed) & TAG_BIT;
+            while occupied != 0 {
+                let s = slot_of(occupied);
+                occupied &= occupied - 1;
+                let (k, v) = self.entry(group, s);
+                out.push((read_value::<K>(k), read_value::<V>(v)));
+            }
+        }
+        drop(held);
+        Ok(out)
+    }
+
+    /// Puts right what a writer that died holding the lock left: finishes
+    /// a replacement from the journal, and counts every group's overflow
+    /// and the length again from the keys. Under the writers' lock.
+    #[cold]
+    #[inline(never)]
+    fn repair(&self) {
+        let (h, journal, groups) = self.parts();
+        let at = h.journal.load(Ordering::Acquire);
+        if at != 0 {
+            let (g, s) = journal_slot(at);
+            if g < self.geometry.groups && s < SLOTS {
+                let words: Vec<u64> = journal[..Self::VALUE_WORDS]
+                    .iter()
+                    .map(|w| w.load(Ordering::Relaxed))
+                    .collect();
+                self.write_in_place(self.group(groups, g), s, words.into_iter());
+            }
+            h.journal.store(0, Ordering::Release);
+        }
+        let n = self.geometry.groups as usize;
+        let mut counts = vec![0u64; n];
+        let mut len = 0;
+        for g in 0..self.geometry.groups {
+            let group = self.group(groups, g);
+            let mut occupied = group.meta[1].load(Ordering::Relaxed) & TAG_BIT;
+            while occupied != 0 {
+                let s = slot_of(occupied);
+                occupied &= occupied - 1;
+                len += 1;
+                let mut x = self.home_of_words(self.entry(group, s).0);
+                while x != g {
+                    counts[x as usize] += 1;
+                    x = self.next(x);
+                }
+            }
+        }
+        for g in 0..self.geometry.groups {
+            let group = self.group(groups, g);
+            let before = group.meta[0].load(Ordering::Relaxed);
+            let want = counts[g as usize].min(OVERFLOW_MAX);
+            // Every version moves on: a dead removal may have cleared a
+            // tag without it, and its slot is written again next. (A
+            // stray `WRITING` cannot be left: a replacement sets it only
+            // after its journal, redone above.)
+            Self::publish(group, next_version(with_overflow(before, want)));
+        }
+        h.len.store(len, Ordering::Release);
+    }
+}
+
+/// The header of the map in `mem`, when the block can hold one.
+fn header_of(mem: &PoolMem) -> Option<&MapHeader> {
+    // SAFETY: every field of `MapHeader` is an atomic or a raw lock (made
+    // of one).
+    unsafe { mem.field::<MapHeader>(0) }
+}
+
+#[cfg(test)]
+mod tests;
