@@ -1,7 +1,9 @@
 //! Guards and handles across every fork point: what `mc::run`'s closure
 //! captures stays with its one owner (the caller, which is the first
 //! process), copies of guards that `fork` makes in other processes neither
-//! read nor release, and per-thread lock bookkeeping does not follow a fork.
+//! read nor release, per-thread lock bookkeeping does not follow a fork,
+//! and a change of a `PlainMap` forked in its closure writes only in the
+//! process that holds the lock.
 //!
 //! A plain program (`harness = false`): forking from the multi-threaded
 //! test harness is unsound.
@@ -15,7 +17,7 @@ use std::time::Duration;
 
 use common::{ensure, err, expect_exit_ok, fork_child, run_scenarios, shared};
 use mc::sync::{LockError, Mutex, RwLock};
-use mc::{Camlbox, CamlboxDescr, Heap, HeapDescr, HeapError, Outcome, Pool};
+use mc::{Camlbox, CamlboxDescr, Heap, HeapDescr, HeapError, Outcome, PlainMap, Pool};
 
 type Words = Vec<String>;
 
@@ -610,6 +612,49 @@ fn pool_memory_is_shared_by_descriptor() -> Result<String, String> {
     Ok("3 workers bumped every word; the block went back to the pool".into())
 }
 
+/// A fork inside `PlainMap::update`'s closure: the child's copy of the
+/// call holds no lock, and refuses to write (it panics, naming the map)
+/// instead of changing the map beside the parent; the parent's change
+/// goes on.
+fn plain_map_change_forked_in_its_closure_writes_nothing() -> Result<String, String> {
+    use nix::unistd::{fork, ForkResult};
+    let pool = Pool::create(8 << 20).map_err(err)?;
+    let m = PlainMap::<u64, u64>::create(&pool, 8).map_err(err)?;
+    let parent = std::process::id();
+    let mut child = None;
+    // The child's panic is expected: not printed.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let r = catch_unwind(AssertUnwindSafe(|| {
+        m.update(&7, |_| {
+            // SAFETY: this program is single-threaded; the child leaves
+            // through `exit_now` below.
+            match unsafe { fork() } {
+                Ok(ForkResult::Child) => Some(1),
+                Ok(ForkResult::Parent { child: c }) => {
+                    child = Some(c.as_raw());
+                    Some(2)
+                }
+                Err(_) => Some(3),
+            }
+        })
+    }));
+    if std::process::id() != parent {
+        // The child: its copy of the call must have panicked.
+        common::exit_now(if r.is_err() { 0 } else { 1 });
+    }
+    std::panic::set_hook(hook);
+    let r = r.map_err(|_| "the parent's update panicked".to_string())?;
+    ensure!(r.map_err(err)? == Some(2), "the parent's change");
+    let child = child.ok_or("no child")?;
+    expect_exit_ok(child, Duration::from_secs(10))
+        .map_err(|e| format!("the child wrote instead of refusing: {e}"))?;
+    ensure!(m.len() == 1, "len {}", m.len());
+    let all = m.entries().map_err(err)?;
+    ensure!(all == [(7, 2)], "entries {all:?}");
+    Ok("the child's copy of the change panicked; the map holds the parent's".into())
+}
+
 fn main() {
     // A hung run ends the test (SIGALRM).
     common::watchdog(300);
@@ -649,6 +694,10 @@ fn main() {
         (
             "copies_of_handles_in_workers_work",
             copies_of_handles_in_workers_work,
+        ),
+        (
+            "plain_map_change_forked_in_its_closure_writes_nothing",
+            plain_map_change_forked_in_its_closure_writes_nothing,
         ),
     ]);
 }

@@ -3,7 +3,7 @@
 //! table (buckets moving from the old array to the new one), an
 //! `SHashtbl` removal, an `SQueue` push, an `SBuffer` append or deletion,
 //! an `SArray` growth or replacement, and a `PlainMap` insertion,
-//! replacement or removal. After each kill the structure
+//! replacement, removal or clear. After each kill the structure
 //! is either whole, or its error names it as poisoned and `recover`
 //! (`SHashtbl::recover`, `SQueue::recover`, `SBuffer::recover`: each also
 //! finishes or undoes; `Heap::recover` for an array
@@ -827,6 +827,113 @@ fn plain_map_killed_in_change() -> Result<String, String> {
     ))
 }
 
+/// Kills a process in the middle of a `PlainMap::clear` of a map filled
+/// nearly to its capacity (at a random moment within 1.2 times the
+/// longest clear seen). What a reader saw gone before the next writer's
+/// repair stays gone after it (a clear cut short brings no key back),
+/// every value is whole, and the length and `entries` agree with the keys
+/// read.
+fn plain_map_killed_in_clear() -> Result<String, String> {
+    const CAPACITY: usize = 16_384;
+    const KEYS: u64 = 16_000;
+    let pool = Pool::create(64 << 20).map_err(err)?;
+    // 1 once the child starts its clear, 2 once it is done; and how long
+    // its clear took (ns).
+    let state = shared(AtomicU64::new(0));
+    let took = shared(AtomicU64::new(0));
+    let mut rng = Rng(0x00c1_ea55_2024_0009);
+    let read = |m: &PlainMap<u64, [u64; 4]>| -> Result<HashMap<u64, [u64; 4]>, String> {
+        let mut present = HashMap::new();
+        for k in 0..KEYS {
+            if let Some(v) = m.get(&k).map_err(err)? {
+                ensure(v.iter().all(|&w| w == v[0]), || {
+                    format!("key {k}: a torn value {v:?}")
+                })?;
+                present.insert(k, v);
+            }
+        }
+        Ok(present)
+    };
+    let m = PlainMap::<u64, [u64; 4]>::create(&pool, CAPACITY).map_err(err)?;
+    // Within how long after the start a kill lands (grows with the
+    // longest clear seen).
+    let mut window = Duration::from_micros(500);
+    let (mut cut, mut whole) = (0, 0);
+    for trial in 0..trials() as u64 {
+        for k in 0..KEYS {
+            m.insert(k, [trial; 4]).map_err(err)?;
+        }
+        state.store(0, Ordering::SeqCst);
+        let d = m.descr();
+        let pid = fork_child(move || {
+            let m = d.open().expect("open");
+            let start = Instant::now();
+            state.store(1, Ordering::SeqCst);
+            m.clear().expect("clear");
+            took.store(start.elapsed().as_nanos() as u64, Ordering::SeqCst);
+            state.store(2, Ordering::SeqCst);
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        });
+        let start = Instant::now();
+        while state.load(Ordering::SeqCst) == 0 {
+            if start.elapsed() > TIMEOUT {
+                kill(pid);
+                let _ = wait_child(pid, TIMEOUT);
+                return Err(format!("trial {trial}: the child never started"));
+            }
+            std::hint::spin_loop();
+        }
+        let at = Instant::now() + window.mul_f64(rng.below(1201) as f64 / 1000.0);
+        while Instant::now() < at {
+            std::hint::spin_loop();
+        }
+        kill(pid);
+        let ended = wait_child(pid, TIMEOUT)?;
+        ensure(ended == common::Ended::Signaled(9), || {
+            format!("trial {trial}: the child ended as {ended:?}, not killed")
+        })?;
+        if state.load(Ordering::SeqCst) == 2 {
+            whole += 1;
+            window = window.max(Duration::from_nanos(took.load(Ordering::SeqCst)));
+        }
+        let before = read(&m).map_err(|e| format!("trial {trial}: {e}"))?;
+        cut += usize::from(!before.is_empty() && before.len() < KEYS as usize);
+        // The next writer repairs what the dead one left.
+        m.insert(u64::MAX, [0; 4]).map_err(err)?;
+        m.remove(&u64::MAX).map_err(err)?;
+        let after = read(&m).map_err(|e| format!("trial {trial}: {e}"))?;
+        let back: Vec<_> = after.keys().filter(|k| !before.contains_key(k)).collect();
+        ensure(back.is_empty(), || {
+            format!(
+                "trial {trial}: {} keys read as gone came back after the repair, e.g. {:?}",
+                back.len(),
+                &back[..back.len().min(3)]
+            )
+        })?;
+        ensure(after.len() == m.len(), || {
+            format!("trial {trial}: {} keys read, len {}", after.len(), m.len())
+        })?;
+        let mut all = m.entries().map_err(err)?;
+        all.sort_unstable_by_key(|e| e.0);
+        let mut want: Vec<_> = after.into_iter().collect();
+        want.sort_unstable_by_key(|e| e.0);
+        ensure(all == want, || {
+            format!("trial {trial}: entries disagree with the reads")
+        })?;
+        m.clear().map_err(err)?;
+        ensure(m.is_empty() && read(&m)?.is_empty(), || {
+            format!("trial {trial}: a clear after the repair left keys")
+        })?;
+    }
+    Ok(format!(
+        "{} kills: {cut} in the middle of a clear, {whole} after it; no key came back, no value \
+         torn",
+        trials()
+    ))
+}
+
 fn main() {
     // A hung run ends the test (SIGALRM).
     common::watchdog(600);
@@ -847,5 +954,6 @@ fn main() {
         ("buffer_killed_when_full", buffer_killed_when_full),
         ("array_killed_in_grow_and_set", array_killed_in_grow_and_set),
         ("plain_map_killed_in_change", plain_map_killed_in_change),
+        ("plain_map_killed_in_clear", plain_map_killed_in_clear),
     ]);
 }

@@ -320,7 +320,7 @@ enum Place {
 /// afterwards, so readers never wait for each other and never write a
 /// shared cache line. Changes ([`insert`](PlainMap::insert),
 /// [`remove`](PlainMap::remove), [`update`](PlainMap::update),
-/// [`clear`](PlainMap::clear)) take turns under one robust lock, held for
+/// [`retain`](PlainMap::retain), [`clear`](PlainMap::clear)) take turns under one robust lock, held for
 /// the change only. Two keys are equal when their bytes are (for floats,
 /// their bits). The map holds at most the capacity given at creation:
 /// inserting a new key beyond it is [`PlainMapError::Full`].
@@ -519,7 +519,13 @@ impl<K: Pod + Send, V: Pod + Send> PlainMap<K, V> {
 
     /// The number of keys (a moment's view when others write).
     pub fn len(&self) -> usize {
-        self.parts().0.len.load(Ordering::Acquire) as usize
+        // (Never more than the capacity, whatever the word holds: other
+        // processes can write the block.)
+        self.parts()
+            .0
+            .len
+            .load(Ordering::Acquire)
+            .min(self.capacity) as usize
     }
 
     /// Whether the map holds no key (a moment's view).
@@ -851,9 +857,10 @@ impl<K: Pod + Send, V: Pod + Send> PlainMap<K, V> {
     /// Reads, changes and writes `key`'s value under the writers' lock:
     /// `f` gets the value (`None` when the map does not hold the key) and
     /// returns the new one (`None` removes the key). Returns what `f`
-    /// returned. Other writers wait while `f` runs, so keep it short, and
-    /// do not change the map from inside it (that is
-    /// [`LockError::Deadlock`]); reading it is fine.
+    /// returned. Other writers wait while `f` runs, so keep it short.
+    /// Inside `f`, [`get`](Self::get), [`contains_key`](Self::contains_key)
+    /// and [`len`](Self::len) work; every other call of the map takes the
+    /// writers' lock, which this thread holds ([`LockError::Deadlock`]).
     ///
     /// # Errors
     ///
@@ -890,13 +897,19 @@ impl<K: Pod + Send, V: Pod + Send> PlainMap<K, V> {
         match self.place(groups, &p) {
             Place::Found(g, s) => {
                 let old = read_value::<V>(self.entry(self.group(groups, g), s).1);
-                match f(Some(old)) {
+                let new = f(Some(old));
+                // `f` may have forked: a copy of this call in a child holds
+                // no lock, and must not write.
+                self.home.check("PlainMap");
+                match new {
                     Some(v) => self.replace_at(parts, g, s, &v),
                     None => self.remove_at(parts, g, s),
                 }
             }
             Place::Missing(free) => {
-                if let Some(v) = f(None) {
+                let new = f(None);
+                self.home.check("PlainMap");
+                if let Some(v) = new {
                     match free {
                         Some((g, s)) if h.len.load(Ordering::Relaxed) < self.capacity => {
                             self.add_at(parts, g, s, &p, key, &v)
@@ -923,17 +936,71 @@ impl<K: Pod + Send, V: Pod + Send> PlainMap<K, V> {
     pub fn clear(&self) -> Result<(), PlainMapError> {
         let held = self.lock_writer()?;
         let (h, _, groups) = self.parts();
-        for g in 0..self.geometry.groups {
-            let group = self.group(groups, g);
-            let before = group.meta[0].load(Ordering::Relaxed);
-            if group.meta[1].load(Ordering::Relaxed) != 0 || overflow(before) != 0 {
-                group.meta[1].store(0, Ordering::Release);
-                Self::publish(group, next_version(with_overflow(before, 0)));
-            }
-        }
+        // Every tag first, then every count: a writer that dies in the
+        // first pass leaves counts that still reach the keys not cleared
+        // yet (a key a reader saw go stays gone after the repair), and one
+        // that dies in the second leaves no key.
+        self.clear_tags(groups, 0..self.geometry.groups);
+        self.clear_counts(groups, 0..self.geometry.groups);
         h.len.store(0, Ordering::Release);
         drop(held);
         Ok(())
+    }
+
+    /// Clears the tags of `range`'s groups: their keys are gone.
+    fn clear_tags(&self, groups: &[AtomicU64], range: std::ops::Range<u64>) {
+        for g in range {
+            let group = self.group(groups, g);
+            if group.meta[1].load(Ordering::Relaxed) != 0 {
+                group.meta[1].store(0, Ordering::Release);
+                let before = group.meta[0].load(Ordering::Relaxed);
+                Self::publish(group, next_version(before));
+            }
+        }
+    }
+
+    /// Sets the overflow counts of `range`'s groups to 0 (after
+    /// [`clear_tags`](Self::clear_tags) of every group).
+    fn clear_counts(&self, groups: &[AtomicU64], range: std::ops::Range<u64>) {
+        for g in range {
+            let group = self.group(groups, g);
+            let before = group.meta[0].load(Ordering::Relaxed);
+            if overflow(before) != 0 {
+                Self::publish(group, next_version(with_overflow(before, 0)));
+            }
+        }
+    }
+
+    /// Removes every key for which `f` returns `false`, under the writers'
+    /// lock; the number removed. Readers meanwhile see each key go at its
+    /// own moment. Inside `f`, the map's calls work as inside
+    /// [`update`](Self::update)'s closure.
+    ///
+    /// # Errors
+    ///
+    /// [`PlainMapError::Lock`] when the writers' lock failed.
+    pub fn retain(&self, mut f: impl FnMut(&K, &V) -> bool) -> Result<usize, PlainMapError> {
+        let held = self.lock_writer()?;
+        let parts = self.parts();
+        let mut removed = 0;
+        for g in 0..self.geometry.groups {
+            let group = self.group(parts.2, g);
+            let mut occupied = group.meta[1].load(Ordering::Relaxed) & TAG_BIT;
+            while occupied != 0 {
+                let s = slot_of(occupied);
+                occupied &= occupied - 1;
+                let (k, v) = self.entry(group, s);
+                let keep = f(&read_value::<K>(k), &read_value::<V>(v));
+                // (As in `change`: `f` may have forked.)
+                self.home.check("PlainMap");
+                if !keep {
+                    self.remove_at(parts, g, s);
+                    removed += 1;
+                }
+            }
+        }
+        drop(held);
+        Ok(removed)
     }
 
     /// Every key and its value, as they were at one moment (under the
@@ -944,8 +1011,8 @@ impl<K: Pod + Send, V: Pod + Send> PlainMap<K, V> {
     /// [`PlainMapError::Lock`] when the writers' lock failed.
     pub fn entries(&self) -> Result<Vec<(K, V)>, PlainMapError> {
         let held = self.lock_writer()?;
-        let (h, _, groups) = self.parts();
-        let mut out = Vec::with_capacity(h.len.load(Ordering::Relaxed) as usize);
+        let (_, _, groups) = self.parts();
+        let mut out = Vec::with_capacity(self.len());
         for g in 0..self.geometry.groups {
             let group = self.group(groups, g);
             let mut occupied = group.meta[1].load(Ordering::Relaxed) & TAG_BIT;
@@ -1000,10 +1067,10 @@ impl<K: Pod + Send, V: Pod + Send> PlainMap<K, V> {
             let group = self.group(groups, g);
             let before = group.meta[0].load(Ordering::Relaxed);
             let want = counts[g as usize].min(OVERFLOW_MAX);
-            // Every version moves on: a dead removal may have cleared a
-            // tag without it, and its slot is written again next. (A
-            // stray `WRITING` cannot be left: a replacement sets it only
-            // after its journal, redone above.)
+            // Every version moves on (a dead removal may have cleared a
+            // tag without it, and its slot is written again next), and a
+            // stray `WRITING` goes (a replacement that died after it, with
+            // its journal's word still to come, left its value untouched).
             Self::publish(group, next_version(with_overflow(before, want)));
         }
         h.len.store(len, Ordering::Release);

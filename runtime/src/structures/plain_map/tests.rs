@@ -108,6 +108,15 @@ fn keys_past_their_home_are_found_replaced_and_removed() {
     let mut all = m.entries().unwrap();
     all.sort_unstable();
     assert_eq!(all.len(), 60);
+    // Keep the even values: keys of every group, past their home or not.
+    let odd = all.iter().filter(|(_, v)| v % 2 == 1).count();
+    assert_eq!(m.retain(|_, v| v % 2 == 0).unwrap(), odd);
+    check(&m);
+    assert_eq!(m.len(), 60 - odd);
+    for (k, v) in &all {
+        let want = (v % 2 == 0).then_some(*v);
+        assert_eq!(m.get(k).unwrap(), want, "key {k}");
+    }
     m.clear().unwrap();
     check(&m);
     assert!(m.is_empty() && m.entries().unwrap().is_empty());
@@ -223,6 +232,18 @@ fn bad_capacities_types_and_memory_are_errors() {
     drop(m);
     drop(other);
     assert!(matches!(d.open(), Err(PlainMapError::Pool(_))));
+}
+
+#[test]
+fn a_length_word_written_by_another_process_is_not_trusted_past_the_capacity() {
+    let pool = pool();
+    let m = PlainMap::<u64, u64>::create(&pool, 8).unwrap();
+    m.insert(1, 1).unwrap();
+    // Any process can write the block's words (by its descriptor).
+    m.parts().0.len.store(u64::MAX / 4, Ordering::Relaxed);
+    assert_eq!(m.len(), 8);
+    assert_eq!(m.entries().unwrap(), [(1, 1)]);
+    assert_eq!(m.get(&1).unwrap(), Some(1));
 }
 
 #[test]
@@ -382,6 +403,61 @@ fn an_insertion_or_removal_cut_short_is_counted_again() {
 }
 
 #[test]
+fn a_clear_cut_short_brings_no_key_back() {
+    let pool = pool();
+    let m = PlainMap::<u64, [u64; 4]>::create(&pool, 60).unwrap();
+    let keys: Vec<u64> = (0..59).map(|k| k * 7919).collect();
+    for &k in &keys {
+        m.insert(k, [k; 4]).unwrap();
+    }
+    // A key stored past its home group.
+    let (_, _, groups) = m.parts();
+    let (key, home) = keys
+        .iter()
+        .find_map(|&k| {
+            let p = m.probe(&k);
+            match m.place(groups, &p) {
+                Place::Found(g, _) if g > p.home => Some((k, p.home)),
+                _ => None,
+            }
+        })
+        .expect("a key past its home");
+    // Dies after clearing the tags of the groups up to the key's home:
+    // readers see the keys there go, and the counts still reach the rest.
+    die_writing(&m.descr(), |m| {
+        m.clear_tags(m.parts().2, 0..home + 1);
+    });
+    let gone: Vec<u64> = keys
+        .iter()
+        .copied()
+        .filter(|k| m.get(k).unwrap().is_none())
+        .collect();
+    assert!(!gone.is_empty());
+    assert_eq!(
+        m.get(&key).unwrap(),
+        Some([key; 4]),
+        "its tag is still there"
+    );
+    m.insert(1 << 40, [0; 4]).unwrap();
+    check(&m);
+    for &k in &keys {
+        let want = (!gone.contains(&k)).then_some([k; 4]);
+        assert_eq!(m.get(&k).unwrap(), want, "key {k} after the repair");
+    }
+    assert_eq!(m.len(), keys.len() - gone.len() + 1);
+    // Dies in the second pass: every tag cleared, some counts not.
+    die_writing(&m.descr(), |m| {
+        let groups = m.parts().2;
+        m.clear_tags(groups, 0..m.geometry.groups);
+        m.clear_counts(groups, 0..home + 1);
+    });
+    assert!(keys.iter().all(|k| m.get(k).unwrap().is_none()));
+    m.insert(1, [1; 4]).unwrap();
+    check(&m);
+    assert_eq!(m.entries().unwrap(), [(1, [1; 4])]);
+}
+
+#[test]
 fn readers_see_whole_values_while_writers_change_them() {
     let pool = pool();
     let m = PlainMap::<u64, [u64; 4]>::create(&pool, 64).unwrap();
@@ -439,6 +515,7 @@ enum Op {
     Remove(u8),
     Get(u8),
     Bump(u8),
+    RetainEven,
     Clear,
 }
 
@@ -448,6 +525,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => any::<u8>().prop_map(Op::Remove),
         3 => any::<u8>().prop_map(Op::Get),
         2 => any::<u8>().prop_map(Op::Bump),
+        1 => Just(Op::RetainEven),
         1 => Just(Op::Clear),
     ]
 }
@@ -492,6 +570,11 @@ proptest! {
                             prop_assert_eq!(r.unwrap(), want);
                         }
                     }
+                }
+                Op::RetainEven => {
+                    let before = model.len();
+                    model.retain(|_, v| *v % 2 == 0);
+                    prop_assert_eq!(m.retain(|_, v| *v % 2 == 0).unwrap(), before - model.len());
                 }
                 Op::Clear => {
                     m.clear().unwrap();
