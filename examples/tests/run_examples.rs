@@ -80,6 +80,7 @@ fn main() {
         case!("heap_share", [], ["heap_share: ok"]),
         case!("attach", [], ["attach: ok"]),
         case!("counter", [], ["Counter: 400000"]),
+        case!("collatz_cache", [], ["collatz_cache: ok"]),
         case!("robust_lock", [], ["robust_lock: ok"]),
         case!("tutorial_processes", [], ["Result: 2"]),
         case!("create_join", [], ["Sum: 385"]),
