@@ -47,269 +47,24 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicU64, Ordering};
 
 use bytemuck::Pod;
 use serde::{Deserialize, Serialize};
 
-use crate::in_shared::{at, in_shared};
-use crate::pool::{Pool, PoolError, PoolMem, PoolMemDescr};
+use crate::in_shared::at;
+use crate::pool::{Pool, PoolMem, PoolMemDescr};
 use crate::sync::home::Home;
-use crate::sync::raw::{LockError, RawMutex};
 
-use super::hashtbl::KeyHasher;
 use super::plain::{
     fingerprint, lock_repairing, read_value, value_words, words_of, write_value, Held,
 };
 
-const MAGIC: u64 = u64::from_le_bytes(*b"mc-pmap1");
+mod error;
+mod layout;
 
-/// A group's header word: its overflow count, the keys stored past this
-/// group whose probe passed it (bits 0..16; it sticks at its maximum, which
-/// only makes lookups go on), ...
-const OVERFLOW_MAX: u64 = 0xffff;
-/// ... a bit set while a value of the group is replaced in place, ...
-const WRITING: u64 = 1 << 16;
-/// ... and its version (bits 17..64, wrapping).
-const VERSION: u64 = 1 << 17;
-
-/// A group's tag word: a byte a slot, `0x80` and 7 bits of the key's hash
-/// when it holds a key, 0 when it is free.
-const TAG_BIT: u64 = 0x8080_8080_8080_8080;
-const BYTE_ONES: u64 = 0x0101_0101_0101_0101;
-
-/// The slots of a group (the bytes of its tag word).
-const SLOTS: usize = 8;
-
-/// How many times a reader looks again at a group whose value is being
-/// replaced before it waits for the writers' lock (which repairs what a
-/// dead writer left).
-const READ_SPINS: u32 = 200;
-
-in_shared! {
-    /// The front of a map's block: its geometry, then the writers' line.
-    struct MapHeader {
-        // Written once, at creation (`magic` last).
-        magic: AtomicU64,
-        capacity: AtomicU64,
-        groups: AtomicU64,
-        group_words: AtomicU64,
-        slots: AtomicU64,
-        key_words: AtomicU64,
-        value_words: AtomicU64,
-        fingerprint: AtomicU64,
-        // The writers': their lock, the number of keys, and the slot whose
-        // value is being replaced from the journal (`journal_code`; 0 when
-        // none).
-        writer: RawMutex,
-        _pad0: AtomicU32,
-        len: AtomicU64,
-        journal: AtomicU64,
-        _pad1: [AtomicU64; 5],
-    }
-}
-
-const HEADER: usize = std::mem::size_of::<MapHeader>();
-const _: () = assert!(HEADER == 128);
-
-/// Why a map operation failed.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum PlainMapError {
-    /// The pool failed: no room for the map, or (opening) the map is gone.
-    Pool(PoolError),
-    /// A capacity of 0, or one whose groups do not fit in memory.
-    BadCapacity {
-        /// The capacity asked for.
-        capacity: usize,
-    },
-    /// An insertion of a new key into a map that holds its capacity of
-    /// keys. Nothing changed.
-    Full {
-        /// The map's capacity.
-        capacity: usize,
-    },
-    /// The writers' lock failed: poisoned by hand, or taken again by the
-    /// thread that holds it (a writing call inside
-    /// [`update`](PlainMap::update)'s closure).
-    Lock(LockError),
-    /// The map holds keys or values of other types.
-    WrongType {
-        /// The fingerprint of the types asked for.
-        expected: u64,
-        /// The map's.
-        found: u64,
-    },
-    /// The memory the descriptor names is not a map (or is not whole).
-    NotAMap,
-}
-
-impl fmt::Display for PlainMapError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PlainMapError::Pool(e) => write!(f, "plain map: {e}"),
-            PlainMapError::BadCapacity { capacity } => write!(
-                f,
-                "plain map: a capacity of {capacity} keys (give at least 1, and a map that \
-                 fits in the pool)"
-            ),
-            PlainMapError::Full { capacity } => write!(
-                f,
-                "plain map: full (it holds its capacity of {capacity} keys); remove keys, or \
-                 create a map with a larger capacity"
-            ),
-            PlainMapError::Lock(e) => write!(f, "plain map: {e}"),
-            PlainMapError::WrongType { expected, found } => write!(
-                f,
-                "plain map: it holds other types (fingerprint {found:#x}, expected \
-                 {expected:#x}); open it with the key and value types it was created with"
-            ),
-            PlainMapError::NotAMap => write!(f, "plain map: the memory named is not a whole map"),
-        }
-    }
-}
-
-impl std::error::Error for PlainMapError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            PlainMapError::Pool(e) => Some(e),
-            PlainMapError::Lock(e) => Some(e),
-            _ => None,
-        }
-    }
-}
-
-impl From<PoolError> for PlainMapError {
-    fn from(e: PoolError) -> Self {
-        PlainMapError::Pool(e)
-    }
-}
-
-/// The shape of a map of `K → V` that holds `capacity` keys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Geometry {
-    groups: u64,
-    /// The journal's words: a value's, rounded up to a cache line.
-    journal_words: usize,
-    /// The whole block.
-    bytes: usize,
-}
-
-impl Geometry {
-    fn of<K: Pod + Send, V: Pod + Send>(capacity: usize) -> Option<Geometry> {
-        let slots = SLOTS;
-        // At most three keys in four slots: probes stay short.
-        let groups = capacity.checked_mul(4)?.div_ceil(3 * slots).max(1);
-        let journal_words = PlainMap::<K, V>::VALUE_WORDS.next_multiple_of(8);
-        let bytes = groups
-            .checked_mul(PlainMap::<K, V>::GROUP_WORDS)?
-            .checked_add(journal_words)?
-            .checked_mul(8)?
-            .checked_add(HEADER)?;
-        (1..1 << 48).contains(&capacity).then_some(Geometry {
-            groups: groups as u64,
-            journal_words,
-            bytes,
-        })
-    }
-}
-
-/// The hash of a key's words: the same in every process.
-#[inline]
-fn hash_words(words: impl Iterator<Item = u64>) -> u64 {
-    use std::hash::Hasher;
-    let mut h = KeyHasher::new();
-    for w in words {
-        h.write_u64(w);
-    }
-    h.finish()
-}
-
-/// The journal's word for slot `s` of group `g` (never 0).
-#[inline]
-fn journal_code(g: u64, s: usize) -> u64 {
-    g * (SLOTS as u64 + 1) + s as u64 + 1
-}
-
-/// The group and slot of a nonzero journal word.
-fn journal_slot(code: u64) -> (u64, usize) {
-    let c = code - 1;
-    (c / (SLOTS as u64 + 1), (c % (SLOTS as u64 + 1)) as usize)
-}
-
-/// A group's overflow count.
-#[inline]
-fn overflow(h: u64) -> u64 {
-    h & OVERFLOW_MAX
-}
-
-/// `h` with its version moved on and `WRITING` cleared.
-#[inline]
-fn next_version(h: u64) -> u64 {
-    (h & !WRITING).wrapping_add(VERSION)
-}
-
-/// `h` with its overflow count set to `n` (at most the maximum).
-#[inline]
-fn with_overflow(h: u64, n: u64) -> u64 {
-    (h & !OVERFLOW_MAX) | n.min(OVERFLOW_MAX)
-}
-
-/// The slots of a tag word that may hold a key of tag `tag`: a bit 7 of
-/// each such byte (and, rarely, of a byte above one: every candidate's key
-/// is compared).
-#[inline]
-fn candidates(tags: u64, tag: u8) -> u64 {
-    let x = tags ^ (BYTE_ONES * u64::from(tag));
-    x.wrapping_sub(BYTE_ONES) & !x & TAG_BIT
-}
-
-/// The slot of a bit of [`candidates`] or of the occupied slots.
-#[inline]
-fn slot_of(bits: u64) -> usize {
-    (bits.trailing_zeros() / 8) as usize
-}
-
-/// A group's words: its header and tag words, and its slots.
-#[derive(Clone, Copy)]
-struct Group<'a> {
-    meta: &'a [AtomicU64],
-    slots: &'a [AtomicU64],
-}
-
-/// A key about to be looked for: the key, its home group and its tag.
-struct Probe<K> {
-    key: K,
-    home: u64,
-    tag: u8,
-}
-
-/// Word `i` of `key`'s bytes (the last one padded with zeros), as
-/// [`value_words`] gives it.
-#[inline(always)]
-fn key_word<K: Pod>(key: &K, i: usize) -> u64 {
-    let bytes = bytemuck::bytes_of(key);
-    let start = 8 * i;
-    let end = (start + 8).min(bytes.len());
-    let mut b = [0u8; 8];
-    b[..end - start].copy_from_slice(&bytes[start..end]);
-    u64::from_ne_bytes(b)
-}
-
-/// The key and value types of a handle or descriptor (neither held).
-type Types<K, V> = PhantomData<fn(K, V) -> (K, V)>;
-
-/// A map's header, its journal's words and its groups' words.
-type Parts<'a> = (&'a MapHeader, &'a [AtomicU64], &'a [AtomicU64]);
-
-/// Where a writer found a key, or where it would go.
-enum Place {
-    /// Group and slot of the key.
-    Found(u64, usize),
-    /// Not there: the first group on its probe with a free slot, and that
-    /// slot (`None` when no group has one).
-    Missing(Option<(u64, usize)>),
-}
+pub use error::PlainMapError;
+use layout::*;
 
 /// A hash map of plain keys and values (`bytemuck::Pod`: numbers, arrays of
 /// them, `#[derive(Pod)]` structs) that any number of processes read and
@@ -860,7 +615,8 @@ impl<K: Pod + Send, V: Pod + Send> PlainMap<K, V> {
     /// returned. Other writers wait while `f` runs, so keep it short.
     /// Inside `f`, [`get`](Self::get), [`contains_key`](Self::contains_key)
     /// and [`len`](Self::len) work; every other call of the map takes the
-    /// writers' lock, which this thread holds ([`LockError::Deadlock`]).
+    /// writers' lock, which this thread holds
+    /// ([`LockError::Deadlock`](crate::sync::LockError::Deadlock)).
     ///
     /// # Errors
     ///

@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicBool;
 use proptest::prelude::*;
 
 use super::*;
+use crate::sync::raw::LockError;
 
 fn pool() -> Pool {
     Pool::create(16 << 20).unwrap()
