@@ -197,29 +197,63 @@ fn table_ops(t: &impl Table, seed: u64, n: u64) {
     }
 }
 
-fn map_ops(t: &Mutex<HashMap<u64, Vec<u64>>>, seed: u64, n: u64) {
+/// A map of stacks of bindings on threads (the baselines of section 1):
+/// `f` on key `k`'s stack, made empty first if there is none (`entry`)
+/// or only if there is one (`existing`).
+trait Stacks: Sync {
+    fn entry<R>(&self, k: u64, f: impl FnOnce(&mut Vec<u64>) -> R) -> R;
+    fn existing<R>(&self, k: u64, f: impl FnOnce(&mut Vec<u64>) -> R) -> Option<R>;
+}
+
+impl Stacks for Mutex<HashMap<u64, Vec<u64>>> {
+    fn entry<R>(&self, k: u64, f: impl FnOnce(&mut Vec<u64>) -> R) -> R {
+        f(self.lock().expect("lock").entry(k).or_default())
+    }
+    fn existing<R>(&self, k: u64, f: impl FnOnce(&mut Vec<u64>) -> R) -> Option<R> {
+        self.lock().expect("lock").get_mut(&k).map(f)
+    }
+}
+
+impl Stacks for DashMap<u64, Vec<u64>> {
+    fn entry<R>(&self, k: u64, f: impl FnOnce(&mut Vec<u64>) -> R) -> R {
+        f(&mut self.entry(k).or_default())
+    }
+    fn existing<R>(&self, k: u64, f: impl FnOnce(&mut Vec<u64>) -> R) -> Option<R> {
+        self.get_mut(&k).map(|mut v| f(&mut v))
+    }
+}
+
+/// The table mix on a map of stacks: each operation under one lock.
+fn stack_ops(t: &impl Stacks, seed: u64, n: u64) {
     for i in 0..n {
         let (o, k) = op(seed, i);
-        let mut g = t.lock().expect("lock");
         match o {
-            0 => g.entry(k).or_default().push(i),
+            0 => t.entry(k, |v| v.push(i)),
             1 => {
-                if let Some(v) = g.get_mut(&k) {
-                    v.pop();
-                }
+                t.existing(k, |v| v.pop());
             }
-            2..=4 => {
-                let v = g.entry(k).or_default();
-                match v.last_mut() {
-                    Some(x) => *x = i,
-                    None => v.push(i),
-                }
-            }
+            2..=4 => t.entry(k, |v| match v.last_mut() {
+                Some(x) => *x = i,
+                None => v.push(i),
+            }),
             _ => {
-                black_box(g.get(&k).and_then(|v| v.last().copied()));
+                black_box(t.existing(k, |v| v.last().copied()));
             }
         }
     }
+}
+
+/// Runs `work(seed)` on `threads` threads at once (seeds 1, 2, ...);
+/// operations per second of `n` operations each.
+fn on_threads(threads: u64, n: u64, work: impl Fn(u64) + Sync) -> f64 {
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for w in 0..threads {
+            let work = &work;
+            s.spawn(move || work(w + 1));
+        }
+    });
+    (threads * n) as f64 / start.elapsed().as_secs_f64()
 }
 
 /// Operations per second of `workers` processes on table `t`, filled
@@ -243,57 +277,12 @@ fn hashtbl_mc(t: impl Table + 'static, workers: u64, n: u64) -> f64 {
     (workers * n) as f64 / secs
 }
 
-fn hashtbl_std(threads: u64, n: u64) -> f64 {
-    let t = Mutex::new(HashMap::new());
+/// Section 1's mix on `t` (filled first) from `threads` threads.
+fn hashtbl_threads(t: impl Stacks, threads: u64, n: u64) -> f64 {
     for k in 0..KEYS {
-        t.lock().expect("lock").insert(k, vec![k]);
+        t.entry(k, |v| v.push(k));
     }
-    let start = Instant::now();
-    std::thread::scope(|s| {
-        for w in 0..threads {
-            let t = &t;
-            s.spawn(move || map_ops(t, w + 1, n));
-        }
-    });
-    (threads * n) as f64 / start.elapsed().as_secs_f64()
-}
-
-/// [`hashtbl_std`] on a `DashMap` (sharded locks) instead of one mutex.
-fn hashtbl_dash(threads: u64, n: u64) -> f64 {
-    let t: DashMap<u64, Vec<u64>> = DashMap::new();
-    for k in 0..KEYS {
-        t.insert(k, vec![k]);
-    }
-    let start = Instant::now();
-    std::thread::scope(|s| {
-        for w in 0..threads {
-            let t = &t;
-            s.spawn(move || {
-                for i in 0..n {
-                    let (o, k) = op(w + 1, i);
-                    match o {
-                        0 => t.entry(k).or_default().push(i),
-                        1 => {
-                            if let Some(mut v) = t.get_mut(&k) {
-                                v.pop();
-                            }
-                        }
-                        2..=4 => {
-                            let mut v = t.entry(k).or_default();
-                            match v.last_mut() {
-                                Some(x) => *x = i,
-                                None => v.push(i),
-                            }
-                        }
-                        _ => {
-                            black_box(t.get(&k).and_then(|v| v.last().copied()));
-                        }
-                    }
-                }
-            });
-        }
-    });
-    (threads * n) as f64 / start.elapsed().as_secs_f64()
+    on_threads(threads, n, |seed| stack_ops(&t, seed, n))
 }
 
 /// The one-value form of the table mix: add and replace insert, remove
@@ -386,14 +375,7 @@ fn one_value_threads(t: impl OneValue, threads: u64, n: u64) -> f64 {
     for k in 0..KEYS {
         t.insert(k, k);
     }
-    let start = Instant::now();
-    std::thread::scope(|s| {
-        for w in 0..threads {
-            let t = &t;
-            s.spawn(move || one_value_ops(t, w + 1, n));
-        }
-    });
-    (threads * n) as f64 / start.elapsed().as_secs_f64()
+    on_threads(threads, n, |seed| one_value_ops(&t, seed, n))
 }
 
 /// Section 4: `PlainMap` against `Mutex<HashMap>` and `DashMap`, runs
@@ -410,7 +392,7 @@ fn plain_map_section(pool: &Pool, n: u64, runs: usize) {
         v[2].push(plain_map_mc(pool, 2, n));
         v[3].push(one_value_threads(Mutex::new(HashMap::new()), 2, n));
         v[4].push(one_value_threads(DashMap::new(), 2, n));
-        v[5].push(hashtbl_dash(2, n));
+        v[5].push(hashtbl_threads(DashMap::new(), 2, n));
     }
     let [p1, s1, p2, s2, d2, dt2] = v.map(|mut v| {
         v.sort_by(f64::total_cmp);
@@ -629,8 +611,12 @@ fn main() {
     let m2 = median(runs, || hashtbl_mc(plain(), 2, n_tbl));
     let h1 = median(runs, || hashtbl_mc(sharded(), 1, n_tbl));
     let h2 = median(runs, || hashtbl_mc(sharded(), 2, n_tbl));
-    let s1 = median(runs, || hashtbl_std(1, n_tbl));
-    let s2 = median(runs, || hashtbl_std(2, n_tbl));
+    let s1 = median(runs, || {
+        hashtbl_threads(Mutex::new(HashMap::new()), 1, n_tbl)
+    });
+    let s2 = median(runs, || {
+        hashtbl_threads(Mutex::new(HashMap::new()), 2, n_tbl)
+    });
     println!("  mc SHashtbl, 1 process    {:>12.0} ops/s", m1);
     println!("  mc SHashtbl, 2 processes  {:>12.0} ops/s", m2);
     println!("  mc SShardedHashtbl (16), 1 process    {:>12.0} ops/s", h1);

@@ -31,14 +31,22 @@ pub(crate) const fn words_of<T>() -> usize {
     std::mem::size_of::<T>().div_ceil(8)
 }
 
-/// The words of `v`'s bytes, in order, the last one padded with zeros.
+/// Word `i` of `v`'s bytes (below `words_of::<T>()`), the last one padded
+/// with zeros.
+#[inline(always)]
+pub(crate) fn word_of<T: Pod>(v: &T, i: usize) -> u64 {
+    let bytes = bytemuck::bytes_of(v);
+    let start = 8 * i;
+    let end = (start + 8).min(bytes.len());
+    let mut b = [0u8; 8];
+    b[..end - start].copy_from_slice(&bytes[start..end]);
+    u64::from_ne_bytes(b)
+}
+
+/// The words of `v`'s bytes, in order ([`word_of`] each).
 #[inline]
 pub(crate) fn value_words<T: Pod>(v: &T) -> impl Iterator<Item = u64> + '_ {
-    bytemuck::bytes_of(v).chunks(8).map(|chunk| {
-        let mut b = [0u8; 8];
-        b[..chunk.len()].copy_from_slice(chunk);
-        u64::from_ne_bytes(b)
-    })
+    (0..words_of::<T>()).map(move |i| word_of(v, i))
 }
 
 /// Copies `v` into `words` (`words_of::<T>()` of them).

@@ -161,18 +161,6 @@ pub(super) struct Probe<K> {
     pub(super) tag: u8,
 }
 
-/// Word `i` of `key`'s bytes (the last one padded with zeros), as
-/// [`value_words`] gives it.
-#[inline(always)]
-pub(super) fn key_word<K: Pod>(key: &K, i: usize) -> u64 {
-    let bytes = bytemuck::bytes_of(key);
-    let start = 8 * i;
-    let end = (start + 8).min(bytes.len());
-    let mut b = [0u8; 8];
-    b[..end - start].copy_from_slice(&bytes[start..end]);
-    u64::from_ne_bytes(b)
-}
-
 /// The key and value types of a handle or descriptor (neither held).
 pub(super) type Types<K, V> = PhantomData<fn(K, V) -> (K, V)>;
 

@@ -57,7 +57,7 @@ use crate::pool::{Pool, PoolMem, PoolMemDescr};
 use crate::sync::home::Home;
 
 use super::plain::{
-    fingerprint, lock_repairing, read_value, value_words, words_of, write_value, Held,
+    fingerprint, lock_repairing, read_value, value_words, word_of, words_of, write_value, Held,
 };
 
 mod error;
@@ -356,7 +356,7 @@ impl<K: Pod + Send, V: Pod + Send> PlainMap<K, V> {
     /// What a lookup of `key` needs.
     #[inline]
     fn probe(&self, key: &K) -> Probe<K> {
-        let hash = hash_words((0..Self::KEY_WORDS).map(|i| key_word(key, i)));
+        let hash = hash_words((0..Self::KEY_WORDS).map(|i| word_of(key, i)));
         Probe {
             key: *key,
             home: self.home_of(hash),
@@ -379,7 +379,7 @@ impl<K: Pod + Send, V: Pod + Send> PlainMap<K, V> {
             let s = slot_of(c);
             c &= c - 1;
             let k = self.entry(group, s).0;
-            if (0..Self::KEY_WORDS).all(|i| k[i].load(Ordering::Relaxed) == key_word(&p.key, i)) {
+            if (0..Self::KEY_WORDS).all(|i| k[i].load(Ordering::Relaxed) == word_of(&p.key, i)) {
                 return Some(s);
             }
         }
